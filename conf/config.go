@@ -145,6 +145,3 @@ type Check struct {
 
 // DefaultControlSocket is where the daemon serves `lvsha status`.
 const DefaultControlSocket = "/run/lvsha/lvsha.sock"
-
-// Schedulers are the IPVS scheduler names lvsha accepts.
-var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}

@@ -1,0 +1,458 @@
+package conf
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// val is one decoded value with what Parse needs to validate and merge it.
+type val[T any] struct {
+	set bool   // the key is present in the file
+	ok  bool   // its value has the right type and is valid on its own
+	v   T      // the value, when ok
+	key string // key path where it was set
+}
+
+// valid reports whether the key is present with a usable value.
+func (v val[T]) valid() bool { return v.set && v.ok }
+
+// or returns the value when valid, else def.
+func (v val[T]) or(def T) T {
+	if v.valid() {
+		return v.v
+	}
+	return def
+}
+
+// table is a decoded TOML table and its key path.
+type table struct {
+	key string
+	m   map[string]any
+}
+
+// reader takes typed values out of the generic tree BurntSushi/toml decodes
+// to. Decoding into map[string]any never fails on a type, which lets Parse
+// report every wrong type at once, each with its key and line.
+type reader struct {
+	*errorList
+}
+
+// known reports keys of t that are not in names, suggesting the closest
+// known name when there is a plausible one.
+func (r *reader) known(t table, names ...string) {
+	keys := make([]string, 0, len(t.m))
+	for k := range t.m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if slices.Contains(names, k) {
+			continue
+		}
+		if s := closest(k, names); s != "" {
+			r.add(joinKey(t.key, k), "unknown key (did you mean %q?)", s)
+		} else {
+			r.add(joinKey(t.key, k), "unknown key (want one of %s)", strings.Join(names, ", "))
+		}
+	}
+}
+
+// closest returns the name within edit distance 2 of k, if any.
+func closest(k string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(k, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// describe names a decoded value's TOML type, with the value for scalars.
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		if len(v) > 60 {
+			v = v[:60] + "..."
+		}
+		return "string " + strconv.Quote(v)
+	case int64:
+		return fmt.Sprintf("integer %d", v)
+	case float64:
+		return "float " + strconv.FormatFloat(v, 'g', -1, 64)
+	case bool:
+		return fmt.Sprintf("boolean %t", v)
+	case time.Time:
+		return "datetime"
+	case map[string]any:
+		return "table"
+	case []map[string]any:
+		return "array of tables"
+	case []any:
+		return "array"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+func (r *reader) wrongType(key string, v any, want string) {
+	r.add(key, "wrong type (got %s, want %s)", describe(v), want)
+}
+
+func (r *reader) str(t table, name string) val[string] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[string]{key: key}
+	}
+	s, ok := raw.(string)
+	if !ok {
+		r.wrongType(key, raw, "string")
+	}
+	return val[string]{set: true, ok: ok, v: s, key: key}
+}
+
+// enum reads a string that must be one of allowed; what names it in errors.
+func (r *reader) enum(t table, name, what string, allowed []string) val[string] {
+	v := r.str(t, name)
+	if v.valid() && !slices.Contains(allowed, v.v) {
+		r.add(v.key, "unknown %s (got %q, want one of %s)", what, v.v, strings.Join(allowed, ", "))
+		v.ok = false
+	}
+	return v
+}
+
+// integer reads an integer in lo..hi.
+func (r *reader) integer(t table, name string, lo, hi int64) val[int64] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[int64]{key: key}
+	}
+	return r.intValue(key, raw, lo, hi)
+}
+
+func (r *reader) intValue(key string, raw any, lo, hi int64) val[int64] {
+	n, ok := raw.(int64)
+	switch {
+	case !ok:
+		r.wrongType(key, raw, "integer")
+	case n < lo || n > hi:
+		r.add(key, "out of range (got %d, want %d..%d)", n, lo, hi)
+		ok = false
+	}
+	return val[int64]{set: true, ok: ok, v: n, key: key}
+}
+
+func (r *reader) boolean(t table, name string) val[bool] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[bool]{key: key}
+	}
+	b, ok := raw.(bool)
+	if !ok {
+		r.wrongType(key, raw, "boolean")
+	}
+	return val[bool]{set: true, ok: ok, v: b, key: key}
+}
+
+// duration reads a non-negative Go duration string such as "1.5s". Bare
+// numbers are refused: their unit would be a guess.
+func (r *reader) duration(t table, name string) val[time.Duration] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[time.Duration]{key: key}
+	}
+	out := val[time.Duration]{set: true, key: key}
+	s, ok := raw.(string)
+	if !ok {
+		r.wrongType(key, raw, `duration string such as "1s" or "500ms"`)
+		return out
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		r.add(key, `invalid duration (got %q, want a duration such as "1s" or "500ms")`, s)
+	case d < 0:
+		r.add(key, "must not be negative (got %s, want >= 0s)", d)
+	default:
+		out.ok, out.v = true, d
+	}
+	return out
+}
+
+// strs reads an array of strings.
+func (r *reader) strs(t table, name string) val[[]string] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[[]string]{key: key}
+	}
+	out := val[[]string]{set: true, key: key}
+	arr, ok := raw.([]any)
+	if !ok {
+		r.wrongType(key, raw, "array of strings")
+		return out
+	}
+	out.ok = true
+	for i, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			r.wrongType(indexKey(key, i), e, "string")
+			out.ok = false
+		}
+		out.v = append(out.v, s)
+	}
+	return out
+}
+
+// ints reads an array of integers, each in lo..hi.
+func (r *reader) ints(t table, name string, lo, hi int64) val[[]int] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[[]int]{key: key}
+	}
+	out := val[[]int]{set: true, key: key}
+	arr, ok := raw.([]any)
+	if !ok {
+		r.wrongType(key, raw, "array of integers")
+		return out
+	}
+	out.ok = true
+	for i, e := range arr {
+		n := r.intValue(indexKey(key, i), e, lo, hi)
+		out.ok = out.ok && n.ok
+		out.v = append(out.v, int(n.v))
+	}
+	return out
+}
+
+// subtable reads a table (a [header] table or an inline one).
+func (r *reader) subtable(t table, name string) (table, bool) {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return table{key: key}, false
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		r.wrongType(key, raw, "table")
+	}
+	return table{key: key, m: m}, ok
+}
+
+// tables reads an array of tables, written either as [[name]] sections or
+// as an inline array of inline tables.
+func (r *reader) tables(t table, name string) []table {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return nil
+	}
+	var out []table
+	switch arr := raw.(type) {
+	case []map[string]any:
+		for i, m := range arr {
+			out = append(out, table{key: indexKey(key, i), m: m})
+		}
+	case []any:
+		for i, e := range arr {
+			m, ok := e.(map[string]any)
+			if !ok {
+				r.wrongType(indexKey(key, i), e, "table")
+				continue
+			}
+			out = append(out, table{key: indexKey(key, i), m: m})
+		}
+	case map[string]any:
+		h := headerName(key)
+		r.add(key, "wrong type (got table, want array of tables: write [[%s]], not [%s])", h, h)
+	default:
+		r.wrongType(key, raw, "array of tables")
+	}
+	return out
+}
+
+// The raw structs hold what the file says, before defaults and cross-field
+// validation.
+
+type rawConfig struct {
+	director rawDirector
+	vss      []rawVirtualServer
+}
+
+type rawDirector struct {
+	name, controlSocket val[string]
+	resync              val[time.Duration]
+}
+
+type rawVirtualServer struct {
+	key                                        string
+	name, address, family, protocol, scheduler val[string]
+	forwarding, onDown, sorryServer            val[string]
+	fwmark, persistenceNetmask, sorryWeight    val[int64]
+	quorum, hysteresis                         val[int64]
+	schedulerFlags                             val[[]string]
+	persistence                                val[time.Duration]
+	onePacket                                  val[bool]
+	check                                      *rawCheck
+	realServers                                []rawRealServer
+}
+
+type rawRealServer struct {
+	key                  string
+	address, forwarding  val[string]
+	weight, upper, lower val[int64]
+	check                *rawCheck
+}
+
+type rawCheck struct {
+	key                                   string
+	typ, method, path, host, body, regexp val[string]
+	sni, connectAddress                   val[string]
+	interval, timeout                     val[time.Duration]
+	rise, fall, connectPort               val[int64]
+	status                                val[[]int]
+	tlsVerify                             val[bool]
+	command                               val[[]string]
+}
+
+func (r *reader) config(root map[string]any) rawConfig {
+	t := table{m: root}
+	r.known(t, "director", "virtual_server")
+	var rc rawConfig
+	if d, ok := r.subtable(t, "director"); ok {
+		r.known(d, "name", "control_socket", "resync_interval")
+		rc.director = rawDirector{
+			name:          r.str(d, "name"),
+			controlSocket: r.str(d, "control_socket"),
+			resync:        r.duration(d, "resync_interval"),
+		}
+	}
+	for _, vt := range r.tables(t, "virtual_server") {
+		rc.vss = append(rc.vss, r.virtualServer(vt))
+	}
+	return rc
+}
+
+func (r *reader) virtualServer(t table) rawVirtualServer {
+	r.known(t, "name", "address", "fwmark", "family", "protocol", "scheduler",
+		"scheduler_flags", "forwarding", "persistence", "persistence_netmask",
+		"one_packet", "on_down", "sorry_server", "sorry_weight", "quorum",
+		"hysteresis", "check", "real_server")
+	vs := rawVirtualServer{
+		key:                t.key,
+		name:               r.str(t, "name"),
+		address:            r.str(t, "address"),
+		fwmark:             r.integer(t, "fwmark", 1, math.MaxUint32),
+		family:             r.enum(t, "family", "family", families()),
+		protocol:           r.enum(t, "protocol", "protocol", protocols()),
+		scheduler:          r.enum(t, "scheduler", "scheduler", Schedulers()),
+		schedulerFlags:     r.strs(t, "scheduler_flags"),
+		forwarding:         r.enum(t, "forwarding", "forwarding method", forwardings()),
+		persistence:        r.duration(t, "persistence"),
+		persistenceNetmask: r.integer(t, "persistence_netmask", 1, 128),
+		onePacket:          r.boolean(t, "one_packet"),
+		onDown:             r.enum(t, "on_down", "on_down action", onDowns()),
+		sorryServer:        r.str(t, "sorry_server"),
+		sorryWeight:        r.integer(t, "sorry_weight", 0, maxWeight),
+		quorum:             r.integer(t, "quorum", 0, math.MaxInt32),
+		hysteresis:         r.integer(t, "hysteresis", 0, math.MaxInt32),
+	}
+	if ct, ok := r.subtable(t, "check"); ok {
+		vs.check = r.check(ct)
+	}
+	for _, rt := range r.tables(t, "real_server") {
+		vs.realServers = append(vs.realServers, r.realServer(rt))
+	}
+	return vs
+}
+
+func (r *reader) realServer(t table) rawRealServer {
+	r.known(t, "address", "weight", "forwarding", "upper_threshold", "lower_threshold", "check")
+	rs := rawRealServer{
+		key:        t.key,
+		address:    r.str(t, "address"),
+		weight:     r.integer(t, "weight", 0, maxWeight),
+		forwarding: r.enum(t, "forwarding", "forwarding method", forwardings()),
+		upper:      r.integer(t, "upper_threshold", 0, math.MaxUint32),
+		lower:      r.integer(t, "lower_threshold", 0, math.MaxUint32),
+	}
+	if ct, ok := r.subtable(t, "check"); ok {
+		rs.check = r.check(ct)
+	}
+	return rs
+}
+
+func (r *reader) check(t table) *rawCheck {
+	r.known(t, "type", "interval", "timeout", "rise", "fall", "connect_address",
+		"connect_port", "method", "path", "host", "status", "body", "body_regexp",
+		"tls_verify", "sni", "command")
+	return &rawCheck{
+		key:            t.key,
+		typ:            r.enum(t, "type", "check type", checkTypes()),
+		interval:       r.duration(t, "interval"),
+		timeout:        r.duration(t, "timeout"),
+		rise:           r.integer(t, "rise", 1, maxRiseFall),
+		fall:           r.integer(t, "fall", 1, maxRiseFall),
+		connectAddress: r.str(t, "connect_address"),
+		connectPort:    r.integer(t, "connect_port", 1, math.MaxUint16),
+		method:         r.str(t, "method"),
+		path:           r.str(t, "path"),
+		host:           r.str(t, "host"),
+		status:         r.ints(t, "status", 100, 599),
+		body:           r.str(t, "body"),
+		regexp:         r.str(t, "body_regexp"),
+		tlsVerify:      r.boolean(t, "tls_verify"),
+		sni:            r.str(t, "sni"),
+		command:        r.strs(t, "command"),
+	}
+}
+
+// headerName turns a key path into the dotted name a TOML table header uses,
+// dropping array indices.
+func headerName(key string) string {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		if key[i] == '[' {
+			if j := strings.IndexByte(key[i:], ']'); j > 0 && isDigits(key[i+1:i+j]) {
+				i += j
+				continue
+			}
+		}
+		b.WriteByte(key[i])
+	}
+	return b.String()
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}

@@ -1,0 +1,49 @@
+package conf
+
+import "time"
+
+// The defaults for every key a file may leave unset, kept in this one place
+// and mirrored in docs/configuration.md. The director name, whose default is
+// the hostname, is filled in by Load so that Parse stays deterministic.
+const (
+	defaultResync           = 10 * time.Second
+	defaultProtocol         = "tcp"
+	defaultScheduler        = "wlc"
+	defaultForwarding       = "nat"
+	defaultOnDown           = "weight0"
+	defaultFamily           = "inet" // for fwmark services
+	defaultWeight           = 1
+	defaultSorryWeight      = 1
+	defaultQuorum           = 1
+	defaultHysteresis       = 0
+	defaultPersistenceMask4 = 32
+	defaultPersistenceMask6 = 128
+	defaultCheckInterval    = time.Second
+	defaultCheckRise        = 2
+	defaultCheckFall        = 2
+	defaultHTTPMethod       = "GET"
+	defaultHTTPPath         = "/"
+	defaultHTTPStatus       = 200
+	minCheckInterval        = time.Millisecond
+	maxUnixSocketPath       = 107 // sun_path is 108 bytes including the NUL
+	defaultTimeoutDivisor   = 2   // timeout defaults to interval / 2
+	maxWeight               = 65535
+	maxRiseFall             = 100
+)
+
+// Schedulers returns the IPVS scheduler names lvsha accepts.
+func Schedulers() []string {
+	return []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+}
+
+// SchedulerFlagNames returns the accepted "scheduler_flags" values. The
+// "sh-" flags apply only to scheduler "sh", the "mh-" ones only to "mh".
+func SchedulerFlagNames() []string {
+	return []string{"sh-fallback", "sh-port", "mh-fallback", "mh-port"}
+}
+
+func protocols() []string   { return []string{"tcp", "udp", "sctp"} }
+func forwardings() []string { return []string{"nat", "dr", "tun"} }
+func onDowns() []string     { return []string{"weight0", "remove"} }
+func families() []string    { return []string{"inet", "inet6"} }
+func checkTypes() []string  { return []string{"tcp", "http", "https", "exec", "none"} }
