@@ -1,0 +1,640 @@
+package conf
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// cmpOpts compares netip values by value. Diffs are taken on Config values,
+// not pointers: cmp would otherwise call (*Config).Equal and print no detail.
+var cmpOpts = []cmp.Option{
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+}
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// defDirector is the director section of a file that has none.
+func defDirector() Director {
+	return Director{ControlSocket: "/run/lvsha/lvsha.sock", Resync: 10 * time.Second}
+}
+
+// defVS is an address virtual server with every default written out.
+func defVS(name, addr string, rs ...RealServer) VirtualServer {
+	return VirtualServer{
+		Name:               name,
+		Address:            ap(addr),
+		Family:             "inet",
+		Protocol:           "tcp",
+		Scheduler:          "wlc",
+		Forwarding:         "nat",
+		PersistenceNetmask: 32,
+		OnDown:             "weight0",
+		SorryWeight:        1,
+		Quorum:             1,
+		RealServers:        rs,
+	}
+}
+
+func defRS(addr string, check *Check) RealServer {
+	return RealServer{Address: ap(addr), Weight: 1, Forwarding: "nat", Check: check}
+}
+
+func httpCheck() *Check {
+	return &Check{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
+		Method: "GET", Path: "/", Status: []int{200}}
+}
+
+func tcpCheck() *Check {
+	return &Check{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
+}
+
+func TestParseGood(t *testing.T) {
+	tests := []struct {
+		name string
+		toml string
+		want Config
+	}{{
+		name: "empty file",
+		toml: "",
+		want: Config{Director: defDirector()},
+	}, {
+		name: "minimal address service takes every default",
+		toml: `
+[[virtual_server]]
+address = "192.0.2.1:80"
+[[virtual_server.real_server]]
+address = "192.0.2.10:8080"
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{
+			defVS("192.0.2.1:80", "192.0.2.1:80", defRS("192.0.2.10:8080", nil)),
+		}},
+	}, {
+		name: "director keys",
+		toml: `
+[director]
+name = "lb2"
+control_socket = "/tmp/l.sock"
+resync_interval = "1m30s"
+`,
+		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", Resync: 90 * time.Second}},
+	}, {
+		name: "same address over tcp and udp gets distinct default names",
+		toml: `
+[[virtual_server]]
+address = "192.0.2.1:53"
+[[virtual_server]]
+address = "192.0.2.1:53"
+protocol = "udp"
+one_packet = true
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{
+			defVS("192.0.2.1:53", "192.0.2.1:53"),
+			func() VirtualServer {
+				v := defVS("192.0.2.1:53/udp", "192.0.2.1:53")
+				v.Protocol, v.OnePacket = "udp", true
+				return v
+			}(),
+		}},
+	}, {
+		name: "fwmark inet6 with portless dr real servers",
+		toml: `
+[[virtual_server]]
+fwmark = 7
+family = "inet6"
+forwarding = "dr"
+persistence = "300s"
+[[virtual_server.real_server]]
+address = "2001:db8::10"
+[[virtual_server.real_server]]
+address = "[2001:db8::11]:443"
+forwarding = "tun"
+weight = 0
+upper_threshold = 100
+lower_threshold = 50
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{{
+			Name: "fwmark:7/inet6", FWMark: 7, Family: "inet6", Protocol: "tcp", Scheduler: "wlc",
+			Forwarding: "dr", Persistence: 300 * time.Second, PersistenceNetmask: 128, OnDown: "weight0",
+			SorryWeight: 1, Quorum: 1,
+			RealServers: []RealServer{
+				{Address: netip.AddrPortFrom(netip.MustParseAddr("2001:db8::10"), 0), Weight: 1, Forwarding: "dr"},
+				{Address: ap("[2001:db8::11]:443"), Weight: 0, Forwarding: "tun", UpperThreshold: 100, LowerThreshold: 50},
+			},
+		}}},
+	}, {
+		name: "fwmark inet default name and family",
+		toml: "[[virtual_server]]\nfwmark = 4294967295\n",
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{{
+			Name: "fwmark:4294967295", FWMark: 4294967295, Family: "inet", Protocol: "tcp", Scheduler: "wlc",
+			Forwarding: "nat", PersistenceNetmask: 32, OnDown: "weight0", SorryWeight: 1, Quorum: 1,
+		}}},
+	}, {
+		name: "dr real server may repeat the virtual port",
+		toml: `
+[[virtual_server]]
+address = "[2001:db8::1]:80"
+forwarding = "dr"
+sorry_server = "2001:db8::99"
+[[virtual_server.real_server]]
+address = "[2001:db8::10]:80"
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{func() VirtualServer {
+			v := defVS("[2001:db8::1]:80", "[2001:db8::1]:80")
+			v.Family, v.PersistenceNetmask, v.Forwarding = "inet6", 128, "dr"
+			v.SorryServer = netip.AddrPortFrom(netip.MustParseAddr("2001:db8::99"), 0)
+			v.RealServers = []RealServer{{Address: ap("[2001:db8::10]:80"), Weight: 1, Forwarding: "dr"}}
+			return v
+		}()}},
+	}, {
+		name: "check inheritance field by field and by type",
+		toml: `
+[[virtual_server]]
+name = "web"
+address = "192.0.2.1:80"
+[virtual_server.check]
+type = "http"
+interval = "2s"
+path = "/health"
+status = [200, 204]
+host = "example.com"
+connect_port = 8081
+
+[[virtual_server.real_server]]        # inherits everything
+address = "192.0.2.10:80"
+[[virtual_server.real_server]]        # overrides one field
+address = "192.0.2.11:80"
+check = { rise = 5, timeout = "300ms" }
+[[virtual_server.real_server]]        # another type: http fields are not inherited
+address = "192.0.2.12:80"
+check = { type = "tcp" }
+[[virtual_server.real_server]]        # no check at all
+address = "192.0.2.13:80"
+check = { type = "none" }
+[[virtual_server.real_server]]        # https keeps the http fields
+address = "192.0.2.14:80"
+[virtual_server.real_server.check]
+type = "https"
+tls_verify = true
+`,
+		want: func() Config {
+			base := Check{Type: "http", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2,
+				ConnectPort: 8081, Method: "GET", Path: "/health", Host: "example.com", Status: []int{200, 204}}
+			rise5 := base
+			rise5.Rise, rise5.Timeout = 5, 300*time.Millisecond
+			tcp := Check{Type: "tcp", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2, ConnectPort: 8081}
+			https := base
+			https.Type, https.TLSVerify, https.SNI = "https", true, "example.com"
+			v := defVS("web", "192.0.2.1:80",
+				defRS("192.0.2.10:80", &base),
+				defRS("192.0.2.11:80", &rise5),
+				defRS("192.0.2.12:80", &tcp),
+				defRS("192.0.2.13:80", nil),
+				defRS("192.0.2.14:80", &https),
+			)
+			vsCheck := base
+			v.Check = &vsCheck
+			return Config{Director: defDirector(), VirtualServers: []VirtualServer{v}}
+		}(),
+	}, {
+		name: "real server check without a virtual server check",
+		toml: `
+[[virtual_server]]
+address = "192.0.2.1:443"
+[[virtual_server.real_server]]
+address = "192.0.2.10:443"
+check.type = "https"
+check.host = "www.example.com:8443"
+check.connect_address = "198.51.100.7"
+check.body_regexp = "^ok$"
+check.method = "HEAD"
+[[virtual_server.real_server]]
+address = "192.0.2.11:443"
+check = { type = "exec", command = ["/usr/bin/probe", "--quiet"], fall = 3, interval = "5s" }
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{defVS("192.0.2.1:443", "192.0.2.1:443",
+			defRS("192.0.2.10:443", &Check{Type: "https", Interval: time.Second, Timeout: 500 * time.Millisecond,
+				Rise: 2, Fall: 2, ConnectAddress: netip.MustParseAddr("198.51.100.7"), Method: "HEAD", Path: "/",
+				Host: "www.example.com:8443", Status: []int{200}, BodyRegexp: "^ok$", SNI: "www.example.com"}),
+			defRS("192.0.2.11:443", &Check{Type: "exec", Interval: 5 * time.Second, Timeout: 2500 * time.Millisecond,
+				Rise: 2, Fall: 3, Command: []string{"/usr/bin/probe", "--quiet"}}),
+		)}},
+	}, {
+		name: "inline array of real servers and a check of type none on the virtual server",
+		toml: `
+[[virtual_server]]
+address = "192.0.2.1:80"
+check = { type = "none" }
+real_server = [
+  { address = "192.0.2.10:80", weight = 3 },
+  { address = "192.0.2.11:80", check = { type = "tcp" } },
+]
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{defVS("192.0.2.1:80", "192.0.2.1:80",
+			RealServer{Address: ap("192.0.2.10:80"), Weight: 3, Forwarding: "nat"},
+			defRS("192.0.2.11:80", tcpCheck()),
+		)}},
+	}, {
+		name: "port 0 with persistence serves all ports",
+		toml: `
+[[virtual_server]]
+address = "192.0.2.1:0"
+persistence = "1h"
+persistence_netmask = 24
+scheduler = "mh"
+scheduler_flags = ["mh-port", "mh-fallback"]
+on_down = "remove"
+quorum = 0
+hysteresis = 3
+sorry_weight = 0
+[[virtual_server.real_server]]
+address = "192.0.2.10"
+`,
+		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{func() VirtualServer {
+			v := defVS("192.0.2.1:0", "192.0.2.1:0")
+			v.Persistence, v.PersistenceNetmask, v.Scheduler = time.Hour, 24, "mh"
+			v.SchedulerFlags = []string{"mh-port", "mh-fallback"}
+			v.OnDown, v.Quorum, v.Hysteresis, v.SorryWeight = "remove", 0, 3, 0
+			v.RealServers = []RealServer{{Address: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), 0), Weight: 1, Forwarding: "nat"}}
+			return v
+		}()}},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse("t.toml", []byte(tt.toml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tt.want.Source = "t.toml"
+			if diff := cmp.Diff(tt.want, *got, cmpOpts...); diff != "" {
+				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSketch parses the schema sketch the configuration was designed from.
+// As written it pairs scheduler "rr" with the flag "sh-port", which IPVS
+// would silently ignore, so it is refused; with scheduler "sh" it parses.
+func TestSketch(t *testing.T) {
+	data, err := os.ReadFile("testdata/sketch.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asWritten := strings.Replace(string(data), `scheduler = "sh"`, `scheduler = "rr"`, 1)
+	_, err = Parse("sketch.toml", []byte(asWritten))
+	const wantErr = `sketch.toml:11: virtual_server[0].scheduler_flags[0]: sh-port applies only to scheduler sh (got scheduler rr)`
+	if err == nil || err.Error() != wantErr {
+		t.Errorf("sketch with rr: got error %v, want %s", err, wantErr)
+	}
+
+	got, err := Parse("sketch.toml", data)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	vsCheck := &Check{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
+		Method: "GET", Path: "/", Status: []int{200}}
+	want := Config{
+		Source:   "sketch.toml",
+		Director: Director{Name: "lb1", ControlSocket: "/run/lvsha/lvsha.sock", Resync: 10 * time.Second},
+		VirtualServers: []VirtualServer{{
+			Name: "web", Address: ap("192.168.164.100:80"), Family: "inet", Protocol: "tcp",
+			Scheduler: "sh", SchedulerFlags: []string{"sh-port"}, Forwarding: "nat",
+			PersistenceNetmask: 24, OnDown: "weight0", SorryServer: ap("10.0.0.9:80"),
+			SorryWeight: 1, Quorum: 1, Hysteresis: 0, Check: vsCheck,
+			RealServers: []RealServer{
+				{Address: ap("192.168.164.11:80"), Weight: 1, Forwarding: "nat", Check: httpCheck()},
+				{Address: ap("192.168.164.10:80"), Weight: 1, Forwarding: "nat", Check: tcpCheck()},
+			},
+		}},
+	}
+	if diff := cmp.Diff(want, *got, cmpOpts...); diff != "" {
+		t.Errorf("Parse mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// vsHead is a valid virtual server occupying lines 1 and 2 of a bad input,
+// so the rows below can name exact lines.
+const vsHead = "[[virtual_server]]\naddress = \"192.0.2.1:80\"\n"
+
+func TestParseBad(t *testing.T) {
+	tests := []struct {
+		name string
+		toml string
+		want string
+	}{
+		{"syntax error", vsHead + "weight = \n", `t.toml:3: syntax error: expected value but found '\n' instead`},
+		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, virtual_server)`},
+		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
+			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
+		{"unknown director key", "[director]\nsocket = \"/x\"\n",
+			`t.toml:2: director.socket: unknown key (want one of name, control_socket, resync_interval)`},
+		{"wrong type", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = \"1\"\n",
+			`t.toml:5: virtual_server[0].real_server[0].weight: wrong type (got string "1", want integer)`},
+		{"wrong type in array", vsHead + "[virtual_server.check]\ntype = \"http\"\nstatus = [200,\n  \"404\"]\n",
+			`t.toml:6: virtual_server[0].check.status[1]: wrong type (got string "404", want integer)`},
+		{"virtual_server as a plain table", "[virtual_server]\naddress = \"192.0.2.1:80\"\n",
+			`t.toml:1: virtual_server: wrong type (got table, want array of tables: write [[virtual_server]], not [virtual_server])`},
+		{"duration as a number", vsHead + "persistence = 30\n",
+			`t.toml:3: virtual_server[0].persistence: wrong type (got integer 30, want duration string such as "1s" or "500ms")`},
+		{"bad duration", "[director]\nresync_interval = \"10 s\"\n",
+			`t.toml:2: director.resync_interval: invalid duration (got "10 s", want a duration such as "1s" or "500ms")`},
+		{"negative duration", vsHead + "persistence = \"-1s\"\n",
+			`t.toml:3: virtual_server[0].persistence: must not be negative (got -1s, want >= 0s)`},
+		{"persistence not in seconds", vsHead + "persistence = \"1500ms\"\n",
+			`t.toml:3: virtual_server[0].persistence: must be a whole number of seconds (got 1.5s)`},
+		{"zero resync", "[director]\nresync_interval = \"0s\"\n",
+			`t.toml:2: director.resync_interval: must be positive (got 0s, want > 0s)`},
+		{"relative control socket", "[director]\ncontrol_socket = \"lvsha.sock\"\n",
+			`t.toml:2: director.control_socket: must be an absolute path (got "lvsha.sock")`},
+		{"empty director name", "[director]\nname = \"\"\n",
+			`t.toml:2: director.name: must not be empty (got "", want a name, or no name key to use the hostname)`},
+		{"duplicate name", vsHead + "name = \"web\"\n[[virtual_server]]\naddress = \"192.0.2.2:80\"\nname = \"web\"\n",
+			`t.toml:6: virtual_server[1].name: duplicate virtual server name "web" (first used by virtual_server[0] at line 1)`},
+		{"duplicate address and protocol", vsHead + "name = \"a\"\n[[virtual_server]]\nname = \"b\"\naddress = \"192.0.2.1:80\"\n",
+			`t.toml:6: virtual_server[1].address: duplicate virtual server 192.0.2.1:80/tcp (first defined by virtual_server[0] at line 1)`},
+		{"duplicate unnamed address reported once", vsHead + vsHead,
+			`t.toml:4: virtual_server[1].address: duplicate virtual server 192.0.2.1:80/tcp (first defined by virtual_server[0] at line 1)`},
+		{"duplicate fwmark and family", "[[virtual_server]]\nfwmark = 1\n[[virtual_server]]\nfwmark = 1\nfamily = \"inet\"\n",
+			`t.toml:4: virtual_server[1].fwmark: duplicate virtual server fwmark 1/inet (first defined by virtual_server[0] at line 1)`},
+		{"duplicate real server", vsHead + "real_server = [{ address = \"192.0.2.10:80\" },\n  { address = \"192.0.2.10:80\", weight = 2 }]\n",
+			`t.toml:4: virtual_server[0].real_server[1].address: duplicate real server 192.0.2.10:80 (first defined by virtual_server[0].real_server[0] at line 3)`},
+		{"address without port", "[[virtual_server]]\naddress = \"192.0.2.1\"\n",
+			`t.toml:2: virtual_server[0].address: missing port (got "192.0.2.1", want IP:port such as "192.0.2.1:80")`},
+		{"ipv6 address without brackets", "[[virtual_server]]\naddress = \"2001:db8::1\"\n",
+			`t.toml:2: virtual_server[0].address: missing port (got "2001:db8::1", want [IPv6]:port such as "[2001:db8::1]:80")`},
+		{"garbage address", "[[virtual_server]]\naddress = \"www.example.com:80\"\n",
+			`t.toml:2: virtual_server[0].address: invalid address (got "www.example.com:80", want IP:port such as "192.0.2.1:80" or "[2001:db8::1]:80")`},
+		{"ipv4-mapped address", "[[virtual_server]]\naddress = \"[::ffff:192.0.2.1]:80\"\n",
+			`t.toml:2: virtual_server[0].address: IPv4-mapped IPv6 address (got "[::ffff:192.0.2.1]:80", want the plain IPv4 form 192.0.2.1)`},
+		{"port 0 without persistence", "[[virtual_server]]\naddress = \"192.0.2.1:0\"\n",
+			`t.toml:2: virtual_server[0].address: port 0 (all ports) needs persistence (got persistence 0s, want > 0s)`},
+		{"address and fwmark", vsHead + "fwmark = 3\n",
+			`t.toml:1: virtual_server[0]: address and fwmark are mutually exclusive (got both, want one)`},
+		{"neither address nor fwmark", "[[virtual_server]]\nname = \"x\"\n",
+			`t.toml:1: virtual_server[0]: missing address or fwmark (got neither, want one)`},
+		{"fwmark zero", "[[virtual_server]]\nfwmark = 0\n",
+			`t.toml:2: virtual_server[0].fwmark: out of range (got 0, want 1..4294967295)`},
+		{"family contradicts address", vsHead + "family = \"inet6\"\n",
+			`t.toml:3: virtual_server[0].family: does not match the address (got inet6, want inet for 192.0.2.1:80)`},
+		{"real server family mismatch", vsHead + "[[virtual_server.real_server]]\naddress = \"[2001:db8::10]:80\"\n",
+			`t.toml:4: virtual_server[0].real_server[0].address: address family inet6 does not match the virtual server's inet (got "[2001:db8::10]:80", want an IPv4 address)`},
+		{"sorry server family mismatch", "[[virtual_server]]\nfwmark = 2\nfamily = \"inet6\"\nsorry_server = \"10.0.0.9:80\"\n",
+			`t.toml:4: virtual_server[0].sorry_server: address family inet does not match the virtual server's inet6 (got "10.0.0.9:80", want an IPv6 address)`},
+		{"nat real server without port", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10\"\n",
+			`t.toml:4: virtual_server[0].real_server[0].address: missing port (got "192.0.2.10", want IP:port: nat forwarding needs the server's port)`},
+		{"dr cannot change the port", vsHead + "forwarding = \"dr\"\n[[virtual_server.real_server]]\naddress = \"192.0.2.10:8080\"\n",
+			`t.toml:5: virtual_server[0].real_server[0].address: dr forwarding cannot change the port (got 8080, want 80 or no port)`},
+		{"unknown protocol", vsHead + "protocol = \"icmp\"\n",
+			`t.toml:3: virtual_server[0].protocol: unknown protocol (got "icmp", want one of tcp, udp, sctp)`},
+		{"unknown scheduler", vsHead + "scheduler = \"random\"\n",
+			`t.toml:3: virtual_server[0].scheduler: unknown scheduler (got "random", want one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)`},
+		{"unknown scheduler flag", vsHead + "scheduler = \"sh\"\nscheduler_flags = [\"sh-port\", \"port\"]\n",
+			`t.toml:4: virtual_server[0].scheduler_flags[1]: unknown scheduler flag (got "port", want one of sh-fallback, sh-port, mh-fallback, mh-port)`},
+		{"scheduler flag twice", vsHead + "scheduler = \"sh\"\nscheduler_flags = [\"sh-port\", \"sh-port\"]\n",
+			`t.toml:4: virtual_server[0].scheduler_flags[1]: scheduler flag "sh-port" listed twice`},
+		{"unknown forwarding", vsHead + "forwarding = \"masq\"\n",
+			`t.toml:3: virtual_server[0].forwarding: unknown forwarding method (got "masq", want one of nat, dr, tun)`},
+		{"unknown on_down", vsHead + "on_down = \"drain\"\n",
+			`t.toml:3: virtual_server[0].on_down: unknown on_down action (got "drain", want one of weight0, remove)`},
+		{"unknown check type", vsHead + "check = { type = \"icmp\" }\n",
+			`t.toml:3: virtual_server[0].check.type: unknown check type (got "icmp", want one of tcp, http, https, exec, none)`},
+		{"check without type", vsHead + "[virtual_server.check]\ninterval = \"2s\"\n",
+			`t.toml:3: virtual_server[0].check: missing type (want one of tcp, http, https, exec, none)`},
+		{"real server check without type and nothing to inherit", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\ncheck = { rise = 3 }\n",
+			`t.toml:5: virtual_server[0].real_server[0].check: missing type (want one of tcp, http, https, exec, none)`},
+		{"timeout not shorter than interval", vsHead + "check = { type = \"tcp\", interval = \"1s\", timeout = \"1s\" }\n",
+			`t.toml:3: virtual_server[0].check.timeout: must be shorter than interval (got 1s, want less than 1s)`},
+		{"timeout longer than the default interval", vsHead + "check = { type = \"tcp\", timeout = \"3s\" }\n",
+			`t.toml:3: virtual_server[0].check.timeout: must be shorter than interval (got 3s, want less than 1s)`},
+		{"real server interval below the inherited timeout", vsHead +
+			"[virtual_server.check]\ntype = \"tcp\"\ninterval = \"5s\"\ntimeout = \"2s\"\n" +
+			"[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\ncheck = { interval = \"1s\" }\n",
+			`t.toml:9: virtual_server[0].real_server[0].check.interval: must be longer than the timeout 2s set at virtual_server[0].check.timeout (got 1s)`},
+		{"zero interval", vsHead + "check = { type = \"tcp\", interval = \"0s\" }\n",
+			`t.toml:3: virtual_server[0].check.interval: too short (got 0s, want at least 1ms)`},
+		{"zero timeout", vsHead + "check = { type = \"tcp\", timeout = \"0s\" }\n",
+			`t.toml:3: virtual_server[0].check.timeout: must be positive (got 0s, want > 0s)`},
+		{"rise zero", vsHead + "check = { type = \"tcp\", rise = 0 }\n",
+			`t.toml:3: virtual_server[0].check.rise: out of range (got 0, want 1..100)`},
+		{"fall too big", vsHead + "check = { type = \"tcp\", fall = 101 }\n",
+			`t.toml:3: virtual_server[0].check.fall: out of range (got 101, want 1..100)`},
+		{"weight too big", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = 65536\n",
+			`t.toml:5: virtual_server[0].real_server[0].weight: out of range (got 65536, want 0..65535)`},
+		{"negative weight", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = -1\n",
+			`t.toml:5: virtual_server[0].real_server[0].weight: out of range (got -1, want 0..65535)`},
+		{"status out of range", vsHead + "check = { type = \"http\", status = [200, 600] }\n",
+			`t.toml:3: virtual_server[0].check.status[1]: out of range (got 600, want 100..599)`},
+		{"empty status", vsHead + "check = { type = \"http\", status = [] }\n",
+			`t.toml:3: virtual_server[0].check.status: must list at least one status code (got [], want e.g. [200])`},
+		{"body_regexp does not compile", vsHead + "check = { type = \"http\", body_regexp = \"(ok\" }\n",
+			"t.toml:3: virtual_server[0].check.body_regexp: does not compile (got \"(ok\", want a Go regexp): error parsing regexp: missing closing ): `(ok`"},
+		{"exec without command", vsHead + "check = { type = \"exec\" }\n",
+			`t.toml:3: virtual_server[0].check: exec check needs a command (want command = ["/path/to/program", "arg", ...])`},
+		{"exec with empty program", vsHead + "check = { type = \"exec\", command = [\"\"] }\n",
+			`t.toml:3: virtual_server[0].check.command[0]: program must not be empty (got "", want a program path)`},
+		{"http field on tcp check", vsHead + "[virtual_server.check]\ntype = \"tcp\"\npath = \"/health\"\n",
+			`t.toml:5: virtual_server[0].check.path: applies only to http and https checks (got type tcp)`},
+		{"tls field on http check", vsHead + "check = { type = \"http\", sni = \"a\" }\n",
+			`t.toml:3: virtual_server[0].check.sni: applies only to https checks (got type http)`},
+		{"command on http check", vsHead + "check = { type = \"http\", command = [\"/bin/true\"] }\n",
+			`t.toml:3: virtual_server[0].check.command: applies only to exec checks (got type http)`},
+		{"inherited type with a field it does not take", vsHead + "check = { type = \"tcp\" }\n" +
+			"[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\ncheck = { path = \"/x\" }\n",
+			`t.toml:6: virtual_server[0].real_server[0].check.path: applies only to http and https checks (got type tcp)`},
+		{"path without slash", vsHead + "check = { type = \"http\", path = \"health\" }\n",
+			`t.toml:3: virtual_server[0].check.path: must start with / (got "health")`},
+		{"bad method", vsHead + "check = { type = \"http\", method = \"GET /\" }\n",
+			`t.toml:3: virtual_server[0].check.method: invalid HTTP method (got "GET /", want a token such as GET or HEAD)`},
+		{"bad connect_address", vsHead + "check = { type = \"tcp\", connect_address = \"localhost\" }\n",
+			`t.toml:3: virtual_server[0].check.connect_address: invalid IP address (got "localhost")`},
+		{"persistence_netmask too long for inet", vsHead + "persistence_netmask = 33\n",
+			`t.toml:3: virtual_server[0].persistence_netmask: out of range for inet (got 33, want 1..32)`},
+		{"persistence_netmask too long for inet6", "[[virtual_server]]\naddress = \"[2001:db8::1]:80\"\npersistence_netmask = 129\n",
+			`t.toml:3: virtual_server[0].persistence_netmask: out of range (got 129, want 1..128)`},
+		{"negative quorum", vsHead + "quorum = -1\n",
+			`t.toml:3: virtual_server[0].quorum: out of range (got -1, want 0..2147483647)`},
+		{"negative hysteresis", vsHead + "hysteresis = -2\n",
+			`t.toml:3: virtual_server[0].hysteresis: out of range (got -2, want 0..2147483647)`},
+		{"lower threshold above upper", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nupper_threshold = 10\nlower_threshold = 20\n",
+			`t.toml:6: virtual_server[0].real_server[0].lower_threshold: must not exceed upper_threshold (got 20, want <= 10)`},
+		{"lower threshold alone", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nlower_threshold = 20\n",
+			`t.toml:5: virtual_server[0].real_server[0].lower_threshold: needs upper_threshold (got lower_threshold 20, want upper_threshold >= 20 too)`},
+		{"real server without address", vsHead + "[[virtual_server.real_server]]\nweight = 2\n",
+			`t.toml:3: virtual_server[0].real_server[0]: missing address (want IP:port such as "192.0.2.10:80")`},
+		{"quoted unknown key", vsHead + "\"my key\" = 1\n",
+			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, quorum, hysteresis, check, real_server)`},
+		{"lines stay right after multi-line strings and arrays", "[director]\nname = \"\"\"\n[[virtual_server]]\nweight = 1\n\"\"\"\n" +
+			"control_socket = '''\n'''\n" + vsHead + "real_server = [\n  # comment ]\n  { address = \"192.0.2.10:80\" },\n  { address = \"192.0.2.11:80\",\n    weigth = 1 },\n]\n",
+			"t.toml:6: director.control_socket: must be an absolute path (got \"\")\n" +
+				`t.toml:14: virtual_server[0].real_server[1].weigth: unknown key (did you mean "weight"?)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.toml", []byte(tt.toml))
+			if err == nil {
+				t.Fatalf("Parse succeeded with %+v, want error %s", c, tt.want)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a Config along with error %v", err)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("Parse error:\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseReportsAllErrors checks one run reports every problem, sorted by
+// line, each as a *Error.
+func TestParseReportsAllErrors(t *testing.T) {
+	src := `[director]
+resync_interval = "-5s"
+
+[[virtual_server]]
+address = "192.0.2.1:80"
+scheduler = "fastest"
+[virtual_server.check]
+type = "tcp"
+status = [200]
+[[virtual_server.real_server]]
+address = "192.0.2.10:80"
+weight = 1e3
+[[virtual_server.real_server]]
+address = "[2001:db8::1]:80"
+
+[[virtual_server]]
+address = "192.0.2.1:80"
+typo = true
+`
+	_, err := Parse("multi.toml", []byte(src))
+	want := []Error{
+		{"multi.toml", 2, "director.resync_interval", "must not be negative (got -5s, want >= 0s)"},
+		{"multi.toml", 6, "virtual_server[0].scheduler", `unknown scheduler (got "fastest", want one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)`},
+		{"multi.toml", 9, "virtual_server[0].check.status", "applies only to http and https checks (got type tcp)"},
+		{"multi.toml", 12, "virtual_server[0].real_server[0].weight", "wrong type (got float 1000, want integer)"},
+		{"multi.toml", 14, "virtual_server[0].real_server[1].address", `address family inet6 does not match the virtual server's inet (got "[2001:db8::1]:80", want an IPv4 address)`},
+		{"multi.toml", 17, "virtual_server[1].address", "duplicate virtual server 192.0.2.1:80/tcp (first defined by virtual_server[0] at line 4)"},
+		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, quorum, hysteresis, check, real_server)"},
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("Parse error %v (%T) does not unwrap to a list", err, err)
+	}
+	var got []Error
+	for _, e := range joined.Unwrap() {
+		var ce *Error
+		if !errors.As(e, &ce) {
+			t.Fatalf("error %v is %T, want *conf.Error", e, e)
+		}
+		got = append(got, *ce)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		err  Error
+		want string
+	}{
+		{Error{"a.toml", 3, "virtual_server[0].name", "bad"}, "a.toml:3: virtual_server[0].name: bad"},
+		{Error{"a.toml", 0, "director", "bad"}, "a.toml: director: bad"},
+		{Error{"a.toml", 7, "", "syntax error: x"}, "a.toml:7: syntax error: x"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lvsha.toml")
+	if err := os.WriteFile(path, []byte(vsHead), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatalf("os.Hostname: %v", err)
+	}
+	if c.Director.Name != host || c.Source != path {
+		t.Errorf("Load: Director.Name %q, Source %q; want %q, %q", c.Director.Name, c.Source, host, path)
+	}
+
+	if err := os.WriteFile(path, []byte("[director]\nname = \"lb9\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load(path); err != nil || c.Director.Name != "lb9" {
+		t.Errorf("Load with a name: got %+v, %v; want name lb9", c, err)
+	}
+
+	if _, err := Load(filepath.Join(dir, "missing.toml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) error %v, want one wrapping os.ErrNotExist", err)
+	}
+
+	if err := os.WriteFile(path, []byte("[[virtual_server]]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.File != path || ce.Line != 1 {
+		t.Errorf("Load(invalid) error %v, want a *conf.Error at %s:1", err, path)
+	}
+}
+
+func TestEqual(t *testing.T) {
+	parse := func(name, src string) *Config {
+		t.Helper()
+		c, err := Parse(name, []byte(src))
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		return c
+	}
+	const src = vsHead + "check = { type = \"http\", status = [200, 301] }\n[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\n"
+	base := parse("a.toml", src)
+	tests := []struct {
+		name string
+		a, b *Config
+		want bool
+	}{
+		{"same text", base, parse("a.toml", src), true},
+		{"same text from another path", base, parse("b.toml", src), true},
+		{"defaults spelled out", base, parse("a.toml", src+"weight = 1\nforwarding = \"nat\"\n"), true},
+		{"weight changed", base, parse("a.toml", src+"weight = 2\n"), false},
+		{"status changed", base, parse("a.toml", strings.Replace(src, "301", "302", 1)), false},
+		{"both nil", nil, nil, true},
+		{"one nil", base, nil, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Equal(tt.b); got != tt.want {
+			t.Errorf("%s: Equal = %t, want %t", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSchedulersNotShared(t *testing.T) {
+	s := Schedulers()
+	s[0] = "bogus"
+	if Schedulers()[0] == "bogus" {
+		t.Error("Schedulers returns shared state")
+	}
+	_, err := Parse("t.toml", []byte(vsHead+"scheduler = \"rr\"\n"))
+	if err != nil {
+		t.Errorf("rr refused after mutating a returned slice: %v", err)
+	}
+}
