@@ -20,7 +20,8 @@ type Config struct {
 
 // Director holds settings for this lvsha process.
 type Director struct {
-	// Name identifies this director (key "name"; default: the hostname).
+	// Name identifies this director (key "name"; default: the hostname,
+	// filled in by Load; Parse leaves it empty when the key is absent).
 	Name string
 	// ControlSocket is the unix socket `lvsha status` talks to
 	// (key "control_socket"; default DefaultControlSocket).
@@ -33,8 +34,9 @@ type Director struct {
 
 // VirtualServer is one IPVS virtual service and its real servers.
 type VirtualServer struct {
-	// Name is unique within the file (key "name"; default: the address or
-	// "fwmark:N").
+	// Name is unique within the file (key "name"; default: the address as
+	// written by netip.AddrPort.String, plus "/udp" or "/sctp" for those
+	// protocols, or "fwmark:N", plus "/inet6" for an inet6 fwmark service).
 	Name string
 	// Address is the VIP:port (key "address"). Zero when FWMark is set.
 	Address netip.AddrPort
@@ -46,15 +48,16 @@ type VirtualServer struct {
 	Family string
 	// Protocol is "tcp", "udp" or "sctp" (key "protocol"; default "tcp").
 	Protocol string
-	// Scheduler is one of Schedulers (key "scheduler"; default "wlc").
+	// Scheduler is one of Schedulers() (key "scheduler"; default "wlc").
 	Scheduler string
-	// SchedulerFlags are from SchedulerFlagNames: "sh-fallback", "sh-port",
-	// "mh-fallback", "mh-port" (key "scheduler_flags").
+	// SchedulerFlags are from SchedulerFlagNames(): "sh-fallback",
+	// "sh-port", "mh-fallback", "mh-port" (key "scheduler_flags"; nil when
+	// none). The sh- flags require scheduler "sh", the mh- ones "mh".
 	SchedulerFlags []string
 	// Forwarding is "nat", "dr" or "tun" (key "forwarding"; default "nat");
 	// real servers inherit it unless they set their own.
 	Forwarding string
-	// Persistence is the persistence timeout; 0 disables it
+	// Persistence is the persistence timeout, whole seconds; 0 disables it
 	// (key "persistence"; default "0s").
 	Persistence time.Duration
 	// PersistenceNetmask is the prefix length that groups clients for
@@ -67,8 +70,9 @@ type VirtualServer struct {
 	// OnDown is "weight0" (drain: established connections continue) or
 	// "remove" (key "on_down"; default "weight0").
 	OnDown string
-	// SorryServer serves when no real server is up (key "sorry_server").
-	// Invalid (zero) when unset.
+	// SorryServer serves when no real server is up (key "sorry_server";
+	// "IP" or "IP:port", same rules as a real server's address, forwarded
+	// with the virtual server's Forwarding). Invalid (zero) when unset.
 	SorryServer netip.AddrPort
 	// SorryWeight is the sorry server's weight (key "sorry_weight"; default 1).
 	SorryWeight int

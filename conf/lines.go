@@ -345,6 +345,7 @@ func (s *scanner) str() {
 				s.pos++
 			}
 		}
+		s.pos = min(s.pos, len(s.src))
 		return
 	}
 	s.pos++
