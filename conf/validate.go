@@ -420,7 +420,7 @@ func (b *builder) check(rc rawCheck) *Check {
 		b.add(iv.key, "too short (got %s, want at least %s)", iv.v, minCheckInterval)
 		intervalOK = false
 	}
-	c.Timeout = rc.timeout.or(c.Interval / 2)
+	c.Timeout = rc.timeout.or(c.Interval / defaultTimeoutDivisor)
 	if to := rc.timeout; to.valid() {
 		iv := rc.interval
 		switch {
