@@ -467,6 +467,12 @@ func TestParseBad(t *testing.T) {
 			`t.toml:6: virtual_server[0].real_server[0].lower_threshold: must not exceed upper_threshold (got 20, want <= 10)`},
 		{"lower threshold alone", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nlower_threshold = 20\n",
 			`t.toml:5: virtual_server[0].real_server[0].lower_threshold: needs upper_threshold (got lower_threshold 20, want upper_threshold >= 20 too)`},
+		{"nested check table of a later virtual server", vsHead + "[[virtual_server]]\nname = \"b\"\naddress = \"192.0.2.2:80\"\n" +
+			"[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\n[[virtual_server.real_server]]\naddress = \"192.0.2.11:80\"\n" +
+			"[virtual_server.real_server.check]\ntype = \"tcp\"\nrise = 0\n",
+			`t.toml:12: virtual_server[1].real_server[1].check.rise: out of range (got 0, want 1..100)`},
+		{"dotted check key", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\ncheck.type = \"tcp\"\ncheck.fall = 0\n",
+			`t.toml:6: virtual_server[0].real_server[0].check.fall: out of range (got 0, want 1..100)`},
 		{"real server without address", vsHead + "[[virtual_server.real_server]]\nweight = 2\n",
 			`t.toml:3: virtual_server[0].real_server[0]: missing address (want IP:port such as "192.0.2.10:80")`},
 		{"quoted unknown key", vsHead + "\"my key\" = 1\n",
