@@ -1,0 +1,353 @@
+// Package health probes real servers and publishes whether each is up.
+//
+// A Checker runs one probe (tcp connect, http/https request, or an external
+// command). The Engine schedules one goroutine per distinct probe, applies
+// rise/fall hysteresis, and exposes the resulting states through Snapshot,
+// Up and a coalescing Updates channel. health knows nothing about the kernel:
+// consumers read states and decide what to program.
+package health
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"golang.org/x/sys/unix"
+)
+
+// Checker runs one probe. Check must return once ctx is done, releasing every
+// socket and process it opened.
+type Checker interface {
+	Check(ctx context.Context) Result
+}
+
+// Result is the outcome of one probe.
+type Result struct {
+	// OK reports whether the server passed the probe.
+	OK bool
+	// Message is a short human summary, e.g. "HTTP 200" or "exit 1".
+	Message string
+	// Code is the HTTP status for http/https or the exit status for exec
+	// (-1 when killed by a signal); 0 when the probe never got that far.
+	Code int
+	// Latency is how long the probe took.
+	Latency time.Duration
+	// At is when the probe started.
+	At time.Time
+	// Err says why the probe failed; nil when OK.
+	Err error
+}
+
+// MaxBody is how much of an HTTP response body is read for body matching:
+// enough for a status page, small enough that a huge response cannot make
+// probes expensive.
+const MaxBody = 64 << 10
+
+// maxOutput bounds the exec output kept for messages.
+const maxOutput = 512
+
+// execWaitDelay is how long Wait may block on a grandchild still holding
+// the output pipe after the command exited or was killed.
+const execWaitDelay = 500 * time.Millisecond
+
+// NewChecker builds the Checker for real server rs of virtual server vs
+// according to c, whose fields must be resolved (as conf.Load leaves them).
+// The returned Checker also implements fmt.Stringer, describing the probe.
+func NewChecker(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error) {
+	if c == nil {
+		return nil, errors.New("no check")
+	}
+	switch c.Type {
+	case "tcp":
+		addr, err := probeAddr(rs, c)
+		if err != nil {
+			return nil, err
+		}
+		return &tcpChecker{addr: addr, timeout: c.Timeout}, nil
+	case "http", "https":
+		return newHTTPChecker(rs, c)
+	case "exec":
+		if len(c.Command) == 0 || c.Command[0] == "" {
+			return nil, errors.New("exec check without command")
+		}
+		return &execChecker{
+			argv:    slices.Clone(c.Command),
+			timeout: c.Timeout,
+			env: []string{
+				"LVSHA_VIRTUAL_SERVER=" + vs,
+				"LVSHA_REAL_SERVER_IP=" + rs.Addr().String(),
+				"LVSHA_REAL_SERVER_PORT=" + strconv.Itoa(int(rs.Port())),
+				"LVSHA_REAL_SERVER=" + rs.String(),
+			},
+		}, nil
+	default:
+		return nil, fmt.Errorf("unknown check type %q", c.Type)
+	}
+}
+
+// probeAddr is the host:port a network probe connects to.
+func probeAddr(rs netip.AddrPort, c *conf.Check) (string, error) {
+	addr, port := rs.Addr(), rs.Port()
+	if c.ConnectAddress.IsValid() {
+		addr = c.ConnectAddress
+	}
+	if c.ConnectPort != 0 {
+		port = c.ConnectPort
+	}
+	if !addr.IsValid() {
+		return "", errors.New("no address to probe")
+	}
+	if port == 0 {
+		return "", fmt.Errorf("no port to probe on %s: set connect_port", addr)
+	}
+	return net.JoinHostPort(addr.String(), strconv.Itoa(int(port))), nil
+}
+
+// withTimeout bounds one probe; a zero timeout leaves ctx alone.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// failure fills in a failed result, naming a timeout explicitly because
+// "context deadline exceeded" does not tell an operator which limit fired.
+func failure(r Result, ctx context.Context, timeout time.Duration, err error) Result {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s: %w", timeout, err)
+		} else {
+			// e.g. exec's "signal: killed": keep the timeout matchable.
+			err = fmt.Errorf("timed out after %s (%w): %w", timeout, context.DeadlineExceeded, err)
+		}
+	}
+	r.OK = false
+	r.Err = err
+	if r.Message == "" {
+		r.Message = err.Error()
+	}
+	return r
+}
+
+type tcpChecker struct {
+	addr    string
+	timeout time.Duration
+}
+
+func (c *tcpChecker) String() string { return "tcp " + c.addr }
+
+func (c *tcpChecker) Check(ctx context.Context) Result {
+	ctx, cancel := withTimeout(ctx, c.timeout)
+	defer cancel()
+	r := Result{At: time.Now()}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	r.Latency = time.Since(r.At)
+	if err != nil {
+		return failure(r, ctx, c.timeout, fmt.Errorf("connect %s: %w", c.addr, err))
+	}
+	conn.Close()
+	r.OK = true
+	r.Message = "connected"
+	return r
+}
+
+type httpChecker struct {
+	desc    string
+	method  string
+	url     string
+	host    string
+	status  []int
+	body    string
+	re      *regexp.Regexp
+	timeout time.Duration
+	client  *http.Client
+}
+
+func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
+	addr, err := probeAddr(rs, c)
+	if err != nil {
+		return nil, err
+	}
+	path := c.Path
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	u, err := url.Parse(c.Type + "://" + addr + path)
+	if err != nil {
+		return nil, fmt.Errorf("check url: %w", err)
+	}
+	var re *regexp.Regexp
+	if c.BodyRegexp != "" {
+		if re, err = regexp.Compile(c.BodyRegexp); err != nil {
+			return nil, fmt.Errorf("body_regexp: %w", err)
+		}
+	}
+	method := c.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	status := slices.Clone(c.Status)
+	if len(status) == 0 {
+		status = []int{http.StatusOK}
+	}
+	tr := &http.Transport{
+		// Proxy stays nil: a probe must reach the real server itself,
+		// whatever HTTP_PROXY says.
+		DialContext: (&net.Dialer{}).DialContext,
+		// Like keepalived, every probe opens a new connection, so a
+		// backend that stopped accepting is noticed.
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: MaxBody,
+	}
+	if c.Type == "https" {
+		tr.TLSClientConfig = &tls.Config{
+			InsecureSkipVerify: !c.TLSVerify, //nolint:gosec // keepalived parity; opt in with tls_verify
+			ServerName:         c.SNI,
+		}
+	}
+	desc := c.Type + " " + method + " " + u.String()
+	if c.Host != "" {
+		desc += " host=" + c.Host
+	}
+	return &httpChecker{
+		desc:    desc,
+		method:  method,
+		url:     u.String(),
+		host:    c.Host,
+		status:  status,
+		body:    c.Body,
+		re:      re,
+		timeout: c.Timeout,
+		client: &http.Client{
+			Transport: tr,
+			// A redirect is the server's answer: judge it by the status list.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}, nil
+}
+
+func (c *httpChecker) String() string { return c.desc }
+
+func (c *httpChecker) Check(ctx context.Context) Result {
+	ctx, cancel := withTimeout(ctx, c.timeout)
+	defer cancel()
+	r := Result{At: time.Now()}
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
+	if err != nil {
+		return failure(r, ctx, c.timeout, fmt.Errorf("build request %s: %w", c.url, err))
+	}
+	if c.host != "" {
+		req.Host = c.host
+	}
+	req.Header.Set("User-Agent", "lvsha-health")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		r.Latency = time.Since(r.At)
+		return failure(r, ctx, c.timeout, err)
+	}
+	defer resp.Body.Close()
+	r.Code = resp.StatusCode
+	if !slices.Contains(c.status, resp.StatusCode) {
+		r.Latency = time.Since(r.At)
+		r.Message = "HTTP " + strconv.Itoa(resp.StatusCode)
+		return failure(r, ctx, c.timeout, fmt.Errorf("status %d not in %v", resp.StatusCode, c.status))
+	}
+	if c.body != "" || c.re != nil {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+		r.Latency = time.Since(r.At)
+		if err != nil {
+			return failure(r, ctx, c.timeout, fmt.Errorf("read body: %w", err))
+		}
+		if c.body != "" && !bytes.Contains(body, []byte(c.body)) {
+			return failure(r, ctx, c.timeout, fmt.Errorf("body does not contain %q", c.body))
+		}
+		if c.re != nil && !c.re.Match(body) {
+			return failure(r, ctx, c.timeout, fmt.Errorf("body does not match %q", c.re))
+		}
+	}
+	r.Latency = time.Since(r.At)
+	r.OK = true
+	r.Message = "HTTP " + strconv.Itoa(resp.StatusCode)
+	return r
+}
+
+type execChecker struct {
+	argv    []string
+	env     []string
+	timeout time.Duration
+}
+
+func (c *execChecker) String() string { return "exec " + strings.Join(c.argv, " ") }
+
+// headWriter keeps the first maxOutput bytes and discards the rest, so a
+// chatty command can neither block on a full pipe nor grow memory.
+type headWriter struct{ buf []byte }
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if n := maxOutput - len(w.buf); n > 0 {
+		w.buf = append(w.buf, p[:min(n, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *execChecker) Check(ctx context.Context) Result {
+	ctx, cancel := withTimeout(ctx, c.timeout)
+	defer cancel()
+	r := Result{At: time.Now()}
+	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
+	cmd.Env = append(os.Environ(), c.env...)
+	// Its own process group, so a timeout kills the helpers a script
+	// started too, not only the shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
+	cmd.WaitDelay = execWaitDelay
+	var out headWriter
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	r.Latency = time.Since(r.At)
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.Process != nil {
+		// A leftover group member still holds the output pipe: the group
+		// is therefore still alive and safe to kill by id.
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+	}
+	if cmd.ProcessState != nil {
+		r.Code = cmd.ProcessState.ExitCode()
+	}
+	output := strings.TrimSpace(string(out.buf))
+	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+		r.Message = "exit " + strconv.Itoa(r.Code)
+		if output != "" {
+			r.Message += ": " + output
+		}
+		return failure(r, ctx, c.timeout, fmt.Errorf("run %s: %w", c.argv[0], err))
+	}
+	if r.Code != 0 {
+		r.Message = "exit " + strconv.Itoa(r.Code)
+		return failure(r, ctx, c.timeout, fmt.Errorf("run %s: exit status %d", c.argv[0], r.Code))
+	}
+	r.OK = true
+	r.Message = "exit 0"
+	if output != "" {
+		r.Message += ": " + output
+	}
+	return r
+}

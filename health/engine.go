@@ -1,0 +1,402 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+)
+
+// Key names one real server of one virtual server.
+type Key struct {
+	VirtualServer string
+	RealServer    netip.AddrPort
+}
+
+func (k Key) String() string { return k.VirtualServer + " " + k.RealServer.String() }
+
+// Status is the current state of one Key.
+type Status struct {
+	Key Key
+	// Up is the state after rise/fall; always true without a check.
+	Up bool
+	// Since is when Up last changed, or when the probe was created.
+	Since time.Time
+	// Last is the latest probe result; zero until Checked.
+	Last Result
+	// Checked reports that at least one probe ran.
+	Checked bool
+	// Probe describes the probe, e.g. "http GET http://10.0.0.1:80/";
+	// "none" when the real server has no check.
+	Probe string
+	// Transitions counts changes of Up since the probe was created.
+	Transitions int
+}
+
+// Engine runs the probes of a configuration and tracks their states.
+//
+// Identical probes are run once and feed every Key that uses them: the same
+// backend behind several virtual servers gets one connection per interval,
+// not one per virtual server. Two checks are identical when their type,
+// target address:port and every parameter (method, path, host, status,
+// body, body_regexp, tls_verify, sni, command, interval, timeout, rise,
+// fall) are equal. Exec probes are never shared across virtual servers or
+// real servers, because their environment names both.
+type Engine struct {
+	log     *slog.Logger
+	updates chan struct{}
+	// jitter picks the delay before a new probe's first run, in
+	// [0, interval), so a large configuration does not probe in bursts.
+	// Tests replace it to be deterministic.
+	jitter func(interval time.Duration) time.Duration
+
+	mu     sync.Mutex
+	probes map[string]*probe
+	keys   map[Key]*probe // nil: no check, always up
+	runCtx context.Context // non-nil while Run runs
+	wg     sync.WaitGroup
+}
+
+// probe is one distinct probe and the state it feeds to its owners.
+type probe struct {
+	id       string
+	checker  Checker
+	desc     string
+	interval time.Duration
+	rise     int
+	fall     int
+
+	// Guarded by Engine.mu.
+	owners      []Key
+	state       riseFall
+	since       time.Time
+	last        Result
+	checked     bool
+	transitions int
+	cancel      context.CancelFunc // nil while not running
+}
+
+// NewEngine returns an Engine without probes; give it a configuration with
+// Update and start it with Run, in either order.
+func NewEngine(log *slog.Logger) *Engine {
+	return &Engine{
+		log:     log,
+		updates: make(chan struct{}, 1),
+		jitter: func(d time.Duration) time.Duration {
+			if d <= 0 {
+				return 0
+			}
+			return rand.N(d)
+		},
+		probes: make(map[string]*probe),
+		keys:   make(map[Key]*probe),
+	}
+}
+
+// Updates receives a value, coalesced, after any state transition or
+// configuration change; read Snapshot or Up for the current states.
+func (e *Engine) Updates() <-chan struct{} { return e.updates }
+
+func (e *Engine) notify() {
+	select {
+	case e.updates <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the probes until ctx is done, then waits for every probe
+// goroutine to return. Only one Run may be active at a time.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.runCtx != nil {
+		e.mu.Unlock()
+		return errors.New("health engine already running")
+	}
+	e.runCtx = ctx
+	for _, p := range e.probes {
+		e.start(p)
+	}
+	e.mu.Unlock()
+
+	<-ctx.Done()
+
+	e.mu.Lock()
+	e.runCtx = nil
+	for _, p := range e.probes {
+		p.cancel = nil
+	}
+	e.mu.Unlock()
+	// Every goroutine was added under mu while runCtx was set, so none
+	// can be added from here on.
+	e.wg.Wait()
+	return nil
+}
+
+// start runs p's goroutine. e.mu must be held and e.runCtx set.
+func (e *Engine) start(p *probe) {
+	ctx, cancel := context.WithCancel(e.runCtx)
+	p.cancel = cancel
+	delay := e.jitter(p.interval)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		e.loop(ctx, p, delay)
+	}()
+}
+
+// loop probes every interval, measured from one probe's start to the next,
+// so a slow probe delays the next one instead of piling up.
+func (e *Engine) loop(ctx context.Context, p *probe, delay time.Duration) {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		res := p.checker.Check(ctx)
+		if ctx.Err() != nil {
+			// Stopped mid-probe: the failure says nothing about the server.
+			return
+		}
+		e.record(p, res)
+		t.Reset(max(p.interval-time.Since(start), 0))
+	}
+}
+
+type transition struct {
+	key Key
+	up  bool
+}
+
+func (e *Engine) record(p *probe, res Result) {
+	e.mu.Lock()
+	if e.probes[p.id] != p {
+		e.mu.Unlock()
+		return // removed by Update while probing
+	}
+	p.last, p.checked = res, true
+	var changed bool
+	p.state, changed = step(p.state, res.OK, p.rise, p.fall)
+	var owners []Key
+	if changed {
+		p.since = time.Now()
+		p.transitions++
+		owners = p.owners // replaced, never mutated, by Update
+	}
+	up := p.state.up
+	e.mu.Unlock()
+	if !changed {
+		return
+	}
+	for _, k := range owners {
+		e.logTransition(k, p.desc, up, res)
+	}
+	e.notify()
+}
+
+func (e *Engine) logTransition(k Key, desc string, up bool, res Result) {
+	state, level := "up", slog.LevelInfo
+	if !up {
+		state, level = "down", slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("vs", k.VirtualServer),
+		slog.String("rs", k.RealServer.String()),
+		slog.String("state", state),
+		slog.String("probe", desc),
+		slog.String("result", res.Message),
+		slog.Int("code", res.Code),
+		slog.Duration("latency", res.Latency),
+	}
+	if res.Err != nil {
+		attrs = append(attrs, slog.String("error", res.Err.Error()))
+	}
+	e.log.LogAttrs(context.Background(), level, "real server "+state, attrs...)
+}
+
+// Update applies cfg. Probes whose identity is unchanged keep running and
+// keep their state; removed ones stop; new ones start (once Run runs) in the
+// initial up state. It may be called before or during Run.
+func (e *Engine) Update(cfg *conf.Config) {
+	type spec struct {
+		vs     string
+		rs     netip.AddrPort
+		check  *conf.Check
+		owners []Key
+	}
+	want := make(map[string]*spec)
+	keys := make(map[Key]string)
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			k := Key{VirtualServer: vs.Name, RealServer: rs.Address}
+			if rs.Check == nil || rs.Check.Type == "none" {
+				keys[k] = ""
+				continue
+			}
+			id := identity(vs.Name, rs.Address, rs.Check)
+			keys[k] = id
+			s := want[id]
+			if s == nil {
+				s = &spec{vs: vs.Name, rs: rs.Address, check: rs.Check}
+				want[id] = s
+			}
+			s.owners = append(s.owners, k)
+		}
+	}
+
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, p := range e.probes {
+		if want[id] == nil {
+			if p.cancel != nil {
+				p.cancel()
+			}
+			delete(e.probes, id)
+		}
+	}
+	for id, s := range want {
+		if p := e.probes[id]; p != nil {
+			p.owners = s.owners
+			continue
+		}
+		p := &probe{
+			id:       id,
+			interval: s.check.Interval,
+			rise:     s.check.Rise,
+			fall:     s.check.Fall,
+			owners:   s.owners,
+			state:    initialState(),
+			since:    now,
+		}
+		c, err := NewChecker(s.vs, s.rs, s.check)
+		if err != nil {
+			// Config validation should prevent this; if it slips through
+			// the server is reported down rather than silently unchecked.
+			err = fmt.Errorf("check of %s in %s: %w", s.rs, s.vs, err)
+			e.log.Error("cannot build health check", slog.String("vs", s.vs),
+				slog.String("rs", s.rs.String()), slog.String("error", err.Error()))
+			c = errChecker{err}
+		}
+		p.checker = c
+		p.desc = describe(c)
+		if p.interval <= 0 {
+			p.interval = time.Second
+		}
+		e.probes[id] = p
+		if e.runCtx != nil {
+			e.start(p)
+		}
+	}
+	e.keys = make(map[Key]*probe, len(keys))
+	for k, id := range keys {
+		e.keys[k] = e.probes[id] // nil for ""
+	}
+	e.notify()
+}
+
+// Snapshot returns the state of every real server of the current
+// configuration, including those without a check.
+func (e *Engine) Snapshot() map[Key]Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[Key]Status, len(e.keys))
+	for k, p := range e.keys {
+		if p == nil {
+			out[k] = Status{Key: k, Up: true, Probe: "none"}
+			continue
+		}
+		out[k] = Status{
+			Key:         k,
+			Up:          p.state.up,
+			Since:       p.since,
+			Last:        p.last,
+			Checked:     p.checked,
+			Probe:       p.desc,
+			Transitions: p.transitions,
+		}
+	}
+	return out
+}
+
+// Up reports whether rs of vs is up. Unknown keys and real servers without
+// a check are up.
+func (e *Engine) Up(vs string, rs netip.AddrPort) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.keys[Key{VirtualServer: vs, RealServer: rs}]
+	return p == nil || p.state.up
+}
+
+// identity is equal for two checks exactly when one probe can serve both.
+func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
+	var b strings.Builder
+	field := func(name, v string) {
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(v))
+		b.WriteByte(' ')
+	}
+	field("type", c.Type)
+	field("interval", c.Interval.String())
+	field("timeout", c.Timeout.String())
+	field("rise", strconv.Itoa(c.Rise))
+	field("fall", strconv.Itoa(c.Fall))
+	switch c.Type {
+	case "exec":
+		// The environment names the pair, so the pair is the identity.
+		field("vs", vs)
+		field("rs", rs.String())
+		for _, a := range c.Command {
+			field("arg", a)
+		}
+		return b.String()
+	}
+	addr, err := probeAddr(rs, c)
+	if err != nil {
+		// Unprobeable: keep it distinct per pair so the error is reported
+		// against each.
+		field("vs", vs)
+		field("rs", rs.String())
+	}
+	field("target", addr)
+	if c.Type == "http" || c.Type == "https" {
+		field("method", c.Method)
+		field("path", c.Path)
+		field("host", c.Host)
+		field("status", fmt.Sprint(c.Status))
+		field("body", c.Body)
+		field("body_regexp", c.BodyRegexp)
+		field("tls_verify", strconv.FormatBool(c.TLSVerify))
+		field("sni", c.SNI)
+	}
+	return b.String()
+}
+
+func describe(c Checker) string {
+	if s, ok := c.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", c)
+}
+
+// errChecker fails every probe with a fixed error.
+type errChecker struct{ err error }
+
+func (c errChecker) Check(context.Context) Result {
+	return Result{At: time.Now(), Err: c.err, Message: c.err.Error()}
+}
+
+func (c errChecker) String() string { return "invalid check: " + c.err.Error() }

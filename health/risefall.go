@@ -1,0 +1,38 @@
+package health
+
+// riseFall is the hysteresis state of one probe: whether its server is
+// considered up, and the current runs of consecutive successes and failures.
+type riseFall struct {
+	up      bool
+	okRun   int
+	failRun int
+}
+
+// initialState is up: like keepalived without "alpha", a restart of lvsha
+// must not drain servers that were serving; a dead one goes down after Fall
+// failures.
+func initialState() riseFall { return riseFall{up: true} }
+
+// step applies one probe result. An up server goes down after fall
+// consecutive failures, a down one comes up after rise consecutive
+// successes; transitioned reports that up changed. Values below 1 count as 1.
+func step(s riseFall, ok bool, rise, fall int) (next riseFall, transitioned bool) {
+	rise, fall = max(rise, 1), max(fall, 1)
+	if ok {
+		s.failRun = 0
+		// Capped so a server up for years cannot overflow the counter.
+		s.okRun = min(s.okRun+1, rise)
+		if !s.up && s.okRun >= rise {
+			s.up, s.okRun = true, 0
+			return s, true
+		}
+		return s, false
+	}
+	s.okRun = 0
+	s.failRun = min(s.failRun+1, fall)
+	if s.up && s.failRun >= fall {
+		s.up, s.failRun = false, 0
+		return s, true
+	}
+	return s, false
+}

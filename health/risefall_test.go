@@ -1,0 +1,103 @@
+package health
+
+import "testing"
+
+func TestStep(t *testing.T) {
+	type want struct {
+		state riseFall
+		trans bool
+	}
+	up := riseFall{up: true}
+	down := riseFall{}
+	tests := []struct {
+		name       string
+		start      riseFall
+		results    []bool
+		rise, fall int
+		want       []want // one per result
+	}{
+		{
+			name: "up stays up on success", start: up, results: []bool{true, true},
+			rise: 2, fall: 2,
+			want: []want{{riseFall{up: true, okRun: 1}, false}, {riseFall{up: true, okRun: 2}, false}},
+		},
+		{
+			name: "up needs fall failures", start: up, results: []bool{false, false},
+			rise: 2, fall: 2,
+			want: []want{{riseFall{up: true, failRun: 1}, false}, {down, true}},
+		},
+		{
+			name: "success resets failure run", start: up, results: []bool{false, true, false, false},
+			rise: 2, fall: 2,
+			want: []want{
+				{riseFall{up: true, failRun: 1}, false},
+				{riseFall{up: true, okRun: 1}, false},
+				{riseFall{up: true, failRun: 1}, false},
+				{down, true},
+			},
+		},
+		{
+			name: "fall 1 goes down at once", start: up, results: []bool{false},
+			rise: 3, fall: 1,
+			want: []want{{down, true}},
+		},
+		{
+			name: "down needs rise successes", start: down, results: []bool{true, true, true},
+			rise: 3, fall: 1,
+			want: []want{
+				{riseFall{okRun: 1}, false},
+				{riseFall{okRun: 2}, false},
+				{up, true},
+			},
+		},
+		{
+			name: "failure resets success run", start: down, results: []bool{true, false, true, true},
+			rise: 2, fall: 5,
+			want: []want{
+				{riseFall{okRun: 1}, false},
+				{riseFall{failRun: 1}, false},
+				{riseFall{okRun: 1}, false},
+				{up, true},
+			},
+		},
+		{
+			name: "down stays down on failure, run capped", start: down, results: []bool{false, false, false},
+			rise: 2, fall: 2,
+			want: []want{{riseFall{failRun: 1}, false}, {riseFall{failRun: 2}, false}, {riseFall{failRun: 2}, false}},
+		},
+		{
+			name: "zero rise and fall act as 1", start: up, results: []bool{false, true},
+			rise: 0, fall: 0,
+			want: []want{{down, true}, {up, true}},
+		},
+		{
+			name: "full cycle", start: initialState(), results: []bool{false, false, true, true},
+			rise: 2, fall: 2,
+			want: []want{
+				{riseFall{up: true, failRun: 1}, false},
+				{down, true},
+				{riseFall{okRun: 1}, false},
+				{up, true},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.start
+			for i, ok := range tt.results {
+				var trans bool
+				s, trans = step(s, ok, tt.rise, tt.fall)
+				if s != tt.want[i].state || trans != tt.want[i].trans {
+					t.Fatalf("after result %d (%v): got %+v transitioned=%v, want %+v transitioned=%v",
+						i, ok, s, trans, tt.want[i].state, tt.want[i].trans)
+				}
+			}
+		})
+	}
+}
+
+func TestInitialStateIsUp(t *testing.T) {
+	if !initialState().up {
+		t.Fatal("initial state is down; a restart would drain healthy servers")
+	}
+}
