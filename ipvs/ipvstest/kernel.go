@@ -1,0 +1,426 @@
+// Package ipvstest provides a stateful in-memory IPVS kernel for tests.
+//
+// Kernel enforces the rules of net/netfilter/ipvs/ip_vs_ctl.c that a
+// reconciler can trip over, with the errno the kernel returns, and returns
+// read-backs shaped the way moby parses real dumps (HASHED set, no
+// protocol/address/port on firewall-mark services). Tests should assert the
+// resulting table, not the sequence of calls; Writes and WritesByOp are for
+// asserting how much was written.
+package ipvstest
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	moby "github.com/moby/ipvs"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/ipvs"
+)
+
+// Write operations, as passed to a FailFunc and counted by WritesByOp.
+const (
+	OpNewService        = "NewService"
+	OpUpdateService     = "UpdateService"
+	OpDelService        = "DelService"
+	OpNewDestination    = "NewDestination"
+	OpUpdateDestination = "UpdateDestination"
+	OpDelDestination    = "DelDestination"
+)
+
+// FailFunc decides, before a write is applied, whether it fails; a non-nil
+// error is returned as the kernel's answer and nothing changes. d is nil
+// for service operations.
+type FailFunc func(op string, s *moby.Service, d *moby.Destination) error
+
+// Kernel is a fake IPVS kernel table. The zero value is an empty table and
+// ready to use; it is safe for concurrent use.
+type Kernel struct {
+	mu       sync.Mutex
+	services []*service
+	writes   map[string]int
+	fail     FailFunc
+}
+
+var _ ipvs.Kernel = (*Kernel)(nil)
+
+type service struct {
+	s     moby.Service
+	dests []*moby.Destination
+}
+
+type svcKey struct {
+	af, proto uint16
+	addr      netip.Addr
+	port      uint16
+	fwmark    uint32
+}
+
+type dstKey struct {
+	addr netip.Addr
+	port uint16
+}
+
+// SetFail installs f (nil removes it).
+func (k *Kernel) SetFail(f FailFunc) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.fail = f
+}
+
+// Writes returns how many write calls were made, failed ones included:
+// each is one netlink request to a real kernel.
+func (k *Kernel) Writes() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, c := range k.writes {
+		n += c
+	}
+	return n
+}
+
+// WritesByOp returns the write calls per operation.
+func (k *Kernel) WritesByOp() map[string]int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[string]int, len(k.writes))
+	for op, c := range k.writes {
+		out[op] = c
+	}
+	return out
+}
+
+// ResetWrites zeroes the write counters.
+func (k *Kernel) ResetWrites() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.writes = nil
+}
+
+// SetConns sets the connection counts of destination d of service s, as
+// traffic would.
+func (k *Kernel) SetConns(s *moby.Service, d *moby.Destination, active, inactive int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	sv := k.find(s)
+	if sv == nil {
+		return unix.ESRCH
+	}
+	i := sv.findDest(d)
+	if i < 0 {
+		return unix.ENOENT
+	}
+	sv.dests[i].ActiveConnections, sv.dests[i].InactiveConnections = active, inactive
+	return nil
+}
+
+// SetStats sets the counters of service s, and of its destination d when d
+// is not nil.
+func (k *Kernel) SetStats(s *moby.Service, d *moby.Destination, st moby.SvcStats) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	sv := k.find(s)
+	if sv == nil {
+		return unix.ESRCH
+	}
+	if d == nil {
+		sv.s.Stats = st
+		return nil
+	}
+	i := sv.findDest(d)
+	if i < 0 {
+		return unix.ENOENT
+	}
+	sv.dests[i].Stats = moby.DstStats(st)
+	return nil
+}
+
+// GetServices returns copies of all services, as a dump would.
+func (k *Kernel) GetServices() ([]*moby.Service, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]*moby.Service, 0, len(k.services))
+	for _, sv := range k.services {
+		out = append(out, readBackService(&sv.s))
+	}
+	return out, nil
+}
+
+// GetDestinations returns copies of the destinations of s. Like the
+// kernel's dump (ip_vs_genl_dump_dests), a missing service yields an empty
+// list, not an error.
+func (k *Kernel) GetDestinations(s *moby.Service) ([]*moby.Destination, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	sv := k.find(s)
+	if sv == nil {
+		return nil, nil
+	}
+	out := make([]*moby.Destination, 0, len(sv.dests))
+	for _, d := range sv.dests {
+		c := *d
+		c.Address = slices.Clone(d.Address)
+		out = append(out, &c)
+	}
+	return out, nil
+}
+
+// NewService adds s: EEXIST if present, ENOENT for an unknown scheduler,
+// EINVAL for an IPv6 netmask outside 1..128, EAFNOSUPPORT and
+// EPROTONOSUPPORT for bad families and protocols.
+func (k *Kernel) NewService(s *moby.Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(OpNewService, s, nil); err != nil {
+		return err
+	}
+	if err := validService(s); err != nil {
+		return err
+	}
+	if k.find(s) != nil {
+		return unix.EEXIST
+	}
+	sv := &service{s: *readBackService(s)}
+	sv.s.Stats = moby.SvcStats{}
+	k.services = append(k.services, sv)
+	return nil
+}
+
+// UpdateService changes the scheduler, flags, timeout and netmask of s:
+// ESRCH if absent.
+func (k *Kernel) UpdateService(s *moby.Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(OpUpdateService, s, nil); err != nil {
+		return err
+	}
+	sv := k.find(s)
+	if sv == nil {
+		return unix.ESRCH
+	}
+	if err := validService(s); err != nil {
+		return err
+	}
+	sv.s.SchedName = s.SchedName
+	sv.s.Flags = s.Flags | uint32(ipvs.FlagHashed)
+	sv.s.Timeout = s.Timeout
+	sv.s.Netmask = s.Netmask
+	return nil
+}
+
+// DelService removes s with its destinations: ESRCH if absent.
+func (k *Kernel) DelService(s *moby.Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(OpDelService, s, nil); err != nil {
+		return err
+	}
+	key, ok := keyOf(s)
+	if !ok {
+		return unix.EINVAL
+	}
+	for i, sv := range k.services {
+		if k2, _ := keyOf(&sv.s); k2 == key {
+			k.services = slices.Delete(k.services, i, i+1)
+			return nil
+		}
+	}
+	return unix.ESRCH
+}
+
+// NewDestination adds d to s: ESRCH without the service, EEXIST if present,
+// ERANGE for a negative weight or a lower threshold above the upper (even
+// when the upper is 0, "none"),
+// EINVAL for a family differing from the service's unless tunnelled.
+func (k *Kernel) NewDestination(s *moby.Service, d *moby.Destination) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(OpNewDestination, s, d); err != nil {
+		return err
+	}
+	sv := k.find(s)
+	if sv == nil {
+		return unix.ESRCH
+	}
+	if err := validDest(sv, d); err != nil {
+		return err
+	}
+	if sv.findDest(d) >= 0 {
+		return unix.EEXIST
+	}
+	a, _ := netip.AddrFromSlice(d.Address)
+	a = a.Unmap()
+	nd := &moby.Destination{
+		Address:         net.IP(a.AsSlice()),
+		Port:            d.Port,
+		Weight:          d.Weight,
+		ConnectionFlags: d.ConnectionFlags & moby.ConnectionFlagFwdMask,
+		AddressFamily:   familyOf(a),
+		UpperThreshold:  d.UpperThreshold,
+		LowerThreshold:  d.LowerThreshold,
+	}
+	sv.dests = append(sv.dests, nd)
+	return nil
+}
+
+// UpdateDestination changes weight, forwarding and thresholds of d in s:
+// ESRCH without the service, ENOENT without the destination.
+func (k *Kernel) UpdateDestination(s *moby.Service, d *moby.Destination) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(OpUpdateDestination, s, d); err != nil {
+		return err
+	}
+	sv := k.find(s)
+	if sv == nil {
+		return unix.ESRCH
+	}
+	if err := validDest(sv, d); err != nil {
+		return err // ip_vs_edit_dest checks before looking up
+	}
+	i := sv.findDest(d)
+	if i < 0 {
+		return unix.ENOENT
+	}
+	cur := sv.dests[i]
+	cur.Weight = d.Weight
+	cur.ConnectionFlags = d.ConnectionFlags & moby.ConnectionFlagFwdMask
+	cur.UpperThreshold, cur.LowerThreshold = d.UpperThreshold, d.LowerThreshold
+	return nil
+}
+
+// DelDestination removes d from s: ESRCH without the service, ENOENT
+// without the destination.
+func (k *Kernel) DelDestination(s *moby.Service, d *moby.Destination) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.write(OpDelDestination, s, d); err != nil {
+		return err
+	}
+	sv := k.find(s)
+	if sv == nil {
+		return unix.ESRCH
+	}
+	i := sv.findDest(d)
+	if i < 0 {
+		return unix.ENOENT
+	}
+	sv.dests = slices.Delete(sv.dests, i, i+1)
+	return nil
+}
+
+// write counts the call and consults the FailFunc; k.mu is held.
+func (k *Kernel) write(op string, s *moby.Service, d *moby.Destination) error {
+	if k.writes == nil {
+		k.writes = map[string]int{}
+	}
+	k.writes[op]++
+	if k.fail != nil {
+		return k.fail(op, s, d)
+	}
+	return nil
+}
+
+func (k *Kernel) find(s *moby.Service) *service {
+	key, ok := keyOf(s)
+	if !ok {
+		return nil
+	}
+	for _, sv := range k.services {
+		if k2, _ := keyOf(&sv.s); k2 == key {
+			return sv
+		}
+	}
+	return nil
+}
+
+func (sv *service) findDest(d *moby.Destination) int {
+	a, ok := netip.AddrFromSlice(d.Address)
+	if !ok {
+		return -1
+	}
+	want := dstKey{a.Unmap(), d.Port}
+	for i, cur := range sv.dests {
+		b, _ := netip.AddrFromSlice(cur.Address)
+		if (dstKey{b.Unmap(), cur.Port}) == want {
+			return i
+		}
+	}
+	return -1
+}
+
+// keyOf is the kernel's lookup: __ip_vs_svc_fwm_find for a firewall mark,
+// else __ip_vs_service_find by family, protocol, address and port.
+func keyOf(s *moby.Service) (svcKey, bool) {
+	if s.FWMark != 0 {
+		return svcKey{af: s.AddressFamily, fwmark: s.FWMark}, true
+	}
+	a, ok := netip.AddrFromSlice(s.Address)
+	if !ok {
+		return svcKey{}, false
+	}
+	return svcKey{af: s.AddressFamily, proto: s.Protocol, addr: a.Unmap(), port: s.Port}, true
+}
+
+// readBackService returns s as a dump shows it: HASHED set, and for a
+// firewall-mark service no protocol, address or port.
+func readBackService(s *moby.Service) *moby.Service {
+	c := *s
+	c.Flags |= uint32(ipvs.FlagHashed)
+	c.PEName = "" // moby v1.1.0 does not parse it back
+	if c.FWMark != 0 {
+		c.Protocol, c.Address, c.Port = 0, nil, 0
+	} else {
+		a, _ := netip.AddrFromSlice(s.Address)
+		c.Address = net.IP(a.Unmap().AsSlice())
+	}
+	return &c
+}
+
+func validService(s *moby.Service) error {
+	if s.AddressFamily != unix.AF_INET && s.AddressFamily != unix.AF_INET6 {
+		return unix.EAFNOSUPPORT
+	}
+	if s.FWMark == 0 {
+		switch s.Protocol {
+		case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP:
+		default:
+			return unix.EPROTONOSUPPORT
+		}
+		a, ok := netip.AddrFromSlice(s.Address)
+		if !ok || familyOf(a.Unmap()) != s.AddressFamily {
+			return unix.EINVAL
+		}
+	}
+	if !slices.Contains(ipvs.Schedulers(), s.SchedName) {
+		return unix.ENOENT // "Scheduler module ip_vs_%s not found"
+	}
+	if s.AddressFamily == unix.AF_INET6 && (s.Netmask < 1 || s.Netmask > 128) {
+		return unix.EINVAL
+	}
+	return nil
+}
+
+func validDest(sv *service, d *moby.Destination) error {
+	a, ok := netip.AddrFromSlice(d.Address)
+	if !ok {
+		return unix.EINVAL
+	}
+	if familyOf(a.Unmap()) != sv.s.AddressFamily && d.ConnectionFlags&moby.ConnectionFlagFwdMask != moby.ConnectionFlagTunnel {
+		return unix.EINVAL
+	}
+	if d.Weight < 0 || d.LowerThreshold > d.UpperThreshold {
+		return unix.ERANGE
+	}
+	return nil
+}
+
+func familyOf(a netip.Addr) uint16 {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
