@@ -60,7 +60,7 @@ type Engine struct {
 
 	mu     sync.Mutex
 	probes map[string]*probe
-	keys   map[Key]*probe // nil: no check, always up
+	keys   map[Key]*probe  // nil: no check, always up
 	runCtx context.Context // non-nil while Run runs
 	wg     sync.WaitGroup
 }
