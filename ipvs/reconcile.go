@@ -38,7 +38,7 @@ type Reconciler struct {
 	mu     sync.Mutex
 	k      Kernel
 	log    *slog.Logger
-	owned  map[ServiceKey]bool
+	owned  map[ServiceKey]string // managed service -> virtual server name
 	logged map[ServiceKey]bool // foreign services already reported
 }
 
@@ -47,7 +47,7 @@ func NewReconciler(k Kernel, log *slog.Logger) *Reconciler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{k: k, log: log, owned: map[ServiceKey]bool{}, logged: map[ServiceKey]bool{}}
+	return &Reconciler{k: k, log: log, owned: map[ServiceKey]string{}, logged: map[ServiceKey]bool{}}
 }
 
 // Apply reads the kernel table and writes only the difference from
@@ -96,13 +96,13 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 				continue
 			}
 			ch.ServicesCreated++
-			r.owned[key] = true
+			r.owned[key] = s.Name
 			r.log.Info("service created", "op", "create", "vs", s.Name, "service", s.String())
 		} else {
-			if !r.owned[key] {
-				r.owned[key] = true
+			if _, ok := r.owned[key]; !ok {
 				r.log.Info("service adopted", "op", "adopt", "vs", s.Name, "service", s.String())
 			}
+			r.owned[key] = s.Name
 			if have := serviceFromMoby(ms); !settingsEqual(have, s) {
 				if err := r.k.UpdateService(s.toMoby()); err != nil {
 					errs = append(errs, fmt.Errorf("update service %s: %w", s, err))
@@ -120,7 +120,7 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 		errs = append(errs, r.applyDestinations(s, current, &ch)...)
 	}
 
-	for key := range r.owned {
+	for key, name := range r.owned {
 		if want[key] {
 			continue
 		}
@@ -134,8 +134,9 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 			continue
 		}
 		delete(r.owned, key)
+		delete(inKernel, key) // gone: not a foreign service to report
 		ch.ServicesDeleted++
-		r.log.Info("service deleted", "op", "delete", "service", key.String())
+		r.log.Info("service deleted", "op", "delete", "vs", name, "service", key.String())
 	}
 
 	for key := range r.logged {
@@ -144,7 +145,7 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 		}
 	}
 	for key := range inKernel {
-		if !want[key] && !r.owned[key] && !r.logged[key] {
+		if _, owned := r.owned[key]; !want[key] && !owned && !r.logged[key] {
 			r.logged[key] = true
 			r.log.Info("leaving IPVS service not in configuration alone", "op", "ignore", "service", key.String())
 		}

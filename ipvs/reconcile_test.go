@@ -1,0 +1,470 @@
+package ipvs_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	moby "github.com/moby/ipvs"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/ipvs"
+	"github.com/lvsha/lvsha/ipvs/ipvstest"
+)
+
+// dump renders the fake kernel's table straight from its moby objects (not
+// through the package under test), sorted, one line per service and per
+// destination.
+func dump(t *testing.T, k *ipvstest.Kernel) []string {
+	t.Helper()
+	svcs, err := k.GetServices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range svcs {
+		id := fmt.Sprintf("fwm=%d af=%d", s.FWMark, s.AddressFamily)
+		if s.FWMark == 0 {
+			id = fmt.Sprintf("proto=%d %s", s.Protocol, net.JoinHostPort(s.Address.String(), fmt.Sprint(s.Port)))
+		}
+		line := fmt.Sprintf("%s sched=%s flags=%#x timeout=%d mask=%#x", id, s.SchedName, s.Flags&^uint32(ipvs.FlagHashed), s.Timeout, s.Netmask)
+		dests, err := k.GetDestinations(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl []string
+		for _, d := range dests {
+			dl = append(dl, fmt.Sprintf("%s  -> %s fwd=%d w=%d", line, net.JoinHostPort(d.Address.String(), fmt.Sprint(d.Port)), d.ConnectionFlags, d.Weight))
+		}
+		out = append(out, line)
+		out = append(out, dl...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func apply(t *testing.T, r *ipvs.Reconciler, want []ipvs.Service) ipvs.Changes {
+	t.Helper()
+	ch, err := r.Apply(want)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	return ch
+}
+
+func twoServices() *conf.Config {
+	web := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
+	web.SorryServer = ap("10.0.9.9:80")
+	api := natVS("api", "10.0.0.2:443", rs("10.0.1.1:443", 1))
+	api.Persistence = 300e9
+	api.PersistenceNetmask = 24
+	return cfgOf(web, api)
+}
+
+func TestApplyCreatesThenWritesNothing(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	want := ipvs.Desired(twoServices(), nil)
+
+	ch := apply(t, r, want)
+	if diff := cmp.Diff(ipvs.Changes{ServicesCreated: 2, DestinationsCreated: 3}, ch); diff != "" {
+		t.Errorf("first Apply changes (-want +got):\n%s", diff)
+	}
+	wantTable := []string{
+		"proto=6 10.0.0.1:80 sched=rr flags=0x0 timeout=0 mask=0xffffffff",
+		"proto=6 10.0.0.1:80 sched=rr flags=0x0 timeout=0 mask=0xffffffff  -> 10.0.1.1:80 fwd=0 w=2",
+		"proto=6 10.0.0.1:80 sched=rr flags=0x0 timeout=0 mask=0xffffffff  -> 10.0.1.2:80 fwd=0 w=3",
+		fmt.Sprintf("proto=6 10.0.0.2:443 sched=rr flags=0x1 timeout=300 mask=%#x", ipvs.Netmask4(24)),
+		fmt.Sprintf("proto=6 10.0.0.2:443 sched=rr flags=0x1 timeout=300 mask=%#x  -> 10.0.1.1:443 fwd=0 w=1", ipvs.Netmask4(24)),
+	}
+	slices.Sort(wantTable)
+	if diff := cmp.Diff(wantTable, dump(t, k)); diff != "" {
+		t.Errorf("kernel table (-want +got):\n%s", diff)
+	}
+
+	before := k.Writes()
+	ch = apply(t, r, want)
+	if ch.Total() != 0 || k.Writes() != before {
+		t.Errorf("second Apply of the same table: changes %+v, %d writes; want none", ch, k.Writes()-before)
+	}
+}
+
+func TestApplyMinimalWrites(t *testing.T) {
+	base := twoServices()
+	removeCfg := twoServices()
+	removeCfg.VirtualServers[0].OnDown = "remove"
+
+	tests := []struct {
+		name    string
+		cfg     *conf.Config
+		up      func(string, netip.AddrPort) bool
+		wantOps map[string]int
+		check   func(t *testing.T, table []string)
+	}{
+		{
+			name:    "one server down with weight0 is one UpdateDestination",
+			cfg:     base,
+			up:      downSet("10.0.1.2:80"),
+			wantOps: map[string]int{ipvstest.OpUpdateDestination: 1},
+			check:   wantLine("10.0.0.1:80", "-> 10.0.1.2:80 fwd=0 w=0"),
+		},
+		{
+			name:    "one server down with remove is one DelDestination",
+			cfg:     removeCfg,
+			up:      downSet("10.0.1.2:80"),
+			wantOps: map[string]int{ipvstest.OpDelDestination: 1},
+			check:   noLine("-> 10.0.1.2:80"),
+		},
+		{
+			name: "all down: both drained and the sorry server added",
+			cfg:  base,
+			up:   downSet("10.0.1.1:80", "10.0.1.2:80"),
+			wantOps: map[string]int{
+				ipvstest.OpUpdateDestination: 2,
+				ipvstest.OpNewDestination:    1,
+			},
+			check: wantLine("10.0.0.1:80", "-> 10.0.9.9:80 fwd=0 w=1"),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &ipvstest.Kernel{}
+			r := ipvs.NewReconciler(k, nil)
+			apply(t, r, ipvs.Desired(tc.cfg, nil))
+			k.ResetWrites()
+
+			apply(t, r, ipvs.Desired(tc.cfg, tc.up))
+			if diff := cmp.Diff(tc.wantOps, k.WritesByOp()); diff != "" {
+				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+			tc.check(t, dump(t, k))
+
+			// Recovery undoes it exactly, and the result equals a fresh
+			// apply of the all-up table.
+			apply(t, r, ipvs.Desired(tc.cfg, nil))
+			fresh := &ipvstest.Kernel{}
+			apply(t, ipvs.NewReconciler(fresh, nil), ipvs.Desired(tc.cfg, nil))
+			if diff := cmp.Diff(dump(t, fresh), dump(t, k)); diff != "" {
+				t.Errorf("after recovery (-fresh +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func wantLine(svc, dest string) func(*testing.T, []string) {
+	return func(t *testing.T, table []string) {
+		t.Helper()
+		for _, l := range table {
+			if strings.Contains(l, svc) && strings.HasSuffix(l, dest) {
+				return
+			}
+		}
+		t.Errorf("no %q under %s in:\n%s", dest, svc, strings.Join(table, "\n"))
+	}
+}
+
+func noLine(dest string) func(*testing.T, []string) {
+	return func(t *testing.T, table []string) {
+		t.Helper()
+		for _, l := range table {
+			if strings.Contains(l, dest) {
+				t.Errorf("unexpected %q in:\n%s", dest, strings.Join(table, "\n"))
+			}
+		}
+	}
+}
+
+func mobySvc(addr string, sched string) *moby.Service {
+	p := ap(addr)
+	return &moby.Service{AddressFamily: unix.AF_INET, Protocol: unix.IPPROTO_TCP, Address: p.Addr().AsSlice(), Port: p.Port(),
+		SchedName: sched, Netmask: 0xffffffff}
+}
+
+func mobyDst(addr string, w int) *moby.Destination {
+	p := ap(addr)
+	return &moby.Destination{Address: p.Addr().AsSlice(), Port: p.Port(), Weight: w}
+}
+
+func TestAdoptionKeepsConnections(t *testing.T) {
+	// A previous lvsha (or keepalived, or ipvsadm) left the service with
+	// live connections; one weight differs from the configuration and one
+	// destination is no longer configured.
+	k := &ipvstest.Kernel{}
+	svc := mobySvc("10.0.0.1:80", "rr")
+	must(t, k.NewService(svc))
+	must(t, k.NewDestination(svc, mobyDst("10.0.1.1:80", 2)))
+	must(t, k.NewDestination(svc, mobyDst("10.0.1.2:80", 9)))
+	must(t, k.NewDestination(svc, mobyDst("10.0.1.3:80", 1)))
+	for _, d := range []string{"10.0.1.1:80", "10.0.1.2:80"} {
+		must(t, k.SetConns(svc, mobyDst(d, 0), 10, 20))
+	}
+	k.ResetWrites()
+
+	cfg := cfgOf(natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3)))
+	ch := apply(t, ipvs.NewReconciler(k, nil), ipvs.Desired(cfg, nil))
+
+	if diff := cmp.Diff(ipvs.Changes{DestinationsUpdated: 1, DestinationsDeleted: 1}, ch); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	if ops := k.WritesByOp(); ops[ipvstest.OpDelService] != 0 || ops[ipvstest.OpNewService] != 0 {
+		t.Errorf("service re-created on adoption: %v", ops)
+	}
+	dests, _ := k.GetDestinations(svc)
+	for _, d := range dests {
+		if d.ActiveConnections != 10 || d.InactiveConnections != 20 {
+			t.Errorf("destination %s lost its connections: %d/%d", d.Address, d.ActiveConnections, d.InactiveConnections)
+		}
+	}
+	fresh := &ipvstest.Kernel{}
+	apply(t, ipvs.NewReconciler(fresh, nil), ipvs.Desired(cfg, nil))
+	if diff := cmp.Diff(dump(t, fresh), dump(t, k)); diff != "" {
+		t.Errorf("adopted table (-fresh +got):\n%s", diff)
+	}
+}
+
+func TestDriftRepair(t *testing.T) {
+	cfg := twoServices()
+	web := mobySvc("10.0.0.1:80", "rr")
+	tests := []struct {
+		name  string
+		drift func(t *testing.T, k *ipvstest.Kernel)
+		want  ipvs.Changes
+	}{
+		{"weight changed by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			must(t, k.UpdateDestination(web, mobyDst("10.0.1.1:80", 50)))
+		}, ipvs.Changes{DestinationsUpdated: 1}},
+		{"forwarding changed by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			d := mobyDst("10.0.1.1:80", 2)
+			d.ConnectionFlags = moby.ConnectionFlagDirectRoute
+			must(t, k.UpdateDestination(web, d))
+		}, ipvs.Changes{DestinationsUpdated: 1}},
+		{"destination deleted by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			must(t, k.DelDestination(web, mobyDst("10.0.1.2:80", 0)))
+		}, ipvs.Changes{DestinationsCreated: 1}},
+		{"destination added by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			must(t, k.NewDestination(web, mobyDst("10.0.1.7:80", 1)))
+		}, ipvs.Changes{DestinationsDeleted: 1}},
+		{"scheduler changed by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			must(t, k.UpdateService(mobySvc("10.0.0.1:80", "wlc")))
+		}, ipvs.Changes{ServicesUpdated: 1}},
+		{"persistence removed by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			must(t, k.UpdateService(mobySvc("10.0.0.2:443", "rr")))
+		}, ipvs.Changes{ServicesUpdated: 1}},
+		{"service deleted by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			must(t, k.DelService(web))
+		}, ipvs.Changes{ServicesCreated: 1, DestinationsCreated: 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &ipvstest.Kernel{}
+			r := ipvs.NewReconciler(k, nil)
+			apply(t, r, ipvs.Desired(cfg, nil))
+			good := dump(t, k)
+
+			tc.drift(t, k)
+			if cmp.Equal(good, dump(t, k)) {
+				t.Fatal("drift did not change the table")
+			}
+			ch := apply(t, r, ipvs.Desired(cfg, nil))
+			if diff := cmp.Diff(tc.want, ch); diff != "" {
+				t.Errorf("changes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(good, dump(t, k)); diff != "" {
+				t.Errorf("table not restored (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestForeignServicesUntouchedAndLoggedOnce(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	foreign := mobySvc("192.0.2.1:25", "wlc")
+	must(t, k.NewService(foreign))
+	must(t, k.NewDestination(foreign, mobyDst("192.0.2.10:25", 4)))
+
+	var logs bytes.Buffer
+	r := ipvs.NewReconciler(k, slog.New(slog.NewTextHandler(&logs, nil)))
+	cfg := twoServices()
+	for range 3 {
+		apply(t, r, ipvs.Desired(cfg, nil))
+	}
+	// A reload that drops a service deletes it, but still not the
+	// foreign one.
+	apply(t, r, ipvs.Desired(cfgOf(cfg.VirtualServers[0]), nil))
+
+	table := dump(t, k)
+	wantLine("192.0.2.1:25", "-> 192.0.2.10:25 fwd=0 w=4")(t, table)
+	noLine("10.0.0.2:443")(t, table)
+	if n := strings.Count(logs.String(), "not in configuration"); n != 1 {
+		t.Errorf("foreign service logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func TestApplyFwmarkAndIPv6AreStable(t *testing.T) {
+	fwm := conf.VirtualServer{
+		Name: "fwmark:7", FWMark: 7, Family: "inet", Protocol: "tcp", Scheduler: "wlc", Forwarding: "dr",
+		PersistenceNetmask: 32, OnDown: "weight0", SorryWeight: 1, Quorum: 1,
+		RealServers: []conf.RealServer{{Address: ap("10.0.1.1:0"), Weight: 2, Forwarding: "dr"}},
+	}
+	fwm6 := fwm
+	fwm6.Name, fwm6.Family, fwm6.PersistenceNetmask = "fwmark:7/inet6", "inet6", 128
+	fwm6.RealServers = []conf.RealServer{{Address: ap("[2001:db8::10]:0"), Weight: 2, Forwarding: "dr"}}
+	v6 := natVS("v6", "[2001:db8::1]:80", rs("[2001:db8::10]:8080", 1))
+	v6.Persistence, v6.PersistenceNetmask = 60e9, 64
+	cfg := cfgOf(fwm, fwm6, v6)
+
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	ch := apply(t, r, ipvs.Desired(cfg, nil))
+	if ch.ServicesCreated != 3 || ch.DestinationsCreated != 3 {
+		t.Fatalf("changes %+v, want 3 services and 3 destinations created", ch)
+	}
+	want := []string{
+		"fwm=7 af=2 sched=wlc flags=0x0 timeout=0 mask=0xffffffff",
+		"fwm=7 af=2 sched=wlc flags=0x0 timeout=0 mask=0xffffffff  -> 10.0.1.1:0 fwd=3 w=2",
+		"fwm=7 af=10 sched=wlc flags=0x0 timeout=0 mask=0x80",
+		"fwm=7 af=10 sched=wlc flags=0x0 timeout=0 mask=0x80  -> 2001:db8::10:0 fwd=3 w=2",
+		"proto=6 [2001:db8::1]:80 sched=rr flags=0x1 timeout=60 mask=0x40",
+		"proto=6 [2001:db8::1]:80 sched=rr flags=0x1 timeout=60 mask=0x40  -> [2001:db8::10]:8080 fwd=0 w=1",
+	}
+	// dump joins fwmark destinations with JoinHostPort too.
+	want[3] = "fwm=7 af=10 sched=wlc flags=0x0 timeout=0 mask=0x80  -> [2001:db8::10]:0 fwd=3 w=2"
+	slices.Sort(want)
+	if diff := cmp.Diff(want, dump(t, k)); diff != "" {
+		t.Errorf("table (-want +got):\n%s", diff)
+	}
+	before := k.Writes()
+	if ch := apply(t, r, ipvs.Desired(cfg, nil)); ch.Total() != 0 || k.Writes() != before {
+		t.Errorf("second Apply wrote: %+v", ch)
+	}
+}
+
+func TestApplyContinuesAfterFailure(t *testing.T) {
+	cfg := twoServices()
+	k := &ipvstest.Kernel{}
+	k.SetFail(func(op string, s *moby.Service, _ *moby.Destination) error {
+		if op == ipvstest.OpNewService && s.Port == 80 {
+			return unix.ENOMEM
+		}
+		return nil
+	})
+	r := ipvs.NewReconciler(k, nil)
+	ch, err := r.Apply(ipvs.Desired(cfg, nil))
+	if !errors.Is(err, unix.ENOMEM) {
+		t.Fatalf("Apply error = %v, want ENOMEM", err)
+	}
+	if !strings.Contains(err.Error(), "create service TCP  10.0.0.1:80 rr") {
+		t.Errorf("error does not name the service: %v", err)
+	}
+	if ch.ServicesCreated != 1 || ch.DestinationsCreated != 1 {
+		t.Errorf("changes %+v: the other service should have been created", ch)
+	}
+	wantLine("10.0.0.2:443", "-> 10.0.1.1:443 fwd=0 w=1")(t, dump(t, k))
+
+	k.SetFail(nil)
+	ch = apply(t, r, ipvs.Desired(cfg, nil))
+	if ch.ServicesCreated != 1 || ch.DestinationsCreated != 2 {
+		t.Errorf("retry changes %+v, want the failed service created", ch)
+	}
+}
+
+func TestApplyReportsKernelRefusals(t *testing.T) {
+	bad := natVS("bad", "10.0.0.3:80", rs("10.0.1.1:80", 1))
+	bad.Scheduler = "nosuch"
+	thresh := natVS("thresh", "10.0.0.4:80", conf.RealServer{Address: ap("10.0.1.1:80"), Weight: 1, LowerThreshold: 5})
+	good := natVS("good", "10.0.0.5:80", rs("10.0.1.1:80", 1))
+
+	k := &ipvstest.Kernel{}
+	_, err := ipvs.NewReconciler(k, nil).Apply(ipvs.Desired(cfgOf(bad, thresh, good), nil))
+	for _, want := range []struct {
+		errno unix.Errno
+		text  string
+	}{
+		{unix.ENOENT, "create service TCP  10.0.0.3:80 nosuch: no such file or directory"},
+		{unix.ERANGE, "add destination 10.0.1.1:80 to TCP  10.0.0.4:80 rr: numerical result out of range"},
+	} {
+		if !errors.Is(err, want.errno) || !strings.Contains(fmt.Sprint(err), want.text) {
+			t.Errorf("error %q lacks %q (%v)", err, want.text, want.errno)
+		}
+	}
+	wantLine("10.0.0.5:80", "-> 10.0.1.1:80 fwd=0 w=1")(t, dump(t, k))
+}
+
+func TestRemove(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	foreign := mobySvc("192.0.2.1:25", "wlc")
+	must(t, k.NewService(foreign))
+	r := ipvs.NewReconciler(k, nil)
+	want := ipvs.Desired(twoServices(), nil)
+	apply(t, r, want)
+
+	if err := r.Remove(want[:1]); err != nil {
+		t.Fatal(err)
+	}
+	table := dump(t, k)
+	noLine("10.0.0.1:80")(t, table)
+	wantLine("10.0.0.2:443", "-> 10.0.1.1:443 fwd=0 w=1")(t, table)
+	wantLine("192.0.2.1:25", "sched=wlc flags=0x0 timeout=0 mask=0xffffffff")(t, table)
+
+	// Absent already: not an error.
+	if err := r.Remove(want[:1]); err != nil {
+		t.Errorf("Remove of an absent service: %v", err)
+	}
+	// Removed services are forgotten: applying a table without them does
+	// not try to delete them again.
+	k.ResetWrites()
+	apply(t, r, want[1:])
+	if k.Writes() != 0 {
+		t.Errorf("Apply after Remove wrote %v", k.WritesByOp())
+	}
+}
+
+func TestRead(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	apply(t, r, ipvs.Desired(twoServices(), nil))
+	web := mobySvc("10.0.0.1:80", "rr")
+	must(t, k.SetConns(web, mobyDst("10.0.1.2:80", 0), 7, 8))
+	must(t, k.SetStats(web, nil, moby.SvcStats{Connections: 11, PacketsIn: 12, PacketsOut: 13, BytesIn: 1 << 40, BytesOut: 15}))
+	must(t, k.SetStats(web, mobyDst("10.0.1.2:80", 0), moby.SvcStats{Connections: 3}))
+
+	got, err := r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("Read returned %d services, want 2", len(got))
+	}
+	s := got[0]
+	if s.Service.Key() != (ipvs.ServiceKey{Family: unix.AF_INET, Protocol: unix.IPPROTO_TCP, Address: ip("10.0.0.1"), Port: 80}) {
+		t.Fatalf("first service %s, want 10.0.0.1:80 (ipvsadm order)", s.Service)
+	}
+	if diff := cmp.Diff(ipvs.Stats{Conns: 11, InPkts: 12, OutPkts: 13, InBytes: 1 << 40, OutBytes: 15}, s.Stats); diff != "" {
+		t.Errorf("service stats (-want +got):\n%s", diff)
+	}
+	if s.Service.Flags&ipvs.FlagHashed == 0 {
+		t.Error("read-back service lacks HASHED")
+	}
+	wantDests := []ipvs.DestinationStatus{
+		{Destination: ipvs.Destination{Address: ip("10.0.1.1"), Port: 80, Weight: 2}},
+		{Destination: ipvs.Destination{Address: ip("10.0.1.2"), Port: 80, Weight: 3}, ActiveConns: 7, InactConns: 8, Stats: ipvs.Stats{Conns: 3}},
+	}
+	if diff := cmp.Diff(wantDests, s.Destinations, addrOpt); diff != "" {
+		t.Errorf("destinations (-want +got):\n%s", diff)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
