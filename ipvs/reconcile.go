@@ -39,7 +39,7 @@ type Reconciler struct {
 	k      Kernel
 	log    *slog.Logger
 	owned  map[ServiceKey]string // managed service -> virtual server name
-	logged map[ServiceKey]bool // foreign services already reported
+	logged map[ServiceKey]bool   // foreign services already reported
 }
 
 // NewReconciler returns a Reconciler writing to k; log may be nil.
