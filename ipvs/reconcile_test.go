@@ -42,7 +42,11 @@ func dump(t *testing.T, k *ipvstest.Kernel) []string {
 		}
 		var dl []string
 		for _, d := range dests {
-			dl = append(dl, fmt.Sprintf("%s  -> %s fwd=%d w=%d", line, net.JoinHostPort(d.Address.String(), fmt.Sprint(d.Port)), d.ConnectionFlags, d.Weight))
+			l := fmt.Sprintf("%s  -> %s fwd=%d w=%d", line, net.JoinHostPort(d.Address.String(), fmt.Sprint(d.Port)), d.ConnectionFlags, d.Weight)
+			if d.UpperThreshold != 0 || d.LowerThreshold != 0 {
+				l += fmt.Sprintf(" thresholds=%d/%d", d.UpperThreshold, d.LowerThreshold)
+			}
+			dl = append(dl, l)
 		}
 		out = append(out, line)
 		out = append(out, dl...)
@@ -244,6 +248,11 @@ func TestDriftRepair(t *testing.T) {
 		{"forwarding changed by hand", func(t *testing.T, k *ipvstest.Kernel) {
 			d := mobyDst("10.0.1.1:80", 2)
 			d.ConnectionFlags = moby.ConnectionFlagDirectRoute
+			must(t, k.UpdateDestination(web, d))
+		}, ipvs.Changes{DestinationsUpdated: 1}},
+		{"threshold changed by hand", func(t *testing.T, k *ipvstest.Kernel) {
+			d := mobyDst("10.0.1.1:80", 2)
+			d.UpperThreshold = 100
 			must(t, k.UpdateDestination(web, d))
 		}, ipvs.Changes{DestinationsUpdated: 1}},
 		{"destination deleted by hand", func(t *testing.T, k *ipvstest.Kernel) {
