@@ -477,3 +477,31 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkApplyNoChange measures a resync that finds nothing to do, the
+// common case: 200 services of 20 destinations each.
+func BenchmarkApplyNoChange(b *testing.B) {
+	var vss []conf.VirtualServer
+	for i := range 200 {
+		var servers []conf.RealServer
+		for j := range 20 {
+			servers = append(servers, rs(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), byte(j + 1)}), 80).String(), 1))
+		}
+		vss = append(vss, natVS(fmt.Sprint("vs", i), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 1}), 80).String(), servers...))
+	}
+	want := ipvs.Desired(cfgOf(vss...), nil)
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	if _, err := r.Apply(want); err != nil {
+		b.Fatal(err)
+	}
+	k.ResetWrites()
+	for b.Loop() {
+		if _, err := r.Apply(want); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if k.Writes() != 0 {
+		b.Fatalf("no-change Apply wrote %v", k.WritesByOp())
+	}
+}
