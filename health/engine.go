@@ -175,11 +175,6 @@ func (e *Engine) loop(ctx context.Context, p *probe, delay time.Duration) {
 	}
 }
 
-type transition struct {
-	key Key
-	up  bool
-}
-
 func (e *Engine) record(p *probe, res Result) {
 	e.mu.Lock()
 	if e.probes[p.id] != p {

@@ -1,0 +1,280 @@
+// Command healthbench measures the health engine's cost: it runs many
+// distinct tcp probes against loopback listeners served by a child process
+// (so the accepting side's CPU is not counted) and reports this process's
+// CPU share of one core and its RSS.
+//
+//	go run ./health/cmd/healthbench -n 10000 -interval 1s -duration 20s
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
+	"golang.org/x/sys/unix"
+)
+
+const childEnv = "LVSHA_HEALTHBENCH_LISTENERS"
+
+func main() {
+	if v := os.Getenv(childEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "healthbench child:", err)
+			os.Exit(2)
+		}
+		if err := child(n); err != nil {
+			fmt.Fprintln(os.Stderr, "healthbench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	n := flag.Int("n", 10000, "distinct tcp probes")
+	listeners := flag.Int("listeners", 100, "loopback listeners the probes spread over")
+	interval := flag.Duration("interval", time.Second, "probe interval")
+	warmup := flag.Duration("warmup", 3*time.Second, "time before measuring (first runs are jittered over one interval)")
+	duration := flag.Duration("duration", 20*time.Second, "measurement window")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the measurement window here")
+	verbose := flag.Bool("v", false, "log transitions")
+	flag.Parse()
+	level := slog.LevelError
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	if err := run(*n, *listeners, *interval, *warmup, *duration, *profile, level); err != nil {
+		fmt.Fprintln(os.Stderr, "healthbench:", err)
+		os.Exit(1)
+	}
+}
+
+// child serves n listeners on 127.0.0.1, printing their ports, then the
+// running count of accepted connections every 500ms, until stdin closes.
+func child(n int) error {
+	var accepted atomic.Int64
+	out := bufio.NewWriter(os.Stdout)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, ln.Addr().(*net.TCPAddr).Port)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				c.Close()
+			}
+		}()
+	}
+	fmt.Fprintln(out, "ready")
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	go func() {
+		for range time.Tick(500 * time.Millisecond) {
+			fmt.Printf("accepted %d\n", accepted.Load())
+		}
+	}()
+	_, _ = bufio.NewReader(os.Stdin).ReadString(0) // returns when the parent exits
+	return nil
+}
+
+func raiseNoFile() (uint64, error) {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	l.Cur = l.Max
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	return l.Cur, nil
+}
+
+// cpuTime returns user and system CPU time used so far.
+func cpuTime() (user, sys time.Duration) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0
+	}
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// procStatus reads a kB field such as VmRSS from /proc/self/status, in MiB.
+func procStatus(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return -1
+}
+
+func run(n, listeners int, interval, warmup, duration time.Duration, profile string, logLevel slog.Level) error {
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(listeners))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start listener child: %w", err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	var ports []uint16
+	for sc.Scan() && sc.Text() != "ready" {
+		p, err := strconv.Atoi(sc.Text())
+		if err != nil {
+			return fmt.Errorf("child said %q", sc.Text())
+		}
+		ports = append(ports, uint16(p))
+	}
+	if len(ports) != listeners {
+		return fmt.Errorf("child opened %d of %d listeners", len(ports), listeners)
+	}
+	var accepted atomic.Int64
+	go func() {
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "accepted "); ok {
+				a, _ := strconv.ParseInt(v, 10, 64)
+				accepted.Store(a)
+			}
+		}
+	}()
+
+	// Probes are made distinct by listener port and rise/fall (which do not
+	// change the load), so the engine cannot collapse them.
+	perListener := (n + listeners - 1) / listeners
+	if perListener > 100*100 {
+		return fmt.Errorf("at most %d probes per listener", 100*100)
+	}
+	cfg := &conf.Config{}
+	count := 0
+	for q := 0; q < perListener && count < n; q++ {
+		check := &conf.Check{Type: "tcp", Interval: interval, Timeout: interval / 2,
+			Rise: q%100 + 1, Fall: q/100 + 1}
+		vs := conf.VirtualServer{Name: "vs" + strconv.Itoa(q), Check: check}
+		for _, p := range ports {
+			if count == n {
+				break
+			}
+			rs := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
+			vs.RealServers = append(vs.RealServers, conf.RealServer{Address: rs, Weight: 1, Check: check})
+			count++
+		}
+		cfg.VirtualServers = append(cfg.VirtualServers, vs)
+	}
+
+	var transitions atomic.Int64
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	e := health.NewEngine(log)
+	e.Update(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	go func() {
+		for range e.Updates() {
+			transitions.Add(1)
+		}
+	}()
+
+	fmt.Printf("probes=%d listeners=%d interval=%v nofile=%d GOMAXPROCS=%d\n",
+		n, listeners, interval, nofile, runtime.GOMAXPROCS(0))
+	time.Sleep(warmup)
+	snap := e.Snapshot()
+	fmt.Printf("after warmup: %d keys, goroutines=%d RSS=%.1f MiB\n", len(snap), runtime.NumGoroutine(), procStatus("VmRSS"))
+
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	user0, sys0 := cpuTime()
+	wall0, acc0 := time.Now(), accepted.Load()
+	var maxRSS float64
+	for t := time.Duration(0); t < duration; t += time.Second {
+		time.Sleep(time.Second)
+		maxRSS = max(maxRSS, procStatus("VmRSS"))
+	}
+	user1, sys1 := cpuTime()
+	user, sys := user1-user0, sys1-sys0
+	cpu, wall, acc := user+sys, time.Since(wall0), accepted.Load()-acc0
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+
+	snap = e.Snapshot()
+	var checked, up, failed int
+	for _, s := range snap {
+		if s.Checked {
+			checked++
+		}
+		if s.Up {
+			up++
+		}
+		if s.Checked && !s.Last.OK {
+			failed++
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("window=%v cpu=%v (user %v, sys %v) share=%.1f%% of one core\n", wall.Round(time.Millisecond),
+		cpu.Round(time.Millisecond), user.Round(time.Millisecond), sys.Round(time.Millisecond),
+		100*cpu.Seconds()/wall.Seconds())
+	fmt.Printf("connections accepted by listeners: %d (%.0f/s, expected %.0f/s)\n",
+		acc, float64(acc)/wall.Seconds(), float64(n)/interval.Seconds())
+	fmt.Printf("RSS max=%.1f MiB now=%.1f MiB HWM=%.1f MiB; heap inuse=%.1f MiB sys=%.1f MiB; goroutines=%d\n",
+		maxRSS, procStatus("VmRSS"), procStatus("VmHWM"), float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20),
+		runtime.NumGoroutine())
+	fmt.Printf("keys=%d checked=%d up=%d last-failed=%d update-signals=%d\n", len(snap), checked, up, failed, transitions.Load())
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("engine did not stop within 10s")
+	}
+	return nil
+}
