@@ -73,6 +73,30 @@ func WriteTable(w io.Writer, services []ServiceStatus, opt TableOptions) error {
 	return bw.Flush()
 }
 
+// Options renders the service options ipvsadm -Ln prints after the
+// scheduler, each with a leading space: " (sh-port) persistent 300 mask
+// 255.255.255.0 ops"; empty when there are none.
+func (s Service) Options() string {
+	var b strings.Builder
+	if s.Flags&flagsSched != 0 {
+		fmt.Fprintf(&b, " (%s)", schedFlagNames(s.Scheduler, s.Flags))
+	}
+	if s.Flags&FlagPersistent != 0 {
+		fmt.Fprintf(&b, " persistent %d", s.Timeout)
+		if s.Family == unix.AF_INET6 {
+			if s.Netmask != 128 {
+				fmt.Fprintf(&b, " mask %d", s.Netmask)
+			}
+		} else if s.Netmask != 0xffffffff {
+			fmt.Fprintf(&b, " mask %s", netmask4Addr(s.Netmask))
+		}
+	}
+	if s.Flags&FlagOnePacket != 0 {
+		b.WriteString(" ops")
+	}
+	return b.String()
+}
+
 func writeService(w io.Writer, ss ServiceStatus, stats bool) {
 	s := ss.Service
 	name := s.Key().String()
@@ -84,23 +108,7 @@ func writeService(w io.Writer, ss ServiceStatus, stats bool) {
 		writeLargeNums(w, ss.Stats)
 		fmt.Fprintln(w)
 	} else {
-		fmt.Fprintf(w, "%s %s", name, s.Scheduler)
-		if s.Flags&flagsSched != 0 {
-			fmt.Fprintf(w, " (%s)", schedFlagNames(s.Scheduler, s.Flags))
-		}
-		if s.Flags&FlagPersistent != 0 {
-			fmt.Fprintf(w, " persistent %d", s.Timeout)
-			if s.Family == unix.AF_INET6 {
-				if s.Netmask != 128 {
-					fmt.Fprintf(w, " mask %d", s.Netmask)
-				}
-			} else if s.Netmask != 0xffffffff {
-				fmt.Fprintf(w, " mask %s", netmask4Addr(s.Netmask))
-			}
-		}
-		if s.Flags&FlagOnePacket != 0 {
-			fmt.Fprint(w, " ops")
-		}
+		fmt.Fprintf(w, "%s %s%s", name, s.Scheduler, s.Options())
 		fmt.Fprintln(w)
 	}
 	for _, ds := range ss.Destinations {

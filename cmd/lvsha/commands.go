@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/ipvs"
+)
+
+func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\n%s\n\nFlags:\n", synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// cmdCheck implements `lvsha check`: validate, then print the table the
+// config describes with every real server up, as `ipvsadm -Ln` would show it.
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", "lvsha check -c FILE [-q]",
+		"Validate FILE and print the IPVS table it describes (all real servers up) in ipvsadm -Ln layout.\n"+
+			"Exit status 0 when valid, 1 with every error listed when not. Touches neither the kernel nor the network.", stderr)
+	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file`")
+	quiet := fs.Bool("q", false, "print nothing when the configuration is valid")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	cfg, err := conf.Load(*path)
+	if err != nil {
+		return &exitError{code: 1, err: configError(*path, err)}
+	}
+	if *quiet {
+		return nil
+	}
+	allUp := func(string, netip.AddrPort) bool { return true }
+	fmt.Fprintf(stdout, "%s: valid, %d virtual servers\n", *path, len(cfg.VirtualServers))
+	_, err = io.WriteString(stdout, ipvs.Format(ipvs.Desired(cfg, allUp)))
+	return err
+}
+
+// cmdStatus implements `lvsha status`.
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", "lvsha status [-s SOCKET | -c FILE] [-o text|json]",
+		"Show the running daemon's table: each real server's health, last probe, weights and kernel counters.", stderr)
+	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
+	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
+	out := fs.String("o", "text", "output `format`: text or json")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if *out != "text" && *out != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}
+	}
+	socket := *sock
+	if socket == "" && *path != "" {
+		cfg, err := conf.Load(*path)
+		if err != nil {
+			return &exitError{code: 1, err: configError(*path, err)}
+		}
+		socket = cfg.Director.ControlSocket
+	}
+	if socket == "" {
+		socket = conf.DefaultControlSocket
+	}
+	rep, err := fetchStatus(ctx, socket)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return writeReport(stdout, rep, time.Now())
+}

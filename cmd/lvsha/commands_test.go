@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every shipped example must pass `lvsha check`.
+func TestExamplesPassCheck(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.toml")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("want at least 5 examples, found %d (%v)", len(files), err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := runMain(context.Background(), []string{"check", "-c", f}, &out, &errb); code != 0 {
+				t.Fatalf("lvsha check %s: exit %d\n%s", f, code, errb.String())
+			}
+			if !strings.Contains(out.String(), "Prot LocalAddress:Port Scheduler Flags") {
+				t.Errorf("check output lacks the ipvsadm title:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[[virtual_server]]\naddress = \"10.0.0.1:80\"\nscheduler = \"nope\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.2:80\"\nweight = 70000\n"), 0o644)
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("[[virtual_server]]\naddress = \"10.0.0.1:80\"\nscheduler = \"sh\"\nscheduler_flags = [\"sh-port\"]\npersistence = \"300s\"\npersistence_netmask = 24\n[[virtual_server.real_server]]\naddress = \"10.0.0.2:8080\"\nweight = 3\n"), 0o644)
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{"valid prints the ipvsadm table", []string{"check", "-c", good}, 0,
+			[]string{"TCP  10.0.0.1:80 sh (sh-port) persistent 300 mask 255.255.255.0\n", "  -> 10.0.0.2:8080                Masq    3      0          0"}, nil},
+		{"all errors with file:line", []string{"check", "-c", bad}, 1, nil,
+			[]string{bad + ":3: virtual_server[0].scheduler", bad + ":6: virtual_server[0].real_server[0].weight"}},
+		{"missing file", []string{"check", "-c", filepath.Join(dir, "nope.toml")}, 1, nil, []string{"does not exist"}},
+		{"quiet", []string{"check", "-q", "-c", good}, 0, nil, nil},
+		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
+		{"version", []string{"version"}, 0, []string{"lvsha "}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := runMain(context.Background(), tc.args, &out, &errb)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, out.String(), errb.String())
+			}
+			for _, w := range tc.stdout {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tc.stderr {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+				}
+			}
+			if tc.name == "quiet" && out.Len() != 0 {
+				t.Errorf("-q printed %q", out.String())
+			}
+		})
+	}
+}
+
+// Without a daemon, status says so instead of a bare dial error.
+func TestStatusWithoutDaemon(t *testing.T) {
+	var out, errb bytes.Buffer
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	if code := runMain(context.Background(), []string{"status", "-s", sock}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(errb.String(), "no lvsha daemon is listening on "+sock) {
+		t.Errorf("stderr = %q", errb.String())
+	}
+}

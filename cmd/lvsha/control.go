@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// The control socket speaks HTTP/JSON over a unix socket: curl can read it
+// (curl --unix-socket /run/lvsha/lvsha.sock http://lvsha/status) and the
+// client needs nothing beyond net/http.
+
+// statusSource is what the control server needs from the daemon.
+type statusSource interface {
+	Status() (*Report, error)
+}
+
+// listenControl opens the control socket at path. A stale socket left by a
+// killed daemon is replaced, but a socket some live daemon still answers on
+// is not stolen.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another lvsha is already serving on it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket %s: remove stale socket: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	// Status carries nothing secret, but only root may change things later
+	// over this socket: keep it owner-only from the start.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// serveControl serves status on ln until ctx is done, then removes the
+// socket file.
+func serveControl(ctx context.Context, ln net.Listener, src statusSource, log *slog.Logger) error {
+	path := ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		rep, err := src.Status()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			log.Debug("control: write status", "error", err)
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+		_ = os.Remove(path)
+		return nil
+	case err := <-done:
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+}
+
+// fetchStatus asks the daemon on path for its report.
+func fetchStatus(ctx context.Context, path string) (*Report, error) {
+	client := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+		},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://lvsha/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return nil, fmt.Errorf("no lvsha daemon is listening on %s (is `lvsha run` running? use -s or -c to name its socket): %w", path, err)
+		case errors.Is(err, os.ErrPermission):
+			return nil, fmt.Errorf("control socket %s: permission denied (run as root): %w", path, err)
+		}
+		return nil, fmt.Errorf("query %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read status from %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("daemon on %s: %s: %s", path, resp.Status, body)
+	}
+	var rep Report
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return nil, fmt.Errorf("decode status from %s: %w", path, err)
+	}
+	return &rep, nil
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/ipvs"
+)
+
+// table is what the daemon needs from the IPVS reconciler.
+type table interface {
+	Apply(desired []ipvs.Service) (ipvs.Changes, error)
+	Remove(services []ipvs.Service) error
+	Read() ([]ipvs.ServiceStatus, error)
+}
+
+// prober is what the daemon needs from the health engine.
+type prober interface {
+	Run(ctx context.Context) error
+	Update(cfg *conf.Config)
+	Updates() <-chan struct{}
+	Snapshot() map[health.Key]health.Status
+	Up(vs string, rs netip.AddrPort) bool
+}
+
+// daemon wires configuration, health and the kernel table. One goroutine
+// (loop) owns every change to the kernel; the control socket only reads.
+type daemon struct {
+	log    *slog.Logger
+	path   string
+	table  table
+	probes prober
+	agg    ipvs.Aggregator
+	// load reads and validates the configuration file; a field so tests can
+	// feed configs without files.
+	load func(path string) (*conf.Config, error)
+
+	mu        sync.Mutex
+	cfg       *conf.Config
+	loadedAt  time.Time
+	reloadErr error
+	syncedAt  time.Time
+	syncErr   error
+	desired   []ipvs.Service
+}
+
+func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
+	return &daemon{
+		log: log, path: path, table: t, probes: p, cfg: cfg,
+		loadedAt: time.Now(), load: conf.Load,
+	}
+}
+
+func (d *daemon) config() *conf.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// sync computes the desired table from the current config and health and
+// applies the difference to the kernel.
+func (d *daemon) sync() {
+	cfg := d.config()
+	desired := d.agg.Desired(cfg, d.probes.Up)
+	changes, err := d.table.Apply(desired)
+	if err != nil {
+		// The kernel refused part of the table: keep running, keep the rest
+		// programmed, and retry at the next resync.
+		d.log.Error("apply kernel table", "op", "sync", "error", err)
+	}
+	if changes.Total() > 0 {
+		d.log.Info("kernel table changed", "op", "sync",
+			"services_created", changes.ServicesCreated, "services_updated", changes.ServicesUpdated,
+			"services_deleted", changes.ServicesDeleted, "destinations_created", changes.DestinationsCreated,
+			"destinations_updated", changes.DestinationsUpdated, "destinations_deleted", changes.DestinationsDeleted)
+	}
+	d.mu.Lock()
+	d.desired, d.syncedAt, d.syncErr = desired, time.Now(), err
+	d.mu.Unlock()
+}
+
+// reload swaps in a new config if it is valid; otherwise the daemon keeps
+// running the last good one and reports the config as stale.
+func (d *daemon) reload() {
+	cfg, err := d.load(d.path)
+	d.mu.Lock()
+	d.reloadErr = err
+	old := d.cfg
+	if err == nil && !cfg.Equal(old) {
+		d.cfg, d.loadedAt = cfg, time.Now()
+	}
+	d.mu.Unlock()
+	switch {
+	case err != nil:
+		d.log.Error("reload failed, keeping the previous configuration", "op", "reload", "file", d.path, "error", err)
+		return
+	case cfg.Equal(old):
+		d.log.Info("reload: configuration unchanged", "op", "reload", "file", d.path)
+		return
+	}
+	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers))
+	d.probes.Update(cfg)
+	d.sync()
+}
+
+// loop runs the daemon until ctx is done. hup delivers reload requests.
+func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
+	cfg := d.config()
+	d.probes.Update(cfg)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	probesDone := make(chan error, 1)
+	go func() { probesDone <- d.probes.Run(pctx) }()
+
+	d.sync()
+	resync := time.NewTicker(cfg.Director.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-probesDone
+			return nil
+		case err := <-probesDone:
+			return fmt.Errorf("health engine stopped: %w", err)
+		case <-hup:
+			d.reload()
+			resync.Reset(d.config().Director.Resync)
+		case <-d.probes.Updates():
+			d.sync()
+		case <-resync.C:
+			d.sync()
+		}
+	}
+}
+
+// cleanup removes the services this configuration describes from the
+// kernel; only for `lvsha run --cleanup`.
+func (d *daemon) cleanup() error {
+	d.mu.Lock()
+	desired := d.desired
+	d.mu.Unlock()
+	return d.table.Remove(desired)
+}
+
+// Status joins config, health and the kernel's table into a Report.
+func (d *daemon) Status() (*Report, error) {
+	d.mu.Lock()
+	cfg, desired := d.cfg, d.desired
+	rep := &Report{
+		Director:    cfg.Director.Name,
+		ConfigFile:  d.path,
+		LoadedAt:    d.loadedAt,
+		ConfigStale: d.reloadErr != nil,
+		SyncedAt:    d.syncedAt,
+	}
+	if d.reloadErr != nil {
+		rep.ReloadError = d.reloadErr.Error()
+	}
+	if d.syncErr != nil {
+		rep.SyncError = d.syncErr.Error()
+	}
+	d.mu.Unlock()
+
+	kernel, err := d.table.Read()
+	if err != nil {
+		return nil, fmt.Errorf("read kernel table: %w", err)
+	}
+	buildReport(rep, cfg, desired, kernel, d.probes.Snapshot())
+	return rep, nil
+}
+
+// cmdRun implements `lvsha run`.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", "lvsha run -c FILE [--cleanup] [--log-level LEVEL] [--netns PATH]",
+		"Run the director: probe real servers and keep the kernel's IPVS table as the config describes.\n"+
+			"SIGHUP reloads the config (a bad config is refused; the last good one keeps running).\n"+
+			"SIGTERM stops and leaves the kernel table in place, so no connection is dropped.", stderr)
+	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file`")
+	cleanup := fs.Bool("cleanup", false, "on exit, remove the virtual services the config describes from the kernel")
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	netns := fs.String("netns", "", "program IPVS in the network namespace at `path` (e.g. /var/run/netns/lb) instead of the current one")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	cfg, err := conf.Load(*path)
+	if err != nil {
+		return &exitError{code: 1, err: configError(*path, err)}
+	}
+	// Listen before touching the kernel, so a second daemon started by
+	// mistake stops here instead of fighting the first over the table.
+	ln, err := listenControl(cfg.Director.ControlSocket)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	handle, err := ipvs.Open(*netns)
+	if err != nil {
+		ln.Close()
+		return &exitError{code: 1, err: err}
+	}
+	defer handle.Close()
+	rec := ipvs.NewReconciler(handle, log)
+	d := newDaemon(log, *path, cfg, rec, health.NewEngine(log))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	cctx, cancelControl := context.WithCancel(ctx)
+	controlDone := make(chan error, 1)
+	go func() { controlDone <- serveControl(cctx, ln, d, log) }()
+
+	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "control_socket", cfg.Director.ControlSocket)
+	err = d.loop(ctx, hup)
+	cancelControl()
+	if cerr := <-controlDone; cerr != nil {
+		log.Error("control socket", "error", cerr)
+	}
+	if *cleanup {
+		if rerr := d.cleanup(); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", rerr))
+		} else {
+			log.Info("removed lvsha's virtual services from the kernel", "op", "cleanup")
+		}
+	} else {
+		log.Info("stopping; kernel table left in place", "op", "stop")
+	}
+	return err
+}
+
+// configError formats config errors one per line so every problem is seen
+// at once.
+func configError(path string, err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("configuration file %s does not exist", path)
+	}
+	return fmt.Errorf("invalid configuration:\n%w", err)
+}

@@ -1,0 +1,112 @@
+// Command lvsha is a health-checking high-availability director for Linux
+// Virtual Server (IPVS).
+//
+//	lvsha run -c FILE      run the daemon
+//	lvsha check -c FILE    validate a configuration and print its table
+//	lvsha status           show the running daemon's table and health
+//	lvsha version          print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+const usage = `lvsha — health-checking high-availability director for Linux IPVS
+
+Usage:
+  lvsha run     -c FILE [--cleanup]    run the director daemon
+  lvsha check   -c FILE                validate FILE and print the IPVS table it describes
+  lvsha status  [-s SOCKET | -c FILE] [-o text|json]
+                                       show the live table, health and counters
+  lvsha version                        print version information
+
+Run "lvsha COMMAND -h" for the flags of one command.
+`
+
+// exitError carries a process exit status through the command functions so
+// that main is the only place that calls os.Exit.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(runMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runMain dispatches a command line and returns the exit status; tests call
+// it directly.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stdout, stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "lvsha: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "lvsha %s: %v\n", args[0], ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "lvsha %s: %v\n", args[0], err)
+	return 1
+}
+
+func versionString() string {
+	v, rev, dirty := "(devel)", "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		return fmt.Sprintf("lvsha %s (%s%s)", v, rev, dirty)
+	}
+	return "lvsha " + v
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what `lvsha status` shows: the daemon's view of every virtual
+// server it manages, joined with the kernel's table and counters. Its JSON
+// form (-o json) is a stable interface for scripts and monitoring.
+type Report struct {
+	Director   string    `json:"director"`
+	ConfigFile string    `json:"config_file"`
+	LoadedAt   time.Time `json:"config_loaded_at"`
+	// ConfigStale is true when the last reload failed and the daemon still
+	// runs the previous good config; ReloadError says why.
+	ConfigStale bool            `json:"config_stale"`
+	ReloadError string          `json:"reload_error,omitempty"`
+	SyncedAt    time.Time       `json:"last_sync"`
+	SyncError   string          `json:"sync_error,omitempty"`
+	Services    []ServiceReport `json:"virtual_servers"`
+	// Foreign lists kernel services the configuration does not name; lvsha
+	// leaves them alone.
+	Foreign []string `json:"foreign_services,omitempty"`
+}
+
+// ServiceReport is one virtual server.
+type ServiceReport struct {
+	Name        string       `json:"name"`
+	Service     string       `json:"service"` // ipvsadm-style "TCP  10.0.0.1:80"
+	Scheduler   string       `json:"scheduler"`
+	Flags       string       `json:"flags,omitempty"`
+	InKernel    bool         `json:"in_kernel"`
+	SorryActive bool         `json:"sorry_active"`
+	Stats       Counters     `json:"stats"`
+	RealServers []RealReport `json:"real_servers"`
+}
+
+// RealReport is one real server (or the sorry server) of a virtual server.
+type RealReport struct {
+	Address string `json:"address"`
+	Forward string `json:"forward"`
+	Sorry   bool   `json:"sorry,omitempty"`
+	// Weight is the configured weight; KernelWeight what the kernel holds
+	// (absent when the destination is not in the kernel).
+	Weight       int          `json:"weight"`
+	KernelWeight *int         `json:"kernel_weight,omitempty"`
+	Health       string       `json:"health"` // up, down or unchecked
+	Since        time.Time    `json:"since,omitzero"`
+	Transitions  int          `json:"transitions"`
+	Probe        string       `json:"probe,omitempty"`
+	Last         *ProbeResult `json:"last_probe,omitempty"`
+	ActiveConn   int          `json:"active_conns"`
+	InactiveConn int          `json:"inactive_conns"`
+	Stats        Counters     `json:"stats"`
+}
+
+// ProbeResult is the outcome of the latest probe.
+type ProbeResult struct {
+	OK        bool      `json:"ok"`
+	Message   string    `json:"message,omitempty"`
+	Code      int       `json:"code,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+	At        time.Time `json:"at"`
+}
+
+// Counters are the kernel's per-service or per-destination statistics.
+type Counters struct {
+	Conns    uint64 `json:"conns"`
+	InPkts   uint64 `json:"in_pkts"`
+	OutPkts  uint64 `json:"out_pkts"`
+	InBytes  uint64 `json:"in_bytes"`
+	OutBytes uint64 `json:"out_bytes"`
+}
+
+// writeReport prints r the way an LVS operator reads `ipvsadm -Ln --stats`,
+// with lvsha's health columns added to each real server.
+func writeReport(w io.Writer, r *Report, now time.Time) error {
+	fmt.Fprintf(w, "director %s   config %s (loaded %s)\n", r.Director, r.ConfigFile, r.LoadedAt.Format(time.RFC3339))
+	if r.ConfigStale {
+		fmt.Fprintf(w, "CONFIG STALE: last reload failed, running the previous config: %s\n", r.ReloadError)
+	}
+	if r.SyncError != "" {
+		fmt.Fprintf(w, "KERNEL SYNC ERROR (%s ago): %s\n", ago(now, r.SyncedAt), r.SyncError)
+	} else {
+		fmt.Fprintf(w, "kernel in sync %s ago\n", ago(now, r.SyncedAt))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\tWeight\tHealth\tLast probe\tActConn\tInActConn\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes")
+	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\t\t\t\t\t\t\t\t\t\t")
+	for _, s := range r.Services {
+		sched := s.Scheduler
+		if s.Flags != "" {
+			sched += " " + s.Flags
+		}
+		state := ""
+		if !s.InKernel {
+			state = "MISSING FROM KERNEL"
+		} else if s.SorryActive {
+			state = "SORRY"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\t%s\t%s\t\t\t%d\t%d\t%d\t%d\t%d\n", s.Service, sched, state, s.Name,
+			s.Stats.Conns, s.Stats.InPkts, s.Stats.OutPkts, s.Stats.InBytes, s.Stats.OutBytes)
+		for _, d := range s.RealServers {
+			weight := "-"
+			if d.KernelWeight != nil {
+				weight = fmt.Sprint(*d.KernelWeight)
+				if *d.KernelWeight != d.Weight {
+					weight += fmt.Sprintf("/%d", d.Weight)
+				}
+			}
+			health := d.Health
+			if d.Sorry {
+				health = "sorry"
+			} else if !d.Since.IsZero() {
+				health += " " + ago(now, d.Since)
+			}
+			fmt.Fprintf(tw, "  -> %s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Address, d.Forward, weight, health,
+				probeSummary(d.Last), d.ActiveConn, d.InactiveConn,
+				d.Stats.Conns, d.Stats.InPkts, d.Stats.OutPkts, d.Stats.InBytes, d.Stats.OutBytes)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Foreign) > 0 {
+		fmt.Fprintf(w, "not managed by lvsha (left alone): %s\n", strings.Join(r.Foreign, "; "))
+	}
+	return nil
+}
+
+func probeSummary(p *ProbeResult) string {
+	if p == nil {
+		return "-"
+	}
+	res := "ok"
+	if !p.OK {
+		res = "FAIL"
+	}
+	s := fmt.Sprintf("%s %.1fms", res, p.LatencyMS)
+	if p.Code != 0 {
+		s += fmt.Sprintf(" code=%d", p.Code)
+	}
+	if !p.OK && p.Message != "" {
+		msg := p.Message
+		if len(msg) > 60 {
+			msg = msg[:57] + "..."
+		}
+		s += " (" + msg + ")"
+	}
+	return s
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
