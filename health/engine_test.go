@@ -133,9 +133,10 @@ func TestEngineRiseFall(t *testing.T) {
 			if s.Transitions != 1 || s.Last.OK || s.Last.Err == nil {
 				t.Fatalf("after stop: %+v, want 1 transition and a failed last result", s)
 			}
+			// record signals just after releasing the state it changed.
 			select {
 			case <-e.Updates():
-			default:
+			case <-time.After(time.Second):
 				t.Fatal("no update signalled for the down transition")
 			}
 			l := logs.String()
