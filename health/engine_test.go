@@ -36,13 +36,20 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-// newTestEngine returns an engine whose probes start at once, and runs it
-// until the test ends, failing the test if Run does not return promptly.
+// newTestEngine returns an engine whose probes start at once (those with
+// intervals of a minute or more only after half of it, so tests can look at
+// a probe that has not run yet), and runs it until the test ends, failing
+// the test if Run does not return promptly.
 func newTestEngine(t *testing.T) (*Engine, *logBuf, func()) {
 	t.Helper()
 	lb := &logBuf{}
 	e := NewEngine(slog.New(slog.NewTextHandler(lb, nil)))
-	e.jitter = func(time.Duration) time.Duration { return 0 }
+	e.jitter = func(d time.Duration) time.Duration {
+		if d >= time.Minute {
+			return d / 2
+		}
+		return 0
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	start := func() { go func() { done <- e.Run(ctx) }() }

@@ -50,10 +50,19 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "measurement window")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the measurement window here")
 	verbose := flag.Bool("v", false, "log transitions")
+	floorMode := flag.Bool("floor", false, "instead of the engine, measure the bare kernel cost: the same "+
+		"connects per second from one thread with blocking poll (socket, connect, poll, getsockopt, linger, close)")
 	flag.Parse()
 	level := slog.LevelError
 	if *verbose {
 		level = slog.LevelInfo
+	}
+	if *floorMode {
+		if err := floor(*n, *listeners, *interval, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "healthbench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(*n, *listeners, *interval, *warmup, *duration, *profile, level); err != nil {
 		fmt.Fprintln(os.Stderr, "healthbench:", err)
@@ -132,43 +141,40 @@ func procStatus(field string) float64 {
 	return -1
 }
 
-func run(n, listeners int, interval, warmup, duration time.Duration, profile string, logLevel slog.Level) error {
-	nofile, err := raiseNoFile()
-	if err != nil {
-		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
-	}
+// startChild starts the listener process; stop ends it.
+func startChild(listeners int, accepted *atomic.Int64) (ports []uint16, stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(listeners))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start listener child: %w", err)
+		return nil, nil, fmt.Errorf("start listener child: %w", err)
 	}
-	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	stop = func() { stdin.Close(); _ = cmd.Wait() }
 	sc := bufio.NewScanner(stdout)
-	var ports []uint16
 	for sc.Scan() && sc.Text() != "ready" {
 		p, err := strconv.Atoi(sc.Text())
 		if err != nil {
-			return fmt.Errorf("child said %q", sc.Text())
+			stop()
+			return nil, nil, fmt.Errorf("child said %q", sc.Text())
 		}
 		ports = append(ports, uint16(p))
 	}
 	if len(ports) != listeners {
-		return fmt.Errorf("child opened %d of %d listeners", len(ports), listeners)
+		stop()
+		return nil, nil, fmt.Errorf("child opened %d of %d listeners", len(ports), listeners)
 	}
-	var accepted atomic.Int64
 	go func() {
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "accepted "); ok {
@@ -177,6 +183,20 @@ func run(n, listeners int, interval, warmup, duration time.Duration, profile str
 			}
 		}
 	}()
+	return ports, stop, nil
+}
+
+func run(n, listeners int, interval, warmup, duration time.Duration, profile string, logLevel slog.Level) error {
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
+	}
+	var accepted atomic.Int64
+	ports, stop, err := startChild(listeners, &accepted)
+	if err != nil {
+		return err
+	}
+	defer stop()
 
 	// Probes are made distinct by listener port and rise/fall (which do not
 	// change the load), so the engine cannot collapse them.
@@ -277,4 +297,61 @@ func run(n, listeners int, interval, warmup, duration time.Duration, profile str
 		return fmt.Errorf("engine did not stop within 10s")
 	}
 	return nil
+}
+
+// floor connects to the listeners at the engine's rate from one goroutine
+// locked to its thread, with the fewest system calls a connect probe
+// needs, so the engine's figure can be compared with what the kernel alone
+// costs on this machine (on loopback the kernel also does the listener's
+// half of every handshake in the connecting thread).
+func floor(n, listeners int, interval, duration time.Duration) error {
+	runtime.LockOSThread()
+	var accepted atomic.Int64
+	ports, stop, err := startChild(listeners, &accepted)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	perSecond := float64(n) / interval.Seconds()
+	user0, sys0 := cpuTime()
+	start := time.Now()
+	done := 0
+	for time.Since(start) < duration {
+		// Pace in 10ms slices so the rate matches the engine's.
+		due := int(time.Since(start).Seconds()*perSecond) + int(perSecond/100)
+		for ; done < due; done++ {
+			if err := rawConnect(ports[done%len(ports)]); err != nil {
+				return err
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	user1, sys1 := cpuTime()
+	wall := time.Since(start)
+	user, sys := user1-user0, sys1-sys0
+	fmt.Printf("floor: %d connects in %v (%.0f/s) cpu=%v (user %v, sys %v) share=%.1f%% of one core, %.1fus/connect\n",
+		done, wall.Round(time.Millisecond), float64(done)/wall.Seconds(), (user + sys).Round(time.Millisecond),
+		user.Round(time.Millisecond), sys.Round(time.Millisecond), 100*(user+sys).Seconds()/wall.Seconds(),
+		float64((user+sys).Microseconds())/float64(done))
+	return nil
+}
+
+func rawConnect(port uint16) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}})
+	if err != nil && err != unix.EINPROGRESS {
+		return err
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	if _, err := unix.Poll(pfd, 1000); err != nil {
+		return err
+	}
+	if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+		return fmt.Errorf("connect: %v %v", err, unix.Errno(e))
+	}
+	return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 }
