@@ -113,7 +113,8 @@ func (e *Engine) notify() {
 }
 
 // Run runs the probes until ctx is done, then waits for every probe
-// goroutine to return. Only one Run may be active at a time.
+// goroutine to return and returns nil. Only one Run may be active at a time;
+// a later Run resumes the probes with the states they had.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.runCtx != nil {
@@ -223,8 +224,12 @@ func (e *Engine) logTransition(k Key, desc string, up bool, res Result) {
 
 // Update applies cfg. Probes whose identity is unchanged keep running and
 // keep their state; removed ones stop; new ones start (once Run runs) in the
-// initial up state. It may be called before or during Run.
+// initial up state. It may be called before or during Run; a nil cfg
+// removes everything.
 func (e *Engine) Update(cfg *conf.Config) {
+	if cfg == nil {
+		cfg = &conf.Config{}
+	}
 	type spec struct {
 		vs     string
 		rs     netip.AddrPort

@@ -391,6 +391,17 @@ func TestEngineRunStopsEverything(t *testing.T) {
 	if m := conns.Load(); m != n {
 		t.Fatalf("probes still running after Run returned: %d -> %d connections", n, m)
 	}
+
+	// A second Run resumes probing.
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { ret <- e.Run(ctx) }()
+	waitFor(t, "probing after a second Run", 2*time.Second, func() bool { return conns.Load() > n })
+	cancel()
+	select {
+	case <-ret:
+	case <-time.After(3 * time.Second):
+		t.Fatal("second Run did not return within 3s of cancel")
+	}
 }
 
 func TestJitterSpreadsFirstRuns(t *testing.T) {
