@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -58,11 +59,15 @@ type Engine struct {
 	// Tests replace it to be deterministic.
 	jitter func(interval time.Duration) time.Duration
 
+	wake chan struct{} // cap 1: the queue's head moved earlier
+
 	mu     sync.Mutex
 	probes map[string]*probe
 	keys   map[Key]*probe  // nil: no check, always up
 	runCtx context.Context // non-nil while Run runs
-	wg     sync.WaitGroup
+	queue  probeQueue      // probes waiting for their next run
+	wakeAt time.Time       // when the scheduler next wakes on its own
+	wg     sync.WaitGroup  // probe runs in flight
 }
 
 // probe is one distinct probe and the state it feeds to its owners.
@@ -81,7 +86,38 @@ type probe struct {
 	last        Result
 	checked     bool
 	transitions int
-	cancel      context.CancelFunc // nil while not running
+	ctx         context.Context // while Run runs: cancelled when the probe is removed
+	cancel      context.CancelFunc
+	next        time.Time // when the probe runs next
+	index       int       // in Engine.queue; -1 when not queued (running or stopped)
+}
+
+// schedSlack lets the scheduler start probes due within this much of now
+// in one wakeup: at thousands of probes per second, waking the scheduler
+// once per probe costs more than the probing.
+const schedSlack = time.Millisecond
+
+// probeQueue is a min-heap of probes by next run time.
+type probeQueue []*probe
+
+func (q probeQueue) Len() int           { return len(q) }
+func (q probeQueue) Less(i, j int) bool { return q[i].next.Before(q[j].next) }
+func (q probeQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *probeQueue) Push(x any) {
+	p := x.(*probe)
+	p.index = len(*q)
+	*q = append(*q, p)
+}
+func (q *probeQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	p.index = -1
+	return p
 }
 
 // NewEngine returns an Engine without probes; give it a configuration with
@@ -96,6 +132,7 @@ func NewEngine(log *slog.Logger) *Engine {
 			}
 			return rand.N(d)
 		},
+		wake:   make(chan struct{}, 1),
 		probes: make(map[string]*probe),
 		keys:   make(map[Key]*probe),
 	}
@@ -112,9 +149,14 @@ func (e *Engine) notify() {
 	}
 }
 
-// Run runs the probes until ctx is done, then waits for every probe
-// goroutine to return and returns nil. Only one Run may be active at a time;
+// Run runs the probes until ctx is done, then waits for every probe in
+// flight to return and returns nil. Only one Run may be active at a time;
 // a later Run resumes the probes with the states they had.
+//
+// One scheduler (a heap of next run times, one timer) starts each probe
+// run in its own goroutine; a probe is requeued only when its run
+// finishes, so a slow probe delays its next run instead of piling up. Idle
+// probes therefore cost no goroutine.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.runCtx != nil {
@@ -122,65 +164,93 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("health engine already running")
 	}
 	e.runCtx = ctx
+	now := time.Now()
 	for _, p := range e.probes {
-		e.start(p)
+		e.arm(p, now)
 	}
 	e.mu.Unlock()
 
-	<-ctx.Done()
+	e.schedule(ctx)
 
 	e.mu.Lock()
 	e.runCtx = nil
-	for _, p := range e.probes {
-		p.cancel = nil
+	for _, p := range e.queue {
+		p.index = -1
 	}
+	e.queue = nil
 	e.mu.Unlock()
-	// Every goroutine was added under mu while runCtx was set, so none
-	// can be added from here on.
+	// Runs are added under mu only while runCtx is set, so none can be
+	// added from here on.
 	e.wg.Wait()
 	return nil
 }
 
-// start runs p's goroutine. e.mu must be held and e.runCtx set.
-func (e *Engine) start(p *probe) {
-	ctx, cancel := context.WithCancel(e.runCtx)
-	p.cancel = cancel
-	delay := e.jitter(p.interval)
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer cancel()
-		e.loop(ctx, p, delay)
-	}()
+// arm queues p's first run after a random part of its interval. e.mu must
+// be held and e.runCtx set.
+func (e *Engine) arm(p *probe, now time.Time) {
+	p.ctx, p.cancel = context.WithCancel(e.runCtx)
+	p.next = now.Add(e.jitter(p.interval))
+	heap.Push(&e.queue, p)
+	e.kick(p.next)
 }
 
-// loop probes every interval, measured from one probe's start to the next,
-// so a slow probe delays the next one instead of piling up.
-func (e *Engine) loop(ctx context.Context, p *probe, delay time.Duration) {
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	for {
+// kick wakes the scheduler if t is before its planned wakeup. e.mu held.
+func (e *Engine) kick(t time.Time) {
+	if t.Before(e.wakeAt) {
+		e.wakeAt = t
 		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		case e.wake <- struct{}{}:
+		default:
 		}
-		start := time.Now()
-		res := p.checker.Check(ctx)
-		if ctx.Err() != nil {
-			// Stopped mid-probe: the failure says nothing about the server.
-			return
-		}
-		e.record(p, res)
-		t.Reset(max(p.interval-time.Since(start), 0))
 	}
 }
 
-func (e *Engine) record(p *probe, res Result) {
-	e.mu.Lock()
-	if e.probes[p.id] != p {
+func (e *Engine) schedule(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		e.mu.Lock()
+		now := time.Now()
+		horizon := now.Add(schedSlack)
+		for len(e.queue) > 0 && !e.queue[0].next.After(horizon) {
+			p := heap.Pop(&e.queue).(*probe)
+			e.wg.Add(1)
+			go e.runOnce(p)
+		}
+		wait := time.Hour
+		if len(e.queue) > 0 {
+			wait = e.queue[0].next.Sub(now)
+		}
+		e.wakeAt = now.Add(wait)
 		e.mu.Unlock()
-		return // removed by Update while probing
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-e.wake:
+		}
+	}
+}
+
+func (e *Engine) runOnce(p *probe) {
+	defer e.wg.Done()
+	start := time.Now()
+	res := p.checker.Check(p.ctx)
+	if p.ctx.Err() != nil {
+		// Stopped mid-probe: the failure says nothing about the server.
+		return
+	}
+	e.record(p, res, start)
+}
+
+// record applies one result of p, whose run began at start, and queues
+// its next run.
+func (e *Engine) record(p *probe, res Result, start time.Time) {
+	e.mu.Lock()
+	if e.probes[p.id] != p || p.ctx.Err() != nil {
+		e.mu.Unlock()
+		return // removed by Update, or Run ended, while probing
 	}
 	p.last, p.checked = res, true
 	var changed bool
@@ -192,6 +262,12 @@ func (e *Engine) record(p *probe, res Result) {
 		owners = p.owners // replaced, never mutated, by Update
 	}
 	up := p.state.up
+	p.next = start.Add(p.interval)
+	if now := time.Now(); p.next.Before(now) {
+		p.next = now
+	}
+	heap.Push(&e.queue, p)
+	e.kick(p.next)
 	e.mu.Unlock()
 	if !changed {
 		return
@@ -264,6 +340,9 @@ func (e *Engine) Update(cfg *conf.Config) {
 			if p.cancel != nil {
 				p.cancel()
 			}
+			if p.index >= 0 {
+				heap.Remove(&e.queue, p.index)
+			}
 			delete(e.probes, id)
 		}
 	}
@@ -280,6 +359,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 			owners:   s.owners,
 			state:    initialState(),
 			since:    now,
+			index:    -1,
 		}
 		c, err := NewChecker(s.vs, s.rs, s.check)
 		if err != nil {
@@ -297,7 +377,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 		}
 		e.probes[id] = p
 		if e.runCtx != nil {
-			e.start(p)
+			e.arm(p, now)
 		}
 	}
 	e.keys = make(map[Key]*probe, len(keys))
