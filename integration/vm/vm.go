@@ -244,7 +244,7 @@ func moduleClosure(k *Kernel, names []string) ([]string, error) {
 }
 
 func buildInitramfs(ctx context.Context, k *Kernel, spec Spec, root, out string) error {
-	for _, d := range []string{"bin", "sbin", "proc", "sys", "dev", "run", "tmp", "etc", "var/run", "lib/modules/" + k.Release} {
+	for _, d := range []string{"bin", "sbin", "proc", "sys", "dev", "run", "tmp", "etc", "var", "lib/modules/" + k.Release} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
 		}
@@ -298,6 +298,10 @@ func buildInitramfs(ctx context.Context, k *Kernel, spec Spec, root, out string)
 		if err := copyFile(filepath.Join(root, dst), src, 0o755); err != nil {
 			return fmt.Errorf("copy %s into the VM: %w", src, err)
 		}
+	}
+	// As on Debian, /var/run is /run: ip netns uses one, tests the other.
+	if err := os.Symlink("/run", filepath.Join(root, "var/run")); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(root, "init"), []byte(initScript(spec)), 0o755); err != nil {
 		return err
@@ -377,7 +381,7 @@ mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
-mkdir -p /var/run/netns /run/netns
+mkdir -p /run/netns
 for m in ` + mods + `; do
   /sbin/modprobe -q $m 2>/dev/null || true
 done
