@@ -4,6 +4,15 @@
 // CPU share of one core and its RSS.
 //
 //	go run ./health/cmd/healthbench -n 10000 -interval 1s -duration 20s
+//	go run ./health/cmd/healthbench -floor -duration 10s
+//
+// Measured on the 2-vCPU development VM (Go 1.26, 10,000 distinct probes
+// over 100 listeners, 1s interval, 20s window): about 50% of one core (of
+// which about 32% is system time) and 37 MiB RSS. The -floor mode, which
+// does only the unavoidable system calls from one thread, costs about 32%
+// of one core at the same rate: on loopback the connecting thread also
+// runs the listener's half of every handshake, so most of the cost is the
+// kernel's, not the engine's.
 package main
 
 import (
