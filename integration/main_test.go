@@ -93,7 +93,7 @@ func runInVM() int {
 		return 1
 	}
 	args := []string{"/bin/integration.test", "-test.timeout", (deadline - time.Minute).String()}
-	for _, name := range []string{"test.run", "test.v", "test.count", "test.failfast", "test.skip"} {
+	for _, name := range []string{"test.run", "test.v", "test.count", "test.failfast", "test.skip", "test.bench", "test.benchtime", "test.benchmem"} {
 		if f := flag.Lookup(name); f != nil && f.Value.String() != f.DefValue {
 			args = append(args, "-"+name+"="+f.Value.String())
 		}

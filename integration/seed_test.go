@@ -38,7 +38,17 @@ const (
 	tcgSlack = 4 * time.Second
 )
 
-func newSeed(t *testing.T) *seed {
+// seedCheck is the health check the seed's virtual server uses.
+type seedCheck struct {
+	interval, timeout time.Duration
+	rise, fall        int
+}
+
+func defaultSeedCheck() seedCheck {
+	return seedCheck{interval: seedInterval, timeout: seedTimeout, rise: seedRise, fall: seedFall}
+}
+
+func newSeed(t testing.TB, chk seedCheck) *seed {
 	s := &seed{
 		client: newNetns(t, "client"), lb: newNetns(t, "lb"),
 		web1: newNetns(t, "web1"), web2: newNetns(t, "web2"),
@@ -87,7 +97,7 @@ forwarding = "nat"
   [[virtual_server.real_server]]
   address = "192.168.164.11:80"
   weight = 1
-`, s.sock, seedResync, seedVIP, seedInterval, seedTimeout, seedRise, seedFall)
+`, s.sock, seedResync, seedVIP, chk.interval, chk.timeout, chk.rise, chk.fall)
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +105,7 @@ forwarding = "nat"
 }
 
 // lastVeth names the most recently added veth end in ns.
-func lastVeth(t *testing.T, ns string) string {
+func lastVeth(t testing.TB, ns string) string {
 	t.Helper()
 	name := ""
 	for _, line := range strings.Split(inNS(t, ns, "ip", "-o", "link", "show", "type", "veth"), "\n") {
@@ -110,7 +120,7 @@ func lastVeth(t *testing.T, ns string) string {
 	return name
 }
 
-func self(t *testing.T) string {
+func self(t testing.TB) string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -119,7 +129,7 @@ func self(t *testing.T) string {
 	return exe
 }
 
-func (s *seed) startWeb(t *testing.T, name string) {
+func (s *seed) startWeb(t testing.TB, name string) {
 	ns := map[string]string{"web1": s.web1, "web2": s.web2}[name]
 	s.webs[name] = startIn(t, ns, []string{envRole + "=web", "LVSHA_NAME=" + name, "LVSHA_LISTEN=:80"}, self(t))
 }
@@ -128,7 +138,7 @@ func (s *seed) stopWeb(name string) {
 	stopProc(s.webs[name])
 }
 
-func (s *seed) startLvsha(t *testing.T) {
+func (s *seed) startLvsha(t testing.TB) {
 	bin := os.Getenv(envLvsha)
 	if bin == "" {
 		t.Fatal(envLvsha + " is not set: TestMain builds lvsha")
@@ -137,7 +147,7 @@ func (s *seed) startLvsha(t *testing.T) {
 }
 
 // get fetches the VIP once from the client namespace.
-func (s *seed) get(t *testing.T) (string, error) {
+func (s *seed) get(t testing.TB) (string, error) {
 	cmd := exec.Command("ip", "netns", "exec", s.client, self(t))
 	cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL=http://"+seedVIP+"/")
 	out, err := cmd.Output()
@@ -156,7 +166,7 @@ func (s *seed) status(t *testing.T) map[string]any {
 }
 
 // weight returns the kernel's weight of a real server, from ipvsadm.
-func (s *seed) weight(t *testing.T, rs string) string {
+func (s *seed) weight(t testing.TB, rs string) string {
 	t.Helper()
 	for _, line := range strings.Split(inNS(t, s.lb, "ipvsadm", "-Ln"), "\n") {
 		f := strings.Fields(line)
@@ -170,7 +180,7 @@ func (s *seed) weight(t *testing.T, rs string) string {
 // TestSeedNATRoundRobin is the seed scenario end to end on kernel IPVS.
 // Run with -v it narrates what an operator sees; scripts/demo runs it so.
 func TestSeedNATRoundRobin(t *testing.T) {
-	s := newSeed(t)
+	s := newSeed(t, defaultSeedCheck())
 	s.startWeb(t, "web1")
 	s.startWeb(t, "web2")
 	s.startLvsha(t)
