@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -101,7 +100,7 @@ func runInVM() int {
 	start := time.Now()
 	code, err := vm.Run(ctx, k, vm.Spec{
 		Files:   map[string]string{"/bin/integration.test": testBin, "/bin/lvsha": lvsha},
-		Command: "cd /tmp && " + strings.Join(args, " "),
+		Command: "cd /tmp && " + vm.Quote(args...),
 		Env:     []string{envInVM + "=1", envLvsha + "=/bin/lvsha"},
 		Output:  os.Stdout,
 	})

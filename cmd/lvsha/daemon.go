@@ -204,18 +204,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
-	// Listen before touching the kernel, so a second daemon started by
+	// Opening IPVS only reads; the most useful error for an operator (no
+	// IPVS, not root) comes from here, so it goes first.
+	handle, err := ipvs.Open(*netns)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	defer handle.Close()
+	// Listen before writing to the kernel, so a second daemon started by
 	// mistake stops here instead of fighting the first over the table.
 	ln, err := listenControl(cfg.Director.ControlSocket)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	handle, err := ipvs.Open(*netns)
-	if err != nil {
-		ln.Close()
-		return &exitError{code: 1, err: err}
-	}
-	defer handle.Close()
 	rec := ipvs.NewReconciler(handle, log)
 	d := newDaemon(log, *path, cfg, rec, health.NewEngine(log))
 
@@ -248,8 +249,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // configError formats config errors one per line so every problem is seen
 // at once.
 func configError(path string, err error) error {
-	if errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("configuration file %s does not exist", path)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("cannot read configuration file %s: permission denied", path)
 	}
 	return fmt.Errorf("invalid configuration:\n%w", err)
 }

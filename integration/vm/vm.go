@@ -397,6 +397,15 @@ poweroff -f
 `
 }
 
+// Quote renders argv as one bash command line.
+func Quote(argv ...string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
