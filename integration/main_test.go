@@ -97,8 +97,15 @@ func runInVM() int {
 			args = append(args, "-"+name+"="+f.Value.String())
 		}
 	}
+	// keepalived is the peer lvsha is measured against; tests that need it
+	// fail (not skip) when it is missing.
+	var tools []string
+	if p, err := exec.LookPath("keepalived"); err == nil {
+		tools = append(tools, p)
+	}
 	start := time.Now()
 	code, err := vm.Run(ctx, k, vm.Spec{
+		Tools:   tools,
 		Files:   map[string]string{"/bin/integration.test": testBin, "/bin/lvsha": lvsha},
 		Command: "cd /tmp && " + vm.Quote(args...),
 		Env:     []string{envInVM + "=1", envLvsha + "=/bin/lvsha"},

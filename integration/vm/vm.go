@@ -138,6 +138,10 @@ type Spec struct {
 	Command string
 	// Env is added to the command's environment.
 	Env []string
+	// Tools are further dynamically linked host programs copied into the
+	// VM with their libraries (e.g. /usr/sbin/keepalived, a peer to compare
+	// with).
+	Tools []string
 	// Memory in MiB (default 1024) and CPUs (default 2).
 	Memory, CPUs int
 	// Output receives the guest console (the command's stdout and stderr
@@ -266,7 +270,7 @@ func buildInitramfs(ctx context.Context, k *Kernel, spec Spec, root, out string)
 	if err := copyFile(filepath.Join(root, "bin/busybox"), busybox, 0o755); err != nil {
 		return err
 	}
-	for _, tool := range hostTools() {
+	for _, tool := range append(hostTools(), spec.Tools...) {
 		if err := copyFile(filepath.Join(root, "bin", filepath.Base(tool)), tool, 0o755); err != nil {
 			return fmt.Errorf("copy %s into the VM (apt-get install iproute2 ipvsadm kmod): %w", tool, err)
 		}
