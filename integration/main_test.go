@@ -97,11 +97,13 @@ func runInVM() int {
 			args = append(args, "-"+name+"="+f.Value.String())
 		}
 	}
-	// keepalived is the peer lvsha is measured against; tests that need it
-	// fail (not skip) when it is missing.
+	// keepalived is the peer lvsha is measured against and tcpdump a
+	// witness; tests that need them fail (not skip) when they are missing.
 	var tools []string
-	if p, err := exec.LookPath("keepalived"); err == nil {
-		tools = append(tools, p)
+	for _, name := range []string{"keepalived", "tcpdump"} {
+		if p, err := exec.LookPath(name); err == nil {
+			tools = append(tools, p)
+		}
 	}
 	start := time.Now()
 	code, err := vm.Run(ctx, k, vm.Spec{

@@ -310,6 +310,14 @@ func buildInitramfs(ctx context.Context, k *Kernel, spec Spec, root, out string)
 	if err := os.WriteFile(filepath.Join(root, "init"), []byte(initScript(spec)), 0o755); err != nil {
 		return err
 	}
+	// Programs look their users up (tcpdump -Z root; tests running as
+	// nobody).
+	if err := os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("127.0.0.1 localhost\n::1 localhost\n"), 0o644); err != nil {
 		return err
 	}

@@ -1,0 +1,213 @@
+// Package vip moves virtual IP addresses for VRRP: it adds them to an
+// interface with netlink when this director becomes master, announces them
+// (gratuitous ARP for IPv4, unsolicited neighbour advertisements for IPv6)
+// so that switches and neighbours learn the new owner at once, and removes
+// them when it stops being master.
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Addrs is the part of a netlink handle Manager needs; *netlink.Handle
+// (opened in the right namespace) satisfies it.
+type Addrs interface {
+	LinkByName(name string) (netlink.Link, error)
+	AddrReplace(link netlink.Link, addr *netlink.Addr) error
+	AddrDel(link netlink.Link, addr *netlink.Addr) error
+	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
+}
+
+// Announcer sends the gratuitous ARP and unsolicited neighbour
+// advertisements that tell a link a VIP has moved to this host.
+type Announcer struct {
+	// ARP carries Ethernet frames of type ARP on the interface (an AF_PACKET
+	// socket bound to it, e.g. from github.com/mdlayher/packet); nil when the
+	// instance has no IPv4 VIP.
+	ARP net.PacketConn
+	// NDP sends neighbour advertisements on the interface; nil when the
+	// instance has no IPv6 VIP.
+	NDP *ndp.Conn
+	// HardwareAddr is the interface's MAC address, announced as the VIPs'.
+	HardwareAddr net.HardwareAddr
+}
+
+// addrFunc converts a MAC address to the net.Addr the ARP conn's WriteTo
+// wants (for github.com/mdlayher/packet, a *packet.Addr).
+type addrFunc func(net.HardwareAddr) net.Addr
+
+// Announce sends one gratuitous ARP (IPv4) or unsolicited neighbour
+// advertisement (IPv6) for addr.
+func (a *Announcer) Announce(addr netip.Addr, to addrFunc) error {
+	if addr.Is4() {
+		if a.ARP == nil {
+			return fmt.Errorf("announce %s: no ARP socket", addr)
+		}
+		// A gratuitous ARP request (sender = target = VIP, to broadcast),
+		// as keepalived sends: hosts that ignore unsolicited replies still
+		// update their caches from a request.
+		p, err := arp.NewPacket(arp.OperationRequest, a.HardwareAddr, addr, ethernet.Broadcast, addr)
+		if err != nil {
+			return fmt.Errorf("gratuitous ARP for %s: %w", addr, err)
+		}
+		pb, err := p.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("gratuitous ARP for %s: %w", addr, err)
+		}
+		f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: a.HardwareAddr, EtherType: ethernet.EtherTypeARP, Payload: pb}
+		fb, err := f.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("gratuitous ARP for %s: %w", addr, err)
+		}
+		if _, err := a.ARP.WriteTo(fb, to(ethernet.Broadcast)); err != nil {
+			return fmt.Errorf("send gratuitous ARP for %s: %w", addr, err)
+		}
+		return nil
+	}
+	if a.NDP == nil {
+		return fmt.Errorf("announce %s: no NDP socket", addr)
+	}
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: addr,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: a.HardwareAddr}},
+	}
+	if err := a.NDP.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes()); err != nil {
+		return fmt.Errorf("send unsolicited neighbour advertisement for %s: %w", addr, err)
+	}
+	return nil
+}
+
+// Manager holds one VRRP instance's VIPs on one interface.
+type Manager struct {
+	log   *slog.Logger
+	nl    Addrs
+	iface string
+	vips  []netip.Prefix
+	ann   *Announcer
+	to    addrFunc
+	// Repeat is how many announcements each VIP gets when acquired, Gap
+	// the pause between them (keepalived: garp_master_repeat 5,
+	// garp_interval 0).
+	Repeat int
+	Gap    time.Duration
+}
+
+// NewManager returns a Manager for vips on iface. ann may be nil (no
+// announcements; tests of address handling only). to converts a MAC to the
+// address type the ARP conn wants (for mdlayher/packet: func(h) net.Addr {
+// return &packet.Addr{HardwareAddr: h} }).
+func NewManager(log *slog.Logger, nl Addrs, iface string, vips []netip.Prefix, ann *Announcer, to func(net.HardwareAddr) net.Addr) *Manager {
+	return &Manager{log: log, nl: nl, iface: iface, vips: vips, ann: ann, to: to, Repeat: 5, Gap: 10 * time.Millisecond}
+}
+
+func (m *Manager) nlAddr(p netip.Prefix) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		// A VIP moving between directors must be usable at once: duplicate
+		// address detection would hold it tentative for a second or more,
+		// and the previous master is the "duplicate" it would find.
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+// Acquire puts every VIP on the interface (a VIP already there, e.g. left
+// by a crash, is replaced in place, not duplicated) and announces each
+// Repeat times. It returns after the announcements or when ctx ends.
+func (m *Manager) Acquire(ctx context.Context) error {
+	link, err := m.nl.LinkByName(m.iface)
+	if err != nil {
+		return fmt.Errorf("acquire VIPs: interface %s: %w", m.iface, err)
+	}
+	var errs []error
+	for _, p := range m.vips {
+		if err := m.nl.AddrReplace(link, m.nlAddr(p)); err != nil {
+			errs = append(errs, fmt.Errorf("add VIP %s to %s: %w", p, m.iface, err))
+			continue
+		}
+		m.log.Info("VIP added", "op", "acquire", "vip", p.String(), "interface", m.iface)
+	}
+	if m.ann == nil {
+		return errors.Join(errs...)
+	}
+	for i := 0; i < m.Repeat; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(append(errs, ctx.Err())...)
+			case <-time.After(m.Gap):
+			}
+		}
+		if err := m.Announce(); err != nil && i == 0 {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Announce sends one announcement for every VIP; for a periodic refresh
+// (keepalived's garp_master_refresh).
+func (m *Manager) Announce() error {
+	var errs []error
+	for _, p := range m.vips {
+		if err := m.ann.Announce(p.Addr(), m.to); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Release removes every VIP from the interface; one already gone is fine.
+func (m *Manager) Release() error {
+	link, err := m.nl.LinkByName(m.iface)
+	if err != nil {
+		return fmt.Errorf("release VIPs: interface %s: %w", m.iface, err)
+	}
+	var errs []error
+	for _, p := range m.vips {
+		err := m.nl.AddrDel(link, m.nlAddr(p))
+		switch {
+		case err == nil:
+			m.log.Info("VIP removed", "op", "release", "vip", p.String(), "interface", m.iface)
+		case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.ENOENT):
+		default:
+			errs = append(errs, fmt.Errorf("remove VIP %s from %s: %w", p, m.iface, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Held reports which of the VIPs are on the interface now.
+func (m *Manager) Held() ([]netip.Prefix, error) {
+	link, err := m.nl.LinkByName(m.iface)
+	if err != nil {
+		return nil, fmt.Errorf("list VIPs: interface %s: %w", m.iface, err)
+	}
+	addrs, err := m.nl.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", m.iface, err)
+	}
+	var held []netip.Prefix
+	for _, p := range m.vips {
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() {
+				held = append(held, p)
+				break
+			}
+		}
+	}
+	return held, nil
+}
