@@ -5,12 +5,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/vrrp/vip"
 )
 
 // runRole makes this test binary a helper process inside a network
@@ -21,6 +32,8 @@ import (
 //	get:  one GET of $LVSHA_URL, body to stdout, exit 1 on failure
 //	hold: GET $LVSHA_URL, print "first BODY", wait for a line on stdin,
 //	      GET again on the same connection, print "second BODY reused=BOOL"
+//	vipholder: hold $LVSHA_VIPS on a tun device, announce them on
+//	      $LVSHA_IFACE, answer neighbour solicitations, print "ready", wait`
 func runRole(role string) int {
 	switch role {
 	case "web":
@@ -58,6 +71,8 @@ func runRole(role string) int {
 		return 0
 	case "hold":
 		return hold(os.Getenv("LVSHA_URL"))
+	case "vipholder":
+		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
@@ -105,4 +120,48 @@ func trimNL(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+func vipHolder(iface string, vips []string) int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "vipholder:", err); return 1 }
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return fail(err)
+	}
+	var prefixes []netip.Prefix
+	var v6 []netip.Addr
+	for _, v := range vips {
+		a := netip.MustParseAddr(v)
+		prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
+		if a.Is6() {
+			v6 = append(v6, a)
+		}
+	}
+	tun, err := vip.NewTunHolder("lvsha-vip0")
+	if err != nil {
+		return fail(err)
+	}
+	nd, err := vip.NewNDResponder(log, ifi, v6)
+	if err != nil {
+		return fail(err)
+	}
+	arpConn, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+	if err != nil {
+		return fail(err)
+	}
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fail(err)
+	}
+	ann := &vip.Announcer{ARP: arpConn, NDP: nd.Conn(), HardwareAddr: ifi.HardwareAddr}
+	m := vip.NewManager(log, nl, tun.Name(), prefixes, ann, func(h net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: h} })
+	if err := m.Acquire(context.Background()); err != nil {
+		return fail(err)
+	}
+	fmt.Println("ready")
+	if err := nd.Run(context.Background()); err != nil {
+		return fail(err)
+	}
+	return 0
 }

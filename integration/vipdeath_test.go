@@ -1,0 +1,67 @@
+package integration
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestVIPDiesWithDaemon: VIPs held on lvsha's tun device serve clients
+// through the real interface (IPv4 via the kernel's ARP, IPv6 via lvsha's
+// neighbour responder), and vanish by themselves when the holding process
+// is SIGKILLed: no second holder is left, unlike keepalived.
+func TestVIPDiesWithDaemon(t *testing.T) {
+	lb, client := newNetns(t, "dlb"), newNetns(t, "dcl")
+	for _, ns := range []string{lb, client} {
+		inNS(t, ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
+	}
+	veth(t, lb, "10.78.0.1/24", client, "10.78.0.2/24")
+	ifLB, ifCl := lastVeth(t, lb), lastVeth(t, client)
+	sh(t, "ip", "-n", lb, "addr", "add", "2001:db8:78::1/64", "dev", ifLB, "nodad")
+	sh(t, "ip", "-n", client, "addr", "add", "2001:db8:78::2/64", "dev", ifCl, "nodad")
+	startIn(t, lb, []string{envRole + "=web", "LVSHA_NAME=lb", "LVSHA_LISTEN=:80"}, self(t))
+
+	holder := exec.Command("ip", "netns", "exec", lb, self(t))
+	holder.Env = append(os.Environ(), envRole+"=vipholder", "LVSHA_IFACE="+ifLB, "LVSHA_VIPS=10.78.0.100 2001:db8:78::100")
+	holder.Stderr = os.Stderr
+	out, _ := holder.StdoutPipe()
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopProc(holder) })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("vip holder: %q %v", line, err)
+	}
+	addrs := inNS(t, lb, "ip", "addr", "show", "dev", "lvsha-vip0")
+	if !strings.Contains(addrs, "10.78.0.100/32") || !strings.Contains(addrs, "2001:db8:78::100/128") {
+		t.Fatalf("VIPs not on the tun device:\n%s", addrs)
+	}
+	get := func(url string) (string, error) {
+		cmd := exec.Command("ip", "netns", "exec", client, self(t))
+		cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL="+url)
+		b, err := cmd.Output()
+		return strings.TrimSpace(string(b)), err
+	}
+	for _, url := range []string{"http://10.78.0.100/", "http://[2001:db8:78::100]/"} {
+		if body, err := get(url); err != nil || body != "lb" {
+			t.Fatalf("client GET %s through the real interface: %q %v", url, body, err)
+		}
+	}
+
+	holder.Process.Signal(syscall.SIGKILL)
+	holder.Wait()
+	gone := eventually(t, "VIPs gone after SIGKILL", 5*time.Second, func() bool {
+		a := inNS(t, lb, "ip", "addr")
+		return !strings.Contains(a, "10.78.0.100") && !strings.Contains(a, "2001:db8:78::100")
+	})
+	t.Logf("VIPs removed by the kernel %v after SIGKILL of their holder", gone.Round(time.Millisecond))
+	for _, url := range []string{"http://10.78.0.100/", "http://[2001:db8:78::100]/"} {
+		if body, err := get(url); err == nil {
+			t.Errorf("client still reaches %s after the holder died (got %q)", url, body)
+		}
+	}
+}
