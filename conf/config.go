@@ -16,6 +16,102 @@ type Config struct {
 
 	Director       Director
 	VirtualServers []VirtualServer
+	// VRRPInstances elect the director that holds each set of VIPs
+	// (array of tables "vrrp_instance").
+	VRRPInstances []VRRPInstance
+	// SyncGroups make instances change state together (array of tables
+	// "vrrp_sync_group").
+	SyncGroups []SyncGroup
+}
+
+// VRRPInstance is one virtual router: the directors sharing a set of VIPs
+// elect one master that holds them (RFC 5798; RFC 3768 for version 2).
+type VRRPInstance struct {
+	// Name is unique within the file (key "name"; required).
+	Name string
+	// Interface carries the adverts and, by default, the clients' traffic
+	// (key "interface"; required).
+	Interface string
+	// RouterID is the VRID, 1..255 (key "router_id"; required). Every
+	// director of the group, keepalived's virtual_router_id included, uses
+	// the same one.
+	RouterID int
+	// Priority is 1..255; 255 means this director owns the VIPs
+	// (key "priority"; default 100).
+	Priority int
+	// Version is 3 (RFC 5798) or 2 (RFC 3768, IPv4 only)
+	// (key "version"; default 3).
+	Version int
+	// AdvertInterval is the master's advert period: for version 3 a
+	// multiple of 10ms in 10ms..40.95s, for version 2 whole seconds in
+	// 1s..255s (key "advert_interval"; default 100ms for version 3, 1s for
+	// version 2).
+	AdvertInterval time.Duration
+	// Preempt lets a higher-priority backup take over from a lower master
+	// (key "preempt"; default true); PreemptDelay holds that back after
+	// this director starts (key "preempt_delay"; default 0s).
+	Preempt      bool
+	PreemptDelay time.Duration
+	// Accept makes a non-owner master accept packets for the VIPs; IPVS
+	// needs it to serve them (key "accept"; default true).
+	Accept bool
+	// UnicastSrc and UnicastPeers switch from multicast to unicast adverts
+	// (keys "unicast_src", "unicast_peers"); adverts from any address not
+	// listed are dropped and counted.
+	UnicastSrc   netip.Addr
+	UnicastPeers []netip.Addr
+	// VirtualIPs are the addresses that move with mastership, all of one
+	// family (key "virtual_ips": "IP" or "IP/prefix"; a bare IP means
+	// /32 or /128).
+	VirtualIPs []netip.Prefix
+	// VIPHolder says where the master keeps its VIPs: "tun" (a private
+	// device that the kernel removes when lvsha exits, however it exits, so
+	// a killed daemon never leaves a second holder) or "interface" (on
+	// Interface itself, as keepalived does) (key "vip_holder"; default
+	// "tun").
+	VIPHolder string
+	// GARPRepeat is how many gratuitous ARPs / unsolicited neighbour
+	// advertisements announce each VIP on becoming master (key
+	// "garp_repeat"; default 5); GARPRefresh repeats one every period
+	// while master, 0 for never (key "garp_refresh"; default 0s).
+	GARPRepeat  int
+	GARPRefresh time.Duration
+	// TrackInterfaces put the instance in fault while any of them is down
+	// (key "track_interfaces").
+	TrackInterfaces []string
+	// TrackVirtualServers lower the priority by Weight while the named
+	// virtual server has no real server up (array of tables
+	// "track_virtual_server").
+	TrackVirtualServers []TrackVirtualServer
+	// Notify holds the commands run on transitions.
+	Notify Notify
+	// AuthPass is VRRPv2's simple-text password, at most 8 bytes
+	// (key "auth_pass"; version 2 only; default none).
+	AuthPass string
+}
+
+// TrackVirtualServer ties an instance's priority to a virtual server.
+type TrackVirtualServer struct {
+	Name   string // key "name": a virtual_server's name
+	Weight int    // key "weight": 1..254 subtracted while it is down; default 50
+}
+
+// Notify holds argv commands run on state transitions with the instance
+// name, state and priority as arguments and environment. Each runs with
+// Timeout (key "notify_timeout"; default 10s).
+type Notify struct {
+	Master  []string // key "notify_master"
+	Backup  []string // key "notify_backup"
+	Fault   []string // key "notify_fault"
+	Stop    []string // key "notify_stop"
+	Any     []string // key "notify": every transition
+	Timeout time.Duration
+}
+
+// SyncGroup is a set of instances that are master or backup together.
+type SyncGroup struct {
+	Name      string   // key "name"; required, unique
+	Instances []string // key "instances": vrrp_instance names, each in one group at most
 }
 
 // Director holds settings for this lvsha process.

@@ -307,6 +307,32 @@ func (r *reader) tables(t table, name string) []table {
 type rawConfig struct {
 	director rawDirector
 	vss      []rawVirtualServer
+	vrrps    []rawVRRP
+	groups   []rawSyncGroup
+}
+
+type rawVRRP struct {
+	key                                    string
+	name, iface, unicastSrc, holder, auth  val[string]
+	routerID, priority, version, garp      val[int64]
+	advert, preemptDelay, refresh, timeout val[time.Duration]
+	preempt, accept                        val[bool]
+	peers, vips, trackIfaces               val[[]string]
+	notifyMaster, notifyBackup             val[[]string]
+	notifyFault, notifyStop, notifyAny     val[[]string]
+	trackVS                                []rawTrackVS
+}
+
+type rawTrackVS struct {
+	key    string
+	name   val[string]
+	weight val[int64]
+}
+
+type rawSyncGroup struct {
+	key       string
+	name      val[string]
+	instances val[[]string]
 }
 
 type rawDirector struct {
@@ -347,7 +373,7 @@ type rawCheck struct {
 
 func (r *reader) config(root map[string]any) rawConfig {
 	t := table{m: root}
-	r.known(t, "director", "virtual_server")
+	r.known(t, "director", "virtual_server", "vrrp_instance", "vrrp_sync_group")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
 		r.known(d, "name", "control_socket", "resync_interval")
@@ -360,7 +386,53 @@ func (r *reader) config(root map[string]any) rawConfig {
 	for _, vt := range r.tables(t, "virtual_server") {
 		rc.vss = append(rc.vss, r.virtualServer(vt))
 	}
+	for _, vt := range r.tables(t, "vrrp_instance") {
+		rc.vrrps = append(rc.vrrps, r.vrrpInstance(vt))
+	}
+	for _, gt := range r.tables(t, "vrrp_sync_group") {
+		r.known(gt, "name", "instances")
+		rc.groups = append(rc.groups, rawSyncGroup{key: gt.key, name: r.str(gt, "name"), instances: r.strs(gt, "instances")})
+	}
 	return rc
+}
+
+func (r *reader) vrrpInstance(t table) rawVRRP {
+	r.known(t, "name", "interface", "router_id", "priority", "version", "advert_interval",
+		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
+		"vip_holder", "garp_repeat", "garp_refresh", "track_interfaces", "track_virtual_server",
+		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
+		"auth_pass")
+	v := rawVRRP{
+		key:          t.key,
+		name:         r.str(t, "name"),
+		iface:        r.str(t, "interface"),
+		routerID:     r.integer(t, "router_id", 1, 255),
+		priority:     r.integer(t, "priority", 1, 255),
+		version:      r.integer(t, "version", 2, 3),
+		advert:       r.duration(t, "advert_interval"),
+		preempt:      r.boolean(t, "preempt"),
+		preemptDelay: r.duration(t, "preempt_delay"),
+		accept:       r.boolean(t, "accept"),
+		unicastSrc:   r.str(t, "unicast_src"),
+		peers:        r.strs(t, "unicast_peers"),
+		vips:         r.strs(t, "virtual_ips"),
+		holder:       r.enum(t, "vip_holder", "VIP holder", vipHolders()),
+		garp:         r.integer(t, "garp_repeat", 1, 100),
+		refresh:      r.duration(t, "garp_refresh"),
+		trackIfaces:  r.strs(t, "track_interfaces"),
+		notifyMaster: r.strs(t, "notify_master"),
+		notifyBackup: r.strs(t, "notify_backup"),
+		notifyFault:  r.strs(t, "notify_fault"),
+		notifyStop:   r.strs(t, "notify_stop"),
+		notifyAny:    r.strs(t, "notify"),
+		timeout:      r.duration(t, "notify_timeout"),
+		auth:         r.str(t, "auth_pass"),
+	}
+	for _, tt := range r.tables(t, "track_virtual_server") {
+		r.known(tt, "name", "weight")
+		v.trackVS = append(v.trackVS, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
+	}
+	return v
 }
 
 func (r *reader) virtualServer(t table) rawVirtualServer {

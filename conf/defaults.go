@@ -29,7 +29,21 @@ const (
 	defaultTimeoutDivisor   = 2   // timeout defaults to interval / 2
 	maxWeight               = 65535
 	maxRiseFall             = 100
+
+	defaultVRRPPriority    = 100
+	defaultVRRPVersion     = 3
+	defaultAdvertV3        = 100 * time.Millisecond
+	defaultAdvertV2        = time.Second
+	defaultVIPHolder       = "tun"
+	defaultGARPRepeat      = 5
+	defaultTrackWeight     = 50
+	defaultNotifyTimeout   = 10 * time.Second
+	maxPreemptDelay        = 1000 * time.Second
+	maxAuthPass            = 8
+	maxInterfaceNameLength = 15
 )
+
+func vipHolders() []string { return []string{"tun", "interface"} }
 
 // Schedulers returns the IPVS scheduler names lvsha accepts.
 func Schedulers() []string {

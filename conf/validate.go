@@ -70,6 +70,7 @@ func (b *builder) config(rc rawConfig, source string) *Config {
 				vs.Name, rc.vss[f.i].key, b.lines.line(rc.vss[f.i].key))
 		}
 	}
+	b.vrrp(rc, c)
 	return c
 }
 

@@ -204,6 +204,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
+	if len(cfg.VRRPInstances) > 0 {
+		// Refuse rather than run without the failover the file asks for.
+		return &exitError{code: 1, err: fmt.Errorf("%s: vrrp_instance %q: VRRP failover is not yet wired into lvsha run (issue #6); remove the vrrp_instance tables to run the director alone", *path, cfg.VRRPInstances[0].Name)}
+	}
 	// Opening IPVS only reads; the most useful error for an operator (no
 	// IPVS, not root) comes from here, so it goes first.
 	handle, err := ipvs.Open(*netns)

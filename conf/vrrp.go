@@ -1,0 +1,250 @@
+package conf
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// vrrp builds the VRRP instances and sync groups; vsNames are the virtual
+// servers an instance may track.
+func (b *builder) vrrp(rc rawConfig, c *Config) {
+	vsNames := map[string]bool{}
+	for _, vs := range c.VirtualServers {
+		vsNames[vs.Name] = true
+	}
+	names := map[string]string{}  // instance name → key of its first use
+	routers := map[string]string{} // interface/vrid/family → instance key
+	for _, rv := range rc.vrrps {
+		in := b.vrrpInstance(rv, vsNames)
+		c.VRRPInstances = append(c.VRRPInstances, in)
+		if in.Name != "" {
+			if first, dup := names[in.Name]; dup {
+				b.add(rv.name.key, "duplicate vrrp_instance name %q (first used by %s at line %d)", in.Name, first, b.lines.line(first))
+			} else {
+				names[in.Name] = rv.key
+			}
+		}
+		if in.Interface != "" && in.RouterID != 0 && len(in.VirtualIPs) > 0 {
+			id := fmt.Sprintf("%s/%d/%s", in.Interface, in.RouterID, familyOf(in.VirtualIPs[0].Addr()))
+			if first, dup := routers[id]; dup {
+				b.add(rv.routerID.key, "router_id %d is already used on interface %s for %s VIPs by %s at line %d (want a different router_id per virtual router on a link)",
+					in.RouterID, in.Interface, familyOf(in.VirtualIPs[0].Addr()), first, b.lines.line(first))
+			} else {
+				routers[id] = rv.key
+			}
+		}
+	}
+	grouped := map[string]string{}
+	groupNames := map[string]bool{}
+	for _, rg := range rc.groups {
+		g := SyncGroup{Name: rg.name.or(""), Instances: rg.instances.or(nil)}
+		switch {
+		case !rg.name.set:
+			b.add(rg.key+".name", "missing (want a name for the sync group)")
+		case g.Name == "":
+			b.add(rg.name.key, `must not be empty (got "")`)
+		case groupNames[g.Name]:
+			b.add(rg.name.key, "duplicate vrrp_sync_group name %q", g.Name)
+		}
+		groupNames[g.Name] = true
+		if !rg.instances.set {
+			b.add(rg.key+".instances", "missing (want the names of at least two vrrp_instance)")
+		} else if rg.instances.ok && len(g.Instances) == 0 {
+			b.add(rg.instances.key, "empty (want the names of at least one vrrp_instance)")
+		}
+		for i, n := range g.Instances {
+			key := indexKey(rg.instances.key, i)
+			switch first, dup := grouped[n]; {
+			case names[n] == "":
+				b.add(key, "unknown vrrp_instance %q", n)
+			case dup:
+				b.add(key, "vrrp_instance %q is already in sync group %q (an instance belongs to one group at most)", n, first)
+			default:
+				grouped[n] = g.Name
+			}
+		}
+		c.SyncGroups = append(c.SyncGroups, g)
+	}
+}
+
+func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool) VRRPInstance {
+	in := VRRPInstance{
+		Name:         rv.name.or(""),
+		Interface:    rv.iface.or(""),
+		RouterID:     int(rv.routerID.or(0)),
+		Priority:     int(rv.priority.or(defaultVRRPPriority)),
+		Version:      int(rv.version.or(defaultVRRPVersion)),
+		Preempt:      rv.preempt.or(true),
+		PreemptDelay: rv.preemptDelay.or(0),
+		Accept:       rv.accept.or(true),
+		VIPHolder:    rv.holder.or(defaultVIPHolder),
+		GARPRepeat:   int(rv.garp.or(defaultGARPRepeat)),
+		GARPRefresh:  rv.refresh.or(0),
+		AuthPass:     rv.auth.or(""),
+		Notify: Notify{
+			Master: rv.notifyMaster.or(nil), Backup: rv.notifyBackup.or(nil),
+			Fault: rv.notifyFault.or(nil), Stop: rv.notifyStop.or(nil), Any: rv.notifyAny.or(nil),
+			Timeout: rv.timeout.or(defaultNotifyTimeout),
+		},
+		TrackInterfaces: rv.trackIfaces.or(nil),
+	}
+	for _, req := range []struct {
+		set  bool
+		key  string
+		want string
+	}{
+		{rv.name.set, "name", "a name for the instance"},
+		{rv.iface.set, "interface", "the interface adverts go out on"},
+		{rv.routerID.set, "router_id", "the VRID, 1..255, shared by every director of the group"},
+		{rv.vips.set, "virtual_ips", `the VIPs, e.g. ["192.0.2.10/24"]`},
+	} {
+		if !req.set {
+			b.add(rv.key+"."+req.key, "missing (want %s)", req.want)
+		}
+	}
+	if rv.name.valid() && in.Name == "" {
+		b.add(rv.name.key, `must not be empty (got "")`)
+	}
+	if v := rv.iface; v.valid() {
+		b.ifname(v.key, v.v)
+	}
+	for i, n := range in.TrackInterfaces {
+		b.ifname(indexKey(rv.trackIfaces.key, i), n)
+	}
+
+	// Advert interval: v3 counts centiseconds in 12 bits, v2 whole seconds
+	// in 8 bits (RFC 5798 5.2.7, RFC 3768 5.3.7).
+	in.AdvertInterval = defaultAdvertV3
+	if in.Version == 2 {
+		in.AdvertInterval = defaultAdvertV2
+	}
+	if v := rv.advert; v.valid() {
+		in.AdvertInterval = v.v
+		switch {
+		case in.Version == 3 && (v.v%(10*time.Millisecond) != 0 || v.v < 10*time.Millisecond || v.v > 40950*time.Millisecond):
+			b.add(v.key, "invalid for VRRP version 3 (got %s, want a multiple of 10ms from 10ms to 40.95s)", v.v)
+		case in.Version == 2 && (v.v%time.Second != 0 || v.v < time.Second || v.v > 255*time.Second):
+			b.add(v.key, "invalid for VRRP version 2 (got %s, want whole seconds from 1s to 255s)", v.v)
+		}
+	}
+	if v := rv.preemptDelay; v.valid() && v.v > maxPreemptDelay {
+		b.add(v.key, "too long (got %s, want at most %s)", v.v, maxPreemptDelay)
+	}
+	if v := rv.timeout; v.valid() && v.v == 0 {
+		b.add(v.key, "must be positive (got 0s)")
+	}
+	for _, n := range []val[[]string]{rv.notifyMaster, rv.notifyBackup, rv.notifyFault, rv.notifyStop, rv.notifyAny} {
+		if n.valid() && (len(n.v) == 0 || n.v[0] == "") {
+			b.add(n.key, `empty command (want an argv such as ["/etc/lvsha/notify.sh", "arg"])`)
+		}
+	}
+
+	family := ""
+	for i, s := range rv.vips.or(nil) {
+		key := indexKey(rv.vips.key, i)
+		p, msg := parseVIPPrefix(s)
+		if msg != "" {
+			b.add(key, "%s", msg)
+			continue
+		}
+		if family == "" {
+			family = familyOf(p.Addr())
+		} else if f := familyOf(p.Addr()); f != family {
+			b.add(key, "mixes address families (got %s, want %s like the first VIP: use one instance per family)", familyWord(f)+" VIP", familyWord(family)+" one")
+			continue
+		}
+		for _, q := range in.VirtualIPs {
+			if q.Addr() == p.Addr() {
+				b.add(key, "duplicate VIP %s", p.Addr())
+			}
+		}
+		in.VirtualIPs = append(in.VirtualIPs, p)
+	}
+	if rv.vips.valid() && len(rv.vips.v) == 0 {
+		b.add(rv.vips.key, "empty (want at least one VIP)")
+	}
+	if family == "inet6" && in.Version == 2 {
+		b.add(rv.version.key, "VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)")
+	}
+	if v := rv.auth; v.valid() {
+		switch {
+		case in.Version != 2:
+			b.add(v.key, "applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)")
+		case len(v.v) > maxAuthPass:
+			b.add(v.key, "too long (got %d bytes, want at most %d: VRRPv2 carries 8)", len(v.v), maxAuthPass)
+		}
+	}
+	addr := func(key, s string) netip.Addr {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			b.add(key, "invalid IP address (got %q)", s)
+			return netip.Addr{}
+		}
+		if msg := ipProblem(a, s); msg != "" {
+			b.add(key, "%s", msg)
+			return netip.Addr{}
+		}
+		if family != "" && familyOf(a) != family {
+			b.add(key, "not of the VIPs' family (got %s, want %s address)", s, familyWord(family))
+		}
+		return a
+	}
+	if v := rv.unicastSrc; v.valid() {
+		in.UnicastSrc = addr(v.key, v.v)
+		if !rv.peers.set {
+			b.add(v.key, "needs unicast_peers (want the other directors' addresses)")
+		}
+	}
+	for i, s := range rv.peers.or(nil) {
+		if a := addr(indexKey(rv.peers.key, i), s); a.IsValid() {
+			in.UnicastPeers = append(in.UnicastPeers, a)
+		}
+	}
+	for _, rt := range rv.trackVS {
+		tv := TrackVirtualServer{Name: rt.name.or(""), Weight: int(rt.weight.or(defaultTrackWeight))}
+		switch {
+		case !rt.name.set:
+			b.add(rt.key+".name", "missing (want a virtual_server name)")
+		case rt.name.ok && !vsNames[tv.Name]:
+			b.add(rt.name.key, "unknown virtual_server %q", tv.Name)
+		}
+		in.TrackVirtualServers = append(in.TrackVirtualServers, tv)
+	}
+	return in
+}
+
+func (b *builder) ifname(key, n string) {
+	switch {
+	case n == "":
+		b.add(key, `must not be empty (got "")`)
+	case len(n) > maxInterfaceNameLength:
+		b.add(key, "too long for an interface name (got %d bytes, want at most %d)", len(n), maxInterfaceNameLength)
+	case strings.ContainsAny(n, "/ \t\n:"):
+		b.add(key, "invalid interface name (got %q)", n)
+	}
+}
+
+// parseVIPPrefix parses "IP" or "IP/prefix"; the prefix is the VIP's subnet
+// on the interface, as keepalived's virtual_ipaddress takes it.
+func parseVIPPrefix(s string) (netip.Prefix, string) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Sprintf(`invalid VIP (got %q, want "IP" or "IP/prefix" such as "192.0.2.10/24")`, s)
+		}
+		if msg := ipProblem(a, s); msg != "" {
+			return netip.Prefix{}, msg
+		}
+		return netip.PrefixFrom(a, a.BitLen()), ""
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Sprintf(`invalid VIP (got %q, want "IP" or "IP/prefix" such as "192.0.2.10/24")`, s)
+	}
+	if msg := ipProblem(p.Addr(), s); msg != "" {
+		return netip.Prefix{}, msg
+	}
+	return p, ""
+}

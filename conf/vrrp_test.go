@@ -1,0 +1,124 @@
+package conf
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestVRRPGood(t *testing.T) {
+	text := `
+[[virtual_server]]
+name = "web"
+address = "192.0.2.1:80"
+
+[[vrrp_instance]]
+name = "vi1"
+interface = "eth0"
+router_id = 51
+virtual_ips = ["192.0.2.100/24", "192.0.2.101"]
+track_interfaces = ["eth1"]
+notify_master = ["/etc/lvsha/master.sh", "x"]
+  [[vrrp_instance.track_virtual_server]]
+  name = "web"
+  weight = 20
+
+[[vrrp_instance]]
+name = "vi2"
+interface = "eth0"
+router_id = 52
+version = 2
+priority = 150
+advert_interval = "2s"
+preempt = false
+auth_pass = "secret12"
+unicast_src = "192.0.2.2"
+unicast_peers = ["192.0.2.3"]
+virtual_ips = ["192.0.2.102/24"]
+vip_holder = "interface"
+
+[[vrrp_instance]]
+name = "vi6"
+interface = "eth0"
+router_id = 51
+virtual_ips = ["2001:db8::100/64"]
+
+[[vrrp_sync_group]]
+name = "g"
+instances = ["vi1", "vi6"]
+`
+	c, err := Parse("v.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []VRRPInstance{
+		{Name: "vi1", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
+			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
+			VirtualIPs:          []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")},
+			TrackInterfaces:     []string{"eth1"},
+			TrackVirtualServers: []TrackVirtualServer{{Name: "web", Weight: 20}},
+			Notify:              Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second}},
+		{Name: "vi2", Interface: "eth0", RouterID: 52, Priority: 150, Version: 2, AdvertInterval: 2 * time.Second,
+			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, AuthPass: "secret12",
+			UnicastSrc: netip.MustParseAddr("192.0.2.2"), UnicastPeers: []netip.Addr{netip.MustParseAddr("192.0.2.3")},
+			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.102/24")},
+			Notify:     Notify{Timeout: 10 * time.Second}},
+		{Name: "vi6", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
+			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
+			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::100/64")},
+			Notify:     Notify{Timeout: 10 * time.Second}},
+	}
+	if d := cmp.Diff(want, c.VRRPInstances, cmpOpts...); d != "" {
+		t.Errorf("instances (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]SyncGroup{{Name: "g", Instances: []string{"vi1", "vi6"}}}, c.SyncGroups); d != "" {
+		t.Errorf("sync groups (-want +got):\n%s", d)
+	}
+}
+
+func TestVRRPBad(t *testing.T) {
+	head := "[[vrrp_instance]]\nname = \"a\"\ninterface = \"eth0\"\nrouter_id = 1\n"
+	tests := []struct{ name, toml, want string }{
+		{"missing everything", "[[vrrp_instance]]\n",
+			"t.toml:1: vrrp_instance[0].interface: missing (want the interface adverts go out on)\n" +
+				"t.toml:1: vrrp_instance[0].name: missing (want a name for the instance)\n" +
+				"t.toml:1: vrrp_instance[0].router_id: missing (want the VRID, 1..255, shared by every director of the group)\n" +
+				`t.toml:1: vrrp_instance[0].virtual_ips: missing (want the VIPs, e.g. ["192.0.2.10/24"])`},
+		{"router_id out of range", "[[vrrp_instance]]\nname = \"a\"\ninterface = \"eth0\"\nrouter_id = 256\nvirtual_ips = [\"192.0.2.1\"]\n",
+			"t.toml:4: vrrp_instance[0].router_id: out of range (got 256, want 1..255)"},
+		{"v3 interval not centiseconds", head + "virtual_ips = [\"192.0.2.1\"]\nadvert_interval = \"105ms\"\n",
+			"t.toml:6: vrrp_instance[0].advert_interval: invalid for VRRP version 3 (got 105ms, want a multiple of 10ms from 10ms to 40.95s)"},
+		{"v2 interval not seconds", head + "virtual_ips = [\"192.0.2.1\"]\nversion = 2\nadvert_interval = \"500ms\"\n",
+			"t.toml:7: vrrp_instance[0].advert_interval: invalid for VRRP version 2 (got 500ms, want whole seconds from 1s to 255s)"},
+		{"v2 with IPv6", head + "virtual_ips = [\"2001:db8::1\"]\nversion = 2\n",
+			"t.toml:6: vrrp_instance[0].version: VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)"},
+		{"auth on v3", head + "virtual_ips = [\"192.0.2.1\"]\nauth_pass = \"x\"\n",
+			"t.toml:6: vrrp_instance[0].auth_pass: applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)"},
+		{"mixed families", head + "virtual_ips = [\"192.0.2.1\", \"2001:db8::1\"]\n",
+			"t.toml:5: vrrp_instance[0].virtual_ips[1]: mixes address families (got an IPv6 VIP, want an IPv4 one like the first VIP: use one instance per family)"},
+		{"bad VIP", head + "virtual_ips = [\"192.0.2.300/24\"]\n",
+			`t.toml:5: vrrp_instance[0].virtual_ips[0]: invalid VIP (got "192.0.2.300/24", want "IP" or "IP/prefix" such as "192.0.2.10/24")`},
+		{"peer of another family", head + "virtual_ips = [\"192.0.2.1\"]\nunicast_peers = [\"2001:db8::2\"]\n",
+			"t.toml:6: vrrp_instance[0].unicast_peers[0]: not of the VIPs' family (got 2001:db8::2, want an IPv4 address)"},
+		{"unicast_src without peers", head + "virtual_ips = [\"192.0.2.1\"]\nunicast_src = \"192.0.2.2\"\n",
+			"t.toml:6: vrrp_instance[0].unicast_src: needs unicast_peers (want the other directors' addresses)"},
+		{"unknown tracked virtual server", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_virtual_server]]\nname = \"nope\"\n",
+			`t.toml:7: vrrp_instance[0].track_virtual_server[0].name: unknown virtual_server "nope"`},
+		{"same router on a link twice", head + "virtual_ips = [\"192.0.2.1\"]\n" + "[[vrrp_instance]]\nname = \"b\"\ninterface = \"eth0\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.2\"]\n",
+			"t.toml:9: vrrp_instance[1].router_id: router_id 1 is already used on interface eth0 for inet VIPs by vrrp_instance[0] at line 1 (want a different router_id per virtual router on a link)"},
+		{"unknown instance in group", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\ninstances = [\"a\", \"zz\"]\n",
+			`t.toml:8: vrrp_sync_group[0].instances[1]: unknown vrrp_instance "zz"`},
+		{"interface name too long", "[[vrrp_instance]]\nname = \"a\"\ninterface = \"averyveryverylongname\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.1\"]\n",
+			"t.toml:3: vrrp_instance[0].interface: too long for an interface name (got 21 bytes, want at most 15)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(tt.toml))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse error:\n got %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
