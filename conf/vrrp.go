@@ -14,7 +14,7 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	for _, vs := range c.VirtualServers {
 		vsNames[vs.Name] = true
 	}
-	names := map[string]string{}  // instance name → key of its first use
+	names := map[string]string{}   // instance name → key of its first use
 	routers := map[string]string{} // interface/vrid/family → instance key
 	for _, rv := range rc.vrrps {
 		in := b.vrrpInstance(rv, vsNames)
