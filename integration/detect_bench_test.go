@@ -39,6 +39,7 @@ func detect(b *testing.B, daemon string, n int) (drain, restore []time.Duration)
 	s := newSeed(b, detectCheck)
 	s.startWeb(b, "web1")
 	s.startWeb(b, "web2")
+	s.waitWebs(b)
 	rs := "192.168.164.11:80"
 	out := func(w string) bool { return w == "0" }
 	if daemon == "keepalived" {

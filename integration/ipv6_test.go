@@ -39,6 +39,8 @@ func TestIPv6NAT(t *testing.T) {
 	for name, ns := range map[string]string{"web1": web1, "web2": web2} {
 		webs[name] = startIn(t, ns, []string{envRole + "=web", "LVSHA_NAME=" + name, "LVSHA_LISTEN=[::]:80"}, self(t))
 	}
+	waitHTTP(t, lb, "http://[2001:db8:164::10]/")
+	waitHTTP(t, lb, "http://[2001:db8:164::11]/")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "lvsha.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`[director]

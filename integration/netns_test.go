@@ -101,3 +101,18 @@ func eventually(t testing.TB, what string, limit time.Duration, cond func() bool
 	}
 	return time.Since(start)
 }
+
+// waitHTTP waits until url answers from namespace ns, so a test does not
+// race a server that is still starting (under emulation that takes a while).
+func waitHTTP(t testing.TB, ns, url string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, url+" answers", 20*time.Second, func() bool {
+		cmd := exec.Command("ip", "netns", "exec", ns, exe)
+		cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL="+url)
+		return cmd.Run() == nil
+	})
+}

@@ -134,6 +134,12 @@ func (s *seed) startWeb(t testing.TB, name string) {
 	s.webs[name] = startIn(t, ns, []string{envRole + "=web", "LVSHA_NAME=" + name, "LVSHA_LISTEN=:80"}, self(t))
 }
 
+// waitWebs waits until both web servers answer, seen from the director.
+func (s *seed) waitWebs(t testing.TB) {
+	waitHTTP(t, s.lb, "http://192.168.164.10/")
+	waitHTTP(t, s.lb, "http://192.168.164.11/")
+}
+
 func (s *seed) stopWeb(name string) {
 	stopProc(s.webs[name])
 }
@@ -183,6 +189,7 @@ func TestSeedNATRoundRobin(t *testing.T) {
 	s := newSeed(t, defaultSeedCheck())
 	s.startWeb(t, "web1")
 	s.startWeb(t, "web2")
+	s.waitWebs(t)
 	s.startLvsha(t)
 	t.Logf("started lvsha in the director namespace with:\n%s", mustRead(t, s.cfg))
 

@@ -25,6 +25,7 @@ func TestSorryServerAndCleanup(t *testing.T) {
 	s.startWeb(t, "web1")
 	s.startWeb(t, "web2")
 	startIn(t, s.web1, []string{envRole + "=web", "LVSHA_NAME=sorry", "LVSHA_LISTEN=:8080"}, self(t))
+	s.waitWebs(t)
 	inNS(t, s.lb, "ipvsadm", "-A", "-u", "10.9.9.9:53", "-s", "rr") // not lvsha's
 
 	bin := os.Getenv(envLvsha)
