@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
@@ -16,11 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mdlayher/ethernet"
-	"github.com/mdlayher/packet"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
+	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp/vip"
 )
 
@@ -32,8 +27,8 @@ import (
 //	get:  one GET of $LVSHA_URL, body to stdout, exit 1 on failure
 //	hold: GET $LVSHA_URL, print "first BODY", wait for a line on stdin,
 //	      GET again on the same connection, print "second BODY reused=BOOL"
-//	vipholder: hold $LVSHA_VIPS on a tun device, announce them on
-//	      $LVSHA_IFACE, answer neighbour solicitations, print "ready", wait`
+//	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
+//	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
 func runRole(role string) int {
 	switch role {
 	case "web":
@@ -124,43 +119,23 @@ func trimNL(s string) string {
 
 func vipHolder(iface string, vips []string) int {
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "vipholder:", err); return 1 }
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return fail(err)
-	}
-	var prefixes []netip.Prefix
-	var v6 []netip.Addr
+	in := conf.VRRPInstance{Name: "t", Interface: iface, VIPHolder: os.Getenv("LVSHA_HOLDER"), GARPRepeat: 2}
 	for _, v := range vips {
-		a := netip.MustParseAddr(v)
-		prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
-		if a.Is6() {
-			v6 = append(v6, a)
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return fail(err)
 		}
+		in.VirtualIPs = append(in.VirtualIPs, p)
 	}
-	tun, err := vip.NewTunHolder("lvsha-vip0")
+	h, err := vip.OpenHolder(slog.New(slog.NewTextHandler(os.Stderr, nil)), in, "lvsha-vip0")
 	if err != nil {
 		return fail(err)
 	}
-	nd, err := vip.NewNDResponder(log, ifi, v6)
-	if err != nil {
-		return fail(err)
-	}
-	arpConn, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
-	if err != nil {
-		return fail(err)
-	}
-	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return fail(err)
-	}
-	ann := &vip.Announcer{ARP: arpConn, NDP: nd.Conn(), HardwareAddr: ifi.HardwareAddr}
-	m := vip.NewManager(log, nl, tun.Name(), prefixes, ann, func(h net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: h} })
-	if err := m.Acquire(context.Background()); err != nil {
+	if err := h.Acquire(context.Background()); err != nil {
 		return fail(err)
 	}
 	fmt.Println("ready")
-	if err := nd.Run(context.Background()); err != nil {
+	if err := h.Run(context.Background()); err != nil {
 		return fail(err)
 	}
 	return 0

@@ -1,0 +1,151 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/conf"
+)
+
+// Holder is everything one VRRP instance needs to take and give up its
+// VIPs, built from its configuration: the sockets that announce them, the
+// tun device or real interface that holds them, and for IPv6 VIPs on a tun
+// device the neighbour responder that answers for them.
+type Holder struct {
+	log     *slog.Logger
+	mgr     *Manager
+	tun     *TunHolder
+	nd      *NDResponder
+	arp     net.PacketConn
+	nl      *netlink.Handle
+	refresh time.Duration
+}
+
+// OpenHolder prepares in's VIP handling. Like NewTunHolder it must run in
+// the network namespace of in.Interface. tunName names the tun device when
+// in.VIPHolder is "tun" (at most 15 bytes, unique per instance).
+func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Holder, err error) {
+	h = &Holder{log: log.With("vrrp_instance", in.Name), refresh: in.GARPRefresh}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	ifi, err := net.InterfaceByName(in.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", in.Name, in.Interface, err)
+	}
+	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: netlink: %w", in.Name, err)
+	}
+	ann := &Announcer{HardwareAddr: ifi.HardwareAddr}
+	var v6 []netip.Addr
+	for _, p := range in.VirtualIPs {
+		if p.Addr().Is6() {
+			v6 = append(v6, p.Addr())
+		}
+	}
+	if len(v6) < len(in.VirtualIPs) {
+		if h.arp, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil); err != nil {
+			return nil, fmt.Errorf("vrrp_instance %s: ARP socket on %s: %w", in.Name, in.Interface, err)
+		}
+		ann.ARP = h.arp
+	}
+	iface, vips := in.Interface, in.VirtualIPs
+	if in.VIPHolder == "tun" {
+		if h.tun, err = NewTunHolder(tunName); err != nil {
+			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		}
+		iface = h.tun.Name()
+		// On the tun device a VIP is a host address: its subnet's route
+		// must stay on the real interface.
+		vips = make([]netip.Prefix, len(in.VirtualIPs))
+		for i, p := range in.VirtualIPs {
+			vips[i] = netip.PrefixFrom(p.Addr(), p.Addr().BitLen())
+		}
+	}
+	if len(v6) > 0 {
+		// The responder's socket also sends the unsolicited advertisements;
+		// with the VIPs on the real interface the kernel answers
+		// solicitations itself and the responder only announces.
+		var answer []netip.Addr
+		if h.tun != nil {
+			answer = v6
+		}
+		if h.nd, err = NewNDResponder(h.log, ifi, answer); err != nil {
+			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		}
+		ann.NDP = h.nd.Conn()
+	}
+	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
+	h.mgr.Repeat = in.GARPRepeat
+	return h, nil
+}
+
+// Run answers neighbour solicitations for tun-held IPv6 VIPs until ctx is
+// done. It holds no VIPs by itself.
+func (h *Holder) Run(ctx context.Context) error {
+	if h.nd == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return h.nd.Run(ctx)
+}
+
+// Acquire takes the VIPs and announces them; while ctx lives and
+// garp_refresh is set, it keeps announcing them every period.
+func (h *Holder) Acquire(ctx context.Context) error {
+	err := h.mgr.Acquire(ctx)
+	if h.refresh > 0 {
+		go func() {
+			t := time.NewTicker(h.refresh)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := h.mgr.Announce(); err != nil {
+						h.log.Warn("refresh VIP announcements", "error", err)
+					}
+				}
+			}
+		}()
+	}
+	return err
+}
+
+// Release gives the VIPs up.
+func (h *Holder) Release() error { return h.mgr.Release() }
+
+// Held reports which VIPs are held now.
+func (h *Holder) Held() ([]netip.Prefix, error) { return h.mgr.Held() }
+
+// Close releases every resource; with a tun holder the kernel removes the
+// device and any VIP still on it.
+func (h *Holder) Close() error {
+	var errs []error
+	if h.nd != nil {
+		errs = append(errs, h.nd.conn.Close())
+	}
+	if h.arp != nil {
+		errs = append(errs, h.arp.Close())
+	}
+	if h.tun != nil {
+		errs = append(errs, h.tun.Close())
+	}
+	if h.nl != nil {
+		h.nl.Close()
+	}
+	return errors.Join(errs...)
+}
