@@ -1,0 +1,120 @@
+// Package notify runs an instance's notify hooks (keepalived's
+// notify_master, notify_backup, notify_fault, notify_stop and notify) on
+// VRRP transitions. Hooks run one at a time in transition order, each
+// bounded by a timeout, on their own goroutine: a slow or failing hook
+// delays later hooks, never the state machine.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+)
+
+// Event is one transition to report.
+type Event struct {
+	Instance string
+	State    string // MASTER, BACKUP, FAULT or STOP, as keepalived names them
+	Priority int
+}
+
+// queueLen bounds the transitions waiting for hooks; past it the oldest
+// news is the least useful, so new events are dropped and counted.
+const queueLen = 64
+
+// Runner runs one instance's hooks.
+type Runner struct {
+	log   *slog.Logger
+	hooks conf.Notify
+	queue chan Event
+	// Dropped counts events not run because the queue was full; Failed
+	// counts hooks that exited non-zero, timed out or could not start.
+	Dropped, Failed atomic.Uint64
+}
+
+// New returns a Runner for hooks.
+func New(log *slog.Logger, hooks conf.Notify) *Runner {
+	return &Runner{log: log, hooks: hooks, queue: make(chan Event, queueLen)}
+}
+
+// Notify queues e without ever blocking.
+func (r *Runner) Notify(e Event) {
+	select {
+	case r.queue <- e:
+	default:
+		r.Dropped.Add(1)
+		r.log.Warn("notify queue full, transition not reported to hooks", "vrrp_instance", e.Instance, "state", e.State)
+	}
+}
+
+// Run executes queued hooks until ctx is done.
+func (r *Runner) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-r.queue:
+			for _, argv := range r.commands(e.State) {
+				if err := r.run(ctx, argv, e); err != nil {
+					r.Failed.Add(1)
+					r.log.Warn("notify hook failed", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "error", err)
+				}
+			}
+		}
+	}
+}
+
+func (r *Runner) commands(state string) [][]string {
+	var out [][]string
+	specific := map[string][]string{"MASTER": r.hooks.Master, "BACKUP": r.hooks.Backup, "FAULT": r.hooks.Fault, "STOP": r.hooks.Stop}[state]
+	for _, c := range [][]string{specific, r.hooks.Any} {
+		if len(c) > 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// run executes argv with the instance, state and priority appended as
+// arguments (keepalived's notify passes INSTANCE name state priority) and
+// set in the environment; on timeout the hook's whole process group is
+// killed.
+func (r *Runner) run(ctx context.Context, argv []string, e Event) error {
+	timeout := r.hooks.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	prio := strconv.Itoa(e.Priority)
+	args := append(append([]string{}, argv[1:]...), "INSTANCE", e.Instance, e.State, prio)
+	cmd := exec.CommandContext(ctx, argv[0], args...)
+	cmd.Env = append(os.Environ(), "LVSHA_VRRP_INSTANCE="+e.Instance, "LVSHA_VRRP_STATE="+e.State, "LVSHA_VRRP_PRIORITY="+prio)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A grandchild holding the output pipe must not keep Wait blocked.
+	cmd.WaitDelay = time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("timed out after %v", timeout)
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%w: %.200s", err, out)
+		}
+		return err
+	}
+	r.log.Info("notify hook ran", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "took", time.Since(start))
+	return nil
+}
