@@ -1,0 +1,114 @@
+// Package track turns what a VRRP instance tracks into its inputs: the
+// effective priority from tracked virtual servers, and fault from tracked
+// interfaces.
+package track
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/conf"
+)
+
+// Priority is the instance's effective priority: base lowered by the
+// weight of every tracked virtual server that has no real server up
+// (keepalived's track_script weight, native). It never goes below 1: 0 is
+// reserved for a master's resignation (RFC 5798 5.2.4). A lowered address
+// owner (255) stops being the owner, as in keepalived.
+func Priority(base int, tracked []conf.TrackVirtualServer, anyUp func(vs string) bool) int {
+	p := base
+	for _, t := range tracked {
+		if !anyUp(t.Name) {
+			p -= t.Weight
+		}
+	}
+	return max(p, 1)
+}
+
+// LinkState reports, for each tracked interface, whether it is up.
+type LinkState map[string]bool
+
+// AllUp reports whether every tracked interface is up; an instance with a
+// tracked interface down is in fault.
+func (s LinkState) AllUp() bool {
+	for _, up := range s {
+		if !up {
+			return false
+		}
+	}
+	return true
+}
+
+// Down lists the tracked interfaces that are down.
+func (s LinkState) Down() []string {
+	var out []string
+	for n, up := range s {
+		if !up {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// linkUp is what "up" means for a tracked interface: administratively up
+// with carrier. A missing interface is down.
+func linkUp(l netlink.Link) bool {
+	a := l.Attrs()
+	return a.Flags&net.FlagUp != 0 && a.OperState != netlink.OperDown && a.OperState != netlink.OperLowerLayerDown
+}
+
+// WatchLinks sends the state of the named interfaces now and after every
+// change, until ctx is done. It must be called on a thread in the
+// interfaces' network namespace (the subscription is bound to it).
+func WatchLinks(ctx context.Context, names []string) (<-chan LinkState, error) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true}); err != nil {
+		return nil, fmt.Errorf("watch links %v: %w", names, err)
+	}
+	out := make(chan LinkState, 1)
+	go func() {
+		defer close(done)
+		state := LinkState{}
+		for _, n := range names {
+			state[n] = false
+		}
+		send := func() {
+			cp := LinkState{}
+			for k, v := range state {
+				cp[k] = v
+			}
+			// Only the newest state matters: replace an unread one.
+			select {
+			case <-out:
+			default:
+			}
+			out <- cp
+		}
+		send()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				name := u.Link.Attrs().Name
+				if _, tracked := state[name]; !tracked {
+					continue
+				}
+				up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
+				if state[name] != up {
+					state[name] = up
+					send()
+				}
+			}
+		}
+	}()
+	return out, nil
+}
