@@ -1,0 +1,553 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// State is a VRRP instance's state (RFC 5798 6.4), plus Fault (a tracked
+// interface is down) and Stopping (lvsha's graceful handover).
+type State uint8
+
+// States.
+const (
+	// Initialize is before Start and after a completed Shutdown.
+	Initialize State = iota
+	Backup
+	Master
+	// Fault holds no VIPs and ignores adverts until FaultCleared.
+	Fault
+	// Stopping is a master that resigned (sent priority 0) but keeps its
+	// VIPs until it sees the new master's advert or StopWait passes, so
+	// clients are never left without a holder during the handover.
+	Stopping
+)
+
+func (s State) String() string {
+	switch s {
+	case Initialize:
+		return "INIT"
+	case Backup:
+		return "BACKUP"
+	case Master:
+		return "MASTER"
+	case Fault:
+		return "FAULT"
+	case Stopping:
+		return "STOPPING"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Reason says why a transition happened.
+type Reason string
+
+// Transition reasons.
+const (
+	ReasonStartup         Reason = "startup"         // Start, not the address owner
+	ReasonOwner           Reason = "address owner"   // Start (or recovery) at priority 255
+	ReasonMasterDown      Reason = "master down"     // Master_Down_Timer fired
+	ReasonHigherPriority  Reason = "higher priority" // a master saw a higher-priority advert
+	ReasonHigherAddress   Reason = "equal priority, higher address"
+	ReasonShutdown        Reason = "shutdown"
+	ReasonNewMaster       Reason = "new master seen"   // Stopping ended by the successor's advert
+	ReasonStopWaitExpired Reason = "no successor seen" // Stopping ended by StopWait
+	ReasonFault           Reason = "fault"
+	ReasonRecovered       Reason = "fault cleared"
+	ReasonSyncGroup       Reason = "sync group"
+)
+
+// Config is one instance's VRRP parameters. The zero value of every
+// optional field is the usual choice.
+type Config struct {
+	VRID uint8
+	// Priority is 1..255; 255 is the address owner, master at once on
+	// Start.
+	Priority uint8
+	// Version is 3 (RFC 5798) or 2 (RFC 3768, IPv4 only).
+	Version int
+	// AdvertInterval is the master's advert period: for version 3 a
+	// multiple of 10ms in 10ms..40.95s, for version 2 whole seconds.
+	AdvertInterval time.Duration
+	// NoPreempt keeps a higher-priority backup from taking over from a
+	// live lower-priority master; preemption is the RFC's default.
+	NoPreempt bool
+	// PreemptDelay holds preemption back for this long after Start, so a
+	// director that just booted does not take the VIPs before its health
+	// checks have run.
+	PreemptDelay time.Duration
+	// Accept is passed on in AddVIPs: whether the master accepts packets
+	// addressed to the VIPs when it is not their owner (RFC 5798 6.1).
+	Accept bool
+	// Source is the address adverts are sent from (IPv4: the interface's
+	// primary address; IPv6: its link-local address). It breaks ties
+	// between equal priorities and identifies our own adverts.
+	Source netip.Addr
+	// Addrs are the virtual addresses, carried in every advert.
+	Addrs []netip.Addr
+	// AuthType and AuthData are VRRPv2's simple password (AuthSimple, the
+	// password zero-padded to 8 bytes) or AuthNone.
+	AuthType uint8
+	AuthData [8]byte
+	// StopWait bounds how long a resigning master keeps its VIPs waiting
+	// for its successor's advert; zero means 3 advert intervals.
+	StopWait time.Duration
+}
+
+// Validate reports what makes c unusable.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.VRID == 0 {
+		errs = append(errs, errors.New("VRID 0, want 1..255"))
+	}
+	if c.Priority == 0 {
+		errs = append(errs, errors.New("priority 0 is reserved for a resigning master, want 1..255"))
+	}
+	if !c.Source.IsValid() || c.Source.Is4In6() {
+		errs = append(errs, fmt.Errorf("source address %s is not a plain IPv4 or IPv6 address", c.Source))
+	} else if err := checkAdvert(c.Advert(c.Priority), c.Source.Is4()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PreemptDelay < 0 {
+		errs = append(errs, fmt.Errorf("preempt delay %s is negative", c.PreemptDelay))
+	}
+	if c.StopWait < 0 {
+		errs = append(errs, fmt.Errorf("stop wait %s is negative", c.StopWait))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("VRRP instance VRID %d: %w", c.VRID, err)
+	}
+	return nil
+}
+
+// Advert is the advert this instance sends at priority.
+func (c *Config) Advert(priority uint8) *Advert {
+	return &Advert{
+		Version:  c.Version,
+		VRID:     c.VRID,
+		Priority: priority,
+		Interval: c.AdvertInterval,
+		Addrs:    c.Addrs,
+		AuthType: c.AuthType,
+		AuthData: c.AuthData,
+	}
+}
+
+// Filter checks a parsed advert from src against this instance (RFC 5798
+// 7.1; RFC 3768 7.1, which also requires the interval and the
+// authentication to match ours). The address list is not compared: the
+// RFCs allow accepting a mismatch, and keepalived does.
+func (c *Config) Filter(a *Advert, src netip.Addr) DropReason {
+	switch {
+	case src.Unmap().WithZone("") == c.Source:
+		return DropOwn
+	case a.VRID != c.VRID:
+		return DropVRID
+	case a.Version != c.Version:
+		return DropVersion
+	case len(a.Addrs) == 0 || a.Addrs[0].Is4() != c.Source.Is4():
+		return DropFamily
+	case c.Version == 2 && a.Interval != c.AdvertInterval:
+		return DropInterval
+	case a.AuthType != c.AuthType || (a.AuthType == AuthSimple && a.AuthData != c.AuthData):
+		return DropAuth
+	}
+	return DropNone
+}
+
+// SkewTime is RFC 5798 6.1's Skew_Time,
+// ((256 - Priority) * Master_Adver_Interval) / 256, for version 3, and
+// RFC 3768 6.1's (256 - Priority) / 256 seconds for version 2. It is kept
+// to the nanosecond rather than truncated to centiseconds, as keepalived
+// keeps it to the microsecond: the truncation only blurs the ordering of
+// backups.
+func SkewTime(version int, priority uint8, masterAdverInterval time.Duration) time.Duration {
+	if version == 2 {
+		return time.Duration(256-int(priority)) * time.Second / 256
+	}
+	return time.Duration(256-int(priority)) * masterAdverInterval / 256
+}
+
+// MasterDownInterval is RFC 5798 6.1's Master_Down_Interval,
+// 3 * Master_Adver_Interval + Skew_Time (RFC 3768 6.1 with
+// Advertisement_Interval for version 2).
+func MasterDownInterval(version int, priority uint8, masterAdverInterval time.Duration) time.Duration {
+	return 3*masterAdverInterval + SkewTime(version, priority, masterAdverInterval)
+}
+
+// Event is an input to Machine.Step.
+type Event interface{ isEvent() }
+
+// Events.
+type (
+	// Start is RFC 5798's Startup event.
+	Start struct{}
+	// Shutdown is RFC 5798's Shutdown event. A master resigns with a
+	// priority-0 advert and enters Stopping; a second Shutdown while
+	// Stopping releases the VIPs at once.
+	Shutdown struct{}
+	// AdvertReceived is a parsed advert and its IP source.
+	AdvertReceived struct {
+		Advert *Advert
+		Src    netip.Addr
+	}
+	// TimerFired only runs the timers; any Step does that first.
+	TimerFired struct{}
+	// FaultDetected and FaultCleared come from tracking (a tracked
+	// interface went down or came back).
+	FaultDetected struct{}
+	FaultCleared  struct{}
+	// SetPriority changes the effective priority (tracked virtual
+	// servers). 0 is raised to 1: only a resigning master sends 0.
+	SetPriority struct{ Priority uint8 }
+	// GroupGate carries the sync group's verdict (GroupTarget): while
+	// AllowMaster is false the instance may not be master.
+	GroupGate struct{ AllowMaster bool }
+)
+
+func (Start) isEvent()          {}
+func (Shutdown) isEvent()       {}
+func (AdvertReceived) isEvent() {}
+func (TimerFired) isEvent()     {}
+func (FaultDetected) isEvent()  {}
+func (FaultCleared) isEvent()   {}
+func (SetPriority) isEvent()    {}
+func (GroupGate) isEvent()      {}
+
+// Action is an output of Machine.Step for the caller to perform, in order.
+type Action interface{ isAction() }
+
+// Actions.
+type (
+	// SendAdvert asks for Config.Advert(Priority) to be sent.
+	SendAdvert struct{ Priority uint8 }
+	// AddVIPs asks for the VIPs to be added and announced (gratuitous ARP,
+	// unsolicited neighbour advertisements).
+	AddVIPs struct{ Accept bool }
+	// RemoveVIPs asks for the VIPs to be removed.
+	RemoveVIPs struct{}
+	// Dropped reports an advert refused by Config.Filter, to be counted.
+	Dropped struct{ Reason DropReason }
+	// Transition reports a state change, to be published.
+	Transition struct {
+		From, To State
+		Reason   Reason
+		At       time.Time
+	}
+)
+
+func (SendAdvert) isAction() {}
+func (AddVIPs) isAction()    {}
+func (RemoveVIPs) isAction() {}
+func (Dropped) isAction()    {}
+func (Transition) isAction() {}
+
+// Machine is one instance's state machine. It does no I/O and reads no
+// clock: the caller passes the time to Step, performs the returned
+// actions, and calls Step again by NextDeadline. It is not safe for
+// concurrent use; one goroutine owns it.
+type Machine struct {
+	cfg   Config
+	state State
+	prio  uint8
+	// masterAdverInterval is RFC 5798's Master_Adver_Interval: ours until
+	// a version-3 advert teaches us the master's.
+	masterAdverInterval time.Duration
+	// deadline is the one timer of the current state: Adver_Timer in
+	// Master, Master_Down_Timer in Backup, StopWait in Stopping. Zero
+	// means none.
+	deadline  time.Time
+	preemptAt time.Time
+	running   bool
+	faulted   bool
+	// gated is the sync group forbidding Master; wantMaster is a gated
+	// backup whose own judgement says Master.
+	gated, wantMaster bool
+}
+
+// New returns a Machine in Initialize for a validated copy of cfg.
+func New(cfg Config) (*Machine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Addrs = append([]netip.Addr(nil), cfg.Addrs...)
+	if cfg.StopWait == 0 {
+		cfg.StopWait = 3 * cfg.AdvertInterval
+	}
+	return &Machine{cfg: cfg, prio: cfg.Priority, masterAdverInterval: cfg.AdvertInterval}, nil
+}
+
+// State returns the current state.
+func (m *Machine) State() State { return m.state }
+
+// Priority returns the effective priority.
+func (m *Machine) Priority() uint8 { return m.prio }
+
+// MasterAdverInterval returns Master_Adver_Interval as last learned.
+func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
+
+// NextDeadline returns when Step must next be called even if nothing
+// arrives; zero when no timer runs.
+func (m *Machine) NextDeadline() time.Time { return m.deadline }
+
+// Wants is the state the instance would take on its own, which a sync
+// group combines with GroupTarget: a gated backup that would have taken
+// over wants Master; a stopping or stopped instance wants Initialize.
+func (m *Machine) Wants() State {
+	switch {
+	case m.state == Backup && m.wantMaster:
+		return Master
+	case m.state == Stopping:
+		return Initialize
+	}
+	return m.state
+}
+
+// masterDownInterval is the current Master_Down_Interval.
+func (m *Machine) masterDownInterval() time.Duration {
+	return MasterDownInterval(m.cfg.Version, m.prio, m.masterAdverInterval)
+}
+
+// step collects the actions of one Step.
+type step struct {
+	m   *Machine
+	now time.Time
+	out []Action
+}
+
+func (s *step) do(a ...Action) { s.out = append(s.out, a...) }
+
+func (s *step) to(st State, r Reason) {
+	s.do(Transition{From: s.m.state, To: st, Reason: r, At: s.now})
+	s.m.state = st
+}
+
+// Step runs the timers due at now, then handles ev (nil is TimerFired),
+// and returns what the caller must do, in order. Timers are run first so
+// that an event handled late sees the state the timers already decided.
+func (m *Machine) Step(now time.Time, ev Event) []Action {
+	s := &step{m: m, now: now}
+	if !m.deadline.IsZero() && !now.Before(m.deadline) {
+		s.timer()
+	}
+	switch e := ev.(type) {
+	case Start:
+		s.start()
+	case Shutdown:
+		s.shutdown()
+	case AdvertReceived:
+		s.advert(e.Advert, e.Src)
+	case FaultDetected:
+		s.fault()
+	case FaultCleared:
+		m.faulted = false
+		if m.state == Fault {
+			s.startup(ReasonRecovered)
+		}
+	case SetPriority:
+		m.prio = max(e.Priority, 1)
+	case GroupGate:
+		s.gate(e.AllowMaster)
+	}
+	return s.out
+}
+
+func (s *step) timer() {
+	m := s.m
+	switch m.state {
+	case Master: // RFC 5798 6.4.3 (600)
+		s.do(SendAdvert{Priority: m.prio})
+		m.deadline = s.now.Add(m.cfg.AdvertInterval)
+	case Backup: // RFC 5798 6.4.2 (330)
+		if m.gated {
+			m.wantMaster = true
+			m.deadline = time.Time{}
+			return
+		}
+		s.becomeMaster(ReasonMasterDown)
+	case Stopping:
+		s.release(ReasonStopWaitExpired)
+	default:
+		m.deadline = time.Time{}
+	}
+}
+
+func (s *step) start() {
+	m := s.m
+	if m.running {
+		return
+	}
+	m.running = true
+	m.preemptAt = s.now.Add(m.cfg.PreemptDelay)
+	if m.faulted {
+		s.to(Fault, ReasonFault)
+		return
+	}
+	s.startup(ReasonStartup)
+}
+
+// startup is RFC 5798 6.4.1, also run when a fault clears.
+func (s *step) startup(r Reason) {
+	m := s.m
+	if m.prio == 255 {
+		if !m.gated {
+			s.becomeMaster(ReasonOwner)
+			return
+		}
+		m.wantMaster = true
+	}
+	m.masterAdverInterval = m.cfg.AdvertInterval
+	if !m.wantMaster {
+		m.deadline = s.now.Add(m.masterDownInterval())
+	}
+	s.to(Backup, r)
+}
+
+func (s *step) becomeMaster(r Reason) {
+	m := s.m
+	m.wantMaster = false
+	s.do(SendAdvert{Priority: m.prio}, AddVIPs{Accept: m.cfg.Accept})
+	m.deadline = s.now.Add(m.cfg.AdvertInterval)
+	s.to(Master, r)
+}
+
+// toBackup leaves Master for Backup with a fresh Master_Down_Timer.
+func (s *step) toBackup(r Reason) {
+	m := s.m
+	s.do(RemoveVIPs{})
+	m.deadline = s.now.Add(m.masterDownInterval())
+	s.to(Backup, r)
+}
+
+func (s *step) release(r Reason) {
+	s.do(RemoveVIPs{})
+	s.m.deadline = time.Time{}
+	s.to(Initialize, r)
+}
+
+func (s *step) shutdown() {
+	m := s.m
+	m.running = false
+	m.wantMaster = false
+	switch m.state {
+	case Backup, Fault: // RFC 5798 6.4.2 (310)
+		m.deadline = time.Time{}
+		s.to(Initialize, ReasonShutdown)
+	case Master: // RFC 5798 6.4.3 (615), but the VIPs stay until handover
+		s.do(SendAdvert{Priority: 0})
+		m.deadline = s.now.Add(m.cfg.StopWait)
+		s.to(Stopping, ReasonShutdown)
+	case Stopping:
+		s.release(ReasonShutdown)
+	}
+}
+
+func (s *step) fault() {
+	m := s.m
+	m.faulted = true
+	m.wantMaster = false
+	switch m.state {
+	case Backup:
+		m.deadline = time.Time{}
+		s.to(Fault, ReasonFault)
+	case Master:
+		// Resign so a backup takes over after Skew_Time rather than
+		// Master_Down_Interval.
+		s.do(SendAdvert{Priority: 0}, RemoveVIPs{})
+		m.deadline = time.Time{}
+		s.to(Fault, ReasonFault)
+	case Stopping:
+		s.release(ReasonFault)
+	}
+}
+
+func (s *step) advert(a *Advert, src netip.Addr) {
+	m := s.m
+	if a == nil {
+		return
+	}
+	if r := m.cfg.Filter(a, src); r != DropNone {
+		s.do(Dropped{Reason: r})
+		return
+	}
+	switch m.state {
+	case Backup: // RFC 5798 6.4.2 (400)
+		if a.Priority == 0 {
+			m.deadline = s.now.Add(SkewTime(m.cfg.Version, m.prio, m.masterAdverInterval))
+			return
+		}
+		preempt := !m.cfg.NoPreempt && !s.now.Before(m.preemptAt)
+		if !preempt || a.Priority >= m.prio {
+			m.learn(a)
+			m.wantMaster = false
+			m.deadline = s.now.Add(m.masterDownInterval())
+		}
+	case Master: // RFC 5798 6.4.3 (635)
+		if a.Priority == 0 {
+			s.do(SendAdvert{Priority: m.prio})
+			m.deadline = s.now.Add(m.cfg.AdvertInterval)
+			return
+		}
+		switch {
+		case a.Priority > m.prio:
+			m.learn(a)
+			s.toBackup(ReasonHigherPriority)
+		case a.Priority == m.prio && src.Unmap().WithZone("").Compare(m.cfg.Source) > 0:
+			m.learn(a)
+			s.toBackup(ReasonHigherAddress)
+		}
+	case Stopping:
+		if a.Priority != 0 {
+			s.release(ReasonNewMaster)
+		}
+	}
+}
+
+// learn takes Master_Adver_Interval from a version-3 advert (RFC 5798
+// 6.4.2 (450), 6.4.3 (680)); version 2 intervals are equal by Filter.
+func (m *Machine) learn(a *Advert) {
+	if m.cfg.Version == 3 {
+		m.masterAdverInterval = a.Interval
+	}
+}
+
+func (s *step) gate(allow bool) {
+	m := s.m
+	m.gated = !allow
+	switch {
+	case m.gated && m.state == Master:
+		// Resign at once so the peer's instance follows the rest of the
+		// group after Skew_Time. Our own judgement has not changed, so we
+		// still want Master and wait for the group to allow it.
+		s.do(SendAdvert{Priority: 0})
+		s.toBackup(ReasonSyncGroup)
+		m.wantMaster = true
+		m.deadline = time.Time{}
+	case !m.gated && m.state == Backup && m.wantMaster:
+		s.becomeMaster(ReasonSyncGroup)
+	}
+}
+
+// GroupTarget is a sync group's verdict from its members' Wants: Fault
+// when any member is in fault, Master only when every member wants
+// Master, Backup otherwise. Members are then sent GroupGate{AllowMaster:
+// target == Master}, so the group is master together or not at all; a
+// member that is not running keeps the others from Master.
+func GroupTarget(wants []State) State {
+	if len(wants) == 0 {
+		return Backup
+	}
+	all := true
+	for _, w := range wants {
+		if w == Fault {
+			return Fault
+		}
+		all = all && w == Master
+	}
+	if all {
+		return Master
+	}
+	return Backup
+}

@@ -1,0 +1,457 @@
+package vrrp
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// peer is the other router in single-machine tests; its address is above
+// src4 (192.0.2.1) and lower is below it.
+var (
+	peer  = mustAddr("192.0.2.9")
+	lower = mustAddr("192.0.2.0")
+)
+
+func baseConfig() Config {
+	return Config{Version: 3, VRID: 1, Priority: 100, AdvertInterval: time.Second,
+		Source: src4, Addrs: []netip.Addr{vip4a}, Accept: true}
+}
+
+func TestFormulas(t *testing.T) {
+	// Expected values worked from RFC 5798 6.1 / RFC 3768 6.1 by hand:
+	// (256-100)/256 = 0.609375, (256-255)/256 = 0.00390625,
+	// (256-1)/256 = 0.99609375.
+	tests := []struct {
+		version  int
+		prio     uint8
+		interval time.Duration
+		skew     time.Duration
+		down     time.Duration
+	}{
+		{2, 100, time.Second, 609375 * time.Microsecond, 3609375 * time.Microsecond},
+		// Version 2's skew is in seconds whatever the interval.
+		{2, 100, 3 * time.Second, 609375 * time.Microsecond, 9609375 * time.Microsecond},
+		{2, 1, time.Second, 996093750 * time.Nanosecond, 3996093750 * time.Nanosecond},
+		{3, 100, time.Second, 609375 * time.Microsecond, 3609375 * time.Microsecond},
+		{3, 100, 100 * time.Millisecond, 60937500 * time.Nanosecond, 360937500 * time.Nanosecond},
+		{3, 255, time.Second, 3906250 * time.Nanosecond, 3003906250 * time.Nanosecond},
+		{3, 1, 10 * time.Millisecond, 9960937 * time.Nanosecond, 39960937 * time.Nanosecond},
+	}
+	for _, tt := range tests {
+		if got := SkewTime(tt.version, tt.prio, tt.interval); got != tt.skew {
+			t.Errorf("SkewTime(v%d, %d, %s) = %s, want %s", tt.version, tt.prio, tt.interval, got, tt.skew)
+		}
+		if got := MasterDownInterval(tt.version, tt.prio, tt.interval); got != tt.down {
+			t.Errorf("MasterDownInterval(v%d, %d, %s) = %s, want %s", tt.version, tt.prio, tt.interval, got, tt.down)
+		}
+	}
+}
+
+// TestMasterDownTiming: a backup that hears nothing takes over exactly at
+// Master_Down_Interval, not a nanosecond before.
+func TestMasterDownTiming(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  int
+		interval time.Duration
+		down     time.Duration // 3*interval + (256-100)/256 * (v3: interval, v2: 1s)
+	}{
+		{"v2 1s", 2, time.Second, 3*time.Second + 609375*time.Microsecond},
+		{"v3 1s", 3, time.Second, 3*time.Second + 609375*time.Microsecond},
+		{"v3 100ms", 3, 100 * time.Millisecond, 300*time.Millisecond + 60937500*time.Nanosecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			c.Version, c.AdvertInterval = tt.version, tt.interval
+			m, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Step(t0, Start{})
+			if got := m.NextDeadline(); !got.Equal(t0.Add(tt.down)) {
+				t.Fatalf("NextDeadline = %s after start, want +%s", got.Sub(t0), tt.down)
+			}
+			if acts := m.Step(t0.Add(tt.down-1), TimerFired{}); len(acts) != 0 || m.State() != Backup {
+				t.Fatalf("1ns early: %v, state %s", acts, m.State())
+			}
+			acts := m.Step(t0.Add(tt.down), TimerFired{})
+			want := []Action{SendAdvert{Priority: 100}, AddVIPs{Accept: true},
+				Transition{From: Backup, To: Master, Reason: ReasonMasterDown, At: t0.Add(tt.down)}}
+			if diff := cmp.Diff(want, acts); diff != "" {
+				t.Errorf("at Master_Down_Interval (-want +got):\n%s", diff)
+			}
+			if got := m.NextDeadline(); !got.Equal(t0.Add(tt.down + tt.interval)) {
+				t.Errorf("Adver_Timer = +%s, want +%s", got.Sub(t0), tt.down+tt.interval)
+			}
+		})
+	}
+}
+
+// in is one input at an offset from t0.
+type in struct {
+	at time.Duration
+	ev Event
+}
+
+func adv(prio uint8, src netip.Addr) AdvertReceived {
+	return AdvertReceived{Advert: &Advert{Version: 3, VRID: 1, Priority: prio, Interval: time.Second, Addrs: []netip.Addr{vip4a}}, Src: src}
+}
+
+func advInterval(prio uint8, interval time.Duration) AdvertReceived {
+	a := adv(prio, peer)
+	a.Advert.Interval = interval
+	return a
+}
+
+func tr(from, to State, r Reason, at time.Duration) Transition {
+	return Transition{From: from, To: to, Reason: r, At: t0.Add(at)}
+}
+
+const noDeadline = time.Duration(-1)
+
+// Durations the rows use, worked by hand: at priority 100 and 1s,
+// Master_Down_Interval is 3.609375s and Skew_Time 0.609375s.
+const (
+	mdi100  = 3609375 * time.Microsecond
+	skew100 = 609375 * time.Microsecond
+)
+
+// masterAt makes a machine of priority p master at 0: an owner by
+// starting, any other by starting a Master_Down_Interval earlier.
+func masterAt(p uint8) []in {
+	if p == 255 {
+		return []in{{0, Start{}}}
+	}
+	return []in{{-MasterDownInterval(3, p, time.Second), Start{}}, {0, TimerFired{}}}
+}
+
+// TestTransitions walks every transition of RFC 5798 6.4 and lvsha's
+// additions. Each row feeds inputs in order and checks the last input's
+// actions, the state, and the one running timer.
+func TestTransitions(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      func(c *Config)
+		steps    []in
+		want     []Action
+		state    State
+		deadline time.Duration // from t0; noDeadline for none
+		wants    State         // Wants(); zero value means "same as state"
+	}{
+		// 6.4.1 Initialize
+		{name: "start non-owner", steps: []in{{0, Start{}}},
+			want: []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: mdi100},
+		{name: "start owner", cfg: func(c *Config) { c.Priority = 255 }, steps: []in{{0, Start{}}},
+			want:  []Action{SendAdvert{255}, AddVIPs{Accept: true}, tr(Initialize, Master, ReasonOwner, 0)},
+			state: Master, deadline: time.Second},
+		{name: "advert before start is ignored", steps: []in{{0, adv(200, peer)}},
+			want: nil, state: Initialize, deadline: noDeadline},
+		{name: "second start is ignored", steps: []in{{0, Start{}}, {time.Second, Start{}}},
+			want: nil, state: Backup, deadline: mdi100},
+		{name: "timer before start does nothing", steps: []in{{time.Hour, TimerFired{}}},
+			want: nil, state: Initialize, deadline: noDeadline},
+
+		// 6.4.2 Backup
+		{name: "backup: master down", steps: []in{{0, Start{}}, {mdi100, TimerFired{}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100)},
+			state: Master, deadline: mdi100 + time.Second},
+		{name: "backup: higher priority resets Master_Down_Timer", steps: []in{{0, Start{}}, {3 * time.Second, adv(200, peer)}},
+			want: nil, state: Backup, deadline: 3*time.Second + mdi100},
+		{name: "backup: equal priority resets Master_Down_Timer", steps: []in{{0, Start{}}, {3 * time.Second, adv(100, peer)}},
+			want: nil, state: Backup, deadline: 3*time.Second + mdi100},
+		{name: "backup, preempt: lower priority discarded", steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
+			want: nil, state: Backup, deadline: mdi100},
+		{name: "backup, preempt: takes over from lower master", steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}, {mdi100, TimerFired{}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100)},
+			state: Master, deadline: mdi100 + time.Second},
+		{name: "backup, nopreempt: lower priority resets", cfg: func(c *Config) { c.NoPreempt = true },
+			steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
+			want:  nil, state: Backup, deadline: 3*time.Second + mdi100},
+		{name: "backup, nopreempt: stays backup under a live lower master", cfg: func(c *Config) { c.NoPreempt = true },
+			steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}, {6 * time.Second, adv(50, peer)}, {9 * time.Second, TimerFired{}}},
+			want:  nil, state: Backup, deadline: 6*time.Second + mdi100},
+		{name: "backup, preempt_delay: lower master kept during the delay", cfg: func(c *Config) { c.PreemptDelay = 10 * time.Second },
+			steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
+			want:  nil, state: Backup, deadline: 3*time.Second + mdi100},
+		{name: "backup, preempt_delay: lower master preempted after the delay", cfg: func(c *Config) { c.PreemptDelay = 2 * time.Second },
+			steps: []in{{0, Start{}}, {time.Second, adv(50, peer)}, {3 * time.Second, adv(50, peer)}},
+			want:  nil, state: Backup, deadline: time.Second + mdi100},
+		{name: "backup: priority 0 sets Master_Down_Timer to Skew_Time", steps: []in{{0, Start{}}, {2 * time.Second, adv(0, peer)}},
+			want: nil, state: Backup, deadline: 2*time.Second + skew100},
+		{name: "backup: takes over at Skew_Time after priority 0", steps: []in{{0, Start{}}, {2 * time.Second, adv(0, peer)}, {2*time.Second + skew100, TimerFired{}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, 2*time.Second+skew100)},
+			state: Master, deadline: 3*time.Second + skew100},
+		{name: "backup v3: learns Master_Adver_Interval", cfg: func(c *Config) { c.AdvertInterval = 100 * time.Millisecond },
+			steps: []in{{0, Start{}}, {100 * time.Millisecond, advInterval(200, 2*time.Second)}},
+			// 3*2s + (256-100)*2s/256 = 6s + 1.21875s
+			want: nil, state: Backup, deadline: 100*time.Millisecond + 7218750*time.Microsecond},
+		{name: "backup v3: relearns the interval after a priority 0", cfg: func(c *Config) { c.AdvertInterval = 100 * time.Millisecond },
+			steps: []in{{0, Start{}}, {0, advInterval(200, 2*time.Second)}, {time.Second, advInterval(0, 2*time.Second)}},
+			// Skew_Time uses the learned 2s: 156*2s/256
+			want: nil, state: Backup, deadline: time.Second + 1218750*time.Microsecond},
+		{name: "backup v2: interval other than ours is dropped",
+			cfg: func(c *Config) { c.Version = 2 },
+			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer,
+				Advert: &Advert{Version: 2, VRID: 1, Priority: 200, Interval: 2 * time.Second, Addrs: []netip.Addr{vip4a}}}}},
+			want: []Action{Dropped{DropInterval}}, state: Backup, deadline: mdi100},
+		{name: "backup: shutdown", steps: []in{{0, Start{}}, {time.Second, Shutdown{}}},
+			want: []Action{tr(Backup, Initialize, ReasonShutdown, time.Second)}, state: Initialize, deadline: noDeadline},
+		{name: "backup: late event sees the timer fire first", steps: []in{{0, Start{}}, {mdi100 + time.Millisecond, adv(200, peer)}},
+			want: []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100+time.Millisecond),
+				RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, mdi100+time.Millisecond)},
+			state: Backup, deadline: 2*mdi100 + time.Millisecond},
+
+		// 6.4.3 Master
+		{name: "master: Adver_Timer sends", steps: append(masterAt(100), in{time.Second, TimerFired{}}),
+			want: []Action{SendAdvert{100}}, state: Master, deadline: 2 * time.Second},
+		{name: "master: priority 0 answered at once", steps: append(masterAt(100), in{300 * time.Millisecond, adv(0, peer)}),
+			want: []Action{SendAdvert{100}}, state: Master, deadline: 1300 * time.Millisecond},
+		{name: "master: higher priority", steps: append(masterAt(100), in{500 * time.Millisecond, adv(150, peer)}),
+			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 500*time.Millisecond)},
+			state: Backup, deadline: 500*time.Millisecond + mdi100},
+		{name: "master v3: learns the new master's interval", steps: append(masterAt(100), in{0, advInterval(150, 200*time.Millisecond)}),
+			// 600ms + 156*200ms/256 = 600ms + 121.875ms
+			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 0)},
+			state: Backup, deadline: 721875 * time.Microsecond},
+		{name: "master: equal priority, higher address wins", steps: append(masterAt(100), in{time.Second / 2, adv(100, peer)}),
+			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
+			state: Backup, deadline: time.Second/2 + mdi100},
+		{name: "master: equal priority, lower address discarded", steps: append(masterAt(100), in{time.Second / 2, adv(100, lower)}),
+			want: nil, state: Master, deadline: time.Second},
+		{name: "master: lower priority discarded", steps: append(masterAt(100), in{time.Second / 2, adv(99, peer)}),
+			want: nil, state: Master, deadline: time.Second},
+		{name: "owner: equal priority, higher address wins", cfg: func(c *Config) { c.Priority = 255 },
+			steps: append(masterAt(255), in{time.Second / 2, adv(255, peer)}),
+			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
+			// priority 255: 3s + 1/256 s
+			state: Backup, deadline: time.Second/2 + 3003906250*time.Nanosecond},
+		{name: "master: lowered priority is advertised", steps: append(masterAt(100), in{0, SetPriority{60}}, in{time.Second, TimerFired{}}),
+			want: []Action{SendAdvert{60}}, state: Master, deadline: 2 * time.Second},
+
+		// Shutdown and lvsha's handover
+		{name: "master: shutdown resigns, keeps VIPs", steps: append(masterAt(100), in{time.Second / 2, Shutdown{}}),
+			want:  []Action{SendAdvert{0}, tr(Master, Stopping, ReasonShutdown, time.Second/2)},
+			state: Stopping, deadline: time.Second/2 + 3*time.Second, wants: Initialize},
+		{name: "stopping: StopWait configurable", cfg: func(c *Config) { c.StopWait = 700 * time.Millisecond },
+			steps: append(masterAt(100), in{0, Shutdown{}}),
+			want:  []Action{SendAdvert{0}, tr(Master, Stopping, ReasonShutdown, 0)},
+			state: Stopping, deadline: 700 * time.Millisecond, wants: Initialize},
+		{name: "stopping: successor's advert releases", steps: append(masterAt(100), in{0, Shutdown{}}, in{skew100, adv(50, peer)}),
+			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonNewMaster, skew100)},
+			state: Initialize, deadline: noDeadline},
+		{name: "stopping: another resignation does not release", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, adv(0, peer)}),
+			want: nil, state: Stopping, deadline: 3 * time.Second, wants: Initialize},
+		{name: "stopping: bounded wait", steps: append(masterAt(100), in{0, Shutdown{}}, in{3 * time.Second, TimerFired{}}),
+			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonStopWaitExpired, 3*time.Second)},
+			state: Initialize, deadline: noDeadline},
+		{name: "stopping: second shutdown releases at once", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, Shutdown{}}),
+			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonShutdown, time.Second)},
+			state: Initialize, deadline: noDeadline},
+		{name: "stopped machine restarts", steps: append(masterAt(100), in{0, Shutdown{}}, in{0, Shutdown{}}, in{time.Second, Start{}}),
+			want: []Action{tr(Initialize, Backup, ReasonStartup, time.Second)}, state: Backup, deadline: time.Second + mdi100},
+
+		// Filter
+		{name: "own advert dropped", steps: []in{{0, Start{}}, {time.Second, adv(200, src4)}},
+			want: []Action{Dropped{DropOwn}}, state: Backup, deadline: mdi100},
+		{name: "other VRID dropped", steps: []in{{0, Start{}}, {time.Second, func() Event { a := adv(200, peer); a.Advert.VRID = 2; return a }()}},
+			want: []Action{Dropped{DropVRID}}, state: Backup, deadline: mdi100},
+		{name: "other version dropped", steps: []in{{0, Start{}}, {time.Second, func() Event { a := adv(200, peer); a.Advert.Version = 2; return a }()}},
+			want: []Action{Dropped{DropVersion}}, state: Backup, deadline: mdi100},
+		{name: "IPv6 advert on an IPv4 instance dropped", steps: []in{{0, Start{}}, {time.Second, func() Event {
+			a := adv(200, peer)
+			a.Advert.Addrs = []netip.Addr{vip6a}
+			return a
+		}()}},
+			want: []Action{Dropped{DropFamily}}, state: Backup, deadline: mdi100},
+		{name: "v2 wrong password dropped", cfg: func(c *Config) { c.Version, c.AuthType, c.AuthData = 2, AuthSimple, [8]byte{'a'} },
+			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
+				Interval: time.Second, Addrs: []netip.Addr{vip4a}, AuthType: AuthSimple, AuthData: [8]byte{'b'}}}}},
+			want: []Action{Dropped{DropAuth}}, state: Backup, deadline: mdi100},
+		{name: "v2 missing password dropped", cfg: func(c *Config) { c.Version, c.AuthType, c.AuthData = 2, AuthSimple, [8]byte{'a'} },
+			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
+				Interval: time.Second, Addrs: []netip.Addr{vip4a}}}}},
+			want: []Action{Dropped{DropAuth}}, state: Backup, deadline: mdi100},
+		{name: "v2 right password accepted", cfg: func(c *Config) { c.Version, c.AuthType, c.AuthData = 2, AuthSimple, [8]byte{'a'} },
+			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
+				Interval: time.Second, Addrs: []netip.Addr{vip4a}, AuthType: AuthSimple, AuthData: [8]byte{'a'}}}}},
+			want: nil, state: Backup, deadline: time.Second + mdi100},
+
+		// Fault
+		{name: "backup: fault", steps: []in{{0, Start{}}, {time.Second, FaultDetected{}}},
+			want: []Action{tr(Backup, Fault, ReasonFault, time.Second)}, state: Fault, deadline: noDeadline},
+		{name: "master: fault resigns and releases", steps: append(masterAt(100), in{time.Second / 2, FaultDetected{}}),
+			want:  []Action{SendAdvert{0}, RemoveVIPs{}, tr(Master, Fault, ReasonFault, time.Second/2)},
+			state: Fault, deadline: noDeadline},
+		{name: "fault: adverts ignored", steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, adv(0, peer)}},
+			want: nil, state: Fault, deadline: noDeadline},
+		{name: "fault cleared: backup", steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, FaultCleared{}}},
+			want: []Action{tr(Fault, Backup, ReasonRecovered, time.Second)}, state: Backup, deadline: time.Second + mdi100},
+		{name: "fault cleared: owner is master", cfg: func(c *Config) { c.Priority = 255 },
+			steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, FaultCleared{}}},
+			want:  []Action{SendAdvert{255}, AddVIPs{Accept: true}, tr(Fault, Master, ReasonOwner, time.Second)},
+			state: Master, deadline: 2 * time.Second},
+		{name: "fault before start", steps: []in{{0, FaultDetected{}}, {time.Second, Start{}}},
+			want: []Action{tr(Initialize, Fault, ReasonFault, time.Second)}, state: Fault, deadline: noDeadline},
+		{name: "fault: shutdown", steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, Shutdown{}}},
+			want: []Action{tr(Fault, Initialize, ReasonShutdown, time.Second)}, state: Initialize, deadline: noDeadline},
+		{name: "stopping: fault releases", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, FaultDetected{}}),
+			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonFault, time.Second)},
+			state: Initialize, deadline: noDeadline},
+
+		// Priority changes
+		{name: "backup raised above master preempts", steps: []in{{0, Start{}}, {time.Second, adv(150, peer)}, {2 * time.Second, SetPriority{200}},
+			{3 * time.Second, adv(150, peer)}, {time.Second + mdi100, TimerFired{}}},
+			// The 3s advert is discarded, so the timer armed at 1s fires.
+			want:  []Action{SendAdvert{200}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, time.Second+mdi100)},
+			state: Master, deadline: 2*time.Second + mdi100},
+		{name: "priority 0 is raised to 1", steps: []in{{0, SetPriority{0}}, {0, Start{}}},
+			// 3s + 255/256 s
+			want: []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: 3996093750 * time.Nanosecond},
+
+		// Sync group gate
+		{name: "gated backup waits instead of taking over", steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}},
+			want: nil, state: Backup, deadline: noDeadline, wants: Master},
+		{name: "gate opens: waiting backup takes over", steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}, {5 * time.Second, GroupGate{AllowMaster: true}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonSyncGroup, 5*time.Second)},
+			state: Master, deadline: 6 * time.Second},
+		{name: "gate opens: backup that defers to a master stays", steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, GroupGate{AllowMaster: true}}},
+			want: nil, state: Backup, deadline: time.Second + mdi100},
+		{name: "gate closes on a master", steps: append(masterAt(100), in{time.Second / 2, GroupGate{AllowMaster: false}}),
+			want:  []Action{SendAdvert{0}, RemoveVIPs{}, tr(Master, Backup, ReasonSyncGroup, time.Second/2)},
+			state: Backup, deadline: noDeadline, wants: Master},
+		{name: "gated owner starts as waiting backup", cfg: func(c *Config) { c.Priority = 255 },
+			steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}},
+			want:  []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: noDeadline, wants: Master},
+		{name: "gated backup that hears a better master no longer wants master",
+			steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}, {4 * time.Second, adv(200, peer)}},
+			want:  nil, state: Backup, deadline: 4*time.Second + mdi100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			if tt.cfg != nil {
+				tt.cfg(&c)
+			}
+			m, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Action
+			for _, s := range tt.steps {
+				got = m.Step(t0.Add(s.at), s.ev)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("last step's actions (-want +got):\n%s", diff)
+			}
+			if m.State() != tt.state {
+				t.Errorf("state %s, want %s", m.State(), tt.state)
+			}
+			wantDL := time.Time{}
+			if tt.deadline != noDeadline {
+				wantDL = t0.Add(tt.deadline)
+			}
+			if got := m.NextDeadline(); !got.Equal(wantDL) {
+				t.Errorf("NextDeadline %v (+%s), want +%s", got, got.Sub(t0), tt.deadline)
+			}
+			// Zero means "what the state says"; Stopping wants Initialize.
+			wants := tt.wants
+			if wants == Initialize && tt.state != Stopping {
+				wants = tt.state
+			}
+			if got := m.Wants(); got != wants {
+				t.Errorf("Wants %s, want %s", got, wants)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		want string // substring of the error; "" for valid
+	}{
+		{"valid", func(c *Config) {}, ""},
+		{"valid v2 password", func(c *Config) { c.Version, c.AuthType = 2, AuthSimple }, ""},
+		{"valid IPv6", func(c *Config) { c.Source, c.Addrs = src6, []netip.Addr{vip6a} }, ""},
+		{"VRID 0", func(c *Config) { c.VRID = 0 }, "VRID 0"},
+		{"priority 0", func(c *Config) { c.Priority = 0 }, "priority 0"},
+		{"no source", func(c *Config) { c.Source = netip.Addr{} }, "source address invalid IP"},
+		{"mapped source", func(c *Config) { c.Source = netip.AddrFrom16(src4.As16()) }, "source address ::ffff:192.0.2.1"},
+		{"no addresses", func(c *Config) { c.Addrs = nil }, "0 addresses"},
+		{"mixed family", func(c *Config) { c.Addrs = []netip.Addr{vip6a} }, "address 2001:db8::100 is not of the packet's family"},
+		{"v2 IPv6", func(c *Config) { c.Version, c.Source, c.Addrs = 2, src6, []netip.Addr{vip6a} }, "VRRPv2 is IPv4 only"},
+		{"v3 15ms", func(c *Config) { c.AdvertInterval = 15 * time.Millisecond }, "interval 15ms"},
+		{"v2 100ms", func(c *Config) { c.Version, c.AdvertInterval = 2, 100*time.Millisecond }, "VRRPv2 interval 100ms"},
+		{"v3 auth", func(c *Config) { c.AuthType = AuthSimple }, "VRRPv3 has no authentication"},
+		{"version 1", func(c *Config) { c.Version = 1 }, "version 1 is not 2 or 3"},
+		{"negative preempt delay", func(c *Config) { c.PreemptDelay = -time.Second }, "preempt delay -1s"},
+		{"negative stop wait", func(c *Config) { c.StopWait = -time.Second }, "stop wait -1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			tt.edit(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				if _, err := New(c); err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want an error containing %q", err, tt.want)
+			}
+			if _, err := New(c); err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+		})
+	}
+}
+
+// TestNewCopiesAddrs: the machine must not see the caller's later edits.
+func TestNewCopiesAddrs(t *testing.T) {
+	c := baseConfig()
+	c.Addrs = []netip.Addr{vip4a}
+	m, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Addrs[0] = vip6a
+	if got := m.cfg.Addrs[0]; got != vip4a {
+		t.Fatalf("machine's address changed to %s", got)
+	}
+}
+
+func TestGroupTarget(t *testing.T) {
+	tests := []struct {
+		wants []State
+		want  State
+	}{
+		{nil, Backup},
+		{[]State{Master}, Master},
+		{[]State{Master, Master, Master}, Master},
+		{[]State{Master, Backup}, Backup},
+		{[]State{Backup, Master}, Backup},
+		{[]State{Master, Fault}, Fault},
+		{[]State{Fault, Master}, Fault},
+		{[]State{Backup, Fault, Master}, Fault},
+		{[]State{Master, Initialize}, Backup},
+		{[]State{Backup, Backup}, Backup},
+	}
+	for _, tt := range tests {
+		if got := GroupTarget(tt.wants); got != tt.want {
+			t.Errorf("GroupTarget(%v) = %s, want %s", tt.wants, got, tt.want)
+		}
+	}
+}
