@@ -66,6 +66,8 @@ func runRole(role string) int {
 		return 0
 	case "hold":
 		return hold(os.Getenv("LVSHA_URL"))
+	case "poll":
+		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}

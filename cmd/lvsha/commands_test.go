@@ -85,14 +85,3 @@ func TestStatusWithoutDaemon(t *testing.T) {
 		t.Errorf("stderr = %q", errb.String())
 	}
 }
-
-// A config asking for VRRP is refused by run until VRRP is wired in, rather
-// than silently run without failover.
-func TestRunRefusesVRRPForNow(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "v.toml")
-	os.WriteFile(f, []byte("[[vrrp_instance]]\nname = \"vi\"\ninterface = \"eth0\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.1\"]\n"), 0o644)
-	var out, errb bytes.Buffer
-	if code := runMain(context.Background(), []string{"run", "-c", f}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "VRRP failover is not yet wired") {
-		t.Fatalf("exit %d, stderr %q", code, errb.String())
-	}
-}

@@ -42,6 +42,8 @@ type daemon struct {
 	table  table
 	probes prober
 	agg    ipvs.Aggregator
+	// vrrp runs the VRRP instances; nil without any.
+	vrrp *vrrpGroup
 	// load reads and validates the configuration file; a field so tests can
 	// feed configs without files.
 	load func(path string) (*conf.Config, error)
@@ -88,12 +90,21 @@ func (d *daemon) sync() {
 	d.mu.Lock()
 	d.desired, d.syncedAt, d.syncErr = desired, time.Now(), err
 	d.mu.Unlock()
+	if d.vrrp != nil {
+		// Bounded: after shutdown no instance reads its events any more.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		d.vrrp.track(ctx, cfg, d.probes.Up)
+		cancel()
+	}
 }
 
 // reload swaps in a new config if it is valid; otherwise the daemon keeps
 // running the last good one and reports the config as stale.
 func (d *daemon) reload() {
 	cfg, err := d.load(d.path)
+	if err == nil && !sameVRRP(cfg, d.config()) {
+		err = fmt.Errorf("%s: vrrp_instance or vrrp_sync_group changed: VRRP changes take effect on restart, not reload", d.path)
+	}
 	d.mu.Lock()
 	d.reloadErr = err
 	old := d.cfg
@@ -178,6 +189,7 @@ func (d *daemon) Status() (*Report, error) {
 		return nil, fmt.Errorf("read kernel table: %w", err)
 	}
 	buildReport(rep, cfg, desired, kernel, d.probes.Snapshot())
+	rep.VRRP = d.vrrp.status()
 	return rep, nil
 }
 
@@ -204,10 +216,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
-	if len(cfg.VRRPInstances) > 0 {
-		// Refuse rather than run without the failover the file asks for.
-		return &exitError{code: 1, err: fmt.Errorf("%s: vrrp_instance %q: VRRP failover is not yet wired into lvsha run (issue #6); remove the vrrp_instance tables to run the director alone", *path, cfg.VRRPInstances[0].Name)}
-	}
 	// Opening IPVS only reads; the most useful error for an operator (no
 	// IPVS, not root) comes from here, so it goes first.
 	handle, err := ipvs.Open(*netns)
@@ -223,6 +231,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	rec := ipvs.NewReconciler(handle, log)
 	d := newDaemon(log, *path, cfg, rec, health.NewEngine(log))
+	if len(cfg.VRRPInstances) > 0 {
+		if d.vrrp, err = openVRRP(log, cfg); err != nil {
+			ln.Close()
+			return &exitError{code: 1, err: err}
+		}
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -232,8 +246,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	controlDone := make(chan error, 1)
 	go func() { controlDone <- serveControl(cctx, ln, d, log) }()
 
-	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "control_socket", cfg.Director.ControlSocket)
+	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "vrrp_instances", len(cfg.VRRPInstances), "control_socket", cfg.Director.ControlSocket)
+	vrrpDone := make(chan struct{})
+	if d.vrrp != nil {
+		go func() { defer close(vrrpDone); d.vrrp.run(ctx) }()
+	} else {
+		close(vrrpDone)
+	}
 	err = d.loop(ctx, hup)
+	// The VRRP instances hand over (priority 0, VIPs kept until the new
+	// master is heard) while the kernel table stays programmed.
+	select {
+	case <-vrrpDone:
+	case <-time.After(vrrpStopBound(cfg)):
+		log.Error("VRRP handover did not finish in time", "op", "stop")
+	}
 	cancelControl()
 	if cerr := <-controlDone; cerr != nil {
 		log.Error("control socket", "error", cerr)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lvsha/lvsha/vrrp/instance"
 )
 
 // Report is what `lvsha status` shows: the daemon's view of every virtual
@@ -25,6 +27,8 @@ type Report struct {
 	// Foreign lists kernel services the configuration does not name; lvsha
 	// leaves them alone.
 	Foreign []string `json:"foreign_services,omitempty"`
+	// VRRP is the state of each VRRP instance.
+	VRRP []instance.Status `json:"vrrp_instances,omitempty"`
 }
 
 // ServiceReport is one virtual server.
@@ -128,6 +132,19 @@ func writeReport(w io.Writer, r *Report, now time.Time) error {
 	}
 	if len(r.Foreign) > 0 {
 		fmt.Fprintf(w, "not managed by lvsha (left alone): %s\n", strings.Join(r.Foreign, "; "))
+	}
+	if len(r.VRRP) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nVRRP instance\tInterface\tVRID\tState\tPriority\tMaster\tLast advert\tTransitions\tLast transition\tVIPs")
+		for _, v := range r.VRRP {
+			prio := fmt.Sprint(v.Priority)
+			if v.Priority != v.BasePriority {
+				prio += fmt.Sprintf(" (base %d)", v.BasePriority)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.Name, v.Interface, v.RouterID, v.State, prio,
+				v.Master, ago(now, v.LastAdvert), v.Transitions, ago(now, v.LastTransition), strings.Join(v.VIPs, " "))
+		}
+		return tw.Flush()
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ type Holder struct {
 // the network namespace of in.Interface. tunName names the tun device when
 // in.VIPHolder is "tun" (at most 15 bytes, unique per instance).
 func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Holder, err error) {
-	h = &Holder{log: log.With("vrrp_instance", in.Name), refresh: in.GARPRefresh}
+	h = &Holder{log: log, refresh: in.GARPRefresh}
 	defer func() {
 		if err != nil {
 			h.Close()

@@ -1,0 +1,212 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// poll GETs url every 20 ms for the given duration, retrying a failed
+// request once after 50 ms, and prints one JSON line: answers per server in
+// order of first appearance, the number of requests that failed even after
+// the retry, and when the answering server changed.
+func poll(url, duration string) int {
+	d, err := time.ParseDuration(duration)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "poll:", err)
+		return 2
+	}
+	client := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func() (string, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b)), err
+	}
+	type result struct {
+		Counts   map[string]int `json:"counts"`
+		Failed   int            `json:"failed"`
+		Total    int            `json:"total"`
+		Switches []string       `json:"switches"` // "ms:server"
+	}
+	r := result{Counts: map[string]int{}}
+	start, last := time.Now(), ""
+	for time.Since(start) < d {
+		body, err := get()
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			body, err = get()
+		}
+		r.Total++
+		if err != nil {
+			r.Failed++
+		} else {
+			r.Counts[body]++
+			if body != last {
+				r.Switches = append(r.Switches, fmt.Sprintf("%d:%s", time.Since(start).Milliseconds(), body))
+				last = body
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+	return 0
+}
+
+// director is one lvsha with a VRRP instance, in its own namespace on the
+// shared LAN, with a responder answering its name on port 80.
+type director struct {
+	name, ns, iface, dir, cfg, sock string
+	cmd                             *exec.Cmd
+}
+
+func (d *director) start(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", d.ns, os.Getenv(envLvsha), "run", "-c", d.cfg)
+	cmd.Stderr = os.Stderr
+	// Its own process group, so the whole daemon can be SIGKILLed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = cmd
+	t.Cleanup(func() { stopProc(cmd) })
+}
+
+func (d *director) kill() {
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	d.cmd.Wait()
+}
+
+// state is the instance's VRRP state from `lvsha status -o json`, or "" if
+// the daemon does not answer.
+func (d *director) state() string {
+	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
+	if err != nil {
+		return ""
+	}
+	var rep struct {
+		VRRP []struct {
+			State string `json:"state"`
+		} `json:"vrrp_instances"`
+	}
+	if json.Unmarshal(out, &rep) != nil || len(rep.VRRP) == 0 {
+		return ""
+	}
+	return rep.VRRP[0].State
+}
+
+// holdsVIP reports whether the director's namespace has the VIP.
+func (d *director) holdsVIP(t *testing.T, vip string) bool {
+	return strings.Contains(inNS(t, d.ns, "ip", "addr"), vip+"/")
+}
+
+func newDirectors(t *testing.T, vip string, extra string, prios ...int) (client string, ds []*director) {
+	hosts, ifs := lan(t, len(prios)+1)
+	client = hosts[len(prios)]
+	for i, p := range prios {
+		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], iface: ifs[i], dir: t.TempDir()}
+		d.cfg, d.sock = filepath.Join(d.dir, "lvsha.toml"), filepath.Join(d.dir, "s.sock")
+		text := fmt.Sprintf(`[director]
+name = %q
+control_socket = %q
+[[vrrp_instance]]
+name = "vi"
+interface = %q
+router_id = 50
+priority = %d
+virtual_ips = [%q]
+%s`, d.name, d.sock, d.iface, p, vip, extra)
+		if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		startIn(t, d.ns, []string{envRole + "=web", "LVSHA_NAME=" + d.name, "LVSHA_LISTEN=:80"}, self(t))
+		ds = append(ds, d)
+	}
+	return client, ds
+}
+
+func pollVIP(t *testing.T, client, url string, d time.Duration) (counts map[string]int, failed, total int, switches []string) {
+	cmd := exec.Command("ip", "netns", "exec", client, self(t))
+	cmd.Env = append(os.Environ(), envRole+"=poll", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	var r struct {
+		Counts   map[string]int `json:"counts"`
+		Failed   int            `json:"failed"`
+		Total    int            `json:"total"`
+		Switches []string       `json:"switches"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("poll output %q: %v", out, err)
+	}
+	return r.Counts, r.Failed, r.Total, r.Switches
+}
+
+// TestFailover: two lvsha directors elect a master that holds the VIP and
+// answers the client; the master's daemon SIGKILLed with its link up loses
+// the VIP by itself and the backup takes over; the old master comes back
+// and preempts; a SIGTERMed master hands over without a failed request.
+func TestFailover(t *testing.T) {
+	const vip = "10.79.0.100"
+	url := "http://" + vip + "/"
+	client, ds := newDirectors(t, vip+"/24", "", 150, 100)
+	lb1, lb2 := ds[0], ds[1]
+	lb1.start(t)
+	lb2.start(t)
+	eventually(t, "lb1 master, lb2 backup", 20*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
+	if !lb1.holdsVIP(t, vip) || lb2.holdsVIP(t, vip) {
+		t.Fatalf("VIP holders: lb1 %v, lb2 %v; want lb1 only", lb1.holdsVIP(t, vip), lb2.holdsVIP(t, vip))
+	}
+	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb1"] == 0 || counts["lb2"] != 0 {
+		t.Fatalf("client through the VIP: %v, %d failed; want only lb1", counts, failed)
+	}
+
+	// SIGKILL of the master's whole daemon, link up.
+	lb1.kill()
+	killed := time.Now()
+	gone := eventually(t, "VIP gone from the killed master", 5*time.Second, func() bool { return !lb1.holdsVIP(t, vip) })
+	eventually(t, "lb2 takes over", 10*time.Second, func() bool { return lb2.state() == "MASTER" && lb2.holdsVIP(t, vip) })
+	t.Logf("SIGKILL of lb1's daemon: its VIP gone after %v; lb2 master %v after the kill", gone.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb2"] == 0 || counts["lb1"] != 0 {
+		t.Fatalf("after the kill the client got %v, %d failed; want only lb2", counts, failed)
+	}
+
+	// lb1 returns with the higher priority and preempts.
+	lb1.start(t)
+	eventually(t, "lb1 preempts", 20*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
+	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return lb1.holdsVIP(t, vip) && !lb2.holdsVIP(t, vip) })
+
+	// Graceful stop: no failed request across the handover.
+	done := make(chan struct{})
+	var counts map[string]int
+	var failed, total int
+	var switches []string
+	go func() {
+		defer close(done)
+		counts, failed, total, switches = pollVIP(t, client, url, 4*time.Second)
+	}()
+	time.Sleep(time.Second)
+	stopProc(lb1.cmd)
+	<-done
+	t.Logf("SIGTERM of the master during 4 s of client requests: %d requests, %d failed, %v, switches %v", total, failed, counts, switches)
+	if failed != 0 {
+		t.Errorf("graceful handover lost %d of %d requests", failed, total)
+	}
+	if counts["lb2"] == 0 || lb2.state() != "MASTER" {
+		t.Errorf("after lb1's graceful stop: counts %v, lb2 %s; want lb2 master and answering", counts, lb2.state())
+	}
+}

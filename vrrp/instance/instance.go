@@ -1,0 +1,352 @@
+// Package instance runs one configured VRRP instance: it owns the state
+// machine (package vrrp) on one goroutine and performs what it asks: adverts
+// on the wire (vrrp/transport), VIPs on the host (vrrp/vip) and hooks
+// (vrrp/notify), fed by adverts, timers, tracking and shutdown.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/vrrp"
+	"github.com/lvsha/lvsha/vrrp/notify"
+	"github.com/lvsha/lvsha/vrrp/transport"
+	"github.com/lvsha/lvsha/vrrp/vip"
+)
+
+// Status is what `lvsha status` shows of an instance.
+type Status struct {
+	Name           string    `json:"name"`
+	Interface      string    `json:"interface"`
+	RouterID       int       `json:"router_id"`
+	State          string    `json:"state"`
+	BasePriority   int       `json:"base_priority"`
+	Priority       int       `json:"priority"`
+	Master         string    `json:"master,omitempty"` // address of the master last heard (ourselves when master)
+	LastAdvert     time.Time `json:"last_advert,omitzero"`
+	Transitions    int       `json:"transitions"`
+	LastTransition time.Time `json:"last_transition,omitzero"`
+	VIPs           []string  `json:"vips"`
+	// Dropped counts received packets refused, by reason.
+	Dropped map[string]uint64 `json:"dropped,omitempty"`
+}
+
+type advertIn struct {
+	adv *vrrp.Advert
+	src netip.Addr
+}
+
+// Instance is one running VRRP instance.
+type Instance struct {
+	log    *slog.Logger
+	cfg    conf.VRRPInstance
+	mcfg   vrrp.Config
+	m      *vrrp.Machine
+	conn   *transport.Conn
+	holder *vip.Holder
+	hooks  *notify.Runner
+	drops  vrrp.Counters
+	events chan vrrp.Event
+	vipOps chan bool // true: acquire, false: release; in order
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Open prepares in: its socket and its VIP holder. It must run on a thread
+// in the network namespace of in.Interface.
+func Open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Instance, error) {
+	log = log.With("vrrp_instance", in.Name, "vrid", in.RouterID)
+	ifi, err := net.InterfaceByName(in.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", in.Name, in.Interface, err)
+	}
+	v6 := in.VirtualIPs[0].Addr().Is6()
+	src := in.UnicastSrc
+	if !src.IsValid() {
+		if src, err = sourceAddr(ifi, v6); err != nil {
+			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		}
+	}
+	mcfg := vrrp.Config{
+		VRID:           uint8(in.RouterID),
+		Priority:       uint8(in.Priority),
+		Version:        in.Version,
+		AdvertInterval: in.AdvertInterval,
+		NoPreempt:      !in.Preempt,
+		PreemptDelay:   in.PreemptDelay,
+		Accept:         in.Accept,
+		Source:         src,
+	}
+	for _, p := range in.VirtualIPs {
+		mcfg.Addrs = append(mcfg.Addrs, p.Addr())
+	}
+	if in.AuthPass != "" {
+		mcfg.AuthType = vrrp.AuthSimple
+		copy(mcfg.AuthData[:], in.AuthPass)
+	}
+	m, err := vrrp.New(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+	}
+	conn, err := transport.Listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: in.UnicastPeers})
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+	}
+	holder, err := vip.OpenHolder(log, in, tunName)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	i := &Instance{
+		log: log, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
+		hooks:  notify.New(log, in.Notify),
+		events: make(chan vrrp.Event, 16),
+		vipOps: make(chan bool, 16),
+		status: Status{Name: in.Name, Interface: in.Interface, RouterID: in.RouterID, State: vrrp.Initialize.String(),
+			BasePriority: in.Priority, Priority: in.Priority},
+	}
+	for _, p := range in.VirtualIPs {
+		i.status.VIPs = append(i.status.VIPs, p.String())
+	}
+	return i, nil
+}
+
+// sourceAddr is the address adverts go out from: the interface's first
+// IPv4 address, or its link-local IPv6 address (RFC 5798 5.1.2.1).
+func sourceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := p.Addr()
+		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() || !v6 && ip.Is4() {
+			return ip, nil
+		}
+	}
+	if v6 {
+		return netip.Addr{}, fmt.Errorf("%s has no IPv6 link-local address to send adverts from", ifi.Name)
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address to send adverts from (or set unicast_src)", ifi.Name)
+}
+
+// Name is the instance's configured name.
+func (i *Instance) Name() string { return i.cfg.Name }
+
+// Status returns a copy of the instance's status.
+func (i *Instance) Status() Status {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	s := i.status
+	s.VIPs = append([]string(nil), s.VIPs...)
+	s.Dropped = map[string]uint64{}
+	for r, n := range i.drops.Snapshot() {
+		if n > 0 {
+			s.Dropped[vrrp.DropReason(r).String()] = n
+		}
+	}
+	return s
+}
+
+// Send queues an event for the state machine (SetPriority, FaultDetected,
+// FaultCleared, GroupGate) without blocking the caller for long.
+func (i *Instance) Send(ctx context.Context, ev vrrp.Event) {
+	select {
+	case i.events <- ev:
+	case <-ctx.Done():
+	}
+}
+
+// Run runs the instance until ctx is done, then hands over gracefully: a
+// master resigns with priority 0 and keeps its VIPs until the new master's
+// first advert (or StopWait), so no request is lost; then everything is
+// released.
+func (i *Instance) Run(ctx context.Context) error {
+	defer i.conn.Close()
+	defer i.holder.Close()
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go i.hooks.Run(bg)
+	go i.holder.Run(bg)
+	vipDone := make(chan struct{})
+	go func() { defer close(vipDone); i.vipLoop(bg) }()
+
+	adverts := make(chan advertIn, 64)
+	readErr := make(chan error, 1)
+	go i.readLoop(adverts, readErr)
+
+	i.step(vrrp.Start{})
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	stopping := false
+	var stopDeadline <-chan time.Time
+	done := ctx.Done()
+	for {
+		i.resetTimer(timer)
+		select {
+		case <-done:
+			done = nil
+			stopping = true
+			i.step(vrrp.Shutdown{})
+			// Bound the handover even if the machine never settles.
+			stopDeadline = time.After(3*i.cfg.AdvertInterval + time.Second)
+		case <-stopDeadline:
+			i.step(vrrp.Shutdown{})
+		case a := <-adverts:
+			i.step(vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
+		case <-timer.C:
+			i.step(vrrp.TimerFired{})
+		case ev := <-i.events:
+			i.step(ev)
+		case err := <-readErr:
+			if !stopping {
+				i.step(vrrp.Shutdown{})
+				i.step(vrrp.Shutdown{})
+				close(i.vipOps)
+				<-vipDone
+				return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
+			}
+			readErr = nil
+		}
+		if stopping && i.m.State() == vrrp.Initialize {
+			close(i.vipOps)
+			<-vipDone
+			i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.m.Priority())})
+			// Give the stop hook its chance before the runner goes.
+			time.Sleep(10 * time.Millisecond)
+			return nil
+		}
+	}
+}
+
+func (i *Instance) resetTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	if d := i.m.NextDeadline(); !d.IsZero() {
+		t.Reset(max(time.Until(d), 0))
+	}
+}
+
+// readLoop decodes adverts; malformed ones are counted and dropped here.
+func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
+	buf := make([]byte, 1500)
+	for {
+		d, err := i.conn.Read(buf)
+		if err != nil {
+			errc <- err
+			return
+		}
+		adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+		if reason != vrrp.DropNone {
+			i.drops.Inc(reason)
+			i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
+			continue
+		}
+		out <- advertIn{adv: adv, src: d.Src}
+	}
+}
+
+// step feeds one event to the machine and performs its actions.
+func (i *Instance) step(ev vrrp.Event) {
+	now := time.Now()
+	if a, ok := ev.(vrrp.AdvertReceived); ok {
+		i.mu.Lock()
+		i.status.LastAdvert = now
+		if a.Advert.Priority > 0 {
+			i.status.Master = a.Src.String()
+		}
+		i.mu.Unlock()
+	}
+	for _, act := range i.m.Step(now, ev) {
+		switch a := act.(type) {
+		case vrrp.SendAdvert:
+			i.send(a.Priority)
+		case vrrp.AddVIPs:
+			i.vipOps <- true
+		case vrrp.RemoveVIPs:
+			i.vipOps <- false
+		case vrrp.Dropped:
+			i.drops.Inc(a.Reason)
+		case vrrp.Transition:
+			i.transition(a)
+		}
+	}
+	i.mu.Lock()
+	i.status.Priority = int(i.m.Priority())
+	i.mu.Unlock()
+}
+
+func (i *Instance) send(prio uint8) {
+	adv := i.mcfg.Advert(prio)
+	for _, dst := range i.conn.Destinations() {
+		b, err := vrrp.Marshal(adv, i.mcfg.Source, dst)
+		if err == nil {
+			err = i.conn.WriteTo(b, dst)
+		}
+		if err != nil {
+			i.log.Warn("send advert", "to", dst.String(), "priority", prio, "error", err)
+		}
+	}
+}
+
+func (i *Instance) transition(t vrrp.Transition) {
+	i.log.Info("VRRP transition", "op", "transition", "from", t.From.String(), "state", t.To.String(), "reason", string(t.Reason), "priority", i.m.Priority())
+	i.mu.Lock()
+	i.status.State = t.To.String()
+	i.status.Transitions++
+	i.status.LastTransition = t.At
+	if t.To == vrrp.Master {
+		i.status.Master = i.mcfg.Source.String()
+	}
+	i.mu.Unlock()
+	state := map[vrrp.State]string{vrrp.Master: "MASTER", vrrp.Backup: "BACKUP", vrrp.Fault: "FAULT"}[t.To]
+	if state != "" {
+		i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: state, Priority: int(i.m.Priority())})
+	}
+}
+
+// vipLoop performs VIP changes in order, off the state machine's goroutine:
+// announcing takes several gaps, and the machine must keep its adverts on
+// time meanwhile.
+func (i *Instance) vipLoop(ctx context.Context) {
+	// Cancelling an acquisition ends its announcements and refreshes.
+	var acquisitions []context.CancelFunc
+	defer func() {
+		for _, c := range acquisitions {
+			c()
+		}
+	}()
+	for acquire := range i.vipOps {
+		for _, c := range acquisitions {
+			c()
+		}
+		acquisitions = acquisitions[:0]
+		if !acquire {
+			if err := i.holder.Release(); err != nil {
+				i.log.Error("release VIPs", "error", err)
+			}
+			continue
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		acquisitions = append(acquisitions, cancel)
+		if err := i.holder.Acquire(mctx); err != nil && !errors.Is(err, context.Canceled) {
+			i.log.Error("acquire VIPs", "error", err)
+		}
+	}
+}
