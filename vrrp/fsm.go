@@ -551,3 +551,29 @@ func GroupTarget(wants []State) State {
 	}
 	return Backup
 }
+
+// GateGroup applies GroupTarget to a sync group's machines until their
+// Wants settle and returns each machine's actions, index for index. Call
+// it after every Step of any member: a Step can change a member's Wants,
+// and gating can itself run a due timer that changes them again.
+func GateGroup(now time.Time, members []*Machine) [][]Action {
+	out := make([][]Action, len(members))
+	wants := make([]State, len(members))
+	// Each pass either settles or moves a member towards Master or
+	// Backup for good; the bound only guards against a future bug.
+	for range len(members) + 2 {
+		for i, m := range members {
+			wants[i] = m.Wants()
+		}
+		allow := GroupTarget(wants) == Master
+		changed := false
+		for i, m := range members {
+			out[i] = append(out[i], m.Step(now, GroupGate{AllowMaster: allow})...)
+			changed = changed || m.Wants() != wants[i]
+		}
+		if !changed {
+			break
+		}
+	}
+	return out
+}
