@@ -112,7 +112,9 @@ func (d *director) holdsVIP(t *testing.T, vip string) bool {
 	return strings.Contains(inNS(t, d.ns, "ip", "addr"), vip+"/")
 }
 
-func newDirectors(t *testing.T, vip string, extra string, prios ...int) (client string, ds []*director) {
+// newDirectors starts a LAN of len(prios) directors and a client; extra
+// gives each director's additional vrrp_instance keys (by index).
+func newDirectors(t *testing.T, vip string, extra func(i int) string, prios ...int) (client string, ds []*director) {
 	hosts, ifs := lan(t, len(prios)+1)
 	client = hosts[len(prios)]
 	for i, p := range prios {
@@ -127,7 +129,7 @@ interface = %q
 router_id = 50
 priority = %d
 virtual_ips = [%q]
-%s`, d.name, d.sock, d.iface, p, vip, extra)
+%s`, d.name, d.sock, d.iface, p, vip, extra(i))
 		if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -160,10 +162,29 @@ func pollVIP(t *testing.T, client, url string, d time.Duration) (counts map[stri
 // answers the client; the master's daemon SIGKILLed with its link up loses
 // the VIP by itself and the backup takes over; the old master comes back
 // and preempts; a SIGTERMed master hands over without a failed request.
+// For VRRPv3 over IPv4 and IPv6 multicast, IPv4 unicast, and VRRPv2.
 func TestFailover(t *testing.T) {
-	const vip = "10.79.0.100"
-	url := "http://" + vip + "/"
-	client, ds := newDirectors(t, vip+"/24", "", 150, 100)
+	for _, tc := range []struct {
+		name, vip, url string
+		extra          func(i int) string
+	}{
+		{"v3 ipv4 multicast", "10.79.0.100", "http://10.79.0.100/", func(int) string { return "" }},
+		{"v3 ipv6 multicast", "2001:db8:79::100", "http://[2001:db8:79::100]/", func(int) string { return "" }},
+		{"v3 ipv4 unicast", "10.79.0.100", "http://10.79.0.100/", func(i int) string {
+			return fmt.Sprintf("unicast_src = \"10.79.0.%d\"\nunicast_peers = [\"10.79.0.%d\"]\n", i+1, 2-i)
+		}},
+		{"v2 ipv4", "10.79.0.100", "http://10.79.0.100/", func(int) string { return "version = 2\nadvert_interval = \"1s\"\n" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFailover(t, tc.vip, tc.url, tc.extra) })
+	}
+}
+
+func testFailover(t *testing.T, vip, url string, extra func(int) string) {
+	prefix := "/24"
+	if strings.Contains(vip, ":") {
+		prefix = "/64"
+	}
+	client, ds := newDirectors(t, vip+prefix, extra, 150, 100)
 	lb1, lb2 := ds[0], ds[1]
 	lb1.start(t)
 	lb2.start(t)
@@ -174,6 +195,23 @@ func TestFailover(t *testing.T) {
 	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb1"] == 0 || counts["lb2"] != 0 {
 		t.Fatalf("client through the VIP: %v, %d failed; want only lb1", counts, failed)
 	}
+	// Once adverts flow there is one master, sample after sample.
+	for i := 0; i < 8; i++ {
+		if a, b := lb1.state(), lb2.state(); a != "MASTER" || b != "BACKUP" {
+			t.Fatalf("sample %d: lb1 %s, lb2 %s", i, a, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The master's link goes down: the backup takes over and serves.
+	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "down")
+	eventually(t, "lb2 takes over from a master whose link went down", 10*time.Second, func() bool { return lb2.state() == "MASTER" })
+	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb2"] == 0 {
+		t.Fatalf("with lb1's link down the client got %v, %d failed; want lb2", counts, failed)
+	}
+	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "up")
+	eventually(t, "lb1 master again after its link returns", 20*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
+	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return lb1.holdsVIP(t, vip) && !lb2.holdsVIP(t, vip) })
 
 	// SIGKILL of the master's whole daemon, link up.
 	lb1.kill()

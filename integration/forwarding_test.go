@@ -57,7 +57,7 @@ forwarding = %q
   [[virtual_server.real_server]]
   address = "10.80.2.10"
 `, filepath.Join(dir, "s.sock"), vip, fwd)), 0o644)
-			startIn(t, lb, nil, os.Getenv(envLvsha), "run", "-c", cfg)
+			startIn(t, lb, nil, lvshaBin(t), "run", "-c", cfg)
 			want := map[string]string{"dr": "Route", "tun": "Tunnel"}[fwd]
 			eventually(t, "table programmed", 10*time.Second, func() bool {
 				for _, line := range strings.Split(inNS(t, lb, "ipvsadm", "-Ln"), "\n") {

@@ -60,7 +60,7 @@ func TestKeepalivedInterop(t *testing.T) {
 			const vip = "10.79.0.100"
 			url := "http://" + vip + "/"
 			// lb1 runs keepalived, lb2 runs lvsha; both answer their name.
-			client, ds := newDirectors(t, vip+"/24", tc.lvshaExtra, 150, 100)
+			client, ds := newDirectors(t, vip+"/24", func(int) string { return tc.lvshaExtra }, 150, 100)
 			ka, lv := ds[0], ds[1]
 			holders := func() string {
 				var h []string

@@ -57,7 +57,7 @@ scheduler = "rr"
   [[virtual_server.real_server]]
   address = "[2001:db8:164::11]:80"
 `, filepath.Join(dir, "s.sock"))), 0o644)
-	startIn(t, lb, nil, os.Getenv(envLvsha), "run", "-c", cfg)
+	startIn(t, lb, nil, lvshaBin(t), "run", "-c", cfg)
 
 	get := func() (string, error) {
 		cmd := exec.Command("ip", "netns", "exec", client, self(t))

@@ -13,8 +13,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,10 +25,16 @@ import (
 
 // Environment variables between the outer run and the run in the VM.
 const (
-	envInVM  = "LVSHA_IN_VM" // "1": we are the inner run
-	envLvsha = "LVSHA_BIN"   // path of the lvsha binary to test
-	envRole  = "LVSHA_ROLE"  // set: this process is a helper (web, get, hold)
+	envInVM     = "LVSHA_IN_VM"     // "1": run the tests here, this kernel has IPVS
+	envLvsha    = "LVSHA_BIN"       // path of the lvsha binary to test
+	envLvshaErr = "LVSHA_BIN_ERROR" // why there is no lvsha binary
+	envRole     = "LVSHA_ROLE"      // set: this process is a helper (web, get, hold)
+	// vmBudget bounds a VM run when go test has no timeout (-timeout 0).
 	vmBudget = 25 * time.Minute
+	// vmMargin is kept from the outer deadline for building, booting and
+	// reporting, so the inner run times out (and says which test hung)
+	// before the outer one is killed.
+	vmMargin = 90 * time.Second
 )
 
 func TestMain(m *testing.M) {
@@ -45,34 +52,65 @@ func TestMain(m *testing.M) {
 	if h, err := ipvs.Open(""); err == nil {
 		h.Close()
 		if os.Getenv(envLvsha) == "" {
-			bin, err := buildLvsha(os.TempDir())
+			dir, err := os.MkdirTemp("", "lvsha-integration-")
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "integration:", err)
 				os.Exit(1)
 			}
-			os.Setenv(envLvsha, bin)
+			setLvsha(context.Background(), dir)
+			code := m.Run()
+			os.RemoveAll(dir)
+			os.Exit(code)
 		}
 		os.Exit(m.Run())
 	}
 	os.Exit(runInVM())
 }
 
+// setLvsha builds lvsha into dir and tells the tests where it is, or why
+// it is not there: only the tests that run lvsha fail then (lvshaBin).
+func setLvsha(ctx context.Context, dir string) {
+	bin, err := buildLvsha(ctx, dir)
+	if err != nil {
+		os.Setenv(envLvshaErr, err.Error())
+		return
+	}
+	os.Setenv(envLvsha, bin)
+}
+
+// lvshaBin is the lvsha binary under test; a test that needs it fails
+// with the reason it is missing.
+func lvshaBin(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv(envLvsha)
+	if bin == "" {
+		t.Fatalf("no lvsha binary to test: %s", os.Getenv(envLvshaErr))
+	}
+	return bin
+}
+
 // runInVM rebuilds this package's tests and lvsha as static binaries and
-// runs them inside a VM whose kernel has IPVS, passing -test.run and
-// -test.v through; the VM's exit status is this run's.
+// runs them inside a VM whose kernel has IPVS, passing -test.run, -test.v
+// and the like through; the VM's exit status is this run's. It never
+// skips: no qemu, no kernel or no IPVS in it is a failure.
 func runInVM() int {
 	fmt.Println("integration: host kernel has no IPVS; running the tests in a Debian kernel under qemu (tcg)")
-	deadline := vmBudget
+	begin := time.Now()
+	budget := vmBudget
 	if f := flag.Lookup("test.timeout"); f != nil {
 		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > 0 {
-			deadline = d - 30*time.Second // leave the outer run time to report
+			budget = d
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The outer deadline leaves a margin to report; the inner -test.timeout
+	// leaves another for booting and for the inner run to print its panic.
+	ctx, cancel := context.WithTimeout(ctx, budget-vmMargin/3)
 	defer cancel()
 	work, err := os.MkdirTemp("", "lvsha-integration-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1
 	}
 	defer os.RemoveAll(work)
@@ -81,18 +119,26 @@ func runInVM() int {
 		fmt.Fprintf(os.Stderr, "integration: build the test binary: %v\n%s", err, out)
 		return 1
 	}
-	lvsha, err := buildLvsha(work)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
+	files := map[string]string{"/bin/integration.test": testBin}
+	env := []string{envInVM + "=1"}
+	if lvsha, err := buildLvsha(ctx, work); err != nil {
+		env = append(env, envLvshaErr+"="+err.Error())
+	} else {
+		files["/bin/lvsha"] = lvsha
+		env = append(env, envLvsha+"=/bin/lvsha")
 	}
-	k, err := vm.PrepareKernel(ctx, vm.CacheDir())
+	k, err := vm.PrepareKernel(ctx, vm.CacheDir(), vm.KernelPackage())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration: prepare the VM kernel:", err)
 		return 1
 	}
-	args := []string{"/bin/integration.test", "-test.timeout", (deadline - time.Minute).String()}
-	for _, name := range []string{"test.run", "test.v", "test.count", "test.failfast", "test.skip", "test.bench", "test.benchtime", "test.benchmem"} {
+	inner := budget - vmMargin - time.Since(begin)
+	if inner < 30*time.Second {
+		fmt.Fprintf(os.Stderr, "integration: -timeout %v leaves %v to boot a VM and run the tests in it; use -timeout 30m\n", budget, inner.Round(time.Second))
+		return 1
+	}
+	args := []string{"/bin/integration.test", "-test.timeout", inner.Round(time.Second).String()}
+	for _, name := range []string{"test.run", "test.v", "test.count", "test.failfast", "test.skip", "test.bench", "test.benchtime", "test.benchmem", "test.short"} {
 		if f := flag.Lookup(name); f != nil && f.Value.String() != f.DefValue {
 			args = append(args, "-"+name+"="+f.Value.String())
 		}
@@ -105,26 +151,30 @@ func runInVM() int {
 			tools = append(tools, p)
 		}
 	}
-	start := time.Now()
-	code, err := vm.Run(ctx, k, vm.Spec{
+	res, err := vm.Run(ctx, k, vm.Spec{
 		Tools:   tools,
-		Files:   map[string]string{"/bin/integration.test": testBin, "/bin/lvsha": lvsha},
+		Files:   files,
 		Command: "cd /tmp && " + vm.Quote(args...),
-		Env:     []string{envInVM + "=1", envLvsha + "=/bin/lvsha"},
+		Env:     env,
 		Output:  os.Stdout,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration: VM run:", err)
 		return 1
 	}
-	fmt.Printf("integration: VM run (%s, kernel %s) finished in %v with status %d\n", runtime.GOARCH, k.Release, time.Since(start).Round(time.Millisecond), code)
-	return code
+	fmt.Printf("integration: kernel %s (%s): booted to init in %v (guest uptime %v), VM run %v, whole run %v, status %d\n",
+		k.Release, k.Package, res.Boot.Round(time.Millisecond), res.Uptime.Round(time.Millisecond),
+		res.Total.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), res.ExitCode)
+	return res.ExitCode
 }
 
 // buildLvsha builds cmd/lvsha statically into dir.
-func buildLvsha(dir string) (string, error) {
+func buildLvsha(ctx context.Context, dir string) (string, error) {
+	if _, err := os.Stat("../cmd/lvsha"); err != nil {
+		return "", fmt.Errorf("cmd/lvsha does not exist yet: %w", err)
+	}
 	bin := filepath.Join(dir, "lvsha")
-	if out, err := goCmd(context.Background(), "build", "-o", bin, "../cmd/lvsha").CombinedOutput(); err != nil {
+	if out, err := goCmd(ctx, "build", "-o", bin, "../cmd/lvsha").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build lvsha: %v\n%s", err, out)
 	}
 	return bin, nil

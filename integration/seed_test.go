@@ -145,10 +145,7 @@ func (s *seed) stopWeb(name string) {
 }
 
 func (s *seed) startLvsha(t testing.TB) {
-	bin := os.Getenv(envLvsha)
-	if bin == "" {
-		t.Fatal(envLvsha + " is not set: TestMain builds lvsha")
-	}
+	bin := lvshaBin(t)
 	s.lvsha = startIn(t, s.lb, nil, bin, "run", "-c", s.cfg)
 }
 
@@ -163,7 +160,7 @@ func (s *seed) get(t testing.TB) (string, error) {
 // status asks the running lvsha for its report, as `lvsha status -o json`.
 func (s *seed) status(t *testing.T) map[string]any {
 	t.Helper()
-	out := sh(t, os.Getenv(envLvsha), "status", "-s", s.sock, "-o", "json")
+	out := sh(t, lvshaBin(t), "status", "-s", s.sock, "-o", "json")
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("status json: %v\n%s", err, out)
@@ -227,7 +224,7 @@ func TestSeedNATRoundRobin(t *testing.T) {
 			t.Fatalf("with web2 down, request %d got %q, %v; want web1", i, body, err)
 		}
 	}
-	t.Logf("client now sees only web1; lvsha status:\n%s", sh(t, os.Getenv(envLvsha), "status", "-s", s.sock))
+	t.Logf("client now sees only web1; lvsha status:\n%s", sh(t, lvshaBin(t), "status", "-s", s.sock))
 	st := s.status(t)
 	rs2 := st["virtual_servers"].([]any)[0].(map[string]any)["real_servers"].([]any)[1].(map[string]any)
 	if rs2["health"] != "down" || rs2["kernel_weight"] != float64(0) {

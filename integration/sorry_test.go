@@ -28,7 +28,7 @@ func TestSorryServerAndCleanup(t *testing.T) {
 	s.waitWebs(t)
 	inNS(t, s.lb, "ipvsadm", "-A", "-u", "10.9.9.9:53", "-s", "rr") // not lvsha's
 
-	bin := os.Getenv(envLvsha)
+	bin := lvshaBin(t)
 	lv := startIn(t, s.lb, nil, bin, "run", "--cleanup", "-c", s.cfg)
 	eventually(t, "table programmed", 10*time.Second, func() bool { return s.weight(t, "192.168.164.11:80") == "1" })
 
@@ -58,7 +58,7 @@ func TestSorryServerAndCleanup(t *testing.T) {
 
 // TestRunErrors: lvsha explains what is wrong instead of failing obscurely.
 func TestRunErrors(t *testing.T) {
-	bin := os.Getenv(envLvsha)
+	bin := lvshaBin(t)
 	// The unprivileged run must be able to read its config: t.TempDir's
 	// parents are private to root.
 	dir, err := os.MkdirTemp("/tmp", "lvsha-errors-")

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -40,13 +41,29 @@ func hostTools() []string {
 
 // Kernel is an unpacked Debian kernel with its modules and modules.dep.
 type Kernel struct {
-	Release string // e.g. 6.1.0-56-cloud-amd64
+	Package string // the Debian package it came from
+	Release string // e.g. 6.12.117+deb12-cloud-amd64
 	Vmlinuz string
 	Root    string // holds lib/modules/<Release>
 }
 
-// CacheDir is where the kernel is unpacked: $LVSHA_VM_CACHE, else
-// $XDG_CACHE_HOME/lvsha-vm, else ~/.cache/lvsha-vm.
+// DefaultKernelPackage is the kernel the VM boots unless $LVSHA_VM_KERNEL
+// names another: Debian bookworm's 6.12 cloud kernel, the newest LTS the
+// bookworm archive carries. 6.1 (linux-image-cloud-amd64) lacks ip_vs_twos.
+const DefaultKernelPackage = "linux-image-6.12-cloud-amd64"
+
+// KernelPackage is $LVSHA_VM_KERNEL, else DefaultKernelPackage. It may be
+// a meta-package (resolved with apt-cache depends) or a versioned one.
+func KernelPackage() string {
+	if p := os.Getenv("LVSHA_VM_KERNEL"); p != "" {
+		return p
+	}
+	return DefaultKernelPackage
+}
+
+// CacheDir is where kernels are unpacked: $LVSHA_VM_CACHE, else
+// $XDG_CACHE_HOME/lvsha-vm, else ~/.cache/lvsha-vm; outside the
+// repository so a clean checkout reuses it.
 func CacheDir() string {
 	if d := os.Getenv("LVSHA_VM_CACHE"); d != "" {
 		return d
@@ -57,68 +74,123 @@ func CacheDir() string {
 	return filepath.Join(os.TempDir(), "lvsha-vm")
 }
 
-// PrepareKernel downloads (apt-get download) and unpacks the newest
-// linux-image-*-cloud-amd64 the package index offers, once; later calls
-// reuse the cache.
-func PrepareKernel(ctx context.Context, cache string) (*Kernel, error) {
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return nil, fmt.Errorf("kernel cache %s: %w", cache, err)
+// PrepareKernel downloads (apt-get download) and unpacks kernel package
+// pkg into cache/pkg once and runs depmod on it; later calls reuse it, so
+// only the first run needs the package index and the network.
+func PrepareKernel(ctx context.Context, cache, pkg string) (*Kernel, error) {
+	if !regexp.MustCompile(`^linux-image-[a-z0-9.+~-]+$`).MatchString(pkg) {
+		return nil, fmt.Errorf("kernel package %q: not a linux-image-* package name", pkg)
 	}
-	if k, err := cachedKernel(cache); err == nil {
+	dir := filepath.Join(cache, pkg)
+	if k, err := cachedKernel(dir, pkg); err == nil {
 		return k, nil
 	}
-	out, err := exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-cloud-amd64").CombinedOutput()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("kernel cache %s: %w", dir, err)
+	}
+	real, err := resolveKernelPackage(ctx, pkg)
 	if err != nil {
-		return nil, fmt.Errorf("find the cloud kernel package (apt-cache depends linux-image-cloud-amd64; run apt-get update first?): %w: %s", err, out)
-	}
-	m := regexp.MustCompile(`Depends: (linux-image-[0-9][^\s]*-cloud-amd64)\b`).FindSubmatch(out)
-	if m == nil {
-		return nil, fmt.Errorf("no linux-image-*-cloud-amd64 in the package index (run apt-get update): %s", out)
-	}
-	pkg := string(m[1])
-	dl := filepath.Join(cache, "download")
-	os.RemoveAll(dl)
-	if err := os.MkdirAll(dl, 0o755); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", pkg)
+	dl := filepath.Join(dir, "download")
+	os.RemoveAll(dl)
+	if err := os.MkdirAll(dl, 0o755); err != nil {
+		return nil, fmt.Errorf("kernel cache %s: %w", dl, err)
+	}
+	cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", real)
 	cmd.Dir = dl
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("apt-get download %s: %w: %s", pkg, err, out)
+		return nil, fmt.Errorf("apt-get download %s: %w: %s", real, err, out)
 	}
 	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
 	if len(debs) != 1 {
-		return nil, fmt.Errorf("apt-get download %s left %d .deb files in %s", pkg, len(debs), dl)
+		return nil, fmt.Errorf("apt-get download %s left %d .deb files in %s, want 1", real, len(debs), dl)
 	}
-	root := filepath.Join(cache, "root.tmp")
+	root := filepath.Join(dir, "root.tmp")
 	os.RemoveAll(root)
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("unpack %s: %w: %s", debs[0], err, out)
 	}
 	rels, _ := os.ReadDir(filepath.Join(root, "lib/modules"))
 	if len(rels) != 1 {
-		return nil, fmt.Errorf("%s: want one kernel release under lib/modules, found %d", debs[0], len(rels))
+		return nil, fmt.Errorf("unpack %s: want one kernel release under lib/modules, found %d", debs[0], len(rels))
 	}
 	rel := rels[0].Name()
+	if err := decompressModules(ctx, filepath.Join(root, "lib/modules", rel)); err != nil {
+		return nil, err
+	}
 	if out, err := exec.CommandContext(ctx, "depmod", "-b", root, rel).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("depmod -b %s %s (is kmod installed?): %w: %s", root, rel, err, out)
 	}
-	final := filepath.Join(cache, "root")
+	// Renamed into place last, so an interrupted preparation is redone
+	// rather than half used.
+	final := filepath.Join(dir, "root")
 	os.RemoveAll(final)
 	if err := os.Rename(root, final); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kernel cache %s: %w", final, err)
 	}
 	os.RemoveAll(dl)
-	return cachedKernel(cache)
+	return cachedKernel(dir, pkg)
 }
 
-func cachedKernel(cache string) (*Kernel, error) {
-	root := filepath.Join(cache, "root")
+// decompressModules unpacks xz- or zstd-compressed modules (Debian
+// compresses them from 6.12) once on the host: under emulation the guest
+// would spend seconds decompressing them at every boot.
+func decompressModules(ctx context.Context, dir string) error {
+	byTool := map[string][]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case strings.HasSuffix(p, ".ko.xz"):
+			byTool["xz"] = append(byTool["xz"], p)
+		case strings.HasSuffix(p, ".ko.zst"):
+			byTool["zstd"] = append(byTool["zstd"], p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list modules in %s: %w", dir, err)
+	}
+	for tool, files := range byTool {
+		for len(files) > 0 {
+			n := min(len(files), 500)
+			args := []string{"-d", "-q"} // xz removes what it unpacks
+			if tool == "zstd" {
+				args = append(args, "--rm")
+			}
+			args = append(args, files[:n]...)
+			if out, err := exec.CommandContext(ctx, tool, args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("decompress kernel modules with %s (apt-get install xz-utils zstd): %w: %s", tool, err, out)
+			}
+			files = files[n:]
+		}
+	}
+	return nil
+}
+
+// resolveKernelPackage turns a meta-package (linux-image-cloud-amd64) into
+// the versioned image package it depends on; a versioned name is itself.
+func resolveKernelPackage(ctx context.Context, pkg string) (string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", "depends", pkg).CombinedOutput()
+	if err != nil || !bytes.HasPrefix(bytes.TrimSpace(out), []byte(pkg)) {
+		return "", fmt.Errorf("kernel package %s is not in the package index (run apt-get update, or set LVSHA_VM_KERNEL to one apt-cache search linux-image lists): %v: %s", pkg, err, bytes.TrimSpace(out))
+	}
+	m := regexp.MustCompile(`Depends: (linux-image-[0-9][^\s]*)`).FindSubmatch(out)
+	if m == nil {
+		return pkg, nil
+	}
+	return string(m[1]), nil
+}
+
+func cachedKernel(dir, pkg string) (*Kernel, error) {
+	root := filepath.Join(dir, "root")
 	rels, err := os.ReadDir(filepath.Join(root, "lib/modules"))
 	if err != nil || len(rels) != 1 {
-		return nil, fmt.Errorf("no cached kernel in %s", cache)
+		return nil, fmt.Errorf("no cached kernel in %s", dir)
 	}
-	k := &Kernel{Release: rels[0].Name(), Root: root, Vmlinuz: filepath.Join(root, "boot", "vmlinuz-"+rels[0].Name())}
+	k := &Kernel{Package: pkg, Release: rels[0].Name(), Root: root, Vmlinuz: filepath.Join(root, "boot", "vmlinuz-"+rels[0].Name())}
 	if _, err := os.Stat(filepath.Join(root, "lib/modules", k.Release, "modules.dep")); err != nil {
 		return nil, err
 	}
@@ -149,24 +221,46 @@ type Spec struct {
 	Output io.Writer
 }
 
-const exitMarker = "LVSHA-VM-EXIT="
+// Markers init prints on the console around the command's output.
+const (
+	startMarker = "LVSHA-VM-START"
+	exitMarker  = "LVSHA-VM-EXIT="
+	// noIPVSMarker says the booted kernel has no IPVS even after loading
+	// its modules: the run must fail, not test nothing.
+	noIPVSMarker = "LVSHA-VM-NO-IPVS"
+)
+
+// Result is how a VM run went.
+type Result struct {
+	// ExitCode is the command's exit status inside the VM.
+	ExitCode int
+	// Boot is from starting qemu to init starting the command; Uptime is
+	// the guest kernel's own uptime at that moment.
+	Boot, Uptime time.Duration
+	// Total is from starting qemu to qemu's exit.
+	Total time.Duration
+}
 
 // Run builds an initramfs for spec, boots k under qemu with software
 // emulation (KVM is not used: /dev/kvm exists on the build hosts but
-// hangs), and returns the command's exit status. ctx bounds the whole run.
-func Run(ctx context.Context, k *Kernel, spec Spec) (int, error) {
+// hangs), runs spec.Command and returns its exit status. ctx bounds the
+// whole run: when it ends qemu is killed. The console before the command
+// starts (firmware, kernel) is shown only when the VM fails to report an
+// exit status, as that is when it explains something.
+func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
+	res := Result{ExitCode: -1}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		return -1, fmt.Errorf("qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
+		return res, fmt.Errorf("qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
 	}
 	work, err := os.MkdirTemp("", "lvsha-vm-")
 	if err != nil {
-		return -1, err
+		return res, fmt.Errorf("VM work directory: %w", err)
 	}
 	defer os.RemoveAll(work)
 	initrd := filepath.Join(work, "initrd.cpio")
 	if err := buildInitramfs(ctx, k, spec, filepath.Join(work, "root"), initrd); err != nil {
-		return -1, err
+		return res, err
 	}
 	mem, cpus := spec.Memory, spec.CPUs
 	if mem == 0 {
@@ -180,39 +274,80 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (int, error) {
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-net", "none",
 		"-kernel", k.Vmlinuz, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init")
+	// qemu must not outlive a test binary killed by go test's own timeout
+	// (SIGQUIT, then SIGKILL), which no context sees.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return -1, err
+		return res, fmt.Errorf("qemu console: %w", err)
 	}
 	var qerr bytes.Buffer
 	cmd.Stderr = &qerr
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("start qemu: %w", err)
+		return res, fmt.Errorf("start qemu: %w", err)
 	}
-	code := -1
+	out := spec.Output
+	if out == nil {
+		out = io.Discard
+	}
+	var early bytes.Buffer // console before the command starts
+	started, ended, noIPVS := false, false, false
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
-		if rest, ok := strings.CutPrefix(line, exitMarker); ok {
-			if n, err := strconv.Atoi(strings.TrimSpace(rest)); err == nil {
-				code = n
+		// The firmware's screen reset has no newline of its own, so it
+		// prefixes the first line init prints.
+		marker := stripEscapes(line)
+		switch {
+		case ended:
+			// poweroff chatter
+		case !started && strings.HasPrefix(marker, startMarker):
+			started = true
+			res.Boot = time.Since(start)
+			if f := strings.Fields(strings.TrimPrefix(marker, startMarker)); len(f) > 0 {
+				if up, err := strconv.ParseFloat(f[0], 64); err == nil {
+					res.Uptime = time.Duration(up * float64(time.Second))
+				}
 			}
-			continue
-		}
-		if spec.Output != nil {
-			fmt.Fprintln(spec.Output, line)
+		case !started:
+			if early.Len() < 256<<10 {
+				early.WriteString(marker + "\n")
+			}
+		case line == noIPVSMarker:
+			noIPVS = true
+		case strings.HasPrefix(line, exitMarker):
+			if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, exitMarker))); err == nil {
+				res.ExitCode = n
+				ended = true
+			}
+		default:
+			fmt.Fprintln(out, line)
 		}
 	}
 	werr := cmd.Wait()
-	if code < 0 {
-		if ctx.Err() != nil {
-			return -1, fmt.Errorf("VM did not finish in time: %w", ctx.Err())
+	res.Total = time.Since(start)
+	if !ended {
+		if !started {
+			out.Write(early.Bytes())
 		}
-		return -1, fmt.Errorf("VM ended without reporting an exit status (qemu: %v %s)", werr, strings.TrimSpace(qerr.String()))
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("VM did not finish in time (booted: %v): %w", started, ctx.Err())
+		}
+		return res, fmt.Errorf("VM ended without reporting an exit status (booted: %v; qemu: %v %s)", started, werr, strings.TrimSpace(qerr.String()))
 	}
-	return code, nil
+	if noIPVS {
+		return res, fmt.Errorf("kernel %s booted but has no IPVS after loading its modules", k.Release)
+	}
+	return res, nil
+}
+
+// stripEscapes drops terminal control sequences (the firmware clears the
+// screen) so a console dump stays readable.
+func stripEscapes(s string) string {
+	return regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|c)`).ReplaceAllString(s, "")
 }
 
 // moduleClosure returns the module files (relative to lib/modules/<rel>)
@@ -289,7 +424,7 @@ func buildInitramfs(ctx context.Context, k *Kernel, spec Spec, root, out string)
 		return err
 	}
 	mroot := filepath.Join(k.Root, "lib/modules", k.Release)
-	for _, f := range append(mods, "modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin", "modules.symbols", "modules.symbols.bin", "modules.builtin", "modules.builtin.bin", "modules.order") {
+	for _, f := range append(mods, "modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin", "modules.symbols", "modules.symbols.bin", "modules.builtin", "modules.builtin.bin", "modules.order", "modules.softdep") {
 		src := filepath.Join(mroot, f)
 		if _, err := os.Stat(src); err != nil {
 			continue
@@ -394,14 +529,32 @@ mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
 mkdir -p /run/netns
-for m in ` + mods + `; do
-  /sbin/modprobe -q $m 2>/dev/null || true
-done
+# Loaded here, not on demand: a test must not depend on autoloading. A
+# module this kernel lacks is named on the console (ip_vs_twos before 6.2).
+# One modprobe for all (each process start costs ~0.3 s under emulation);
+# only if that fails, one by one to learn which.
+failed=
+if ! /sbin/modprobe -a ` + mods + ` >/dev/null 2>&1; then
+  for m in ` + mods + `; do
+    /sbin/modprobe $m >/dev/null 2>&1 || failed="$failed $m"
+  done
+fi
+if [ ! -e /proc/net/ip_vs ]; then
+  echo "` + startMarker + `"
+  echo "lvsha-vm: modules this kernel could not load:$failed"
+  echo "lvsha-vm: no IPVS in this kernel (/proc/net/ip_vs missing)"
+  echo "` + noIPVSMarker + `"
+  echo "` + exitMarker + `1"
+  poweroff -f
+fi
 ip link set lo up
 cat > /tmp/cmd.sh <<'LVSHA_CMD_EOF'
 ` + env.String() + `cd /
 ` + spec.Command + `
 LVSHA_CMD_EOF
+read up _ < /proc/uptime
+echo "` + startMarker + ` $up"
+[ -z "$failed" ] || echo "lvsha-vm: modules this kernel could not load:$failed"
 /bin/bash /tmp/cmd.sh
 echo "` + exitMarker + `$?"
 sync
