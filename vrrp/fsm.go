@@ -381,6 +381,18 @@ func (s *step) start() {
 	}
 	m.running = true
 	m.preemptAt = s.now.Add(m.cfg.PreemptDelay)
+	if m.state == Stopping {
+		if !m.gated {
+			// Still master and holding the VIPs: cancel the resignation,
+			// and advertise at once so backups waiting out Skew_Time
+			// stand down.
+			s.do(SendAdvert{Priority: m.prio})
+			m.deadline = s.now.Add(m.cfg.AdvertInterval)
+			s.to(Master, ReasonStartup)
+			return
+		}
+		s.do(RemoveVIPs{})
+	}
 	if m.faulted {
 		s.to(Fault, ReasonFault)
 		return

@@ -254,6 +254,12 @@ func TestTransitions(t *testing.T) {
 		{name: "stopping: second shutdown releases at once", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, Shutdown{}}),
 			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonShutdown, time.Second)},
 			state: Initialize, deadline: noDeadline},
+		{name: "stopping: start cancels the resignation", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, Start{}}),
+			want:  []Action{SendAdvert{100}, tr(Stopping, Master, ReasonStartup, time.Second)},
+			state: Master, deadline: 2 * time.Second},
+		{name: "stopping: start while gated releases and waits", steps: append(masterAt(100), in{0, Shutdown{}}, in{0, GroupGate{AllowMaster: false}}, in{time.Second, Start{}}),
+			want:  []Action{RemoveVIPs{}, tr(Stopping, Backup, ReasonStartup, time.Second)},
+			state: Backup, deadline: time.Second + mdi100},
 		{name: "stopped machine restarts", steps: append(masterAt(100), in{0, Shutdown{}}, in{0, Shutdown{}}, in{time.Second, Start{}}),
 			want: []Action{tr(Initialize, Backup, ReasonStartup, time.Second)}, state: Backup, deadline: time.Second + mdi100},
 
@@ -454,4 +460,105 @@ func TestGroupTarget(t *testing.T) {
 			t.Errorf("GroupTarget(%v) = %s, want %s", tt.wants, got, tt.want)
 		}
 	}
+}
+
+// FuzzMachine feeds arbitrary event sequences and checks the invariants a
+// runner relies on: VIPs are held exactly in Master and Stopping, never
+// added twice or removed when not held; transitions chain from the
+// current state; a state that needs a timer has one; a priority-0 advert
+// is sent only when leaving Master.
+func FuzzMachine(f *testing.F) {
+	f.Add([]byte{0, 9, 9, 9, 9, 1, 9, 9})
+	f.Add([]byte{0, 2, 9, 9, 9, 3, 5, 4, 6, 7, 1, 1})
+	f.Add([]byte{0x80, 0, 8, 9, 9, 1, 2, 0x30, 7, 8})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		c := baseConfig()
+		c.Priority = data[0] | 1
+		c.NoPreempt = data[0]&2 != 0
+		c.PreemptDelay = time.Duration(data[0]>>4) * time.Second
+		m, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now, holding, gated := t0, false, false
+		for i, b := range data[1:] {
+			if i > 500 {
+				break
+			}
+			now = now.Add(time.Duration(b>>4) * 300 * time.Millisecond)
+			var ev Event
+			switch b & 0x0f {
+			case 0:
+				ev = Start{}
+			case 1:
+				ev = Shutdown{}
+			case 2, 3:
+				ev = adv(b>>4*17, peer)
+			case 4:
+				ev = adv(m.Priority(), lower)
+			case 5:
+				ev = FaultDetected{}
+			case 6:
+				ev = FaultCleared{}
+			case 7:
+				ev = SetPriority{b >> 4 * 17}
+			case 8:
+				ev = GroupGate{AllowMaster: b&0x10 == 0}
+			default:
+				if d := m.NextDeadline(); !d.IsZero() && d.After(now) {
+					now = d
+				}
+				ev = TimerFired{}
+			}
+			if g, ok := ev.(GroupGate); ok {
+				gated = !g.AllowMaster
+			}
+			before := m.State()
+			acts := m.Step(now, ev)
+			cur := before
+			for _, a := range acts {
+				switch a := a.(type) {
+				case AddVIPs:
+					if holding {
+						t.Fatalf("step %d %T: AddVIPs while holding", i, ev)
+					}
+					holding = true
+				case RemoveVIPs:
+					if !holding {
+						t.Fatalf("step %d %T: RemoveVIPs while not holding", i, ev)
+					}
+					holding = false
+				case Transition:
+					if a.From != cur || a.From == a.To {
+						t.Fatalf("step %d %T: transition %s->%s from state %s", i, ev, a.From, a.To, cur)
+					}
+					cur = a.To
+				case SendAdvert:
+					if a.Priority == 0 && cur != Master {
+						t.Fatalf("step %d %T: priority 0 sent in %s", i, ev, cur)
+					}
+				}
+			}
+			if cur != m.State() {
+				t.Fatalf("step %d %T: transitions end in %s, state %s", i, ev, cur, m.State())
+			}
+			st := m.State()
+			if want := st == Master || st == Stopping; holding != want {
+				t.Fatalf("step %d %T: holding VIPs %v in %s", i, ev, holding, st)
+			}
+			if gated && st == Master {
+				t.Fatalf("step %d %T: master while the group forbids it", i, ev)
+			}
+			hasTimer := !m.NextDeadline().IsZero()
+			if (st == Master || st == Stopping) && !hasTimer || (st == Initialize || st == Fault) && hasTimer {
+				t.Fatalf("step %d %T: timer %v in %s", i, ev, hasTimer, st)
+			}
+			if hasTimer && m.NextDeadline().Before(now) {
+				t.Fatalf("step %d %T: deadline in the past", i, ev)
+			}
+		}
+	})
 }
