@@ -160,9 +160,8 @@ func (c *Config) Filter(a *Advert, src netip.Addr) DropReason {
 // SkewTime is RFC 5798 6.1's Skew_Time,
 // ((256 - Priority) * Master_Adver_Interval) / 256, for version 3, and
 // RFC 3768 6.1's (256 - Priority) / 256 seconds for version 2. It is kept
-// to the nanosecond rather than truncated to centiseconds, as keepalived
-// keeps it to the microsecond: the truncation only blurs the ordering of
-// backups.
+// to the nanosecond rather than truncated to whole centiseconds, which
+// would only blur the order in which backups of close priorities time out.
 func SkewTime(version int, priority uint8, masterAdverInterval time.Duration) time.Duration {
 	if version == 2 {
 		return time.Duration(256-int(priority)) * time.Second / 256
