@@ -16,6 +16,8 @@ const (
 	maxLines        = 1 << 18 // logical lines processed, expansions included
 	maxLineLen      = 1 << 16 // bytes of one line after expansion
 	maxSubsts       = 1000    // $NAME substitutions within one line
+	maxExpanded     = 1 << 26 // bytes produced by substitutions in total
+	maxDefLen       = 1 << 20 // bytes of one multi-line definition
 	maxBlockDepth   = 100     // nested '{' blocks
 	maxErrors       = 100     // errors kept; beyond that only a count
 )
@@ -56,9 +58,10 @@ type parser struct {
 	defs    map[string]*definition
 	inDef   *definition // multi-line definition being collected
 
-	opened int
-	lines  int
-	stop   bool // a limit was hit: stop producing lines
+	opened   int
+	lines    int
+	expanded int
+	stop     bool // a limit was hit: stop producing lines
 
 	warnings []Warning
 	seenWarn map[Warning]bool
@@ -155,7 +158,7 @@ func (p *parser) physical() (line, bool) {
 		}
 		text, unterminated := decomment(raw)
 		if unterminated {
-			p.errorf(f.name, n, "unterminated quote in %q", raw)
+			p.errorf(f.name, n, "unterminated quote")
 		}
 		if text == "" {
 			continue
@@ -203,7 +206,7 @@ func (p *parser) next() (line, bool) {
 			return l, true
 		}
 		if p.inDef != nil {
-			p.addDefLine(l.text)
+			p.addDefLine(l)
 			continue
 		}
 		text := p.process(l)
@@ -253,7 +256,7 @@ func (p *parser) process(l line) string {
 		var unterminated bool
 		text, unterminated = decomment(expanded)
 		if unterminated {
-			p.errorf(l.file, l.line, "unterminated quote in %q", expanded)
+			p.errorf(l.file, l.line, "unterminated quote")
 		}
 		if text == "" {
 			return ""
@@ -328,7 +331,8 @@ func (p *parser) define(l line, text string) bool {
 }
 
 // addDefLine adds a line to the multi-line definition being collected.
-func (p *parser) addDefLine(text string) {
+func (p *parser) addDefLine(l line) {
+	text := l.text
 	d := p.inDef
 	more := strings.HasSuffix(text, `\`)
 	if more {
@@ -338,7 +342,8 @@ func (p *parser) addDefLine(text string) {
 	}
 	// A line holding only '\' adds nothing.
 	if len(text) >= 2 || (text != "" && !more) {
-		if len(d.value)+len(text) > maxLineLen*16 {
+		if len(d.value)+len(text) > maxDefLen {
+			p.errorf(l.file, l.line, "multi-line definition longer than %d bytes", maxDefLen)
 			return
 		}
 		d.value += text
@@ -349,7 +354,8 @@ func (p *parser) addDefLine(text string) {
 type ref struct {
 	name   string
 	n      int  // bytes after the '$'
-	params bool // ${_RANDOM 1 10}
+	params bool   // ${_RANDOM 1 10}
+	args   string // "1 10"
 	atEnd  bool // nothing follows on the line
 }
 
@@ -393,6 +399,7 @@ func parseRef(s string) (ref, bool) {
 		return ref{}, false
 	}
 	r.params = last >= 0
+	r.args = s[i:j]
 	r.n = j + 1
 	r.atEnd = j == i && r.n == len(s)
 	return r, true
@@ -443,11 +450,22 @@ func (p *parser) expand(l line, text string, substs *int) (string, bool) {
 			p.errorf(l.file, l.line, "line longer than %d bytes after parameter substitution", maxLineLen)
 			return "", true
 		}
+		p.expanded += len(text) - (1 + r.n) + len(repl)
+		if p.expanded > maxExpanded {
+			p.errorf(l.file, l.line, "parameter substitutions produced more than %d bytes; giving up", maxExpanded)
+			p.stop = true
+			return "", true
+		}
 		text = text[:i] + repl + text[i+1+r.n:]
 		changed = true
 		if strings.HasPrefix(strings.TrimLeft(value, " \t"), "~") {
 			break
 		}
+	}
+	if len(p.pending)+len(rest) > maxLines {
+		p.errorf(l.file, l.line, "more than %d lines after includes and expansions; giving up", maxLines)
+		p.stop = true
+		return "", true
 	}
 	if len(rest) > 0 {
 		for k := len(rest) - 1; k >= 0; k-- {
@@ -486,8 +504,14 @@ func (p *parser) value(l line, r ref, d *definition) (string, bool) {
 		}
 		return p.opts.Params[0], true
 	case "_RANDOM":
-		p.warnf(l.file, l.line, "${_RANDOM} is chosen when keepalived starts; left as written")
-		return "", false
+		// keepalived draws a number when it reads the line; the
+		// lower bound keeps the result valid and reproducible.
+		lo := "0"
+		if r.params {
+			lo = strings.Fields(r.args)[0]
+		}
+		p.warnf(l.file, l.line, "${_RANDOM} is random in keepalived; using its minimum %s", lo)
+		return lo, true
 	}
 	return d.value, true
 }
@@ -584,23 +608,22 @@ scan:
 
 // words splits a line as keepalived's alloc_strvec does: blanks separate
 // words, a word starting with '"' runs to the next '"' and a '"' ends an
-// unquoted word. An unterminated quote drops the rest of the line (decomment
-// has already reported it).
-func words(s string) []string {
+// unquoted word. An unterminated quote drops the rest of the line and is
+// reported by ok false.
+func words(s string) (out []string, ok bool) {
 	const white = " \t\f\n\r\v"
-	var out []string
 	i := 0
 	for {
 		for i < len(s) && strings.IndexByte(white, s[i]) >= 0 {
 			i++
 		}
 		if i == len(s) {
-			return out
+			return out, true
 		}
 		if s[i] == '"' {
 			j := strings.IndexByte(s[i+1:], '"')
 			if j < 0 {
-				return out
+				return out, false
 			}
 			out = append(out, s[i+1:i+1+j])
 			i += j + 2

@@ -16,6 +16,7 @@ func (p *parser) build(name string) *Node {
 	root := &Node{File: name}
 	stack := []frame{{node: root}}
 	var last *Node // the directive a following '{' opens
+	tooDeep := false
 	for {
 		l, ok := p.next()
 		if !ok {
@@ -26,7 +27,10 @@ func (p *parser) build(name string) *Node {
 		case '{':
 			switch {
 			case len(stack) > maxBlockDepth:
-				p.errorf(l.file, l.line, "blocks nested more than %d deep", maxBlockDepth)
+				if !tooDeep {
+					p.errorf(l.file, l.line, "blocks nested more than %d deep", maxBlockDepth)
+					tooDeep = true
+				}
 				stack = append(stack, frame{node: top.node, transparent: true, open: l})
 			case last == nil:
 				p.errorf(l.file, l.line, "'{' with no directive before it")
@@ -44,7 +48,10 @@ func (p *parser) build(name string) *Node {
 			}
 			last = nil
 		default:
-			w := words(l.text)
+			w, ok := words(l.text)
+			if !ok {
+				p.errorf(l.file, l.line, "unterminated quote")
+			}
 			if len(w) == 0 {
 				continue
 			}
