@@ -353,10 +353,10 @@ func (p *parser) addDefLine(l line) {
 // ref is a parameter reference after a '$'.
 type ref struct {
 	name   string
-	n      int  // bytes after the '$'
+	n      int    // bytes after the '$'
 	params bool   // ${_RANDOM 1 10}
 	args   string // "1 10"
-	atEnd  bool // nothing follows on the line
+	atEnd  bool   // nothing follows on the line
 }
 
 // parseRef reads "NAME" or "{NAME}" at the start of s, with keepalived's
