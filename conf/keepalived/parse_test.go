@@ -577,6 +577,11 @@ $VS
 			want:  "virtual_server 10.0.0.4 80 { quorum 2; " + rs("0", "1") + "; " + rs("0", "2") + " }",
 		},
 		{
+			name:  "inner expansion lines come before the rest of the outer one",
+			files: memFS{"k.conf": "$INNER=i1 \\\ni2\n\n$OUTER=$INNER \\\no2\n\n$OUTER\n"},
+			want:  "i1; i2; o2",
+		},
+		{
 			name:  "an empty line ends a definition",
 			files: memFS{"k.conf": "$M=a 1 \\\nb 2 \\\n\nc 3\n$M\n"},
 			want:  "c 3; a 1; b 2",
