@@ -397,7 +397,7 @@ func TestParameters(t *testing.T) {
 		},
 		{
 			name:  "empty value",
-			files: memFS{"k.conf": "$E=\na $E b\n"},
+			files: memFS{"k.conf": "$E=\na $E b\n$E\n${_HASH} x\n"},
 			want:  "a b",
 		},
 		{
@@ -676,6 +676,12 @@ func TestIncludes(t *testing.T) {
 			warns: []string{`k.conf:2: include "nothere.conf": no file matches`},
 		},
 		{
+			name:  "bad pattern is a warning",
+			files: memFS{"k.conf": "include [x\nb\n"},
+			want:  "b",
+			warns: []string{`k.conf:1: include "[x": syntax error in pattern`},
+		},
+		{
 			name:  "no glob match is a warning",
 			files: memFS{"k.conf": "include conf.d/*.conf\nb\n"},
 			want:  "b",
@@ -832,5 +838,21 @@ func TestDeepNestingBounded(t *testing.T) {
 	}
 	if blocks != maxBlockDepth {
 		t.Errorf("%d nested blocks, want %d", blocks, maxBlockDepth)
+	}
+}
+
+func TestUnreadableIncludeIsSkipped(t *testing.T) {
+	files := memFS{"k.conf": "include d*\nz\n", "d2": "b\n"}
+	opts := files.opts()
+	opts.Glob = func(string) ([]string, error) { return []string{"d2", "d1/"}, nil }
+	root, warns, err := ParseFile("k.conf", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := render(root.Children); got != "b; z" {
+		t.Errorf("tree %s, want b; z", got)
+	}
+	if got := warnStrings(warns); !containsAll(got, []string{"k.conf:1: include d1/: open d1/: file does not exist"}) || len(got) != 1 {
+		t.Errorf("warnings %q, want one for d1/", got)
 	}
 }
