@@ -189,9 +189,9 @@ func testFailover(t *testing.T, vip, url string, extra func(int) string) {
 	lb1.start(t)
 	lb2.start(t)
 	eventually(t, "lb1 master, lb2 backup", 20*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
-	if !lb1.holdsVIP(t, vip) || lb2.holdsVIP(t, vip) {
-		t.Fatalf("VIP holders: lb1 %v, lb2 %v; want lb1 only", lb1.holdsVIP(t, vip), lb2.holdsVIP(t, vip))
-	}
+	// Started together, both may have been master for a moment; the
+	// backup's release follows its transition.
+	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return lb1.holdsVIP(t, vip) && !lb2.holdsVIP(t, vip) })
 	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb1"] == 0 || counts["lb2"] != 0 {
 		t.Fatalf("client through the VIP: %v, %d failed; want only lb1", counts, failed)
 	}

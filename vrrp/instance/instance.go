@@ -54,7 +54,9 @@ type Instance struct {
 	hooks  *notify.Runner
 	drops  vrrp.Counters
 	events chan vrrp.Event
-	vipOps chan bool // true: acquire, false: release; in order
+	vipOps chan vipOp // in order
+	// lastReannounce rate-limits re-announcing on lower-priority adverts.
+	lastReannounce time.Time
 
 	mu     sync.Mutex
 	status Status
@@ -109,7 +111,7 @@ func Open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Instance, er
 		log: log, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
 		hooks:  notify.New(log, in.Notify),
 		events: make(chan vrrp.Event, 16),
-		vipOps: make(chan bool, 16),
+		vipOps: make(chan vipOp, 16),
 		status: Status{Name: in.Name, Interface: in.Interface, RouterID: in.RouterID, State: vrrp.Initialize.String(),
 			BasePriority: in.Priority, Priority: in.Priority},
 	}
@@ -262,25 +264,58 @@ func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
 	}
 }
 
+type vipOp uint8
+
+const (
+	opAcquire vipOp = iota
+	opRelease
+	opAnnounce
+	// opHandOver releases after handoverGrace: see step.
+	opHandOver
+)
+
 // step feeds one event to the machine and performs its actions.
 func (i *Instance) step(ev vrrp.Event) {
 	now := time.Now()
 	if a, ok := ev.(vrrp.AdvertReceived); ok {
 		i.mu.Lock()
 		i.status.LastAdvert = now
-		if a.Advert.Priority > 0 {
+		if a.Advert.Priority > 0 && i.m.State() != vrrp.Master {
 			i.status.Master = a.Src.String()
 		}
 		i.mu.Unlock()
+		// A master hearing a lower-priority master (back from a partition,
+		// or started at the same moment) stays master, as the RFC says, but
+		// that peer has announced the VIPs too: announce them again so the
+		// neighbours come back (keepalived: garp_lower_prio_repeat).
+		if p := a.Advert.Priority; i.m.State() == vrrp.Master && p > 0 && p < i.m.Priority() && now.Sub(i.lastReannounce) > time.Second {
+			i.lastReannounce = now
+			i.vipOps <- opAnnounce
+		}
 	}
-	for _, act := range i.m.Step(now, ev) {
+	acts := i.m.Step(now, ev)
+	// A resigning master releases its VIPs when it hears its successor's
+	// first advert, but the successor sends that advert before it adds and
+	// announces the VIPs; releasing at once would leave clients a moment
+	// with nobody answering. So the release waits a short grace.
+	handover := false
+	for _, act := range acts {
+		if t, ok := act.(vrrp.Transition); ok && t.From == vrrp.Stopping && t.Reason == vrrp.ReasonNewMaster {
+			handover = true
+		}
+	}
+	for _, act := range acts {
 		switch a := act.(type) {
 		case vrrp.SendAdvert:
 			i.send(a.Priority)
 		case vrrp.AddVIPs:
-			i.vipOps <- true
+			i.vipOps <- opAcquire
 		case vrrp.RemoveVIPs:
-			i.vipOps <- false
+			if handover {
+				i.vipOps <- opHandOver
+			} else {
+				i.vipOps <- opRelease
+			}
 		case vrrp.Dropped:
 			i.drops.Inc(a.Reason)
 		case vrrp.Transition:
@@ -321,6 +356,12 @@ func (i *Instance) transition(t vrrp.Transition) {
 	}
 }
 
+// handoverGrace is how long a resigning master keeps its VIPs after its
+// successor's first advert: two advert intervals, within 100ms..1s.
+func (i *Instance) handoverGrace() time.Duration {
+	return min(max(2*i.cfg.AdvertInterval, 100*time.Millisecond), time.Second)
+}
+
 // vipLoop performs VIP changes in order, off the state machine's goroutine:
 // announcing takes several gaps, and the machine must keep its adverts on
 // time meanwhile.
@@ -332,12 +373,22 @@ func (i *Instance) vipLoop(ctx context.Context) {
 			c()
 		}
 	}()
-	for acquire := range i.vipOps {
+	for op := range i.vipOps {
+		switch op {
+		case opAnnounce:
+			if len(acquisitions) > 0 {
+				i.holder.Announce(ctx)
+			}
+			continue
+		}
 		for _, c := range acquisitions {
 			c()
 		}
 		acquisitions = acquisitions[:0]
-		if !acquire {
+		if op == opHandOver {
+			time.Sleep(i.handoverGrace())
+		}
+		if op == opRelease || op == opHandOver {
 			if err := i.holder.Release(); err != nil {
 				i.log.Error("release VIPs", "error", err)
 			}

@@ -102,31 +102,72 @@ func (h *Holder) Run(ctx context.Context) error {
 	return h.nd.Run(ctx)
 }
 
-// Acquire takes the VIPs and announces them; while ctx lives and
-// garp_refresh is set, it keeps announcing them every period.
+// secondBurst is when announcements are repeated after becoming master
+// (keepalived's garp_master_delay, there 5s): neighbours that took a
+// competing announcement last, e.g. from a peer that was master for a
+// moment while both started, learn the right owner then.
+const secondBurst = time.Second
+
+// Acquire takes the VIPs and announces them; while ctx lives it announces
+// them again after secondBurst and, with garp_refresh set, every period.
 func (h *Holder) Acquire(ctx context.Context) error {
+	if h.nd != nil {
+		h.nd.SetActive(true)
+	}
 	err := h.mgr.Acquire(ctx)
-	if h.refresh > 0 {
-		go func() {
-			t := time.NewTicker(h.refresh)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if err := h.mgr.Announce(); err != nil {
-						h.log.Warn("refresh VIP announcements", "error", err)
-					}
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(secondBurst):
+			h.Announce(ctx)
+		}
+		if h.refresh <= 0 {
+			return
+		}
+		t := time.NewTicker(h.refresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := h.mgr.Announce(); err != nil {
+					h.log.Warn("refresh VIP announcements", "error", err)
 				}
 			}
-		}()
-	}
+		}
+	}()
 	return err
 }
 
+// Announce sends a burst of announcements for VIPs already held, e.g. when
+// a master hears a lower-priority peer that believes itself master
+// (keepalived's garp_lower_prio_repeat): that peer's announcements may
+// have drawn the clients away.
+func (h *Holder) Announce(ctx context.Context) {
+	for n := 0; n < h.mgr.Repeat; n++ {
+		if n > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(h.mgr.Gap):
+			}
+		}
+		if err := h.mgr.Announce(); err != nil {
+			h.log.Warn("announce VIPs", "error", err)
+			return
+		}
+	}
+}
+
 // Release gives the VIPs up.
-func (h *Holder) Release() error { return h.mgr.Release() }
+func (h *Holder) Release() error {
+	if h.nd != nil {
+		h.nd.SetActive(false)
+	}
+	return h.mgr.Release()
+}
 
 // Held reports which VIPs are held now.
 func (h *Holder) Held() ([]netip.Prefix, error) { return h.mgr.Held() }

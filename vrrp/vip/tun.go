@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
@@ -75,7 +76,13 @@ type NDResponder struct {
 	conn *ndp.Conn
 	mac  net.HardwareAddr
 	vips map[netip.Addr]bool
+	// active is set while this host holds the VIPs: a backup answering
+	// solicitations would pull clients to a host that drops their packets.
+	active atomic.Bool
 }
+
+// SetActive turns answering on (while master) or off.
+func (r *NDResponder) SetActive(on bool) { r.active.Store(on) }
 
 // NewNDResponder listens for solicitations of vips on ifi. Like
 // NewTunHolder it must run in the VIPs' namespace.
@@ -116,7 +123,7 @@ func (r *NDResponder) Run(ctx context.Context) error {
 			return fmt.Errorf("read neighbour solicitations: %w", err)
 		}
 		ns, ok := msg.(*ndp.NeighborSolicitation)
-		if !ok || !r.vips[ns.TargetAddress] {
+		if !ok || !r.vips[ns.TargetAddress] || !r.active.Load() {
 			continue
 		}
 		na := &ndp.NeighborAdvertisement{
