@@ -227,6 +227,10 @@ func testFailover(t *testing.T, vip, url string, extra func(int) string) {
 	lb1.start(t)
 	eventually(t, "lb1 preempts", 20*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
 	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return lb1.holdsVIP(t, vip) && !lb2.holdsVIP(t, vip) })
+	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb1"] == 0 {
+		t.Fatalf("after lb1 preempted the client got %v, %d failed; want lb1\nclient neighbours:\n%s\nlb1:\n%s\nlb2:\n%s", counts, failed,
+			inNS(t, client, "ip", "neigh"), inNS(t, lb1.ns, "ip", "addr"), inNS(t, lb2.ns, "ip", "addr"))
+	}
 
 	// Graceful stop: no failed request across the handover.
 	done := make(chan struct{})

@@ -22,7 +22,10 @@ func lan(t *testing.T, n int) (hosts, ifaces []string) {
 	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
 	for i := 0; i < n; i++ {
 		h := newNetns(t, fmt.Sprintf("h%d", i))
-		inNS(t, h, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
+		// Addresses usable at once, and kept across a link flap (as a network
+		// manager would re-add them): tests take links down on purpose.
+		inNS(t, h, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0",
+			"net.ipv6.conf.default.keep_addr_on_down=1", "net.ipv6.conf.all.keep_addr_on_down=1")
 		veth(t, h, fmt.Sprintf("10.79.0.%d/24", i+1), sw, "")
 		sh(t, "ip", "-n", sw, "link", "set", lastVeth(t, sw), "master", "br0")
 		ifc := lastVeth(t, h)
