@@ -15,11 +15,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Modules are loaded at boot, so tests never depend on autoloading.
@@ -88,6 +91,16 @@ func PrepareKernel(ctx context.Context, cache, pkg string) (*Kernel, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("kernel cache %s: %w", dir, err)
 	}
+	// go test ./integration/... runs this package's tests and the
+	// integration tests at once: on a cold cache only one may fill it.
+	unlock, err := lockDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if k, err := cachedKernel(dir, pkg); err == nil {
+		return k, nil
+	}
 	real, err := resolveKernelPackage(ctx, pkg)
 	if err != nil {
 		return nil, err
@@ -131,6 +144,32 @@ func PrepareKernel(ctx context.Context, cache, pkg string) (*Kernel, error) {
 	}
 	os.RemoveAll(dl)
 	return cachedKernel(dir, pkg)
+}
+
+// lockDir takes an exclusive flock on dir/.lock, waiting for it as long
+// as ctx allows.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	name := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("kernel cache lock %s: %w", name, err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("kernel cache lock %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("kernel cache lock %s: %w", name, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // decompressModules unpacks xz- or zstd-compressed modules (Debian
@@ -284,6 +323,10 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 	}
 	var qerr bytes.Buffer
 	cmd.Stderr = &qerr
+	// Pdeathsig fires when the thread that started qemu ends; keep this
+	// goroutine on it until qemu is gone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return res, fmt.Errorf("start qemu: %w", err)
