@@ -38,10 +38,11 @@ func poll(url, duration string) int {
 		Counts   map[string]int `json:"counts"`
 		Failed   int            `json:"failed"`
 		Total    int            `json:"total"`
-		Switches []string       `json:"switches"` // "ms:server"
+		Switches []string       `json:"switches"` // "ms:server", ms since Start
+		Start    int64          `json:"start_unix_ms"`
 	}
-	r := result{Counts: map[string]int{}}
 	start, last := time.Now(), ""
+	r := result{Counts: map[string]int{}, Start: start.UnixMilli()}
 	for time.Since(start) < d {
 		body, err := get()
 		if err != nil {
@@ -71,7 +72,7 @@ type director struct {
 	cmd                             *exec.Cmd
 }
 
-func (d *director) start(t *testing.T) {
+func (d *director) start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", d.ns, os.Getenv(envLvsha), "run", "-c", d.cfg)
 	cmd.Stderr = os.Stderr
@@ -108,13 +109,13 @@ func (d *director) state() string {
 }
 
 // holdsVIP reports whether the director's namespace has the VIP.
-func (d *director) holdsVIP(t *testing.T, vip string) bool {
+func (d *director) holdsVIP(t testing.TB, vip string) bool {
 	return strings.Contains(inNS(t, d.ns, "ip", "addr"), vip+"/")
 }
 
 // newDirectors starts a LAN of len(prios) directors and a client; extra
 // gives each director's additional vrrp_instance keys (by index).
-func newDirectors(t *testing.T, vip string, extra func(i int) string, prios ...int) (client string, ds []*director) {
+func newDirectors(t testing.TB, vip string, extra func(i int) string, prios ...int) (client string, ds []*director) {
 	hosts, ifs := lan(t, len(prios)+1)
 	client = hosts[len(prios)]
 	for i, p := range prios {
@@ -139,7 +140,7 @@ virtual_ips = [%q]
 	return client, ds
 }
 
-func pollVIP(t *testing.T, client, url string, d time.Duration) (counts map[string]int, failed, total int, switches []string) {
+func pollVIP(t testing.TB, client, url string, d time.Duration) (counts map[string]int, failed, total int, switches []string) {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
 	cmd.Env = append(os.Environ(), envRole+"=poll", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String())
 	out, err := cmd.Output()

@@ -12,7 +12,7 @@ import (
 )
 
 // startKeepalivedVRRP runs a real keepalived as a VRRP peer in ns.
-func startKeepalivedVRRP(t *testing.T, ns, iface string, prio int, vip, extra string) *exec.Cmd {
+func startKeepalivedVRRP(t testing.TB, ns, iface string, prio int, vip, extra string) *exec.Cmd {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "keepalived.conf")
@@ -35,6 +35,9 @@ vrrp_instance VI {
 	}
 	cmd := exec.Command("ip", "netns", "exec", ns, "keepalived", "--dont-fork", "--vrrp", "-f", cfg,
 		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "r.pid"))
+	// keepalived forks its VRRP process: a process group lets a test kill
+	// them all at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("keepalived: %v", err)
 	}

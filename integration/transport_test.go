@@ -15,7 +15,7 @@ import (
 
 // lan puts n new namespaces on one bridge (in its own namespace), each with
 // an IPv4 /24 and an IPv6 /64 address: 10.79.0.(i+1), 2001:db8:79::(i+1).
-func lan(t *testing.T, n int) (hosts, ifaces []string) {
+func lan(t testing.TB, n int) (hosts, ifaces []string) {
 	t.Helper()
 	sw := newNetns(t, "sw")
 	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
