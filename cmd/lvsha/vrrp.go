@@ -24,6 +24,8 @@ type vrrpGroup struct {
 	insts []*instance.Instance
 	// prio is the last effective priority sent to each instance.
 	prio []int
+	// groups are the sync groups, by instance name.
+	groups []conf.SyncGroup
 }
 
 // tunName names an instance's private VIP device, unique per VRID and
@@ -39,10 +41,7 @@ func tunName(in conf.VRRPInstance) string {
 // openVRRP opens every instance; on error the ones opened are closed by
 // letting their (never started) resources go with the process.
 func openVRRP(log *slog.Logger, cfg *conf.Config) (*vrrpGroup, error) {
-	if len(cfg.SyncGroups) > 0 {
-		return nil, fmt.Errorf("vrrp_sync_group %q: sync groups are not yet wired into lvsha run", cfg.SyncGroups[0].Name)
-	}
-	g := &vrrpGroup{log: log, cfg: cfg.VRRPInstances}
+	g := &vrrpGroup{log: log, cfg: cfg.VRRPInstances, groups: cfg.SyncGroups}
 	for _, in := range cfg.VRRPInstances {
 		i, err := instance.Open(log, in, tunName(in))
 		if err != nil {
@@ -54,9 +53,57 @@ func openVRRP(log *slog.Logger, cfg *conf.Config) (*vrrpGroup, error) {
 	return g, nil
 }
 
+// syncGroup keeps a sync group's members in one state: whenever a member's
+// own judgement (Wants) changes, the group's verdict (vrrp.GroupTarget) is
+// sent to every member as a GroupGate; gated members re-judge, and the loop
+// repeats until nothing changes (vrrp.GateGroup does the same in one
+// goroutine; here each member runs on its own).
+func (g *vrrpGroup) syncGroup(ctx context.Context, sg conf.SyncGroup, members []*instance.Instance, changed <-chan struct{}) {
+	gate := make([]*bool, len(members))
+	for {
+		wants := make([]vrrp.State, len(members))
+		for j, m := range members {
+			wants[j] = m.Wants()
+		}
+		target := vrrp.GroupTarget(wants)
+		allow := target == vrrp.Master
+		for j, m := range members {
+			if gate[j] == nil || *gate[j] != allow {
+				g.log.Info("sync group verdict", "vrrp_sync_group", sg.Name, "vrrp_instance", m.Name(), "target", target.String())
+				gate[j] = &allow
+				m.Send(ctx, vrrp.GroupGate{AllowMaster: allow})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
 // run runs the instances until ctx is done and every one has handed over.
 func (g *vrrpGroup) run(ctx context.Context) {
 	var wg sync.WaitGroup
+	for _, sg := range g.groups {
+		var members []*instance.Instance
+		changed := make(chan struct{}, 1)
+		for _, name := range sg.Instances {
+			for _, i := range g.insts {
+				if i.Name() == name {
+					members = append(members, i)
+					i.OnWantsChange(func() {
+						select {
+						case changed <- struct{}{}:
+						default:
+						}
+					})
+				}
+			}
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); g.syncGroup(ctx, sg, members, changed) }()
+	}
 	for idx, i := range g.insts {
 		wg.Add(1)
 		go func() {

@@ -60,7 +60,23 @@ type Instance struct {
 
 	mu     sync.Mutex
 	status Status
+	// wants is the machine's Wants after the last step, for a sync group;
+	// onWants, if set, is told when it changes.
+	wants   vrrp.State
+	onWants func()
 }
+
+// Wants is the state the instance would take on its own (see
+// vrrp.Machine.Wants), as of its last step.
+func (i *Instance) Wants() vrrp.State {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.wants
+}
+
+// OnWantsChange registers f, called (from the instance's goroutine, so it
+// must not block) whenever Wants changes. Call it before Run.
+func (i *Instance) OnWantsChange(f func()) { i.onWants = f }
 
 // Open prepares in: its socket and its VIP holder. It must run on a thread
 // in the network namespace of in.Interface.
@@ -324,7 +340,12 @@ func (i *Instance) step(ev vrrp.Event) {
 	}
 	i.mu.Lock()
 	i.status.Priority = int(i.m.Priority())
+	changed := i.wants != i.m.Wants()
+	i.wants = i.m.Wants()
 	i.mu.Unlock()
+	if changed && i.onWants != nil {
+		i.onWants()
+	}
 }
 
 func (i *Instance) send(prio uint8) {
