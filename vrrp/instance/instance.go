@@ -288,6 +288,8 @@ const (
 	opAnnounce
 	// opHandOver releases after handoverGrace: see step.
 	opHandOver
+	// opRefresh renews the held VIPs' lifetimes.
+	opRefresh
 )
 
 // step feeds one event to the machine and performs its actions.
@@ -324,6 +326,15 @@ func (i *Instance) step(ev vrrp.Event) {
 		switch a := act.(type) {
 		case vrrp.SendAdvert:
 			i.send(a.Priority)
+			if a.Priority > 0 && i.m.State() == vrrp.Master {
+				// Each advert proves the daemon alive: renew the VIPs'
+				// lifetimes (non-blocking: a late refresh is harmless, a
+				// blocked state machine is not).
+				select {
+				case i.vipOps <- opRefresh:
+				default:
+				}
+			}
 		case vrrp.AddVIPs:
 			i.vipOps <- opAcquire
 		case vrrp.RemoveVIPs:
@@ -399,6 +410,15 @@ func (i *Instance) vipLoop(ctx context.Context) {
 		case opAnnounce:
 			if len(acquisitions) > 0 {
 				i.holder.Announce(ctx)
+			}
+			continue
+		case opRefresh:
+			// Only while held: a refresh queued before a release must not
+			// bring the VIPs back.
+			if len(acquisitions) > 0 {
+				if err := i.holder.Refresh(); err != nil {
+					i.log.Warn("refresh VIP lifetimes", "error", err)
+				}
 			}
 			continue
 		}

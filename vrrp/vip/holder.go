@@ -89,8 +89,21 @@ func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Hold
 	}
 	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
 	h.mgr.Repeat = in.GARPRepeat
+	h.mgr.Lifetime = Lifetime(in.AdvertInterval)
 	return h, nil
 }
+
+// Lifetime is how long a VIP outlives its last refresh: four advert
+// intervals, at least 2s (IPv4 lifetimes are whole seconds, and one
+// second could expire between two refreshes). A hung daemon, which keeps
+// its tun device open and its process alive, loses its VIPs after that.
+func Lifetime(advert time.Duration) time.Duration {
+	return max(4*advert, 2*time.Second)
+}
+
+// Refresh renews the held VIPs' lifetimes; call it on every advert sent
+// while master.
+func (h *Holder) Refresh() error { return h.mgr.Refresh() }
 
 // Run answers neighbour solicitations for tun-held IPv6 VIPs until ctx is
 // done. It holds no VIPs by itself.

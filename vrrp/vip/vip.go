@@ -103,6 +103,10 @@ type Manager struct {
 	// garp_interval 0).
 	Repeat int
 	Gap    time.Duration
+	// Lifetime, when set, gives every VIP a finite lifetime (whole seconds:
+	// the kernel counts IPv4 lifetimes in seconds) that Refresh renews. A
+	// daemon that hangs stops renewing, and the kernel removes its VIPs.
+	Lifetime time.Duration
 }
 
 // NewManager returns a Manager for vips on iface. ann may be nil (no
@@ -121,7 +125,27 @@ func (m *Manager) nlAddr(p netip.Prefix) *netlink.Addr {
 		// and the previous master is the "duplicate" it would find.
 		a.Flags = unix.IFA_F_NODAD
 	}
+	if m.Lifetime > 0 {
+		secs := int((m.Lifetime + time.Second - 1) / time.Second)
+		a.ValidLft, a.PreferedLft = secs, secs
+	}
 	return a
+}
+
+// Refresh renews the VIPs' lifetimes (see Lifetime); it is cheap enough to
+// call on every advert.
+func (m *Manager) Refresh() error {
+	link, err := m.nl.LinkByName(m.iface)
+	if err != nil {
+		return fmt.Errorf("refresh VIPs: interface %s: %w", m.iface, err)
+	}
+	var errs []error
+	for _, p := range m.vips {
+		if err := m.nl.AddrReplace(link, m.nlAddr(p)); err != nil {
+			errs = append(errs, fmt.Errorf("refresh VIP %s on %s: %w", p, m.iface, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Acquire puts every VIP on the interface (a VIP already there, e.g. left
