@@ -57,6 +57,8 @@ type Instance struct {
 	vipOps chan vipOp // in order
 	// lastReannounce rate-limits re-announcing on lower-priority adverts.
 	lastReannounce time.Time
+	// lastRefresh rate-limits renewing the VIPs' lifetimes.
+	lastRefresh time.Time
 
 	mu     sync.Mutex
 	status Status
@@ -326,12 +328,13 @@ func (i *Instance) step(ev vrrp.Event) {
 		switch a := act.(type) {
 		case vrrp.SendAdvert:
 			i.send(a.Priority)
-			if a.Priority > 0 && i.m.State() == vrrp.Master {
-				// Each advert proves the daemon alive: renew the VIPs'
-				// lifetimes (non-blocking: a late refresh is harmless, a
-				// blocked state machine is not).
+			// Adverts prove the daemon alive: renew the VIPs' lifetimes,
+			// four times per lifetime (two netlink calls each, so not on
+			// every 100 ms advert), without blocking the state machine.
+			if a.Priority > 0 && i.m.State() == vrrp.Master && now.Sub(i.lastRefresh) >= vip.Lifetime(i.cfg.AdvertInterval)/4 {
 				select {
 				case i.vipOps <- opRefresh:
+					i.lastRefresh = now
 				default:
 				}
 			}
