@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,15 +66,11 @@ forwarding = %q
 				}
 				return false
 			})
-			cmd := exec.Command("ip", "netns", "exec", client, self(t))
-			cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL=http://"+vip+"/")
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil || strings.TrimSpace(string(out)) != "web-"+fwd {
-				t.Fatalf("client through %s: %q %v %s\n%s", fwd, out, err, stderr.String(), inNS(t, lb, "ipvsadm", "-Ln", "--stats"))
+			body, err := httpGet(t, client, "http://"+vip+"/")
+			if err != nil || body != "web-"+fwd {
+				t.Fatalf("client through %s: %q %v\n%s", fwd, body, err, inNS(t, lb, "ipvsadm", "-Ln", "--stats"))
 			}
-			t.Logf("%s forwarding: the client got %q through the VIP", fwd, strings.TrimSpace(string(out)))
+			t.Logf("%s forwarding: the client got %q through the VIP", fwd, body)
 		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -59,25 +58,8 @@ scheduler = "rr"
 `, filepath.Join(dir, "s.sock"))), 0o644)
 	startIn(t, lb, nil, lvshaBin(t), "run", "-c", cfg)
 
-	get := func() (string, error) {
-		cmd := exec.Command("ip", "netns", "exec", client, self(t))
-		cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL=http://[2001:db8:164::100]/")
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			err = fmt.Errorf("%w: %s", err, stderr.String())
-		}
-		return strings.TrimSpace(string(out)), err
-	}
-	weight := func(rs string) string {
-		for _, line := range strings.Split(inNS(t, lb, "ipvsadm", "-Ln"), "\n") {
-			if f := strings.Fields(line); len(f) >= 4 && f[0] == "->" && f[1] == rs {
-				return f[3]
-			}
-		}
-		return "absent"
-	}
+	get := func() (string, error) { return httpGet(t, client, "http://[2001:db8:164::100]/") }
+	weight := func(rs string) string { return ipvsWeight(t, lb, rs) }
 	eventually(t, "IPv6 table programmed", 10*time.Second, func() bool {
 		return weight("[2001:db8:164::10]:80") == "1" && weight("[2001:db8:164::11]:80") == "1"
 	})

@@ -102,17 +102,40 @@ func eventually(t testing.TB, what string, limit time.Duration, cond func() bool
 	return time.Since(start)
 }
 
+// httpGet fetches url once from namespace ns (the "get" role of this test
+// binary) and returns the body; a failure carries the helper's stderr.
+func httpGet(t testing.TB, ns, url string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, self(t))
+	cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL="+url)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("GET %s from %s: %w: %s", url, ns, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), err
+}
+
+// ipvsWeight is the weight `ipvsadm -Ln` in ns shows for real server rs
+// (as ipvsadm prints it, e.g. "10.0.0.1:80" or "[2001:db8::1]:80"), or
+// "absent".
+func ipvsWeight(t testing.TB, ns, rs string) string {
+	t.Helper()
+	for _, line := range strings.Split(inNS(t, ns, "ipvsadm", "-Ln"), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] == "->" && f[1] == rs {
+			return f[3]
+		}
+	}
+	return "absent"
+}
+
 // waitHTTP waits until url answers from namespace ns, so a test does not
 // race a server that is still starting (under emulation that takes a while).
 func waitHTTP(t testing.TB, ns, url string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	eventually(t, url+" answers", 20*time.Second, func() bool {
-		cmd := exec.Command("ip", "netns", "exec", ns, exe)
-		cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL="+url)
-		return cmd.Run() == nil
+		_, err := httpGet(t, ns, url)
+		return err == nil
 	})
 }

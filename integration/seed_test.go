@@ -151,10 +151,7 @@ func (s *seed) startLvsha(t testing.TB) {
 
 // get fetches the VIP once from the client namespace.
 func (s *seed) get(t testing.TB) (string, error) {
-	cmd := exec.Command("ip", "netns", "exec", s.client, self(t))
-	cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL=http://"+seedVIP+"/")
-	out, err := cmd.Output()
-	return strings.TrimSpace(string(out)), err
+	return httpGet(t, s.client, "http://"+seedVIP+"/")
 }
 
 // status asks the running lvsha for its report, as `lvsha status -o json`.
@@ -171,13 +168,7 @@ func (s *seed) status(t *testing.T) map[string]any {
 // weight returns the kernel's weight of a real server, from ipvsadm.
 func (s *seed) weight(t testing.TB, rs string) string {
 	t.Helper()
-	for _, line := range strings.Split(inNS(t, s.lb, "ipvsadm", "-Ln"), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] == "->" && f[1] == rs {
-			return f[3]
-		}
-	}
-	return "absent"
+	return ipvsWeight(t, s.lb, rs)
 }
 
 // TestSeedNATRoundRobin is the seed scenario end to end on kernel IPVS.

@@ -52,12 +52,7 @@ func testVIPHolder(t *testing.T, holderMode string) {
 	if !strings.Contains(addrs, want4) || !strings.Contains(addrs, want6) {
 		t.Fatalf("VIPs not on %s as %s and %s:\n%s", dev, want4, want6, addrs)
 	}
-	get := func(url string) (string, error) {
-		cmd := exec.Command("ip", "netns", "exec", client, self(t))
-		cmd.Env = append(os.Environ(), envRole+"=get", "LVSHA_URL="+url)
-		b, err := cmd.Output()
-		return strings.TrimSpace(string(b)), err
-	}
+	get := func(url string) (string, error) { return httpGet(t, client, url) }
 	for _, url := range []string{"http://10.78.0.100/", "http://[2001:db8:78::100]/"} {
 		if body, err := get(url); err != nil || body != "lb" {
 			t.Fatalf("client GET %s through the real interface: %q %v", url, body, err)
