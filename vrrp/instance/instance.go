@@ -198,7 +198,15 @@ func (i *Instance) Run(ctx context.Context) error {
 	defer i.holder.Close()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	go i.hooks.Run(bg)
+	hooksCtx, stopHooks := context.WithCancel(bg)
+	hooksDone := make(chan struct{})
+	go func() { defer close(hooksDone); i.hooks.Run(hooksCtx) }()
+	// However Run ends, the hooks still queued run, then STOP's.
+	defer func() {
+		stopHooks()
+		<-hooksDone
+		i.hooks.Finish(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.m.Priority())})
+	}()
 	go i.holder.Run(bg)
 	vipDone := make(chan struct{})
 	go func() { defer close(vipDone); i.vipLoop(bg) }()
@@ -243,9 +251,6 @@ func (i *Instance) Run(ctx context.Context) error {
 		if stopping && i.m.State() == vrrp.Initialize {
 			close(i.vipOps)
 			<-vipDone
-			i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.m.Priority())})
-			// Give the stop hook its chance before the runner goes.
-			time.Sleep(10 * time.Millisecond)
 			return nil
 		}
 	}

@@ -63,12 +63,31 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case e := <-r.queue:
-			for _, argv := range r.commands(e.State) {
-				if err := r.run(ctx, argv, e); err != nil {
-					r.Failed.Add(1)
-					r.log.Warn("notify hook failed", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "error", err)
-				}
-			}
+			r.runAll(ctx, e)
+		}
+	}
+}
+
+// Finish runs, synchronously, the transitions still queued and then e
+// (the instance's STOP): called once Run has returned, as the instance
+// goes away. Each hook is still bounded by its timeout.
+func (r *Runner) Finish(e Event) {
+	for {
+		select {
+		case q := <-r.queue:
+			r.runAll(context.Background(), q)
+		default:
+			r.runAll(context.Background(), e)
+			return
+		}
+	}
+}
+
+func (r *Runner) runAll(ctx context.Context, e Event) {
+	for _, argv := range r.commands(e.State) {
+		if err := r.run(ctx, argv, e); err != nil {
+			r.Failed.Add(1)
+			r.log.Warn("notify hook failed", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "error", err)
 		}
 	}
 }

@@ -106,3 +106,15 @@ func TestSlowHookNeverBlocks(t *testing.T) {
 		}
 	}
 }
+
+// Finish runs what is still queued, then the final event, synchronously.
+func TestFinish(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
+	r := New(quiet(), conf.Notify{Any: []string{"/bin/sh", "-c", "echo \"$LVSHA_VRRP_STATE\" >> " + log}, Timeout: 5 * time.Second})
+	r.Notify(Event{Instance: "vi", State: "MASTER", Priority: 1})
+	r.Finish(Event{Instance: "vi", State: "STOP", Priority: 1})
+	b, _ := os.ReadFile(log)
+	if string(b) != "MASTER\nSTOP\n" {
+		t.Errorf("hooks ran %q, want MASTER then STOP", b)
+	}
+}
