@@ -111,15 +111,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 	url := "http://" + vip + "/"
 	client, ds := newDirectors(b, vip+"/24", func(int) string { return lvshaExtra }, 150, 100)
 	p := &pair{kind: kind, client: client, ds: ds, kaArgs: []string{kaExtra}}
-	holder := func() string {
-		var h []string
-		for _, d := range ds {
-			if d.holdsVIP(b, vip) {
-				h = append(h, d.name)
-			}
-		}
-		return strings.Join(h, ",")
-	}
+	holder := func() string { return vipHolders(b, ds, vip) }
 	p.startDirector(b, 0)
 	p.startDirector(b, 1)
 	settle := 20*advert + 10*time.Second

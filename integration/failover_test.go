@@ -92,20 +92,40 @@ func (d *director) kill() {
 
 // state is the instance's VRRP state from `lvsha status -o json`, or "" if
 // the daemon does not answer.
-func (d *director) state() string {
+func (d *director) state() string { return d.states()["vi"] }
+
+// states is every VRRP instance's state from `lvsha status -o json`.
+func (d *director) states() map[string]string {
 	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
 	if err != nil {
-		return ""
+		return nil
 	}
 	var rep struct {
 		VRRP []struct {
+			Name  string `json:"name"`
 			State string `json:"state"`
 		} `json:"vrrp_instances"`
 	}
-	if json.Unmarshal(out, &rep) != nil || len(rep.VRRP) == 0 {
-		return ""
+	if json.Unmarshal(out, &rep) != nil {
+		return nil
 	}
-	return rep.VRRP[0].State
+	m := map[string]string{}
+	for _, v := range rep.VRRP {
+		m[v.Name] = v.State
+	}
+	return m
+}
+
+// vipHolders names the directors whose namespace has vip, comma-separated
+// in order: "" for none, "lb1,lb2" for two.
+func vipHolders(t testing.TB, ds []*director, vip string) string {
+	var h []string
+	for _, d := range ds {
+		if d.holdsVIP(t, vip) {
+			h = append(h, d.name)
+		}
+	}
+	return strings.Join(h, ",")
 }
 
 // holdsVIP reports whether the director's namespace has the VIP.

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -65,15 +64,7 @@ func TestKeepalivedInterop(t *testing.T) {
 			// lb1 runs keepalived, lb2 runs lvsha; both answer their name.
 			client, ds := newDirectors(t, vip+"/24", func(int) string { return tc.lvshaExtra }, 150, 100)
 			ka, lv := ds[0], ds[1]
-			holders := func() string {
-				var h []string
-				for _, d := range ds {
-					if d.holdsVIP(t, vip) {
-						h = append(h, d.name)
-					}
-				}
-				return strings.Join(h, ",")
-			}
+			holders := func() string { return vipHolders(t, ds, vip) }
 
 			// keepalived (150) master, lvsha (100) backup.
 			kaCmd := startKeepalivedVRRP(t, ka.ns, ka.iface, 150, vip+"/24", tc.kaExtra)

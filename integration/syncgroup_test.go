@@ -1,35 +1,11 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 )
-
-// states is every VRRP instance's state from `lvsha status -o json`.
-func (d *director) states() map[string]string {
-	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
-	if err != nil {
-		return nil
-	}
-	var rep struct {
-		VRRP []struct {
-			Name  string `json:"name"`
-			State string `json:"state"`
-		} `json:"vrrp_instances"`
-	}
-	if json.Unmarshal(out, &rep) != nil {
-		return nil
-	}
-	m := map[string]string{}
-	for _, v := range rep.VRRP {
-		m[v.Name] = v.State
-	}
-	return m
-}
 
 // TestSyncGroup: two instances in a sync group change state together. On
 // lb1 one of them tracks an interface; when it goes down that instance
