@@ -22,6 +22,27 @@ type Config struct {
 	// SyncGroups make instances change state together (array of tables
 	// "vrrp_sync_group").
 	SyncGroups []SyncGroup
+	// TrackExecs are commands whose exit status VRRP instances track
+	// (array of tables "track_exec"), keepalived's vrrp_script.
+	TrackExecs []TrackExec
+}
+
+// TrackExec is a command run periodically; exit status 0 is success. Its
+// state changes only after Rise successes or Fall failures in a row.
+// Each command runs once per Interval however many instances track it.
+type TrackExec struct {
+	Name     string        // key "name"; required, unique
+	Command  []string      // key "command": argv, run without a shell
+	Interval time.Duration // key "interval"; default 1s
+	// Timeout kills a run that takes longer; it counts as a failure
+	// (key "timeout"; default: the interval, at most the interval).
+	Timeout time.Duration
+	Rise    int // key "rise"; 1..100, default 1
+	Fall    int // key "fall"; 1..100, default 1
+	// InitFail starts the command as failing until it first succeeds
+	// Rise times; by default it starts as succeeding, as keepalived's
+	// vrrp_script does (key "init_fail"; default false).
+	InitFail bool
 }
 
 // VRRPInstance is one virtual router: the directors sharing a set of VIPs
@@ -83,6 +104,10 @@ type VRRPInstance struct {
 	// virtual server has no real server up (array of tables
 	// "track_virtual_server").
 	TrackVirtualServers []TrackVirtualServer
+	// TrackExecs lower the priority by Weight while the named track_exec
+	// fails, or, with Weight 0, put the instance in fault (array of tables
+	// "track_exec" inside the instance).
+	TrackExecs []TrackExecRef
 	// Notify holds the commands run on transitions.
 	Notify Notify
 	// AuthPass is VRRPv2's simple-text password, at most 8 bytes
@@ -94,6 +119,12 @@ type VRRPInstance struct {
 type TrackVirtualServer struct {
 	Name   string // key "name": a virtual_server's name
 	Weight int    // key "weight": 1..254 subtracted while it is down; default 50
+}
+
+// TrackExecRef ties an instance to a track_exec.
+type TrackExecRef struct {
+	Name   string // key "name": a track_exec's name
+	Weight int    // key "weight": 0..254 subtracted while it fails, 0 for fault; default 0
 }
 
 // Notify holds argv commands run on state transitions with the instance

@@ -309,6 +309,16 @@ type rawConfig struct {
 	vss      []rawVirtualServer
 	vrrps    []rawVRRP
 	groups   []rawSyncGroup
+	execs    []rawTrackExec
+}
+
+type rawTrackExec struct {
+	key               string
+	name              val[string]
+	command           val[[]string]
+	interval, timeout val[time.Duration]
+	rise, fall        val[int64]
+	initFail          val[bool]
 }
 
 type rawVRRP struct {
@@ -321,6 +331,7 @@ type rawVRRP struct {
 	notifyMaster, notifyBackup             val[[]string]
 	notifyFault, notifyStop, notifyAny     val[[]string]
 	trackVS                                []rawTrackVS
+	trackExec                              []rawTrackVS
 }
 
 type rawTrackVS struct {
@@ -373,7 +384,7 @@ type rawCheck struct {
 
 func (r *reader) config(root map[string]any) rawConfig {
 	t := table{m: root}
-	r.known(t, "director", "virtual_server", "vrrp_instance", "vrrp_sync_group")
+	r.known(t, "director", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
 		r.known(d, "name", "control_socket", "resync_interval")
@@ -389,6 +400,15 @@ func (r *reader) config(root map[string]any) rawConfig {
 	for _, vt := range r.tables(t, "vrrp_instance") {
 		rc.vrrps = append(rc.vrrps, r.vrrpInstance(vt))
 	}
+	for _, et := range r.tables(t, "track_exec") {
+		r.known(et, "name", "command", "interval", "timeout", "rise", "fall", "init_fail")
+		rc.execs = append(rc.execs, rawTrackExec{
+			key: et.key, name: r.str(et, "name"), command: r.strs(et, "command"),
+			interval: r.duration(et, "interval"), timeout: r.duration(et, "timeout"),
+			rise: r.integer(et, "rise", 1, maxRiseFall), fall: r.integer(et, "fall", 1, maxRiseFall),
+			initFail: r.boolean(et, "init_fail"),
+		})
+	}
 	for _, gt := range r.tables(t, "vrrp_sync_group") {
 		r.known(gt, "name", "instances")
 		rc.groups = append(rc.groups, rawSyncGroup{key: gt.key, name: r.str(gt, "name"), instances: r.strs(gt, "instances")})
@@ -399,7 +419,7 @@ func (r *reader) config(root map[string]any) rawConfig {
 func (r *reader) vrrpInstance(t table) rawVRRP {
 	r.known(t, "name", "interface", "router_id", "priority", "version", "advert_interval",
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
-		"vip_holder", "garp_repeat", "garp_refresh", "track_interfaces", "track_virtual_server",
+		"vip_holder", "garp_repeat", "garp_refresh", "track_interfaces", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
 		"auth_pass")
 	v := rawVRRP{
@@ -431,6 +451,10 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 	for _, tt := range r.tables(t, "track_virtual_server") {
 		r.known(tt, "name", "weight")
 		v.trackVS = append(v.trackVS, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
+	}
+	for _, tt := range r.tables(t, "track_exec") {
+		r.known(tt, "name", "weight")
+		v.trackExec = append(v.trackExec, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 0, 254)})
 	}
 	return v
 }

@@ -37,6 +37,9 @@ const (
 	defaultVIPHolder       = "tun"
 	defaultGARPRepeat      = 5
 	defaultTrackWeight     = 50
+	defaultTrackExecWeight = 0 // keepalived's: a failing script means fault
+	defaultTrackExecRise   = 1
+	defaultTrackExecFall   = 1
 	defaultNotifyTimeout   = 10 * time.Second
 	maxPreemptDelay        = 1000 * time.Second
 	maxAuthPass            = 8

@@ -332,7 +332,7 @@ func TestParseBad(t *testing.T) {
 		want string
 	}{
 		{"syntax error", vsHead + "weight = \n", `t.toml:3: syntax error: expected value but found '\n' instead`},
-		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, virtual_server, vrrp_instance, vrrp_sync_group)`},
+		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, virtual_server, vrrp_instance, vrrp_sync_group, track_exec)`},
 		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
 			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
 		{"unknown director key", "[director]\nsocket = \"/x\"\n",

@@ -14,10 +14,11 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	for _, vs := range c.VirtualServers {
 		vsNames[vs.Name] = true
 	}
+	execNames := b.trackExecs(rc, c)
 	names := map[string]string{}   // instance name → key of its first use
 	routers := map[string]string{} // interface/vrid/family → instance key
 	for _, rv := range rc.vrrps {
-		in := b.vrrpInstance(rv, vsNames)
+		in := b.vrrpInstance(rv, vsNames, execNames)
 		c.VRRPInstances = append(c.VRRPInstances, in)
 		if in.Name != "" {
 			if first, dup := names[in.Name]; dup {
@@ -69,7 +70,7 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	}
 }
 
-func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool) VRRPInstance {
+func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) VRRPInstance {
 	in := VRRPInstance{
 		Name:         rv.name.or(""),
 		Interface:    rv.iface.or(""),
@@ -212,7 +213,58 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool) VRRPInstance
 		}
 		in.TrackVirtualServers = append(in.TrackVirtualServers, tv)
 	}
+	seen := map[string]bool{}
+	for _, rt := range rv.trackExec {
+		te := TrackExecRef{Name: rt.name.or(""), Weight: int(rt.weight.or(defaultTrackExecWeight))}
+		switch {
+		case !rt.name.set:
+			b.add(rt.key+".name", "missing (want a track_exec name)")
+		case rt.name.ok && !execNames[te.Name]:
+			b.add(rt.name.key, "unknown track_exec %q", te.Name)
+		case rt.name.ok && seen[te.Name]:
+			b.add(rt.name.key, "track_exec %q is already tracked by this instance", te.Name)
+		}
+		seen[te.Name] = true
+		in.TrackExecs = append(in.TrackExecs, te)
+	}
 	return in
+}
+
+// trackExecs builds the top-level track_exec commands and returns their names.
+func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]bool {
+	names := map[string]bool{}
+	for _, re := range rc.execs {
+		te := TrackExec{
+			Name: re.name.or(""), Command: re.command.or(nil),
+			Interval: re.interval.or(defaultCheckInterval),
+			Rise:     int(re.rise.or(defaultTrackExecRise)), Fall: int(re.fall.or(defaultTrackExecFall)),
+			InitFail: re.initFail.or(false),
+		}
+		switch {
+		case !re.name.set:
+			b.add(re.key+".name", "missing (want a name that vrrp_instance track_exec tables refer to)")
+		case te.Name == "":
+			b.add(re.name.key, `must not be empty (got "")`)
+		case names[te.Name]:
+			b.add(re.name.key, "duplicate track_exec name %q", te.Name)
+		}
+		names[te.Name] = true
+		switch {
+		case !re.command.set:
+			b.add(re.key+".command", `missing (want an argv such as ["/usr/local/bin/check", "arg"])`)
+		case re.command.ok && (len(te.Command) == 0 || te.Command[0] == ""):
+			b.add(re.command.key, `empty command (want an argv such as ["/usr/local/bin/check", "arg"])`)
+		}
+		if v := re.interval; v.valid() && v.v < minCheckInterval {
+			b.add(v.key, "too short (got %s, want at least %s)", v.v, minCheckInterval)
+		}
+		te.Timeout = re.timeout.or(te.Interval)
+		if v := re.timeout; v.valid() && (v.v <= 0 || v.v > te.Interval) {
+			b.add(v.key, "out of range (got %s, want more than 0s and at most the interval %s)", v.v, te.Interval)
+		}
+		c.TrackExecs = append(c.TrackExecs, te)
+	}
+	return names
 }
 
 func (b *builder) ifname(key, n string) {

@@ -24,6 +24,24 @@ notify_master = ["/etc/lvsha/master.sh", "x"]
   [[vrrp_instance.track_virtual_server]]
   name = "web"
   weight = 20
+  [[vrrp_instance.track_exec]]
+  name = "haproxy"
+  [[vrrp_instance.track_exec]]
+  name = "disk"
+  weight = 30
+
+[[track_exec]]
+name = "haproxy"
+command = ["/usr/bin/pgrep", "haproxy"]
+
+[[track_exec]]
+name = "disk"
+command = ["/usr/local/bin/disk-ok"]
+interval = "5s"
+timeout = "2s"
+rise = 2
+fall = 3
+init_fail = true
 
 [[vrrp_instance]]
 name = "vi2"
@@ -59,6 +77,7 @@ instances = ["vi1", "vi6"]
 			VirtualIPs:          []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")},
 			TrackInterfaces:     []string{"eth1"},
 			TrackVirtualServers: []TrackVirtualServer{{Name: "web", Weight: 20}},
+			TrackExecs:          []TrackExecRef{{Name: "haproxy", Weight: 0}, {Name: "disk", Weight: 30}},
 			Notify:              Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second}},
 		{Name: "vi2", Interface: "eth0", RouterID: 52, Priority: 150, Version: 2, AdvertInterval: 2 * time.Second,
 			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, AuthPass: "secret12",
@@ -72,6 +91,13 @@ instances = ["vi1", "vi6"]
 	}
 	if d := cmp.Diff(want, c.VRRPInstances, cmpOpts...); d != "" {
 		t.Errorf("instances (-want +got):\n%s", d)
+	}
+	wantExecs := []TrackExec{
+		{Name: "haproxy", Command: []string{"/usr/bin/pgrep", "haproxy"}, Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1},
+		{Name: "disk", Command: []string{"/usr/local/bin/disk-ok"}, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3, InitFail: true},
+	}
+	if d := cmp.Diff(wantExecs, c.TrackExecs); d != "" {
+		t.Errorf("track_exec (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff([]SyncGroup{{Name: "g", Instances: []string{"vi1", "vi6"}}}, c.SyncGroups); d != "" {
 		t.Errorf("sync groups (-want +got):\n%s", d)
@@ -106,6 +132,16 @@ func TestVRRPBad(t *testing.T) {
 			"t.toml:6: vrrp_instance[0].unicast_src: needs unicast_peers (want the other directors' addresses)"},
 		{"unknown tracked virtual server", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_virtual_server]]\nname = \"nope\"\n",
 			`t.toml:7: vrrp_instance[0].track_virtual_server[0].name: unknown virtual_server "nope"`},
+		{"unknown track_exec", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_exec]]\nname = \"nope\"\n",
+			`t.toml:7: vrrp_instance[0].track_exec[0].name: unknown track_exec "nope"`},
+		{"track_exec weight out of range", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_exec]]\nname = \"x\"\nweight = 255\n[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n",
+			"t.toml:8: vrrp_instance[0].track_exec[0].weight: out of range (got 255, want 0..254)"},
+		{"track_exec without command", "[[track_exec]]\nname = \"x\"\n",
+			`t.toml:1: track_exec[0].command: missing (want an argv such as ["/usr/local/bin/check", "arg"])`},
+		{"track_exec timeout beyond interval", "[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
+			"t.toml:5: track_exec[0].timeout: out of range (got 2s, want more than 0s and at most the interval 1s)"},
+		{"duplicate track_exec", "[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n",
+			`t.toml:5: track_exec[1].name: duplicate track_exec name "x"`},
 		{"same router on a link twice", head + "virtual_ips = [\"192.0.2.1\"]\n" + "[[vrrp_instance]]\nname = \"b\"\ninterface = \"eth0\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.2\"]\n",
 			"t.toml:9: vrrp_instance[1].router_id: router_id 1 is already used on interface eth0 for inet VIPs by vrrp_instance[0] at line 1 (want a different router_id per virtual router on a link)"},
 		{"unknown instance in group", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\ninstances = [\"a\", \"zz\"]\n",
