@@ -255,6 +255,45 @@ func (r *reader) ints(t table, name string, lo, hi int64) val[[]int] {
 	return out
 }
 
+// statuses reads HTTP status codes: integers, or "LO-HI" strings for
+// inclusive ranges such as keepalived's default "200-299".
+func (r *reader) statuses(t table, name string) val[[]int] {
+	key := joinKey(t.key, name)
+	raw, ok := t.m[name]
+	if !ok {
+		return val[[]int]{key: key}
+	}
+	out := val[[]int]{set: true, key: key}
+	arr, ok := raw.([]any)
+	if !ok {
+		r.wrongType(key, raw, `array of status codes (integers or "LO-HI" ranges)`)
+		return out
+	}
+	out.ok = true
+	for i, e := range arr {
+		ekey := indexKey(key, i)
+		s, isStr := e.(string)
+		if !isStr {
+			n := r.intValue(ekey, e, minHTTPStatus, maxHTTPStatus)
+			out.ok = out.ok && n.ok
+			out.v = append(out.v, int(n.v))
+			continue
+		}
+		lo, hi, found := strings.Cut(s, "-")
+		a, errA := strconv.Atoi(strings.TrimSpace(lo))
+		b, errB := strconv.Atoi(strings.TrimSpace(hi))
+		if !found || errA != nil || errB != nil || a < minHTTPStatus || b > maxHTTPStatus || a > b {
+			r.add(ekey, `invalid status range (got %q, want "LO-HI" with %d <= LO <= HI <= %d, e.g. "200-299")`, s, minHTTPStatus, maxHTTPStatus)
+			out.ok = false
+			continue
+		}
+		for c := a; c <= b; c++ {
+			out.v = append(out.v, c)
+		}
+	}
+	return out
+}
+
 // subtable reads a table (a [header] table or an inline one).
 func (r *reader) subtable(t table, name string) (table, bool) {
 	key := joinKey(t.key, name)
@@ -524,7 +563,7 @@ func (r *reader) check(t table) *rawCheck {
 		method:         r.str(t, "method"),
 		path:           r.str(t, "path"),
 		host:           r.str(t, "host"),
-		status:         r.ints(t, "status", 100, 599),
+		status:         r.statuses(t, "status"),
 		body:           r.str(t, "body"),
 		regexp:         r.str(t, "body_regexp"),
 		tlsVerify:      r.boolean(t, "tls_verify"),

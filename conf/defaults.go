@@ -29,6 +29,8 @@ const (
 	defaultTimeoutDivisor   = 2   // timeout defaults to interval / 2
 	maxWeight               = 65535
 	maxRiseFall             = 100
+	minHTTPStatus           = 100
+	maxHTTPStatus           = 599
 
 	defaultVRRPPriority    = 100
 	defaultVRRPVersion     = 3

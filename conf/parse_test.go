@@ -164,7 +164,7 @@ address = "192.0.2.1:80"
 type = "http"
 interval = "2s"
 path = "/health"
-status = [200, 204]
+status = [200, 204, "301-303"]
 host = "example.com"
 connect_port = 8081
 
@@ -187,7 +187,7 @@ tls_verify = true
 `,
 		want: func() Config {
 			base := Check{Type: "http", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2,
-				ConnectPort: 8081, Method: "GET", Path: "/health", Host: "example.com", Status: []int{200, 204}}
+				ConnectPort: 8081, Method: "GET", Path: "/health", Host: "example.com", Status: []int{200, 204, 301, 302, 303}}
 			rise5 := base
 			rise5.Rise, rise5.Timeout = 5, 300*time.Millisecond
 			tcp := Check{Type: "tcp", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2, ConnectPort: 8081}
@@ -340,7 +340,11 @@ func TestParseBad(t *testing.T) {
 		{"wrong type", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = \"1\"\n",
 			`t.toml:5: virtual_server[0].real_server[0].weight: wrong type (got string "1", want integer)`},
 		{"wrong type in array", vsHead + "[virtual_server.check]\ntype = \"http\"\nstatus = [200,\n  \"404\"]\n",
-			`t.toml:6: virtual_server[0].check.status[1]: wrong type (got string "404", want integer)`},
+			`t.toml:6: virtual_server[0].check.status[1]: invalid status range (got "404", want "LO-HI" with 100 <= LO <= HI <= 599, e.g. "200-299")`},
+		{"reversed status range", vsHead + "check = { type = \"http\", status = [\"299-200\"] }\n",
+			`t.toml:3: virtual_server[0].check.status[0]: invalid status range (got "299-200", want "LO-HI" with 100 <= LO <= HI <= 599, e.g. "200-299")`},
+		{"status of wrong type", vsHead + "check = { type = \"http\", status = [true] }\n",
+			`t.toml:3: virtual_server[0].check.status[0]: wrong type (got boolean true, want integer)`},
 		{"virtual_server as a plain table", "[virtual_server]\naddress = \"192.0.2.1:80\"\n",
 			`t.toml:1: virtual_server: wrong type (got table, want array of tables: write [[virtual_server]], not [virtual_server])`},
 		{"duration as a number", vsHead + "persistence = 30\n",
