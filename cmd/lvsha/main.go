@@ -4,6 +4,7 @@
 //	lvsha run -c FILE      run the daemon
 //	lvsha check -c FILE    validate a configuration and print its table
 //	lvsha status           show the running daemon's table and health
+//	lvsha convert FILE     convert a keepalived.conf to lvsha TOML
 //	lvsha version          print the version
 package main
 
@@ -25,6 +26,8 @@ Usage:
   lvsha check   -c FILE                validate FILE and print the IPVS table it describes
   lvsha status  [-s SOCKET | -c FILE] [-o text|json]
                                        show the live table, health and counters
+  lvsha convert [-o OUT] [--strict] keepalived.conf
+                                       convert a keepalived configuration to lvsha TOML
   lvsha version                        print version information
 
 Run "lvsha COMMAND -h" for the flags of one command.
@@ -61,6 +64,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "convert":
+		err = cmdConvert(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -77,6 +77,9 @@ type Warning struct {
 
 func (w Warning) String() string { return fmt.Sprintf("%s:%d: %s", w.File, w.Line, w.Msg) }
 
+// Location is "file:line".
+func (w Warning) Location() string { return fmt.Sprintf("%s:%d", w.File, w.Line) }
+
 // Error is a configuration error at a position. Parse joins all it found
 // with errors.Join; use errors.As to reach them.
 type Error struct {

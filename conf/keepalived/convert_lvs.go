@@ -1,0 +1,979 @@
+package keepalived
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// keepalived's checker defaults (check_data.c, check_api.c, check_http.c,
+// check_misc.c of 2.2.7).
+const (
+	kaDelayLoop        = 60 * time.Second
+	kaConnectTimeout   = 5 * time.Second
+	kaRetry            = 1 // retries after the first failure, for every checker but MISC_CHECK
+	kaMiscRetry        = 0
+	kaDelayBeforeRetry = time.Second
+	kaHTTPDelayRetry   = 3 * time.Second
+	kaPersistDefault   = 360 // seconds, for a port-0 service without persistence_timeout
+)
+
+var kaSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+// timing holds the check settings that keepalived inherits from the
+// virtual server to the real server to the checker; nil means unset.
+type timing struct {
+	delayLoop, connectTimeout, delayBeforeRetry, warmup *time.Duration
+	retry                                               *int
+	alpha, inhibit                                      *bool
+	virtualhost                                         *string
+}
+
+// over returns t with o's set fields taking precedence.
+func (t timing) over(o timing) timing {
+	if o.delayLoop != nil {
+		t.delayLoop = o.delayLoop
+	}
+	if o.connectTimeout != nil {
+		t.connectTimeout = o.connectTimeout
+	}
+	if o.delayBeforeRetry != nil {
+		t.delayBeforeRetry = o.delayBeforeRetry
+	}
+	if o.warmup != nil {
+		t.warmup = o.warmup
+	}
+	if o.retry != nil {
+		t.retry = o.retry
+	}
+	if o.alpha != nil {
+		t.alpha = o.alpha
+	}
+	if o.inhibit != nil {
+		t.inhibit = o.inhibit
+	}
+	if o.virtualhost != nil {
+		t.virtualhost = o.virtualhost
+	}
+	return t
+}
+
+// timingDirective reads one of the inherited settings; false when n is
+// not one.
+func (c *converter) timingDirective(n *Node, t *timing) bool {
+	switch n.Name {
+	case "delay_loop":
+		if d, ok := c.secondsArg(n); ok {
+			t.delayLoop = &d
+		}
+	case "connect_timeout":
+		if d, ok := c.secondsArg(n); ok {
+			t.connectTimeout = &d
+		}
+	case "delay_before_retry":
+		if d, ok := c.secondsArg(n); ok {
+			t.delayBeforeRetry = &d
+		}
+	case "warmup":
+		if d, ok := c.secondsArg(n); ok {
+			t.warmup = &d
+		}
+	case "retry", "nb_get_retry":
+		if v, ok := c.intArg(n, 0, 99); ok {
+			t.retry = &v
+		}
+	case "alpha":
+		b := boolArg(n)
+		t.alpha = &b
+	case "inhibit_on_failure":
+		b := boolArg(n)
+		t.inhibit = &b
+	case "virtualhost":
+		if len(n.Args) > 0 {
+			t.virtualhost = &n.Args[0]
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// boolArg reads keepalived's optional boolean argument: a bare keyword
+// means true.
+func boolArg(n *Node) bool {
+	if len(n.Args) == 0 {
+		return true
+	}
+	switch strings.ToLower(n.Args[0]) {
+	case "false", "off", "no", "0":
+		return false
+	}
+	return true
+}
+
+// service is one IPVS service a virtual_server block stands for; a
+// virtual_server_group expands to several.
+type service struct {
+	addr   netip.AddrPort // invalid for fwmark
+	fwmark uint32
+	family string // for fwmark: "inet", "inet6" or "" (unknown)
+	origin string // comment naming the group entry, when from a group
+}
+
+// vsSettings is what a virtual_server block says, before rendering.
+type vsSettings struct {
+	node        *Node
+	protocol    string
+	protoNote   string
+	scheduler   string
+	schedFlags  []string
+	forwarding  string
+	persistence int
+	persistNote string
+	netmask     int
+	onePacket   bool
+	quorum      int
+	hysteresis  int
+	quorumSet   bool
+	sorry       *Node
+	sorryFwd    string
+	family      string // ip_family
+	rsWeight    int
+	timing      timing
+	reals       []*Node
+}
+
+func (c *converter) virtualServer(w *tomlWriter, n *Node) {
+	svcs, ok := c.services(n)
+	if !ok {
+		return
+	}
+	s := vsSettings{node: n, scheduler: "", forwarding: "", quorum: 1, rsWeight: 1}
+	for _, d := range n.Children {
+		if c.timingDirective(d, &s.timing) {
+			continue
+		}
+		switch d.Name {
+		case "lb_algo", "lvs_sched":
+			if len(d.Args) == 1 && containsFold(kaSchedulers, d.Args[0]) {
+				s.scheduler = strings.ToLower(d.Args[0])
+			} else {
+				c.errorf(d, "%s: unknown scheduler %q (want one of %s)", d.Name, strings.Join(d.Args, " "), strings.Join(kaSchedulers, " "))
+			}
+		case "lb_kind", "lvs_method":
+			if f, ok := c.forwarding(d); ok {
+				s.forwarding = f
+			}
+		case "protocol":
+			if len(d.Args) == 1 && containsFold([]string{"TCP", "UDP", "SCTP"}, d.Args[0]) {
+				s.protocol = strings.ToLower(d.Args[0])
+			} else {
+				c.errorf(d, "protocol: want TCP, UDP or SCTP (got %q)", strings.Join(d.Args, " "))
+			}
+		case "persistence_timeout":
+			if len(d.Args) == 0 {
+				s.persistence = kaPersistDefault
+			} else if v, ok := c.intArg(d, 1, 1<<31-1); ok {
+				s.persistence = v
+			}
+		case "persistence_granularity":
+			s.netmask = c.granularity(d)
+		case "ops":
+			s.onePacket = true
+		case "sh-port", "mh-port", "sh-fallback", "mh-fallback":
+			s.schedFlags = append(s.schedFlags, d.Name)
+		case "flag-1", "flag-2":
+			s.schedFlags = append(s.schedFlags, d.Name) // resolved once the scheduler is known
+		case "quorum":
+			if v, ok := c.intArg(d, 1, 1<<31-1); ok {
+				s.quorum, s.quorumSet = v, true
+			}
+		case "hysteresis":
+			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
+				s.hysteresis = v
+			}
+		case "sorry_server":
+			s.sorry = d
+		case "sorry_server_lvs_method":
+			if f, ok := c.forwarding(d); ok {
+				s.sorryFwd = f
+			}
+		case "ip_family":
+			if len(d.Args) == 1 && (d.Args[0] == "inet" || d.Args[0] == "inet6") {
+				s.family = d.Args[0]
+			} else {
+				c.warn(d, "ip_family: not carried: want inet or inet6 (got %q)", strings.Join(d.Args, " "))
+			}
+		case "weight":
+			if v, ok := c.intArg(d, 0, 65535); ok {
+				s.rsWeight = v
+			}
+		case "real_server":
+			s.reals = append(s.reals, d)
+		case "ha_suspend":
+			c.notCarried(d, "lvsha keeps every director's table programmed and checked whatever its VRRP state, so a new master forwards at once")
+		case "omega":
+			c.notCarried(d, "lvsha runs no quorum_down command when a virtual server is removed")
+		case "quorum_up", "quorum_down":
+			c.notCarried(d, "lvsha runs no command on quorum changes; `lvsha status -o json` shows the sorry server state")
+		case "sorry_server_inhibit":
+			c.notCarried(d, "lvsha removes an unused sorry server from the table instead of keeping it at weight 0")
+		case "persistence_engine":
+			c.notCarried(d, "lvsha sets no IPVS persistence engine")
+		case "hashed":
+			c.notCarried(d, "the hashed flag is internal to the kernel")
+		case "flag-3":
+			c.notCarried(d, "lvsha sets only the sh/mh scheduler flags")
+		case "smtp_alert":
+			c.notCarried(d, "lvsha sends no mail")
+		case "snmp_name":
+			c.notCarried(d, "lvsha has no SNMP agent")
+		default:
+			c.unknown(d, "virtual_server")
+		}
+	}
+	if s.timing.alpha != nil && *s.timing.alpha {
+		c.warn(n, "alpha: not carried: lvsha starts every real server up and lets the first failed checks take it out, as keepalived does without alpha")
+	}
+	if s.scheduler == "" {
+		s.scheduler = "wlc"
+	}
+	if s.forwarding == "" {
+		s.forwarding = "nat"
+	}
+	if s.sorryFwd != "" && s.sorryFwd != s.forwarding {
+		c.warn(n, "sorry_server_lvs_method: not carried: lvsha forwards to the sorry server with the virtual server's method (%s)", s.forwarding)
+	}
+	var flags []string
+	for _, f := range s.schedFlags {
+		switch {
+		case f == "flag-1" && (s.scheduler == "sh" || s.scheduler == "mh"):
+			flags = append(flags, s.scheduler+"-fallback")
+		case f == "flag-2" && (s.scheduler == "sh" || s.scheduler == "mh"):
+			flags = append(flags, s.scheduler+"-port")
+		case strings.HasPrefix(f, s.scheduler+"-"):
+			flags = append(flags, f)
+		default:
+			c.warn(n, "%s: not carried: the flag means nothing to scheduler %s", f, s.scheduler)
+		}
+	}
+	s.schedFlags = flags
+	for _, svc := range svcs {
+		c.renderService(w, &s, svc)
+	}
+}
+
+// services reads the virtual_server header: IP PORT, fwmark N or group NAME.
+func (c *converter) services(n *Node) ([]service, bool) {
+	switch {
+	case len(n.Args) == 2 && n.Args[0] == "fwmark":
+		m, err := strconv.ParseUint(n.Args[1], 10, 32)
+		if err != nil || m == 0 {
+			c.errorf(n, "virtual_server fwmark: want a mark 1..4294967295 (got %q)", n.Args[1])
+			return nil, false
+		}
+		return []service{{fwmark: uint32(m)}}, true
+	case len(n.Args) == 2 && n.Args[0] == "group":
+		g, ok := c.vsGroups[n.Args[1]]
+		if !ok {
+			c.errorf(n, "virtual_server group: unknown virtual_server_group %q", n.Args[1])
+			return nil, false
+		}
+		return c.groupEntries(g), true
+	case len(n.Args) == 1 || len(n.Args) == 2:
+		port := "0"
+		if len(n.Args) == 2 {
+			port = n.Args[1]
+		}
+		ap, ok := parseAddrPort(n.Args[0], port)
+		if !ok {
+			c.errorf(n, "virtual_server: invalid address or port (got %q)", strings.Join(n.Args, " "))
+			return nil, false
+		}
+		return []service{{addr: ap}}, true
+	default:
+		c.errorf(n, "virtual_server: want IP PORT, fwmark MARK or group NAME (got %q)", strings.Join(n.Args, " "))
+		return nil, false
+	}
+}
+
+func parseAddrPort(ip, port string) (netip.AddrPort, bool) {
+	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
+	if err != nil || a.Zone() != "" {
+		return netip.AddrPort{}, false
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a, uint16(p)), true
+}
+
+// maxGroupExpansion bounds how many services one group entry may expand
+// to; keepalived allows a range within one octet or hextet at most.
+const maxGroupExpansion = 256
+
+// groupEntries expands a virtual_server_group into services: "IP PORT",
+// "IP-LAST PORT" and "IP/LEN PORT" ranges in the last octet (IPv4) or
+// hextet (IPv6), and "fwmark N [inet|inet6]".
+func (c *converter) groupEntries(g *Node) []service {
+	var out []service
+	for _, e := range g.Children {
+		origin := fmt.Sprintf("from virtual_server_group %s, %s:%d", g.Args[0], e.File, e.Line)
+		if e.Name == "fwmark" {
+			if len(e.Args) < 1 {
+				c.warn(e, "fwmark: not carried: missing mark")
+				continue
+			}
+			m, err := strconv.ParseUint(e.Args[0], 10, 32)
+			if err != nil || m == 0 {
+				c.warn(e, "fwmark: not carried: invalid mark %q", e.Args[0])
+				continue
+			}
+			svc := service{fwmark: uint32(m), origin: origin}
+			if len(e.Args) > 1 {
+				if e.Args[1] != "inet" && e.Args[1] != "inet6" {
+					c.warn(e, "fwmark: family not carried: want inet or inet6 (got %q)", e.Args[1])
+				} else {
+					svc.family = e.Args[1]
+				}
+				c.extraArgs(e, 2)
+			}
+			out = append(out, svc)
+			continue
+		}
+		port := "0"
+		if len(e.Args) > 0 {
+			port = e.Args[0]
+		}
+		c.extraArgs(e, 1)
+		addrs, ok := expandRange(e.Name)
+		if !ok {
+			c.warn(e, "%s: not carried: want IP, IP-LAST or IP/LEN within the last octet or hextet", e.Name)
+			continue
+		}
+		for _, a := range addrs {
+			ap, ok := parseAddrPort(a.String(), port)
+			if !ok {
+				c.warn(e, "%s: not carried: invalid port %q", e.Name, port)
+				break
+			}
+			out = append(out, service{addr: ap, origin: origin})
+		}
+	}
+	return out
+}
+
+// expandRange expands keepalived's group address forms.
+func expandRange(s string) ([]netip.Addr, bool) {
+	if base, last, ok := strings.Cut(s, "-"); ok {
+		a, err := netip.ParseAddr(base)
+		if err != nil {
+			return nil, false
+		}
+		b := a.As16()
+		var first, end uint64
+		if a.Is4() {
+			first = uint64(a.As4()[3])
+			v, err := strconv.ParseUint(last, 10, 8)
+			if err != nil {
+				return nil, false
+			}
+			end = v
+		} else {
+			first = uint64(b[14])<<8 | uint64(b[15])
+			v, err := strconv.ParseUint(last, 16, 16)
+			if err != nil {
+				return nil, false
+			}
+			end = v
+		}
+		if end < first || end-first >= maxGroupExpansion {
+			return nil, false
+		}
+		var out []netip.Addr
+		for i := first; i <= end; i++ {
+			out = append(out, withLast(a, i))
+		}
+		return out, true
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Masked() != p {
+			return nil, false
+		}
+		hostBits := p.Addr().BitLen() - p.Bits()
+		if hostBits > 8 || p.Bits() == 0 {
+			return nil, false
+		}
+		var out []netip.Addr
+		a := p.Addr()
+		for i := 0; i < 1<<hostBits; i++ {
+			out = append(out, a)
+			a = a.Next()
+		}
+		return out, true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil, false
+	}
+	return []netip.Addr{a}, true
+}
+
+func withLast(a netip.Addr, v uint64) netip.Addr {
+	if a.Is4() {
+		b := a.As4()
+		b[3] = byte(v)
+		return netip.AddrFrom4(b)
+	}
+	b := a.As16()
+	b[14], b[15] = byte(v>>8), byte(v)
+	return netip.AddrFrom16(b)
+}
+
+func (c *converter) forwarding(d *Node) (string, bool) {
+	if len(d.Args) >= 1 {
+		switch strings.ToUpper(d.Args[0]) {
+		case "NAT":
+			return "nat", true
+		case "DR":
+			return "dr", true
+		case "TUN":
+			if len(d.Args) > 1 {
+				c.warn(d, "%s: tunnel options not carried (lvsha uses IPIP): %s", d.Name, strings.Join(d.Args[1:], " "))
+			}
+			return "tun", true
+		}
+	}
+	c.errorf(d, "%s: want NAT, DR or TUN (got %q)", d.Name, strings.Join(d.Args, " "))
+	return "", false
+}
+
+// granularity maps persistence_granularity (an IPv4 netmask or an IPv6
+// prefix length) to a prefix length; 0 when invalid.
+func (c *converter) granularity(d *Node) int {
+	if len(d.Args) != 1 {
+		c.warn(d, "persistence_granularity: not carried: want a netmask")
+		return 0
+	}
+	if a, err := netip.ParseAddr(d.Args[0]); err == nil && a.Is4() {
+		b := a.As4()
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		ones := 0
+		for v&(1<<31) != 0 {
+			ones++
+			v <<= 1
+		}
+		if v != 0 || ones == 0 {
+			c.warn(d, "persistence_granularity: not carried: %s is not a contiguous netmask", d.Args[0])
+			return 0
+		}
+		return ones
+	}
+	if v, err := strconv.Atoi(d.Args[0]); err == nil && v >= 1 && v <= 128 {
+		return v
+	}
+	c.warn(d, "persistence_granularity: not carried: want an IPv4 netmask or an IPv6 prefix length (got %q)", d.Args[0])
+	return 0
+}
+
+func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
+	n := s.node
+	w.blank()
+	w.array("virtual_server")
+	what := "virtual_server " + strings.Join(n.Args, " ")
+	w.comment(at(n, what))
+	if svc.origin != "" {
+		w.comment(svc.origin)
+	}
+	family := "inet"
+	if svc.fwmark != 0 {
+		w.kv("fwmark", strconv.FormatUint(uint64(svc.fwmark), 10), "")
+		switch {
+		case svc.family != "":
+			family = svc.family
+		case s.family != "":
+			family = s.family
+		default:
+			family = c.realFamily(s)
+		}
+		if family == "inet6" {
+			w.kv("family", str("inet6"), "")
+		}
+		if s.protocol != "" {
+			c.warn(n, "protocol: not carried: a fwmark service has no protocol (keepalived ignores it too)")
+		}
+	} else {
+		w.kv("address", str(svc.addr.String()), "")
+		if svc.addr.Addr().Is6() {
+			family = "inet6"
+		}
+		if s.protocol == "" {
+			w.kv("protocol", str("udp"), "keepalived uses UDP when a virtual_server sets no protocol")
+		} else {
+			w.kv("protocol", str(s.protocol), "")
+		}
+	}
+	w.kv("scheduler", str(s.scheduler), "")
+	if len(s.schedFlags) > 0 {
+		w.kv("scheduler_flags", strs(s.schedFlags), "")
+	}
+	w.kv("forwarding", str(s.forwarding), "")
+	persistence := s.persistence
+	if persistence == 0 && svc.fwmark == 0 && svc.addr.Port() == 0 {
+		persistence = kaPersistDefault
+		w.comment("keepalived makes a port-0 service persistent for 360s")
+	}
+	if persistence > 0 {
+		w.kv("persistence", dur(time.Duration(persistence)*time.Second), "")
+	}
+	if s.netmask > 0 {
+		if family == "inet" && s.netmask > 32 {
+			c.warn(n, "persistence_granularity: not carried: /%d is not an IPv4 prefix length", s.netmask)
+		} else {
+			w.kv("persistence_netmask", strconv.Itoa(s.netmask), "")
+		}
+	}
+	if s.onePacket {
+		w.kv("one_packet", "true", "")
+	}
+
+	onDown := c.onDown(s)
+	if onDown == "remove" {
+		w.kv("on_down", str("remove"), "keepalived removes a failed real server unless inhibit_on_failure is set")
+	} else {
+		w.kv("on_down", str("weight0"), "inhibit_on_failure")
+	}
+	if s.sorry != nil {
+		c.renderSorry(w, s, svc)
+	}
+	if s.quorumSet || s.hysteresis > 0 {
+		q, h := s.quorum, s.hysteresis
+		if h >= q {
+			h = q - 1 // keepalived lowers it the same way
+		}
+		if h > 0 {
+			w.comment(fmt.Sprintf("keepalived: quorum %d, hysteresis %d (up at >= %d, down below %d);\nlvsha's band starts at quorum, so quorum %d and hysteresis %d give the same thresholds", q, h, q+h, q-h, q-h, 2*h))
+			w.kv("quorum", strconv.Itoa(q-h), "")
+			w.kv("hysteresis", strconv.Itoa(2*h), "")
+		} else {
+			w.kv("quorum", strconv.Itoa(q), "")
+		}
+	}
+	for _, rs := range s.reals {
+		c.realServer(w, s, svc, rs)
+	}
+}
+
+// realFamily guesses a fwmark service's family from its real servers, as
+// keepalived does when ip_family is not set.
+func (c *converter) realFamily(s *vsSettings) string {
+	for _, rs := range s.reals {
+		if len(rs.Args) > 0 {
+			if a, err := netip.ParseAddr(strings.Trim(rs.Args[0], "[]")); err == nil && a.Is6() {
+				return "inet6"
+			}
+		}
+	}
+	return "inet"
+}
+
+// onDown decides lvsha's per-service on_down from keepalived's
+// per-real-server inhibit_on_failure.
+func (c *converter) onDown(s *vsSettings) string {
+	def := s.timing.inhibit != nil && *s.timing.inhibit
+	first, mixed := def, false
+	for i, rs := range s.reals {
+		inh := def
+		for _, d := range rs.Children {
+			if d.Name == "inhibit_on_failure" {
+				inh = boolArg(d)
+			}
+		}
+		if i == 0 {
+			first = inh
+		} else if inh != first {
+			mixed = true
+		}
+	}
+	if mixed {
+		c.warn(s.node, "inhibit_on_failure: not carried for every real server: lvsha has one on_down per virtual server, so every real server follows the first one (%s)", map[bool]string{true: "weight 0", false: "removed"}[first])
+	}
+	if first {
+		return "weight0"
+	}
+	return "remove"
+}
+
+func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
+	d := s.sorry
+	port := "0"
+	if len(d.Args) >= 2 {
+		port = d.Args[1]
+	}
+	if len(d.Args) < 1 {
+		c.warn(d, "sorry_server: not carried: want IP [PORT]")
+		return
+	}
+	ap, ok := parseAddrPort(d.Args[0], port)
+	if !ok {
+		c.warn(d, "sorry_server: not carried: invalid address %q", strings.Join(d.Args, " "))
+		return
+	}
+	c.extraArgs(d, 2)
+	w.kv("sorry_server", str(c.destAddr(s.forwarding, svc, ap)), "")
+}
+
+// destAddr writes a destination's address as lvsha wants it: keepalived
+// gives NAT destinations of an address service the service's port when
+// none is set, and forces DR/TUN destinations to the service's port (or
+// none for fwmark).
+func (c *converter) destAddr(fwd string, svc service, ap netip.AddrPort) string {
+	switch {
+	case svc.fwmark != 0 && fwd != "nat":
+		return ap.Addr().String()
+	case svc.fwmark != 0:
+		return ap.String()
+	case fwd == "nat" && ap.Port() == 0:
+		return netip.AddrPortFrom(ap.Addr(), svc.addr.Port()).String()
+	case fwd != "nat":
+		return netip.AddrPortFrom(ap.Addr(), svc.addr.Port()).String()
+	}
+	return ap.String()
+}
+
+func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Node) {
+	if len(n.Args) < 1 || len(n.Args) > 2 {
+		c.errorf(n, "real_server: want IP [PORT] (got %q)", strings.Join(n.Args, " "))
+		return
+	}
+	port := "0"
+	if len(n.Args) == 2 {
+		port = n.Args[1]
+	}
+	ap, ok := parseAddrPort(n.Args[0], port)
+	if !ok {
+		c.errorf(n, "real_server: invalid address or port (got %q)", strings.Join(n.Args, " "))
+		return
+	}
+	weight := s.rsWeight
+	fwd := ""
+	var upper, lower int
+	t := s.timing
+	var checks []*Node
+	for _, d := range n.Children {
+		if c.timingDirective(d, &t) {
+			continue
+		}
+		switch d.Name {
+		case "weight":
+			if v, ok := c.intArg(d, 0, 65535); ok {
+				weight = v
+			}
+		case "lvs_method", "lb_kind":
+			if f, ok := c.forwarding(d); ok {
+				fwd = f
+			}
+		case "uthreshold":
+			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
+				upper = v
+			}
+		case "lthreshold":
+			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
+				lower = v
+			}
+		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK":
+			checks = append(checks, d)
+		case "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
+			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
+		case "notify_up", "notify_down":
+			c.notCarried(d, "lvsha runs no command on real server changes; `lvsha status -o json` shows them")
+		case "smtp_alert":
+			c.notCarried(d, "lvsha sends no mail")
+		case "snmp_name":
+			c.notCarried(d, "lvsha has no SNMP agent")
+		default:
+			c.unknown(d, "real_server")
+		}
+	}
+	if t.alpha != nil && *t.alpha && (s.timing.alpha == nil || !*s.timing.alpha) {
+		c.warn(n, "alpha: not carried: lvsha starts every real server up and lets the first failed checks take it out, as keepalived does without alpha")
+	}
+	effFwd := s.forwarding
+	if fwd != "" {
+		effFwd = fwd
+	}
+	w.blank()
+	w.indent = "  "
+	w.array("virtual_server.real_server")
+	w.comment(at(n, "real_server "+strings.Join(n.Args, " ")))
+	addr := c.destAddr(effFwd, svc, ap)
+	note := ""
+	if svc.fwmark == 0 && effFwd != "nat" && ap.Port() != 0 && ap.Port() != svc.addr.Port() {
+		note = fmt.Sprintf("keepalived resets a %s real server's port %d to the service's", effFwd, ap.Port())
+	}
+	w.kv("address", str(addr), note)
+	w.kv("weight", strconv.Itoa(weight), "")
+	if fwd != "" && fwd != s.forwarding {
+		w.kv("forwarding", str(fwd), "")
+	}
+	if upper > 0 {
+		w.kv("upper_threshold", strconv.Itoa(upper), "")
+	}
+	if lower > 0 {
+		w.kv("lower_threshold", strconv.Itoa(lower), "")
+	}
+	if len(checks) == 0 {
+		w.comment("no checker: always up, as in keepalived")
+	}
+	for i, ck := range checks {
+		if i > 0 {
+			c.warn(ck, "%s: not carried: lvsha runs one check per real server; the first one (%s at line %d) is kept", ck.Name, checks[0].Name, checks[0].Line)
+			continue
+		}
+		c.check(w, t, ck)
+	}
+	w.indent = ""
+}
+
+// check renders one keepalived checker as the real server's check table.
+func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
+	t := inherited
+	retry, delayRetry := kaRetry, kaDelayBeforeRetry
+	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec"}[n.Name]
+	switch typ {
+	case "exec":
+		retry = kaMiscRetry
+	case "http", "https":
+		delayRetry = kaHTTPDelayRetry
+	}
+	var (
+		connectIP, connectPort string
+		urls                   []*Node
+		miscPath               *Node
+		miscTimeout            *time.Duration
+		sni                    string
+		enableSNI              bool
+	)
+	for _, d := range n.Children {
+		if c.timingDirective(d, &t) {
+			continue
+		}
+		switch d.Name {
+		case "connect_ip":
+			if len(d.Args) > 0 {
+				connectIP = strings.Trim(d.Args[0], "[]")
+			}
+		case "connect_port":
+			if len(d.Args) > 0 {
+				connectPort = d.Args[0]
+			}
+		case "url":
+			if typ == "http" || typ == "https" {
+				urls = append(urls, d)
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "misc_path":
+			if typ == "exec" {
+				miscPath = d
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "misc_timeout":
+			if d2, ok := c.secondsArg(d); ok {
+				miscTimeout = &d2
+			}
+		case "misc_dynamic":
+			c.notCarried(d, "lvsha does not take weights from exit codes: exit 0 is up, any other code is down (keepalived's 2..255 would mean up with weight code-2)")
+		case "user":
+			c.notCarried(d, "lvsha runs checks as its own user")
+		case "enable_sni":
+			enableSNI = boolArg(d)
+		case "sni_name":
+			if len(d.Args) > 0 {
+				sni = d.Args[0]
+			}
+		case "bindto", "bind_port", "bind_if":
+			c.notCarried(d, "lvsha's probes leave from the address the routing table picks")
+		case "fwmark":
+			c.notCarried(d, "lvsha's probes carry no firewall mark")
+		case "http_protocol":
+			c.notCarried(d, "lvsha's http checks speak HTTP/1.1")
+		case "fast_recovery":
+			c.notCarried(d, "lvsha probes a down server at the same interval as an up one")
+		case "tls_compliant":
+			c.notCarried(d, "lvsha always closes TLS properly")
+		case "log_all_failures":
+			c.notCarried(d, "lvsha logs every state change, not every failure")
+		default:
+			c.unknown(d, n.Name)
+		}
+	}
+	interval := kaDelayLoop
+	if t.delayLoop != nil {
+		interval = *t.delayLoop
+	}
+	timeout := kaConnectTimeout
+	if t.connectTimeout != nil {
+		timeout = *t.connectTimeout
+	}
+	if typ == "exec" {
+		timeout = interval
+		if miscTimeout != nil && *miscTimeout > 0 {
+			timeout = *miscTimeout
+		}
+	}
+	if t.retry != nil {
+		retry = *t.retry
+	}
+	if t.delayBeforeRetry != nil {
+		delayRetry = *t.delayBeforeRetry
+	}
+
+	w.indent = "    "
+	w.table("virtual_server.real_server.check")
+	w.comment(at(n, n.Name))
+	w.kv("type", str(typ), "")
+	w.kv("interval", dur(interval), "delay_loop")
+	if timeout >= interval {
+		adj := interval * 9 / 10
+		w.kv("timeout", dur(adj.Truncate(time.Millisecond)), fmt.Sprintf("keepalived's %s %s is not shorter than delay_loop; lvsha needs it shorter", map[bool]string{true: "misc_timeout", false: "connect_timeout"}[typ == "exec"], strings.Trim(dur(timeout), `"`)))
+	} else {
+		w.kv("timeout", dur(timeout), map[bool]string{true: "misc_timeout", false: "connect_timeout"}[typ == "exec"])
+	}
+	w.kv("rise", "1", "keepalived marks a server up on its first success")
+	fallNote := fmt.Sprintf("retry %d: down after %d failures in a row", retry, retry+1)
+	if retry > 0 && delayRetry != interval {
+		fallNote += fmt.Sprintf("; keepalived spaced its retries by delay_before_retry %s, lvsha by interval", strings.Trim(dur(delayRetry), `"`))
+	}
+	w.kv("fall", strconv.Itoa(retry+1), fallNote)
+	if t.warmup != nil {
+		w.comment(fmt.Sprintf("warmup %s: lvsha spreads every first probe at random within the interval instead", strings.Trim(dur(*t.warmup), `"`)))
+	}
+	if connectIP != "" {
+		if _, err := netip.ParseAddr(connectIP); err != nil {
+			c.warn(n, "connect_ip: not carried: invalid address %q", connectIP)
+		} else {
+			w.kv("connect_address", str(connectIP), "")
+		}
+	}
+	if connectPort != "" {
+		if p, err := strconv.ParseUint(connectPort, 10, 16); err != nil || p == 0 {
+			c.warn(n, "connect_port: not carried: invalid port %q", connectPort)
+		} else {
+			w.kv("connect_port", connectPort, "")
+		}
+	}
+	switch typ {
+	case "http", "https":
+		c.renderURL(w, n, urls, t)
+		if typ == "https" && (enableSNI || sni != "") {
+			if sni != "" {
+				w.kv("sni", str(sni), "")
+			}
+		}
+	case "exec":
+		if miscPath == nil || len(miscPath.Args) == 0 {
+			c.errorf(n, "MISC_CHECK: missing misc_path")
+			break
+		}
+		argv, shell := command(strings.Join(miscPath.Args, " "))
+		note := ""
+		if shell {
+			note = "run through a shell: the line uses shell syntax"
+		}
+		w.kv("command", strs(argv), note)
+		c.extraArgs(miscPath, 1)
+	}
+	w.indent = "  "
+}
+
+// renderURL carries the first url block of an HTTP_GET or SSL_GET.
+func (c *converter) renderURL(w *tomlWriter, n *Node, urls []*Node, t timing) {
+	if len(urls) == 0 {
+		c.warn(n, "%s: has no url: keepalived checks nothing then; lvsha checks GET / for a 2xx status", n.Name)
+		w.kv("status", `["200-299"]`, "")
+		return
+	}
+	for _, u := range urls[1:] {
+		c.warn(u, "url: not carried: lvsha checks one path per real server; the first url (line %d) is kept", urls[0].Line)
+	}
+	u := urls[0]
+	var path, host string
+	var status []string
+	for _, d := range u.Children {
+		switch d.Name {
+		case "path":
+			if len(d.Args) > 0 {
+				path = d.Args[0]
+			}
+		case "status_code":
+			for _, a := range d.Args {
+				if ok := validStatus(a); ok {
+					status = append(status, a)
+				} else {
+					c.warn(d, "status_code: %q not carried: want a code or LO-HI range within 100..599", a)
+				}
+			}
+		case "virtualhost":
+			if len(d.Args) > 0 {
+				host = d.Args[0]
+			}
+		case "digest":
+			c.notCarried(d, "lvsha does not compare an MD5 digest of the body; check for a known substring with body or body_regexp instead (the status is still checked)")
+		case "regex":
+			if len(d.Args) > 0 {
+				w.kv("body_regexp", str(d.Args[0]), "regex")
+			}
+		case "regex_no_match":
+			c.notCarried(d, "lvsha has no negative body match")
+		case "regex_options", "regex_min_offset", "regex_max_offset", "regex_stack":
+			c.notCarried(d, "lvsha matches Go regular expressions against the whole body")
+		case "tls_compliant":
+			c.notCarried(d, "lvsha always closes TLS properly")
+		default:
+			c.unknown(d, "url")
+		}
+	}
+	if path == "" {
+		c.warn(u, "url: has no path: keepalived ignores the url; lvsha checks /")
+		path = "/"
+	}
+	w.kv("path", str(path), "")
+	if host == "" && t.virtualhost != nil {
+		host = *t.virtualhost
+	}
+	if host != "" {
+		w.kv("host", str(host), "virtualhost")
+	}
+	if len(status) == 0 {
+		w.kv("status", `["200-299"]`, "keepalived's default")
+	} else {
+		var parts []string
+		for _, s := range status {
+			if strings.Contains(s, "-") {
+				parts = append(parts, str(s))
+			} else {
+				parts = append(parts, s)
+			}
+		}
+		w.kv("status", "["+strings.Join(parts, ", ")+"]", "")
+	}
+}
+
+func validStatus(s string) bool {
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err := strconv.Atoi(lo)
+	if err != nil || a < 100 || a > 599 {
+		return false
+	}
+	if !isRange {
+		return true
+	}
+	b, err := strconv.Atoi(hi)
+	return err == nil && b >= a && b <= 599
+}
