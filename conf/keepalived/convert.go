@@ -42,7 +42,7 @@ func Convert(root *Node, name string) (*Conversion, error) {
 	}
 	c.collect(root)
 	doc := c.document()
-	out := &Conversion{TOML: []byte(doc), Warnings: c.warns}
+	out := &Conversion{TOML: []byte(doc), Warnings: dedupWarnings(c.warns)}
 	if len(c.errs) > 0 {
 		return out, errors.Join(c.errs...)
 	}
@@ -52,6 +52,26 @@ func Convert(root *Node, name string) (*Conversion, error) {
 	}
 	out.Config = cfg
 	return out, nil
+}
+
+// dedupWarnings drops repeats, which a virtual_server_group produces by
+// rendering one block several times, and orders the rest by position.
+func dedupWarnings(ws []Warning) []Warning {
+	seen := map[Warning]bool{}
+	var out []Warning
+	for _, w := range ws {
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].File != out[j].File {
+			return out[i].File < out[j].File
+		}
+		return out[i].Line < out[j].Line
+	})
+	return out
 }
 
 // converter walks the tree once to collect what the top level defines,
@@ -76,8 +96,9 @@ type converter struct {
 	garpNode    *Node
 	refreshNode *Node
 
-	// usedScripts are the vrrp_script names some instance tracks.
-	usedScripts map[string]bool
+	// usedScripts are the vrrp_script names some instance tracks;
+	// skippedScripts were tracked in a way lvsha cannot carry.
+	usedScripts, skippedScripts map[string]bool
 }
 
 func (c *converter) warn(n *Node, format string, args ...any) {
@@ -307,7 +328,7 @@ func (c *converter) document() string {
 	for _, n := range c.vss {
 		c.virtualServer(w, n)
 	}
-	c.usedScripts = map[string]bool{}
+	c.usedScripts, c.skippedScripts = map[string]bool{}, map[string]bool{}
 	var inst []*tomlWriter
 	for _, n := range c.instances {
 		iw := &tomlWriter{}

@@ -260,7 +260,12 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 		}
 	}
 	s.schedFlags = flags
+	rsFamily := c.realFamily(&s)
 	for _, svc := range svcs {
+		if svc.fwmark == 0 && len(s.reals) > 0 && familyOfAddr(svc.addr.Addr()) != rsFamily {
+			c.warn(n, "%s: not carried: its real servers are %s and IPVS forwards within one family (keepalived refuses the mix too)", svc.addr, rsFamily)
+			continue
+		}
 		c.renderService(w, &s, svc)
 	}
 }
@@ -579,6 +584,13 @@ func (c *converter) realFamily(s *vsSettings) string {
 		}
 	}
 	return "inet"
+}
+
+func familyOfAddr(a netip.Addr) string {
+	if a.Is4() || a.Is4In6() {
+		return "inet"
+	}
+	return "inet6"
 }
 
 // onDown decides lvsha's per-service on_down from keepalived's

@@ -86,6 +86,9 @@ func (c *converter) renderScripts(w *tomlWriter) {
 	for _, name := range c.scriptOrder {
 		s := c.scripts[name]
 		if !c.usedScripts[name] {
+			if c.skippedScripts[name] {
+				continue
+			}
 			c.warn(s.node, "vrrp_script %s: not carried: no vrrp_instance tracks it (keepalived does not run it either)", name)
 			continue
 		}
@@ -260,6 +263,7 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 				}
 				if rev {
 					c.warn(t, "track_script %s: reverse not carried: lvsha changes the priority only while the command fails", t.Name)
+					c.skippedScripts[t.Name] = true
 					continue
 				}
 				tracked = append(tracked, ts)
@@ -366,11 +370,11 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 	}
 	if raise > 0 {
 		p := prio + raise
-		pri = fmt.Sprintf("keepalived: priority %d, +%d while the positive-weight scripts succeed; lvsha lowers from %d while they fail", prio, raise, p)
 		if p > 254 && prio < 255 {
 			c.warn(n, "priority: %d + script weights %d exceeds 254: keepalived caps the effective priority at 254, lvsha's base priority is capped at 254 so a failing script lowers it from there", prio, raise)
 			p = 254
 		}
+		pri = fmt.Sprintf("keepalived: priority %d, +%d while the positive-weight scripts succeed; lvsha lowers from %d while they fail", prio, raise, p)
 		prio = p
 	}
 	w.kv("priority", strconv.Itoa(prio), pri)
