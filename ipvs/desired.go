@@ -31,8 +31,10 @@ func Desired(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) []Ser
 //     "remove";
 //   - the sorry server is added, with SorryWeight, while the summed
 //     configured weight of the up real servers is below Quorum; once added
-//     it stays until that weight reaches Quorum+Hysteresis. As keepalived
-//     does, the real servers stay in the table meanwhile.
+//     it stays until that weight reaches Quorum+Hysteresis. Meanwhile it
+//     replaces the real servers still up: they are treated as down
+//     (weight 0 or left out, by on_down), as keepalived does, so that below
+//     quorum every new client sees the sorry server.
 func DesiredFrom(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, sorryWasActive func(vs string) bool) []Service {
 	if cfg == nil {
 		return nil
@@ -118,6 +120,18 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 	}
 
 	if vs.SorryServer.IsValid() && sorryActive(upWeight, vs.Quorum, vs.Hysteresis, sorryWas) {
+		kept := s.Destinations[:0]
+		for _, d := range s.Destinations {
+			if d.Weight > 0 {
+				if vs.OnDown == "remove" {
+					delete(seen, d.Key())
+					continue
+				}
+				d.Weight = 0
+			}
+			kept = append(kept, d)
+		}
+		s.Destinations = kept
 		fwd := forwarding("", vs.Forwarding)
 		d := Destination{
 			Address:    vs.SorryServer.Addr().Unmap(),
@@ -127,9 +141,16 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 			Sorry:      true,
 		}
 		// A sorry server that is also a listed real server is already in
-		// the table; the kernel holds one destination per address and port.
+		// the table, at weight 0 by now; the kernel holds one destination
+		// per address and port, so that one serves as the sorry server.
 		if !seen[d.Key()] {
 			s.Destinations = append(s.Destinations, d)
+		} else {
+			for i := range s.Destinations {
+				if s.Destinations[i].Key() == d.Key() {
+					s.Destinations[i].Weight, s.Destinations[i].Sorry = d.Weight, true
+				}
+			}
 		}
 	}
 	return s

@@ -123,6 +123,15 @@ func TestDesired(t *testing.T) {
 	sorry := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
 	sorry.SorryServer, sorry.SorryWeight = ap("10.0.9.9:8080"), 7
 
+	// Quorum 4 of weights 2+3: one server down puts the service below
+	// quorum, and the sorry server replaces the one still up.
+	quorum := sorry
+	quorum.Quorum = 4
+	quorumRemove := quorum
+	quorumRemove.OnDown = "remove"
+	selfSorry := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
+	selfSorry.SorryServer, selfSorry.SorryWeight, selfSorry.Quorum = ap("10.0.1.1:80"), 7, 4
+
 	masq := func(a string, w int) ipvs.Destination {
 		p := ap(a)
 		return ipvs.Destination{Address: p.Addr(), Port: p.Port(), Weight: w}
@@ -168,6 +177,25 @@ func TestDesired(t *testing.T) {
 			up:   downSet("10.0.1.1:80", "10.0.1.2:80"),
 			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 0), masq("10.0.1.2:80", 0),
 				ipvs.Destination{Address: ip("10.0.9.9"), Port: 8080, Weight: 7, Sorry: true}),
+		},
+		{
+			name: "below quorum the sorry server replaces the servers still up",
+			vs:   quorum,
+			up:   downSet("10.0.1.2:80"),
+			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 0), masq("10.0.1.2:80", 0),
+				ipvs.Destination{Address: ip("10.0.9.9"), Port: 8080, Weight: 7, Sorry: true}),
+		},
+		{
+			name: "below quorum with on_down remove only the sorry server is left",
+			vs:   quorumRemove,
+			up:   downSet("10.0.1.2:80"),
+			want: tcp4("web", "10.0.0.1:80", "rr", ipvs.Destination{Address: ip("10.0.9.9"), Port: 8080, Weight: 7, Sorry: true}),
+		},
+		{
+			name: "a sorry server that is also a real server serves with the sorry weight",
+			vs:   selfSorry,
+			up:   downSet("10.0.1.2:80"),
+			want: tcp4("web", "10.0.0.1:80", "rr", ipvs.Destination{Address: ip("10.0.1.1"), Port: 80, Weight: 7, Sorry: true}, masq("10.0.1.2:80", 0)),
 		},
 		{
 			name: "direct routing and tunnel use the service port",
