@@ -29,6 +29,9 @@ const (
 	envLvsha    = "LVSHA_BIN"       // path of the lvsha binary to test
 	envLvshaErr = "LVSHA_BIN_ERROR" // why there is no lvsha binary
 	envRole     = "LVSHA_ROLE"      // set: this process is a helper (web, get, hold)
+	envCorpus   = "LVSHA_KA_CORPUS" // where the keepalived corpus is
+	hostCorpus  = "../conf/keepalived/testdata/corpus"
+	vmCorpus    = "/corpus"
 	// vmBudget bounds a VM run when go test has no timeout (-timeout 0).
 	vmBudget = 25 * time.Minute
 	// vmMargin is kept from the outer deadline for building, booting and
@@ -120,7 +123,11 @@ func runInVM() int {
 		return 1
 	}
 	files := map[string]string{"/bin/integration.test": testBin}
-	env := []string{envInVM + "=1"}
+	env := []string{envInVM + "=1", envCorpus + "=" + vmCorpus}
+	if err := addTree(files, vmCorpus, hostCorpus); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
 	if lvsha, err := buildLvsha(ctx, work); err != nil {
 		env = append(env, envLvshaErr+"="+err.Error())
 	} else {
@@ -166,6 +173,29 @@ func runInVM() int {
 		k.Release, k.Package, res.Boot.Round(time.Millisecond), res.Uptime.Round(time.Millisecond),
 		res.Total.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), res.ExitCode)
 	return res.ExitCode
+}
+
+// addTree maps every file under the host directory src to dst in the VM.
+func addTree(files map[string]string, dst, src string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		files[filepath.Join(dst, rel)] = p
+		return nil
+	})
+}
+
+// corpusDir is the keepalived corpus: copied into the VM, or in the tree.
+func corpusDir() string {
+	if d := os.Getenv(envCorpus); d != "" {
+		return d
+	}
+	return hostCorpus
 }
 
 // buildLvsha builds cmd/lvsha statically into dir.

@@ -3,9 +3,16 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
@@ -23,7 +30,9 @@ import (
 // namespace (started with `ip netns exec NS <self>`), so the tests need no
 // other program in the VM:
 //
-//	web:  an HTTP server on $LVSHA_LISTEN answering "$LVSHA_NAME\n"
+//	web:  HTTP servers on $LVSHA_LISTEN (addresses separated by blanks;
+//	      "tls:ADDR" serves HTTPS with a fresh self-signed certificate)
+//	      answering "$LVSHA_NAME\n"
 //	get:  one GET of $LVSHA_URL, body to stdout, exit 1 on failure
 //	hold: GET $LVSHA_URL, print "first BODY", wait for a line on stdin,
 //	      GET again on the same connection, print "second BODY reused=BOOL"
@@ -32,25 +41,7 @@ import (
 func runRole(role string) int {
 	switch role {
 	case "web":
-		name := os.Getenv("LVSHA_NAME")
-		srv := &http.Server{
-			Addr: os.Getenv("LVSHA_LISTEN"),
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				io.WriteString(w, name+"\n")
-			}),
-			ReadHeaderTimeout: 5 * time.Second,
-		}
-		go func() {
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-			<-sig
-			srv.Close()
-		}()
-		if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
-			fmt.Fprintln(os.Stderr, "web:", err)
-			return 1
-		}
-		return 0
+		return web(os.Getenv("LVSHA_NAME"), strings.Fields(os.Getenv("LVSHA_LISTEN")))
 	case "get":
 		client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		resp, err := client.Get(os.Getenv("LVSHA_URL"))
@@ -73,6 +64,60 @@ func runRole(role string) int {
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
+}
+
+func web(name string, listen []string) int {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, name+"\n") })
+	var cert *tls.Certificate
+	errc := make(chan error, len(listen))
+	var servers []*http.Server
+	for _, addr := range listen {
+		srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, srv)
+		if a, ok := strings.CutPrefix(addr, "tls:"); ok {
+			if cert == nil {
+				c, err := selfSigned()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "web:", err)
+					return 1
+				}
+				cert = &c
+			}
+			srv.Addr = a
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+			go func() { errc <- srv.ListenAndServeTLS("", "") }()
+			continue
+		}
+		go func() { errc <- srv.ListenAndServe() }()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-sig:
+		for _, srv := range servers {
+			srv.Close()
+		}
+		return 0
+	case err := <-errc:
+		fmt.Fprintln(os.Stderr, "web:", err)
+		return 1
+	}
+}
+
+// selfSigned makes a throwaway certificate: checks (keepalived's SSL_GET,
+// lvsha's https) do not verify it.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lvsha-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func hold(url string) int {

@@ -1,0 +1,282 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The equivalence corpus files (conf/keepalived/testdata/corpus/1[1-9]-eq-*,
+// 2[0-2]-eq-*) use these: real servers 10.77.0.1-3 and .9, fd77::1-2, each
+// answering HTTP on 80 and 8080 and HTTPS on 443; MISC_CHECK scripts call
+// /tmp/lvsha-eq/rs-up IP, which fails once /tmp/lvsha-eq/down-IP exists.
+var eqServers = []string{"10.77.0.1", "10.77.0.2", "10.77.0.3", "10.77.0.9", "fd77::1", "fd77::2"}
+
+const eqDir = "/tmp/lvsha-eq"
+
+// TestKeepalivedEquivalence runs keepalived with a corpus file and lvsha
+// with what `lvsha convert` made of it, each in its own namespace with the
+// same real servers, and requires the two `ipvsadm -Ln` tables to be
+// identical with every real server up and again after one stops answering.
+func TestKeepalivedEquivalence(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Fatal("keepalived is not installed (scripts/setup installs it): it is the reference here")
+	}
+	if err := os.MkdirAll(eqDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(eqDir) })
+	script := "#!/bin/sh\n[ ! -e " + eqDir + "/down-\"$1\" ]\n"
+	if err := os.WriteFile(filepath.Join(eqDir, "rs-up"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// keepalived refuses executable configuration files, and the VM's
+	// copies may be: work on a private copy with plain modes.
+	corpus := t.TempDir()
+	if err := copyTree(corpus, corpusDir()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		down string // the real server that stops answering
+	}{
+		{"11-eq-nat-http.conf", "10.77.0.1"},
+		{"12-eq-dr-tcp-inhibit.conf", "10.77.0.1"},
+		{"13-eq-tun-ssl-persist.conf", "10.77.0.1"},
+		{"14-eq-fwmark.conf", "10.77.0.2"},
+		{"15-eq-udp-misc.conf", "10.77.0.1"},
+		{"16-eq-group.conf", "10.77.0.2"},
+		{"17-eq-ipv6.conf", "fd77::1"},
+		{"18-eq-sorry-quorum.conf", "10.77.0.1"},
+		{"19-eq-defaults.conf", "10.77.0.1"},
+		{"20-eq-sctp-thresholds.conf", "10.77.0.2"},
+		{"21-eq-includes.conf", "10.77.0.1"},
+		{"22-eq-twos-ovf.conf", "10.77.0.1"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			src := filepath.Join(corpus, tc.file)
+			if _, err := os.Stat(src); err != nil {
+				t.Fatal(err)
+			}
+			old, _ := filepath.Glob(filepath.Join(eqDir, "down-*"))
+			for _, f := range old {
+				os.Remove(f)
+			}
+			ka := newEqSite(t, "ka")
+			lv := newEqSite(t, "lv")
+			ka.daemon = startKeepalivedChecker(t, ka.ns, src)
+			lv.daemon = startIn(t, lv.ns, nil, lvshaBin(t), "run", "-c", convertForTest(t, src))
+
+			// Both tables settle with every real server up ...
+			var wg sync.WaitGroup
+			for _, s := range []*eqSite{ka, lv} {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.up = s.settle(t, "") }()
+			}
+			wg.Wait()
+			if ka.up == "" || lv.up == "" {
+				t.FailNow()
+			}
+			if ka.up != lv.up {
+				t.Fatalf("all real servers up: tables differ\n--- keepalived\n%s--- lvsha\n%s", ka.up, lv.up)
+			}
+			if n := destinations(ka.up); n < 2 {
+				t.Fatalf("all up: keepalived programmed %d destinations; the comparison would prove little:\n%s", n, ka.up)
+			}
+			// ... and after one stops answering at the same moment in both.
+			if err := os.WriteFile(filepath.Join(eqDir, "down-"+tc.down), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ka.stop(tc.down)
+			lv.stop(tc.down)
+			for _, s := range []*eqSite{ka, lv} {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.down = s.settle(t, s.up) }()
+			}
+			wg.Wait()
+			if ka.down == "" || lv.down == "" {
+				t.FailNow()
+			}
+			if ka.down != lv.down {
+				t.Fatalf("%s down: tables differ\n--- keepalived\n%s--- lvsha\n%s", tc.down, ka.down, lv.down)
+			}
+			t.Logf("identical tables, all up:\n%s%s down:\n%s", ka.up, tc.down, ka.down)
+		})
+	}
+}
+
+// destinations counts the destination lines of an ipvsadm -Ln table.
+func destinations(table string) int {
+	n := 0
+	for _, l := range strings.Split(table, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "-> ") && !strings.Contains(l, "RemoteAddress") {
+			n++
+		}
+	}
+	return n
+}
+
+// copyTree copies the files under src to dst with mode 0644.
+func copyTree(dst, src string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+}
+
+// eqSite is one namespace with the equivalence real servers and a daemon.
+type eqSite struct {
+	name, ns string
+	webs     map[string]*exec.Cmd
+	daemon   *exec.Cmd
+	up, down string
+}
+
+func newEqSite(t *testing.T, name string) *eqSite {
+	t.Helper()
+	s := &eqSite{name: name, ns: newNetns(t, "eq"+name), webs: map[string]*exec.Cmd{}}
+	// The real servers live on lo: their checks and the table need no
+	// traffic through the virtual services.
+	for _, a := range eqServers {
+		if strings.Contains(a, ":") {
+			inNS(t, s.ns, "ip", "addr", "add", a+"/128", "dev", "lo", "nodad")
+			s.webs[a] = startIn(t, s.ns, []string{envRole + "=web", "LVSHA_NAME=" + a,
+				"LVSHA_LISTEN=[" + a + "]:80 [" + a + "]:8080 tls:[" + a + "]:443"}, self(t))
+		} else {
+			inNS(t, s.ns, "ip", "addr", "add", a+"/32", "dev", "lo")
+			s.webs[a] = startIn(t, s.ns, []string{envRole + "=web", "LVSHA_NAME=" + a,
+				"LVSHA_LISTEN=" + a + ":80 " + a + ":8080 tls:" + a + ":443"}, self(t))
+		}
+	}
+	for _, a := range eqServers {
+		host := a
+		if strings.Contains(a, ":") {
+			host = "[" + a + "]"
+		}
+		waitHTTP(t, s.ns, "http://"+host+":8080/")
+	}
+	return s
+}
+
+// stop makes real server a stop answering: its listeners go, and its
+// MISC_CHECK script fails (the caller creates the down file).
+func (s *eqSite) stop(a string) { stopProc(s.webs[a]) }
+
+// settle waits until the site's table differs from not and then stays the
+// same for 3 s, and returns it; "" (after reporting) when it does not
+// within the limit or the daemon has exited.
+func (s *eqSite) settle(t *testing.T, not string) string {
+	const (
+		every  = 250 * time.Millisecond
+		stable = 12 // samples in a row: 3 s
+		limit  = 45 * time.Second
+	)
+	var last string
+	same := 0
+	for begin := time.Now(); time.Since(begin) < limit; time.Sleep(every) {
+		if s.daemon.ProcessState != nil {
+			t.Errorf("%s: the daemon exited: %v", s.name, s.daemon.ProcessState)
+			return ""
+		}
+		out, err := exec.Command("ip", "netns", "exec", s.ns, "ipvsadm", "-Ln").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: ipvsadm -Ln: %v\n%s", s.name, err, out)
+			return ""
+		}
+		cur := string(out)
+		if cur == not || !strings.Contains(cur, "->") {
+			same, last = 0, ""
+			continue
+		}
+		if cur == last {
+			same++
+		} else {
+			last, same = cur, 1
+		}
+		if same >= stable {
+			return cur
+		}
+	}
+	t.Errorf("%s: table did not settle within %v (last:\n%s)", s.name, limit, last)
+	return ""
+}
+
+// startKeepalivedChecker runs keepalived's checker process alone (-C) on
+// a configuration file, in ns, logging to the test's stderr.
+func startKeepalivedChecker(t *testing.T, ns, cfg string) *exec.Cmd {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("ip", "netns", "exec", ns, "keepalived", "--dont-fork", "--check", "--log-console",
+		"-f", cfg, "-p", filepath.Join(dir, "k.pid"), "-c", filepath.Join(dir, "c.pid"))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// keepalived forks its checker: a process group lets the test end both.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("keepalived: %v", err)
+	}
+	go cmd.Wait()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		for i := 0; i < 50 && cmd.ProcessState == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("keepalived's log:\n%s", logs.String())
+		}
+	})
+	return cmd
+}
+
+// convertForTest runs `lvsha convert` on src and returns the TOML's path,
+// with a control socket of its own so runs never share one.
+func convertForTest(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lvsha.toml")
+	cmd := exec.Command(lvshaBin(t), "convert", "-o", out, src)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
+		t.Fatalf("lvsha convert %s: %v\n%s", src, err, stderr.String())
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := fmt.Sprintf("control_socket = %q\n", filepath.Join(dir, "lvsha.sock"))
+	text := string(data)
+	if strings.Contains(text, "\n[director]\n") {
+		text = strings.Replace(text, "\n[director]\n", "\n[director]\n"+sock, 1)
+	} else {
+		text = "[director]\n" + sock + text
+	}
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
