@@ -246,6 +246,10 @@ type Check struct {
 	Type string
 	// Interval between probes (key "interval"; default 1s).
 	Interval time.Duration
+	// RetryInterval replaces Interval after a failure of an up server, until
+	// it is marked down or succeeds again: keepalived's delay_before_retry
+	// (key "retry_interval"; default: the interval).
+	RetryInterval time.Duration
 	// Timeout of one probe; must be shorter than Interval
 	// (key "timeout"; default: half of the interval).
 	Timeout time.Duration

@@ -414,7 +414,7 @@ type rawCheck struct {
 	key                                   string
 	typ, method, path, host, body, regexp val[string]
 	sni, connectAddress                   val[string]
-	interval, timeout                     val[time.Duration]
+	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
 	status                                val[[]int]
 	tlsVerify                             val[bool]
@@ -548,13 +548,14 @@ func (r *reader) realServer(t table) rawRealServer {
 }
 
 func (r *reader) check(t table) *rawCheck {
-	r.known(t, "type", "interval", "timeout", "rise", "fall", "connect_address",
+	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp",
 		"tls_verify", "sni", "command")
 	return &rawCheck{
 		key:            t.key,
 		typ:            r.enum(t, "type", "check type", checkTypes()),
 		interval:       r.duration(t, "interval"),
+		retryInterval:  r.duration(t, "retry_interval"),
 		timeout:        r.duration(t, "timeout"),
 		rise:           r.integer(t, "rise", 1, maxRiseFall),
 		fall:           r.integer(t, "fall", 1, maxRiseFall),

@@ -49,12 +49,12 @@ func defRS(addr string, check *Check) RealServer {
 }
 
 func httpCheck() *Check {
-	return &Check{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
+	return &Check{Type: "http", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
 		Method: "GET", Path: "/", Status: []int{200}}
 }
 
 func tcpCheck() *Check {
-	return &Check{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
+	return &Check{Type: "tcp", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
 }
 
 func TestParseGood(t *testing.T) {
@@ -163,6 +163,7 @@ address = "192.0.2.1:80"
 [virtual_server.check]
 type = "http"
 interval = "2s"
+retry_interval = "250ms"
 path = "/health"
 status = [200, 204, "301-303"]
 host = "example.com"
@@ -186,11 +187,11 @@ type = "https"
 tls_verify = true
 `,
 		want: func() Config {
-			base := Check{Type: "http", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2,
+			base := Check{Type: "http", Interval: 2 * time.Second, RetryInterval: 250 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2,
 				ConnectPort: 8081, Method: "GET", Path: "/health", Host: "example.com", Status: []int{200, 204, 301, 302, 303}}
 			rise5 := base
 			rise5.Rise, rise5.Timeout = 5, 300*time.Millisecond
-			tcp := Check{Type: "tcp", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2, ConnectPort: 8081}
+			tcp := Check{Type: "tcp", Interval: 2 * time.Second, RetryInterval: 250 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2, ConnectPort: 8081}
 			https := base
 			https.Type, https.TLSVerify, https.SNI = "https", true, "example.com"
 			v := defVS("web", "192.0.2.1:80",
@@ -221,10 +222,10 @@ address = "192.0.2.11:443"
 check = { type = "exec", command = ["/usr/bin/probe", "--quiet"], fall = 3, interval = "5s" }
 `,
 		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{defVS("192.0.2.1:443", "192.0.2.1:443",
-			defRS("192.0.2.10:443", &Check{Type: "https", Interval: time.Second, Timeout: 500 * time.Millisecond,
+			defRS("192.0.2.10:443", &Check{Type: "https", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond,
 				Rise: 2, Fall: 2, ConnectAddress: netip.MustParseAddr("198.51.100.7"), Method: "HEAD", Path: "/",
 				Host: "www.example.com:8443", Status: []int{200}, BodyRegexp: "^ok$", SNI: "www.example.com"}),
-			defRS("192.0.2.11:443", &Check{Type: "exec", Interval: 5 * time.Second, Timeout: 2500 * time.Millisecond,
+			defRS("192.0.2.11:443", &Check{Type: "exec", Interval: 5 * time.Second, RetryInterval: 5 * time.Second, Timeout: 2500 * time.Millisecond,
 				Rise: 2, Fall: 3, Command: []string{"/usr/bin/probe", "--quiet"}}),
 		)}},
 	}, {
@@ -300,7 +301,7 @@ func TestSketch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	vsCheck := &Check{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
+	vsCheck := &Check{Type: "http", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
 		Method: "GET", Path: "/", Status: []int{200}}
 	want := Config{
 		Source:   "sketch.toml",

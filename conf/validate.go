@@ -375,6 +375,7 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 	}
 	inherit(&m.typ, base.typ)
 	inherit(&m.interval, base.interval)
+	inherit(&m.retryInterval, base.retryInterval)
 	inherit(&m.timeout, base.timeout)
 	inherit(&m.rise, base.rise)
 	inherit(&m.fall, base.fall)
@@ -420,6 +421,10 @@ func (b *builder) check(rc rawCheck) *Check {
 	if iv := rc.interval; iv.valid() && iv.v < minCheckInterval {
 		b.add(iv.key, "too short (got %s, want at least %s)", iv.v, minCheckInterval)
 		intervalOK = false
+	}
+	c.RetryInterval = rc.retryInterval.or(c.Interval)
+	if v := rc.retryInterval; v.valid() && v.v < minCheckInterval {
+		b.add(v.key, "too short (got %s, want at least %s)", v.v, minCheckInterval)
 	}
 	c.Timeout = rc.timeout.or(c.Interval / defaultTimeoutDivisor)
 	if to := rc.timeout; to.valid() {

@@ -76,6 +76,7 @@ type probe struct {
 	checker  Checker
 	desc     string
 	interval time.Duration
+	retry    time.Duration // interval while an up server is failing
 	rise     int
 	fall     int
 
@@ -262,7 +263,7 @@ func (e *Engine) record(p *probe, res Result, start time.Time) {
 		owners = p.owners // replaced, never mutated, by Update
 	}
 	up := p.state.up
-	p.next = start.Add(p.interval)
+	p.next = start.Add(nextDelay(p.state, p.interval, p.retry))
 	if now := time.Now(); p.next.Before(now) {
 		p.next = now
 	}
@@ -354,6 +355,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 		p := &probe{
 			id:       id,
 			interval: s.check.Interval,
+			retry:    s.check.RetryInterval,
 			rise:     s.check.Rise,
 			fall:     s.check.Fall,
 			owners:   s.owners,
@@ -431,6 +433,7 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	}
 	field("type", c.Type)
 	field("interval", c.Interval.String())
+	field("retry_interval", c.RetryInterval.String())
 	field("timeout", c.Timeout.String())
 	field("rise", strconv.Itoa(c.Rise))
 	field("fall", strconv.Itoa(c.Fall))

@@ -419,3 +419,42 @@ func TestJitterSpreadsFirstRuns(t *testing.T) {
 		t.Fatalf("1000 jitters hit %d of 10 tenths of the interval", len(seen))
 	}
 }
+
+// TestRetryInterval: an up server that fails is probed again after
+// retry_interval, not interval, until it falls (keepalived's
+// delay_before_retry). The interval here is far longer than the test, so
+// only retries can bring the server down.
+func TestRetryInterval(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := addrPort(t, ln.Addr())
+	ln.Close() // refused from the first probe on
+	for _, tc := range []struct {
+		name     string
+		retry    time.Duration
+		wantDown bool
+	}{
+		{"retries bring it down", 20 * time.Millisecond, true},
+		{"without retries it waits for the interval", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tcpCheck(50*time.Second, 1, 3)
+			c.RetryInterval = tc.retry
+			e, _, start := newTestEngine(t)
+			e.Update(config(vs("web", c, rs)))
+			start()
+			k := Key{"web", rs}
+			waitFor(t, "first probe", 2*time.Second, func() bool { return status(e, k).Checked })
+			if tc.wantDown {
+				waitFor(t, "down after 3 quick failures", 5*time.Second, func() bool { return !e.Up("web", rs) })
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+			if s := status(e, k); !s.Up {
+				t.Fatalf("down without retries after one failure: %+v", s)
+			}
+		})
+	}
+}

@@ -1,5 +1,7 @@
 package health
 
+import "time"
+
 // riseFall is the hysteresis state of one probe: whether its server is
 // considered up, and the current runs of consecutive successes and failures.
 type riseFall struct {
@@ -35,4 +37,14 @@ func step(s riseFall, ok bool, rise, fall int) (next riseFall, transitioned bool
 		return s, true
 	}
 	return s, false
+}
+
+// nextDelay is the time from one probe's start to the next: retry while an
+// up server has failed but not yet fallen (keepalived's
+// delay_before_retry), interval otherwise. A retry of 0 means interval.
+func nextDelay(s riseFall, interval, retry time.Duration) time.Duration {
+	if s.up && s.failRun > 0 && retry > 0 {
+		return retry
+	}
+	return interval
 }

@@ -1,6 +1,9 @@
 package health
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestStep(t *testing.T) {
 	type want struct {
@@ -99,5 +102,28 @@ func TestStep(t *testing.T) {
 func TestInitialStateIsUp(t *testing.T) {
 	if !initialState().up {
 		t.Fatal("initial state is down; a restart would drain healthy servers")
+	}
+}
+
+func TestNextDelay(t *testing.T) {
+	const iv, retry = 10 * time.Second, time.Second
+	tests := []struct {
+		name  string
+		state riseFall
+		retry time.Duration
+		want  time.Duration
+	}{
+		{"up and passing", riseFall{up: true}, retry, iv},
+		{"up and failing: retry", riseFall{up: true, failRun: 1}, retry, retry},
+		{"up and failing, no retry set", riseFall{up: true, failRun: 2}, 0, iv},
+		{"down: interval, as keepalived", riseFall{up: false, failRun: 0, okRun: 0}, retry, iv},
+		{"down and recovering", riseFall{up: false, okRun: 1}, retry, iv},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextDelay(tc.state, iv, tc.retry); got != tc.want {
+				t.Errorf("nextDelay(%+v) = %v, want %v", tc.state, got, tc.want)
+			}
+		})
 	}
 }

@@ -858,11 +858,10 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		w.kv("timeout", dur(timeout), map[bool]string{true: "misc_timeout", false: "connect_timeout"}[typ == "exec"])
 	}
 	w.kv("rise", "1", "keepalived marks a server up on its first success")
-	fallNote := fmt.Sprintf("retry %d: down after %d failures in a row", retry, retry+1)
+	w.kv("fall", strconv.Itoa(retry+1), fmt.Sprintf("retry %d: down after %d failures in a row", retry, retry+1))
 	if retry > 0 && delayRetry != interval {
-		fallNote += fmt.Sprintf("; keepalived spaced its retries by delay_before_retry %s, lvsha by interval", strings.Trim(dur(delayRetry), `"`))
+		w.kv("retry_interval", dur(delayRetry), "delay_before_retry")
 	}
-	w.kv("fall", strconv.Itoa(retry+1), fallNote)
 	if t.warmup != nil {
 		w.comment(fmt.Sprintf("warmup %s: lvsha spreads every first probe at random within the interval instead", strings.Trim(dur(*t.warmup), `"`)))
 	}
