@@ -271,12 +271,20 @@ type Check struct {
 	Status     []int  // key "status"; default [200]
 	Body       string // key "body": substring the body must contain
 	BodyRegexp string // key "body_regexp": regexp the body must match
-	TLSVerify  bool   // key "tls_verify"; default false (keepalived parity)
-	SNI        string // key "sni"; default: Host, else none
+	// BodyMD5 is the MD5 digest, in lowercase hex, the whole body must have:
+	// keepalived's url digest (key "body_md5"; at most MaxDigestBody bytes
+	// are hashed).
+	BodyMD5   string
+	TLSVerify bool   // key "tls_verify"; default false (keepalived parity)
+	SNI       string // key "sni"; default: Host, else none
 
 	// Exec: argv of the command (key "command"); exit status 0 means up.
 	Command []string
 }
+
+// MaxDigestBody bounds how much of a response body_md5 hashes; a longer
+// body fails the check.
+const MaxDigestBody = 16 << 20
 
 // DefaultControlSocket is where the daemon serves `lvsha status`.
 const DefaultControlSocket = "/run/lvsha/lvsha.sock"

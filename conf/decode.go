@@ -413,7 +413,7 @@ type rawRealServer struct {
 type rawCheck struct {
 	key                                   string
 	typ, method, path, host, body, regexp val[string]
-	sni, connectAddress                   val[string]
+	sni, connectAddress, bodyMD5          val[string]
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
 	status                                val[[]int]
@@ -549,7 +549,7 @@ func (r *reader) realServer(t table) rawRealServer {
 
 func (r *reader) check(t table) *rawCheck {
 	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "connect_address",
-		"connect_port", "method", "path", "host", "status", "body", "body_regexp",
+		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
 		"tls_verify", "sni", "command")
 	return &rawCheck{
 		key:            t.key,
@@ -567,6 +567,7 @@ func (r *reader) check(t table) *rawCheck {
 		status:         r.statuses(t, "status"),
 		body:           r.str(t, "body"),
 		regexp:         r.str(t, "body_regexp"),
+		bodyMD5:        r.str(t, "body_md5"),
 		tlsVerify:      r.boolean(t, "tls_verify"),
 		sni:            r.str(t, "sni"),
 		command:        r.strs(t, "command"),

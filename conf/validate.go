@@ -362,6 +362,18 @@ func inherit[T any](dst *val[T], src val[T]) {
 	}
 }
 
+func isMD5Hex(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+			return false
+		}
+	}
+	return true
+}
+
 func isHTTP(t string) bool { return t == "http" || t == "https" }
 
 // mergeCheck lays a real server's check table over its virtual server's,
@@ -391,6 +403,7 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 		inherit(&m.status, base.status)
 		inherit(&m.body, base.body)
 		inherit(&m.regexp, base.regexp)
+		inherit(&m.bodyMD5, base.bodyMD5)
 	}
 	if same {
 		inherit(&m.tlsVerify, base.tlsVerify)
@@ -462,6 +475,7 @@ func (b *builder) check(rc rawCheck) *Check {
 	b.only(rc.status.set, rc.status.key, httpT, "http and https", t)
 	b.only(rc.body.set, rc.body.key, httpT, "http and https", t)
 	b.only(rc.regexp.set, rc.regexp.key, httpT, "http and https", t)
+	b.only(rc.bodyMD5.set, rc.bodyMD5.key, httpT, "http and https", t)
 	b.only(rc.tlsVerify.set, rc.tlsVerify.key, https, "https", t)
 	b.only(rc.sni.set, rc.sni.key, https, "https", t)
 	b.only(rc.command.set, rc.command.key, exec, "exec", t)
@@ -473,6 +487,10 @@ func (b *builder) check(rc rawCheck) *Check {
 		c.Status = slices.Clone(rc.status.or([]int{defaultHTTPStatus}))
 		c.Body = rc.body.or("")
 		c.BodyRegexp = rc.regexp.or("")
+		c.BodyMD5 = strings.ToLower(rc.bodyMD5.or(""))
+		if v := rc.bodyMD5; v.valid() && !isMD5Hex(v.v) {
+			b.add(v.key, "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
+		}
 		if v := rc.method; v.valid() && !isToken(v.v) {
 			b.add(v.key, "invalid HTTP method (got %q, want a token such as GET or HEAD)", v.v)
 		}

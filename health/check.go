@@ -10,7 +10,9 @@ package health
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -269,6 +271,7 @@ type httpChecker struct {
 	status  []int
 	body    string
 	re      *regexp.Regexp
+	md5     string
 	timeout time.Duration
 	client  *http.Client
 }
@@ -327,6 +330,7 @@ func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
 		status:  status,
 		body:    c.Body,
 		re:      re,
+		md5:     c.BodyMD5,
 		timeout: c.Timeout,
 		client: &http.Client{
 			Transport: tr,
@@ -362,11 +366,14 @@ func (c *httpChecker) Check(ctx context.Context) Result {
 		r.Message = "HTTP " + strconv.Itoa(resp.StatusCode)
 		return failure(r, ctx, c.timeout, fmt.Errorf("status %d not in %v", resp.StatusCode, c.status))
 	}
-	if c.body != "" || c.re != nil {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	if c.body != "" || c.re != nil || c.md5 != "" {
+		body, sum, err := readBody(resp.Body, c.md5 != "")
 		r.Latency = time.Since(r.At)
 		if err != nil {
 			return failure(r, ctx, c.timeout, fmt.Errorf("read body: %w", err))
+		}
+		if c.md5 != "" && sum != c.md5 {
+			return failure(r, ctx, c.timeout, fmt.Errorf("body MD5 %s, want %s", sum, c.md5))
 		}
 		if c.body != "" && !bytes.Contains(body, []byte(c.body)) {
 			return failure(r, ctx, c.timeout, fmt.Errorf("body does not contain %q", c.body))
@@ -379,6 +386,39 @@ func (c *httpChecker) Check(ctx context.Context) Result {
 	r.OK = true
 	r.Message = "HTTP " + strconv.Itoa(resp.StatusCode)
 	return r
+}
+
+// readBody returns the first MaxBody bytes of a response body for
+// matching and, when digest is set, the MD5 of the whole body (at most
+// conf.MaxDigestBody bytes; a longer body is an error).
+func readBody(r io.Reader, digest bool) (head []byte, sum string, err error) {
+	if !digest {
+		head, err = io.ReadAll(io.LimitReader(r, MaxBody))
+		return head, "", err
+	}
+	h := md5.New()
+	var buf bytes.Buffer
+	n, err := io.Copy(io.MultiWriter(h, &capped{&buf, MaxBody}), io.LimitReader(r, conf.MaxDigestBody+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if n > conf.MaxDigestBody {
+		return nil, "", fmt.Errorf("body longer than %d bytes", conf.MaxDigestBody)
+	}
+	return buf.Bytes(), hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// capped keeps the first n bytes written to it and discards the rest.
+type capped struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.n - c.b.Len(); room > 0 {
+		c.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
 }
 
 type execChecker struct {

@@ -2,7 +2,9 @@ package health
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -197,6 +199,11 @@ func TestConnectAddressOverride(t *testing.T) {
 	}
 }
 
+func md5hex(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
 func TestHTTPCheck(t *testing.T) {
 	handler := func(status int, body string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -237,6 +244,16 @@ func TestHTTPCheck(t *testing.T) {
 			mod: func(c *conf.Check) { c.BodyRegexp = `(?m)^status: (green|yellow)$` }, wantCode: 200},
 		{name: "body beyond limit not read", target: server(200, strings.Repeat("x", MaxBody)+"healthy"),
 			mod: func(c *conf.Check) { c.Body = "healthy" }, wantCode: 200},
+		// md5sum of "hello\n" is b1946ac92492d2347c6235b4d2611184.
+		{name: "body md5 match", target: server(200, "hello\n"),
+			mod: func(c *conf.Check) { c.BodyMD5 = "b1946ac92492d2347c6235b4d2611184" }, want: true, wantCode: 200},
+		{name: "body md5 mismatch", target: server(200, "hello!\n"),
+			mod: func(c *conf.Check) { c.BodyMD5 = "b1946ac92492d2347c6235b4d2611184" }, wantCode: 200},
+		{name: "body md5 covers the whole body, substring the head",
+			target: server(200, "healthy"+strings.Repeat("x", 2*MaxBody)),
+			mod: func(c *conf.Check) {
+				c.Body, c.BodyMD5 = "healthy", md5hex("healthy"+strings.Repeat("x", 2*MaxBody))
+			}, want: true, wantCode: 200},
 		{name: "accepts and never answers", target: silentListener, wantErr: context.DeadlineExceeded},
 		{name: "connection reset", target: resetListener},
 		{name: "closed port", target: closedPort},

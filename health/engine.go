@@ -462,6 +462,7 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 		field("status", fmt.Sprint(c.Status))
 		field("body", c.Body)
 		field("body_regexp", c.BodyRegexp)
+		field("body_md5", c.BodyMD5)
 		field("tls_verify", strconv.FormatBool(c.TLSVerify))
 		field("sni", c.SNI)
 	}

@@ -935,7 +935,11 @@ func (c *converter) renderURL(w *tomlWriter, n *Node, urls []*Node, t timing) {
 				host = d.Args[0]
 			}
 		case "digest":
-			c.notCarried(d, "lvsha does not compare an MD5 digest of the body; check for a known substring with body or body_regexp instead (the status is still checked)")
+			if len(d.Args) == 1 && len(d.Args[0]) == 32 && strings.Trim(strings.ToLower(d.Args[0]), "0123456789abcdef") == "" {
+				w.kv("body_md5", str(strings.ToLower(d.Args[0])), "digest")
+			} else {
+				c.warn(d, "digest: not carried: want 32 hexadecimal digits (got %q)", strings.Join(d.Args, " "))
+			}
 		case "regex":
 			if len(d.Args) > 0 {
 				w.kv("body_regexp", str(d.Args[0]), "regex")
