@@ -228,6 +228,9 @@ type RealServer struct {
 	// Forwarding overrides the virtual server's forwarding method
 	// (key "forwarding"); always filled in after Load.
 	Forwarding string
+	// OnDown overrides the virtual server's on_down for this real server
+	// (key "on_down"); always filled in after Load.
+	OnDown string
 	// UpperThreshold and LowerThreshold are IPVS connection thresholds;
 	// 0 means none (keys "upper_threshold", "lower_threshold").
 	UpperThreshold uint32

@@ -406,6 +406,7 @@ type rawVirtualServer struct {
 type rawRealServer struct {
 	key                  string
 	address, forwarding  val[string]
+	onDown               val[string]
 	weight, upper, lower val[int64]
 	check                *rawCheck
 }
@@ -532,12 +533,13 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 }
 
 func (r *reader) realServer(t table) rawRealServer {
-	r.known(t, "address", "weight", "forwarding", "upper_threshold", "lower_threshold", "check")
+	r.known(t, "address", "weight", "forwarding", "on_down", "upper_threshold", "lower_threshold", "check")
 	rs := rawRealServer{
 		key:        t.key,
 		address:    r.str(t, "address"),
 		weight:     r.integer(t, "weight", 0, maxWeight),
 		forwarding: r.enum(t, "forwarding", "forwarding method", forwardings()),
+		onDown:     r.enum(t, "on_down", "on_down", onDowns()),
 		upper:      r.integer(t, "upper_threshold", 0, math.MaxUint32),
 		lower:      r.integer(t, "lower_threshold", 0, math.MaxUint32),
 	}

@@ -45,7 +45,7 @@ func defVS(name, addr string, rs ...RealServer) VirtualServer {
 }
 
 func defRS(addr string, check *Check) RealServer {
-	return RealServer{Address: ap(addr), Weight: 1, Forwarding: "nat", Check: check}
+	return RealServer{Address: ap(addr), Weight: 1, Forwarding: "nat", OnDown: "weight0", Check: check}
 }
 
 func httpCheck() *Check {
@@ -126,8 +126,8 @@ lower_threshold = 50
 			Forwarding: "dr", Persistence: 300 * time.Second, PersistenceNetmask: 128, OnDown: "weight0",
 			SorryWeight: 1, Quorum: 1,
 			RealServers: []RealServer{
-				{Address: netip.AddrPortFrom(netip.MustParseAddr("2001:db8::10"), 0), Weight: 1, Forwarding: "dr"},
-				{Address: ap("[2001:db8::11]:443"), Weight: 0, Forwarding: "tun", UpperThreshold: 100, LowerThreshold: 50},
+				{Address: netip.AddrPortFrom(netip.MustParseAddr("2001:db8::10"), 0), Weight: 1, Forwarding: "dr", OnDown: "weight0"},
+				{Address: ap("[2001:db8::11]:443"), Weight: 0, Forwarding: "tun", OnDown: "weight0", UpperThreshold: 100, LowerThreshold: 50},
 			},
 		}}},
 	}, {
@@ -151,7 +151,7 @@ address = "[2001:db8::10]:80"
 			v := defVS("[2001:db8::1]:80", "[2001:db8::1]:80")
 			v.Family, v.PersistenceNetmask, v.Forwarding = "inet6", 128, "dr"
 			v.SorryServer = netip.AddrPortFrom(netip.MustParseAddr("2001:db8::99"), 0)
-			v.RealServers = []RealServer{{Address: ap("[2001:db8::10]:80"), Weight: 1, Forwarding: "dr"}}
+			v.RealServers = []RealServer{{Address: ap("[2001:db8::10]:80"), Weight: 1, Forwarding: "dr", OnDown: "weight0"}}
 			return v
 		}()}},
 	}, {
@@ -240,7 +240,7 @@ real_server = [
 ]
 `,
 		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{defVS("192.0.2.1:80", "192.0.2.1:80",
-			RealServer{Address: ap("192.0.2.10:80"), Weight: 3, Forwarding: "nat"},
+			RealServer{Address: ap("192.0.2.10:80"), Weight: 3, Forwarding: "nat", OnDown: "weight0"},
 			defRS("192.0.2.11:80", tcpCheck()),
 		)}},
 	}, {
@@ -264,7 +264,7 @@ address = "192.0.2.10"
 			v.Persistence, v.PersistenceNetmask, v.Scheduler = time.Hour, 24, "mh"
 			v.SchedulerFlags = []string{"mh-port", "mh-fallback"}
 			v.OnDown, v.Quorum, v.Hysteresis, v.SorryWeight = "remove", 0, 3, 0
-			v.RealServers = []RealServer{{Address: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), 0), Weight: 1, Forwarding: "nat"}}
+			v.RealServers = []RealServer{{Address: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), 0), Weight: 1, Forwarding: "nat", OnDown: "remove"}}
 			return v
 		}()}},
 	}}
@@ -312,8 +312,8 @@ func TestSketch(t *testing.T) {
 			PersistenceNetmask: 24, OnDown: "weight0", SorryServer: ap("10.0.0.9:80"),
 			SorryWeight: 1, Quorum: 1, Hysteresis: 0, Check: vsCheck,
 			RealServers: []RealServer{
-				{Address: ap("192.168.164.11:80"), Weight: 1, Forwarding: "nat", Check: httpCheck()},
-				{Address: ap("192.168.164.10:80"), Weight: 1, Forwarding: "nat", Check: tcpCheck()},
+				{Address: ap("192.168.164.11:80"), Weight: 1, Forwarding: "nat", OnDown: "weight0", Check: httpCheck()},
+				{Address: ap("192.168.164.10:80"), Weight: 1, Forwarding: "nat", OnDown: "weight0", Check: tcpCheck()},
 			},
 		}},
 	}

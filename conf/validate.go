@@ -304,6 +304,7 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 		rs := RealServer{
 			Weight:         int(rr.weight.or(defaultWeight)),
 			Forwarding:     rr.forwarding.or(vs.Forwarding),
+			OnDown:         rr.onDown.or(vs.OnDown),
 			UpperThreshold: uint32(rr.upper.or(0)),
 			LowerThreshold: uint32(rr.lower.or(0)),
 		}

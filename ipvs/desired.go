@@ -95,6 +95,7 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 
 	upWeight := 0
 	seen := make(map[netip.AddrPort]bool, len(vs.RealServers)+1)
+	removeIfDown := make(map[netip.AddrPort]bool, len(vs.RealServers))
 	for _, rs := range vs.RealServers {
 		fwd := forwarding(rs.Forwarding, vs.Forwarding)
 		d := Destination{
@@ -108,14 +109,19 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		if seen[d.Key()] {
 			continue // conf rejects duplicates; never send the kernel two
 		}
+		onDown := rs.OnDown
+		if onDown == "" {
+			onDown = vs.OnDown
+		}
 		if up == nil || up(vs.Name, rs.Address) {
 			upWeight += rs.Weight
-		} else if vs.OnDown == "remove" {
+		} else if onDown == "remove" {
 			continue
 		} else {
 			d.Weight = 0
 		}
 		seen[d.Key()] = true
+		removeIfDown[d.Key()] = onDown == "remove"
 		s.Destinations = append(s.Destinations, d)
 	}
 
@@ -123,7 +129,7 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		kept := s.Destinations[:0]
 		for _, d := range s.Destinations {
 			if d.Weight > 0 {
-				if vs.OnDown == "remove" {
+				if removeIfDown[d.Key()] {
 					delete(seen, d.Key())
 					continue
 				}

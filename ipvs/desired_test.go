@@ -132,6 +132,9 @@ func TestDesired(t *testing.T) {
 	selfSorry := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
 	selfSorry.SorryServer, selfSorry.SorryWeight, selfSorry.Quorum = ap("10.0.1.1:80"), 7, 4
 
+	mixed := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
+	mixed.RealServers[1].OnDown = "remove"
+
 	masq := func(a string, w int) ipvs.Destination {
 		p := ap(a)
 		return ipvs.Destination{Address: p.Addr(), Port: p.Port(), Weight: w}
@@ -164,6 +167,12 @@ func TestDesired(t *testing.T) {
 			vs:   removeVS,
 			up:   downSet("10.0.1.2:80"),
 			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 2)),
+		},
+		{
+			name: "a real server's own on_down overrides the service's",
+			vs:   mixed,
+			up:   downSet("10.0.1.1:80", "10.0.1.2:80"),
+			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 0)),
 		},
 		{
 			name: "sorry server absent while quorum holds",

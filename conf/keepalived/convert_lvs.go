@@ -141,6 +141,7 @@ type vsSettings struct {
 	sorryFwd    string
 	family      string // ip_family
 	rsWeight    int
+	onDown      string // as rendered for the service
 	timing      timing
 	reals       []*Node
 }
@@ -152,6 +153,12 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 	}
 	s := vsSettings{node: n, scheduler: "", forwarding: "", quorum: 1, rsWeight: 1}
 	for _, d := range n.Children {
+		if d.Name == "inhibit_on_failure" {
+			// keepalived ignores an argument at this level: always on.
+			on := true
+			s.timing.inhibit = &on
+			continue
+		}
 		if c.timingDirective(d, &s.timing) {
 			continue
 		}
@@ -547,6 +554,7 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 	}
 
 	onDown := c.onDown(s)
+	s.onDown = onDown
 	if onDown == "remove" {
 		w.kv("on_down", str("remove"), "keepalived removes a failed real server unless inhibit_on_failure is set")
 	} else {
@@ -594,30 +602,23 @@ func familyOfAddr(a netip.Addr) string {
 }
 
 // onDown decides lvsha's per-service on_down from keepalived's
-// per-real-server inhibit_on_failure.
+// inhibit_on_failure: the service's own setting, else the first real
+// server's; real servers that differ get their own on_down.
 func (c *converter) onDown(s *vsSettings) string {
-	def := s.timing.inhibit != nil && *s.timing.inhibit
-	first, mixed := def, false
-	for i, rs := range s.reals {
-		inh := def
-		for _, d := range rs.Children {
-			if d.Name == "inhibit_on_failure" {
-				inh = boolArg(d)
-			}
-		}
-		if i == 0 {
-			first = inh
-		} else if inh != first {
-			mixed = true
-		}
-	}
-	if mixed {
-		c.warn(s.node, "inhibit_on_failure: not carried for every real server: lvsha has one on_down per virtual server, so every real server follows the first one (%s)", map[bool]string{true: "weight 0", false: "removed"}[first])
-	}
-	if first {
+	if s.timing.inhibit != nil && *s.timing.inhibit || s.timing.inhibit == nil && len(s.reals) > 0 && rsInhibit(s.reals[0], false) {
 		return "weight0"
 	}
 	return "remove"
+}
+
+// rsInhibit is a real server's inhibit_on_failure, def when it has none.
+func rsInhibit(rs *Node, def bool) bool {
+	for _, d := range rs.Children {
+		if d.Name == "inhibit_on_failure" {
+			def = boolArg(d)
+		}
+	}
+	return def
 }
 
 func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
@@ -731,6 +732,10 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 	w.kv("weight", strconv.Itoa(weight), "")
 	if fwd != "" && fwd != s.forwarding {
 		w.kv("forwarding", str(fwd), "")
+	}
+	inhibit := t.inhibit != nil && *t.inhibit
+	if own := map[bool]string{true: "weight0", false: "remove"}[inhibit]; own != s.onDown {
+		w.kv("on_down", str(own), map[bool]string{true: "inhibit_on_failure", false: "no inhibit_on_failure"}[inhibit])
 	}
 	if upper > 0 {
 		w.kv("upper_threshold", strconv.Itoa(upper), "")
