@@ -203,6 +203,10 @@ type VirtualServer struct {
 	SorryServer netip.AddrPort
 	// SorryWeight is the sorry server's weight (key "sorry_weight"; default 1).
 	SorryWeight int
+	// SorryInhibit keeps the sorry server in the table at weight 0 while it
+	// is not serving, instead of removing it (key "sorry_inhibit"; default
+	// false): keepalived's sorry_server_inhibit.
+	SorryInhibit bool
 	// Quorum is the summed weight of up real servers below which the sorry
 	// server takes over (key "quorum"; default 1: the sorry server serves
 	// only when none is up).

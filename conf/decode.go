@@ -398,7 +398,7 @@ type rawVirtualServer struct {
 	quorum, hysteresis                         val[int64]
 	schedulerFlags                             val[[]string]
 	persistence                                val[time.Duration]
-	onePacket                                  val[bool]
+	onePacket, sorryInhibit                    val[bool]
 	check                                      *rawCheck
 	realServers                                []rawRealServer
 }
@@ -502,7 +502,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 func (r *reader) virtualServer(t table) rawVirtualServer {
 	r.known(t, "name", "address", "fwmark", "family", "protocol", "scheduler",
 		"scheduler_flags", "forwarding", "persistence", "persistence_netmask",
-		"one_packet", "on_down", "sorry_server", "sorry_weight", "quorum",
+		"one_packet", "on_down", "sorry_server", "sorry_weight", "sorry_inhibit", "quorum",
 		"hysteresis", "check", "real_server")
 	vs := rawVirtualServer{
 		key:                t.key,
@@ -520,6 +520,7 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 		onDown:             r.enum(t, "on_down", "on_down action", onDowns()),
 		sorryServer:        r.str(t, "sorry_server"),
 		sorryWeight:        r.integer(t, "sorry_weight", 0, maxWeight),
+		sorryInhibit:       r.boolean(t, "sorry_inhibit"),
 		quorum:             r.integer(t, "quorum", 0, math.MaxInt32),
 		hysteresis:         r.integer(t, "hysteresis", 0, math.MaxInt32),
 	}

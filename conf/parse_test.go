@@ -438,6 +438,8 @@ func TestParseBad(t *testing.T) {
 			`t.toml:5: virtual_server[0].real_server[0].weight: out of range (got -1, want 0..65535)`},
 		{"status out of range", vsHead + "check = { type = \"http\", status = [200, 600] }\n",
 			`t.toml:3: virtual_server[0].check.status[1]: out of range (got 600, want 100..599)`},
+		{"sorry_inhibit without sorry_server", vsHead + "sorry_inhibit = true\n",
+			`t.toml:3: virtual_server[0].sorry_inhibit: needs sorry_server (want a sorry_server to keep at weight 0)`},
 		{"bad body_md5", vsHead + "check = { type = \"http\", body_md5 = \"abc\" }\n",
 			`t.toml:3: virtual_server[0].check.body_md5: invalid MD5 digest (got "abc", want 32 hexadecimal digits, as md5sum prints)`},
 		{"body_md5 on tcp", vsHead + "check = { type = \"tcp\", body_md5 = \"b1946ac92492d2347c6235b4d2611184\" }\n",
@@ -486,7 +488,7 @@ func TestParseBad(t *testing.T) {
 		{"real server without address", vsHead + "[[virtual_server.real_server]]\nweight = 2\n",
 			`t.toml:3: virtual_server[0].real_server[0]: missing address (want IP:port such as "192.0.2.10:80")`},
 		{"quoted unknown key", vsHead + "\"my key\" = 1\n",
-			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, quorum, hysteresis, check, real_server)`},
+			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, check, real_server)`},
 		{"lines stay right after multi-line strings and arrays", "[director]\nname = \"\"\"\n[[virtual_server]]\nweight = 1\n\"\"\"\n" +
 			"control_socket = '''\n'''\n" + vsHead + "real_server = [\n  # comment ]\n  { address = \"192.0.2.10:80\" },\n  { address = \"192.0.2.11:80\",\n    weigth = 1 },\n]\n",
 			"t.toml:6: director.control_socket: must be an absolute path (got \"\")\n" +
@@ -538,7 +540,7 @@ typo = true
 		{"multi.toml", 12, "virtual_server[0].real_server[0].weight", "wrong type (got float 1000, want integer)"},
 		{"multi.toml", 14, "virtual_server[0].real_server[1].address", `address family inet6 does not match the virtual server's inet (got "[2001:db8::1]:80", want an IPv4 address)`},
 		{"multi.toml", 17, "virtual_server[1].address", "duplicate virtual server 192.0.2.1:80/tcp (first defined by virtual_server[0] at line 4)"},
-		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, quorum, hysteresis, check, real_server)"},
+		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, check, real_server)"},
 	}
 	joined, ok := err.(interface{ Unwrap() []error })
 	if !ok {

@@ -188,15 +188,16 @@ func (b *builder) backend(v val[string], vs *VirtualServer, fwd string) (netip.A
 
 func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	vs := VirtualServer{
-		Protocol:    rv.protocol.or(defaultProtocol),
-		Scheduler:   rv.scheduler.or(defaultScheduler),
-		Forwarding:  rv.forwarding.or(defaultForwarding),
-		Persistence: rv.persistence.or(0),
-		OnePacket:   rv.onePacket.or(false),
-		OnDown:      rv.onDown.or(defaultOnDown),
-		SorryWeight: int(rv.sorryWeight.or(defaultSorryWeight)),
-		Quorum:      int(rv.quorum.or(defaultQuorum)),
-		Hysteresis:  int(rv.hysteresis.or(defaultHysteresis)),
+		Protocol:     rv.protocol.or(defaultProtocol),
+		Scheduler:    rv.scheduler.or(defaultScheduler),
+		Forwarding:   rv.forwarding.or(defaultForwarding),
+		Persistence:  rv.persistence.or(0),
+		OnePacket:    rv.onePacket.or(false),
+		OnDown:       rv.onDown.or(defaultOnDown),
+		SorryWeight:  int(rv.sorryWeight.or(defaultSorryWeight)),
+		SorryInhibit: rv.sorryInhibit.or(false),
+		Quorum:       int(rv.quorum.or(defaultQuorum)),
+		Hysteresis:   int(rv.hysteresis.or(defaultHysteresis)),
 	}
 	familyBad := rv.family.set && !rv.family.ok
 	switch {
@@ -285,6 +286,9 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	}
 
 	fwdOK := !rv.forwarding.set || rv.forwarding.ok
+	if v := rv.sorryInhibit; v.valid() && !rv.sorryServer.set {
+		b.add(v.key, "needs sorry_server (want a sorry_server to keep at weight 0)")
+	}
 	if s := rv.sorryServer; s.valid() {
 		fwd := ""
 		if fwdOK {

@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// The equivalence corpus files (conf/keepalived/testdata/corpus/1[1-9]-eq-*,
-// 2[0-2]-eq-*) use these: real servers 10.77.0.1-3 and .9, fd77::1-2, each
+// The equivalence corpus files (conf/keepalived/testdata/corpus/*-eq-*)
+// use these: real servers 10.77.0.1-3 and .9, fd77::1-2, each
 // answering HTTP on 80 and 8080 and HTTPS on 443; MISC_CHECK scripts call
 // /tmp/lvsha-eq/rs-up IP, which fails once /tmp/lvsha-eq/down-IP exists.
 var eqServers = []string{"10.77.0.1", "10.77.0.2", "10.77.0.3", "10.77.0.9", "fd77::1", "fd77::2"}
@@ -60,6 +60,7 @@ func TestKeepalivedEquivalence(t *testing.T) {
 		{"20-eq-sctp-thresholds.conf", "10.77.0.2"},
 		{"21-eq-includes.conf", "10.77.0.1"},
 		{"22-eq-twos-ovf.conf", "10.77.0.1"},
+		{"35-eq-sorry-inhibit.conf", "10.77.0.1"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			src := filepath.Join(corpus, tc.file)

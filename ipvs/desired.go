@@ -125,7 +125,16 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		s.Destinations = append(s.Destinations, d)
 	}
 
-	if vs.SorryServer.IsValid() && sorryActive(upWeight, vs.Quorum, vs.Hysteresis, sorryWas) {
+	active := vs.SorryServer.IsValid() && sorryActive(upWeight, vs.Quorum, vs.Hysteresis, sorryWas)
+	if vs.SorryServer.IsValid() && !active && vs.SorryInhibit {
+		fwd := forwarding("", vs.Forwarding)
+		d := Destination{Address: vs.SorryServer.Addr().Unmap(), Port: destPort(vs, vs.SorryServer.Port(), fwd), Forwarding: fwd,
+			Sorry: true, Standby: true}
+		if !seen[d.Key()] {
+			s.Destinations = append(s.Destinations, d)
+		}
+	}
+	if active {
 		kept := s.Destinations[:0]
 		for _, d := range s.Destinations {
 			if d.Weight > 0 {

@@ -132,6 +132,9 @@ func TestDesired(t *testing.T) {
 	selfSorry := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
 	selfSorry.SorryServer, selfSorry.SorryWeight, selfSorry.Quorum = ap("10.0.1.1:80"), 7, 4
 
+	standby := sorry
+	standby.SorryInhibit = true
+
 	mixed := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3))
 	mixed.RealServers[1].OnDown = "remove"
 
@@ -167,6 +170,19 @@ func TestDesired(t *testing.T) {
 			vs:   removeVS,
 			up:   downSet("10.0.1.2:80"),
 			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 2)),
+		},
+		{
+			name: "sorry_inhibit keeps an unused sorry server at weight 0",
+			vs:   standby,
+			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 2), masq("10.0.1.2:80", 3),
+				ipvs.Destination{Address: ip("10.0.9.9"), Port: 8080, Weight: 0, Sorry: true, Standby: true}),
+		},
+		{
+			name: "sorry_inhibit: a serving sorry server has its weight",
+			vs:   standby,
+			up:   downSet("10.0.1.1:80", "10.0.1.2:80"),
+			want: tcp4("web", "10.0.0.1:80", "rr", masq("10.0.1.1:80", 0), masq("10.0.1.2:80", 0),
+				ipvs.Destination{Address: ip("10.0.9.9"), Port: 8080, Weight: 7, Sorry: true}),
 		},
 		{
 			name: "a real server's own on_down overrides the service's",

@@ -119,6 +119,9 @@ type Destination struct {
 	// Sorry marks the sorry server added by Desired; the kernel knows no
 	// such thing, so it is false for destinations read back.
 	Sorry bool
+	// Standby marks a sorry server kept at weight 0 while not serving
+	// (sorry_inhibit); SorryActive does not count it.
+	Standby bool
 }
 
 // ServiceKey identifies a service in the kernel: (family, fwmark) for a
@@ -170,7 +173,7 @@ func (d Destination) String() string {
 // SorryActive reports whether the sorry server is among the destinations.
 func (s Service) SorryActive() bool {
 	for _, d := range s.Destinations {
-		if d.Sorry {
+		if d.Sorry && !d.Standby {
 			return true
 		}
 	}

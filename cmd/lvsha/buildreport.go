@@ -93,6 +93,9 @@ func buildReport(rep *Report, cfg *conf.Config, desired []ipvs.Service, kernel [
 				continue
 			}
 			rr := RealReport{Address: d.String(), Forward: d.Forwarding.String(), Sorry: true, Weight: d.Weight, Health: "sorry"}
+			if d.Standby {
+				rr.Health = "sorry standby"
+			}
 			if kd := kdest[d.Key()]; kd != nil {
 				w := kd.Destination.Weight
 				rr.KernelWeight = &w

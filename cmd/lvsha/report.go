@@ -118,7 +118,7 @@ func writeReport(w io.Writer, r *Report, now time.Time) error {
 			}
 			health := d.Health
 			if d.Sorry {
-				health = "sorry"
+				health = d.Health
 			} else if !d.Since.IsZero() {
 				health += " " + ago(now, d.Since)
 			}

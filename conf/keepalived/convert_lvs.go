@@ -124,26 +124,27 @@ type service struct {
 
 // vsSettings is what a virtual_server block says, before rendering.
 type vsSettings struct {
-	node        *Node
-	protocol    string
-	protoNote   string
-	scheduler   string
-	schedFlags  []string
-	forwarding  string
-	persistence int
-	persistNote string
-	netmask     int
-	onePacket   bool
-	quorum      int
-	hysteresis  int
-	quorumSet   bool
-	sorry       *Node
-	sorryFwd    string
-	family      string // ip_family
-	rsWeight    int
-	onDown      string // as rendered for the service
-	timing      timing
-	reals       []*Node
+	node         *Node
+	protocol     string
+	protoNote    string
+	scheduler    string
+	schedFlags   []string
+	forwarding   string
+	persistence  int
+	persistNote  string
+	netmask      int
+	onePacket    bool
+	quorum       int
+	hysteresis   int
+	quorumSet    bool
+	sorry        *Node
+	sorryFwd     string
+	sorryInhibit bool
+	family       string // ip_family
+	rsWeight     int
+	onDown       string // as rendered for the service
+	timing       timing
+	reals        []*Node
 }
 
 func (c *converter) virtualServer(w *tomlWriter, n *Node) {
@@ -226,7 +227,7 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 		case "quorum_up", "quorum_down":
 			c.notCarried(d, "lvsha runs no command on quorum changes; `lvsha status -o json` shows the sorry server state")
 		case "sorry_server_inhibit":
-			c.notCarried(d, "lvsha removes an unused sorry server from the table instead of keeping it at weight 0")
+			s.sorryInhibit = true
 		case "persistence_engine":
 			c.notCarried(d, "lvsha sets no IPVS persistence engine")
 		case "hashed":
@@ -638,6 +639,9 @@ func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
 	}
 	c.extraArgs(d, 2)
 	w.kv("sorry_server", str(c.destAddr(s.forwarding, svc, ap)), "")
+	if s.sorryInhibit {
+		w.kv("sorry_inhibit", "true", "sorry_server_inhibit")
+	}
 }
 
 // destAddr writes a destination's address as lvsha wants it: keepalived
