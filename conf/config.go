@@ -265,6 +265,11 @@ type Check struct {
 	// default 2 and 2).
 	Rise int
 	Fall int
+	// StartDown starts the real server down, until Rise successes, when
+	// lvsha starts or the check is added; by default it starts up so a
+	// restart drains nothing (key "start_down"; default false):
+	// keepalived's alpha.
+	StartDown bool
 	// ConnectAddress and ConnectPort probe a different endpoint than the
 	// real server's own address (keys "connect_address", "connect_port").
 	// Zero values mean "the real server's".

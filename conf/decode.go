@@ -418,7 +418,7 @@ type rawCheck struct {
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
 	status                                val[[]int]
-	tlsVerify                             val[bool]
+	tlsVerify, startDown                  val[bool]
 	command                               val[[]string]
 }
 
@@ -551,7 +551,7 @@ func (r *reader) realServer(t table) rawRealServer {
 }
 
 func (r *reader) check(t table) *rawCheck {
-	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "connect_address",
+	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "start_down", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
 		"tls_verify", "sni", "command")
 	return &rawCheck{
@@ -559,6 +559,7 @@ func (r *reader) check(t table) *rawCheck {
 		typ:            r.enum(t, "type", "check type", checkTypes()),
 		interval:       r.duration(t, "interval"),
 		retryInterval:  r.duration(t, "retry_interval"),
+		startDown:      r.boolean(t, "start_down"),
 		timeout:        r.duration(t, "timeout"),
 		rise:           r.integer(t, "rise", 1, maxRiseFall),
 		fall:           r.integer(t, "fall", 1, maxRiseFall),

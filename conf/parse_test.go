@@ -171,9 +171,9 @@ connect_port = 8081
 
 [[virtual_server.real_server]]        # inherits everything
 address = "192.0.2.10:80"
-[[virtual_server.real_server]]        # overrides one field
+[[virtual_server.real_server]]        # overrides some fields
 address = "192.0.2.11:80"
-check = { rise = 5, timeout = "300ms" }
+check = { rise = 5, timeout = "300ms", start_down = true }
 [[virtual_server.real_server]]        # another type: http fields are not inherited
 address = "192.0.2.12:80"
 check = { type = "tcp" }
@@ -190,7 +190,7 @@ tls_verify = true
 			base := Check{Type: "http", Interval: 2 * time.Second, RetryInterval: 250 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2,
 				ConnectPort: 8081, Method: "GET", Path: "/health", Host: "example.com", Status: []int{200, 204, 301, 302, 303}}
 			rise5 := base
-			rise5.Rise, rise5.Timeout = 5, 300*time.Millisecond
+			rise5.Rise, rise5.Timeout, rise5.StartDown = 5, 300*time.Millisecond, true
 			tcp := Check{Type: "tcp", Interval: 2 * time.Second, RetryInterval: 250 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2, ConnectPort: 8081}
 			https := base
 			https.Type, https.TLSVerify, https.SNI = "https", true, "example.com"

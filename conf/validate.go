@@ -396,6 +396,7 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 	inherit(&m.timeout, base.timeout)
 	inherit(&m.rise, base.rise)
 	inherit(&m.fall, base.fall)
+	inherit(&m.startDown, base.startDown)
 	inherit(&m.connectAddress, base.connectAddress)
 	inherit(&m.connectPort, base.connectPort)
 
@@ -430,10 +431,11 @@ func (b *builder) check(rc rawCheck) *Check {
 	}
 	t := rc.typ.v
 	c := &Check{
-		Type:     t,
-		Interval: rc.interval.or(defaultCheckInterval),
-		Rise:     int(rc.rise.or(defaultCheckRise)),
-		Fall:     int(rc.fall.or(defaultCheckFall)),
+		Type:      t,
+		Interval:  rc.interval.or(defaultCheckInterval),
+		Rise:      int(rc.rise.or(defaultCheckRise)),
+		Fall:      int(rc.fall.or(defaultCheckFall)),
+		StartDown: rc.startDown.or(false),
 	}
 	intervalOK := !rc.interval.set || rc.interval.ok
 	if iv := rc.interval; iv.valid() && iv.v < minCheckInterval {

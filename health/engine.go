@@ -359,7 +359,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 			rise:     s.check.Rise,
 			fall:     s.check.Fall,
 			owners:   s.owners,
-			state:    initialState(),
+			state:    initialFor(s.check),
 			since:    now,
 			index:    -1,
 		}
@@ -437,6 +437,7 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	field("timeout", c.Timeout.String())
 	field("rise", strconv.Itoa(c.Rise))
 	field("fall", strconv.Itoa(c.Fall))
+	field("start_down", strconv.FormatBool(c.StartDown))
 	switch c.Type {
 	case "exec":
 		// The environment names the pair, so the pair is the identity.

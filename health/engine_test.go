@@ -458,3 +458,28 @@ func TestRetryInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestStartDown: with start_down a real server is down until its first
+// successful probes, and the engine reports the change.
+func TestStartDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	served := acceptAndClose(ln, &conns)
+	defer func() { ln.Close(); <-served }()
+	rs := addrPort(t, ln.Addr())
+	c := tcpCheck(20*time.Millisecond, 2, 2)
+	c.StartDown = true
+	e, _, start := newTestEngine(t)
+	e.Update(config(vs("web", c, rs)))
+	if e.Up("web", rs) {
+		t.Fatal("start_down server up before any probe")
+	}
+	start()
+	waitFor(t, "up after 2 successes", 5*time.Second, func() bool { return e.Up("web", rs) })
+	if s := status(e, Key{"web", rs}); s.Transitions != 1 {
+		t.Errorf("transitions = %d, want 1 (down to up)", s.Transitions)
+	}
+}

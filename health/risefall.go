@@ -1,6 +1,10 @@
 package health
 
-import "time"
+import (
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+)
 
 // riseFall is the hysteresis state of one probe: whether its server is
 // considered up, and the current runs of consecutive successes and failures.
@@ -14,6 +18,15 @@ type riseFall struct {
 // must not drain servers that were serving; a dead one goes down after Fall
 // failures.
 func initialState() riseFall { return riseFall{up: true} }
+
+// initialFor is the state a new probe starts in: down for start_down
+// (keepalived's alpha), else initialState.
+func initialFor(c *conf.Check) riseFall {
+	if c != nil && c.StartDown {
+		return riseFall{}
+	}
+	return initialState()
+}
 
 // step applies one probe result. An up server goes down after fall
 // consecutive failures, a down one comes up after rise consecutive

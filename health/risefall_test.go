@@ -3,6 +3,8 @@ package health
 import (
 	"testing"
 	"time"
+
+	"github.com/lvsha/lvsha/conf"
 )
 
 func TestStep(t *testing.T) {
@@ -123,6 +125,24 @@ func TestNextDelay(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := nextDelay(tc.state, iv, tc.retry); got != tc.want {
 				t.Errorf("nextDelay(%+v) = %v, want %v", tc.state, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInitialFor(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    *conf.Check
+		up   bool
+	}{
+		{"no check", nil, true},
+		{"default: up, so a restart drains nothing", &conf.Check{Type: "tcp"}, true},
+		{"start_down: keepalived's alpha", &conf.Check{Type: "tcp", StartDown: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := initialFor(tc.c); got.up != tc.up || got.okRun != 0 || got.failRun != 0 {
+				t.Errorf("initialFor = %+v, want up=%v and no runs", got, tc.up)
 			}
 		})
 	}

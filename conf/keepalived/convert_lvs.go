@@ -242,9 +242,6 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 			c.unknown(d, "virtual_server")
 		}
 	}
-	if s.timing.alpha != nil && *s.timing.alpha {
-		c.warn(n, "alpha: not carried: lvsha starts every real server up and lets the first failed checks take it out, as keepalived does without alpha")
-	}
 	if s.scheduler == "" {
 		s.scheduler = "wlc"
 	}
@@ -716,9 +713,6 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			c.unknown(d, "real_server")
 		}
 	}
-	if t.alpha != nil && *t.alpha && (s.timing.alpha == nil || !*s.timing.alpha) {
-		c.warn(n, "alpha: not carried: lvsha starts every real server up and lets the first failed checks take it out, as keepalived does without alpha")
-	}
 	effFwd := s.forwarding
 	if fwd != "" {
 		effFwd = fwd
@@ -870,6 +864,9 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 	w.kv("fall", strconv.Itoa(retry+1), fmt.Sprintf("retry %d: down after %d failures in a row", retry, retry+1))
 	if retry > 0 && delayRetry != interval {
 		w.kv("retry_interval", dur(delayRetry), "delay_before_retry")
+	}
+	if t.alpha != nil && *t.alpha {
+		w.kv("start_down", "true", "alpha")
 	}
 	if t.warmup != nil {
 		w.comment(fmt.Sprintf("warmup %s: lvsha spreads every first probe at random within the interval instead", strings.Trim(dur(*t.warmup), `"`)))
