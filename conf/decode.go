@@ -234,27 +234,6 @@ func (r *reader) strs(t table, name string) val[[]string] {
 }
 
 // ints reads an array of integers, each in lo..hi.
-func (r *reader) ints(t table, name string, lo, hi int64) val[[]int] {
-	key := joinKey(t.key, name)
-	raw, ok := t.m[name]
-	if !ok {
-		return val[[]int]{key: key}
-	}
-	out := val[[]int]{set: true, key: key}
-	arr, ok := raw.([]any)
-	if !ok {
-		r.wrongType(key, raw, "array of integers")
-		return out
-	}
-	out.ok = true
-	for i, e := range arr {
-		n := r.intValue(indexKey(key, i), e, lo, hi)
-		out.ok = out.ok && n.ok
-		out.v = append(out.v, int(n.v))
-	}
-	return out
-}
-
 // statuses reads HTTP status codes: integers, or "LO-HI" strings for
 // inclusive ranges such as keepalived's default "200-299".
 func (r *reader) statuses(t table, name string) val[[]int] {

@@ -425,16 +425,6 @@ func dur(d time.Duration) string {
 	}
 }
 
-// sortedKeys returns m's keys in order, for deterministic output.
-func sortedKeys[V any](m map[string]V) []string {
-	k := make([]string, 0, len(m))
-	for s := range m {
-		k = append(k, s)
-	}
-	sort.Strings(k)
-	return k
-}
-
 // splitCommand splits a keepalived script line into argv the way
 // keepalived does before execve: on blanks, with single or double quotes
 // grouping words and a backslash escaping the next character. ok is false

@@ -31,35 +31,6 @@ type timing struct {
 	virtualhost                                         *string
 }
 
-// over returns t with o's set fields taking precedence.
-func (t timing) over(o timing) timing {
-	if o.delayLoop != nil {
-		t.delayLoop = o.delayLoop
-	}
-	if o.connectTimeout != nil {
-		t.connectTimeout = o.connectTimeout
-	}
-	if o.delayBeforeRetry != nil {
-		t.delayBeforeRetry = o.delayBeforeRetry
-	}
-	if o.warmup != nil {
-		t.warmup = o.warmup
-	}
-	if o.retry != nil {
-		t.retry = o.retry
-	}
-	if o.alpha != nil {
-		t.alpha = o.alpha
-	}
-	if o.inhibit != nil {
-		t.inhibit = o.inhibit
-	}
-	if o.virtualhost != nil {
-		t.virtualhost = o.virtualhost
-	}
-	return t
-}
-
 // timingDirective reads one of the inherited settings; false when n is
 // not one.
 func (c *converter) timingDirective(n *Node, t *timing) bool {
@@ -126,12 +97,10 @@ type service struct {
 type vsSettings struct {
 	node         *Node
 	protocol     string
-	protoNote    string
 	scheduler    string
 	schedFlags   []string
 	forwarding   string
 	persistence  int
-	persistNote  string
 	netmask      int
 	onePacket    bool
 	quorum       int
