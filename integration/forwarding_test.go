@@ -41,6 +41,10 @@ func TestDirectRoutingAndTunnel(t *testing.T) {
 				inNS(t, web, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.tunl0.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
 			}
 			startIn(t, web, []string{envRole + "=web", "LVSHA_NAME=web-" + fwd, "LVSHA_LISTEN=:80"}, self(t))
+			// Serving before lvsha starts: under emulation the server can
+			// start slower than two failed checks, and a drained service
+			// sends the client to the director's own stack (a refusal).
+			waitHTTP(t, web, "http://127.0.0.1:80/")
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "lvsha.toml")
 			os.WriteFile(cfg, []byte(fmt.Sprintf(`[director]
