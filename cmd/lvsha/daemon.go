@@ -103,7 +103,7 @@ func (d *daemon) sync() {
 func (d *daemon) reload() {
 	cfg, err := d.load(d.path)
 	if err == nil && !sameVRRP(cfg, d.config()) {
-		err = fmt.Errorf("%s: vrrp_instance or vrrp_sync_group changed: VRRP changes take effect on restart, not reload", d.path)
+		err = fmt.Errorf("%s: vrrp_instance, vrrp_sync_group or track_exec changed: VRRP changes take effect on restart, not reload", d.path)
 	}
 	d.mu.Lock()
 	d.reloadErr = err
@@ -190,6 +190,7 @@ func (d *daemon) Status() (*Report, error) {
 	}
 	buildReport(rep, cfg, desired, kernel, d.probes.Snapshot())
 	rep.VRRP = d.vrrp.status()
+	rep.TrackExecs = d.vrrp.execStatus()
 	return rep, nil
 }
 

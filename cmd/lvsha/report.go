@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/vrrp/instance"
+	"github.com/lvsha/lvsha/vrrp/track"
 )
 
 // Report is what `lvsha status` shows: the daemon's view of every virtual
@@ -29,6 +30,28 @@ type Report struct {
 	Foreign []string `json:"foreign_services,omitempty"`
 	// VRRP is the state of each VRRP instance.
 	VRRP []instance.Status `json:"vrrp_instances,omitempty"`
+	// TrackExecs is the state of each track_exec an instance tracks.
+	TrackExecs []TrackExecReport `json:"track_execs,omitempty"`
+}
+
+// TrackExecReport is one track_exec and the instances it acts on.
+type TrackExecReport struct {
+	track.ExecStatus
+	TrackedBy []TrackedBy `json:"tracked_by"`
+}
+
+// TrackedBy is one instance tracking a track_exec: while it fails, weight
+// 0 puts the instance in fault, another weight lowers its priority.
+type TrackedBy struct {
+	Instance string `json:"vrrp_instance"`
+	Weight   int    `json:"weight"`
+}
+
+func (t TrackedBy) String() string {
+	if t.Weight == 0 {
+		return t.Instance + " (fault)"
+	}
+	return fmt.Sprintf("%s (-%d)", t.Instance, t.Weight)
 }
 
 // ServiceReport is one virtual server.
@@ -143,6 +166,29 @@ func writeReport(w io.Writer, r *Report, now time.Time) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.Name, v.Interface, v.RouterID, v.State, prio,
 				v.Master, ago(now, v.LastAdvert), v.Transitions, ago(now, v.LastTransition), strings.Join(v.VIPs, " "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(r.TrackExecs) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\ntrack_exec\tState\tSince\tLast run\tResult\tRuns\tTracked by\tCommand")
+		for _, x := range r.TrackExecs {
+			state := x.State
+			if state != "ok" {
+				state = strings.ToUpper(state)
+			}
+			result := "-"
+			if !x.LastRun.IsZero() {
+				result = fmt.Sprintf("%s %.1fms", x.LastResult, x.LastDuration)
+			}
+			by := make([]string, len(x.TrackedBy))
+			for j, tb := range x.TrackedBy {
+				by[j] = tb.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", x.Name, state, ago(now, x.Since), ago(now, x.LastRun), result, x.Runs,
+				strings.Join(by, ", "), strings.Join(x.Command, " "))
 		}
 		return tw.Flush()
 	}

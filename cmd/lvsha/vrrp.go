@@ -22,10 +22,91 @@ type vrrpGroup struct {
 	log   *slog.Logger
 	cfg   []conf.VRRPInstance
 	insts []*instance.Instance
-	// prio is the last effective priority sent to each instance.
-	prio []int
+	// tracks holds each instance's tracked inputs, index for index.
+	tracks []*tracking
+	// execs runs the track_execs the instances track; nil without any.
+	execs *track.Execs
 	// groups are the sync groups, by instance name.
 	groups []conf.SyncGroup
+}
+
+// sender is what tracking needs of an instance.
+type sender interface {
+	Send(ctx context.Context, ev vrrp.Event)
+}
+
+// tracking combines everything one instance tracks into the two inputs
+// its state machine takes, fault and effective priority, and sends only
+// their changes. Links, track_execs and virtual servers change on
+// different goroutines; one place deciding keeps a fault from one source
+// from being cleared by the recovery of another.
+type tracking struct {
+	log *slog.Logger
+	in  conf.VRRPInstance
+	to  sender
+	// execOK reports a track_exec's verdict.
+	execOK func(name string) bool
+
+	mu        sync.Mutex
+	linksDown []string // tracked interfaces down, sorted
+	linkErr   error    // the link watcher could not start: state unknown
+	vsLowered int      // summed weight of tracked virtual servers down
+	// fault and prio are what the instance was last sent (it starts
+	// without fault, at its configured priority).
+	fault bool
+	prio  int
+}
+
+func newTracking(log *slog.Logger, in conf.VRRPInstance, to sender, execOK func(string) bool) *tracking {
+	return &tracking{log: log, in: in, to: to, execOK: execOK, prio: in.Priority}
+}
+
+func (t *tracking) setLinks(ctx context.Context, down []string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.linksDown, t.linkErr = down, err
+	t.push(ctx)
+}
+
+func (t *tracking) setVirtualServers(ctx context.Context, lowered int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.vsLowered = lowered
+	t.push(ctx)
+}
+
+// execsChanged re-reads the track_exec verdicts.
+func (t *tracking) execsChanged(ctx context.Context) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.push(ctx)
+}
+
+// push sends what changed; t.mu is held, so that two sources never
+// interleave their events.
+func (t *tracking) push(ctx context.Context) {
+	execFault, execLowered, failing := track.ExecEffect(t.in.TrackExecs, t.execOK)
+	// The priority goes first: a fault that clears restarts the instance
+	// at whatever priority it has then.
+	if p := track.Priority(t.in.Priority, t.vsLowered+execLowered); p != t.prio {
+		t.log.Info("effective priority changed by tracking", "vrrp_instance", t.in.Name, "priority", p, "was", t.prio,
+			"virtual_servers_lowered", t.vsLowered, "track_exec_lowered", execLowered)
+		t.prio = p
+		t.to.Send(ctx, vrrp.SetPriority{Priority: uint8(p)})
+	}
+	fault := len(t.linksDown) > 0 || t.linkErr != nil || execFault
+	if fault == t.fault {
+		return
+	}
+	t.fault = fault
+	if fault {
+		t.log.Warn("tracking fault", "vrrp_instance", t.in.Name, "interfaces_down", t.linksDown,
+			"link_watch_error", t.linkErr, "track_exec_failing", failing)
+		t.to.Send(ctx, vrrp.FaultDetected{})
+	} else {
+		t.log.Info("tracking fault cleared", "vrrp_instance", t.in.Name)
+		t.to.Send(ctx, vrrp.FaultCleared{})
+	}
 }
 
 // tunName names an instance's private VIP device, unique per VRID and
@@ -42,13 +123,17 @@ func tunName(in conf.VRRPInstance) string {
 // letting their (never started) resources go with the process.
 func openVRRP(log *slog.Logger, cfg *conf.Config) (*vrrpGroup, error) {
 	g := &vrrpGroup{log: log, cfg: cfg.VRRPInstances, groups: cfg.SyncGroups}
+	execOK := func(string) bool { return true }
+	if e := track.NewExecs(log, cfg.TrackExecs, cfg.VRRPInstances); e.Len() > 0 {
+		g.execs, execOK = e, e.OK
+	}
 	for _, in := range cfg.VRRPInstances {
 		i, err := instance.Open(log, in, tunName(in))
 		if err != nil {
 			return nil, err
 		}
 		g.insts = append(g.insts, i)
-		g.prio = append(g.prio, in.Priority)
+		g.tracks = append(g.tracks, newTracking(log, in, i, execOK))
 	}
 	return g, nil
 }
@@ -104,6 +189,28 @@ func (g *vrrpGroup) run(ctx context.Context) {
 		wg.Add(1)
 		go func() { defer wg.Done(); g.syncGroup(ctx, sg, members, changed) }()
 	}
+	// Commands that start failing (init_fail) count before the first
+	// advert: the events queue up ahead of the instances' Run.
+	for _, t := range g.tracks {
+		t.execsChanged(ctx)
+	}
+	if g.execs != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); g.execs.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-g.execs.Updates():
+					for _, t := range g.tracks {
+						t.execsChanged(ctx)
+					}
+				}
+			}
+		}()
+	}
 	for idx, i := range g.insts {
 		wg.Add(1)
 		go func() {
@@ -113,23 +220,19 @@ func (g *vrrpGroup) run(ctx context.Context) {
 			}
 		}()
 		if names := g.cfg[idx].TrackInterfaces; len(names) > 0 {
+			t := g.tracks[idx]
 			links, err := track.WatchLinks(ctx, names)
 			if err != nil {
 				g.log.Error("track interfaces", "vrrp_instance", i.Name(), "error", err)
 				// Unknown state must not leave a master in place.
-				i.Send(ctx, vrrp.FaultDetected{})
+				t.setLinks(ctx, nil, err)
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for s := range links {
-					if s.AllUp() {
-						i.Send(ctx, vrrp.FaultCleared{})
-					} else {
-						g.log.Warn("tracked interface down", "vrrp_instance", i.Name(), "down", s.Down())
-						i.Send(ctx, vrrp.FaultDetected{})
-					}
+					t.setLinks(ctx, s.Down(), nil)
 				}
 			}()
 		}
@@ -154,14 +257,8 @@ func (g *vrrpGroup) track(ctx context.Context, cfg *conf.Config, up func(vs stri
 		return false
 	}
 	for idx, in := range g.cfg {
-		if len(in.TrackVirtualServers) == 0 {
-			continue
-		}
-		p := track.Priority(in.Priority, in.TrackVirtualServers, anyUp)
-		if p != g.prio[idx] {
-			g.log.Info("effective priority changed by tracked virtual servers", "vrrp_instance", in.Name, "priority", p, "was", g.prio[idx])
-			g.prio[idx] = p
-			g.insts[idx].Send(ctx, vrrp.SetPriority{Priority: uint8(p)})
+		if len(in.TrackVirtualServers) > 0 {
+			g.tracks[idx].setVirtualServers(ctx, track.VirtualServersLowered(in.TrackVirtualServers, anyUp))
 		}
 	}
 }
@@ -178,11 +275,34 @@ func (g *vrrpGroup) status() []instance.Status {
 	return out
 }
 
+// execStatus reports every running track_exec and what it does to the
+// instances that track it.
+func (g *vrrpGroup) execStatus() []TrackExecReport {
+	if g == nil || g.execs == nil {
+		return nil
+	}
+	var out []TrackExecReport
+	for _, st := range g.execs.Status() {
+		r := TrackExecReport{ExecStatus: st}
+		for _, in := range g.cfg {
+			for _, ref := range in.TrackExecs {
+				if ref.Name != st.Name {
+					continue
+				}
+				r.TrackedBy = append(r.TrackedBy, TrackedBy{Instance: in.Name, Weight: ref.Weight})
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // sameVRRP reports whether two configs describe the same VRRP setup; a
 // reload may not change it (the instances would have to be rebuilt, which
 // is a restart).
 func sameVRRP(a, b *conf.Config) bool {
-	return reflect.DeepEqual(a.VRRPInstances, b.VRRPInstances) && reflect.DeepEqual(a.SyncGroups, b.SyncGroups)
+	return reflect.DeepEqual(a.VRRPInstances, b.VRRPInstances) && reflect.DeepEqual(a.SyncGroups, b.SyncGroups) &&
+		reflect.DeepEqual(a.TrackExecs, b.TrackExecs)
 }
 
 // vrrpStopBound bounds the graceful handover at exit.

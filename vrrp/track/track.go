@@ -1,12 +1,14 @@
 // Package track turns what a VRRP instance tracks into its inputs: the
-// effective priority from tracked virtual servers, and fault from tracked
-// interfaces.
+// effective priority from tracked virtual servers and weighted
+// track_execs, and fault from tracked interfaces and weight-0
+// track_execs.
 package track
 
 import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -15,18 +17,24 @@ import (
 )
 
 // Priority is the instance's effective priority: base lowered by the
-// weight of every tracked virtual server that has no real server up
-// (keepalived's track_script weight, native). It never goes below 1: 0 is
+// summed weights of whatever it tracks that is down or failing
+// (keepalived's track_script weight). It never goes below 1: 0 is
 // reserved for a master's resignation (RFC 5798 5.2.4). A lowered address
 // owner (255) stops being the owner, as in keepalived.
-func Priority(base int, tracked []conf.TrackVirtualServer, anyUp func(vs string) bool) int {
-	p := base
+func Priority(base, lowered int) int {
+	return max(base-lowered, 1)
+}
+
+// VirtualServersLowered is the summed weight of the tracked virtual
+// servers that have no real server up: native tracking, no script.
+func VirtualServersLowered(tracked []conf.TrackVirtualServer, anyUp func(vs string) bool) int {
+	n := 0
 	for _, t := range tracked {
 		if !anyUp(t.Name) {
-			p -= t.Weight
+			n += t.Weight
 		}
 	}
-	return max(p, 1)
+	return n
 }
 
 // LinkState reports, for each tracked interface, whether it is up.
@@ -43,7 +51,7 @@ func (s LinkState) AllUp() bool {
 	return true
 }
 
-// Down lists the tracked interfaces that are down.
+// Down lists the tracked interfaces that are down, sorted.
 func (s LinkState) Down() []string {
 	var out []string
 	for n, up := range s {
@@ -51,6 +59,7 @@ func (s LinkState) Down() []string {
 			out = append(out, n)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -62,7 +71,7 @@ func linkUp(l netlink.Link) bool {
 }
 
 // WatchLinks sends the state of the named interfaces now and after every
-// change, until ctx is done. It must be called on a thread in the
+// change, until ctx is done; then it closes the channel. It must be called on a thread in the
 // interfaces' network namespace (the subscription is bound to it).
 func WatchLinks(ctx context.Context, names []string) (<-chan LinkState, error) {
 	updates := make(chan netlink.LinkUpdate, 64)
@@ -73,6 +82,8 @@ func WatchLinks(ctx context.Context, names []string) (<-chan LinkState, error) {
 	out := make(chan LinkState, 1)
 	go func() {
 		defer close(done)
+		// Closed at the end, so that a consumer ranging over it ends too.
+		defer close(out)
 		state := LinkState{}
 		for _, n := range names {
 			state[n] = false

@@ -30,7 +30,7 @@ func TestPriority(t *testing.T) {
 				}
 				return true
 			}
-			if got := Priority(tc.base, tracked, up); got != tc.want {
+			if got := Priority(tc.base, VirtualServersLowered(tracked, up)); got != tc.want {
 				t.Errorf("Priority = %d, want %d", got, tc.want)
 			}
 		})

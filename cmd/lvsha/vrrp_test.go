@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/vrrp"
+	"github.com/lvsha/lvsha/vrrp/track"
+)
+
+// recorder is an instance that records the events it is sent.
+type recorder struct{ got []string }
+
+func (r *recorder) Send(_ context.Context, ev vrrp.Event) {
+	switch e := ev.(type) {
+	case vrrp.FaultDetected:
+		r.got = append(r.got, "fault")
+	case vrrp.FaultCleared:
+		r.got = append(r.got, "clear")
+	case vrrp.SetPriority:
+		r.got = append(r.got, fmt.Sprintf("prio %d", e.Priority))
+	default:
+		r.got = append(r.got, fmt.Sprintf("%T", ev))
+	}
+}
+
+// Links, track_execs and virtual servers each change on their own; the
+// instance sees a fault while any source has one, a fault clears only
+// when none has, and the priority is lowered by every weight that
+// applies, floored at 1.
+func TestTrackingCombinesSources(t *testing.T) {
+	in := conf.VRRPInstance{Name: "vi", Priority: 100,
+		TrackExecs: []conf.TrackExecRef{{Name: "proc", Weight: 0}, {Name: "disk", Weight: 30}}}
+	type step struct {
+		do   string // link-down, link-up, link-error, exec-fail NAME, exec-ok NAME, vs N
+		want string // events sent, space-separated with "|" between events
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"link then exec, cleared in the other order", []step{
+			{"link-down", "fault"},
+			{"exec-fail proc", ""},
+			{"link-up", ""}, // proc still fails: no clear
+			{"exec-ok proc", "clear"},
+		}},
+		{"exec then link", []step{
+			{"exec-fail proc", "fault"},
+			{"link-down", ""},
+			{"exec-ok proc", ""},
+			{"link-up", "clear"},
+		}},
+		{"weights add up with virtual servers", []step{
+			{"exec-fail disk", "prio 70"},
+			{"vs 50", "prio 20"},
+			{"vs 90", "prio 1"}, // 100-30-90 floors at 1
+			{"exec-ok disk", "prio 10"},
+			{"vs 0", "prio 100"},
+		}},
+		{"priority goes before the clear", []step{
+			{"exec-fail proc", "fault"},
+			{"exec-fail disk", "prio 70"},
+			{"exec-ok proc", "clear"},
+			{"exec-ok disk", "prio 100"},
+			{"exec-fail disk", "prio 70"},
+			{"link-down", "fault"},
+			{"exec-ok disk", "prio 100"},
+		}},
+		{"a link watcher that cannot start is a fault", []step{
+			{"link-error", "fault"},
+			{"exec-ok proc", ""},
+		}},
+		{"nothing changes, nothing sent", []step{
+			{"link-up", ""},
+			{"vs 0", ""},
+			{"exec-ok disk", ""},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			failing := map[string]bool{}
+			rec := &recorder{}
+			tr := newTracking(slog.New(slog.NewTextHandler(io.Discard, nil)), in, rec, func(n string) bool { return !failing[n] })
+			ctx := context.Background()
+			for _, s := range tc.steps {
+				rec.got = nil
+				verb, arg, _ := strings.Cut(s.do, " ")
+				switch verb {
+				case "link-down":
+					tr.setLinks(ctx, []string{"eth1"}, nil)
+				case "link-up":
+					tr.setLinks(ctx, nil, nil)
+				case "link-error":
+					tr.setLinks(ctx, nil, errors.New("netlink refused"))
+				case "exec-fail":
+					failing[arg] = true
+					tr.execsChanged(ctx)
+				case "exec-ok":
+					failing[arg] = false
+					tr.execsChanged(ctx)
+				case "vs":
+					var n int
+					fmt.Sscan(arg, &n)
+					tr.setVirtualServers(ctx, n)
+				}
+				if got := strings.Join(rec.got, "|"); got != s.want {
+					t.Fatalf("after %q sent %q, want %q", s.do, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+// `lvsha status` shows each track_exec's verdict, its last result and
+// what it does to each instance tracking it, in text and JSON.
+func TestReportTrackExecs(t *testing.T) {
+	now := time.Now()
+	rep := &Report{Director: "lb1", TrackExecs: []TrackExecReport{{
+		ExecStatus: track.ExecStatus{Name: "haproxy", Command: []string{"/bin/pidof", "haproxy"}, State: "failing",
+			Since: now.Add(-2 * time.Second), Transitions: 1, Runs: 7, LastRun: now.Add(-time.Second), LastResult: "exit 1", LastDuration: 1.5},
+		TrackedBy: []TrackedBy{{Instance: "vi", Weight: 0}, {Instance: "vi2", Weight: 20}},
+	}}}
+	var text bytes.Buffer
+	if err := writeReport(&text, rep, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"track_exec", "haproxy", "FAILING", "exit 1 1.5ms", "vi (fault), vi2 (-20)", "/bin/pidof haproxy"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text status lacks %q:\n%s", want, text.String())
+		}
+	}
+	// The daemon encodes the report and `lvsha status` decodes and
+	// re-encodes it: both sides must keep every field.
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(&back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(js, b) {
+		t.Errorf("JSON changed in a round trip:\n%s\n%s", b, js)
+	}
+	for _, want := range []string{`"track_execs":[{"name":"haproxy"`, `"state":"failing"`, `"last_result":"exit 1"`,
+		`"tracked_by":[{"vrrp_instance":"vi","weight":0},{"vrrp_instance":"vi2","weight":20}]`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("JSON status lacks %s:\n%s", want, js)
+		}
+	}
+}

@@ -1,0 +1,275 @@
+package track
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+)
+
+// ExecStatus is what `lvsha status` shows of one track_exec.
+type ExecStatus struct {
+	Name    string   `json:"name"`
+	Command []string `json:"command"`
+	// State is the verdict after rise/fall: "ok" or "failing".
+	State       string    `json:"state"`
+	Since       time.Time `json:"since,omitzero"` // last change of State; zero while still the initial state
+	Transitions int       `json:"transitions"`
+	Runs        uint64    `json:"runs"`
+	// LastRun and LastResult describe the latest run: "exit 0", "exit 1",
+	// "timed out after 1s", or why it could not start.
+	LastRun      time.Time `json:"last_run,omitzero"`
+	LastOK       bool      `json:"last_ok"`
+	LastResult   string    `json:"last_result,omitempty"`
+	LastDuration float64   `json:"last_duration_ms"`
+}
+
+// execVerdict is the rise/fall hysteresis of one command: its verdict and
+// the current runs of successes and failures in a row.
+type execVerdict struct {
+	ok      bool
+	okRun   int
+	failRun int
+}
+
+// next applies one run's outcome: a failing command succeeds after rise
+// successes in a row, a succeeding one fails after fall failures in a row;
+// changed reports a new verdict. Values below 1 count as 1.
+func (v execVerdict) next(ok bool, rise, fall int) (_ execVerdict, changed bool) {
+	rise, fall = max(rise, 1), max(fall, 1)
+	if ok {
+		v.failRun = 0
+		// Capped so that a command succeeding for years cannot overflow.
+		v.okRun = min(v.okRun+1, rise)
+		if !v.ok && v.okRun >= rise {
+			v.ok, v.okRun = true, 0
+			return v, true
+		}
+		return v, false
+	}
+	v.okRun = 0
+	v.failRun = min(v.failRun+1, fall)
+	if v.ok && v.failRun >= fall {
+		v.ok, v.failRun = false, 0
+		return v, true
+	}
+	return v, false
+}
+
+// runFunc runs argv once, bounded by ctx, and reports how it ended; nil
+// is exit status 0.
+type runFunc func(ctx context.Context, argv []string) error
+
+// tickFunc returns a channel that fires every d and a function that
+// stops it; tests replace time.NewTicker with ticks they send by hand.
+type tickFunc func(d time.Duration) (<-chan time.Time, func())
+
+func realTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+// runCommand runs argv without a shell in its own process group. When ctx
+// ends first the whole group is killed, so a script's helpers do not
+// outlive its timeout. Output is discarded: no pipe can then keep Wait
+// waiting for a helper that inherited it.
+func runCommand(ctx context.Context, argv []string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd.Run()
+}
+
+// Execs runs the track_exec commands that VRRP instances track. Each
+// command runs on its own goroutine once per interval, however many
+// instances track it; instances read the verdicts with OK.
+type Execs struct {
+	log     *slog.Logger
+	execs   []conf.TrackExec
+	run     runFunc
+	tick    tickFunc
+	now     func() time.Time
+	updates chan struct{}
+
+	mu     sync.Mutex
+	states map[string]*execState
+}
+
+type execState struct {
+	verdict execVerdict
+	status  ExecStatus
+}
+
+// NewExecs prepares the track_execs that at least one of instances
+// tracks; the others never run (keepalived also skips unused scripts).
+// Each starts as succeeding unless init_fail is set.
+func NewExecs(log *slog.Logger, execs []conf.TrackExec, instances []conf.VRRPInstance) *Execs {
+	used := map[string]bool{}
+	for _, in := range instances {
+		for _, r := range in.TrackExecs {
+			used[r.Name] = true
+		}
+	}
+	e := &Execs{
+		log: log, run: runCommand, tick: realTicker, now: time.Now,
+		updates: make(chan struct{}, 1),
+		states:  map[string]*execState{},
+	}
+	for _, x := range execs {
+		if !used[x.Name] {
+			continue
+		}
+		e.execs = append(e.execs, x)
+		st := &execState{verdict: execVerdict{ok: !x.InitFail}}
+		st.status = ExecStatus{Name: x.Name, Command: slices.Clone(x.Command), State: verdictName(st.verdict.ok)}
+		e.states[x.Name] = st
+	}
+	return e
+}
+
+func verdictName(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failing"
+}
+
+// Len is how many commands run.
+func (e *Execs) Len() int { return len(e.execs) }
+
+// OK reports the verdict on the named command; an unknown name is
+// failing, since no verdict can vouch for it.
+func (e *Execs) OK(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.states[name]
+	return st != nil && st.verdict.ok
+}
+
+// Updates receives a value after any verdict changes; several changes
+// may come as one, so read every verdict again on each.
+func (e *Execs) Updates() <-chan struct{} { return e.updates }
+
+// Status reports every command, in configuration order.
+func (e *Execs) Status() []ExecStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ExecStatus, 0, len(e.execs))
+	for _, x := range e.execs {
+		s := e.states[x.Name].status
+		s.Command = slices.Clone(s.Command)
+		out = append(out, s)
+	}
+	return out
+}
+
+// Run runs every command until ctx is done.
+func (e *Execs) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, x := range e.execs {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.loop(ctx, x) }()
+	}
+	wg.Wait()
+}
+
+// loop runs x at once, so that a failure is known within one timeout of
+// start, then once per interval. A run ends by its timeout, at most the
+// interval, so runs never overlap.
+func (e *Execs) loop(ctx context.Context, x conf.TrackExec) {
+	ticks, stop := e.tick(x.Interval)
+	defer stop()
+	for {
+		e.runOnce(ctx, x)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticks:
+		}
+	}
+}
+
+// runOnce runs x once and applies the outcome.
+func (e *Execs) runOnce(ctx context.Context, x conf.TrackExec) {
+	rctx, cancel := context.WithTimeout(ctx, x.Timeout)
+	start := e.now()
+	err := e.run(rctx, x.Command)
+	took := e.now().Sub(start)
+	timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded)
+	cancel()
+	if ctx.Err() != nil {
+		// Killed because lvsha stops: says nothing about the command.
+		return
+	}
+	result := "exit 0"
+	var ee *exec.ExitError
+	switch {
+	case timedOut:
+		// Whatever the command managed to return, it overran.
+		result = fmt.Sprintf("timed out after %s", x.Timeout)
+		if err == nil {
+			err = errors.New(result)
+		}
+	case errors.As(err, &ee):
+		result = fmt.Sprintf("exit %d", ee.ExitCode())
+		if ee.ExitCode() < 0 {
+			result = ee.String() // "signal: killed"
+		}
+	case err != nil:
+		result = err.Error()
+	}
+	ok := err == nil && !timedOut
+
+	e.mu.Lock()
+	st := e.states[x.Name]
+	was := st.verdict.ok
+	var changed bool
+	st.verdict, changed = st.verdict.next(ok, x.Rise, x.Fall)
+	s := &st.status
+	s.Runs++
+	s.LastRun, s.LastOK, s.LastResult = start, ok, result
+	s.LastDuration = float64(took.Microseconds()) / 1000
+	if changed {
+		s.State, s.Since = verdictName(st.verdict.ok), start
+		s.Transitions++
+	}
+	e.mu.Unlock()
+
+	if !changed {
+		return
+	}
+	if was {
+		e.log.Warn("track_exec failing", "track_exec", x.Name, "result", result, "fall", x.Fall)
+	} else {
+		e.log.Info("track_exec succeeding", "track_exec", x.Name, "rise", x.Rise)
+	}
+	select {
+	case e.updates <- struct{}{}:
+	default:
+	}
+}
+
+// ExecEffect is what an instance's tracked commands do to it now: fault
+// when a weight-0 command fails, and the summed weight of the failing
+// weighted ones, by which its priority drops.
+func ExecEffect(tracked []conf.TrackExecRef, ok func(name string) bool) (fault bool, lowered int, failing []string) {
+	for _, t := range tracked {
+		if ok(t.Name) {
+			continue
+		}
+		failing = append(failing, t.Name)
+		if t.Weight == 0 {
+			fault = true
+		} else {
+			lowered += t.Weight
+		}
+	}
+	return fault, lowered, failing
+}
