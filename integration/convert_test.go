@@ -73,8 +73,8 @@ func TestKeepalivedEquivalence(t *testing.T) {
 			}
 			ka := newEqSite(t, "ka")
 			lv := newEqSite(t, "lv")
-			ka.daemon = startKeepalivedChecker(t, ka.ns, src)
-			lv.daemon = startIn(t, lv.ns, nil, lvshaBin(t), "run", "-c", convertForTest(t, src))
+			startKeepalivedChecker(t, ka.ns, src)
+			startIn(t, lv.ns, nil, lvshaBin(t), "run", "-c", convertForTest(t, src))
 
 			// Both tables settle with every real server up ...
 			var wg sync.WaitGroup
@@ -150,7 +150,6 @@ func copyTree(dst, src string) error {
 type eqSite struct {
 	name, ns string
 	webs     map[string]*exec.Cmd
-	daemon   *exec.Cmd
 	up, down string
 }
 
@@ -186,7 +185,7 @@ func (s *eqSite) stop(a string) { stopProc(s.webs[a]) }
 
 // settle waits until the site's table differs from not and then stays the
 // same for 3 s, and returns it; "" (after reporting) when it does not
-// within the limit or the daemon has exited.
+// within the limit.
 func (s *eqSite) settle(t *testing.T, not string) string {
 	const (
 		every  = 250 * time.Millisecond
@@ -196,10 +195,6 @@ func (s *eqSite) settle(t *testing.T, not string) string {
 	var last string
 	same := 0
 	for begin := time.Now(); time.Since(begin) < limit; time.Sleep(every) {
-		if s.daemon.ProcessState != nil {
-			t.Errorf("%s: the daemon exited: %v", s.name, s.daemon.ProcessState)
-			return ""
-		}
 		out, err := exec.Command("ip", "netns", "exec", s.ns, "ipvsadm", "-Ln").CombinedOutput()
 		if err != nil {
 			t.Errorf("%s: ipvsadm -Ln: %v\n%s", s.name, err, out)
@@ -224,40 +219,64 @@ func (s *eqSite) settle(t *testing.T, not string) string {
 }
 
 // startKeepalivedChecker runs keepalived's checker process alone (-C) on
-// a configuration file, in ns, logging to the test's stderr.
-func startKeepalivedChecker(t *testing.T, ns, cfg string) *exec.Cmd {
+// a configuration file, in ns.
+func startKeepalivedChecker(t *testing.T, ns, cfg string) *kaProc {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("ip", "netns", "exec", ns, "keepalived", "--dont-fork", "--check", "--log-console",
-		"-f", cfg, "-p", filepath.Join(dir, "k.pid"), "-c", filepath.Join(dir, "c.pid"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	// keepalived forks its checker: a process group lets the test end both.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("keepalived: %v", err)
-	}
-	go cmd.Wait()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		for i := 0; i < 50 && cmd.ProcessState == nil; i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if t.Failed() {
-			t.Logf("keepalived's log:\n%s", logs.String())
+	return runKeepalived(t, ns, cfg, "--check")
+}
+
+// kaProc is a keepalived started by runKeepalived.
+type kaProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+	once sync.Once
+}
+
+// stop ends keepalived's whole process group: SIGTERM, then SIGKILL.
+func (k *kaProc) stop() {
+	k.once.Do(func() {
+		syscall.Kill(-k.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-k.done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
+			<-k.done
 		}
 	})
-	return cmd
+}
+
+// runKeepalived runs keepalived in ns on a configuration file with the
+// given mode flags; its log is shown if the test fails.
+func runKeepalived(t testing.TB, ns, cfg string, args ...string) *kaProc {
+	t.Helper()
+	dir := t.TempDir()
+	argv := append([]string{"netns", "exec", ns, "keepalived", "--dont-fork", "--log-console", "-f", cfg,
+		"-p", filepath.Join(dir, "k.pid"), "-c", filepath.Join(dir, "c.pid"), "-r", filepath.Join(dir, "r.pid")}, args...)
+	k := &kaProc{cmd: exec.Command("ip", argv...), done: make(chan struct{})}
+	var logs bytes.Buffer
+	k.cmd.Stdout, k.cmd.Stderr = &logs, &logs
+	// keepalived forks its children: a process group lets the test end all.
+	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := k.cmd.Start(); err != nil {
+		t.Fatalf("keepalived: %v", err)
+	}
+	go func() { k.cmd.Wait(); close(k.done) }()
+	t.Cleanup(func() {
+		k.stop()
+		if t.Failed() {
+			t.Logf("keepalived's log (%s):\n%s", cfg, logs.String())
+		}
+	})
+	return k
 }
 
 // convertForTest runs `lvsha convert` on src and returns the TOML's path,
 // with a control socket of its own so runs never share one.
-func convertForTest(t *testing.T, src string) string {
+func convertForTest(t *testing.T, src string, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "lvsha.toml")
-	cmd := exec.Command(lvshaBin(t), "convert", "-o", out, src)
+	cmd := exec.Command(lvshaBin(t), append(append([]string{"convert", "-o", out}, args...), src)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
