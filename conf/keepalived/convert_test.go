@@ -13,8 +13,8 @@ var update = flag.Bool("update", false, "rewrite the golden files of TestConvert
 
 // corpusParams are the --config-id values a corpus file is converted with.
 var corpusParams = map[string][]string{
-	"09-params.conf":         {"lb1"},
-	"36-eq-vrrp-pair.conf":   {"lb2"},
+	"09-params.conf":       {"lb1"},
+	"36-eq-vrrp-pair.conf": {"lb2"},
 }
 
 // convertFile parses and converts one corpus file and renders everything
