@@ -247,7 +247,7 @@ type RealServer struct {
 // Check describes one health probe. After Load every field holds its
 // effective value (defaults applied), so consumers never apply defaults.
 type Check struct {
-	// Type is "tcp", "http", "https" or "exec" (key "type"), or "none" to
+	// Type is "tcp", "http", "https", "dns" or "exec" (key "type"), or "none" to
 	// disable an inherited check on one real server (then Load sets the real
 	// server's Check to nil).
 	Type string
@@ -289,6 +289,11 @@ type Check struct {
 	BodyMD5   string
 	TLSVerify bool   // key "tls_verify"; default false (keepalived parity)
 	SNI       string // key "sni"; default: Host, else none
+
+	// DNS: one recursive UDP query; the check passes on a reply with
+	// RCODE 0 (keepalived's DNS_CHECK).
+	DNSType string // key "dns_type": one of DNSTypes(); default "SOA"
+	DNSName string // key "dns_name"; default "." (the root)
 
 	// Exec: argv of the command (key "command"); exit status 0 means up.
 	Command []string

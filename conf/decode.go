@@ -394,6 +394,7 @@ type rawCheck struct {
 	key                                   string
 	typ, method, path, host, body, regexp val[string]
 	sni, connectAddress, bodyMD5          val[string]
+	dnsType, dnsName                      val[string]
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
 	status                                val[[]int]
@@ -532,7 +533,7 @@ func (r *reader) realServer(t table) rawRealServer {
 func (r *reader) check(t table) *rawCheck {
 	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "start_down", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
-		"tls_verify", "sni", "command")
+		"tls_verify", "sni", "dns_type", "dns_name", "command")
 	return &rawCheck{
 		key:            t.key,
 		typ:            r.enum(t, "type", "check type", checkTypes()),
@@ -554,6 +555,8 @@ func (r *reader) check(t table) *rawCheck {
 		tlsVerify:      r.boolean(t, "tls_verify"),
 		sni:            r.str(t, "sni"),
 		command:        r.strs(t, "command"),
+		dnsType:        r.str(t, "dns_type"),
+		dnsName:        r.str(t, "dns_name"),
 	}
 }
 

@@ -24,6 +24,8 @@ const (
 	defaultHTTPMethod       = "GET"
 	defaultHTTPPath         = "/"
 	defaultHTTPStatus       = 200
+	defaultDNSType          = "SOA" // keepalived's
+	defaultDNSName          = "."
 	minCheckInterval        = time.Millisecond
 	maxUnixSocketPath       = 107 // sun_path is 108 bytes including the NUL
 	defaultTimeoutDivisor   = 2   // timeout defaults to interval / 2
@@ -65,4 +67,10 @@ func protocols() []string   { return []string{"tcp", "udp", "sctp"} }
 func forwardings() []string { return []string{"nat", "dr", "tun"} }
 func onDowns() []string     { return []string{"weight0", "remove"} }
 func families() []string    { return []string{"inet", "inet6"} }
-func checkTypes() []string  { return []string{"tcp", "http", "https", "exec", "none"} }
+func checkTypes() []string  { return []string{"tcp", "http", "https", "dns", "exec", "none"} }
+
+// DNSTypes maps the accepted "dns_type" names to their RR type numbers:
+// those keepalived's DNS_CHECK knows.
+func DNSTypes() map[string]uint16 {
+	return map[string]uint16{"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28, "RRSIG": 46, "DNSKEY": 48}
+}

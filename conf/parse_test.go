@@ -220,6 +220,12 @@ check.method = "HEAD"
 [[virtual_server.real_server]]
 address = "192.0.2.11:443"
 check = { type = "exec", command = ["/usr/bin/probe", "--quiet"], fall = 3, interval = "5s" }
+[[virtual_server.real_server]]
+address = "192.0.2.12:443"
+check = { type = "dns", connect_port = 53 }
+[[virtual_server.real_server]]
+address = "192.0.2.13:443"
+check = { type = "dns", connect_port = 53, dns_type = "aaaa", dns_name = "example.org" }
 `,
 		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{defVS("192.0.2.1:443", "192.0.2.1:443",
 			defRS("192.0.2.10:443", &Check{Type: "https", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond,
@@ -227,6 +233,10 @@ check = { type = "exec", command = ["/usr/bin/probe", "--quiet"], fall = 3, inte
 				Host: "www.example.com:8443", Status: []int{200}, BodyRegexp: "^ok$", SNI: "www.example.com"}),
 			defRS("192.0.2.11:443", &Check{Type: "exec", Interval: 5 * time.Second, RetryInterval: 5 * time.Second, Timeout: 2500 * time.Millisecond,
 				Rise: 2, Fall: 3, Command: []string{"/usr/bin/probe", "--quiet"}}),
+			defRS("192.0.2.12:443", &Check{Type: "dns", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond,
+				Rise: 2, Fall: 2, ConnectPort: 53, DNSType: "SOA", DNSName: "."}),
+			defRS("192.0.2.13:443", &Check{Type: "dns", Interval: time.Second, RetryInterval: time.Second, Timeout: 500 * time.Millisecond,
+				Rise: 2, Fall: 2, ConnectPort: 53, DNSType: "AAAA", DNSName: "example.org"}),
 		)}},
 	}, {
 		name: "inline array of real servers and a check of type none on the virtual server",
@@ -411,11 +421,11 @@ func TestParseBad(t *testing.T) {
 		{"unknown on_down", vsHead + "on_down = \"drain\"\n",
 			`t.toml:3: virtual_server[0].on_down: unknown on_down action (got "drain", want one of weight0, remove)`},
 		{"unknown check type", vsHead + "check = { type = \"icmp\" }\n",
-			`t.toml:3: virtual_server[0].check.type: unknown check type (got "icmp", want one of tcp, http, https, exec, none)`},
+			`t.toml:3: virtual_server[0].check.type: unknown check type (got "icmp", want one of tcp, http, https, dns, exec, none)`},
 		{"check without type", vsHead + "[virtual_server.check]\ninterval = \"2s\"\n",
-			`t.toml:3: virtual_server[0].check: missing type (want one of tcp, http, https, exec, none)`},
+			`t.toml:3: virtual_server[0].check: missing type (want one of tcp, http, https, dns, exec, none)`},
 		{"real server check without type and nothing to inherit", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\ncheck = { rise = 3 }\n",
-			`t.toml:5: virtual_server[0].real_server[0].check: missing type (want one of tcp, http, https, exec, none)`},
+			`t.toml:5: virtual_server[0].real_server[0].check: missing type (want one of tcp, http, https, dns, exec, none)`},
 		{"timeout not shorter than interval", vsHead + "check = { type = \"tcp\", interval = \"1s\", timeout = \"1s\" }\n",
 			`t.toml:3: virtual_server[0].check.timeout: must be shorter than interval (got 1s, want less than 1s)`},
 		{"timeout longer than the default interval", vsHead + "check = { type = \"tcp\", timeout = \"3s\" }\n",
@@ -440,6 +450,10 @@ func TestParseBad(t *testing.T) {
 			`t.toml:3: virtual_server[0].check.status[1]: out of range (got 600, want 100..599)`},
 		{"sorry_inhibit without sorry_server", vsHead + "sorry_inhibit = true\n",
 			`t.toml:3: virtual_server[0].sorry_inhibit: needs sorry_server (want a sorry_server to keep at weight 0)`},
+		{"unknown dns_type", vsHead + "check = { type = \"dns\", dns_type = \"SRV\" }\n",
+			`t.toml:3: virtual_server[0].check.dns_type: unknown DNS type (got "SRV", want one of A, AAAA, CNAME, DNSKEY, MX, NS, RRSIG, SOA, TXT)`},
+		{"dns_name on http", vsHead + "check = { type = \"http\", dns_name = \"x\" }\n",
+			`t.toml:3: virtual_server[0].check.dns_name: applies only to dns checks (got type http)`},
 		{"bad body_md5", vsHead + "check = { type = \"http\", body_md5 = \"abc\" }\n",
 			`t.toml:3: virtual_server[0].check.body_md5: invalid MD5 digest (got "abc", want 32 hexadecimal digits, as md5sum prints)`},
 		{"body_md5 on tcp", vsHead + "check = { type = \"tcp\", body_md5 = \"b1946ac92492d2347c6235b4d2611184\" }\n",

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -412,6 +413,8 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 		inherit(&m.bodyMD5, base.bodyMD5)
 	}
 	if same {
+		inherit(&m.dnsType, base.dnsType)
+		inherit(&m.dnsName, base.dnsName)
 		inherit(&m.tlsVerify, base.tlsVerify)
 		inherit(&m.sni, base.sni)
 		inherit(&m.command, base.command)
@@ -486,6 +489,21 @@ func (b *builder) check(rc rawCheck) *Check {
 	b.only(rc.tlsVerify.set, rc.tlsVerify.key, https, "https", t)
 	b.only(rc.sni.set, rc.sni.key, https, "https", t)
 	b.only(rc.command.set, rc.command.key, exec, "exec", t)
+	b.only(rc.dnsType.set, rc.dnsType.key, t == "dns", "dns", t)
+	b.only(rc.dnsName.set, rc.dnsName.key, t == "dns", "dns", t)
+	if t == "dns" {
+		c.DNSType = strings.ToUpper(rc.dnsType.or(defaultDNSType))
+		c.DNSName = rc.dnsName.or(defaultDNSName)
+		if v := rc.dnsType; v.valid() {
+			if _, ok := DNSTypes()[c.DNSType]; !ok {
+				names := slices.Sorted(maps.Keys(DNSTypes()))
+				b.add(v.key, "unknown DNS type (got %q, want one of %s)", v.v, strings.Join(names, ", "))
+			}
+		}
+		if v := rc.dnsName; v.valid() && (v.v == "" || len(v.v) > 253 || hasSpaceOrControl(v.v)) {
+			b.add(v.key, "invalid DNS name (got %q, want a domain name such as \"example.com\" or \".\")", v.v)
+		}
+	}
 
 	if httpT {
 		c.Method = rc.method.or(defaultHTTPMethod)

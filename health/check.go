@@ -80,6 +80,8 @@ func NewChecker(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error) {
 		return newTCPChecker(rs, c)
 	case "http", "https":
 		return newHTTPChecker(rs, c)
+	case "dns":
+		return newDNSChecker(rs, c)
 	case "exec":
 		if len(c.Command) == 0 || c.Command[0] == "" {
 			return nil, errors.New("exec check without command")

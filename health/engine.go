@@ -439,6 +439,9 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	field("fall", strconv.Itoa(c.Fall))
 	field("start_down", strconv.FormatBool(c.StartDown))
 	switch c.Type {
+	case "dns":
+		field("dns_type", c.DNSType)
+		field("dns_name", c.DNSName)
 	case "exec":
 		// The environment names the pair, so the pair is the identity.
 		field("vs", vs)

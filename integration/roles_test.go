@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp/vip"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // runRole makes this test binary a helper process inside a network
@@ -31,7 +33,8 @@ import (
 // other program in the VM:
 //
 //	web:  HTTP servers on $LVSHA_LISTEN (addresses separated by blanks;
-//	      "tls:ADDR" serves HTTPS with a fresh self-signed certificate)
+//	      "tls:ADDR" serves HTTPS with a fresh self-signed certificate,
+//	      "dns:ADDR" answers DNS queries over UDP with NOERROR)
 //	      answering "$LVSHA_NAME\n"
 //	get:  one GET of $LVSHA_URL, body to stdout, exit 1 on failure
 //	hold: GET $LVSHA_URL, print "first BODY", wait for a line on stdin,
@@ -74,6 +77,16 @@ func web(name string, listen []string) int {
 	for _, addr := range listen {
 		srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 		servers = append(servers, srv)
+		if a, ok := strings.CutPrefix(addr, "dns:"); ok {
+			pc, err := net.ListenPacket("udp", a)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "web:", err)
+				return 1
+			}
+			defer pc.Close()
+			go serveDNS(pc)
+			continue
+		}
 		if a, ok := strings.CutPrefix(addr, "tls:"); ok {
 			if cert == nil {
 				c, err := selfSigned()
@@ -101,6 +114,27 @@ func web(name string, listen []string) int {
 	case err := <-errc:
 		fmt.Fprintln(os.Stderr, "web:", err)
 		return 1
+	}
+}
+
+// serveDNS answers every query with NOERROR and no answer, which is all
+// a DNS_CHECK or an lvsha dns check asks of a server.
+func serveDNS(pc net.PacketConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		var q dnsmessage.Message
+		if q.Unpack(buf[:n]) != nil {
+			continue
+		}
+		r := dnsmessage.Message{Header: dnsmessage.Header{ID: q.Header.ID, Response: true, RecursionDesired: q.Header.RecursionDesired},
+			Questions: q.Questions}
+		if b, err := r.Pack(); err == nil {
+			pc.WriteTo(b, from)
+		}
 	}
 }
 

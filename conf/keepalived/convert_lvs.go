@@ -2,6 +2,8 @@ package keepalived
 
 import (
 	"fmt"
+
+	"github.com/lvsha/lvsha/conf"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ const (
 	kaConnectTimeout   = 5 * time.Second
 	kaRetry            = 1 // retries after the first failure, for every checker but MISC_CHECK
 	kaMiscRetry        = 0
+	kaDNSRetry         = 3
 	kaDelayBeforeRetry = time.Second
 	kaHTTPDelayRetry   = 3 * time.Second
 	kaPersistDefault   = 360 // seconds, for a port-0 service without persistence_timeout
@@ -668,9 +671,9 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
 				lower = v
 			}
-		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK":
+		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK":
 			checks = append(checks, d)
-		case "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
+		case "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
 			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
 		case "notify_up", "notify_down":
 			c.notCarried(d, "lvsha runs no command on real server changes; `lvsha status -o json` shows them")
@@ -727,8 +730,11 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 	t := inherited
 	retry, delayRetry := kaRetry, kaDelayBeforeRetry
-	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec"}[n.Name]
+	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns"}[n.Name]
+	retryFromLoop := false // DNS_CHECK's delay_before_retry defaults to delay_loop
 	switch typ {
+	case "dns":
+		retry, retryFromLoop = kaDNSRetry, true
 	case "exec":
 		retry = kaMiscRetry
 	case "http", "https":
@@ -741,6 +747,7 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		miscTimeout            *time.Duration
 		sni                    string
 		enableSNI              bool
+		dnsType, dnsName       string
 	)
 	for _, d := range n.Children {
 		if c.timingDirective(d, &t) {
@@ -764,6 +771,18 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		case "misc_path":
 			if typ == "exec" {
 				miscPath = d
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "type":
+			if typ == "dns" && len(d.Args) > 0 {
+				dnsType = strings.ToUpper(d.Args[0])
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "name":
+			if typ == "dns" && len(d.Args) > 0 {
+				dnsName = d.Args[0]
 			} else {
 				c.unknown(d, n.Name)
 			}
@@ -814,6 +833,9 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 	if t.retry != nil {
 		retry = *t.retry
 	}
+	if retryFromLoop {
+		delayRetry = interval
+	}
 	if t.delayBeforeRetry != nil {
 		delayRetry = *t.delayBeforeRetry
 	}
@@ -861,6 +883,17 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 			if sni != "" {
 				w.kv("sni", str(sni), "")
 			}
+		}
+	case "dns":
+		if dnsType != "" {
+			if _, ok := conf.DNSTypes()[dnsType]; ok {
+				w.kv("dns_type", str(dnsType), "")
+			} else {
+				c.warn(n, "type %s: not carried: lvsha queries A, AAAA, CNAME, MX, NS, SOA, TXT, RRSIG or DNSKEY; SOA is used", dnsType)
+			}
+		}
+		if dnsName != "" {
+			w.kv("dns_name", str(dnsName), "")
 		}
 	case "exec":
 		if miscPath == nil || len(miscPath.Args) == 0 {

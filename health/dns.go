@@ -1,0 +1,105 @@
+package health
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// dnsChecker sends one recursive query over UDP and passes when a reply
+// to it comes back with RCODE 0 (NOERROR), as keepalived's DNS_CHECK does:
+// the answer section is not inspected, so an empty NOERROR reply passes.
+type dnsChecker struct {
+	addr    string
+	qtype   dnsmessage.Type
+	qname   dnsmessage.Name
+	timeout time.Duration
+}
+
+func newDNSChecker(rs netip.AddrPort, c *conf.Check) (*dnsChecker, error) {
+	addr, err := probeAddr(rs, c)
+	if err != nil {
+		return nil, err
+	}
+	qt, ok := conf.DNSTypes()[c.DNSType]
+	if !ok {
+		return nil, fmt.Errorf("dns_type %q: unknown", c.DNSType)
+	}
+	name := c.DNSName
+	if !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	qn, err := dnsmessage.NewName(name)
+	if err != nil {
+		return nil, fmt.Errorf("dns_name %q: %w", c.DNSName, err)
+	}
+	return &dnsChecker{addr: addr, qtype: dnsmessage.Type(qt), qname: qn, timeout: c.Timeout}, nil
+}
+
+func (c *dnsChecker) String() string {
+	return fmt.Sprintf("dns %s %s %s", c.addr, c.qtype, c.qname)
+}
+
+func (c *dnsChecker) Check(ctx context.Context) Result {
+	ctx, cancel := withTimeout(ctx, c.timeout)
+	defer cancel()
+	r := Result{At: time.Now()}
+	var idb [2]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return failure(r, ctx, c.timeout, fmt.Errorf("query id: %w", err))
+	}
+	id := binary.BigEndian.Uint16(idb[:])
+	q := dnsmessage.Message{
+		Header:    dnsmessage.Header{ID: id, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: c.qname, Type: c.qtype, Class: dnsmessage.ClassINET}},
+	}
+	packed, err := q.Pack()
+	if err != nil {
+		return failure(r, ctx, c.timeout, fmt.Errorf("build query: %w", err))
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", c.addr)
+	if err != nil {
+		r.Latency = time.Since(r.At)
+		return failure(r, ctx, c.timeout, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Write(packed); err != nil {
+		r.Latency = time.Since(r.At)
+		return failure(r, ctx, c.timeout, fmt.Errorf("send query: %w", err))
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			r.Latency = time.Since(r.At)
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return failure(r, ctx, c.timeout, fmt.Errorf("read reply: %w", err))
+		}
+		var p dnsmessage.Parser
+		h, err := p.Start(buf[:n])
+		if err != nil || !h.Response || h.ID != id {
+			continue // not a reply to this query: keep waiting until the timeout
+		}
+		r.Latency = time.Since(r.At)
+		r.Code = int(h.RCode)
+		r.Message = "DNS " + strings.TrimPrefix(h.RCode.String(), "RCode")
+		if h.RCode != dnsmessage.RCodeSuccess {
+			return failure(r, ctx, c.timeout, fmt.Errorf("reply %s", r.Message))
+		}
+		r.OK = true
+		return r
+	}
+}
