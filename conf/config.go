@@ -297,6 +297,11 @@ type Check struct {
 
 	// Exec: argv of the command (key "command"); exit status 0 means up.
 	Command []string
+	// DynamicWeight lets an exec check set the weight through its exit
+	// status: 0 is up at the configured weight, 2..255 up at weight
+	// status-2, anything else down (key "dynamic_weight"; exec only;
+	// default false): keepalived's misc_dynamic.
+	DynamicWeight bool
 }
 
 // MaxDigestBody bounds how much of a response body_md5 hashes; a longer

@@ -398,7 +398,7 @@ type rawCheck struct {
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
 	status                                val[[]int]
-	tlsVerify, startDown                  val[bool]
+	tlsVerify, startDown, dynamicWeight   val[bool]
 	command                               val[[]string]
 }
 
@@ -533,7 +533,7 @@ func (r *reader) realServer(t table) rawRealServer {
 func (r *reader) check(t table) *rawCheck {
 	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "start_down", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
-		"tls_verify", "sni", "dns_type", "dns_name", "command")
+		"tls_verify", "sni", "dns_type", "dns_name", "command", "dynamic_weight")
 	return &rawCheck{
 		key:            t.key,
 		typ:            r.enum(t, "type", "check type", checkTypes()),
@@ -557,6 +557,7 @@ func (r *reader) check(t table) *rawCheck {
 		command:        r.strs(t, "command"),
 		dnsType:        r.str(t, "dns_type"),
 		dnsName:        r.str(t, "dns_name"),
+		dynamicWeight:  r.boolean(t, "dynamic_weight"),
 	}
 }
 

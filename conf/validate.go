@@ -418,6 +418,7 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 		inherit(&m.tlsVerify, base.tlsVerify)
 		inherit(&m.sni, base.sni)
 		inherit(&m.command, base.command)
+		inherit(&m.dynamicWeight, base.dynamicWeight)
 	}
 	return m
 }
@@ -489,6 +490,10 @@ func (b *builder) check(rc rawCheck) *Check {
 	b.only(rc.tlsVerify.set, rc.tlsVerify.key, https, "https", t)
 	b.only(rc.sni.set, rc.sni.key, https, "https", t)
 	b.only(rc.command.set, rc.command.key, exec, "exec", t)
+	b.only(rc.dynamicWeight.set, rc.dynamicWeight.key, exec, "exec", t)
+	if exec {
+		c.DynamicWeight = rc.dynamicWeight.or(false)
+	}
 	b.only(rc.dnsType.set, rc.dnsType.key, t == "dns", "dns", t)
 	b.only(rc.dnsName.set, rc.dnsName.key, t == "dns", "dns", t)
 	if t == "dns" {

@@ -54,6 +54,11 @@ type Result struct {
 	At time.Time
 	// Err says why the probe failed; nil when OK.
 	Err error
+	// Weighted is set when an exec check with dynamic_weight asked for
+	// Weight (exit status 2..255 means weight status-2) instead of the
+	// configured weight.
+	Weighted bool
+	Weight   int
 }
 
 // MaxBody is how much of an HTTP response body is read for body matching:
@@ -89,6 +94,7 @@ func NewChecker(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error) {
 		return &execChecker{
 			argv:    slices.Clone(c.Command),
 			timeout: c.Timeout,
+			dynamic: c.DynamicWeight,
 			env: []string{
 				"LVSHA_VIRTUAL_SERVER=" + vs,
 				"LVSHA_REAL_SERVER_IP=" + rs.Addr().String(),
@@ -427,6 +433,7 @@ type execChecker struct {
 	argv    []string
 	env     []string
 	timeout time.Duration
+	dynamic bool // exit 2..255 means up at weight status-2
 }
 
 func (c *execChecker) String() string { return "exec " + strings.Join(c.argv, " ") }
@@ -467,6 +474,16 @@ func (c *execChecker) Check(ctx context.Context) Result {
 		r.Code = cmd.ProcessState.ExitCode()
 	}
 	output := strings.TrimSpace(string(out.buf))
+	var exitErr *exec.ExitError
+	if c.dynamic && r.Code >= 2 && r.Code <= 255 && errors.As(err, &exitErr) && ctx.Err() == nil {
+		// keepalived's misc_dynamic: up, at weight status-2.
+		r.OK, r.Weighted, r.Weight = true, true, r.Code-2
+		r.Message = fmt.Sprintf("exit %d: weight %d", r.Code, r.Weight)
+		if output != "" {
+			r.Message += ": " + output
+		}
+		return r
+	}
 	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
 		r.Message = "exit " + strconv.Itoa(r.Code)
 		if output != "" {

@@ -597,3 +597,34 @@ func TestTCPCheckHandshakeInProgress(t *testing.T) {
 		})
 	}
 }
+
+// TestExecDynamicWeight: keepalived's misc_dynamic exit statuses.
+func TestExecDynamicWeight(t *testing.T) {
+	tests := []struct {
+		name         string
+		exit         int
+		dynamic      bool
+		want         bool
+		wantWeighted bool
+		wantWeight   int
+	}{
+		{"exit 0 is up at the configured weight", 0, true, true, false, 0},
+		{"exit 1 is down", 1, true, false, false, 0},
+		{"exit 2 is up at weight 0", 2, true, true, true, 0},
+		{"exit 7 is up at weight 5", 7, true, true, true, 5},
+		{"exit 255 is up at weight 253", 255, true, true, true, 253},
+		{"without dynamic_weight exit 7 is down", 7, false, false, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseCheck("exec")
+			c.Timeout = 2 * time.Second
+			c.DynamicWeight = tt.dynamic
+			c.Command = []string{"/bin/sh", "-c", "exit " + strconv.Itoa(tt.exit)}
+			r := runCheck(t, netip.MustParseAddrPort("127.0.0.1:80"), c)
+			if r.OK != tt.want || r.Weighted != tt.wantWeighted || r.Weight != tt.wantWeight || r.Code != tt.exit {
+				t.Fatalf("result %+v, want OK %v weighted %v weight %d code %d", r, tt.want, tt.wantWeighted, tt.wantWeight, tt.exit)
+			}
+		})
+	}
+}

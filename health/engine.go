@@ -90,6 +90,7 @@ type probe struct {
 	ctx         context.Context // while Run runs: cancelled when the probe is removed
 	cancel      context.CancelFunc
 	next        time.Time // when the probe runs next
+	weight      int       // dynamic weight of the last success; -1: configured
 	index       int       // in Engine.queue; -1 when not queued (running or stopped)
 }
 
@@ -263,6 +264,20 @@ func (e *Engine) record(p *probe, res Result, start time.Time) {
 		owners = p.owners // replaced, never mutated, by Update
 	}
 	up := p.state.up
+	weight := p.weight
+	switch {
+	case res.OK && res.Weighted:
+		weight = res.Weight
+	case res.OK, changed && !up:
+		// Success at the configured weight, or fallen: keepalived forgets
+		// a dynamic weight either way.
+		weight = -1
+	}
+	reweighed := weight != p.weight && up && !changed
+	if reweighed {
+		owners = p.owners
+	}
+	p.weight = weight
 	p.next = start.Add(nextDelay(p.state, p.interval, p.retry))
 	if now := time.Now(); p.next.Before(now) {
 		p.next = now
@@ -270,11 +285,18 @@ func (e *Engine) record(p *probe, res Result, start time.Time) {
 	heap.Push(&e.queue, p)
 	e.kick(p.next)
 	e.mu.Unlock()
-	if !changed {
+	switch {
+	case changed:
+		for _, k := range owners {
+			e.logTransition(k, p.desc, up, res)
+		}
+	case reweighed:
+		for _, k := range owners {
+			e.log.Info("real server weight", "vs", k.VirtualServer, "rs", k.RealServer.String(),
+				"probe", p.desc, "result", res.Message, "dynamic_weight", weight)
+		}
+	default:
 		return
-	}
-	for _, k := range owners {
-		e.logTransition(k, p.desc, up, res)
 	}
 	e.notify()
 }
@@ -360,6 +382,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 			fall:     s.check.Fall,
 			owners:   s.owners,
 			state:    initialFor(s.check),
+			weight:   -1,
 			since:    now,
 			index:    -1,
 		}
@@ -422,6 +445,18 @@ func (e *Engine) Up(vs string, rs netip.AddrPort) bool {
 	return p == nil || p.state.up
 }
 
+// Weight returns the weight a dynamic_weight exec check of rs in vs asked
+// for on its last success; ok is false when the configured weight applies.
+func (e *Engine) Weight(vs string, rs netip.AddrPort) (weight int, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.keys[Key{VirtualServer: vs, RealServer: rs}]
+	if p == nil || p.weight < 0 {
+		return 0, false
+	}
+	return p.weight, true
+}
+
 // identity is equal for two checks exactly when one probe can serve both.
 func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	var b strings.Builder
@@ -443,6 +478,7 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 		field("dns_type", c.DNSType)
 		field("dns_name", c.DNSName)
 	case "exec":
+		field("dynamic_weight", strconv.FormatBool(c.DynamicWeight))
 		// The environment names the pair, so the pair is the identity.
 		field("vs", vs)
 		field("rs", rs.String())

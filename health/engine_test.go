@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -482,4 +484,44 @@ func TestStartDown(t *testing.T) {
 	if s := status(e, Key{"web", rs}); s.Transitions != 1 {
 		t.Errorf("transitions = %d, want 1 (down to up)", s.Transitions)
 	}
+}
+
+// TestEngineDynamicWeight: a dynamic_weight exec check's weight reaches
+// Weight and signals an update; exit 0 brings back the configured weight.
+func TestEngineDynamicWeight(t *testing.T) {
+	dir := t.TempDir()
+	code := filepath.Join(dir, "code")
+	if err := os.WriteFile(code, []byte("7"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs := netip.MustParseAddrPort("127.0.0.1:80")
+	c := &conf.Check{Type: "exec", Interval: 20 * time.Millisecond, Timeout: 2 * time.Second, Rise: 1, Fall: 1,
+		DynamicWeight: true, Command: []string{"/bin/sh", "-c", `exit $(cat "$0")`, code}}
+	e, logs, start := newTestEngine(t)
+	e.Update(config(vs("web", c, rs)))
+	<-e.Updates()
+	if _, ok := e.Weight("web", rs); ok {
+		t.Fatal("weight reported before any probe")
+	}
+	start()
+	waitFor(t, "weight 5", 5*time.Second, func() bool { w, ok := e.Weight("web", rs); return ok && w == 5 })
+	if !e.Up("web", rs) {
+		t.Fatal("dynamic weight 5 but down")
+	}
+	select {
+	case <-e.Updates():
+	case <-time.After(time.Second):
+		t.Fatal("no update signalled for the weight change")
+	}
+	if !strings.Contains(logs.String(), "dynamic_weight=5") {
+		t.Errorf("weight change not logged:\n%s", logs.String())
+	}
+	if err := os.WriteFile(code, []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "configured weight again", 5*time.Second, func() bool { _, ok := e.Weight("web", rs); return !ok })
+	if err := os.WriteFile(code, []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "down", 5*time.Second, func() bool { return !e.Up("web", rs) })
 }

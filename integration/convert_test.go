@@ -17,7 +17,8 @@ import (
 // The equivalence corpus files (conf/keepalived/testdata/corpus/*-eq-*)
 // use these: real servers 10.77.0.1-3 and .9, fd77::1-2, each
 // answering HTTP on 80 and 8080, HTTPS on 443 and DNS on UDP 53; MISC_CHECK scripts call
-// /tmp/lvsha-eq/rs-up IP, which fails once /tmp/lvsha-eq/down-IP exists.
+// /tmp/lvsha-eq/rs-up IP, which fails once /tmp/lvsha-eq/down-IP exists, or
+// /tmp/lvsha-eq/rs-weight IP W, which then exits W+2 (misc_dynamic).
 var eqServers = []string{"10.77.0.1", "10.77.0.2", "10.77.0.3", "10.77.0.9", "fd77::1", "fd77::2"}
 
 const eqDir = "/tmp/lvsha-eq"
@@ -34,9 +35,15 @@ func TestKeepalivedEquivalence(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(eqDir) })
-	script := "#!/bin/sh\n[ ! -e " + eqDir + "/down-\"$1\" ]\n"
-	if err := os.WriteFile(filepath.Join(eqDir, "rs-up"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	scripts := map[string]string{
+		"rs-up": "#!/bin/sh\n[ ! -e " + eqDir + "/down-\"$1\" ]\n",
+		// misc_dynamic: exit weight+2 while up.
+		"rs-weight": "#!/bin/sh\n[ -e " + eqDir + "/down-\"$1\" ] && exit 1\nexit $(($2 + 2))\n",
+	}
+	for name, text := range scripts {
+		if err := os.WriteFile(filepath.Join(eqDir, name), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// keepalived refuses executable configuration files, and the VM's
 	// copies may be: work on a private copy with plain modes.
@@ -62,6 +69,7 @@ func TestKeepalivedEquivalence(t *testing.T) {
 		{"22-eq-twos-ovf.conf", "10.77.0.1"},
 		{"35-eq-sorry-inhibit.conf", "10.77.0.1"},
 		{"37-eq-dns.conf", "10.77.0.2"},
+		{"38-eq-misc-dynamic.conf", "10.77.0.1"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			src := filepath.Join(corpus, tc.file)

@@ -36,6 +36,17 @@ func Desired(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) []Ser
 //     (weight 0 or left out, by on_down), as keepalived does, so that below
 //     quorum every new client sees the sorry server.
 func DesiredFrom(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, sorryWasActive func(vs string) bool) []Service {
+	return DesiredWeighted(cfg, up, nil, sorryWasActive)
+}
+
+// WeightFunc reports the weight a real server's check asked for
+// (dynamic_weight); ok false means its configured weight applies.
+type WeightFunc func(vs string, rs netip.AddrPort) (weight int, ok bool)
+
+// DesiredWeighted is DesiredFrom where weight, when not nil, replaces the
+// configured weight of the real servers that are up and for which it
+// reports one; the quorum counts those weights.
+func DesiredWeighted(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight WeightFunc, sorryWasActive func(vs string) bool) []Service {
 	if cfg == nil {
 		return nil
 	}
@@ -43,12 +54,12 @@ func DesiredFrom(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, s
 	for i := range cfg.VirtualServers {
 		vs := &cfg.VirtualServers[i]
 		was := sorryWasActive != nil && sorryWasActive(vs.Name)
-		out = append(out, desiredService(vs, up, was))
+		out = append(out, desiredService(vs, up, weight, was))
 	}
 	return out
 }
 
-func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool, sorryWas bool) Service {
+func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool, weight WeightFunc, sorryWas bool) Service {
 	s := Service{
 		Name:      vs.Name,
 		Family:    family(vs),
@@ -114,7 +125,12 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 			onDown = vs.OnDown
 		}
 		if up == nil || up(vs.Name, rs.Address) {
-			upWeight += rs.Weight
+			if weight != nil {
+				if w, ok := weight(vs.Name, rs.Address); ok {
+					d.Weight = w
+				}
+			}
+			upWeight += d.Weight
 		} else if onDown == "remove" {
 			continue
 		} else {
@@ -254,10 +270,15 @@ type Aggregator struct {
 // decisions, and records the new ones. Virtual servers no longer in cfg
 // are forgotten.
 func (a *Aggregator) Desired(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) []Service {
+	return a.DesiredWeighted(cfg, up, nil)
+}
+
+// DesiredWeighted is Desired with dynamic weights (see DesiredWeighted).
+func (a *Aggregator) DesiredWeighted(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight WeightFunc) []Service {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	prev := a.active
-	out := DesiredFrom(cfg, up, func(vs string) bool { return prev[vs] })
+	out := DesiredWeighted(cfg, up, weight, func(vs string) bool { return prev[vs] })
 	a.active = make(map[string]bool, len(out))
 	for _, s := range out {
 		if s.SorryActive() {

@@ -365,3 +365,29 @@ func TestAggregatorForgetsRemovedServers(t *testing.T) {
 		t.Error("decision kept for a virtual server no longer configured")
 	}
 }
+
+// TestDesiredWeighted: a weight a check asked for replaces the configured
+// one while the server is up, and the quorum counts it.
+func TestDesiredWeighted(t *testing.T) {
+	vs := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 1), rs("10.0.1.2:80", 1))
+	vs.SorryServer, vs.SorryWeight, vs.Quorum = ap("10.0.9.9:80"), 1, 3
+	weight := func(_ string, r netip.AddrPort) (int, bool) {
+		if r == ap("10.0.1.1:80") {
+			return 5, true
+		}
+		return 0, false
+	}
+	got := ipvs.DesiredWeighted(cfgOf(vs), nil, weight, nil)
+	ws := map[string]int{}
+	for _, d := range got[0].Destinations {
+		ws[d.String()] = d.Weight
+	}
+	if ws["10.0.1.1:80"] != 5 || ws["10.0.1.2:80"] != 1 || got[0].SorryActive() {
+		t.Errorf("weights %v, sorry %v; want 5 and 1, and quorum 3 met by 5+1", ws, got[0].SorryActive())
+	}
+	// Down, the dynamic weight no longer counts: 1 < 3 brings the sorry server.
+	down := func(_ string, r netip.AddrPort) bool { return r != ap("10.0.1.1:80") }
+	if got := ipvs.DesiredWeighted(cfgOf(vs), down, weight, nil); !got[0].SorryActive() {
+		t.Errorf("with the weighted server down the sorry server is not active: %+v", got[0].Destinations)
+	}
+}

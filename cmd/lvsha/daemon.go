@@ -32,6 +32,7 @@ type prober interface {
 	Updates() <-chan struct{}
 	Snapshot() map[health.Key]health.Status
 	Up(vs string, rs netip.AddrPort) bool
+	Weight(vs string, rs netip.AddrPort) (int, bool)
 }
 
 // daemon wires configuration, health and the kernel table. One goroutine
@@ -74,7 +75,7 @@ func (d *daemon) config() *conf.Config {
 // applies the difference to the kernel.
 func (d *daemon) sync() {
 	cfg := d.config()
-	desired := d.agg.Desired(cfg, d.probes.Up)
+	desired := d.agg.DesiredWeighted(cfg, d.probes.Up, d.probes.Weight)
 	changes, err := d.table.Apply(desired)
 	if err != nil {
 		// The kernel refused part of the table: keep running, keep the rest

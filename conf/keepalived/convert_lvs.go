@@ -748,6 +748,7 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		sni                    string
 		enableSNI              bool
 		dnsType, dnsName       string
+		dynamic                bool
 	)
 	for _, d := range n.Children {
 		if c.timingDirective(d, &t) {
@@ -791,7 +792,7 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 				miscTimeout = &d2
 			}
 		case "misc_dynamic":
-			c.notCarried(d, "lvsha does not take weights from exit codes: exit 0 is up, any other code is down (keepalived's 2..255 would mean up with weight code-2)")
+			dynamic = boolArg(d)
 		case "user":
 			c.notCarried(d, "lvsha runs checks as its own user")
 		case "enable_sni":
@@ -907,6 +908,9 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		}
 		w.kv("command", strs(argv), note)
 		c.extraArgs(miscPath, 1)
+		if dynamic {
+			w.kv("dynamic_weight", "true", "misc_dynamic")
+		}
 	}
 	w.indent = "  "
 }
