@@ -215,6 +215,11 @@ type VirtualServer struct {
 	// Quorum+Hysteresis before the real servers take back over
 	// (key "hysteresis"; default 0).
 	Hysteresis int
+	// NotifyQuorumUp and NotifyQuorumDown are argv commands run when the
+	// up weight regains or loses quorum, with the same hysteresis as the
+	// sorry server (keys "notify_quorum_up", "notify_quorum_down"):
+	// keepalived's quorum_up and quorum_down.
+	NotifyQuorumUp, NotifyQuorumDown []string
 	// Check is the health check applied to every real server that does not
 	// override it (table "check"). Nil means real servers are always up.
 	Check *Check
@@ -232,6 +237,9 @@ type RealServer struct {
 	// Forwarding overrides the virtual server's forwarding method
 	// (key "forwarding"); always filled in after Load.
 	Forwarding string
+	// NotifyUp and NotifyDown are argv commands run when the real server
+	// goes up or down (keys "notify_up", "notify_down"): keepalived's.
+	NotifyUp, NotifyDown []string
 	// OnDown overrides the virtual server's on_down for this real server
 	// (key "on_down"); always filled in after Load.
 	OnDown string

@@ -376,6 +376,7 @@ type rawVirtualServer struct {
 	fwmark, persistenceNetmask, sorryWeight    val[int64]
 	quorum, hysteresis                         val[int64]
 	schedulerFlags                             val[[]string]
+	notifyQuorumUp, notifyQuorumDown           val[[]string]
 	persistence                                val[time.Duration]
 	onePacket, sorryInhibit                    val[bool]
 	check                                      *rawCheck
@@ -386,6 +387,7 @@ type rawRealServer struct {
 	key                  string
 	address, forwarding  val[string]
 	onDown               val[string]
+	notifyUp, notifyDown val[[]string]
 	weight, upper, lower val[int64]
 	check                *rawCheck
 }
@@ -483,7 +485,7 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 	r.known(t, "name", "address", "fwmark", "family", "protocol", "scheduler",
 		"scheduler_flags", "forwarding", "persistence", "persistence_netmask",
 		"one_packet", "on_down", "sorry_server", "sorry_weight", "sorry_inhibit", "quorum",
-		"hysteresis", "check", "real_server")
+		"hysteresis", "notify_quorum_up", "notify_quorum_down", "check", "real_server")
 	vs := rawVirtualServer{
 		key:                t.key,
 		name:               r.str(t, "name"),
@@ -503,6 +505,8 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 		sorryInhibit:       r.boolean(t, "sorry_inhibit"),
 		quorum:             r.integer(t, "quorum", 0, math.MaxInt32),
 		hysteresis:         r.integer(t, "hysteresis", 0, math.MaxInt32),
+		notifyQuorumUp:     r.strs(t, "notify_quorum_up"),
+		notifyQuorumDown:   r.strs(t, "notify_quorum_down"),
 	}
 	if ct, ok := r.subtable(t, "check"); ok {
 		vs.check = r.check(ct)
@@ -514,7 +518,7 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 }
 
 func (r *reader) realServer(t table) rawRealServer {
-	r.known(t, "address", "weight", "forwarding", "on_down", "upper_threshold", "lower_threshold", "check")
+	r.known(t, "address", "weight", "forwarding", "on_down", "upper_threshold", "lower_threshold", "notify_up", "notify_down", "check")
 	rs := rawRealServer{
 		key:        t.key,
 		address:    r.str(t, "address"),
@@ -523,6 +527,8 @@ func (r *reader) realServer(t table) rawRealServer {
 		onDown:     r.enum(t, "on_down", "on_down", onDowns()),
 		upper:      r.integer(t, "upper_threshold", 0, math.MaxUint32),
 		lower:      r.integer(t, "lower_threshold", 0, math.MaxUint32),
+		notifyUp:   r.strs(t, "notify_up"),
+		notifyDown: r.strs(t, "notify_down"),
 	}
 	if ct, ok := r.subtable(t, "check"); ok {
 		rs.check = r.check(ct)

@@ -502,7 +502,7 @@ func TestParseBad(t *testing.T) {
 		{"real server without address", vsHead + "[[virtual_server.real_server]]\nweight = 2\n",
 			`t.toml:3: virtual_server[0].real_server[0]: missing address (want IP:port such as "192.0.2.10:80")`},
 		{"quoted unknown key", vsHead + "\"my key\" = 1\n",
-			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, check, real_server)`},
+			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, notify_quorum_up, notify_quorum_down, check, real_server)`},
 		{"lines stay right after multi-line strings and arrays", "[director]\nname = \"\"\"\n[[virtual_server]]\nweight = 1\n\"\"\"\n" +
 			"control_socket = '''\n'''\n" + vsHead + "real_server = [\n  # comment ]\n  { address = \"192.0.2.10:80\" },\n  { address = \"192.0.2.11:80\",\n    weigth = 1 },\n]\n",
 			"t.toml:6: director.control_socket: must be an absolute path (got \"\")\n" +
@@ -554,7 +554,7 @@ typo = true
 		{"multi.toml", 12, "virtual_server[0].real_server[0].weight", "wrong type (got float 1000, want integer)"},
 		{"multi.toml", 14, "virtual_server[0].real_server[1].address", `address family inet6 does not match the virtual server's inet (got "[2001:db8::1]:80", want an IPv4 address)`},
 		{"multi.toml", 17, "virtual_server[1].address", "duplicate virtual server 192.0.2.1:80/tcp (first defined by virtual_server[0] at line 4)"},
-		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, check, real_server)"},
+		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, notify_quorum_up, notify_quorum_down, check, real_server)"},
 	}
 	joined, ok := err.(interface{ Unwrap() []error })
 	if !ok {

@@ -303,6 +303,7 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	if rv.check != nil {
 		vs.Check = b.check(*rv.check)
 	}
+	vs.NotifyQuorumUp, vs.NotifyQuorumDown = b.hook(rv.notifyQuorumUp), b.hook(rv.notifyQuorumDown)
 
 	seen := map[netip.AddrPort]string{}
 	for _, rr := range rv.realServers {
@@ -312,6 +313,8 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 			OnDown:         rr.onDown.or(vs.OnDown),
 			UpperThreshold: uint32(rr.upper.or(0)),
 			LowerThreshold: uint32(rr.lower.or(0)),
+			NotifyUp:       b.hook(rr.notifyUp),
+			NotifyDown:     b.hook(rr.notifyDown),
 		}
 		switch {
 		case !rr.address.set:
@@ -366,6 +369,18 @@ func inherit[T any](dst *val[T], src val[T]) {
 	if !dst.set {
 		*dst = src
 	}
+}
+
+// hook checks an argv key; nil when unset or invalid.
+func (b *builder) hook(v val[[]string]) []string {
+	if !v.valid() {
+		return nil
+	}
+	if len(v.v) == 0 || v.v[0] == "" {
+		b.add(v.key, `empty command (want an argv such as ["/usr/local/bin/alert", "arg"])`)
+		return nil
+	}
+	return v.v
 }
 
 func isMD5Hex(s string) bool {

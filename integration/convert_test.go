@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +38,8 @@ func TestKeepalivedEquivalence(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(eqDir) })
 	scripts := map[string]string{
 		"rs-up": "#!/bin/sh\n[ ! -e " + eqDir + "/down-\"$1\" ]\n",
+		// notify hooks: one line per call, in a file per namespace.
+		"note": "#!/bin/sh\necho \"$*\" >> " + eqDir + "/notes-$(ip netns identify)\n",
 		// misc_dynamic: exit weight+2 while up.
 		"rs-weight": "#!/bin/sh\n[ -e " + eqDir + "/down-\"$1\" ] && exit 1\nexit $(($2 + 2))\n",
 	}
@@ -102,6 +105,9 @@ func TestKeepalivedEquivalence(t *testing.T) {
 				t.Fatalf("all up: keepalived programmed %d destinations; the comparison would prove little:\n%s", n, ka.up)
 			}
 			// ... and after one stops answering at the same moment in both.
+			for _, s := range []*eqSite{ka, lv} {
+				os.Remove(filepath.Join(eqDir, "notes-"+s.ns))
+			}
 			if err := os.WriteFile(filepath.Join(eqDir, "down-"+tc.down), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -119,6 +125,14 @@ func TestKeepalivedEquivalence(t *testing.T) {
 				t.Fatalf("%s down: tables differ\n--- keepalived\n%s--- lvsha\n%s", tc.down, ka.down, lv.down)
 			}
 			t.Logf("identical tables, all up:\n%s%s down:\n%s", ka.up, tc.down, ka.down)
+			// Hooks the file gives ran the same way in both.
+			kaNotes, lvNotes := ka.notes(t), lv.notes(t)
+			if kaNotes != lvNotes {
+				t.Fatalf("%s down: hooks differ\n--- keepalived\n%s--- lvsha\n%s", tc.down, kaNotes, lvNotes)
+			}
+			if kaNotes != "" {
+				t.Logf("identical hook calls:\n%s", kaNotes)
+			}
 		})
 	}
 }
@@ -186,6 +200,20 @@ func newEqSite(t *testing.T, name string) *eqSite {
 		waitHTTP(t, s.ns, "http://"+host+":8080/")
 	}
 	return s
+}
+
+// notes returns the hook calls recorded in the site's namespace, sorted.
+func (s *eqSite) notes(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(eqDir, "notes-"+s.ns))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	slices.Sort(lines)
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // stop makes real server a stop answering: its listeners go, and its

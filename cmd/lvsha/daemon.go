@@ -15,6 +15,7 @@ import (
 
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/hook"
 	"github.com/lvsha/lvsha/ipvs"
 )
 
@@ -45,6 +46,9 @@ type daemon struct {
 	agg    ipvs.Aggregator
 	// vrrp runs the VRRP instances; nil without any.
 	vrrp *vrrpGroup
+	// hooks and hookRunner run the real-server and quorum notify commands.
+	hooks      *rsHooks
+	hookRunner *hook.Runner
 	// load reads and validates the configuration file; a field so tests can
 	// feed configs without files.
 	load func(path string) (*conf.Config, error)
@@ -59,9 +63,11 @@ type daemon struct {
 }
 
 func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
+	runner := hook.New(log, hookTimeout)
 	return &daemon{
 		log: log, path: path, table: t, probes: p, cfg: cfg,
 		loadedAt: time.Now(), load: conf.Load,
+		hooks: newRSHooks(runner.Queue), hookRunner: runner,
 	}
 }
 
@@ -91,6 +97,7 @@ func (d *daemon) sync() {
 	d.mu.Lock()
 	d.desired, d.syncedAt, d.syncErr = desired, time.Now(), err
 	d.mu.Unlock()
+	d.hooks.observe(cfg, d.probes.Up, d.probes.Weight)
 	if d.vrrp != nil {
 		// Bounded: after shutdown no instance reads its events any more.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -134,6 +141,7 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	defer cancel()
 	probesDone := make(chan error, 1)
 	go func() { probesDone <- d.probes.Run(pctx) }()
+	go d.hookRunner.Run(pctx)
 
 	d.sync()
 	resync := time.NewTicker(cfg.Director.Resync)

@@ -112,6 +112,8 @@ type vsSettings struct {
 	sorry        *Node
 	sorryFwd     string
 	sorryInhibit bool
+	quorumUp     []string
+	quorumDown   []string
 	family       string // ip_family
 	rsWeight     int
 	onDown       string // as rendered for the service
@@ -197,7 +199,13 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 		case "omega":
 			c.notCarried(d, "lvsha runs no quorum_down command when a virtual server is removed")
 		case "quorum_up", "quorum_down":
-			c.notCarried(d, "lvsha runs no command on quorum changes; `lvsha status -o json` shows the sorry server state")
+			if argv, ok := c.scriptArg(d); ok {
+				if d.Name == "quorum_up" {
+					s.quorumUp = argv
+				} else {
+					s.quorumDown = argv
+				}
+			}
 		case "sorry_server_inhibit":
 			s.sorryInhibit = true
 		case "persistence_engine":
@@ -546,6 +554,12 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 			w.kv("quorum", strconv.Itoa(q), "")
 		}
 	}
+	if s.quorumUp != nil {
+		w.kv("notify_quorum_up", strs(s.quorumUp), "quorum_up")
+	}
+	if s.quorumDown != nil {
+		w.kv("notify_quorum_down", strs(s.quorumDown), "quorum_down")
+	}
 	for _, rs := range s.reals {
 		c.realServer(w, s, svc, rs)
 	}
@@ -569,6 +583,20 @@ func familyOfAddr(a netip.Addr) string {
 		return "inet"
 	}
 	return "inet6"
+}
+
+// scriptArg reads a keepalived script directive ("script" [user [group]])
+// into argv; the user and group are warned about.
+func (c *converter) scriptArg(d *Node) ([]string, bool) {
+	if len(d.Args) == 0 {
+		c.warn(d, "%s: not carried: missing command", d.Name)
+		return nil, false
+	}
+	if len(d.Args) > 1 {
+		c.warn(d, "%s: user and group not carried (lvsha runs commands as its own user): %s", d.Name, strings.Join(d.Args[1:], " "))
+	}
+	argv, _ := command(d.Args[0])
+	return argv, true
 }
 
 // onDown decides lvsha's per-service on_down from keepalived's
@@ -648,6 +676,7 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 	weight := s.rsWeight
 	fwd := ""
 	var upper, lower int
+	var notifyUp, notifyDown []string
 	t := s.timing
 	var checks []*Node
 	for _, d := range n.Children {
@@ -675,8 +704,10 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			checks = append(checks, d)
 		case "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
 			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
-		case "notify_up", "notify_down":
-			c.notCarried(d, "lvsha runs no command on real server changes; `lvsha status -o json` shows them")
+		case "notify_up":
+			notifyUp, _ = c.scriptArg(d)
+		case "notify_down":
+			notifyDown, _ = c.scriptArg(d)
 		case "smtp_alert":
 			c.notCarried(d, "lvsha sends no mail")
 		case "snmp_name":
@@ -709,6 +740,12 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 	}
 	if upper > 0 {
 		w.kv("upper_threshold", strconv.Itoa(upper), "")
+	}
+	if notifyUp != nil {
+		w.kv("notify_up", strs(notifyUp), "")
+	}
+	if notifyDown != nil {
+		w.kv("notify_down", strs(notifyDown), "")
 	}
 	if lower > 0 {
 		w.kv("lower_threshold", strconv.Itoa(lower), "")

@@ -404,15 +404,14 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 	if accept != nil && !*accept {
 		w.kv("accept", "false", "no_accept")
 	}
-	if unicastSrc != "" || len(peers) > 0 {
-		if unicastSrc != "" {
-			w.kv("unicast_src", str(unicastSrc), "unicast_src_ip")
-		} else {
-			c.warn(n, "unicast_peer: lvsha needs unicast_src_ip too; not carried, so adverts stay multicast")
-		}
-		if unicastSrc != "" {
-			w.kv("unicast_peers", strs(peers), "unicast_peer")
-		}
+	switch {
+	case unicastSrc != "" && len(peers) > 0:
+		w.kv("unicast_src", str(unicastSrc), "unicast_src_ip")
+		w.kv("unicast_peers", strs(peers), "unicast_peer")
+	case len(peers) > 0:
+		c.warn(n, "unicast_peer: not carried: lvsha needs unicast_src_ip too, so adverts stay multicast")
+	case unicastSrc != "":
+		c.warn(n, "unicast_src_ip: not carried: no unicast_peer, so adverts stay multicast")
 	}
 	if len(vips) == 0 {
 		c.errorf(n, "vrrp_instance %s: no virtual_ipaddress lvsha can carry", name)

@@ -308,6 +308,29 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 	if cpus == 0 {
 		cpus = 2
 	}
+	out := spec.Output
+	if out == nil {
+		out = io.Discard
+	}
+	// Under emulation the guest kernel now and then dies before init (an
+	// int3 oops while it patches its own text was seen): that is the
+	// emulator, not the code under test, so boot again a bounded number of
+	// times. A guest that reached init is never rerun.
+	for attempt := 1; ; attempt++ {
+		res, started, err := boot(ctx, qemu, k, initrd, mem, cpus, out)
+		if err == nil || started || ctx.Err() != nil || attempt == maxBoots {
+			return res, err
+		}
+		fmt.Fprintf(out, "vm: the guest died before init (boot %d of %d: %v); booting again\n", attempt, maxBoots, err)
+	}
+}
+
+// maxBoots bounds the boots of one Run whose guest dies before init.
+const maxBoots = 3
+
+// boot runs qemu once; started reports whether the guest reached init.
+func boot(ctx context.Context, qemu string, k *Kernel, initrd string, mem, cpus int, out io.Writer) (res Result, started bool, err error) {
+	res = Result{ExitCode: -1}
 	cmd := exec.CommandContext(ctx, qemu,
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-net", "none",
@@ -319,7 +342,7 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return res, fmt.Errorf("qemu console: %w", err)
+		return res, started, fmt.Errorf("qemu console: %w", err)
 	}
 	var qerr bytes.Buffer
 	cmd.Stderr = &qerr
@@ -329,14 +352,10 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 	defer runtime.UnlockOSThread()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("start qemu: %w", err)
-	}
-	out := spec.Output
-	if out == nil {
-		out = io.Discard
+		return res, started, fmt.Errorf("start qemu: %w", err)
 	}
 	var early bytes.Buffer // console before the command starts
-	started, ended, noIPVS := false, false, false
+	ended, noIPVS := false, false
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -377,14 +396,14 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 			out.Write(early.Bytes())
 		}
 		if ctx.Err() != nil {
-			return res, fmt.Errorf("VM did not finish in time (booted: %v): %w", started, ctx.Err())
+			return res, started, fmt.Errorf("VM did not finish in time (booted: %v): %w", started, ctx.Err())
 		}
-		return res, fmt.Errorf("VM ended without reporting an exit status (booted: %v; qemu: %v %s)", started, werr, strings.TrimSpace(qerr.String()))
+		return res, started, fmt.Errorf("VM ended without reporting an exit status (booted: %v; qemu: %v %s)", started, werr, strings.TrimSpace(qerr.String()))
 	}
 	if noIPVS {
-		return res, fmt.Errorf("kernel %s booted but has no IPVS after loading its modules", k.Release)
+		return res, started, fmt.Errorf("kernel %s booted but has no IPVS after loading its modules", k.Release)
 	}
-	return res, nil
+	return res, true, nil
 }
 
 // stripEscapes drops terminal control sequences (the firmware clears the

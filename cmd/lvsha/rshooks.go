@@ -1,0 +1,96 @@
+package main
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/hook"
+)
+
+// hookTimeout bounds each real-server and quorum hook.
+const hookTimeout = 10 * time.Second
+
+// rsHooks turns health changes into the notify_up / notify_down and
+// notify_quorum_up / notify_quorum_down commands of the configuration.
+// The first observation of a server or service only records its state: a
+// start or a reload runs no hook.
+type rsHooks struct {
+	queue  func(hook.Job)
+	up     map[health.Key]bool
+	quorum map[string]bool // per virtual server: quorum held
+}
+
+func newRSHooks(queue func(hook.Job)) *rsHooks {
+	return &rsHooks{queue: queue, up: map[health.Key]bool{}, quorum: map[string]bool{}}
+}
+
+// observe compares the current health with the last observation and
+// queues the hooks of what changed. Only the daemon's loop calls it.
+func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight func(vs string, rs netip.AddrPort) (int, bool)) {
+	seenKeys := map[health.Key]bool{}
+	seenVS := map[string]bool{}
+	for i := range cfg.VirtualServers {
+		vs := &cfg.VirtualServers[i]
+		seenVS[vs.Name] = true
+		upWeight := 0
+		for _, rs := range vs.RealServers {
+			k := health.Key{VirtualServer: vs.Name, RealServer: rs.Address}
+			seenKeys[k] = true
+			u := up(vs.Name, rs.Address)
+			if u {
+				w := rs.Weight
+				if dw, ok := weight(vs.Name, rs.Address); ok {
+					w = dw
+				}
+				upWeight += w
+			}
+			prev, known := h.up[k]
+			h.up[k] = u
+			if !known || prev == u {
+				continue
+			}
+			argv, state := rs.NotifyDown, "down"
+			if u {
+				argv, state = rs.NotifyUp, "up"
+			}
+			if len(argv) > 0 {
+				h.queue(hook.Job{Argv: argv,
+					Env:   []string{"LVSHA_VIRTUAL_SERVER=" + vs.Name, "LVSHA_REAL_SERVER=" + rs.Address.String(), "LVSHA_STATE=" + state},
+					Attrs: []any{"vs", vs.Name, "rs", rs.Address.String(), "state", state}})
+			}
+		}
+		// The sorry server's hysteresis: lost below quorum, regained at
+		// quorum+hysteresis.
+		held, known := h.quorum[vs.Name]
+		now := upWeight >= vs.Quorum
+		if known && !held {
+			now = upWeight >= vs.Quorum+vs.Hysteresis
+		}
+		h.quorum[vs.Name] = now
+		if !known || now == held {
+			continue
+		}
+		argv, state := vs.NotifyQuorumDown, "quorum_down"
+		if now {
+			argv, state = vs.NotifyQuorumUp, "quorum_up"
+		}
+		if len(argv) > 0 {
+			h.queue(hook.Job{Argv: argv,
+				Env:   []string{"LVSHA_VIRTUAL_SERVER=" + vs.Name, "LVSHA_STATE=" + state, "LVSHA_UP_WEIGHT=" + strconv.Itoa(upWeight)},
+				Attrs: []any{"vs", vs.Name, "state", state, "up_weight", upWeight}})
+		}
+	}
+	for k := range h.up {
+		if !seenKeys[k] {
+			delete(h.up, k)
+		}
+	}
+	for n := range h.quorum {
+		if !seenVS[n] {
+			delete(h.quorum, n)
+		}
+	}
+}
