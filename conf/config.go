@@ -298,6 +298,12 @@ type Check struct {
 	TLSVerify bool   // key "tls_verify"; default false (keepalived parity)
 	SNI       string // key "sni"; default: Host, else none
 
+	// URLs are more URLs an http or https check fetches after Path; the
+	// check passes only when every one does (array of tables "url":
+	// keepalived's several url blocks). Each has its own path (required),
+	// status, body, body_regexp and body_md5, defaulting to [200] and none.
+	URLs []URL
+
 	// DNS: one recursive UDP query; the check passes on a reply with
 	// RCODE 0 (keepalived's DNS_CHECK).
 	DNSType string // key "dns_type": one of DNSTypes(); default "SOA"
@@ -310,6 +316,15 @@ type Check struct {
 	// status-2, anything else down (key "dynamic_weight"; exec only;
 	// default false): keepalived's misc_dynamic.
 	DynamicWeight bool
+}
+
+// URL is one more URL of an http or https check.
+type URL struct {
+	Path       string
+	Status     []int
+	Body       string
+	BodyRegexp string
+	BodyMD5    string
 }
 
 // MaxDigestBody bounds how much of a response body_md5 hashes; a longer

@@ -392,11 +392,18 @@ type rawRealServer struct {
 	check                *rawCheck
 }
 
+type rawURL struct {
+	key                         string
+	path, body, regexp, bodyMD5 val[string]
+	status                      val[[]int]
+}
+
 type rawCheck struct {
 	key                                   string
 	typ, method, path, host, body, regexp val[string]
 	sni, connectAddress, bodyMD5          val[string]
 	dnsType, dnsName                      val[string]
+	urls                                  *[]rawURL // nil when absent
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
 	status                                val[[]int]
@@ -539,7 +546,7 @@ func (r *reader) realServer(t table) rawRealServer {
 func (r *reader) check(t table) *rawCheck {
 	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "start_down", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
-		"tls_verify", "sni", "dns_type", "dns_name", "command", "dynamic_weight")
+		"tls_verify", "sni", "dns_type", "dns_name", "command", "dynamic_weight", "url")
 	return &rawCheck{
 		key:            t.key,
 		typ:            r.enum(t, "type", "check type", checkTypes()),
@@ -564,7 +571,22 @@ func (r *reader) check(t table) *rawCheck {
 		dnsType:        r.str(t, "dns_type"),
 		dnsName:        r.str(t, "dns_name"),
 		dynamicWeight:  r.boolean(t, "dynamic_weight"),
+		urls:           r.urls(t),
 	}
+}
+
+// urls reads a check's "url" array of tables; nil when absent.
+func (r *reader) urls(t table) *[]rawURL {
+	if _, ok := t.m["url"]; !ok {
+		return nil
+	}
+	out := []rawURL{}
+	for _, ut := range r.tables(t, "url") {
+		r.known(ut, "path", "status", "body", "body_regexp", "body_md5")
+		out = append(out, rawURL{key: ut.key, path: r.str(ut, "path"), status: r.statuses(ut, "status"),
+			body: r.str(ut, "body"), regexp: r.str(ut, "body_regexp"), bodyMD5: r.str(ut, "body_md5")})
+	}
+	return &out
 }
 
 // headerName turns a key path into the dotted name a TOML table header uses,

@@ -185,6 +185,14 @@ address = "192.0.2.14:80"
 [virtual_server.real_server.check]
 type = "https"
 tls_verify = true
+[[virtual_server.real_server]]        # more urls, all of which must pass
+address = "192.0.2.15:80"
+[[virtual_server.real_server.check.url]]
+path = "/ready"
+[[virtual_server.real_server.check.url]]
+path = "/version"
+status = ["200-201"]
+body_md5 = "B1946AC92492D2347C6235B4D2611184"
 `,
 		want: func() Config {
 			base := Check{Type: "http", Interval: 2 * time.Second, RetryInterval: 250 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2,
@@ -194,12 +202,16 @@ tls_verify = true
 			tcp := Check{Type: "tcp", Interval: 2 * time.Second, RetryInterval: 250 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2, ConnectPort: 8081}
 			https := base
 			https.Type, https.TLSVerify, https.SNI = "https", true, "example.com"
+			urls := base
+			urls.URLs = []URL{{Path: "/ready", Status: []int{200}},
+				{Path: "/version", Status: []int{200, 201}, BodyMD5: "b1946ac92492d2347c6235b4d2611184"}}
 			v := defVS("web", "192.0.2.1:80",
 				defRS("192.0.2.10:80", &base),
 				defRS("192.0.2.11:80", &rise5),
 				defRS("192.0.2.12:80", &tcp),
 				defRS("192.0.2.13:80", nil),
 				defRS("192.0.2.14:80", &https),
+				defRS("192.0.2.15:80", &urls),
 			)
 			vsCheck := base
 			v.Check = &vsCheck
@@ -454,6 +466,12 @@ func TestParseBad(t *testing.T) {
 			`t.toml:3: virtual_server[0].check.dns_type: unknown DNS type (got "SRV", want one of A, AAAA, CNAME, DNSKEY, MX, NS, RRSIG, SOA, TXT)`},
 		{"dns_name on http", vsHead + "check = { type = \"http\", dns_name = \"x\" }\n",
 			`t.toml:3: virtual_server[0].check.dns_name: applies only to dns checks (got type http)`},
+		{"url without path", vsHead + "check = { type = \"http\", url = [{ status = [200] }] }\n",
+			`t.toml:3: virtual_server[0].check.url[0].path: missing (want the URL's path, e.g. "/status")`},
+		{"url on tcp", vsHead + "check = { type = \"tcp\", url = [{ path = \"/x\" }] }\n",
+			`t.toml:3: virtual_server[0].check.url: applies only to http and https checks (got type tcp)`},
+		{"url with a bad digest", vsHead + "check = { type = \"http\", url = [{ path = \"/x\", body_md5 = \"zz\" }] }\n",
+			`t.toml:3: virtual_server[0].check.url[0].body_md5: invalid MD5 digest (got "zz", want 32 hexadecimal digits, as md5sum prints)`},
 		{"bad body_md5", vsHead + "check = { type = \"http\", body_md5 = \"abc\" }\n",
 			`t.toml:3: virtual_server[0].check.body_md5: invalid MD5 digest (got "abc", want 32 hexadecimal digits, as md5sum prints)`},
 		{"body_md5 on tcp", vsHead + "check = { type = \"tcp\", body_md5 = \"b1946ac92492d2347c6235b4d2611184\" }\n",

@@ -371,6 +371,33 @@ func inherit[T any](dst *val[T], src val[T]) {
 	}
 }
 
+// url resolves one entry of a check's "url" array.
+func (b *builder) url(u rawURL) URL {
+	out := URL{Path: u.path.or(""), Status: slices.Clone(u.status.or([]int{defaultHTTPStatus})),
+		Body: u.body.or(""), BodyRegexp: u.regexp.or(""), BodyMD5: strings.ToLower(u.bodyMD5.or(""))}
+	switch v := u.path; {
+	case !v.set:
+		b.add(u.key+".path", `missing (want the URL's path, e.g. "/status")`)
+	case !v.ok:
+	case !strings.HasPrefix(v.v, "/"):
+		b.add(v.key, "must start with / (got %q)", v.v)
+	case hasSpaceOrControl(v.v):
+		b.add(v.key, "must not contain spaces or control characters (got %q)", v.v)
+	}
+	if v := u.status; v.valid() && len(v.v) == 0 {
+		b.add(v.key, "must list at least one status code (got [], want e.g. [200])")
+	}
+	if v := u.regexp; v.valid() {
+		if _, err := regexp.Compile(v.v); err != nil {
+			b.add(v.key, "does not compile (got %q, want a Go regexp): %v", v.v, err)
+		}
+	}
+	if v := u.bodyMD5; v.valid() && !isMD5Hex(v.v) {
+		b.add(v.key, "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
+	}
+	return out
+}
+
 // hook checks an argv key; nil when unset or invalid.
 func (b *builder) hook(v val[[]string]) []string {
 	if !v.valid() {
@@ -426,6 +453,9 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 		inherit(&m.body, base.body)
 		inherit(&m.regexp, base.regexp)
 		inherit(&m.bodyMD5, base.bodyMD5)
+		if m.urls == nil {
+			m.urls = base.urls
+		}
 	}
 	if same {
 		inherit(&m.dnsType, base.dnsType)
@@ -502,6 +532,9 @@ func (b *builder) check(rc rawCheck) *Check {
 	b.only(rc.body.set, rc.body.key, httpT, "http and https", t)
 	b.only(rc.regexp.set, rc.regexp.key, httpT, "http and https", t)
 	b.only(rc.bodyMD5.set, rc.bodyMD5.key, httpT, "http and https", t)
+	if rc.urls != nil && !httpT {
+		b.add(rc.key+".url", "applies only to http and https checks (got type %s)", t)
+	}
 	b.only(rc.tlsVerify.set, rc.tlsVerify.key, https, "https", t)
 	b.only(rc.sni.set, rc.sni.key, https, "https", t)
 	b.only(rc.command.set, rc.command.key, exec, "exec", t)
@@ -535,6 +568,11 @@ func (b *builder) check(rc rawCheck) *Check {
 		c.BodyMD5 = strings.ToLower(rc.bodyMD5.or(""))
 		if v := rc.bodyMD5; v.valid() && !isMD5Hex(v.v) {
 			b.add(v.key, "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
+		}
+		if rc.urls != nil {
+			for _, u := range *rc.urls {
+				c.URLs = append(c.URLs, b.url(u))
+			}
 		}
 		if v := rc.method; v.valid() && !isToken(v.v) {
 			b.add(v.key, "invalid HTTP method (got %q, want a token such as GET or HEAD)", v.v)

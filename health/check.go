@@ -274,14 +274,40 @@ func (c *tcpChecker) connect(ctx context.Context, start time.Time) error {
 type httpChecker struct {
 	desc    string
 	method  string
-	url     string
 	host    string
-	status  []int
-	body    string
-	re      *regexp.Regexp
-	md5     string
+	targets []httpTarget // all must pass, in order
 	timeout time.Duration
 	client  *http.Client
+}
+
+// httpTarget is one URL a check fetches and what its answer must be.
+type httpTarget struct {
+	url    string
+	status []int
+	body   string
+	re     *regexp.Regexp
+	md5    string
+}
+
+func newHTTPTarget(scheme, addr string, u conf.URL) (httpTarget, error) {
+	path := u.Path
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	pu, err := url.Parse(scheme + "://" + addr + path)
+	if err != nil {
+		return httpTarget{}, fmt.Errorf("check url: %w", err)
+	}
+	t := httpTarget{url: pu.String(), status: slices.Clone(u.Status), body: u.Body, md5: u.BodyMD5}
+	if len(t.status) == 0 {
+		t.status = []int{http.StatusOK}
+	}
+	if u.BodyRegexp != "" {
+		if t.re, err = regexp.Compile(u.BodyRegexp); err != nil {
+			return httpTarget{}, fmt.Errorf("body_regexp: %w", err)
+		}
+	}
+	return t, nil
 }
 
 func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
@@ -289,27 +315,17 @@ func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := c.Path
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
-	}
-	u, err := url.Parse(c.Type + "://" + addr + path)
-	if err != nil {
-		return nil, fmt.Errorf("check url: %w", err)
-	}
-	var re *regexp.Regexp
-	if c.BodyRegexp != "" {
-		if re, err = regexp.Compile(c.BodyRegexp); err != nil {
-			return nil, fmt.Errorf("body_regexp: %w", err)
+	var targets []httpTarget
+	for _, u := range append([]conf.URL{{Path: c.Path, Status: c.Status, Body: c.Body, BodyRegexp: c.BodyRegexp, BodyMD5: c.BodyMD5}}, c.URLs...) {
+		t, err := newHTTPTarget(c.Type, addr, u)
+		if err != nil {
+			return nil, err
 		}
+		targets = append(targets, t)
 	}
 	method := c.Method
 	if method == "" {
 		method = http.MethodGet
-	}
-	status := slices.Clone(c.Status)
-	if len(status) == 0 {
-		status = []int{http.StatusOK}
 	}
 	tr := &http.Transport{
 		// Proxy stays nil: a probe must reach the real server itself,
@@ -326,19 +342,18 @@ func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
 			ServerName:         c.SNI,
 		}
 	}
-	desc := c.Type + " " + method + " " + u.String()
+	desc := c.Type + " " + method + " " + targets[0].url
+	if len(targets) > 1 {
+		desc += fmt.Sprintf(" (+%d urls)", len(targets)-1)
+	}
 	if c.Host != "" {
 		desc += " host=" + c.Host
 	}
 	return &httpChecker{
 		desc:    desc,
 		method:  method,
-		url:     u.String(),
 		host:    c.Host,
-		status:  status,
-		body:    c.Body,
-		re:      re,
-		md5:     c.BodyMD5,
+		targets: targets,
 		timeout: c.Timeout,
 		client: &http.Client{
 			Transport: tr,
@@ -354,9 +369,21 @@ func (c *httpChecker) Check(ctx context.Context) Result {
 	ctx, cancel := withTimeout(ctx, c.timeout)
 	defer cancel()
 	r := Result{At: time.Now()}
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
+	for i := range c.targets {
+		if r = c.fetch(ctx, &c.targets[i], r); !r.OK {
+			return r
+		}
+	}
+	return r
+}
+
+// fetch judges one target; the whole check shares one timeout, as
+// keepalived's checks share one connect_timeout per url.
+func (c *httpChecker) fetch(ctx context.Context, t *httpTarget, r Result) Result {
+	r.OK, r.Message, r.Code = false, "", 0
+	req, err := http.NewRequestWithContext(ctx, c.method, t.url, nil)
 	if err != nil {
-		return failure(r, ctx, c.timeout, fmt.Errorf("build request %s: %w", c.url, err))
+		return failure(r, ctx, c.timeout, fmt.Errorf("build request %s: %w", t.url, err))
 	}
 	if c.host != "" {
 		req.Host = c.host
@@ -369,25 +396,28 @@ func (c *httpChecker) Check(ctx context.Context) Result {
 	}
 	defer resp.Body.Close()
 	r.Code = resp.StatusCode
-	if !slices.Contains(c.status, resp.StatusCode) {
+	if !slices.Contains(t.status, resp.StatusCode) {
 		r.Latency = time.Since(r.At)
 		r.Message = "HTTP " + strconv.Itoa(resp.StatusCode)
-		return failure(r, ctx, c.timeout, fmt.Errorf("status %d not in %v", resp.StatusCode, c.status))
+		if len(c.targets) > 1 {
+			r.Message += " " + req.URL.Path
+		}
+		return failure(r, ctx, c.timeout, fmt.Errorf("%s: status %d not in %v", req.URL.Path, resp.StatusCode, t.status))
 	}
-	if c.body != "" || c.re != nil || c.md5 != "" {
-		body, sum, err := readBody(resp.Body, c.md5 != "")
+	if t.body != "" || t.re != nil || t.md5 != "" {
+		body, sum, err := readBody(resp.Body, t.md5 != "")
 		r.Latency = time.Since(r.At)
 		if err != nil {
-			return failure(r, ctx, c.timeout, fmt.Errorf("read body: %w", err))
+			return failure(r, ctx, c.timeout, fmt.Errorf("read body of %s: %w", req.URL.Path, err))
 		}
-		if c.md5 != "" && sum != c.md5 {
-			return failure(r, ctx, c.timeout, fmt.Errorf("body MD5 %s, want %s", sum, c.md5))
+		if t.md5 != "" && sum != t.md5 {
+			return failure(r, ctx, c.timeout, fmt.Errorf("%s: body MD5 %s, want %s", req.URL.Path, sum, t.md5))
 		}
-		if c.body != "" && !bytes.Contains(body, []byte(c.body)) {
-			return failure(r, ctx, c.timeout, fmt.Errorf("body does not contain %q", c.body))
+		if t.body != "" && !bytes.Contains(body, []byte(t.body)) {
+			return failure(r, ctx, c.timeout, fmt.Errorf("%s: body does not contain %q", req.URL.Path, t.body))
 		}
-		if c.re != nil && !c.re.Match(body) {
-			return failure(r, ctx, c.timeout, fmt.Errorf("body does not match %q", c.re))
+		if t.re != nil && !t.re.Match(body) {
+			return failure(r, ctx, c.timeout, fmt.Errorf("%s: body does not match %q", req.URL.Path, t.re))
 		}
 	}
 	r.Latency = time.Since(r.At)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -254,6 +255,14 @@ func TestHTTPCheck(t *testing.T) {
 			mod: func(c *conf.Check) {
 				c.Body, c.BodyMD5 = "healthy", md5hex("healthy"+strings.Repeat("x", 2*MaxBody))
 			}, want: true, wantCode: 200},
+		{name: "every url passes", target: server(200, "hello\n"),
+			mod: func(c *conf.Check) {
+				c.URLs = []conf.URL{{Path: "/a", Status: []int{200}}, {Path: "/b", Status: []int{200}, Body: "hello"}}
+			}, want: true, wantCode: 200},
+		{name: "one url of several fails", target: server(200, "hello\n"),
+			mod: func(c *conf.Check) {
+				c.URLs = []conf.URL{{Path: "/a", Status: []int{200}}, {Path: "/b", Status: []int{200}, Body: "bye"}}
+			}, wantCode: 200},
 		{name: "accepts and never answers", target: silentListener, wantErr: context.DeadlineExceeded},
 		{name: "connection reset", target: resetListener},
 		{name: "closed port", target: closedPort},
@@ -626,5 +635,33 @@ func TestExecDynamicWeight(t *testing.T) {
 				t.Fatalf("result %+v, want OK %v weighted %v weight %d code %d", r, tt.want, tt.wantWeighted, tt.wantWeight, tt.exit)
 			}
 		})
+	}
+}
+
+// TestHTTPURLsInOrder: a check with more urls fetches each in order, with
+// the check's method and host, and names the url that failed.
+func TestHTTPURLsInOrder(t *testing.T) {
+	paths := make(chan string, 8)
+	rs := httpServer(t, "127.0.0.1", false, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths <- r.Host + r.RequestURI
+		if r.URL.Path == "/broken" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	c := baseCheck("http")
+	c.Host = "svc.test"
+	c.Path = "/health"
+	c.URLs = []conf.URL{{Path: "/ready", Status: []int{200}}, {Path: "/broken", Status: []int{200}}, {Path: "/never", Status: []int{200}}}
+	r := runCheck(t, rs, c)
+	if r.OK || r.Code != 503 || !strings.Contains(r.Err.Error(), "/broken") {
+		t.Fatalf("result %+v, want a failure naming /broken with code 503", r)
+	}
+	close(paths)
+	var got []string
+	for p := range paths {
+		got = append(got, p)
+	}
+	if want := []string{"svc.test/health", "svc.test/ready", "svc.test/broken"}; !slices.Equal(got, want) {
+		t.Errorf("server saw %v, want %v (and nothing after the failure)", got, want)
 	}
 }

@@ -503,6 +503,13 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 		field("body", c.Body)
 		field("body_regexp", c.BodyRegexp)
 		field("body_md5", c.BodyMD5)
+		for _, u := range c.URLs {
+			field("url", u.Path)
+			field("url_status", fmt.Sprint(u.Status))
+			field("url_body", u.Body)
+			field("url_body_regexp", u.BodyRegexp)
+			field("url_body_md5", u.BodyMD5)
+		}
 		field("tls_verify", strconv.FormatBool(c.TLSVerify))
 		field("sni", c.SNI)
 	}

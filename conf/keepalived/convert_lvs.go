@@ -914,9 +914,10 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 			w.kv("connect_port", connectPort, "")
 		}
 	}
+	var more []kaURL
 	switch typ {
 	case "http", "https":
-		c.renderURL(w, n, urls, t)
+		more = c.renderURL(w, n, urls, t)
 		if typ == "https" && (enableSNI || sni != "") {
 			if sni != "" {
 				w.kv("sni", str(sni), "")
@@ -949,49 +950,47 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 			w.kv("dynamic_weight", "true", "misc_dynamic")
 		}
 	}
+	renderMoreURLs(w, more)
 	w.indent = "  "
 }
 
-// renderURL carries the first url block of an HTTP_GET or SSL_GET.
-func (c *converter) renderURL(w *tomlWriter, n *Node, urls []*Node, t timing) {
-	if len(urls) == 0 {
-		c.warn(n, "%s: has no url: keepalived checks nothing then; lvsha checks GET / for a 2xx status", n.Name)
-		w.kv("status", `["200-299"]`, "")
-		return
-	}
-	for _, u := range urls[1:] {
-		c.warn(u, "url: not carried: lvsha checks one path per real server; the first url (line %d) is kept", urls[0].Line)
-	}
-	u := urls[0]
-	var path, host string
-	var status []string
+// kaURL is what one url block of an HTTP_GET or SSL_GET says.
+type kaURL struct {
+	node                    *Node
+	path, host, md5, regexp string
+	status                  []string
+}
+
+// parseURL reads a url block, warning about what lvsha cannot check.
+func (c *converter) parseURL(u *Node) kaURL {
+	out := kaURL{node: u}
 	for _, d := range u.Children {
 		switch d.Name {
 		case "path":
 			if len(d.Args) > 0 {
-				path = d.Args[0]
+				out.path = d.Args[0]
 			}
 		case "status_code":
 			for _, a := range d.Args {
-				if ok := validStatus(a); ok {
-					status = append(status, a)
+				if validStatus(a) {
+					out.status = append(out.status, a)
 				} else {
 					c.warn(d, "status_code: %q not carried: want a code or LO-HI range within 100..599", a)
 				}
 			}
 		case "virtualhost":
 			if len(d.Args) > 0 {
-				host = d.Args[0]
+				out.host = d.Args[0]
 			}
 		case "digest":
 			if len(d.Args) == 1 && len(d.Args[0]) == 32 && strings.Trim(strings.ToLower(d.Args[0]), "0123456789abcdef") == "" {
-				w.kv("body_md5", str(strings.ToLower(d.Args[0])), "digest")
+				out.md5 = strings.ToLower(d.Args[0])
 			} else {
 				c.warn(d, "digest: not carried: want 32 hexadecimal digits (got %q)", strings.Join(d.Args, " "))
 			}
 		case "regex":
 			if len(d.Args) > 0 {
-				w.kv("body_regexp", str(d.Args[0]), "regex")
+				out.regexp = d.Args[0]
 			}
 		case "regex_no_match":
 			c.notCarried(d, "lvsha has no negative body match")
@@ -1003,29 +1002,90 @@ func (c *converter) renderURL(w *tomlWriter, n *Node, urls []*Node, t timing) {
 			c.unknown(d, "url")
 		}
 	}
-	if path == "" {
-		c.warn(u, "url: has no path: keepalived ignores the url; lvsha checks /")
-		path = "/"
+	return out
+}
+
+// statusList renders status codes and ranges; keepalived's default when
+// none is given.
+func statusList(status []string) string {
+	if len(status) == 0 {
+		return `["200-299"]`
 	}
-	w.kv("path", str(path), "")
+	var parts []string
+	for _, s := range status {
+		if strings.Contains(s, "-") {
+			parts = append(parts, str(s))
+		} else {
+			parts = append(parts, s)
+		}
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// renderURL carries the first url block of an HTTP_GET or SSL_GET as the
+// check's own path and answer, and returns the others, which go into url
+// tables once the check's keys are written.
+func (c *converter) renderURL(w *tomlWriter, n *Node, urls []*Node, t timing) []kaURL {
+	if len(urls) == 0 {
+		c.warn(n, "%s: has no url: keepalived checks nothing then; lvsha checks GET / for a 2xx status", n.Name)
+		w.kv("status", `["200-299"]`, "")
+		return nil
+	}
+	var parsed []kaURL
+	for _, u := range urls {
+		k := c.parseURL(u)
+		if k.path == "" {
+			c.warn(u, "url: not carried: it has no path (keepalived ignores it too)")
+			continue
+		}
+		parsed = append(parsed, k)
+	}
+	if len(parsed) == 0 {
+		w.kv("status", `["200-299"]`, "")
+		return nil
+	}
+	first := parsed[0]
+	w.kv("path", str(first.path), "")
+	host := first.host
 	if host == "" && t.virtualhost != nil {
 		host = *t.virtualhost
 	}
 	if host != "" {
 		w.kv("host", str(host), "virtualhost")
 	}
-	if len(status) == 0 {
-		w.kv("status", `["200-299"]`, "keepalived's default")
-	} else {
-		var parts []string
-		for _, s := range status {
-			if strings.Contains(s, "-") {
-				parts = append(parts, str(s))
-			} else {
-				parts = append(parts, s)
-			}
+	note := ""
+	if len(first.status) == 0 {
+		note = "keepalived's default"
+	}
+	w.kv("status", statusList(first.status), note)
+	if first.md5 != "" {
+		w.kv("body_md5", str(first.md5), "digest")
+	}
+	if first.regexp != "" {
+		w.kv("body_regexp", str(first.regexp), "regex")
+	}
+	for _, k := range parsed[1:] {
+		if k.host != "" && k.host != host {
+			c.warn(k.node, "url: virtualhost %s not carried: lvsha sends one Host per check (%q)", k.host, host)
 		}
-		w.kv("status", "["+strings.Join(parts, ", ")+"]", "")
+	}
+	return parsed[1:]
+}
+
+// renderMoreURLs writes the url tables of a check.
+func renderMoreURLs(w *tomlWriter, more []kaURL) {
+	for _, k := range more {
+		w.blank()
+		w.array("virtual_server.real_server.check.url")
+		w.comment(at(k.node, "url"))
+		w.kv("path", str(k.path), "")
+		w.kv("status", statusList(k.status), map[bool]string{true: "keepalived's default"}[len(k.status) == 0])
+		if k.md5 != "" {
+			w.kv("body_md5", str(k.md5), "digest")
+		}
+		if k.regexp != "" {
+			w.kv("body_regexp", str(k.regexp), "regex")
+		}
 	}
 }
 
