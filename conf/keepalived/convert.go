@@ -114,6 +114,16 @@ func (c *converter) notCarried(n *Node, why string) {
 	c.warn(n, "%s: not carried: %s", n.Name, why)
 }
 
+// dropped warns about a directive of block where that lvsha does not
+// carry: with its reason when reasons has one, else as unknown.
+func (c *converter) dropped(n *Node, reasons map[string]string, where string) {
+	if why, ok := reasons[n.Name]; ok {
+		c.notCarried(n, why)
+		return
+	}
+	c.unknown(n, where)
+}
+
 // unknown warns about a directive this converter does not know at all.
 func (c *converter) unknown(n *Node, where string) {
 	c.warn(n, "%s: not carried: not a %s directive lvsha convert knows", n.Name, where)
@@ -141,11 +151,7 @@ func (c *converter) collect(root *Node) {
 		case "real_server":
 			c.warn(n, "real_server: not carried: outside any virtual_server (keepalived ignores it too)")
 		default:
-			if why, ok := topLevelReasons[n.Name]; ok {
-				c.notCarried(n, why)
-			} else {
-				c.unknown(n, "top-level")
-			}
+			c.dropped(n, topLevelReasons, "top-level")
 		}
 	}
 }
@@ -238,11 +244,7 @@ func (c *converter) globalDefs(g *Node) {
 				c.garpRefresh, c.refreshNode = d, n
 			}
 		default:
-			if why, ok := globalReasons[n.Name]; ok {
-				c.notCarried(n, why)
-			} else {
-				c.unknown(n, "global_defs")
-			}
+			c.dropped(n, globalReasons, "global_defs")
 		}
 	}
 }

@@ -194,10 +194,6 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 			}
 		case "real_server":
 			s.reals = append(s.reals, d)
-		case "ha_suspend":
-			c.notCarried(d, "lvsha keeps every director's table programmed and checked whatever its VRRP state, so a new master forwards at once")
-		case "omega":
-			c.notCarried(d, "lvsha runs no quorum_down command when a virtual server is removed")
 		case "quorum_up", "quorum_down":
 			if argv, ok := c.scriptArg(d); ok {
 				if d.Name == "quorum_up" {
@@ -208,18 +204,8 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 			}
 		case "sorry_server_inhibit":
 			s.sorryInhibit = true
-		case "persistence_engine":
-			c.notCarried(d, "lvsha sets no IPVS persistence engine")
-		case "hashed":
-			c.notCarried(d, "the hashed flag is internal to the kernel")
-		case "flag-3":
-			c.notCarried(d, "lvsha sets only the sh/mh scheduler flags")
-		case "smtp_alert":
-			c.notCarried(d, "lvsha sends no mail")
-		case "snmp_name":
-			c.notCarried(d, "lvsha has no SNMP agent")
 		default:
-			c.unknown(d, "virtual_server")
+			c.dropped(d, vsReasons, "virtual_server")
 		}
 	}
 	if s.scheduler == "" {
@@ -708,12 +694,8 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			notifyUp, _ = c.scriptArg(d)
 		case "notify_down":
 			notifyDown, _ = c.scriptArg(d)
-		case "smtp_alert":
-			c.notCarried(d, "lvsha sends no mail")
-		case "snmp_name":
-			c.notCarried(d, "lvsha has no SNMP agent")
 		default:
-			c.unknown(d, "real_server")
+			c.dropped(d, rsReasons, "real_server")
 		}
 	}
 	effFwd := s.forwarding
@@ -830,28 +812,14 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 			}
 		case "misc_dynamic":
 			dynamic = boolArg(d)
-		case "user":
-			c.notCarried(d, "lvsha runs checks as its own user")
 		case "enable_sni":
 			enableSNI = boolArg(d)
 		case "sni_name":
 			if len(d.Args) > 0 {
 				sni = d.Args[0]
 			}
-		case "bindto", "bind_port", "bind_if":
-			c.notCarried(d, "lvsha's probes leave from the address the routing table picks")
-		case "fwmark":
-			c.notCarried(d, "lvsha's probes carry no firewall mark")
-		case "http_protocol":
-			c.notCarried(d, "lvsha's http checks speak HTTP/1.1")
-		case "fast_recovery":
-			c.notCarried(d, "lvsha probes a down server at the same interval as an up one")
-		case "tls_compliant":
-			c.notCarried(d, "lvsha always closes TLS properly")
-		case "log_all_failures":
-			c.notCarried(d, "lvsha logs every state change, not every failure")
 		default:
-			c.unknown(d, n.Name)
+			c.dropped(d, checkReasons, n.Name)
 		}
 	}
 	interval := kaDelayLoop
@@ -992,14 +960,8 @@ func (c *converter) parseURL(u *Node) kaURL {
 			if len(d.Args) > 0 {
 				out.regexp = d.Args[0]
 			}
-		case "regex_no_match":
-			c.notCarried(d, "lvsha has no negative body match")
-		case "regex_options", "regex_min_offset", "regex_max_offset", "regex_stack":
-			c.notCarried(d, "lvsha matches Go regular expressions against the whole body")
-		case "tls_compliant":
-			c.notCarried(d, "lvsha always closes TLS properly")
 		default:
-			c.unknown(d, "url")
+			c.dropped(d, urlReasons, "url")
 		}
 	}
 	return out
@@ -1100,4 +1062,44 @@ func validStatus(s string) bool {
 	}
 	b, err := strconv.Atoi(hi)
 	return err == nil && b >= a && b <= 599
+}
+
+// vsReasons explain the virtual_server directives lvsha does not carry.
+var vsReasons = map[string]string{
+	"ha_suspend":         "lvsha keeps every director's table programmed and checked whatever its VRRP state, so a new master forwards at once",
+	"omega":              "lvsha runs no quorum_down command when a virtual server is removed",
+	"persistence_engine": "lvsha sets no IPVS persistence engine",
+	"hashed":             "the hashed flag is internal to the kernel",
+	"flag-3":             "lvsha sets only the sh/mh scheduler flags",
+	"smtp_alert":         "lvsha sends no mail",
+	"snmp_name":          "lvsha has no SNMP agent",
+}
+
+// rsReasons explain the real_server directives lvsha does not carry.
+var rsReasons = map[string]string{
+	"smtp_alert": "lvsha sends no mail",
+	"snmp_name":  "lvsha has no SNMP agent",
+}
+
+// checkReasons explain the checker directives lvsha does not carry.
+var checkReasons = map[string]string{
+	"user":             "lvsha runs checks as its own user",
+	"bindto":           "lvsha's probes leave from the address the routing table picks",
+	"bind_port":        "lvsha's probes leave from the address the routing table picks",
+	"bind_if":          "lvsha's probes leave from the address the routing table picks",
+	"fwmark":           "lvsha's probes carry no firewall mark",
+	"http_protocol":    "lvsha's http checks speak HTTP/1.1",
+	"fast_recovery":    "lvsha probes a down server at the same interval as an up one",
+	"tls_compliant":    "lvsha always closes TLS properly",
+	"log_all_failures": "lvsha logs every state change, not every failure",
+}
+
+// urlReasons explain the url directives lvsha does not carry.
+var urlReasons = map[string]string{
+	"regex_no_match":   "lvsha has no negative body match",
+	"regex_options":    "lvsha matches Go regular expressions against the whole body",
+	"regex_min_offset": "lvsha matches Go regular expressions against the whole body",
+	"regex_max_offset": "lvsha matches Go regular expressions against the whole body",
+	"regex_stack":      "lvsha matches Go regular expressions against the whole body",
+	"tls_compliant":    "lvsha always closes TLS properly",
 }

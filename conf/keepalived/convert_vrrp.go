@@ -289,36 +289,8 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 			}
 		case "native_ipv6":
 			// lvsha uses VRRPv3 over IPv6 for IPv6 VIPs anyway.
-		case "debug":
-			c.notCarried(d, "use lvsha run's log level")
-		case "mcast_src_ip":
-			c.notCarried(d, "lvsha sends multicast adverts from the interface's primary address")
-		case "virtual_ipaddress_excluded":
-			c.notCarried(d, "lvsha moves only the advertised VIPs; add these to virtual_ips (they are then advertised too) or to a second instance")
-		case "virtual_routes", "virtual_rules":
-			c.notCarried(d, "lvsha moves no routes or rules with mastership; a notify hook can")
-		case "use_vmac", "vmac_xmit_base", "use_ipvlan":
-			c.notCarried(d, "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC")
-		case "dont_track_primary":
-			c.notCarried(d, "lvsha always puts an instance in fault while its interface is down")
-		case "track_file", "track_process", "track_bfd":
-			c.notCarried(d, "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process")
-		case "smtp_alert":
-			c.notCarried(d, "lvsha sends no mail")
-		case "strict_mode":
-			c.notCarried(d, "lvsha follows RFC 5798 without keepalived's strict-mode restrictions")
-		case "lvs_sync_daemon_interface":
-			c.notCarried(d, "lvsha does not drive the IPVS connection sync daemon")
-		case "notify_deleted", "notify_master_rx_lower_pri", "notify_priority_changes":
-			c.notCarried(d, "lvsha runs hooks on master, backup, fault and stop only")
-		case "garp_master_delay", "garp_lower_prio_delay", "garp_lower_prio_repeat", "garp_master_refresh_repeat", "garp_extra_if", "vmac_garp_intvl":
-			c.notCarried(d, "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh")
-		case "unicast_ttl", "check_unicast_src", "skip_check_adv_addr", "mcast_dst_ip", "unicast_fault_no_peer", "old_unicast_checksum", "v3_checksum_as_v2", "track_src_ip":
-			c.notCarried(d, "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers")
-		case "down_timer_adverts", "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "thread_timer_expired", "kernel_rx_buf_size", "promote_secondaries", "no_virtual_ipaddress", "linkbeat_use_polling", "vrf", "interfaces":
-			c.notCarried(d, "lvsha has no equivalent")
 		default:
-			c.unknown(d, "vrrp_instance")
+			c.dropped(d, vrrpReasons, "vrrp_instance")
 		}
 	}
 
@@ -536,14 +508,8 @@ func (c *converter) syncGroup(w *tomlWriter, n *Node) {
 			for _, m := range d.Children {
 				members = append(members, m.Name)
 			}
-		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
-			c.notCarried(d, "lvsha runs hooks per instance; give the hook to one member instance, whose state the group shares")
-		case "smtp_alert":
-			c.notCarried(d, "lvsha sends no mail")
-		case "global_tracking", "sync_group_tracking_weight", "track_interface", "track_script", "track_file", "track_process", "track_bfd":
-			c.notCarried(d, "lvsha tracks per instance; a member's fault moves the whole group")
 		default:
-			c.unknown(d, "vrrp_sync_group")
+			c.dropped(d, syncGroupReasons, "vrrp_sync_group")
 		}
 	}
 	w.blank()
@@ -551,4 +517,69 @@ func (c *converter) syncGroup(w *tomlWriter, n *Node) {
 	w.comment(at(n, "vrrp_sync_group "+n.Args[0]))
 	w.kv("name", str(n.Args[0]), "")
 	w.kv("instances", strs(members), "")
+}
+
+// vrrpReasons explain the vrrp_instance directives lvsha does not carry.
+var vrrpReasons = map[string]string{
+	"debug":                      "use lvsha run's log level",
+	"mcast_src_ip":               "lvsha sends multicast adverts from the interface's primary address",
+	"virtual_ipaddress_excluded": "lvsha moves only the advertised VIPs; add these to virtual_ips (they are then advertised too) or to a second instance",
+	"virtual_routes":             "lvsha moves no routes or rules with mastership; a notify hook can",
+	"virtual_rules":              "lvsha moves no routes or rules with mastership; a notify hook can",
+	"use_vmac":                   "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC",
+	"vmac_xmit_base":             "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC",
+	"use_ipvlan":                 "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC",
+	"dont_track_primary":         "lvsha always puts an instance in fault while its interface is down",
+	"track_file":                 "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
+	"track_process":              "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
+	"track_bfd":                  "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
+	"smtp_alert":                 "lvsha sends no mail",
+	"strict_mode":                "lvsha follows RFC 5798 without keepalived's strict-mode restrictions",
+	"lvs_sync_daemon_interface":  "lvsha does not drive the IPVS connection sync daemon",
+	"notify_deleted":             "lvsha runs hooks on master, backup, fault and stop only",
+	"notify_master_rx_lower_pri": "lvsha runs hooks on master, backup, fault and stop only",
+	"notify_priority_changes":    "lvsha runs hooks on master, backup, fault and stop only",
+	"garp_master_delay":          "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh",
+	"garp_lower_prio_delay":      "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh",
+	"garp_lower_prio_repeat":     "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh",
+	"garp_master_refresh_repeat": "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh",
+	"garp_extra_if":              "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh",
+	"vmac_garp_intvl":            "lvsha announces on becoming master (garp_repeat times), on seeing a lower-priority master, and every garp_refresh",
+	"unicast_ttl":                "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"check_unicast_src":          "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"skip_check_adv_addr":        "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"mcast_dst_ip":               "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"unicast_fault_no_peer":      "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"old_unicast_checksum":       "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"v3_checksum_as_v2":          "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"track_src_ip":               "lvsha follows RFC 5798 here: TTL 255, peers filtered by unicast_peers",
+	"down_timer_adverts":         "lvsha has no equivalent",
+	"lower_prio_no_advert":       "lvsha has no equivalent",
+	"higher_prio_send_advert":    "lvsha has no equivalent",
+	"owner_ignore_adverts":       "lvsha has no equivalent",
+	"timer_expired_backup":       "lvsha has no equivalent",
+	"thread_timer_expired":       "lvsha has no equivalent",
+	"kernel_rx_buf_size":         "lvsha has no equivalent",
+	"promote_secondaries":        "lvsha has no equivalent",
+	"no_virtual_ipaddress":       "lvsha has no equivalent",
+	"linkbeat_use_polling":       "lvsha has no equivalent",
+	"vrf":                        "lvsha has no equivalent",
+	"interfaces":                 "lvsha has no equivalent",
+}
+
+// syncGroupReasons explain the vrrp_sync_group directives lvsha does not carry.
+var syncGroupReasons = map[string]string{
+	"notify_master":              "lvsha runs hooks per instance; give the hook to one member instance, whose state the group shares",
+	"notify_backup":              "lvsha runs hooks per instance; give the hook to one member instance, whose state the group shares",
+	"notify_fault":               "lvsha runs hooks per instance; give the hook to one member instance, whose state the group shares",
+	"notify_stop":                "lvsha runs hooks per instance; give the hook to one member instance, whose state the group shares",
+	"notify":                     "lvsha runs hooks per instance; give the hook to one member instance, whose state the group shares",
+	"smtp_alert":                 "lvsha sends no mail",
+	"global_tracking":            "lvsha tracks per instance; a member's fault moves the whole group",
+	"sync_group_tracking_weight": "lvsha tracks per instance; a member's fault moves the whole group",
+	"track_interface":            "lvsha tracks per instance; a member's fault moves the whole group",
+	"track_script":               "lvsha tracks per instance; a member's fault moves the whole group",
+	"track_file":                 "lvsha tracks per instance; a member's fault moves the whole group",
+	"track_process":              "lvsha tracks per instance; a member's fault moves the whole group",
+	"track_bfd":                  "lvsha tracks per instance; a member's fault moves the whole group",
 }
