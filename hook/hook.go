@@ -1,6 +1,7 @@
 // Package hook runs operator commands on events (a real server going up
 // or down, a virtual server losing quorum): one at a time in event order,
 // each bounded by a timeout, from a queue that never blocks the caller.
+// Exec, the bounded run of one command, also serves vrrp/notify.
 package hook
 
 import (

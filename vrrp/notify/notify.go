@@ -7,17 +7,13 @@ package notify
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/hook"
 )
 
 // Event is one transition to report.
@@ -112,26 +108,11 @@ func (r *Runner) run(ctx context.Context, argv []string, e Event) error {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	prio := strconv.Itoa(e.Priority)
-	args := append(append([]string{}, argv[1:]...), "INSTANCE", e.Instance, e.State, prio)
-	cmd := exec.CommandContext(ctx, argv[0], args...)
-	cmd.Env = append(os.Environ(), "LVSHA_VRRP_INSTANCE="+e.Instance, "LVSHA_VRRP_STATE="+e.State, "LVSHA_VRRP_PRIORITY="+prio)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// A grandchild holding the output pipe must not keep Wait blocked.
-	cmd.WaitDelay = time.Second
+	args := append(append([]string{}, argv...), "INSTANCE", e.Instance, e.State, prio)
+	env := []string{"LVSHA_VRRP_INSTANCE=" + e.Instance, "LVSHA_VRRP_STATE=" + e.State, "LVSHA_VRRP_PRIORITY=" + prio}
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("timed out after %v", timeout)
-	}
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return fmt.Errorf("%w: %.200s", err, out)
-		}
+	if err := hook.Exec(ctx, args, env, timeout); err != nil {
 		return err
 	}
 	r.log.Info("notify hook ran", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "took", time.Since(start))
