@@ -255,7 +255,7 @@ type RealServer struct {
 // Check describes one health probe. After Load every field holds its
 // effective value (defaults applied), so consumers never apply defaults.
 type Check struct {
-	// Type is "tcp", "http", "https", "dns" or "exec" (key "type"), or "none" to
+	// Type is "tcp", "http", "https", "dns", "smtp" or "exec" (key "type"), or "none" to
 	// disable an inherited check on one real server (then Load sets the real
 	// server's Check to nil).
 	Type string
@@ -303,6 +303,11 @@ type Check struct {
 	// keepalived's several url blocks). Each has its own path (required),
 	// status, body, body_regexp and body_md5, defaulting to [200] and none.
 	URLs []URL
+
+	// SMTP: the greeting must be 220 and the answer to HELO HeloName 250
+	// (keepalived's SMTP_CHECK; key "helo_name"; default
+	// "lvsha-check.invalid").
+	HeloName string
 
 	// DNS: one recursive UDP query; the check passes on a reply with
 	// RCODE 0 (keepalived's DNS_CHECK).

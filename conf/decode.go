@@ -402,7 +402,7 @@ type rawCheck struct {
 	key                                   string
 	typ, method, path, host, body, regexp val[string]
 	sni, connectAddress, bodyMD5          val[string]
-	dnsType, dnsName                      val[string]
+	dnsType, dnsName, heloName            val[string]
 	urls                                  *[]rawURL // nil when absent
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
@@ -546,7 +546,7 @@ func (r *reader) realServer(t table) rawRealServer {
 func (r *reader) check(t table) *rawCheck {
 	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "start_down", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
-		"tls_verify", "sni", "dns_type", "dns_name", "command", "dynamic_weight", "url")
+		"tls_verify", "sni", "dns_type", "dns_name", "helo_name", "command", "dynamic_weight", "url")
 	return &rawCheck{
 		key:            t.key,
 		typ:            r.enum(t, "type", "check type", checkTypes()),
@@ -570,6 +570,7 @@ func (r *reader) check(t table) *rawCheck {
 		command:        r.strs(t, "command"),
 		dnsType:        r.str(t, "dns_type"),
 		dnsName:        r.str(t, "dns_name"),
+		heloName:       r.str(t, "helo_name"),
 		dynamicWeight:  r.boolean(t, "dynamic_weight"),
 		urls:           r.urls(t),
 	}

@@ -26,6 +26,7 @@ const (
 	defaultHTTPStatus       = 200
 	defaultDNSType          = "SOA" // keepalived's
 	defaultDNSName          = "."
+	defaultHeloName         = "lvsha-check.invalid" // .invalid: reserved, never a real host
 	minCheckInterval        = time.Millisecond
 	maxUnixSocketPath       = 107 // sun_path is 108 bytes including the NUL
 	defaultTimeoutDivisor   = 2   // timeout defaults to interval / 2
@@ -67,7 +68,7 @@ func protocols() []string   { return []string{"tcp", "udp", "sctp"} }
 func forwardings() []string { return []string{"nat", "dr", "tun"} }
 func onDowns() []string     { return []string{"weight0", "remove"} }
 func families() []string    { return []string{"inet", "inet6"} }
-func checkTypes() []string  { return []string{"tcp", "http", "https", "dns", "exec", "none"} }
+func checkTypes() []string  { return []string{"tcp", "http", "https", "dns", "smtp", "exec", "none"} }
 
 // DNSTypes maps the accepted "dns_type" names to their RR type numbers:
 // those keepalived's DNS_CHECK knows.

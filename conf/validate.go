@@ -460,6 +460,7 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 	if same {
 		inherit(&m.dnsType, base.dnsType)
 		inherit(&m.dnsName, base.dnsName)
+		inherit(&m.heloName, base.heloName)
 		inherit(&m.tlsVerify, base.tlsVerify)
 		inherit(&m.sni, base.sni)
 		inherit(&m.command, base.command)
@@ -544,6 +545,13 @@ func (b *builder) check(rc rawCheck) *Check {
 	}
 	b.only(rc.dnsType.set, rc.dnsType.key, t == "dns", "dns", t)
 	b.only(rc.dnsName.set, rc.dnsName.key, t == "dns", "dns", t)
+	b.only(rc.heloName.set, rc.heloName.key, t == "smtp", "smtp", t)
+	if t == "smtp" {
+		c.HeloName = rc.heloName.or(defaultHeloName)
+		if v := rc.heloName; v.valid() && (v.v == "" || hasSpaceOrControl(v.v)) {
+			b.add(v.key, "invalid HELO name (got %q, want a host name such as \"lb1.example.com\")", v.v)
+		}
+	}
 	if t == "dns" {
 		c.DNSType = strings.ToUpper(rc.dnsType.or(defaultDNSType))
 		c.DNSName = rc.dnsName.or(defaultDNSName)

@@ -474,6 +474,8 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	field("fall", strconv.Itoa(c.Fall))
 	field("start_down", strconv.FormatBool(c.StartDown))
 	switch c.Type {
+	case "smtp":
+		field("helo_name", c.HeloName)
 	case "dns":
 		field("dns_type", c.DNSType)
 		field("dns_name", c.DNSName)

@@ -17,7 +17,7 @@ import (
 
 // The equivalence corpus files (conf/keepalived/testdata/corpus/*-eq-*)
 // use these: real servers 10.77.0.1-3 and .9, fd77::1-2, each
-// answering HTTP on 80 and 8080, HTTPS on 443 and DNS on UDP 53; MISC_CHECK scripts call
+// answering HTTP on 80 and 8080, HTTPS on 443, DNS on UDP 53 and SMTP on 25; MISC_CHECK scripts call
 // /tmp/lvsha-eq/rs-up IP, which fails once /tmp/lvsha-eq/down-IP exists, or
 // /tmp/lvsha-eq/rs-weight IP W, which then exits W+2 (misc_dynamic).
 var eqServers = []string{"10.77.0.1", "10.77.0.2", "10.77.0.3", "10.77.0.9", "fd77::1", "fd77::2"}
@@ -73,6 +73,7 @@ func TestKeepalivedEquivalence(t *testing.T) {
 		{"35-eq-sorry-inhibit.conf", "10.77.0.1"},
 		{"37-eq-dns.conf", "10.77.0.2"},
 		{"38-eq-misc-dynamic.conf", "10.77.0.1"},
+		{"39-eq-smtp.conf", "10.77.0.2"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			src := filepath.Join(corpus, tc.file)
@@ -185,11 +186,11 @@ func newEqSite(t *testing.T, name string) *eqSite {
 		if strings.Contains(a, ":") {
 			inNS(t, s.ns, "ip", "addr", "add", a+"/128", "dev", "lo", "nodad")
 			s.webs[a] = startIn(t, s.ns, []string{envRole + "=web", "LVSHA_NAME=" + a,
-				"LVSHA_LISTEN=[" + a + "]:80 [" + a + "]:8080 tls:[" + a + "]:443 dns:[" + a + "]:53"}, self(t))
+				"LVSHA_LISTEN=[" + a + "]:80 [" + a + "]:8080 tls:[" + a + "]:443 dns:[" + a + "]:53 smtp:[" + a + "]:25"}, self(t))
 		} else {
 			inNS(t, s.ns, "ip", "addr", "add", a+"/32", "dev", "lo")
 			s.webs[a] = startIn(t, s.ns, []string{envRole + "=web", "LVSHA_NAME=" + a,
-				"LVSHA_LISTEN=" + a + ":80 " + a + ":8080 tls:" + a + ":443 dns:" + a + ":53"}, self(t))
+				"LVSHA_LISTEN=" + a + ":80 " + a + ":8080 tls:" + a + ":443 dns:" + a + ":53 smtp:" + a + ":25"}, self(t))
 		}
 	}
 	for _, a := range eqServers {

@@ -34,7 +34,8 @@ import (
 //
 //	web:  HTTP servers on $LVSHA_LISTEN (addresses separated by blanks;
 //	      "tls:ADDR" serves HTTPS with a fresh self-signed certificate,
-//	      "dns:ADDR" answers DNS queries over UDP with NOERROR)
+//	      "dns:ADDR" answers DNS queries over UDP with NOERROR,
+//	      "smtp:ADDR" greets and answers HELO)
 //	      answering "$LVSHA_NAME\n"
 //	get:  one GET of $LVSHA_URL, body to stdout, exit 1 on failure
 //	hold: GET $LVSHA_URL, print "first BODY", wait for a line on stdin,
@@ -87,6 +88,16 @@ func web(name string, listen []string) int {
 			go serveDNS(pc)
 			continue
 		}
+		if a, ok := strings.CutPrefix(addr, "smtp:"); ok {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "web:", err)
+				return 1
+			}
+			defer ln.Close()
+			go serveSMTP(ln, name)
+			continue
+		}
 		if a, ok := strings.CutPrefix(addr, "tls:"); ok {
 			if cert == nil {
 				c, err := selfSigned()
@@ -135,6 +146,35 @@ func serveDNS(pc net.PacketConn) {
 		if b, err := r.Pack(); err == nil {
 			pc.WriteTo(b, from)
 		}
+	}
+}
+
+// serveSMTP greets, answers HELO and QUIT: enough for SMTP_CHECK and an
+// lvsha smtp check.
+func serveSMTP(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "220 %s ESMTP\r\n", name)
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				cmd := strings.ToUpper(strings.TrimSpace(sc.Text()))
+				switch {
+				case strings.HasPrefix(cmd, "HELO"), strings.HasPrefix(cmd, "EHLO"):
+					fmt.Fprintf(c, "250 %s\r\n", name)
+				case cmd == "QUIT":
+					fmt.Fprint(c, "221 bye\r\n")
+					return
+				default:
+					fmt.Fprint(c, "502 not here\r\n")
+				}
+			}
+		}()
 	}
 }
 

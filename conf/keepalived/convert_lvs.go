@@ -686,9 +686,9 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
 				lower = v
 			}
-		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK":
+		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK":
 			checks = append(checks, d)
-		case "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
+		case "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
 			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
 		case "notify_up":
 			notifyUp, _ = c.scriptArg(d)
@@ -749,7 +749,7 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 	t := inherited
 	retry, delayRetry := kaRetry, kaDelayBeforeRetry
-	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns"}[n.Name]
+	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "SMTP_CHECK": "smtp"}[n.Name]
 	retryFromLoop := false // DNS_CHECK's delay_before_retry defaults to delay_loop
 	switch typ {
 	case "dns":
@@ -767,6 +767,7 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		sni                    string
 		enableSNI              bool
 		dnsType, dnsName       string
+		heloName               string
 		dynamic                bool
 	)
 	for _, d := range n.Children {
@@ -791,6 +792,18 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		case "misc_path":
 			if typ == "exec" {
 				miscPath = d
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "helo_name":
+			if typ == "smtp" && len(d.Args) > 0 {
+				heloName = d.Args[0]
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "host":
+			if typ == "smtp" {
+				c.notCarried(d, "lvsha checks one address per real server (connect_ip, connect_port); the other hosts are not checked")
 			} else {
 				c.unknown(d, n.Name)
 			}
@@ -890,6 +903,10 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 			if sni != "" {
 				w.kv("sni", str(sni), "")
 			}
+		}
+	case "smtp":
+		if heloName != "" {
+			w.kv("helo_name", str(heloName), "")
 		}
 	case "dns":
 		if dnsType != "" {
