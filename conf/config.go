@@ -100,6 +100,10 @@ type VRRPInstance struct {
 	// TrackInterfaces put the instance in fault while any of them is down
 	// (key "track_interfaces").
 	TrackInterfaces []string
+	// TrackInterfaceWeights lower the priority by Weight while the named
+	// interface is down, instead of a fault (array of tables
+	// "track_interface": keepalived's track_interface with a weight).
+	TrackInterfaceWeights []TrackInterface
 	// TrackVirtualServers lower the priority by Weight while the named
 	// virtual server has no real server up (array of tables
 	// "track_virtual_server").
@@ -119,6 +123,12 @@ type VRRPInstance struct {
 type TrackVirtualServer struct {
 	Name   string // key "name": a virtual_server's name
 	Weight int    // key "weight": 1..254 subtracted while it is down; default 50
+}
+
+// TrackInterface ties an instance's priority to a link.
+type TrackInterface struct {
+	Name   string // key "name": an interface
+	Weight int    // key "weight": 1..254 subtracted while it is down; required
 }
 
 // TrackExecRef ties an instance to a track_exec.

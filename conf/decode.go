@@ -350,6 +350,7 @@ type rawVRRP struct {
 	notifyFault, notifyStop, notifyAny     val[[]string]
 	trackVS                                []rawTrackVS
 	trackExec                              []rawTrackVS
+	trackIfW                               []rawTrackVS
 }
 
 type rawTrackVS struct {
@@ -448,7 +449,7 @@ func (r *reader) config(root map[string]any) rawConfig {
 func (r *reader) vrrpInstance(t table) rawVRRP {
 	r.known(t, "name", "interface", "router_id", "priority", "version", "advert_interval",
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
-		"vip_holder", "garp_repeat", "garp_refresh", "track_interfaces", "track_virtual_server", "track_exec",
+		"vip_holder", "garp_repeat", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
 		"auth_pass")
 	v := rawVRRP{
@@ -480,6 +481,10 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 	for _, tt := range r.tables(t, "track_virtual_server") {
 		r.known(tt, "name", "weight")
 		v.trackVS = append(v.trackVS, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
+	}
+	for _, tt := range r.tables(t, "track_interface") {
+		r.known(tt, "name", "weight")
+		v.trackIfW = append(v.trackIfW, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
 	}
 	for _, tt := range r.tables(t, "track_exec") {
 		r.known(tt, "name", "weight")

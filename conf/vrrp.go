@@ -213,6 +213,24 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		}
 		in.TrackVirtualServers = append(in.TrackVirtualServers, tv)
 	}
+	for _, rt := range rv.trackIfW {
+		ti := TrackInterface{Name: rt.name.or(""), Weight: int(rt.weight.or(0))}
+		switch {
+		case !rt.name.set:
+			b.add(rt.key+".name", "missing (want an interface name)")
+		case rt.name.ok:
+			b.ifname(rt.name.key, ti.Name)
+			for _, f := range in.TrackInterfaces {
+				if f == ti.Name {
+					b.add(rt.name.key, "interface %s is already in track_interfaces (a fault there; want one or the other)", ti.Name)
+				}
+			}
+		}
+		if !rt.weight.set {
+			b.add(rt.key+".weight", "missing (want 1..254, subtracted from the priority while the interface is down)")
+		}
+		in.TrackInterfaceWeights = append(in.TrackInterfaceWeights, ti)
+	}
 	seen := map[string]bool{}
 	for _, rt := range rv.trackExec {
 		te := TrackExecRef{Name: rt.name.or(""), Weight: int(rt.weight.or(defaultTrackExecWeight))}

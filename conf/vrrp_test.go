@@ -24,6 +24,9 @@ notify_master = ["/etc/lvsha/master.sh", "x"]
   [[vrrp_instance.track_virtual_server]]
   name = "web"
   weight = 20
+  [[vrrp_instance.track_interface]]
+  name = "eth2"
+  weight = 40
   [[vrrp_instance.track_exec]]
   name = "haproxy"
   [[vrrp_instance.track_exec]]
@@ -74,11 +77,12 @@ instances = ["vi1", "vi6"]
 	want := []VRRPInstance{
 		{Name: "vi1", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
 			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
-			VirtualIPs:          []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")},
-			TrackInterfaces:     []string{"eth1"},
-			TrackVirtualServers: []TrackVirtualServer{{Name: "web", Weight: 20}},
-			TrackExecs:          []TrackExecRef{{Name: "haproxy", Weight: 0}, {Name: "disk", Weight: 30}},
-			Notify:              Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second}},
+			VirtualIPs:            []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")},
+			TrackInterfaces:       []string{"eth1"},
+			TrackVirtualServers:   []TrackVirtualServer{{Name: "web", Weight: 20}},
+			TrackInterfaceWeights: []TrackInterface{{Name: "eth2", Weight: 40}},
+			TrackExecs:            []TrackExecRef{{Name: "haproxy", Weight: 0}, {Name: "disk", Weight: 30}},
+			Notify:                Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second}},
 		{Name: "vi2", Interface: "eth0", RouterID: 52, Priority: 150, Version: 2, AdvertInterval: 2 * time.Second,
 			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, AuthPass: "secret12",
 			UnicastSrc: netip.MustParseAddr("192.0.2.2"), UnicastPeers: []netip.Addr{netip.MustParseAddr("192.0.2.3")},
@@ -132,6 +136,10 @@ func TestVRRPBad(t *testing.T) {
 			"t.toml:6: vrrp_instance[0].unicast_src: needs unicast_peers (want the other directors' addresses)"},
 		{"unknown tracked virtual server", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_virtual_server]]\nname = \"nope\"\n",
 			`t.toml:7: vrrp_instance[0].track_virtual_server[0].name: unknown virtual_server "nope"`},
+		{"weighted track_interface without weight", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_interface]]\nname = \"eth1\"\n",
+			"t.toml:6: vrrp_instance[0].track_interface[0].weight: missing (want 1..254, subtracted from the priority while the interface is down)"},
+		{"interface both faulting and weighted", head + "virtual_ips = [\"192.0.2.1\"]\ntrack_interfaces = [\"eth1\"]\n[[vrrp_instance.track_interface]]\nname = \"eth1\"\nweight = 5\n",
+			"t.toml:8: vrrp_instance[0].track_interface[0].name: interface eth1 is already in track_interfaces (a fault there; want one or the other)"},
 		{"unknown track_exec", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_exec]]\nname = \"nope\"\n",
 			`t.toml:7: vrrp_instance[0].track_exec[0].name: unknown track_exec "nope"`},
 		{"track_exec weight out of range", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_instance.track_exec]]\nname = \"x\"\nweight = 255\n[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n",

@@ -86,15 +86,16 @@ func (t *tracking) execsChanged(ctx context.Context) {
 // interleave their events.
 func (t *tracking) push(ctx context.Context) {
 	execFault, execLowered, failing := track.ExecEffect(t.in.TrackExecs, t.execOK)
+	linkFault, linkLowered := track.LinkEffect(t.in.TrackInterfaces, t.in.TrackInterfaceWeights, t.linksDown)
 	// The priority goes first: a fault that clears restarts the instance
 	// at whatever priority it has then.
-	if p := track.Priority(t.in.Priority, t.vsLowered+execLowered); p != t.prio {
+	if p := track.Priority(t.in.Priority, t.vsLowered+execLowered+linkLowered); p != t.prio {
 		t.log.Info("effective priority changed by tracking", "vrrp_instance", t.in.Name, "priority", p, "was", t.prio,
-			"virtual_servers_lowered", t.vsLowered, "track_exec_lowered", execLowered)
+			"virtual_servers_lowered", t.vsLowered, "track_exec_lowered", execLowered, "interfaces_lowered", linkLowered)
 		t.prio = p
 		t.to.Send(ctx, vrrp.SetPriority{Priority: uint8(p)})
 	}
-	fault := len(t.linksDown) > 0 || t.linkErr != nil || execFault
+	fault := linkFault || t.linkErr != nil || execFault
 	if fault == t.fault {
 		return
 	}
@@ -219,7 +220,7 @@ func (g *vrrpGroup) run(ctx context.Context) {
 				g.log.Error("VRRP instance stopped", "vrrp_instance", i.Name(), "error", err)
 			}
 		}()
-		if names := g.cfg[idx].TrackInterfaces; len(names) > 0 {
+		if names := track.LinkNames(g.cfg[idx]); len(names) > 0 {
 			t := g.tracks[idx]
 			links, err := track.WatchLinks(ctx, names)
 			if err != nil {

@@ -38,7 +38,7 @@ func (r *recorder) Send(_ context.Context, ev vrrp.Event) {
 // when none has, and the priority is lowered by every weight that
 // applies, floored at 1.
 func TestTrackingCombinesSources(t *testing.T) {
-	in := conf.VRRPInstance{Name: "vi", Priority: 100,
+	in := conf.VRRPInstance{Name: "vi", Priority: 100, TrackInterfaces: []string{"eth1"},
 		TrackExecs: []conf.TrackExecRef{{Name: "proc", Weight: 0}, {Name: "disk", Weight: 30}}}
 	type step struct {
 		do   string // link-down, link-up, link-error, exec-fail NAME, exec-ok NAME, vs N
@@ -118,6 +118,31 @@ func TestTrackingCombinesSources(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A weighted tracked interface lowers the priority while down; only the
+// faulting ones fault.
+func TestTrackingWeightedLinks(t *testing.T) {
+	in := conf.VRRPInstance{Name: "vi", Priority: 100, TrackInterfaces: []string{"eth0"},
+		TrackInterfaceWeights: []conf.TrackInterface{{Name: "eth1", Weight: 30}, {Name: "eth2", Weight: 90}}}
+	rec := &recorder{}
+	tr := newTracking(slog.New(slog.NewTextHandler(io.Discard, nil)), in, rec, func(string) bool { return true })
+	ctx := context.Background()
+	for _, st := range []struct {
+		down []string
+		want string
+	}{
+		{[]string{"eth1"}, "prio 70"},
+		{[]string{"eth1", "eth2"}, "prio 1"}, // floored
+		{[]string{"eth0", "eth2"}, "prio 10|fault"},
+		{nil, "prio 100|clear"},
+	} {
+		rec.got = nil
+		tr.setLinks(ctx, st.down, nil)
+		if got := strings.Join(rec.got, "|"); got != st.want {
+			t.Fatalf("links down %v: sent %q, want %q", st.down, got, st.want)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package keepalived
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,6 +150,7 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 		vips                       []netip.Prefix
 		vipNodes                   []*Node
 		trackIfaces                []string
+		weightedIfaces             []trackedScript // keepalived track_interface with a weight
 		tracked                    []trackedScript
 		notify                     = map[string][]string{}
 		garp                       = c.garp
@@ -235,11 +237,24 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 			}
 		case "track_interface":
 			for _, t := range d.Children {
-				trackIfaces = append(trackIfaces, t.Name)
-				if len(t.Args) >= 2 && t.Args[0] == "weight" && t.Args[1] != "0" {
-					c.warn(t, "track_interface %s: weight %s not carried: lvsha puts the instance in fault while a tracked interface is down", t.Name, t.Args[1])
-				} else if len(t.Args) > 0 && !(len(t.Args) == 2 && t.Args[0] == "weight") {
+				w := 0
+				if len(t.Args) >= 2 && t.Args[0] == "weight" {
+					v, err := strconv.Atoi(t.Args[1])
+					if err != nil || v < -254 || v > 254 {
+						c.warn(t, "track_interface %s: weight not carried: want -254..254 (got %q); a fault instead", t.Name, t.Args[1])
+					} else {
+						w = v
+					}
+					if len(t.Args) > 2 {
+						c.warn(t, "track_interface %s: options not carried: %s", t.Name, strings.Join(t.Args[2:], " "))
+					}
+				} else if len(t.Args) > 0 {
 					c.warn(t, "track_interface %s: options not carried: %s", t.Name, strings.Join(t.Args, " "))
+				}
+				if w == 0 {
+					trackIfaces = append(trackIfaces, t.Name)
+				} else {
+					weightedIfaces = append(weightedIfaces, trackedScript{name: t.Name, weight: w, node: t})
 				}
 			}
 		case "track_script":
@@ -335,7 +350,7 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 	// Starting from priority + the positive weights gives the same
 	// priority in every state.
 	raise := 0
-	for _, ts := range tracked {
+	for _, ts := range append(slices.Clone(tracked), weightedIfaces...) {
 		if ts.weight > 0 {
 			raise += ts.weight
 		}
@@ -343,10 +358,10 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 	if raise > 0 {
 		p := prio + raise
 		if p > 254 && prio < 255 {
-			c.warn(n, "priority: %d + script weights %d exceeds 254: keepalived caps the effective priority at 254, lvsha's base priority is capped at 254 so a failing script lowers it from there", prio, raise)
+			c.warn(n, "priority: %d + tracking weights %d exceeds 254: keepalived caps the effective priority at 254, lvsha's base priority is capped at 254 so a failure lowers it from there", prio, raise)
 			p = 254
 		}
-		pri = fmt.Sprintf("keepalived: priority %d, +%d while the positive-weight scripts succeed; lvsha lowers from %d while they fail", prio, raise, p)
+		pri = fmt.Sprintf("keepalived: priority %d, +%d while the positive-weight scripts and interfaces are fine; lvsha lowers from %d while they fail", prio, raise, p)
 		prio = p
 	}
 	w.kv("priority", strconv.Itoa(prio), pri)
@@ -438,6 +453,19 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 			}
 			w.kv(k, strs(argv), "")
 		}
+	}
+	for _, ti := range weightedIfaces {
+		w.blank()
+		w.indent = "  "
+		w.array("vrrp_instance.track_interface")
+		w.comment(at(ti.node, "track_interface "+ti.name))
+		w.kv("name", str(ti.name), "")
+		if ti.weight < 0 {
+			w.kv("weight", strconv.Itoa(-ti.weight), fmt.Sprintf("keepalived weight %d", ti.weight))
+		} else {
+			w.kv("weight", strconv.Itoa(ti.weight), fmt.Sprintf("keepalived weight +%d, see priority", ti.weight))
+		}
+		w.indent = ""
 	}
 	for _, ts := range tracked {
 		w.blank()

@@ -123,3 +123,32 @@ func WatchLinks(ctx context.Context, names []string) (<-chan LinkState, error) {
 	}()
 	return out, nil
 }
+
+// LinkNames are the interfaces an instance watches: those whose loss is a
+// fault and those whose loss lowers its priority.
+func LinkNames(in conf.VRRPInstance) []string {
+	names := slices.Clone(in.TrackInterfaces)
+	for _, ti := range in.TrackInterfaceWeights {
+		if !slices.Contains(names, ti.Name) {
+			names = append(names, ti.Name)
+		}
+	}
+	return names
+}
+
+// LinkEffect is what the tracked interfaces that are down do to an
+// instance: a fault when one of faulting is down, and the summed weights
+// of the weighted ones down.
+func LinkEffect(faulting []string, weighted []conf.TrackInterface, down []string) (fault bool, lowered int) {
+	for _, n := range down {
+		if slices.Contains(faulting, n) {
+			fault = true
+		}
+	}
+	for _, ti := range weighted {
+		if slices.Contains(down, ti.Name) {
+			lowered += ti.Weight
+		}
+	}
+	return fault, lowered
+}
