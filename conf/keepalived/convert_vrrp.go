@@ -149,6 +149,7 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 		authNode                   *Node
 		vips                       []netip.Prefix
 		vipNodes                   []*Node
+		srcNode, peerNode          *Node
 		trackIfaces                []string
 		weightedIfaces             []trackedScript // keepalived track_interface with a weight
 		tracked                    []trackedScript
@@ -203,9 +204,10 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 			accept = &b
 		case "unicast_src_ip":
 			if len(d.Args) > 0 {
-				unicastSrc = d.Args[0]
+				unicastSrc, srcNode = d.Args[0], d
 			}
 		case "unicast_peer":
+			peerNode = d
 			for _, p := range d.Children {
 				peers = append(peers, p.Name)
 				if len(p.Args) > 0 {
@@ -396,9 +398,9 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 		w.kv("unicast_src", str(unicastSrc), "unicast_src_ip")
 		w.kv("unicast_peers", strs(peers), "unicast_peer")
 	case len(peers) > 0:
-		c.warn(n, "unicast_peer: not carried: lvsha needs unicast_src_ip too, so adverts stay multicast")
+		c.warn(peerNode, "unicast_peer: not carried: lvsha needs unicast_src_ip too, so adverts stay multicast")
 	case unicastSrc != "":
-		c.warn(n, "unicast_src_ip: not carried: no unicast_peer, so adverts stay multicast")
+		c.warn(srcNode, "unicast_src_ip: not carried: no unicast_peer, so adverts stay multicast")
 	}
 	if len(vips) == 0 {
 		c.errorf(n, "vrrp_instance %s: no virtual_ipaddress lvsha can carry", name)
