@@ -68,7 +68,9 @@ func protocols() []string   { return []string{"tcp", "udp", "sctp"} }
 func forwardings() []string { return []string{"nat", "dr", "tun"} }
 func onDowns() []string     { return []string{"weight0", "remove"} }
 func families() []string    { return []string{"inet", "inet6"} }
-func checkTypes() []string  { return []string{"tcp", "http", "https", "dns", "smtp", "exec", "none"} }
+func checkTypes() []string {
+	return []string{"tcp", "http", "https", "dns", "smtp", "icmp", "exec", "none"}
+}
 
 // DNSTypes maps the accepted "dns_type" names to their RR type numbers:
 // those keepalived's DNS_CHECK knows.

@@ -89,6 +89,8 @@ func NewChecker(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error) {
 		return newDNSChecker(rs, c)
 	case "smtp":
 		return newSMTPChecker(rs, c)
+	case "icmp":
+		return newICMPChecker(rs, c)
 	case "exec":
 		if len(c.Command) == 0 || c.Command[0] == "" {
 			return nil, errors.New("exec check without command")

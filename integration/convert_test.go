@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,25 +56,27 @@ func TestKeepalivedEquivalence(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		file string
-		down string // the real server that stops answering
+		file     string
+		down     string // the real server that stops answering
+		dropAddr bool   // it goes away altogether (not even ping answers)
 	}{
-		{"11-eq-nat-http.conf", "10.77.0.1"},
-		{"12-eq-dr-tcp-inhibit.conf", "10.77.0.1"},
-		{"13-eq-tun-ssl-persist.conf", "10.77.0.1"},
-		{"14-eq-fwmark.conf", "10.77.0.2"},
-		{"15-eq-udp-misc.conf", "10.77.0.1"},
-		{"16-eq-group.conf", "10.77.0.2"},
-		{"17-eq-ipv6.conf", "fd77::1"},
-		{"18-eq-sorry-quorum.conf", "10.77.0.1"},
-		{"19-eq-defaults.conf", "10.77.0.1"},
-		{"20-eq-sctp-thresholds.conf", "10.77.0.2"},
-		{"21-eq-includes.conf", "10.77.0.1"},
-		{"22-eq-twos-ovf.conf", "10.77.0.1"},
-		{"35-eq-sorry-inhibit.conf", "10.77.0.1"},
-		{"37-eq-dns.conf", "10.77.0.2"},
-		{"38-eq-misc-dynamic.conf", "10.77.0.1"},
-		{"39-eq-smtp.conf", "10.77.0.2"},
+		{"11-eq-nat-http.conf", "10.77.0.1", false},
+		{"12-eq-dr-tcp-inhibit.conf", "10.77.0.1", false},
+		{"13-eq-tun-ssl-persist.conf", "10.77.0.1", false},
+		{"14-eq-fwmark.conf", "10.77.0.2", false},
+		{"15-eq-udp-misc.conf", "10.77.0.1", false},
+		{"16-eq-group.conf", "10.77.0.2", false},
+		{"17-eq-ipv6.conf", "fd77::1", false},
+		{"18-eq-sorry-quorum.conf", "10.77.0.1", false},
+		{"19-eq-defaults.conf", "10.77.0.1", false},
+		{"20-eq-sctp-thresholds.conf", "10.77.0.2", false},
+		{"21-eq-includes.conf", "10.77.0.1", false},
+		{"22-eq-twos-ovf.conf", "10.77.0.1", false},
+		{"35-eq-sorry-inhibit.conf", "10.77.0.1", false},
+		{"37-eq-dns.conf", "10.77.0.2", false},
+		{"38-eq-misc-dynamic.conf", "10.77.0.1", false},
+		{"39-eq-smtp.conf", "10.77.0.2", false},
+		{"40-eq-ping.conf", "10.77.0.2", true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			src := filepath.Join(corpus, tc.file)
@@ -112,8 +115,8 @@ func TestKeepalivedEquivalence(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(eqDir, "down-"+tc.down), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			ka.stop(tc.down)
-			lv.stop(tc.down)
+			ka.stop(t, tc.down, tc.dropAddr)
+			lv.stop(t, tc.down, tc.dropAddr)
 			for _, s := range []*eqSite{ka, lv} {
 				wg.Add(1)
 				go func() { defer wg.Done(); s.down = s.settle(t, s.up) }()
@@ -180,6 +183,8 @@ type eqSite struct {
 func newEqSite(t *testing.T, name string) *eqSite {
 	t.Helper()
 	s := &eqSite{name: name, ns: newNetns(t, "eq"+name), webs: map[string]*exec.Cmd{}}
+	// keepalived's PING_CHECK uses unprivileged ICMP sockets.
+	inNS(t, s.ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
 	// The real servers live on lo: their checks and the table need no
 	// traffic through the virtual services.
 	for _, a := range eqServers {
@@ -218,8 +223,15 @@ func (s *eqSite) notes(t *testing.T) string {
 }
 
 // stop makes real server a stop answering: its listeners go, and its
-// MISC_CHECK script fails (the caller creates the down file).
-func (s *eqSite) stop(a string) { stopProc(s.webs[a]) }
+// MISC_CHECK script fails (the caller creates the down file); with drop
+// its address goes too, so that pings fail.
+func (s *eqSite) stop(t *testing.T, a string, drop bool) {
+	stopProc(s.webs[a])
+	if drop {
+		p := netip.MustParseAddr(a)
+		inNS(t, s.ns, "ip", "addr", "del", netip.PrefixFrom(p, p.BitLen()).String(), "dev", "lo")
+	}
+}
 
 // settle waits until the site's table differs from not and then stays the
 // same for 3 s, and returns it; "" (after reporting) when it does not

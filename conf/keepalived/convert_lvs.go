@@ -686,9 +686,9 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
 				lower = v
 			}
-		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK":
+		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK", "PING_CHECK":
 			checks = append(checks, d)
-		case "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
+		case "UDP_CHECK", "FILE_CHECK", "BFD_CHECK":
 			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
 		case "notify_up":
 			notifyUp, _ = c.scriptArg(d)
@@ -749,7 +749,7 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 	t := inherited
 	retry, delayRetry := kaRetry, kaDelayBeforeRetry
-	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "SMTP_CHECK": "smtp"}[n.Name]
+	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "SMTP_CHECK": "smtp", "PING_CHECK": "icmp"}[n.Name]
 	retryFromLoop := false // DNS_CHECK's delay_before_retry defaults to delay_loop
 	switch typ {
 	case "dns":
