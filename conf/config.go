@@ -265,7 +265,7 @@ type RealServer struct {
 // Check describes one health probe. After Load every field holds its
 // effective value (defaults applied), so consumers never apply defaults.
 type Check struct {
-	// Type is "tcp", "http", "https", "dns", "smtp" or "exec" (key "type"), or "none" to
+	// Type is "tcp", "http", "https", "dns", "smtp", "icmp", "udp" or "exec" (key "type"), or "none" to
 	// disable an inherited check on one real server (then Load sets the real
 	// server's Check to nil).
 	Type string
@@ -318,6 +318,16 @@ type Check struct {
 	// (keepalived's SMTP_CHECK; key "helo_name"; default
 	// "lvsha-check.invalid").
 	HeloName string
+
+	// UDP: one datagram of PayloadHex (key "payload_hex"; hex; default
+	// empty). Without a reply required the server passes unless an ICMP
+	// error comes back within the timeout; RequireReply (key
+	// "require_reply"; default false, true when ReplyHex is set) wants a
+	// reply starting with ReplyHex (key "reply_hex"): keepalived's
+	// UDP_CHECK.
+	PayloadHex   string
+	ReplyHex     string
+	RequireReply bool
 
 	// DNS: one recursive UDP query; the check passes on a reply with
 	// RCODE 0 (keepalived's DNS_CHECK).

@@ -404,6 +404,8 @@ type rawCheck struct {
 	typ, method, path, host, body, regexp val[string]
 	sni, connectAddress, bodyMD5          val[string]
 	dnsType, dnsName, heloName            val[string]
+	payloadHex, replyHex                  val[string]
+	requireReply                          val[bool]
 	urls                                  *[]rawURL // nil when absent
 	interval, timeout, retryInterval      val[time.Duration]
 	rise, fall, connectPort               val[int64]
@@ -551,7 +553,7 @@ func (r *reader) realServer(t table) rawRealServer {
 func (r *reader) check(t table) *rawCheck {
 	r.known(t, "type", "interval", "retry_interval", "timeout", "rise", "fall", "start_down", "connect_address",
 		"connect_port", "method", "path", "host", "status", "body", "body_regexp", "body_md5",
-		"tls_verify", "sni", "dns_type", "dns_name", "helo_name", "command", "dynamic_weight", "url")
+		"tls_verify", "sni", "dns_type", "dns_name", "helo_name", "payload_hex", "reply_hex", "require_reply", "command", "dynamic_weight", "url")
 	return &rawCheck{
 		key:            t.key,
 		typ:            r.enum(t, "type", "check type", checkTypes()),
@@ -576,6 +578,9 @@ func (r *reader) check(t table) *rawCheck {
 		dnsType:        r.str(t, "dns_type"),
 		dnsName:        r.str(t, "dns_name"),
 		heloName:       r.str(t, "helo_name"),
+		payloadHex:     r.str(t, "payload_hex"),
+		replyHex:       r.str(t, "reply_hex"),
+		requireReply:   r.boolean(t, "require_reply"),
 		dynamicWeight:  r.boolean(t, "dynamic_weight"),
 		urls:           r.urls(t),
 	}

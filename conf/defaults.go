@@ -69,7 +69,7 @@ func forwardings() []string { return []string{"nat", "dr", "tun"} }
 func onDowns() []string     { return []string{"weight0", "remove"} }
 func families() []string    { return []string{"inet", "inet6"} }
 func checkTypes() []string {
-	return []string{"tcp", "http", "https", "dns", "smtp", "icmp", "exec", "none"}
+	return []string{"tcp", "http", "https", "dns", "smtp", "icmp", "udp", "exec", "none"}
 }
 
 // DNSTypes maps the accepted "dns_type" names to their RR type numbers:

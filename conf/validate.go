@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"math"
@@ -461,6 +462,9 @@ func mergeCheck(base, own *rawCheck) rawCheck {
 		inherit(&m.dnsType, base.dnsType)
 		inherit(&m.dnsName, base.dnsName)
 		inherit(&m.heloName, base.heloName)
+		inherit(&m.payloadHex, base.payloadHex)
+		inherit(&m.replyHex, base.replyHex)
+		inherit(&m.requireReply, base.requireReply)
 		inherit(&m.tlsVerify, base.tlsVerify)
 		inherit(&m.sni, base.sni)
 		inherit(&m.command, base.command)
@@ -546,6 +550,18 @@ func (b *builder) check(rc rawCheck) *Check {
 	b.only(rc.dnsType.set, rc.dnsType.key, t == "dns", "dns", t)
 	b.only(rc.dnsName.set, rc.dnsName.key, t == "dns", "dns", t)
 	b.only(rc.heloName.set, rc.heloName.key, t == "smtp", "smtp", t)
+	b.only(rc.payloadHex.set, rc.payloadHex.key, t == "udp", "udp", t)
+	b.only(rc.replyHex.set, rc.replyHex.key, t == "udp", "udp", t)
+	b.only(rc.requireReply.set, rc.requireReply.key, t == "udp", "udp", t)
+	if t == "udp" {
+		c.PayloadHex, c.ReplyHex = strings.ToLower(rc.payloadHex.or("")), strings.ToLower(rc.replyHex.or(""))
+		c.RequireReply = rc.requireReply.or(false) || c.ReplyHex != ""
+		for _, v := range []val[string]{rc.payloadHex, rc.replyHex} {
+			if _, err := hex.DecodeString(v.v); v.valid() && err != nil {
+				b.add(v.key, "invalid hex (got %q, want pairs of hex digits such as \"0d0a\")", v.v)
+			}
+		}
+	}
 	if t == "smtp" {
 		c.HeloName = rc.heloName.or(defaultHeloName)
 		if v := rc.heloName; v.valid() && (v.v == "" || hasSpaceOrControl(v.v)) {

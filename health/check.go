@@ -91,6 +91,8 @@ func NewChecker(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error) {
 		return newSMTPChecker(rs, c)
 	case "icmp":
 		return newICMPChecker(rs, c)
+	case "udp":
+		return newUDPChecker(rs, c)
 	case "exec":
 		if len(c.Command) == 0 || c.Command[0] == "" {
 			return nil, errors.New("exec check without command")

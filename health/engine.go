@@ -476,6 +476,10 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	switch c.Type {
 	case "smtp":
 		field("helo_name", c.HeloName)
+	case "udp":
+		field("payload_hex", c.PayloadHex)
+		field("reply_hex", c.ReplyHex)
+		field("require_reply", strconv.FormatBool(c.RequireReply))
 	case "dns":
 		field("dns_type", c.DNSType)
 		field("dns_name", c.DNSName)

@@ -77,6 +77,7 @@ func TestKeepalivedEquivalence(t *testing.T) {
 		{"38-eq-misc-dynamic.conf", "10.77.0.1", false},
 		{"39-eq-smtp.conf", "10.77.0.2", false},
 		{"40-eq-ping.conf", "10.77.0.2", true},
+		{"41-eq-udp.conf", "10.77.0.1", false},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			src := filepath.Join(corpus, tc.file)

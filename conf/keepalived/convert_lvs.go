@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/lvsha/lvsha/conf"
@@ -686,9 +687,9 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
 				lower = v
 			}
-		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK", "PING_CHECK":
+		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK", "PING_CHECK", "UDP_CHECK":
 			checks = append(checks, d)
-		case "UDP_CHECK", "FILE_CHECK", "BFD_CHECK":
+		case "FILE_CHECK", "BFD_CHECK":
 			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
 		case "notify_up":
 			notifyUp, _ = c.scriptArg(d)
@@ -749,7 +750,7 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 	t := inherited
 	retry, delayRetry := kaRetry, kaDelayBeforeRetry
-	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "SMTP_CHECK": "smtp", "PING_CHECK": "icmp"}[n.Name]
+	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "SMTP_CHECK": "smtp", "PING_CHECK": "icmp", "UDP_CHECK": "udp"}[n.Name]
 	retryFromLoop := false // DNS_CHECK's delay_before_retry defaults to delay_loop
 	switch typ {
 	case "dns":
@@ -768,6 +769,8 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		enableSNI              bool
 		dnsType, dnsName       string
 		heloName               string
+		payload, reply         string
+		requireReply           bool
 		dynamic                bool
 	)
 	for _, d := range n.Children {
@@ -792,6 +795,30 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 		case "misc_path":
 			if typ == "exec" {
 				miscPath = d
+			} else {
+				c.unknown(d, n.Name)
+			}
+		case "payload", "require_reply":
+			if typ != "udp" {
+				c.unknown(d, n.Name)
+				break
+			}
+			h := ""
+			if len(d.Args) > 0 {
+				h = strings.ToLower(d.Args[0])
+				if _, err := hex.DecodeString(h); err != nil {
+					c.warn(d, "%s: not carried: lvsha takes plain hex bytes, without masks (got %q)", d.Name, d.Args[0])
+					break
+				}
+			}
+			if d.Name == "payload" {
+				payload = h
+			} else {
+				requireReply, reply = true, h
+			}
+		case "min_reply_length", "max_reply_length":
+			if typ == "udp" {
+				c.notCarried(d, "lvsha checks how a reply starts, not its length")
 			} else {
 				c.unknown(d, n.Name)
 			}
@@ -903,6 +930,16 @@ func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
 			if sni != "" {
 				w.kv("sni", str(sni), "")
 			}
+		}
+	case "udp":
+		if payload != "" {
+			w.kv("payload_hex", str(payload), "payload")
+		}
+		switch {
+		case reply != "":
+			w.kv("reply_hex", str(reply), "require_reply")
+		case requireReply:
+			w.kv("require_reply", "true", "")
 		}
 	case "smtp":
 		if heloName != "" {
