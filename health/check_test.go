@@ -512,7 +512,9 @@ func TestNewCheckerErrors(t *testing.T) {
 		rs   netip.AddrPort
 		mod  func(c *conf.Check)
 	}{
-		{"unknown type", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.Type = "icmp" }},
+		{"unknown type", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.Type = "gopher" }},
+		{"bad udp payload", netip.MustParseAddrPort("127.0.0.1:53"), func(c *conf.Check) { c.Type, c.PayloadHex = "udp", "zz" }},
+		{"unknown dns type", netip.MustParseAddrPort("127.0.0.1:53"), func(c *conf.Check) { c.Type, c.DNSType = "dns", "SRV" }},
 		{"no port", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0), nil},
 		{"bad regexp", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.BodyRegexp = "(" }},
 		{"exec without command", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.Type = "exec" }},
