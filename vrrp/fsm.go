@@ -358,7 +358,7 @@ func (s *step) timer() {
 	switch m.state {
 	case Master: // RFC 5798 6.4.3 (600)
 		s.do(SendAdvert{Priority: m.prio})
-		m.deadline = s.now.Add(m.cfg.AdvertInterval)
+		m.deadline = nextAdvert(m.deadline, s.now, m.cfg.AdvertInterval)
 	case Backup: // RFC 5798 6.4.2 (330)
 		if m.gated {
 			m.wantMaster = true
@@ -371,6 +371,20 @@ func (s *step) timer() {
 	default:
 		m.deadline = time.Time{}
 	}
+}
+
+// nextAdvert is when the advert after the one due at due goes out, seen
+// at now: one interval after due, not after now, so that adverts keep to
+// their schedule instead of each being late by the delays before it
+// (and a caller can keep the timer as a periodic one, which costs less to
+// run). Slots that passed while nothing ran (a stopped process) are
+// skipped, not sent in a burst.
+func nextAdvert(due, now time.Time, interval time.Duration) time.Time {
+	next := due.Add(interval)
+	if next.After(now) {
+		return next
+	}
+	return due.Add((now.Sub(due)/interval + 1) * interval)
 }
 
 func (s *step) start() {

@@ -211,6 +211,12 @@ func TestTransitions(t *testing.T) {
 		// 6.4.3 Master
 		{name: "master: Adver_Timer sends", steps: append(masterAt(100), in{time.Second, TimerFired{}}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 2 * time.Second},
+		{name: "master: a late Adver_Timer keeps the schedule", steps: append(masterAt(100), in{1300 * time.Millisecond, TimerFired{}}),
+			want: []Action{SendAdvert{100}}, state: Master, deadline: 2 * time.Second},
+		{name: "master: slots missed while stopped are skipped", steps: append(masterAt(100), in{3500 * time.Millisecond, TimerFired{}}),
+			want: []Action{SendAdvert{100}}, state: Master, deadline: 4 * time.Second},
+		{name: "master: a timer exactly on a later slot moves to the next", steps: append(masterAt(100), in{3 * time.Second, TimerFired{}}),
+			want: []Action{SendAdvert{100}}, state: Master, deadline: 4 * time.Second},
 		{name: "master: priority 0 answered at once", steps: append(masterAt(100), in{300 * time.Millisecond, adv(0, peer)}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 1300 * time.Millisecond},
 		{name: "master: higher priority", steps: append(masterAt(100), in{500 * time.Millisecond, adv(150, peer)}),

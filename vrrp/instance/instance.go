@@ -216,13 +216,13 @@ func (i *Instance) Run(ctx context.Context) error {
 	go i.readLoop(adverts, readErr)
 
 	i.step(vrrp.Start{})
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	w := newWake(i.cfg.AdvertInterval)
+	defer w.stop()
 	stopping := false
 	var stopDeadline <-chan time.Time
 	done := ctx.Done()
 	for {
-		i.resetTimer(timer)
+		w.set(i.m.NextDeadline(), i.m.State() == vrrp.Master)
 		select {
 		case <-done:
 			done = nil
@@ -234,7 +234,9 @@ func (i *Instance) Run(ctx context.Context) error {
 			i.step(vrrp.Shutdown{})
 		case a := <-adverts:
 			i.step(vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
-		case <-timer.C:
+		case <-w.timer.C:
+			i.step(vrrp.TimerFired{})
+		case <-w.ticker.C:
 			i.step(vrrp.TimerFired{})
 		case ev := <-i.events:
 			i.step(ev)
@@ -256,16 +258,64 @@ func (i *Instance) Run(ctx context.Context) error {
 	}
 }
 
-func (i *Instance) resetTimer(t *time.Timer) {
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
+// wake wakes the instance at the machine's next deadline. A master's
+// deadlines come every advert interval (vrrp keeps them on schedule), so
+// there a periodic ticker serves them: the runtime re-arms a ticker as it
+// fires, while a one-shot timer is re-armed only after the instance has
+// run, by when another thread may already sleep in the poller past the
+// new deadline and must be woken to shorten its sleep, once per advert.
+// Other states use a one-shot timer.
+type wake struct {
+	timer   *time.Timer
+	ticker  *time.Ticker
+	period  time.Duration
+	ticking bool
+	// at is the deadline the timer or the ticker's next tick serves;
+	// zero when none is armed.
+	at time.Time
+}
+
+func newWake(period time.Duration) *wake {
+	w := &wake{timer: time.NewTimer(time.Hour), ticker: time.NewTicker(period), period: period}
+	w.timer.Stop()
+	w.ticker.Stop()
+	return w
+}
+
+// set arms the wake for deadline d (zero: none); periodic says d is a
+// master's, one interval after the previous one when in step.
+func (w *wake) set(d time.Time, periodic bool) {
+	switch {
+	case d.IsZero():
+		w.stop()
+	case d.Equal(w.at):
+		// Armed already.
+	case periodic && d.Equal(w.at.Add(w.period)):
+		// The schedule goes on. A running ticker's next tick is no
+		// earlier than d, since its ticks were each no earlier than the
+		// deadline they served; a new one's first tick, one period from
+		// now, is no earlier than d because now is past w.at.
+		if !w.ticking {
+			w.timer.Stop()
+			w.ticker.Reset(w.period)
+			w.ticking = true
 		}
+	default:
+		// A new schedule (or none): one shot, which a master turns into
+		// ticks once it has fired. Since Go 1.23 Stop and Reset leave no
+		// stale value in the channels.
+		w.ticker.Stop()
+		w.ticking = false
+		w.timer.Reset(max(time.Until(d), 0))
 	}
-	if d := i.m.NextDeadline(); !d.IsZero() {
-		t.Reset(max(time.Until(d), 0))
-	}
+	w.at = d
+}
+
+func (w *wake) stop() {
+	w.timer.Stop()
+	w.ticker.Stop()
+	w.ticking = false
+	w.at = time.Time{}
 }
 
 // readLoop decodes adverts; malformed ones are counted and dropped here.

@@ -101,8 +101,8 @@ func Lifetime(advert time.Duration) time.Duration {
 	return max(4*advert, 2*time.Second)
 }
 
-// Refresh renews the held VIPs' lifetimes; call it on every advert sent
-// while master.
+// Refresh renews the held VIPs' lifetimes; call it several times per
+// Lifetime while master.
 func (h *Holder) Refresh() error { return h.mgr.Refresh() }
 
 // Run answers neighbour solicitations for tun-held IPv6 VIPs until ctx is

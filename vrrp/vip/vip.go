@@ -107,6 +107,10 @@ type Manager struct {
 	// the kernel counts IPv4 lifetimes in seconds) that Refresh renews. A
 	// daemon that hangs stops renewing, and the kernel removes its VIPs.
 	Lifetime time.Duration
+	// link is the interface as Acquire found it, so that the frequent
+	// Refresh costs one netlink request per VIP and no lookup. Acquire,
+	// Refresh and Release are called in order from one goroutine.
+	link netlink.Link
 }
 
 // NewManager returns a Manager for vips on iface. ann may be nil (no
@@ -132,33 +136,51 @@ func (m *Manager) nlAddr(p netip.Prefix) *netlink.Addr {
 	return a
 }
 
-// Refresh renews the VIPs' lifetimes (see Lifetime); it is cheap enough to
-// call on every advert.
+// Refresh renews the VIPs' lifetimes (see Lifetime): one netlink request
+// per VIP, on the interface Acquire found. If that interface has gone (a
+// device deleted and created again by name), it looks it up once more.
 func (m *Manager) Refresh() error {
-	link, err := m.nl.LinkByName(m.iface)
-	if err != nil {
-		return fmt.Errorf("refresh VIPs: interface %s: %w", m.iface, err)
+	if m.link == nil {
+		if err := m.lookup("refresh"); err != nil {
+			return err
+		}
 	}
 	var errs []error
 	for _, p := range m.vips {
-		if err := m.nl.AddrReplace(link, m.nlAddr(p)); err != nil {
+		err := m.nl.AddrReplace(m.link, m.nlAddr(p))
+		if errors.Is(err, unix.ENODEV) {
+			if err = m.lookup("refresh"); err == nil {
+				err = m.nl.AddrReplace(m.link, m.nlAddr(p))
+			}
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("refresh VIP %s on %s: %w", p, m.iface, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// lookup finds the interface by name for op.
+func (m *Manager) lookup(op string) error {
+	link, err := m.nl.LinkByName(m.iface)
+	if err != nil {
+		m.link = nil
+		return fmt.Errorf("%s VIPs: interface %s: %w", op, m.iface, err)
+	}
+	m.link = link
+	return nil
+}
+
 // Acquire puts every VIP on the interface (a VIP already there, e.g. left
 // by a crash, is replaced in place, not duplicated) and announces each
 // Repeat times. It returns after the announcements or when ctx ends.
 func (m *Manager) Acquire(ctx context.Context) error {
-	link, err := m.nl.LinkByName(m.iface)
-	if err != nil {
-		return fmt.Errorf("acquire VIPs: interface %s: %w", m.iface, err)
+	if err := m.lookup("acquire"); err != nil {
+		return err
 	}
 	var errs []error
 	for _, p := range m.vips {
-		if err := m.nl.AddrReplace(link, m.nlAddr(p)); err != nil {
+		if err := m.nl.AddrReplace(m.link, m.nlAddr(p)); err != nil {
 			errs = append(errs, fmt.Errorf("add VIP %s to %s: %w", p, m.iface, err))
 			continue
 		}
