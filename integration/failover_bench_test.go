@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -119,9 +120,13 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		eventually(b, kind+" lb1 master", settle, func() bool { return holder() == "lb1" })
 		time.Sleep(3 * advert) // adverts flowing, the backup's timer armed
 
-		// Hard failover: the master's daemon dies with its link.
-		wait := startPoll(b, client, url, 6*advert+3*time.Second)
-		time.Sleep(500 * time.Millisecond)
+		// Hard failover: the master's daemon dies with its link, at a
+		// random point of its advert interval. The failover time depends
+		// on that point (Master_Down_Interval runs from the last advert),
+		// and the fixed sleeps of this loop would otherwise always land
+		// on the same point of a master whose adverts keep to schedule.
+		wait := startPoll(b, client, url, 7*advert+3*time.Second)
+		time.Sleep(500*time.Millisecond + rand.N(advert))
 		killed := time.Now()
 		syscall.Kill(-ds[0].cmd.Process.Pid, syscall.SIGKILL)
 		sh(b, "ip", "-n", ds[0].ns, "link", "set", ds[0].iface, "down")
