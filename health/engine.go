@@ -82,7 +82,7 @@ type probe struct {
 
 	// Guarded by Engine.mu.
 	owners      []Key
-	state       riseFall
+	state       RiseFall
 	since       time.Time
 	last        Result
 	checked     bool
@@ -256,14 +256,14 @@ func (e *Engine) record(p *probe, res Result, start time.Time) {
 	}
 	p.last, p.checked = res, true
 	var changed bool
-	p.state, changed = step(p.state, res.OK, p.rise, p.fall)
+	p.state, changed = p.state.Step(res.OK, p.rise, p.fall)
 	var owners []Key
 	if changed {
 		p.since = time.Now()
 		p.transitions++
 		owners = p.owners // replaced, never mutated, by Update
 	}
-	up := p.state.up
+	up := p.state.Up
 	weight := p.weight
 	switch {
 	case res.OK && res.Weighted:
@@ -425,7 +425,7 @@ func (e *Engine) Snapshot() map[Key]Status {
 		}
 		out[k] = Status{
 			Key:         k,
-			Up:          p.state.up,
+			Up:          p.state.Up,
 			Since:       p.since,
 			Last:        p.last,
 			Checked:     p.checked,
@@ -442,7 +442,7 @@ func (e *Engine) Up(vs string, rs netip.AddrPort) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.keys[Key{VirtualServer: vs, RealServer: rs}]
-	return p == nil || p.state.up
+	return p == nil || p.state.Up
 }
 
 // Weight returns the weight a dynamic_weight exec check of rs in vs asked

@@ -9,14 +9,14 @@ import (
 
 func TestStep(t *testing.T) {
 	type want struct {
-		state riseFall
+		state RiseFall
 		trans bool
 	}
-	up := riseFall{up: true}
-	down := riseFall{}
+	up := RiseFall{Up: true}
+	down := RiseFall{}
 	tests := []struct {
 		name       string
-		start      riseFall
+		start      RiseFall
 		results    []bool
 		rise, fall int
 		want       []want // one per result
@@ -24,20 +24,20 @@ func TestStep(t *testing.T) {
 		{
 			name: "up stays up on success", start: up, results: []bool{true, true},
 			rise: 2, fall: 2,
-			want: []want{{riseFall{up: true, okRun: 1}, false}, {riseFall{up: true, okRun: 2}, false}},
+			want: []want{{RiseFall{Up: true, okRun: 1}, false}, {RiseFall{Up: true, okRun: 2}, false}},
 		},
 		{
 			name: "up needs fall failures", start: up, results: []bool{false, false},
 			rise: 2, fall: 2,
-			want: []want{{riseFall{up: true, failRun: 1}, false}, {down, true}},
+			want: []want{{RiseFall{Up: true, failRun: 1}, false}, {down, true}},
 		},
 		{
 			name: "success resets failure run", start: up, results: []bool{false, true, false, false},
 			rise: 2, fall: 2,
 			want: []want{
-				{riseFall{up: true, failRun: 1}, false},
-				{riseFall{up: true, okRun: 1}, false},
-				{riseFall{up: true, failRun: 1}, false},
+				{RiseFall{Up: true, failRun: 1}, false},
+				{RiseFall{Up: true, okRun: 1}, false},
+				{RiseFall{Up: true, failRun: 1}, false},
 				{down, true},
 			},
 		},
@@ -50,8 +50,8 @@ func TestStep(t *testing.T) {
 			name: "down needs rise successes", start: down, results: []bool{true, true, true},
 			rise: 3, fall: 1,
 			want: []want{
-				{riseFall{okRun: 1}, false},
-				{riseFall{okRun: 2}, false},
+				{RiseFall{okRun: 1}, false},
+				{RiseFall{okRun: 2}, false},
 				{up, true},
 			},
 		},
@@ -59,16 +59,16 @@ func TestStep(t *testing.T) {
 			name: "failure resets success run", start: down, results: []bool{true, false, true, true},
 			rise: 2, fall: 5,
 			want: []want{
-				{riseFall{okRun: 1}, false},
-				{riseFall{failRun: 1}, false},
-				{riseFall{okRun: 1}, false},
+				{RiseFall{okRun: 1}, false},
+				{RiseFall{failRun: 1}, false},
+				{RiseFall{okRun: 1}, false},
 				{up, true},
 			},
 		},
 		{
 			name: "down stays down on failure, run capped", start: down, results: []bool{false, false, false},
 			rise: 2, fall: 2,
-			want: []want{{riseFall{failRun: 1}, false}, {riseFall{failRun: 2}, false}, {riseFall{failRun: 2}, false}},
+			want: []want{{RiseFall{failRun: 1}, false}, {RiseFall{failRun: 2}, false}, {RiseFall{failRun: 2}, false}},
 		},
 		{
 			name: "zero rise and fall act as 1", start: up, results: []bool{false, true},
@@ -79,9 +79,9 @@ func TestStep(t *testing.T) {
 			name: "full cycle", start: initialState(), results: []bool{false, false, true, true},
 			rise: 2, fall: 2,
 			want: []want{
-				{riseFall{up: true, failRun: 1}, false},
+				{RiseFall{Up: true, failRun: 1}, false},
 				{down, true},
-				{riseFall{okRun: 1}, false},
+				{RiseFall{okRun: 1}, false},
 				{up, true},
 			},
 		},
@@ -91,7 +91,7 @@ func TestStep(t *testing.T) {
 			s := tt.start
 			for i, ok := range tt.results {
 				var trans bool
-				s, trans = step(s, ok, tt.rise, tt.fall)
+				s, trans = s.Step(ok, tt.rise, tt.fall)
 				if s != tt.want[i].state || trans != tt.want[i].trans {
 					t.Fatalf("after result %d (%v): got %+v transitioned=%v, want %+v transitioned=%v",
 						i, ok, s, trans, tt.want[i].state, tt.want[i].trans)
@@ -102,7 +102,7 @@ func TestStep(t *testing.T) {
 }
 
 func TestInitialStateIsUp(t *testing.T) {
-	if !initialState().up {
+	if !initialState().Up {
 		t.Fatal("initial state is down; a restart would drain healthy servers")
 	}
 }
@@ -111,15 +111,15 @@ func TestNextDelay(t *testing.T) {
 	const iv, retry = 10 * time.Second, time.Second
 	tests := []struct {
 		name  string
-		state riseFall
+		state RiseFall
 		retry time.Duration
 		want  time.Duration
 	}{
-		{"up and passing", riseFall{up: true}, retry, iv},
-		{"up and failing: retry", riseFall{up: true, failRun: 1}, retry, retry},
-		{"up and failing, no retry set", riseFall{up: true, failRun: 2}, 0, iv},
-		{"down: interval, as keepalived", riseFall{up: false, failRun: 0, okRun: 0}, retry, iv},
-		{"down and recovering", riseFall{up: false, okRun: 1}, retry, iv},
+		{"up and passing", RiseFall{Up: true}, retry, iv},
+		{"up and failing: retry", RiseFall{Up: true, failRun: 1}, retry, retry},
+		{"up and failing, no retry set", RiseFall{Up: true, failRun: 2}, 0, iv},
+		{"down: interval, as keepalived", RiseFall{Up: false, failRun: 0, okRun: 0}, retry, iv},
+		{"down and recovering", RiseFall{Up: false, okRun: 1}, retry, iv},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestInitialFor(t *testing.T) {
 		{"start_down: keepalived's alpha", &conf.Check{Type: "tcp", StartDown: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := initialFor(tc.c); got.up != tc.up || got.okRun != 0 || got.failRun != 0 {
+			if got := initialFor(tc.c); got.Up != tc.up || got.okRun != 0 || got.failRun != 0 {
 				t.Errorf("initialFor = %+v, want up=%v and no runs", got, tc.up)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
 )
 
 // ExecStatus is what `lvsha status` shows of one track_exec.
@@ -29,38 +30,6 @@ type ExecStatus struct {
 	LastOK       bool      `json:"last_ok"`
 	LastResult   string    `json:"last_result,omitempty"`
 	LastDuration float64   `json:"last_duration_ms"`
-}
-
-// execVerdict is the rise/fall hysteresis of one command: its verdict and
-// the current runs of successes and failures in a row.
-type execVerdict struct {
-	ok      bool
-	okRun   int
-	failRun int
-}
-
-// next applies one run's outcome: a failing command succeeds after rise
-// successes in a row, a succeeding one fails after fall failures in a row;
-// changed reports a new verdict. Values below 1 count as 1.
-func (v execVerdict) next(ok bool, rise, fall int) (_ execVerdict, changed bool) {
-	rise, fall = max(rise, 1), max(fall, 1)
-	if ok {
-		v.failRun = 0
-		// Capped so that a command succeeding for years cannot overflow.
-		v.okRun = min(v.okRun+1, rise)
-		if !v.ok && v.okRun >= rise {
-			v.ok, v.okRun = true, 0
-			return v, true
-		}
-		return v, false
-	}
-	v.okRun = 0
-	v.failRun = min(v.failRun+1, fall)
-	if v.ok && v.failRun >= fall {
-		v.ok, v.failRun = false, 0
-		return v, true
-	}
-	return v, false
 }
 
 // runFunc runs argv once, bounded by ctx, and reports how it ended; nil
@@ -103,7 +72,7 @@ type Execs struct {
 }
 
 type execState struct {
-	verdict execVerdict
+	verdict health.RiseFall // Up: the command succeeds
 	status  ExecStatus
 }
 
@@ -127,8 +96,8 @@ func NewExecs(log *slog.Logger, execs []conf.TrackExec, instances []conf.VRRPIns
 			continue
 		}
 		e.execs = append(e.execs, x)
-		st := &execState{verdict: execVerdict{ok: !x.InitFail}}
-		st.status = ExecStatus{Name: x.Name, Command: slices.Clone(x.Command), State: verdictName(st.verdict.ok)}
+		st := &execState{verdict: health.RiseFall{Up: !x.InitFail}}
+		st.status = ExecStatus{Name: x.Name, Command: slices.Clone(x.Command), State: verdictName(st.verdict.Up)}
 		e.states[x.Name] = st
 	}
 	return e
@@ -150,7 +119,7 @@ func (e *Execs) OK(name string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.states[name]
-	return st != nil && st.verdict.ok
+	return st != nil && st.verdict.Up
 }
 
 // Updates receives a value after any verdict changes; several changes
@@ -229,15 +198,15 @@ func (e *Execs) runOnce(ctx context.Context, x conf.TrackExec) {
 
 	e.mu.Lock()
 	st := e.states[x.Name]
-	was := st.verdict.ok
+	was := st.verdict.Up
 	var changed bool
-	st.verdict, changed = st.verdict.next(ok, x.Rise, x.Fall)
+	st.verdict, changed = st.verdict.Step(ok, x.Rise, x.Fall)
 	s := &st.status
 	s.Runs++
 	s.LastRun, s.LastOK, s.LastResult = start, ok, result
 	s.LastDuration = float64(took.Microseconds()) / 1000
 	if changed {
-		s.State, s.Since = verdictName(st.verdict.ok), start
+		s.State, s.Since = verdictName(st.verdict.Up), start
 		s.Transitions++
 	}
 	e.mu.Unlock()

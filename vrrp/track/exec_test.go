@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -36,11 +37,11 @@ func TestExecVerdict(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := execVerdict{ok: tc.start}
+			v := health.RiseFall{Up: tc.start}
 			var got strings.Builder
 			for _, r := range tc.runs {
-				v, _ = v.next(r == 'o', tc.rise, tc.fall)
-				got.WriteString(map[bool]string{true: "o", false: "x"}[v.ok])
+				v, _ = v.Step(r == 'o', tc.rise, tc.fall)
+				got.WriteString(map[bool]string{true: "o", false: "x"}[v.Up])
 			}
 			if got.String() != tc.want {
 				t.Errorf("verdicts %s, want %s", got.String(), tc.want)
