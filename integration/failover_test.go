@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,6 +117,40 @@ func (d *director) states() map[string]string {
 	return m
 }
 
+// instStatus is the part of an instance's `lvsha status -o json` the
+// tests read.
+type instStatus struct {
+	Name           string    `json:"name"`
+	State          string    `json:"state"`
+	BasePriority   int       `json:"base_priority"`
+	Priority       int       `json:"priority"`
+	LastAdvert     time.Time `json:"last_advert"`
+	Transitions    int       `json:"transitions"`
+	LastTransition time.Time `json:"last_transition"`
+	VIPs           []string  `json:"vips"`
+}
+
+// instanceStatus is the named instance's status, false if the daemon does
+// not answer or lacks it.
+func (d *director) instanceStatus(name string) (instStatus, bool) {
+	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
+	if err != nil {
+		return instStatus{}, false
+	}
+	var rep struct {
+		VRRP []instStatus `json:"vrrp_instances"`
+	}
+	if json.Unmarshal(out, &rep) != nil {
+		return instStatus{}, false
+	}
+	for _, v := range rep.VRRP {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return instStatus{}, false
+}
+
 // vipHolders names the directors whose namespace has vip, comma-separated
 // in order: "" for none, "lb1,lb2" for two.
 func vipHolders(t testing.TB, ds []*director, vip string) string {
@@ -133,6 +168,29 @@ func (d *director) holdsVIP(t testing.TB, vip string) bool {
 	return strings.Contains(inNS(t, d.ns, "ip", "addr"), vip+"/")
 }
 
+// writeConfig writes the director's config: instance "vi" (VRID 50) on
+// its interface at prio with vips and extra keys.
+func (d *director) writeConfig(t testing.TB, prio int, vips []string, extra string) {
+	t.Helper()
+	q := make([]string, len(vips))
+	for i, v := range vips {
+		q[i] = strconv.Quote(v)
+	}
+	text := fmt.Sprintf(`[director]
+name = %q
+control_socket = %q
+[[vrrp_instance]]
+name = "vi"
+interface = %q
+router_id = 50
+priority = %d
+virtual_ips = [%s]
+%s`, d.name, d.sock, d.iface, prio, strings.Join(q, ", "), extra)
+	if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // newDirectors starts a LAN of len(prios) directors and a client; extra
 // gives each director's additional vrrp_instance keys (by index).
 func newDirectors(t testing.TB, vip string, extra func(i int) string, prios ...int) (client string, ds []*director) {
@@ -141,19 +199,7 @@ func newDirectors(t testing.TB, vip string, extra func(i int) string, prios ...i
 	for i, p := range prios {
 		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], iface: ifs[i], dir: t.TempDir()}
 		d.cfg, d.sock = filepath.Join(d.dir, "lvsha.toml"), filepath.Join(d.dir, "s.sock")
-		text := fmt.Sprintf(`[director]
-name = %q
-control_socket = %q
-[[vrrp_instance]]
-name = "vi"
-interface = %q
-router_id = 50
-priority = %d
-virtual_ips = [%q]
-%s`, d.name, d.sock, d.iface, p, vip, extra(i))
-		if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		d.writeConfig(t, p, []string{vip}, extra(i))
 		startIn(t, d.ns, []string{envRole + "=web", "LVSHA_NAME=" + d.name, "LVSHA_LISTEN=:80"}, self(t))
 		ds = append(ds, d)
 	}

@@ -40,6 +40,9 @@ import (
 //	get:  one GET of $LVSHA_URL, body to stdout, exit 1 on failure
 //	hold: GET $LVSHA_URL, print "first BODY", wait for a line on stdin,
 //	      GET again on the same connection, print "second BODY reused=BOOL"
+//	race: start a GET of $LVSHA_URL every 10 ms for $LVSHA_DURATION, each
+//	      on its own connection, and print when the first answer from
+//	      $LVSHA_NAME arrived (unix ms), or 0
 //	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
 //	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
 func runRole(role string) int {
@@ -63,6 +66,8 @@ func runRole(role string) int {
 		return hold(os.Getenv("LVSHA_URL"))
 	case "poll":
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
+	case "race":
+		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"))
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -280,6 +281,45 @@ func New(cfg Config) (*Machine, error) {
 
 // State returns the current state.
 func (m *Machine) State() State { return m.state }
+
+// Reconfigure replaces the parameters of a running machine (a reload)
+// without leaving its state: a master stays master, a backup keeps the
+// master it heard. VRID and Source name the instance on the wire and may
+// not change; a new one is a new instance. A master whose adverts change
+// (interval, version, addresses, password) advertises at once, so backups
+// learn the new values before their timers need them. The effective
+// priority is SetPriority's, as before.
+func (m *Machine) Reconfigure(now time.Time, cfg Config) ([]Action, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.VRID != m.cfg.VRID || cfg.Source != m.cfg.Source {
+		return nil, fmt.Errorf("VRRP instance VRID %d from %s: VRID and source address cannot change in place (now VRID %d from %s)",
+			m.cfg.VRID, m.cfg.Source, cfg.VRID, cfg.Source)
+	}
+	cfg.Addrs = append([]netip.Addr(nil), cfg.Addrs...)
+	if cfg.StopWait == 0 {
+		cfg.StopWait = 3 * cfg.AdvertInterval
+	}
+	old := m.cfg
+	m.cfg = cfg
+	s := &step{m: m, now: now}
+	if m.running {
+		// The delay still counts from Start, not from the reload.
+		m.preemptAt = m.preemptAt.Add(cfg.PreemptDelay - old.PreemptDelay)
+	}
+	advertChanged := old.AdvertInterval != cfg.AdvertInterval || old.Version != cfg.Version ||
+		!slices.Equal(old.Addrs, cfg.Addrs) || old.AuthType != cfg.AuthType || old.AuthData != cfg.AuthData
+	switch {
+	case m.state == Master && advertChanged:
+		s.do(SendAdvert{Priority: m.prio})
+		m.deadline = now.Add(cfg.AdvertInterval)
+	case m.state == Backup && cfg.Version == 2:
+		// Version 2 never learns the master's interval from its adverts.
+		m.masterAdverInterval = cfg.AdvertInterval
+	}
+	return s.out, nil
+}
 
 // Priority returns the effective priority.
 func (m *Machine) Priority() uint8 { return m.prio }

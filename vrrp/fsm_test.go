@@ -568,3 +568,87 @@ func FuzzMachine(f *testing.F) {
 		}
 	})
 }
+
+// TestReconfigure: a reload changes a running machine's parameters without
+// a transition; a master whose adverts change sends one at once.
+func TestReconfigure(t *testing.T) {
+	tests := []struct {
+		name     string
+		before   []in // steps before the reconfiguration, at their times
+		at       time.Duration
+		change   func(c *Config)
+		after    []in // steps after it
+		want     []Action
+		err      string
+		state    State
+		deadline time.Duration
+	}{
+		{name: "master, new interval: advert at once, then on the new period",
+			before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.AdvertInterval = 2 * time.Second },
+			want: []Action{SendAdvert{100}}, state: Master, deadline: time.Second/2 + 2*time.Second},
+		{name: "master, new VIP list: advert at once",
+			before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.Addrs = []netip.Addr{vip4a, mustAddr("192.0.2.200")} },
+			want: []Action{SendAdvert{100}}, state: Master, deadline: time.Second/2 + time.Second},
+		{name: "master, only preempt changed: no advert, same schedule",
+			before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.NoPreempt = true },
+			want: nil, state: Master, deadline: time.Second},
+		{name: "backup keeps its Master_Down_Timer",
+			before: []in{{0, Start{}}, {time.Second, adv(200, peer)}}, at: 2 * time.Second, change: func(c *Config) { c.AdvertInterval = 3 * time.Second },
+			want: nil, state: Backup, deadline: time.Second + mdi100},
+		{name: "nopreempt to preempt: a backup over a lower master takes over at its timer",
+			before: []in{{0, Start{}}, {time.Second, adv(50, peer)}}, at: 2 * time.Second, change: func(c *Config) { c.NoPreempt = false },
+			after: []in{{time.Second + mdi100, TimerFired{}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, time.Second+mdi100)},
+			state: Master, deadline: time.Second + mdi100 + time.Second},
+		{name: "preempt_delay shortened counts from start",
+			before: []in{{0, Start{}}, {time.Second, adv(50, peer)}, {3 * time.Second, adv(50, peer)}, {5 * time.Second, adv(50, peer)}}, at: 6 * time.Second,
+			change: func(c *Config) { c.PreemptDelay = 3 * time.Second },
+			// Past the new delay, the lower master's adverts no longer
+			// reset the timer.
+			after: []in{{6 * time.Second, adv(50, peer)}, {5*time.Second + mdi100, TimerFired{}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, 5*time.Second+mdi100)},
+			state: Master, deadline: 5*time.Second + mdi100 + time.Second},
+		{name: "new VRID refused", before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.VRID = 2 },
+			err: "cannot change in place", state: Master, deadline: time.Second},
+		{name: "invalid config refused", before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.Priority = 0 },
+			err: "priority 0", state: Master, deadline: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			if tt.name == "preempt_delay shortened counts from start" {
+				c.PreemptDelay = 10 * time.Second
+			}
+			if tt.name == "nopreempt to preempt: a backup over a lower master takes over at its timer" {
+				c.NoPreempt = true
+			}
+			m, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.before {
+				m.Step(t0.Add(s.at), s.ev)
+			}
+			tt.change(&c)
+			got, err := m.Reconfigure(t0.Add(tt.at), c)
+			switch {
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("Reconfigure error %v, want one containing %q", err, tt.err)
+			case tt.err == "" && err != nil:
+				t.Fatalf("Reconfigure: %v", err)
+			}
+			for _, s := range tt.after {
+				got = m.Step(t0.Add(s.at), s.ev)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("actions (-want +got):\n%s", diff)
+			}
+			if m.State() != tt.state {
+				t.Errorf("state %s, want %s", m.State(), tt.state)
+			}
+			if got := m.NextDeadline(); !got.Equal(t0.Add(tt.deadline)) {
+				t.Errorf("NextDeadline +%s, want +%s", got.Sub(t0), tt.deadline)
+			}
+		})
+	}
+}

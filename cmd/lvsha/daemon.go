@@ -110,8 +110,8 @@ func (d *daemon) sync() {
 // running the last good one and reports the config as stale.
 func (d *daemon) reload() {
 	cfg, err := d.load(d.path)
-	if err == nil && !sameVRRP(cfg, d.config()) {
-		err = fmt.Errorf("%s: vrrp_instance, vrrp_sync_group or track_exec changed: VRRP changes take effect on restart, not reload", d.path)
+	if err == nil && !cfg.Equal(d.config()) {
+		err = d.reloadVRRP(cfg)
 	}
 	d.mu.Lock()
 	d.reloadErr = err
@@ -131,6 +131,22 @@ func (d *daemon) reload() {
 	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers))
 	d.probes.Update(cfg)
 	d.sync()
+}
+
+// reloadVRRP moves the VRRP instances to cfg (vrrpGroup.reload); without
+// a running group (a daemon started without instances, in tests) it
+// accepts only a config without them.
+func (d *daemon) reloadVRRP(cfg *conf.Config) error {
+	if d.vrrp != nil {
+		if err := d.vrrp.reload(cfg); err != nil {
+			return fmt.Errorf("%s: %w", d.path, err)
+		}
+		return nil
+	}
+	if len(cfg.VRRPInstances) > 0 {
+		return fmt.Errorf("%s: vrrp_instance added to a daemon running without VRRP: restart it", d.path)
+	}
+	return nil
 }
 
 // loop runs the daemon until ctx is done. hup delivers reload requests.
@@ -241,11 +257,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	rec := ipvs.NewReconciler(handle, log)
 	d := newDaemon(log, *path, cfg, rec, health.NewEngine(log))
-	if len(cfg.VRRPInstances) > 0 {
-		if d.vrrp, err = openVRRP(log, cfg); err != nil {
-			ln.Close()
-			return &exitError{code: 1, err: err}
-		}
+	// The group runs even without instances, so that a reload can add
+	// some.
+	if d.vrrp, err = openVRRP(log, cfg); err != nil {
+		ln.Close()
+		return &exitError{code: 1, err: err}
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -258,17 +274,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "vrrp_instances", len(cfg.VRRPInstances), "control_socket", cfg.Director.ControlSocket)
 	vrrpDone := make(chan struct{})
-	if d.vrrp != nil {
-		go func() { defer close(vrrpDone); d.vrrp.run(ctx) }()
-	} else {
-		close(vrrpDone)
-	}
+	go func() { defer close(vrrpDone); d.vrrp.run(ctx) }()
 	err = d.loop(ctx, hup)
 	// The VRRP instances hand over (priority 0, VIPs kept until the new
 	// master is heard) while the kernel table stays programmed.
 	select {
 	case <-vrrpDone:
-	case <-time.After(vrrpStopBound(cfg)):
+	case <-time.After(vrrpStopBound(d.config())):
 		log.Error("VRRP handover did not finish in time", "op", "stop")
 	}
 	cancelControl()

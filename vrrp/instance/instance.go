@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,7 +55,10 @@ type Instance struct {
 	hooks  *notify.Runner
 	drops  vrrp.Counters
 	events chan vrrp.Event
-	vipOps chan vipOp // in order
+	reconf chan reconfig
+	// stopped closes when Run returns.
+	stopped chan struct{}
+	vipOps  chan vipReq // in order
 	// lastReannounce rate-limits re-announcing on lower-priority adverts.
 	lastReannounce time.Time
 	// lastRefresh rate-limits renewing the VIPs' lifetimes.
@@ -77,8 +81,13 @@ func (i *Instance) Wants() vrrp.State {
 }
 
 // OnWantsChange registers f, called (from the instance's goroutine, so it
-// must not block) whenever Wants changes. Call it before Run.
-func (i *Instance) OnWantsChange(f func()) { i.onWants = f }
+// must not block) whenever Wants changes; nil stops the calls. A reload
+// moving the instance between sync groups calls it while it runs.
+func (i *Instance) OnWantsChange(f func()) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.onWants = f
+}
 
 // Open prepares in: its socket and its VIP holder. It must run on a thread
 // in the network namespace of in.Interface.
@@ -95,6 +104,38 @@ func Open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Instance, er
 			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
 		}
 	}
+	mcfg := machineConfig(in, src)
+	m, err := vrrp.New(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+	}
+	conn, err := transport.Listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: in.UnicastPeers})
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+	}
+	holder, err := vip.OpenHolder(log, in, tunName)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	i := &Instance{
+		log: log, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
+		hooks:   notify.New(log, in.Notify),
+		events:  make(chan vrrp.Event, 16),
+		reconf:  make(chan reconfig),
+		stopped: make(chan struct{}),
+		vipOps:  make(chan vipReq, 16),
+		status: Status{Name: in.Name, Interface: in.Interface, RouterID: in.RouterID, State: vrrp.Initialize.String(),
+			BasePriority: in.Priority, Priority: in.Priority},
+	}
+	for _, p := range in.VirtualIPs {
+		i.status.VIPs = append(i.status.VIPs, p.String())
+	}
+	return i, nil
+}
+
+// machineConfig is in's state machine configuration, adverts sent from src.
+func machineConfig(in conf.VRRPInstance, src netip.Addr) vrrp.Config {
 	mcfg := vrrp.Config{
 		VRID:           uint8(in.RouterID),
 		Priority:       uint8(in.Priority),
@@ -112,31 +153,90 @@ func Open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Instance, er
 		mcfg.AuthType = vrrp.AuthSimple
 		copy(mcfg.AuthData[:], in.AuthPass)
 	}
-	m, err := vrrp.New(mcfg)
+	return mcfg
+}
+
+// NeedsRestart says why a running instance configured as a cannot become
+// b in place (Reconfigure), or "" if it can: what names it on the wire
+// (interface, VRID, source, peers) and what holds its VIPs (the device,
+// the address family) are fixed when it opens.
+func NeedsRestart(a, b conf.VRRPInstance) string {
+	switch {
+	case a.Name != b.Name:
+		return "name changed"
+	case a.Interface != b.Interface:
+		return "interface changed"
+	case a.RouterID != b.RouterID:
+		return "router_id changed"
+	case a.UnicastSrc != b.UnicastSrc:
+		return "unicast_src changed"
+	case !slices.Equal(a.UnicastPeers, b.UnicastPeers):
+		return "unicast_peers changed"
+	case a.VIPHolder != b.VIPHolder:
+		return "vip_holder changed"
+	case a.VirtualIPs[0].Addr().Is6() != b.VirtualIPs[0].Addr().Is6():
+		return "address family of virtual_ips changed"
+	}
+	return ""
+}
+
+// reconfig is a Reconfigure request, answered on done.
+type reconfig struct {
+	in   conf.VRRPInstance
+	done chan error
+}
+
+// Reconfigure applies in to the running instance without leaving its
+// state (see vrrp.Machine.Reconfigure): priority, version, advert
+// interval, preemption, accept, password, VIPs, announcement settings
+// and hooks. A master adds the new VIPs, announces them and removes the
+// dropped ones; a backup only remembers them. NeedsRestart(current, in)
+// must be "". It returns when the machine has taken the change, or with
+// ctx's error if the instance does not run.
+func (i *Instance) Reconfigure(ctx context.Context, in conf.VRRPInstance) error {
+	r := reconfig{in: in, done: make(chan error, 1)}
+	select {
+	case i.reconf <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-i.stopped:
+		return fmt.Errorf("vrrp_instance %s: not running", in.Name)
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reconfigure is Reconfigure on the instance's goroutine.
+func (i *Instance) reconfigure(in conf.VRRPInstance) error {
+	if why := NeedsRestart(i.cfg, in); why != "" {
+		return fmt.Errorf("vrrp_instance %s: %s: the instance must be restarted", in.Name, why)
+	}
+	mcfg := machineConfig(in, i.mcfg.Source)
+	acts, err := i.m.Reconfigure(time.Now(), mcfg)
 	if err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		return fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
 	}
-	conn, err := transport.Listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: in.UnicastPeers})
-	if err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
-	}
-	holder, err := vip.OpenHolder(log, in, tunName)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	i := &Instance{
-		log: log, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
-		hooks:  notify.New(log, in.Notify),
-		events: make(chan vrrp.Event, 16),
-		vipOps: make(chan vipOp, 16),
-		status: Status{Name: in.Name, Interface: in.Interface, RouterID: in.RouterID, State: vrrp.Initialize.String(),
-			BasePriority: in.Priority, Priority: in.Priority},
-	}
+	old := i.cfg
+	i.cfg, i.mcfg = in, mcfg
+	i.hooks.SetHooks(in.Notify)
+	i.mu.Lock()
+	i.status.BasePriority = in.Priority
+	i.status.VIPs = nil
 	for _, p := range in.VirtualIPs {
 		i.status.VIPs = append(i.status.VIPs, p.String())
 	}
-	return i, nil
+	i.mu.Unlock()
+	if !slices.Equal(old.VirtualIPs, in.VirtualIPs) || old.GARPRepeat != in.GARPRepeat ||
+		old.GARPRefresh != in.GARPRefresh || old.AdvertInterval != in.AdvertInterval {
+		i.vipOps <- vipReq{op: opReconfigure, in: in}
+	}
+	i.perform(time.Now(), acts, false)
+	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.m.State().String())
+	return nil
 }
 
 // sourceAddr is the address adverts go out from: the interface's first
@@ -181,12 +281,20 @@ func (i *Instance) Status() Status {
 }
 
 // Send queues an event for the state machine (SetPriority, FaultDetected,
-// FaultCleared, GroupGate) without blocking the caller for long.
+// FaultCleared, GroupGate) without blocking the caller for long; once Run
+// has returned, events are dropped.
 func (i *Instance) Send(ctx context.Context, ev vrrp.Event) {
 	select {
 	case i.events <- ev:
 	case <-ctx.Done():
+	case <-i.stopped:
 	}
+}
+
+// Close releases the socket and VIP holder of an instance that never ran;
+// Run releases them itself.
+func (i *Instance) Close() error {
+	return errors.Join(i.conn.Close(), i.holder.Close())
 }
 
 // Run runs the instance until ctx is done, then hands over gracefully: a
@@ -194,6 +302,7 @@ func (i *Instance) Send(ctx context.Context, ev vrrp.Event) {
 // first advert (or StopWait), so no request is lost; then everything is
 // released.
 func (i *Instance) Run(ctx context.Context) error {
+	defer close(i.stopped)
 	defer i.conn.Close()
 	defer i.holder.Close()
 	bg, stopBG := context.WithCancel(context.Background())
@@ -217,7 +326,7 @@ func (i *Instance) Run(ctx context.Context) error {
 
 	i.step(vrrp.Start{})
 	w := newWake(i.cfg.AdvertInterval)
-	defer w.stop()
+	defer func() { w.stop() }()
 	stopping := false
 	var stopDeadline <-chan time.Time
 	done := ctx.Done()
@@ -240,6 +349,13 @@ func (i *Instance) Run(ctx context.Context) error {
 			i.step(vrrp.TimerFired{})
 		case ev := <-i.events:
 			i.step(ev)
+		case r := <-i.reconf:
+			interval := i.cfg.AdvertInterval
+			r.done <- i.reconfigure(r.in)
+			if i.cfg.AdvertInterval != interval {
+				w.stop()
+				w = newWake(i.cfg.AdvertInterval)
+			}
 		case err := <-readErr:
 			if !stopping {
 				i.step(vrrp.Shutdown{})
@@ -339,6 +455,12 @@ func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
 
 type vipOp uint8
 
+// vipReq is one VIP change for vipLoop; in is opReconfigure's new config.
+type vipReq struct {
+	op vipOp
+	in conf.VRRPInstance
+}
+
 const (
 	opAcquire vipOp = iota
 	opRelease
@@ -347,6 +469,8 @@ const (
 	opHandOver
 	// opRefresh renews the held VIPs' lifetimes.
 	opRefresh
+	// opReconfigure takes a reload's VIPs and announcement settings.
+	opReconfigure
 )
 
 // step feeds one event to the machine and performs its actions.
@@ -365,7 +489,7 @@ func (i *Instance) step(ev vrrp.Event) {
 		// neighbours come back (keepalived: garp_lower_prio_repeat).
 		if p := a.Advert.Priority; i.m.State() == vrrp.Master && p > 0 && p < i.m.Priority() && now.Sub(i.lastReannounce) > time.Second {
 			i.lastReannounce = now
-			i.vipOps <- opAnnounce
+			i.vipOps <- vipReq{op: opAnnounce}
 		}
 	}
 	acts := i.m.Step(now, ev)
@@ -379,6 +503,12 @@ func (i *Instance) step(ev vrrp.Event) {
 			handover = true
 		}
 	}
+	i.perform(now, acts, handover)
+}
+
+// perform does what the machine asked, in order; handover delays a
+// release by handoverGrace.
+func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 	for _, act := range acts {
 		switch a := act.(type) {
 		case vrrp.SendAdvert:
@@ -388,18 +518,18 @@ func (i *Instance) step(ev vrrp.Event) {
 			// every 100 ms advert), without blocking the state machine.
 			if a.Priority > 0 && i.m.State() == vrrp.Master && now.Sub(i.lastRefresh) >= vip.Lifetime(i.cfg.AdvertInterval)/4 {
 				select {
-				case i.vipOps <- opRefresh:
+				case i.vipOps <- vipReq{op: opRefresh}:
 					i.lastRefresh = now
 				default:
 				}
 			}
 		case vrrp.AddVIPs:
-			i.vipOps <- opAcquire
+			i.vipOps <- vipReq{op: opAcquire}
 		case vrrp.RemoveVIPs:
 			if handover {
-				i.vipOps <- opHandOver
+				i.vipOps <- vipReq{op: opHandOver}
 			} else {
-				i.vipOps <- opRelease
+				i.vipOps <- vipReq{op: opRelease}
 			}
 		case vrrp.Dropped:
 			i.drops.Inc(a.Reason)
@@ -411,9 +541,10 @@ func (i *Instance) step(ev vrrp.Event) {
 	i.status.Priority = int(i.m.Priority())
 	changed := i.wants != i.m.Wants()
 	i.wants = i.m.Wants()
+	onWants := i.onWants
 	i.mu.Unlock()
-	if changed && i.onWants != nil {
-		i.onWants()
+	if changed && onWants != nil {
+		onWants()
 	}
 }
 
@@ -463,8 +594,14 @@ func (i *Instance) vipLoop(ctx context.Context) {
 			c()
 		}
 	}()
-	for op := range i.vipOps {
+	for req := range i.vipOps {
+		op := req.op
 		switch op {
+		case opReconfigure:
+			if err := i.holder.Reconfigure(ctx, req.in, len(acquisitions) > 0); err != nil {
+				i.log.Error("reconfigure VIPs", "error", err)
+			}
+			continue
 		case opAnnounce:
 			if len(acquisitions) > 0 {
 				i.holder.Announce(ctx)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +31,10 @@ const queueLen = 64
 // Runner runs one instance's hooks.
 type Runner struct {
 	log   *slog.Logger
-	hooks conf.Notify
 	queue chan Event
+	// mu guards hooks, which a reload may replace while hooks run.
+	mu    sync.Mutex
+	hooks conf.Notify
 	// Dropped counts events not run because the queue was full; Failed
 	// counts hooks that exited non-zero, timed out or could not start.
 	Dropped, Failed atomic.Uint64
@@ -40,6 +43,14 @@ type Runner struct {
 // New returns a Runner for hooks.
 func New(log *slog.Logger, hooks conf.Notify) *Runner {
 	return &Runner{log: log, hooks: hooks, queue: make(chan Event, queueLen)}
+}
+
+// SetHooks replaces the commands (a reload); transitions queued before
+// run the new ones.
+func (r *Runner) SetHooks(hooks conf.Notify) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = hooks
 }
 
 // Notify queues e without ever blocking.
@@ -89,9 +100,12 @@ func (r *Runner) runAll(ctx context.Context, e Event) {
 }
 
 func (r *Runner) commands(state string) [][]string {
+	r.mu.Lock()
+	hooks := r.hooks
+	r.mu.Unlock()
 	var out [][]string
-	specific := map[string][]string{"MASTER": r.hooks.Master, "BACKUP": r.hooks.Backup, "FAULT": r.hooks.Fault, "STOP": r.hooks.Stop}[state]
-	for _, c := range [][]string{specific, r.hooks.Any} {
+	specific := map[string][]string{"MASTER": hooks.Master, "BACKUP": hooks.Backup, "FAULT": hooks.Fault, "STOP": hooks.Stop}[state]
+	for _, c := range [][]string{specific, hooks.Any} {
 		if len(c) > 0 {
 			out = append(out, c)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -101,6 +102,27 @@ func NewExecs(log *slog.Logger, execs []conf.TrackExec, instances []conf.VRRPIns
 		e.states[x.Name] = st
 	}
 	return e
+}
+
+// Inherit carries over, from the runner a reload replaces, the verdict and
+// history of every command whose definition did not change, so that a
+// reload neither restarts their rise/fall counting nor flaps what tracks
+// them. Call it before Run.
+func (e *Execs) Inherit(old *Execs) {
+	if old == nil {
+		return
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	for _, x := range e.execs {
+		i := slices.IndexFunc(old.execs, func(o conf.TrackExec) bool { return o.Name == x.Name })
+		if i < 0 || !reflect.DeepEqual(old.execs[i], x) {
+			continue
+		}
+		st := *old.states[x.Name]
+		st.status.Command = slices.Clone(st.status.Command)
+		e.states[x.Name] = &st
+	}
 }
 
 func verdictName(ok bool) string {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,6 +267,43 @@ func TestExecEffect(t *testing.T) {
 			fault, lowered, _ := ExecEffect(tracked, ok)
 			if fault != tc.fault || lowered != tc.lowered {
 				t.Errorf("ExecEffect = fault %v, lowered %d; want %v, %d", fault, lowered, tc.fault, tc.lowered)
+			}
+		})
+	}
+}
+
+// TestExecsInherit: a reload keeps the verdict of an unchanged command
+// (init_fail does not apply again) and starts a changed one afresh.
+func TestExecsInherit(t *testing.T) {
+	base := conf.TrackExec{Name: "chk", Command: []string{"chk"}, Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1, InitFail: true}
+	tracked := []conf.VRRPInstance{{TrackExecs: []conf.TrackExecRef{{Name: "chk"}}}}
+	tests := []struct {
+		name   string
+		change func(x *conf.TrackExec)
+		want   bool
+	}{
+		{"unchanged keeps its verdict", func(*conf.TrackExec) {}, true},
+		{"changed command starts afresh (init_fail)", func(x *conf.TrackExec) { x.Command = []string{"other"} }, false},
+		{"changed interval starts afresh", func(x *conf.TrackExec) { x.Interval = 2 * time.Second }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old := NewExecs(quiet(), []conf.TrackExec{base}, tracked)
+			old.run = (&scripted{outcomes: []bool{true}}).run
+			old.runOnce(context.Background(), base)
+			if !old.OK("chk") {
+				t.Fatal("a success after init_fail with rise 1 must be ok")
+			}
+			x := base
+			x.Command = slices.Clone(base.Command)
+			tc.change(&x)
+			e := NewExecs(quiet(), []conf.TrackExec{x}, tracked)
+			e.Inherit(old)
+			if got := e.OK("chk"); got != tc.want {
+				t.Errorf("OK after reload = %v, want %v", got, tc.want)
+			}
+			if got := e.Status()[0].Runs; tc.want && got != 1 {
+				t.Errorf("inherited runs %d, want 1", got)
 			}
 		})
 	}

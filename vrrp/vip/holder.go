@@ -67,12 +67,7 @@ func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Hold
 			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
 		}
 		iface = h.tun.Name()
-		// On the tun device a VIP is a host address: its subnet's route
-		// must stay on the real interface.
-		vips = make([]netip.Prefix, len(in.VirtualIPs))
-		for i, p := range in.VirtualIPs {
-			vips[i] = netip.PrefixFrom(p.Addr(), p.Addr().BitLen())
-		}
+		vips = hostPrefixes(in.VirtualIPs, true)
 	}
 	if len(v6) > 0 {
 		// The responder's socket also sends the unsolicited advertisements;
@@ -128,6 +123,7 @@ func (h *Holder) Acquire(ctx context.Context) error {
 		h.nd.SetActive(true)
 	}
 	err := h.mgr.Acquire(ctx)
+	refresh := h.refresh
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -135,10 +131,10 @@ func (h *Holder) Acquire(ctx context.Context) error {
 		case <-time.After(secondBurst):
 			h.Announce(ctx)
 		}
-		if h.refresh <= 0 {
+		if refresh <= 0 {
 			return
 		}
-		t := time.NewTicker(h.refresh)
+		t := time.NewTicker(refresh)
 		defer t.Stop()
 		for {
 			select {
@@ -159,7 +155,8 @@ func (h *Holder) Acquire(ctx context.Context) error {
 // (keepalived's garp_lower_prio_repeat): that peer's announcements may
 // have drawn the clients away.
 func (h *Holder) Announce(ctx context.Context) {
-	for n := 0; n < h.mgr.Repeat; n++ {
+	_, repeat := h.mgr.current()
+	for n := 0; n < repeat; n++ {
 		if n > 0 {
 			select {
 			case <-ctx.Done():
@@ -172,6 +169,38 @@ func (h *Holder) Announce(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// Reconfigure takes a reload's VIPs (same family) and announcement
+// settings; held says whether the VIPs are held now (see
+// Manager.Reconfigure). A new garp_refresh period starts with the next
+// acquisition.
+func (h *Holder) Reconfigure(ctx context.Context, in conf.VRRPInstance, held bool) error {
+	h.refresh = in.GARPRefresh
+	vips := hostPrefixes(in.VirtualIPs, h.tun != nil)
+	if h.nd != nil && h.tun != nil {
+		addrs := make([]netip.Addr, len(vips))
+		for i, p := range vips {
+			addrs[i] = p.Addr()
+		}
+		if err := h.nd.SetVIPs(addrs); err != nil {
+			return fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		}
+	}
+	return h.mgr.Reconfigure(ctx, vips, in.GARPRepeat, Lifetime(in.AdvertInterval), held)
+}
+
+// hostPrefixes is vips as the holder puts them: on a tun device a VIP is a
+// host address, so that its subnet's route stays on the real interface.
+func hostPrefixes(vips []netip.Prefix, tun bool) []netip.Prefix {
+	if !tun {
+		return vips
+	}
+	out := make([]netip.Prefix, len(vips))
+	for i, p := range vips {
+		out[i] = netip.PrefixFrom(p.Addr(), p.Addr().BitLen())
+	}
+	return out
 }
 
 // Release gives the VIPs up.

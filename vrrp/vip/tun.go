@@ -75,7 +75,8 @@ type NDResponder struct {
 	log  *slog.Logger
 	conn *ndp.Conn
 	mac  net.HardwareAddr
-	vips map[netip.Addr]bool
+	// vips is the set answered for; a reload replaces it (SetVIPs).
+	vips atomic.Pointer[map[netip.Addr]bool]
 	// active is set while this host holds the VIPs: a backup answering
 	// solicitations would pull clients to a host that drops their packets.
 	active atomic.Bool
@@ -91,19 +92,35 @@ func NewNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr) (*N
 	if err != nil {
 		return nil, fmt.Errorf("neighbour discovery on %s: %w", ifi.Name, err)
 	}
-	r := &NDResponder{log: log, conn: conn, mac: ifi.HardwareAddr, vips: map[netip.Addr]bool{}}
-	for _, v := range vips {
-		r.vips[v] = true
-		snm, err := ndp.SolicitedNodeMulticast(v)
-		if err == nil {
-			err = conn.JoinGroup(snm)
-		}
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("join the solicited-node group of %s on %s: %w", v, ifi.Name, err)
-		}
+	r := &NDResponder{log: log, conn: conn, mac: ifi.HardwareAddr}
+	r.vips.Store(&map[netip.Addr]bool{})
+	if err := r.SetVIPs(vips); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w on %s", err, ifi.Name)
 	}
 	return r, nil
+}
+
+// SetVIPs replaces the addresses answered for, joining the solicited-node
+// groups of the new ones (groups of dropped ones stay joined: harmless,
+// and shared by every address with the same low 24 bits).
+func (r *NDResponder) SetVIPs(vips []netip.Addr) error {
+	set := map[netip.Addr]bool{}
+	for _, v := range vips {
+		set[v] = true
+		if (*r.vips.Load())[v] {
+			continue
+		}
+		snm, err := ndp.SolicitedNodeMulticast(v)
+		if err == nil {
+			err = r.conn.JoinGroup(snm)
+		}
+		if err != nil {
+			return fmt.Errorf("join the solicited-node group of %s: %w", v, err)
+		}
+	}
+	r.vips.Store(&set)
+	return nil
 }
 
 // Conn is the responder's socket, for sending unsolicited advertisements
@@ -123,7 +140,7 @@ func (r *NDResponder) Run(ctx context.Context) error {
 			return fmt.Errorf("read neighbour solicitations: %w", err)
 		}
 		ns, ok := msg.(*ndp.NeighborSolicitation)
-		if !ok || !r.vips[ns.TargetAddress] || !r.active.Load() {
+		if !ok || !(*r.vips.Load())[ns.TargetAddress] || !r.active.Load() {
 			continue
 		}
 		na := &ndp.NeighborAdvertisement{

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -109,8 +111,82 @@ type Manager struct {
 	Lifetime time.Duration
 	// link is the interface as Acquire found it, so that the frequent
 	// Refresh costs one netlink request per VIP and no lookup. Acquire,
-	// Refresh and Release are called in order from one goroutine.
+	// Refresh, Release and Reconfigure are called in order from one
+	// goroutine.
 	link netlink.Link
+	// mu guards vips and Repeat against Reconfigure for Announce and
+	// Held, which other goroutines call.
+	mu sync.Mutex
+}
+
+// current returns the VIPs and the announcement count.
+func (m *Manager) current() ([]netip.Prefix, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.vips, m.Repeat
+}
+
+// Reconfigure takes a reload's VIPs, announcement count and lifetime.
+// While held (the instance is master) it removes the VIPs dropped, adds
+// the new ones with the new lifetime and announces those Repeat times;
+// otherwise it only remembers them for the next Acquire.
+func (m *Manager) Reconfigure(ctx context.Context, vips []netip.Prefix, repeat int, lifetime time.Duration, held bool) error {
+	m.mu.Lock()
+	old := m.vips
+	m.vips, m.Repeat, m.Lifetime = slices.Clone(vips), repeat, lifetime
+	m.mu.Unlock()
+	if !held {
+		return nil
+	}
+	if err := m.lookup("reconfigure"); err != nil {
+		return err
+	}
+	var errs []error
+	// Removals first: a VIP whose prefix length changed is removed and
+	// added again.
+	for _, p := range old {
+		if slices.Contains(vips, p) {
+			continue
+		}
+		err := m.nl.AddrDel(m.link, m.nlAddr(p))
+		switch {
+		case err == nil:
+			m.log.Info("VIP removed", "op", "reload", "vip", p.String(), "interface", m.iface)
+		case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.ENOENT):
+		default:
+			errs = append(errs, fmt.Errorf("remove VIP %s from %s: %w", p, m.iface, err))
+		}
+	}
+	var added []netip.Prefix
+	for _, p := range vips {
+		// Replacing a kept VIP renews it with the new lifetime.
+		if err := m.nl.AddrReplace(m.link, m.nlAddr(p)); err != nil {
+			errs = append(errs, fmt.Errorf("add VIP %s to %s: %w", p, m.iface, err))
+			continue
+		}
+		if !slices.Contains(old, p) {
+			added = append(added, p)
+			m.log.Info("VIP added", "op", "reload", "vip", p.String(), "interface", m.iface)
+		}
+	}
+	if m.ann == nil || len(added) == 0 {
+		return errors.Join(errs...)
+	}
+	for i := 0; i < repeat; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(append(errs, ctx.Err())...)
+			case <-time.After(m.Gap):
+			}
+		}
+		for _, p := range added {
+			if err := m.ann.Announce(p.Addr(), m.to); err != nil && i == 0 {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // NewManager returns a Manager for vips on iface. ann may be nil (no
@@ -207,8 +283,9 @@ func (m *Manager) Acquire(ctx context.Context) error {
 // Announce sends one announcement for every VIP; for a periodic refresh
 // (keepalived's garp_master_refresh).
 func (m *Manager) Announce() error {
+	vips, _ := m.current()
 	var errs []error
-	for _, p := range m.vips {
+	for _, p := range vips {
 		if err := m.ann.Announce(p.Addr(), m.to); err != nil {
 			errs = append(errs, err)
 		}
@@ -246,8 +323,9 @@ func (m *Manager) Held() ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", m.iface, err)
 	}
+	vips, _ := m.current()
 	var held []netip.Prefix
-	for _, p := range m.vips {
+	for _, p := range vips {
 		for _, a := range addrs {
 			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() {
 				held = append(held, p)
