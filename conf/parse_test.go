@@ -138,7 +138,9 @@ lower_threshold = 50
 			Forwarding: "nat", PersistenceNetmask: 32, OnDown: "weight0", SorryWeight: 1, Quorum: 1,
 		}}},
 	}, {
-		name: "dr real server may repeat the virtual port",
+		// Without a port, a DR server listens on the virtual port: that is
+		// the port its check probes.
+		name: "dr real server may repeat the virtual port or omit it",
 		toml: `
 [[virtual_server]]
 address = "[2001:db8::1]:80"
@@ -146,12 +148,15 @@ forwarding = "dr"
 sorry_server = "2001:db8::99"
 [[virtual_server.real_server]]
 address = "[2001:db8::10]:80"
+[[virtual_server.real_server]]
+address = "2001:db8::11"
 `,
 		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{func() VirtualServer {
 			v := defVS("[2001:db8::1]:80", "[2001:db8::1]:80")
 			v.Family, v.PersistenceNetmask, v.Forwarding = "inet6", 128, "dr"
-			v.SorryServer = netip.AddrPortFrom(netip.MustParseAddr("2001:db8::99"), 0)
-			v.RealServers = []RealServer{{Address: ap("[2001:db8::10]:80"), Weight: 1, Forwarding: "dr", OnDown: "weight0"}}
+			v.SorryServer = ap("[2001:db8::99]:80")
+			v.RealServers = []RealServer{{Address: ap("[2001:db8::10]:80"), Weight: 1, Forwarding: "dr", OnDown: "weight0"},
+				{Address: ap("[2001:db8::11]:80"), Weight: 1, Forwarding: "dr", OnDown: "weight0"}}
 			return v
 		}()}},
 	}, {

@@ -184,6 +184,10 @@ func (b *builder) backend(v val[string], vs *VirtualServer, fwd string) (netip.A
 	case fwd != "nat" && ap.Port() != 0 && ap.Port() != vport:
 		b.add(v.key, "%s forwarding cannot change the port (got %d, want %d or no port)", fwd, ap.Port(), vport)
 		return ap, false
+	case fwd != "nat" && ap.Port() == 0:
+		// The server listens on the virtual server's port (DR and TUN
+		// cannot rewrite it): that is the port to check and to show.
+		ap = netip.AddrPortFrom(ap.Addr(), vport)
 	}
 	return ap, true
 }

@@ -70,6 +70,12 @@ forwarding = %q
 				}
 				return false
 			})
+			// Still up after more than fall × interval: the check probes the
+			// port the server listens on (the virtual port, none being given).
+			time.Sleep(2 * time.Second)
+			if w := ipvsWeight(t, lb, "10.80.2.10:80"); w != "1" {
+				t.Fatalf("real server weight %s two seconds later, want 1 (checked and up)", w)
+			}
 			body, err := httpGet(t, client, "http://"+vip+"/")
 			if err != nil || body != "web-"+fwd {
 				t.Fatalf("client through %s: %q %v\n%s", fwd, body, err, inNS(t, lb, "ipvsadm", "-Ln", "--stats"))

@@ -33,6 +33,7 @@ func (d *director) reloadStatus() (stale bool, reloadErr string) {
 //   - vip_holder changed (the instance must be rebuilt): the old instance
 //     stops, the new one starts and, now the highest, preempts, with its
 //     VIPs on the interface.
+//   - Two rebuilds in a row: the last config wins.
 //   - An instance on an interface that does not exist: the reload is
 //     refused, the daemon keeps running its last good config as master.
 //   - The instance removed: it hands over like a stop, no request lost.
@@ -92,6 +93,23 @@ func TestVRRPReload(t *testing.T) {
 	eventually(t, "lb1 answers on the VIP after the rebuild", 5*time.Second, func() bool {
 		got, _ := httpGet(t, client, "http://"+vipA+"/")
 		return got == "lb1"
+	})
+
+	// Rebuilt twice in a row: the second reload comes while the first
+	// replacement still waits for the old instance's handover; the last
+	// config wins.
+	lb1.writeConfig(t, 200, []string{vipA + "/24", vipB + "/24"}, "")
+	hup()
+	time.Sleep(50 * time.Millisecond)
+	if st, ok := lb1.instanceStatus("vi"); !ok || st.State != "STOPPING" && st.State != "RESTARTING" {
+		t.Logf("between the two reloads lb1's instance is %+v (expected STOPPING or RESTARTING; the test still checks the outcome)", st)
+	}
+	lb1.writeConfig(t, 210, []string{vipA + "/24", vipB + "/24"}, "vip_holder = \"interface\"\n")
+	hup()
+	eventually(t, "lb1 master again at the last config", 15*time.Second, func() bool {
+		st, _ := lb1.instanceStatus("vi")
+		return st.State == "MASTER" && st.BasePriority == 210 && lb2.state() == "BACKUP" &&
+			strings.Contains(inNS(t, lb1.ns, "ip", "addr", "show", "dev", lb1.iface), vipA+"/24")
 	})
 
 	// A bad reload changes nothing.

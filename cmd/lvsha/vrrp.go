@@ -49,10 +49,14 @@ type member struct {
 	inst  *instance.Instance
 	track *tracking
 	// stop ends the instance (a master hands over first); done closes
-	// when it has.
+	// when it has, or when a replacement is abandoned before it started.
 	stop      context.CancelFunc
 	done      chan struct{}
 	stopLinks context.CancelFunc
+}
+
+func newMember(in conf.VRRPInstance, inst *instance.Instance, t *tracking) *member {
+	return &member{in: in, inst: inst, track: t, done: make(chan struct{})}
 }
 
 // sender is what tracking needs of an instance.
@@ -177,7 +181,7 @@ func openVRRP(log *slog.Logger, cfg *conf.Config) (*vrrpGroup, error) {
 		if err != nil {
 			return nil, err
 		}
-		g.members = append(g.members, &member{in: in, inst: i, track: newTracking(log, in, i, g.execOK)})
+		g.members = append(g.members, newMember(in, i, newTracking(log, in, i, g.execOK)))
 	}
 	return g, nil
 }
@@ -304,7 +308,7 @@ func (g *vrrpGroup) startGroups() {
 // held.
 func (g *vrrpGroup) startMember(m *member) {
 	ctx, stop := context.WithCancel(g.ctx)
-	m.stop, m.done = stop, make(chan struct{})
+	m.stop = stop
 	// Commands that start failing (init_fail) count before the first
 	// advert: the events queue up ahead of the instance's Run.
 	m.track.execsChanged(ctx)
@@ -370,8 +374,12 @@ func (g *vrrpGroup) reload(cfg *conf.Config) error {
 		old[m.in.Name] = m
 	}
 	var errs []error
+	// A member still waiting to start (inst nil) is replaced again.
+	inPlace := func(m *member, in conf.VRRPInstance) bool {
+		return m != nil && m.inst != nil && instance.NeedsRestart(m.in, in) == ""
+	}
 	for _, in := range cfg.VRRPInstances {
-		if m := old[in.Name]; m != nil && instance.NeedsRestart(m.in, in) == "" {
+		if inPlace(old[in.Name], in) {
 			continue
 		}
 		if _, err := net.InterfaceByName(in.Interface); err != nil {
@@ -404,10 +412,10 @@ func (g *vrrpGroup) reload(cfg *conf.Config) error {
 		m := old[in.Name]
 		delete(old, in.Name)
 		switch {
-		case m != nil && reflect.DeepEqual(m.in, in):
+		case inPlace(m, in) && reflect.DeepEqual(m.in, in):
 			members = append(members, m)
 			m.track.execsChanged(g.ctx)
-		case m != nil && instance.NeedsRestart(m.in, in) == "":
+		case inPlace(m, in):
 			members = append(members, m)
 			g.reconfigure(m, in)
 		default:
@@ -417,8 +425,7 @@ func (g *vrrpGroup) reload(cfg *conf.Config) error {
 			} else {
 				g.log.Info("VRRP instance added", "op", "reload", "vrrp_instance", in.Name)
 			}
-			nm := &member{in: in}
-			nm.track = newTracking(g.log, in, nil, g.execOK)
+			nm := newMember(in, nil, newTracking(g.log, in, nil, g.execOK))
 			members = append(members, nm)
 			g.replace(m, nm)
 			regroup = true
@@ -501,19 +508,25 @@ func (g *vrrpGroup) replace(prev, nm *member) {
 			select {
 			case <-prevDone:
 			case <-g.ctx.Done():
+				close(nm.done)
 				return
 			}
 		}
+		// nm.in never changes: a member that has not started is replaced,
+		// not reconfigured.
 		inst, err := instance.Open(g.log, nm.in, tunName(nm.in))
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		switch {
 		case err != nil:
 			g.log.Error("start VRRP instance after reload", "op", "reload", "vrrp_instance", nm.in.Name, "error", err)
+			close(nm.done)
 			return
 		case g.ctx.Err() != nil || !slices.Contains(g.members, nm):
-			// Shut down, or replaced again meanwhile: never started.
+			// Shut down, or replaced again meanwhile: never started, and
+			// its successor may go on.
 			inst.Close()
+			close(nm.done)
 			return
 		}
 		nm.inst = inst
@@ -539,11 +552,18 @@ func (g *vrrpGroup) track(ctx context.Context, cfg *conf.Config, up func(vs stri
 		}
 		return false
 	}
+	type tracked struct {
+		t   *tracking
+		vss []conf.TrackVirtualServer
+	}
 	g.mu.Lock()
-	ms := slices.Clone(g.members)
+	var ts []tracked
+	for _, m := range g.members {
+		ts = append(ts, tracked{m.track, m.in.TrackVirtualServers})
+	}
 	g.mu.Unlock()
-	for _, m := range ms {
-		m.track.setVirtualServers(ctx, track.VirtualServersLowered(m.in.TrackVirtualServers, anyUp))
+	for _, x := range ts {
+		x.t.setVirtualServers(ctx, track.VirtualServersLowered(x.vss, anyUp))
 	}
 }
 

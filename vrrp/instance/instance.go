@@ -46,7 +46,9 @@ type advertIn struct {
 
 // Instance is one running VRRP instance.
 type Instance struct {
-	log    *slog.Logger
+	log *slog.Logger
+	// name is cfg.Name, for other goroutines: a reload replaces cfg.
+	name   string
 	cfg    conf.VRRPInstance
 	mcfg   vrrp.Config
 	m      *vrrp.Machine
@@ -119,7 +121,7 @@ func Open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Instance, er
 		return nil, err
 	}
 	i := &Instance{
-		log: log, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
+		log: log, name: in.Name, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
 		hooks:   notify.New(log, in.Notify),
 		events:  make(chan vrrp.Event, 16),
 		reconf:  make(chan reconfig),
@@ -263,7 +265,7 @@ func sourceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
 }
 
 // Name is the instance's configured name.
-func (i *Instance) Name() string { return i.cfg.Name }
+func (i *Instance) Name() string { return i.name }
 
 // Status returns a copy of the instance's status.
 func (i *Instance) Status() Status {
@@ -455,10 +457,12 @@ func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
 
 type vipOp uint8
 
-// vipReq is one VIP change for vipLoop; in is opReconfigure's new config.
+// vipReq is one VIP change for vipLoop; in is opReconfigure's new
+// config, grace opHandOver's wait.
 type vipReq struct {
-	op vipOp
-	in conf.VRRPInstance
+	op    vipOp
+	in    conf.VRRPInstance
+	grace time.Duration
 }
 
 const (
@@ -527,7 +531,7 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 			i.vipOps <- vipReq{op: opAcquire}
 		case vrrp.RemoveVIPs:
 			if handover {
-				i.vipOps <- vipReq{op: opHandOver}
+				i.vipOps <- vipReq{op: opHandOver, grace: i.handoverGrace()}
 			} else {
 				i.vipOps <- vipReq{op: opRelease}
 			}
@@ -622,7 +626,7 @@ func (i *Instance) vipLoop(ctx context.Context) {
 		}
 		acquisitions = acquisitions[:0]
 		if op == opHandOver {
-			time.Sleep(i.handoverGrace())
+			time.Sleep(req.grace)
 		}
 		if op == opRelease || op == opHandOver {
 			if err := i.holder.Release(); err != nil {

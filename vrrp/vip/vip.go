@@ -223,17 +223,23 @@ func (m *Manager) Refresh() error {
 	}
 	var errs []error
 	for _, p := range m.vips {
-		err := m.nl.AddrReplace(m.link, m.nlAddr(p))
-		if errors.Is(err, unix.ENODEV) {
-			if err = m.lookup("refresh"); err == nil {
-				err = m.nl.AddrReplace(m.link, m.nlAddr(p))
-			}
-		}
-		if err != nil {
+		if err := m.replace("refresh", p); err != nil {
 			errs = append(errs, fmt.Errorf("refresh VIP %s on %s: %w", p, m.iface, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// replace adds or renews p on the interface as last found, looking it up
+// again if it has gone (a device deleted and created again by name).
+func (m *Manager) replace(op string, p netip.Prefix) error {
+	err := m.nl.AddrReplace(m.link, m.nlAddr(p))
+	if errors.Is(err, unix.ENODEV) {
+		if err = m.lookup(op); err == nil {
+			err = m.nl.AddrReplace(m.link, m.nlAddr(p))
+		}
+	}
+	return err
 }
 
 // lookup finds the interface by name for op.
@@ -251,31 +257,42 @@ func (m *Manager) lookup(op string) error {
 // by a crash, is replaced in place, not duplicated) and announces each
 // Repeat times. It returns after the announcements or when ctx ends.
 func (m *Manager) Acquire(ctx context.Context) error {
-	if err := m.lookup("acquire"); err != nil {
-		return err
+	// Taking over is the moment every millisecond counts: the interface
+	// found before is used without a lookup (replace finds it again if it
+	// has gone), and the first announcement goes before the logging.
+	if m.link == nil {
+		if err := m.lookup("acquire"); err != nil {
+			return err
+		}
 	}
 	var errs []error
+	var added []netip.Prefix
 	for _, p := range m.vips {
-		if err := m.nl.AddrReplace(m.link, m.nlAddr(p)); err != nil {
+		if err := m.replace("acquire", p); err != nil {
 			errs = append(errs, fmt.Errorf("add VIP %s to %s: %w", p, m.iface, err))
 			continue
 		}
+		added = append(added, p)
+	}
+	if m.ann != nil {
+		if err := m.Announce(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range added {
 		m.log.Info("VIP added", "op", "acquire", "vip", p.String(), "interface", m.iface)
 	}
 	if m.ann == nil {
 		return errors.Join(errs...)
 	}
-	for i := 0; i < m.Repeat; i++ {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return errors.Join(append(errs, ctx.Err())...)
-			case <-time.After(m.Gap):
-			}
+	for i := 1; i < m.Repeat; i++ {
+		select {
+		case <-ctx.Done():
+			return errors.Join(append(errs, ctx.Err())...)
+		case <-time.After(m.Gap):
 		}
-		if err := m.Announce(); err != nil && i == 0 {
-			errs = append(errs, err)
-		}
+		// Errors of the repeats were those of the first.
+		m.Announce()
 	}
 	return errors.Join(errs...)
 }
