@@ -164,7 +164,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		syscall.Kill(-ds[0].cmd.Process.Pid, syscall.SIGKILL)
 		sh(b, "ip", "-n", ds[0].ns, "link", "set", ds[0].iface, "down")
 		at, last, garp, ok := answered()
-		if !ok {
+		if !ok || last.IsZero() || garp.IsZero() {
 			b.Fatalf("%s: the backup never answered after the master died (or no advert or announcement was seen)", kind)
 		}
 		hard = append(hard, at.Sub(killed))
@@ -353,9 +353,9 @@ func listenAdverts() (net.PacketConn, error) {
 }
 
 // startRace runs the race role in the client namespace in the background;
-// the returned func waits for the time of the first answer from server,
-// of the last advert at masterPrio and of the first gratuitous ARP after
-// that advert.
+// the returned func waits for the time of the first answer from server
+// (ok if there was one), of the last advert at masterPrio and of the
+// first gratuitous ARP after that advert (zero if none was seen).
 func startRace(t testing.TB, client, url, server string, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
 	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server)
@@ -370,6 +370,12 @@ func startRace(t testing.TB, client, url, server string, d time.Duration) func()
 		if _, err := fmt.Sscan(out.String(), &ms, &us, &garp); err != nil {
 			t.Fatalf("race output %q: %v", out.String(), err)
 		}
-		return time.UnixMilli(ms), time.UnixMicro(us), time.UnixMicro(garp), ms != 0 && us != 0 && garp != 0
+		at := func(us int64) time.Time {
+			if us == 0 {
+				return time.Time{}
+			}
+			return time.UnixMicro(us)
+		}
+		return at(ms * 1000), at(us), at(garp), ms != 0
 	}
 }
