@@ -157,7 +157,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		// on that point (Master_Down_Interval runs from the last advert),
 		// and the fixed sleeps of this loop would otherwise always land
 		// on the same point of a master whose adverts keep to schedule.
-		answered := startRace(b, client, url, "lb2", 7*advert+3*time.Second)
+		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), 7*advert+3*time.Second)
 		// At least one advert falls in the race's window first.
 		time.Sleep(advert + 500*time.Millisecond + rand.N(advert))
 		killed := time.Now()
@@ -210,7 +210,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 // client measures its own timeouts: a request sent to a dead master waits
 // out its timeout, and the first answer from the backup comes only after
 // it. Requests in parallel put the resolution at the 10 ms cadence.
-func race(url, duration, server string) int {
+func race(url, duration, server, garpFrom string) int {
 	d, err := time.ParseDuration(duration)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
@@ -253,7 +253,9 @@ func race(url, duration, server string) int {
 				if f.UnmarshalBinary(buf[:n]) != nil || p.UnmarshalBinary(f.Payload) != nil {
 					continue
 				}
-				if p.SenderIP == p.TargetIP {
+				// The old master's own repeats must not count as the
+				// new master's announcement.
+				if p.SenderIP == p.TargetIP && (garpFrom == "" || p.SenderHardwareAddr.String() == garpFrom) {
 					mu.Lock()
 					garps = append(garps, time.Now().UnixMicro())
 					mu.Unlock()
@@ -319,6 +321,15 @@ func race(url, duration, server string) int {
 	return 0
 }
 
+// hwAddr is the hardware address of iface in namespace ns.
+func hwAddr(t testing.TB, ns, iface string) string {
+	f := strings.Fields(sh(t, "ip", "-n", ns, "-br", "link", "show", "dev", iface))
+	if len(f) < 3 {
+		t.Fatalf("no hardware address for %s in %s: %q", iface, ns, f)
+	}
+	return f[2]
+}
+
 // mustInterfaces is the namespace's non-loopback interfaces.
 func mustInterfaces() []net.Interface {
 	ifs, _ := net.Interfaces()
@@ -355,10 +366,11 @@ func listenAdverts() (net.PacketConn, error) {
 // startRace runs the race role in the client namespace in the background;
 // the returned func waits for the time of the first answer from server
 // (ok if there was one), of the last advert at masterPrio and of the
-// first gratuitous ARP after that advert (zero if none was seen).
-func startRace(t testing.TB, client, url, server string, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
+// first gratuitous ARP after that advert (zero if none was seen) sent
+// from the hardware address garpFrom (any if empty).
+func startRace(t testing.TB, client, url, server, garpFrom string, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
-	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server)
+	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom)
 	var out strings.Builder
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {

@@ -42,7 +42,9 @@ import (
 //	      GET again on the same connection, print "second BODY reused=BOOL"
 //	race: start a GET of $LVSHA_URL every 10 ms for $LVSHA_DURATION, each
 //	      on its own connection, and print when the first answer from
-//	      $LVSHA_NAME arrived (unix ms), or 0
+//	      $LVSHA_NAME arrived (unix ms), or 0; then the last advert at
+//	      priority 150 and the first gratuitous ARP from $LVSHA_MAC
+//	      after it (unix µs, or 0)
 //	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
 //	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
 func runRole(role string) int {
@@ -67,7 +69,7 @@ func runRole(role string) int {
 	case "poll":
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":
-		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"))
+		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"))
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
@@ -61,6 +62,10 @@ type Instance struct {
 	// stopped closes when Run returns.
 	stopped chan struct{}
 	vipOps  chan vipReq // in order
+	// vipPending counts the VIP ops queued or running in vipLoop. Only the
+	// Run goroutine queues them, so when it reads zero vipLoop is idle
+	// and stays idle until that goroutine queues again.
+	vipPending atomic.Int32
 	// lastReannounce rate-limits re-announcing on lower-priority adverts.
 	lastReannounce time.Time
 	// lastRefresh rate-limits renewing the VIPs' lifetimes.
@@ -234,7 +239,7 @@ func (i *Instance) reconfigure(in conf.VRRPInstance) error {
 	i.mu.Unlock()
 	if !slices.Equal(old.VirtualIPs, in.VirtualIPs) || old.GARPRepeat != in.GARPRepeat ||
 		old.GARPRefresh != in.GARPRefresh || old.AdvertInterval != in.AdvertInterval {
-		i.vipOps <- vipReq{op: opReconfigure, in: in}
+		i.queueVIP(vipReq{op: opReconfigure, in: in})
 	}
 	i.perform(time.Now(), acts, false)
 	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.m.State().String())
@@ -458,11 +463,18 @@ func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
 type vipOp uint8
 
 // vipReq is one VIP change for vipLoop; in is opReconfigure's new
-// config, grace opHandOver's wait.
+// config, grace opHandOver's wait, taken says that opAcquire's VIPs were
+// added and first announced already (see perform).
 type vipReq struct {
 	op    vipOp
 	in    conf.VRRPInstance
 	grace time.Duration
+	taken bool
+}
+
+func (i *Instance) queueVIP(req vipReq) {
+	i.vipPending.Add(1)
+	i.vipOps <- req
 }
 
 const (
@@ -493,7 +505,7 @@ func (i *Instance) step(ev vrrp.Event) {
 		// neighbours come back (keepalived: garp_lower_prio_repeat).
 		if p := a.Advert.Priority; i.m.State() == vrrp.Master && p > 0 && p < i.m.Priority() && now.Sub(i.lastReannounce) > time.Second {
 			i.lastReannounce = now
-			i.vipOps <- vipReq{op: opAnnounce}
+			i.queueVIP(vipReq{op: opAnnounce})
 		}
 	}
 	acts := i.m.Step(now, ev)
@@ -521,19 +533,33 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 			// four times per lifetime (two netlink calls each, so not on
 			// every 100 ms advert), without blocking the state machine.
 			if a.Priority > 0 && i.m.State() == vrrp.Master && now.Sub(i.lastRefresh) >= vip.Lifetime(i.cfg.AdvertInterval)/4 {
+				i.vipPending.Add(1)
 				select {
 				case i.vipOps <- vipReq{op: opRefresh}:
 					i.lastRefresh = now
 				default:
+					i.vipPending.Add(-1)
 				}
 			}
 		case vrrp.AddVIPs:
-			i.vipOps <- vipReq{op: opAcquire}
+			// The clients' wait ends with the first announcement: with
+			// vipLoop idle, add the VIPs and announce them here, at once,
+			// rather than after a hand-off to vipLoop's goroutine (which on
+			// a busy machine runs only after this one has logged the
+			// transition and queued its hooks). vipLoop does the rest.
+			if i.vipPending.Load() == 0 {
+				if err := i.holder.Take(); err != nil {
+					i.log.Error("acquire VIPs", "error", err)
+				}
+				i.queueVIP(vipReq{op: opAcquire, taken: true})
+			} else {
+				i.queueVIP(vipReq{op: opAcquire})
+			}
 		case vrrp.RemoveVIPs:
 			if handover {
-				i.vipOps <- vipReq{op: opHandOver, grace: i.handoverGrace()}
+				i.queueVIP(vipReq{op: opHandOver, grace: i.handoverGrace()})
 			} else {
-				i.vipOps <- vipReq{op: opRelease}
+				i.queueVIP(vipReq{op: opRelease})
 			}
 		case vrrp.Dropped:
 			i.drops.Inc(a.Reason)
@@ -599,45 +625,59 @@ func (i *Instance) vipLoop(ctx context.Context) {
 		}
 	}()
 	for req := range i.vipOps {
-		op := req.op
-		switch op {
-		case opReconfigure:
-			if err := i.holder.Reconfigure(ctx, req.in, len(acquisitions) > 0); err != nil {
-				i.log.Error("reconfigure VIPs", "error", err)
-			}
-			continue
-		case opAnnounce:
-			if len(acquisitions) > 0 {
-				i.holder.Announce(ctx)
-			}
-			continue
-		case opRefresh:
-			// Only while held: a refresh queued before a release must not
-			// bring the VIPs back.
-			if len(acquisitions) > 0 {
-				if err := i.holder.Refresh(); err != nil {
-					i.log.Warn("refresh VIP lifetimes", "error", err)
-				}
-			}
-			continue
-		}
-		for _, c := range acquisitions {
-			c()
-		}
-		acquisitions = acquisitions[:0]
-		if op == opHandOver {
-			time.Sleep(req.grace)
-		}
-		if op == opRelease || op == opHandOver {
-			if err := i.holder.Release(); err != nil {
-				i.log.Error("release VIPs", "error", err)
-			}
-			continue
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		acquisitions = append(acquisitions, cancel)
-		if err := i.holder.Acquire(mctx); err != nil && !errors.Is(err, context.Canceled) {
-			i.log.Error("acquire VIPs", "error", err)
-		}
+		acquisitions = i.doVIP(ctx, req, acquisitions)
+		i.vipPending.Add(-1)
 	}
+}
+
+// doVIP performs one request for vipLoop; acquisitions are the cancel
+// funcs of the acquisitions still announcing.
+func (i *Instance) doVIP(ctx context.Context, req vipReq, acquisitions []context.CancelFunc) []context.CancelFunc {
+	op := req.op
+	switch op {
+	case opReconfigure:
+		if err := i.holder.Reconfigure(ctx, req.in, len(acquisitions) > 0); err != nil {
+			i.log.Error("reconfigure VIPs", "error", err)
+		}
+		return acquisitions
+	case opAnnounce:
+		if len(acquisitions) > 0 {
+			i.holder.Announce(ctx)
+		}
+		return acquisitions
+	case opRefresh:
+		// Only while held: a refresh queued before a release must not
+		// bring the VIPs back.
+		if len(acquisitions) > 0 {
+			if err := i.holder.Refresh(); err != nil {
+				i.log.Warn("refresh VIP lifetimes", "error", err)
+			}
+		}
+		return acquisitions
+	}
+	for _, c := range acquisitions {
+		c()
+	}
+	acquisitions = acquisitions[:0]
+	if op == opHandOver {
+		time.Sleep(req.grace)
+	}
+	if op == opRelease || op == opHandOver {
+		if err := i.holder.Release(); err != nil {
+			i.log.Error("release VIPs", "error", err)
+		}
+		return acquisitions
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	acquisitions = append(acquisitions, cancel)
+	var err error
+	if req.taken {
+		err = i.holder.FollowUp(mctx)
+	} else {
+		err = i.holder.Acquire(mctx)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		i.log.Error("acquire VIPs", "error", err)
+	}
+	return acquisitions
 }

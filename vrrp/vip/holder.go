@@ -119,10 +119,24 @@ const secondBurst = time.Second
 // Acquire takes the VIPs and announces them; while ctx lives it announces
 // them again after secondBurst and, with garp_refresh set, every period.
 func (h *Holder) Acquire(ctx context.Context) error {
+	err := h.Take()
+	return errors.Join(err, h.FollowUp(ctx))
+}
+
+// Take adds the VIPs and sends their first announcement, without waiting:
+// what a new master does at once.
+func (h *Holder) Take() error {
 	if h.nd != nil {
 		h.nd.SetActive(true)
 	}
-	err := h.mgr.Acquire(ctx)
+	return h.mgr.Take()
+}
+
+// FollowUp is the rest of Acquire after Take: the repeated announcements,
+// then in the background the second burst and the periodic refresh until
+// ctx is done.
+func (h *Holder) FollowUp(ctx context.Context) error {
+	err := h.mgr.FollowUp(ctx)
 	refresh := h.refresh
 	go func() {
 		select {

@@ -257,6 +257,14 @@ func (m *Manager) lookup(op string) error {
 // by a crash, is replaced in place, not duplicated) and announces each
 // Repeat times. It returns after the announcements or when ctx ends.
 func (m *Manager) Acquire(ctx context.Context) error {
+	err := m.Take()
+	return errors.Join(err, m.FollowUp(ctx))
+}
+
+// Take adds the VIPs and sends the first announcement: the part of
+// Acquire that decides when clients come back, so that a caller can do
+// it at once and leave FollowUp to another goroutine.
+func (m *Manager) Take() error {
 	// Taking over is the moment every millisecond counts: the interface
 	// found before is used without a lookup (replace finds it again if it
 	// has gone), and the first announcement goes before the logging.
@@ -265,9 +273,10 @@ func (m *Manager) Acquire(ctx context.Context) error {
 			return err
 		}
 	}
+	vips, _ := m.current()
 	var errs []error
 	var added []netip.Prefix
-	for _, p := range m.vips {
+	for _, p := range vips {
 		if err := m.replace("acquire", p); err != nil {
 			errs = append(errs, fmt.Errorf("add VIP %s to %s: %w", p, m.iface, err))
 			continue
@@ -282,19 +291,26 @@ func (m *Manager) Acquire(ctx context.Context) error {
 	for _, p := range added {
 		m.log.Info("VIP added", "op", "acquire", "vip", p.String(), "interface", m.iface)
 	}
+	return errors.Join(errs...)
+}
+
+// FollowUp sends the announcements after Take's first, Gap apart, until
+// there were Repeat of them or ctx is done.
+func (m *Manager) FollowUp(ctx context.Context) error {
 	if m.ann == nil {
-		return errors.Join(errs...)
+		return nil
 	}
-	for i := 1; i < m.Repeat; i++ {
+	_, repeat := m.current()
+	for i := 1; i < repeat; i++ {
 		select {
 		case <-ctx.Done():
-			return errors.Join(append(errs, ctx.Err())...)
+			return ctx.Err()
 		case <-time.After(m.Gap):
 		}
 		// Errors of the repeats were those of the first.
 		m.Announce()
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Announce sends one announcement for every VIP; for a periodic refresh

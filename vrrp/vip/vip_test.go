@@ -2,14 +2,19 @@ package vip
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -106,6 +111,81 @@ func TestManagerReconfigure(t *testing.T) {
 			}
 			if !slices.Equal(f.calls, dels) {
 				t.Errorf("release after reconfigure: %q, want %q", f.calls, dels)
+			}
+		})
+	}
+}
+
+// arpRecorder is an ARP socket that records each frame's target address.
+type arpRecorder struct {
+	net.PacketConn // nil: only WriteTo is called
+	mu             sync.Mutex
+	sent           []string
+}
+
+func (r *arpRecorder) WriteTo(b []byte, _ net.Addr) (int, error) {
+	var f ethernet.Frame
+	var p arp.Packet
+	if err := f.UnmarshalBinary(b); err != nil {
+		return 0, err
+	}
+	if err := p.UnmarshalBinary(f.Payload); err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, p.TargetIP.String())
+	return len(b), nil
+}
+
+func (r *arpRecorder) frames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sent)
+}
+
+// TestManagerTakeFollowUp: Take adds every VIP and sends one announcement
+// each, without waiting; FollowUp sends the other Repeat-1 rounds, Gap
+// apart, and stops when its context ends.
+func TestManagerTakeFollowUp(t *testing.T) {
+	tests := []struct {
+		name      string
+		repeat    int
+		cancel    bool // cancel FollowUp's context before it starts
+		wantAfter []string
+		wantErr   error
+	}{
+		{"three rounds", 3, false, []string{"10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"}, nil},
+		{"one round: nothing to follow", 1, false, []string{"10.0.0.1", "10.0.0.2"}, nil},
+		{"cancelled: no more rounds", 3, true, []string{"10.0.0.1", "10.0.0.2"}, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeAddrs{}
+			rec := &arpRecorder{}
+			ann := &Announcer{ARP: rec, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+			m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", prefixes("10.0.0.1/24", "10.0.0.2/24"), ann,
+				func(hw net.HardwareAddr) net.Addr { return &net.IPAddr{} })
+			m.Repeat, m.Gap = tt.repeat, time.Millisecond
+			if err := m.Take(); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := f.addrs, []string{"10.0.0.1/24 0s", "10.0.0.2/24 0s"}; !slices.Equal(got, want) {
+				t.Errorf("after Take: addresses %q, want %q", got, want)
+			}
+			if got := rec.frames(); !slices.Equal(got, []string{"10.0.0.1", "10.0.0.2"}) {
+				t.Errorf("after Take: announced %q, want one round", got)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if tt.cancel {
+				cancel()
+			}
+			defer cancel()
+			if err := m.FollowUp(ctx); !errors.Is(err, tt.wantErr) {
+				t.Errorf("FollowUp: %v, want %v", err, tt.wantErr)
+			}
+			if got := rec.frames(); !slices.Equal(got, tt.wantAfter) {
+				t.Errorf("after FollowUp: announced %q, want %q", got, tt.wantAfter)
 			}
 		})
 	}
