@@ -73,6 +73,7 @@ type pair struct {
 	client string
 	ds     []*director
 	kaArgs []string // keepalived vrrp_instance extra lines
+	prios  [2]int   // lb1's, lb2's
 }
 
 func (p *pair) startDirector(t testing.TB, i int) {
@@ -81,7 +82,7 @@ func (p *pair) startDirector(t testing.TB, i int) {
 		d.start(t)
 		return
 	}
-	d.cmd = startKeepalivedVRRP(t, d.ns, d.iface, []int{150, 100}[i], "10.79.0.100/24", p.kaArgs[0])
+	d.cmd = startKeepalivedVRRP(t, d.ns, d.iface, p.prios[i], "10.79.0.100/24", p.kaArgs[0])
 }
 
 // BenchmarkFailover measures, for lvsha and keepalived with the same
@@ -97,20 +98,25 @@ func BenchmarkFailover(b *testing.B) {
 		lvsha, ka string
 		advert    time.Duration
 		version   int
+		prios     [2]int
 	}{
-		{"v3-1s", "version = 3\nadvert_interval = \"1s\"\n", "  version 3\n  advert_int 1\n", time.Second, 3},
+		{"v3-1s", "version = 3\nadvert_interval = \"1s\"\n", "  version 3\n  advert_int 1\n", time.Second, 3, [2]int{150, 100}},
 		// lvsha's defaults: nothing set.
-		{"v3-100ms", "", "  version 3\n  advert_int 0.1\n", 100 * time.Millisecond, 3},
-		{"v2-1s", "version = 2\nadvert_interval = \"1s\"\n", "  version 2\n  advert_int 1\n", time.Second, 2},
+		{"v3-100ms", "", "  version 3\n  advert_int 0.1\n", 100 * time.Millisecond, 3, [2]int{150, 100}},
+		// The backup's skew time shrinks as its priority grows: at 200
+		// Master_Down_Interval is 322 ms instead of 361.
+		{"v3-100ms-prio250-200", "", "  version 3\n  advert_int 0.1\n", 100 * time.Millisecond, 3, [2]int{250, 200}},
+		{"v2-1s", "version = 2\nadvert_interval = \"1s\"\n", "  version 2\n  advert_int 1\n", time.Second, 2, [2]int{150, 100}},
 	} {
 		b.Run(set.name, func(b *testing.B) {
 			for _, kind := range []string{"lvsha", "keepalived"} {
-				hard, sinceAdvert, phase, announced, lost := failoverRuns(b, kind, set.lvsha, set.ka, set.advert, b.N)
-				// The backup (priority 100) takes over Master_Down_Interval
-				// after the master's last advert, which the kill follows by
-				// a phase of up to one interval; the issue allows 20 ms
-				// more than Master_Down_Interval from the kill.
-				bound := vrrp.MasterDownInterval(set.version, 100, set.advert) + 20*time.Millisecond
+				r := failoverRuns(b, kind, set.lvsha, set.ka, set.advert, set.prios, b.N)
+				hard := r.hard
+				// The backup takes over Master_Down_Interval after the
+				// master's last advert, which the kill follows by a phase
+				// of up to one interval; the issue allows 20 ms more than
+				// Master_Down_Interval from the kill.
+				bound := vrrp.MasterDownInterval(set.version, uint8(set.prios[1]), set.advert) + 20*time.Millisecond
 				within := 0
 				for _, h := range hard {
 					if h <= bound {
@@ -119,13 +125,19 @@ func BenchmarkFailover(b *testing.B) {
 				}
 				b.ReportMetric(median(hard).Seconds(), kind+"-failover-s")
 				b.ReportMetric(slices.Max(hard).Seconds(), kind+"-failover-max-s")
-				b.ReportMetric(median(sinceAdvert).Seconds(), kind+"-since-last-advert-s")
-				b.ReportMetric(median(phase).Seconds(), kind+"-kill-phase-s")
-				b.ReportMetric(median(announced).Seconds(), kind+"-announced-after-last-advert-s")
+				b.ReportMetric(slices.Min(hard).Seconds(), kind+"-failover-min-s")
+				b.ReportMetric(median(r.sinceAdvert).Seconds(), kind+"-since-last-advert-s")
+				b.ReportMetric(median(r.phase).Seconds(), kind+"-kill-phase-s")
+				b.ReportMetric(median(r.announced).Seconds(), kind+"-announced-after-last-advert-s")
 				b.ReportMetric(float64(within)/float64(len(hard)), kind+"-within-bound")
-				b.ReportMetric(float64(medianInt(lost)), kind+"-graceful-lost")
-				b.Logf("%s %s: failover %v (bound %v); from the last advert %v; kill phase %v; announced after the last advert %v; graceful handover lost %v",
-					set.name, kind, hard, bound, sinceAdvert, phase, announced, lost)
+				b.ReportMetric(float64(medianInt(r.lost)), kind+"-graceful-lost")
+				b.ReportMetric(float64(slices.Max(r.lost)), kind+"-graceful-lost-max")
+				if len(r.takeover) > 0 {
+					b.ReportMetric(median(r.takeover).Seconds(), kind+"-takeover-s")
+					b.ReportMetric(slices.Max(r.takeover).Seconds(), kind+"-takeover-max-s")
+				}
+				b.Logf("%s %s: failover %v (bound %v); from the last advert %v; kill phase %v; announced after the last advert %v; takeover after the kill %v; graceful handover lost %v",
+					set.name, kind, hard, bound, r.sinceAdvert, r.phase, r.announced, r.takeover, r.lost)
 			}
 		})
 	}
@@ -139,11 +151,24 @@ func medianInt(v []int) int {
 	return int(median(d))
 }
 
-func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Duration, n int) (hard, sinceAdvert, phase, announced []time.Duration, lost []int) {
+// failoverResult is one kind's runs at one setting, one entry per run.
+type failoverResult struct {
+	// hard is kill → first answer through the backup; sinceAdvert the
+	// same from the master's last advert, phase the kill's delay after
+	// that advert, announced the backup's first gratuitous ARP after it.
+	hard, sinceAdvert, phase, announced []time.Duration
+	// takeover is kill → the backup's transition to master, from its
+	// status (lvsha only).
+	takeover []time.Duration
+	// lost is the failed requests of each graceful handover.
+	lost []int
+}
+
+func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Duration, prios [2]int, n int) (r failoverResult) {
 	const vip = "10.79.0.100"
 	url := "http://" + vip + "/"
-	client, ds := newDirectors(b, vip+"/24", func(int) string { return lvshaExtra }, 150, 100)
-	p := &pair{kind: kind, client: client, ds: ds, kaArgs: []string{kaExtra}}
+	client, ds := newDirectors(b, vip+"/24", func(int) string { return lvshaExtra }, prios[0], prios[1])
+	p := &pair{kind: kind, client: client, ds: ds, kaArgs: []string{kaExtra}, prios: prios}
 	holder := func() string { return vipHolders(b, ds, vip) }
 	p.startDirector(b, 0)
 	p.startDirector(b, 1)
@@ -157,7 +182,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		// on that point (Master_Down_Interval runs from the last advert),
 		// and the fixed sleeps of this loop would otherwise always land
 		// on the same point of a master whose adverts keep to schedule.
-		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), 7*advert+3*time.Second)
+		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), prios[0], 7*advert+3*time.Second)
 		// At least one advert falls in the race's window first.
 		time.Sleep(advert + 500*time.Millisecond + rand.N(advert))
 		killed := time.Now()
@@ -167,14 +192,15 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		if !ok || last.IsZero() || garp.IsZero() {
 			b.Fatalf("%s: the backup never answered after the master died (or no advert or announcement was seen)", kind)
 		}
-		hard = append(hard, at.Sub(killed))
-		sinceAdvert = append(sinceAdvert, at.Sub(last))
-		phase = append(phase, killed.Sub(last))
-		announced = append(announced, garp.Sub(last))
+		r.hard = append(r.hard, at.Sub(killed))
+		r.sinceAdvert = append(r.sinceAdvert, at.Sub(last))
+		r.phase = append(r.phase, killed.Sub(last))
+		r.announced = append(r.announced, garp.Sub(last))
 		if kind == "lvsha" {
 			// Where the time went: the master's last advert heard, the
 			// backup's takeover and the client's first answer, from the kill.
 			if st, ok := ds[1].instanceStatus("vi"); ok {
+				r.takeover = append(r.takeover, st.LastTransition.Sub(killed))
 				b.Logf("kill→answer %v: last advert %v before the kill, takeover %v after it (%v after the last advert)",
 					at.Sub(killed).Round(time.Millisecond), killed.Sub(st.LastAdvert).Round(time.Millisecond),
 					st.LastTransition.Sub(killed).Round(time.Millisecond), st.LastTransition.Sub(st.LastAdvert).Round(time.Millisecond))
@@ -193,15 +219,15 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		wait := startPoll(b, client, url, 4*advert+3*time.Second)
 		time.Sleep(500 * time.Millisecond)
 		ds[0].cmd.Process.Signal(syscall.SIGTERM)
-		r := wait()
-		lost = append(lost, r.Failed)
+		res := wait()
+		r.lost = append(r.lost, res.Failed)
 		ds[0].cmd.Wait()
-		if _, ok := r.firstAnswerFrom("lb2"); !ok {
-			b.Fatalf("%s: no answer from the backup after a graceful stop: %+v", kind, r)
+		if _, ok := res.firstAnswerFrom("lb2"); !ok {
+			b.Fatalf("%s: no answer from the backup after a graceful stop: %+v", kind, res)
 		}
 		p.startDirector(b, 0)
 	}
-	return hard, sinceAdvert, phase, announced, lost
+	return r
 }
 
 // race starts a GET of url every 10 ms for duration, each on its own
@@ -210,7 +236,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 // client measures its own timeouts: a request sent to a dead master waits
 // out its timeout, and the first answer from the backup comes only after
 // it. Requests in parallel put the resolution at the 10 ms cadence.
-func race(url, duration, server, garpFrom string) int {
+func race(url, duration, server, garpFrom string, masterPrio int) int {
 	d, err := time.ParseDuration(duration)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
@@ -270,7 +296,7 @@ func race(url, duration, server, garpFrom string) int {
 			if err != nil {
 				return
 			}
-			if n >= 3 && buf[2] == masterPrio {
+			if n >= 3 && int(buf[2]) == masterPrio {
 				mu.Lock()
 				lastAdvert = time.Now().UnixMicro()
 				mu.Unlock()
@@ -336,9 +362,6 @@ func mustInterfaces() []net.Interface {
 	return slices.DeleteFunc(ifs, func(i net.Interface) bool { return i.Flags&net.FlagLoopback != 0 })
 }
 
-// masterPrio is the preferred master's priority in the failover pairs.
-const masterPrio = 150
-
 // listenAdverts receives VRRP (IP protocol 112) on every interface of the
 // namespace, joined to 224.0.0.18.
 func listenAdverts() (net.PacketConn, error) {
@@ -368,9 +391,9 @@ func listenAdverts() (net.PacketConn, error) {
 // (ok if there was one), of the last advert at masterPrio and of the
 // first gratuitous ARP after that advert (zero if none was seen) sent
 // from the hardware address garpFrom (any if empty).
-func startRace(t testing.TB, client, url, server, garpFrom string, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
+func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
-	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom)
+	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom, "LVSHA_PRIO="+strconv.Itoa(masterPrio))
 	var out strings.Builder
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {

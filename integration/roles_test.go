@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +44,7 @@ import (
 //	race: start a GET of $LVSHA_URL every 10 ms for $LVSHA_DURATION, each
 //	      on its own connection, and print when the first answer from
 //	      $LVSHA_NAME arrived (unix ms), or 0; then the last advert at
-//	      priority 150 and the first gratuitous ARP from $LVSHA_MAC
+//	      priority $LVSHA_PRIO and the first gratuitous ARP from $LVSHA_MAC
 //	      after it (unix µs, or 0)
 //	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
 //	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
@@ -69,7 +70,8 @@ func runRole(role string) int {
 	case "poll":
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":
-		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"))
+		prio, _ := strconv.Atoi(os.Getenv("LVSHA_PRIO"))
+		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"), prio)
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}
