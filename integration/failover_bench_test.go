@@ -196,16 +196,20 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		r.sinceAdvert = append(r.sinceAdvert, at.Sub(last))
 		r.phase = append(r.phase, killed.Sub(last))
 		r.announced = append(r.announced, garp.Sub(last))
+		// Where the time went, run by run (stderr: a benchmark's log keeps
+		// only its first lines): the master's last advert, the kill, the
+		// backup's takeover (lvsha's status), its first announcement and
+		// the client's first answer.
+		takeover := "-"
 		if kind == "lvsha" {
-			// Where the time went: the master's last advert heard, the
-			// backup's takeover and the client's first answer, from the kill.
 			if st, ok := ds[1].instanceStatus("vi"); ok {
 				r.takeover = append(r.takeover, st.LastTransition.Sub(killed))
-				b.Logf("kill→answer %v: last advert %v before the kill, takeover %v after it (%v after the last advert)",
-					at.Sub(killed).Round(time.Millisecond), killed.Sub(st.LastAdvert).Round(time.Millisecond),
-					st.LastTransition.Sub(killed).Round(time.Millisecond), st.LastTransition.Sub(st.LastAdvert).Round(time.Millisecond))
+				takeover = st.LastTransition.Sub(last).Round(time.Millisecond).String()
 			}
 		}
+		fmt.Fprintf(os.Stderr, "failover run: %s advert %v: kill %v after the last advert; from it: takeover %s, announced %v, answered %v (%v after the kill)\n",
+			kind, advert, killed.Sub(last).Round(time.Millisecond), takeover, garp.Sub(last).Round(time.Millisecond),
+			at.Sub(last).Round(time.Millisecond), at.Sub(killed).Round(time.Millisecond))
 		ds[0].cmd.Wait()
 		// keepalived leaves its VIP behind when killed; clear it as an
 		// operator would have to.

@@ -525,6 +525,12 @@ func (i *Instance) step(ev vrrp.Event) {
 // perform does what the machine asked, in order; handover delays a
 // release by handoverGrace.
 func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
+	// Taking the VIPs gives them fresh lifetimes: a refresh queued by the
+	// advert that precedes AddVIPs would only make the acquisition wait
+	// behind it.
+	if slices.ContainsFunc(acts, func(a vrrp.Action) bool { _, ok := a.(vrrp.AddVIPs); return ok }) {
+		i.lastRefresh = now
+	}
 	for _, act := range acts {
 		switch a := act.(type) {
 		case vrrp.SendAdvert:
