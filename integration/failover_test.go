@@ -71,12 +71,23 @@ func poll(url, duration string) int {
 type director struct {
 	name, ns, iface, dir, cfg, sock string
 	cmd                             *exec.Cmd
+	// logFile, if set, takes the daemon's log instead of the test's
+	// output (appended across restarts).
+	logFile string
 }
 
 func (d *director) start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", d.ns, os.Getenv(envLvsha), "run", "-c", d.cfg)
 	cmd.Stderr = os.Stderr
+	if d.logFile != "" {
+		f, err := os.OpenFile(d.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close() // the child has its own descriptor
+		cmd.Stderr = f
+	}
 	// Its own process group, so the whole daemon can be SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
