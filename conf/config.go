@@ -93,10 +93,13 @@ type VRRPInstance struct {
 	VIPHolder string
 	// GARPRepeat is how many gratuitous ARPs / unsolicited neighbour
 	// advertisements announce each VIP on becoming master (key
-	// "garp_repeat"; default 5); GARPRefresh repeats one every period
-	// while master, 0 for never (key "garp_refresh"; default 0s).
-	GARPRepeat  int
-	GARPRefresh time.Duration
+	// "garp_repeat"; default 5), GARPInterval the pause between them, 0
+	// for back to back as keepalived sends them (key "garp_interval";
+	// default 0s, at most 1s); GARPRefresh repeats one every period while
+	// master, 0 for never (key "garp_refresh"; default 0s).
+	GARPRepeat   int
+	GARPInterval time.Duration
+	GARPRefresh  time.Duration
 	// TrackInterfaces put the instance in fault while any of them is down
 	// (key "track_interfaces").
 	TrackInterfaces []string

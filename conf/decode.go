@@ -344,6 +344,7 @@ type rawVRRP struct {
 	name, iface, unicastSrc, holder, auth  val[string]
 	routerID, priority, version, garp      val[int64]
 	advert, preemptDelay, refresh, timeout val[time.Duration]
+	garpInterval                           val[time.Duration]
 	preempt, accept                        val[bool]
 	peers, vips, trackIfaces               val[[]string]
 	notifyMaster, notifyBackup             val[[]string]
@@ -451,7 +452,7 @@ func (r *reader) config(root map[string]any) rawConfig {
 func (r *reader) vrrpInstance(t table) rawVRRP {
 	r.known(t, "name", "interface", "router_id", "priority", "version", "advert_interval",
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
-		"vip_holder", "garp_repeat", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
+		"vip_holder", "garp_repeat", "garp_interval", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
 		"auth_pass")
 	v := rawVRRP{
@@ -471,6 +472,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		holder:       r.enum(t, "vip_holder", "VIP holder", vipHolders()),
 		garp:         r.integer(t, "garp_repeat", 1, 100),
 		refresh:      r.duration(t, "garp_refresh"),
+		garpInterval: r.duration(t, "garp_interval"),
 		trackIfaces:  r.strs(t, "track_interfaces"),
 		notifyMaster: r.strs(t, "notify_master"),
 		notifyBackup: r.strs(t, "notify_backup"),

@@ -47,6 +47,7 @@ const (
 	defaultTrackExecFall   = 1
 	defaultNotifyTimeout   = 10 * time.Second
 	maxPreemptDelay        = 1000 * time.Second
+	maxGARPInterval        = time.Second
 	maxAuthPass            = 8
 	maxInterfaceNameLength = 15
 )

@@ -82,6 +82,7 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		Accept:       rv.accept.or(true),
 		VIPHolder:    rv.holder.or(defaultVIPHolder),
 		GARPRepeat:   int(rv.garp.or(defaultGARPRepeat)),
+		GARPInterval: rv.garpInterval.or(0),
 		GARPRefresh:  rv.refresh.or(0),
 		AuthPass:     rv.auth.or(""),
 		Notify: Notify{
@@ -132,6 +133,9 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 	}
 	if v := rv.preemptDelay; v.valid() && v.v > maxPreemptDelay {
 		b.add(v.key, "too long (got %s, want at most %s)", v.v, maxPreemptDelay)
+	}
+	if v := rv.garpInterval; v.valid() && v.v > maxGARPInterval {
+		b.add(v.key, "too long (got %s, want at most %s between two announcements)", v.v, maxGARPInterval)
 	}
 	if v := rv.timeout; v.valid() && v.v == 0 {
 		b.add(v.key, "must be positive (got 0s)")

@@ -59,6 +59,7 @@ unicast_src = "192.0.2.2"
 unicast_peers = ["192.0.2.3"]
 virtual_ips = ["192.0.2.102/24"]
 vip_holder = "interface"
+garp_interval = "5ms"
 
 [[vrrp_instance]]
 name = "vi6"
@@ -84,7 +85,7 @@ instances = ["vi1", "vi6"]
 			TrackExecs:            []TrackExecRef{{Name: "haproxy", Weight: 0}, {Name: "disk", Weight: 30}},
 			Notify:                Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second}},
 		{Name: "vi2", Interface: "eth0", RouterID: 52, Priority: 150, Version: 2, AdvertInterval: 2 * time.Second,
-			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, AuthPass: "secret12",
+			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, GARPInterval: 5 * time.Millisecond, AuthPass: "secret12",
 			UnicastSrc: netip.MustParseAddr("192.0.2.2"), UnicastPeers: []netip.Addr{netip.MustParseAddr("192.0.2.3")},
 			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.102/24")},
 			Notify:     Notify{Timeout: 10 * time.Second}},
@@ -154,6 +155,10 @@ func TestVRRPBad(t *testing.T) {
 			"t.toml:9: vrrp_instance[1].router_id: router_id 1 is already used on interface eth0 for inet VIPs by vrrp_instance[0] at line 1 (want a different router_id per virtual router on a link)"},
 		{"unknown instance in group", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\ninstances = [\"a\", \"zz\"]\n",
 			`t.toml:8: vrrp_sync_group[0].instances[1]: unknown vrrp_instance "zz"`},
+		{"garp_interval too long", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"2s\"\n",
+			"t.toml:6: vrrp_instance[0].garp_interval: too long (got 2s, want at most 1s between two announcements)"},
+		{"garp_interval negative", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"-1ms\"\n",
+			"t.toml:6: vrrp_instance[0].garp_interval: must not be negative (got -1ms, want >= 0s)"},
 		{"interface name too long", "[[vrrp_instance]]\nname = \"a\"\ninterface = \"averyveryverylongname\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.1\"]\n",
 			"t.toml:3: vrrp_instance[0].interface: too long for an interface name (got 21 bytes, want at most 15)"},
 	}

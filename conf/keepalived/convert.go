@@ -95,6 +95,9 @@ type converter struct {
 	garpRefresh time.Duration // vrrp_garp_master_refresh
 	garpNode    *Node
 	refreshNode *Node
+	// vrrp_garp_interval and vrrp_gna_interval: the gap in the bursts of
+	// IPv4 and of IPv6 instances.
+	garpInterval, gnaInterval *Node
 
 	// usedScripts are the vrrp_script names some instance tracks;
 	// skippedScripts were tracked in a way lvsha cannot carry.
@@ -196,8 +199,6 @@ var globalReasons = map[string]string{
 	"nftables":                 "lvsha installs no firewall rules",
 	"vrrp_skip_check_adv_addr": "lvsha compares the advertised addresses only to count mismatches; it never drops for them",
 	"vrrp_garp_master_delay":   "lvsha announces once on becoming master, repeated garp_repeat times",
-	"vrrp_garp_interval":       "lvsha sends each announcement burst back to back",
-	"vrrp_gna_interval":        "lvsha sends each announcement burst back to back",
 	"vrrp_mcast_group4":        "lvsha uses the RFC groups 224.0.0.18 and ff02::12",
 	"vrrp_mcast_group6":        "lvsha uses the RFC groups 224.0.0.18 and ff02::12",
 	"vrrp_priority":            "lvsha runs at normal scheduling priority",
@@ -242,6 +243,16 @@ func (c *converter) globalDefs(g *Node) {
 		case "vrrp_garp_master_refresh":
 			if d, ok := c.secondsArg(n); ok {
 				c.garpRefresh, c.refreshNode = d, n
+			}
+		case "vrrp_garp_interval", "vrrp_gna_interval":
+			if d, ok := c.secondsArg(n); ok {
+				if d > time.Second {
+					c.warn(n, "%s: not carried: lvsha allows at most 1s between two announcements (got %s)", n.Name, d)
+				} else if n.Name == "vrrp_garp_interval" {
+					c.garpInterval = n
+				} else {
+					c.gnaInterval = n
+				}
 			}
 		default:
 			c.dropped(n, globalReasons, "global_defs")

@@ -424,6 +424,15 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 	if garp >= 0 {
 		w.kv("garp_repeat", strconv.Itoa(garp), garpNote)
 	}
+	gap := c.gnaInterval
+	if fam {
+		gap = c.garpInterval
+	}
+	if gap != nil {
+		if d, _ := parseSeconds(gap.Args[0]); d > 0 {
+			w.kv("garp_interval", dur(d), at(gap, gap.Name))
+		}
+	}
 	if garpRefresh > 0 {
 		w.kv("garp_refresh", dur(garpRefresh), refreshNote)
 	}

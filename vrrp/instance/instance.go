@@ -237,7 +237,7 @@ func (i *Instance) reconfigure(in conf.VRRPInstance) error {
 		i.status.VIPs = append(i.status.VIPs, p.String())
 	}
 	i.mu.Unlock()
-	if !slices.Equal(old.VirtualIPs, in.VirtualIPs) || old.GARPRepeat != in.GARPRepeat ||
+	if !slices.Equal(old.VirtualIPs, in.VirtualIPs) || old.GARPRepeat != in.GARPRepeat || old.GARPInterval != in.GARPInterval ||
 		old.GARPRefresh != in.GARPRefresh || old.AdvertInterval != in.AdvertInterval {
 		i.queueVIP(vipReq{op: opReconfigure, in: in})
 	}

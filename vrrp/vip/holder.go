@@ -83,7 +83,7 @@ func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Hold
 		ann.NDP = h.nd.Conn()
 	}
 	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
-	h.mgr.Repeat = in.GARPRepeat
+	h.mgr.Repeat, h.mgr.Gap = in.GARPRepeat, in.GARPInterval
 	h.mgr.Lifetime = Lifetime(in.AdvertInterval)
 	return h, nil
 }
@@ -169,14 +169,10 @@ func (h *Holder) FollowUp(ctx context.Context) error {
 // (keepalived's garp_lower_prio_repeat): that peer's announcements may
 // have drawn the clients away.
 func (h *Holder) Announce(ctx context.Context) {
-	_, repeat := h.mgr.current()
+	_, repeat, gap := h.mgr.current()
 	for n := 0; n < repeat; n++ {
-		if n > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(h.mgr.Gap):
-			}
+		if n > 0 && !pause(ctx, gap) {
+			return
 		}
 		if err := h.mgr.Announce(); err != nil {
 			h.log.Warn("announce VIPs", "error", err)
@@ -201,7 +197,7 @@ func (h *Holder) Reconfigure(ctx context.Context, in conf.VRRPInstance, held boo
 			return fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
 		}
 	}
-	return h.mgr.Reconfigure(ctx, vips, in.GARPRepeat, Lifetime(in.AdvertInterval), held)
+	return h.mgr.Reconfigure(ctx, vips, in.GARPRepeat, in.GARPInterval, Lifetime(in.AdvertInterval), held)
 }
 
 // hostPrefixes is vips as the holder puts them: on a tun device a VIP is a

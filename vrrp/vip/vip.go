@@ -101,8 +101,9 @@ type Manager struct {
 	ann   *Announcer
 	to    addrFunc
 	// Repeat is how many announcements each VIP gets when acquired, Gap
-	// the pause between them (keepalived: garp_master_repeat 5,
-	// garp_interval 0).
+	// the pause between them; 0 sends them back to back (keepalived:
+	// garp_master_repeat 5, vrrp_garp_interval 0). Set them before use;
+	// Reconfigure changes them later.
 	Repeat int
 	Gap    time.Duration
 	// Lifetime, when set, gives every VIP a finite lifetime (whole seconds:
@@ -114,26 +115,43 @@ type Manager struct {
 	// Refresh, Release and Reconfigure are called in order from one
 	// goroutine.
 	link netlink.Link
-	// mu guards vips and Repeat against Reconfigure for Announce and
+	// mu guards vips, Repeat and Gap against Reconfigure for Announce and
 	// Held, which other goroutines call.
 	mu sync.Mutex
 }
 
-// current returns the VIPs and the announcement count.
-func (m *Manager) current() ([]netip.Prefix, int) {
+// current returns the VIPs, the announcement count and the gap.
+func (m *Manager) current() ([]netip.Prefix, int, time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.vips, m.Repeat
+	return m.vips, m.Repeat, m.Gap
 }
 
-// Reconfigure takes a reload's VIPs, announcement count and lifetime.
-// While held (the instance is master) it removes the VIPs dropped, adds
-// the new ones with the new lifetime and announces those Repeat times;
-// otherwise it only remembers them for the next Acquire.
-func (m *Manager) Reconfigure(ctx context.Context, vips []netip.Prefix, repeat int, lifetime time.Duration, held bool) error {
+// pause waits gap before the next announcement of a burst; false if ctx
+// ended first. A zero gap does not yield: back-to-back announcements
+// leave together, before anything else the process has to do.
+func pause(ctx context.Context, gap time.Duration) bool {
+	if gap <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Reconfigure takes a reload's VIPs, announcement count and gap, and
+// lifetime. While held (the instance is master) it removes the VIPs
+// dropped, adds the new ones with the new lifetime and announces those
+// Repeat times; otherwise it only remembers them for the next Acquire.
+func (m *Manager) Reconfigure(ctx context.Context, vips []netip.Prefix, repeat int, gap, lifetime time.Duration, held bool) error {
 	m.mu.Lock()
 	old := m.vips
-	m.vips, m.Repeat, m.Lifetime = slices.Clone(vips), repeat, lifetime
+	m.vips, m.Repeat, m.Gap, m.Lifetime = slices.Clone(vips), repeat, gap, lifetime
 	m.mu.Unlock()
 	if !held {
 		return nil
@@ -173,12 +191,8 @@ func (m *Manager) Reconfigure(ctx context.Context, vips []netip.Prefix, repeat i
 		return errors.Join(errs...)
 	}
 	for i := 0; i < repeat; i++ {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return errors.Join(append(errs, ctx.Err())...)
-			case <-time.After(m.Gap):
-			}
+		if i > 0 && !pause(ctx, gap) {
+			return errors.Join(append(errs, ctx.Err())...)
 		}
 		for _, p := range added {
 			if err := m.ann.Announce(p.Addr(), m.to); err != nil && i == 0 {
@@ -194,7 +208,7 @@ func (m *Manager) Reconfigure(ctx context.Context, vips []netip.Prefix, repeat i
 // address type the ARP conn wants (for mdlayher/packet: func(h) net.Addr {
 // return &packet.Addr{HardwareAddr: h} }).
 func NewManager(log *slog.Logger, nl Addrs, iface string, vips []netip.Prefix, ann *Announcer, to func(net.HardwareAddr) net.Addr) *Manager {
-	return &Manager{log: log, nl: nl, iface: iface, vips: vips, ann: ann, to: to, Repeat: 5, Gap: 10 * time.Millisecond}
+	return &Manager{log: log, nl: nl, iface: iface, vips: vips, ann: ann, to: to, Repeat: 5}
 }
 
 func (m *Manager) nlAddr(p netip.Prefix) *netlink.Addr {
@@ -261,9 +275,10 @@ func (m *Manager) Acquire(ctx context.Context) error {
 	return errors.Join(err, m.FollowUp(ctx))
 }
 
-// Take adds the VIPs and sends the first announcement: the part of
-// Acquire that decides when clients come back, so that a caller can do
-// it at once and leave FollowUp to another goroutine.
+// Take adds the VIPs and sends the first announcement, or with no Gap
+// the whole burst: the part of Acquire that decides when clients come
+// back, so that a caller can do it at once and leave FollowUp to another
+// goroutine.
 func (m *Manager) Take() error {
 	// Taking over is the moment every millisecond counts: the interface
 	// found before is used without a lookup (replace finds it again if it
@@ -273,7 +288,7 @@ func (m *Manager) Take() error {
 			return err
 		}
 	}
-	vips, _ := m.current()
+	vips, repeat, gap := m.current()
 	var errs []error
 	var added []netip.Prefix
 	for _, p := range vips {
@@ -284,8 +299,15 @@ func (m *Manager) Take() error {
 		added = append(added, p)
 	}
 	if m.ann != nil {
-		if err := m.Announce(); err != nil {
+		err := m.Announce()
+		if err != nil {
 			errs = append(errs, err)
+		}
+		// Back to back, the repeats go now: the runtime may not return to
+		// a goroutine handed them for several milliseconds, and they are
+		// the copies that count when the first is lost.
+		for i := 1; i < repeat && gap <= 0 && err == nil; i++ {
+			m.Announce()
 		}
 	}
 	for _, p := range added {
@@ -295,17 +317,15 @@ func (m *Manager) Take() error {
 }
 
 // FollowUp sends the announcements after Take's first, Gap apart, until
-// there were Repeat of them or ctx is done.
+// there were Repeat of them or ctx is done. With no Gap, Take sent them.
 func (m *Manager) FollowUp(ctx context.Context) error {
-	if m.ann == nil {
+	_, repeat, gap := m.current()
+	if m.ann == nil || gap <= 0 {
 		return nil
 	}
-	_, repeat := m.current()
 	for i := 1; i < repeat; i++ {
-		select {
-		case <-ctx.Done():
+		if !pause(ctx, gap) {
 			return ctx.Err()
-		case <-time.After(m.Gap):
 		}
 		// Errors of the repeats were those of the first.
 		m.Announce()
@@ -316,7 +336,7 @@ func (m *Manager) FollowUp(ctx context.Context) error {
 // Announce sends one announcement for every VIP; for a periodic refresh
 // (keepalived's garp_master_refresh).
 func (m *Manager) Announce() error {
-	vips, _ := m.current()
+	vips, _, _ := m.current()
 	var errs []error
 	for _, p := range vips {
 		if err := m.ann.Announce(p.Addr(), m.to); err != nil {
@@ -356,7 +376,7 @@ func (m *Manager) Held() ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", m.iface, err)
 	}
-	vips, _ := m.current()
+	vips, _, _ := m.current()
 	var held []netip.Prefix
 	for _, p := range vips {
 		for _, a := range addrs {

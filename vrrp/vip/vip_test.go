@@ -91,14 +91,14 @@ func TestManagerReconfigure(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.calls = nil
-			if err := m.Reconfigure(context.Background(), tt.next, 3, 4*time.Second, tt.held); err != nil {
+			if err := m.Reconfigure(context.Background(), tt.next, 3, 5*time.Millisecond, 4*time.Second, tt.held); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(f.addrs, tt.wantAddrs) || !slices.Equal(f.calls, tt.wantCalls) {
 				t.Errorf("addresses %q after calls %q, want %q after %q", f.addrs, f.calls, tt.wantAddrs, tt.wantCalls)
 			}
-			if _, repeat := m.current(); repeat != 3 {
-				t.Errorf("announcement count %d, want 3", repeat)
+			if _, repeat, gap := m.current(); repeat != 3 || gap != 5*time.Millisecond {
+				t.Errorf("announcement count %d and gap %v, want 3 and 5ms", repeat, gap)
 			}
 			// Whatever was held, Acquire and Release now work on the new set.
 			f.calls = nil
@@ -145,19 +145,26 @@ func (r *arpRecorder) frames() []string {
 }
 
 // TestManagerTakeFollowUp: Take adds every VIP and sends one announcement
-// each, without waiting; FollowUp sends the other Repeat-1 rounds, Gap
-// apart, and stops when its context ends.
+// each, without waiting, or with no Gap every round back to back;
+// FollowUp sends the other Repeat-1 rounds, Gap apart, and stops when its
+// context ends.
 func TestManagerTakeFollowUp(t *testing.T) {
+	one := []string{"10.0.0.1", "10.0.0.2"}
+	three := []string{"10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"}
 	tests := []struct {
 		name      string
 		repeat    int
+		gap       time.Duration
 		cancel    bool // cancel FollowUp's context before it starts
+		wantTake  []string
 		wantAfter []string
 		wantErr   error
 	}{
-		{"three rounds", 3, false, []string{"10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"}, nil},
-		{"one round: nothing to follow", 1, false, []string{"10.0.0.1", "10.0.0.2"}, nil},
-		{"cancelled: no more rounds", 3, true, []string{"10.0.0.1", "10.0.0.2"}, context.Canceled},
+		{"three rounds", 3, time.Millisecond, false, one, three, nil},
+		{"one round: nothing to follow", 1, time.Millisecond, false, one, one, nil},
+		{"cancelled: no more rounds", 3, time.Millisecond, true, one, one, context.Canceled},
+		{"no gap: every round in Take", 3, 0, false, three, three, nil},
+		{"no gap, cancelled: nothing left to cancel", 3, 0, true, three, three, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,15 +173,15 @@ func TestManagerTakeFollowUp(t *testing.T) {
 			ann := &Announcer{ARP: rec, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
 			m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", prefixes("10.0.0.1/24", "10.0.0.2/24"), ann,
 				func(hw net.HardwareAddr) net.Addr { return &net.IPAddr{} })
-			m.Repeat, m.Gap = tt.repeat, time.Millisecond
+			m.Repeat, m.Gap = tt.repeat, tt.gap
 			if err := m.Take(); err != nil {
 				t.Fatal(err)
 			}
 			if got, want := f.addrs, []string{"10.0.0.1/24 0s", "10.0.0.2/24 0s"}; !slices.Equal(got, want) {
 				t.Errorf("after Take: addresses %q, want %q", got, want)
 			}
-			if got := rec.frames(); !slices.Equal(got, []string{"10.0.0.1", "10.0.0.2"}) {
-				t.Errorf("after Take: announced %q, want one round", got)
+			if got := rec.frames(); !slices.Equal(got, tt.wantTake) {
+				t.Errorf("after Take: announced %q, want %q", got, tt.wantTake)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			if tt.cancel {
