@@ -40,6 +40,27 @@ type Status struct {
 	Dropped map[string]uint64 `json:"dropped,omitempty"`
 }
 
+// advertConn is the wire as an instance uses it (transport.Conn).
+type advertConn interface {
+	Read(buf []byte) (transport.Datagram, error)
+	Destinations() []netip.Addr
+	WriteTo(payload []byte, dst netip.Addr) error
+	Close() error
+}
+
+// vipHolder is where an instance's VIPs live (vip.Holder).
+type vipHolder interface {
+	Take() error
+	FollowUp(ctx context.Context) error
+	Acquire(ctx context.Context) error
+	Announce(ctx context.Context)
+	Refresh() error
+	Release() error
+	Reconfigure(ctx context.Context, in conf.VRRPInstance, held bool) error
+	Run(ctx context.Context) error
+	Close() error
+}
+
 type advertIn struct {
 	adv *vrrp.Advert
 	src netip.Addr
@@ -53,8 +74,8 @@ type Instance struct {
 	cfg    conf.VRRPInstance
 	mcfg   vrrp.Config
 	m      *vrrp.Machine
-	conn   *transport.Conn
-	holder *vip.Holder
+	conn   advertConn
+	holder vipHolder
 	hooks  *notify.Runner
 	drops  vrrp.Counters
 	events chan vrrp.Event
