@@ -4,16 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -192,19 +194,27 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		time.Sleep(3 * advert) // adverts flowing, the backup's timer armed
 
 		// Hard failover: the master's daemon dies with its link, at a
-		// random point of its advert interval. The failover time depends
+		// chosen point of its advert interval. The failover time depends
 		// on that point (Master_Down_Interval runs from the last advert),
-		// and the fixed sleeps of this loop would otherwise always land
-		// on the same point of a master whose adverts keep to schedule.
-		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), prios[0], 7*advert+3*time.Second)
-		// At least one advert falls in the race's window first.
-		time.Sleep(advert + 500*time.Millisecond + rand.N(advert))
-		killed := time.Now()
-		syscall.Kill(-ds[0].cmd.Process.Pid, syscall.SIGKILL)
+		// so every kind is killed at the same points, spread evenly over
+		// the interval (a golden-ratio sequence), at least one advert
+		// into the race's window.
+		phase := time.Duration(math.Mod(float64(i)*0.6180339887+0.5, 1) * 0.95 * float64(advert))
+		kill := raceKill{pgid: ds[0].cmd.Process.Pid, after: advert + 500*time.Millisecond, phase: phase}
+		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), prios[0], kill, 7*advert+3*time.Second)
+		exited := make(chan struct{})
+		go func() { ds[0].cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-time.After(7*advert + 5*time.Second):
+			syscall.Kill(-kill.pgid, syscall.SIGKILL)
+			<-exited
+			b.Fatalf("%s: the race never killed the master (no advert seen?)", kind)
+		}
 		sh(b, "ip", "-n", ds[0].ns, "link", "set", ds[0].iface, "down")
-		at, last, garp, ok := answered()
-		if !ok || last.IsZero() || garp.IsZero() {
-			b.Fatalf("%s: the backup never answered after the master died (or no advert or announcement was seen)", kind)
+		at, last, garp, killed, ok := answered()
+		if !ok || last.IsZero() || garp.IsZero() || killed.IsZero() {
+			b.Fatalf("%s: the backup never answered after the master died (or no advert, announcement or kill was seen)", kind)
 		}
 		r.hard = append(r.hard, at.Sub(killed))
 		r.sinceAdvert = append(r.sinceAdvert, at.Sub(last))
@@ -224,7 +234,13 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		fmt.Fprintf(os.Stderr, "failover run: %s advert %v: kill %v after the last advert; from it: takeover %s, announced %v, answered %v (%v after the kill)\n",
 			kind, advert, killed.Sub(last).Round(time.Millisecond), takeover, garp.Sub(last).Round(time.Millisecond),
 			at.Sub(last).Round(time.Millisecond), at.Sub(killed).Round(time.Millisecond))
-		ds[0].cmd.Wait()
+		if os.Getenv(envTrace) != "" && kind == "lvsha" {
+			// The new master's log around the takeover, its collections
+			// (gctrace) among them.
+			log, _ := os.ReadFile(ds[1].logFile)
+			lines := strings.Split(string(log), "\n")
+			fmt.Fprintf(os.Stderr, "lb2 log tail:\n%s\n", strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
 		// keepalived leaves its VIP behind when killed; clear it as an
 		// operator would have to.
 		exec.Command("ip", "-n", ds[0].ns, "addr", "del", vip+"/24", "dev", ds[0].iface).Run()
@@ -245,16 +261,54 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		}
 		p.startDirector(b, 0)
 	}
+	// The next kind must not share the VM's two CPUs with this pair.
+	for _, d := range ds {
+		stopProc(d.cmd)
+	}
 	return r
+}
+
+// raceKill is when the race kills the master: kill.pgid's process group
+// gets SIGKILL phase after the first advert seen after, from the race's
+// start. The race sees the adverts as they arrive, so the phase of the
+// kill in the master's advert interval is chosen, not left to chance:
+// lvsha and keepalived are killed at the same phases, and their medians
+// differ by what they do, not by where the kills happened to land.
+type raceKill struct {
+	pgid         int
+	after, phase time.Duration
+}
+
+// String is the form parseRaceKill reads ("" for no kill).
+func (k raceKill) String() string {
+	if k.pgid == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d %v %v", k.pgid, k.after, k.phase)
+}
+
+func parseRaceKill(s string) (k raceKill, err error) {
+	if s == "" {
+		return k, nil
+	}
+	var after, phase string
+	if _, err := fmt.Sscan(s, &k.pgid, &after, &phase); err != nil {
+		return k, fmt.Errorf("kill %q: %w", s, err)
+	}
+	if k.after, err = time.ParseDuration(after); err == nil {
+		k.phase, err = time.ParseDuration(phase)
+	}
+	return k, err
 }
 
 // race starts a GET of url every 10 ms for duration, each on its own
 // connection and without waiting for the ones in flight, and prints when
-// the first answer from server arrived (unix ms; 0 if none did). A serial
+// the first answer from server arrived (unix ms; 0 if none did); with a
+// kill, it kills the master first and prints when (unix µs). A serial
 // client measures its own timeouts: a request sent to a dead master waits
 // out its timeout, and the first answer from the backup comes only after
 // it. Requests in parallel put the resolution at the 10 ms cadence.
-func race(url, duration, server, garpFrom string, masterPrio int) int {
+func race(url, duration, server, garpFrom string, masterPrio int, kill raceKill) int {
 	d, err := time.ParseDuration(duration)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
@@ -307,20 +361,44 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 			}
 		}()
 	}
+	var killed atomic.Int64
+	begin := time.Now()
 	go func() {
 		buf := make([]byte, 1500)
+		armed := kill.pgid != 0
 		for {
 			n, _, err := vrrpConn.ReadFrom(buf)
 			if err != nil {
 				return
 			}
 			if n >= 3 && int(buf[2]) == masterPrio {
+				now := time.Now()
 				mu.Lock()
-				lastAdvert = time.Now().UnixMicro()
+				lastAdvert = now.UnixMicro()
 				mu.Unlock()
+				if armed && now.Sub(begin) >= kill.after {
+					armed = false
+					time.AfterFunc(kill.phase-time.Since(now), func() {
+						syscall.Kill(-kill.pgid, syscall.SIGKILL)
+						killed.Store(time.Now().UnixMicro())
+					})
+				}
 			}
 		}
 	}()
+	var tr *frameTrace
+	var cpu *cpuSampler
+	if os.Getenv(envTrace) != "" {
+		if tr, err = startFrameTrace(url); err != nil {
+			fmt.Fprintln(os.Stderr, "race:", err)
+			return 2
+		}
+		defer tr.close()
+		if os.Getenv(envTrace) == "cpu" {
+			cpu = startCPUSampler(20 * time.Millisecond)
+			defer cpu.stop()
+		}
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
@@ -361,7 +439,21 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 			break
 		}
 	}
-	fmt.Println(first, lastAdvert, garp)
+	if tr != nil && garp != 0 && first != 0 {
+		if ref := tr.print(os.Stderr, lastAdvert, first*1000+2000, garpFrom); ref != 0 && cpu != nil {
+			cpu.stop()
+			cpu.print(os.Stderr, ref-50000, ref, ref)
+			cpu.print(os.Stderr, ref, first*1000, ref)
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		for i, end := range ms.PauseEnd {
+			if us := int64(end / 1000); us >= garp-50000 && us <= first*1000+2000 {
+				fmt.Fprintf(os.Stderr, "trace %+8.1f ms race client GC pause end (%v)\n", float64(us-garp)/1000, time.Duration(ms.PauseNs[i]))
+			}
+		}
+	}
+	fmt.Println(first, lastAdvert, garp, killed.Load())
 	return 0
 }
 
@@ -409,18 +501,21 @@ func listenAdverts() (net.PacketConn, error) {
 // (ok if there was one), of the last advert at masterPrio and of the
 // first gratuitous ARP after that advert (zero if none was seen) sent
 // from the hardware address garpFrom (any if empty).
-func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
+func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, kill raceKill, d time.Duration) func() (answer, lastAdvert, garp, killed time.Time, ok bool) {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
-	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom, "LVSHA_PRIO="+strconv.Itoa(masterPrio))
+	if os.Getenv(envTrace) != "" {
+		cmd.Stderr = os.Stderr
+	}
+	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom, "LVSHA_PRIO="+strconv.Itoa(masterPrio), "LVSHA_KILL="+kill.String())
 	var out strings.Builder
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return func() (time.Time, time.Time, time.Time, bool) {
+	return func() (time.Time, time.Time, time.Time, time.Time, bool) {
 		cmd.Wait()
-		var ms, us, garp int64
-		if _, err := fmt.Sscan(out.String(), &ms, &us, &garp); err != nil {
+		var ms, us, garp, killed int64
+		if _, err := fmt.Sscan(out.String(), &ms, &us, &garp, &killed); err != nil {
 			t.Fatalf("race output %q: %v", out.String(), err)
 		}
 		at := func(us int64) time.Time {
@@ -429,6 +524,6 @@ func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio in
 			}
 			return time.UnixMicro(us)
 		}
-		return at(ms * 1000), at(us), at(garp), ms != 0
+		return at(ms * 1000), at(us), at(garp), at(killed), ms != 0
 	}
 }

@@ -80,6 +80,9 @@ func (d *director) start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", d.ns, os.Getenv(envLvsha), "run", "-c", d.cfg)
 	cmd.Stderr = os.Stderr
+	if os.Getenv(envTrace) != "" {
+		cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	}
 	if d.logFile != "" {
 		f, err := os.OpenFile(d.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {

@@ -124,6 +124,9 @@ func runInVM() int {
 	}
 	files := map[string]string{"/bin/integration.test": testBin}
 	env := []string{envInVM + "=1", envCorpus + "=" + vmCorpus}
+	if os.Getenv(envTrace) != "" {
+		env = append(env, envTrace+"="+os.Getenv(envTrace))
+	}
 	if err := addTree(files, vmCorpus, hostCorpus); err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1

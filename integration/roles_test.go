@@ -71,7 +71,12 @@ func runRole(role string) int {
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":
 		prio, _ := strconv.Atoi(os.Getenv("LVSHA_PRIO"))
-		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"), prio)
+		k, err := parseRaceKill(os.Getenv("LVSHA_KILL"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "race:", err)
+			return 2
+		}
+		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"), prio, k)
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}

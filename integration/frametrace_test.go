@@ -1,0 +1,289 @@
+package integration
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"golang.org/x/sys/unix"
+)
+
+// envTrace ("1") makes the failover bench's client record the frames it
+// sends and receives around the takeover and print them: where the time
+// between the new master's announcement and the first answer goes; "cpu"
+// also samples who used the CPU then.
+const envTrace = "LVSHA_TRACE"
+
+// frameTrace records, on every interface of the client's namespace, the
+// ARP frames and the TCP segments to and from the VIP, with the kernel's
+// time of each (SO_TIMESTAMPNS): the client's own scheduling delays the
+// reading, not the times.
+type frameTrace struct {
+	vip  netip.Addr
+	fds  []int
+	done atomic.Bool
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	evs  []frameEvent
+}
+
+type frameEvent struct {
+	us   int64 // unix µs
+	what string
+	garp bool
+}
+
+// maxFrameEvents bounds the trace's memory: a bench run sends ~100
+// connections a second for a few seconds.
+const maxFrameEvents = 100000
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func startFrameTrace(rawURL string) (*frameTrace, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	vip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return nil, fmt.Errorf("trace: the URL's host must be an address: %w", err)
+	}
+	t := &frameTrace{vip: vip}
+	for _, ifi := range mustInterfaces() {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err == nil {
+			t.fds = append(t.fds, fd)
+			err = unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
+		}
+		if err == nil {
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		}
+		if err == nil {
+			// Reads wake up to see done.
+			err = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
+		}
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("trace: packet socket on %s: %w", ifi.Name, err)
+		}
+		t.wg.Add(1)
+		go t.read(fd)
+	}
+	return t, nil
+}
+
+func (t *frameTrace) close() {
+	t.done.Store(true)
+	t.wg.Wait()
+	for _, fd := range t.fds {
+		unix.Close(fd)
+	}
+}
+
+func (t *frameTrace) read(fd int) {
+	defer t.wg.Done()
+	buf := make([]byte, 2048)
+	oob := make([]byte, 128)
+	for !t.done.Load() {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			if err == unix.EAGAIN || err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		var us int64
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+				sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+				nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+				us = sec*1e6 + nsec/1000
+			}
+		}
+		if us == 0 {
+			us = time.Now().UnixMicro()
+		}
+		if what, garp := t.describe(buf[:n]); what != "" {
+			t.mu.Lock()
+			if len(t.evs) < maxFrameEvents {
+				t.evs = append(t.evs, frameEvent{us, what, garp})
+			}
+			t.mu.Unlock()
+		}
+	}
+}
+
+// describe names an ARP frame, or a TCP segment to or from the VIP;
+// anything else is ""; garp says it is a gratuitous ARP for the VIP.
+func (t *frameTrace) describe(b []byte) (what string, garp bool) {
+	var f ethernet.Frame
+	if f.UnmarshalBinary(b) != nil {
+		return "", false
+	}
+	switch f.EtherType {
+	case ethernet.EtherTypeARP:
+		var p arp.Packet
+		if p.UnmarshalBinary(f.Payload) != nil {
+			return "", false
+		}
+		return fmt.Sprintf("ARP %v %v(%v) -> %v(%v)", p.Operation, p.SenderIP, p.SenderHardwareAddr, p.TargetIP, p.TargetHardwareAddr),
+			p.SenderIP == p.TargetIP && p.SenderIP == t.vip
+	case ethernet.EtherTypeIPv4:
+		ip := f.Payload
+		if len(ip) < 20 || ip[9] != unix.IPPROTO_TCP {
+			return "", false
+		}
+		hl := int(ip[0]&0xf) * 4
+		src, _ := netip.AddrFromSlice(ip[12:16])
+		dst, _ := netip.AddrFromSlice(ip[16:20])
+		if (src != t.vip && dst != t.vip) || len(ip) < hl+14 {
+			return "", false
+		}
+		tcp := ip[hl:]
+		data := int(binary.BigEndian.Uint16(ip[2:4])) - hl - int(tcp[12]>>4)*4
+		return fmt.Sprintf("TCP %v:%d -> %v:%d %s len %d  (%v -> %v)", src, binary.BigEndian.Uint16(tcp[0:2]), dst, binary.BigEndian.Uint16(tcp[2:4]), tcpFlags(tcp[13]), data, f.Source, f.Destination), false
+	}
+	return "", false
+}
+
+func tcpFlags(b byte) string {
+	s := ""
+	for i, n := range []string{"F", "S", "R", "P", "A"} {
+		if b&(1<<i) != 0 {
+			s += n
+		}
+	}
+	return s
+}
+
+// print writes the events from 5 ms before the first gratuitous ARP from
+// mac after the unix µs since to the unix µs to, as ms after that ARP.
+func (t *frameTrace) print(w io.Writer, since, to int64, mac string) (ref int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	slices.SortFunc(t.evs, func(a, b frameEvent) int { return cmp.Compare(a.us, b.us) })
+	for _, e := range t.evs {
+		if e.garp && e.us > since && strings.Contains(e.what, "("+mac+")") {
+			ref = e.us
+			break
+		}
+	}
+	if ref == 0 {
+		fmt.Fprintln(w, "trace: no announcement seen")
+		return 0
+	}
+	from := ref - 5000
+	for _, e := range t.evs {
+		if e.us >= from && e.us <= to {
+			fmt.Fprintf(w, "trace %+8.1f ms %s\n", float64(e.us-ref)/1000, e.what)
+		}
+	}
+	return ref
+}
+
+// cpuSampler records, every period, how much CPU each process of the
+// machine has used (/proc/*/task/*/schedstat, in ns), so that the trace
+// can name who ran between the announcement and the answer.
+type cpuSampler struct {
+	mu      sync.Mutex
+	samples []cpuSample
+	done    atomic.Bool
+	wg      sync.WaitGroup
+}
+
+type cpuSample struct {
+	us  int64
+	cpu map[string]int64 // "comm[pid]" → ns on a CPU
+}
+
+func startCPUSampler(period time.Duration) *cpuSampler {
+	s := &cpuSampler{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for i := 0; i < 2000 && !s.done.Load(); i++ {
+			c := readCPU()
+			s.mu.Lock()
+			s.samples = append(s.samples, cpuSample{time.Now().UnixMicro(), c})
+			s.mu.Unlock()
+			time.Sleep(period)
+		}
+	}()
+	return s
+}
+
+func (s *cpuSampler) stop() { s.done.Store(true); s.wg.Wait() }
+
+func readCPU() map[string]int64 {
+	out := map[string]int64{}
+	pids, _ := os.ReadDir("/proc")
+	for _, p := range pids {
+		if p.Name()[0] < '0' || p.Name()[0] > '9' {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
+		key := strings.TrimSpace(string(comm)) + "[" + p.Name() + "]"
+		tasks, _ := os.ReadDir("/proc/" + p.Name() + "/task")
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + p.Name() + "/task/" + t.Name() + "/schedstat")
+			if err != nil {
+				continue
+			}
+			var ns int64
+			fmt.Sscan(string(b), &ns)
+			out[key] += ns
+		}
+	}
+	return out
+}
+
+// print writes who used more than 1 ms of CPU between the last sample
+// before from and the first after to (unix µs), as ms after ref.
+func (s *cpuSampler) print(w io.Writer, from, to, ref int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, b := -1, -1
+	for i, x := range s.samples {
+		if x.us <= from {
+			a = i
+		}
+		if x.us >= to && b < 0 {
+			b = i
+		}
+	}
+	if a < 0 || b < 0 {
+		fmt.Fprintln(w, "trace: no CPU samples around the window")
+		return
+	}
+	type use struct {
+		who string
+		ns  int64
+	}
+	var uses []use
+	var total int64
+	for who, ns := range s.samples[b].cpu {
+		if d := ns - s.samples[a].cpu[who]; d > 0 {
+			total += d
+			if d > 1e6 {
+				uses = append(uses, use{who, d})
+			}
+		}
+	}
+	slices.SortFunc(uses, func(x, y use) int { return cmp.Compare(y.ns, x.ns) })
+	fmt.Fprintf(w, "trace cpu from %+.1f to %+.1f ms: %.1f ms used in all\n", float64(s.samples[a].us-ref)/1000, float64(s.samples[b].us-ref)/1000, float64(total)/1e6)
+	for _, u := range uses {
+		fmt.Fprintf(w, "trace cpu   %6.1f ms %s\n", float64(u.ns)/1e6, u.who)
+	}
+}
