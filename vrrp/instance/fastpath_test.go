@@ -2,6 +2,7 @@ package instance
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -118,8 +119,8 @@ func TestTakeoverFastPath(t *testing.T) {
 				queued = append(queued, req)
 				i.doVIP(context.Background(), req, nil)
 			}
-			if !slices.EqualFunc(queued, tt.wantQueued, func(a, b vipReq) bool { return a.op == b.op && a.taken == b.taken }) {
-				t.Errorf("queued VIP ops %+v, want %+v", queued, tt.wantQueued)
+			if got, want := opNames(queued), opNames(tt.wantQueued); !slices.Equal(got, want) {
+				t.Errorf("queued VIP ops %q, want %q", got, want)
 			}
 			if got := h.got(); !slices.Equal(got, tt.wantAfter) {
 				t.Errorf("holder calls after the queue ran: %q, want %q", got, tt.wantAfter)
@@ -129,4 +130,13 @@ func TestTakeoverFastPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// opNames names each request's op and whether its VIPs were taken.
+func opNames(reqs []vipReq) []string {
+	var names []string
+	for _, r := range reqs {
+		names = append(names, fmt.Sprintf("op %d taken %v", r.op, r.taken))
+	}
+	return names
 }
