@@ -112,8 +112,10 @@ func BenchmarkFailover(b *testing.B) {
 		{"v2-1s", "version = 2\nadvert_interval = \"1s\"\n", "  version 2\n  advert_int 1\n", time.Second, 2, [2]int{150, 100}},
 	} {
 		b.Run(set.name, func(b *testing.B) {
+			var hards [][]time.Duration
 			for _, kind := range []string{"lvsha", "keepalived"} {
 				r := failoverRuns(b, kind, set.lvsha, set.ka, set.advert, set.prios, b.N)
+				hards = append(hards, r.hard)
 				hard := r.hard
 				// The backup takes over Master_Down_Interval after the
 				// master's last advert, which the kill follows by a phase
@@ -142,6 +144,15 @@ func BenchmarkFailover(b *testing.B) {
 				b.Logf("%s %s: failover %v (bound %v); from the last advert %v; kill phase %v; announced after the last advert %v; takeover after the kill %v; graceful handover lost %v",
 					set.name, kind, hard, bound, r.sinceAdvert, r.phase, r.announced, r.takeover, r.lost)
 			}
+			// Run i of each kind was killed at the same phase: the median
+			// of their differences compares the daemons kill for kill,
+			// where the medians of each compare runs that may sit at
+			// different phases.
+			diffs := make([]time.Duration, len(hards[0]))
+			for i := range diffs {
+				diffs[i] = hards[0][i] - hards[1][i]
+			}
+			b.ReportMetric(median(diffs).Seconds(), "lvsha-minus-keepalived-same-phase-s")
 		})
 	}
 }
