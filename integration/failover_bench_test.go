@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,7 +211,8 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		// into the race's window.
 		phase := time.Duration(math.Mod(float64(i)*0.6180339887+0.5, 1) * 0.95 * float64(advert))
 		kill := raceKill{pgid: ds[0].cmd.Process.Pid, after: advert + 500*time.Millisecond, phase: phase}
-		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), prios[0], kill, 7*advert+3*time.Second)
+		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), prios[0], 7*advert+3*time.Second)
+		killedAt := startKiller(b, client, kill, prios[0], 4*advert+3*time.Second)
 		exited := make(chan struct{})
 		go func() { ds[0].cmd.Wait(); close(exited) }()
 		select {
@@ -220,10 +220,11 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		case <-time.After(7*advert + 5*time.Second):
 			syscall.Kill(-kill.pgid, syscall.SIGKILL)
 			<-exited
-			b.Fatalf("%s: the race never killed the master (no advert seen?)", kind)
+			b.Fatalf("%s: the killer never killed the master (no advert seen?)", kind)
 		}
 		sh(b, "ip", "-n", ds[0].ns, "link", "set", ds[0].iface, "down")
-		at, last, garp, killed, ok := answered()
+		killed := killedAt()
+		at, last, garp, ok := answered()
 		if !ok || last.IsZero() || garp.IsZero() || killed.IsZero() {
 			b.Fatalf("%s: the backup never answered after the master died (or no advert, announcement or kill was seen)", kind)
 		}
@@ -279,9 +280,9 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 	return r
 }
 
-// raceKill is when the race kills the master: kill.pgid's process group
-// gets SIGKILL phase after the first advert seen after, from the race's
-// start. The race sees the adverts as they arrive, so the phase of the
+// raceKill is when the killer kills the master: kill.pgid's process group
+// gets SIGKILL phase after the first advert seen after, from the killer's
+// start. The killer sees the adverts as they arrive, so the phase of the
 // kill in the master's advert interval is chosen, not left to chance:
 // lvsha and keepalived are killed at the same phases, and their medians
 // differ by what they do, not by where the kills happened to land.
@@ -312,14 +313,45 @@ func parseRaceKill(s string) (k raceKill, err error) {
 	return k, err
 }
 
+// killer is a process of its own that does what raceKill says and prints
+// when it killed (unix µs; 0 if it never saw an advert at masterPrio
+// within limit). The race's client keeps a hundred goroutines busy, and a
+// kill timed from inside it landed up to 18 ms late at 100 ms adverts;
+// alone, the killer wakes on time.
+func killer(kill raceKill, masterPrio int, limit time.Duration) int {
+	c, err := listenAdverts()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "killer:", err)
+		return 2
+	}
+	defer c.Close()
+	begin := time.Now()
+	c.SetReadDeadline(begin.Add(limit))
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			fmt.Println(0)
+			return 0
+		}
+		now := time.Now()
+		if n < 3 || int(buf[2]) != masterPrio || now.Sub(begin) < kill.after {
+			continue
+		}
+		time.Sleep(kill.phase - time.Since(now))
+		syscall.Kill(-kill.pgid, syscall.SIGKILL)
+		fmt.Println(time.Now().UnixMicro())
+		return 0
+	}
+}
+
 // race starts a GET of url every 10 ms for duration, each on its own
 // connection and without waiting for the ones in flight, and prints when
-// the first answer from server arrived (unix ms; 0 if none did); with a
-// kill, it kills the master first and prints when (unix µs). A serial
+// the first answer from server arrived (unix ms; 0 if none did). A serial
 // client measures its own timeouts: a request sent to a dead master waits
 // out its timeout, and the first answer from the backup comes only after
 // it. Requests in parallel put the resolution at the 10 ms cadence.
-func race(url, duration, server, garpFrom string, masterPrio int, kill raceKill) int {
+func race(url, duration, server, garpFrom string, masterPrio int) int {
 	d, err := time.ParseDuration(duration)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
@@ -380,28 +412,17 @@ func race(url, duration, server, garpFrom string, masterPrio int, kill raceKill)
 			}
 		}()
 	}
-	var killed atomic.Int64
-	begin := time.Now()
 	go func() {
 		buf := make([]byte, 1500)
-		armed := kill.pgid != 0
 		for {
 			n, _, err := vrrpConn.ReadFrom(buf)
 			if err != nil {
 				return
 			}
 			if n >= 3 && int(buf[2]) == masterPrio {
-				now := time.Now()
 				mu.Lock()
-				lastAdvert = now.UnixMicro()
+				lastAdvert = time.Now().UnixMicro()
 				mu.Unlock()
-				if armed && now.Sub(begin) >= kill.after {
-					armed = false
-					time.AfterFunc(kill.phase-time.Since(now), func() {
-						syscall.Kill(-kill.pgid, syscall.SIGKILL)
-						killed.Store(time.Now().UnixMicro())
-					})
-				}
 			}
 		}
 	}()
@@ -472,7 +493,7 @@ func race(url, duration, server, garpFrom string, masterPrio int, kill raceKill)
 			}
 		}
 	}
-	fmt.Println(first, lastAdvert, garp, killed.Load())
+	fmt.Println(first, lastAdvert, garp)
 	return 0
 }
 
@@ -515,26 +536,47 @@ func listenAdverts() (net.PacketConn, error) {
 	return c, nil
 }
 
-// startRace runs the race role in the client namespace in the background;
-// the returned func waits for the time of the first answer from server
-// (ok if there was one), of the last advert at masterPrio and of the
-// first gratuitous ARP after that advert (zero if none was seen) sent
-// from the hardware address garpFrom (any if empty).
-func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, kill raceKill, d time.Duration) func() (answer, lastAdvert, garp, killed time.Time, ok bool) {
+// startKiller runs the killer role in the client namespace in the
+// background; the returned func waits for the time of the kill (zero if
+// there was none).
+func startKiller(t testing.TB, client string, kill raceKill, masterPrio int, limit time.Duration) func() time.Time {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
-	if os.Getenv(envTrace) != "" {
-		cmd.Stderr = os.Stderr
-	}
-	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom, "LVSHA_PRIO="+strconv.Itoa(masterPrio), "LVSHA_KILL="+kill.String())
+	cmd.Env = append(os.Environ(), envRole+"=killer", "LVSHA_KILL="+kill.String(), "LVSHA_PRIO="+strconv.Itoa(masterPrio), "LVSHA_DURATION="+limit.String())
 	var out strings.Builder
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return func() (time.Time, time.Time, time.Time, time.Time, bool) {
+	return func() time.Time {
 		cmd.Wait()
-		var ms, us, garp, killed int64
-		if _, err := fmt.Sscan(out.String(), &ms, &us, &garp, &killed); err != nil {
+		var us int64
+		if _, err := fmt.Sscan(out.String(), &us); err != nil || us == 0 {
+			return time.Time{}
+		}
+		return time.UnixMicro(us)
+	}
+}
+
+// startRace runs the race role in the client namespace in the background;
+// the returned func waits for the time of the first answer from server
+// (ok if there was one), of the last advert at masterPrio and of the
+// first gratuitous ARP after that advert (zero if none was seen) sent
+// from the hardware address garpFrom (any if empty).
+func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
+	cmd := exec.Command("ip", "netns", "exec", client, self(t))
+	if os.Getenv(envTrace) != "" {
+		cmd.Stderr = os.Stderr
+	}
+	cmd.Env = append(os.Environ(), envRole+"=race", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String(), "LVSHA_NAME="+server, "LVSHA_MAC="+garpFrom, "LVSHA_PRIO="+strconv.Itoa(masterPrio))
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() (time.Time, time.Time, time.Time, bool) {
+		cmd.Wait()
+		var ms, us, garp int64
+		if _, err := fmt.Sscan(out.String(), &ms, &us, &garp); err != nil {
 			t.Fatalf("race output %q: %v", out.String(), err)
 		}
 		at := func(us int64) time.Time {
@@ -543,6 +585,6 @@ func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio in
 			}
 			return time.UnixMicro(us)
 		}
-		return at(ms * 1000), at(us), at(garp), at(killed), ms != 0
+		return at(ms * 1000), at(us), at(garp), ms != 0
 	}
 }

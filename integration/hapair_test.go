@@ -92,9 +92,9 @@ forwarding = "dr"
 	// dead, any answer came through lb2.
 	syscall.Kill(-lb1.cmd.Process.Pid, syscall.SIGKILL)
 	killed := time.Now()
-	answered := startRace(t, client, url, "rs1", "", 150, raceKill{}, 5*time.Second)
+	answered := startRace(t, client, url, "rs1", "", 150, 5*time.Second)
 	lb1.cmd.Wait()
-	at, _, _, _, ok := answered()
+	at, _, _, ok := answered()
 	if !ok {
 		t.Fatal("no answer through lb2 within 5 s of the kill")
 	}

@@ -71,12 +71,16 @@ func runRole(role string) int {
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":
 		prio, _ := strconv.Atoi(os.Getenv("LVSHA_PRIO"))
+		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"), prio)
+	case "killer":
+		prio, _ := strconv.Atoi(os.Getenv("LVSHA_PRIO"))
 		k, err := parseRaceKill(os.Getenv("LVSHA_KILL"))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "race:", err)
+		limit, err2 := time.ParseDuration(os.Getenv("LVSHA_DURATION"))
+		if err != nil || err2 != nil || k.pgid == 0 {
+			fmt.Fprintln(os.Stderr, "killer: bad LVSHA_KILL or LVSHA_DURATION:", err, err2)
 			return 2
 		}
-		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"), prio, k)
+		return killer(k, prio, limit)
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	}
