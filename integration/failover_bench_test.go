@@ -480,16 +480,19 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 		}
 	}
 	if tr != nil && garp != 0 && first != 0 {
-		if ref := tr.print(os.Stderr, lastAdvert, first*1000+2000, garpFrom); ref != 0 && cpu != nil {
-			cpu.stop()
-			cpu.print(os.Stderr, ref-50000, ref, ref)
-			cpu.print(os.Stderr, ref, first*1000, ref)
-		}
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		for i, end := range ms.PauseEnd {
-			if us := int64(end / 1000); us >= garp-50000 && us <= first*1000+2000 {
-				fmt.Fprintf(os.Stderr, "trace %+8.1f ms race client GC pause end (%v)\n", float64(us-garp)/1000, time.Duration(ms.PauseNs[i]))
+		// Everything relative to the announcement's kernel time.
+		if ref := tr.print(os.Stderr, lastAdvert, first*1000+2000, garpFrom); ref != 0 {
+			if cpu != nil {
+				cpu.stop()
+				cpu.print(os.Stderr, ref-50000, ref, ref)
+				cpu.print(os.Stderr, ref, first*1000, ref)
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			for i, end := range ms.PauseEnd {
+				if us := int64(end / 1000); us >= ref-50000 && us <= first*1000+2000 {
+					fmt.Fprintf(os.Stderr, "trace %+8.1f ms race client GC pause end (%v)\n", float64(us-ref)/1000, time.Duration(ms.PauseNs[i]))
+				}
 			}
 		}
 	}
