@@ -366,10 +366,13 @@ func boot(ctx context.Context, qemu string, k *Kernel, initrd string, mem, cpus 
 		switch {
 		case ended:
 			// poweroff chatter
-		case !started && strings.HasPrefix(marker, startMarker):
+		case !started && strings.Contains(marker, startMarker):
+			// The firmware's last message ("Booting from ROM..") may lack
+			// its newline too and precede the marker on the same line.
 			started = true
 			res.Boot = time.Since(start)
-			if f := strings.Fields(strings.TrimPrefix(marker, startMarker)); len(f) > 0 {
+			_, after, _ := strings.Cut(marker, startMarker)
+			if f := strings.Fields(after); len(f) > 0 {
 				if up, err := strconv.ParseFloat(f[0], 64); err == nil {
 					res.Uptime = time.Duration(up * float64(time.Second))
 				}
