@@ -210,7 +210,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		// the interval (a golden-ratio sequence), at least one advert
 		// into the race's window.
 		phase := time.Duration(math.Mod(float64(i)*0.6180339887+0.5, 1) * 0.95 * float64(advert))
-		kill := raceKill{pgid: ds[0].cmd.Process.Pid, after: advert + 500*time.Millisecond, phase: phase}
+		kill := killPlan{pgid: ds[0].cmd.Process.Pid, after: advert + 500*time.Millisecond, phase: phase}
 		answered := startRace(b, client, url, "lb2", hwAddr(b, ds[1].ns, ds[1].iface), prios[0], 7*advert+3*time.Second)
 		killedAt := startKiller(b, client, kill, prios[0], 4*advert+3*time.Second)
 		exited := make(chan struct{})
@@ -280,26 +280,26 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 	return r
 }
 
-// raceKill is when the killer kills the master: kill.pgid's process group
+// killPlan is when the killer kills the master: kill.pgid's process group
 // gets SIGKILL phase after the first advert seen after, from the killer's
 // start. The killer sees the adverts as they arrive, so the phase of the
 // kill in the master's advert interval is chosen, not left to chance:
 // lvsha and keepalived are killed at the same phases, and their medians
 // differ by what they do, not by where the kills happened to land.
-type raceKill struct {
+type killPlan struct {
 	pgid         int
 	after, phase time.Duration
 }
 
-// String is the form parseRaceKill reads ("" for no kill).
-func (k raceKill) String() string {
+// String is the form parseKillPlan reads ("" for no kill).
+func (k killPlan) String() string {
 	if k.pgid == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%d %v %v", k.pgid, k.after, k.phase)
 }
 
-func parseRaceKill(s string) (k raceKill, err error) {
+func parseKillPlan(s string) (k killPlan, err error) {
 	if s == "" {
 		return k, nil
 	}
@@ -313,12 +313,12 @@ func parseRaceKill(s string) (k raceKill, err error) {
 	return k, err
 }
 
-// killer is a process of its own that does what raceKill says and prints
+// killer is a process of its own that does what killPlan says and prints
 // when it killed (unix µs; 0 if it never saw an advert at masterPrio
 // within limit). The race's client keeps a hundred goroutines busy, and a
 // kill timed from inside it landed up to 18 ms late at 100 ms adverts;
 // alone, the killer wakes on time.
-func killer(kill raceKill, masterPrio int, limit time.Duration) int {
+func killer(kill killPlan, masterPrio int, limit time.Duration) int {
 	c, err := listenAdverts()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "killer:", err)
@@ -542,7 +542,7 @@ func listenAdverts() (net.PacketConn, error) {
 // startKiller runs the killer role in the client namespace in the
 // background; the returned func waits for the time of the kill (zero if
 // there was none).
-func startKiller(t testing.TB, client string, kill raceKill, masterPrio int, limit time.Duration) func() time.Time {
+func startKiller(t testing.TB, client string, kill killPlan, masterPrio int, limit time.Duration) func() time.Time {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
 	cmd.Env = append(os.Environ(), envRole+"=killer", "LVSHA_KILL="+kill.String(), "LVSHA_PRIO="+strconv.Itoa(masterPrio), "LVSHA_DURATION="+limit.String())
 	var out strings.Builder

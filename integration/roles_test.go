@@ -74,7 +74,7 @@ func runRole(role string) int {
 		return race(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"), os.Getenv("LVSHA_NAME"), os.Getenv("LVSHA_MAC"), prio)
 	case "killer":
 		prio, _ := strconv.Atoi(os.Getenv("LVSHA_PRIO"))
-		k, err := parseRaceKill(os.Getenv("LVSHA_KILL"))
+		k, err := parseKillPlan(os.Getenv("LVSHA_KILL"))
 		limit, err2 := time.ParseDuration(os.Getenv("LVSHA_DURATION"))
 		if err != nil || err2 != nil || k.pgid == 0 {
 			fmt.Fprintln(os.Stderr, "killer: bad LVSHA_KILL or LVSHA_DURATION:", err, err2)
