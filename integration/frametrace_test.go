@@ -42,6 +42,8 @@ type frameEvent struct {
 	us   int64 // unix µs
 	what string
 	garp bool
+	// vrrpFrom is the source MAC of a VRRP advert, "" for other frames.
+	vrrpFrom string
 }
 
 // maxFrameEvents bounds the trace's memory: a bench run sends ~100
@@ -115,47 +117,51 @@ func (t *frameTrace) read(fd int) {
 		if us == 0 {
 			us = time.Now().UnixMicro()
 		}
-		if what, garp := t.describe(buf[:n]); what != "" {
+		if what, garp, vrrpFrom := t.describe(buf[:n]); what != "" {
 			t.mu.Lock()
 			if len(t.evs) < maxFrameEvents {
-				t.evs = append(t.evs, frameEvent{us, what, garp})
+				t.evs = append(t.evs, frameEvent{us, what, garp, vrrpFrom})
 			}
 			t.mu.Unlock()
 		}
 	}
 }
 
-// describe names an ARP frame, or a TCP segment to or from the VIP;
-// anything else is ""; garp says it is a gratuitous ARP for the VIP.
-func (t *frameTrace) describe(b []byte) (what string, garp bool) {
+// describe names an ARP frame, a VRRP advert, or a TCP segment to or from
+// the VIP; anything else is ""; garp says it is a gratuitous ARP for the
+// VIP, vrrpFrom is an advert's source MAC.
+func (t *frameTrace) describe(b []byte) (what string, garp bool, vrrpFrom string) {
 	var f ethernet.Frame
 	if f.UnmarshalBinary(b) != nil {
-		return "", false
+		return "", false, ""
 	}
 	switch f.EtherType {
 	case ethernet.EtherTypeARP:
 		var p arp.Packet
 		if p.UnmarshalBinary(f.Payload) != nil {
-			return "", false
+			return "", false, ""
 		}
 		return fmt.Sprintf("ARP %v %v(%v) -> %v(%v)", p.Operation, p.SenderIP, p.SenderHardwareAddr, p.TargetIP, p.TargetHardwareAddr),
-			p.SenderIP == p.TargetIP && p.SenderIP == t.vip
+			p.SenderIP == p.TargetIP && p.SenderIP == t.vip, ""
 	case ethernet.EtherTypeIPv4:
 		ip := f.Payload
-		if len(ip) < 20 || ip[9] != unix.IPPROTO_TCP {
-			return "", false
+		if len(ip) < 20 {
+			return "", false, ""
 		}
 		hl := int(ip[0]&0xf) * 4
 		src, _ := netip.AddrFromSlice(ip[12:16])
 		dst, _ := netip.AddrFromSlice(ip[16:20])
-		if (src != t.vip && dst != t.vip) || len(ip) < hl+14 {
-			return "", false
+		if ip[9] == 112 && len(ip) >= hl+4 {
+			return fmt.Sprintf("VRRP %v -> %v priority %d  (%v)", src, dst, ip[hl+2], f.Source), false, f.Source.String()
+		}
+		if ip[9] != unix.IPPROTO_TCP || (src != t.vip && dst != t.vip) || len(ip) < hl+14 {
+			return "", false, ""
 		}
 		tcp := ip[hl:]
 		data := int(binary.BigEndian.Uint16(ip[2:4])) - hl - int(tcp[12]>>4)*4
-		return fmt.Sprintf("TCP %v:%d -> %v:%d %s len %d  (%v -> %v)", src, binary.BigEndian.Uint16(tcp[0:2]), dst, binary.BigEndian.Uint16(tcp[2:4]), tcpFlags(tcp[13]), data, f.Source, f.Destination), false
+		return fmt.Sprintf("TCP %v:%d -> %v:%d %s len %d  (%v -> %v)", src, binary.BigEndian.Uint16(tcp[0:2]), dst, binary.BigEndian.Uint16(tcp[2:4]), tcpFlags(tcp[13]), data, f.Source, f.Destination), false, ""
 	}
-	return "", false
+	return "", false, ""
 }
 
 func tcpFlags(b byte) string {
@@ -183,6 +189,26 @@ func (t *frameTrace) print(w io.Writer, since, to int64, mac string) (ref int64)
 	if ref == 0 {
 		fmt.Fprintln(w, "trace: no announcement seen")
 		return 0
+	}
+	// The takeover in two parts, by the kernel's times: the old master's
+	// last advert to the new master's first (Master_Down_Interval, plus
+	// how late the new master's timer ran), and that advert to the first
+	// announcement (the work of becoming master).
+	var oldLast, newFirst int64
+	for _, e := range t.evs {
+		if e.vrrpFrom == "" || e.us <= since-1e6 || e.us > ref {
+			continue
+		}
+		switch {
+		case e.vrrpFrom != mac:
+			oldLast, newFirst = e.us, 0
+		case newFirst == 0:
+			newFirst = e.us
+		}
+	}
+	if oldLast != 0 && newFirst != 0 {
+		fmt.Fprintf(w, "trace summary: last advert of the old master to the new master's first %.1f ms, to its first announcement %.1f ms\n",
+			float64(newFirst-oldLast)/1000, float64(ref-oldLast)/1000)
 	}
 	from := ref - 5000
 	for _, e := range t.evs {

@@ -111,10 +111,17 @@ func TestVRRPTransport(t *testing.T) {
 				return netip.MustParseAddr("10.79.0.2")
 			}(), nil)
 			time.Sleep(200 * time.Millisecond) // group membership settles
+			sent := time.Now()
 			if err := a.WriteTo(payload, transport.Group(tc.v6)); err != nil {
 				t.Fatal(err)
 			}
+			// Read late: the datagram must carry the kernel's receive
+			// time, not the time it was read.
+			time.Sleep(300 * time.Millisecond)
 			d := readWithin(t, b, 5*time.Second)
+			if lag := d.At.Sub(sent); d.At.IsZero() || lag < -time.Millisecond || lag > 150*time.Millisecond {
+				t.Errorf("receive time %v is %v after the send; want the kernel's, within 150 ms of it (read 300 ms later)", d.At, lag)
+			}
 			if !bytes.Equal(d.Payload, payload) || d.HopLimit != 255 || d.Dst != transport.Group(tc.v6) {
 				t.Errorf("received %x from %s to %s hop limit %d; want %x to the group with 255", d.Payload, d.Src, d.Dst, d.HopLimit, payload)
 			}

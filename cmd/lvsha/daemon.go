@@ -26,6 +26,26 @@ type table interface {
 	Read() ([]ipvs.ServiceStatus, error)
 }
 
+// noIPVS is the table of a kernel without IPVS: empty, and refusing
+// anything but an empty table with the error that opening IPVS gave.
+type noIPVS struct{ err error }
+
+func (n noIPVS) Apply(desired []ipvs.Service) (ipvs.Changes, error) {
+	if len(desired) > 0 {
+		return ipvs.Changes{}, fmt.Errorf("program %d virtual services: %w", len(desired), n.err)
+	}
+	return ipvs.Changes{}, nil
+}
+
+func (n noIPVS) Remove(services []ipvs.Service) error {
+	if len(services) > 0 {
+		return fmt.Errorf("remove %d virtual services: %w", len(services), n.err)
+	}
+	return nil
+}
+
+func (noIPVS) Read() ([]ipvs.ServiceStatus, error) { return nil, nil }
+
 // prober is what the daemon needs from the health engine.
 type prober interface {
 	Run(ctx context.Context) error
@@ -243,20 +263,27 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
 	// Opening IPVS only reads; the most useful error for an operator (no
-	// IPVS, not root) comes from here, so it goes first.
+	// IPVS, not root) comes from here, so it goes first. A config of VRRP
+	// instances only needs no IPVS, as keepalived's VRRP needs none.
+	var tbl table
 	handle, err := ipvs.Open(*netns)
-	if err != nil {
+	switch {
+	case err == nil:
+		defer handle.Close()
+		tbl = ipvs.NewReconciler(handle, log)
+	case errors.Is(err, ipvs.ErrUnavailable) && len(cfg.VirtualServers) == 0:
+		log.Warn("IPVS is not available: running VRRP only; a reload that adds virtual servers will fail to sync", "op", "start", "error", err)
+		tbl = noIPVS{err: err}
+	default:
 		return &exitError{code: 1, err: err}
 	}
-	defer handle.Close()
 	// Listen before writing to the kernel, so a second daemon started by
 	// mistake stops here instead of fighting the first over the table.
 	ln, err := listenControl(cfg.Director.ControlSocket)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	rec := ipvs.NewReconciler(handle, log)
-	d := newDaemon(log, *path, cfg, rec, health.NewEngine(log))
+	d := newDaemon(log, *path, cfg, tbl, health.NewEngine(log))
 	// The group runs even without instances, so that a reload can add
 	// some.
 	if d.vrrp, err = openVRRP(log, cfg); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -250,4 +251,38 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// Without IPVS a daemon of VRRP instances alone runs on an empty table;
+// a config that adds virtual servers fails to sync with the reason, and
+// the daemon keeps running.
+func TestNoIPVS(t *testing.T) {
+	reason := fmt.Errorf("%w: no such file or directory", ipvs.ErrUnavailable)
+	n := noIPVS{err: reason}
+	svc := []ipvs.Service{{}}
+	tests := []struct {
+		name    string
+		call    func() error
+		wantErr bool
+	}{
+		{"apply empty", func() error { _, err := n.Apply(nil); return err }, false},
+		{"remove empty", func() error { return n.Remove(nil) }, false},
+		{"read", func() error {
+			s, err := n.Read()
+			if err == nil && len(s) != 0 {
+				return fmt.Errorf("read %d services", len(s))
+			}
+			return err
+		}, false},
+		{"apply a service", func() error { _, err := n.Apply(svc); return err }, true},
+		{"remove a service", func() error { return n.Remove(svc) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if (err != nil) != tt.wantErr || err != nil && !errors.Is(err, ipvs.ErrUnavailable) {
+				t.Errorf("error %v, want one wrapping %q: %v", err, ipvs.ErrUnavailable, tt.wantErr)
+			}
+		})
+	}
 }

@@ -64,6 +64,8 @@ type vipHolder interface {
 type advertIn struct {
 	adv *vrrp.Advert
 	src netip.Addr
+	// rx is when the kernel received it; zero if unknown.
+	rx time.Time
 }
 
 // Instance is one running VRRP instance.
@@ -91,6 +93,9 @@ type Instance struct {
 	lastReannounce time.Time
 	// lastRefresh rate-limits renewing the VIPs' lifetimes.
 	lastRefresh time.Time
+	// lastStep is the time of the last event fed to the machine, which
+	// must never see time run back.
+	lastStep time.Time
 
 	mu     sync.Mutex
 	status Status
@@ -370,7 +375,7 @@ func (i *Instance) Run(ctx context.Context) error {
 		case <-stopDeadline:
 			i.step(vrrp.Shutdown{})
 		case a := <-adverts:
-			i.step(vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
+			i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
 		case <-w.timer.C:
 			i.step(vrrp.TimerFired{})
 		case <-w.ticker.C:
@@ -477,7 +482,7 @@ func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
 			i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
 			continue
 		}
-		out <- advertIn{adv: adv, src: d.Src}
+		out <- advertIn{adv: adv, src: d.Src, rx: d.At}
 	}
 }
 
@@ -510,9 +515,40 @@ const (
 	opReconfigure
 )
 
-// step feeds one event to the machine and performs its actions.
-func (i *Instance) step(ev vrrp.Event) {
-	now := time.Now()
+// maxAdvertWait bounds how long before its reading an advert may have
+// arrived for its arrival time to be used; a longer wait is a wall clock
+// that moved, not a slow read.
+const maxAdvertWait = time.Second
+
+// advertTime is when an advert read at now happened: when the kernel
+// received it (rx), so that a backup's Master_Down_Timer runs from the
+// master's advert itself, not from when this process got round to it
+// (wakeups and the hand-off from the reading goroutine; milliseconds on
+// a busy machine, all added to a failover). It is now less that wait, so
+// it keeps now's monotonic reading; never before last, the previous
+// event's time, so the machine's clock never runs back; now if rx is
+// unknown or implausible.
+func advertTime(now, rx, last time.Time) time.Time {
+	if rx.IsZero() {
+		return now
+	}
+	wait := now.Sub(rx) // wall clock: rx has no monotonic reading
+	if wait <= 0 || wait > maxAdvertWait {
+		return now
+	}
+	if t := now.Add(-wait); t.After(last) {
+		return t
+	}
+	return last
+}
+
+// step feeds one event that happens now to the machine and performs its
+// actions.
+func (i *Instance) step(ev vrrp.Event) { i.stepAt(time.Now(), ev) }
+
+// stepAt feeds the machine one event that happened at now.
+func (i *Instance) stepAt(now time.Time, ev vrrp.Event) {
+	i.lastStep = now
 	if a, ok := ev.(vrrp.AdvertReceived); ok {
 		i.mu.Lock()
 		i.status.LastAdvert = now

@@ -7,6 +7,7 @@
 package transport
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -39,6 +41,9 @@ type Datagram struct {
 	Src, Dst netip.Addr
 	// HopLimit is the IPv4 TTL or IPv6 hop limit it arrived with.
 	HopLimit int
+	// At is when the kernel received it (SO_TIMESTAMPNS, wall clock); zero
+	// if the kernel did not say.
+	At time.Time
 }
 
 // Config describes one VRRP instance's transport.
@@ -58,9 +63,14 @@ type Config struct {
 // goroutines.
 type Conn struct {
 	cfg Config
-	// p4 or p6 receives, through Go's poller.
-	p4 *ipv4.PacketConn
-	p6 *ipv6.PacketConn
+	// p4 or p6 sets up the receiving socket; ipc reads it, through Go's
+	// poller, with the control messages p4 and p6 would drop (the
+	// kernel's receive time).
+	p4  *ipv4.PacketConn
+	p6  *ipv6.PacketConn
+	ipc *net.IPConn
+	// rxOOB is Read's buffer for control messages; Read has one caller.
+	rxOOB []byte
 	// send is a second raw socket, only for sending and kept out of Go's
 	// poller: the poller registers every socket for edge-triggered
 	// EPOLLOUT, and each packet sent, once freed, would wake a thread for
@@ -83,13 +93,14 @@ func Listen(cfg Config) (*Conn, error) {
 	if cfg.IPv6 != cfg.Source.Is6() {
 		return nil, fmt.Errorf("vrrp transport: source %s is not of the instance's family", cfg.Source)
 	}
-	c := &Conn{cfg: cfg, send: -1}
+	c := &Conn{cfg: cfg, send: -1, rxOOB: make([]byte, 256)}
 	if cfg.IPv6 {
 		pc, err := net.ListenPacket("ip6:112", "::")
 		if err != nil {
 			return nil, fmt.Errorf("open VRRP IPv6 socket: %w", err)
 		}
 		c.p6 = ipv6.NewPacketConn(pc)
+		c.ipc, _ = pc.(*net.IPConn)
 		if err := c.setup6(pc); err != nil {
 			pc.Close()
 			return nil, err
@@ -100,6 +111,7 @@ func Listen(cfg Config) (*Conn, error) {
 			return nil, fmt.Errorf("open VRRP IPv4 socket: %w", err)
 		}
 		c.p4 = ipv4.NewPacketConn(pc)
+		c.ipc, _ = pc.(*net.IPConn)
 		if err := c.setup4(pc); err != nil {
 			pc.Close()
 			return nil, err
@@ -199,6 +211,7 @@ func (c *Conn) setup4(pc net.PacketConn) error {
 	}{
 		{"bind to " + ifi.Name, func() error { return bindToDevice(pc, ifi.Name) }},
 		{"control messages", func() error { return c.p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) }},
+		{"receive timestamps", func() error { return setTimestamps(pc) }},
 		{"TTL 255", func() error { return c.p4.SetTTL(255) }},
 		{"multicast TTL 255", func() error { return c.p4.SetMulticastTTL(255) }},
 		{"multicast interface", func() error { return c.p4.SetMulticastInterface(ifi) }},
@@ -228,6 +241,7 @@ func (c *Conn) setup6(pc net.PacketConn) error {
 		{"control messages", func() error {
 			return c.p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
 		}},
+		{"receive timestamps", func() error { return setTimestamps(pc) }},
 		{"hop limit 255", func() error { return c.p6.SetHopLimit(255) }},
 		{"multicast hop limit 255", func() error { return c.p6.SetMulticastHopLimit(255) }},
 		{"multicast interface", func() error { return c.p6.SetMulticastInterface(ifi) }},
@@ -283,32 +297,77 @@ func (c *Conn) Read(buf []byte) (Datagram, error) {
 }
 
 func (c *Conn) read(buf []byte) (Datagram, error) {
+	if c.ipc == nil {
+		return Datagram{}, errors.New("read VRRP: not a raw IP socket")
+	}
+	n, oobn, _, src, err := c.ipc.ReadMsgIP(buf, c.rxOOB)
+	if err != nil {
+		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", c.cfg.Interface.Name, err)
+	}
+	oob := c.rxOOB[:oobn]
+	d := Datagram{Payload: buf[:n], At: rxTime(oob)}
+	if src != nil {
+		d.Src = addrOf(src)
+	}
 	if c.p6 != nil {
-		n, cm, src, err := c.p6.ReadFrom(buf)
-		if err != nil {
-			return Datagram{}, fmt.Errorf("read VRRP on %s: %w", c.cfg.Interface.Name, err)
-		}
-		d := Datagram{Payload: buf[:n], Src: addrOf(src)}
-		if cm != nil {
+		var cm ipv6.ControlMessage
+		if cm.Parse(oob) == nil {
 			d.HopLimit = cm.HopLimit
 			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
 		}
 		return d, nil
 	}
-	// An IPv4 raw socket returns the IP header too; ipv4.PacketConn strips
-	// it and reports TTL and destination in the control message.
-	n, cm, src, err := c.p4.ReadFrom(buf)
-	if err != nil {
-		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", c.cfg.Interface.Name, err)
+	// An IPv4 raw socket returns the IP header too; its TTL and
+	// destination come in the control messages.
+	if n >= 20 && buf[0]>>4 == 4 {
+		if hl := int(buf[0]&0x0f) * 4; hl >= 20 && hl <= n {
+			d.Payload = buf[hl:n]
+		}
 	}
-	d := Datagram{Payload: buf[:n], Src: addrOf(src)}
-	if cm != nil {
+	var cm ipv4.ControlMessage
+	if cm.Parse(oob) == nil {
 		d.HopLimit = cm.TTL
 		if a, ok := netip.AddrFromSlice(cm.Dst); ok {
 			d.Dst = a.Unmap()
 		}
 	}
 	return d, nil
+}
+
+// setTimestamps asks the kernel for each packet's receive time: a
+// backup's Master_Down_Timer runs from the arrival of the master's last
+// advert, not from when a busy process got round to reading it.
+func setTimestamps(pc net.PacketConn) error {
+	sconn, ok := pc.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T has no file descriptor", pc)
+	}
+	sc, err := sconn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := sc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// rxTime is the receive time in control messages oob, or zero.
+func rxTime(oob []byte) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			// struct timespec: two 64-bit words on 64-bit Linux.
+			return time.Unix(int64(binary.NativeEndian.Uint64(m.Data[0:8])), int64(binary.NativeEndian.Uint64(m.Data[8:16])))
+		}
+	}
+	return time.Time{}
 }
 
 func addrOf(a net.Addr) netip.Addr {

@@ -85,6 +85,9 @@ func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Hold
 	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
 	h.mgr.Repeat, h.mgr.Gap = in.GARPRepeat, in.GARPInterval
 	h.mgr.Lifetime = Lifetime(in.AdvertInterval)
+	if err := h.mgr.Prepare(); err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+	}
 	return h, nil
 }
 

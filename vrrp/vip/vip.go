@@ -256,6 +256,10 @@ func (m *Manager) replace(op string, p netip.Prefix) error {
 	return err
 }
 
+// Prepare finds the interface now, so that Take, when this host becomes
+// master, goes straight to adding the VIPs.
+func (m *Manager) Prepare() error { return m.lookup("prepare") }
+
 // lookup finds the interface by name for op.
 func (m *Manager) lookup(op string) error {
 	link, err := m.nl.LinkByName(m.iface)

@@ -23,9 +23,12 @@ import (
 type fakeAddrs struct {
 	addrs []string // "prefix lifetime"
 	calls []string
+	// lookups counts LinkByName calls.
+	lookups int
 }
 
 func (f *fakeAddrs) LinkByName(name string) (netlink.Link, error) {
+	f.lookups++
 	return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}}, nil
 }
 
@@ -195,5 +198,23 @@ func TestManagerTakeFollowUp(t *testing.T) {
 				t.Errorf("after FollowUp: announced %q, want %q", got, tt.wantAfter)
 			}
 		})
+	}
+}
+
+// A prepared manager finds its interface once, before any takeover: Take,
+// the moment every millisecond counts, makes no lookup (a netlink round
+// trip that once came first on every new master's path).
+func TestManagerPrepare(t *testing.T) {
+	f := &fakeAddrs{}
+	m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", prefixes("10.0.0.1/24"), nil, nil)
+	if err := m.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	f.lookups = 0
+	if err := m.Take(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"replace 10.0.0.1/24"}; f.lookups != 0 || !slices.Equal(f.calls, want) {
+		t.Errorf("Take made %d lookups and the calls %q, want none and %q", f.lookups, f.calls, want)
 	}
 }

@@ -1,0 +1,93 @@
+package instance
+
+import (
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/lvsha/lvsha/vrrp"
+	"github.com/lvsha/lvsha/vrrp/transport"
+)
+
+// An advert counts from when the kernel received it, within limits: the
+// result keeps the reading's monotonic clock and never runs back past the
+// previous event.
+func TestAdvertTime(t *testing.T) {
+	now := time.Now()
+	wall := now.Round(0) // as a kernel timestamp: no monotonic reading
+	tests := []struct {
+		name     string
+		rx, last time.Time
+		want     time.Time
+	}{
+		{"unknown", time.Time{}, now.Add(-time.Second), now},
+		{"read 5ms late", wall.Add(-5 * time.Millisecond), now.Add(-time.Second), now.Add(-5 * time.Millisecond)},
+		{"not before the last event", wall.Add(-5 * time.Millisecond), now.Add(-2 * time.Millisecond), now.Add(-2 * time.Millisecond)},
+		{"from the future (clock stepped)", wall.Add(time.Millisecond), now.Add(-time.Second), now},
+		{"too old (clock stepped)", wall.Add(-maxAdvertWait - time.Millisecond), time.Time{}, now},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := advertTime(now, tt.rx, tt.last)
+			if !got.Equal(tt.want) {
+				t.Errorf("advertTime = %v, want %v", got, tt.want)
+			}
+			// Deadlines derived from it must not follow wall clock steps.
+			if got.Round(0) == got {
+				t.Errorf("advertTime = %v lost the monotonic reading", got)
+			}
+		})
+	}
+}
+
+// oneConn reads one datagram, then reports the socket closed.
+type oneConn struct {
+	fakeConn
+	d    transport.Datagram
+	done bool
+}
+
+func (c *oneConn) Read(buf []byte) (transport.Datagram, error) {
+	if c.done {
+		return transport.Datagram{}, io.EOF
+	}
+	c.done = true
+	c.d.Payload = append(buf[:0], c.d.Payload...)
+	return c.d, nil
+}
+
+// A backup's Master_Down_Timer runs from the kernel's receive time of the
+// master's advert, carried from the socket through the reading goroutine.
+func TestMasterDownFromReceiveTime(t *testing.T) {
+	i := newTestInstance(t, &fakeHolder{})
+	master := netip.MustParseAddr("10.0.0.1")
+	group := netip.MustParseAddr("224.0.0.18")
+	mcfg := i.mcfg
+	mcfg.Priority = 150
+	b, err := vrrp.Marshal(mcfg.Advert(150), master, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx := time.Now().Add(-40 * time.Millisecond).Round(0)
+	i.conn = &oneConn{d: transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: rx}}
+
+	t0 := time.Now()
+	i.perform(t0, i.m.Step(t0, vrrp.Start{}), false)
+	out := make(chan advertIn, 1)
+	errc := make(chan error, 1)
+	i.readLoop(out, errc)
+	a := <-out
+	if !a.rx.Equal(rx) {
+		t.Fatalf("advert carried receive time %v, want %v", a.rx, rx)
+	}
+	i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
+	if i.m.State() != vrrp.Backup {
+		t.Fatalf("state %v, want backup", i.m.State())
+	}
+	// Priority 100 at 100 ms: 3 × 100 ms + (256-100)/256 × 100 ms.
+	mdi := 300*time.Millisecond + 156*100*time.Millisecond/256
+	if got := i.m.NextDeadline().Sub(rx); got < mdi-time.Millisecond || got > mdi+time.Millisecond {
+		t.Errorf("Master_Down_Timer fires %v after the advert's arrival, want %v", got, mdi)
+	}
+}
