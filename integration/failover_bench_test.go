@@ -1,12 +1,12 @@
 package integration
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/arp"
-	"github.com/mdlayher/ethernet"
-	"github.com/mdlayher/packet"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsha/lvsha/vrrp"
 )
@@ -224,9 +222,9 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		}
 		sh(b, "ip", "-n", ds[0].ns, "link", "set", ds[0].iface, "down")
 		killed := killedAt()
-		at, last, garp, ok := answered()
-		if !ok || last.IsZero() || garp.IsZero() || killed.IsZero() {
-			b.Fatalf("%s: the backup never answered after the master died (or no advert, announcement or kill was seen)", kind)
+		read, last, garp, at := answered()
+		if read.IsZero() || at.IsZero() || last.IsZero() || garp.IsZero() || killed.IsZero() {
+			b.Fatalf("%s: the backup never answered after the master died (or no advert, announcement, answer frame or kill was seen)", kind)
 		}
 		r.hard = append(r.hard, at.Sub(killed))
 		r.sinceAdvert = append(r.sinceAdvert, at.Sub(last))
@@ -243,9 +241,9 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 				takeover = st.LastTransition.Sub(last).Round(time.Millisecond).String()
 			}
 		}
-		fmt.Fprintf(os.Stderr, "failover run: %s advert %v: kill %v after the last advert; from it: takeover %s, announced %v, answered %v (%v after the kill)\n",
+		fmt.Fprintf(os.Stderr, "failover run: %s advert %v: kill %v after the last advert; from it: takeover %s, announced %v, answered %v (%v after the kill; the client read it %v later)\n",
 			kind, advert, killed.Sub(last).Round(time.Millisecond), takeover, garp.Sub(last).Round(time.Millisecond),
-			at.Sub(last).Round(time.Millisecond), at.Sub(killed).Round(time.Millisecond))
+			at.Sub(last).Round(time.Millisecond), at.Sub(killed).Round(time.Millisecond), read.Sub(at).Round(time.Millisecond))
 		if os.Getenv(envTrace) != "" && kind == "lvsha" {
 			// The new master's log around the takeover, its collections
 			// (gctrace) among them.
@@ -317,7 +315,10 @@ func parseKillPlan(s string) (k killPlan, err error) {
 // when it killed (unix µs; 0 if it never saw an advert at masterPrio
 // within limit). The race's client keeps a hundred goroutines busy, and a
 // kill timed from inside it landed up to 18 ms late at 100 ms adverts;
-// alone, the killer wakes on time.
+// alone, the killer wakes on time. It times the phase from the advert's
+// arrival by the kernel's clock, not from its own reading of it, so that
+// a late read does not move the kill (at 100 ms adverts the phases of
+// the two kinds' kills once differed by a median 10 ms).
 func killer(kill killPlan, masterPrio int, limit time.Duration) int {
 	c, err := listenAdverts()
 	if err != nil {
@@ -325,29 +326,74 @@ func killer(kill killPlan, masterPrio int, limit time.Duration) int {
 		return 2
 	}
 	defer c.Close()
+	ipc, ok := c.(*net.IPConn)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "killer: %T is not a raw IP socket\n", c)
+		return 2
+	}
+	if err := setTimestamps(ipc); err != nil {
+		fmt.Fprintln(os.Stderr, "killer: receive timestamps:", err)
+		return 2
+	}
 	begin := time.Now()
 	c.SetReadDeadline(begin.Add(limit))
 	buf := make([]byte, 1500)
+	oob := make([]byte, 256)
 	for {
-		n, _, err := c.ReadFrom(buf)
+		n, oobn, _, _, err := ipc.ReadMsgIP(buf, oob)
 		if err != nil {
 			fmt.Println(0)
 			return 0
 		}
-		now := time.Now()
-		if n < 3 || int(buf[2]) != masterPrio || now.Sub(begin) < kill.after {
+		// The read keeps the IP header.
+		hl := int(buf[0]&0x0f) * 4
+		if n < hl+3 || int(buf[hl+2]) != masterPrio || time.Since(begin) < kill.after {
 			continue
 		}
-		time.Sleep(kill.phase - time.Since(now))
+		rx := rxTime(oob[:oobn])
+		if rx.IsZero() {
+			rx = time.Now()
+		}
+		time.Sleep(time.Until(rx.Add(kill.phase)))
 		syscall.Kill(-kill.pgid, syscall.SIGKILL)
 		fmt.Println(time.Now().UnixMicro())
 		return 0
 	}
 }
 
+// setTimestamps asks the kernel for each packet's receive time.
+func setTimestamps(c syscall.Conn) error {
+	sc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := sc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// rxTime is the kernel's receive time in control messages oob, or zero.
+func rxTime(oob []byte) time.Time {
+	msgs, _ := unix.ParseSocketControlMessage(oob)
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+			return time.Unix(int64(binary.NativeEndian.Uint64(m.Data[0:8])), int64(binary.NativeEndian.Uint64(m.Data[8:16])))
+		}
+	}
+	return time.Time{}
+}
+
 // race starts a GET of url every 10 ms for duration, each on its own
-// connection and without waiting for the ones in flight, and prints when
-// the first answer from server arrived (unix ms; 0 if none did). A serial
+// connection and without waiting for the ones in flight, and prints the
+// times of the takeover by the director whose MAC is garpFrom: when the
+// client read the first answer from server (unix ms; 0 if none came), and
+// by the kernel's clock as its interfaces saw the frames (unix µs; 0 if
+// not seen) the master's last advert at masterPrio, the takeover's first
+// gratuitous ARP and the first answer through the new master. A serial
 // client measures its own timeouts: a request sent to a dead master waits
 // out its timeout, and the first answer from the backup comes only after
 // it. Requests in parallel put the resolution at the 10 ms cadence.
@@ -364,80 +410,53 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 	// kept the client's CPU busy just when it had to notice the new
 	// master. An attempt every 10 ms still finds the new master within
 	// 10 ms of its announcement.
-	dialer := &net.Dialer{Timeout: 250 * time.Millisecond}
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dialer.DialContext}}
+	//
+	// Each attempt is a bare HTTP/1.0 exchange on its own connection,
+	// not net/http's client: the client shares the VM's two CPUs with the
+	// directors, and the less it does per attempt, the sooner after the
+	// new master's announcement it sends its request.
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	if !strings.Contains(host, ":") || strings.HasSuffix(host, "]") {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "80")
+	}
+	request := []byte("GET / HTTP/1.0\r\n\r\n")
+	get := func() bool {
+		conn, err := net.DialTimeout("tcp", host, 250*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(time.Second))
+		if _, err := conn.Write(request); err != nil {
+			return false
+		}
+		b, err := io.ReadAll(io.LimitReader(conn, 4096))
+		if err != nil {
+			return false
+		}
+		status, body, ok := strings.Cut(string(b), "\r\n\r\n")
+		line, _, _ := strings.Cut(status, "\r\n")
+		return ok && strings.HasPrefix(line, "HTTP/1.") && strings.Contains(line, " 200 ") && strings.TrimSpace(body) == server
+	}
 	var (
-		mu         sync.Mutex
-		first      int64
-		lastAdvert int64 // unix µs of the last advert at priority masterPrio
-		wg         sync.WaitGroup
+		mu    sync.Mutex
+		first int64
+		wg    sync.WaitGroup
 	)
-	// The adverts seen on the LAN say when the master's last one left:
-	// the backup's Master_Down_Interval runs from there, whatever the
-	// phase of the kill.
-	vrrpConn, err := listenAdverts()
+	// The frames' kernel times, not the client's reading of them: a
+	// client busy with a hundred connections reads an advert or an
+	// answer up to tens of ms after it arrived, and that delay would be
+	// measured as the director's.
+	tr, err := startFrameTrace(url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
 		return 2
 	}
-	defer vrrpConn.Close()
-	// Gratuitous ARPs say when the new master announced the VIP.
-	var garps []int64
-	for _, ifi := range mustInterfaces() {
-		c, err := packet.Listen(&ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "race: ARP socket:", err)
-			return 2
-		}
-		defer c.Close()
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				n, _, err := c.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				var f ethernet.Frame
-				var p arp.Packet
-				if f.UnmarshalBinary(buf[:n]) != nil || p.UnmarshalBinary(f.Payload) != nil {
-					continue
-				}
-				// The old master's own repeats must not count as the
-				// new master's announcement.
-				if p.SenderIP == p.TargetIP && (garpFrom == "" || p.SenderHardwareAddr.String() == garpFrom) {
-					mu.Lock()
-					garps = append(garps, time.Now().UnixMicro())
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := vrrpConn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n >= 3 && int(buf[2]) == masterPrio {
-				mu.Lock()
-				lastAdvert = time.Now().UnixMicro()
-				mu.Unlock()
-			}
-		}
-	}()
-	var tr *frameTrace
+	defer tr.close()
 	var cpu *cpuSampler
-	if os.Getenv(envTrace) != "" {
-		if tr, err = startFrameTrace(url); err != nil {
-			fmt.Fprintln(os.Stderr, "race:", err)
-			return 2
-		}
-		defer tr.close()
-		if os.Getenv(envTrace) == "cpu" {
-			cpu = startCPUSampler(20 * time.Millisecond)
-			defer cpu.stop()
-		}
+	if os.Getenv(envTrace) == "cpu" {
+		cpu = startCPUSampler(20 * time.Millisecond)
+		defer cpu.stop()
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -451,13 +470,7 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Get(url)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if err != nil || strings.TrimSpace(string(b)) != server {
+			if !get() {
 				return
 			}
 			now := time.Now().UnixMilli()
@@ -469,17 +482,8 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 		}()
 	}
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	// The first announcement after the master's last advert.
-	var garp int64
-	for _, g := range garps {
-		if g > lastAdvert {
-			garp = g
-			break
-		}
-	}
-	if tr != nil && garp != 0 && first != 0 {
+	lastAdvert, garp, answer := tr.takeover(garpFrom, masterPrio)
+	if os.Getenv(envTrace) != "" && garp != 0 && first != 0 {
 		// Everything relative to the announcement's kernel time.
 		if ref := tr.print(os.Stderr, lastAdvert, first*1000+2000, garpFrom); ref != 0 {
 			if cpu != nil {
@@ -496,7 +500,9 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 			}
 		}
 	}
-	fmt.Println(first, lastAdvert, garp)
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println(first, lastAdvert, garp, answer)
 	return 0
 }
 
@@ -561,11 +567,12 @@ func startKiller(t testing.TB, client string, kill killPlan, masterPrio int, lim
 }
 
 // startRace runs the race role in the client namespace in the background;
-// the returned func waits for the time of the first answer from server
-// (ok if there was one), of the last advert at masterPrio and of the
-// first gratuitous ARP after that advert (zero if none was seen) sent
-// from the hardware address garpFrom (any if empty).
-func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, d time.Duration) func() (answer, lastAdvert, garp time.Time, ok bool) {
+// the returned func waits for its times (see race; zero if not seen):
+// the client's reading of the first answer from server, and the kernel's
+// times of the last advert at masterPrio, of the first gratuitous ARP
+// after it from the hardware address garpFrom and of the first answer
+// through garpFrom.
+func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio int, d time.Duration) func() (read, lastAdvert, garp, answer time.Time) {
 	cmd := exec.Command("ip", "netns", "exec", client, self(t))
 	if os.Getenv(envTrace) != "" {
 		cmd.Stderr = os.Stderr
@@ -576,10 +583,10 @@ func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio in
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return func() (time.Time, time.Time, time.Time, bool) {
+	return func() (time.Time, time.Time, time.Time, time.Time) {
 		cmd.Wait()
-		var ms, us, garp int64
-		if _, err := fmt.Sscan(out.String(), &ms, &us, &garp); err != nil {
+		var ms, last, garp, answer int64
+		if _, err := fmt.Sscan(out.String(), &ms, &last, &garp, &answer); err != nil {
 			t.Fatalf("race output %q: %v", out.String(), err)
 		}
 		at := func(us int64) time.Time {
@@ -588,6 +595,6 @@ func startRace(t testing.TB, client, url, server, garpFrom string, masterPrio in
 			}
 			return time.UnixMicro(us)
 		}
-		return at(ms * 1000), at(us), at(garp), ms != 0
+		return at(ms * 1000), at(last), at(garp), at(answer)
 	}
 }

@@ -19,16 +19,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// envTrace ("1") makes the failover bench's client record the frames it
-// sends and receives around the takeover and print them: where the time
-// between the new master's announcement and the first answer goes; "cpu"
-// also samples who used the CPU then.
+// envTrace ("1") makes the failover bench's client print the frames it
+// sent and received around the takeover: where the time between the new
+// master's announcement and the first answer goes; "cpu" also samples who
+// used the CPU then.
 const envTrace = "LVSHA_TRACE"
 
 // frameTrace records, on every interface of the client's namespace, the
-// ARP frames and the TCP segments to and from the VIP, with the kernel's
-// time of each (SO_TIMESTAMPNS): the client's own scheduling delays the
-// reading, not the times.
+// ARP frames, the VRRP adverts and the TCP segments to and from the VIP,
+// with the kernel's time of each (SO_TIMESTAMPNS): the client's own
+// scheduling delays the reading, not the times. The failover bench takes
+// its times from here.
 type frameTrace struct {
 	vip  netip.Addr
 	fds  []int
@@ -42,8 +43,13 @@ type frameEvent struct {
 	us   int64 // unix µs
 	what string
 	garp bool
-	// vrrpFrom is the source MAC of a VRRP advert, "" for other frames.
+	// vrrpFrom is the source MAC of a VRRP advert, "" for other frames;
+	// prio is the advert's priority.
 	vrrpFrom string
+	prio     int
+	// answerFrom is the source MAC of a TCP segment from the VIP that
+	// carries data (an HTTP answer), "" for other frames.
+	answerFrom string
 }
 
 // maxFrameEvents bounds the trace's memory: a bench run sends ~100
@@ -105,22 +111,16 @@ func (t *frameTrace) read(fd int) {
 			}
 			return
 		}
-		var us int64
-		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-		for _, m := range msgs {
-			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
-				sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
-				nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
-				us = sec*1e6 + nsec/1000
-			}
+		rx := rxTime(oob[:oobn])
+		if rx.IsZero() {
+			rx = time.Now()
 		}
-		if us == 0 {
-			us = time.Now().UnixMicro()
-		}
-		if what, garp, vrrpFrom := t.describe(buf[:n]); what != "" {
+		us := rx.UnixMicro()
+		if e := t.describe(buf[:n]); e.what != "" {
+			e.us = us
 			t.mu.Lock()
 			if len(t.evs) < maxFrameEvents {
-				t.evs = append(t.evs, frameEvent{us, what, garp, vrrpFrom})
+				t.evs = append(t.evs, e)
 			}
 			t.mu.Unlock()
 		}
@@ -128,40 +128,73 @@ func (t *frameTrace) read(fd int) {
 }
 
 // describe names an ARP frame, a VRRP advert, or a TCP segment to or from
-// the VIP; anything else is ""; garp says it is a gratuitous ARP for the
-// VIP, vrrpFrom is an advert's source MAC.
-func (t *frameTrace) describe(b []byte) (what string, garp bool, vrrpFrom string) {
+// the VIP (the zero event for anything else), and marks the frames the
+// bench times.
+func (t *frameTrace) describe(b []byte) frameEvent {
 	var f ethernet.Frame
 	if f.UnmarshalBinary(b) != nil {
-		return "", false, ""
+		return frameEvent{}
 	}
 	switch f.EtherType {
 	case ethernet.EtherTypeARP:
 		var p arp.Packet
 		if p.UnmarshalBinary(f.Payload) != nil {
-			return "", false, ""
+			return frameEvent{}
 		}
-		return fmt.Sprintf("ARP %v %v(%v) -> %v(%v)", p.Operation, p.SenderIP, p.SenderHardwareAddr, p.TargetIP, p.TargetHardwareAddr),
-			p.SenderIP == p.TargetIP && p.SenderIP == t.vip, ""
+		return frameEvent{
+			what: fmt.Sprintf("ARP %v %v(%v) -> %v(%v)", p.Operation, p.SenderIP, p.SenderHardwareAddr, p.TargetIP, p.TargetHardwareAddr),
+			garp: p.SenderIP == p.TargetIP && p.SenderIP == t.vip,
+		}
 	case ethernet.EtherTypeIPv4:
 		ip := f.Payload
 		if len(ip) < 20 {
-			return "", false, ""
+			return frameEvent{}
 		}
 		hl := int(ip[0]&0xf) * 4
 		src, _ := netip.AddrFromSlice(ip[12:16])
 		dst, _ := netip.AddrFromSlice(ip[16:20])
 		if ip[9] == 112 && len(ip) >= hl+4 {
-			return fmt.Sprintf("VRRP %v -> %v priority %d  (%v)", src, dst, ip[hl+2], f.Source), false, f.Source.String()
+			return frameEvent{
+				what:     fmt.Sprintf("VRRP %v -> %v priority %d  (%v)", src, dst, ip[hl+2], f.Source),
+				vrrpFrom: f.Source.String(),
+				prio:     int(ip[hl+2]),
+			}
 		}
 		if ip[9] != unix.IPPROTO_TCP || (src != t.vip && dst != t.vip) || len(ip) < hl+14 {
-			return "", false, ""
+			return frameEvent{}
 		}
 		tcp := ip[hl:]
 		data := int(binary.BigEndian.Uint16(ip[2:4])) - hl - int(tcp[12]>>4)*4
-		return fmt.Sprintf("TCP %v:%d -> %v:%d %s len %d  (%v -> %v)", src, binary.BigEndian.Uint16(tcp[0:2]), dst, binary.BigEndian.Uint16(tcp[2:4]), tcpFlags(tcp[13]), data, f.Source, f.Destination), false, ""
+		e := frameEvent{what: fmt.Sprintf("TCP %v:%d -> %v:%d %s len %d  (%v -> %v)", src, binary.BigEndian.Uint16(tcp[0:2]), dst, binary.BigEndian.Uint16(tcp[2:4]), tcpFlags(tcp[13]), data, f.Source, f.Destination)}
+		if src == t.vip && data > 0 {
+			e.answerFrom = f.Source.String()
+		}
+		return e
 	}
-	return "", false, ""
+	return frameEvent{}
+}
+
+// takeover reads the kernel's times (unix µs, 0 if not seen) of a
+// takeover by the director whose MAC is mac: its first gratuitous ARP for
+// the VIP, the last advert at masterPrio from another host before it (the
+// old master's last), and the first answer through mac after it.
+func (t *frameTrace) takeover(mac string, masterPrio int) (lastAdvert, garp, answer int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	slices.SortFunc(t.evs, func(a, b frameEvent) int { return cmp.Compare(a.us, b.us) })
+	// With no mac, any director's frames count.
+	from := func(m string) bool { return mac == "" || m == mac }
+	for _, e := range t.evs {
+		switch {
+		case garp == 0 && e.vrrpFrom != "" && (mac == "" || e.vrrpFrom != mac) && e.prio == masterPrio:
+			lastAdvert = e.us
+		case garp == 0 && e.garp && lastAdvert != 0 && (mac == "" || strings.Contains(e.what, "("+mac+")")):
+			garp = e.us
+		case garp != 0 && e.answerFrom != "" && from(e.answerFrom):
+			return lastAdvert, garp, e.us
+		}
+	}
+	return lastAdvert, garp, 0
 }
 
 func tcpFlags(b byte) string {
