@@ -202,7 +202,7 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 	// round's namespaces are deleted (work the kernel does in the
 	// background, slowly under emulation); without it, lvsha's first
 	// measured run was 38–65 ms slower than keepalived's at the same phase
-	// at three of four settings, and no other run was.
+	// at three of four settings, and only one other run was.
 	for i := -1; i < n; i++ {
 		warm := i < 0
 		eventually(b, kind+" lb1 master", settle, func() bool { return holder() == "lb1" })
