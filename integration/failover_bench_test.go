@@ -1,12 +1,13 @@
 package integration
 
 import (
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
-
 	"github.com/lvsha/lvsha/vrrp"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // pollResult is the poll role's report.
@@ -337,71 +336,75 @@ func parseKillPlan(s string) (k killPlan, err error) {
 // a late read does not move the kill (at 100 ms adverts the phases of
 // the two kinds' kills once differed by a median 10 ms).
 func killer(kill killPlan, masterPrio int, limit time.Duration) int {
-	c, err := listenAdverts()
+	c, err := listenAdvertsTimed()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "killer:", err)
 		return 2
 	}
 	defer c.Close()
-	ipc, ok := c.(*net.IPConn)
-	if !ok {
-		fmt.Fprintf(os.Stderr, "killer: %T is not a raw IP socket\n", c)
-		return 2
-	}
-	if err := setTimestamps(ipc); err != nil {
-		fmt.Fprintln(os.Stderr, "killer: receive timestamps:", err)
-		return 2
-	}
+	adverts := make(chan transport.Datagram, 16)
+	go func() {
+		defer close(adverts)
+		buf := make([]byte, 1500)
+		for {
+			d, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if len(d.Payload) >= 3 && int(d.Payload[2]) == masterPrio {
+				d.Payload = nil
+				adverts <- d
+			}
+		}
+	}()
 	begin := time.Now()
-	c.SetReadDeadline(begin.Add(limit))
-	buf := make([]byte, 1500)
-	oob := make([]byte, 256)
+	deadline := time.After(limit)
 	for {
-		n, oobn, _, _, err := ipc.ReadMsgIP(buf, oob)
-		if err != nil {
+		select {
+		case <-deadline:
 			fmt.Println(0)
 			return 0
+		case d, ok := <-adverts:
+			if !ok {
+				fmt.Println(0)
+				return 0
+			}
+			if time.Since(begin) < kill.after {
+				continue
+			}
+			rx := d.At
+			if rx.IsZero() {
+				rx = time.Now()
+			}
+			time.Sleep(time.Until(rx.Add(kill.phase)))
+			syscall.Kill(-kill.pgid, syscall.SIGKILL)
+			fmt.Println(time.Now().UnixMicro())
+			return 0
 		}
-		// The read keeps the IP header.
-		hl := int(buf[0]&0x0f) * 4
-		if n < hl+3 || int(buf[hl+2]) != masterPrio || time.Since(begin) < kill.after {
+	}
+}
+
+// listenAdvertsTimed receives VRRP adverts through lvsha's transport,
+// which gives each one's arrival time by the kernel's clock, on the
+// namespace's interface to the LAN: the first with multicast and an IPv4
+// address (the VM's kernel adds address-less tunnel devices to every
+// namespace).
+func listenAdvertsTimed() (*transport.Conn, error) {
+	for _, ifi := range mustInterfaces() {
+		if ifi.Flags&net.FlagMulticast == 0 {
 			continue
 		}
-		rx := rxTime(oob[:oobn])
-		if rx.IsZero() {
-			rx = time.Now()
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return nil, err
 		}
-		time.Sleep(time.Until(rx.Add(kill.phase)))
-		syscall.Kill(-kill.pgid, syscall.SIGKILL)
-		fmt.Println(time.Now().UnixMicro())
-		return 0
-	}
-}
-
-// setTimestamps asks the kernel for each packet's receive time.
-func setTimestamps(c syscall.Conn) error {
-	sc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := sc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
-// rxTime is the kernel's receive time in control messages oob, or zero.
-func rxTime(oob []byte) time.Time {
-	msgs, _ := unix.ParseSocketControlMessage(oob)
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
-			return time.Unix(int64(binary.NativeEndian.Uint64(m.Data[0:8])), int64(binary.NativeEndian.Uint64(m.Data[8:16])))
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+				return transport.Listen(transport.Config{Interface: &ifi, Source: p.Addr()})
+			}
 		}
 	}
-	return time.Time{}
+	return nil, errors.New("no multicast interface with an IPv4 address")
 }
 
 // race starts a GET of url every 10 ms for duration, each on its own
@@ -538,30 +541,6 @@ func mustInterfaces() []net.Interface {
 	return slices.DeleteFunc(ifs, func(i net.Interface) bool { return i.Flags&net.FlagLoopback != 0 })
 }
 
-// listenAdverts receives VRRP (IP protocol 112) on every interface of the
-// namespace, joined to 224.0.0.18.
-func listenAdverts() (net.PacketConn, error) {
-	c, err := net.ListenPacket("ip4:112", "0.0.0.0")
-	if err != nil {
-		return nil, fmt.Errorf("listen for adverts: %w", err)
-	}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	p := ipv4.NewPacketConn(c)
-	for _, ifi := range ifs {
-		if ifi.Flags&net.FlagLoopback == 0 && ifi.Flags&net.FlagMulticast != 0 {
-			if err := p.JoinGroup(&ifi, &net.IPAddr{IP: net.IPv4(224, 0, 0, 18)}); err != nil {
-				c.Close()
-				return nil, fmt.Errorf("join 224.0.0.18 on %s: %w", ifi.Name, err)
-			}
-		}
-	}
-	return c, nil
-}
-
 // startKiller runs the killer role in the client namespace in the
 // background; the returned func waits for the time of the kill (zero if
 // there was none).
@@ -570,6 +549,7 @@ func startKiller(t testing.TB, client string, kill killPlan, masterPrio int, lim
 	cmd.Env = append(os.Environ(), envRole+"=killer", "LVSHA_KILL="+kill.String(), "LVSHA_PRIO="+strconv.Itoa(masterPrio), "LVSHA_DURATION="+limit.String())
 	var out strings.Builder
 	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

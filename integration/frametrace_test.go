@@ -17,6 +17,8 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // envTrace ("1") makes the failover bench's client print the frames it
@@ -111,7 +113,7 @@ func (t *frameTrace) read(fd int) {
 			}
 			return
 		}
-		rx := rxTime(oob[:oobn])
+		rx := transport.ReceiveTime(oob[:oobn])
 		if rx.IsZero() {
 			rx = time.Now()
 		}

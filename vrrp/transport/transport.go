@@ -186,6 +186,11 @@ func (c *Conn) openSender() error {
 // bindToDevice restricts the socket to the instance's interface, so adverts
 // of the same VRID on another link are never seen.
 func bindToDevice(pc net.PacketConn, ifname string) error {
+	return control(pc, func(fd int) error { return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname) })
+}
+
+// control runs set on pc's file descriptor.
+func control(pc net.PacketConn, set func(fd int) error) error {
 	sconn, ok := pc.(syscall.Conn)
 	if !ok {
 		return fmt.Errorf("%T has no file descriptor", pc)
@@ -195,9 +200,7 @@ func bindToDevice(pc net.PacketConn, ifname string) error {
 		return err
 	}
 	var serr error
-	if err := sc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
-	}); err != nil {
+	if err := sc.Control(func(fd uintptr) { serr = set(int(fd)) }); err != nil {
 		return err
 	}
 	return serr
@@ -305,7 +308,7 @@ func (c *Conn) read(buf []byte) (Datagram, error) {
 		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", c.cfg.Interface.Name, err)
 	}
 	oob := c.rxOOB[:oobn]
-	d := Datagram{Payload: buf[:n], At: rxTime(oob)}
+	d := Datagram{Payload: buf[:n], At: ReceiveTime(oob)}
 	if src != nil {
 		d.Src = addrOf(src)
 	}
@@ -338,25 +341,12 @@ func (c *Conn) read(buf []byte) (Datagram, error) {
 // backup's Master_Down_Timer runs from the arrival of the master's last
 // advert, not from when a busy process got round to reading it.
 func setTimestamps(pc net.PacketConn) error {
-	sconn, ok := pc.(syscall.Conn)
-	if !ok {
-		return fmt.Errorf("%T has no file descriptor", pc)
-	}
-	sc, err := sconn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := sc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
+	return control(pc, func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
 }
 
-// rxTime is the receive time in control messages oob, or zero.
-func rxTime(oob []byte) time.Time {
+// ReceiveTime is the kernel's receive time (SO_TIMESTAMPNS, wall clock) in
+// a message's control data oob, or zero if it has none.
+func ReceiveTime(oob []byte) time.Time {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return time.Time{}
