@@ -254,8 +254,8 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 // Without IPVS a daemon of VRRP instances alone runs on an empty table;
-// a config that adds virtual servers fails to sync with the reason, and
-// the daemon keeps running.
+// programming or removing virtual services fails with the reason IPVS
+// could not be opened.
 func TestNoIPVS(t *testing.T) {
 	reason := fmt.Errorf("%w: no such file or directory", ipvs.ErrUnavailable)
 	n := noIPVS{err: reason}
