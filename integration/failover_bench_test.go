@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -305,18 +306,10 @@ type killPlan struct {
 	after, phase time.Duration
 }
 
-// String is the form parseKillPlan reads ("" for no kill).
-func (k killPlan) String() string {
-	if k.pgid == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d %v %v", k.pgid, k.after, k.phase)
-}
+// String is the form parseKillPlan reads.
+func (k killPlan) String() string { return fmt.Sprintf("%d %v %v", k.pgid, k.after, k.phase) }
 
 func parseKillPlan(s string) (k killPlan, err error) {
-	if s == "" {
-		return k, nil
-	}
 	var after, phase string
 	if _, err := fmt.Sscan(s, &k.pgid, &after, &phase); err != nil {
 		return k, fmt.Errorf("kill %q: %w", s, err)
@@ -417,7 +410,7 @@ func listenAdvertsTimed() (*transport.Conn, error) {
 // client measures its own timeouts: a request sent to a dead master waits
 // out its timeout, and the first answer from the backup comes only after
 // it. Requests in parallel put the resolution at the 10 ms cadence.
-func race(url, duration, server, garpFrom string, masterPrio int) int {
+func race(rawURL, duration, server, garpFrom string, masterPrio int) int {
 	d, err := time.ParseDuration(duration)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
@@ -435,9 +428,14 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 	// not net/http's client: the client shares the VM's two CPUs with the
 	// directors, and the less it does per attempt, the sooner after the
 	// new master's announcement it sends its request.
-	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
-	if !strings.Contains(host, ":") || strings.HasSuffix(host, "]") {
-		host = net.JoinHostPort(strings.Trim(host, "[]"), "80")
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "race:", err)
+		return 2
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
 	}
 	request := []byte("GET / HTTP/1.0\r\n\r\n")
 	get := func() bool {
@@ -467,7 +465,7 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 	// client busy with a hundred connections reads an advert or an
 	// answer up to tens of ms after it arrived, and that delay would be
 	// measured as the director's.
-	tr, err := startFrameTrace(url)
+	tr, err := startFrameTrace(rawURL)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "race:", err)
 		return 2
@@ -502,27 +500,27 @@ func race(url, duration, server, garpFrom string, masterPrio int) int {
 		}()
 	}
 	wg.Wait()
-	lastAdvert, garp, answer := tr.takeover(garpFrom, masterPrio)
-	if os.Getenv(envTrace) != "" && garp != 0 && first != 0 {
+	tt := tr.takeover(garpFrom, masterPrio)
+	if os.Getenv(envTrace) != "" && tt.garp != 0 && first != 0 {
 		// Everything relative to the announcement's kernel time.
-		if ref := tr.print(os.Stderr, lastAdvert, first*1000+2000, garpFrom); ref != 0 {
-			if cpu != nil {
-				cpu.stop()
-				cpu.print(os.Stderr, ref-50000, ref, ref)
-				cpu.print(os.Stderr, ref, first*1000, ref)
-			}
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			for i, end := range ms.PauseEnd {
-				if us := int64(end / 1000); us >= ref-50000 && us <= first*1000+2000 {
-					fmt.Fprintf(os.Stderr, "trace %+8.1f ms race client GC pause end (%v)\n", float64(us-ref)/1000, time.Duration(ms.PauseNs[i]))
-				}
+		ref := tt.garp
+		tr.print(os.Stderr, tt, first*1000+2000)
+		if cpu != nil {
+			cpu.stop()
+			cpu.print(os.Stderr, ref-50000, ref, ref)
+			cpu.print(os.Stderr, ref, first*1000, ref)
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		for i, end := range ms.PauseEnd {
+			if us := int64(end / 1000); us >= ref-50000 && us <= first*1000+2000 {
+				fmt.Fprintf(os.Stderr, "trace %+8.1f ms race client GC pause end (%v)\n", float64(us-ref)/1000, time.Duration(ms.PauseNs[i]))
 			}
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	fmt.Println(first, lastAdvert, garp, answer)
+	fmt.Println(first, tt.lastAdvert, tt.garp, tt.answer)
 	return 0
 }
 

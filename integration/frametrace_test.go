@@ -44,14 +44,12 @@ type frameTrace struct {
 type frameEvent struct {
 	us   int64 // unix µs
 	what string
-	garp bool
-	// vrrpFrom is the source MAC of a VRRP advert, "" for other frames;
-	// prio is the advert's priority.
-	vrrpFrom string
-	prio     int
-	// answerFrom is the source MAC of a TCP segment from the VIP that
-	// carries data (an HTTP answer), "" for other frames.
-	answerFrom string
+	// garpFrom is the sender MAC of a gratuitous ARP for the VIP,
+	// vrrpFrom the source MAC of a VRRP advert (prio its priority),
+	// answerFrom the source MAC of a TCP segment from the VIP that carries
+	// data (an HTTP answer); "" for other frames.
+	garpFrom, vrrpFrom, answerFrom string
+	prio                           int
 }
 
 // maxFrameEvents bounds the trace's memory: a bench run sends ~100
@@ -143,10 +141,11 @@ func (t *frameTrace) describe(b []byte) frameEvent {
 		if p.UnmarshalBinary(f.Payload) != nil {
 			return frameEvent{}
 		}
-		return frameEvent{
-			what: fmt.Sprintf("ARP %v %v(%v) -> %v(%v)", p.Operation, p.SenderIP, p.SenderHardwareAddr, p.TargetIP, p.TargetHardwareAddr),
-			garp: p.SenderIP == p.TargetIP && p.SenderIP == t.vip,
+		e := frameEvent{what: fmt.Sprintf("ARP %v %v(%v) -> %v(%v)", p.Operation, p.SenderIP, p.SenderHardwareAddr, p.TargetIP, p.TargetHardwareAddr)}
+		if p.SenderIP == p.TargetIP && p.SenderIP == t.vip {
+			e.garpFrom = p.SenderHardwareAddr.String()
 		}
+		return e
 	case ethernet.EtherTypeIPv4:
 		ip := f.Payload
 		if len(ip) < 20 {
@@ -176,27 +175,36 @@ func (t *frameTrace) describe(b []byte) frameEvent {
 	return frameEvent{}
 }
 
-// takeover reads the kernel's times (unix µs, 0 if not seen) of a
-// takeover by the director whose MAC is mac: its first gratuitous ARP for
-// the VIP, the last advert at masterPrio from another host before it (the
-// old master's last), and the first answer through mac after it.
-func (t *frameTrace) takeover(mac string, masterPrio int) (lastAdvert, garp, answer int64) {
+// takeoverTimes are the kernel's times (unix µs, 0 if not seen) of a
+// takeover: the old master's last advert, the new master's first advert
+// and first gratuitous ARP for the VIP after it, and the first answer
+// through the new master after that.
+type takeoverTimes struct {
+	lastAdvert, firstAdvert, garp, answer int64
+}
+
+// takeover finds the times of the takeover by the director whose MAC is
+// mac (with no mac, by any director): the old master is the one whose
+// adverts carry masterPrio.
+func (t *frameTrace) takeover(mac string, masterPrio int) (tt takeoverTimes) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	slices.SortFunc(t.evs, func(a, b frameEvent) int { return cmp.Compare(a.us, b.us) })
-	// With no mac, any director's frames count.
-	from := func(m string) bool { return mac == "" || m == mac }
+	from := func(m string) bool { return m != "" && (mac == "" || m == mac) }
 	for _, e := range t.evs {
 		switch {
-		case garp == 0 && e.vrrpFrom != "" && (mac == "" || e.vrrpFrom != mac) && e.prio == masterPrio:
-			lastAdvert = e.us
-		case garp == 0 && e.garp && lastAdvert != 0 && (mac == "" || strings.Contains(e.what, "("+mac+")")):
-			garp = e.us
-		case garp != 0 && e.answerFrom != "" && from(e.answerFrom):
-			return lastAdvert, garp, e.us
+		case tt.garp == 0 && e.vrrpFrom != "" && e.prio == masterPrio && (mac == "" || e.vrrpFrom != mac):
+			tt.lastAdvert, tt.firstAdvert = e.us, 0
+		case tt.garp == 0 && tt.lastAdvert != 0 && tt.firstAdvert == 0 && from(e.vrrpFrom):
+			tt.firstAdvert = e.us
+		case tt.garp == 0 && tt.lastAdvert != 0 && from(e.garpFrom):
+			tt.garp = e.us
+		case tt.garp != 0 && from(e.answerFrom):
+			tt.answer = e.us
+			return tt
 		}
 	}
-	return lastAdvert, garp, 0
+	return tt
 }
 
 func tcpFlags(b byte) string {
@@ -209,49 +217,22 @@ func tcpFlags(b byte) string {
 	return s
 }
 
-// print writes the events from 5 ms before the first gratuitous ARP from
-// mac after the unix µs since to the unix µs to, as ms after that ARP.
-func (t *frameTrace) print(w io.Writer, since, to int64, mac string) (ref int64) {
+// print writes the takeover in two parts, the old master's last advert to
+// the new master's first (Master_Down_Interval, plus how late the new
+// master's timer ran) and to its first announcement, then the events from
+// 5 ms before that announcement to the unix µs to, as ms after it.
+func (t *frameTrace) print(w io.Writer, tt takeoverTimes, to int64) {
+	if tt.lastAdvert != 0 && tt.firstAdvert != 0 {
+		fmt.Fprintf(w, "trace summary: last advert of the old master to the new master's first %.1f ms, to its first announcement %.1f ms\n",
+			float64(tt.firstAdvert-tt.lastAdvert)/1000, float64(tt.garp-tt.lastAdvert)/1000)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	slices.SortFunc(t.evs, func(a, b frameEvent) int { return cmp.Compare(a.us, b.us) })
 	for _, e := range t.evs {
-		if e.garp && e.us > since && strings.Contains(e.what, "("+mac+")") {
-			ref = e.us
-			break
+		if e.us >= tt.garp-5000 && e.us <= to {
+			fmt.Fprintf(w, "trace %+8.1f ms %s\n", float64(e.us-tt.garp)/1000, e.what)
 		}
 	}
-	if ref == 0 {
-		fmt.Fprintln(w, "trace: no announcement seen")
-		return 0
-	}
-	// The takeover in two parts, by the kernel's times: the old master's
-	// last advert to the new master's first (Master_Down_Interval, plus
-	// how late the new master's timer ran), and that advert to the first
-	// announcement (the work of becoming master).
-	var oldLast, newFirst int64
-	for _, e := range t.evs {
-		if e.vrrpFrom == "" || e.us <= since-1e6 || e.us > ref {
-			continue
-		}
-		switch {
-		case e.vrrpFrom != mac:
-			oldLast, newFirst = e.us, 0
-		case newFirst == 0:
-			newFirst = e.us
-		}
-	}
-	if oldLast != 0 && newFirst != 0 {
-		fmt.Fprintf(w, "trace summary: last advert of the old master to the new master's first %.1f ms, to its first announcement %.1f ms\n",
-			float64(newFirst-oldLast)/1000, float64(ref-oldLast)/1000)
-	}
-	from := ref - 5000
-	for _, e := range t.evs {
-		if e.us >= from && e.us <= to {
-			fmt.Fprintf(w, "trace %+8.1f ms %s\n", float64(e.us-ref)/1000, e.what)
-		}
-	}
-	return ref
 }
 
 // cpuSampler records, every period, how much CPU each process of the
