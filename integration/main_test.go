@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lvsha/lvsha/integration/vm"
 	"github.com/lvsha/lvsha/ipvs"
 )
@@ -46,6 +48,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runRole(role))
 	}
 	if os.Getenv(envInVM) == "1" {
+		keepTimestamps()
 		os.Exit(m.Run())
 	}
 	if os.Geteuid() != 0 {
@@ -68,6 +71,25 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	os.Exit(runInVM())
+}
+
+// keepTimestamps holds a socket with SO_TIMESTAMPNS open for the life of
+// the process, so that the kernel's receive-timestamp static key stays on.
+// lvsha's VRRP sockets and the benchmark's captures ask for timestamps,
+// and each time the last such socket closed and a new one opened, the
+// kernel rewrote the branch in netif_rx_internal with text_poke_bp; under
+// qemu's tcg a vCPU once ran into that rewrite's int3 and the guest
+// panicked ("Oops: int3" in netif_rx_internal, during a CI run). On real
+// hardware the rewrite is safe, so only the VM does this.
+func keepTimestamps() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration: a socket to keep receive timestamps on:", err)
+	}
+	// The descriptor stays open until the process exits.
 }
 
 // setLvsha builds lvsha into dir and tells the tests where it is, or why
