@@ -12,7 +12,7 @@ import (
 // Desired computes the table the kernel should hold for cfg, given which
 // real servers are up. It is DesiredFrom with no memory of earlier sorry
 // server decisions: the sorry server serves exactly when the up weight is
-// below quorum. Use an Aggregator to get hysteresis.
+// below quorum. Use a SorryMemory to get hysteresis.
 func Desired(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) []Service {
 	return DesiredFrom(cfg, up, nil)
 }
@@ -104,7 +104,6 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		s.Netmask = Netmask4(n)
 	}
 
-	upWeight := 0
 	seen := make(map[netip.AddrPort]bool, len(vs.RealServers)+1)
 	removeIfDown := make(map[netip.AddrPort]bool, len(vs.RealServers))
 	for _, rs := range vs.RealServers {
@@ -124,13 +123,8 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		if onDown == "" {
 			onDown = vs.OnDown
 		}
-		if up == nil || up(vs.Name, rs.Address) {
-			if weight != nil {
-				if w, ok := weight(vs.Name, rs.Address); ok {
-					d.Weight = w
-				}
-			}
-			upWeight += d.Weight
+		if w, ok := servingWeight(vs.Name, rs, up, weight); ok {
+			d.Weight = w
 		} else if onDown == "remove" {
 			continue
 		} else {
@@ -141,7 +135,7 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		s.Destinations = append(s.Destinations, d)
 	}
 
-	active := vs.SorryServer.IsValid() && sorryActive(upWeight, vs.Quorum, vs.Hysteresis, sorryWas)
+	active := vs.SorryServer.IsValid() && BelowQuorum(UpWeight(vs, up, weight), vs.Quorum, vs.Hysteresis, sorryWas)
 	if vs.SorryServer.IsValid() && !active && vs.SorryInhibit {
 		fwd := forwarding("", vs.Forwarding)
 		d := Destination{Address: vs.SorryServer.Addr().Unmap(), Port: destPort(vs, vs.SorryServer.Port(), fwd), Forwarding: fwd,
@@ -185,16 +179,6 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 		}
 	}
 	return s
-}
-
-// sorryActive is the quorum decision with hysteresis: below quorum the
-// sorry server comes in; it goes only once the up weight reaches
-// quorum+hysteresis, so a weight hovering around quorum does not flap.
-func sorryActive(upWeight, quorum, hysteresis int, wasActive bool) bool {
-	if wasActive {
-		return upWeight < quorum+hysteresis
-	}
-	return upWeight < quorum
 }
 
 // destPort is the destination port the kernel should hold. A real server
@@ -258,10 +242,11 @@ func ceilSeconds(d time.Duration) uint32 {
 	return uint32(min(s, 1<<32-1))
 }
 
-// Aggregator remembers, per virtual server, whether the sorry server was
-// serving after the previous computation: the one bit of state hysteresis
-// needs. The zero value is ready to use; it is safe for concurrent use.
-type Aggregator struct {
+// SorryMemory is the sorry server's memory: per virtual server, whether
+// the sorry server was serving (quorum lost) after the previous
+// computation, the one bit of state quorum hysteresis needs. The zero
+// value is ready to use; it is safe for concurrent use.
+type SorryMemory struct {
 	mu     sync.Mutex
 	active map[string]bool
 }
@@ -269,28 +254,28 @@ type Aggregator struct {
 // Desired computes the table with DesiredFrom, feeding it the previous
 // decisions, and records the new ones. Virtual servers no longer in cfg
 // are forgotten.
-func (a *Aggregator) Desired(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) []Service {
-	return a.DesiredWeighted(cfg, up, nil)
+func (m *SorryMemory) Desired(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) []Service {
+	return m.DesiredWeighted(cfg, up, nil)
 }
 
 // DesiredWeighted is Desired with dynamic weights (see DesiredWeighted).
-func (a *Aggregator) DesiredWeighted(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight WeightFunc) []Service {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	prev := a.active
+func (m *SorryMemory) DesiredWeighted(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight WeightFunc) []Service {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev := m.active
 	out := DesiredWeighted(cfg, up, weight, func(vs string) bool { return prev[vs] })
-	a.active = make(map[string]bool, len(out))
+	m.active = make(map[string]bool, len(out))
 	for _, s := range out {
 		if s.SorryActive() {
-			a.active[s.Name] = true
+			m.active[s.Name] = true
 		}
 	}
 	return out
 }
 
 // SorryActive reports the last decision for virtual server vs.
-func (a *Aggregator) SorryActive(vs string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.active[vs]
+func (m *SorryMemory) SorryActive(vs string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.active[vs]
 }

@@ -329,20 +329,20 @@ func TestSorryHysteresis(t *testing.T) {
 		{2, true},
 		{0, true},
 	}
-	var a ipvs.Aggregator
+	var a ipvs.SorryMemory
 	for i, st := range steps {
 		got := a.Desired(cfg, upCount(st.up))
 		if g := got[0].SorryActive(); g != st.wantSorry {
 			t.Fatalf("step %d (%d up): sorry active = %v, want %v", i, st.up, g, st.wantSorry)
 		}
 		if a.SorryActive("web") != st.wantSorry {
-			t.Fatalf("step %d: Aggregator did not record the decision", i)
+			t.Fatalf("step %d: SorryMemory did not record the decision", i)
 		}
 		// The pure function gives the same answer from the same memory.
 		prev := i > 0 && steps[i-1].wantSorry
 		pure := ipvs.DesiredFrom(cfg, upCount(st.up), func(string) bool { return prev })
 		if diff := cmp.Diff(got, pure, addrOpt); diff != "" {
-			t.Fatalf("step %d: Aggregator and DesiredFrom differ:\n%s", i, diff)
+			t.Fatalf("step %d: SorryMemory and DesiredFrom differ:\n%s", i, diff)
 		}
 	}
 
@@ -352,10 +352,10 @@ func TestSorryHysteresis(t *testing.T) {
 	}
 }
 
-func TestAggregatorForgetsRemovedServers(t *testing.T) {
+func TestSorryMemoryForgetsRemovedServers(t *testing.T) {
 	vs := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 1))
 	vs.SorryServer = ap("10.0.9.9:80")
-	var a ipvs.Aggregator
+	var a ipvs.SorryMemory
 	a.Desired(cfgOf(vs), downSet("10.0.1.1:80"))
 	if !a.SorryActive("web") {
 		t.Fatal("sorry server not active with all down")

@@ -63,7 +63,7 @@ type daemon struct {
 	path   string
 	table  table
 	probes prober
-	agg    ipvs.Aggregator
+	sorry  ipvs.SorryMemory // quorum hysteresis: whether each sorry server serves
 	// vrrp runs the VRRP instances; nil without any.
 	vrrp *vrrpGroup
 	// hooks and hookRunner run the real-server and quorum notify commands.
@@ -101,7 +101,7 @@ func (d *daemon) config() *conf.Config {
 // applies the difference to the kernel.
 func (d *daemon) sync() {
 	cfg := d.config()
-	desired := d.agg.DesiredWeighted(cfg, d.probes.Up, d.probes.Weight)
+	desired := d.sorry.DesiredWeighted(cfg, d.probes.Up, d.probes.Weight)
 	changes, err := d.table.Apply(desired)
 	if err != nil {
 		// The kernel refused part of the table: keep running, keep the rest

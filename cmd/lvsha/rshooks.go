@@ -8,6 +8,7 @@ import (
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/health"
 	"github.com/lvsha/lvsha/hook"
+	"github.com/lvsha/lvsha/ipvs"
 )
 
 // hookTimeout bounds each real-server and quorum hook.
@@ -18,35 +19,27 @@ const hookTimeout = 10 * time.Second
 // The first observation of a server or service only records its state: a
 // start or a reload runs no hook.
 type rsHooks struct {
-	queue  func(hook.Job)
-	up     map[health.Key]bool
-	quorum map[string]bool // per virtual server: quorum held
+	queue func(hook.Job)
+	up    map[health.Key]bool
+	below map[string]bool // per virtual server: quorum lost
 }
 
 func newRSHooks(queue func(hook.Job)) *rsHooks {
-	return &rsHooks{queue: queue, up: map[health.Key]bool{}, quorum: map[string]bool{}}
+	return &rsHooks{queue: queue, up: map[health.Key]bool{}, below: map[string]bool{}}
 }
 
 // observe compares the current health with the last observation and
 // queues the hooks of what changed. Only the daemon's loop calls it.
-func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight func(vs string, rs netip.AddrPort) (int, bool)) {
+func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight ipvs.WeightFunc) {
 	seenKeys := map[health.Key]bool{}
 	seenVS := map[string]bool{}
 	for i := range cfg.VirtualServers {
 		vs := &cfg.VirtualServers[i]
 		seenVS[vs.Name] = true
-		upWeight := 0
 		for _, rs := range vs.RealServers {
 			k := health.Key{VirtualServer: vs.Name, RealServer: rs.Address}
 			seenKeys[k] = true
 			u := up(vs.Name, rs.Address)
-			if u {
-				w := rs.Weight
-				if dw, ok := weight(vs.Name, rs.Address); ok {
-					w = dw
-				}
-				upWeight += w
-			}
 			prev, known := h.up[k]
 			h.up[k] = u
 			if !known || prev == u {
@@ -62,20 +55,18 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 					Attrs: []any{"vs", vs.Name, "rs", rs.Address.String(), "state", state}})
 			}
 		}
-		// The sorry server's hysteresis: lost below quorum, regained at
-		// quorum+hysteresis.
-		held, known := h.quorum[vs.Name]
-		now := upWeight >= vs.Quorum
-		if known && !held {
-			now = upWeight >= vs.Quorum+vs.Hysteresis
-		}
-		h.quorum[vs.Name] = now
-		if !known || now == held {
+		// The same rule as the sorry server's, so a quorum hook and the
+		// table never disagree.
+		upWeight := ipvs.UpWeight(vs, up, weight)
+		wasBelow, known := h.below[vs.Name]
+		below := ipvs.BelowQuorum(upWeight, vs.Quorum, vs.Hysteresis, known && wasBelow)
+		h.below[vs.Name] = below
+		if !known || below == wasBelow {
 			continue
 		}
-		argv, state := vs.NotifyQuorumDown, "quorum_down"
-		if now {
-			argv, state = vs.NotifyQuorumUp, "quorum_up"
+		argv, state := vs.NotifyQuorumUp, "quorum_up"
+		if below {
+			argv, state = vs.NotifyQuorumDown, "quorum_down"
 		}
 		if len(argv) > 0 {
 			h.queue(hook.Job{Argv: argv,
@@ -88,9 +79,9 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 			delete(h.up, k)
 		}
 	}
-	for n := range h.quorum {
+	for n := range h.below {
 		if !seenVS[n] {
-			delete(h.quorum, n)
+			delete(h.below, n)
 		}
 	}
 }
