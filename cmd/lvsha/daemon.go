@@ -17,6 +17,7 @@ import (
 	"github.com/lvsha/lvsha/health"
 	"github.com/lvsha/lvsha/hook"
 	"github.com/lvsha/lvsha/ipvs"
+	"github.com/lvsha/lvsha/vrrp/group"
 )
 
 // table is what the daemon needs from the IPVS reconciler.
@@ -65,7 +66,7 @@ type daemon struct {
 	probes prober
 	sorry  ipvs.SorryMemory // quorum hysteresis: whether each sorry server serves
 	// vrrp runs the VRRP instances; nil without any.
-	vrrp *vrrpGroup
+	vrrp *group.Group
 	// hooks and hookRunner run the real-server and quorum notify commands.
 	hooks      *rsHooks
 	hookRunner *hook.Runner
@@ -121,7 +122,7 @@ func (d *daemon) sync() {
 	if d.vrrp != nil {
 		// Bounded: after shutdown no instance reads its events any more.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		d.vrrp.track(ctx, cfg, d.probes.Up)
+		d.vrrp.TrackVirtualServers(ctx, cfg, d.probes.Up)
 		cancel()
 	}
 }
@@ -153,12 +154,12 @@ func (d *daemon) reload() {
 	d.sync()
 }
 
-// reloadVRRP moves the VRRP instances to cfg (vrrpGroup.reload); without
+// reloadVRRP moves the VRRP instances to cfg (group.Reload); without
 // a running group (a daemon started without instances, in tests) it
 // accepts only a config without them.
 func (d *daemon) reloadVRRP(cfg *conf.Config) error {
 	if d.vrrp != nil {
-		if err := d.vrrp.reload(cfg); err != nil {
+		if err := d.vrrp.Reload(cfg); err != nil {
 			return fmt.Errorf("%s: %w", d.path, err)
 		}
 		return nil
@@ -234,8 +235,8 @@ func (d *daemon) Status() (*Report, error) {
 		return nil, fmt.Errorf("read kernel table: %w", err)
 	}
 	buildReport(rep, cfg, desired, kernel, d.probes.Snapshot())
-	rep.VRRP = d.vrrp.status()
-	rep.TrackExecs = d.vrrp.execStatus()
+	rep.VRRP = d.vrrp.Status()
+	rep.TrackExecs = execStatus(d.vrrp)
 	return rep, nil
 }
 
@@ -301,7 +302,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "vrrp_instances", len(cfg.VRRPInstances), "control_socket", cfg.Director.ControlSocket)
 	vrrpDone := make(chan struct{})
-	go func() { defer close(vrrpDone); d.vrrp.run(ctx) }()
+	go func() { defer close(vrrpDone); d.vrrp.Run(ctx) }()
 	err = d.loop(ctx, hup)
 	// The VRRP instances hand over (priority 0, VIPs kept until the new
 	// master is heard) while the kernel table stays programmed.

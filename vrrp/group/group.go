@@ -1,0 +1,548 @@
+// Package group supervises a director's VRRP instances beside its IPVS
+// table: it runs each instance, feeds it what it tracks (links,
+// track_execs, virtual servers) as one fault and one effective priority,
+// keeps each sync group in one state, and moves the running instances to
+// a reloaded configuration instance by instance. It opens instances and
+// watches links through functions it is given, so that its tests run it
+// on fakes; it never touches IPVS or the health engine (the caller passes
+// real-server health in).
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/vrrp"
+	"github.com/lvsha/lvsha/vrrp/instance"
+	"github.com/lvsha/lvsha/vrrp/track"
+)
+
+// Instance is what the group needs of one VRRP instance
+// (*instance.Instance).
+type Instance interface {
+	Name() string
+	// Run runs the instance until ctx is done and it has handed over.
+	Run(ctx context.Context) error
+	// Send queues an event for the state machine.
+	Send(ctx context.Context, ev vrrp.Event)
+	// Reconfigure changes the running instance in place; it waits for
+	// the instance to take the change.
+	Reconfigure(ctx context.Context, cfg conf.VRRPInstance) error
+	Status() instance.Status
+	// Wants is the state the instance would take on its own; the
+	// function given to OnWantsChange is called when it changes.
+	Wants() vrrp.State
+	OnWantsChange(f func())
+	// Close releases an instance that never ran.
+	Close() error
+}
+
+// OpenFunc opens the instance cfg describes, its VIPs on a private
+// device named tunName (instance.Open).
+type OpenFunc func(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (Instance, error)
+
+// WatchFunc reports the state of the named links until ctx is done
+// (track.WatchLinks).
+type WatchFunc func(ctx context.Context, names []string) (<-chan track.LinkState, error)
+
+// Options are what a Group is built from.
+type Options struct {
+	Log        *slog.Logger
+	Open       OpenFunc
+	WatchLinks WatchFunc
+}
+
+// Group runs the configured VRRP instances beside the director. Every
+// director keeps its IPVS table programmed whatever its VRRP state; only
+// the VIPs move, so a new master forwards at once. A reload changes it
+// instance by instance (Reload): what is unchanged keeps running.
+type Group struct {
+	log        *slog.Logger
+	open       OpenFunc
+	watchLinks WatchFunc
+	// execs runs the track_execs the instances track; nil without any.
+	// Trackings read it at any time, so it is swapped atomically.
+	execs atomic.Pointer[track.Execs]
+
+	mu sync.Mutex
+	// ctx is Run's; nil before Run. Everything started is counted in wg.
+	ctx context.Context
+	wg  sync.WaitGroup
+	// members are the instances in configuration order.
+	members    []*member
+	groups     []conf.SyncGroup
+	trackExecs []conf.TrackExec
+	stopGroups context.CancelFunc
+	stopExecs  context.CancelFunc
+}
+
+// member is one configured instance and what runs for it.
+type member struct {
+	cfg conf.VRRPInstance
+	// inst is nil while a replaced instance waits for its predecessor to
+	// hand over and close.
+	inst  Instance
+	track *tracking
+	// stop ends the instance (a master hands over first); done closes
+	// when it has, or when a replacement is abandoned before it started.
+	stop      context.CancelFunc
+	done      chan struct{}
+	stopLinks context.CancelFunc
+}
+
+func newMember(cfg conf.VRRPInstance, inst Instance, t *tracking) *member {
+	return &member{cfg: cfg, inst: inst, track: t, done: make(chan struct{})}
+}
+
+// TunName names an instance's private VIP device, unique per VRID and
+// family within the namespace and within IFNAMSIZ.
+func TunName(cfg conf.VRRPInstance) string {
+	fam := 4
+	if cfg.VirtualIPs[0].Addr().Is6() {
+		fam = 6
+	}
+	return fmt.Sprintf("lvsha%d-%d", cfg.RouterID, fam)
+}
+
+// Open opens every instance of cfg; on error the ones opened are closed by
+// letting their (never started) resources go with the process.
+func Open(opts Options, cfg *conf.Config) (*Group, error) {
+	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs}
+	if e := track.NewExecs(g.log, cfg.TrackExecs, cfg.VRRPInstances); e.Len() > 0 {
+		g.execs.Store(e)
+	}
+	for _, ic := range cfg.VRRPInstances {
+		inst, err := g.open(g.log, ic, TunName(ic))
+		if err != nil {
+			return nil, err
+		}
+		g.members = append(g.members, newMember(ic, inst, newTracking(g.log, ic, inst, g.execOK)))
+	}
+	return g, nil
+}
+
+// execOK is the current track_exec verdict on name.
+func (g *Group) execOK(name string) bool {
+	if e := g.execs.Load(); e != nil {
+		return e.OK(name)
+	}
+	return true
+}
+
+// syncGroup keeps a sync group's members in one state: whenever a member's
+// own judgement (Wants) changes, the group's verdict (vrrp.GroupTarget) is
+// sent to every member as a GroupGate; gated members re-judge, and the loop
+// repeats until nothing changes (vrrp.GateGroup does the same in one
+// goroutine; here each member runs on its own).
+func (g *Group) syncGroup(ctx context.Context, sg conf.SyncGroup, insts []Instance, changed <-chan struct{}) {
+	gate := make([]*bool, len(insts))
+	for {
+		wants := make([]vrrp.State, len(insts))
+		for j, inst := range insts {
+			wants[j] = inst.Wants()
+		}
+		target := vrrp.GroupTarget(wants)
+		allow := target == vrrp.Master
+		for j, inst := range insts {
+			if gate[j] == nil || *gate[j] != allow {
+				g.log.Info("sync group verdict", "vrrp_sync_group", sg.Name, "vrrp_instance", inst.Name(), "target", target.String())
+				gate[j] = &allow
+				inst.Send(ctx, vrrp.GroupGate{AllowMaster: allow})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// Run runs the instances until ctx is done and every one has handed over.
+func (g *Group) Run(ctx context.Context) {
+	g.mu.Lock()
+	g.ctx = ctx
+	g.startExecs()
+	g.startGroups()
+	for _, mb := range g.members {
+		g.startMember(mb)
+	}
+	g.mu.Unlock()
+	<-ctx.Done()
+	g.wg.Wait()
+}
+
+// startExecs runs the current track_exec runner and tells every instance
+// its verdicts. g.mu is held.
+func (g *Group) startExecs() {
+	e := g.execs.Load()
+	if e == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(g.ctx)
+	g.stopExecs = cancel
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); e.Run(ctx) }()
+	go func() {
+		defer g.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.Updates():
+				g.mu.Lock()
+				ms := slices.Clone(g.members)
+				g.mu.Unlock()
+				for _, mb := range ms {
+					mb.track.execsChanged(ctx)
+				}
+			}
+		}
+	}()
+}
+
+// startGroups starts one goroutine per sync group over the members
+// running now; instances in no group are let free. g.mu is held.
+func (g *Group) startGroups() {
+	if g.stopGroups != nil {
+		g.stopGroups()
+	}
+	ctx, cancel := context.WithCancel(g.ctx)
+	g.stopGroups = cancel
+	grouped := map[string]bool{}
+	for _, sg := range g.groups {
+		var insts []Instance
+		changed := make(chan struct{}, 1)
+		for _, name := range sg.Instances {
+			grouped[name] = true
+			for _, mb := range g.members {
+				if mb.cfg.Name == name && mb.inst != nil {
+					insts = append(insts, mb.inst)
+					mb.inst.OnWantsChange(func() {
+						select {
+						case changed <- struct{}{}:
+						default:
+						}
+					})
+				}
+			}
+		}
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.syncGroup(ctx, sg, insts, changed) }()
+	}
+	for _, mb := range g.members {
+		if mb.inst != nil && !grouped[mb.cfg.Name] {
+			mb.inst.OnWantsChange(nil)
+			// Left a group by a reload: nothing holds it back any more.
+			mb.inst.Send(ctx, vrrp.GroupGate{AllowMaster: true})
+		}
+	}
+}
+
+// startMember runs mb's instance and watches its tracked links. g.mu is
+// held.
+func (g *Group) startMember(mb *member) {
+	ctx, stop := context.WithCancel(g.ctx)
+	mb.stop = stop
+	// Commands that start failing (init_fail) count before the first
+	// advert: the events queue up ahead of the instance's Run.
+	mb.track.execsChanged(ctx)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer close(mb.done)
+		if err := mb.inst.Run(ctx); err != nil {
+			g.log.Error("VRRP instance stopped", "vrrp_instance", mb.cfg.Name, "error", err)
+		}
+	}()
+	g.watchMemberLinks(ctx, mb)
+}
+
+// watchMemberLinks feeds mb's tracking with the state of the interfaces
+// it tracks, until ctx is done or mb.stopLinks is called.
+func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
+	lctx, cancel := context.WithCancel(ctx)
+	mb.stopLinks = cancel
+	names := track.LinkNames(mb.cfg)
+	if len(names) == 0 {
+		mb.track.setLinks(ctx, nil, nil)
+		return
+	}
+	links, err := g.watchLinks(lctx, names)
+	if err != nil {
+		g.log.Error("track interfaces", "vrrp_instance", mb.cfg.Name, "error", err)
+		// Unknown state must not leave a master in place.
+		mb.track.setLinks(ctx, nil, err)
+		return
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for s := range links {
+			mb.track.setLinks(ctx, s.Down(), nil)
+		}
+	}()
+}
+
+// Reload moves the running instances to cfg, instance by instance:
+//   - an unchanged instance keeps running untouched;
+//   - one whose change can be made in place (priority, version, advert
+//     interval, preemption, accept, password, VIPs, announcements, hooks,
+//     tracking: see instance.NeedsRestart) keeps its state: a master
+//     stays master and adds or removes VIPs;
+//   - one whose interface, router_id, source, peers, VIP device or
+//     address family changed is replaced: the old one hands over as at a
+//     stop, then the new one starts (as a backup, like any new instance);
+//   - one removed hands over and stops; one added starts.
+//
+// Sync groups and track_execs follow (an unchanged track_exec keeps its
+// verdict). It refuses, changing nothing, when an instance to start has no
+// interface.
+func (g *Group) Reload(cfg *conf.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx == nil || g.ctx.Err() != nil {
+		return errors.New("VRRP is not running")
+	}
+	old := map[string]*member{}
+	for _, mb := range g.members {
+		old[mb.cfg.Name] = mb
+	}
+	var errs []error
+	// A member still waiting to start (inst nil) is replaced again.
+	inPlace := func(mb *member, ic conf.VRRPInstance) bool {
+		return mb != nil && mb.inst != nil && instance.NeedsRestart(mb.cfg, ic) == ""
+	}
+	for _, ic := range cfg.VRRPInstances {
+		if inPlace(old[ic.Name], ic) {
+			continue
+		}
+		if _, err := net.InterfaceByName(ic.Interface); err != nil {
+			errs = append(errs, fmt.Errorf("vrrp_instance %s: interface %s: %w", ic.Name, ic.Interface, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	if !reflect.DeepEqual(g.trackExecs, cfg.TrackExecs) || !sameTrackedExecs(g.members, cfg.VRRPInstances) {
+		e := track.NewExecs(g.log, cfg.TrackExecs, cfg.VRRPInstances)
+		e.Inherit(g.execs.Load())
+		if g.stopExecs != nil {
+			g.stopExecs()
+			g.stopExecs = nil
+		}
+		if e.Len() > 0 {
+			g.execs.Store(e)
+		} else {
+			g.execs.Store(nil)
+		}
+		g.trackExecs = cfg.TrackExecs
+		g.startExecs()
+	}
+
+	regroup := !reflect.DeepEqual(g.groups, cfg.SyncGroups)
+	var members []*member
+	for _, ic := range cfg.VRRPInstances {
+		mb := old[ic.Name]
+		delete(old, ic.Name)
+		switch {
+		case inPlace(mb, ic) && reflect.DeepEqual(mb.cfg, ic):
+			members = append(members, mb)
+			mb.track.execsChanged(g.ctx)
+		case inPlace(mb, ic):
+			members = append(members, mb)
+			g.reconfigure(mb, ic)
+		default:
+			if mb != nil {
+				g.log.Info("VRRP instance replaced: handing over, then starting anew", "op", "reload", "vrrp_instance", ic.Name,
+					"why", instance.NeedsRestart(mb.cfg, ic))
+			} else {
+				g.log.Info("VRRP instance added", "op", "reload", "vrrp_instance", ic.Name)
+			}
+			nm := newMember(ic, nil, newTracking(g.log, ic, nil, g.execOK))
+			members = append(members, nm)
+			g.replace(mb, nm)
+			regroup = true
+		}
+	}
+	for _, mb := range old {
+		g.log.Info("VRRP instance removed: handing over and stopping", "op", "reload", "vrrp_instance", mb.cfg.Name)
+		g.stopMember(mb)
+		regroup = true
+	}
+	g.members, g.groups = members, cfg.SyncGroups
+	if regroup {
+		g.startGroups()
+	}
+	return nil
+}
+
+// sameTrackedExecs reports whether the instances track the same
+// track_exec names in both configurations (the runner runs only those).
+func sameTrackedExecs(members []*member, cfgs []conf.VRRPInstance) bool {
+	names := func(cfgs []conf.VRRPInstance) []string {
+		var out []string
+		for _, ic := range cfgs {
+			for _, r := range ic.TrackExecs {
+				out = append(out, r.Name)
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	var was []conf.VRRPInstance
+	for _, mb := range members {
+		was = append(was, mb.cfg)
+	}
+	return slices.Equal(names(was), names(cfgs))
+}
+
+// reconfigure changes a running member in place. g.mu is held.
+func (g *Group) reconfigure(mb *member, ic conf.VRRPInstance) {
+	relink := !slices.Equal(track.LinkNames(mb.cfg), track.LinkNames(ic))
+	mb.cfg = ic
+	if mb.inst != nil {
+		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+		err := mb.inst.Reconfigure(ctx, ic)
+		cancel()
+		if err != nil {
+			g.log.Error("reconfigure VRRP instance", "op", "reload", "vrrp_instance", ic.Name, "error", err)
+		}
+	}
+	// The new base priority, weights and tracked names take effect here.
+	mb.track.setConfig(g.ctx, ic)
+	if relink && mb.stopLinks != nil {
+		mb.stopLinks()
+		g.watchMemberLinks(g.ctx, mb)
+	}
+}
+
+// stopMember ends mb's instance; it hands over in the background.
+func (g *Group) stopMember(mb *member) {
+	if mb.stopLinks != nil {
+		mb.stopLinks()
+	}
+	if mb.stop != nil {
+		mb.stop()
+	}
+}
+
+// replace starts nm once prev (nil for an added instance) has handed over
+// and closed its socket and VIP device, which nm reuses by name.
+func (g *Group) replace(prev, nm *member) {
+	var prevDone <-chan struct{}
+	if prev != nil {
+		g.stopMember(prev)
+		prevDone = prev.done
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if prevDone != nil {
+			select {
+			case <-prevDone:
+			case <-g.ctx.Done():
+				close(nm.done)
+				return
+			}
+		}
+		// nm.cfg never changes: a member that has not started is replaced,
+		// not reconfigured.
+		inst, err := g.open(g.log, nm.cfg, TunName(nm.cfg))
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		switch {
+		case err != nil:
+			g.log.Error("start VRRP instance after reload", "op", "reload", "vrrp_instance", nm.cfg.Name, "error", err)
+			close(nm.done)
+			return
+		case g.ctx.Err() != nil || !slices.Contains(g.members, nm):
+			// Shut down, or replaced again meanwhile: never started, and
+			// its successor may go on.
+			inst.Close()
+			close(nm.done)
+			return
+		}
+		nm.inst = inst
+		nm.track.setSender(inst)
+		g.startMember(nm)
+		g.startGroups()
+	}()
+}
+
+// TrackVirtualServers updates each instance's effective priority from the
+// health of the virtual servers it tracks; up reports a real server's
+// health.
+func (g *Group) TrackVirtualServers(ctx context.Context, cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool) {
+	anyUp := func(name string) bool {
+		for _, vs := range cfg.VirtualServers {
+			if vs.Name != name {
+				continue
+			}
+			for _, rs := range vs.RealServers {
+				if up(vs.Name, rs.Address) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	type tracked struct {
+		t   *tracking
+		vss []conf.TrackVirtualServer
+	}
+	g.mu.Lock()
+	var ts []tracked
+	for _, mb := range g.members {
+		ts = append(ts, tracked{mb.track, mb.cfg.TrackVirtualServers})
+	}
+	g.mu.Unlock()
+	for _, x := range ts {
+		x.t.setVirtualServers(ctx, track.VirtualServersLowered(x.vss, anyUp))
+	}
+}
+
+// Status reports every instance.
+func (g *Group) Status() []instance.Status {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []instance.Status
+	for _, mb := range g.members {
+		if mb.inst == nil {
+			out = append(out, instance.Status{Name: mb.cfg.Name, Interface: mb.cfg.Interface, RouterID: mb.cfg.RouterID,
+				State: "RESTARTING", BasePriority: mb.cfg.Priority, Priority: mb.cfg.Priority})
+			continue
+		}
+		out = append(out, mb.inst.Status())
+	}
+	return out
+}
+
+// TrackExecs reports every running track_exec, and the configuration of
+// every instance (what tracks them).
+func (g *Group) TrackExecs() ([]track.ExecStatus, []conf.VRRPInstance) {
+	if g == nil || g.execs.Load() == nil {
+		return nil, nil
+	}
+	g.mu.Lock()
+	var cfgs []conf.VRRPInstance
+	for _, mb := range g.members {
+		cfgs = append(cfgs, mb.cfg)
+	}
+	g.mu.Unlock()
+	return g.execs.Load().Status(), cfgs
+}
