@@ -23,7 +23,7 @@ func openVRRP(log *slog.Logger, cfg *conf.Config) (*group.Group, error) {
 			}
 			return inst, nil
 		},
-		WatchLinks: track.WatchLinks,
+		WatchLinks: track.Links,
 	}, cfg)
 }
 

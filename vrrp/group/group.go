@@ -51,9 +51,9 @@ type Instance interface {
 // device named tunName (instance.Open).
 type OpenFunc func(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (Instance, error)
 
-// WatchFunc reports the state of the named links until ctx is done
-// (track.WatchLinks).
-type WatchFunc func(ctx context.Context, names []string) (<-chan track.LinkState, error)
+// WatchFunc reports the state of the named links until ctx is done, then
+// closes the channel (track.Links).
+type WatchFunc func(ctx context.Context, names []string) <-chan track.LinkReport
 
 // Options are what a Group is built from.
 type Options struct {
@@ -278,18 +278,20 @@ func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 		mb.track.setLinks(ctx, nil, nil)
 		return
 	}
-	links, err := g.watchLinks(lctx, names)
-	if err != nil {
-		g.log.Error("track interfaces", "vrrp_instance", mb.cfg.Name, "error", err)
-		// Unknown state must not leave a master in place.
-		mb.track.setLinks(ctx, nil, err)
-		return
-	}
+	links := g.watchLinks(lctx, names)
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		for s := range links {
-			mb.track.setLinks(ctx, s.Down(), nil)
+		for r := range links {
+			if r.Lost != nil {
+				g.log.Warn("link subscription lost, subscribed again", "vrrp_instance", mb.cfg.Name, "error", r.Lost)
+			}
+			if r.Err != nil {
+				// Unknown state must not leave a master in place: the
+				// tracking faults until a subscription holds again.
+				g.log.Error("track interfaces: link state unknown", "vrrp_instance", mb.cfg.Name, "error", r.Err)
+			}
+			mb.track.setLinks(ctx, r.State.Down(), r.Err)
 		}
 	}()
 }

@@ -1,16 +1,24 @@
 // Package track turns what a VRRP instance tracks into its inputs: the
-// effective priority from tracked virtual servers and weighted
-// track_execs, and fault from tracked interfaces and weight-0
-// track_execs.
+// effective priority, lowered by tracked virtual servers with no real
+// server up and by weighted tracked interfaces and track_execs that are
+// down or failing; and fault, from tracked interfaces and weight-0
+// track_execs, and from a link state that is not known (a lost link
+// subscription). It decides from what it is told; vrrp/group gathers
+// the sources and feeds them to each instance.
 package track
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsha/lvsha/conf"
@@ -63,65 +71,282 @@ func (s LinkState) Down() []string {
 	return out
 }
 
+// Link is one interface as a link subscription reports it.
+type Link struct {
+	Name string
+	Up   bool
+}
+
+// LinkUpdate is one event of a link subscription: a link's new state,
+// or, as its last event, why the subscription died (Err set).
+type LinkUpdate struct {
+	Link
+	Err error
+}
+
+// Subscribe opens a link subscription: it returns every link present now
+// and a channel carrying each change after that, which closes when the
+// subscription dies (after an update with Err) or ctx is done. The
+// subscription's goroutines have ended once the channel is closed.
+type Subscribe func(ctx context.Context) (current []Link, updates <-chan LinkUpdate, err error)
+
+// LinkReport is what a link watch reports: the state of every tracked
+// interface, or, with Err set, that the state is not known (no
+// subscription), which must not leave a master in place.
+type LinkReport struct {
+	State LinkState // nil when Err is set
+	Err   error
+	// Lost, on the first report of a new subscription, is why the one
+	// before it died.
+	Lost error
+}
+
+// Backoff bounds the waits between attempts to subscribe.
+type Backoff struct{ Min, Max time.Duration }
+
+// The waits start low, as a lost subscription (an overrun receive
+// buffer: ENOBUFS) usually comes back at the first try, and stay below a
+// typical Master_Down_Interval, so that a lost subscription is retried
+// while the state it guards still matters.
+const (
+	minResubscribe = 100 * time.Millisecond
+	maxResubscribe = 2 * time.Second
+)
+
+// Links reports the state of the named interfaces now and after every
+// change, from the kernel's link notifications in the network namespace
+// of the calling thread (a resubscription goes to the same namespace,
+// whatever thread it runs on). See Watch.
+func Links(ctx context.Context, names []string) <-chan LinkReport {
+	ns, err := netns.Get()
+	sub := func(ctx context.Context) ([]Link, <-chan LinkUpdate, error) {
+		if err != nil {
+			return nil, nil, fmt.Errorf("network namespace: %w", err)
+		}
+		return netlinkSubscribe(ctx, ns)
+	}
+	return watch(ctx, names, sub, Backoff{Min: minResubscribe, Max: maxResubscribe}, func() {
+		if err == nil {
+			ns.Close()
+		}
+	})
+}
+
+// WatchLinks is Links without the reports of an unknown state, for a
+// caller that only reads states (integration/track_test.go); it never
+// fails. Supervision uses Links.
+func WatchLinks(ctx context.Context, names []string) (<-chan LinkState, error) {
+	reports := Links(ctx, names)
+	out := make(chan LinkState, 1)
+	go func() {
+		defer close(out)
+		for r := range reports {
+			if r.Err != nil {
+				continue
+			}
+			select {
+			case <-out:
+			default:
+			}
+			out <- r.State
+		}
+	}()
+	return out, nil
+}
+
+// Watch reports the state of the named interfaces as sub sees them, now
+// and after every change, until ctx is done; then it closes the channel,
+// its goroutine having ended. A missing interface is down. When the
+// subscription dies, Watch subscribes again at once: the new
+// subscription's listing gives the state as it is then, and nothing is
+// reported in between but why the old one died (Lost), so an overrun
+// that resubscribes at once moves no VIP. When subscribing fails, Watch
+// reports Err (state unknown: the tracking instance goes to fault) and
+// tries again after a wait that grows from b.Min to b.Max, until a
+// subscription holds; so does a subscription that dies within b.Max
+// of opening.
+func Watch(ctx context.Context, names []string, sub Subscribe, b Backoff) <-chan LinkReport {
+	return watch(ctx, names, sub, b, nil)
+}
+
+// watch is Watch, calling cleanup (if set) when it ends.
+func watch(ctx context.Context, names []string, sub Subscribe, b Backoff, cleanup func()) <-chan LinkReport {
+	out := make(chan LinkReport, 1)
+	go func() {
+		defer close(out)
+		if cleanup != nil {
+			defer cleanup()
+		}
+		// Only the newest report matters: replace an unread one. This
+		// goroutine is the only sender, so the send never blocks.
+		report := func(r LinkReport) {
+			select {
+			case <-out:
+			default:
+			}
+			out <- r
+		}
+		var last LinkReport
+		var lost error
+		wait := time.Duration(0)
+		for {
+			current, updates, err := sub(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				err = fmt.Errorf("watch links %v: %w", names, err)
+				if last.Err == nil || last.Err.Error() != err.Error() {
+					last = LinkReport{Err: err}
+					report(last)
+				}
+				wait = min(max(2*wait, b.Min), b.Max)
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				continue
+			}
+			opened := time.Now()
+			state := LinkState{}
+			for _, n := range names {
+				state[n] = false
+			}
+			for _, l := range current {
+				if _, tracked := state[l.Name]; tracked {
+					state[l.Name] = l.Up
+				}
+			}
+			if last.Err != nil || lost != nil || !maps.Equal(last.State, state) {
+				last = LinkReport{State: maps.Clone(state), Lost: lost}
+				report(last)
+			}
+			lost = nil
+			for u := range updates {
+				if u.Err != nil {
+					lost = u.Err
+					continue
+				}
+				if up, tracked := state[u.Name]; tracked && up != u.Up {
+					state[u.Name] = u.Up
+					last = LinkReport{State: maps.Clone(state)}
+					report(last)
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if lost == nil {
+				lost = errors.New("link subscription closed")
+			}
+			if time.Since(opened) >= b.Max {
+				wait = 0
+				continue
+			}
+			// Dying as soon as it opens: not a passing overrun. Wait
+			// as after a failure, the state unknown meanwhile.
+			last = LinkReport{Err: fmt.Errorf("watch links %v: %w", names, lost)}
+			lost = nil
+			report(last)
+			wait = min(max(2*wait, b.Min), b.Max)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
+// netlinkSubscribe is Subscribe on the kernel's rtnetlink link
+// notifications in the network namespace ns.
+func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan LinkUpdate, error) {
+	raw := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var lost error
+	err := netlink.LinkSubscribeWithOptions(raw, done, netlink.LinkSubscribeOptions{
+		Namespace: &ns,
+		// Called on the subscription's goroutine; a receive error is the
+		// last one before it closes raw.
+		ErrorCallback: func(err error) { mu.Lock(); lost = err; mu.Unlock() },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe to link changes: %w", err)
+	}
+	// Subscribed first, listed second: a change in between shows in both,
+	// and the updates after the listing end at the newest state.
+	h, err := netlink.NewHandleAt(ns)
+	var links []netlink.Link
+	if err == nil {
+		links, err = h.LinkList()
+		h.Close()
+	}
+	if err != nil {
+		close(done)
+		for range raw {
+		}
+		return nil, nil, fmt.Errorf("list links: %w", err)
+	}
+	var current []Link
+	for _, l := range links {
+		current = append(current, Link{Name: l.Attrs().Name, Up: linkUp(l)})
+	}
+	out := make(chan LinkUpdate)
+	go func() {
+		defer close(out)
+		stop := ctx.Done()
+		for {
+			select {
+			case <-stop:
+				// Closing done closes the socket; raw then closes.
+				close(done)
+				stop = nil
+			case u, ok := <-raw:
+				switch {
+				case !ok && stop == nil:
+					return
+				case !ok:
+					close(done)
+					mu.Lock()
+					err := lost
+					mu.Unlock()
+					if err == nil {
+						err = errors.New("link subscription closed by the kernel")
+					}
+					select {
+					case out <- LinkUpdate{Err: err}:
+					case <-ctx.Done():
+					}
+					return
+				case stop == nil:
+					// Stopping: drain, so the receiver can end.
+					continue
+				}
+				up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
+				select {
+				case out <- LinkUpdate{Link: Link{Name: u.Link.Attrs().Name, Up: up}}:
+				case <-stop:
+					close(done)
+					stop = nil
+				}
+			}
+		}
+	}()
+	return current, out, nil
+}
+
 // linkUp is what "up" means for a tracked interface: administratively up
 // with carrier. A missing interface is down.
 func linkUp(l netlink.Link) bool {
 	a := l.Attrs()
 	return a.Flags&net.FlagUp != 0 && a.OperState != netlink.OperDown && a.OperState != netlink.OperLowerLayerDown
-}
-
-// WatchLinks sends the state of the named interfaces now and after every
-// change, until ctx is done; then it closes the channel. It must be called on a thread in the
-// interfaces' network namespace (the subscription is bound to it).
-func WatchLinks(ctx context.Context, names []string) (<-chan LinkState, error) {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true}); err != nil {
-		return nil, fmt.Errorf("watch links %v: %w", names, err)
-	}
-	out := make(chan LinkState, 1)
-	go func() {
-		defer close(done)
-		// Closed at the end, so that a consumer ranging over it ends too.
-		defer close(out)
-		state := LinkState{}
-		for _, n := range names {
-			state[n] = false
-		}
-		send := func() {
-			cp := LinkState{}
-			for k, v := range state {
-				cp[k] = v
-			}
-			// Only the newest state matters: replace an unread one.
-			select {
-			case <-out:
-			default:
-			}
-			out <- cp
-		}
-		send()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				name := u.Link.Attrs().Name
-				if _, tracked := state[name]; !tracked {
-					continue
-				}
-				up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
-				if state[name] != up {
-					state[name] = up
-					send()
-				}
-			}
-		}
-	}()
-	return out, nil
 }
 
 // LinkNames are the interfaces an instance watches: those whose loss is a
