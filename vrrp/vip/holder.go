@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/ethernet"
@@ -27,26 +28,80 @@ type Holder struct {
 	tun     *TunHolder
 	nd      *NDResponder
 	arp     net.PacketConn
-	nl      *netlink.Handle
+	nl      netlinkHandle
 	refresh time.Duration
+	// announcing counts FollowUp's goroutines, which Close waits for.
+	announcing sync.WaitGroup
+}
+
+// netlinkHandle is the netlink socket a Holder owns (*netlink.Handle).
+type netlinkHandle interface {
+	Addrs
+	Close()
+}
+
+// opener is each step of opening a Holder that can fail for want of
+// something on the host; tests replace them to fail one by one.
+type opener struct {
+	interfaceByName func(name string) (*net.Interface, error)
+	netlink         func() (netlinkHandle, error)
+	listenARP       func(ifi *net.Interface) (net.PacketConn, error)
+	newTun          func(name string) (*TunHolder, error)
+	newND           func(log *slog.Logger, ifi *net.Interface, answer []netip.Addr) (*NDResponder, error)
+}
+
+// hostOpener opens the real thing.
+func hostOpener() opener {
+	return opener{
+		interfaceByName: net.InterfaceByName,
+		netlink: func() (netlinkHandle, error) {
+			h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+			if err != nil {
+				return nil, err
+			}
+			return h, nil
+		},
+		listenARP: func(ifi *net.Interface) (net.PacketConn, error) {
+			c, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		newTun: NewTunHolder,
+		newND:  NewNDResponder,
+	}
 }
 
 // OpenHolder prepares in's VIP handling. Like NewTunHolder it must run in
 // the network namespace of in.Interface. tunName names the tun device when
-// in.VIPHolder is "tun" (at most 15 bytes, unique per instance).
-func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Holder, err error) {
-	h = &Holder{log: log, refresh: in.GARPRefresh}
-	defer func() {
-		if err != nil {
-			h.Close()
-		}
-	}()
-	ifi, err := net.InterfaceByName(in.Interface)
+// in.VIPHolder is "tun" (at most 15 bytes, unique per instance). An error
+// says what is missing (the interface, the tun driver, a socket); what was
+// opened before it is closed.
+func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Holder, error) {
+	return hostOpener().open(log, in, tunName)
+}
+
+func (o opener) open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Holder, error) {
+	h, err := o.build(log, in, tunName)
 	if err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", in.Name, in.Interface, err)
+		// h, not the nil result: the parts opened before the error.
+		h.Close()
+		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
 	}
-	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: netlink: %w", in.Name, err)
+	return h, nil
+}
+
+// build opens the parts of a Holder in turn; on error the returned Holder
+// has those opened so far, for the caller to close.
+func (o opener) build(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Holder, error) {
+	h := &Holder{log: log, refresh: in.GARPRefresh}
+	ifi, err := o.interfaceByName(in.Interface)
+	if err != nil {
+		return h, fmt.Errorf("interface %s: %w", in.Interface, err)
+	}
+	if h.nl, err = o.netlink(); err != nil {
+		return h, fmt.Errorf("netlink: %w", err)
 	}
 	ann := &Announcer{HardwareAddr: ifi.HardwareAddr}
 	var v6 []netip.Addr
@@ -56,15 +111,15 @@ func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Hold
 		}
 	}
 	if len(v6) < len(in.VirtualIPs) {
-		if h.arp, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil); err != nil {
-			return nil, fmt.Errorf("vrrp_instance %s: ARP socket on %s: %w", in.Name, in.Interface, err)
+		if h.arp, err = o.listenARP(ifi); err != nil {
+			return h, fmt.Errorf("ARP socket on %s: %w", in.Interface, err)
 		}
 		ann.ARP = h.arp
 	}
 	iface, vips := in.Interface, in.VirtualIPs
 	if in.VIPHolder == "tun" {
-		if h.tun, err = NewTunHolder(tunName); err != nil {
-			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		if h.tun, err = o.newTun(tunName); err != nil {
+			return h, err
 		}
 		iface = h.tun.Name()
 		vips = hostPrefixes(in.VirtualIPs, true)
@@ -77,16 +132,16 @@ func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (h *Hold
 		if h.tun != nil {
 			answer = v6
 		}
-		if h.nd, err = NewNDResponder(h.log, ifi, answer); err != nil {
-			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		if h.nd, err = o.newND(h.log, ifi, answer); err != nil {
+			return h, err
 		}
-		ann.NDP = h.nd.Conn()
+		ann.NDP = h.nd
 	}
 	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
 	h.mgr.Repeat, h.mgr.Gap = in.GARPRepeat, in.GARPInterval
 	h.mgr.Lifetime = Lifetime(in.AdvertInterval)
 	if err := h.mgr.Prepare(); err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		return h, err
 	}
 	return h, nil
 }
@@ -104,7 +159,9 @@ func Lifetime(advert time.Duration) time.Duration {
 func (h *Holder) Refresh() error { return h.mgr.Refresh() }
 
 // Run answers neighbour solicitations for tun-held IPv6 VIPs until ctx is
-// done. It holds no VIPs by itself.
+// done, then returns nil. It holds no VIPs by itself. An error means the
+// IPv6 VIPs go unanswered: the caller must not stay master on this host,
+// and may call Run again, which opens a new socket.
 func (h *Holder) Run(ctx context.Context) error {
 	if h.nd == nil {
 		<-ctx.Done()
@@ -141,7 +198,7 @@ func (h *Holder) Take() error {
 func (h *Holder) FollowUp(ctx context.Context) error {
 	err := h.mgr.FollowUp(ctx)
 	refresh := h.refresh
-	go func() {
+	h.announcing.Go(func() {
 		select {
 		case <-ctx.Done():
 			return
@@ -163,7 +220,7 @@ func (h *Holder) FollowUp(ctx context.Context) error {
 				}
 			}
 		}
-	}()
+	})
 	return err
 }
 
@@ -228,11 +285,13 @@ func (h *Holder) Release() error {
 func (h *Holder) Held() ([]netip.Prefix, error) { return h.mgr.Held() }
 
 // Close releases every resource; with a tun holder the kernel removes the
-// device and any VIP still on it.
+// device and any VIP still on it. It waits for the announcements of
+// acquisitions whose contexts have ended.
 func (h *Holder) Close() error {
+	h.announcing.Wait()
 	var errs []error
 	if h.nd != nil {
-		errs = append(errs, h.nd.conn.Close())
+		errs = append(errs, h.nd.Close())
 	}
 	if h.arp != nil {
 		errs = append(errs, h.arp.Close())

@@ -8,10 +8,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // TunHolder keeps VIPs on a private, non-persistent tun device. The kernel
@@ -46,7 +52,7 @@ func NewTunHolder(name string) (*TunHolder, error) {
 		Queues:     1,
 	}
 	if err := netlink.LinkAdd(t); err != nil {
-		return nil, fmt.Errorf("create VIP device %s: %w", name, err)
+		return nil, tunError(name, err)
 	}
 	h := &TunHolder{name: name, link: t, fds: t.Fds}
 	if err := netlink.LinkSetUp(t); err != nil {
@@ -54,6 +60,17 @@ func NewTunHolder(name string) (*TunHolder, error) {
 		return nil, fmt.Errorf("set VIP device %s up: %w", name, err)
 	}
 	return h, nil
+}
+
+// tunError says what failed creating the tun device name. The tun
+// driver's absence shows only as an errno from opening /dev/net/tun
+// (netlink returns it bare): ENOENT without the device node, ENODEV with
+// the node but without the module.
+func tunError(name string, err error) error {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("create VIP device %s: no tun device: is the tun module loaded? (/dev/net/tun: %w; or set vip_holder = \"interface\")", name, err)
+	}
+	return fmt.Errorf("create VIP device %s: %w", name, err)
 }
 
 // Name is the device's name.
@@ -69,30 +86,107 @@ func (h *TunHolder) Close() error {
 	return errors.Join(errs...)
 }
 
+// ndConn is the responder's socket (*ndp.Conn).
+type ndConn interface {
+	ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, error)
+	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	JoinGroup(group netip.Addr) error
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
 // NDResponder answers IPv6 neighbour solicitations for VIPs held on a
-// TunHolder, on the interface clients reach them through.
+// TunHolder, on the interface clients reach them through. Its socket also
+// sends the unsolicited advertisements (it is an Announcer's NDP). When
+// reading fails, Run returns the error and the next Run opens a new
+// socket: a responder that stays dead leaves a master's IPv6 VIPs
+// unanswered, so its owner must see the failure and retry.
 type NDResponder struct {
-	log  *slog.Logger
-	conn *ndp.Conn
-	mac  net.HardwareAddr
+	log *slog.Logger
+	mac net.HardwareAddr
+	// listen opens a new socket on the interface, in its namespace.
+	listen func() (ndConn, error)
 	// vips is the set answered for; a reload replaces it (SetVIPs).
 	vips atomic.Pointer[map[netip.Addr]bool]
 	// active is set while this host holds the VIPs: a backup answering
 	// solicitations would pull clients to a host that drops their packets.
 	active atomic.Bool
+
+	// mu guards conn and broken against a reopening Run.
+	mu   sync.Mutex
+	conn ndConn
+	// broken says the last Run failed reading conn: the next one opens a
+	// new socket. conn stays open meanwhile, for announcements.
+	broken bool
 }
 
 // SetActive turns answering on (while master) or off.
 func (r *NDResponder) SetActive(on bool) { r.active.Store(on) }
 
 // NewNDResponder listens for solicitations of vips on ifi. Like
-// NewTunHolder it must run in the VIPs' namespace.
+// NewTunHolder it must run in the VIPs' namespace; a socket opened again
+// after a failure is opened in that namespace too.
 func NewNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr) (*NDResponder, error) {
-	conn, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	ns, err := netns.Get()
 	if err != nil {
-		return nil, fmt.Errorf("neighbour discovery on %s: %w", ifi.Name, err)
+		return nil, fmt.Errorf("neighbour discovery on %s: network namespace: %w", ifi.Name, err)
 	}
-	r := &NDResponder{log: log, conn: conn, mac: ifi.HardwareAddr}
+	name := ifi.Name
+	listen := func() (ndConn, error) {
+		var c *ndp.Conn
+		err := inNamespace(ns, func() error {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil {
+				return err
+			}
+			c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("neighbour discovery on %s: %w", name, err)
+		}
+		return c, nil
+	}
+	r, err := newNDResponder(log, ifi, vips, listen)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	// The namespace handle lives as long as the responder may reopen.
+	runtime.AddCleanup(r, func(ns netns.NsHandle) { ns.Close() }, ns)
+	return r, nil
+}
+
+// inNamespace runs f on a thread in ns: a new thread when ns is not the
+// calling thread's, locked and never unlocked, so that it dies with its
+// goroutine instead of going back to the pool in the wrong namespace.
+func inNamespace(ns netns.NsHandle, f func() error) error {
+	if cur, err := netns.Get(); err == nil {
+		same := cur.Equal(ns)
+		cur.Close()
+		if same {
+			return f()
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// newNDResponder is NewNDResponder with the socket from listen.
+func newNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr, listen func() (ndConn, error)) (*NDResponder, error) {
+	conn, err := listen()
+	if err != nil {
+		return nil, err
+	}
+	r := &NDResponder{log: log, conn: conn, mac: ifi.HardwareAddr, listen: listen}
 	r.vips.Store(&map[netip.Addr]bool{})
 	if err := r.SetVIPs(vips); err != nil {
 		conn.Close()
@@ -105,39 +199,95 @@ func NewNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr) (*N
 // groups of the new ones (groups of dropped ones stay joined: harmless,
 // and shared by every address with the same low 24 bits).
 func (r *NDResponder) SetVIPs(vips []netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	set := map[netip.Addr]bool{}
 	for _, v := range vips {
 		set[v] = true
 		if (*r.vips.Load())[v] {
 			continue
 		}
-		snm, err := ndp.SolicitedNodeMulticast(v)
-		if err == nil {
-			err = r.conn.JoinGroup(snm)
-		}
-		if err != nil {
-			return fmt.Errorf("join the solicited-node group of %s: %w", v, err)
+		if err := joinSolicited(r.conn, v); err != nil {
+			return err
 		}
 	}
 	r.vips.Store(&set)
 	return nil
 }
 
-// Conn is the responder's socket, for sending unsolicited advertisements
-// through an Announcer.
-func (r *NDResponder) Conn() *ndp.Conn { return r.conn }
+func joinSolicited(c ndConn, v netip.Addr) error {
+	snm, err := ndp.SolicitedNodeMulticast(v)
+	if err == nil {
+		err = c.JoinGroup(snm)
+	}
+	if err != nil {
+		return fmt.Errorf("join the solicited-node group of %s: %w", v, err)
+	}
+	return nil
+}
 
-// Run answers solicitations until ctx is done.
+// WriteTo sends m on the responder's current socket, so that an
+// Announcer keeps working across a reopening.
+func (r *NDResponder) WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error {
+	r.mu.Lock()
+	c := r.conn
+	r.mu.Unlock()
+	return c.WriteTo(m, cm, dst)
+}
+
+// Close closes the responder's socket.
+func (r *NDResponder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conn.Close()
+}
+
+// ready returns the socket to read, opening a new one (and joining the
+// VIPs' groups on it) if the last Run failed.
+func (r *NDResponder) ready() (ndConn, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.broken {
+		return r.conn, nil
+	}
+	c, err := r.listen()
+	if err != nil {
+		return nil, fmt.Errorf("reopen: %w", err)
+	}
+	for v := range *r.vips.Load() {
+		if err := joinSolicited(c, v); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("reopen: %w", err)
+		}
+	}
+	old := r.conn
+	r.conn, r.broken = c, false
+	old.Close()
+	r.log.Info("neighbour responder socket reopened")
+	return c, nil
+}
+
+// Run answers solicitations until ctx is done (then it returns nil) or
+// reading fails (then the error, and the next Run opens a new socket).
 func (r *NDResponder) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { r.conn.Close() })
+	conn, err := r.ready()
+	if err != nil {
+		return err
+	}
+	// A deadline in the past ends the read without closing the socket,
+	// which Announce still uses; the next Run clears it.
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		return r.fail(conn, fmt.Errorf("clear read deadline: %w", err))
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	for {
-		msg, _, src, err := r.conn.ReadFrom()
+		msg, _, src, err := conn.ReadFrom()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("read neighbour solicitations: %w", err)
+			return r.fail(conn, fmt.Errorf("read neighbour solicitations: %w", err))
 		}
 		ns, ok := msg.(*ndp.NeighborSolicitation)
 		if !ok || !(*r.vips.Load())[ns.TargetAddress] || !r.active.Load() {
@@ -155,8 +305,18 @@ func (r *NDResponder) Run(ctx context.Context) error {
 			// (duplicate address detection) is answered to all nodes.
 			dst = netip.IPv6LinkLocalAllNodes()
 		}
-		if err := r.conn.WriteTo(na, nil, dst); err != nil {
+		if err := conn.WriteTo(na, nil, dst); err != nil {
 			r.log.Warn("answer neighbour solicitation", "vip", ns.TargetAddress.String(), "to", dst.String(), "error", err)
 		}
 	}
+}
+
+// fail marks conn broken, so the next Run reopens, and returns err.
+func (r *NDResponder) fail(conn ndConn, err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn == conn {
+		r.broken = true
+	}
+	return err
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,9 +42,17 @@ type Announcer struct {
 	ARP net.PacketConn
 	// NDP sends neighbour advertisements on the interface; nil when the
 	// instance has no IPv6 VIP.
-	NDP *ndp.Conn
+	NDP NDPConn
 	// HardwareAddr is the interface's MAC address, announced as the VIPs'.
 	HardwareAddr net.HardwareAddr
+}
+
+// NDPConn is a socket that sends neighbour advertisements: an *ndp.Conn,
+// or an NDResponder, which keeps sending across the reopening of its own
+// socket. Close is for its owner; the Announcer never closes it.
+type NDPConn interface {
+	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	Close() error
 }
 
 // addrFunc converts a MAC address to the net.Addr the ARP conn's WriteTo
@@ -370,7 +379,10 @@ func (m *Manager) Release() error {
 	return errors.Join(errs...)
 }
 
-// Held reports which of the VIPs are on the interface now.
+// Held reports which of the VIPs are on the interface now, address and
+// prefix length both: the same address with another length (a hand-made
+// address, or a VIP before a reload changed its length) is not the VIP,
+// and Release would not remove it.
 func (m *Manager) Held() ([]netip.Prefix, error) {
 	link, err := m.nl.LinkByName(m.iface)
 	if err != nil {
@@ -384,7 +396,14 @@ func (m *Manager) Held() ([]netip.Prefix, error) {
 	var held []netip.Prefix
 	for _, p := range vips {
 		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() {
+			if a.IPNet == nil {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			if ones, _ := a.Mask.Size(); ip.Unmap() == p.Addr() && ones == p.Bits() {
 				held = append(held, p)
 				break
 			}

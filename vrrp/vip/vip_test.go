@@ -55,7 +55,20 @@ func (f *fakeAddrs) AddrDel(_ netlink.Link, a *netlink.Addr) error {
 	return nil
 }
 
-func (f *fakeAddrs) AddrList(netlink.Link, int) ([]netlink.Addr, error) { return nil, nil }
+// AddrList returns the addresses held, of family (netlink.FAMILY_ALL,
+// FAMILY_V4 or FAMILY_V6), as the kernel does.
+func (f *fakeAddrs) AddrList(_ netlink.Link, family int) ([]netlink.Addr, error) {
+	f.calls = append(f.calls, "list")
+	var out []netlink.Addr
+	for _, s := range f.addrs {
+		p := netip.MustParsePrefix(strings.Fields(s)[0])
+		if family == netlink.FAMILY_V4 && !p.Addr().Is4() || family == netlink.FAMILY_V6 && !p.Addr().Is6() {
+			continue
+		}
+		out = append(out, netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}})
+	}
+	return out, nil
+}
 
 func prefixes(s ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(s))
@@ -216,5 +229,52 @@ func TestManagerPrepare(t *testing.T) {
 	}
 	if want := []string{"replace 10.0.0.1/24"}; f.lookups != 0 || !slices.Equal(f.calls, want) {
 		t.Errorf("Take made %d lookups and the calls %q, want none and %q", f.lookups, f.calls, want)
+	}
+}
+
+// Held reports the VIPs on the interface as they are configured, address
+// and prefix length: a VIP whose address is there with another length
+// (put there by hand, or by a configuration before a reload) is not
+// held, since Release, which removes the configured prefix, would leave
+// it in place.
+func TestManagerHeld(t *testing.T) {
+	tests := []struct {
+		name  string
+		vips  []netip.Prefix
+		addrs []string
+		want  []netip.Prefix
+	}{
+		{"none", prefixes("10.0.0.1/24", "2001:db8::1/64"), nil, nil},
+		{"both families", prefixes("10.0.0.1/24", "2001:db8::1/64"), []string{"10.0.0.9/24 0s", "2001:db8::1/64 0s", "10.0.0.1/24 0s"},
+			prefixes("10.0.0.1/24", "2001:db8::1/64")},
+		{"same address, other length", prefixes("10.0.0.1/32"), []string{"10.0.0.1/24 0s"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeAddrs{addrs: tt.addrs}
+			m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", tt.vips, nil, nil)
+			got, err := m.Held()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Held = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// Take then Release: held, then not.
+	f := &fakeAddrs{}
+	m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", prefixes("10.0.0.1/24", "2001:db8::1/64"), nil, nil)
+	if err := m.Take(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Held(); len(got) != 2 {
+		t.Errorf("after Take: Held = %v, want both", got)
+	}
+	if err := m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Held(); len(got) != 0 {
+		t.Errorf("after Release: Held = %v, want none", got)
 	}
 }
