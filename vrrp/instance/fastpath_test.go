@@ -13,7 +13,6 @@ import (
 
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp"
-	"github.com/lvsha/lvsha/vrrp/notify"
 	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
@@ -58,19 +57,19 @@ func (c *fakeConn) Destinations() []netip.Addr {
 func (c *fakeConn) WriteTo([]byte, netip.Addr) error { c.sent++; return nil }
 func (c *fakeConn) Close() error                     { return nil }
 
-func newTestInstance(t *testing.T, h vipHolder) *Instance {
-	t.Helper()
-	in := conf.VRRPInstance{Name: "vi", Interface: "eth0", RouterID: 50, Priority: 100, Version: 3,
+func testConfig() conf.VRRPInstance {
+	return conf.VRRPInstance{Name: "vi", Interface: "eth0", RouterID: 50, Priority: 100, Version: 3,
 		AdvertInterval: 100 * time.Millisecond, Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
 		VirtualIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.100/24")}}
-	mcfg := machineConfig(in, netip.MustParseAddr("10.0.0.2"))
-	m, err := vrrp.New(mcfg)
+}
+
+func newTestInstance(t *testing.T, h VIPHolder) *Instance {
+	t.Helper()
+	i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), &fakeConn{}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &Instance{log: log, name: in.Name, cfg: in, mcfg: mcfg, m: m, conn: &fakeConn{}, holder: h,
-		hooks: notify.New(log, in.Notify), events: make(chan vrrp.Event, 16), vipOps: make(chan vipReq, 16)}
+	return i
 }
 
 // TestTakeoverFastPath: a backup whose master went silent takes its VIPs
@@ -96,16 +95,16 @@ func TestTakeoverFastPath(t *testing.T) {
 			h := &fakeHolder{}
 			i := newTestInstance(t, h)
 			t0 := time.Now()
-			i.perform(t0, i.m.Step(t0, vrrp.Start{}), false)
-			if i.m.State() != vrrp.Backup {
-				t.Fatalf("after start: %v, want backup", i.m.State())
+			i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
+			if i.fsm.State() != vrrp.Backup {
+				t.Fatalf("after start: %v, want backup", i.fsm.State())
 			}
 			if tt.busy {
 				i.queueVIP(vipReq{op: opRefresh})
 			}
 			// The master's adverts stop: the backup's timer fires.
 			t1 := t0.Add(time.Second)
-			acts := i.m.Step(t1, vrrp.TimerFired{})
+			acts := i.fsm.Step(t1, vrrp.TimerFired{})
 			if !slices.ContainsFunc(acts, func(a vrrp.Action) bool { _, ok := a.(vrrp.AddVIPs); return ok }) {
 				t.Fatalf("the machine did not ask for the VIPs: %v", acts)
 			}

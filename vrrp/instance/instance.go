@@ -38,25 +38,35 @@ type Status struct {
 	VIPs           []string  `json:"vips"`
 	// Dropped counts received packets refused, by reason.
 	Dropped map[string]uint64 `json:"dropped,omitempty"`
+	// HolderFault says the VIP holder's Run failed and has not run again
+	// since: the instance is in fault until it does. HolderFailures counts
+	// those failures; HolderError is the last one's error.
+	HolderFault    bool   `json:"holder_fault,omitempty"`
+	HolderFailures int    `json:"holder_failures,omitempty"`
+	HolderError    string `json:"holder_error,omitempty"`
 }
 
-// advertConn is the wire as an instance uses it (transport.Conn).
-type advertConn interface {
+// AdvertConn is the wire as an instance uses it (*transport.Conn). Read
+// blocks until a datagram arrives or Close is called.
+type AdvertConn interface {
 	Read(buf []byte) (transport.Datagram, error)
 	Destinations() []netip.Addr
 	WriteTo(payload []byte, dst netip.Addr) error
 	Close() error
 }
 
-// vipHolder is where an instance's VIPs live (vip.Holder).
-type vipHolder interface {
+// VIPHolder is where an instance's VIPs live (*vip.Holder). Run serves
+// them (vip.Holder answers neighbour solicitations for IPv6 VIPs on a tun
+// device) until its context ends; an error means they are unreachable
+// from this host, so the instance faults until a later Run keeps running.
+type VIPHolder interface {
 	Take() error
 	FollowUp(ctx context.Context) error
 	Acquire(ctx context.Context) error
 	Announce(ctx context.Context)
 	Refresh() error
 	Release() error
-	Reconfigure(ctx context.Context, in conf.VRRPInstance, held bool) error
+	Reconfigure(ctx context.Context, cfg conf.VRRPInstance, held bool) error
 	Run(ctx context.Context) error
 	Close() error
 }
@@ -75,9 +85,9 @@ type Instance struct {
 	name   string
 	cfg    conf.VRRPInstance
 	mcfg   vrrp.Config
-	m      *vrrp.Machine
-	conn   advertConn
-	holder vipHolder
+	fsm    *vrrp.Machine
+	conn   AdvertConn
+	holder VIPHolder
 	hooks  *notify.Runner
 	drops  vrrp.Counters
 	events chan vrrp.Event
@@ -96,6 +106,11 @@ type Instance struct {
 	// lastStep is the time of the last event fed to the machine, which
 	// must never see time run back.
 	lastStep time.Time
+	// trackFault is the fault last sent through Send (FaultDetected or
+	// FaultCleared, from tracking), holderFault the holder's own (its Run
+	// failed and has not run again). The machine is in fault while either
+	// is: one source's recovery must not clear the other's fault.
+	trackFault, holderFault bool
 
 	mu     sync.Mutex
 	status Status
@@ -122,69 +137,86 @@ func (i *Instance) OnWantsChange(f func()) {
 	i.onWants = f
 }
 
-// Open prepares in: its socket and its VIP holder. It must run on a thread
-// in the network namespace of in.Interface.
-func Open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Instance, error) {
-	log = log.With("vrrp_instance", in.Name, "vrid", in.RouterID)
-	ifi, err := net.InterfaceByName(in.Interface)
+// Open prepares cfg: its socket and its VIP holder. It must run on a
+// thread in the network namespace of cfg.Interface.
+func Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
+	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", in.Name, in.Interface, err)
+		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", cfg.Name, cfg.Interface, err)
 	}
-	v6 := in.VirtualIPs[0].Addr().Is6()
-	src := in.UnicastSrc
+	v6 := cfg.VirtualIPs[0].Addr().Is6()
+	src := cfg.UnicastSrc
 	if !src.IsValid() {
 		if src, err = sourceAddr(ifi, v6); err != nil {
-			return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+			return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 		}
 	}
-	mcfg := machineConfig(in, src)
-	m, err := vrrp.New(mcfg)
-	if err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+	// Checked before any socket opens.
+	if _, err := vrrp.New(machineConfig(cfg, src)); err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
-	conn, err := transport.Listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: in.UnicastPeers})
+	conn, err := transport.Listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: cfg.UnicastPeers})
 	if err != nil {
-		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
-	holder, err := vip.OpenHolder(log, in, tunName)
+	ilog := log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
+	holder, err := vip.OpenHolder(ilog, cfg, tunName)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
+	i, err := New(log, cfg, src, conn, holder)
+	if err != nil {
+		return nil, errors.Join(err, conn.Close(), holder.Close())
+	}
+	return i, nil
+}
+
+// New returns an instance of cfg that sends its adverts from src on conn
+// and keeps its VIPs in holder (as seesaw's NewNode takes its HAConn):
+// Open passes the real ones, tests fakes. Run, or Close if it never runs,
+// closes both; if New fails, they are the caller's to close.
+func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertConn, holder VIPHolder) (*Instance, error) {
+	mcfg := machineConfig(cfg, src)
+	fsm, err := vrrp.New(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
+	}
+	log = log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
 	i := &Instance{
-		log: log, name: in.Name, cfg: in, mcfg: mcfg, m: m, conn: conn, holder: holder,
-		hooks:   notify.New(log, in.Notify),
+		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder,
+		hooks:   notify.New(log, cfg.Notify),
 		events:  make(chan vrrp.Event, 16),
 		reconf:  make(chan reconfig),
 		stopped: make(chan struct{}),
 		vipOps:  make(chan vipReq, 16),
-		status: Status{Name: in.Name, Interface: in.Interface, RouterID: in.RouterID, State: vrrp.Initialize.String(),
-			BasePriority: in.Priority, Priority: in.Priority},
+		status: Status{Name: cfg.Name, Interface: cfg.Interface, RouterID: cfg.RouterID, State: vrrp.Initialize.String(),
+			BasePriority: cfg.Priority, Priority: cfg.Priority},
 	}
-	for _, p := range in.VirtualIPs {
+	for _, p := range cfg.VirtualIPs {
 		i.status.VIPs = append(i.status.VIPs, p.String())
 	}
 	return i, nil
 }
 
-// machineConfig is in's state machine configuration, adverts sent from src.
-func machineConfig(in conf.VRRPInstance, src netip.Addr) vrrp.Config {
+// machineConfig is cfg's state machine configuration, adverts sent from src.
+func machineConfig(cfg conf.VRRPInstance, src netip.Addr) vrrp.Config {
 	mcfg := vrrp.Config{
-		VRID:           uint8(in.RouterID),
-		Priority:       uint8(in.Priority),
-		Version:        in.Version,
-		AdvertInterval: in.AdvertInterval,
-		NoPreempt:      !in.Preempt,
-		PreemptDelay:   in.PreemptDelay,
-		Accept:         in.Accept,
+		VRID:           uint8(cfg.RouterID),
+		Priority:       uint8(cfg.Priority),
+		Version:        cfg.Version,
+		AdvertInterval: cfg.AdvertInterval,
+		NoPreempt:      !cfg.Preempt,
+		PreemptDelay:   cfg.PreemptDelay,
+		Accept:         cfg.Accept,
 		Source:         src,
 	}
-	for _, p := range in.VirtualIPs {
+	for _, p := range cfg.VirtualIPs {
 		mcfg.Addrs = append(mcfg.Addrs, p.Addr())
 	}
-	if in.AuthPass != "" {
+	if cfg.AuthPass != "" {
 		mcfg.AuthType = vrrp.AuthSimple
-		copy(mcfg.AuthData[:], in.AuthPass)
+		copy(mcfg.AuthData[:], cfg.AuthPass)
 	}
 	return mcfg
 }
@@ -215,25 +247,25 @@ func NeedsRestart(a, b conf.VRRPInstance) string {
 
 // reconfig is a Reconfigure request, answered on done.
 type reconfig struct {
-	in   conf.VRRPInstance
+	cfg  conf.VRRPInstance
 	done chan error
 }
 
-// Reconfigure applies in to the running instance without leaving its
+// Reconfigure applies cfg to the running instance without leaving its
 // state (see vrrp.Machine.Reconfigure): priority, version, advert
 // interval, preemption, accept, password, VIPs, announcement settings
 // and hooks. A master adds the new VIPs, announces them and removes the
-// dropped ones; a backup only remembers them. NeedsRestart(current, in)
+// dropped ones; a backup only remembers them. NeedsRestart(current, cfg)
 // must be "". It returns when the machine has taken the change, or with
 // ctx's error if the instance does not run.
-func (i *Instance) Reconfigure(ctx context.Context, in conf.VRRPInstance) error {
-	r := reconfig{in: in, done: make(chan error, 1)}
+func (i *Instance) Reconfigure(ctx context.Context, cfg conf.VRRPInstance) error {
+	r := reconfig{cfg: cfg, done: make(chan error, 1)}
 	select {
 	case i.reconf <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-i.stopped:
-		return fmt.Errorf("vrrp_instance %s: not running", in.Name)
+		return fmt.Errorf("vrrp_instance %s: not running", cfg.Name)
 	}
 	select {
 	case err := <-r.done:
@@ -244,31 +276,31 @@ func (i *Instance) Reconfigure(ctx context.Context, in conf.VRRPInstance) error 
 }
 
 // reconfigure is Reconfigure on the instance's goroutine.
-func (i *Instance) reconfigure(in conf.VRRPInstance) error {
-	if why := NeedsRestart(i.cfg, in); why != "" {
-		return fmt.Errorf("vrrp_instance %s: %s: the instance must be restarted", in.Name, why)
+func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
+	if why := NeedsRestart(i.cfg, cfg); why != "" {
+		return fmt.Errorf("vrrp_instance %s: %s: the instance must be restarted", cfg.Name, why)
 	}
-	mcfg := machineConfig(in, i.mcfg.Source)
-	acts, err := i.m.Reconfigure(time.Now(), mcfg)
+	mcfg := machineConfig(cfg, i.mcfg.Source)
+	acts, err := i.fsm.Reconfigure(time.Now(), mcfg)
 	if err != nil {
-		return fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		return fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
 	old := i.cfg
-	i.cfg, i.mcfg = in, mcfg
-	i.hooks.SetHooks(in.Notify)
+	i.cfg, i.mcfg = cfg, mcfg
+	i.hooks.SetHooks(cfg.Notify)
 	i.mu.Lock()
-	i.status.BasePriority = in.Priority
+	i.status.BasePriority = cfg.Priority
 	i.status.VIPs = nil
-	for _, p := range in.VirtualIPs {
+	for _, p := range cfg.VirtualIPs {
 		i.status.VIPs = append(i.status.VIPs, p.String())
 	}
 	i.mu.Unlock()
-	if !slices.Equal(old.VirtualIPs, in.VirtualIPs) || old.GARPRepeat != in.GARPRepeat || old.GARPInterval != in.GARPInterval ||
-		old.GARPRefresh != in.GARPRefresh || old.AdvertInterval != in.AdvertInterval {
-		i.queueVIP(vipReq{op: opReconfigure, in: in})
+	if !slices.Equal(old.VirtualIPs, cfg.VirtualIPs) || old.GARPRepeat != cfg.GARPRepeat || old.GARPInterval != cfg.GARPInterval ||
+		old.GARPRefresh != cfg.GARPRefresh || old.AdvertInterval != cfg.AdvertInterval {
+		i.queueVIP(vipReq{op: opReconfigure, cfg: cfg})
 	}
 	i.perform(time.Now(), acts, false)
-	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.m.State().String())
+	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.fsm.State().String())
 	return nil
 }
 
@@ -313,9 +345,13 @@ func (i *Instance) Status() Status {
 	return s
 }
 
-// Send queues an event for the state machine (SetPriority, FaultDetected,
-// FaultCleared, GroupGate) without blocking the caller for long; once Run
-// has returned, events are dropped.
+// Send queues an event for the state machine: SetPriority,
+// FaultDetected or FaultCleared (from tracking), GroupGate (from a sync
+// group). The queue holds 16 events; while it is full (the instance's
+// goroutine busy, or Run not started yet) Send blocks until there is room,
+// ctx is done (the event is then dropped) or Run has returned (dropped
+// too). Tracking's FaultCleared ends only tracking's fault: the instance
+// stays in fault while its VIP holder is down.
 func (i *Instance) Send(ctx context.Context, ev vrrp.Event) {
 	select {
 	case i.events <- ev:
@@ -333,30 +369,58 @@ func (i *Instance) Close() error {
 // Run runs the instance until ctx is done, then hands over gracefully: a
 // master resigns with priority 0 and keeps its VIPs until the new master's
 // first advert (or StopWait), so no request is lost; then everything is
-// released.
+// released. It returns an error if reading adverts fails. Every goroutine
+// it starts (hooks, VIP holder, VIP changes, advert reader) has ended when
+// it returns.
 func (i *Instance) Run(ctx context.Context) error {
 	defer close(i.stopped)
-	defer i.conn.Close()
-	defer i.holder.Close()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
+
 	hooksCtx, stopHooks := context.WithCancel(bg)
 	hooksDone := make(chan struct{})
 	go func() { defer close(hooksDone); i.hooks.Run(hooksCtx) }()
-	// However Run ends, the hooks still queued run, then STOP's.
-	defer func() {
-		stopHooks()
-		<-hooksDone
-		i.hooks.Finish(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.m.Priority())})
-	}()
-	go i.holder.Run(bg)
+
+	holderCtx, stopHolder := context.WithCancel(bg)
+	holderc := make(chan error)
+	holderDone := make(chan struct{})
+	go func() { defer close(holderDone); i.superviseHolder(holderCtx, holderc) }()
+
 	vipDone := make(chan struct{})
 	go func() { defer close(vipDone); i.vipLoop(bg) }()
 
 	adverts := make(chan advertIn, 64)
 	readErr := make(chan error, 1)
-	go i.readLoop(adverts, readErr)
+	readStop := make(chan struct{})
+	readDone := make(chan struct{})
+	go func() { defer close(readDone); i.readLoop(readStop, adverts, readErr) }()
 
+	err := i.loop(ctx, adverts, readErr, holderc)
+
+	// The machine is back in Initialize with its release queued: vipLoop
+	// finishes the queue, then the holder stops serving, the reader is
+	// unblocked by closing its socket, and the hooks still queued run,
+	// then STOP's.
+	close(i.vipOps)
+	<-vipDone
+	stopHolder()
+	<-holderDone
+	close(readStop)
+	cerr := i.conn.Close()
+	<-readDone
+	stopHooks()
+	<-hooksDone
+	i.hooks.Finish(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.fsm.Priority())})
+	herr := i.holder.Close()
+	if err == nil && (cerr != nil || herr != nil) {
+		i.log.Warn("close VRRP instance", "error", errors.Join(cerr, herr))
+	}
+	return err
+}
+
+// loop is Run's state machine loop, until the handover is done (nil) or
+// reading fails (its error).
+func (i *Instance) loop(ctx context.Context, adverts <-chan advertIn, readErr <-chan error, holderc <-chan error) error {
 	i.step(vrrp.Start{})
 	w := newWake(i.cfg.AdvertInterval)
 	defer func() { w.stop() }()
@@ -364,7 +428,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	var stopDeadline <-chan time.Time
 	done := ctx.Done()
 	for {
-		w.set(i.m.NextDeadline(), i.m.State() == vrrp.Master)
+		w.set(i.fsm.NextDeadline(), i.fsm.State() == vrrp.Master)
 		select {
 		case <-done:
 			done = nil
@@ -381,10 +445,12 @@ func (i *Instance) Run(ctx context.Context) error {
 		case <-w.ticker.C:
 			i.step(vrrp.TimerFired{})
 		case ev := <-i.events:
-			i.step(ev)
+			i.event(ev)
+		case err := <-holderc:
+			i.holderChanged(err)
 		case r := <-i.reconf:
 			interval := i.cfg.AdvertInterval
-			r.done <- i.reconfigure(r.in)
+			r.done <- i.reconfigure(r.cfg)
 			if i.cfg.AdvertInterval != interval {
 				w.stop()
 				w = newWake(i.cfg.AdvertInterval)
@@ -393,17 +459,125 @@ func (i *Instance) Run(ctx context.Context) error {
 			if !stopping {
 				i.step(vrrp.Shutdown{})
 				i.step(vrrp.Shutdown{})
-				close(i.vipOps)
-				<-vipDone
 				return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
 			}
 			readErr = nil
 		}
-		if stopping && i.m.State() == vrrp.Initialize {
-			close(i.vipOps)
-			<-vipDone
+		if stopping && i.fsm.State() == vrrp.Initialize {
 			return nil
 		}
+	}
+}
+
+// event feeds the machine an event from Send. Tracking's fault events set
+// only tracking's share of the fault.
+func (i *Instance) event(ev vrrp.Event) {
+	switch ev.(type) {
+	case vrrp.FaultDetected:
+		i.setFault(true, i.holderFault)
+	case vrrp.FaultCleared:
+		i.setFault(false, i.holderFault)
+	default:
+		i.step(ev)
+	}
+}
+
+// setFault records both fault sources and tells the machine when their
+// OR changes.
+func (i *Instance) setFault(track, holder bool) {
+	was := i.trackFault || i.holderFault
+	i.trackFault, i.holderFault = track, holder
+	i.mu.Lock()
+	i.status.HolderFault = holder
+	i.mu.Unlock()
+	switch now := track || holder; {
+	case now && !was:
+		i.step(vrrp.FaultDetected{})
+	case !now && was:
+		i.step(vrrp.FaultCleared{})
+	}
+}
+
+// holderChanged takes superviseHolder's news: the holder's Run failed
+// (err), or runs again (nil).
+func (i *Instance) holderChanged(err error) {
+	if err == nil {
+		i.log.Info("VIP holder runs again, its fault cleared", "op", "holder")
+		i.setFault(i.trackFault, false)
+		return
+	}
+	i.mu.Lock()
+	i.status.HolderFailures++
+	i.status.HolderError = err.Error()
+	n := i.status.HolderFailures
+	i.mu.Unlock()
+	i.log.Error("VIP holder failed: the VIPs are unreachable through this host, fault until it runs again",
+		"op", "holder", "error", err, "failures", n)
+	i.setFault(i.trackFault, true)
+}
+
+// The VIP holder's Run is retried after holderRetryMin, doubling to
+// holderRetryMax while it keeps failing; a Run that lasts holderSettle
+// counts as running again, and one that lasts holderRetryMax starts the
+// backoff over.
+const (
+	holderRetryMin = 100 * time.Millisecond
+	holderRetryMax = 10 * time.Second
+	holderSettle   = time.Second
+)
+
+// superviseHolder runs the holder until ctx is done, retrying it when it
+// fails. It reports each failure on report, and nil when a Run after a
+// failure has lasted holderSettle.
+func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
+	tell := func(err error) bool {
+		select {
+		case report <- err:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	backoff := holderRetryMin
+	failed := false
+	for {
+		start := time.Now()
+		runc := make(chan error, 1)
+		go func() { runc <- i.holder.Run(ctx) }()
+		settle := time.NewTimer(holderSettle)
+		var err error
+		select {
+		case err = <-runc:
+		case <-settle.C:
+			if failed && !tell(nil) {
+				<-runc
+				return
+			}
+			failed = false
+			err = <-runc
+		}
+		settle.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("VIP holder stopped by itself")
+		}
+		if time.Since(start) >= holderRetryMax {
+			backoff = holderRetryMin
+		}
+		failed = true
+		if !tell(fmt.Errorf("%w (retry in %v)", err, backoff)) {
+			return
+		}
+		retry := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return
+		case <-retry.C:
+		}
+		backoff = min(2*backoff, holderRetryMax)
 	}
 }
 
@@ -467,13 +641,14 @@ func (w *wake) stop() {
 	w.at = time.Time{}
 }
 
-// readLoop decodes adverts; malformed ones are counted and dropped here.
-func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
+// readLoop decodes adverts until reading fails (the error goes to errc)
+// or stop closes; malformed ones are counted and dropped here.
+func (i *Instance) readLoop(stop <-chan struct{}, out chan<- advertIn, errc chan<- error) {
 	buf := make([]byte, 1500)
 	for {
 		d, err := i.conn.Read(buf)
 		if err != nil {
-			errc <- err
+			errc <- err // buffered for this one send
 			return
 		}
 		adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
@@ -482,18 +657,22 @@ func (i *Instance) readLoop(out chan<- advertIn, errc chan<- error) {
 			i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
 			continue
 		}
-		out <- advertIn{adv: adv, src: d.Src, rx: d.At}
+		select {
+		case out <- advertIn{adv: adv, src: d.Src, rx: d.At}:
+		case <-stop:
+			return
+		}
 	}
 }
 
 type vipOp uint8
 
-// vipReq is one VIP change for vipLoop; in is opReconfigure's new
+// vipReq is one VIP change for vipLoop; cfg is opReconfigure's new
 // config, grace opHandOver's wait, taken says that opAcquire's VIPs were
 // added and first announced already (see perform).
 type vipReq struct {
 	op    vipOp
-	in    conf.VRRPInstance
+	cfg   conf.VRRPInstance
 	grace time.Duration
 	taken bool
 }
@@ -552,7 +731,7 @@ func (i *Instance) stepAt(now time.Time, ev vrrp.Event) {
 	if a, ok := ev.(vrrp.AdvertReceived); ok {
 		i.mu.Lock()
 		i.status.LastAdvert = now
-		if a.Advert.Priority > 0 && i.m.State() != vrrp.Master {
+		if a.Advert.Priority > 0 && i.fsm.State() != vrrp.Master {
 			i.status.Master = a.Src.String()
 		}
 		i.mu.Unlock()
@@ -560,12 +739,12 @@ func (i *Instance) stepAt(now time.Time, ev vrrp.Event) {
 		// or started at the same moment) stays master, as the RFC says, but
 		// that peer has announced the VIPs too: announce them again so the
 		// neighbours come back (keepalived: garp_lower_prio_repeat).
-		if p := a.Advert.Priority; i.m.State() == vrrp.Master && p > 0 && p < i.m.Priority() && now.Sub(i.lastReannounce) > time.Second {
+		if p := a.Advert.Priority; i.fsm.State() == vrrp.Master && p > 0 && p < i.fsm.Priority() && now.Sub(i.lastReannounce) > time.Second {
 			i.lastReannounce = now
 			i.queueVIP(vipReq{op: opAnnounce})
 		}
 	}
-	acts := i.m.Step(now, ev)
+	acts := i.fsm.Step(now, ev)
 	// A resigning master releases its VIPs when it hears its successor's
 	// first advert, but the successor sends that advert before it adds and
 	// announces the VIPs; releasing at once would leave clients a moment
@@ -595,7 +774,7 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 			// Adverts prove the daemon alive: renew the VIPs' lifetimes,
 			// four times per lifetime (two netlink calls each, so not on
 			// every 100 ms advert), without blocking the state machine.
-			if a.Priority > 0 && i.m.State() == vrrp.Master && now.Sub(i.lastRefresh) >= vip.Lifetime(i.cfg.AdvertInterval)/4 {
+			if a.Priority > 0 && i.fsm.State() == vrrp.Master && now.Sub(i.lastRefresh) >= vip.Lifetime(i.cfg.AdvertInterval)/4 {
 				i.vipPending.Add(1)
 				select {
 				case i.vipOps <- vipReq{op: opRefresh}:
@@ -631,9 +810,9 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 		}
 	}
 	i.mu.Lock()
-	i.status.Priority = int(i.m.Priority())
-	changed := i.wants != i.m.Wants()
-	i.wants = i.m.Wants()
+	i.status.Priority = int(i.fsm.Priority())
+	changed := i.wants != i.fsm.Wants()
+	i.wants = i.fsm.Wants()
 	onWants := i.onWants
 	i.mu.Unlock()
 	if changed && onWants != nil {
@@ -655,7 +834,7 @@ func (i *Instance) send(prio uint8) {
 }
 
 func (i *Instance) transition(t vrrp.Transition) {
-	i.log.Info("VRRP transition", "op", "transition", "from", t.From.String(), "state", t.To.String(), "reason", string(t.Reason), "priority", i.m.Priority())
+	i.log.Info("VRRP transition", "op", "transition", "from", t.From.String(), "state", t.To.String(), "reason", string(t.Reason), "priority", i.fsm.Priority())
 	i.mu.Lock()
 	i.status.State = t.To.String()
 	i.status.Transitions++
@@ -666,7 +845,7 @@ func (i *Instance) transition(t vrrp.Transition) {
 	i.mu.Unlock()
 	state := map[vrrp.State]string{vrrp.Master: "MASTER", vrrp.Backup: "BACKUP", vrrp.Fault: "FAULT"}[t.To]
 	if state != "" {
-		i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: state, Priority: int(i.m.Priority())})
+		i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: state, Priority: int(i.fsm.Priority())})
 	}
 }
 
@@ -699,7 +878,7 @@ func (i *Instance) doVIP(ctx context.Context, req vipReq, acquisitions []context
 	op := req.op
 	switch op {
 	case opReconfigure:
-		if err := i.holder.Reconfigure(ctx, req.in, len(acquisitions) > 0); err != nil {
+		if err := i.holder.Reconfigure(ctx, req.cfg, len(acquisitions) > 0); err != nil {
 			i.log.Error("reconfigure VIPs", "error", err)
 		}
 		return acquisitions

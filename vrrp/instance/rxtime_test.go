@@ -73,21 +73,21 @@ func TestMasterDownFromReceiveTime(t *testing.T) {
 	i.conn = &oneConn{d: transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: rx}}
 
 	t0 := time.Now()
-	i.perform(t0, i.m.Step(t0, vrrp.Start{}), false)
+	i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
 	out := make(chan advertIn, 1)
 	errc := make(chan error, 1)
-	i.readLoop(out, errc)
+	i.readLoop(make(chan struct{}), out, errc)
 	a := <-out
 	if !a.rx.Equal(rx) {
 		t.Fatalf("advert carried receive time %v, want %v", a.rx, rx)
 	}
 	i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
-	if i.m.State() != vrrp.Backup {
-		t.Fatalf("state %v, want backup", i.m.State())
+	if i.fsm.State() != vrrp.Backup {
+		t.Fatalf("state %v, want backup", i.fsm.State())
 	}
 	// Priority 100 at 100 ms: 3 × 100 ms + (256-100)/256 × 100 ms.
 	mdi := 300*time.Millisecond + 156*100*time.Millisecond/256
-	if got := i.m.NextDeadline().Sub(rx); got < mdi-time.Millisecond || got > mdi+time.Millisecond {
+	if got := i.fsm.NextDeadline().Sub(rx); got < mdi-time.Millisecond || got > mdi+time.Millisecond {
 		t.Errorf("Master_Down_Timer fires %v after the advert's arrival, want %v", got, mdi)
 	}
 }

@@ -2,14 +2,18 @@ package instance
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // The wake never fires before the deadline it serves: a master's schedule
 // moves to a ticker after its first one-shot, keeps it while each deadline
 // follows the last by one period, and falls back to one shot when the
-// schedule changes; no deadline means no wake at all.
-func TestWake(t *testing.T) {
+// schedule changes; no deadline means no wake at all. On virtual time, so
+// a wake a moment early is caught, however loaded the machine.
+func TestWake(t *testing.T) { synctest.Test(t, testWake) }
+
+func testWake(t *testing.T) {
 	const period = 30 * time.Millisecond
 	w := newWake(period)
 	defer w.stop()
