@@ -38,11 +38,13 @@ type Runner struct {
 	// Dropped counts events not run because the queue was full; Failed
 	// counts hooks that exited non-zero, timed out or could not start.
 	Dropped, Failed atomic.Uint64
+	// exec runs one hook bounded by timeout (hook.Exec; tests fake it).
+	exec func(ctx context.Context, argv, env []string, timeout time.Duration) error
 }
 
 // New returns a Runner for hooks.
 func New(log *slog.Logger, hooks conf.Notify) *Runner {
-	return &Runner{log: log, hooks: hooks, queue: make(chan Event, queueLen)}
+	return &Runner{log: log, hooks: hooks, queue: make(chan Event, queueLen), exec: hook.Exec}
 }
 
 // SetHooks replaces the commands (a reload); transitions queued before
@@ -118,7 +120,9 @@ func (r *Runner) commands(state string) [][]string {
 // set in the environment; on timeout the hook's whole process group is
 // killed.
 func (r *Runner) run(ctx context.Context, argv []string, e Event) error {
+	r.mu.Lock()
 	timeout := r.hooks.Timeout
+	r.mu.Unlock()
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -126,7 +130,7 @@ func (r *Runner) run(ctx context.Context, argv []string, e Event) error {
 	args := append(append([]string{}, argv...), "INSTANCE", e.Instance, e.State, prio)
 	env := []string{"LVSHA_VRRP_INSTANCE=" + e.Instance, "LVSHA_VRRP_STATE=" + e.State, "LVSHA_VRRP_PRIORITY=" + prio}
 	start := time.Now()
-	if err := hook.Exec(ctx, args, env, timeout); err != nil {
+	if err := r.exec(ctx, args, env, timeout); err != nil {
 		return err
 	}
 	r.log.Info("notify hook ran", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "took", time.Since(start))

@@ -2,12 +2,16 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
@@ -15,106 +19,128 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func waitFile(t *testing.T, path string, want string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: want %q, have %q", path, want, b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// fakeExec records each hook run as "argv... | env..."; a hook whose
+// command is "hang" runs until its timeout, as a hung script would.
+type fakeExec struct {
+	mu  sync.Mutex
+	ran []string
 }
 
-// Hooks get instance, state and priority as arguments and environment;
-// the state's own hook and the catch-all both run, in transition order.
-func TestHooksRunInOrderWithArguments(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "log")
+func (f *fakeExec) exec(ctx context.Context, argv, env []string, timeout time.Duration) error {
+	f.mu.Lock()
+	f.ran = append(f.ran, strings.Join(argv, " ")+" | "+strings.Join(env, " "))
+	f.mu.Unlock()
+	if argv[0] != "hang" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	<-ctx.Done()
+	return fmt.Errorf("timed out after %v", timeout)
+}
+
+func (f *fakeExec) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ran)
+}
+
+// Run runs the state's own hook and the catch-all, in transition order,
+// with instance, state and priority as arguments and environment.
+func TestRunInOrderWithArguments(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeExec{}
+		r := New(quiet(), conf.Notify{Master: []string{"m"}, Backup: []string{"b"}, Any: []string{"any", "-x"}, Timeout: time.Second})
+		r.exec = f.exec
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		r.Notify(Event{Instance: "vi1", State: "MASTER", Priority: 150})
+		r.Notify(Event{Instance: "vi1", State: "BACKUP", Priority: 100})
+		r.Notify(Event{Instance: "vi1", State: "FAULT", Priority: 0})
+		synctest.Wait()
+		env := func(state, prio string) string {
+			return " | LVSHA_VRRP_INSTANCE=vi1 LVSHA_VRRP_STATE=" + state + " LVSHA_VRRP_PRIORITY=" + prio
+		}
+		want := []string{
+			"m INSTANCE vi1 MASTER 150" + env("MASTER", "150"),
+			"any -x INSTANCE vi1 MASTER 150" + env("MASTER", "150"),
+			"b INSTANCE vi1 BACKUP 100" + env("BACKUP", "100"),
+			"any -x INSTANCE vi1 BACKUP 100" + env("BACKUP", "100"),
+			"any -x INSTANCE vi1 FAULT 0" + env("FAULT", "0"),
+		}
+		if got := f.got(); !slices.Equal(got, want) {
+			t.Errorf("hooks ran:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		cancel()
+		<-done
+	})
+}
+
+// A hook that hangs until its timeout is counted as failed and delays
+// only the hooks after it; Notify never blocks meanwhile, and what the
+// full queue cannot take is dropped and counted.
+func TestHangingHookNeverBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeExec{}
+		r := New(quiet(), conf.Notify{Master: []string{"hang"}, Backup: []string{"b"}, Timeout: 200 * time.Millisecond})
+		r.exec = f.exec
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		r.Notify(Event{Instance: "vi", State: "MASTER", Priority: 1})
+		synctest.Wait() // the MASTER hook hangs
+		start := time.Now()
+		for range 1000 {
+			r.Notify(Event{Instance: "vi", State: "FAULT", Priority: 1})
+		}
+		r.Notify(Event{Instance: "vi", State: "BACKUP", Priority: 1})
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Notify blocked for %v", d)
+		}
+		if got, want := r.Dropped.Load(), uint64(1001-queueLen); got != want {
+			t.Errorf("dropped %d events, want %d (1001 into a queue of %d)", got, want, queueLen)
+		}
+		time.Sleep(199 * time.Millisecond)
+		synctest.Wait()
+		if r.Failed.Load() != 0 {
+			t.Errorf("the hook failed before its timeout")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if r.Failed.Load() != 1 {
+			t.Errorf("failed hooks = %d, want 1 (the one that timed out)", r.Failed.Load())
+		}
+		// The BACKUP event was dropped with the queue full: the next one runs.
+		r.Notify(Event{Instance: "vi", State: "BACKUP", Priority: 1})
+		synctest.Wait()
+		if got := f.got(); len(got) != 2 || !strings.HasPrefix(got[1], "b INSTANCE vi BACKUP") {
+			t.Errorf("hooks ran %q, want the hung MASTER hook, then BACKUP's", got)
+		}
+		cancel()
+		<-done
+	})
+}
+
+// Finish runs what is still queued, then the final event, synchronously:
+// real commands, getting their arguments and environment.
+func TestFinish(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
 	script := `echo "$0 $* env=$LVSHA_VRRP_INSTANCE/$LVSHA_VRRP_STATE/$LVSHA_VRRP_PRIORITY" >> ` + log
 	r := New(quiet(), conf.Notify{
 		Master:  []string{"/bin/sh", "-c", script, "master"},
-		Backup:  []string{"/bin/sh", "-c", script, "backup"},
+		Stop:    []string{"/bin/sh", "-c", script, "stop"},
 		Any:     []string{"/bin/sh", "-c", script, "any"},
 		Timeout: 5 * time.Second,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
 	r.Notify(Event{Instance: "vi1", State: "MASTER", Priority: 150})
-	r.Notify(Event{Instance: "vi1", State: "BACKUP", Priority: 100})
-	r.Notify(Event{Instance: "vi1", State: "FAULT", Priority: 0})
-	waitFile(t, log, "any INSTANCE vi1 FAULT 0")
+	r.Finish(Event{Instance: "vi1", State: "STOP", Priority: 150})
 	b, _ := os.ReadFile(log)
 	want := "master INSTANCE vi1 MASTER 150 env=vi1/MASTER/150\n" +
 		"any INSTANCE vi1 MASTER 150 env=vi1/MASTER/150\n" +
-		"backup INSTANCE vi1 BACKUP 100 env=vi1/BACKUP/100\n" +
-		"any INSTANCE vi1 BACKUP 100 env=vi1/BACKUP/100\n" +
-		"any INSTANCE vi1 FAULT 0 env=vi1/FAULT/0\n"
+		"stop INSTANCE vi1 STOP 150 env=vi1/STOP/150\n" +
+		"any INSTANCE vi1 STOP 150 env=vi1/STOP/150\n"
 	if string(b) != want {
 		t.Errorf("hook log:\n%s\nwant:\n%s", b, want)
-	}
-}
-
-// A hook that hangs is killed at its timeout with its children, counted as
-// failed, and the next hook still runs; Notify never blocks meanwhile.
-func TestSlowHookNeverBlocks(t *testing.T) {
-	dir := t.TempDir()
-	mark := filepath.Join(dir, "after")
-	pidf := filepath.Join(dir, "pid")
-	r := New(quiet(), conf.Notify{
-		Master:  []string{"/bin/sh", "-c", "sleep 30 & echo $! > " + pidf + "; wait"},
-		Backup:  []string{"/bin/sh", "-c", "echo ran > " + mark},
-		Timeout: 200 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
-	start := time.Now()
-	r.Notify(Event{Instance: "vi", State: "MASTER", Priority: 1})
-	for i := 0; i < 1000; i++ {
-		r.Notify(Event{Instance: "vi", State: "FAULT", Priority: 1})
-	}
-	r.Notify(Event{Instance: "vi", State: "BACKUP", Priority: 1})
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Notify blocked for %v", d)
-	}
-	if r.Dropped.Load() == 0 {
-		t.Errorf("1002 events into a queue of %d dropped none", queueLen)
-	}
-	// The BACKUP event was dropped (queue full), so queue another after
-	// the slow hook had time to be killed.
-	time.Sleep(500 * time.Millisecond)
-	r.Notify(Event{Instance: "vi", State: "BACKUP", Priority: 1})
-	waitFile(t, mark, "ran")
-	if r.Failed.Load() != 1 {
-		t.Errorf("failed hooks = %d, want 1 (the one that timed out)", r.Failed.Load())
-	}
-	b, err := os.ReadFile(pidf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := strings.TrimSpace(string(b))
-	if _, err := os.Stat("/proc/" + pid); err == nil {
-		st, _ := os.ReadFile("/proc/" + pid + "/stat")
-		if !strings.Contains(string(st), ") Z ") {
-			t.Errorf("the hook's child %s survived the timeout", pid)
-		}
-	}
-}
-
-// Finish runs what is still queued, then the final event, synchronously.
-func TestFinish(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "log")
-	r := New(quiet(), conf.Notify{Any: []string{"/bin/sh", "-c", "echo \"$LVSHA_VRRP_STATE\" >> " + log}, Timeout: 5 * time.Second})
-	r.Notify(Event{Instance: "vi", State: "MASTER", Priority: 1})
-	r.Finish(Event{Instance: "vi", State: "STOP", Priority: 1})
-	b, _ := os.ReadFile(log)
-	if string(b) != "MASTER\nSTOP\n" {
-		t.Errorf("hooks ran %q, want MASTER then STOP", b)
 	}
 }
