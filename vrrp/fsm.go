@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// State is a VRRP instance's state (RFC 5798 6.4), plus Fault (a tracked
-// interface is down) and Stopping (lvsha's graceful handover).
+// State is a VRRP instance's state (RFC 5798 6.4), plus Fault (the
+// instance cannot serve: see FaultDetected) and Stopping (lvsha's
+// graceful handover).
 type State uint8
 
 // States.
@@ -195,12 +196,18 @@ type (
 	}
 	// TimerFired only runs the timers; any Step does that first.
 	TimerFired struct{}
-	// FaultDetected and FaultCleared come from tracking (a tracked
-	// interface went down or came back).
+	// FaultDetected and FaultCleared set and clear the machine's one
+	// fault flag. It has several causes, merged by the caller before they
+	// reach the machine (vrrp/instance sends the OR of its VIP holder's
+	// failure and tracking's verdict, which itself ORs tracked interfaces
+	// down, their link watch lost, and failing track_execs), so that one
+	// cause's recovery never clears another's fault.
 	FaultDetected struct{}
 	FaultCleared  struct{}
-	// SetPriority changes the effective priority (tracked virtual
-	// servers). 0 is raised to 1: only a resigning master sends 0.
+	// SetPriority changes the effective priority: the configured one
+	// lowered by tracking's weights (tracked virtual servers down,
+	// weighted interfaces down, weighted track_execs failing), summed by
+	// the caller. 0 is raised to 1: only a resigning master sends 0.
 	SetPriority struct{ Priority uint8 }
 	// GroupGate carries the sync group's verdict (GroupTarget): while
 	// AllowMaster is false the instance may not be master.
@@ -261,7 +268,9 @@ type Machine struct {
 	deadline  time.Time
 	preemptAt time.Time
 	running   bool
-	faulted   bool
+	// faulted is the caller's fault (FaultDetected until FaultCleared),
+	// remembered outside Fault too: a Start while faulted enters Fault.
+	faulted bool
 	// gated is the sync group forbidding Master; wantMaster is a gated
 	// backup whose own judgement says Master.
 	gated, wantMaster bool
@@ -321,7 +330,9 @@ func (m *Machine) Reconfigure(now time.Time, cfg Config) ([]Action, error) {
 	return s.out, nil
 }
 
-// Priority returns the effective priority.
+// Priority returns the effective priority: the last SetPriority's, and
+// before any the one configured at New (Reconfigure leaves it alone, so a
+// reload's new base priority arrives as a SetPriority from tracking).
 func (m *Machine) Priority() uint8 { return m.prio }
 
 // MasterAdverInterval returns Master_Adver_Interval as last learned.
