@@ -628,28 +628,70 @@ func GroupTarget(wants []State) State {
 	return Backup
 }
 
-// GateGroup applies GroupTarget to a sync group's machines until their
-// Wants settle and returns each machine's actions, index for index. Call
-// it after every Step of any member: a Step can change a member's Wants,
-// and gating can itself run a due timer that changes them again.
-func GateGroup(now time.Time, members []*Machine) [][]Action {
-	out := make([][]Action, len(members))
-	wants := make([]State, len(members))
+// GroupMember is a sync group's member as its coordinator sees it.
+type GroupMember interface {
+	// Wants is the member's own judgement (Machine.Wants).
+	Wants() State
+	// Gate delivers GroupGate{AllowMaster: allow} to the member.
+	Gate(allow bool)
+}
+
+// SyncGroup coordinates one sync group: Settle sends every member the
+// group's verdict (GroupTarget) as a GroupGate whenever it changes for
+// that member. It is the one algorithm both where the machines step in
+// place (the simulation) and where each runs on its own goroutine
+// (vrrp/group, over running instances). It is not safe for concurrent
+// use; one goroutine owns it.
+type SyncGroup struct {
+	members []GroupMember
+	// sent is the gate each member was last sent; unknown before the
+	// first Settle, so every member is told once.
+	sent []gate
+}
+
+type gate uint8
+
+const (
+	gateUnknown gate = iota
+	gateClosed
+	gateOpen
+)
+
+// NewSyncGroup coordinates members.
+func NewSyncGroup(members []GroupMember) *SyncGroup {
+	return &SyncGroup{members: members, sent: make([]gate, len(members))}
+}
+
+// Settle gates the members until the verdict holds and returns it. A
+// member that takes its gate at once (a machine stepped in place) can
+// change its Wants and so the verdict: Settle repeats until a pass sends
+// nothing. A member that takes it later (a running instance) changes its
+// Wants after Settle returned: call Settle again then.
+func (g *SyncGroup) Settle() State {
+	wants := make([]State, len(g.members))
+	var target State
 	// Each pass either settles or moves a member towards Master or
 	// Backup for good; the bound only guards against a future bug.
-	for range len(members) + 2 {
-		for i, m := range members {
-			wants[i] = m.Wants()
+	for range len(g.members) + 2 {
+		for i, mb := range g.members {
+			wants[i] = mb.Wants()
 		}
-		allow := GroupTarget(wants) == Master
-		changed := false
-		for i, m := range members {
-			out[i] = append(out[i], m.Step(now, GroupGate{AllowMaster: allow})...)
-			changed = changed || m.Wants() != wants[i]
+		target = GroupTarget(wants)
+		want := gateClosed
+		if target == Master {
+			want = gateOpen
 		}
-		if !changed {
+		sent := false
+		for i, mb := range g.members {
+			if g.sent[i] != want {
+				g.sent[i] = want
+				mb.Gate(want == gateOpen)
+				sent = true
+			}
+		}
+		if !sent {
 			break
 		}
 	}
-	return out
+	return target
 }

@@ -14,10 +14,10 @@ import (
 // so tests assert exact instants without sleeping.
 
 type simMember struct {
-	node string
-	cfg  Config
-	m    *Machine
-	vips bool
+	node    string
+	cfg     Config
+	machine *Machine
+	vips    bool
 	// trans are the member's transitions, in order.
 	trans []Transition
 }
@@ -34,6 +34,9 @@ type sim struct {
 	members []*simMember
 	// groups maps a node to its sync group's members (all its members).
 	groups map[string]bool
+	// coords are the nodes' sync groups, made at their first use (after
+	// every member was added).
+	coords map[string]*SyncGroup
 	queue  []delivery
 	// holders watches VIP ownership per VRID: gaps counts instants at which
 	// nobody held a VRID's VIPs after somebody had.
@@ -43,7 +46,7 @@ type sim struct {
 }
 
 func newSim(t *testing.T) *sim {
-	return &sim{t: t, now: t0, groups: map[string]bool{}, held: map[uint8]bool{}}
+	return &sim{t: t, now: t0, groups: map[string]bool{}, coords: map[string]*SyncGroup{}, held: map[uint8]bool{}}
 }
 
 func (s *sim) add(node string, last byte, vrid, prio uint8, edit func(c *Config)) *simMember {
@@ -54,18 +57,18 @@ func (s *sim) add(node string, last byte, vrid, prio uint8, edit func(c *Config)
 	if edit != nil {
 		edit(&c)
 	}
-	m, err := New(c)
+	machine, err := New(c)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	sm := &simMember{node: node, cfg: c, m: m}
+	sm := &simMember{node: node, cfg: c, machine: machine}
 	s.members = append(s.members, sm)
 	return sm
 }
 
 // do steps ev into mb now and carries out everything that follows.
 func (s *sim) do(mb *simMember, ev Event) {
-	s.apply(mb, mb.m.Step(s.now, ev))
+	s.apply(mb, mb.machine.Step(s.now, ev))
 	s.drain()
 }
 
@@ -101,24 +104,38 @@ func (s *sim) apply(mb *simMember, acts []Action) {
 }
 
 // syncGroup is what a runner does after any member of a node's group
-// steps.
+// steps: the node's SyncGroup settles over its machines, each gate
+// stepped in at once.
 func (s *sim) syncGroup(node string) {
 	if s.inSync {
 		return
 	}
 	s.inSync = true
 	defer func() { s.inSync = false }()
-	var members []*simMember
-	var ms []*Machine
-	for _, o := range s.members {
-		if o.node == node {
-			members = append(members, o)
-			ms = append(ms, o.m)
+	sg := s.coords[node]
+	if sg == nil {
+		var members []GroupMember
+		for _, o := range s.members {
+			if o.node == node {
+				members = append(members, simGated{s, o})
+			}
 		}
+		sg = NewSyncGroup(members)
+		s.coords[node] = sg
 	}
-	for i, acts := range GateGroup(s.now, ms) {
-		s.apply(members[i], acts)
-	}
+	sg.Settle()
+}
+
+// simGated is a simulated machine as its sync group sees it.
+type simGated struct {
+	s  *sim
+	mb *simMember
+}
+
+func (g simGated) Wants() State { return g.mb.machine.Wants() }
+
+func (g simGated) Gate(allow bool) {
+	g.s.apply(g.mb, g.mb.machine.Step(g.s.now, GroupGate{AllowMaster: allow}))
 }
 
 func (s *sim) checkHolders() {
@@ -146,7 +163,7 @@ func (s *sim) drain() {
 		if r != DropNone {
 			s.t.Fatalf("own encoding dropped: %s", r)
 		}
-		s.apply(d.to, d.to.m.Step(s.now, AdvertReceived{Advert: a, Src: d.src}))
+		s.apply(d.to, d.to.machine.Step(s.now, AdvertReceived{Advert: a, Src: d.src}))
 	}
 }
 
@@ -160,7 +177,7 @@ func (s *sim) run(end time.Duration) {
 		}
 		var next time.Time
 		for _, o := range s.members {
-			if d := o.m.NextDeadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			if d := o.machine.NextDeadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 				next = d
 			}
 		}
@@ -170,8 +187,8 @@ func (s *sim) run(end time.Duration) {
 		}
 		s.now = next
 		for _, o := range s.members {
-			if d := o.m.NextDeadline(); !d.IsZero() && !d.After(s.now) {
-				s.apply(o, o.m.Step(s.now, TimerFired{}))
+			if d := o.machine.NextDeadline(); !d.IsZero() && !d.After(s.now) {
+				s.apply(o, o.machine.Step(s.now, TimerFired{}))
 				s.drain()
 			}
 		}
@@ -191,7 +208,7 @@ func lastTo(mb *simMember, st State) time.Duration {
 func masters(s *sim, vrid uint8) []string {
 	var out []string
 	for _, o := range s.members {
-		if o.cfg.VRID == vrid && o.m.State() == Master {
+		if o.cfg.VRID == vrid && o.machine.State() == Master {
 			out = append(out, o.node)
 		}
 	}
@@ -208,8 +225,8 @@ func TestSimElection(t *testing.T) {
 	s.do(a, Start{})
 	s.do(b, Start{})
 	s.run(20 * time.Second)
-	if a.m.State() != Master || b.m.State() != Backup {
-		t.Fatalf("a %s, b %s; want MASTER, BACKUP", a.m.State(), b.m.State())
+	if a.machine.State() != Master || b.machine.State() != Backup {
+		t.Fatalf("a %s, b %s; want MASTER, BACKUP", a.machine.State(), b.machine.State())
 	}
 	// 3s + (256-200)/256 s
 	if got := lastTo(a, Master); got != 3218750*time.Microsecond {
@@ -257,8 +274,8 @@ func TestSimHandover(t *testing.T) {
 	s.do(b, Start{})
 	s.run(10 * time.Second)
 	s.do(a, Shutdown{})
-	if a.m.State() != Stopping || !a.vips {
-		t.Fatalf("a %s holding VIPs %v after shutdown; want STOPPING, holding", a.m.State(), a.vips)
+	if a.machine.State() != Stopping || !a.vips {
+		t.Fatalf("a %s holding VIPs %v after shutdown; want STOPPING, holding", a.machine.State(), a.vips)
 	}
 	s.run(20 * time.Second)
 	// priority 0 seen at 10s: b's Master_Down_Timer is Skew_Time(100)
@@ -301,8 +318,8 @@ func TestSimPreempt(t *testing.T) {
 			s.run(10 * time.Second)
 			s.do(a, Start{})
 			s.run(60 * time.Second)
-			if a.m.State() != tt.wantA {
-				t.Fatalf("a %s, want %s", a.m.State(), tt.wantA)
+			if a.machine.State() != tt.wantA {
+				t.Fatalf("a %s, want %s", a.machine.State(), tt.wantA)
 			}
 			if got := lastTo(a, Master); got != tt.takeover {
 				t.Errorf("a became master at +%s, want +%v", got, tt.takeover)
@@ -340,11 +357,11 @@ func TestSimSyncGroup(t *testing.T) {
 
 	s.do(x1, FaultDetected{})
 	s.run(20 * time.Second)
-	if x1.m.State() != Fault || x2.m.State() != Backup {
-		t.Fatalf("x after the fault: %s, %s; want FAULT, BACKUP", x1.m.State(), x2.m.State())
+	if x1.machine.State() != Fault || x2.machine.State() != Backup {
+		t.Fatalf("x after the fault: %s, %s; want FAULT, BACKUP", x1.machine.State(), x2.machine.State())
 	}
-	if y1.m.State() != Master || y2.m.State() != Master {
-		t.Fatalf("y after x's fault: %s, %s; want MASTER, MASTER", y1.m.State(), y2.m.State())
+	if y1.machine.State() != Master || y2.machine.State() != Master {
+		t.Fatalf("y after x's fault: %s, %s; want MASTER, MASTER", y1.machine.State(), y2.machine.State())
 	}
 	// Both of x's resignations carried priority 0, so y took each over
 	// after Skew_Time, not Master_Down_Interval.

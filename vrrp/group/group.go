@@ -60,6 +60,12 @@ type Options struct {
 	Log        *slog.Logger
 	Open       OpenFunc
 	WatchLinks WatchFunc
+	// FindInterface checks that an interface exists before a reload
+	// starts an instance on it; nil is net.InterfaceByName.
+	FindInterface func(name string) error
+	// ReconfigureTimeout bounds one instance's change in place at a
+	// reload; zero is 5s.
+	ReconfigureTimeout time.Duration
 }
 
 // Group runs the configured VRRP instances beside the director. Every
@@ -67,12 +73,19 @@ type Options struct {
 // the VIPs move, so a new master forwards at once. A reload changes it
 // instance by instance (Reload): what is unchanged keeps running.
 type Group struct {
-	log        *slog.Logger
-	open       OpenFunc
-	watchLinks WatchFunc
+	log           *slog.Logger
+	open          OpenFunc
+	watchLinks    WatchFunc
+	findInterface func(name string) error
+	reconfTimeout time.Duration
 	// execs runs the track_execs the instances track; nil without any.
 	// Trackings read it at any time, so it is swapped atomically.
 	execs atomic.Pointer[track.Execs]
+
+	// reloadMu serializes reloads. A reload holds it while it waits for
+	// instances to take their changes, and mu only to read and swap the
+	// members, so that Status never waits on a reload.
+	reloadMu sync.Mutex
 
 	mu sync.Mutex
 	// ctx is Run's; nil before Run. Everything started is counted in wg.
@@ -82,8 +95,16 @@ type Group struct {
 	members    []*member
 	groups     []conf.SyncGroup
 	trackExecs []conf.TrackExec
-	stopGroups context.CancelFunc
-	stopExecs  context.CancelFunc
+	// coord is the goroutine gating the sync groups' members now.
+	coord     *coordinator
+	stopExecs context.CancelFunc
+}
+
+// coordinator is one generation of the sync-group goroutine: a reload
+// that changes the groups or their members stops it and starts the next.
+type coordinator struct {
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // member is one configured instance and what runs for it.
@@ -114,17 +135,31 @@ func TunName(cfg conf.VRRPInstance) string {
 	return fmt.Sprintf("lvsha%d-%d", cfg.RouterID, fam)
 }
 
-// Open opens every instance of cfg; on error the ones opened are closed by
-// letting their (never started) resources go with the process.
+// Open opens every instance of cfg; when one fails, the ones already
+// opened are closed (their sockets and VIP devices released) and the
+// error returned.
 func Open(opts Options, cfg *conf.Config) (*Group, error) {
-	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs}
+	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, findInterface: opts.FindInterface,
+		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs}
+	if g.findInterface == nil {
+		g.findInterface = func(name string) error { _, err := net.InterfaceByName(name); return err }
+	}
+	if g.reconfTimeout == 0 {
+		g.reconfTimeout = 5 * time.Second
+	}
 	if e := track.NewExecs(g.log, cfg.TrackExecs, cfg.VRRPInstances); e.Len() > 0 {
 		g.execs.Store(e)
 	}
 	for _, ic := range cfg.VRRPInstances {
 		inst, err := g.open(g.log, ic, TunName(ic))
 		if err != nil {
-			return nil, err
+			errs := []error{err}
+			for _, mb := range g.members {
+				if cerr := mb.inst.Close(); cerr != nil {
+					errs = append(errs, fmt.Errorf("close vrrp_instance %s: %w", mb.cfg.Name, cerr))
+				}
+			}
+			return nil, errors.Join(errs...)
 		}
 		g.members = append(g.members, newMember(ic, inst, newTracking(g.log, ic, inst, g.execOK)))
 	}
@@ -137,35 +172,6 @@ func (g *Group) execOK(name string) bool {
 		return e.OK(name)
 	}
 	return true
-}
-
-// syncGroup keeps a sync group's members in one state: whenever a member's
-// own judgement (Wants) changes, the group's verdict (vrrp.GroupTarget) is
-// sent to every member as a GroupGate; gated members re-judge, and the loop
-// repeats until nothing changes (vrrp.GateGroup does the same in one
-// goroutine; here each member runs on its own).
-func (g *Group) syncGroup(ctx context.Context, sg conf.SyncGroup, insts []Instance, changed <-chan struct{}) {
-	gate := make([]*bool, len(insts))
-	for {
-		wants := make([]vrrp.State, len(insts))
-		for j, inst := range insts {
-			wants[j] = inst.Wants()
-		}
-		target := vrrp.GroupTarget(wants)
-		allow := target == vrrp.Master
-		for j, inst := range insts {
-			if gate[j] == nil || *gate[j] != allow {
-				g.log.Info("sync group verdict", "vrrp_sync_group", sg.Name, "vrrp_instance", inst.Name(), "target", target.String())
-				gate[j] = &allow
-				inst.Send(ctx, vrrp.GroupGate{AllowMaster: allow})
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		}
-	}
 }
 
 // Run runs the instances until ctx is done and every one has handed over.
@@ -211,42 +217,81 @@ func (g *Group) startExecs() {
 	}()
 }
 
-// startGroups starts one goroutine per sync group over the members
-// running now; instances in no group are let free. g.mu is held.
+// gated is a running instance as its sync group sees it.
+type gated struct {
+	ctx   context.Context
+	log   *slog.Logger
+	group string
+	inst  Instance
+}
+
+func (x gated) Wants() vrrp.State { return x.inst.Wants() }
+
+func (x gated) Gate(allow bool) {
+	x.log.Info("sync group verdict", "vrrp_sync_group", x.group, "vrrp_instance", x.inst.Name(), "allow_master", allow)
+	x.inst.Send(x.ctx, vrrp.GroupGate{AllowMaster: allow})
+}
+
+// startGroups starts the goroutine gating the sync groups over the
+// members running now (vrrp.SyncGroup); instances in no group are let
+// free. The previous one has ended first, so no stale gate of it can
+// arrive after the new one's. g.mu is held.
 func (g *Group) startGroups() {
-	if g.stopGroups != nil {
-		g.stopGroups()
+	if g.coord != nil {
+		g.coord.stop()
+		<-g.coord.done
 	}
 	ctx, cancel := context.WithCancel(g.ctx)
-	g.stopGroups = cancel
+	changed := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 	grouped := map[string]bool{}
+	var groups []*vrrp.SyncGroup
 	for _, sg := range g.groups {
-		var insts []Instance
-		changed := make(chan struct{}, 1)
+		var members []vrrp.GroupMember
 		for _, name := range sg.Instances {
 			grouped[name] = true
 			for _, mb := range g.members {
 				if mb.cfg.Name == name && mb.inst != nil {
-					insts = append(insts, mb.inst)
-					mb.inst.OnWantsChange(func() {
-						select {
-						case changed <- struct{}{}:
-						default:
-						}
-					})
+					members = append(members, gated{ctx: ctx, log: g.log, group: sg.Name, inst: mb.inst})
+					mb.inst.OnWantsChange(notify)
 				}
 			}
 		}
-		g.wg.Add(1)
-		go func() { defer g.wg.Done(); g.syncGroup(ctx, sg, insts, changed) }()
+		groups = append(groups, vrrp.NewSyncGroup(members))
 	}
+	var free []Instance
 	for _, mb := range g.members {
 		if mb.inst != nil && !grouped[mb.cfg.Name] {
 			mb.inst.OnWantsChange(nil)
-			// Left a group by a reload: nothing holds it back any more.
-			mb.inst.Send(ctx, vrrp.GroupGate{AllowMaster: true})
+			free = append(free, mb.inst)
 		}
 	}
+	c := &coordinator{stop: cancel, done: make(chan struct{})}
+	g.coord = c
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer close(c.done)
+		// Left a group by a reload: nothing holds it back any more.
+		for _, inst := range free {
+			inst.Send(ctx, vrrp.GroupGate{AllowMaster: true})
+		}
+		for {
+			for _, sg := range groups {
+				sg.Settle()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+	}()
 }
 
 // startMember runs mb's instance and watches its tracked links. g.mu is
@@ -310,11 +355,32 @@ func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 // Sync groups and track_execs follow (an unchanged track_exec keeps its
 // verdict). It refuses, changing nothing, when an instance to start has no
 // interface.
+//
+// Status does not wait for it: the members are swapped under g.mu, and
+// the changes in place, which wait for each instance, are made after.
 func (g *Group) Reload(cfg *conf.Config) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	changes, err := g.swap(cfg)
+	for _, c := range changes {
+		g.reconfigure(c.mb, c.was, c.cfg)
+	}
+	return err
+}
+
+// change is a member to change in place, from was to cfg.
+type change struct {
+	mb       *member
+	was, cfg conf.VRRPInstance
+}
+
+// swap moves the members to cfg: it starts and stops what must, and
+// returns the members to change in place. g.reloadMu is held.
+func (g *Group) swap(cfg *conf.Config) ([]change, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.ctx == nil || g.ctx.Err() != nil {
-		return errors.New("VRRP is not running")
+		return nil, errors.New("VRRP is not running")
 	}
 	old := map[string]*member{}
 	for _, mb := range g.members {
@@ -329,12 +395,12 @@ func (g *Group) Reload(cfg *conf.Config) error {
 		if inPlace(old[ic.Name], ic) {
 			continue
 		}
-		if _, err := net.InterfaceByName(ic.Interface); err != nil {
+		if err := g.findInterface(ic.Interface); err != nil {
 			errs = append(errs, fmt.Errorf("vrrp_instance %s: interface %s: %w", ic.Name, ic.Interface, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
 
 	if !reflect.DeepEqual(g.trackExecs, cfg.TrackExecs) || !sameTrackedExecs(g.members, cfg.VRRPInstances) {
@@ -355,6 +421,7 @@ func (g *Group) Reload(cfg *conf.Config) error {
 
 	regroup := !reflect.DeepEqual(g.groups, cfg.SyncGroups)
 	var members []*member
+	var changes []change
 	for _, ic := range cfg.VRRPInstances {
 		mb := old[ic.Name]
 		delete(old, ic.Name)
@@ -364,7 +431,9 @@ func (g *Group) Reload(cfg *conf.Config) error {
 			mb.track.execsChanged(g.ctx)
 		case inPlace(mb, ic):
 			members = append(members, mb)
-			g.reconfigure(mb, ic)
+			changes = append(changes, change{mb: mb, was: mb.cfg, cfg: ic})
+			// Status and tracking see the new configuration from here.
+			mb.cfg = ic
 		default:
 			if mb != nil {
 				g.log.Info("VRRP instance replaced: handing over, then starting anew", "op", "reload", "vrrp_instance", ic.Name,
@@ -387,7 +456,7 @@ func (g *Group) Reload(cfg *conf.Config) error {
 	if regroup {
 		g.startGroups()
 	}
-	return nil
+	return changes, nil
 }
 
 // sameTrackedExecs reports whether the instances track the same
@@ -410,23 +479,26 @@ func sameTrackedExecs(members []*member, cfgs []conf.VRRPInstance) bool {
 	return slices.Equal(names(was), names(cfgs))
 }
 
-// reconfigure changes a running member in place. g.mu is held.
-func (g *Group) reconfigure(mb *member, ic conf.VRRPInstance) {
-	relink := !slices.Equal(track.LinkNames(mb.cfg), track.LinkNames(ic))
-	mb.cfg = ic
-	if mb.inst != nil {
-		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-		err := mb.inst.Reconfigure(ctx, ic)
-		cancel()
-		if err != nil {
-			g.log.Error("reconfigure VRRP instance", "op", "reload", "vrrp_instance", ic.Name, "error", err)
-		}
+// reconfigure changes a running member in place, from was to ic. Only
+// g.reloadMu is held: the instance may take up to g.reconfTimeout.
+func (g *Group) reconfigure(mb *member, was, ic conf.VRRPInstance) {
+	// mb.inst is set for good: only members not waiting to start are
+	// changed in place, and only a reload (g.reloadMu) replaces one.
+	ctx, cancel := context.WithTimeout(g.ctx, g.reconfTimeout)
+	err := mb.inst.Reconfigure(ctx, ic)
+	cancel()
+	if err != nil {
+		g.log.Error("reconfigure VRRP instance", "op", "reload", "vrrp_instance", ic.Name, "error", err)
 	}
 	// The new base priority, weights and tracked names take effect here.
 	mb.track.setConfig(g.ctx, ic)
-	if relink && mb.stopLinks != nil {
-		mb.stopLinks()
-		g.watchMemberLinks(g.ctx, mb)
+	if !slices.Equal(track.LinkNames(was), track.LinkNames(ic)) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if mb.stopLinks != nil && g.ctx.Err() == nil {
+			mb.stopLinks()
+			g.watchMemberLinks(g.ctx, mb)
+		}
 	}
 }
 
