@@ -220,23 +220,37 @@ func newDirectors(t testing.TB, vip string, extra func(i int) string, prios ...i
 	return client, ds
 }
 
+// pollVIP polls url from the client namespace for d: the answers by
+// server, the failed and total requests, the switches. Its failure ends
+// the test, so only the test's goroutine may call it.
 func pollVIP(t testing.TB, client, url string, d time.Duration) (counts map[string]int, failed, total int, switches []string) {
-	cmd := exec.Command("ip", "netns", "exec", client, self(t))
+	t.Helper()
+	r, err := pollVIPErr(client, url, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Counts, r.Failed, r.Total, r.Switches
+}
+
+// pollVIPErr is pollVIP for a goroutine other than the test's, which must
+// not call t.Fatal: it returns the error for the test goroutine to report.
+// (pollResult is the poll role's report, in failover_bench_test.go.)
+func pollVIPErr(client, url string, d time.Duration) (pollResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return pollResult{}, fmt.Errorf("poll: %w", err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", client, exe)
 	cmd.Env = append(os.Environ(), envRole+"=poll", "LVSHA_URL="+url, "LVSHA_DURATION="+d.String())
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("poll: %v", err)
+		return pollResult{}, fmt.Errorf("poll: %w", err)
 	}
-	var r struct {
-		Counts   map[string]int `json:"counts"`
-		Failed   int            `json:"failed"`
-		Total    int            `json:"total"`
-		Switches []string       `json:"switches"`
-	}
+	var r pollResult
 	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("poll output %q: %v", out, err)
+		return pollResult{}, fmt.Errorf("poll output %q: %w", out, err)
 	}
-	return r.Counts, r.Failed, r.Total, r.Switches
+	return r, nil
 }
 
 // TestFailover: two lvsha directors elect a master that holds the VIP and
@@ -314,17 +328,22 @@ func testFailover(t *testing.T, vip, url string, extra func(int) string) {
 	}
 
 	// Graceful stop: no failed request across the handover.
-	done := make(chan struct{})
-	var counts map[string]int
-	var failed, total int
-	var switches []string
+	type polled struct {
+		r   pollResult
+		err error
+	}
+	done := make(chan polled, 1)
 	go func() {
-		defer close(done)
-		counts, failed, total, switches = pollVIP(t, client, url, 4*time.Second)
+		r, err := pollVIPErr(client, url, 4*time.Second)
+		done <- polled{r, err}
 	}()
 	time.Sleep(time.Second)
 	stopProc(lb1.cmd)
-	<-done
+	p := <-done
+	if p.err != nil {
+		t.Fatalf("client during the graceful stop: %v", p.err)
+	}
+	counts, failed, total, switches := p.r.Counts, p.r.Failed, p.r.Total, p.r.Switches
 	t.Logf("SIGTERM of the master during 4 s of client requests: %d requests, %d failed, %v, switches %v", total, failed, counts, switches)
 	if failed != 0 {
 		t.Errorf("graceful handover lost %d of %d requests", failed, total)
