@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -167,15 +168,7 @@ func (r *arpRecorder) frames() []string {
 func TestManagerTakeFollowUp(t *testing.T) {
 	one := []string{"10.0.0.1", "10.0.0.2"}
 	three := []string{"10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"}
-	tests := []struct {
-		name      string
-		repeat    int
-		gap       time.Duration
-		cancel    bool // cancel FollowUp's context before it starts
-		wantTake  []string
-		wantAfter []string
-		wantErr   error
-	}{
+	tests := []takeFollowUpCase{
 		{"three rounds", 3, time.Millisecond, false, one, three, nil},
 		{"one round: nothing to follow", 1, time.Millisecond, false, one, one, nil},
 		{"cancelled: no more rounds", 3, time.Millisecond, true, one, one, context.Canceled},
@@ -184,33 +177,55 @@ func TestManagerTakeFollowUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeAddrs{}
-			rec := &arpRecorder{}
-			ann := &Announcer{ARP: rec, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
-			m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", prefixes("10.0.0.1/24", "10.0.0.2/24"), ann,
-				func(hw net.HardwareAddr) net.Addr { return &net.IPAddr{} })
-			m.Repeat, m.Gap = tt.repeat, tt.gap
-			if err := m.Take(); err != nil {
-				t.Fatal(err)
-			}
-			if got, want := f.addrs, []string{"10.0.0.1/24 0s", "10.0.0.2/24 0s"}; !slices.Equal(got, want) {
-				t.Errorf("after Take: addresses %q, want %q", got, want)
-			}
-			if got := rec.frames(); !slices.Equal(got, tt.wantTake) {
-				t.Errorf("after Take: announced %q, want %q", got, tt.wantTake)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			if tt.cancel {
-				cancel()
-			}
-			defer cancel()
-			if err := m.FollowUp(ctx); !errors.Is(err, tt.wantErr) {
-				t.Errorf("FollowUp: %v, want %v", err, tt.wantErr)
-			}
-			if got := rec.frames(); !slices.Equal(got, tt.wantAfter) {
-				t.Errorf("after FollowUp: announced %q, want %q", got, tt.wantAfter)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				testTakeFollowUp(t, tt)
+			})
 		})
+	}
+}
+
+type takeFollowUpCase struct {
+	name      string
+	repeat    int
+	gap       time.Duration
+	cancel    bool // cancel FollowUp's context before it starts
+	wantTake  []string
+	wantAfter []string
+	wantErr   error
+}
+
+// testTakeFollowUp is one row of TestManagerTakeFollowUp, on virtual time:
+// FollowUp's gaps pass without waiting, and take exactly their length.
+func testTakeFollowUp(t *testing.T, tt takeFollowUpCase) {
+	f := &fakeAddrs{}
+	rec := &arpRecorder{}
+	ann := &Announcer{ARP: rec, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+	m := NewManager(slog.New(slog.NewTextHandler(io.Discard, nil)), f, "eth0", prefixes("10.0.0.1/24", "10.0.0.2/24"), ann,
+		func(hw net.HardwareAddr) net.Addr { return &net.IPAddr{} })
+	m.Repeat, m.Gap = tt.repeat, tt.gap
+	if err := m.Take(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.addrs, []string{"10.0.0.1/24 0s", "10.0.0.2/24 0s"}; !slices.Equal(got, want) {
+		t.Errorf("after Take: addresses %q, want %q", got, want)
+	}
+	if got := rec.frames(); !slices.Equal(got, tt.wantTake) {
+		t.Errorf("after Take: announced %q, want %q", got, tt.wantTake)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if tt.cancel {
+		cancel()
+	}
+	defer cancel()
+	start := time.Now()
+	if err := m.FollowUp(ctx); !errors.Is(err, tt.wantErr) {
+		t.Errorf("FollowUp: %v, want %v", err, tt.wantErr)
+	}
+	if got := rec.frames(); !slices.Equal(got, tt.wantAfter) {
+		t.Errorf("after FollowUp: announced %q, want %q", got, tt.wantAfter)
+	}
+	if d := time.Since(start); tt.gap > 0 && !tt.cancel && d != time.Duration(tt.repeat-1)*tt.gap {
+		t.Errorf("FollowUp took %v, want %d gaps of %v", d, tt.repeat-1, tt.gap)
 	}
 }
 
