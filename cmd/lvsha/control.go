@@ -85,6 +85,51 @@ func serveControl(ctx context.Context, ln net.Listener, src statusSource, log *s
 	}
 }
 
+// The waits before the control socket is opened again after a failure.
+const (
+	minControlRetry = time.Second
+	maxControlRetry = 30 * time.Second
+)
+
+type backoff struct{ min, max time.Duration }
+
+// superviseControl serves status on ln until ctx is done. A failure of
+// the socket is logged at once, and the socket opened again at path
+// (listen) after a wait that doubles from b.min to b.max, until it
+// holds. Status is how an operator sees the director, so it comes back
+// without a restart; the table and VRRP do not depend on it and keep
+// running: stopping the daemon for it would move the VIPs for a fault of
+// the monitoring channel.
+func superviseControl(ctx context.Context, log *slog.Logger, ln net.Listener, path string, src statusSource,
+	listen func(path string) (net.Listener, error), b backoff) {
+	wait := time.Duration(0)
+	for {
+		if ln != nil {
+			err := serveControl(ctx, ln, src, log)
+			if err == nil {
+				return
+			}
+			log.Error("control socket failed; opening it again", "op", "control", "error", err)
+			ln = nil
+		}
+		wait = min(max(2*wait, b.min), b.max)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		var err error
+		if ln, err = listen(path); err != nil {
+			log.Error("control socket: cannot open it again", "op", "control", "error", err, "retry_in", min(2*wait, b.max))
+			continue
+		}
+		log.Info("control socket open again", "op", "control", "control_socket", path)
+		wait = 0
+	}
+}
+
 // fetchStatus asks the daemon on path for its report.
 func fetchStatus(ctx context.Context, path string) (*Report, error) {
 	client := &http.Client{

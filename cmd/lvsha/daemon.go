@@ -57,6 +57,11 @@ type prober interface {
 	Weight(vs string, rs netip.AddrPort) (int, bool)
 }
 
+// runner runs queued hooks until ctx is done (hook.Runner).
+type runner interface {
+	Run(ctx context.Context)
+}
+
 // daemon wires configuration, health and the kernel table. One goroutine
 // (loop) owns every change to the kernel; the control socket only reads.
 type daemon struct {
@@ -69,7 +74,7 @@ type daemon struct {
 	vrrp *group.Group
 	// hooks and hookRunner run the real-server and quorum notify commands.
 	hooks      *rsHooks
-	hookRunner *hook.Runner
+	hookRunner runner
 	// load reads and validates the configuration file; a field so tests can
 	// feed configs without files.
 	load func(path string) (*conf.Config, error)
@@ -175,10 +180,15 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	cfg := d.config()
 	d.probes.Update(cfg)
 	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	probesDone := make(chan error, 1)
 	go func() { probesDone <- d.probes.Run(pctx) }()
-	go d.hookRunner.Run(pctx)
+	hooksDone := make(chan struct{})
+	go func() { defer close(hooksDone); d.hookRunner.Run(pctx) }()
+	// However the loop ends, the hook runner has stopped when it returns.
+	defer func() {
+		cancel()
+		<-hooksDone
+	}()
 
 	d.sync()
 	resync := time.NewTicker(cfg.Director.Resync)
@@ -200,6 +210,46 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			d.sync()
 		}
 	}
+}
+
+// run runs the daemon loop with VRRP and the control socket (serve)
+// beside it, until ctx is done or the loop fails; then the VRRP
+// instances hand over (priority 0, VIPs kept until the new master is
+// heard) while the kernel table stays programmed, and the control socket
+// closes last, so status answers during the handover.
+func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx context.Context)) error {
+	// VRRP has a context of its own: a loop that fails while ctx still
+	// runs must stop it too, or the daemon would wait for it in vain.
+	vctx, stopVRRP := context.WithCancel(ctx)
+	defer stopVRRP()
+	vrrpDone := make(chan struct{})
+	go func() {
+		defer close(vrrpDone)
+		if d.vrrp != nil {
+			d.vrrp.Run(vctx)
+		}
+	}()
+	cctx, stopControl := context.WithCancel(ctx)
+	controlDone := make(chan struct{})
+	go func() { defer close(controlDone); serve(cctx) }()
+
+	err := d.loop(ctx, hup)
+	if err != nil {
+		d.log.Error("daemon loop stopped, stopping VRRP", "op", "stop", "error", err)
+	}
+	stopVRRP()
+	bound := time.NewTimer(vrrpStopBound(d.config()))
+	defer bound.Stop()
+	select {
+	case <-vrrpDone:
+	case <-bound.C:
+		// Each instance bounds its own handover below this; past it
+		// something is stuck, and the process exits without it.
+		d.log.Error("VRRP handover did not finish in time", "op", "stop")
+	}
+	stopControl()
+	<-controlDone
+	return err
 }
 
 // cleanup removes the services this configuration describes from the
@@ -296,25 +346,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	cctx, cancelControl := context.WithCancel(ctx)
-	controlDone := make(chan error, 1)
-	go func() { controlDone <- serveControl(cctx, ln, d, log) }()
-
 	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "vrrp_instances", len(cfg.VRRPInstances), "control_socket", cfg.Director.ControlSocket)
-	vrrpDone := make(chan struct{})
-	go func() { defer close(vrrpDone); d.vrrp.Run(ctx) }()
-	err = d.loop(ctx, hup)
-	// The VRRP instances hand over (priority 0, VIPs kept until the new
-	// master is heard) while the kernel table stays programmed.
-	select {
-	case <-vrrpDone:
-	case <-time.After(vrrpStopBound(d.config())):
-		log.Error("VRRP handover did not finish in time", "op", "stop")
-	}
-	cancelControl()
-	if cerr := <-controlDone; cerr != nil {
-		log.Error("control socket", "error", cerr)
-	}
+	err = d.run(ctx, hup, func(ctx context.Context) {
+		superviseControl(ctx, log, ln, cfg.Director.ControlSocket, d, listenControl, backoff{min: minControlRetry, max: maxControlRetry})
+	})
 	if *cleanup {
 		if rerr := d.cleanup(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleanup: %w", rerr))
