@@ -3,9 +3,13 @@
 // Kernel enforces the rules of net/netfilter/ipvs/ip_vs_ctl.c that a
 // reconciler can trip over, with the errno the kernel returns, and returns
 // read-backs shaped the way moby parses real dumps (HASHED set, no
-// protocol/address/port on firewall-mark services). Tests should assert the
-// resulting table, not the sequence of calls; Writes and WritesByOp are for
-// asserting how much was written.
+// protocol/address/port on firewall-mark services). Rules lists those
+// rules as a table, and the same table runs against the fake (this
+// package's tests) and against the kernel through moby in a VM
+// (integration.TestKernelRules), so each answer is the kernel's, not a
+// reading of its source. Tests should assert the resulting table, not the
+// sequence of calls; Writes and WritesByOp are for asserting how much was
+// written.
 package ipvstest
 
 import (
@@ -105,9 +109,9 @@ func (k *Kernel) ResetWrites() {
 func (k *Kernel) SetConns(s *moby.Service, d *moby.Destination, active, inactive int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	sv := k.find(s)
-	if sv == nil {
-		return unix.ESRCH
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
 	i := sv.findDest(d)
 	if i < 0 {
@@ -122,9 +126,9 @@ func (k *Kernel) SetConns(s *moby.Service, d *moby.Destination, active, inactive
 func (k *Kernel) SetStats(s *moby.Service, d *moby.Destination, st moby.SvcStats) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	sv := k.find(s)
-	if sv == nil {
-		return unix.ESRCH
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
 	if d == nil {
 		sv.s.Stats = st
@@ -155,7 +159,7 @@ func (k *Kernel) GetServices() ([]*moby.Service, error) {
 func (k *Kernel) GetDestinations(s *moby.Service) ([]*moby.Destination, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	sv := k.find(s)
+	sv, _ := k.find(s) // the dump ignores a request it cannot parse
 	if sv == nil {
 		return nil, nil
 	}
@@ -169,21 +173,26 @@ func (k *Kernel) GetDestinations(s *moby.Service) ([]*moby.Destination, error) {
 }
 
 // NewService adds s: EEXIST if present, ENOENT for an unknown scheduler,
-// EINVAL for an IPv6 netmask outside 1..128, EAFNOSUPPORT and
-// EPROTONOSUPPORT for bad families and protocols.
+// EINVAL for an IPv6 netmask outside 1..128, EAFNOSUPPORT for a family
+// other than inet and inet6. Like the kernel over netlink, it takes any
+// protocol number.
 func (k *Kernel) NewService(s *moby.Service) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.write(OpNewService, s, nil); err != nil {
 		return err
 	}
+	sv, err := k.find(s)
+	if err != nil {
+		return err
+	}
+	if sv != nil {
+		return unix.EEXIST
+	}
 	if err := validService(s); err != nil {
 		return err
 	}
-	if k.find(s) != nil {
-		return unix.EEXIST
-	}
-	sv := &service{s: *readBackService(s)}
+	sv = &service{s: *readBackService(s)}
 	sv.s.Stats = moby.SvcStats{}
 	k.services = append(k.services, sv)
 	return nil
@@ -197,9 +206,9 @@ func (k *Kernel) UpdateService(s *moby.Service) error {
 	if err := k.write(OpUpdateService, s, nil); err != nil {
 		return err
 	}
-	sv := k.find(s)
-	if sv == nil {
-		return unix.ESRCH
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
 	if err := validService(s); err != nil {
 		return err
@@ -218,47 +227,47 @@ func (k *Kernel) DelService(s *moby.Service) error {
 	if err := k.write(OpDelService, s, nil); err != nil {
 		return err
 	}
-	key, ok := keyOf(s)
-	if !ok {
-		return unix.EINVAL
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
-	for i, sv := range k.services {
-		if k2, _ := keyOf(&sv.s); k2 == key {
-			k.services = slices.Delete(k.services, i, i+1)
-			return nil
-		}
-	}
-	return unix.ESRCH
+	k.services = slices.DeleteFunc(k.services, func(x *service) bool { return x == sv })
+	return nil
 }
 
-// NewDestination adds d to s: ESRCH without the service, EEXIST if present,
-// ERANGE for a negative weight or a lower threshold above the upper (even
-// when the upper is 0, "none"),
-// EINVAL for a family differing from the service's unless tunnelled.
+// NewDestination adds d to s: ESRCH without the service, ERANGE for a
+// negative weight or a lower threshold above the upper (even when the
+// upper is 0, "none"), EEXIST if present, EINVAL for an address that is
+// not unicast (ip_vs_new_dest: multicast, 255.255.255.255, 0.0.0.0, ::,
+// IPv6 link-local). The fake holds no routes, so unlike the kernel it
+// takes an address its namespace routes as broadcast (the broadcast
+// address of a local subnet) and refuses a link-local one that is local.
 func (k *Kernel) NewDestination(s *moby.Service, d *moby.Destination) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.write(OpNewDestination, s, d); err != nil {
 		return err
 	}
-	sv := k.find(s)
-	if sv == nil {
-		return unix.ESRCH
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
-	if err := validDest(sv, d); err != nil {
+	if err := validDest(d); err != nil {
 		return err
 	}
 	if sv.findDest(d) >= 0 {
 		return unix.EEXIST
 	}
-	a, _ := netip.AddrFromSlice(d.Address)
-	a = a.Unmap()
+	a := wireAddr(d.Address, sv.s.AddressFamily)
+	if !unicast(a) {
+		return unix.EINVAL
+	}
 	nd := &moby.Destination{
 		Address:         net.IP(a.AsSlice()),
 		Port:            d.Port,
 		Weight:          d.Weight,
 		ConnectionFlags: d.ConnectionFlags & moby.ConnectionFlagFwdMask,
-		AddressFamily:   familyOf(a),
+		AddressFamily:   sv.s.AddressFamily,
 		UpperThreshold:  d.UpperThreshold,
 		LowerThreshold:  d.LowerThreshold,
 	}
@@ -267,18 +276,19 @@ func (k *Kernel) NewDestination(s *moby.Service, d *moby.Destination) error {
 }
 
 // UpdateDestination changes weight, forwarding and thresholds of d in s:
-// ESRCH without the service, ENOENT without the destination.
+// ESRCH without the service, ERANGE as for NewDestination, ENOENT without
+// the destination.
 func (k *Kernel) UpdateDestination(s *moby.Service, d *moby.Destination) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.write(OpUpdateDestination, s, d); err != nil {
 		return err
 	}
-	sv := k.find(s)
-	if sv == nil {
-		return unix.ESRCH
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
-	if err := validDest(sv, d); err != nil {
+	if err := validDest(d); err != nil {
 		return err // ip_vs_edit_dest checks before looking up
 	}
 	i := sv.findDest(d)
@@ -300,9 +310,9 @@ func (k *Kernel) DelDestination(s *moby.Service, d *moby.Destination) error {
 	if err := k.write(OpDelDestination, s, d); err != nil {
 		return err
 	}
-	sv := k.find(s)
-	if sv == nil {
-		return unix.ESRCH
+	sv, err := k.findExisting(s)
+	if err != nil {
+		return err
 	}
 	i := sv.findDest(d)
 	if i < 0 {
@@ -324,28 +334,37 @@ func (k *Kernel) write(op string, s *moby.Service, d *moby.Destination) error {
 	return nil
 }
 
-func (k *Kernel) find(s *moby.Service) *service {
-	key, ok := keyOf(s)
-	if !ok {
-		return nil
+// find returns the service s names, nil if there is none; the error is
+// the kernel's for a request it cannot parse (ip_vs_genl_parse_service).
+func (k *Kernel) find(s *moby.Service) (*service, error) {
+	key, err := keyOf(s)
+	if err != nil {
+		return nil, err
 	}
 	for _, sv := range k.services {
 		if k2, _ := keyOf(&sv.s); k2 == key {
-			return sv
+			return sv, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
-func (sv *service) findDest(d *moby.Destination) int {
-	a, ok := netip.AddrFromSlice(d.Address)
-	if !ok {
-		return -1
+// findExisting is find for every command but NewService: a missing service
+// is ESRCH.
+func (k *Kernel) findExisting(s *moby.Service) (*service, error) {
+	sv, err := k.find(s)
+	if err == nil && sv == nil {
+		err = unix.ESRCH
 	}
-	want := dstKey{a.Unmap(), d.Port}
+	return sv, err
+}
+
+// findDest looks d up the way the kernel does: its address read in the
+// service's family (moby sends no destination family), and its port.
+func (sv *service) findDest(d *moby.Destination) int {
+	want := dstKey{wireAddr(d.Address, sv.s.AddressFamily), d.Port}
 	for i, cur := range sv.dests {
-		b, _ := netip.AddrFromSlice(cur.Address)
-		if (dstKey{b.Unmap(), cur.Port}) == want {
+		if (dstKey{wireAddr(cur.Address, sv.s.AddressFamily), cur.Port}) == want {
 			return i
 		}
 	}
@@ -354,19 +373,40 @@ func (sv *service) findDest(d *moby.Destination) int {
 
 // keyOf is the kernel's lookup: __ip_vs_svc_fwm_find for a firewall mark,
 // else __ip_vs_service_find by family, protocol, address and port.
-func keyOf(s *moby.Service) (svcKey, bool) {
+func keyOf(s *moby.Service) (svcKey, error) {
+	if s.AddressFamily != unix.AF_INET && s.AddressFamily != unix.AF_INET6 {
+		return svcKey{}, unix.EAFNOSUPPORT
+	}
 	if s.FWMark != 0 {
-		return svcKey{af: s.AddressFamily, fwmark: s.FWMark}, true
+		return svcKey{af: s.AddressFamily, fwmark: s.FWMark}, nil
 	}
-	a, ok := netip.AddrFromSlice(s.Address)
-	if !ok {
-		return svcKey{}, false
-	}
-	return svcKey{af: s.AddressFamily, proto: s.Protocol, addr: a.Unmap(), port: s.Port}, true
+	return svcKey{af: s.AddressFamily, proto: s.Protocol, addr: wireAddr(s.Address, s.AddressFamily), port: s.Port}, nil
 }
 
-// readBackService returns s as a dump shows it: HASHED set, and for a
-// firewall-mark service no protocol, address or port.
+// wireAddr is the address the kernel reads from ip as moby sends it: moby
+// sends four bytes for an IPv4 (or IPv4-mapped) address and sixteen
+// otherwise, and the kernel copies what it got into a zeroed union read
+// in the request's family. So an IPv6 address in an IPv4 request becomes
+// its first four bytes, and an IPv4 one in an IPv6 request those four
+// bytes followed by zeros (seen on Linux 6.12).
+func wireAddr(ip net.IP, af uint16) netip.Addr {
+	b := []byte(ip.To4())
+	if b == nil {
+		b = ip.To16()
+	}
+	if af == unix.AF_INET {
+		var a [4]byte
+		copy(a[:], b)
+		return netip.AddrFrom4(a)
+	}
+	var a [16]byte
+	copy(a[:], b)
+	return netip.AddrFrom16(a)
+}
+
+// readBackService returns s as a dump shows it: HASHED set, the address as
+// the kernel read it, and for a firewall-mark service no protocol, address
+// or port.
 func readBackService(s *moby.Service) *moby.Service {
 	c := *s
 	c.Flags |= uint32(ipvs.FlagHashed)
@@ -374,28 +414,15 @@ func readBackService(s *moby.Service) *moby.Service {
 	if c.FWMark != 0 {
 		c.Protocol, c.Address, c.Port = 0, nil, 0
 	} else {
-		a, _ := netip.AddrFromSlice(s.Address)
-		c.Address = net.IP(a.Unmap().AsSlice())
+		c.Address = net.IP(wireAddr(s.Address, s.AddressFamily).AsSlice())
 	}
 	return &c
 }
 
+// validService checks what ip_vs_add_service and ip_vs_edit_service check;
+// the family was checked by the lookup.
 func validService(s *moby.Service) error {
-	if s.AddressFamily != unix.AF_INET && s.AddressFamily != unix.AF_INET6 {
-		return unix.EAFNOSUPPORT
-	}
-	if s.FWMark == 0 {
-		switch s.Protocol {
-		case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP:
-		default:
-			return unix.EPROTONOSUPPORT
-		}
-		a, ok := netip.AddrFromSlice(s.Address)
-		if !ok || familyOf(a.Unmap()) != s.AddressFamily {
-			return unix.EINVAL
-		}
-	}
-	if !slices.Contains(ipvs.Schedulers(), s.SchedName) {
+	if !slices.Contains(Schedulers(), s.SchedName) {
 		return unix.ENOENT // "Scheduler module ip_vs_%s not found"
 	}
 	if s.AddressFamily == unix.AF_INET6 && (s.Netmask < 1 || s.Netmask > 128) {
@@ -404,23 +431,20 @@ func validService(s *moby.Service) error {
 	return nil
 }
 
-func validDest(sv *service, d *moby.Destination) error {
-	a, ok := netip.AddrFromSlice(d.Address)
-	if !ok {
-		return unix.EINVAL
-	}
-	if familyOf(a.Unmap()) != sv.s.AddressFamily && d.ConnectionFlags&moby.ConnectionFlagFwdMask != moby.ConnectionFlagTunnel {
-		return unix.EINVAL
-	}
+// validDest checks what ip_vs_add_dest and ip_vs_edit_dest check first.
+func validDest(d *moby.Destination) error {
 	if d.Weight < 0 || d.LowerThreshold > d.UpperThreshold {
 		return unix.ERANGE
 	}
 	return nil
 }
 
-func familyOf(a netip.Addr) uint16 {
+// unicast is ip_vs_new_dest's address check for a namespace without
+// routes: inet_addr_type must say RTN_UNICAST (or RTN_LOCAL), and
+// ipv6_addr_type unicast and not link-local.
+func unicast(a netip.Addr) bool {
 	if a.Is4() {
-		return unix.AF_INET
+		return !a.IsMulticast() && !a.IsUnspecified() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 	}
-	return unix.AF_INET6
+	return !a.IsMulticast() && !a.IsUnspecified() && !a.IsLinkLocalUnicast()
 }
