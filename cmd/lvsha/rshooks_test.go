@@ -7,6 +7,7 @@ import (
 
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/hook"
+	"github.com/lvsha/lvsha/ipvs"
 )
 
 func TestRSHooks(t *testing.T) {
@@ -54,5 +55,41 @@ func TestRSHooks(t *testing.T) {
 	h.observe(cfg, func(string, netip.AddrPort) bool { return false }, noWeight)
 	if len(jobs) != 0 {
 		t.Errorf("re-added service ran hooks: %v", jobs)
+	}
+}
+
+// TestQuorumHooksFollowTheTable: the quorum hooks and the sorry server
+// decide with one rule, so over any sequence of health changes (dynamic
+// weights included) a quorum_down has run exactly while the table serves
+// the sorry server.
+func TestQuorumHooksFollowTheTable(t *testing.T) {
+	var servers []conf.RealServer
+	for i := 1; i <= 5; i++ {
+		servers = append(servers, conf.RealServer{Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 80), Weight: 1, Forwarding: "nat"})
+	}
+	cfg := &conf.Config{VirtualServers: []conf.VirtualServer{{
+		Name: "web", Address: netip.MustParseAddrPort("10.0.0.1:80"), Protocol: "tcp", Scheduler: "rr", Forwarding: "nat",
+		SorryServer: netip.MustParseAddrPort("10.0.9.9:80"), SorryWeight: 1, Quorum: 3, Hysteresis: 2,
+		NotifyQuorumUp: []string{"up"}, NotifyQuorumDown: []string{"down"}, RealServers: servers,
+	}}}
+	var mem ipvs.SorryMemory
+	lost := false // what the hooks last said
+	h := newRSHooks(func(j hook.Job) { lost = j.Argv[0] == "down" })
+	// Up count and the dynamic weight of the first server, step by step:
+	// into the band from above and from below, and across it by weight.
+	steps := []struct{ up, w1 int }{{5, 1}, {3, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {4, 1}, {2, 1}, {2, 3}, {1, 4}, {1, 2}, {0, 1}, {5, 1}}
+	sawLost := false
+	for i, st := range steps {
+		up := func(_ string, rs netip.AddrPort) bool { return int(rs.Addr().As4()[3]) <= st.up }
+		weight := func(_ string, rs netip.AddrPort) (int, bool) { return st.w1, rs == servers[0].Address }
+		h.observe(cfg, up, weight)
+		table := mem.DesiredWeighted(cfg, up, weight)
+		if got := table[0].SorryActive(); got != lost {
+			t.Fatalf("step %d (%d up, first at weight %d): sorry server serving %v, quorum hooks say lost %v", i, st.up, st.w1, got, lost)
+		}
+		sawLost = sawLost || lost
+	}
+	if !sawLost {
+		t.Fatal("the sequence never lost quorum: it tests nothing")
 	}
 }
