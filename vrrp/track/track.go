@@ -282,7 +282,7 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 	}
 	// Subscribed first, listed second: a change in between shows in both,
 	// and the updates after the listing end at the newest state.
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	var links []netlink.Link
 	if err == nil {
 		links, err = h.LinkList()
