@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
+)
+
+// localAddrs reads this network namespace's addresses: the ones a probe
+// from this process is delivered to locally.
+func localAddrs() (func(netip.Addr) bool, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("read local addresses: %w", err)
+	}
+	set := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			set[p.Addr().Unmap()] = true
+		}
+	}
+	return func(a netip.Addr) bool { return set[a.Unmap().WithZone("")] }, nil
+}
+
+// selfProber is the health engine as the daemon uses it, with the
+// director's probes of its own virtual services taken out of IPVS's way
+// (see health.FindSelfProbes): a probe whose target is a virtual service
+// of this director goes to loopback at the same port, and one whose target
+// is a virtual service that is not this director's address is not sent at
+// all and its real server is down. Without this, IPVS balances the probe
+// and the real server is reported up by whichever server answered.
+type selfProber struct {
+	prober
+	log *slog.Logger
+	// local reads the addresses of this director when a config is applied.
+	local func() (func(netip.Addr) bool, error)
+
+	mu     sync.Mutex
+	probes map[health.Key]health.SelfProbe
+	since  map[health.Key]time.Time // when a blocked key was first blocked
+}
+
+func newSelfProber(log *slog.Logger, inner prober, local func() (func(netip.Addr) bool, error)) *selfProber {
+	return &selfProber{prober: inner, log: log, local: local,
+		probes: map[health.Key]health.SelfProbe{}, since: map[health.Key]time.Time{}}
+}
+
+// Update finds the self probes of cfg with the director's current
+// addresses and gives the engine cfg with those probes redirected.
+func (s *selfProber) Update(cfg *conf.Config) {
+	isLocal, err := s.local()
+	if err != nil {
+		// Unknown addresses: treat none as local, so a probe of a virtual
+		// service is refused (down) rather than balanced (wrongly up).
+		s.log.Error("cannot tell which virtual services are this director's own", "op", "probe", "error", err)
+		isLocal = func(netip.Addr) bool { return false }
+	}
+	sp := health.FindSelfProbes(cfg, isLocal)
+	now := time.Now()
+	probes := make(map[health.Key]health.SelfProbe, len(sp))
+	s.mu.Lock()
+	since := make(map[health.Key]time.Time)
+	for _, p := range sp {
+		k := health.Key{VirtualServer: p.VirtualServer, RealServer: p.RealServer}
+		probes[k] = p
+		if old, ok := s.probes[k]; !ok || old != p {
+			s.logSelfProbe(p)
+		}
+		if p.Blocked() {
+			since[k] = now
+			if t, ok := s.since[k]; ok { // s.since holds blocked keys only
+				since[k] = t
+			}
+		}
+	}
+	s.probes, s.since = probes, since
+	s.mu.Unlock()
+	s.prober.Update(withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp))
+}
+
+func (s *selfProber) logSelfProbe(p health.SelfProbe) {
+	if p.Blocked() {
+		s.log.Warn("real server cannot be probed: reported down", "op", "probe", "vs", p.VirtualServer,
+			"rs", p.RealServer.String(), "target", p.Target.String(), "reason", p.Reason())
+		return
+	}
+	s.log.Info("real server probed via loopback", "op", "probe", "vs", p.VirtualServer,
+		"rs", p.RealServer.String(), "target", p.Target.String(), "via", p.Via.String(), "reason", p.Reason())
+}
+
+// withoutBlocked drops the checks of blocked probes from cfg (a copy), so
+// the engine sends nothing that IPVS would balance; selfProber reports
+// their real servers down itself.
+func withoutBlocked(cfg *conf.Config, sp []health.SelfProbe) *conf.Config {
+	var blocked []health.SelfProbe
+	for _, p := range sp {
+		if p.Blocked() {
+			blocked = append(blocked, p)
+		}
+	}
+	if len(blocked) == 0 {
+		return cfg
+	}
+	out := *cfg
+	out.VirtualServers = append([]conf.VirtualServer(nil), cfg.VirtualServers...)
+	for _, p := range blocked {
+		vs := &out.VirtualServers[p.VSIndex]
+		rss := append([]conf.RealServer(nil), vs.RealServers...)
+		rss[p.RSIndex].Check = nil
+		vs.RealServers = rss
+	}
+	return &out
+}
+
+// Up is false for a blocked real server, whatever the engine says.
+func (s *selfProber) Up(vs string, rs netip.AddrPort) bool {
+	k := health.Key{VirtualServer: vs, RealServer: rs}
+	s.mu.Lock()
+	p, ok := s.probes[k]
+	s.mu.Unlock()
+	if ok && p.Blocked() {
+		return false
+	}
+	return s.prober.Up(vs, rs)
+}
+
+// Weight has no dynamic weight for a blocked real server.
+func (s *selfProber) Weight(vs string, rs netip.AddrPort) (int, bool) {
+	k := health.Key{VirtualServer: vs, RealServer: rs}
+	s.mu.Lock()
+	p, ok := s.probes[k]
+	s.mu.Unlock()
+	if ok && p.Blocked() {
+		return 0, false
+	}
+	return s.prober.Weight(vs, rs)
+}
+
+// Snapshot says where a redirected probe really goes and why, and reports
+// a blocked real server down with the reason as its last result.
+func (s *selfProber) Snapshot() map[health.Key]health.Status {
+	snap := s.prober.Snapshot()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, p := range s.probes {
+		st, ok := snap[k]
+		if !ok {
+			continue
+		}
+		if p.Blocked() {
+			err := errors.New(p.Reason())
+			snap[k] = health.Status{Key: k, Up: false, Since: s.since[k], Checked: true,
+				Probe:       "none: not probed: " + p.Reason(),
+				Last:        health.Result{At: s.since[k], Err: err, Message: "not probed: " + p.Target.String() + " is virtual service " + p.Service},
+				Transitions: 0}
+			continue
+		}
+		st.Probe += " (for " + p.Target.String() + ": " + p.Reason() + ")"
+		if st.Checked && !st.Last.OK {
+			st.Last.Message += " (probed at " + p.Via.String() + " for " + p.Target.String() + ")"
+		}
+		snap[k] = st
+	}
+	return snap
+}
+
+// selfProbeFinding is what `lvsha check` says about one self probe.
+type selfProbeFinding struct {
+	File, Key string
+	Line      int
+	Blocked   bool
+	Msg       string
+}
+
+func (f selfProbeFinding) String() string {
+	s := f.File
+	if f.Line > 0 {
+		s += fmt.Sprintf(":%d", f.Line)
+	}
+	level := "note"
+	if f.Blocked {
+		level = "warning"
+	}
+	return s + ": " + f.Key + ": " + level + ": " + f.Msg
+}
+
+// selfProbeFindings lists, at file:line, the real servers of cfg whose
+// probe target is one of cfg's virtual services: a note where lvsha probes
+// via loopback instead, a warning with the fix where it cannot probe at
+// all. src is the configuration's text, for the lines.
+func selfProbeFindings(cfg *conf.Config, src []byte, local func(netip.Addr) bool) []selfProbeFinding {
+	sp := health.FindSelfProbes(cfg, local)
+	if len(sp) == 0 {
+		return nil
+	}
+	lines := realServerLines(src)
+	var out []selfProbeFinding
+	for _, p := range sp {
+		f := selfProbeFinding{File: cfg.Source, Key: fmt.Sprintf("virtual_server[%d].real_server[%d]", p.VSIndex, p.RSIndex),
+			Line: lines.line(p.VSIndex, p.RSIndex), Blocked: p.Blocked()}
+		if p.Blocked() {
+			f.Msg = "not probed, reported down: " + p.Reason()
+		} else {
+			f.Msg = "probed at " + p.Via.String() + ": " + p.Reason()
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// writeSelfProbeFindings prints what `lvsha check` found about self
+// probes, for a config at path, using this director's addresses.
+func writeSelfProbeFindings(w io.Writer, path string, cfg *conf.Config) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s for line numbers: %w", path, err)
+	}
+	isLocal, err := localAddrs()
+	if err != nil {
+		return err
+	}
+	for _, f := range selfProbeFindings(cfg, src, isLocal) {
+		if _, err := fmt.Fprintln(w, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rsLines holds the line of each [[virtual_server]] header and of each
+// [[virtual_server.real_server]] header under it.
+type rsLines struct {
+	vs []int
+	rs [][]int
+}
+
+// line is the line of virtual_server[i].real_server[j], else of
+// virtual_server[i] (real servers written as an inline array), else 0.
+func (l rsLines) line(i, j int) int {
+	if i < len(l.rs) && j < len(l.rs[i]) {
+		return l.rs[i][j]
+	}
+	if i < len(l.vs) {
+		return l.vs[i]
+	}
+	return 0
+}
+
+// realServerLines finds the array-of-tables headers of virtual servers and
+// real servers in a configuration conf.Parse accepted. conf keeps its own
+// line index unexported, so this scans for the two headers lvsha's
+// examples and converter write; any other layout costs the line number
+// only (0, or the virtual server's line).
+func realServerLines(src []byte) rsLines {
+	var l rsLines
+	sc := bufio.NewScanner(strings.NewReader(string(src)))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "[[") {
+			continue
+		}
+		end := strings.Index(line, "]]")
+		if end < 0 {
+			continue
+		}
+		name := strings.Join(strings.Fields(strings.ReplaceAll(line[2:end], ".", " . ")), "")
+		switch name {
+		case "virtual_server":
+			l.vs = append(l.vs, n)
+			l.rs = append(l.rs, nil)
+		case "virtual_server.real_server":
+			if len(l.rs) > 0 {
+				l.rs[len(l.rs)-1] = append(l.rs[len(l.rs)-1], n)
+			}
+		}
+	}
+	return l
+}
