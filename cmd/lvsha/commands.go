@@ -39,12 +39,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
 	if *quiet {
-		return nil
+		// Still say where a real server cannot be probed: it would be
+		// reported down whatever its health.
+		return writeSelfProbeFindings(stderr, *path, cfg, true)
 	}
 	allUp := func(string, netip.AddrPort) bool { return true }
 	fmt.Fprintf(stdout, "%s: valid, %d virtual servers\n", *path, len(cfg.VirtualServers))
-	_, err = io.WriteString(stdout, ipvs.Format(ipvs.Desired(cfg, allUp)))
-	return err
+	if _, err := io.WriteString(stdout, ipvs.Format(ipvs.Desired(cfg, allUp))); err != nil {
+		return err
+	}
+	return writeSelfProbeFindings(stdout, *path, cfg, false)
 }
 
 // cmdStatus implements `lvsha status`.

@@ -34,6 +34,14 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(bad, []byte("[[virtual_server]]\naddress = \"10.0.0.1:80\"\nscheduler = \"nope\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.2:80\"\nweight = 70000\n"), 0o644)
 	good := filepath.Join(dir, "good.toml")
 	os.WriteFile(good, []byte("[[virtual_server]]\naddress = \"10.0.0.1:80\"\nscheduler = \"sh\"\nscheduler_flags = [\"sh-port\"]\npersistence = \"300s\"\npersistence_netmask = 24\n[[virtual_server.real_server]]\naddress = \"10.0.0.2:8080\"\nweight = 3\n"), 0o644)
+	// The seed's setup on loopback (the director's own address is its VIP
+	// and one of its real servers), and a real server that is the VIP of
+	// another virtual service this host does not hold (203.0.113.0/24 is
+	// TEST-NET-3: never an address of a test machine).
+	self := filepath.Join(dir, "self.toml")
+	os.WriteFile(self, []byte("[[virtual_server]]\nname = \"web\"\naddress = \"127.0.0.1:80\"\nforwarding = \"nat\"\n[virtual_server.check]\ntype = \"tcp\"\n\n"+
+		"[[virtual_server.real_server]]\naddress = \"127.0.0.1:80\"\n\n[[virtual_server]]\nname = \"front\"\naddress = \"203.0.113.7:443\"\nforwarding = \"nat\"\n[virtual_server.check]\ntype = \"tcp\"\n\n"+
+		"[[virtual_server.real_server]]\naddress = \"203.0.113.7:443\"\n"), 0o644)
 	tests := []struct {
 		name   string
 		args   []string
@@ -47,6 +55,11 @@ func TestCheck(t *testing.T) {
 			[]string{bad + ":3: virtual_server[0].scheduler", bad + ":6: virtual_server[0].real_server[0].weight"}},
 		{"missing file", []string{"check", "-c", filepath.Join(dir, "nope.toml")}, 1, nil, []string{"does not exist"}},
 		{"quiet", []string{"check", "-q", "-c", good}, 0, nil, nil},
+		{"a director's probe of its own virtual service", []string{"check", "-c", self}, 0,
+			[]string{self + ":8: virtual_server[0].real_server[0]: note: probed at 127.0.0.1:80: tcp 127.0.0.1:80 is virtual service \"web\" of this director",
+				self + ":18: virtual_server[1].real_server[0]: warning: not probed, reported down: tcp 203.0.113.7:443 is virtual service \"front\"", "set check.connect_address"}, nil},
+		{"quiet still warns of a real server no probe reaches", []string{"check", "-q", "-c", self}, 0, nil,
+			[]string{self + ":18: virtual_server[1].real_server[0]: warning: not probed"}},
 		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
 		{"version", []string{"version"}, 0, []string{"lvsha "}, nil},
 	}
@@ -67,7 +80,7 @@ func TestCheck(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", w, errb.String())
 				}
 			}
-			if tc.name == "quiet" && out.Len() != 0 {
+			if strings.HasPrefix(tc.name, "quiet") && out.Len() != 0 {
 				t.Errorf("-q printed %q", out.String())
 			}
 		})

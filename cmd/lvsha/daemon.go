@@ -57,6 +57,13 @@ type prober interface {
 	Weight(vs string, rs netip.AddrPort) (int, bool)
 }
 
+// refresher is a prober whose probes depend on more than the config (the
+// director's addresses, for selfProber): the loop refreshes it at every
+// resync.
+type refresher interface {
+	Refresh()
+}
+
 // runner runs queued hooks until ctx is done (hook.Runner).
 type runner interface {
 	Run(ctx context.Context)
@@ -207,6 +214,9 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case <-d.probes.Updates():
 			d.sync()
 		case <-resync.C:
+			if r, ok := d.probes.(refresher); ok {
+				r.Refresh()
+			}
 			d.sync()
 		}
 	}
@@ -334,7 +344,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	d := newDaemon(log, *path, cfg, tbl, health.NewEngine(log))
+	var probes prober = health.NewEngine(log)
+	if *netns == "" {
+		// IPVS in this namespace balances the probes this process sends
+		// to its own virtual services; with --netns it is elsewhere.
+		probes = newSelfProber(log, probes, localAddrs)
+	}
+	d := newDaemon(log, *path, cfg, tbl, probes)
 	// The group runs even without instances, so that a reload can add
 	// some.
 	if d.vrrp, err = openVRRP(log, cfg); err != nil {

@@ -47,6 +47,7 @@ type selfProber struct {
 	local func() (func(netip.Addr) bool, error)
 
 	mu     sync.Mutex
+	cfg    *conf.Config // the last config given to Update, for Refresh
 	probes map[health.Key]health.SelfProbe
 	since  map[health.Key]time.Time // when a blocked key was first blocked
 }
@@ -59,6 +60,26 @@ func newSelfProber(log *slog.Logger, inner prober, local func() (func(netip.Addr
 // Update finds the self probes of cfg with the director's current
 // addresses and gives the engine cfg with those probes redirected.
 func (s *selfProber) Update(cfg *conf.Config) {
+	s.update(cfg, true)
+}
+
+// Refresh reads the director's addresses again and, when that changes
+// which probes go via loopback or are blocked (an address added or
+// removed by hand, by VRRP or by DHCP since the last Update), gives the
+// engine the config with the probes redirected anew. Otherwise it touches
+// nothing, so no probe restarts. The daemon calls it at every resync.
+func (s *selfProber) Refresh() {
+	s.mu.Lock()
+	cfg := s.cfg
+	s.mu.Unlock()
+	if cfg != nil {
+		s.update(cfg, false)
+	}
+}
+
+// update runs on the daemon loop only (Update and Refresh both), so two
+// calls never give the engine their configs out of order.
+func (s *selfProber) update(cfg *conf.Config, always bool) {
 	isLocal, err := s.local()
 	if err != nil {
 		// Unknown addresses: treat none as local, so a probe of a virtual
@@ -70,12 +91,14 @@ func (s *selfProber) Update(cfg *conf.Config) {
 	now := time.Now()
 	probes := make(map[health.Key]health.SelfProbe, len(sp))
 	s.mu.Lock()
+	changed := false
 	since := make(map[health.Key]time.Time)
 	for _, p := range sp {
 		k := health.Key{VirtualServer: p.VirtualServer, RealServer: p.RealServer}
 		probes[k] = p
 		if old, ok := s.probes[k]; !ok || old != p {
 			s.logSelfProbe(p)
+			changed = true
 		}
 		if p.Blocked() {
 			since[k] = now
@@ -84,9 +107,17 @@ func (s *selfProber) Update(cfg *conf.Config) {
 			}
 		}
 	}
-	s.probes, s.since = probes, since
+	for k := range s.probes {
+		if _, ok := probes[k]; !ok {
+			s.log.Info("real server no longer probed via loopback", "op", "probe", "vs", k.VirtualServer, "rs", k.RealServer.String())
+			changed = true
+		}
+	}
+	s.cfg, s.probes, s.since = cfg, probes, since
 	s.mu.Unlock()
-	s.prober.Update(withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp))
+	if always || changed {
+		s.prober.Update(withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp))
+	}
 }
 
 func (s *selfProber) logSelfProbe(p health.SelfProbe) {
@@ -220,8 +251,9 @@ func selfProbeFindings(cfg *conf.Config, src []byte, local func(netip.Addr) bool
 }
 
 // writeSelfProbeFindings prints what `lvsha check` found about self
-// probes, for a config at path, using this director's addresses.
-func writeSelfProbeFindings(w io.Writer, path string, cfg *conf.Config) error {
+// probes, for a config at path, using this director's addresses; only the
+// warnings when warningsOnly.
+func writeSelfProbeFindings(w io.Writer, path string, cfg *conf.Config, warningsOnly bool) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read %s for line numbers: %w", path, err)
@@ -231,6 +263,9 @@ func writeSelfProbeFindings(w io.Writer, path string, cfg *conf.Config) error {
 		return err
 	}
 	for _, f := range selfProbeFindings(cfg, src, isLocal) {
+		if warningsOnly && !f.Blocked {
+			continue
+		}
 		if _, err := fmt.Fprintln(w, f); err != nil {
 			return err
 		}

@@ -247,3 +247,54 @@ func TestRealServerLines(t *testing.T) {
 		}
 	}
 }
+
+// Refresh follows the director's addresses: the engine gets a new config
+// only when an address change moves a real server between probed via
+// loopback, not probed, and probed directly.
+func TestSelfProberRefresh(t *testing.T) {
+	var addrs []string
+	local := func() (func(netip.Addr) bool, error) { return directorAddrs(addrs...)() }
+	inner := &countingProber{}
+	sp := newSelfProber(slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), inner, local)
+	own := netip.MustParseAddrPort("192.168.164.1:80")
+	steps := []struct {
+		name    string
+		addrs   []string
+		updates int    // engine updates so far
+		probe   string // where the engine probes the director's own server; "none" for not at all
+	}{
+		{"not ours at start: not probed", nil, 1, "none"},
+		{"nothing changed", nil, 1, "none"},
+		{"the address arrives: via loopback", []string{"192.168.164.1"}, 2, "127.0.0.1:80"},
+		{"another address arrives that no probe targets", []string{"192.168.164.1", "192.168.164.2"}, 2, "127.0.0.1:80"},
+		{"it leaves again: not probed", []string{"192.168.164.2"}, 3, "none"},
+	}
+	for i, step := range steps {
+		addrs = step.addrs
+		if i == 0 {
+			sp.Update(parseSelfSeed(t))
+		} else {
+			sp.Refresh()
+		}
+		if inner.updates != step.updates {
+			t.Fatalf("%s: engine updated %d times, want %d", step.name, inner.updates, step.updates)
+		}
+		got := "none"
+		if c := inner.cfg.VirtualServers[0].RealServers[0].Check; c != nil {
+			got = netip.AddrPortFrom(c.ConnectAddress, c.ConnectPort).String()
+		}
+		if got != step.probe {
+			t.Fatalf("%s: engine probes %s at %s, want %s", step.name, own, got, step.probe)
+		}
+		if up := sp.Up("web", own); up != (step.probe != "none") {
+			t.Fatalf("%s: Up = %v", step.name, up)
+		}
+	}
+}
+
+type countingProber struct {
+	recordingProber
+	updates int
+}
+
+func (p *countingProber) Update(cfg *conf.Config) { p.updates++; p.recordingProber.Update(cfg) }
