@@ -89,14 +89,20 @@ func kernelWeights(t *testing.T, k *ipvstest.Kernel) map[string]int {
 	return out
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+// waitFor re-checks cond each time the daemon logs a line (every kernel
+// write, sync and reload is logged after it took effect), failing the test
+// when limit passes first: it waits for the daemon's events, not on a
+// polling clock.
+func waitFor(t *testing.T, logs *syncWriter, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
+	bound := time.NewTimer(limit)
+	defer bound.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-logs.lines():
+		case <-bound.C:
 			t.Fatalf("timed out after %v waiting for %s", limit, what)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -140,8 +146,8 @@ scheduler = "rr"
 		t.Fatal(err)
 	}
 
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	k := &ipvstest.Kernel{}
 	d := newDaemon(log, path, cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -167,13 +173,13 @@ scheduler = "rr"
 
 	svc := "TCP  10.1.2.3:80"
 	d1, d2 := svc+" "+web1.addr, svc+" "+web2.addr
-	waitFor(t, "initial table", 5*time.Second, func() bool {
+	waitFor(t, logs, "initial table", 5*time.Second, func() bool {
 		w := kernelWeights(t, k)
 		return w[d1] == 3 && w[d2] == 2
 	})
 
 	web2.stop()
-	waitFor(t, "web2 drained to weight 0", 5*time.Second, func() bool {
+	waitFor(t, logs, "web2 drained to weight 0", 5*time.Second, func() bool {
 		w := kernelWeights(t, k)
 		return w[d1] == 3 && w[d2] == 0
 	})
@@ -186,7 +192,7 @@ scheduler = "rr"
 	}
 
 	web2.start()
-	waitFor(t, "web2 restored to weight 2", 5*time.Second, func() bool {
+	waitFor(t, logs, "web2 restored to weight 2", 5*time.Second, func() bool {
 		return kernelWeights(t, k)[d2] == 2
 	})
 
@@ -199,7 +205,7 @@ scheduler = "rr"
 	if _, err := ipvs.NewReconciler(k, nil).Apply([]ipvs.Service{drift}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "hand-edited weight restored", 5*time.Second, func() bool {
+	waitFor(t, logs, "hand-edited weight restored", 5*time.Second, func() bool {
 		w := kernelWeights(t, k)
 		return w[d1] == 3 && w[d2] == 2
 	})
@@ -207,7 +213,7 @@ scheduler = "rr"
 	// A broken config on reload is refused; the old table stays.
 	writeConfig(t, path, strings.Replace(good, `weight = 3`, `weight = -1`, 1))
 	hup <- os.Interrupt
-	waitFor(t, "stale config reported", 5*time.Second, func() bool {
+	waitFor(t, logs, "stale config reported", 5*time.Second, func() bool {
 		rep, err := fetchStatus(ctx, sock)
 		return err == nil && rep.ConfigStale && strings.Contains(rep.ReloadError, "weight")
 	})
@@ -219,7 +225,7 @@ scheduler = "rr"
 	writeConfig(t, path, strings.Replace(good, `weight = 3`, `weight = 5`, 1))
 	k.ResetWrites()
 	hup <- os.Interrupt
-	waitFor(t, "reloaded weight", 5*time.Second, func() bool { return kernelWeights(t, k)[d1] == 5 })
+	waitFor(t, logs, "reloaded weight", 5*time.Second, func() bool { return kernelWeights(t, k)[d1] == 5 })
 	if ops := k.WritesByOp(); ops[ipvstest.OpUpdateDestination] != 1 || k.Writes() != 1 {
 		t.Errorf("weight change on reload wrote %v, want exactly one UpdateDestination", ops)
 	}
@@ -241,10 +247,22 @@ scheduler = "rr"
 	}
 }
 
-// syncWriter lets the daemon's goroutines share one log buffer.
+// syncWriter lets the daemon's goroutines share one log buffer, and
+// tells a waiting test that a line was written.
 type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	written chan struct{}
+}
+
+// lines is signalled after each write; one signal may stand for several.
+func (s *syncWriter) lines() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = make(chan struct{}, 1)
+	}
+	return s.written
 }
 
 // String is what was written, when w is a *bytes.Buffer.
@@ -257,6 +275,13 @@ func (s *syncWriter) String() string {
 func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = make(chan struct{}, 1)
+	}
+	select {
+	case s.written <- struct{}{}:
+	default:
+	}
 	return s.w.Write(p)
 }
 
