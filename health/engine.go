@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 // Key names one real server of one virtual server.
@@ -82,7 +83,7 @@ type probe struct {
 
 	// Guarded by Engine.mu.
 	owners      []Key
-	state       RiseFall
+	state       risefall.State
 	since       time.Time
 	last        Result
 	checked     bool

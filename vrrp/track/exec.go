@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
-	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 // ExecStatus is what `lvsha status` shows of one track_exec.
@@ -73,7 +73,7 @@ type Execs struct {
 }
 
 type execState struct {
-	verdict health.RiseFall // Up: the command succeeds
+	verdict risefall.State // Up: the command succeeds
 	status  ExecStatus
 }
 
@@ -97,7 +97,7 @@ func NewExecs(log *slog.Logger, execs []conf.TrackExec, instances []conf.VRRPIns
 			continue
 		}
 		e.execs = append(e.execs, x)
-		st := &execState{verdict: health.RiseFall{Up: !x.InitFail}}
+		st := &execState{verdict: risefall.State{Up: !x.InitFail}}
 		st.status = ExecStatus{Name: x.Name, Command: slices.Clone(x.Command), State: verdictName(st.verdict.Up)}
 		e.states[x.Name] = st
 	}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
-	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -38,7 +38,7 @@ func TestExecVerdict(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := health.RiseFall{Up: tc.start}
+			v := risefall.State{Up: tc.start}
 			var got strings.Builder
 			for _, r := range tc.runs {
 				v, _ = v.Step(r == 'o', tc.rise, tc.fall)
