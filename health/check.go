@@ -26,10 +26,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,8 +69,9 @@ const MaxBody = 64 << 10
 // maxOutput bounds the exec output kept for messages.
 const maxOutput = 512
 
-// execWaitDelay is how long Wait may block on a grandchild still holding
-// the output pipe after the command exited or was killed.
+// execWaitDelay is how long a probe may wait, after the command exited or
+// was killed, for a process that escaped its group (setsid) to close the
+// output pipe; a probe must not take much longer than its timeout.
 const execWaitDelay = 500 * time.Millisecond
 
 // NewChecker builds the Checker for real server rs of virtual server vs
@@ -474,44 +475,19 @@ type execChecker struct {
 
 func (c *execChecker) String() string { return "exec " + strings.Join(c.argv, " ") }
 
-// headWriter keeps the first maxOutput bytes and discards the rest, so a
-// chatty command can neither block on a full pipe nor grow memory.
-type headWriter struct{ buf []byte }
-
-func (w *headWriter) Write(p []byte) (int, error) {
-	if n := maxOutput - len(w.buf); n > 0 {
-		w.buf = append(w.buf, p[:min(n, len(p))]...)
-	}
-	return len(p), nil
-}
-
 func (c *execChecker) Check(ctx context.Context) Result {
 	ctx, cancel := withTimeout(ctx, c.timeout)
 	defer cancel()
 	r := Result{At: time.Now()}
-	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
-	cmd.Env = append(os.Environ(), c.env...)
-	// Its own process group, so a timeout kills the helpers a script
-	// started too, not only the shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
-	cmd.WaitDelay = execWaitDelay
-	var out headWriter
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	err := cmd.Run()
+	out := proc.Head{Max: maxOutput}
+	err := (&proc.Cmd{Argv: c.argv, Env: c.env, Output: &out, WaitDelay: execWaitDelay}).Run(ctx)
 	r.Latency = time.Since(r.At)
-	if errors.Is(err, exec.ErrWaitDelay) && cmd.Process != nil {
-		// A leftover group member still holds the output pipe: the group
-		// is therefore still alive and safe to kill by id.
-		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-	}
-	if cmd.ProcessState != nil {
-		r.Code = cmd.ProcessState.ExitCode()
-	}
-	output := strings.TrimSpace(string(out.buf))
 	var exitErr *exec.ExitError
-	if c.dynamic && r.Code >= 2 && r.Code <= 255 && errors.As(err, &exitErr) && ctx.Err() == nil {
+	if errors.As(err, &exitErr) {
+		r.Code = exitErr.ExitCode()
+	}
+	output := strings.TrimSpace(out.String())
+	if c.dynamic && r.Code >= 2 && r.Code <= 255 && ctx.Err() == nil {
 		// keepalived's misc_dynamic: up, at weight status-2.
 		r.OK, r.Weighted, r.Weight = true, true, r.Code-2
 		r.Message = fmt.Sprintf("exit %d: weight %d", r.Code, r.Weight)
@@ -525,12 +501,10 @@ func (c *execChecker) Check(ctx context.Context) Result {
 		if output != "" {
 			r.Message += ": " + output
 		}
-		return failure(r, ctx, c.timeout, fmt.Errorf("run %s: %w", c.argv[0], err))
+		return failure(r, ctx, c.timeout, err)
 	}
-	if r.Code != 0 {
-		r.Message = "exit " + strconv.Itoa(r.Code)
-		return failure(r, ctx, c.timeout, fmt.Errorf("run %s: exit status %d", c.argv[0], r.Code))
-	}
+	// Success, or success with a process that escaped the group still
+	// holding the output (ErrWaitDelay): the command's verdict is in.
 	r.OK = true
 	r.Message = "exit 0"
 	if output != "" {

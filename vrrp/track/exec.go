@@ -9,10 +9,10 @@ import (
 	"reflect"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/proc"
 	"github.com/lvsha/lvsha/risefall"
 )
 
@@ -48,13 +48,11 @@ func realTicker(d time.Duration) (<-chan time.Time, func()) {
 
 // runCommand runs argv without a shell in its own process group. When ctx
 // ends first the whole group is killed, so a script's helpers do not
-// outlive its timeout. Output is discarded: no pipe can then keep Wait
-// waiting for a helper that inherited it.
+// outlive its timeout, and helpers left running when it exits are killed
+// then, so a command run every interval cannot pile them up. Output is
+// discarded.
 func runCommand(ctx context.Context, argv []string) error {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	return cmd.Run()
+	return (&proc.Cmd{Argv: argv}).Run(ctx)
 }
 
 // Execs runs the track_exec commands that VRRP instances track. Each
