@@ -93,7 +93,9 @@ func probeAddr(rs netip.AddrPort, c *conf.Check) (string, error) {
 	return net.JoinHostPort(addr.String(), strconv.Itoa(int(port))), nil
 }
 
-// withTimeout bounds one probe; a zero timeout leaves ctx alone.
+// withTimeout bounds one probe. conf always sets a positive timeout; a
+// zero one, only possible in a Check built by hand, leaves ctx alone rather
+// than failing every probe at once.
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if d <= 0 {
 		return context.WithCancel(ctx)

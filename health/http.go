@@ -53,10 +53,9 @@ func newHTTPTarget(scheme, addr string, u conf.URL) (httpTarget, error) {
 	if err != nil {
 		return httpTarget{}, fmt.Errorf("check url: %w", err)
 	}
+	// conf fills the status list ([200] by default) of the check and of
+	// every url.
 	t := httpTarget{url: pu.String(), status: slices.Clone(u.Status), body: u.Body, md5: u.BodyMD5}
-	if len(t.status) == 0 {
-		t.status = []int{http.StatusOK}
-	}
 	if u.BodyRegexp != "" {
 		if t.re, err = regexp.Compile(u.BodyRegexp); err != nil {
 			return httpTarget{}, fmt.Errorf("body_regexp: %w", err)
@@ -78,10 +77,7 @@ func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
 		}
 		targets = append(targets, t)
 	}
-	method := c.Method
-	if method == "" {
-		method = http.MethodGet
-	}
+	method := c.Method // conf's default: GET
 	tr := &http.Transport{
 		// Proxy stays nil: a probe must reach the real server itself,
 		// whatever HTTP_PROXY says.

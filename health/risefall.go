@@ -23,9 +23,10 @@ func initialFor(c *conf.Check) risefall.State {
 
 // nextDelay is the time from one probe's start to the next: retry while an
 // up server has failed but not yet fallen (keepalived's
-// delay_before_retry), interval otherwise. A retry of 0 means interval.
+// delay_before_retry), interval otherwise. conf sets retry to the interval
+// when retry_interval is unset.
 func nextDelay(s risefall.State, interval, retry time.Duration) time.Duration {
-	if s.Falling() && retry > 0 {
+	if s.Falling() {
 		return retry
 	}
 	return interval

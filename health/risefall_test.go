@@ -32,7 +32,7 @@ func TestNextDelay(t *testing.T) {
 	}{
 		{"up and passing", after(up, true), retry, iv},
 		{"up and failing: retry", after(up, false), retry, retry},
-		{"up and failing, no retry set", after(up, false, false), 0, iv},
+		{"up and failing twice: still retry", after(up, false, false), retry, retry},
 		{"down: interval, as keepalived", risefall.State{}, retry, iv},
 		{"down and recovering", after(risefall.State{}, true), retry, iv},
 	}
