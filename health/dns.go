@@ -5,13 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
 
-	"github.com/lvsha/lvsha/conf"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/lvsha/lvsha/conf"
 )
 
 // dnsChecker sends one recursive query over UDP and passes when a reply
@@ -65,19 +65,12 @@ func (c *dnsChecker) Check(ctx context.Context) Result {
 	if err != nil {
 		return failure(r, ctx, c.timeout, fmt.Errorf("build query: %w", err))
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "udp", c.addr)
+	conn, err := sendDatagram(ctx, c.addr, packed)
 	if err != nil {
 		r.Latency = time.Since(r.At)
 		return failure(r, ctx, c.timeout, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := conn.Write(packed); err != nil {
-		r.Latency = time.Since(r.At)
-		return failure(r, ctx, c.timeout, fmt.Errorf("send query: %w", err))
-	}
 	buf := make([]byte, 1500)
 	for {
 		n, err := conn.Read(buf)

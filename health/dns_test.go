@@ -20,8 +20,11 @@ func dnsServer(t *testing.T, reply func(q dnsmessage.Message) [][]byte) netip.Ad
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
+	// The cleanup owns the server: it stops it and waits for it to end.
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
 	go func() {
+		defer close(done)
 		buf := make([]byte, 1500)
 		for {
 			n, from, err := pc.ReadFrom(buf)

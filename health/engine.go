@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 // Key names one real server of one virtual server.
@@ -46,10 +47,9 @@ type Status struct {
 //
 // Identical probes are run once and feed every Key that uses them: the same
 // backend behind several virtual servers gets one connection per interval,
-// not one per virtual server. Two checks are identical when their type,
-// target address:port and every parameter (method, path, host, status,
-// body, body_regexp, tls_verify, sni, command, interval, timeout, rise,
-// fall) are equal. Exec probes are never shared across virtual servers or
+// not one per virtual server. Two checks are identical when they probe the
+// same target address:port and every field of their conf.Check is equal
+// (see identity). Exec probes are never shared across virtual servers or
 // real servers, because their environment names both.
 type Engine struct {
 	log     *slog.Logger
@@ -58,6 +58,8 @@ type Engine struct {
 	// [0, interval), so a large configuration does not probe in bursts.
 	// Tests replace it to be deterministic.
 	jitter func(interval time.Duration) time.Duration
+	// newChecker builds a probe (NewChecker; tests fake the network).
+	newChecker func(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error)
 
 	wake chan struct{} // cap 1: the queue's head moved earlier
 
@@ -70,7 +72,10 @@ type Engine struct {
 	wg     sync.WaitGroup  // probe runs in flight
 }
 
-// probe is one distinct probe and the state it feeds to its owners.
+// probe is one distinct probe and the state it feeds to its owners. Its
+// interval, retry, rise and fall are used as conf.Load leaves them: it
+// fills every default and rejects an interval or retry_interval under 1ms,
+// so there is no second default here.
 type probe struct {
 	id       string
 	checker  Checker
@@ -82,7 +87,7 @@ type probe struct {
 
 	// Guarded by Engine.mu.
 	owners      []Key
-	state       RiseFall
+	state       risefall.State
 	since       time.Time
 	last        Result
 	checked     bool
@@ -134,9 +139,10 @@ func NewEngine(log *slog.Logger) *Engine {
 			}
 			return rand.N(d)
 		},
-		wake:   make(chan struct{}, 1),
-		probes: make(map[string]*probe),
-		keys:   make(map[Key]*probe),
+		newChecker: NewChecker,
+		wake:       make(chan struct{}, 1),
+		probes:     make(map[string]*probe),
+		keys:       make(map[Key]*probe),
 	}
 }
 
@@ -386,7 +392,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 			since:    now,
 			index:    -1,
 		}
-		c, err := NewChecker(s.vs, s.rs, s.check)
+		c, err := e.newChecker(s.vs, s.rs, s.check)
 		if err != nil {
 			// Config validation should prevent this; if it slips through
 			// the server is reported down rather than silently unchecked.
@@ -397,9 +403,6 @@ func (e *Engine) Update(cfg *conf.Config) {
 		}
 		p.checker = c
 		p.desc = describe(c)
-		if p.interval <= 0 {
-			p.interval = time.Second
-		}
 		e.probes[id] = p
 		if e.runCtx != nil {
 			e.arm(p, now)
@@ -457,7 +460,11 @@ func (e *Engine) Weight(vs string, rs netip.AddrPort) (weight int, ok bool) {
 	return p.weight, true
 }
 
-// identity is equal for two checks exactly when one probe can serve both.
+// identity is equal for two checks exactly when one probe can serve both:
+// same target and every field of conf.Check equal, whether or not the type
+// uses it (conf leaves fields of other types zero, so this costs no
+// sharing). TestIdentityCoversEveryField fails when a field of conf.Check
+// is missing here.
 func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	var b strings.Builder
 	field := func(name, v string) {
@@ -473,52 +480,43 @@ func identity(vs string, rs netip.AddrPort, c *conf.Check) string {
 	field("rise", strconv.Itoa(c.Rise))
 	field("fall", strconv.Itoa(c.Fall))
 	field("start_down", strconv.FormatBool(c.StartDown))
-	switch c.Type {
-	case "smtp":
-		field("helo_name", c.HeloName)
-	case "udp":
-		field("payload_hex", c.PayloadHex)
-		field("reply_hex", c.ReplyHex)
-		field("require_reply", strconv.FormatBool(c.RequireReply))
-	case "dns":
-		field("dns_type", c.DNSType)
-		field("dns_name", c.DNSName)
-	case "exec":
-		field("dynamic_weight", strconv.FormatBool(c.DynamicWeight))
-		// The environment names the pair, so the pair is the identity.
-		field("vs", vs)
-		field("rs", rs.String())
-		for _, a := range c.Command {
-			field("arg", a)
-		}
-		return b.String()
+	field("connect_address", c.ConnectAddress.String())
+	field("connect_port", strconv.Itoa(int(c.ConnectPort)))
+	field("method", c.Method)
+	field("path", c.Path)
+	field("host", c.Host)
+	field("status", fmt.Sprint(c.Status))
+	field("body", c.Body)
+	field("body_regexp", c.BodyRegexp)
+	field("body_md5", c.BodyMD5)
+	field("tls_verify", strconv.FormatBool(c.TLSVerify))
+	field("sni", c.SNI)
+	for _, u := range c.URLs {
+		field("url", u.Path)
+		field("url_status", fmt.Sprint(u.Status))
+		field("url_body", u.Body)
+		field("url_body_regexp", u.BodyRegexp)
+		field("url_body_md5", u.BodyMD5)
 	}
+	field("helo_name", c.HeloName)
+	field("payload_hex", c.PayloadHex)
+	field("reply_hex", c.ReplyHex)
+	field("require_reply", strconv.FormatBool(c.RequireReply))
+	field("dns_type", c.DNSType)
+	field("dns_name", c.DNSName)
+	for _, a := range c.Command {
+		field("arg", a)
+	}
+	field("dynamic_weight", strconv.FormatBool(c.DynamicWeight))
 	addr, err := probeAddr(rs, c)
-	if err != nil {
-		// Unprobeable: keep it distinct per pair so the error is reported
-		// against each.
+	if c.Type == "exec" || err != nil {
+		// An exec probe's environment names the pair, so the pair is its
+		// identity; an unprobeable target stays distinct per pair so the
+		// error is reported against each.
 		field("vs", vs)
 		field("rs", rs.String())
 	}
 	field("target", addr)
-	if c.Type == "http" || c.Type == "https" {
-		field("method", c.Method)
-		field("path", c.Path)
-		field("host", c.Host)
-		field("status", fmt.Sprint(c.Status))
-		field("body", c.Body)
-		field("body_regexp", c.BodyRegexp)
-		field("body_md5", c.BodyMD5)
-		for _, u := range c.URLs {
-			field("url", u.Path)
-			field("url_status", fmt.Sprint(u.Status))
-			field("url_body", u.Body)
-			field("url_body_regexp", u.BodyRegexp)
-			field("url_body_md5", u.BodyMD5)
-		}
-		field("tls_verify", strconv.FormatBool(c.TLSVerify))
-		field("sni", c.SNI)
-	}
 	return b.String()
 }
 

@@ -3,18 +3,13 @@ package health
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
@@ -38,36 +33,110 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-// newTestEngine returns an engine whose probes start at once (those with
-// intervals of a minute or more only after half of it, so tests can look at
-// a probe that has not run yet), and runs it until the test ends, failing
-// the test if Run does not return promptly.
-func newTestEngine(t *testing.T) (*Engine, *logBuf, func()) {
+// fakeNet stands in for the network in engine tests, which run on
+// virtual time (testing/synctest), where real sockets cannot block
+// durably: each real server answers as set, and its probes are counted.
+type fakeNet struct {
+	mu      sync.Mutex
+	results map[netip.AddrPort]Result // absent: OK
+	hang    map[netip.AddrPort]bool   // probes block until cancelled
+	probes  map[netip.AddrPort]int
+	running int // probes in Check now
+}
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{results: map[netip.AddrPort]Result{}, hang: map[netip.AddrPort]bool{}, probes: map[netip.AddrPort]int{}}
+}
+
+var refused = Result{Message: "connection refused", Err: errors.New("connect: connection refused")}
+
+// set makes rs answer with r from now on.
+func (f *fakeNet) set(rs netip.AddrPort, r Result) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.results[rs] = r
+}
+
+func (f *fakeNet) count(rs netip.AddrPort) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.probes[rs]
+}
+
+func (f *fakeNet) newChecker(_ string, rs netip.AddrPort, c *conf.Check) (Checker, error) {
+	if c.ConnectPort != 0 {
+		rs = netip.AddrPortFrom(rs.Addr(), c.ConnectPort)
+	}
+	return &fakeChecker{net: f, rs: rs, desc: c.Type + " " + rs.String()}, nil
+}
+
+type fakeChecker struct {
+	net  *fakeNet
+	rs   netip.AddrPort
+	desc string
+}
+
+func (c *fakeChecker) String() string { return c.desc }
+
+func (c *fakeChecker) Check(ctx context.Context) Result {
+	f := c.net
+	f.mu.Lock()
+	f.probes[c.rs]++
+	r, ok := f.results[c.rs]
+	hang := f.hang[c.rs]
+	f.running++
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.running--; f.mu.Unlock() }()
+	if hang {
+		<-ctx.Done()
+		return Result{At: time.Now(), Err: ctx.Err(), Message: ctx.Err().Error()}
+	}
+	if !ok {
+		r = Result{OK: true, Message: "connected"}
+	}
+	r.At = time.Now()
+	return r
+}
+
+// newTestEngine returns an engine on a fake network whose probes start at
+// once (those with intervals of a minute or more only after half of it, so
+// tests can look at a probe that has not run yet); start runs it until the
+// test ends. Call it inside a synctest bubble.
+func newTestEngine(t *testing.T) (e *Engine, net *fakeNet, logs *logBuf, start func()) {
 	t.Helper()
-	lb := &logBuf{}
-	e := NewEngine(slog.New(slog.NewTextHandler(lb, nil)))
+	logs = &logBuf{}
+	e = NewEngine(slog.New(slog.NewTextHandler(logs, nil)))
 	e.jitter = func(d time.Duration) time.Duration {
 		if d >= time.Minute {
 			return d / 2
 		}
 		return 0
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	net = newFakeNet()
+	e.newChecker = net.newChecker
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	start := func() { go func() { done <- e.Run(ctx) }() }
+	start = func() { go func() { done <- e.Run(ctx) }() }
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return after cancel")
+		// In the bubble this cannot hang: a Run that never returned
+		// would leave the bubble deadlocked, which fails the test.
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
-	return e, lb, start
+	return e, net, logs, start
+}
+
+// settle lets virtual time pass by d and every goroutine of the bubble
+// finish what that made due.
+func settle(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }
 
 func tcpCheck(interval time.Duration, rise, fall int) *conf.Check {
-	return &conf.Check{Type: "tcp", Interval: interval, Timeout: interval / 2, Rise: rise, Fall: fall}
+	return &conf.Check{Type: "tcp", Interval: interval, RetryInterval: interval, Timeout: interval / 2, Rise: rise, Fall: fall}
 }
 
 func vs(name string, c *conf.Check, rss ...netip.AddrPort) conf.VirtualServer {
@@ -80,154 +149,116 @@ func vs(name string, c *conf.Check, rss ...netip.AddrPort) conf.VirtualServer {
 
 func config(vss ...conf.VirtualServer) *conf.Config { return &conf.Config{VirtualServers: vss} }
 
-// waitFor polls cond until it holds or the bound passes.
-func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+func status(e *Engine, k Key) Status { return e.Snapshot()[k] }
+
+// updated reports whether an update was signalled, consuming it.
+func updated(e *Engine) bool {
+	select {
+	case <-e.Updates():
+		return true
+	default:
+		return false
 	}
 }
 
-func status(e *Engine, k Key) Status { return e.Snapshot()[k] }
-
-// acceptAndClose serves ln until it closes, counting connections.
-func acceptAndClose(ln net.Listener, n *atomic.Int64) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	return done
-}
+var (
+	rs1 = netip.MustParseAddrPort("192.0.2.1:80")
+	rs2 = netip.MustParseAddrPort("192.0.2.2:80")
+	rs6 = netip.MustParseAddrPort("[2001:db8::1]:80")
+)
 
 func TestEngineRiseFall(t *testing.T) {
-	for _, host := range loopbacks {
-		t.Run(host, func(t *testing.T) {
-			ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var conns atomic.Int64
-			served := acceptAndClose(ln, &conns)
-			rs := addrPort(t, ln.Addr())
-			k := Key{"web", rs}
-
-			e, logs, start := newTestEngine(t)
-			e.Update(config(vs("web", tcpCheck(50*time.Millisecond, 2, 2), rs)))
-			<-e.Updates() // the configuration change
-			if s := status(e, k); !s.Up || s.Checked || s.Probe != "tcp "+net.JoinHostPort(host, strconv.Itoa(int(rs.Port()))) {
-				t.Fatalf("before Run: %+v, want up, unchecked, tcp probe", s)
-			}
-			start()
-			waitFor(t, "first probe", 2*time.Second, func() bool { return status(e, k).Checked })
-			if s := status(e, k); !s.Up || !s.Last.OK || s.Transitions != 0 {
-				t.Fatalf("healthy server: %+v", s)
-			}
-
-			ln.Close()
-			<-served
-			waitFor(t, "down", 2*time.Second, func() bool { return !e.Up("web", rs) })
-			s := status(e, k)
-			if s.Transitions != 1 || s.Last.OK || s.Last.Err == nil {
-				t.Fatalf("after stop: %+v, want 1 transition and a failed last result", s)
-			}
-			// record signals just after releasing the state it changed.
-			select {
-			case <-e.Updates():
-			case <-time.After(time.Second):
-				t.Fatal("no update signalled for the down transition")
-			}
-			l := logs.String()
-			for _, want := range []string{"state=down", "vs=web", "rs=" + rs.String(), "probe=", "error=", "connection refused"} {
-				if !strings.Contains(l, want) {
-					t.Errorf("down log lacks %q:\n%s", want, l)
+	for _, rs := range []netip.AddrPort{rs1, rs6} {
+		t.Run(rs.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const interval = 50 * time.Millisecond
+				k := Key{"web", rs}
+				e, net, logs, start := newTestEngine(t)
+				e.Update(config(vs("web", tcpCheck(interval, 2, 2), rs)))
+				if !updated(e) {
+					t.Fatal("no update signalled for the configuration")
 				}
-			}
+				if s := status(e, k); !s.Up || s.Checked || s.Probe != "tcp "+rs.String() {
+					t.Fatalf("before Run: %+v, want up, unchecked, tcp probe", s)
+				}
+				start()
+				synctest.Wait()
+				if s := status(e, k); !s.Checked || !s.Up || !s.Last.OK || s.Transitions != 0 {
+					t.Fatalf("healthy server after the first probe: %+v", s)
+				}
 
-			// Rebind the same port; retried since the port may linger.
-			waitFor(t, "relisten", 2*time.Second, func() bool {
-				ln, err = net.Listen("tcp", rs.String())
-				return err == nil
+				net.set(rs, refused)
+				settle(interval) // one failure of two
+				if s := status(e, k); !s.Up || s.Last.OK {
+					t.Fatalf("after one failure with fall 2: %+v, want still up", s)
+				}
+				settle(interval)
+				s := status(e, k)
+				if s.Up || s.Transitions != 1 || s.Last.OK || s.Last.Err == nil {
+					t.Fatalf("after two failures: %+v, want down, 1 transition and a failed last result", s)
+				}
+				if !updated(e) {
+					t.Fatal("no update signalled for the down transition")
+				}
+				l := logs.String()
+				for _, want := range []string{"state=down", "vs=web", "rs=" + rs.String(), "probe=", "error=", "connection refused"} {
+					if !strings.Contains(l, want) {
+						t.Errorf("down log lacks %q:\n%s", want, l)
+					}
+				}
+
+				net.set(rs, Result{OK: true})
+				settle(interval)
+				if e.Up("web", rs) {
+					t.Fatal("up after one success with rise 2")
+				}
+				settle(interval)
+				if s := status(e, k); !s.Up || s.Transitions != 2 || !s.Last.OK {
+					t.Fatalf("after two successes: %+v, want up, 2 transitions", s)
+				}
+				if !updated(e) || !strings.Contains(logs.String(), "state=up") {
+					t.Errorf("up transition not signalled or not logged:\n%s", logs.String())
+				}
 			})
-			served = acceptAndClose(ln, &conns)
-			defer func() { ln.Close(); <-served }()
-			waitFor(t, "up", 2*time.Second, func() bool { return e.Up("web", rs) })
-			if s := status(e, k); s.Transitions != 2 || !s.Last.OK {
-				t.Fatalf("after restart: %+v, want 2 transitions", s)
-			}
-			if !strings.Contains(logs.String(), "state=up") {
-				t.Errorf("no up transition logged:\n%s", logs.String())
-			}
 		})
 	}
 }
 
+// TestEngineDedup: identical checks of one backend in several virtual
+// servers are one probe; checks that differ in any field are not.
 func TestEngineDedup(t *testing.T) {
-	shared, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sharedConns atomic.Int64
-	sharedDone := acceptAndClose(shared, &sharedConns)
-	defer func() { shared.Close(); <-sharedDone }()
-	other, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var otherConns atomic.Int64
-	otherDone := acceptAndClose(other, &otherConns)
-	defer func() { other.Close(); <-otherDone }()
-	rs := addrPort(t, shared.Addr())
-	rsOther := addrPort(t, other.Addr())
-
-	const interval = 100 * time.Millisecond
-	e, _, start := newTestEngine(t)
-	e.Update(config(
-		vs("a", tcpCheck(interval, 2, 2), rs),
-		vs("b", tcpCheck(interval, 2, 2), rs),
-		// Same backend, different fall: a separate probe.
-		vs("c", tcpCheck(interval, 2, 3), rsOther),
-		vs("d", tcpCheck(interval, 2, 2), rsOther),
-	))
-	e.mu.Lock()
-	n := len(e.probes)
-	e.mu.Unlock()
-	if n != 3 {
-		t.Fatalf("%d probes for a, b (shared), c, d; want 3", n)
-	}
-	start()
-	ka, kb := Key{"a", rs}, Key{"b", rs}
-	waitFor(t, "first probes", 2*time.Second, func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 100 * time.Millisecond
+		e, net, _, start := newTestEngine(t)
+		e.Update(config(
+			vs("a", tcpCheck(interval, 2, 2), rs1),
+			vs("b", tcpCheck(interval, 2, 2), rs1),
+			// Same backend, different fall: a separate probe.
+			vs("c", tcpCheck(interval, 2, 3), rs2),
+			vs("d", tcpCheck(interval, 2, 2), rs2),
+		))
+		e.mu.Lock()
+		n := len(e.probes)
+		e.mu.Unlock()
+		if n != 3 {
+			t.Fatalf("%d probes for a, b (shared), c, d; want 3", n)
+		}
+		start()
+		const window = time.Second
+		settle(window)
 		s := e.Snapshot()
-		return s[ka].Checked && s[kb].Checked && s[Key{"c", rsOther}].Checked && s[Key{"d", rsOther}].Checked
+		if !s[Key{"a", rs1}].Last.At.Equal(s[Key{"b", rs1}].Last.At) {
+			t.Errorf("a and b saw different probes: %v vs %v", s[Key{"a", rs1}].Last.At, s[Key{"b", rs1}].Last.At)
+		}
+		// At start and once per interval through the window.
+		want := int(window/interval) + 1
+		if got := net.count(rs1); got != want {
+			t.Errorf("shared backend got %d probes in %v, want %d (one probe)", got, window, want)
+		}
+		if got := net.count(rs2); got != 2*want {
+			t.Errorf("backend with two distinct checks got %d probes in %v, want %d", got, window, 2*want)
+		}
 	})
-	s := e.Snapshot()
-	if !s[ka].Last.At.Equal(s[kb].Last.At) {
-		t.Fatalf("a and b saw different probes: %v vs %v", s[ka].Last.At, s[kb].Last.At)
-	}
-	s0, o0 := sharedConns.Load(), otherConns.Load()
-	const window = time.Second
-	time.Sleep(window)
-	sharedN, otherN := sharedConns.Load()-s0, otherConns.Load()-o0
-	// One probe connects at most once per interval; two would double it.
-	limit := int64(window/interval) + 1
-	if sharedN < 3 || sharedN > limit {
-		t.Fatalf("shared backend got %d connections in %v, want 3..%d (one probe)", sharedN, window, limit)
-	}
-	if otherN <= limit {
-		t.Fatalf("backend with two distinct probes got %d connections in %v, want more than %d", otherN, window, limit)
-	}
 }
 
 func TestExecProbesNotShared(t *testing.T) {
@@ -242,168 +273,154 @@ func TestExecProbesNotShared(t *testing.T) {
 }
 
 func TestEngineUpdate(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns atomic.Int64
-	done := acceptAndClose(ln, &conns)
-	defer func() { ln.Close(); <-done }()
-	up := addrPort(t, ln.Addr())
-	dead := closedPort(t, "127.0.0.1")
-	noCheck := netip.MustParseAddrPort("127.0.0.1:9")
+	synctest.Test(t, func(t *testing.T) {
+		up, dead := rs1, rs2
+		noCheck := netip.MustParseAddrPort("192.0.2.3:9")
+		const interval = 50 * time.Millisecond
+		e, net, _, start := newTestEngine(t)
+		net.set(dead, refused)
+		plain := vs("plain", nil, noCheck)
+		e.Update(config(vs("web", tcpCheck(interval, 2, 1), up, dead), plain))
+		start()
+		synctest.Wait()
+		kDead, kUp := Key{"web", dead}, Key{"web", up}
+		if e.Up("web", dead) || !status(e, kUp).Checked {
+			t.Fatalf("after the first probes: %v", e.Snapshot())
+		}
+		before := e.Snapshot()
 
-	const interval = 50 * time.Millisecond
-	e, _, start := newTestEngine(t)
-	plain := vs("plain", nil, noCheck)
-	e.Update(config(
-		vs("web", tcpCheck(interval, 2, 1), up, dead),
-		plain,
-	))
-	start()
-	kDead, kUp := Key{"web", dead}, Key{"web", up}
-	waitFor(t, "dead server down", 2*time.Second, func() bool { return !e.Up("web", dead) })
-	waitFor(t, "live server checked", 2*time.Second, func() bool { return status(e, kUp).Checked })
-	before := e.Snapshot()
-
-	tests := []struct {
-		name  string
-		cfg   *conf.Config
-		check func(t *testing.T, s map[Key]Status)
-	}{
-		{
-			name: "add a virtual server, keep the rest",
-			cfg:  config(vs("web", tcpCheck(interval, 2, 1), up, dead), plain, vs("new", nil, noCheck)),
-			check: func(t *testing.T, s map[Key]Status) {
-				if st := s[kDead]; st.Up || st.Transitions != 1 || !st.Since.Equal(before[kDead].Since) {
-					t.Errorf("unchanged down probe lost its state: %+v", st)
-				}
-				if st := s[Key{"new", noCheck}]; !st.Up || st.Probe != "none" {
-					t.Errorf("real server without check: %+v", st)
-				}
+		tests := []struct {
+			name  string
+			cfg   *conf.Config
+			check func(t *testing.T, s map[Key]Status)
+		}{
+			{
+				name: "add a virtual server, keep the rest",
+				cfg:  config(vs("web", tcpCheck(interval, 2, 1), up, dead), plain, vs("new", nil, noCheck)),
+				check: func(t *testing.T, s map[Key]Status) {
+					if st := s[kDead]; st.Up || st.Transitions != 1 || !st.Since.Equal(before[kDead].Since) {
+						t.Errorf("unchanged down probe lost its state: %+v", st)
+					}
+					if st := s[Key{"new", noCheck}]; !st.Up || st.Probe != "none" {
+						t.Errorf("real server without check: %+v", st)
+					}
+				},
 			},
-		},
-		{
-			name: "change the probe of one server",
-			cfg: config(
-				vs("web", tcpCheck(interval, 2, 1), up),
-				conf.VirtualServer{Name: "web", RealServers: []conf.RealServer{{Address: dead, Check: tcpCheck(time.Hour, 2, 1)}}},
-			),
-			check: func(t *testing.T, s map[Key]Status) {
-				if st := s[kDead]; !st.Up || st.Checked || st.Transitions != 0 {
-					t.Errorf("changed probe kept old state: %+v", st)
-				}
-				if _, ok := s[Key{"plain", noCheck}]; ok {
-					t.Errorf("removed virtual server still in snapshot")
-				}
-				if !e.Up("plain", noCheck) {
-					t.Errorf("unknown key reported down")
-				}
-				if st := s[kUp]; !st.Checked {
-					t.Errorf("unchanged probe restarted: %+v", st)
-				}
+			{
+				name: "change the probe of one server",
+				cfg: config(
+					vs("web", tcpCheck(interval, 2, 1), up),
+					conf.VirtualServer{Name: "web", RealServers: []conf.RealServer{{Address: dead, Check: tcpCheck(time.Hour, 2, 1)}}},
+				),
+				check: func(t *testing.T, s map[Key]Status) {
+					if st := s[kDead]; !st.Up || st.Checked || st.Transitions != 0 {
+						t.Errorf("changed probe kept old state: %+v", st)
+					}
+					if _, ok := s[Key{"plain", noCheck}]; ok {
+						t.Errorf("removed virtual server still in snapshot")
+					}
+					if !e.Up("plain", noCheck) {
+						t.Errorf("unknown key reported down")
+					}
+					if st := s[kUp]; !st.Checked {
+						t.Errorf("unchanged probe restarted: %+v", st)
+					}
+				},
 			},
-		},
-		{
-			name: "remove everything",
-			cfg:  config(),
-			check: func(t *testing.T, s map[Key]Status) {
-				if len(s) != 0 {
-					t.Errorf("snapshot after removing all: %v", s)
-				}
-				e.mu.Lock()
-				defer e.mu.Unlock()
-				if len(e.probes) != 0 {
-					t.Errorf("%d probes left", len(e.probes))
-				}
+			{
+				name: "remove everything",
+				cfg:  config(),
+				check: func(t *testing.T, s map[Key]Status) {
+					if len(s) != 0 {
+						t.Errorf("snapshot after removing all: %v", s)
+					}
+					e.mu.Lock()
+					defer e.mu.Unlock()
+					if len(e.probes) != 0 {
+						t.Errorf("%d probes left", len(e.probes))
+					}
+				},
 			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		}
+		for _, tt := range tests {
 			e.Update(tt.cfg)
+			if !updated(e) {
+				t.Errorf("%s: no update signalled", tt.name)
+			}
 			tt.check(t, e.Snapshot())
-		})
-	}
-	// A removed probe stops connecting.
-	time.Sleep(2 * interval)
-	n := conns.Load()
-	time.Sleep(4 * interval)
-	if m := conns.Load(); m != n {
-		t.Fatalf("removed probe still connecting: %d -> %d", n, m)
-	}
+			synctest.Wait()
+		}
+		// A removed probe stops probing.
+		n := net.count(up)
+		settle(10 * interval)
+		if m := net.count(up); m != n {
+			t.Fatalf("removed probe still probing: %d -> %d", n, m)
+		}
+	})
 }
 
+// TestEngineRunStopsEverything: cancelling Run cancels the probes in
+// flight and returns once they have; nothing probes until Run runs again,
+// which resumes every probe.
 func TestEngineRunStopsEverything(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns atomic.Int64
-	done := acceptAndClose(ln, &conns)
-	defer func() { ln.Close(); <-done }()
-	rs := addrPort(t, ln.Addr())
-	silent := silentListener(t, "::1")
-	web := httpServer(t, "127.0.0.1", false, nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-
-	httpc := &conf.Check{Type: "http", Interval: 30 * time.Millisecond, Timeout: 20 * time.Millisecond,
-		Rise: 1, Fall: 1, Method: "GET", Path: "/", Status: []int{200}}
-	slow := &conf.Check{Type: "http", Interval: time.Minute, Timeout: 30 * time.Second,
-		Rise: 1, Fall: 1, Method: "GET", Path: "/", Status: []int{200}}
-	hang := &conf.Check{Type: "exec", Interval: time.Minute, Timeout: 30 * time.Second, Rise: 1, Fall: 1,
-		Command: []string{"sleep", "30"}}
-	cfg := config(
-		vs("tcp", tcpCheck(20*time.Millisecond, 1, 1), rs),
-		vs("http", httpc, web),
-		vs("slow", slow, silent),
-		vs("hang", hang, rs),
-	)
-
-	baseline := runtime.NumGoroutine()
-	e := NewEngine(slog.New(slog.DiscardHandler))
-	e.jitter = func(time.Duration) time.Duration { return 0 }
-	e.Update(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	ret := make(chan error, 1)
-	go func() { ret <- e.Run(ctx) }()
-	waitFor(t, "probes", 2*time.Second, func() bool {
-		s := e.Snapshot()
-		return s[Key{"tcp", rs}].Checked && s[Key{"http", web}].Checked
-	})
-	if err := e.Run(ctx); err == nil {
-		t.Fatal("second concurrent Run accepted")
-	}
-	time.Sleep(100 * time.Millisecond) // the slow probes are now mid-probe
-	cancel()
-	select {
-	case err := <-ret:
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 20 * time.Millisecond
+		e := NewEngine(slog.New(slog.DiscardHandler))
+		e.jitter = func(time.Duration) time.Duration { return 0 }
+		net := newFakeNet()
+		e.newChecker = net.newChecker
+		hung := rs2
+		net.hang[hung] = true
+		slow := tcpCheck(time.Minute, 1, 1)
+		slow.Timeout = 30 * time.Second
+		e.Update(config(vs("quick", tcpCheck(interval, 1, 1), rs1), vs("hung", slow, hung)))
+		run := func() (context.CancelFunc, <-chan error) {
+			ctx, cancel := context.WithCancel(t.Context())
+			ret := make(chan error, 1)
+			go func() { ret <- e.Run(ctx) }()
+			return cancel, ret
+		}
+		cancel, ret := run()
+		settle(10 * interval)
+		if err := e.Run(t.Context()); err == nil {
+			t.Fatal("second concurrent Run accepted")
+		}
+		net.mu.Lock()
+		running := net.running
+		net.mu.Unlock()
+		if running != 1 || net.count(hung) != 1 {
+			t.Fatalf("%d probes running, the hung one probed %d times; want it alone, once", running, net.count(hung))
+		}
+		cancel()
+		if err := <-ret; err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run did not return within 3s of cancel")
-	}
-	// Run returned, so its goroutines are gone; the http transport's
-	// connection goroutines and the servers' handlers wind down shortly.
-	waitFor(t, "goroutines back to baseline", 3*time.Second, func() bool {
-		return runtime.NumGoroutine() <= baseline
-	})
-	n := conns.Load()
-	time.Sleep(100 * time.Millisecond)
-	if m := conns.Load(); m != n {
-		t.Fatalf("probes still running after Run returned: %d -> %d connections", n, m)
-	}
+		// Run waits for its probes: none is left in Check.
+		net.mu.Lock()
+		running = net.running
+		net.mu.Unlock()
+		if running != 0 {
+			t.Fatalf("%d probes still running after Run returned", running)
+		}
+		if s := status(e, Key{"hung", hung}); s.Checked {
+			t.Errorf("a probe cancelled by the end of Run was recorded: %+v", s)
+		}
+		n := net.count(rs1)
+		settle(10 * interval)
+		if m := net.count(rs1); m != n {
+			t.Fatalf("probing after Run returned: %d -> %d probes", n, m)
+		}
 
-	// A second Run resumes probing.
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { ret <- e.Run(ctx) }()
-	waitFor(t, "probing after a second Run", 2*time.Second, func() bool { return conns.Load() > n })
-	cancel()
-	select {
-	case <-ret:
-	case <-time.After(3 * time.Second):
-		t.Fatal("second Run did not return within 3s of cancel")
-	}
+		cancel, ret = run()
+		settle(interval)
+		if m := net.count(rs1); m <= n {
+			t.Errorf("no probe after a second Run: %d -> %d", n, m)
+		}
+		cancel()
+		if err := <-ret; err != nil {
+			t.Fatalf("second Run: %v", err)
+		}
+	})
 }
 
 func TestJitterSpreadsFirstRuns(t *testing.T) {
@@ -427,36 +444,31 @@ func TestJitterSpreadsFirstRuns(t *testing.T) {
 // delay_before_retry). The interval here is far longer than the test, so
 // only retries can bring the server down.
 func TestRetryInterval(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := addrPort(t, ln.Addr())
-	ln.Close() // refused from the first probe on
+	const interval = 50 * time.Second
 	for _, tc := range []struct {
 		name     string
 		retry    time.Duration
 		wantDown bool
 	}{
 		{"retries bring it down", 20 * time.Millisecond, true},
-		{"without retries it waits for the interval", 0, false},
+		{"a retry of the interval waits for the interval", interval, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := tcpCheck(50*time.Second, 1, 3)
-			c.RetryInterval = tc.retry
-			e, _, start := newTestEngine(t)
-			e.Update(config(vs("web", c, rs)))
-			start()
-			k := Key{"web", rs}
-			waitFor(t, "first probe", 2*time.Second, func() bool { return status(e, k).Checked })
-			if tc.wantDown {
-				waitFor(t, "down after 3 quick failures", 5*time.Second, func() bool { return !e.Up("web", rs) })
-				return
-			}
-			time.Sleep(300 * time.Millisecond)
-			if s := status(e, k); !s.Up {
-				t.Fatalf("down without retries after one failure: %+v", s)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				c := tcpCheck(interval, 1, 3)
+				c.RetryInterval = tc.retry
+				e, net, _, start := newTestEngine(t)
+				net.set(rs1, refused)
+				e.Update(config(vs("web", c, rs1)))
+				start()
+				settle(3 * 20 * time.Millisecond)
+				if down := !e.Up("web", rs1); down != tc.wantDown {
+					t.Fatalf("down = %v after %d probes, want %v", down, net.count(rs1), tc.wantDown)
+				}
+				if want := map[bool]int{true: 3, false: 1}[tc.wantDown]; net.count(rs1) != want {
+					t.Errorf("%d probes, want %d", net.count(rs1), want)
+				}
+			})
 		})
 	}
 }
@@ -464,64 +476,66 @@ func TestRetryInterval(t *testing.T) {
 // TestStartDown: with start_down a real server is down until its first
 // successful probes, and the engine reports the change.
 func TestStartDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns atomic.Int64
-	served := acceptAndClose(ln, &conns)
-	defer func() { ln.Close(); <-served }()
-	rs := addrPort(t, ln.Addr())
-	c := tcpCheck(20*time.Millisecond, 2, 2)
-	c.StartDown = true
-	e, _, start := newTestEngine(t)
-	e.Update(config(vs("web", c, rs)))
-	if e.Up("web", rs) {
-		t.Fatal("start_down server up before any probe")
-	}
-	start()
-	waitFor(t, "up after 2 successes", 5*time.Second, func() bool { return e.Up("web", rs) })
-	if s := status(e, Key{"web", rs}); s.Transitions != 1 {
-		t.Errorf("transitions = %d, want 1 (down to up)", s.Transitions)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 20 * time.Millisecond
+		c := tcpCheck(interval, 2, 2)
+		c.StartDown = true
+		e, _, _, start := newTestEngine(t)
+		e.Update(config(vs("web", c, rs1)))
+		updated(e)
+		if e.Up("web", rs1) {
+			t.Fatal("start_down server up before any probe")
+		}
+		start()
+		synctest.Wait()
+		if e.Up("web", rs1) {
+			t.Fatal("start_down server up after one success with rise 2")
+		}
+		settle(interval)
+		if !e.Up("web", rs1) || !updated(e) {
+			t.Fatal("not up, or not signalled, after 2 successes")
+		}
+		if s := status(e, Key{"web", rs1}); s.Transitions != 1 {
+			t.Errorf("transitions = %d, want 1 (down to up)", s.Transitions)
+		}
+	})
 }
 
 // TestEngineDynamicWeight: a dynamic_weight exec check's weight reaches
-// Weight and signals an update; exit 0 brings back the configured weight.
+// Weight and signals an update; a plain success brings back the configured
+// weight, and a failure takes the server down.
 func TestEngineDynamicWeight(t *testing.T) {
-	dir := t.TempDir()
-	code := filepath.Join(dir, "code")
-	if err := os.WriteFile(code, []byte("7"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rs := netip.MustParseAddrPort("127.0.0.1:80")
-	c := &conf.Check{Type: "exec", Interval: 20 * time.Millisecond, Timeout: 2 * time.Second, Rise: 1, Fall: 1,
-		DynamicWeight: true, Command: []string{"/bin/sh", "-c", `exit $(cat "$0")`, code}}
-	e, logs, start := newTestEngine(t)
-	e.Update(config(vs("web", c, rs)))
-	<-e.Updates()
-	if _, ok := e.Weight("web", rs); ok {
-		t.Fatal("weight reported before any probe")
-	}
-	start()
-	waitFor(t, "weight 5", 5*time.Second, func() bool { w, ok := e.Weight("web", rs); return ok && w == 5 })
-	if !e.Up("web", rs) {
-		t.Fatal("dynamic weight 5 but down")
-	}
-	select {
-	case <-e.Updates():
-	case <-time.After(time.Second):
-		t.Fatal("no update signalled for the weight change")
-	}
-	if !strings.Contains(logs.String(), "dynamic_weight=5") {
-		t.Errorf("weight change not logged:\n%s", logs.String())
-	}
-	if err := os.WriteFile(code, []byte("0"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "configured weight again", 5*time.Second, func() bool { _, ok := e.Weight("web", rs); return !ok })
-	if err := os.WriteFile(code, []byte("1"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "down", 5*time.Second, func() bool { return !e.Up("web", rs) })
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 20 * time.Millisecond
+		c := &conf.Check{Type: "exec", Interval: interval, RetryInterval: interval, Timeout: interval / 2, Rise: 1, Fall: 1,
+			DynamicWeight: true, Command: []string{"weigh"}}
+		e, net, logs, start := newTestEngine(t)
+		net.set(rs1, Result{OK: true, Weighted: true, Weight: 5, Code: 7, Message: "exit 7: weight 5"})
+		e.Update(config(vs("web", c, rs1)))
+		updated(e)
+		if _, ok := e.Weight("web", rs1); ok {
+			t.Fatal("weight reported before any probe")
+		}
+		start()
+		synctest.Wait()
+		if w, ok := e.Weight("web", rs1); !ok || w != 5 || !e.Up("web", rs1) {
+			t.Fatalf("Weight = %d, %v, up %v; want 5, true, up", w, ok, e.Up("web", rs1))
+		}
+		if !updated(e) {
+			t.Fatal("no update signalled for the weight change")
+		}
+		if !strings.Contains(logs.String(), "dynamic_weight=5") {
+			t.Errorf("weight change not logged:\n%s", logs.String())
+		}
+		net.set(rs1, Result{OK: true, Message: "exit 0"})
+		settle(interval)
+		if _, ok := e.Weight("web", rs1); ok || !updated(e) {
+			t.Fatal("configured weight not back, or not signalled, after exit 0")
+		}
+		net.set(rs1, Result{Code: 1, Message: "exit 1", Err: errors.New("exit status 1")})
+		settle(interval)
+		if e.Up("web", rs1) {
+			t.Fatal("up after a failure with fall 1")
+		}
+	})
 }

@@ -9,10 +9,11 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/lvsha/lvsha/conf"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/lvsha/lvsha/conf"
 )
 
 // icmpChecker sends one echo request and passes on the matching echo
@@ -51,8 +52,7 @@ func (c *icmpChecker) Check(ctx context.Context) Result {
 		return failure(r, ctx, c.timeout, fmt.Errorf("open ICMP socket: %w", err))
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
+	defer untilDone(ctx, conn)()
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return failure(r, ctx, c.timeout, fmt.Errorf("echo id: %w", err))

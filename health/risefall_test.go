@@ -5,101 +5,8 @@ import (
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/risefall"
 )
-
-func TestStep(t *testing.T) {
-	type want struct {
-		state RiseFall
-		trans bool
-	}
-	up := RiseFall{Up: true}
-	down := RiseFall{}
-	tests := []struct {
-		name       string
-		start      RiseFall
-		results    []bool
-		rise, fall int
-		want       []want // one per result
-	}{
-		{
-			name: "up stays up on success", start: up, results: []bool{true, true},
-			rise: 2, fall: 2,
-			want: []want{{RiseFall{Up: true, okRun: 1}, false}, {RiseFall{Up: true, okRun: 2}, false}},
-		},
-		{
-			name: "up needs fall failures", start: up, results: []bool{false, false},
-			rise: 2, fall: 2,
-			want: []want{{RiseFall{Up: true, failRun: 1}, false}, {down, true}},
-		},
-		{
-			name: "success resets failure run", start: up, results: []bool{false, true, false, false},
-			rise: 2, fall: 2,
-			want: []want{
-				{RiseFall{Up: true, failRun: 1}, false},
-				{RiseFall{Up: true, okRun: 1}, false},
-				{RiseFall{Up: true, failRun: 1}, false},
-				{down, true},
-			},
-		},
-		{
-			name: "fall 1 goes down at once", start: up, results: []bool{false},
-			rise: 3, fall: 1,
-			want: []want{{down, true}},
-		},
-		{
-			name: "down needs rise successes", start: down, results: []bool{true, true, true},
-			rise: 3, fall: 1,
-			want: []want{
-				{RiseFall{okRun: 1}, false},
-				{RiseFall{okRun: 2}, false},
-				{up, true},
-			},
-		},
-		{
-			name: "failure resets success run", start: down, results: []bool{true, false, true, true},
-			rise: 2, fall: 5,
-			want: []want{
-				{RiseFall{okRun: 1}, false},
-				{RiseFall{failRun: 1}, false},
-				{RiseFall{okRun: 1}, false},
-				{up, true},
-			},
-		},
-		{
-			name: "down stays down on failure, run capped", start: down, results: []bool{false, false, false},
-			rise: 2, fall: 2,
-			want: []want{{RiseFall{failRun: 1}, false}, {RiseFall{failRun: 2}, false}, {RiseFall{failRun: 2}, false}},
-		},
-		{
-			name: "zero rise and fall act as 1", start: up, results: []bool{false, true},
-			rise: 0, fall: 0,
-			want: []want{{down, true}, {up, true}},
-		},
-		{
-			name: "full cycle", start: initialState(), results: []bool{false, false, true, true},
-			rise: 2, fall: 2,
-			want: []want{
-				{RiseFall{Up: true, failRun: 1}, false},
-				{down, true},
-				{RiseFall{okRun: 1}, false},
-				{up, true},
-			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := tt.start
-			for i, ok := range tt.results {
-				var trans bool
-				s, trans = s.Step(ok, tt.rise, tt.fall)
-				if s != tt.want[i].state || trans != tt.want[i].trans {
-					t.Fatalf("after result %d (%v): got %+v transitioned=%v, want %+v transitioned=%v",
-						i, ok, s, trans, tt.want[i].state, tt.want[i].trans)
-				}
-			}
-		})
-	}
-}
 
 func TestInitialStateIsUp(t *testing.T) {
 	if !initialState().Up {
@@ -109,17 +16,25 @@ func TestInitialStateIsUp(t *testing.T) {
 
 func TestNextDelay(t *testing.T) {
 	const iv, retry = 10 * time.Second, time.Second
+	up := risefall.State{Up: true}
+	// after applies results with rise and fall 3, so none of these flips Up.
+	after := func(s risefall.State, results ...bool) risefall.State {
+		for _, ok := range results {
+			s, _ = s.Step(ok, 3, 3)
+		}
+		return s
+	}
 	tests := []struct {
 		name  string
-		state RiseFall
+		state risefall.State
 		retry time.Duration
 		want  time.Duration
 	}{
-		{"up and passing", RiseFall{Up: true}, retry, iv},
-		{"up and failing: retry", RiseFall{Up: true, failRun: 1}, retry, retry},
-		{"up and failing, no retry set", RiseFall{Up: true, failRun: 2}, 0, iv},
-		{"down: interval, as keepalived", RiseFall{Up: false, failRun: 0, okRun: 0}, retry, iv},
-		{"down and recovering", RiseFall{Up: false, okRun: 1}, retry, iv},
+		{"up and passing", after(up, true), retry, iv},
+		{"up and failing: retry", after(up, false), retry, retry},
+		{"up and failing twice: still retry", after(up, false, false), retry, retry},
+		{"down: interval, as keepalived", risefall.State{}, retry, iv},
+		{"down and recovering", after(risefall.State{}, true), retry, iv},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +56,7 @@ func TestInitialFor(t *testing.T) {
 		{"start_down: keepalived's alpha", &conf.Check{Type: "tcp", StartDown: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := initialFor(tc.c); got.Up != tc.up || got.okRun != 0 || got.failRun != 0 {
+			if got := initialFor(tc.c); got != (risefall.State{Up: tc.up}) {
 				t.Errorf("initialFor = %+v, want up=%v and no runs", got, tc.up)
 			}
 		})

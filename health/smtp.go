@@ -3,7 +3,6 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/textproto"
 	"time"
@@ -33,15 +32,12 @@ func (c *smtpChecker) Check(ctx context.Context) Result {
 	ctx, cancel := withTimeout(ctx, c.timeout)
 	defer cancel()
 	r := Result{At: time.Now()}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", c.addr)
+	nc, err := dialProbe(ctx, "tcp", c.addr)
 	if err != nil {
 		r.Latency = time.Since(r.At)
 		return failure(r, ctx, c.timeout, err)
 	}
 	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
-	defer stop()
 	tc := textproto.NewConn(nc)
 	step := func(what string, want int) error {
 		code, msg, err := tc.ReadResponse(want)

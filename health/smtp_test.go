@@ -3,6 +3,7 @@ package health
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -16,37 +17,27 @@ import (
 // the first line the client sends; it records that line.
 func smtpServer(t *testing.T, greeting, reply string, seen chan<- string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if greeting == "" {
-					time.Sleep(2 * time.Second) // never greets in time
-					return
-				}
-				c.Write([]byte(greeting))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				select {
-				case seen <- strings.TrimSpace(line):
-				default:
-				}
-				c.Write([]byte(reply))
-			}()
+	ln := listen(t, "127.0.0.1")
+	// One connection at a time, owned by serveConns, which waits for it.
+	serveConns(t, ln, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if greeting == "" {
+			// Never greets: hold the connection until the client gives up.
+			io.Copy(io.Discard, c)
+			return
 		}
-	}()
+		c.Write([]byte(greeting))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		select {
+		case seen <- strings.TrimSpace(line):
+		default:
+		}
+		c.Write([]byte(reply))
+	})
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -48,19 +47,12 @@ func (c *udpChecker) Check(ctx context.Context) Result {
 	ctx, cancel := withTimeout(ctx, c.timeout)
 	defer cancel()
 	r := Result{At: time.Now()}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "udp", c.addr)
+	conn, err := sendDatagram(ctx, c.addr, c.payload)
 	if err != nil {
 		r.Latency = time.Since(r.At)
 		return failure(r, ctx, c.timeout, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := conn.Write(c.payload); err != nil {
-		r.Latency = time.Since(r.At)
-		return failure(r, ctx, c.timeout, fmt.Errorf("send: %w", err))
-	}
 	buf := make([]byte, 64<<10)
 	n, err := conn.Read(buf)
 	r.Latency = time.Since(r.At)

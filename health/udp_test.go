@@ -18,8 +18,11 @@ func udpServer(t *testing.T, reply []byte) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
+	// The cleanup owns the server: it stops it and waits for it to end.
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
 	go func() {
+		defer close(done)
 		buf := make([]byte, 1500)
 		for {
 			_, from, err := pc.ReadFrom(buf)

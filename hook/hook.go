@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/lvsha/lvsha/proc"
 )
 
 // Job is one command to run.
@@ -33,6 +33,8 @@ type Runner struct {
 	log     *slog.Logger
 	timeout time.Duration
 	queue   chan Job
+	// exec runs one job's command (Exec; tests fake it).
+	exec func(ctx context.Context, argv, env []string, timeout time.Duration) error
 	// Dropped counts jobs not run because the queue was full; Failed
 	// counts commands that exited non-zero, timed out or could not start.
 	Dropped, Failed atomic.Uint64
@@ -40,7 +42,7 @@ type Runner struct {
 
 // New returns a Runner whose commands each get timeout.
 func New(log *slog.Logger, timeout time.Duration) *Runner {
-	return &Runner{log: log, timeout: timeout, queue: make(chan Job, queueLen)}
+	return &Runner{log: log, timeout: timeout, queue: make(chan Job, queueLen), exec: Exec}
 }
 
 // Queue adds j without ever blocking.
@@ -61,7 +63,7 @@ func (r *Runner) Run(ctx context.Context) {
 			return
 		case j := <-r.queue:
 			start := time.Now()
-			if err := Exec(ctx, j.Argv, j.Env, r.timeout); err != nil {
+			if err := r.exec(ctx, j.Argv, j.Env, r.timeout); err != nil {
 				r.Failed.Add(1)
 				r.log.Warn("hook failed", append([]any{"command", j.Argv[0], "error", err}, j.Attrs...)...)
 				continue
@@ -71,27 +73,28 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
+// hookWaitDelay is how long a hook's background process may hold its
+// output open after the hook exited before Exec stops reading it.
+const hookWaitDelay = time.Second
+
+// maxOutput bounds the output a failed hook's error quotes.
+const maxOutput = 200
+
 // Exec runs argv with env added to lvsha's environment, in its own process
-// group, which is killed whole when timeout passes or ctx ends.
+// group, which is killed whole when timeout passes or ctx ends. A hook may
+// start something that outlives it on purpose (a notify script starting a
+// service), so what it leaves behind when it exits on its own stays.
 func Exec(ctx context.Context, argv, env []string, timeout time.Duration) error {
-	if len(argv) == 0 || argv[0] == "" {
-		return errors.New("empty command")
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// A grandchild holding the output pipe must not keep Wait blocked.
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("timed out after %v", timeout)
+	out := proc.Head{Max: maxOutput}
+	err := (&proc.Cmd{Argv: argv, Env: env, Output: &out, WaitDelay: hookWaitDelay, KeepGroup: true}).Run(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("timed out after %v: %w", timeout, err)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return fmt.Errorf("%w: %.200s", err, out)
+		return fmt.Errorf("%w: %s", err, out.String())
 	}
 	return err
 }

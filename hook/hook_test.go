@@ -3,13 +3,17 @@ package hook
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the package's tests if any goroutine outlives them.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestExec(t *testing.T) {
 	tests := []struct {
@@ -39,36 +43,52 @@ func TestExec(t *testing.T) {
 }
 
 // TestRunnerOrderAndEnv: jobs run one at a time in queue order with their
-// environment, and a failing job does not stop the next.
+// environment and the runner's timeout, and a failing job does not stop
+// the next.
 func TestRunnerOrderAndEnv(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "out")
 	var logs bytes.Buffer
 	r := New(slog.New(slog.NewTextHandler(&logs, nil)), 5*time.Second)
+	type call struct {
+		argv, env string
+		timeout   time.Duration
+	}
+	calls := make(chan call)
+	r.exec = func(ctx context.Context, argv, env []string, timeout time.Duration) error {
+		// Unbuffered: the next job cannot start before the test took
+		// this one, so order is the runner's, not a race's.
+		select {
+		case calls <- call{strings.Join(argv, " "), strings.Join(env, " "), timeout}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if argv[0] == "fail" {
+			return errors.New("exit status 1")
+		}
+		return nil
+	}
+	jobs := []string{"1", "2", "fail", "3"}
+	for _, n := range jobs {
+		r.Queue(Job{Argv: []string{n, "arg"}, Env: []string{"HOOK_N=" + n}, Attrs: []any{"n", n}})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	script := `echo "$HOOK_N" >> "$0"`
-	for _, n := range []string{"1", "2", "fail", "3"} {
-		argv := []string{"/bin/sh", "-c", script, out}
-		if n == "fail" {
-			argv = []string{"/bin/sh", "-c", "exit 1"}
+	for _, n := range jobs {
+		select {
+		case c := <-calls:
+			if want := (call{n + " arg", "HOOK_N=" + n, 5 * time.Second}); c != want {
+				t.Errorf("ran %+v, want %+v", c, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("job %s never ran", n)
 		}
-		r.Queue(Job{Argv: argv, Env: []string{"HOOK_N=" + n}, Attrs: []any{"n", n}})
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(out)
-		if string(b) == "1\n2\n3\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hooks wrote %q, want 1 2 3 in order", b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if r.Failed.Load() != 1 || !strings.Contains(logs.String(), "n=fail") {
-		t.Errorf("failed = %d, want 1, logged with its attributes:\n%s", r.Failed.Load(), logs.String())
+	cancel()
+	<-done
+	// Read the log only now: the runner writes it until Run returns.
+	if r.Failed.Load() != 1 || !strings.Contains(logs.String(), "n=fail") || !strings.Contains(logs.String(), "exit status 1") {
+		t.Errorf("failed = %d, want 1, logged with its attributes and error:\n%s", r.Failed.Load(), logs.String())
 	}
 }
 

@@ -9,11 +9,11 @@ import (
 	"reflect"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
-	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/proc"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 // ExecStatus is what `lvsha status` shows of one track_exec.
@@ -48,13 +48,11 @@ func realTicker(d time.Duration) (<-chan time.Time, func()) {
 
 // runCommand runs argv without a shell in its own process group. When ctx
 // ends first the whole group is killed, so a script's helpers do not
-// outlive its timeout. Output is discarded: no pipe can then keep Wait
-// waiting for a helper that inherited it.
+// outlive its timeout, and helpers left running when it exits are killed
+// then, so a command run every interval cannot pile them up. Output is
+// discarded.
 func runCommand(ctx context.Context, argv []string) error {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	return cmd.Run()
+	return (&proc.Cmd{Argv: argv}).Run(ctx)
 }
 
 // Execs runs the track_exec commands that VRRP instances track. Each
@@ -73,7 +71,7 @@ type Execs struct {
 }
 
 type execState struct {
-	verdict health.RiseFall // Up: the command succeeds
+	verdict risefall.State // Up: the command succeeds
 	status  ExecStatus
 }
 
@@ -97,7 +95,7 @@ func NewExecs(log *slog.Logger, execs []conf.TrackExec, instances []conf.VRRPIns
 			continue
 		}
 		e.execs = append(e.execs, x)
-		st := &execState{verdict: health.RiseFall{Up: !x.InitFail}}
+		st := &execState{verdict: risefall.State{Up: !x.InitFail}}
 		st.status = ExecStatus{Name: x.Name, Command: slices.Clone(x.Command), State: verdictName(st.verdict.Up)}
 		e.states[x.Name] = st
 	}

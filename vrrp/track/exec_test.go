@@ -11,12 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lvsha/lvsha/conf"
-	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -38,7 +39,7 @@ func TestExecVerdict(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := health.RiseFall{Up: tc.start}
+			v := risefall.State{Up: tc.start}
 			var got strings.Builder
 			for _, r := range tc.runs {
 				v, _ = v.Step(r == 'o', tc.rise, tc.fall)
@@ -150,18 +151,23 @@ func TestExecsTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The helper was reparented when its shell died; it is gone, or a
-	// zombie waiting for a reaper, but not sleeping on.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil || strings.Contains(string(stat), ") Z ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("the script's background sleep (pid %d) survived the timeout: %s", pid, stat)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// zombie waiting for a reaper (its pidfd is then readable), but not
+	// sleeping on.
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 5000)
+	for errors.Is(err, unix.EINTR) { // the runtime's preemption signals
+		n, err = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 5000)
+	}
+	if err != nil || n == 0 {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		t.Fatalf("the script's background sleep (pid %d) survived the timeout (poll: %v)", pid, err)
 	}
 }
 

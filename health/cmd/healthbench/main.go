@@ -216,7 +216,7 @@ func run(n, listeners int, interval, warmup, duration time.Duration, profile str
 	cfg := &conf.Config{}
 	count := 0
 	for q := 0; q < perListener && count < n; q++ {
-		check := &conf.Check{Type: "tcp", Interval: interval, Timeout: interval / 2,
+		check := &conf.Check{Type: "tcp", Interval: interval, RetryInterval: interval, Timeout: interval / 2,
 			Rise: q%100 + 1, Fall: q/100 + 1}
 		vs := conf.VirtualServer{Name: "vs" + strconv.Itoa(q), Check: check}
 		for _, p := range ports {
