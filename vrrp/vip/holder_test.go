@@ -318,6 +318,10 @@ func TestNDResponderReopen(t *testing.T) {
 
 		run := func() (context.CancelFunc, chan error) {
 			ctx, cancel := context.WithCancel(context.Background())
+			// A t.Fatal ends the Run it left going, inside the bubble, so
+			// the test fails with its message rather than synctest's
+			// panic on a goroutine left blocked.
+			t.Cleanup(cancel)
 			errc := make(chan error, 1)
 			go func() { errc <- r.Run(ctx) }()
 			return cancel, errc
