@@ -121,10 +121,10 @@ func (c *fakeND) ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, erro
 	}
 }
 
-func (c *fakeND) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, _ netip.Addr) error {
+func (c *fakeND) WriteTo(msg ndp.Message, _ *ipv6.ControlMessage, _ netip.Addr) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if na, ok := m.(*ndp.NeighborAdvertisement); ok {
+	if na, ok := msg.(*ndp.NeighborAdvertisement); ok {
 		c.written = append(c.written, na.TargetAddress)
 	}
 	return nil
