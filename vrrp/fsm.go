@@ -199,15 +199,17 @@ type (
 	// FaultDetected and FaultCleared set and clear the machine's one
 	// fault flag. It has several causes, merged by the caller before they
 	// reach the machine (vrrp/instance sends the OR of its VIP holder's
-	// failure and tracking's verdict, which itself ORs tracked interfaces
-	// down, their link watch lost, and failing track_execs), so that one
-	// cause's recovery never clears another's fault.
+	// failure and tracking's verdict from vrrp/group, which itself ORs
+	// tracked interfaces without a weight down, the links' state unknown
+	// for want of a subscription, and track_execs without a weight
+	// failing), so that one cause's recovery never clears another's fault.
 	FaultDetected struct{}
 	FaultCleared  struct{}
 	// SetPriority changes the effective priority: the configured one
-	// lowered by tracking's weights (tracked virtual servers down,
-	// weighted interfaces down, weighted track_execs failing), summed by
-	// the caller. 0 is raised to 1: only a resigning master sends 0.
+	// lowered by tracking's weights (tracked virtual servers with no real
+	// server up, weighted interfaces down, weighted track_execs failing),
+	// summed by vrrp/group's tracking and passed on unchanged by
+	// vrrp/instance. 0 is raised to 1: only a resigning master sends 0.
 	SetPriority struct{ Priority uint8 }
 	// GroupGate carries the sync group's verdict (GroupTarget): while
 	// AllowMaster is false the instance may not be master.

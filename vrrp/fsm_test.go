@@ -94,8 +94,8 @@ func TestMasterDownTiming(t *testing.T) {
 	}
 }
 
-// in is one input at an offset from t0.
-type in struct {
+// input is one event stepped in at an offset from t0.
+type input struct {
 	at time.Duration
 	ev Event
 }
@@ -125,11 +125,11 @@ const (
 
 // masterAt makes a machine of priority p master at 0: an owner by
 // starting, any other by starting a Master_Down_Interval earlier.
-func masterAt(p uint8) []in {
+func masterAt(p uint8) []input {
 	if p == 255 {
-		return []in{{0, Start{}}}
+		return []input{{0, Start{}}}
 	}
-	return []in{{-MasterDownInterval(3, p, time.Second), Start{}}, {0, TimerFired{}}}
+	return []input{{-MasterDownInterval(3, p, time.Second), Start{}}, {0, TimerFired{}}}
 }
 
 // TestTransitions walks every transition of RFC 5798 6.4 and lvsha's
@@ -139,210 +139,210 @@ func TestTransitions(t *testing.T) {
 	tests := []struct {
 		name     string
 		cfg      func(c *Config)
-		steps    []in
+		steps    []input
 		want     []Action
 		state    State
 		deadline time.Duration // from t0; noDeadline for none
 		wants    State         // Wants(); zero value means "same as state"
 	}{
 		// 6.4.1 Initialize
-		{name: "start non-owner", steps: []in{{0, Start{}}},
+		{name: "start non-owner", steps: []input{{0, Start{}}},
 			want: []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: mdi100},
-		{name: "start owner", cfg: func(c *Config) { c.Priority = 255 }, steps: []in{{0, Start{}}},
+		{name: "start owner", cfg: func(c *Config) { c.Priority = 255 }, steps: []input{{0, Start{}}},
 			want:  []Action{SendAdvert{255}, AddVIPs{Accept: true}, tr(Initialize, Master, ReasonOwner, 0)},
 			state: Master, deadline: time.Second},
-		{name: "advert before start is ignored", steps: []in{{0, adv(200, peer)}},
+		{name: "advert before start is ignored", steps: []input{{0, adv(200, peer)}},
 			want: nil, state: Initialize, deadline: noDeadline},
-		{name: "second start is ignored", steps: []in{{0, Start{}}, {time.Second, Start{}}},
+		{name: "second start is ignored", steps: []input{{0, Start{}}, {time.Second, Start{}}},
 			want: nil, state: Backup, deadline: mdi100},
-		{name: "timer before start does nothing", steps: []in{{time.Hour, TimerFired{}}},
+		{name: "timer before start does nothing", steps: []input{{time.Hour, TimerFired{}}},
 			want: nil, state: Initialize, deadline: noDeadline},
 
 		// 6.4.2 Backup
-		{name: "backup: master down", steps: []in{{0, Start{}}, {mdi100, TimerFired{}}},
+		{name: "backup: master down", steps: []input{{0, Start{}}, {mdi100, TimerFired{}}},
 			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100)},
 			state: Master, deadline: mdi100 + time.Second},
-		{name: "backup: higher priority resets Master_Down_Timer", steps: []in{{0, Start{}}, {3 * time.Second, adv(200, peer)}},
+		{name: "backup: higher priority resets Master_Down_Timer", steps: []input{{0, Start{}}, {3 * time.Second, adv(200, peer)}},
 			want: nil, state: Backup, deadline: 3*time.Second + mdi100},
-		{name: "backup: equal priority resets Master_Down_Timer", steps: []in{{0, Start{}}, {3 * time.Second, adv(100, peer)}},
+		{name: "backup: equal priority resets Master_Down_Timer", steps: []input{{0, Start{}}, {3 * time.Second, adv(100, peer)}},
 			want: nil, state: Backup, deadline: 3*time.Second + mdi100},
-		{name: "backup, preempt: lower priority discarded", steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
+		{name: "backup, preempt: lower priority discarded", steps: []input{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
 			want: nil, state: Backup, deadline: mdi100},
-		{name: "backup, preempt: takes over from lower master", steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}, {mdi100, TimerFired{}}},
+		{name: "backup, preempt: takes over from lower master", steps: []input{{0, Start{}}, {3 * time.Second, adv(50, peer)}, {mdi100, TimerFired{}}},
 			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100)},
 			state: Master, deadline: mdi100 + time.Second},
 		{name: "backup, nopreempt: lower priority resets", cfg: func(c *Config) { c.NoPreempt = true },
-			steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
+			steps: []input{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
 			want:  nil, state: Backup, deadline: 3*time.Second + mdi100},
 		{name: "backup, nopreempt: stays backup under a live lower master", cfg: func(c *Config) { c.NoPreempt = true },
-			steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}, {6 * time.Second, adv(50, peer)}, {9 * time.Second, TimerFired{}}},
+			steps: []input{{0, Start{}}, {3 * time.Second, adv(50, peer)}, {6 * time.Second, adv(50, peer)}, {9 * time.Second, TimerFired{}}},
 			want:  nil, state: Backup, deadline: 6*time.Second + mdi100},
 		{name: "backup, preempt_delay: lower master kept during the delay", cfg: func(c *Config) { c.PreemptDelay = 10 * time.Second },
-			steps: []in{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
+			steps: []input{{0, Start{}}, {3 * time.Second, adv(50, peer)}},
 			want:  nil, state: Backup, deadline: 3*time.Second + mdi100},
 		{name: "backup, preempt_delay: lower master preempted after the delay", cfg: func(c *Config) { c.PreemptDelay = 2 * time.Second },
-			steps: []in{{0, Start{}}, {time.Second, adv(50, peer)}, {3 * time.Second, adv(50, peer)}},
+			steps: []input{{0, Start{}}, {time.Second, adv(50, peer)}, {3 * time.Second, adv(50, peer)}},
 			want:  nil, state: Backup, deadline: time.Second + mdi100},
-		{name: "backup: priority 0 sets Master_Down_Timer to Skew_Time", steps: []in{{0, Start{}}, {2 * time.Second, adv(0, peer)}},
+		{name: "backup: priority 0 sets Master_Down_Timer to Skew_Time", steps: []input{{0, Start{}}, {2 * time.Second, adv(0, peer)}},
 			want: nil, state: Backup, deadline: 2*time.Second + skew100},
-		{name: "backup: takes over at Skew_Time after priority 0", steps: []in{{0, Start{}}, {2 * time.Second, adv(0, peer)}, {2*time.Second + skew100, TimerFired{}}},
+		{name: "backup: takes over at Skew_Time after priority 0", steps: []input{{0, Start{}}, {2 * time.Second, adv(0, peer)}, {2*time.Second + skew100, TimerFired{}}},
 			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, 2*time.Second+skew100)},
 			state: Master, deadline: 3*time.Second + skew100},
 		{name: "backup v3: learns Master_Adver_Interval", cfg: func(c *Config) { c.AdvertInterval = 100 * time.Millisecond },
-			steps: []in{{0, Start{}}, {100 * time.Millisecond, advInterval(200, 2*time.Second)}},
+			steps: []input{{0, Start{}}, {100 * time.Millisecond, advInterval(200, 2*time.Second)}},
 			// 3*2s + (256-100)*2s/256 = 6s + 1.21875s
 			want: nil, state: Backup, deadline: 100*time.Millisecond + 7218750*time.Microsecond},
 		{name: "backup v3: relearns the interval after a priority 0", cfg: func(c *Config) { c.AdvertInterval = 100 * time.Millisecond },
-			steps: []in{{0, Start{}}, {0, advInterval(200, 2*time.Second)}, {time.Second, advInterval(0, 2*time.Second)}},
+			steps: []input{{0, Start{}}, {0, advInterval(200, 2*time.Second)}, {time.Second, advInterval(0, 2*time.Second)}},
 			// Skew_Time uses the learned 2s: 156*2s/256
 			want: nil, state: Backup, deadline: time.Second + 1218750*time.Microsecond},
 		{name: "backup v2: interval other than ours is dropped",
 			cfg: func(c *Config) { c.Version = 2 },
-			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer,
+			steps: []input{{0, Start{}}, {time.Second, AdvertReceived{Src: peer,
 				Advert: &Advert{Version: 2, VRID: 1, Priority: 200, Interval: 2 * time.Second, Addrs: []netip.Addr{vip4a}}}}},
 			want: []Action{Dropped{DropInterval}}, state: Backup, deadline: mdi100},
-		{name: "backup: shutdown", steps: []in{{0, Start{}}, {time.Second, Shutdown{}}},
+		{name: "backup: shutdown", steps: []input{{0, Start{}}, {time.Second, Shutdown{}}},
 			want: []Action{tr(Backup, Initialize, ReasonShutdown, time.Second)}, state: Initialize, deadline: noDeadline},
-		{name: "backup: late event sees the timer fire first", steps: []in{{0, Start{}}, {mdi100 + time.Millisecond, adv(200, peer)}},
+		{name: "backup: late event sees the timer fire first", steps: []input{{0, Start{}}, {mdi100 + time.Millisecond, adv(200, peer)}},
 			want: []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100+time.Millisecond),
 				RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, mdi100+time.Millisecond)},
 			state: Backup, deadline: 2*mdi100 + time.Millisecond},
 
 		// 6.4.3 Master
-		{name: "master: Adver_Timer sends", steps: append(masterAt(100), in{time.Second, TimerFired{}}),
+		{name: "master: Adver_Timer sends", steps: append(masterAt(100), input{time.Second, TimerFired{}}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 2 * time.Second},
-		{name: "master: a late Adver_Timer keeps the schedule", steps: append(masterAt(100), in{1300 * time.Millisecond, TimerFired{}}),
+		{name: "master: a late Adver_Timer keeps the schedule", steps: append(masterAt(100), input{1300 * time.Millisecond, TimerFired{}}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 2 * time.Second},
-		{name: "master: slots missed while stopped are skipped", steps: append(masterAt(100), in{3500 * time.Millisecond, TimerFired{}}),
+		{name: "master: slots missed while stopped are skipped", steps: append(masterAt(100), input{3500 * time.Millisecond, TimerFired{}}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 4 * time.Second},
-		{name: "master: a timer exactly on a later slot moves to the next", steps: append(masterAt(100), in{3 * time.Second, TimerFired{}}),
+		{name: "master: a timer exactly on a later slot moves to the next", steps: append(masterAt(100), input{3 * time.Second, TimerFired{}}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 4 * time.Second},
-		{name: "master: priority 0 answered at once", steps: append(masterAt(100), in{300 * time.Millisecond, adv(0, peer)}),
+		{name: "master: priority 0 answered at once", steps: append(masterAt(100), input{300 * time.Millisecond, adv(0, peer)}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 1300 * time.Millisecond},
-		{name: "master: higher priority", steps: append(masterAt(100), in{500 * time.Millisecond, adv(150, peer)}),
+		{name: "master: higher priority", steps: append(masterAt(100), input{500 * time.Millisecond, adv(150, peer)}),
 			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 500*time.Millisecond)},
 			state: Backup, deadline: 500*time.Millisecond + mdi100},
-		{name: "master v3: learns the new master's interval", steps: append(masterAt(100), in{0, advInterval(150, 200*time.Millisecond)}),
+		{name: "master v3: learns the new master's interval", steps: append(masterAt(100), input{0, advInterval(150, 200*time.Millisecond)}),
 			// 600ms + 156*200ms/256 = 600ms + 121.875ms
 			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 0)},
 			state: Backup, deadline: 721875 * time.Microsecond},
-		{name: "master: equal priority, higher address wins", steps: append(masterAt(100), in{time.Second / 2, adv(100, peer)}),
+		{name: "master: equal priority, higher address wins", steps: append(masterAt(100), input{time.Second / 2, adv(100, peer)}),
 			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
 			state: Backup, deadline: time.Second/2 + mdi100},
-		{name: "master: equal priority, lower address discarded", steps: append(masterAt(100), in{time.Second / 2, adv(100, lower)}),
+		{name: "master: equal priority, lower address discarded", steps: append(masterAt(100), input{time.Second / 2, adv(100, lower)}),
 			want: nil, state: Master, deadline: time.Second},
-		{name: "master: lower priority discarded", steps: append(masterAt(100), in{time.Second / 2, adv(99, peer)}),
+		{name: "master: lower priority discarded", steps: append(masterAt(100), input{time.Second / 2, adv(99, peer)}),
 			want: nil, state: Master, deadline: time.Second},
 		{name: "owner: equal priority, higher address wins", cfg: func(c *Config) { c.Priority = 255 },
-			steps: append(masterAt(255), in{time.Second / 2, adv(255, peer)}),
+			steps: append(masterAt(255), input{time.Second / 2, adv(255, peer)}),
 			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
 			// priority 255: 3s + 1/256 s
 			state: Backup, deadline: time.Second/2 + 3003906250*time.Nanosecond},
-		{name: "master: lowered priority is advertised", steps: append(masterAt(100), in{0, SetPriority{60}}, in{time.Second, TimerFired{}}),
+		{name: "master: lowered priority is advertised", steps: append(masterAt(100), input{0, SetPriority{60}}, input{time.Second, TimerFired{}}),
 			want: []Action{SendAdvert{60}}, state: Master, deadline: 2 * time.Second},
 
 		// Shutdown and lvsha's handover
-		{name: "master: shutdown resigns, keeps VIPs", steps: append(masterAt(100), in{time.Second / 2, Shutdown{}}),
+		{name: "master: shutdown resigns, keeps VIPs", steps: append(masterAt(100), input{time.Second / 2, Shutdown{}}),
 			want:  []Action{SendAdvert{0}, tr(Master, Stopping, ReasonShutdown, time.Second/2)},
 			state: Stopping, deadline: time.Second/2 + 3*time.Second, wants: Initialize},
 		{name: "stopping: StopWait configurable", cfg: func(c *Config) { c.StopWait = 700 * time.Millisecond },
-			steps: append(masterAt(100), in{0, Shutdown{}}),
+			steps: append(masterAt(100), input{0, Shutdown{}}),
 			want:  []Action{SendAdvert{0}, tr(Master, Stopping, ReasonShutdown, 0)},
 			state: Stopping, deadline: 700 * time.Millisecond, wants: Initialize},
-		{name: "stopping: successor's advert releases", steps: append(masterAt(100), in{0, Shutdown{}}, in{skew100, adv(50, peer)}),
+		{name: "stopping: successor's advert releases", steps: append(masterAt(100), input{0, Shutdown{}}, input{skew100, adv(50, peer)}),
 			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonNewMaster, skew100)},
 			state: Initialize, deadline: noDeadline},
-		{name: "stopping: another resignation does not release", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, adv(0, peer)}),
+		{name: "stopping: another resignation does not release", steps: append(masterAt(100), input{0, Shutdown{}}, input{time.Second, adv(0, peer)}),
 			want: nil, state: Stopping, deadline: 3 * time.Second, wants: Initialize},
-		{name: "stopping: bounded wait", steps: append(masterAt(100), in{0, Shutdown{}}, in{3 * time.Second, TimerFired{}}),
+		{name: "stopping: bounded wait", steps: append(masterAt(100), input{0, Shutdown{}}, input{3 * time.Second, TimerFired{}}),
 			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonStopWaitExpired, 3*time.Second)},
 			state: Initialize, deadline: noDeadline},
-		{name: "stopping: second shutdown releases at once", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, Shutdown{}}),
+		{name: "stopping: second shutdown releases at once", steps: append(masterAt(100), input{0, Shutdown{}}, input{time.Second, Shutdown{}}),
 			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonShutdown, time.Second)},
 			state: Initialize, deadline: noDeadline},
-		{name: "stopping: start cancels the resignation", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, Start{}}),
+		{name: "stopping: start cancels the resignation", steps: append(masterAt(100), input{0, Shutdown{}}, input{time.Second, Start{}}),
 			want:  []Action{SendAdvert{100}, tr(Stopping, Master, ReasonStartup, time.Second)},
 			state: Master, deadline: 2 * time.Second},
-		{name: "stopping: start while gated releases and waits", steps: append(masterAt(100), in{0, Shutdown{}}, in{0, GroupGate{AllowMaster: false}}, in{time.Second, Start{}}),
+		{name: "stopping: start while gated releases and waits", steps: append(masterAt(100), input{0, Shutdown{}}, input{0, GroupGate{AllowMaster: false}}, input{time.Second, Start{}}),
 			want:  []Action{RemoveVIPs{}, tr(Stopping, Backup, ReasonStartup, time.Second)},
 			state: Backup, deadline: time.Second + mdi100},
-		{name: "stopped machine restarts", steps: append(masterAt(100), in{0, Shutdown{}}, in{0, Shutdown{}}, in{time.Second, Start{}}),
+		{name: "stopped machine restarts", steps: append(masterAt(100), input{0, Shutdown{}}, input{0, Shutdown{}}, input{time.Second, Start{}}),
 			want: []Action{tr(Initialize, Backup, ReasonStartup, time.Second)}, state: Backup, deadline: time.Second + mdi100},
 
 		// Filter
-		{name: "own advert dropped", steps: []in{{0, Start{}}, {time.Second, adv(200, src4)}},
+		{name: "own advert dropped", steps: []input{{0, Start{}}, {time.Second, adv(200, src4)}},
 			want: []Action{Dropped{DropOwn}}, state: Backup, deadline: mdi100},
-		{name: "other VRID dropped", steps: []in{{0, Start{}}, {time.Second, func() Event { a := adv(200, peer); a.Advert.VRID = 2; return a }()}},
+		{name: "other VRID dropped", steps: []input{{0, Start{}}, {time.Second, func() Event { a := adv(200, peer); a.Advert.VRID = 2; return a }()}},
 			want: []Action{Dropped{DropVRID}}, state: Backup, deadline: mdi100},
-		{name: "other version dropped", steps: []in{{0, Start{}}, {time.Second, func() Event { a := adv(200, peer); a.Advert.Version = 2; return a }()}},
+		{name: "other version dropped", steps: []input{{0, Start{}}, {time.Second, func() Event { a := adv(200, peer); a.Advert.Version = 2; return a }()}},
 			want: []Action{Dropped{DropVersion}}, state: Backup, deadline: mdi100},
-		{name: "IPv6 advert on an IPv4 instance dropped", steps: []in{{0, Start{}}, {time.Second, func() Event {
+		{name: "IPv6 advert on an IPv4 instance dropped", steps: []input{{0, Start{}}, {time.Second, func() Event {
 			a := adv(200, peer)
 			a.Advert.Addrs = []netip.Addr{vip6a}
 			return a
 		}()}},
 			want: []Action{Dropped{DropFamily}}, state: Backup, deadline: mdi100},
 		{name: "v2 wrong password dropped", cfg: func(c *Config) { c.Version, c.AuthType, c.AuthData = 2, AuthSimple, [8]byte{'a'} },
-			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
+			steps: []input{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
 				Interval: time.Second, Addrs: []netip.Addr{vip4a}, AuthType: AuthSimple, AuthData: [8]byte{'b'}}}}},
 			want: []Action{Dropped{DropAuth}}, state: Backup, deadline: mdi100},
 		{name: "v2 missing password dropped", cfg: func(c *Config) { c.Version, c.AuthType, c.AuthData = 2, AuthSimple, [8]byte{'a'} },
-			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
+			steps: []input{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
 				Interval: time.Second, Addrs: []netip.Addr{vip4a}}}}},
 			want: []Action{Dropped{DropAuth}}, state: Backup, deadline: mdi100},
 		{name: "v2 right password accepted", cfg: func(c *Config) { c.Version, c.AuthType, c.AuthData = 2, AuthSimple, [8]byte{'a'} },
-			steps: []in{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
+			steps: []input{{0, Start{}}, {time.Second, AdvertReceived{Src: peer, Advert: &Advert{Version: 2, VRID: 1, Priority: 200,
 				Interval: time.Second, Addrs: []netip.Addr{vip4a}, AuthType: AuthSimple, AuthData: [8]byte{'a'}}}}},
 			want: nil, state: Backup, deadline: time.Second + mdi100},
 
 		// Fault
-		{name: "backup: fault", steps: []in{{0, Start{}}, {time.Second, FaultDetected{}}},
+		{name: "backup: fault", steps: []input{{0, Start{}}, {time.Second, FaultDetected{}}},
 			want: []Action{tr(Backup, Fault, ReasonFault, time.Second)}, state: Fault, deadline: noDeadline},
-		{name: "master: fault resigns and releases", steps: append(masterAt(100), in{time.Second / 2, FaultDetected{}}),
+		{name: "master: fault resigns and releases", steps: append(masterAt(100), input{time.Second / 2, FaultDetected{}}),
 			want:  []Action{SendAdvert{0}, RemoveVIPs{}, tr(Master, Fault, ReasonFault, time.Second/2)},
 			state: Fault, deadline: noDeadline},
-		{name: "fault: adverts ignored", steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, adv(0, peer)}},
+		{name: "fault: adverts ignored", steps: []input{{0, Start{}}, {0, FaultDetected{}}, {time.Second, adv(0, peer)}},
 			want: nil, state: Fault, deadline: noDeadline},
-		{name: "fault cleared: backup", steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, FaultCleared{}}},
+		{name: "fault cleared: backup", steps: []input{{0, Start{}}, {0, FaultDetected{}}, {time.Second, FaultCleared{}}},
 			want: []Action{tr(Fault, Backup, ReasonRecovered, time.Second)}, state: Backup, deadline: time.Second + mdi100},
 		{name: "fault cleared: owner is master", cfg: func(c *Config) { c.Priority = 255 },
-			steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, FaultCleared{}}},
+			steps: []input{{0, Start{}}, {0, FaultDetected{}}, {time.Second, FaultCleared{}}},
 			want:  []Action{SendAdvert{255}, AddVIPs{Accept: true}, tr(Fault, Master, ReasonOwner, time.Second)},
 			state: Master, deadline: 2 * time.Second},
-		{name: "fault before start", steps: []in{{0, FaultDetected{}}, {time.Second, Start{}}},
+		{name: "fault before start", steps: []input{{0, FaultDetected{}}, {time.Second, Start{}}},
 			want: []Action{tr(Initialize, Fault, ReasonFault, time.Second)}, state: Fault, deadline: noDeadline},
-		{name: "fault: shutdown", steps: []in{{0, Start{}}, {0, FaultDetected{}}, {time.Second, Shutdown{}}},
+		{name: "fault: shutdown", steps: []input{{0, Start{}}, {0, FaultDetected{}}, {time.Second, Shutdown{}}},
 			want: []Action{tr(Fault, Initialize, ReasonShutdown, time.Second)}, state: Initialize, deadline: noDeadline},
-		{name: "stopping: fault releases", steps: append(masterAt(100), in{0, Shutdown{}}, in{time.Second, FaultDetected{}}),
+		{name: "stopping: fault releases", steps: append(masterAt(100), input{0, Shutdown{}}, input{time.Second, FaultDetected{}}),
 			want:  []Action{RemoveVIPs{}, tr(Stopping, Initialize, ReasonFault, time.Second)},
 			state: Initialize, deadline: noDeadline},
 
 		// Priority changes
-		{name: "backup raised above master preempts", steps: []in{{0, Start{}}, {time.Second, adv(150, peer)}, {2 * time.Second, SetPriority{200}},
+		{name: "backup raised above master preempts", steps: []input{{0, Start{}}, {time.Second, adv(150, peer)}, {2 * time.Second, SetPriority{200}},
 			{3 * time.Second, adv(150, peer)}, {time.Second + mdi100, TimerFired{}}},
 			// The 3s advert is discarded, so the timer armed at 1s fires.
 			want:  []Action{SendAdvert{200}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, time.Second+mdi100)},
 			state: Master, deadline: 2*time.Second + mdi100},
-		{name: "priority 0 is raised to 1", steps: []in{{0, SetPriority{0}}, {0, Start{}}},
+		{name: "priority 0 is raised to 1", steps: []input{{0, SetPriority{0}}, {0, Start{}}},
 			// 3s + 255/256 s
 			want: []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: 3996093750 * time.Nanosecond},
 
 		// Sync group gate
-		{name: "gated backup waits instead of taking over", steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}},
+		{name: "gated backup waits instead of taking over", steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}},
 			want: nil, state: Backup, deadline: noDeadline, wants: Master},
-		{name: "gate opens: waiting backup takes over", steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}, {5 * time.Second, GroupGate{AllowMaster: true}}},
+		{name: "gate opens: waiting backup takes over", steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}, {5 * time.Second, GroupGate{AllowMaster: true}}},
 			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonSyncGroup, 5*time.Second)},
 			state: Master, deadline: 6 * time.Second},
-		{name: "gate opens: backup that defers to a master stays", steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, GroupGate{AllowMaster: true}}},
+		{name: "gate opens: backup that defers to a master stays", steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, GroupGate{AllowMaster: true}}},
 			want: nil, state: Backup, deadline: time.Second + mdi100},
-		{name: "gate closes on a master", steps: append(masterAt(100), in{time.Second / 2, GroupGate{AllowMaster: false}}),
+		{name: "gate closes on a master", steps: append(masterAt(100), input{time.Second / 2, GroupGate{AllowMaster: false}}),
 			want:  []Action{SendAdvert{0}, RemoveVIPs{}, tr(Master, Backup, ReasonSyncGroup, time.Second/2)},
 			state: Backup, deadline: noDeadline, wants: Master},
 		{name: "gated owner starts as waiting backup", cfg: func(c *Config) { c.Priority = 255 },
-			steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}},
+			steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}},
 			want:  []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: noDeadline, wants: Master},
 		{name: "gated backup that hears a better master no longer wants master",
-			steps: []in{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}, {4 * time.Second, adv(200, peer)}},
+			steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {mdi100, TimerFired{}}, {4 * time.Second, adv(200, peer)}},
 			want:  nil, state: Backup, deadline: 4*time.Second + mdi100},
 	}
 	for _, tt := range tests {
@@ -574,10 +574,10 @@ func FuzzMachine(f *testing.F) {
 func TestReconfigure(t *testing.T) {
 	tests := []struct {
 		name     string
-		before   []in // steps before the reconfiguration, at their times
+		before   []input // steps before the reconfiguration, at their times
 		at       time.Duration
 		change   func(c *Config)
-		after    []in // steps after it
+		after    []input // steps after it
 		want     []Action
 		err      string
 		state    State
@@ -593,19 +593,19 @@ func TestReconfigure(t *testing.T) {
 			before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.NoPreempt = true },
 			want: nil, state: Master, deadline: time.Second},
 		{name: "backup keeps its Master_Down_Timer",
-			before: []in{{0, Start{}}, {time.Second, adv(200, peer)}}, at: 2 * time.Second, change: func(c *Config) { c.AdvertInterval = 3 * time.Second },
+			before: []input{{0, Start{}}, {time.Second, adv(200, peer)}}, at: 2 * time.Second, change: func(c *Config) { c.AdvertInterval = 3 * time.Second },
 			want: nil, state: Backup, deadline: time.Second + mdi100},
 		{name: "nopreempt to preempt: a backup over a lower master takes over at its timer",
-			before: []in{{0, Start{}}, {time.Second, adv(50, peer)}}, at: 2 * time.Second, change: func(c *Config) { c.NoPreempt = false },
-			after: []in{{time.Second + mdi100, TimerFired{}}},
+			before: []input{{0, Start{}}, {time.Second, adv(50, peer)}}, at: 2 * time.Second, change: func(c *Config) { c.NoPreempt = false },
+			after: []input{{time.Second + mdi100, TimerFired{}}},
 			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, time.Second+mdi100)},
 			state: Master, deadline: time.Second + mdi100 + time.Second},
 		{name: "preempt_delay shortened counts from start",
-			before: []in{{0, Start{}}, {time.Second, adv(50, peer)}, {3 * time.Second, adv(50, peer)}, {5 * time.Second, adv(50, peer)}}, at: 6 * time.Second,
+			before: []input{{0, Start{}}, {time.Second, adv(50, peer)}, {3 * time.Second, adv(50, peer)}, {5 * time.Second, adv(50, peer)}}, at: 6 * time.Second,
 			change: func(c *Config) { c.PreemptDelay = 3 * time.Second },
 			// Past the new delay, the lower master's adverts no longer
 			// reset the timer.
-			after: []in{{6 * time.Second, adv(50, peer)}, {5*time.Second + mdi100, TimerFired{}}},
+			after: []input{{6 * time.Second, adv(50, peer)}, {5*time.Second + mdi100, TimerFired{}}},
 			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, 5*time.Second+mdi100)},
 			state: Master, deadline: 5*time.Second + mdi100 + time.Second},
 		{name: "new VRID refused", before: masterAt(100), at: time.Second / 2, change: func(c *Config) { c.VRID = 2 },

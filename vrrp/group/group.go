@@ -1,7 +1,8 @@
 // Package group supervises a director's VRRP instances beside its IPVS
 // table: it runs each instance, feeds it what it tracks (links,
-// track_execs, virtual servers) as one fault and one effective priority,
-// keeps each sync group in one state, and moves the running instances to
+// track_execs, virtual servers) as one fault (which the instance ORs with
+// its VIP holder's) and one effective priority, keeps each sync group in
+// one state, and moves the running instances to
 // a reloaded configuration instance by instance. It opens instances and
 // watches links through functions it is given, so that its tests run it
 // on fakes; it never touches IPVS or the health engine (the caller passes
@@ -33,7 +34,10 @@ type Instance interface {
 	Name() string
 	// Run runs the instance until ctx is done and it has handed over.
 	Run(ctx context.Context) error
-	// Send queues an event for the state machine.
+	// Send queues an event for the state machine. It waits while the
+	// instance's queue is full, until ctx is done or Run has returned
+	// (instance.Instance.Send), so a caller holding a lock delays
+	// whatever else needs it for that long.
 	Send(ctx context.Context, ev vrrp.Event)
 	// Reconfigure changes the running instance in place; it waits for
 	// the instance to take the change.

@@ -15,11 +15,13 @@ type sender interface {
 	Send(ctx context.Context, ev vrrp.Event)
 }
 
-// tracking combines everything one instance tracks into the two inputs
-// its state machine takes, fault and effective priority, and sends only
-// their changes. Links, track_execs and virtual servers change on
-// different goroutines; one place deciding keeps a fault from one source
-// from being cleared by the recovery of another.
+// tracking combines everything one instance tracks into one fault and
+// one effective priority, and sends only their changes. The priority goes
+// to the state machine as it is; the fault is tracking's share only, which
+// the instance ORs with its VIP holder's own before the machine sees it.
+// Links, track_execs and virtual servers change on different goroutines;
+// one place deciding keeps a fault from one source from being cleared by
+// the recovery of another.
 type tracking struct {
 	log *slog.Logger
 	cfg conf.VRRPInstance
@@ -32,7 +34,7 @@ type tracking struct {
 	linkErr   error    // the link state is unknown: no subscription
 	vsLowered int      // summed weight of tracked virtual servers down
 	// fault and prio are what the instance was last sent (it starts
-	// without fault, at its configured priority).
+	// without tracking's fault, at its configured priority).
 	fault bool
 	prio  int
 }

@@ -1,7 +1,9 @@
 // Package instance runs one configured VRRP instance: it owns the state
 // machine (package vrrp) on one goroutine and performs what it asks: adverts
 // on the wire (vrrp/transport), VIPs on the host (vrrp/vip) and hooks
-// (vrrp/notify), fed by adverts, timers, tracking and shutdown.
+// (vrrp/notify), fed by adverts, timers, Send (tracking's fault and
+// priority, its sync group's gate), its VIP holder's failures, reloads and
+// shutdown.
 package instance
 
 import (
@@ -347,11 +349,15 @@ func (i *Instance) Status() Status {
 
 // Send queues an event for the state machine: SetPriority,
 // FaultDetected or FaultCleared (from tracking), GroupGate (from a sync
-// group). The queue holds 16 events; while it is full (the instance's
-// goroutine busy, or Run not started yet) Send blocks until there is room,
-// ctx is done (the event is then dropped) or Run has returned (dropped
-// too). Tracking's FaultCleared ends only tracking's fault: the instance
-// stays in fault while its VIP holder is down.
+// group). It returns once the event is queued, not handled. The queue
+// holds 16 events and is drained only while the state machine runs, so
+// Send blocks while it is full (before Run starts, while the instance's
+// goroutine is busy, and after the handover while Run winds down: its
+// last VIP release, then the hooks still queued and STOP's) until there
+// is room, ctx is done or Run has returned. In the last two cases the
+// event may be lost; a stopped instance has no use for it. Tracking's
+// FaultCleared ends only tracking's fault: the instance stays in fault
+// while its VIP holder is down.
 func (i *Instance) Send(ctx context.Context, ev vrrp.Event) {
 	select {
 	case i.events <- ev:

@@ -122,15 +122,19 @@ func (c *wireConn) readers() int {
 var group = netip.MustParseAddr("224.0.0.18")
 
 // startRun runs i until the returned stop is called, which waits for Run
-// and returns its error.
-func startRun(i *Instance) (stop func() error) {
+// and returns its error. A test that ends before (t.Fatal) stops it at
+// cleanup, inside the bubble: otherwise synctest would panic on the
+// goroutines left blocked, hiding the failure and ending the whole run.
+func startRun(t *testing.T, i *Instance) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- i.Run(ctx) }()
-	return func() error {
+	stop = sync.OnceValue(func() error {
 		cancel()
 		return <-errc
-	}
+	})
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // A VIP holder whose Run fails puts the instance in fault (a master
@@ -158,7 +162,7 @@ func TestHolderFault(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				stop := startRun(i)
+				stop := startRun(t, i)
 				state := func(want string) {
 					t.Helper()
 					synctest.Wait()
@@ -228,7 +232,7 @@ func TestHolderFaultReleases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stop := startRun(i)
+		stop := startRun(t, i)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if got := i.Status().State; got != "MASTER" {
@@ -264,7 +268,7 @@ func TestHolderRetryBackoff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stop := startRun(i)
+		stop := startRun(t, i)
 		time.Sleep(60 * time.Second)
 		synctest.Wait()
 		starts, _ := h.runs()
@@ -320,7 +324,7 @@ func TestRunJoinsGoroutines(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}()
-		stop := startRun(i)
+		stop := startRun(t, i)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if got := i.Status().State; got != "BACKUP" {

@@ -351,10 +351,10 @@ func ReceiveTime(oob []byte) time.Time {
 	if err != nil {
 		return time.Time{}
 	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+	for _, msg := range msgs {
+		if msg.Header.Level == unix.SOL_SOCKET && msg.Header.Type == unix.SCM_TIMESTAMPNS && len(msg.Data) >= 16 {
 			// struct timespec: two 64-bit words on 64-bit Linux.
-			return time.Unix(int64(binary.NativeEndian.Uint64(m.Data[0:8])), int64(binary.NativeEndian.Uint64(m.Data[8:16])))
+			return time.Unix(int64(binary.NativeEndian.Uint64(msg.Data[0:8])), int64(binary.NativeEndian.Uint64(msg.Data[8:16])))
 		}
 	}
 	return time.Time{}

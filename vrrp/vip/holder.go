@@ -73,56 +73,56 @@ func hostOpener() opener {
 	}
 }
 
-// OpenHolder prepares in's VIP handling. Like NewTunHolder it must run in
-// the network namespace of in.Interface. tunName names the tun device when
-// in.VIPHolder is "tun" (at most 15 bytes, unique per instance). An error
+// OpenHolder prepares cfg's VIP handling. Like NewTunHolder it must run in
+// the network namespace of cfg.Interface. tunName names the tun device when
+// cfg.VIPHolder is "tun" (at most 15 bytes, unique per instance). An error
 // says what is missing (the interface, the tun driver, a socket); what was
 // opened before it is closed.
-func OpenHolder(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Holder, error) {
-	return hostOpener().open(log, in, tunName)
+func OpenHolder(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Holder, error) {
+	return hostOpener().open(log, cfg, tunName)
 }
 
-func (o opener) open(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Holder, error) {
-	h, err := o.build(log, in, tunName)
+func (o opener) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Holder, error) {
+	h, err := o.build(log, cfg, tunName)
 	if err != nil {
 		// h, not the nil result: the parts opened before the error.
 		h.Close()
-		return nil, fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
 	return h, nil
 }
 
 // build opens the parts of a Holder in turn; on error the returned Holder
 // has those opened so far, for the caller to close.
-func (o opener) build(log *slog.Logger, in conf.VRRPInstance, tunName string) (*Holder, error) {
-	h := &Holder{log: log, refresh: in.GARPRefresh}
-	ifi, err := o.interfaceByName(in.Interface)
+func (o opener) build(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Holder, error) {
+	h := &Holder{log: log, refresh: cfg.GARPRefresh}
+	ifi, err := o.interfaceByName(cfg.Interface)
 	if err != nil {
-		return h, fmt.Errorf("interface %s: %w", in.Interface, err)
+		return h, fmt.Errorf("interface %s: %w", cfg.Interface, err)
 	}
 	if h.nl, err = o.netlink(); err != nil {
 		return h, fmt.Errorf("netlink: %w", err)
 	}
 	ann := &Announcer{HardwareAddr: ifi.HardwareAddr}
 	var v6 []netip.Addr
-	for _, p := range in.VirtualIPs {
+	for _, p := range cfg.VirtualIPs {
 		if p.Addr().Is6() {
 			v6 = append(v6, p.Addr())
 		}
 	}
-	if len(v6) < len(in.VirtualIPs) {
+	if len(v6) < len(cfg.VirtualIPs) {
 		if h.arp, err = o.listenARP(ifi); err != nil {
-			return h, fmt.Errorf("ARP socket on %s: %w", in.Interface, err)
+			return h, fmt.Errorf("ARP socket on %s: %w", cfg.Interface, err)
 		}
 		ann.ARP = h.arp
 	}
-	iface, vips := in.Interface, in.VirtualIPs
-	if in.VIPHolder == "tun" {
+	iface, vips := cfg.Interface, cfg.VirtualIPs
+	if cfg.VIPHolder == "tun" {
 		if h.tun, err = o.newTun(tunName); err != nil {
 			return h, err
 		}
 		iface = h.tun.Name()
-		vips = hostPrefixes(in.VirtualIPs, true)
+		vips = hostPrefixes(cfg.VirtualIPs, true)
 	}
 	if len(v6) > 0 {
 		// The responder's socket also sends the unsolicited advertisements;
@@ -138,8 +138,8 @@ func (o opener) build(log *slog.Logger, in conf.VRRPInstance, tunName string) (*
 		ann.NDP = h.nd
 	}
 	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
-	h.mgr.Repeat, h.mgr.Gap = in.GARPRepeat, in.GARPInterval
-	h.mgr.Lifetime = Lifetime(in.AdvertInterval)
+	h.mgr.Repeat, h.mgr.Gap = cfg.GARPRepeat, cfg.GARPInterval
+	h.mgr.Lifetime = Lifetime(cfg.AdvertInterval)
 	if err := h.mgr.Prepare(); err != nil {
 		return h, err
 	}
@@ -245,19 +245,19 @@ func (h *Holder) Announce(ctx context.Context) {
 // settings; held says whether the VIPs are held now (see
 // Manager.Reconfigure). A new garp_refresh period starts with the next
 // acquisition.
-func (h *Holder) Reconfigure(ctx context.Context, in conf.VRRPInstance, held bool) error {
-	h.refresh = in.GARPRefresh
-	vips := hostPrefixes(in.VirtualIPs, h.tun != nil)
+func (h *Holder) Reconfigure(ctx context.Context, cfg conf.VRRPInstance, held bool) error {
+	h.refresh = cfg.GARPRefresh
+	vips := hostPrefixes(cfg.VirtualIPs, h.tun != nil)
 	if h.nd != nil && h.tun != nil {
 		addrs := make([]netip.Addr, len(vips))
 		for i, p := range vips {
 			addrs[i] = p.Addr()
 		}
 		if err := h.nd.SetVIPs(addrs); err != nil {
-			return fmt.Errorf("vrrp_instance %s: %w", in.Name, err)
+			return fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 		}
 	}
-	return h.mgr.Reconfigure(ctx, vips, in.GARPRepeat, in.GARPInterval, Lifetime(in.AdvertInterval), held)
+	return h.mgr.Reconfigure(ctx, vips, cfg.GARPRepeat, cfg.GARPInterval, Lifetime(cfg.AdvertInterval), held)
 }
 
 // hostPrefixes is vips as the holder puts them: on a tun device a VIP is a

@@ -28,9 +28,9 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // An interface that does not exist is an error naming it, not a panic:
 // the deferred Close once ran on the nil result.
 func TestOpenHolderMissingInterface(t *testing.T) {
-	in := conf.VRRPInstance{Name: "vi", Interface: "lvsha-none0", VIPHolder: "tun",
+	cfg := conf.VRRPInstance{Name: "vi", Interface: "lvsha-none0", VIPHolder: "tun",
 		VirtualIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.100/24")}}
-	h, err := OpenHolder(quiet(), in, "lvsha-t0")
+	h, err := OpenHolder(quiet(), cfg, "lvsha-t0")
 	if err == nil {
 		h.Close()
 		t.Fatal("OpenHolder on a missing interface succeeded")
@@ -121,10 +121,10 @@ func (c *fakeND) ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, erro
 	}
 }
 
-func (c *fakeND) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, _ netip.Addr) error {
+func (c *fakeND) WriteTo(msg ndp.Message, _ *ipv6.ControlMessage, _ netip.Addr) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if na, ok := m.(*ndp.NeighborAdvertisement); ok {
+	if na, ok := msg.(*ndp.NeighborAdvertisement); ok {
 		c.written = append(c.written, na.TargetAddress)
 	}
 	return nil
@@ -172,7 +172,7 @@ func (c *fakeND) sent() []netip.Addr {
 // Every step of opening a holder that fails is an error saying what is
 // missing, and what was opened before it is closed.
 func TestOpenHolderStepFails(t *testing.T) {
-	in := conf.VRRPInstance{Name: "vi", Interface: "eth0", VIPHolder: "tun",
+	cfg := conf.VRRPInstance{Name: "vi", Interface: "eth0", VIPHolder: "tun",
 		VirtualIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.100/24"), netip.MustParsePrefix("2001:db8::100/64")}}
 	refused := errors.New("refused")
 	tests := []struct {
@@ -239,7 +239,7 @@ func TestOpenHolderStepFails(t *testing.T) {
 					})
 				},
 			}
-			h, err := o.open(quiet(), in, "lvsha-t0")
+			h, err := o.open(quiet(), cfg, "lvsha-t0")
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("open: %v", err)
@@ -318,6 +318,10 @@ func TestNDResponderReopen(t *testing.T) {
 
 		run := func() (context.CancelFunc, chan error) {
 			ctx, cancel := context.WithCancel(context.Background())
+			// A t.Fatal ends the Run it left going, inside the bubble, so
+			// the test fails with its message rather than synctest's
+			// panic on a goroutine left blocked.
+			t.Cleanup(cancel)
 			errc := make(chan error, 1)
 			go func() { errc <- r.Run(ctx) }()
 			return cancel, errc

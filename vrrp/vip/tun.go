@@ -89,7 +89,7 @@ func (h *TunHolder) Close() error {
 // ndConn is the responder's socket (*ndp.Conn).
 type ndConn interface {
 	ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, error)
-	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	WriteTo(msg ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
 	JoinGroup(group netip.Addr) error
 	SetReadDeadline(t time.Time) error
 	Close() error
@@ -226,13 +226,13 @@ func joinSolicited(c ndConn, v netip.Addr) error {
 	return nil
 }
 
-// WriteTo sends m on the responder's current socket, so that an
+// WriteTo sends msg on the responder's current socket, so that an
 // Announcer keeps working across a reopening.
-func (r *NDResponder) WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error {
+func (r *NDResponder) WriteTo(msg ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error {
 	r.mu.Lock()
 	c := r.conn
 	r.mu.Unlock()
-	return c.WriteTo(m, cm, dst)
+	return c.WriteTo(msg, cm, dst)
 }
 
 // Close closes the responder's socket.

@@ -51,7 +51,7 @@ type Announcer struct {
 // or an NDResponder, which keeps sending across the reopening of its own
 // socket. Close is for its owner; the Announcer never closes it.
 type NDPConn interface {
-	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	WriteTo(msg ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
 	Close() error
 }
 
