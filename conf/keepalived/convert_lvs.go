@@ -3,12 +3,12 @@ package keepalived
 import (
 	"encoding/hex"
 	"fmt"
-
-	"github.com/lvsha/lvsha/conf"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lvsha/lvsha/conf"
 )
 
 // keepalived's checker defaults (check_data.c, check_api.c, check_http.c,
@@ -23,8 +23,6 @@ const (
 	kaHTTPDelayRetry   = 3 * time.Second
 	kaPersistDefault   = 360 // seconds, for a port-0 service without persistence_timeout
 )
-
-var kaSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 
 // timing holds the check settings that keepalived inherits from the
 // virtual server to the real server to the checker; nil means unset.
@@ -140,10 +138,11 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 		}
 		switch d.Name {
 		case "lb_algo", "lvs_sched":
-			if len(d.Args) == 1 && containsFold(kaSchedulers, d.Args[0]) {
+			// keepalived knows the same kernel schedulers as lvsha.
+			if scheds := conf.Schedulers(); len(d.Args) == 1 && containsFold(scheds, d.Args[0]) {
 				s.scheduler = strings.ToLower(d.Args[0])
 			} else {
-				c.errorf(d, "%s: unknown scheduler %q (want one of %s)", d.Name, strings.Join(d.Args, " "), strings.Join(kaSchedulers, " "))
+				c.errorf(d, "%s: unknown scheduler %q (want one of %s)", d.Name, strings.Join(d.Args, " "), strings.Join(scheds, " "))
 			}
 		case "lb_kind", "lvs_method":
 			if f, ok := c.forwarding(d); ok {
