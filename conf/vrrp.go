@@ -44,7 +44,7 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 		switch {
 		case !rg.name.set:
 			b.add(rg.key+".name", "missing (want a name for the sync group)")
-		case g.Name == "":
+		case rg.name.ok && g.Name == "":
 			b.add(rg.name.key, `must not be empty (got "")`)
 		case groupNames[g.Name]:
 			b.add(rg.name.key, "duplicate vrrp_sync_group name %q", g.Name)
@@ -265,7 +265,7 @@ func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]bool {
 		switch {
 		case !re.name.set:
 			b.add(re.key+".name", "missing (want a name that vrrp_instance track_exec tables refer to)")
-		case te.Name == "":
+		case re.name.ok && te.Name == "":
 			b.add(re.name.key, `must not be empty (got "")`)
 		case names[te.Name]:
 			b.add(re.name.key, "duplicate track_exec name %q", te.Name)

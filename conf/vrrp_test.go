@@ -159,6 +159,10 @@ func TestVRRPBad(t *testing.T) {
 			"t.toml:6: vrrp_instance[0].garp_interval: too long (got 2s, want at most 1s between two announcements)"},
 		{"garp_interval negative", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"-1ms\"\n",
 			"t.toml:6: vrrp_instance[0].garp_interval: must not be negative (got -1ms, want >= 0s)"},
+		{"sync group name of the wrong type", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = 1\ninstances = [\"a\"]\n",
+			"t.toml:7: vrrp_sync_group[0].name: wrong type (got integer 1, want string)"},
+		{"track_exec name of the wrong type", "[[track_exec]]\nname = 1\ncommand = [\"/bin/true\"]\n",
+			"t.toml:2: track_exec[0].name: wrong type (got integer 1, want string)"},
 		{"interface name too long", "[[vrrp_instance]]\nname = \"a\"\ninterface = \"averyveryverylongname\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.1\"]\n",
 			"t.toml:3: vrrp_instance[0].interface: too long for an interface name (got 21 bytes, want at most 15)"},
 	}
