@@ -18,15 +18,9 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	names := map[string]string{}   // instance name → key of its first use
 	routers := map[string]string{} // interface/vrid/family → instance key
 	for _, rv := range rc.vrrps {
+		b.uniqueName("vrrp_instance", rv.key, rv.name, "a name for the instance", names)
 		in := b.vrrpInstance(rv, vsNames, execNames)
 		c.VRRPInstances = append(c.VRRPInstances, in)
-		if in.Name != "" {
-			if first, dup := names[in.Name]; dup {
-				b.add(rv.name.key, "duplicate vrrp_instance name %q (first used by %s at line %d)", in.Name, first, b.lines.line(first))
-			} else {
-				names[in.Name] = rv.key
-			}
-		}
 		if in.Interface != "" && in.RouterID != 0 && len(in.VirtualIPs) > 0 {
 			id := fmt.Sprintf("%s/%d/%s", in.Interface, in.RouterID, familyOf(in.VirtualIPs[0].Addr()))
 			if first, dup := routers[id]; dup {
@@ -37,19 +31,11 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 			}
 		}
 	}
-	grouped := map[string]string{}
-	groupNames := map[string]bool{}
+	grouped := map[string]string{}    // instance name → its sync group
+	groupNames := map[string]string{} // group name → key of its first use
 	for _, rg := range rc.groups {
 		g := SyncGroup{Name: rg.name.or(""), Instances: rg.instances.or(nil)}
-		switch {
-		case !rg.name.set:
-			b.add(rg.key+".name", "missing (want a name for the sync group)")
-		case rg.name.ok && g.Name == "":
-			b.add(rg.name.key, `must not be empty (got "")`)
-		case groupNames[g.Name]:
-			b.add(rg.name.key, "duplicate vrrp_sync_group name %q", g.Name)
-		}
-		groupNames[g.Name] = true
+		b.uniqueName("vrrp_sync_group", rg.key, rg.name, "a name for the sync group", groupNames)
 		if !rg.instances.set {
 			b.add(rg.key+".instances", "missing (want the names of at least two vrrp_instance)")
 		} else if rg.instances.ok && len(g.Instances) == 0 {
@@ -58,7 +44,7 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 		for i, n := range g.Instances {
 			key := indexKey(rg.instances.key, i)
 			switch first, dup := grouped[n]; {
-			case names[n] == "":
+			case !known(names, n):
 				b.add(key, "unknown vrrp_instance %q", n)
 			case dup:
 				b.add(key, "vrrp_instance %q is already in sync group %q (an instance belongs to one group at most)", n, first)
@@ -70,7 +56,7 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	}
 }
 
-func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) VRRPInstance {
+func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames map[string]string) VRRPInstance {
 	in := VRRPInstance{
 		Name:         rv.name.or(""),
 		Interface:    rv.iface.or(""),
@@ -97,7 +83,6 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		key  string
 		want string
 	}{
-		{rv.name.set, "name", "a name for the instance"},
 		{rv.iface.set, "interface", "the interface adverts go out on"},
 		{rv.routerID.set, "router_id", "the VRID, 1..255, shared by every director of the group"},
 		{rv.vips.set, "virtual_ips", `the VIPs, e.g. ["192.0.2.10/24"]`},
@@ -105,9 +90,6 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		if !req.set {
 			b.add(rv.key+"."+req.key, "missing (want %s)", req.want)
 		}
-	}
-	if rv.name.valid() && in.Name == "" {
-		b.add(rv.name.key, `must not be empty (got "")`)
 	}
 	if v := rv.iface; v.valid() {
 		b.ifname(v.key, v.v)
@@ -241,7 +223,7 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		switch {
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want a track_exec name)")
-		case rt.name.ok && !execNames[te.Name]:
+		case rt.name.ok && !known(execNames, te.Name):
 			b.add(rt.name.key, "unknown track_exec %q", te.Name)
 		case rt.name.ok && seen[te.Name]:
 			b.add(rt.name.key, "track_exec %q is already tracked by this instance", te.Name)
@@ -252,25 +234,18 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 	return in
 }
 
-// trackExecs builds the top-level track_exec commands and returns their names.
-func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]bool {
-	names := map[string]bool{}
+// trackExecs builds the top-level track_exec commands and returns their
+// names, each with the key of the table that defines it.
+func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]string {
+	names := map[string]string{}
 	for _, re := range rc.execs {
+		b.uniqueName("track_exec", re.key, re.name, "a name that vrrp_instance track_exec tables refer to", names)
 		te := TrackExec{
 			Name: re.name.or(""), Command: re.command.or(nil),
 			Interval: re.interval.or(defaultCheckInterval),
 			Rise:     int(re.rise.or(defaultTrackExecRise)), Fall: int(re.fall.or(defaultTrackExecFall)),
 			InitFail: re.initFail.or(false),
 		}
-		switch {
-		case !re.name.set:
-			b.add(re.key+".name", "missing (want a name that vrrp_instance track_exec tables refer to)")
-		case re.name.ok && te.Name == "":
-			b.add(re.name.key, `must not be empty (got "")`)
-		case names[te.Name]:
-			b.add(re.name.key, "duplicate track_exec name %q", te.Name)
-		}
-		names[te.Name] = true
 		switch {
 		case !re.command.set:
 			b.add(re.key+".command", `missing (want an argv such as ["/usr/local/bin/check", "arg"])`)
@@ -287,6 +262,30 @@ func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]bool {
 		c.TrackExecs = append(c.TrackExecs, te)
 	}
 	return names
+}
+
+// uniqueName checks the name of a table that others refer to by it: a
+// vrrp_instance, vrrp_sync_group or track_exec must have one, not empty and
+// not used by another table of its kind. first maps each name to the key
+// of the table that defined it; references are resolved against it.
+func (b *builder) uniqueName(kind, table string, v val[string], want string, first map[string]string) {
+	switch prev, dup := first[v.v]; {
+	case !v.set:
+		b.add(table+".name", "missing (want %s)", want)
+	case !v.ok:
+		// The wrong type, reported as such when it was read.
+	case v.v == "":
+		b.add(v.key, `must not be empty (got "")`)
+	case dup:
+		b.add(v.key, "duplicate %s name %q (first used by %s at line %d)", kind, v.v, prev, b.lines.line(prev))
+	default:
+		first[v.v] = table
+	}
+}
+
+func known(names map[string]string, n string) bool {
+	_, ok := names[n]
+	return ok
 }
 
 func (b *builder) ifname(key, n string) {
