@@ -341,15 +341,21 @@ func (c *converter) document() string {
 	for _, n := range c.vss {
 		c.virtualServer(w, n)
 	}
+	// The instances decide which vrrp_scripts are written, and lvsha's
+	// track_exec tables come before its instances; each instance is
+	// rendered apart, before the scripts, so that the report keeps the
+	// order of reading.
 	c.usedScripts, c.skippedScripts = map[string]bool{}, map[string]bool{}
-	var inst []*tomlWriter
+	var instances []*tomlWriter
 	for _, n := range c.instances {
 		iw := &tomlWriter{}
-		c.vrrpInstance(iw, n)
-		inst = append(inst, iw)
+		if vi, ok := c.parseInstance(n); ok {
+			c.renderInstance(iw, vi)
+		}
+		instances = append(instances, iw)
 	}
 	c.renderScripts(w)
-	for _, iw := range inst {
+	for _, iw := range instances {
 		w.b.WriteString(iw.b.String())
 	}
 	for _, n := range c.syncGroups {
