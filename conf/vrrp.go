@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// vrrp builds the VRRP instances and sync groups; vsNames are the virtual
-// servers an instance may track.
+// vrrp builds the track_exec commands, the VRRP instances and the sync
+// groups. It runs after the virtual servers, whose names the instances may
+// track.
 func (b *builder) vrrp(rc rawConfig, c *Config) {
 	vsNames := map[string]bool{}
 	for _, vs := range c.VirtualServers {
@@ -19,13 +20,13 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	routers := map[string]string{} // interface/vrid/family → instance key
 	for _, rv := range rc.vrrps {
 		b.uniqueName("vrrp_instance", rv.key, rv.name, "a name for the instance", names)
-		in := b.vrrpInstance(rv, vsNames, execNames)
-		c.VRRPInstances = append(c.VRRPInstances, in)
-		if in.Interface != "" && in.RouterID != 0 && len(in.VirtualIPs) > 0 {
-			id := fmt.Sprintf("%s/%d/%s", in.Interface, in.RouterID, familyOf(in.VirtualIPs[0].Addr()))
+		inst := b.vrrpInstance(rv, vsNames, execNames)
+		c.VRRPInstances = append(c.VRRPInstances, inst)
+		if inst.Interface != "" && inst.RouterID != 0 && len(inst.VirtualIPs) > 0 {
+			id := fmt.Sprintf("%s/%d/%s", inst.Interface, inst.RouterID, familyOf(inst.VirtualIPs[0].Addr()))
 			if first, dup := routers[id]; dup {
 				b.add(rv.routerID.key, "router_id %d is already used on interface %s for %s VIPs by %s at line %d (want a different router_id per virtual router on a link)",
-					in.RouterID, in.Interface, familyOf(in.VirtualIPs[0].Addr()), first, b.lines.line(first))
+					inst.RouterID, inst.Interface, familyOf(inst.VirtualIPs[0].Addr()), first, b.lines.line(first))
 			} else {
 				routers[id] = rv.key
 			}
@@ -37,7 +38,7 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 		g := SyncGroup{Name: rg.name.or(""), Instances: rg.instances.or(nil)}
 		b.uniqueName("vrrp_sync_group", rg.key, rg.name, "a name for the sync group", groupNames)
 		if !rg.instances.set {
-			b.add(rg.key+".instances", "missing (want the names of at least two vrrp_instance)")
+			b.add(rg.key+".instances", "missing (want the names of at least one vrrp_instance)")
 		} else if rg.instances.ok && len(g.Instances) == 0 {
 			b.add(rg.instances.key, "empty (want the names of at least one vrrp_instance)")
 		}
@@ -56,8 +57,10 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	}
 }
 
+// vrrpInstance builds one instance; vsNames and execNames are what its
+// track tables may refer to.
 func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames map[string]string) VRRPInstance {
-	in := VRRPInstance{
+	inst := VRRPInstance{
 		Name:         rv.name.or(""),
 		Interface:    rv.iface.or(""),
 		RouterID:     int(rv.routerID.or(0)),
@@ -94,22 +97,22 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 	if v := rv.iface; v.valid() {
 		b.ifname(v.key, v.v)
 	}
-	for i, n := range in.TrackInterfaces {
+	for i, n := range inst.TrackInterfaces {
 		b.ifname(indexKey(rv.trackIfaces.key, i), n)
 	}
 
 	// Advert interval: v3 counts centiseconds in 12 bits, v2 whole seconds
 	// in 8 bits (RFC 5798 5.2.7, RFC 3768 5.3.7).
-	in.AdvertInterval = defaultAdvertV3
-	if in.Version == 2 {
-		in.AdvertInterval = defaultAdvertV2
+	inst.AdvertInterval = defaultAdvertV3
+	if inst.Version == 2 {
+		inst.AdvertInterval = defaultAdvertV2
 	}
 	if v := rv.advert; v.valid() {
-		in.AdvertInterval = v.v
+		inst.AdvertInterval = v.v
 		switch {
-		case in.Version == 3 && (v.v%(10*time.Millisecond) != 0 || v.v < 10*time.Millisecond || v.v > 40950*time.Millisecond):
+		case inst.Version == 3 && (v.v%(10*time.Millisecond) != 0 || v.v < 10*time.Millisecond || v.v > 40950*time.Millisecond):
 			b.add(v.key, "invalid for VRRP version 3 (got %s, want a multiple of 10ms from 10ms to 40.95s)", v.v)
-		case in.Version == 2 && (v.v%time.Second != 0 || v.v < time.Second || v.v > 255*time.Second):
+		case inst.Version == 2 && (v.v%time.Second != 0 || v.v < time.Second || v.v > 255*time.Second):
 			b.add(v.key, "invalid for VRRP version 2 (got %s, want whole seconds from 1s to 255s)", v.v)
 		}
 	}
@@ -142,22 +145,22 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 			b.add(key, "mixes address families (got %s, want %s like the first VIP: use one instance per family)", familyWord(f)+" VIP", familyWord(family)+" one")
 			continue
 		}
-		for _, q := range in.VirtualIPs {
+		for _, q := range inst.VirtualIPs {
 			if q.Addr() == p.Addr() {
 				b.add(key, "duplicate VIP %s", p.Addr())
 			}
 		}
-		in.VirtualIPs = append(in.VirtualIPs, p)
+		inst.VirtualIPs = append(inst.VirtualIPs, p)
 	}
 	if rv.vips.valid() && len(rv.vips.v) == 0 {
 		b.add(rv.vips.key, "empty (want at least one VIP)")
 	}
-	if family == "inet6" && in.Version == 2 {
+	if family == "inet6" && inst.Version == 2 {
 		b.add(rv.version.key, "VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)")
 	}
 	if v := rv.auth; v.valid() {
 		switch {
-		case in.Version != 2:
+		case inst.Version != 2:
 			b.add(v.key, "applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)")
 		case len(v.v) > maxAuthPass:
 			b.add(v.key, "too long (got %d bytes, want at most %d: VRRPv2 carries 8)", len(v.v), maxAuthPass)
@@ -179,14 +182,14 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		return a
 	}
 	if v := rv.unicastSrc; v.valid() {
-		in.UnicastSrc = addr(v.key, v.v)
+		inst.UnicastSrc = addr(v.key, v.v)
 		if !rv.peers.set {
 			b.add(v.key, "needs unicast_peers (want the other directors' addresses)")
 		}
 	}
 	for i, s := range rv.peers.or(nil) {
 		if a := addr(indexKey(rv.peers.key, i), s); a.IsValid() {
-			in.UnicastPeers = append(in.UnicastPeers, a)
+			inst.UnicastPeers = append(inst.UnicastPeers, a)
 		}
 	}
 	for _, rt := range rv.trackVS {
@@ -197,16 +200,16 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		case rt.name.ok && !vsNames[tv.Name]:
 			b.add(rt.name.key, "unknown virtual_server %q", tv.Name)
 		}
-		in.TrackVirtualServers = append(in.TrackVirtualServers, tv)
+		inst.TrackVirtualServers = append(inst.TrackVirtualServers, tv)
 	}
-	for _, rt := range rv.trackIfW {
+	for _, rt := range rv.trackIfaceWeights {
 		ti := TrackInterface{Name: rt.name.or(""), Weight: int(rt.weight.or(0))}
 		switch {
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want an interface name)")
 		case rt.name.ok:
 			b.ifname(rt.name.key, ti.Name)
-			for _, f := range in.TrackInterfaces {
+			for _, f := range inst.TrackInterfaces {
 				if f == ti.Name {
 					b.add(rt.name.key, "interface %s is already in track_interfaces (a fault there; want one or the other)", ti.Name)
 				}
@@ -215,7 +218,7 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		if !rt.weight.set {
 			b.add(rt.key+".weight", "missing (want 1..254, subtracted from the priority while the interface is down)")
 		}
-		in.TrackInterfaceWeights = append(in.TrackInterfaceWeights, ti)
+		inst.TrackInterfaceWeights = append(inst.TrackInterfaceWeights, ti)
 	}
 	seen := map[string]bool{}
 	for _, rt := range rv.trackExec {
@@ -229,9 +232,9 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 			b.add(rt.name.key, "track_exec %q is already tracked by this instance", te.Name)
 		}
 		seen[te.Name] = true
-		in.TrackExecs = append(in.TrackExecs, te)
+		inst.TrackExecs = append(inst.TrackExecs, te)
 	}
-	return in
+	return inst
 }
 
 // trackExecs builds the top-level track_exec commands and returns their

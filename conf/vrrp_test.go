@@ -154,6 +154,8 @@ func TestVRRPBad(t *testing.T) {
 			"t.toml:9: vrrp_instance[1].router_id: router_id 1 is already used on interface eth0 for inet VIPs by vrrp_instance[0] at line 1 (want a different router_id per virtual router on a link)"},
 		{"unknown instance in group", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\ninstances = [\"a\", \"zz\"]\n",
 			`t.toml:8: vrrp_sync_group[0].instances[1]: unknown vrrp_instance "zz"`},
+		{"sync group without instances", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\n",
+			"t.toml:6: vrrp_sync_group[0].instances: missing (want the names of at least one vrrp_instance)"},
 		{"garp_interval too long", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"2s\"\n",
 			"t.toml:6: vrrp_instance[0].garp_interval: too long (got 2s, want at most 1s between two announcements)"},
 		{"garp_interval negative", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"-1ms\"\n",
