@@ -125,119 +125,119 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 	if !ok {
 		return
 	}
-	s := vsSettings{node: n, scheduler: "", forwarding: "", quorum: 1, rsWeight: 1}
+	vs := vsSettings{node: n, quorum: 1, rsWeight: 1}
 	for _, d := range n.Children {
 		if d.Name == "inhibit_on_failure" {
 			// keepalived ignores an argument at this level: always on.
 			on := true
-			s.timing.inhibit = &on
+			vs.timing.inhibit = &on
 			continue
 		}
-		if c.timingDirective(d, &s.timing) {
+		if c.timingDirective(d, &vs.timing) {
 			continue
 		}
 		switch d.Name {
 		case "lb_algo", "lvs_sched":
 			// keepalived knows the same kernel schedulers as lvsha.
 			if scheds := conf.Schedulers(); len(d.Args) == 1 && containsFold(scheds, d.Args[0]) {
-				s.scheduler = strings.ToLower(d.Args[0])
+				vs.scheduler = strings.ToLower(d.Args[0])
 			} else {
 				c.errorf(d, "%s: unknown scheduler %q (want one of %s)", d.Name, strings.Join(d.Args, " "), strings.Join(scheds, " "))
 			}
 		case "lb_kind", "lvs_method":
 			if f, ok := c.forwarding(d); ok {
-				s.forwarding = f
+				vs.forwarding = f
 			}
 		case "protocol":
 			if len(d.Args) == 1 && containsFold([]string{"TCP", "UDP", "SCTP"}, d.Args[0]) {
-				s.protocol = strings.ToLower(d.Args[0])
+				vs.protocol = strings.ToLower(d.Args[0])
 			} else {
 				c.errorf(d, "protocol: want TCP, UDP or SCTP (got %q)", strings.Join(d.Args, " "))
 			}
 		case "persistence_timeout":
 			if len(d.Args) == 0 {
-				s.persistence = kaPersistDefault
+				vs.persistence = kaPersistDefault
 			} else if v, ok := c.intArg(d, 1, 1<<31-1); ok {
-				s.persistence = v
+				vs.persistence = v
 			}
 		case "persistence_granularity":
-			s.netmask = c.granularity(d)
+			vs.netmask = c.granularity(d)
 		case "ops":
-			s.onePacket = true
+			vs.onePacket = true
 		case "sh-port", "mh-port", "sh-fallback", "mh-fallback":
-			s.schedFlags = append(s.schedFlags, d.Name)
+			vs.schedFlags = append(vs.schedFlags, d.Name)
 		case "flag-1", "flag-2":
-			s.schedFlags = append(s.schedFlags, d.Name) // resolved once the scheduler is known
+			vs.schedFlags = append(vs.schedFlags, d.Name) // resolved once the scheduler is known
 		case "quorum":
 			if v, ok := c.intArg(d, 1, 1<<31-1); ok {
-				s.quorum, s.quorumSet = v, true
+				vs.quorum, vs.quorumSet = v, true
 			}
 		case "hysteresis":
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
-				s.hysteresis = v
+				vs.hysteresis = v
 			}
 		case "sorry_server":
-			s.sorry = d
+			vs.sorry = d
 		case "sorry_server_lvs_method":
 			if f, ok := c.forwarding(d); ok {
-				s.sorryFwd = f
+				vs.sorryFwd = f
 			}
 		case "ip_family":
 			if len(d.Args) == 1 && (d.Args[0] == "inet" || d.Args[0] == "inet6") {
-				s.family = d.Args[0]
+				vs.family = d.Args[0]
 			} else {
 				c.warn(d, "ip_family: not carried: want inet or inet6 (got %q)", strings.Join(d.Args, " "))
 			}
 		case "weight":
 			if v, ok := c.intArg(d, 0, 65535); ok {
-				s.rsWeight = v
+				vs.rsWeight = v
 			}
 		case "real_server":
-			s.reals = append(s.reals, d)
+			vs.reals = append(vs.reals, d)
 		case "quorum_up", "quorum_down":
 			if argv, ok := c.scriptArg(d); ok {
 				if d.Name == "quorum_up" {
-					s.quorumUp = argv
+					vs.quorumUp = argv
 				} else {
-					s.quorumDown = argv
+					vs.quorumDown = argv
 				}
 			}
 		case "sorry_server_inhibit":
-			s.sorryInhibit = true
+			vs.sorryInhibit = true
 		default:
 			c.dropped(d, vsReasons, "virtual_server")
 		}
 	}
-	if s.scheduler == "" {
-		s.scheduler = "wlc"
+	if vs.scheduler == "" {
+		vs.scheduler = "wlc"
 	}
-	if s.forwarding == "" {
-		s.forwarding = "nat"
+	if vs.forwarding == "" {
+		vs.forwarding = "nat"
 	}
-	if s.sorryFwd != "" && s.sorryFwd != s.forwarding {
-		c.warn(n, "sorry_server_lvs_method: not carried: lvsha forwards to the sorry server with the virtual server's method (%s)", s.forwarding)
+	if vs.sorryFwd != "" && vs.sorryFwd != vs.forwarding {
+		c.warn(n, "sorry_server_lvs_method: not carried: lvsha forwards to the sorry server with the virtual server's method (%s)", vs.forwarding)
 	}
 	var flags []string
-	for _, f := range s.schedFlags {
+	for _, f := range vs.schedFlags {
 		switch {
-		case f == "flag-1" && (s.scheduler == "sh" || s.scheduler == "mh"):
-			flags = append(flags, s.scheduler+"-fallback")
-		case f == "flag-2" && (s.scheduler == "sh" || s.scheduler == "mh"):
-			flags = append(flags, s.scheduler+"-port")
-		case strings.HasPrefix(f, s.scheduler+"-"):
+		case f == "flag-1" && (vs.scheduler == "sh" || vs.scheduler == "mh"):
+			flags = append(flags, vs.scheduler+"-fallback")
+		case f == "flag-2" && (vs.scheduler == "sh" || vs.scheduler == "mh"):
+			flags = append(flags, vs.scheduler+"-port")
+		case strings.HasPrefix(f, vs.scheduler+"-"):
 			flags = append(flags, f)
 		default:
-			c.warn(n, "%s: not carried: the flag means nothing to scheduler %s", f, s.scheduler)
+			c.warn(n, "%s: not carried: the flag means nothing to scheduler %s", f, vs.scheduler)
 		}
 	}
-	s.schedFlags = flags
-	rsFamily := c.realFamily(&s)
+	vs.schedFlags = flags
+	rsFamily := c.realFamily(&vs)
 	for _, svc := range svcs {
-		if svc.fwmark == 0 && len(s.reals) > 0 && familyOfAddr(svc.addr.Addr()) != rsFamily {
+		if svc.fwmark == 0 && len(vs.reals) > 0 && familyOfAddr(svc.addr.Addr()) != rsFamily {
 			c.warn(n, "%s: not carried: its real servers are %s and IPVS forwards within one family (keepalived refuses the mix too)", svc.addr, rsFamily)
 			continue
 		}
-		c.renderService(w, &s, svc)
+		c.renderService(w, &vs, svc)
 	}
 }
 
@@ -456,8 +456,11 @@ func (c *converter) granularity(d *Node) int {
 	return 0
 }
 
-func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
-	n := s.node
+// renderService writes one service of a virtual_server block; a group
+// renders the block once per service, so the warnings repeat and are
+// deduplicated.
+func (c *converter) renderService(w *tomlWriter, vs *vsSettings, svc service) {
+	n := vs.node
 	w.blank()
 	w.array("virtual_server")
 	what := "virtual_server " + strings.Join(n.Args, " ")
@@ -471,15 +474,15 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 		switch {
 		case svc.family != "":
 			family = svc.family
-		case s.family != "":
-			family = s.family
+		case vs.family != "":
+			family = vs.family
 		default:
-			family = c.realFamily(s)
+			family = c.realFamily(vs)
 		}
 		if family == "inet6" {
 			w.kv("family", str("inet6"), "")
 		}
-		if s.protocol != "" {
+		if vs.protocol != "" {
 			c.warn(n, "protocol: not carried: a fwmark service has no protocol (keepalived ignores it too)")
 		}
 	} else {
@@ -487,18 +490,18 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 		if svc.addr.Addr().Is6() {
 			family = "inet6"
 		}
-		if s.protocol == "" {
+		if vs.protocol == "" {
 			w.kv("protocol", str("udp"), "keepalived uses UDP when a virtual_server sets no protocol")
 		} else {
-			w.kv("protocol", str(s.protocol), "")
+			w.kv("protocol", str(vs.protocol), "")
 		}
 	}
-	w.kv("scheduler", str(s.scheduler), "")
-	if len(s.schedFlags) > 0 {
-		w.kv("scheduler_flags", strs(s.schedFlags), "")
+	w.kv("scheduler", str(vs.scheduler), "")
+	if len(vs.schedFlags) > 0 {
+		w.kv("scheduler_flags", strs(vs.schedFlags), "")
 	}
-	w.kv("forwarding", str(s.forwarding), "")
-	persistence := s.persistence
+	w.kv("forwarding", str(vs.forwarding), "")
+	persistence := vs.persistence
 	if persistence == 0 && svc.fwmark == 0 && svc.addr.Port() == 0 {
 		persistence = kaPersistDefault
 		w.comment("keepalived makes a port-0 service persistent for 360s")
@@ -506,29 +509,29 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 	if persistence > 0 {
 		w.kv("persistence", dur(time.Duration(persistence)*time.Second), "")
 	}
-	if s.netmask > 0 {
-		if family == "inet" && s.netmask > 32 {
-			c.warn(n, "persistence_granularity: not carried: /%d is not an IPv4 prefix length", s.netmask)
+	if vs.netmask > 0 {
+		if family == "inet" && vs.netmask > 32 {
+			c.warn(n, "persistence_granularity: not carried: /%d is not an IPv4 prefix length", vs.netmask)
 		} else {
-			w.kv("persistence_netmask", strconv.Itoa(s.netmask), "")
+			w.kv("persistence_netmask", strconv.Itoa(vs.netmask), "")
 		}
 	}
-	if s.onePacket {
+	if vs.onePacket {
 		w.kv("one_packet", "true", "")
 	}
 
-	onDown := c.onDown(s)
-	s.onDown = onDown
+	onDown := c.onDown(vs)
+	vs.onDown = onDown
 	if onDown == "remove" {
 		w.kv("on_down", str("remove"), "keepalived removes a failed real server unless inhibit_on_failure is set")
 	} else {
 		w.kv("on_down", str("weight0"), "inhibit_on_failure")
 	}
-	if s.sorry != nil {
-		c.renderSorry(w, s, svc)
+	if vs.sorry != nil {
+		c.renderSorry(w, vs, svc)
 	}
-	if s.quorumSet || s.hysteresis > 0 {
-		q, h := s.quorum, s.hysteresis
+	if vs.quorumSet || vs.hysteresis > 0 {
+		q, h := vs.quorum, vs.hysteresis
 		if h >= q {
 			h = q - 1 // keepalived lowers it the same way
 		}
@@ -540,21 +543,21 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 			w.kv("quorum", strconv.Itoa(q), "")
 		}
 	}
-	if s.quorumUp != nil {
-		w.kv("notify_quorum_up", strs(s.quorumUp), "quorum_up")
+	if vs.quorumUp != nil {
+		w.kv("notify_quorum_up", strs(vs.quorumUp), "quorum_up")
 	}
-	if s.quorumDown != nil {
-		w.kv("notify_quorum_down", strs(s.quorumDown), "quorum_down")
+	if vs.quorumDown != nil {
+		w.kv("notify_quorum_down", strs(vs.quorumDown), "quorum_down")
 	}
-	for _, rs := range s.reals {
-		c.realServer(w, s, svc, rs)
+	for _, rs := range vs.reals {
+		c.realServer(w, vs, svc, rs)
 	}
 }
 
 // realFamily guesses a fwmark service's family from its real servers, as
 // keepalived does when ip_family is not set.
-func (c *converter) realFamily(s *vsSettings) string {
-	for _, rs := range s.reals {
+func (c *converter) realFamily(vs *vsSettings) string {
+	for _, rs := range vs.reals {
 		if len(rs.Args) > 0 {
 			if a, err := netip.ParseAddr(strings.Trim(rs.Args[0], "[]")); err == nil && a.Is6() {
 				return "inet6"
@@ -588,8 +591,8 @@ func (c *converter) scriptArg(d *Node) ([]string, bool) {
 // onDown decides lvsha's per-service on_down from keepalived's
 // inhibit_on_failure: the service's own setting, else the first real
 // server's; real servers that differ get their own on_down.
-func (c *converter) onDown(s *vsSettings) string {
-	if s.timing.inhibit != nil && *s.timing.inhibit || s.timing.inhibit == nil && len(s.reals) > 0 && rsInhibit(s.reals[0], false) {
+func (c *converter) onDown(vs *vsSettings) string {
+	if vs.timing.inhibit != nil && *vs.timing.inhibit || vs.timing.inhibit == nil && len(vs.reals) > 0 && rsInhibit(vs.reals[0], false) {
 		return "weight0"
 	}
 	return "remove"
@@ -605,8 +608,10 @@ func rsInhibit(rs *Node, def bool) bool {
 	return def
 }
 
-func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
-	d := s.sorry
+// renderSorry writes the sorry server, which keepalived's address rules
+// for destinations apply to as to a real server.
+func (c *converter) renderSorry(w *tomlWriter, vs *vsSettings, svc service) {
+	d := vs.sorry
 	port := "0"
 	if len(d.Args) >= 2 {
 		port = d.Args[1]
@@ -621,8 +626,8 @@ func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
 		return
 	}
 	c.extraArgs(d, 2)
-	w.kv("sorry_server", str(c.destAddr(s.forwarding, svc, ap)), "")
-	if s.sorryInhibit {
+	w.kv("sorry_server", str(c.destAddr(vs.forwarding, svc, ap)), "")
+	if vs.sorryInhibit {
 		w.kv("sorry_inhibit", "true", "sorry_server_inhibit")
 	}
 }
@@ -645,7 +650,9 @@ func (c *converter) destAddr(fwd string, svc service, ap netip.AddrPort) string 
 	return ap.String()
 }
 
-func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Node) {
+// realServer writes a real_server table with its check. The block's own
+// timing directives override those it inherits for its checker.
+func (c *converter) realServer(w *tomlWriter, vs *vsSettings, svc service, n *Node) {
 	if len(n.Args) < 1 || len(n.Args) > 2 {
 		c.errorf(n, "real_server: want IP [PORT] (got %q)", strings.Join(n.Args, " "))
 		return
@@ -659,11 +666,11 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 		c.errorf(n, "real_server: invalid address or port (got %q)", strings.Join(n.Args, " "))
 		return
 	}
-	weight := s.rsWeight
+	weight := vs.rsWeight
 	fwd := ""
 	var upper, lower int
 	var notifyUp, notifyDown []string
-	t := s.timing
+	t := vs.timing
 	var checks []*Node
 	for _, d := range n.Children {
 		if c.timingDirective(d, &t) {
@@ -700,7 +707,7 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			c.dropped(d, rsReasons, "real_server")
 		}
 	}
-	effFwd := s.forwarding
+	effFwd := vs.forwarding
 	if fwd != "" {
 		effFwd = fwd
 	}
@@ -715,11 +722,11 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 	}
 	w.kv("address", str(addr), note)
 	w.kv("weight", strconv.Itoa(weight), "")
-	if fwd != "" && fwd != s.forwarding {
+	if fwd != "" && fwd != vs.forwarding {
 		w.kv("forwarding", str(fwd), "")
 	}
 	inhibit := t.inhibit != nil && *t.inhibit
-	if own := map[bool]string{true: "weight0", false: "remove"}[inhibit]; own != s.onDown {
+	if own := map[bool]string{true: "weight0", false: "remove"}[inhibit]; own != vs.onDown {
 		w.kv("on_down", str(own), map[bool]string{true: "inhibit_on_failure", false: "no inhibit_on_failure"}[inhibit])
 	}
 	if upper > 0 {
