@@ -233,9 +233,7 @@ func (c *converter) globalDefs(g *Node) {
 			}
 			c.directorName = n
 		case "vrrp_version":
-			if v, ok := c.intArg(n, 2, 3); ok {
-				c.version = v
-			}
+			c.intInto(&c.version, n, 2, 3)
 		case "vrrp_garp_master_repeat":
 			if v, ok := c.intArg(n, 1, 100); ok {
 				c.garp, c.garpNode = v, n
@@ -274,6 +272,14 @@ func (c *converter) intArg(n *Node, lo, hi int) (int, bool) {
 	}
 	c.extraArgs(n, 1)
 	return v, true
+}
+
+// intInto stores the one integer argument of n in dst when it is within
+// lo..hi, and leaves dst as it was, with a warning, otherwise.
+func (c *converter) intInto(dst *int, n *Node, lo, hi int) {
+	if v, ok := c.intArg(n, lo, hi); ok {
+		*dst = v
+	}
 }
 
 // secondsArg reads a keepalived time value: seconds, possibly with a

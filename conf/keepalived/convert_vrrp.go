@@ -56,13 +56,9 @@ func (c *converter) vrrpScript(n *Node) {
 				}
 			}
 		case "rise":
-			if v, ok := c.intArg(d, 1, 100); ok {
-				s.rise = v
-			}
+			c.intInto(&s.rise, d, 1, 100)
 		case "fall":
-			if v, ok := c.intArg(d, 1, 100); ok {
-				s.fall = v
-			}
+			c.intInto(&s.fall, d, 1, 100)
 		case "init_fail":
 			s.initFail = true
 		case "user":
@@ -205,17 +201,11 @@ func (c *converter) instanceDirective(vi *vrrpInstance, d *Node) {
 			vi.iface = d
 		}
 	case "virtual_router_id":
-		if v, ok := c.intArg(d, 1, 255); ok {
-			vi.vrid = v
-		}
+		c.intInto(&vi.vrid, d, 1, 255)
 	case "priority":
-		if v, ok := c.intArg(d, 1, 255); ok {
-			vi.priority = v
-		}
+		c.intInto(&vi.priority, d, 1, 255)
 	case "version":
-		if v, ok := c.intArg(d, 2, 3); ok {
-			vi.version = v
-		}
+		c.intInto(&vi.version, d, 2, 3)
 	case "advert_int":
 		if v, ok := c.secondsArg(d); ok && v > 0 {
 			vi.advert, vi.advertSet = v, true
