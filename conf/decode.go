@@ -233,7 +233,6 @@ func (r *reader) strs(t table, name string) val[[]string] {
 	return out
 }
 
-// ints reads an array of integers, each in lo..hi.
 // statuses reads HTTP status codes: integers, or "LO-HI" strings for
 // inclusive ranges such as keepalived's default "200-299".
 func (r *reader) statuses(t table, name string) val[[]int] {
@@ -349,12 +348,15 @@ type rawVRRP struct {
 	peers, vips, trackIfaces               val[[]string]
 	notifyMaster, notifyBackup             val[[]string]
 	notifyFault, notifyStop, notifyAny     val[[]string]
-	trackVS                                []rawTrackVS
-	trackExec                              []rawTrackVS
-	trackIfW                               []rawTrackVS
+	trackVS                                []rawTrackRef
+	trackExec                              []rawTrackRef
+	trackIfaceWeights                      []rawTrackRef
 }
 
-type rawTrackVS struct {
+// rawTrackRef is one entry of an instance's track_virtual_server,
+// track_interface or track_exec array: the name of what it tracks and the
+// weight.
+type rawTrackRef struct {
 	key    string
 	name   val[string]
 	weight val[int64]
@@ -484,15 +486,15 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 	}
 	for _, tt := range r.tables(t, "track_virtual_server") {
 		r.known(tt, "name", "weight")
-		v.trackVS = append(v.trackVS, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
+		v.trackVS = append(v.trackVS, rawTrackRef{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
 	}
 	for _, tt := range r.tables(t, "track_interface") {
 		r.known(tt, "name", "weight")
-		v.trackIfW = append(v.trackIfW, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
+		v.trackIfaceWeights = append(v.trackIfaceWeights, rawTrackRef{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 1, 254)})
 	}
 	for _, tt := range r.tables(t, "track_exec") {
 		r.known(tt, "name", "weight")
-		v.trackExec = append(v.trackExec, rawTrackVS{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 0, 254)})
+		v.trackExec = append(v.trackExec, rawTrackRef{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 0, 254)})
 	}
 	return v
 }

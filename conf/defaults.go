@@ -54,7 +54,11 @@ const (
 
 func vipHolders() []string { return []string{"tun", "interface"} }
 
-// Schedulers returns the IPVS scheduler names lvsha accepts.
+// Schedulers returns the IPVS scheduler names lvsha accepts: the kernel's
+// (one module net/netfilter/ipvs/ip_vs_<name>.c each), moby's six plus the
+// ones it lacks. This is the one list: package ipvs and the keepalived
+// converter take theirs from here. A fresh slice each call, so no caller
+// can change what the others see.
 func Schedulers() []string {
 	return []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 }

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// vrrp builds the VRRP instances and sync groups; vsNames are the virtual
-// servers an instance may track.
+// vrrp builds the track_exec commands, the VRRP instances and the sync
+// groups. It runs after the virtual servers, whose names the instances may
+// track.
 func (b *builder) vrrp(rc rawConfig, c *Config) {
 	vsNames := map[string]bool{}
 	for _, vs := range c.VirtualServers {
@@ -18,47 +19,33 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	names := map[string]string{}   // instance name → key of its first use
 	routers := map[string]string{} // interface/vrid/family → instance key
 	for _, rv := range rc.vrrps {
-		in := b.vrrpInstance(rv, vsNames, execNames)
-		c.VRRPInstances = append(c.VRRPInstances, in)
-		if in.Name != "" {
-			if first, dup := names[in.Name]; dup {
-				b.add(rv.name.key, "duplicate vrrp_instance name %q (first used by %s at line %d)", in.Name, first, b.lines.line(first))
-			} else {
-				names[in.Name] = rv.key
-			}
-		}
-		if in.Interface != "" && in.RouterID != 0 && len(in.VirtualIPs) > 0 {
-			id := fmt.Sprintf("%s/%d/%s", in.Interface, in.RouterID, familyOf(in.VirtualIPs[0].Addr()))
+		b.uniqueName("vrrp_instance", rv.key, rv.name, "a name for the instance", names)
+		inst := b.vrrpInstance(rv, vsNames, execNames)
+		c.VRRPInstances = append(c.VRRPInstances, inst)
+		if inst.Interface != "" && inst.RouterID != 0 && len(inst.VirtualIPs) > 0 {
+			id := fmt.Sprintf("%s/%d/%s", inst.Interface, inst.RouterID, familyOf(inst.VirtualIPs[0].Addr()))
 			if first, dup := routers[id]; dup {
 				b.add(rv.routerID.key, "router_id %d is already used on interface %s for %s VIPs by %s at line %d (want a different router_id per virtual router on a link)",
-					in.RouterID, in.Interface, familyOf(in.VirtualIPs[0].Addr()), first, b.lines.line(first))
+					inst.RouterID, inst.Interface, familyOf(inst.VirtualIPs[0].Addr()), first, b.lines.line(first))
 			} else {
 				routers[id] = rv.key
 			}
 		}
 	}
-	grouped := map[string]string{}
-	groupNames := map[string]bool{}
+	grouped := map[string]string{}    // instance name → its sync group
+	groupNames := map[string]string{} // group name → key of its first use
 	for _, rg := range rc.groups {
 		g := SyncGroup{Name: rg.name.or(""), Instances: rg.instances.or(nil)}
-		switch {
-		case !rg.name.set:
-			b.add(rg.key+".name", "missing (want a name for the sync group)")
-		case g.Name == "":
-			b.add(rg.name.key, `must not be empty (got "")`)
-		case groupNames[g.Name]:
-			b.add(rg.name.key, "duplicate vrrp_sync_group name %q", g.Name)
-		}
-		groupNames[g.Name] = true
+		b.uniqueName("vrrp_sync_group", rg.key, rg.name, "a name for the sync group", groupNames)
 		if !rg.instances.set {
-			b.add(rg.key+".instances", "missing (want the names of at least two vrrp_instance)")
+			b.add(rg.key+".instances", "missing (want the names of at least one vrrp_instance)")
 		} else if rg.instances.ok && len(g.Instances) == 0 {
 			b.add(rg.instances.key, "empty (want the names of at least one vrrp_instance)")
 		}
 		for i, n := range g.Instances {
 			key := indexKey(rg.instances.key, i)
 			switch first, dup := grouped[n]; {
-			case names[n] == "":
+			case !known(names, n):
 				b.add(key, "unknown vrrp_instance %q", n)
 			case dup:
 				b.add(key, "vrrp_instance %q is already in sync group %q (an instance belongs to one group at most)", n, first)
@@ -70,8 +57,10 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	}
 }
 
-func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) VRRPInstance {
-	in := VRRPInstance{
+// vrrpInstance builds one instance; vsNames and execNames are what its
+// track tables may refer to.
+func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames map[string]string) VRRPInstance {
+	inst := VRRPInstance{
 		Name:         rv.name.or(""),
 		Interface:    rv.iface.or(""),
 		RouterID:     int(rv.routerID.or(0)),
@@ -97,7 +86,6 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		key  string
 		want string
 	}{
-		{rv.name.set, "name", "a name for the instance"},
 		{rv.iface.set, "interface", "the interface adverts go out on"},
 		{rv.routerID.set, "router_id", "the VRID, 1..255, shared by every director of the group"},
 		{rv.vips.set, "virtual_ips", `the VIPs, e.g. ["192.0.2.10/24"]`},
@@ -106,28 +94,25 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 			b.add(rv.key+"."+req.key, "missing (want %s)", req.want)
 		}
 	}
-	if rv.name.valid() && in.Name == "" {
-		b.add(rv.name.key, `must not be empty (got "")`)
-	}
 	if v := rv.iface; v.valid() {
 		b.ifname(v.key, v.v)
 	}
-	for i, n := range in.TrackInterfaces {
+	for i, n := range inst.TrackInterfaces {
 		b.ifname(indexKey(rv.trackIfaces.key, i), n)
 	}
 
 	// Advert interval: v3 counts centiseconds in 12 bits, v2 whole seconds
 	// in 8 bits (RFC 5798 5.2.7, RFC 3768 5.3.7).
-	in.AdvertInterval = defaultAdvertV3
-	if in.Version == 2 {
-		in.AdvertInterval = defaultAdvertV2
+	inst.AdvertInterval = defaultAdvertV3
+	if inst.Version == 2 {
+		inst.AdvertInterval = defaultAdvertV2
 	}
 	if v := rv.advert; v.valid() {
-		in.AdvertInterval = v.v
+		inst.AdvertInterval = v.v
 		switch {
-		case in.Version == 3 && (v.v%(10*time.Millisecond) != 0 || v.v < 10*time.Millisecond || v.v > 40950*time.Millisecond):
+		case inst.Version == 3 && (v.v%(10*time.Millisecond) != 0 || v.v < 10*time.Millisecond || v.v > 40950*time.Millisecond):
 			b.add(v.key, "invalid for VRRP version 3 (got %s, want a multiple of 10ms from 10ms to 40.95s)", v.v)
-		case in.Version == 2 && (v.v%time.Second != 0 || v.v < time.Second || v.v > 255*time.Second):
+		case inst.Version == 2 && (v.v%time.Second != 0 || v.v < time.Second || v.v > 255*time.Second):
 			b.add(v.key, "invalid for VRRP version 2 (got %s, want whole seconds from 1s to 255s)", v.v)
 		}
 	}
@@ -160,22 +145,22 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 			b.add(key, "mixes address families (got %s, want %s like the first VIP: use one instance per family)", familyWord(f)+" VIP", familyWord(family)+" one")
 			continue
 		}
-		for _, q := range in.VirtualIPs {
+		for _, q := range inst.VirtualIPs {
 			if q.Addr() == p.Addr() {
 				b.add(key, "duplicate VIP %s", p.Addr())
 			}
 		}
-		in.VirtualIPs = append(in.VirtualIPs, p)
+		inst.VirtualIPs = append(inst.VirtualIPs, p)
 	}
 	if rv.vips.valid() && len(rv.vips.v) == 0 {
 		b.add(rv.vips.key, "empty (want at least one VIP)")
 	}
-	if family == "inet6" && in.Version == 2 {
+	if family == "inet6" && inst.Version == 2 {
 		b.add(rv.version.key, "VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)")
 	}
 	if v := rv.auth; v.valid() {
 		switch {
-		case in.Version != 2:
+		case inst.Version != 2:
 			b.add(v.key, "applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)")
 		case len(v.v) > maxAuthPass:
 			b.add(v.key, "too long (got %d bytes, want at most %d: VRRPv2 carries 8)", len(v.v), maxAuthPass)
@@ -197,14 +182,14 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		return a
 	}
 	if v := rv.unicastSrc; v.valid() {
-		in.UnicastSrc = addr(v.key, v.v)
+		inst.UnicastSrc = addr(v.key, v.v)
 		if !rv.peers.set {
 			b.add(v.key, "needs unicast_peers (want the other directors' addresses)")
 		}
 	}
 	for i, s := range rv.peers.or(nil) {
 		if a := addr(indexKey(rv.peers.key, i), s); a.IsValid() {
-			in.UnicastPeers = append(in.UnicastPeers, a)
+			inst.UnicastPeers = append(inst.UnicastPeers, a)
 		}
 	}
 	for _, rt := range rv.trackVS {
@@ -215,16 +200,16 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		case rt.name.ok && !vsNames[tv.Name]:
 			b.add(rt.name.key, "unknown virtual_server %q", tv.Name)
 		}
-		in.TrackVirtualServers = append(in.TrackVirtualServers, tv)
+		inst.TrackVirtualServers = append(inst.TrackVirtualServers, tv)
 	}
-	for _, rt := range rv.trackIfW {
+	for _, rt := range rv.trackIfaceWeights {
 		ti := TrackInterface{Name: rt.name.or(""), Weight: int(rt.weight.or(0))}
 		switch {
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want an interface name)")
 		case rt.name.ok:
 			b.ifname(rt.name.key, ti.Name)
-			for _, f := range in.TrackInterfaces {
+			for _, f := range inst.TrackInterfaces {
 				if f == ti.Name {
 					b.add(rt.name.key, "interface %s is already in track_interfaces (a fault there; want one or the other)", ti.Name)
 				}
@@ -233,7 +218,7 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		if !rt.weight.set {
 			b.add(rt.key+".weight", "missing (want 1..254, subtracted from the priority while the interface is down)")
 		}
-		in.TrackInterfaceWeights = append(in.TrackInterfaceWeights, ti)
+		inst.TrackInterfaceWeights = append(inst.TrackInterfaceWeights, ti)
 	}
 	seen := map[string]bool{}
 	for _, rt := range rv.trackExec {
@@ -241,36 +226,29 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames, execNames map[string]bool) V
 		switch {
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want a track_exec name)")
-		case rt.name.ok && !execNames[te.Name]:
+		case rt.name.ok && !known(execNames, te.Name):
 			b.add(rt.name.key, "unknown track_exec %q", te.Name)
 		case rt.name.ok && seen[te.Name]:
 			b.add(rt.name.key, "track_exec %q is already tracked by this instance", te.Name)
 		}
 		seen[te.Name] = true
-		in.TrackExecs = append(in.TrackExecs, te)
+		inst.TrackExecs = append(inst.TrackExecs, te)
 	}
-	return in
+	return inst
 }
 
-// trackExecs builds the top-level track_exec commands and returns their names.
-func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]bool {
-	names := map[string]bool{}
+// trackExecs builds the top-level track_exec commands and returns their
+// names, each with the key of the table that defines it.
+func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]string {
+	names := map[string]string{}
 	for _, re := range rc.execs {
+		b.uniqueName("track_exec", re.key, re.name, "a name that vrrp_instance track_exec tables refer to", names)
 		te := TrackExec{
 			Name: re.name.or(""), Command: re.command.or(nil),
 			Interval: re.interval.or(defaultCheckInterval),
 			Rise:     int(re.rise.or(defaultTrackExecRise)), Fall: int(re.fall.or(defaultTrackExecFall)),
 			InitFail: re.initFail.or(false),
 		}
-		switch {
-		case !re.name.set:
-			b.add(re.key+".name", "missing (want a name that vrrp_instance track_exec tables refer to)")
-		case te.Name == "":
-			b.add(re.name.key, `must not be empty (got "")`)
-		case names[te.Name]:
-			b.add(re.name.key, "duplicate track_exec name %q", te.Name)
-		}
-		names[te.Name] = true
 		switch {
 		case !re.command.set:
 			b.add(re.key+".command", `missing (want an argv such as ["/usr/local/bin/check", "arg"])`)
@@ -287,6 +265,30 @@ func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]bool {
 		c.TrackExecs = append(c.TrackExecs, te)
 	}
 	return names
+}
+
+// uniqueName checks the name of a table that others refer to by it: a
+// vrrp_instance, vrrp_sync_group or track_exec must have one, not empty and
+// not used by another table of its kind. first maps each name to the key
+// of the table that defined it; references are resolved against it.
+func (b *builder) uniqueName(kind, table string, v val[string], want string, first map[string]string) {
+	switch prev, dup := first[v.v]; {
+	case !v.set:
+		b.add(table+".name", "missing (want %s)", want)
+	case !v.ok:
+		// The wrong type, reported as such when it was read.
+	case v.v == "":
+		b.add(v.key, `must not be empty (got "")`)
+	case dup:
+		b.add(v.key, "duplicate %s name %q (first used by %s at line %d)", kind, v.v, prev, b.lines.line(prev))
+	default:
+		first[v.v] = table
+	}
+}
+
+func known(names map[string]string, n string) bool {
+	_, ok := names[n]
+	return ok
 }
 
 func (b *builder) ifname(key, n string) {

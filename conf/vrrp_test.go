@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -149,12 +150,12 @@ func TestVRRPBad(t *testing.T) {
 			`t.toml:1: track_exec[0].command: missing (want an argv such as ["/usr/local/bin/check", "arg"])`},
 		{"track_exec timeout beyond interval", "[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
 			"t.toml:5: track_exec[0].timeout: out of range (got 2s, want more than 0s and at most the interval 1s)"},
-		{"duplicate track_exec", "[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n[[track_exec]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n",
-			`t.toml:5: track_exec[1].name: duplicate track_exec name "x"`},
 		{"same router on a link twice", head + "virtual_ips = [\"192.0.2.1\"]\n" + "[[vrrp_instance]]\nname = \"b\"\ninterface = \"eth0\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.2\"]\n",
 			"t.toml:9: vrrp_instance[1].router_id: router_id 1 is already used on interface eth0 for inet VIPs by vrrp_instance[0] at line 1 (want a different router_id per virtual router on a link)"},
 		{"unknown instance in group", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\ninstances = [\"a\", \"zz\"]\n",
 			`t.toml:8: vrrp_sync_group[0].instances[1]: unknown vrrp_instance "zz"`},
+		{"sync group without instances", head + "virtual_ips = [\"192.0.2.1\"]\n[[vrrp_sync_group]]\nname = \"g\"\n",
+			"t.toml:6: vrrp_sync_group[0].instances: missing (want the names of at least one vrrp_instance)"},
 		{"garp_interval too long", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"2s\"\n",
 			"t.toml:6: vrrp_instance[0].garp_interval: too long (got 2s, want at most 1s between two announcements)"},
 		{"garp_interval negative", head + "virtual_ips = [\"192.0.2.1\"]\ngarp_interval = \"-1ms\"\n",
@@ -170,4 +171,68 @@ func TestVRRPBad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUniqueNames checks the names other tables refer to: every
+// vrrp_instance, vrrp_sync_group and track_exec needs one, not empty, not
+// another table's of its kind, and a name of the wrong type is reported as
+// that alone.
+func TestUniqueNames(t *testing.T) {
+	// Each builds one table of its kind whose name line is name = <value>,
+	// or none when value is ""; i keeps the other keys of two tables apart.
+	instance := func(value string, i int) string {
+		return "[[vrrp_instance]]\n" + nameLine(value) +
+			fmt.Sprintf("interface = \"eth0\"\nrouter_id = %d\nvirtual_ips = [\"192.0.2.%d\"]\n", i, i)
+	}
+	group := func(value string, i int) string {
+		return fmt.Sprintf("[[vrrp_sync_group]]\n%sinstances = [\"i%d\"]\n", nameLine(value), i)
+	}
+	exec := func(value string, _ int) string {
+		return "[[track_exec]]\n" + nameLine(value) + "command = [\"/bin/true\"]\n"
+	}
+	// Groups need instances to hold: i1 and i2, on lines 1-5 and 6-10.
+	grouped := instance(`"i1"`, 1) + instance(`"i2"`, 2)
+	tests := []struct {
+		name, toml, want string
+	}{
+		{"instance without name", instance("", 1),
+			"t.toml:1: vrrp_instance[0].name: missing (want a name for the instance)"},
+		{"instance with empty name", instance(`""`, 1),
+			`t.toml:2: vrrp_instance[0].name: must not be empty (got "")`},
+		{"instance name of the wrong type", instance("1", 1),
+			"t.toml:2: vrrp_instance[0].name: wrong type (got integer 1, want string)"},
+		{"instance name used twice", instance(`"a"`, 1) + instance(`"a"`, 2),
+			`t.toml:7: vrrp_instance[1].name: duplicate vrrp_instance name "a" (first used by vrrp_instance[0] at line 1)`},
+		{"sync group without name", grouped + group("", 1),
+			"t.toml:11: vrrp_sync_group[0].name: missing (want a name for the sync group)"},
+		{"sync group with empty name", grouped + group(`""`, 1),
+			`t.toml:12: vrrp_sync_group[0].name: must not be empty (got "")`},
+		{"sync group name of the wrong type", grouped + group("1", 1),
+			"t.toml:12: vrrp_sync_group[0].name: wrong type (got integer 1, want string)"},
+		{"sync group name used twice", grouped + group(`"g"`, 1) + group(`"g"`, 2),
+			`t.toml:15: vrrp_sync_group[1].name: duplicate vrrp_sync_group name "g" (first used by vrrp_sync_group[0] at line 11)`},
+		{"track_exec without name", exec("", 1),
+			"t.toml:1: track_exec[0].name: missing (want a name that vrrp_instance track_exec tables refer to)"},
+		{"track_exec with empty name", exec(`""`, 1),
+			`t.toml:2: track_exec[0].name: must not be empty (got "")`},
+		{"track_exec name of the wrong type", exec("1", 1),
+			"t.toml:2: track_exec[0].name: wrong type (got integer 1, want string)"},
+		{"track_exec name used twice", exec(`"x"`, 1) + exec(`"x"`, 2),
+			`t.toml:5: track_exec[1].name: duplicate track_exec name "x" (first used by track_exec[0] at line 1)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(tt.toml))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse error:\n got %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func nameLine(value string) string {
+	if value == "" {
+		return ""
+	}
+	return "name = " + value + "\n"
 }

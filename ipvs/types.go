@@ -18,6 +18,8 @@ import (
 
 	moby "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/conf"
 )
 
 // Flags are IPVS service flags (IP_VS_SVC_F_* in linux/ip_vs.h). moby/ipvs
@@ -74,11 +76,11 @@ func (f Forwarding) String() string {
 	return "fwd-" + strconv.Itoa(int(f&forwardMask))
 }
 
-// Schedulers returns the names of the kernel's IPVS schedulers
-// (net/netfilter/ipvs/ip_vs_*.c): moby's six plus the ones it lacks.
-func Schedulers() []string {
-	return []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
-}
+// Schedulers returns the IPVS scheduler names lvsha programs. They are
+// conf's, so that a scheduler the configuration accepts is one the
+// reconciler knows; ipvstest keeps its own copy on purpose, to catch a
+// name the kernel lacks.
+func Schedulers() []string { return conf.Schedulers() }
 
 // Service is one IPVS virtual service as lvsha wants it (from Desired) or
 // as the kernel holds it (read back). Identity is Key(); the rest are

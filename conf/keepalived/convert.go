@@ -233,9 +233,7 @@ func (c *converter) globalDefs(g *Node) {
 			}
 			c.directorName = n
 		case "vrrp_version":
-			if v, ok := c.intArg(n, 2, 3); ok {
-				c.version = v
-			}
+			c.intInto(&c.version, n, 2, 3)
 		case "vrrp_garp_master_repeat":
 			if v, ok := c.intArg(n, 1, 100); ok {
 				c.garp, c.garpNode = v, n
@@ -274,6 +272,14 @@ func (c *converter) intArg(n *Node, lo, hi int) (int, bool) {
 	}
 	c.extraArgs(n, 1)
 	return v, true
+}
+
+// intInto stores the one integer argument of n in dst when it is within
+// lo..hi, and leaves dst as it was, with a warning, otherwise.
+func (c *converter) intInto(dst *int, n *Node, lo, hi int) {
+	if v, ok := c.intArg(n, lo, hi); ok {
+		*dst = v
+	}
 }
 
 // secondsArg reads a keepalived time value: seconds, possibly with a
@@ -341,15 +347,21 @@ func (c *converter) document() string {
 	for _, n := range c.vss {
 		c.virtualServer(w, n)
 	}
+	// The instances decide which vrrp_scripts are written, and lvsha's
+	// track_exec tables come before its instances; each instance is
+	// rendered apart, before the scripts, so that the report keeps the
+	// order of reading.
 	c.usedScripts, c.skippedScripts = map[string]bool{}, map[string]bool{}
-	var inst []*tomlWriter
+	var instances []*tomlWriter
 	for _, n := range c.instances {
 		iw := &tomlWriter{}
-		c.vrrpInstance(iw, n)
-		inst = append(inst, iw)
+		if vi, ok := c.parseInstance(n); ok {
+			c.renderInstance(iw, vi)
+		}
+		instances = append(instances, iw)
 	}
 	c.renderScripts(w)
-	for _, iw := range inst {
+	for _, iw := range instances {
 		w.b.WriteString(iw.b.String())
 	}
 	for _, n := range c.syncGroups {

@@ -3,12 +3,12 @@ package keepalived
 import (
 	"encoding/hex"
 	"fmt"
-
-	"github.com/lvsha/lvsha/conf"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lvsha/lvsha/conf"
 )
 
 // keepalived's checker defaults (check_data.c, check_api.c, check_http.c,
@@ -23,8 +23,6 @@ const (
 	kaHTTPDelayRetry   = 3 * time.Second
 	kaPersistDefault   = 360 // seconds, for a port-0 service without persistence_timeout
 )
-
-var kaSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 
 // timing holds the check settings that keepalived inherits from the
 // virtual server to the real server to the checker; nil means unset.
@@ -127,118 +125,119 @@ func (c *converter) virtualServer(w *tomlWriter, n *Node) {
 	if !ok {
 		return
 	}
-	s := vsSettings{node: n, scheduler: "", forwarding: "", quorum: 1, rsWeight: 1}
+	vs := vsSettings{node: n, quorum: 1, rsWeight: 1}
 	for _, d := range n.Children {
 		if d.Name == "inhibit_on_failure" {
 			// keepalived ignores an argument at this level: always on.
 			on := true
-			s.timing.inhibit = &on
+			vs.timing.inhibit = &on
 			continue
 		}
-		if c.timingDirective(d, &s.timing) {
+		if c.timingDirective(d, &vs.timing) {
 			continue
 		}
 		switch d.Name {
 		case "lb_algo", "lvs_sched":
-			if len(d.Args) == 1 && containsFold(kaSchedulers, d.Args[0]) {
-				s.scheduler = strings.ToLower(d.Args[0])
+			// keepalived knows the same kernel schedulers as lvsha.
+			if scheds := conf.Schedulers(); len(d.Args) == 1 && containsFold(scheds, d.Args[0]) {
+				vs.scheduler = strings.ToLower(d.Args[0])
 			} else {
-				c.errorf(d, "%s: unknown scheduler %q (want one of %s)", d.Name, strings.Join(d.Args, " "), strings.Join(kaSchedulers, " "))
+				c.errorf(d, "%s: unknown scheduler %q (want one of %s)", d.Name, strings.Join(d.Args, " "), strings.Join(scheds, " "))
 			}
 		case "lb_kind", "lvs_method":
 			if f, ok := c.forwarding(d); ok {
-				s.forwarding = f
+				vs.forwarding = f
 			}
 		case "protocol":
 			if len(d.Args) == 1 && containsFold([]string{"TCP", "UDP", "SCTP"}, d.Args[0]) {
-				s.protocol = strings.ToLower(d.Args[0])
+				vs.protocol = strings.ToLower(d.Args[0])
 			} else {
 				c.errorf(d, "protocol: want TCP, UDP or SCTP (got %q)", strings.Join(d.Args, " "))
 			}
 		case "persistence_timeout":
 			if len(d.Args) == 0 {
-				s.persistence = kaPersistDefault
+				vs.persistence = kaPersistDefault
 			} else if v, ok := c.intArg(d, 1, 1<<31-1); ok {
-				s.persistence = v
+				vs.persistence = v
 			}
 		case "persistence_granularity":
-			s.netmask = c.granularity(d)
+			vs.netmask = c.granularity(d)
 		case "ops":
-			s.onePacket = true
+			vs.onePacket = true
 		case "sh-port", "mh-port", "sh-fallback", "mh-fallback":
-			s.schedFlags = append(s.schedFlags, d.Name)
+			vs.schedFlags = append(vs.schedFlags, d.Name)
 		case "flag-1", "flag-2":
-			s.schedFlags = append(s.schedFlags, d.Name) // resolved once the scheduler is known
+			vs.schedFlags = append(vs.schedFlags, d.Name) // resolved once the scheduler is known
 		case "quorum":
 			if v, ok := c.intArg(d, 1, 1<<31-1); ok {
-				s.quorum, s.quorumSet = v, true
+				vs.quorum, vs.quorumSet = v, true
 			}
 		case "hysteresis":
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
-				s.hysteresis = v
+				vs.hysteresis = v
 			}
 		case "sorry_server":
-			s.sorry = d
+			vs.sorry = d
 		case "sorry_server_lvs_method":
 			if f, ok := c.forwarding(d); ok {
-				s.sorryFwd = f
+				vs.sorryFwd = f
 			}
 		case "ip_family":
 			if len(d.Args) == 1 && (d.Args[0] == "inet" || d.Args[0] == "inet6") {
-				s.family = d.Args[0]
+				vs.family = d.Args[0]
 			} else {
 				c.warn(d, "ip_family: not carried: want inet or inet6 (got %q)", strings.Join(d.Args, " "))
 			}
 		case "weight":
 			if v, ok := c.intArg(d, 0, 65535); ok {
-				s.rsWeight = v
+				vs.rsWeight = v
 			}
 		case "real_server":
-			s.reals = append(s.reals, d)
+			vs.reals = append(vs.reals, d)
 		case "quorum_up", "quorum_down":
 			if argv, ok := c.scriptArg(d); ok {
 				if d.Name == "quorum_up" {
-					s.quorumUp = argv
+					vs.quorumUp = argv
 				} else {
-					s.quorumDown = argv
+					vs.quorumDown = argv
 				}
 			}
 		case "sorry_server_inhibit":
-			s.sorryInhibit = true
+			vs.sorryInhibit = true
 		default:
 			c.dropped(d, vsReasons, "virtual_server")
 		}
 	}
-	if s.scheduler == "" {
-		s.scheduler = "wlc"
+	if vs.scheduler == "" {
+		vs.scheduler = "wlc"
 	}
-	if s.forwarding == "" {
-		s.forwarding = "nat"
+	if vs.forwarding == "" {
+		vs.forwarding = "nat"
 	}
-	if s.sorryFwd != "" && s.sorryFwd != s.forwarding {
-		c.warn(n, "sorry_server_lvs_method: not carried: lvsha forwards to the sorry server with the virtual server's method (%s)", s.forwarding)
+	if vs.sorryFwd != "" && vs.sorryFwd != vs.forwarding {
+		c.warn(n, "sorry_server_lvs_method: not carried: lvsha forwards to the sorry server with the virtual server's method (%s)", vs.forwarding)
 	}
 	var flags []string
-	for _, f := range s.schedFlags {
+	for _, f := range vs.schedFlags {
 		switch {
-		case f == "flag-1" && (s.scheduler == "sh" || s.scheduler == "mh"):
-			flags = append(flags, s.scheduler+"-fallback")
-		case f == "flag-2" && (s.scheduler == "sh" || s.scheduler == "mh"):
-			flags = append(flags, s.scheduler+"-port")
-		case strings.HasPrefix(f, s.scheduler+"-"):
+		case f == "flag-1" && (vs.scheduler == "sh" || vs.scheduler == "mh"):
+			flags = append(flags, vs.scheduler+"-fallback")
+		case f == "flag-2" && (vs.scheduler == "sh" || vs.scheduler == "mh"):
+			flags = append(flags, vs.scheduler+"-port")
+		case strings.HasPrefix(f, vs.scheduler+"-"):
 			flags = append(flags, f)
 		default:
-			c.warn(n, "%s: not carried: the flag means nothing to scheduler %s", f, s.scheduler)
+			c.warn(n, "%s: not carried: the flag means nothing to scheduler %s", f, vs.scheduler)
 		}
 	}
-	s.schedFlags = flags
-	rsFamily := c.realFamily(&s)
+	vs.schedFlags = flags
+	rsFamily := c.realFamily(&vs)
 	for _, svc := range svcs {
-		if svc.fwmark == 0 && len(s.reals) > 0 && familyOfAddr(svc.addr.Addr()) != rsFamily {
+		if svc.fwmark == 0 && len(vs.reals) > 0 && familyOfAddr(svc.addr.Addr()) != rsFamily {
 			c.warn(n, "%s: not carried: its real servers are %s and IPVS forwards within one family (keepalived refuses the mix too)", svc.addr, rsFamily)
 			continue
 		}
-		c.renderService(w, &s, svc)
+		c.renderService(w, &vs, svc)
 	}
 }
 
@@ -457,8 +456,11 @@ func (c *converter) granularity(d *Node) int {
 	return 0
 }
 
-func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
-	n := s.node
+// renderService writes one service of a virtual_server block; a group
+// renders the block once per service, so the warnings repeat and are
+// deduplicated.
+func (c *converter) renderService(w *tomlWriter, vs *vsSettings, svc service) {
+	n := vs.node
 	w.blank()
 	w.array("virtual_server")
 	what := "virtual_server " + strings.Join(n.Args, " ")
@@ -472,15 +474,15 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 		switch {
 		case svc.family != "":
 			family = svc.family
-		case s.family != "":
-			family = s.family
+		case vs.family != "":
+			family = vs.family
 		default:
-			family = c.realFamily(s)
+			family = c.realFamily(vs)
 		}
 		if family == "inet6" {
 			w.kv("family", str("inet6"), "")
 		}
-		if s.protocol != "" {
+		if vs.protocol != "" {
 			c.warn(n, "protocol: not carried: a fwmark service has no protocol (keepalived ignores it too)")
 		}
 	} else {
@@ -488,18 +490,18 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 		if svc.addr.Addr().Is6() {
 			family = "inet6"
 		}
-		if s.protocol == "" {
+		if vs.protocol == "" {
 			w.kv("protocol", str("udp"), "keepalived uses UDP when a virtual_server sets no protocol")
 		} else {
-			w.kv("protocol", str(s.protocol), "")
+			w.kv("protocol", str(vs.protocol), "")
 		}
 	}
-	w.kv("scheduler", str(s.scheduler), "")
-	if len(s.schedFlags) > 0 {
-		w.kv("scheduler_flags", strs(s.schedFlags), "")
+	w.kv("scheduler", str(vs.scheduler), "")
+	if len(vs.schedFlags) > 0 {
+		w.kv("scheduler_flags", strs(vs.schedFlags), "")
 	}
-	w.kv("forwarding", str(s.forwarding), "")
-	persistence := s.persistence
+	w.kv("forwarding", str(vs.forwarding), "")
+	persistence := vs.persistence
 	if persistence == 0 && svc.fwmark == 0 && svc.addr.Port() == 0 {
 		persistence = kaPersistDefault
 		w.comment("keepalived makes a port-0 service persistent for 360s")
@@ -507,29 +509,29 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 	if persistence > 0 {
 		w.kv("persistence", dur(time.Duration(persistence)*time.Second), "")
 	}
-	if s.netmask > 0 {
-		if family == "inet" && s.netmask > 32 {
-			c.warn(n, "persistence_granularity: not carried: /%d is not an IPv4 prefix length", s.netmask)
+	if vs.netmask > 0 {
+		if family == "inet" && vs.netmask > 32 {
+			c.warn(n, "persistence_granularity: not carried: /%d is not an IPv4 prefix length", vs.netmask)
 		} else {
-			w.kv("persistence_netmask", strconv.Itoa(s.netmask), "")
+			w.kv("persistence_netmask", strconv.Itoa(vs.netmask), "")
 		}
 	}
-	if s.onePacket {
+	if vs.onePacket {
 		w.kv("one_packet", "true", "")
 	}
 
-	onDown := c.onDown(s)
-	s.onDown = onDown
+	onDown := c.onDown(vs)
+	vs.onDown = onDown
 	if onDown == "remove" {
 		w.kv("on_down", str("remove"), "keepalived removes a failed real server unless inhibit_on_failure is set")
 	} else {
 		w.kv("on_down", str("weight0"), "inhibit_on_failure")
 	}
-	if s.sorry != nil {
-		c.renderSorry(w, s, svc)
+	if vs.sorry != nil {
+		c.renderSorry(w, vs, svc)
 	}
-	if s.quorumSet || s.hysteresis > 0 {
-		q, h := s.quorum, s.hysteresis
+	if vs.quorumSet || vs.hysteresis > 0 {
+		q, h := vs.quorum, vs.hysteresis
 		if h >= q {
 			h = q - 1 // keepalived lowers it the same way
 		}
@@ -541,21 +543,21 @@ func (c *converter) renderService(w *tomlWriter, s *vsSettings, svc service) {
 			w.kv("quorum", strconv.Itoa(q), "")
 		}
 	}
-	if s.quorumUp != nil {
-		w.kv("notify_quorum_up", strs(s.quorumUp), "quorum_up")
+	if vs.quorumUp != nil {
+		w.kv("notify_quorum_up", strs(vs.quorumUp), "quorum_up")
 	}
-	if s.quorumDown != nil {
-		w.kv("notify_quorum_down", strs(s.quorumDown), "quorum_down")
+	if vs.quorumDown != nil {
+		w.kv("notify_quorum_down", strs(vs.quorumDown), "quorum_down")
 	}
-	for _, rs := range s.reals {
-		c.realServer(w, s, svc, rs)
+	for _, rs := range vs.reals {
+		c.realServer(w, vs, svc, rs)
 	}
 }
 
 // realFamily guesses a fwmark service's family from its real servers, as
 // keepalived does when ip_family is not set.
-func (c *converter) realFamily(s *vsSettings) string {
-	for _, rs := range s.reals {
+func (c *converter) realFamily(vs *vsSettings) string {
+	for _, rs := range vs.reals {
 		if len(rs.Args) > 0 {
 			if a, err := netip.ParseAddr(strings.Trim(rs.Args[0], "[]")); err == nil && a.Is6() {
 				return "inet6"
@@ -589,8 +591,8 @@ func (c *converter) scriptArg(d *Node) ([]string, bool) {
 // onDown decides lvsha's per-service on_down from keepalived's
 // inhibit_on_failure: the service's own setting, else the first real
 // server's; real servers that differ get their own on_down.
-func (c *converter) onDown(s *vsSettings) string {
-	if s.timing.inhibit != nil && *s.timing.inhibit || s.timing.inhibit == nil && len(s.reals) > 0 && rsInhibit(s.reals[0], false) {
+func (c *converter) onDown(vs *vsSettings) string {
+	if vs.timing.inhibit != nil && *vs.timing.inhibit || vs.timing.inhibit == nil && len(vs.reals) > 0 && rsInhibit(vs.reals[0], false) {
 		return "weight0"
 	}
 	return "remove"
@@ -606,8 +608,10 @@ func rsInhibit(rs *Node, def bool) bool {
 	return def
 }
 
-func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
-	d := s.sorry
+// renderSorry writes the sorry server, which keepalived's address rules
+// for destinations apply to as to a real server.
+func (c *converter) renderSorry(w *tomlWriter, vs *vsSettings, svc service) {
+	d := vs.sorry
 	port := "0"
 	if len(d.Args) >= 2 {
 		port = d.Args[1]
@@ -622,8 +626,8 @@ func (c *converter) renderSorry(w *tomlWriter, s *vsSettings, svc service) {
 		return
 	}
 	c.extraArgs(d, 2)
-	w.kv("sorry_server", str(c.destAddr(s.forwarding, svc, ap)), "")
-	if s.sorryInhibit {
+	w.kv("sorry_server", str(c.destAddr(vs.forwarding, svc, ap)), "")
+	if vs.sorryInhibit {
 		w.kv("sorry_inhibit", "true", "sorry_server_inhibit")
 	}
 }
@@ -646,7 +650,9 @@ func (c *converter) destAddr(fwd string, svc service, ap netip.AddrPort) string 
 	return ap.String()
 }
 
-func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Node) {
+// realServer writes a real_server table with its check. The block's own
+// timing directives override those it inherits for its checker.
+func (c *converter) realServer(w *tomlWriter, vs *vsSettings, svc service, n *Node) {
 	if len(n.Args) < 1 || len(n.Args) > 2 {
 		c.errorf(n, "real_server: want IP [PORT] (got %q)", strings.Join(n.Args, " "))
 		return
@@ -660,14 +666,18 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 		c.errorf(n, "real_server: invalid address or port (got %q)", strings.Join(n.Args, " "))
 		return
 	}
-	weight := s.rsWeight
+	weight := vs.rsWeight
 	fwd := ""
 	var upper, lower int
 	var notifyUp, notifyDown []string
-	t := s.timing
+	t := vs.timing
 	var checks []*Node
 	for _, d := range n.Children {
 		if c.timingDirective(d, &t) {
+			continue
+		}
+		if checkType(d.Name) != "" {
+			checks = append(checks, d)
 			continue
 		}
 		switch d.Name {
@@ -687,8 +697,6 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			if v, ok := c.intArg(d, 0, 1<<31-1); ok {
 				lower = v
 			}
-		case "HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK", "PING_CHECK", "UDP_CHECK":
-			checks = append(checks, d)
 		case "FILE_CHECK", "BFD_CHECK":
 			c.warn(d, "%s: not carried: lvsha has no %s; a MISC_CHECK-like exec check can do it", d.Name, strings.ToLower(strings.TrimSuffix(d.Name, "_CHECK"))+" check")
 		case "notify_up":
@@ -699,7 +707,7 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			c.dropped(d, rsReasons, "real_server")
 		}
 	}
-	effFwd := s.forwarding
+	effFwd := vs.forwarding
 	if fwd != "" {
 		effFwd = fwd
 	}
@@ -714,11 +722,11 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 	}
 	w.kv("address", str(addr), note)
 	w.kv("weight", strconv.Itoa(weight), "")
-	if fwd != "" && fwd != s.forwarding {
+	if fwd != "" && fwd != vs.forwarding {
 		w.kv("forwarding", str(fwd), "")
 	}
 	inhibit := t.inhibit != nil && *t.inhibit
-	if own := map[bool]string{true: "weight0", false: "remove"}[inhibit]; own != s.onDown {
+	if own := map[bool]string{true: "weight0", false: "remove"}[inhibit]; own != vs.onDown {
 		w.kv("on_down", str(own), map[bool]string{true: "inhibit_on_failure", false: "no inhibit_on_failure"}[inhibit])
 	}
 	if upper > 0 {
@@ -741,239 +749,377 @@ func (c *converter) realServer(w *tomlWriter, s *vsSettings, svc service, n *Nod
 			c.warn(ck, "%s: not carried: lvsha runs one check per real server; the first one (%s at line %d) is kept", ck.Name, checks[0].Name, checks[0].Line)
 			continue
 		}
-		c.check(w, t, ck)
+		c.renderCheck(w, c.parseCheck(ck, t))
 	}
 	w.indent = ""
 }
 
-// check renders one keepalived checker as the real server's check table.
-func (c *converter) check(w *tomlWriter, inherited timing, n *Node) {
-	t := inherited
-	retry, delayRetry := kaRetry, kaDelayBeforeRetry
-	typ := map[string]string{"HTTP_GET": "http", "SSL_GET": "https", "TCP_CHECK": "tcp", "MISC_CHECK": "exec", "DNS_CHECK": "dns", "SMTP_CHECK": "smtp", "PING_CHECK": "icmp", "UDP_CHECK": "udp"}[n.Name]
-	retryFromLoop := false // DNS_CHECK's delay_before_retry defaults to delay_loop
-	switch typ {
-	case "dns":
-		retry, retryFromLoop = kaDNSRetry, true
-	case "exec":
-		retry = kaMiscRetry
-	case "http", "https":
-		delayRetry = kaHTTPDelayRetry
+// checkType is lvsha's check type for a keepalived checker keyword, ""
+// for a keyword that names no checker lvsha has.
+func checkType(checker string) string {
+	switch checker {
+	case "HTTP_GET":
+		return "http"
+	case "SSL_GET":
+		return "https"
+	case "TCP_CHECK":
+		return "tcp"
+	case "MISC_CHECK":
+		return "exec"
+	case "DNS_CHECK":
+		return "dns"
+	case "SMTP_CHECK":
+		return "smtp"
+	case "PING_CHECK":
+		return "icmp"
+	case "UDP_CHECK":
+		return "udp"
 	}
-	var (
-		connectIP, connectPort string
-		urls                   []*Node
-		miscPath               *Node
-		miscTimeout            *time.Duration
-		sni                    string
-		enableSNI              bool
-		dnsType, dnsName       string
-		heloName               string
-		payload, reply         string
-		requireReply           bool
-		dynamic                bool
-	)
+	return ""
+}
+
+// kaCheck is what one checker block says, with the timing its real and
+// virtual server pass down. Values lvsha cannot carry were reported at
+// their file:line while parsing and are left out.
+type kaCheck struct {
+	node         *Node
+	typ          string // lvsha's check type
+	timing       timing
+	connectIP    string // "" when unset or invalid
+	connectPort  string // "" when unset or invalid
+	hasURLBlocks bool   // url blocks were given, whether or not any has a path
+	urls         []kaURL
+	host         string // the Host of every request: the first url's, else virtualhost
+	miscPath     *Node
+	miscTimeout  *time.Duration
+	sni          string
+	dnsType      string
+	dnsName      string
+	heloName     string
+	payload      string // hex
+	reply        string // hex
+	requireReply bool
+	dynamic      bool
+}
+
+// parseCheck reads a checker block. Its warnings come in the order of
+// the file, then those about the block as a whole.
+func (c *converter) parseCheck(n *Node, inherited timing) *kaCheck {
+	k := &kaCheck{node: n, typ: checkType(n.Name), timing: inherited}
+	var urls []*Node
 	for _, d := range n.Children {
-		if c.timingDirective(d, &t) {
-			continue
-		}
-		switch d.Name {
-		case "connect_ip":
-			if len(d.Args) > 0 {
-				connectIP = strings.Trim(d.Args[0], "[]")
-			}
-		case "connect_port":
-			if len(d.Args) > 0 {
-				connectPort = d.Args[0]
-			}
-		case "url":
-			if typ == "http" || typ == "https" {
-				urls = append(urls, d)
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "misc_path":
-			if typ == "exec" {
-				miscPath = d
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "payload", "require_reply":
-			if typ != "udp" {
-				c.unknown(d, n.Name)
-				break
-			}
-			h := ""
-			if len(d.Args) > 0 {
-				h = strings.ToLower(d.Args[0])
-				if _, err := hex.DecodeString(h); err != nil {
-					c.warn(d, "%s: not carried: lvsha takes plain hex bytes, without masks (got %q)", d.Name, d.Args[0])
-					break
-				}
-			}
-			if d.Name == "payload" {
-				payload = h
-			} else {
-				requireReply, reply = true, h
-			}
-		case "min_reply_length", "max_reply_length":
-			if typ == "udp" {
-				c.notCarried(d, "lvsha checks how a reply starts, not its length")
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "helo_name":
-			if typ == "smtp" && len(d.Args) > 0 {
-				heloName = d.Args[0]
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "host":
-			if typ == "smtp" {
-				c.notCarried(d, "lvsha checks one address per real server (connect_ip, connect_port); the other hosts are not checked")
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "type":
-			if typ == "dns" && len(d.Args) > 0 {
-				dnsType = strings.ToUpper(d.Args[0])
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "name":
-			if typ == "dns" && len(d.Args) > 0 {
-				dnsName = d.Args[0]
-			} else {
-				c.unknown(d, n.Name)
-			}
-		case "misc_timeout":
-			if d2, ok := c.secondsArg(d); ok {
-				miscTimeout = &d2
-			}
-		case "misc_dynamic":
-			dynamic = boolArg(d)
-		case "enable_sni":
-			enableSNI = boolArg(d)
-		case "sni_name":
-			if len(d.Args) > 0 {
-				sni = d.Args[0]
-			}
+		switch {
+		case c.timingDirective(d, &k.timing):
+		case c.checkDirective(k, d):
+		case d.Name == "url" && isHTTP(k.typ):
+			urls = append(urls, d)
+		case c.typedCheckDirective(k, d):
 		default:
+			// Also a directive of another checker type: keepalived does
+			// not know it here either.
 			c.dropped(d, checkReasons, n.Name)
 		}
 	}
-	interval := kaDelayLoop
-	if t.delayLoop != nil {
-		interval = *t.delayLoop
-	}
-	timeout := kaConnectTimeout
-	if t.connectTimeout != nil {
-		timeout = *t.connectTimeout
-	}
-	if typ == "exec" {
-		timeout = interval
-		if miscTimeout != nil && *miscTimeout > 0 {
-			timeout = *miscTimeout
-		}
-	}
-	if t.retry != nil {
-		retry = *t.retry
-	}
-	if retryFromLoop {
-		delayRetry = interval
-	}
-	if t.delayBeforeRetry != nil {
-		delayRetry = *t.delayBeforeRetry
-	}
+	c.checkConnect(k)
+	c.parseURLs(k, urls)
+	return k
+}
 
-	w.indent = "    "
-	w.table("virtual_server.real_server.check")
-	w.comment(at(n, n.Name))
-	w.kv("type", str(typ), "")
-	w.kv("interval", dur(interval), "delay_loop")
-	if timeout >= interval {
-		adj := interval * 9 / 10
-		w.kv("timeout", dur(adj.Truncate(time.Millisecond)), fmt.Sprintf("keepalived's %s %s is not shorter than delay_loop; lvsha needs it shorter", map[bool]string{true: "misc_timeout", false: "connect_timeout"}[typ == "exec"], strings.Trim(dur(timeout), `"`)))
-	} else {
-		w.kv("timeout", dur(timeout), map[bool]string{true: "misc_timeout", false: "connect_timeout"}[typ == "exec"])
-	}
-	w.kv("rise", "1", "keepalived marks a server up on its first success")
-	w.kv("fall", strconv.Itoa(retry+1), fmt.Sprintf("retry %d: down after %d failures in a row", retry, retry+1))
-	if retry > 0 && delayRetry != interval {
-		w.kv("retry_interval", dur(delayRetry), "delay_before_retry")
-	}
-	if t.alpha != nil && *t.alpha {
-		w.kv("start_down", "true", "alpha")
-	}
-	if t.warmup != nil {
-		w.comment(fmt.Sprintf("warmup %s: lvsha spreads every first probe at random within the interval instead", strings.Trim(dur(*t.warmup), `"`)))
-	}
-	if connectIP != "" {
-		if _, err := netip.ParseAddr(connectIP); err != nil {
-			c.warn(n, "connect_ip: not carried: invalid address %q", connectIP)
-		} else {
-			w.kv("connect_address", str(connectIP), "")
+func isHTTP(typ string) bool { return typ == "http" || typ == "https" }
+
+// checkDirective reads a directive every checker type takes; false when d
+// is not one.
+func (c *converter) checkDirective(k *kaCheck, d *Node) bool {
+	switch d.Name {
+	case "connect_ip":
+		if len(d.Args) > 0 {
+			k.connectIP = strings.Trim(d.Args[0], "[]")
 		}
-	}
-	if connectPort != "" {
-		if p, err := strconv.ParseUint(connectPort, 10, 16); err != nil || p == 0 {
-			c.warn(n, "connect_port: not carried: invalid port %q", connectPort)
-		} else {
-			w.kv("connect_port", connectPort, "")
+	case "connect_port":
+		if len(d.Args) > 0 {
+			k.connectPort = d.Args[0]
 		}
+	case "misc_timeout":
+		if v, ok := c.secondsArg(d); ok {
+			k.miscTimeout = &v
+		}
+	case "misc_dynamic":
+		k.dynamic = boolArg(d)
+	case "enable_sni":
+		// lvsha sends sni, else the host, as keepalived does with
+		// enable_sni; only sni needs carrying.
+	case "sni_name":
+		if len(d.Args) > 0 {
+			k.sni = d.Args[0]
+		}
+	default:
+		return false
 	}
-	var more []kaURL
-	switch typ {
-	case "http", "https":
-		more = c.renderURL(w, n, urls, t)
-		if typ == "https" && (enableSNI || sni != "") {
-			if sni != "" {
-				w.kv("sni", str(sni), "")
-			}
+	return true
+}
+
+// typedCheckDirective reads a directive only k's checker type takes,
+// other than url; false when d is not one, or lacks its value.
+func (c *converter) typedCheckDirective(k *kaCheck, d *Node) bool {
+	switch k.typ {
+	case "exec":
+		if d.Name == "misc_path" {
+			k.miscPath = d
+			return true
 		}
 	case "udp":
-		if payload != "" {
-			w.kv("payload_hex", str(payload), "payload")
-		}
-		switch {
-		case reply != "":
-			w.kv("reply_hex", str(reply), "require_reply")
-		case requireReply:
-			w.kv("require_reply", "true", "")
-		}
+		return c.udpDirective(k, d)
 	case "smtp":
-		if heloName != "" {
-			w.kv("helo_name", str(heloName), "")
+		switch {
+		case d.Name == "helo_name" && len(d.Args) > 0:
+			k.heloName = d.Args[0]
+			return true
+		case d.Name == "host":
+			c.notCarried(d, "lvsha checks one address per real server (connect_ip, connect_port); the other hosts are not checked")
+			return true
 		}
 	case "dns":
-		if dnsType != "" {
-			if _, ok := conf.DNSTypes()[dnsType]; ok {
-				w.kv("dns_type", str(dnsType), "")
-			} else {
-				c.warn(n, "type %s: not carried: lvsha queries A, AAAA, CNAME, MX, NS, SOA, TXT, RRSIG or DNSKEY; SOA is used", dnsType)
-			}
-		}
-		if dnsName != "" {
-			w.kv("dns_name", str(dnsName), "")
-		}
-	case "exec":
-		if miscPath == nil || len(miscPath.Args) == 0 {
-			c.errorf(n, "MISC_CHECK: missing misc_path")
-			break
-		}
-		argv, shell := command(strings.Join(miscPath.Args, " "))
-		note := ""
-		if shell {
-			note = "run through a shell: the line uses shell syntax"
-		}
-		w.kv("command", strs(argv), note)
-		c.extraArgs(miscPath, 1)
-		if dynamic {
-			w.kv("dynamic_weight", "true", "misc_dynamic")
+		switch {
+		case d.Name == "type" && len(d.Args) > 0:
+			k.dnsType = strings.ToUpper(d.Args[0])
+			return true
+		case d.Name == "name" && len(d.Args) > 0:
+			k.dnsName = d.Args[0]
+			return true
 		}
 	}
-	renderMoreURLs(w, more)
-	w.indent = "  "
+	return false
+}
+
+func (c *converter) udpDirective(k *kaCheck, d *Node) bool {
+	switch d.Name {
+	case "payload", "require_reply":
+		h := ""
+		if len(d.Args) > 0 {
+			h = strings.ToLower(d.Args[0])
+			if _, err := hex.DecodeString(h); err != nil {
+				c.warn(d, "%s: not carried: lvsha takes plain hex bytes, without masks (got %q)", d.Name, d.Args[0])
+				return true
+			}
+		}
+		if d.Name == "payload" {
+			k.payload = h
+		} else {
+			k.requireReply, k.reply = true, h
+		}
+	case "min_reply_length", "max_reply_length":
+		c.notCarried(d, "lvsha checks how a reply starts, not its length")
+	default:
+		return false
+	}
+	return true
+}
+
+// checkConnect drops an invalid connect_ip or connect_port, which
+// keepalived reports without the directive's line.
+func (c *converter) checkConnect(k *kaCheck) {
+	if k.connectIP != "" {
+		if _, err := netip.ParseAddr(k.connectIP); err != nil {
+			c.warn(k.node, "connect_ip: not carried: invalid address %q", k.connectIP)
+			k.connectIP = ""
+		}
+	}
+	if k.connectPort != "" {
+		if p, err := strconv.ParseUint(k.connectPort, 10, 16); err != nil || p == 0 {
+			c.warn(k.node, "connect_port: not carried: invalid port %q", k.connectPort)
+			k.connectPort = ""
+		}
+	}
+}
+
+// parseURLs reads the url blocks, keeping those with a path. lvsha sends
+// one Host per check, so a later url's own virtualhost is dropped.
+func (c *converter) parseURLs(k *kaCheck, urls []*Node) {
+	k.hasURLBlocks = len(urls) > 0
+	for _, u := range urls {
+		ku := c.parseURL(u)
+		if ku.path == "" {
+			c.warn(u, "url: not carried: it has no path (keepalived ignores it too)")
+			continue
+		}
+		k.urls = append(k.urls, ku)
+	}
+	if len(k.urls) == 0 {
+		return
+	}
+	k.host = k.urls[0].host
+	if k.host == "" && k.timing.virtualhost != nil {
+		k.host = *k.timing.virtualhost
+	}
+	for _, ku := range k.urls[1:] {
+		if ku.host != "" && ku.host != k.host {
+			c.warn(ku.node, "url: virtualhost %s not carried: lvsha sends one Host per check (%q)", ku.host, k.host)
+		}
+	}
+}
+
+// checkSchedule is when a check probes and how soon it gives up, after
+// keepalived's defaults.
+type checkSchedule struct {
+	interval, timeout, retryInterval time.Duration
+	retry                            int // failures tolerated before down
+}
+
+// schedule applies keepalived's defaults, which differ per checker type.
+func (k *kaCheck) schedule() checkSchedule {
+	t := k.timing
+	s := checkSchedule{interval: kaDelayLoop, timeout: kaConnectTimeout, retry: kaRetry, retryInterval: kaDelayBeforeRetry}
+	if t.delayLoop != nil {
+		s.interval = *t.delayLoop
+	}
+	if t.connectTimeout != nil {
+		s.timeout = *t.connectTimeout
+	}
+	switch k.typ {
+	case "dns":
+		s.retry, s.retryInterval = kaDNSRetry, s.interval
+	case "exec":
+		s.retry, s.timeout = kaMiscRetry, s.interval
+		if k.miscTimeout != nil && *k.miscTimeout > 0 {
+			s.timeout = *k.miscTimeout
+		}
+	case "http", "https":
+		s.retryInterval = kaHTTPDelayRetry
+	}
+	if t.retry != nil {
+		s.retry = *t.retry
+	}
+	if t.delayBeforeRetry != nil {
+		s.retryInterval = *t.delayBeforeRetry
+	}
+	return s
+}
+
+// renderCheck writes the real server's check table.
+func (c *converter) renderCheck(w *tomlWriter, k *kaCheck) {
+	w.indent = "    "
+	defer func() { w.indent = "  " }()
+	w.table("virtual_server.real_server.check")
+	w.comment(at(k.node, k.node.Name))
+	w.kv("type", str(k.typ), "")
+	renderSchedule(w, k)
+	if k.connectIP != "" {
+		w.kv("connect_address", str(k.connectIP), "")
+	}
+	if k.connectPort != "" {
+		w.kv("connect_port", k.connectPort, "")
+	}
+	switch k.typ {
+	case "http", "https":
+		c.renderHTTP(w, k)
+	case "udp":
+		renderUDP(w, k)
+	case "smtp":
+		if k.heloName != "" {
+			w.kv("helo_name", str(k.heloName), "")
+		}
+	case "dns":
+		c.renderDNS(w, k)
+	case "exec":
+		c.renderExec(w, k)
+	}
+	if len(k.urls) > 1 {
+		renderMoreURLs(w, k.urls[1:])
+	}
+}
+
+// renderSchedule writes the timing keys. lvsha counts failures in a row
+// where keepalived counts retries, and wants a timeout shorter than the
+// interval.
+func renderSchedule(w *tomlWriter, k *kaCheck) {
+	s := k.schedule()
+	w.kv("interval", dur(s.interval), "delay_loop")
+	timeoutKey := "connect_timeout"
+	if k.typ == "exec" {
+		timeoutKey = "misc_timeout"
+	}
+	if s.timeout >= s.interval {
+		adj := s.interval * 9 / 10
+		w.kv("timeout", dur(adj.Truncate(time.Millisecond)), fmt.Sprintf("keepalived's %s %s is not shorter than delay_loop; lvsha needs it shorter", timeoutKey, strings.Trim(dur(s.timeout), `"`)))
+	} else {
+		w.kv("timeout", dur(s.timeout), timeoutKey)
+	}
+	w.kv("rise", "1", "keepalived marks a server up on its first success")
+	w.kv("fall", strconv.Itoa(s.retry+1), fmt.Sprintf("retry %d: down after %d failures in a row", s.retry, s.retry+1))
+	if s.retry > 0 && s.retryInterval != s.interval {
+		w.kv("retry_interval", dur(s.retryInterval), "delay_before_retry")
+	}
+	if t := k.timing; t.alpha != nil && *t.alpha {
+		w.kv("start_down", "true", "alpha")
+	}
+	if t := k.timing; t.warmup != nil {
+		w.comment(fmt.Sprintf("warmup %s: lvsha spreads every first probe at random within the interval instead", strings.Trim(dur(*t.warmup), `"`)))
+	}
+}
+
+// renderHTTP carries the first url with a path as the check's own path
+// and answer; the others become url tables after the check's keys.
+func (c *converter) renderHTTP(w *tomlWriter, k *kaCheck) {
+	if len(k.urls) == 0 {
+		if !k.hasURLBlocks {
+			c.warn(k.node, "%s: has no url: keepalived checks nothing then; lvsha checks GET / for a 2xx status", k.node.Name)
+		}
+		w.kv("status", `["200-299"]`, "")
+	} else {
+		first := k.urls[0]
+		w.kv("path", str(first.path), "")
+		if k.host != "" {
+			w.kv("host", str(k.host), "virtualhost")
+		}
+		w.kv("status", statusList(first.status), statusNote(first.status))
+		renderBodyMatch(w, first)
+	}
+	if k.typ == "https" && k.sni != "" {
+		w.kv("sni", str(k.sni), "")
+	}
+}
+
+func renderUDP(w *tomlWriter, k *kaCheck) {
+	if k.payload != "" {
+		w.kv("payload_hex", str(k.payload), "payload")
+	}
+	switch {
+	case k.reply != "":
+		w.kv("reply_hex", str(k.reply), "require_reply")
+	case k.requireReply:
+		w.kv("require_reply", "true", "")
+	}
+}
+
+func (c *converter) renderDNS(w *tomlWriter, k *kaCheck) {
+	if k.dnsType != "" {
+		if _, ok := conf.DNSTypes()[k.dnsType]; ok {
+			w.kv("dns_type", str(k.dnsType), "")
+		} else {
+			c.warn(k.node, "type %s: not carried: lvsha queries A, AAAA, CNAME, MX, NS, SOA, TXT, RRSIG or DNSKEY; SOA is used", k.dnsType)
+		}
+	}
+	if k.dnsName != "" {
+		w.kv("dns_name", str(k.dnsName), "")
+	}
+}
+
+// renderExec writes a MISC_CHECK's command, which lvsha cannot do without.
+func (c *converter) renderExec(w *tomlWriter, k *kaCheck) {
+	if k.miscPath == nil || len(k.miscPath.Args) == 0 {
+		c.errorf(k.node, "MISC_CHECK: missing misc_path")
+		return
+	}
+	argv, shell := command(strings.Join(k.miscPath.Args, " "))
+	note := ""
+	if shell {
+		note = "run through a shell: the line uses shell syntax"
+	}
+	w.kv("command", strs(argv), note)
+	c.extraArgs(k.miscPath, 1)
+	if k.dynamic {
+		w.kv("dynamic_weight", "true", "misc_dynamic")
+	}
 }
 
 // kaURL is what one url block of an HTTP_GET or SSL_GET says.
@@ -1038,70 +1184,33 @@ func statusList(status []string) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
-// renderURL carries the first url block of an HTTP_GET or SSL_GET as the
-// check's own path and answer, and returns the others, which go into url
-// tables once the check's keys are written.
-func (c *converter) renderURL(w *tomlWriter, n *Node, urls []*Node, t timing) []kaURL {
-	if len(urls) == 0 {
-		c.warn(n, "%s: has no url: keepalived checks nothing then; lvsha checks GET / for a 2xx status", n.Name)
-		w.kv("status", `["200-299"]`, "")
-		return nil
+// statusNote says where an empty status list comes from.
+func statusNote(status []string) string {
+	if len(status) == 0 {
+		return "keepalived's default"
 	}
-	var parsed []kaURL
-	for _, u := range urls {
-		k := c.parseURL(u)
-		if k.path == "" {
-			c.warn(u, "url: not carried: it has no path (keepalived ignores it too)")
-			continue
-		}
-		parsed = append(parsed, k)
+	return ""
+}
+
+// renderBodyMatch writes what a url's body must match.
+func renderBodyMatch(w *tomlWriter, u kaURL) {
+	if u.md5 != "" {
+		w.kv("body_md5", str(u.md5), "digest")
 	}
-	if len(parsed) == 0 {
-		w.kv("status", `["200-299"]`, "")
-		return nil
+	if u.regexp != "" {
+		w.kv("body_regexp", str(u.regexp), "regex")
 	}
-	first := parsed[0]
-	w.kv("path", str(first.path), "")
-	host := first.host
-	if host == "" && t.virtualhost != nil {
-		host = *t.virtualhost
-	}
-	if host != "" {
-		w.kv("host", str(host), "virtualhost")
-	}
-	note := ""
-	if len(first.status) == 0 {
-		note = "keepalived's default"
-	}
-	w.kv("status", statusList(first.status), note)
-	if first.md5 != "" {
-		w.kv("body_md5", str(first.md5), "digest")
-	}
-	if first.regexp != "" {
-		w.kv("body_regexp", str(first.regexp), "regex")
-	}
-	for _, k := range parsed[1:] {
-		if k.host != "" && k.host != host {
-			c.warn(k.node, "url: virtualhost %s not carried: lvsha sends one Host per check (%q)", k.host, host)
-		}
-	}
-	return parsed[1:]
 }
 
 // renderMoreURLs writes the url tables of a check.
 func renderMoreURLs(w *tomlWriter, more []kaURL) {
-	for _, k := range more {
+	for _, u := range more {
 		w.blank()
 		w.array("virtual_server.real_server.check.url")
-		w.comment(at(k.node, "url"))
-		w.kv("path", str(k.path), "")
-		w.kv("status", statusList(k.status), map[bool]string{true: "keepalived's default"}[len(k.status) == 0])
-		if k.md5 != "" {
-			w.kv("body_md5", str(k.md5), "digest")
-		}
-		if k.regexp != "" {
-			w.kv("body_regexp", str(k.regexp), "regex")
-		}
+		w.comment(at(u.node, "url"))
+		w.kv("path", str(u.path), "")
+		w.kv("status", statusList(u.status), statusNote(u.status))
+		renderBodyMatch(w, u)
 	}
 }
 

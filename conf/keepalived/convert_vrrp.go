@@ -45,8 +45,8 @@ func (c *converter) vrrpScript(n *Node) {
 			}
 		case "weight":
 			if len(d.Args) > 0 {
-				v, err := strconv.Atoi(d.Args[0])
-				if err != nil || v < -254 || v > 254 {
+				v, ok := kaWeight(d.Args[0])
+				if !ok {
 					c.warn(d, "weight: not carried: want -254..254 (got %q)", d.Args[0])
 					break
 				}
@@ -56,13 +56,9 @@ func (c *converter) vrrpScript(n *Node) {
 				}
 			}
 		case "rise":
-			if v, ok := c.intArg(d, 1, 100); ok {
-				s.rise = v
-			}
+			c.intInto(&s.rise, d, 1, 100)
 		case "fall":
-			if v, ok := c.intArg(d, 1, 100); ok {
-				s.fall = v
-			}
+			c.intInto(&s.fall, d, 1, 100)
 		case "init_fail":
 			s.initFail = true
 		case "user":
@@ -121,311 +117,401 @@ func (c *converter) renderScripts(w *tomlWriter) {
 	}
 }
 
-// trackedScript is one track_script entry of an instance.
-type trackedScript struct {
+// weightedTrack is a track_script, or a track_interface with a weight, of
+// an instance. keepalived's weight raises the priority while a positive
+// one's target is fine and lowers it while a negative one's fails; 0
+// means a fault.
+type weightedTrack struct {
 	name   string
 	weight int
 	node   *Node
 }
 
-func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
+// vipLine is one virtual_ipaddress line that holds a usable address.
+type vipLine struct {
+	prefix netip.Prefix
+	node   *Node
+}
+
+// vrrpInstance is what a vrrp_instance block says, with keepalived's
+// defaults filled in. It keeps the directives' nodes so that what the TOML
+// cannot carry is reported at its file:line.
+type vrrpInstance struct {
+	node         *Node
+	name         string
+	iface, state *Node
+	vrid         int // 0 when missing
+	priority     int
+	version      int // 0 when the block sets none
+	advert       time.Duration
+	advertSet    bool
+	preempt      bool
+	preemptDelay time.Duration
+	noAccept     bool
+	unicastSrc   string // "" when unset, as keepalived takes an empty one
+	srcNode      *Node
+	peers        []string
+	peerNode     *Node
+	auth         *Node // the authentication block
+	authType     string
+	authPass     string
+	vips         []vipLine
+	trackIfaces  []string        // track_interface without a weight: a fault
+	weighted     []weightedTrack // track_interface with a weight
+	scripts      []weightedTrack // track_script
+	notify       map[string][]string
+	// garp and garpRefresh start from global_defs; the notes name the
+	// global_defs line while the instance does not set its own.
+	garp                  int // -1 when unset
+	garpRefresh           time.Duration
+	garpNote, refreshNote string
+}
+
+// parseInstance reads a vrrp_instance block, or reports it as an error
+// when it has no single name. It also records which vrrp_scripts the
+// instance tracks, which decides the ones renderScripts writes.
+func (c *converter) parseInstance(n *Node) (*vrrpInstance, bool) {
 	if len(n.Args) != 1 {
 		c.errorf(n, "vrrp_instance: want one name (got %d words)", len(n.Args))
-		return
+		return nil, false
 	}
-	var (
-		iface, state               *Node
-		vrid, prio                 = 0, 100
-		version                    = 0
-		advert                     = time.Second
-		advertSet                  bool
-		preempt                    = true
-		preemptDelay               time.Duration
-		accept                     *bool
-		unicastSrc                 string
-		peers                      []string
-		authPass                   string
-		authType                   string
-		authNode                   *Node
-		vips                       []netip.Prefix
-		vipNodes                   []*Node
-		srcNode, peerNode          *Node
-		trackIfaces                []string
-		weightedIfaces             []trackedScript // keepalived track_interface with a weight
-		tracked                    []trackedScript
-		notify                     = map[string][]string{}
-		garp                       = c.garp
-		garpRefresh                = c.garpRefresh
-		garpNote, refreshNote, pri string
-	)
+	vi := &vrrpInstance{
+		node: n, name: n.Args[0], priority: 100, advert: time.Second, preempt: true,
+		notify: map[string][]string{}, garp: c.garp, garpRefresh: c.garpRefresh,
+	}
 	if c.garpNode != nil {
-		garpNote = at(c.garpNode, "vrrp_garp_master_repeat")
+		vi.garpNote = at(c.garpNode, "vrrp_garp_master_repeat")
 	}
 	if c.refreshNode != nil {
-		refreshNote = at(c.refreshNode, "vrrp_garp_master_refresh")
+		vi.refreshNote = at(c.refreshNode, "vrrp_garp_master_refresh")
 	}
 	for _, d := range n.Children {
-		switch d.Name {
-		case "state":
-			state = d
-		case "interface":
-			if len(d.Args) > 0 {
-				iface = d
+		c.instanceDirective(vi, d)
+	}
+	return vi, true
+}
+
+// instanceDirective reads one directive of a vrrp_instance block.
+func (c *converter) instanceDirective(vi *vrrpInstance, d *Node) {
+	switch d.Name {
+	case "state":
+		vi.state = d
+	case "interface":
+		if len(d.Args) > 0 {
+			vi.iface = d
+		}
+	case "virtual_router_id":
+		c.intInto(&vi.vrid, d, 1, 255)
+	case "priority":
+		c.intInto(&vi.priority, d, 1, 255)
+	case "version":
+		c.intInto(&vi.version, d, 2, 3)
+	case "advert_int":
+		if v, ok := c.secondsArg(d); ok && v > 0 {
+			vi.advert, vi.advertSet = v, true
+		}
+	case "nopreempt", "preempt":
+		vi.preempt = d.Name == "preempt"
+	case "preempt_delay":
+		if v, ok := c.secondsArg(d); ok {
+			vi.preemptDelay = v
+		}
+	case "accept", "no_accept":
+		vi.noAccept = d.Name == "no_accept"
+	case "unicast_src_ip":
+		if len(d.Args) > 0 {
+			vi.unicastSrc, vi.srcNode = d.Args[0], d
+		}
+	case "unicast_peer":
+		c.unicastPeers(vi, d)
+	case "authentication":
+		c.authentication(vi, d)
+	case "virtual_ipaddress":
+		for _, v := range d.Children {
+			// The dev check sees only an interface named above the block,
+			// as keepalived's does.
+			if p, ok := c.vip(v, vi.iface); ok {
+				vi.vips = append(vi.vips, vipLine{prefix: p, node: v})
 			}
-		case "virtual_router_id":
-			if v, ok := c.intArg(d, 1, 255); ok {
-				vrid = v
-			}
-		case "priority":
-			if v, ok := c.intArg(d, 1, 255); ok {
-				prio = v
-			}
-		case "version":
-			if v, ok := c.intArg(d, 2, 3); ok {
-				version = v
-			}
-		case "advert_int":
-			if v, ok := c.secondsArg(d); ok && v > 0 {
-				advert, advertSet = v, true
-			}
-		case "nopreempt":
-			preempt = false
-		case "preempt":
-			preempt = true
-		case "preempt_delay":
-			if v, ok := c.secondsArg(d); ok {
-				preemptDelay = v
-			}
-		case "accept":
-			b := true
-			accept = &b
-		case "no_accept":
-			b := false
-			accept = &b
-		case "unicast_src_ip":
-			if len(d.Args) > 0 {
-				unicastSrc, srcNode = d.Args[0], d
-			}
-		case "unicast_peer":
-			peerNode = d
-			for _, p := range d.Children {
-				peers = append(peers, p.Name)
-				if len(p.Args) > 0 {
-					c.warn(p, "unicast_peer %s: options not carried: %s", p.Name, strings.Join(p.Args, " "))
-				}
-			}
-		case "authentication":
-			authNode = d
-			for _, a := range d.Children {
-				switch a.Name {
-				case "auth_type":
-					if len(a.Args) > 0 {
-						authType = strings.ToUpper(a.Args[0])
-					}
-				case "auth_pass":
-					if len(a.Args) > 0 {
-						authPass = a.Args[0]
-					}
-				default:
-					c.unknown(a, "authentication")
-				}
-			}
-		case "virtual_ipaddress":
-			for _, v := range d.Children {
-				if p, ok := c.vip(v, iface); ok {
-					vips = append(vips, p)
-					vipNodes = append(vipNodes, v)
-				}
-			}
-		case "track_interface":
-			for _, t := range d.Children {
-				w := 0
-				if len(t.Args) >= 2 && t.Args[0] == "weight" {
-					v, err := strconv.Atoi(t.Args[1])
-					if err != nil || v < -254 || v > 254 {
-						c.warn(t, "track_interface %s: weight not carried: want -254..254 (got %q); a fault instead", t.Name, t.Args[1])
-					} else {
-						w = v
-					}
-					if len(t.Args) > 2 {
-						c.warn(t, "track_interface %s: options not carried: %s", t.Name, strings.Join(t.Args[2:], " "))
-					}
-				} else if len(t.Args) > 0 {
-					c.warn(t, "track_interface %s: options not carried: %s", t.Name, strings.Join(t.Args, " "))
-				}
-				if w == 0 {
-					trackIfaces = append(trackIfaces, t.Name)
-				} else {
-					weightedIfaces = append(weightedIfaces, trackedScript{name: t.Name, weight: w, node: t})
-				}
-			}
-		case "track_script":
-			for _, t := range d.Children {
-				ts := trackedScript{name: t.Name, node: t}
-				s, ok := c.scripts[t.Name]
-				if !ok {
-					c.warn(t, "track_script %s: not carried: no vrrp_script of that name", t.Name)
-					continue
-				}
-				ts.weight = s.weight
-				rev := s.reverse
-				if len(t.Args) >= 2 && t.Args[0] == "weight" {
-					v, err := strconv.Atoi(t.Args[1])
-					if err != nil || v < -254 || v > 254 {
-						c.warn(t, "track_script %s: weight not carried: want -254..254 (got %q)", t.Name, t.Args[1])
-					} else {
-						ts.weight = v
-						rev = len(t.Args) > 2 && t.Args[2] == "reverse"
-					}
-				}
-				if rev {
-					c.warn(t, "track_script %s: reverse not carried: lvsha changes the priority only while the command fails", t.Name)
-					c.skippedScripts[t.Name] = true
-					continue
-				}
-				tracked = append(tracked, ts)
-				c.usedScripts[t.Name] = true
-			}
-		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
-			if len(d.Args) == 0 {
-				c.warn(d, "%s: not carried: missing command", d.Name)
-				continue
-			}
-			argv, _ := command(d.Args[0])
-			notify[d.Name] = argv
-			if len(d.Args) > 1 {
-				c.warn(d, "%s: user and group not carried (lvsha runs hooks as its own user): %s", d.Name, strings.Join(d.Args[1:], " "))
-			}
-		case "garp_master_repeat":
-			if v, ok := c.intArg(d, 1, 100); ok {
-				garp, garpNote = v, ""
-			}
-		case "garp_master_refresh":
-			if v, ok := c.secondsArg(d); ok {
-				garpRefresh, refreshNote = v, ""
-			}
-		case "native_ipv6":
-			// lvsha uses VRRPv3 over IPv6 for IPv6 VIPs anyway.
-		default:
-			c.dropped(d, vrrpReasons, "vrrp_instance")
+		}
+	case "track_interface":
+		for _, t := range d.Children {
+			c.trackInterface(vi, t)
+		}
+	case "track_script":
+		for _, t := range d.Children {
+			c.trackScript(vi, t)
+		}
+	case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
+		c.notifyHook(vi, d)
+	case "garp_master_repeat":
+		if v, ok := c.intArg(d, 1, 100); ok {
+			vi.garp, vi.garpNote = v, ""
+		}
+	case "garp_master_refresh":
+		if v, ok := c.secondsArg(d); ok {
+			vi.garpRefresh, vi.refreshNote = v, ""
+		}
+	case "native_ipv6":
+		// lvsha uses VRRPv3 over IPv6 for IPv6 VIPs anyway.
+	default:
+		c.dropped(d, vrrpReasons, "vrrp_instance")
+	}
+}
+
+func (c *converter) unicastPeers(vi *vrrpInstance, d *Node) {
+	vi.peerNode = d
+	for _, p := range d.Children {
+		vi.peers = append(vi.peers, p.Name)
+		if len(p.Args) > 0 {
+			c.warn(p, "unicast_peer %s: options not carried: %s", p.Name, strings.Join(p.Args, " "))
 		}
 	}
+}
 
-	name := n.Args[0]
+func (c *converter) authentication(vi *vrrpInstance, d *Node) {
+	vi.auth = d
+	for _, a := range d.Children {
+		switch a.Name {
+		case "auth_type":
+			if len(a.Args) > 0 {
+				vi.authType = strings.ToUpper(a.Args[0])
+			}
+		case "auth_pass":
+			if len(a.Args) > 0 {
+				vi.authPass = a.Args[0]
+			}
+		default:
+			c.unknown(a, "authentication")
+		}
+	}
+}
+
+// trackInterface reads one track_interface line: NAME [weight W]. An
+// interface whose weight is 0 or unusable faults the instance, as one
+// without a weight does.
+func (c *converter) trackInterface(vi *vrrpInstance, t *Node) {
+	w := 0
+	if len(t.Args) >= 2 && t.Args[0] == "weight" {
+		if v, ok := kaWeight(t.Args[1]); ok {
+			w = v
+		} else {
+			c.warn(t, "track_interface %s: weight not carried: want -254..254 (got %q); a fault instead", t.Name, t.Args[1])
+		}
+		if len(t.Args) > 2 {
+			c.warn(t, "track_interface %s: options not carried: %s", t.Name, strings.Join(t.Args[2:], " "))
+		}
+	} else if len(t.Args) > 0 {
+		c.warn(t, "track_interface %s: options not carried: %s", t.Name, strings.Join(t.Args, " "))
+	}
+	if w == 0 {
+		vi.trackIfaces = append(vi.trackIfaces, t.Name)
+	} else {
+		vi.weighted = append(vi.weighted, weightedTrack{name: t.Name, weight: w, node: t})
+	}
+}
+
+// trackScript reads one track_script line: NAME [weight W [reverse]],
+// whose weight overrides the vrrp_script's.
+func (c *converter) trackScript(vi *vrrpInstance, t *Node) {
+	s, ok := c.scripts[t.Name]
+	if !ok {
+		c.warn(t, "track_script %s: not carried: no vrrp_script of that name", t.Name)
+		return
+	}
+	ts := weightedTrack{name: t.Name, weight: s.weight, node: t}
+	reverse := s.reverse
+	if len(t.Args) >= 2 && t.Args[0] == "weight" {
+		if v, ok := kaWeight(t.Args[1]); ok {
+			ts.weight = v
+			reverse = len(t.Args) > 2 && t.Args[2] == "reverse"
+		} else {
+			c.warn(t, "track_script %s: weight not carried: want -254..254 (got %q)", t.Name, t.Args[1])
+		}
+	}
+	if reverse {
+		c.warn(t, "track_script %s: reverse not carried: lvsha changes the priority only while the command fails", t.Name)
+		c.skippedScripts[t.Name] = true
+		return
+	}
+	vi.scripts = append(vi.scripts, ts)
+	c.usedScripts[t.Name] = true
+}
+
+func (c *converter) notifyHook(vi *vrrpInstance, d *Node) {
+	if len(d.Args) == 0 {
+		c.warn(d, "%s: not carried: missing command", d.Name)
+		return
+	}
+	argv, _ := command(d.Args[0])
+	vi.notify[d.Name] = argv
+	if len(d.Args) > 1 {
+		c.warn(d, "%s: user and group not carried (lvsha runs hooks as its own user): %s", d.Name, strings.Join(d.Args[1:], " "))
+	}
+}
+
+// kaWeight parses a tracking weight, which keepalived bounds to -254..254.
+func kaWeight(s string) (int, bool) {
+	v, err := strconv.Atoi(s)
+	return v, err == nil && v >= -254 && v <= 254
+}
+
+// renderInstance writes a vrrp_instance table and its track tables. An
+// instance without interface, virtual_router_id or a VIP lvsha can carry
+// is an error: lvsha would refuse the table.
+func (c *converter) renderInstance(w *tomlWriter, vi *vrrpInstance) {
+	n := vi.node
 	w.blank()
 	w.array("vrrp_instance")
-	w.comment(at(n, "vrrp_instance "+name))
-	w.kv("name", str(name), "")
-	if iface == nil {
-		c.errorf(n, "vrrp_instance %s: missing interface", name)
+	w.comment(at(n, "vrrp_instance "+vi.name))
+	w.kv("name", str(vi.name), "")
+	if vi.iface == nil {
+		c.errorf(n, "vrrp_instance %s: missing interface", vi.name)
 		return
 	}
-	w.kv("interface", str(iface.Args[0]), "")
-	if vrid == 0 {
-		c.errorf(n, "vrrp_instance %s: missing virtual_router_id", name)
+	w.kv("interface", str(vi.iface.Args[0]), "")
+	if vi.vrid == 0 {
+		c.errorf(n, "vrrp_instance %s: missing virtual_router_id", vi.name)
 		return
 	}
-	w.kv("router_id", strconv.Itoa(vrid), "virtual_router_id")
-	if state != nil {
-		w.comment(fmt.Sprintf("state %s (%s:%d): lvsha has no initial state; priority elects the master, as it soon does in keepalived", strings.Join(state.Args, " "), state.File, state.Line))
+	w.kv("router_id", strconv.Itoa(vi.vrid), "virtual_router_id")
+	if s := vi.state; s != nil {
+		w.comment(fmt.Sprintf("state %s (%s:%d): lvsha has no initial state; priority elects the master, as it soon does in keepalived", strings.Join(s.Args, " "), s.File, s.Line))
 	}
+	version, versionNote := c.instanceVersion(vi)
+	priority, priorityNote := c.basePriority(vi)
+	w.kv("priority", strconv.Itoa(priority), priorityNote)
+	w.kv("version", strconv.Itoa(version), versionNote)
+	advert, advertNote := c.advertInterval(vi, version)
+	w.kv("advert_interval", dur(advert), advertNote)
+	if !vi.preempt {
+		w.kv("preempt", "false", "nopreempt")
+	}
+	if vi.preemptDelay > 0 {
+		w.kv("preempt_delay", dur(vi.preemptDelay), "")
+	}
+	if vi.noAccept {
+		w.kv("accept", "false", "no_accept")
+	}
+	c.renderUnicast(w, vi)
+	if len(vi.vips) == 0 {
+		c.errorf(n, "vrrp_instance %s: no virtual_ipaddress lvsha can carry", vi.name)
+		return
+	}
+	c.renderVIPs(w, vi)
+	c.renderGARP(w, vi)
+	if len(vi.trackIfaces) > 0 {
+		w.kv("track_interfaces", strs(vi.trackIfaces), "track_interface")
+	}
+	c.renderAuth(w, vi, version)
+	renderNotify(w, vi.notify)
+	renderTracks(w, vi)
+}
 
-	v6 := len(vips) > 0 && vips[0].Addr().Is6()
-	verNote := ""
+// instanceVersion picks the VRRP version: the instance's, else 3 for IPv6
+// VIPs, else global_defs' vrrp_version, as keepalived does.
+func (c *converter) instanceVersion(vi *vrrpInstance) (version int, note string) {
+	v6 := len(vi.vips) > 0 && vi.vips[0].prefix.Addr().Is6()
+	version = vi.version
 	switch {
 	case version != 0:
 	case v6:
-		version, verNote = 3, "keepalived uses VRRPv3 for IPv6"
+		version, note = 3, "keepalived uses VRRPv3 for IPv6"
 	default:
-		version, verNote = c.version, "keepalived's vrrp_version"
+		version, note = c.version, "keepalived's vrrp_version"
 		if c.version == 2 {
-			verNote = "keepalived's default; lvsha's is 3"
+			note = "keepalived's default; lvsha's is 3"
 		}
 	}
 	if v6 && version == 2 {
-		c.warn(n, "version 2: not carried: VRRPv2 carries IPv4 only, so lvsha uses version 3 for IPv6 VIPs as keepalived does")
+		c.warn(vi.node, "version 2: not carried: VRRPv2 carries IPv4 only, so lvsha uses version 3 for IPv6 VIPs as keepalived does")
 		version = 3
 	}
+	return version, note
+}
 
-	// keepalived's positive script weights raise the priority while the
-	// script succeeds; lvsha's weights lower it while the command fails.
-	// Starting from priority + the positive weights gives the same
-	// priority in every state.
+// basePriority is the priority lvsha starts from. keepalived's positive
+// weights raise the priority while their target is fine; lvsha's weights
+// lower it while the target fails. Starting from the priority plus the
+// positive weights gives the same priority in every state.
+func (c *converter) basePriority(vi *vrrpInstance) (priority int, note string) {
 	raise := 0
-	for _, ts := range append(slices.Clone(tracked), weightedIfaces...) {
-		if ts.weight > 0 {
-			raise += ts.weight
+	for _, t := range slices.Concat(vi.scripts, vi.weighted) {
+		if t.weight > 0 {
+			raise += t.weight
 		}
 	}
-	if raise > 0 {
-		p := prio + raise
-		if p > 254 && prio < 255 {
-			c.warn(n, "priority: %d + tracking weights %d exceeds 254: keepalived caps the effective priority at 254, lvsha's base priority is capped at 254 so a failure lowers it from there", prio, raise)
-			p = 254
-		}
-		pri = fmt.Sprintf("keepalived: priority %d, +%d while the positive-weight scripts and interfaces are fine; lvsha lowers from %d while they fail", prio, raise, p)
-		prio = p
+	if raise == 0 {
+		return vi.priority, ""
 	}
-	w.kv("priority", strconv.Itoa(prio), pri)
-	w.kv("version", strconv.Itoa(version), verNote)
-	anote := ""
-	if !advertSet {
-		anote = "keepalived's default; lvsha's is 100ms for version 3"
+	p := vi.priority + raise
+	if p > 254 && vi.priority < 255 {
+		c.warn(vi.node, "priority: %d + tracking weights %d exceeds 254: keepalived caps the effective priority at 254, lvsha's base priority is capped at 254 so a failure lowers it from there", vi.priority, raise)
+		p = 254
+	}
+	return p, fmt.Sprintf("keepalived: priority %d, +%d while the positive-weight scripts and interfaces are fine; lvsha lowers from %d while they fail", vi.priority, raise, p)
+}
+
+// advertInterval fits advert_int to what the version can carry: whole
+// seconds for VRRPv2, centiseconds for VRRPv3.
+func (c *converter) advertInterval(vi *vrrpInstance, version int) (advert time.Duration, note string) {
+	advert = vi.advert
+	if !vi.advertSet {
+		note = "keepalived's default; lvsha's is 100ms for version 3"
 	}
 	if version == 2 && advert%time.Second != 0 {
-		c.warn(n, "advert_int %s: VRRPv2 counts whole seconds; rounded up", strings.Trim(dur(advert), `"`))
+		c.warn(vi.node, "advert_int %s: VRRPv2 counts whole seconds; rounded up", strings.Trim(dur(advert), `"`))
 		advert = advert.Truncate(time.Second) + time.Second
 	}
 	if version == 3 && advert%(10*time.Millisecond) != 0 {
-		advert = advert.Truncate(10 * time.Millisecond)
-		if advert == 0 {
-			advert = 10 * time.Millisecond
-		}
-		anote = "VRRPv3 counts centiseconds"
+		advert = max(advert.Truncate(10*time.Millisecond), 10*time.Millisecond)
+		note = "VRRPv3 counts centiseconds"
 	}
-	w.kv("advert_interval", dur(advert), anote)
-	if !preempt {
-		w.kv("preempt", "false", "nopreempt")
-	}
-	if preemptDelay > 0 {
-		w.kv("preempt_delay", dur(preemptDelay), "")
-	}
-	if accept != nil && !*accept {
-		w.kv("accept", "false", "no_accept")
-	}
+	return advert, note
+}
+
+// renderUnicast carries unicast adverts, which lvsha sends only with both
+// a source and peers.
+func (c *converter) renderUnicast(w *tomlWriter, vi *vrrpInstance) {
 	switch {
-	case unicastSrc != "" && len(peers) > 0:
-		w.kv("unicast_src", str(unicastSrc), "unicast_src_ip")
-		w.kv("unicast_peers", strs(peers), "unicast_peer")
-	case len(peers) > 0:
-		c.warn(peerNode, "unicast_peer: not carried: lvsha needs unicast_src_ip too, so adverts stay multicast")
-	case unicastSrc != "":
-		c.warn(srcNode, "unicast_src_ip: not carried: no unicast_peer, so adverts stay multicast")
+	case vi.unicastSrc != "" && len(vi.peers) > 0:
+		w.kv("unicast_src", str(vi.unicastSrc), "unicast_src_ip")
+		w.kv("unicast_peers", strs(vi.peers), "unicast_peer")
+	case len(vi.peers) > 0:
+		c.warn(vi.peerNode, "unicast_peer: not carried: lvsha needs unicast_src_ip too, so adverts stay multicast")
+	case vi.unicastSrc != "":
+		c.warn(vi.srcNode, "unicast_src_ip: not carried: no unicast_peer, so adverts stay multicast")
 	}
-	if len(vips) == 0 {
-		c.errorf(n, "vrrp_instance %s: no virtual_ipaddress lvsha can carry", name)
-		return
-	}
-	var vs []string
-	fam := vips[0].Addr().Is4()
-	for i, p := range vips {
-		if p.Addr().Is4() != fam {
-			c.warn(vipNodes[i], "%s: not carried: an lvsha instance holds VIPs of one family; put it in a second instance", p)
-			continue
+}
+
+// renderVIPs writes the VIPs of the first VIP's family; an lvsha instance
+// holds one family.
+func (c *converter) renderVIPs(w *tomlWriter, vi *vrrpInstance) {
+	var vips []string
+	v4 := vi.vips[0].prefix.Addr().Is4()
+	for _, v := range vi.vips {
+		p := v.prefix
+		switch {
+		case p.Addr().Is4() != v4:
+			c.warn(v.node, "%s: not carried: an lvsha instance holds VIPs of one family; put it in a second instance", p)
+		case p.Bits() == p.Addr().BitLen():
+			vips = append(vips, p.Addr().String())
+		default:
+			vips = append(vips, p.String())
 		}
-		if p.Bits() == p.Addr().BitLen() {
-			vs = append(vs, p.Addr().String())
-		} else {
-			vs = append(vs, p.String())
-		}
 	}
-	w.kv("virtual_ips", strs(vs), "virtual_ipaddress")
-	w.comment(fmt.Sprintf("keepalived put the VIPs on %s; lvsha holds them on a device that goes with its\nprocess, so a killed master leaves none behind. vip_holder = \"interface\" keeps keepalived's placement.", iface.Args[0]))
-	if garp >= 0 {
-		w.kv("garp_repeat", strconv.Itoa(garp), garpNote)
+	w.kv("virtual_ips", strs(vips), "virtual_ipaddress")
+	w.comment(fmt.Sprintf("keepalived put the VIPs on %s; lvsha holds them on a device that goes with its\nprocess, so a killed master leaves none behind. vip_holder = \"interface\" keeps keepalived's placement.", vi.iface.Args[0]))
+}
+
+// renderGARP writes the gratuitous ARP / unsolicited NA settings; the gap
+// within a burst comes from global_defs, per family.
+func (c *converter) renderGARP(w *tomlWriter, vi *vrrpInstance) {
+	if vi.garp >= 0 {
+		w.kv("garp_repeat", strconv.Itoa(vi.garp), vi.garpNote)
 	}
 	gap := c.gnaInterval
-	if fam {
+	if vi.vips[0].prefix.Addr().Is4() {
 		gap = c.garpInterval
 	}
 	if gap != nil {
@@ -433,67 +519,89 @@ func (c *converter) vrrpInstance(w *tomlWriter, n *Node) {
 			w.kv("garp_interval", dur(d), at(gap, gap.Name))
 		}
 	}
-	if garpRefresh > 0 {
-		w.kv("garp_refresh", dur(garpRefresh), refreshNote)
+	if vi.garpRefresh > 0 {
+		w.kv("garp_refresh", dur(vi.garpRefresh), vi.refreshNote)
 	}
-	if len(trackIfaces) > 0 {
-		w.kv("track_interfaces", strs(trackIfaces), "track_interface")
+}
+
+// renderAuth carries VRRPv2 simple-password authentication, the one kind
+// lvsha has.
+func (c *converter) renderAuth(w *tomlWriter, vi *vrrpInstance, version int) {
+	if vi.auth == nil {
+		return
 	}
-	if authNode != nil {
-		switch {
-		case version != 2:
-			c.warn(authNode, "authentication: not carried: VRRPv3 has no authentication (keepalived ignores it for version 3 too)")
-		case authType == "AH":
-			c.warn(authNode, "authentication: auth_type AH not carried: lvsha supports PASS only")
-		case authPass == "":
-			c.warn(authNode, "authentication: not carried: missing auth_pass")
-		default:
-			if len(authPass) > 8 {
-				w.comment("keepalived sends the first 8 bytes of auth_pass")
-				authPass = authPass[:8]
-			}
-			w.kv("auth_pass", str(authPass), "authentication { auth_type PASS }")
+	switch {
+	case version != 2:
+		c.warn(vi.auth, "authentication: not carried: VRRPv3 has no authentication (keepalived ignores it for version 3 too)")
+	case vi.authType == "AH":
+		c.warn(vi.auth, "authentication: auth_type AH not carried: lvsha supports PASS only")
+	case vi.authPass == "":
+		c.warn(vi.auth, "authentication: not carried: missing auth_pass")
+	default:
+		pass := vi.authPass
+		if len(pass) > 8 {
+			w.comment("keepalived sends the first 8 bytes of auth_pass")
+			pass = pass[:8]
 		}
+		w.kv("auth_pass", str(pass), "authentication { auth_type PASS }")
 	}
-	hooks := false
+}
+
+// renderNotify writes the hooks in a fixed order, under one comment on how
+// lvsha calls them.
+func renderNotify(w *tomlWriter, notify map[string][]string) {
+	commented := false
 	for _, k := range []string{"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"} {
-		if argv, ok := notify[k]; ok {
-			if !hooks {
-				w.comment("lvsha appends INSTANCE, the name, the state and the priority to every hook's\narguments (keepalived does so only for notify) and sets LVSHA_VRRP_* variables")
-				hooks = true
-			}
-			w.kv(k, strs(argv), "")
+		argv, ok := notify[k]
+		if !ok {
+			continue
 		}
+		if !commented {
+			w.comment("lvsha appends INSTANCE, the name, the state and the priority to every hook's\narguments (keepalived does so only for notify) and sets LVSHA_VRRP_* variables")
+			commented = true
+		}
+		w.kv(k, strs(argv), "")
 	}
-	for _, ti := range weightedIfaces {
+}
+
+// renderTracks writes the weighted interfaces and the scripts as
+// sub-tables. lvsha's weight is what a failure subtracts; a positive
+// keepalived weight is already in the base priority.
+func renderTracks(w *tomlWriter, vi *vrrpInstance) {
+	w.indent = "  "
+	defer func() { w.indent = "" }()
+	for _, t := range vi.weighted {
 		w.blank()
-		w.indent = "  "
 		w.array("vrrp_instance.track_interface")
-		w.comment(at(ti.node, "track_interface "+ti.name))
-		w.kv("name", str(ti.name), "")
-		if ti.weight < 0 {
-			w.kv("weight", strconv.Itoa(-ti.weight), fmt.Sprintf("keepalived weight %d", ti.weight))
-		} else {
-			w.kv("weight", strconv.Itoa(ti.weight), fmt.Sprintf("keepalived weight +%d, see priority", ti.weight))
-		}
-		w.indent = ""
+		w.comment(at(t.node, "track_interface "+t.name))
+		w.kv("name", str(t.name), "")
+		w.kv("weight", strconv.Itoa(abs(t.weight)), weightNote(t.weight))
 	}
-	for _, ts := range tracked {
+	for _, t := range vi.scripts {
 		w.blank()
-		w.indent = "  "
 		w.array("vrrp_instance.track_exec")
-		w.comment(at(ts.node, "track_script "+ts.name))
-		w.kv("name", str(ts.name), "")
-		switch {
-		case ts.weight == 0:
+		w.comment(at(t.node, "track_script "+t.name))
+		w.kv("name", str(t.name), "")
+		if t.weight == 0 {
 			w.kv("weight", "0", "weight 0: fault while the command fails, as in keepalived")
-		case ts.weight < 0:
-			w.kv("weight", strconv.Itoa(-ts.weight), fmt.Sprintf("keepalived weight %d", ts.weight))
-		default:
-			w.kv("weight", strconv.Itoa(ts.weight), fmt.Sprintf("keepalived weight +%d, see priority", ts.weight))
+		} else {
+			w.kv("weight", strconv.Itoa(abs(t.weight)), weightNote(t.weight))
 		}
-		w.indent = ""
 	}
+}
+
+func weightNote(weight int) string {
+	if weight < 0 {
+		return fmt.Sprintf("keepalived weight %d", weight)
+	}
+	return fmt.Sprintf("keepalived weight +%d, see priority", weight)
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 // vip reads one virtual_ipaddress line: IP[/LEN] [dev X] [label L] ...
