@@ -25,6 +25,17 @@ type Config struct {
 	// TrackExecs are commands whose exit status VRRP instances track
 	// (array of tables "track_exec"), keepalived's vrrp_script.
 	TrackExecs []TrackExec
+
+	// lines locates the keys of the file this Config was parsed from, for
+	// messages about it that come after validation (Line).
+	lines lineIndex
+}
+
+// Line is the 1-based line of key in the file c was parsed from, as an
+// Error's Key names it (e.g. "virtual_server[0].real_server[1]"), or of
+// its nearest enclosing table found; 0 when c was not parsed from a file.
+func (c *Config) Line(key string) int {
+	return c.lines.line(key)
 }
 
 // TrackExec is a command run periodically; exit status 0 is success. Its

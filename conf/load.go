@@ -53,6 +53,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 	if err := el.err(); err != nil {
 		return nil, err
 	}
+	c.lines = el.lines
 	return c, nil
 }
 
@@ -64,6 +65,8 @@ func (c *Config) Equal(o *Config) bool {
 		return c == o
 	}
 	a, b := *c, *o
+	// Where keys stand in the file changes no behaviour.
 	a.Source, b.Source = "", ""
+	a.lines, b.lines = nil, nil
 	return reflect.DeepEqual(a, b)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // cmpOpts compares netip values by value. Diffs are taken on Config values,
@@ -18,6 +19,8 @@ var cmpOpts = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+	// Where keys stand in the file is TestConfigLine's business.
+	cmpopts.IgnoreUnexported(Config{}),
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -674,6 +677,7 @@ func TestEqual(t *testing.T) {
 		{"same text", base, parse("a.toml", src), true},
 		{"same text from another path", base, parse("b.toml", src), true},
 		{"defaults spelled out", base, parse("a.toml", src+"weight = 1\nforwarding = \"nat\"\n"), true},
+		{"lines moved by a comment", base, parse("a.toml", "# moved\n\n"+src), true},
 		{"weight changed", base, parse("a.toml", src+"weight = 2\n"), false},
 		{"status changed", base, parse("a.toml", strings.Replace(src, "301", "302", 1)), false},
 		{"both nil", nil, nil, true},
@@ -683,6 +687,47 @@ func TestEqual(t *testing.T) {
 		if got := tt.a.Equal(tt.b); got != tt.want {
 			t.Errorf("%s: Equal = %t, want %t", tt.name, got, tt.want)
 		}
+	}
+}
+
+// Line finds a key of the parsed file after validation, and the nearest
+// enclosing table for a key the file does not spell out.
+func TestConfigLine(t *testing.T) {
+	src := "# a comment\n" + vsHead + "check = { type = \"tcp\" }\n\n[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\n\n[[virtual_server.real_server]]\naddress = \"192.0.2.11:80\"\nweight = 2\n"
+	c, err := Parse("a.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(src, "\n")
+	lineOf := func(text string, nth int) int {
+		for i, l := range lines {
+			if strings.TrimSpace(l) == text {
+				if nth == 0 {
+					return i + 1
+				}
+				nth--
+			}
+		}
+		t.Fatalf("no line %q", text)
+		return 0
+	}
+	tests := []struct {
+		key  string
+		want int
+	}{
+		{"virtual_server[0]", lineOf("[[virtual_server]]", 0)},
+		{"virtual_server[0].real_server[0]", lineOf("[[virtual_server.real_server]]", 0)},
+		{"virtual_server[0].real_server[1]", lineOf("[[virtual_server.real_server]]", 1)},
+		{"virtual_server[0].real_server[1].weight", lineOf("weight = 2", 0)},
+		{"virtual_server[0].real_server[0].check", lineOf("[[virtual_server.real_server]]", 0)},
+	}
+	for _, tt := range tests {
+		if got := c.Line(tt.key); got != tt.want {
+			t.Errorf("Line(%q) = %d, want %d", tt.key, got, tt.want)
+		}
+	}
+	if got := (&Config{}).Line("virtual_server[0]"); got != 0 {
+		t.Errorf("Line of a Config not parsed from a file = %d, want 0", got)
 	}
 }
 

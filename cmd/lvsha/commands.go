@@ -41,14 +41,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if *quiet {
 		// Still say where a real server cannot be probed: it would be
 		// reported down whatever its health.
-		return writeSelfProbeFindings(stderr, *path, cfg, true)
+		return writeSelfProbeFindings(stderr, cfg, true)
 	}
 	allUp := func(string, netip.AddrPort) bool { return true }
 	fmt.Fprintf(stdout, "%s: valid, %d virtual servers\n", *path, len(cfg.VirtualServers))
 	if _, err := io.WriteString(stdout, ipvs.Format(ipvs.Desired(cfg, allUp))); err != nil {
 		return err
 	}
-	return writeSelfProbeFindings(stdout, *path, cfg, false)
+	return writeSelfProbeFindings(stdout, cfg, false)
 }
 
 // cmdStatus implements `lvsha status`.

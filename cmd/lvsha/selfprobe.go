@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -229,17 +226,12 @@ func (f selfProbeFinding) String() string {
 // selfProbeFindings lists, at file:line, the real servers of cfg whose
 // probe target is one of cfg's virtual services: a note where lvsha probes
 // via loopback instead, a warning with the fix where it cannot probe at
-// all. src is the configuration's text, for the lines.
-func selfProbeFindings(cfg *conf.Config, src []byte, local func(netip.Addr) bool) []selfProbeFinding {
-	sp := health.FindSelfProbes(cfg, local)
-	if len(sp) == 0 {
-		return nil
-	}
-	lines := realServerLines(src)
+// all.
+func selfProbeFindings(cfg *conf.Config, local func(netip.Addr) bool) []selfProbeFinding {
 	var out []selfProbeFinding
-	for _, p := range sp {
-		f := selfProbeFinding{File: cfg.Source, Key: fmt.Sprintf("virtual_server[%d].real_server[%d]", p.VSIndex, p.RSIndex),
-			Line: lines.line(p.VSIndex, p.RSIndex), Blocked: p.Blocked()}
+	for _, p := range health.FindSelfProbes(cfg, local) {
+		key := fmt.Sprintf("virtual_server[%d].real_server[%d]", p.VSIndex, p.RSIndex)
+		f := selfProbeFinding{File: cfg.Source, Key: key, Line: cfg.Line(key), Blocked: p.Blocked()}
 		if p.Blocked() {
 			f.Msg = "not probed, reported down: " + p.Reason()
 		} else {
@@ -251,18 +243,14 @@ func selfProbeFindings(cfg *conf.Config, src []byte, local func(netip.Addr) bool
 }
 
 // writeSelfProbeFindings prints what `lvsha check` found about self
-// probes, for a config at path, using this director's addresses; only the
-// warnings when warningsOnly.
-func writeSelfProbeFindings(w io.Writer, path string, cfg *conf.Config, warningsOnly bool) error {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read %s for line numbers: %w", path, err)
-	}
+// probes of cfg, using this director's addresses; only the warnings when
+// warningsOnly.
+func writeSelfProbeFindings(w io.Writer, cfg *conf.Config, warningsOnly bool) error {
 	isLocal, err := localAddrs()
 	if err != nil {
 		return err
 	}
-	for _, f := range selfProbeFindings(cfg, src, isLocal) {
+	for _, f := range selfProbeFindings(cfg, isLocal) {
 		if warningsOnly && !f.Blocked {
 			continue
 		}
@@ -271,57 +259,4 @@ func writeSelfProbeFindings(w io.Writer, path string, cfg *conf.Config, warnings
 		}
 	}
 	return nil
-}
-
-// rsLines holds the line of each [[virtual_server]] header and of each
-// [[virtual_server.real_server]] header under it.
-type rsLines struct {
-	vs []int
-	rs [][]int
-}
-
-// line is the line of virtual_server[i].real_server[j], else of
-// virtual_server[i] (real servers written as an inline array), else 0.
-func (l rsLines) line(i, j int) int {
-	if i < len(l.rs) && j < len(l.rs[i]) {
-		return l.rs[i][j]
-	}
-	if i < len(l.vs) {
-		return l.vs[i]
-	}
-	return 0
-}
-
-// realServerLines finds the array-of-tables headers of virtual servers and
-// real servers in a configuration conf.Parse accepted. conf keeps its own
-// line index unexported, so this scans for the two headers lvsha's
-// examples and converter write; any other layout costs the line number
-// only (0, or the virtual server's line).
-func realServerLines(src []byte) rsLines {
-	var l rsLines
-	sc := bufio.NewScanner(strings.NewReader(string(src)))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(line, "[[") {
-			continue
-		}
-		end := strings.Index(line, "]]")
-		if end < 0 {
-			continue
-		}
-		name := strings.Join(strings.Fields(strings.ReplaceAll(line[2:end], ".", " . ")), "")
-		switch name {
-		case "virtual_server":
-			l.vs = append(l.vs, n)
-			l.rs = append(l.rs, nil)
-		case "virtual_server.real_server":
-			if len(l.rs) > 0 {
-				l.rs[len(l.rs)-1] = append(l.rs[len(l.rs)-1], n)
-			}
-		}
-	}
-	return l
 }

@@ -214,7 +214,7 @@ func TestSelfProbeFindings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			local, _ := directorAddrs(tc.local...)()
 			var b strings.Builder
-			for _, f := range selfProbeFindings(cfg, []byte(selfSeed), local) {
+			for _, f := range selfProbeFindings(cfg, local) {
 				b.WriteString(f.String() + "\n")
 			}
 			for _, w := range tc.want {
@@ -226,25 +226,6 @@ func TestSelfProbeFindings(t *testing.T) {
 				t.Errorf("%d findings, want 2:\n%s", n, b.String())
 			}
 		})
-	}
-}
-
-func TestRealServerLines(t *testing.T) {
-	src := "# c\n[[virtual_server]]\naddress = \"10.0.0.1:80\"\n  [[ virtual_server . real_server ]] # one\n" +
-		"address = \"10.0.0.2:80\"\n[[virtual_server]]\nreal_server = [ { address = \"10.0.0.3:80\" } ]\n" +
-		"[[virtual_server]]\n[virtual_server.check]\n[[virtual_server.real_server]]\n[[virtual_server.real_server]]\n"
-	l := realServerLines([]byte(src))
-	tests := []struct{ vs, rs, want int }{
-		{0, 0, 4},
-		{1, 0, 6}, // inline array: the virtual server's line
-		{2, 0, 10},
-		{2, 1, 11},
-		{3, 0, 0},
-	}
-	for _, tc := range tests {
-		if got := l.line(tc.vs, tc.rs); got != tc.want {
-			t.Errorf("line(%d, %d) = %d, want %d", tc.vs, tc.rs, got, tc.want)
-		}
 	}
 }
 
