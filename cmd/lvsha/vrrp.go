@@ -13,11 +13,12 @@ import (
 // openVRRP opens every VRRP instance of cfg on the host: real sockets,
 // VIP devices and link notifications.
 func openVRRP(log *slog.Logger, cfg *conf.Config) (*group.Group, error) {
+	shared := instance.NewShared()
 	return group.Open(group.Options{
 		Log: log,
 		Open: func(log *slog.Logger, ic conf.VRRPInstance, tunName string) (group.Instance, error) {
 			// Returned as is, a nil *Instance would be a non-nil Instance.
-			inst, err := instance.Open(log, ic, tunName)
+			inst, err := shared.Open(log, ic, tunName)
 			if err != nil {
 				return nil, err
 			}
