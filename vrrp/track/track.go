@@ -201,12 +201,8 @@ func watch(ctx context.Context, names []string, sub Subscribe, b Backoff, cleanu
 					report(last)
 				}
 				wait = min(max(2*wait, b.Min), b.Max)
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				if !pause(ctx, wait) {
 					return
-				case <-t.C:
 				}
 				continue
 			}
@@ -252,12 +248,8 @@ func watch(ctx context.Context, names []string, sub Subscribe, b Backoff, cleanu
 			lost = nil
 			report(last)
 			wait = min(max(2*wait, b.Min), b.Max)
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, wait) {
 				return
-			case <-t.C:
 			}
 		}
 	}()
@@ -376,4 +368,17 @@ func LinkEffect(faulting []string, weighted []conf.TrackInterface, down []string
 		}
 	}
 	return fault, lowered
+}
+
+// pause waits d, or less when ctx ends first; it reports whether ctx is
+// still running.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
