@@ -26,13 +26,17 @@ func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 // cmdCheck implements `lvsha check`: validate, then print the table the
 // config describes with every real server up, as `ipvsadm -Ln` would show it.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "lvsha check -c FILE [-q]",
-		"Validate FILE and print the IPVS table it describes (all real servers up) in ipvsadm -Ln layout.\n"+
-			"Exit status 0 when valid, 1 with every error listed when not. Touches neither the kernel nor the network.", stderr)
-	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file`")
+	fs := newFlagSet("check", "lvsha check [-q] [-c] FILE",
+		"Validate FILE and print the IPVS table it describes (all real servers up) in ipvsadm -Ln layout,\n"+
+			"then its VRRP instances. Exit status 0 when valid, 1 with every error listed when not.\n"+
+			"Touches neither the kernel nor the network.", stderr)
+	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file` (or give it as the argument)")
 	quiet := fs.Bool("q", false, "print nothing when the configuration is valid")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
+	}
+	if err := fileArg(fs, "c", path); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	cfg, err := conf.Load(*path)
 	if err != nil {
@@ -48,7 +52,29 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if _, err := io.WriteString(stdout, ipvs.Format(ipvs.Desired(cfg, allUp))); err != nil {
 		return err
 	}
+	if err := writeVRRPPlan(stdout, cfg); err != nil {
+		return err
+	}
 	return writeSelfProbeFindings(stdout, cfg, false)
+}
+
+// fileArg lets a command take its configuration file as its one argument
+// (`lvsha check FILE`) as well as with -flag; any other argument is an
+// error, so a typo is not silently ignored.
+func fileArg(fs *flag.FlagSet, flagName string, path *string) error {
+	switch args := fs.Args(); {
+	case len(args) == 0:
+		return nil
+	case len(args) > 1:
+		return fmt.Errorf("unexpected arguments %q: give one configuration file", args[1:])
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == flagName })
+	if set {
+		return fmt.Errorf("configuration file given twice: -%s %s and %s", flagName, *path, fs.Arg(0))
+	}
+	*path = fs.Arg(0)
+	return nil
 }
 
 // cmdStatus implements `lvsha status`.
@@ -60,6 +86,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fs.String("o", "text", "output `format`: text or json")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if *out != "text" && *out != "json" {
 		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}

@@ -42,6 +42,34 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(self, []byte("[[virtual_server]]\nname = \"web\"\naddress = \"127.0.0.1:80\"\nforwarding = \"nat\"\n[virtual_server.check]\ntype = \"tcp\"\n\n"+
 		"[[virtual_server.real_server]]\naddress = \"127.0.0.1:80\"\n\n[[virtual_server]]\nname = \"front\"\naddress = \"203.0.113.7:443\"\nforwarding = \"nat\"\n[virtual_server.check]\ntype = \"tcp\"\n\n"+
 		"[[virtual_server.real_server]]\naddress = \"203.0.113.7:443\"\n"), 0o644)
+	vrrpCfg := filepath.Join(dir, "vrrp.toml")
+	os.WriteFile(vrrpCfg, []byte(`[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+router_id = 51
+priority = 150
+virtual_ips = ["10.0.0.100/24", "10.0.0.101"]
+track_interfaces = ["eth1"]
+  [[vrrp_instance.track_exec]]
+  name = "chk"
+  weight = 20
+
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth0"
+router_id = 52
+preempt = false
+virtual_ips = ["10.0.0.102"]
+unicast_peers = ["10.0.0.3"]
+
+[[vrrp_sync_group]]
+name = "G"
+instances = ["VI_1"]
+
+[[track_exec]]
+name = "chk"
+command = ["/bin/true"]
+`), 0o644)
 	tests := []struct {
 		name   string
 		args   []string
@@ -55,6 +83,17 @@ func TestCheck(t *testing.T) {
 			[]string{bad + ":3: virtual_server[0].scheduler", bad + ":6: virtual_server[0].real_server[0].weight"}},
 		{"missing file", []string{"check", "-c", filepath.Join(dir, "nope.toml")}, 1, nil, []string{"does not exist"}},
 		{"quiet", []string{"check", "-q", "-c", good}, 0, nil, nil},
+		{"the file as the argument", []string{"check", good}, 0, []string{good + ": valid, 1 virtual servers"}, nil},
+		{"quiet, the file as the argument", []string{"check", "-q", good}, 0, nil, nil},
+		{"a second argument", []string{"check", good, "extra"}, 2, nil, []string{`unexpected arguments ["extra"]`}},
+		{"the file twice", []string{"check", "-c", good, bad}, 2, nil, []string{"configuration file given twice: -c " + good + " and " + bad}},
+		{"run with an unknown log format", []string{"run", "--log-format", "xml", good}, 2, nil, []string{`--log-format "xml": want text or json`}},
+		{"status takes no argument", []string{"status", "extra"}, 2, nil, []string{`unexpected arguments ["extra"]`}},
+		{"the VRRP plan", []string{"check", vrrpCfg}, 0, []string{
+			"VRRP instances: 2\n",
+			"  VI_1: eth0 vrid 51, VRRPv3, priority 150, advert 100ms, sync group G\n    VIPs on tun: 10.0.0.100/24 10.0.0.101/32\n    tracks interface eth1 (fault), track_exec chk (-20)\n",
+			"  VI_2: eth0 vrid 52, VRRPv3, priority 100, advert 100ms, no preempt\n    VIPs on tun: 10.0.0.102/32\n    unicast to 10.0.0.3\n",
+		}, nil},
 		{"a director's probe of its own virtual service", []string{"check", "-c", self}, 0,
 			[]string{self + ":8: virtual_server[0].real_server[0]: note: probed at 127.0.0.1:80: tcp 127.0.0.1:80 is virtual service \"web\" of this director",
 				self + ":18: virtual_server[1].real_server[0]: warning: not probed, reported down: tcp 203.0.113.7:443 is virtual service \"front\"", "set check.connect_address"}, nil},

@@ -302,22 +302,35 @@ func (d *daemon) Status() (*Report, error) {
 
 // cmdRun implements `lvsha run`.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "lvsha run -c FILE [--cleanup] [--log-level LEVEL] [--netns PATH]",
+	fs := newFlagSet("run", "lvsha run [-c] FILE [--cleanup] [--log-level LEVEL] [--log-format text|json] [--netns PATH]",
 		"Run the director: probe real servers and keep the kernel's IPVS table as the config describes.\n"+
 			"SIGHUP reloads the config (a bad config is refused; the last good one keeps running).\n"+
 			"SIGTERM stops and leaves the kernel table in place, so no connection is dropped.", stderr)
 	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file`")
 	cleanup := fs.Bool("cleanup", false, "on exit, remove the virtual services the config describes from the kernel")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log `format`: text (logfmt) or json, one object a line")
 	netns := fs.String("netns", "", "program IPVS in the network namespace at `path` (e.g. /var/run/netns/lb) instead of the current one")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
+	}
+	if err := fileArg(fs, "c", path); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	var handler slog.Handler
+	switch opts := (&slog.HandlerOptions{Level: lvl}); *format {
+	case "text":
+		handler = slog.NewTextHandler(stderr, opts)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, opts)
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--log-format %q: want text or json", *format)}
+	}
+	log := slog.New(handler)
 
 	cfg, err := conf.Load(*path)
 	if err != nil {

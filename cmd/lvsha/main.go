@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -22,8 +23,8 @@ import (
 const usage = `lvsha — health-checking high-availability director for Linux IPVS
 
 Usage:
-  lvsha run     -c FILE [--cleanup]    run the director daemon
-  lvsha check   -c FILE                validate FILE and print the IPVS table it describes
+  lvsha run     [-c] FILE [--cleanup]  run the director daemon
+  lvsha check   [-c] FILE              validate FILE; print the IPVS table and VRRP instances it describes
   lvsha status  [-s SOCKET | -c FILE] [-o text|json]
                                        show the live table, health and counters
   lvsha convert [-o OUT] [--strict] keepalived.conf
@@ -111,7 +112,7 @@ func versionString() string {
 		rev = rev[:12]
 	}
 	if rev != "" {
-		return fmt.Sprintf("lvsha %s (%s%s)", v, rev, dirty)
+		return fmt.Sprintf("lvsha %s (%s%s) %s", v, rev, dirty, runtime.Version())
 	}
-	return "lvsha " + v
+	return "lvsha " + v + " " + runtime.Version()
 }
