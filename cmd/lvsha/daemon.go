@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -297,6 +298,8 @@ func (d *daemon) Status() (*Report, error) {
 	buildReport(rep, cfg, desired, kernel, d.probes.Snapshot())
 	rep.VRRP = d.vrrp.Status()
 	rep.TrackExecs = execStatus(d.vrrp)
+	rep.Schema = reportSchema
+	emptyLists(reflect.ValueOf(rep))
 	return rep, nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -316,5 +317,34 @@ func TestNoIPVS(t *testing.T) {
 				t.Errorf("error %v, want one wrapping %q: %v", err, ipvs.ErrUnavailable, tt.wantErr)
 			}
 		})
+	}
+}
+
+// The JSON form of status has its schema version, and [] for every empty
+// list, never null: here a director with one virtual server whose only
+// real server has no check, no foreign service, no VRRP.
+func TestStatusJSONLists(t *testing.T) {
+	cfg, err := conf.Parse("t.toml", []byte("[director]\nname = \"t\"\n[[virtual_server]]\nname = \"web\"\naddress = \"10.1.2.3:80\"\n[[virtual_server.real_server]]\naddress = \"10.1.2.4:80\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	d := newDaemon(log, "t.toml", cfg, ipvs.NewReconciler(&ipvstest.Kernel{}, log), health.NewEngine(log))
+	d.sync()
+	rep, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("null")) {
+		t.Errorf("status JSON has a null:\n%s", b)
+	}
+	for _, want := range []string{`"schema_version":1`, `"foreign_services":[]`, `"vrrp_instances":[]`, `"track_execs":[]`, `"real_servers":[{`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("status JSON lacks %s:\n%s", want, b)
+		}
 	}
 }

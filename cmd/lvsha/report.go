@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,9 @@ import (
 // server it manages, joined with the kernel's table and counters. Its JSON
 // form (-o json) is a stable interface for scripts and monitoring.
 type Report struct {
+	// Schema is the version of this JSON form: it grows when a field is
+	// removed or changes meaning, never when one is added.
+	Schema     int       `json:"schema_version"`
 	Director   string    `json:"director"`
 	ConfigFile string    `json:"config_file"`
 	LoadedAt   time.Time `json:"config_loaded_at"`
@@ -27,11 +31,42 @@ type Report struct {
 	Services    []ServiceReport `json:"virtual_servers"`
 	// Foreign lists kernel services the configuration does not name; lvsha
 	// leaves them alone.
-	Foreign []string `json:"foreign_services,omitempty"`
+	Foreign []string `json:"foreign_services"`
 	// VRRP is the state of each VRRP instance.
-	VRRP []instance.Status `json:"vrrp_instances,omitempty"`
+	VRRP []instance.Status `json:"vrrp_instances"`
 	// TrackExecs is the state of each track_exec an instance tracks.
-	TrackExecs []TrackExecReport `json:"track_execs,omitempty"`
+	TrackExecs []TrackExecReport `json:"track_execs"`
+}
+
+// reportSchema is Report's Schema.
+const reportSchema = 1
+
+// emptyLists replaces every nil slice reachable from v (a pointer) by an
+// empty one, so that the JSON form has [] where a list is empty, never
+// null: a script iterating over a list need not test for null first.
+func emptyLists(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			emptyLists(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				emptyLists(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.IsNil() {
+			if v.CanSet() {
+				v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+			}
+			return
+		}
+		for i := range v.Len() {
+			emptyLists(v.Index(i))
+		}
+	}
 }
 
 // TrackExecReport is one track_exec and the instances it acts on.
