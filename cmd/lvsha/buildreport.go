@@ -115,5 +115,6 @@ func buildReport(rep *Report, cfg *conf.Config, desired []ipvs.Service, kernel [
 }
 
 func counters(s ipvs.Stats) Counters {
-	return Counters{Conns: s.Conns, InPkts: s.InPkts, OutPkts: s.OutPkts, InBytes: s.InBytes, OutBytes: s.OutBytes}
+	return Counters{Conns: s.Conns, InPkts: s.InPkts, OutPkts: s.OutPkts, InBytes: s.InBytes, OutBytes: s.OutBytes,
+		CPS: s.CPS, InPPS: s.InPPS, OutPPS: s.OutPPS, InBPS: s.InBPS, OutBPS: s.OutBPS}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -79,19 +80,29 @@ func fileArg(fs *flag.FlagSet, flagName string, path *string) error {
 
 // cmdStatus implements `lvsha status`.
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "lvsha status [-s SOCKET | -c FILE] [-o text|json]",
-		"Show the running daemon's table: each real server's health, last probe, weights and kernel counters.", stderr)
+	fs := newFlagSet("status", "lvsha status [-s SOCKET | -c FILE] [-o text|wide|json] [--stats | --rate] [VIRTUAL_SERVER...]",
+		"Show the running daemon's table: each real server's weight, health and last probe, with the kernel's\n"+
+			"connection counts (--stats: totals; --rate: per second, as ipvsadm). Names limit it to those virtual servers.\n"+
+			"Text fits 120 columns, cutting the health and probe columns; -o wide prints them whole.", stderr)
 	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
 	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
-	out := fs.String("o", "text", "output `format`: text or json")
+	out := fs.String("o", "text", "output `format`: text, wide or json")
+	stats := fs.Bool("stats", false, "show total connections, packets and bytes (ipvsadm --stats)")
+	rate := fs.Bool("rate", false, "show connections, packets and bytes per second (ipvsadm --rate)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if *out != "text" && *out != "wide" && *out != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text, wide or json", *out)}
 	}
-	if *out != "text" && *out != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}
+	view := statusView{wide: *out == "wide", width: defaultWidth}
+	switch {
+	case *stats && *rate:
+		return &exitError{code: 2, err: errors.New("--stats and --rate: choose one")}
+	case *stats:
+		view.counters = "stats"
+	case *rate:
+		view.counters = "rate"
 	}
 	socket := *sock
 	if socket == "" && *path != "" {
@@ -108,10 +119,13 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if err := rep.only(fs.Args()); err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	if *out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	return writeReport(stdout, rep, time.Now())
+	return writeReportView(stdout, rep, time.Now(), view)
 }

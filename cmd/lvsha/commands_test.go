@@ -88,7 +88,6 @@ command = ["/bin/true"]
 		{"a second argument", []string{"check", good, "extra"}, 2, nil, []string{`unexpected arguments ["extra"]`}},
 		{"the file twice", []string{"check", "-c", good, bad}, 2, nil, []string{"configuration file given twice: -c " + good + " and " + bad}},
 		{"run with an unknown log format", []string{"run", "--log-format", "xml", good}, 2, nil, []string{`--log-format "xml": want text or json`}},
-		{"status takes no argument", []string{"status", "extra"}, 2, nil, []string{`unexpected arguments ["extra"]`}},
 		{"the VRRP plan", []string{"check", vrrpCfg}, 0, []string{
 			"VRRP instances: 2\n",
 			"  VI_1: eth0 vrid 51, VRRPv3, priority 150, advert 100ms, sync group G\n    VIPs on tun: 10.0.0.100/24 10.0.0.101/32\n    tracks interface eth1 (fault), track_exec chk (-20)\n",

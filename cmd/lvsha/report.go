@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lvsha/lvsha/vrrp/instance"
 	"github.com/lvsha/lvsha/vrrp/track"
@@ -136,11 +138,67 @@ type Counters struct {
 	OutPkts  uint64 `json:"out_pkts"`
 	InBytes  uint64 `json:"in_bytes"`
 	OutBytes uint64 `json:"out_bytes"`
+	// Rates per second, as the kernel estimates them (ipvsadm --rate).
+	CPS    uint64 `json:"cps"`
+	InPPS  uint64 `json:"in_pps"`
+	OutPPS uint64 `json:"out_pps"`
+	InBPS  uint64 `json:"in_bps"`
+	OutBPS uint64 `json:"out_bps"`
 }
 
-// writeReport prints r the way an LVS operator reads `ipvsadm -Ln --stats`,
-// with lvsha's health columns added to each real server.
+// statusView says how `lvsha status` prints the table: which counters,
+// how wide, which virtual servers.
+type statusView struct {
+	// counters is "" (active and inactive connections, as ipvsadm -Ln),
+	// "stats" (totals, as --stats) or "rate" (per second, as --rate).
+	counters string
+	// wide prints every column whole; otherwise the health and probe
+	// columns are cut so a line fits width.
+	wide  bool
+	width int
+}
+
+// only keeps the virtual servers of r named in names, and leaves out the
+// VRRP and track_exec sections: `lvsha status web` is about web. A name r
+// does not have is an error that lists the names it has.
+func (r *Report) only(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	have := make(map[string]bool, len(r.Services))
+	var all []string
+	for _, s := range r.Services {
+		have[s.Name] = true
+		all = append(all, s.Name)
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		if !have[n] {
+			return fmt.Errorf("no virtual server named %q (the daemon has: %s)", n, strings.Join(all, ", "))
+		}
+		want[n] = true
+	}
+	kept := r.Services[:0]
+	for _, s := range r.Services {
+		if want[s.Name] {
+			kept = append(kept, s)
+		}
+	}
+	r.Services = kept
+	r.VRRP, r.TrackExecs = []instance.Status{}, []TrackExecReport{}
+	return nil
+}
+
+// defaultWidth is what a line of `lvsha status` fits by default.
+const defaultWidth = 120
+
+// writeReport prints r the way an LVS operator reads `ipvsadm -Ln`, with
+// lvsha's health columns added to each real server.
 func writeReport(w io.Writer, r *Report, now time.Time) error {
+	return writeReportView(w, r, now, statusView{width: defaultWidth})
+}
+
+func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error {
 	fmt.Fprintf(w, "director %s   config %s (loaded %s)\n", r.Director, r.ConfigFile, r.LoadedAt.Format(time.RFC3339))
 	if r.ConfigStale {
 		fmt.Fprintf(w, "CONFIG STALE: last reload failed, running the previous config: %s\n", r.ReloadError)
@@ -150,42 +208,7 @@ func writeReport(w io.Writer, r *Report, now time.Time) error {
 	} else {
 		fmt.Fprintf(w, "kernel in sync %s ago\n", ago(now, r.SyncedAt))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\tWeight\tHealth\tLast probe\tActConn\tInActConn\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes")
-	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\t\t\t\t\t\t\t\t\t\t")
-	for _, s := range r.Services {
-		sched := s.Scheduler
-		if s.Flags != "" {
-			sched += " " + s.Flags
-		}
-		state := ""
-		if !s.InKernel {
-			state = "MISSING FROM KERNEL"
-		} else if s.SorryActive {
-			state = "SORRY"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t\t%s\t%s\t\t\t%d\t%d\t%d\t%d\t%d\n", s.Service, sched, state, s.Name,
-			s.Stats.Conns, s.Stats.InPkts, s.Stats.OutPkts, s.Stats.InBytes, s.Stats.OutBytes)
-		for _, d := range s.RealServers {
-			weight := "-"
-			if d.KernelWeight != nil {
-				weight = fmt.Sprint(*d.KernelWeight)
-				if *d.KernelWeight != d.Weight {
-					weight += fmt.Sprintf("/%d", d.Weight)
-				}
-			}
-			health := d.Health
-			if d.Sorry {
-				health = d.Health
-			} else if !d.Since.IsZero() {
-				health += " " + ago(now, d.Since)
-			}
-			fmt.Fprintf(tw, "  -> %s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Address, d.Forward, weight, health,
-				probeSummary(d.Last), d.ActiveConn, d.InactiveConn,
-				d.Stats.Conns, d.Stats.InPkts, d.Stats.OutPkts, d.Stats.InBytes, d.Stats.OutBytes)
-		}
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writeTable(w, serviceRows(r, now, v.counters, v.wide), v); err != nil {
 		return err
 	}
 	if len(r.Foreign) > 0 {
@@ -230,7 +253,9 @@ func writeReport(w io.Writer, r *Report, now time.Time) error {
 	return nil
 }
 
-func probeSummary(p *ProbeResult) string {
+// probeSummary is the last probe in a few words; whole keeps all of a
+// failure's message, which is otherwise cut at 60 characters.
+func probeSummary(p *ProbeResult, whole bool) string {
 	if p == nil {
 		return "-"
 	}
@@ -244,12 +269,150 @@ func probeSummary(p *ProbeResult) string {
 	}
 	if !p.OK && p.Message != "" {
 		msg := p.Message
-		if len(msg) > 60 {
+		if !whole && len(msg) > 60 {
 			msg = msg[:57] + "..."
 		}
 		s += " (" + msg + ")"
 	}
 	return s
+}
+
+// counterHeads and counterCells are the counter columns of each view.
+func counterHeads(view string) []string {
+	switch view {
+	case "stats":
+		return []string{"Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"}
+	case "rate":
+		return []string{"CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"}
+	}
+	return []string{"ActConn", "InActConn"}
+}
+
+func counterCells(view string, c Counters, act, inact int, service bool) []string {
+	u := func(n ...uint64) []string {
+		out := make([]string, len(n))
+		for i, x := range n {
+			out[i] = strconv.FormatUint(x, 10)
+		}
+		return out
+	}
+	switch view {
+	case "stats":
+		return u(c.Conns, c.InPkts, c.OutPkts, c.InBytes, c.OutBytes)
+	case "rate":
+		return u(c.CPS, c.InPPS, c.OutPPS, c.InBPS, c.OutBPS)
+	}
+	if service {
+		return []string{"", ""}
+	}
+	return []string{strconv.Itoa(act), strconv.Itoa(inact)}
+}
+
+// The columns of the real-server table that give way when a line is too
+// long, the last probe first.
+const (
+	colHealth = 3
+	colProbe  = 4
+)
+
+// serviceRows lays out the real-server table: two header rows, then each
+// virtual server and its real servers.
+func serviceRows(r *Report, now time.Time, view string, wide bool) [][]string {
+	// The counter views leave the probe out, as ipvsadm's leave out
+	// the connection counts: the line would not fit.
+	probe := view == ""
+	head := []string{"Prot LocalAddress:Port", "Scheduler", "Weight", "Health"}
+	if probe {
+		head = append(head, "Last probe")
+	}
+	rows := [][]string{append(head, counterHeads(view)...), {"  -> RemoteAddress:Port", "Forward"}}
+	row := func(cells []string, probeCell string, counters []string) []string {
+		if probe {
+			cells = append(cells, probeCell)
+		}
+		return append(cells, counters...)
+	}
+	for _, s := range r.Services {
+		sched := s.Scheduler
+		if s.Flags != "" {
+			sched += " " + s.Flags
+		}
+		state := s.Name
+		if !s.InKernel {
+			state += ": MISSING FROM KERNEL"
+		} else if s.SorryActive {
+			state += ": SORRY"
+		}
+		rows = append(rows, row([]string{s.Service, sched, "", state}, "", counterCells(view, s.Stats, 0, 0, true)))
+		for _, d := range s.RealServers {
+			weight := "-"
+			if d.KernelWeight != nil {
+				weight = fmt.Sprint(*d.KernelWeight)
+				if *d.KernelWeight != d.Weight {
+					weight += fmt.Sprintf("/%d", d.Weight)
+				}
+			}
+			health := d.Health
+			if !d.Sorry && !d.Since.IsZero() {
+				health += " " + ago(now, d.Since)
+			}
+			rows = append(rows, row([]string{"  -> " + d.Address, d.Forward, weight, health}, probeSummary(d.Last, wide),
+				counterCells(view, d.Stats, d.ActiveConn, d.InactiveConn, false)))
+		}
+	}
+	return rows
+}
+
+// writeTable prints rows in columns two spaces apart. Unless v.wide, the
+// last-probe column and then the health column are cut (ending in "…")
+// until a line fits v.width, each down to no less than its heading.
+func writeTable(w io.Writer, rows [][]string, v statusView) error {
+	widths := []int{}
+	for _, row := range rows {
+		for i, c := range row {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	total := func() int {
+		n := 2 * (len(widths) - 1)
+		for _, x := range widths {
+			n += x
+		}
+		return n
+	}
+	if !v.wide && v.width > 0 {
+		cut := []int{colHealth}
+		if v.counters == "" {
+			cut = []int{colProbe, colHealth}
+		}
+		for _, col := range cut {
+			if over := total() - v.width; over > 0 && col < len(widths) {
+				widths[col] = max(widths[col]-over, utf8.RuneCountInString(rows[0][col]))
+			}
+		}
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		var line strings.Builder
+		for i, c := range row {
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			if n := utf8.RuneCountInString(c); n > widths[i] {
+				c = string([]rune(c)[:widths[i]-1]) + "…"
+			}
+			line.WriteString(c)
+			if i < len(row)-1 {
+				line.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)))
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 func ago(now, t time.Time) string {
