@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
 	moby "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
 )
 
-// Changes counts the kernel writes one Apply made successfully.
+// Changes counts the kernel writes one Apply made successfully, and lists
+// them in the order they were made.
 type Changes struct {
 	ServicesCreated     int
 	ServicesUpdated     int
@@ -19,12 +22,83 @@ type Changes struct {
 	DestinationsCreated int
 	DestinationsUpdated int
 	DestinationsDeleted int
+	// Done is every successful write.
+	Done []Change
 }
 
 // Total is the number of successful writes.
 func (c Changes) Total() int {
 	return c.ServicesCreated + c.ServicesUpdated + c.ServicesDeleted +
 		c.DestinationsCreated + c.DestinationsUpdated + c.DestinationsDeleted
+}
+
+func (c *Changes) count(ch Change) {
+	switch ch.Op {
+	case OpCreateService:
+		c.ServicesCreated++
+	case OpUpdateService:
+		c.ServicesUpdated++
+	case OpDeleteService:
+		c.ServicesDeleted++
+	case OpCreateDestination:
+		c.DestinationsCreated++
+	case OpUpdateDestination:
+		c.DestinationsUpdated++
+	case OpDeleteDestination:
+		c.DestinationsDeleted++
+	}
+	c.Done = append(c.Done, ch)
+}
+
+// Op is one kind of kernel write.
+type Op string
+
+// The writes Apply makes, one per IPVS command.
+const (
+	OpCreateService     Op = "create service"
+	OpUpdateService     Op = "update service"
+	OpDeleteService     Op = "delete service"
+	OpCreateDestination Op = "add destination"
+	OpUpdateDestination Op = "update destination"
+	OpDeleteDestination Op = "delete destination"
+)
+
+// Change is one kernel write: planned by Plan, made by Apply.
+type Change struct {
+	Op Op `json:"op"`
+	// VirtualServer names the virtual server it serves ("" for a service
+	// lvsha managed under a name no longer configured).
+	VirtualServer string `json:"vs"`
+	// Service is the service, as ipvsadm -Ln prints it; Destination the
+	// real server's address, for the destination ops.
+	Service     string `json:"service"`
+	Destination string `json:"destination,omitempty"`
+	// Was and Now describe an update: the settings or weight before and
+	// after. Now is also a new destination's weight.
+	Was string `json:"was,omitempty"`
+	Now string `json:"now,omitempty"`
+
+	svc  Service       // what to write
+	dst  Destination   // for the destination ops
+	have *moby.Service // the kernel's service, for deletes and its destinations
+	key  ServiceKey    // the service written
+}
+
+func (c Change) String() string {
+	s := string(c.Op) + " " + c.Service
+	if c.Destination != "" {
+		s += " -> " + c.Destination
+	}
+	switch {
+	case c.Was != "":
+		s += " (" + c.Was + " => " + c.Now + ")"
+	case c.Now != "":
+		s += " (" + c.Now + ")"
+	}
+	if c.VirtualServer != "" {
+		s += " [" + c.VirtualServer + "]"
+	}
+	return s
 }
 
 // Reconciler is the one owner of a Kernel: moby's handle is not safe for
@@ -51,7 +125,7 @@ func NewReconciler(k Kernel, log *slog.Logger) *Reconciler {
 }
 
 // Apply reads the kernel table and writes only the difference from
-// desired:
+// desired, as Plan lists it:
 //   - a missing service is created with its destinations;
 //   - a service whose settings differ (scheduler, flags except HASHED,
 //     timeout, netmask) is updated in place, never deleted and re-added;
@@ -63,103 +137,151 @@ func NewReconciler(k Kernel, log *slog.Logger) *Reconciler {
 //   - services nobody asked for are left alone and logged once.
 //
 // The kernel table is never flushed. A failure on one object does not stop
-// the others: Apply returns all failures joined, each naming its object.
+// the others (the destinations of a service that could not be created are
+// not tried): Apply returns all failures joined, each naming its object.
 func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-
 	var ch Changes
+	p, err := r.plan(desired)
+	if err != nil {
+		return ch, err
+	}
+	errs := p.errs
+	failed := map[ServiceKey]bool{}
+	for _, c := range p.changes {
+		if failed[c.key] {
+			continue
+		}
+		if err := r.write(c); err != nil {
+			if c.Op == OpDeleteService && errors.Is(err, unix.ESRCH) {
+				// Someone removed it first: what was wanted.
+				delete(r.owned, c.key)
+				continue
+			}
+			errs = append(errs, err)
+			if c.Op == OpCreateService {
+				failed[c.key] = true
+			}
+			continue
+		}
+		ch.count(c)
+		r.log.Info(c.Op.logMsg(), changeAttrs(c)...)
+		switch c.Op {
+		case OpCreateService:
+			r.owned[c.key] = c.VirtualServer
+		case OpDeleteService:
+			delete(r.owned, c.key)
+		}
+	}
+	for _, key := range p.adopted {
+		r.log.Info("service adopted", "op", "adopt", "vs", p.names[key], "service", key.String())
+	}
+	for key, name := range p.names {
+		if !failed[key] {
+			r.owned[key] = name
+		}
+	}
+	for _, key := range p.gone {
+		delete(r.owned, key) // someone else removed it already
+	}
+	r.noteForeign(p)
+	return ch, errors.Join(errs...)
+}
+
+// Plan lists the writes Apply(desired) would make now, in order, without
+// making any. The error is a failure to read the kernel's table, or a
+// desired table that lists a service or destination twice (Apply skips
+// those and reports them the same way).
+func (r *Reconciler) Plan(desired []Service) ([]Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, err := r.plan(desired)
+	if err != nil {
+		return nil, err
+	}
+	return p.changes, errors.Join(p.errs...)
+}
+
+// plan is what Apply will do, computed from one read of the kernel's
+// table. r.mu is held; plan changes nothing, in the kernel or in r.
+type plan struct {
+	changes []Change
+	errs    []error
+	// names are the desired services' virtual servers, which r manages
+	// from now on; adopted those found in the kernel that r did not
+	// manage yet; gone the managed services someone else removed.
+	names   map[ServiceKey]string
+	adopted []ServiceKey
+	gone    []ServiceKey
+	// foreign are the kernel's services nobody asked for.
+	foreign []ServiceKey
+}
+
+func (r *Reconciler) plan(desired []Service) (*plan, error) {
 	kernel, err := r.k.GetServices()
 	if err != nil {
-		return ch, fmt.Errorf("list IPVS services: %w", err)
+		return nil, fmt.Errorf("list IPVS services: %w", err)
 	}
 	inKernel := make(map[ServiceKey]*moby.Service, len(kernel))
 	for _, ms := range kernel {
 		inKernel[serviceFromMoby(ms).Key()] = ms
 	}
-
-	var errs []error
-	want := make(map[ServiceKey]bool, len(desired))
+	p := &plan{names: make(map[ServiceKey]string, len(desired))}
 	for _, s := range desired {
 		key := s.Key()
-		if want[key] {
-			errs = append(errs, fmt.Errorf("service %s: listed twice in the desired table", s))
+		if _, dup := p.names[key]; dup {
+			p.errs = append(p.errs, fmt.Errorf("service %s: listed twice in the desired table", s))
 			continue
 		}
-		want[key] = true
-		delete(r.logged, key)
-
-		var current []*moby.Destination
-		if ms, ok := inKernel[key]; !ok {
-			if err := r.k.NewService(s.toMoby()); err != nil {
-				errs = append(errs, fmt.Errorf("create service %s: %w", s, err))
-				continue
-			}
-			ch.ServicesCreated++
-			r.owned[key] = s.Name
-			r.log.Info("service created", "op", "create", "vs", s.Name, "service", s.String())
-		} else {
-			if _, ok := r.owned[key]; !ok {
-				r.log.Info("service adopted", "op", "adopt", "vs", s.Name, "service", s.String())
-			}
-			r.owned[key] = s.Name
-			if have := serviceFromMoby(ms); !settingsEqual(have, s) {
-				if err := r.k.UpdateService(s.toMoby()); err != nil {
-					errs = append(errs, fmt.Errorf("update service %s: %w", s, err))
-				} else {
-					ch.ServicesUpdated++
-					r.log.Info("service updated", "op", "update", "vs", s.Name, "service", s.String(), "was", settingsString(have))
-				}
-			}
-			current, err = r.k.GetDestinations(ms)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("list destinations of %s: %w", s, err))
-				continue
-			}
+		p.names[key] = s.Name
+		ms, ok := inKernel[key]
+		if !ok {
+			p.changes = append(p.changes, Change{Op: OpCreateService, VirtualServer: s.Name, Service: s.String(), Now: settingsString(s), svc: s, key: key})
+			p.destinations(s, key, nil)
+			continue
 		}
-		errs = append(errs, r.applyDestinations(s, current, &ch)...)
+		if _, managed := r.owned[key]; !managed {
+			p.adopted = append(p.adopted, key)
+		}
+		if have := serviceFromMoby(ms); !settingsEqual(have, s) {
+			p.changes = append(p.changes, Change{Op: OpUpdateService, VirtualServer: s.Name, Service: s.String(),
+				Was: settingsString(have), Now: settingsString(s), svc: s, have: ms, key: key})
+		}
+		current, err := r.k.GetDestinations(ms)
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("list destinations of %s: %w", s, err))
+			continue
+		}
+		p.destinations(s, key, current)
 	}
-
 	for key, name := range r.owned {
-		if want[key] {
+		if _, want := p.names[key]; want {
 			continue
 		}
 		ms, ok := inKernel[key]
 		if !ok {
-			delete(r.owned, key) // someone else removed it already
+			p.gone = append(p.gone, key)
 			continue
 		}
-		if err := r.k.DelService(ms); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("delete service %s: %w", key, err))
-			continue
-		}
-		delete(r.owned, key)
-		delete(inKernel, key) // gone: not a foreign service to report
-		ch.ServicesDeleted++
-		r.log.Info("service deleted", "op", "delete", "vs", name, "service", key.String())
-	}
-
-	for key := range r.logged {
-		if _, ok := inKernel[key]; !ok {
-			delete(r.logged, key) // forget it so a comeback is reported again
-		}
+		p.changes = append(p.changes, Change{Op: OpDeleteService, VirtualServer: name, Service: key.String(), have: ms, key: key})
 	}
 	for key := range inKernel {
-		if _, owned := r.owned[key]; !want[key] && !owned && !r.logged[key] {
-			r.logged[key] = true
-			r.log.Info("leaving IPVS service not in configuration alone", "op", "ignore", "service", key.String())
+		if _, want := p.names[key]; want {
+			continue
+		}
+		if _, owned := r.owned[key]; !owned {
+			p.foreign = append(p.foreign, key)
 		}
 	}
-	return ch, errors.Join(errs...)
+	return p, nil
 }
 
-// applyDestinations makes the kernel's destinations of s (current) match
-// s.Destinations. Additions and updates go first and deletions last, so a
-// service switching from its sorry server back to real servers never has
-// an empty moment.
-func (r *Reconciler) applyDestinations(s Service, current []*moby.Destination, ch *Changes) []error {
-	var errs []error
-	ms := s.toMoby()
+// destinations plans making the kernel's destinations of s (current)
+// match s.Destinations. Additions and updates go first and deletions
+// last, so a service switching from its sorry server back to real servers
+// never has an empty moment.
+func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destination) {
 	have := make(map[netip.AddrPort]Destination, len(current))
 	for _, md := range current {
 		d := destinationFromMoby(md)
@@ -167,42 +289,123 @@ func (r *Reconciler) applyDestinations(s Service, current []*moby.Destination, c
 	}
 	want := make(map[netip.AddrPort]bool, len(s.Destinations))
 	for _, d := range s.Destinations {
-		key := d.Key()
-		if want[key] {
-			errs = append(errs, fmt.Errorf("destination %s of %s: listed twice", d, s))
+		dk := d.Key()
+		if want[dk] {
+			p.errs = append(p.errs, fmt.Errorf("destination %s of %s: listed twice", d, s))
 			continue
 		}
-		want[key] = true
-		old, ok := have[key]
+		want[dk] = true
+		c := Change{VirtualServer: s.Name, Service: s.String(), Destination: d.String(), svc: s, dst: d, key: key}
+		old, ok := have[dk]
 		switch {
 		case !ok:
-			if err := r.k.NewDestination(ms, d.toMoby()); err != nil {
-				errs = append(errs, fmt.Errorf("add destination %s to %s: %w", d, s, err))
-				continue
-			}
-			ch.DestinationsCreated++
-			r.log.Info("destination added", "op", "create", "vs", s.Name, "rs", d.String(), "weight", d.Weight, "sorry", d.Sorry)
+			c.Op, c.Now = OpCreateDestination, destString(d)
 		case !destinationEqual(old, d):
-			if err := r.k.UpdateDestination(ms, d.toMoby()); err != nil {
-				errs = append(errs, fmt.Errorf("update destination %s of %s: %w", d, s, err))
-				continue
-			}
-			ch.DestinationsUpdated++
-			r.log.Info("destination updated", "op", "update", "vs", s.Name, "rs", d.String(), "weight", d.Weight, "was_weight", old.Weight)
-		}
-	}
-	for key, old := range have {
-		if want[key] {
+			c.Op, c.Was, c.Now = OpUpdateDestination, destString(old), destString(d)
+		default:
 			continue
 		}
-		if err := r.k.DelDestination(ms, old.toMoby()); err != nil {
-			errs = append(errs, fmt.Errorf("delete destination %s from %s: %w", old, s, err))
-			continue
-		}
-		ch.DestinationsDeleted++
-		r.log.Info("destination deleted", "op", "delete", "vs", s.Name, "rs", old.String())
+		p.changes = append(p.changes, c)
 	}
-	return errs
+	// Deleted in a stable order, so a plan reads the same twice.
+	var gone []Destination
+	for dk, old := range have {
+		if !want[dk] {
+			gone = append(gone, old)
+		}
+	}
+	slices.SortFunc(gone, func(a, b Destination) int { return a.Key().Compare(b.Key()) })
+	for _, old := range gone {
+		p.changes = append(p.changes, Change{Op: OpDeleteDestination, VirtualServer: s.Name, Service: s.String(), Destination: old.String(), svc: s, dst: old, key: key})
+	}
+}
+
+// write makes one planned change in the kernel; its error names the
+// object, as ipvsadm's would.
+func (r *Reconciler) write(c Change) error {
+	var err error
+	var what string
+	switch c.Op {
+	case OpCreateService:
+		err, what = r.k.NewService(c.svc.toMoby()), "create service "+c.svc.String()
+	case OpUpdateService:
+		err, what = r.k.UpdateService(c.svc.toMoby()), "update service "+c.svc.String()
+	case OpDeleteService:
+		err, what = r.k.DelService(c.have), "delete service "+c.key.String()
+	case OpCreateDestination:
+		err, what = r.k.NewDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("add destination %s to %s", c.dst, c.svc)
+	case OpUpdateDestination:
+		err, what = r.k.UpdateDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("update destination %s of %s", c.dst, c.svc)
+	case OpDeleteDestination:
+		err, what = r.k.DelDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("delete destination %s from %s", c.dst, c.svc)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// logMsg is the log line of each write.
+func (o Op) logMsg() string {
+	switch o {
+	case OpCreateService:
+		return "service created"
+	case OpUpdateService:
+		return "service updated"
+	case OpDeleteService:
+		return "service deleted"
+	case OpCreateDestination:
+		return "destination added"
+	case OpUpdateDestination:
+		return "destination updated"
+	case OpDeleteDestination:
+		return "destination deleted"
+	}
+	return string(o)
+}
+
+func changeAttrs(c Change) []any {
+	attrs := []any{"op", strings.Fields(string(c.Op))[0], "vs", c.VirtualServer, "service", c.Service}
+	if c.Destination != "" {
+		attrs = append(attrs, "rs", c.Destination)
+	}
+	if c.Was != "" {
+		attrs = append(attrs, "was", c.Was)
+	}
+	if c.Now != "" {
+		attrs = append(attrs, "now", c.Now)
+	}
+	return attrs
+}
+
+// destString is what a destination write sets: what destinationEqual
+// compares.
+func destString(d Destination) string {
+	s := fmt.Sprintf("weight %d, %s", d.Weight, d.Forwarding&forwardMask)
+	if d.UpperThreshold != 0 || d.LowerThreshold != 0 {
+		s += fmt.Sprintf(", thresholds %d-%d", d.LowerThreshold, d.UpperThreshold)
+	}
+	if d.Sorry {
+		s += ", sorry server"
+	}
+	return s
+}
+
+// noteForeign logs each service nobody asked for once, until it goes.
+func (r *Reconciler) noteForeign(p *plan) {
+	foreign := make(map[ServiceKey]bool, len(p.foreign))
+	for _, key := range p.foreign {
+		foreign[key] = true
+		if !r.logged[key] {
+			r.logged[key] = true
+			r.log.Info("leaving IPVS service not in configuration alone", "op", "ignore", "service", key.String())
+		}
+	}
+	for key := range r.logged {
+		if !foreign[key] {
+			delete(r.logged, key) // forget it so a comeback is reported again
+		}
+	}
 }
 
 // Remove deletes exactly the given services (lvsha run --cleanup) and

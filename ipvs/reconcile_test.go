@@ -55,13 +55,44 @@ func dump(t *testing.T, k *ipvstest.Kernel) []string {
 	return out
 }
 
+// apply applies want, first asking for the plan: every Apply of these
+// tests also checks that Plan predicted exactly the writes Apply made, in
+// order, and that planning wrote nothing.
 func apply(t *testing.T, r *ipvs.Reconciler, want []ipvs.Service) ipvs.Changes {
 	t.Helper()
+	plan, err := r.Plan(want)
+	if err != nil {
+		t.Fatalf("Plan: %v", err)
+	}
+	again, _ := r.Plan(want)
+	if diff := cmp.Diff(changeStrings(plan), changeStrings(again)); diff != "" {
+		t.Fatalf("Plan changed when asked twice (-first +second):\n%s", diff)
+	}
 	ch, err := r.Apply(want)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
+	if diff := cmp.Diff(changeStrings(plan), changeStrings(ch.Done)); diff != "" {
+		t.Fatalf("Apply did other than Plan said (-plan +done):\n%s", diff)
+	}
+	if len(ch.Done) != ch.Total() {
+		t.Fatalf("Apply counted %d writes and listed %d", ch.Total(), len(ch.Done))
+	}
 	return ch
+}
+
+func changeStrings(cs []ipvs.Change) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.String()
+	}
+	return out
+}
+
+// counts is a Changes without its list, to compare counts alone.
+func counts(c ipvs.Changes) ipvs.Changes {
+	c.Done = nil
+	return c
 }
 
 func twoServices() *conf.Config {
@@ -79,7 +110,7 @@ func TestApplyCreatesThenWritesNothing(t *testing.T) {
 	want := ipvs.Desired(twoServices(), nil)
 
 	ch := apply(t, r, want)
-	if diff := cmp.Diff(ipvs.Changes{ServicesCreated: 2, DestinationsCreated: 3}, ch); diff != "" {
+	if diff := cmp.Diff(ipvs.Changes{ServicesCreated: 2, DestinationsCreated: 3}, counts(ch)); diff != "" {
 		t.Errorf("first Apply changes (-want +got):\n%s", diff)
 	}
 	wantTable := []string{
@@ -215,7 +246,7 @@ func TestAdoptionKeepsConnections(t *testing.T) {
 	cfg := cfgOf(natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 2), rs("10.0.1.2:80", 3)))
 	ch := apply(t, ipvs.NewReconciler(k, nil), ipvs.Desired(cfg, nil))
 
-	if diff := cmp.Diff(ipvs.Changes{DestinationsUpdated: 1, DestinationsDeleted: 1}, ch); diff != "" {
+	if diff := cmp.Diff(ipvs.Changes{DestinationsUpdated: 1, DestinationsDeleted: 1}, counts(ch)); diff != "" {
 		t.Errorf("changes (-want +got):\n%s", diff)
 	}
 	if ops := k.WritesByOp(); ops[ipvstest.OpDelService] != 0 || ops[ipvstest.OpNewService] != 0 {
@@ -283,7 +314,7 @@ func TestDriftRepair(t *testing.T) {
 				t.Fatal("drift did not change the table")
 			}
 			ch := apply(t, r, ipvs.Desired(cfg, nil))
-			if diff := cmp.Diff(tc.want, ch); diff != "" {
+			if diff := cmp.Diff(tc.want, counts(ch)); diff != "" {
 				t.Errorf("changes (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(good, dump(t, k)); diff != "" {
@@ -503,5 +534,25 @@ func BenchmarkApplyNoChange(b *testing.B) {
 	}
 	if k.Writes() != 0 {
 		b.Fatalf("no-change Apply wrote %v", k.WritesByOp())
+	}
+}
+
+// Plan reads and never writes: the kernel sees no write from it, however
+// much it plans, and an unchanged table plans nothing.
+func TestPlanWritesNothing(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	want := ipvs.Desired(twoServices(), nil)
+	plan, err := r.Plan(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan) != 5 || k.Writes() != 0 {
+		t.Fatalf("planned %d changes (want 5: 2 services, 3 destinations) with %d kernel writes (want 0):\n%v", len(plan), k.Writes(), changeStrings(plan))
+	}
+	apply(t, r, want)
+	k.ResetWrites()
+	if plan, err := r.Plan(want); err != nil || len(plan) != 0 || k.Writes() != 0 {
+		t.Fatalf("unchanged table: planned %v (%v), %d writes; want none", changeStrings(plan), err, k.Writes())
 	}
 }
