@@ -343,22 +343,17 @@ func (e *Engine) Update(cfg *conf.Config) {
 	}
 	want := make(map[string]*spec)
 	keys := make(map[Key]string)
-	for _, vs := range cfg.VirtualServers {
-		for _, rs := range vs.RealServers {
-			k := Key{VirtualServer: vs.Name, RealServer: rs.Address}
-			if rs.Check == nil || rs.Check.Type == "none" {
-				keys[k] = ""
-				continue
-			}
-			id := identity(vs.Name, rs.Address, rs.Check)
-			keys[k] = id
-			s := want[id]
-			if s == nil {
-				s = &spec{vs: vs.Name, rs: rs.Address, check: rs.Check}
-				want[id] = s
-			}
-			s.owners = append(s.owners, k)
+	for _, k := range configKeys(cfg) {
+		keys[k.Key] = k.id
+		if k.id == "" {
+			continue
 		}
+		s := want[k.id]
+		if s == nil {
+			s = &spec{vs: k.VirtualServer, rs: k.RealServer, check: k.check}
+			want[k.id] = s
+		}
+		s.owners = append(s.owners, k.Key)
 	}
 
 	now := time.Now()

@@ -1,0 +1,79 @@
+package health
+
+import "github.com/lvsha/lvsha/conf"
+
+// What Update does to one real server's probe when the configuration
+// changes from old to new.
+const (
+	ProbeStarted   = "started"   // a real server or check that was not there
+	ProbeStopped   = "stopped"   // its real server or check is gone
+	ProbeRestarted = "restarted" // the check changed: it starts again from its initial state
+)
+
+// ProbeChange is one real server whose probe a reload changes.
+type ProbeChange struct {
+	Key    Key    `json:"key"`
+	Change string `json:"change"`
+}
+
+// PlanProbes lists what Engine.Update(new) does to the probes of an engine
+// running old: a probe whose identity is unchanged keeps running with its
+// state, so an unchanged file lists nothing. Real servers come in the
+// order of new, then those stopped in the order of old.
+func PlanProbes(old, new *conf.Config) []ProbeChange {
+	before := probeIDs(old)
+	var out []ProbeChange
+	seen := map[Key]bool{}
+	for _, k := range configKeys(new) {
+		seen[k.Key] = true
+		was, had := before[k.Key]
+		switch {
+		case k.id == "" && had && was != "":
+			out = append(out, ProbeChange{k.Key, ProbeStopped})
+		case k.id == "":
+		case !had || was == "":
+			out = append(out, ProbeChange{k.Key, ProbeStarted})
+		case was != k.id:
+			out = append(out, ProbeChange{k.Key, ProbeRestarted})
+		}
+	}
+	for _, k := range configKeys(old) {
+		if !seen[k.Key] && k.id != "" {
+			out = append(out, ProbeChange{k.Key, ProbeStopped})
+		}
+	}
+	return out
+}
+
+type keyID struct {
+	Key
+	id    string // "" for a real server without a check
+	check *conf.Check
+}
+
+// configKeys lists cfg's real servers with the identity of their probe,
+// as Update computes it.
+func configKeys(cfg *conf.Config) []keyID {
+	if cfg == nil {
+		return nil
+	}
+	var out []keyID
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			k := keyID{Key: Key{VirtualServer: vs.Name, RealServer: rs.Address}}
+			if rs.Check != nil && rs.Check.Type != "none" {
+				k.id, k.check = identity(vs.Name, rs.Address, rs.Check), rs.Check
+			}
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func probeIDs(cfg *conf.Config) map[Key]string {
+	out := map[Key]string{}
+	for _, k := range configKeys(cfg) {
+		out[k.Key] = k.id
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package health
+
+import (
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lvsha/lvsha/conf"
+)
+
+// PlanProbes predicts what Update does: for each case the engine runs the
+// old config, takes the new one, and every real server whose probe object
+// changed (or appeared, or went) is exactly what the plan listed.
+func TestPlanProbesMatchesUpdate(t *testing.T) {
+	const base = `
+[[virtual_server]]
+name = "web"
+address = "10.0.0.1:80"
+  [virtual_server.check]
+  type = "http"
+  path = "/"
+  [[virtual_server.real_server]]
+  address = "10.0.1.1:80"
+  [[virtual_server.real_server]]
+  address = "10.0.1.2:80"
+  [[virtual_server.real_server]]
+  address = "10.0.1.3:80"
+  check = { type = "none" }
+
+[[virtual_server]]
+name = "api"
+address = "10.0.0.2:80"
+  [virtual_server.check]
+  type = "tcp"
+  [[virtual_server.real_server]]
+  address = "10.0.1.1:80"
+`
+	tests := []struct {
+		name string
+		edit func(string) string
+		want []string
+	}{
+		{"unchanged", func(s string) string { return s }, nil},
+		{"comments and order of keys", func(s string) string { return "# a comment\n" + s }, nil},
+		{"a real server added", func(s string) string {
+			return strings.Replace(s, "  [[virtual_server.real_server]]\n  address = \"10.0.1.2:80\"\n", "  [[virtual_server.real_server]]\n  address = \"10.0.1.2:80\"\n  [[virtual_server.real_server]]\n  address = \"10.0.1.4:80\"\n", 1)
+		}, []string{"web 10.0.1.4:80 started"}},
+		{"a real server removed", func(s string) string {
+			return strings.Replace(s, "  [[virtual_server.real_server]]\n  address = \"10.0.1.2:80\"\n", "", 1)
+		}, []string{"web 10.0.1.2:80 stopped"}},
+		{"the check path changed", func(s string) string { return strings.Replace(s, `path = "/"`, `path = "/health"`, 1) },
+			[]string{"web 10.0.1.1:80 restarted", "web 10.0.1.2:80 restarted"}},
+		{"a check turned off and one on", func(s string) string {
+			s = strings.Replace(s, "address = \"10.0.1.2:80\"\n", "address = \"10.0.1.2:80\"\n  check = { type = \"none\" }\n", 1)
+			return strings.Replace(s, "  address = \"10.0.1.3:80\"\n  check = { type = \"none\" }\n", "  address = \"10.0.1.3:80\"\n", 1)
+		}, []string{"web 10.0.1.2:80 stopped", "web 10.0.1.3:80 started"}},
+		{"a weight changed", func(s string) string {
+			return strings.Replace(s, "address = \"10.0.1.1:80\"\n", "address = \"10.0.1.1:80\"\n  weight = 5\n", 1)
+		}, nil},
+		{"another virtual server's check changed", func(s string) string { return strings.Replace(s, `type = "tcp"`, `type = "tcp"`+"\n  rise = 3", 1) },
+			[]string{"api 10.0.1.1:80 restarted"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old, err := conf.Parse("old.toml", []byte(base))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := conf.Parse("new.toml", []byte(tc.edit(base)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for _, c := range PlanProbes(old, cfg) {
+				plan = append(plan, c.Key.String()+" "+c.Change)
+			}
+			if !slices.Equal(plan, tc.want) {
+				t.Errorf("PlanProbes = %q, want %q", plan, tc.want)
+			}
+
+			e := NewEngine(slog.New(slog.DiscardHandler))
+			e.Update(old)
+			before := probesByKey(e)
+			e.Update(cfg)
+			after := probesByKey(e)
+			var did []string
+			for k, p := range before {
+				switch q, ok := after[k]; {
+				case p != nil && (!ok || q == nil):
+					did = append(did, k.String()+" "+ProbeStopped)
+				case p != nil && q != p:
+					did = append(did, k.String()+" "+ProbeRestarted)
+				}
+			}
+			for k, q := range after {
+				if p := before[k]; q != nil && p == nil {
+					did = append(did, k.String()+" "+ProbeStarted)
+				}
+			}
+			slices.Sort(did)
+			sortedPlan := slices.Sorted(slices.Values(plan))
+			if !slices.Equal(did, sortedPlan) {
+				t.Errorf("Update did %q, the plan said %q", did, sortedPlan)
+			}
+		})
+	}
+}
+
+// probesByKey is the engine's probe of each real server (nil for none).
+func probesByKey(e *Engine) map[Key]*probe {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[Key]*probe, len(e.keys))
+	for k, p := range e.keys {
+		out[k] = p
+	}
+	return out
+}
