@@ -39,6 +39,7 @@ type fakeInst struct {
 	running bool
 	ran     bool // Run has returned
 	closed  bool
+	master  bool // Status says MASTER
 }
 
 func (f *fakeInst) Name() string { return f.name }
@@ -87,7 +88,11 @@ func (f *fakeInst) Reconfigure(_ context.Context, cfg conf.VRRPInstance) error {
 func (f *fakeInst) Status() instance.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return instance.Status{Name: f.name, State: "BACKUP", BasePriority: f.cfg.Priority}
+	st := instance.Status{Name: f.name, State: "BACKUP", BasePriority: f.cfg.Priority}
+	if f.master {
+		st.State = "MASTER"
+	}
+	return st
 }
 
 func (f *fakeInst) Wants() vrrp.State {
@@ -272,20 +277,31 @@ func TestReload(t *testing.T) {
 		events map[string]string
 		// stopped lists the first instances that must have ended.
 		stopped []string
+		// masters are master before the reload; plan is what Plan says
+		// the reload does.
+		masters []string
+		plan    []string
 	}{
 		{name: "unchanged", edit: func(c []conf.VRRPInstance) []conf.VRRPInstance { return c },
 			opened: map[string]int{"a": 1, "b": 1}, events: map[string]string{"a": "", "b": ""}},
 		{name: "priority changes in place", edit: func(c []conf.VRRPInstance) []conf.VRRPInstance { c[0].Priority = 50; return c },
-			opened: map[string]int{"a": 1, "b": 1}, events: map[string]string{"a": "reconfigure prio 50|prio 50", "b": ""}},
+			opened: map[string]int{"a": 1, "b": 1}, events: map[string]string{"a": "reconfigure prio 50|prio 50", "b": ""},
+			plan: []string{"a reconfigured: priority"}},
 		{name: "router_id replaces it after its handover", edit: func(c []conf.VRRPInstance) []conf.VRRPInstance { c[1].RouterID = 9; return c },
-			opened: map[string]int{"a": 1, "b": 2}, events: map[string]string{"a": ""}, stopped: []string{"b"}},
+			opened: map[string]int{"a": 1, "b": 2}, events: map[string]string{"a": ""}, stopped: []string{"b"},
+			plan: []string{"b rebuilt: router_id changed"}},
+		{name: "a master rebuilt hands its VIPs over", edit: func(c []conf.VRRPInstance) []conf.VRRPInstance { c[1].RouterID = 9; return c },
+			opened: map[string]int{"a": 1, "b": 2}, stopped: []string{"b"}, masters: []string{"b"},
+			plan: []string{"b rebuilt: router_id changed, moves VIPs"}},
 		{name: "added and removed", edit: func(c []conf.VRRPInstance) []conf.VRRPInstance { return []conf.VRRPInstance{c[0], vi("c", 3, 100)} },
-			opened: map[string]int{"a": 1, "b": 1, "c": 1}, events: map[string]string{"a": ""}, stopped: []string{"b"}},
+			opened: map[string]int{"a": 1, "b": 1, "c": 1}, events: map[string]string{"a": ""}, stopped: []string{"b"}, masters: []string{"a", "b"},
+			plan: []string{"c added", "b removed, moves VIPs"}},
 		{name: "an instance to start without its interface is refused", edit: func(c []conf.VRRPInstance) []conf.VRRPInstance {
 			c[0].Priority = 50
 			c[1].Interface = "nosuch0"
 			return c
-		}, wantErr: "vrrp_instance b: interface nosuch0", opened: map[string]int{"a": 1, "b": 1}, events: map[string]string{"a": "", "b": ""}},
+		}, wantErr: "vrrp_instance b: interface nosuch0", opened: map[string]int{"a": 1, "b": 1}, events: map[string]string{"a": "", "b": ""},
+			plan: []string{"a reconfigured: priority", "b rebuilt: interface changed"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -294,8 +310,26 @@ func TestReload(t *testing.T) {
 				defer h.stop()
 				for _, f := range h.open.opened {
 					f.take()
+					f.mu.Lock()
+					f.master = slices.Contains(tc.masters, f.name)
+					f.mu.Unlock()
 				}
-				err := h.group.Reload(&conf.Config{VRRPInstances: tc.edit(slices.Clone(base))})
+				next := &conf.Config{VRRPInstances: tc.edit(slices.Clone(base))}
+				var plan []string
+				for _, c := range h.group.Plan(next) {
+					s := c.Instance + " " + c.Change
+					if c.Why != "" {
+						s += ": " + c.Why
+					}
+					if c.MovesVIPs {
+						s += ", moves VIPs"
+					}
+					plan = append(plan, s)
+				}
+				if !slices.Equal(plan, tc.plan) {
+					t.Errorf("Plan = %q, want %q", plan, tc.plan)
+				}
+				err := h.group.Reload(next)
 				if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 					t.Fatalf("Reload error %v, want %q", err, tc.wantErr)
 				}
