@@ -1,6 +1,10 @@
 package health
 
-import "github.com/lvsha/lvsha/conf"
+import (
+	"net/netip"
+
+	"github.com/lvsha/lvsha/conf"
+)
 
 // What Update does to one real server's probe when the configuration
 // changes from old to new.
@@ -76,4 +80,41 @@ func probeIDs(cfg *conf.Config) map[Key]string {
 		out[k.Key] = k.id
 	}
 	return out
+}
+
+// Preview is Up and Weight as they will be right after Update(cfg): a
+// real server whose probe Update keeps (the same identity, possibly
+// another real server's) has that probe's state, one whose probe is new
+// its check's initial state, one without a check is up. It changes
+// nothing, so a reload can be planned before it is made.
+func (e *Engine) Preview(cfg *conf.Config) (up func(vs string, rs netip.AddrPort) bool, weight func(vs string, rs netip.AddrPort) (int, bool)) {
+	type view struct {
+		up     bool
+		weight int // -1: configured
+	}
+	views := map[Key]view{}
+	e.mu.Lock()
+	for _, k := range configKeys(cfg) {
+		switch p := e.probes[k.id]; {
+		case k.id == "":
+			views[k.Key] = view{up: true, weight: -1}
+		case p != nil:
+			views[k.Key] = view{up: p.state.Up, weight: p.weight}
+		default:
+			views[k.Key] = view{up: initialFor(k.check).Up, weight: -1}
+		}
+	}
+	e.mu.Unlock()
+	up = func(vs string, rs netip.AddrPort) bool {
+		v, ok := views[Key{VirtualServer: vs, RealServer: rs}]
+		return !ok || v.up
+	}
+	weight = func(vs string, rs netip.AddrPort) (int, bool) {
+		v, ok := views[Key{VirtualServer: vs, RealServer: rs}]
+		if !ok || v.weight < 0 {
+			return 0, false
+		}
+		return v.weight, true
+	}
+	return up, weight
 }

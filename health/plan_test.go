@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/risefall"
 )
 
 // PlanProbes predicts what Update does: for each case the engine runs the
@@ -82,8 +83,24 @@ address = "10.0.0.2:80"
 			e := NewEngine(slog.New(slog.DiscardHandler))
 			e.Update(old)
 			before := probesByKey(e)
+			// Every running probe is down, so a kept probe and a new one
+			// (up at first) differ in what Preview must say.
+			e.mu.Lock()
+			for _, p := range e.probes {
+				p.state = risefall.State{}
+			}
+			e.mu.Unlock()
+			up, weight := e.Preview(cfg)
 			e.Update(cfg)
 			after := probesByKey(e)
+			for _, k := range configKeys(cfg) {
+				gotW, gotOK := weight(k.VirtualServer, k.RealServer)
+				wantW, wantOK := e.Weight(k.VirtualServer, k.RealServer)
+				if u := up(k.VirtualServer, k.RealServer); u != e.Up(k.VirtualServer, k.RealServer) || gotW != wantW || gotOK != wantOK {
+					t.Errorf("%s: Preview said up %v weight %d,%v; after Update up %v weight %d,%v", k.Key, u, gotW, gotOK,
+						e.Up(k.VirtualServer, k.RealServer), wantW, wantOK)
+				}
+			}
 			var did []string
 			for k, p := range before {
 				switch q, ok := after[k]; {
