@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
@@ -26,13 +28,15 @@ func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 
 // cmdCheck implements `lvsha check`: validate, then print the table the
 // config describes with every real server up, as `ipvsadm -Ln` would show it.
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "lvsha check [-q] [-c] FILE",
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", "lvsha check [-q] [--diff [-s SOCKET]] [-c] FILE",
 		"Validate FILE and print the IPVS table it describes (all real servers up) in ipvsadm -Ln layout,\n"+
 			"then its VRRP instances. Exit status 0 when valid, 1 with every error listed when not.\n"+
 			"Touches neither the kernel nor the network.", stderr)
 	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file` (or give it as the argument)")
 	quiet := fs.Bool("q", false, "print nothing when the configuration is valid")
+	diff := fs.Bool("diff", false, "ask the running daemon what a reload to FILE would change (kernel writes, probes, VRRP instances), changing nothing")
+	sock := fs.String("s", "", "with --diff: the daemon's control `socket` (default: FILE's director.control_socket)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
@@ -42,6 +46,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	cfg, err := conf.Load(*path)
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
+	}
+	if *diff {
+		return checkDiff(ctx, stdout, *path, cmp.Or(*sock, cfg.Director.ControlSocket))
 	}
 	if *quiet {
 		// Still say where a real server cannot be probed: it would be
@@ -57,6 +64,85 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return writeSelfProbeFindings(stdout, cfg, false)
+}
+
+// checkDiff prints what the daemon on socket says a reload to path would
+// do. The daemon reads the file itself, as a reload would.
+func checkDiff(ctx context.Context, stdout io.Writer, path, socket string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	rep, err := askReload(ctx, socket, abs)
+	if err != nil {
+		return err
+	}
+	if err := rep.write(stdout, true); err != nil {
+		return err
+	}
+	if rep.Refused {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// cmdReload implements `lvsha reload`.
+func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("reload", "lvsha reload [-s SOCKET | -c FILE] [-o text|json]",
+		"Ask the running daemon to reload its configuration file, wait, and print what changed: kernel writes,\n"+
+			"probes started, stopped or restarted, VRRP instances reconfigured or rebuilt. Exit status 1 when the\n"+
+			"daemon refused the file (it keeps running the previous one; every error is printed) or the kernel\n"+
+			"refused part of the table.", stderr)
+	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
+	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
+	out := fs.String("o", "text", "output `format`: text or json")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if *out != "text" && *out != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}
+	}
+	socket, err := controlSocket(*sock, *path)
+	if err != nil {
+		return err
+	}
+	rep, err := askReload(ctx, socket, "")
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.write(stdout, false)
+	}
+	if err != nil {
+		return err
+	}
+	if len(rep.Errors) > 0 {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// controlSocket is the socket named by -s, else by the file of -c, else
+// the default.
+func controlSocket(sock, path string) (string, error) {
+	if sock != "" {
+		return sock, nil
+	}
+	if path != "" {
+		cfg, err := conf.Load(path)
+		if err != nil {
+			return "", &exitError{code: 1, err: configError(path, err)}
+		}
+		return cfg.Director.ControlSocket, nil
+	}
+	return conf.DefaultControlSocket, nil
 }
 
 // fileArg lets a command take its configuration file as its one argument
@@ -104,16 +190,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *rate:
 		view.counters = "rate"
 	}
-	socket := *sock
-	if socket == "" && *path != "" {
-		cfg, err := conf.Load(*path)
-		if err != nil {
-			return &exitError{code: 1, err: configError(*path, err)}
-		}
-		socket = cfg.Director.ControlSocket
-	}
-	if socket == "" {
-		socket = conf.DefaultControlSocket
+	socket, err := controlSocket(*sock, *path)
+	if err != nil {
+		return err
 	}
 	rep, err := fetchStatus(ctx, socket)
 	if err != nil {

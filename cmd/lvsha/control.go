@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,13 @@ import (
 // statusSource is what the control server needs from the daemon.
 type statusSource interface {
 	Status() (*Report, error)
+}
+
+// reloader is a statusSource that also reloads and plans reloads, over
+// POST /reload and POST /plan.
+type reloader interface {
+	handleReload(w http.ResponseWriter, r *http.Request)
+	handlePlan(w http.ResponseWriter, r *http.Request)
 }
 
 // listenControl opens the control socket at path. A stale socket left by a
@@ -62,13 +70,12 @@ func serveControl(ctx context.Context, ln net.Listener, src statusSource, log *s
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			log.Debug("control: write status", "error", err)
-		}
+		writeJSON(w, rep)
 	})
+	if rl, ok := src.(reloader); ok {
+		mux.HandleFunc("POST /reload", rl.handleReload)
+		mux.HandleFunc("POST /plan", rl.handlePlan)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -132,40 +139,50 @@ func superviseControl(ctx context.Context, log *slog.Logger, ln net.Listener, pa
 
 // fetchStatus asks the daemon on path for its report.
 func fetchStatus(ctx context.Context, path string) (*Report, error) {
+	var rep Report
+	if err := controlCall(ctx, path, http.MethodGet, "/status", nil, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// controlCall sends one request to the daemon's control socket at socket
+// and decodes its JSON answer into out. A reload may wait for the daemon
+// loop and for VRRP instances to take their change: the bound is long.
+func controlCall(ctx context.Context, socket, method, path string, body io.Reader, out any) error {
 	client := &http.Client{
-		Timeout: 10 * time.Second,
+		Timeout: time.Minute,
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
+				return d.DialContext(ctx, "unix", socket)
 			},
 		},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://lvsha/status", nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://lvsha"+path, body)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return nil, fmt.Errorf("no lvsha daemon is listening on %s (is `lvsha run` running? use -s or -c to name its socket): %w", path, err)
+			return fmt.Errorf("no lvsha daemon is listening on %s (is `lvsha run` running? use -s or -c to name its socket): %w", socket, err)
 		case errors.Is(err, os.ErrPermission):
-			return nil, fmt.Errorf("control socket %s: permission denied (run as root): %w", path, err)
+			return fmt.Errorf("control socket %s: permission denied (run as root): %w", socket, err)
 		}
-		return nil, fmt.Errorf("query %s: %w", path, err)
+		return fmt.Errorf("query %s: %w", socket, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("read status from %s: %w", path, err)
+		return fmt.Errorf("read %s from %s: %w", path, socket, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("daemon on %s: %s: %s", path, resp.Status, body)
+		return fmt.Errorf("daemon on %s: %s: %s", socket, resp.Status, bytes.TrimSpace(data))
 	}
-	var rep Report
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return nil, fmt.Errorf("decode status from %s: %w", path, err)
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode %s from %s: %w", path, socket, err)
 	}
-	return &rep, nil
+	return nil
 }

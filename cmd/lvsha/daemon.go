@@ -24,6 +24,7 @@ import (
 // table is what the daemon needs from the IPVS reconciler.
 type table interface {
 	Apply(desired []ipvs.Service) (ipvs.Changes, error)
+	Plan(desired []ipvs.Service) ([]ipvs.Change, error)
 	Remove(services []ipvs.Service) error
 	Read() ([]ipvs.ServiceStatus, error)
 }
@@ -31,6 +32,11 @@ type table interface {
 // noIPVS is the table of a kernel without IPVS: empty, and refusing
 // anything but an empty table with the error that opening IPVS gave.
 type noIPVS struct{ err error }
+
+func (n noIPVS) Plan(desired []ipvs.Service) ([]ipvs.Change, error) {
+	_, err := n.Apply(desired)
+	return nil, err
+}
 
 func (n noIPVS) Apply(desired []ipvs.Service) (ipvs.Changes, error) {
 	if len(desired) > 0 {
@@ -56,6 +62,9 @@ type prober interface {
 	Snapshot() map[health.Key]health.Status
 	Up(vs string, rs netip.AddrPort) bool
 	Weight(vs string, rs netip.AddrPort) (int, bool)
+	// Preview is Up and Weight as they will be right after Update(cfg)
+	// (health.Engine.Preview), for planning a reload.
+	Preview(cfg *conf.Config) (up func(string, netip.AddrPort) bool, weight func(string, netip.AddrPort) (int, bool))
 }
 
 // refresher is a prober whose probes depend on more than the config (the
@@ -87,7 +96,11 @@ type daemon struct {
 	// feed configs without files.
 	load func(path string) (*conf.Config, error)
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// reloads carries `lvsha reload`'s requests to the loop, which
+	// answers each on the channel it sent.
+	reloads chan chan *ReloadReport
+
 	cfg       *conf.Config
 	loadedAt  time.Time
 	reloadErr error
@@ -100,7 +113,7 @@ func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p probe
 	runner := hook.New(log, hookTimeout)
 	return &daemon{
 		log: log, path: path, table: t, probes: p, cfg: cfg,
-		loadedAt: time.Now(), load: conf.Load,
+		loadedAt: time.Now(), load: conf.Load, reloads: make(chan chan *ReloadReport),
 		hooks: newRSHooks(runner.Queue), hookRunner: runner,
 	}
 }
@@ -112,8 +125,9 @@ func (d *daemon) config() *conf.Config {
 }
 
 // sync computes the desired table from the current config and health and
-// applies the difference to the kernel.
-func (d *daemon) sync() {
+// applies the difference to the kernel; it returns what it wrote and what
+// the kernel refused.
+func (d *daemon) sync() (ipvs.Changes, error) {
 	cfg := d.config()
 	desired := d.sorry.DesiredWeighted(cfg, d.probes.Up, d.probes.Weight)
 	changes, err := d.table.Apply(desired)
@@ -138,33 +152,74 @@ func (d *daemon) sync() {
 		d.vrrp.TrackVirtualServers(ctx, cfg, d.probes.Up)
 		cancel()
 	}
+	return changes, err
 }
 
-// reload swaps in a new config if it is valid; otherwise the daemon keeps
-// running the last good one and reports the config as stale.
-func (d *daemon) reload() {
+// reload swaps in a new config if it is valid and reports what it did;
+// otherwise the daemon keeps running the last good one, reports the
+// config as stale, and the report lists every error.
+func (d *daemon) reload() *ReloadReport {
+	rep := newReloadReport(d.path)
 	cfg, err := d.load(d.path)
-	if err == nil && !cfg.Equal(d.config()) {
-		err = d.reloadVRRP(cfg)
+	old := d.config()
+	var changed bool
+	if err == nil {
+		if changed = !cfg.Equal(old); changed {
+			rep.Probes = health.PlanProbes(old, cfg)
+			rep.VRRP = d.vrrp.Plan(cfg)
+			err = d.reloadVRRP(cfg)
+		}
 	}
 	d.mu.Lock()
 	d.reloadErr = err
-	old := d.cfg
-	if err == nil && !cfg.Equal(old) {
+	if err == nil && changed {
 		d.cfg, d.loadedAt = cfg, time.Now()
 	}
 	d.mu.Unlock()
 	switch {
 	case err != nil:
 		d.log.Error("reload failed, keeping the previous configuration", "op", "reload", "file", d.path, "error", err)
-		return
-	case cfg.Equal(old):
+		rep.refused(err)
+		return rep
+	case !changed:
 		d.log.Info("reload: configuration unchanged", "op", "reload", "file", d.path)
-		return
+		rep.Unchanged = true
+		return rep
 	}
-	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers))
+	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers),
+		"probes_changed", len(rep.Probes), "vrrp_instances_changed", len(rep.VRRP))
 	d.probes.Update(cfg)
-	d.sync()
+	changes, err := d.sync()
+	rep.Applied, rep.Kernel = true, changes.Done
+	if err != nil {
+		rep.Errors = errorLines(err)
+	}
+	return rep
+}
+
+// plan says what a reload to the configuration at path would do now,
+// without doing any of it: the same report reload gives, Applied false.
+func (d *daemon) plan(path string) *ReloadReport {
+	rep := newReloadReport(path)
+	cfg, err := d.load(path)
+	if err != nil {
+		rep.refused(err)
+		return rep
+	}
+	old := d.config()
+	if cfg.Equal(old) {
+		rep.Unchanged = true
+		return rep
+	}
+	rep.Probes = health.PlanProbes(old, cfg)
+	rep.VRRP = d.vrrp.Plan(cfg)
+	up, weight := d.probes.Preview(cfg)
+	kernel, err := d.table.Plan(ipvs.DesiredWeighted(cfg, up, weight, d.sorry.SorryActive))
+	rep.Kernel = kernel
+	if err != nil {
+		rep.Errors = errorLines(err)
+	}
+	return rep
 }
 
 // reloadVRRP moves the VRRP instances to cfg (group.Reload); without
@@ -211,6 +266,9 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			return fmt.Errorf("health engine stopped: %w", err)
 		case <-hup:
 			d.reload()
+			resync.Reset(d.config().Director.Resync)
+		case reply := <-d.reloads:
+			reply <- d.reload()
 			resync.Reset(d.config().Director.Resync)
 		case <-d.probes.Updates():
 			d.sync()

@@ -40,6 +40,9 @@ func (failingProber) Updates() <-chan struct{}                  { return nil }
 func (failingProber) Snapshot() map[health.Key]health.Status    { return nil }
 func (failingProber) Up(string, netip.AddrPort) bool            { return false }
 func (failingProber) Weight(string, netip.AddrPort) (int, bool) { return 0, false }
+func (p failingProber) Preview(*conf.Config) (func(string, netip.AddrPort) bool, func(string, netip.AddrPort) (int, bool)) {
+	return p.Up, p.Weight
+}
 
 // vrrpInst is a VRRP instance that runs until its context ends.
 type vrrpInst struct {

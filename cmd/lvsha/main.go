@@ -3,6 +3,7 @@
 //
 //	lvsha run -c FILE      run the daemon
 //	lvsha check -c FILE    validate a configuration and print its table
+//	lvsha reload           reload the daemon and print what changed
 //	lvsha status           show the running daemon's table and health
 //	lvsha convert FILE     convert a keepalived.conf to lvsha TOML
 //	lvsha version          print the version
@@ -25,7 +26,9 @@ const usage = `lvsha — health-checking high-availability director for Linux IP
 Usage:
   lvsha run     [-c] FILE [--cleanup]  run the director daemon
   lvsha check   [-c] FILE              validate FILE; print the IPVS table and VRRP instances it describes
-  lvsha status  [-s SOCKET | -c FILE] [-o text|json]
+  lvsha check   --diff [-c] FILE       ask the daemon what a reload to FILE would change
+  lvsha reload  [-s SOCKET | -c FILE]  reload the daemon's file; print what changed (exit 1 if refused)
+  lvsha status  [-s SOCKET | -c FILE] [-o text|wide|json] [--stats|--rate] [VS...]
                                        show the live table, health and counters
   lvsha convert [-o OUT] [--strict] keepalived.conf
                                        convert a keepalived configuration to lvsha TOML
@@ -62,7 +65,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "run":
 		err = cmdRun(ctx, args[1:], stdout, stderr)
 	case "check":
-		err = cmdCheck(args[1:], stdout, stderr)
+		err = cmdCheck(ctx, args[1:], stdout, stderr)
+	case "reload":
+		err = cmdReload(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "convert":

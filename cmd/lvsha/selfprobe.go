@@ -74,6 +74,32 @@ func (s *selfProber) Refresh() {
 	}
 }
 
+// Preview is the engine's preview of cfg with the self probes of cfg
+// redirected as Update will redirect them now, and blocked real servers
+// down.
+func (s *selfProber) Preview(cfg *conf.Config) (func(string, netip.AddrPort) bool, func(string, netip.AddrPort) (int, bool)) {
+	isLocal, err := s.local()
+	if err != nil {
+		isLocal = func(netip.Addr) bool { return false }
+	}
+	sp := health.FindSelfProbes(cfg, isLocal)
+	blocked := map[health.Key]bool{}
+	for _, p := range sp {
+		if p.Blocked() {
+			blocked[health.Key{VirtualServer: p.VirtualServer, RealServer: p.RealServer}] = true
+		}
+	}
+	up, weight := s.prober.Preview(withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp))
+	return func(vs string, rs netip.AddrPort) bool {
+			return !blocked[health.Key{VirtualServer: vs, RealServer: rs}] && up(vs, rs)
+		}, func(vs string, rs netip.AddrPort) (int, bool) {
+			if blocked[health.Key{VirtualServer: vs, RealServer: rs}] {
+				return 0, false
+			}
+			return weight(vs, rs)
+		}
+}
+
 // update runs on the daemon loop only (Update and Refresh both), so two
 // calls never give the engine their configs out of order.
 func (s *selfProber) update(cfg *conf.Config, always bool) {

@@ -16,7 +16,7 @@ import (
 // recordingProber is a health engine that records the config it is given
 // and reports every real server up, as an engine does before its probes
 // fail.
-type recordingProber struct{ cfg *conf.Config }
+type recordingProber struct{ cfg, preview *conf.Config }
 
 func (p *recordingProber) Run(context.Context) error      { return nil }
 func (p *recordingProber) Update(cfg *conf.Config)        { p.cfg = cfg }
@@ -24,6 +24,10 @@ func (p *recordingProber) Updates() <-chan struct{}       { return nil }
 func (p *recordingProber) Up(string, netip.AddrPort) bool { return true }
 func (p *recordingProber) Weight(string, netip.AddrPort) (int, bool) {
 	return 7, true
+}
+func (p *recordingProber) Preview(cfg *conf.Config) (func(string, netip.AddrPort) bool, func(string, netip.AddrPort) (int, bool)) {
+	p.preview = cfg
+	return p.Up, p.Weight
 }
 func (p *recordingProber) Snapshot() map[health.Key]health.Status {
 	out := map[health.Key]health.Status{}

@@ -32,8 +32,11 @@ type InstanceChange struct {
 
 // Plan says what Reload(cfg) would do to each instance now, in the order
 // of cfg, then the instances removed; unchanged instances are not listed.
-// It changes nothing.
+// It changes nothing. A nil Group (a daemon without VRRP) plans nothing.
 func (g *Group) Plan(cfg *conf.Config) []InstanceChange {
+	if g == nil {
+		return nil
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := map[string]*member{}
