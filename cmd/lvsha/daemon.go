@@ -96,11 +96,11 @@ type daemon struct {
 	// feed configs without files.
 	load func(path string) (*conf.Config, error)
 
-	mu sync.Mutex
 	// reloads carries `lvsha reload`'s requests to the loop, which
 	// answers each on the channel it sent.
 	reloads chan chan *ReloadReport
 
+	mu        sync.Mutex
 	cfg       *conf.Config
 	loadedAt  time.Time
 	reloadErr error
