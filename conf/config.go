@@ -177,6 +177,11 @@ type Director struct {
 	// ControlSocket is the unix socket `lvsha status` talks to
 	// (key "control_socket"; default DefaultControlSocket).
 	ControlSocket string
+	// StateFile keeps what must outlive the daemon: real servers drained
+	// or in maintenance by hand, and which real servers were down, so a
+	// restart neither undrains them nor sends traffic to dead servers
+	// (key "state_file"; default DefaultStateFile).
+	StateFile string
 	// Resync is how often the kernel table is re-read and repaired even when
 	// nothing changed, so hand edits with ipvsadm are undone
 	// (key "resync_interval"; default 10s).
@@ -372,3 +377,6 @@ const MaxDigestBody = 16 << 20
 
 // DefaultControlSocket is where the daemon serves `lvsha status`.
 const DefaultControlSocket = "/run/lvsha/lvsha.sock"
+
+// DefaultStateFile is where the daemon keeps its state across restarts.
+const DefaultStateFile = "/var/lib/lvsha/state.json"

@@ -369,7 +369,7 @@ type rawSyncGroup struct {
 }
 
 type rawDirector struct {
-	name, controlSocket val[string]
+	name, controlSocket, stateFile val[string]
 	resync              val[time.Duration]
 }
 
@@ -422,10 +422,11 @@ func (r *reader) config(root map[string]any) rawConfig {
 	r.known(t, "director", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
-		r.known(d, "name", "control_socket", "resync_interval")
+		r.known(d, "name", "control_socket", "state_file", "resync_interval")
 		rc.director = rawDirector{
 			name:          r.str(d, "name"),
 			controlSocket: r.str(d, "control_socket"),
+			stateFile:     r.str(d, "state_file"),
 			resync:        r.duration(d, "resync_interval"),
 		}
 	}

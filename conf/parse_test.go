@@ -27,7 +27,7 @@ func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 // defDirector is the director section of a file that has none.
 func defDirector() Director {
-	return Director{ControlSocket: "/run/lvsha/lvsha.sock", Resync: 10 * time.Second}
+	return Director{ControlSocket: "/run/lvsha/lvsha.sock", StateFile: "/var/lib/lvsha/state.json", Resync: 10 * time.Second}
 }
 
 // defVS is an address virtual server with every default written out.
@@ -86,9 +86,10 @@ address = "192.0.2.10:8080"
 [director]
 name = "lb2"
 control_socket = "/tmp/l.sock"
+state_file = "/tmp/l.state"
 resync_interval = "1m30s"
 `,
-		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", Resync: 90 * time.Second}},
+		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", StateFile: "/tmp/l.state", Resync: 90 * time.Second}},
 	}, {
 		name: "same address over tcp and udp gets distinct default names",
 		toml: `
@@ -335,7 +336,7 @@ func TestSketch(t *testing.T) {
 		Method: "GET", Path: "/", Status: []int{200}}
 	want := Config{
 		Source:   "sketch.toml",
-		Director: Director{Name: "lb1", ControlSocket: "/run/lvsha/lvsha.sock", Resync: 10 * time.Second},
+		Director: Director{Name: "lb1", ControlSocket: "/run/lvsha/lvsha.sock", StateFile: "/var/lib/lvsha/state.json", Resync: 10 * time.Second},
 		VirtualServers: []VirtualServer{{
 			Name: "web", Address: ap("192.168.164.100:80"), Family: "inet", Protocol: "tcp",
 			Scheduler: "sh", SchedulerFlags: []string{"sh-port"}, Forwarding: "nat",
@@ -367,7 +368,7 @@ func TestParseBad(t *testing.T) {
 		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
 			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
 		{"unknown director key", "[director]\nsocket = \"/x\"\n",
-			`t.toml:2: director.socket: unknown key (want one of name, control_socket, resync_interval)`},
+			`t.toml:2: director.socket: unknown key (want one of name, control_socket, state_file, resync_interval)`},
 		{"wrong type", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = \"1\"\n",
 			`t.toml:5: virtual_server[0].real_server[0].weight: wrong type (got string "1", want integer)`},
 		{"wrong type in array", vsHead + "[virtual_server.check]\ntype = \"http\"\nstatus = [200,\n  \"404\"]\n",
@@ -390,6 +391,8 @@ func TestParseBad(t *testing.T) {
 			`t.toml:2: director.resync_interval: must be positive (got 0s, want > 0s)`},
 		{"relative control socket", "[director]\ncontrol_socket = \"lvsha.sock\"\n",
 			`t.toml:2: director.control_socket: must be an absolute path (got "lvsha.sock")`},
+		{"relative state file", "[director]\nstate_file = \"state.json\"\n",
+			`t.toml:2: director.state_file: must be an absolute path (got "state.json")`},
 		{"empty director name", "[director]\nname = \"\"\n",
 			`t.toml:2: director.name: must not be empty (got "", want a name, or no name key to use the hostname)`},
 		{"duplicate name", vsHead + "name = \"web\"\n[[virtual_server]]\naddress = \"192.0.2.2:80\"\nname = \"web\"\n",

@@ -79,6 +79,7 @@ func (b *builder) config(rc rawConfig, source string) *Config {
 func (b *builder) director(rd rawDirector) Director {
 	d := Director{
 		ControlSocket: rd.controlSocket.or(DefaultControlSocket),
+		StateFile:     rd.stateFile.or(DefaultStateFile),
 		Resync:        rd.resync.or(defaultResync),
 	}
 	if rd.name.valid() {
@@ -94,6 +95,9 @@ func (b *builder) director(rd rawDirector) Director {
 		case len(v.v) > maxUnixSocketPath:
 			b.add(v.key, "too long for a unix socket path (got %d bytes, want at most %d)", len(v.v), maxUnixSocketPath)
 		}
+	}
+	if v := rd.stateFile; v.valid() && !filepath.IsAbs(v.v) {
+		b.add(v.key, "must be an absolute path (got %q)", v.v)
 	}
 	if v := rd.resync; v.valid() && v.v == 0 {
 		b.add(v.key, "must be positive (got 0s, want > 0s)")
