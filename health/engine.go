@@ -70,6 +70,24 @@ type Engine struct {
 	queue  probeQueue      // probes waiting for their next run
 	wakeAt time.Time       // when the scheduler next wakes on its own
 	wg     sync.WaitGroup  // probe runs in flight
+	// startDown are real servers known to be down before this engine
+	// ran (StartDown): their first probe starts down, not up.
+	startDown map[Key]bool
+}
+
+// StartDown tells the engine, before its first Update, which real servers
+// were down when the previous daemon stopped, so that a restart does not
+// hand them traffic until rise probes pass. It affects only probes that
+// Update creates afterwards, each once.
+func (e *Engine) StartDown(keys []Key) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.startDown == nil {
+		e.startDown = make(map[Key]bool, len(keys))
+	}
+	for _, k := range keys {
+		e.startDown[k] = true
+	}
 }
 
 // probe is one distinct probe and the state it feeds to its owners. Its
@@ -382,7 +400,7 @@ func (e *Engine) Update(cfg *conf.Config) {
 			rise:     s.check.Rise,
 			fall:     s.check.Fall,
 			owners:   s.owners,
-			state:    initialFor(s.check),
+			state:    e.initialState(s.check, s.owners),
 			weight:   -1,
 			since:    now,
 			index:    -1,
@@ -408,6 +426,22 @@ func (e *Engine) Update(cfg *conf.Config) {
 		e.keys[k] = e.probes[id] // nil for ""
 	}
 	e.notify()
+}
+
+// initialState is a new probe's state: its check's, or down when one of
+// its owners was down before this engine ran. e.mu held.
+func (e *Engine) initialState(c *conf.Check, owners []Key) risefall.State {
+	down := false
+	for _, k := range owners {
+		if e.startDown[k] {
+			down = true
+			delete(e.startDown, k)
+		}
+	}
+	if down {
+		return risefall.State{}
+	}
+	return initialFor(c)
 }
 
 // Snapshot returns the state of every real server of the current

@@ -101,7 +101,7 @@ func (e *Engine) Preview(cfg *conf.Config) (up func(vs string, rs netip.AddrPort
 		case p != nil:
 			views[k.Key] = view{up: p.state.Up, weight: p.weight}
 		default:
-			views[k.Key] = view{up: initialFor(k.check).Up, weight: -1}
+			views[k.Key] = view{up: !e.startDown[k.Key] && initialFor(k.check).Up, weight: -1}
 		}
 	}
 	e.mu.Unlock()

@@ -2,6 +2,7 @@ package health
 
 import (
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -133,4 +134,53 @@ func probesByKey(e *Engine) map[Key]*probe {
 		out[k] = p
 	}
 	return out
+}
+
+// A real server the previous daemon saw down starts down, until rise
+// probes pass; only its first probe does, and the others start as their
+// checks say.
+func TestStartDownAfterRestart(t *testing.T) {
+	cfg, err := conf.Parse("t.toml", []byte(`
+[[virtual_server]]
+name = "web"
+address = "10.0.0.1:80"
+check = { type = "tcp" }
+  [[virtual_server.real_server]]
+  address = "10.0.1.1:80"
+  [[virtual_server.real_server]]
+  address = "10.0.1.2:80"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := Key{VirtualServer: "web", RealServer: netip.MustParseAddrPort("10.0.1.1:80")}
+	other := Key{VirtualServer: "web", RealServer: netip.MustParseAddrPort("10.0.1.2:80")}
+	e := NewEngine(slog.New(slog.DiscardHandler))
+	e.StartDown([]Key{down})
+	up, _ := e.Preview(cfg)
+	if up(down.VirtualServer, down.RealServer) || !up(other.VirtualServer, other.RealServer) {
+		t.Errorf("Preview before the first Update: %v %v, want down and up", up(down.VirtualServer, down.RealServer), up(other.VirtualServer, other.RealServer))
+	}
+	e.Update(cfg)
+	if e.Up(down.VirtualServer, down.RealServer) || !e.Up(other.VirtualServer, other.RealServer) {
+		t.Fatalf("after the first Update: %v %v, want down and up", e.Up(down.VirtualServer, down.RealServer), e.Up(other.VirtualServer, other.RealServer))
+	}
+	// A reload that restarts the probe starts it as its check says.
+	cfg2, err := conf.Parse("t.toml", []byte(strings.Replace(`
+[[virtual_server]]
+name = "web"
+address = "10.0.0.1:80"
+check = { type = "tcp" }
+  [[virtual_server.real_server]]
+  address = "10.0.1.1:80"
+  [[virtual_server.real_server]]
+  address = "10.0.1.2:80"
+`, `type = "tcp"`, `type = "tcp", rise = 3`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Update(cfg2)
+	if !e.Up(down.VirtualServer, down.RealServer) {
+		t.Error("a probe restarted by a reload still started down")
+	}
 }
