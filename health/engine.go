@@ -19,8 +19,8 @@ import (
 
 // Key names one real server of one virtual server.
 type Key struct {
-	VirtualServer string
-	RealServer    netip.AddrPort
+	VirtualServer string         `json:"vs"`
+	RealServer    netip.AddrPort `json:"rs"`
 }
 
 func (k Key) String() string { return k.VirtualServer + " " + k.RealServer.String() }

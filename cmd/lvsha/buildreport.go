@@ -49,10 +49,6 @@ func buildReport(rep *Report, cfg *conf.Config, desired []ipvs.Service, kernel [
 		}
 		// Every configured real server is listed, including those on_down =
 		// "remove" took out of the kernel: the operator asks about them most.
-		wantDest := map[netip.AddrPort]ipvs.Destination{}
-		for _, d := range want.Destinations {
-			wantDest[d.Key()] = d
-		}
 		for _, rs := range vs.RealServers {
 			st, ok := states[health.Key{VirtualServer: vs.Name, RealServer: rs.Address}]
 			rr := RealReport{Address: rs.Address.String(), Forward: rs.Forwarding, Weight: rs.Weight, Health: "unchecked"}
@@ -72,15 +68,7 @@ func buildReport(rep *Report, cfg *conf.Config, desired []ipvs.Service, kernel [
 					}
 				}
 			}
-			// The kernel knows the destination by the port lvsha gave it,
-			// which for DR/TUN may be the virtual port.
-			dk := rs.Address
-			for k2, d := range wantDest {
-				if k2.Addr() == rs.Address.Addr() && !d.Sorry && (rs.Address.Port() == 0 || k2.Port() == rs.Address.Port()) {
-					dk = k2
-				}
-			}
-			if kd := kdest[dk]; kd != nil {
+			if kd := kdest[destKey(want, rs.Address)]; kd != nil {
 				w := kd.Destination.Weight
 				rr.KernelWeight, rr.Forward = &w, kd.Destination.Forwarding.String()
 				rr.ActiveConn, rr.InactiveConn = kd.ActiveConns, kd.InactConns
@@ -117,4 +105,17 @@ func buildReport(rep *Report, cfg *conf.Config, desired []ipvs.Service, kernel [
 func counters(s ipvs.Stats) Counters {
 	return Counters{Conns: s.Conns, InPkts: s.InPkts, OutPkts: s.OutPkts, InBytes: s.InBytes, OutBytes: s.OutBytes,
 		CPS: s.CPS, InPPS: s.InPPS, OutPPS: s.OutPPS, InBPS: s.InBPS, OutBPS: s.OutBPS}
+}
+
+// destKey is the kernel's key of real server rs in service s: the port
+// lvsha gave it, which for DR and TUN is the virtual port, and for a real
+// server given without a port the service's.
+func destKey(s ipvs.Service, rs netip.AddrPort) netip.AddrPort {
+	key := rs
+	for _, d := range s.Destinations {
+		if k := d.Key(); k.Addr() == rs.Addr() && !d.Sorry && (rs.Port() == 0 || k.Port() == rs.Port()) {
+			key = k
+		}
+	}
+	return key
 }

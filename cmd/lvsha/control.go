@@ -25,11 +25,12 @@ type statusSource interface {
 	Status() (*Report, error)
 }
 
-// reloader is a statusSource that also reloads and plans reloads, over
-// POST /reload and POST /plan.
+// reloader is a statusSource that also reloads and plans reloads, and
+// takes real servers out by hand, over POST /reload, /plan and /manual.
 type reloader interface {
 	handleReload(w http.ResponseWriter, r *http.Request)
 	handlePlan(w http.ResponseWriter, r *http.Request)
+	handleManual(w http.ResponseWriter, r *http.Request)
 }
 
 // listenControl opens the control socket at path. A stale socket left by a
@@ -75,6 +76,7 @@ func serveControl(ctx context.Context, ln net.Listener, src statusSource, log *s
 	if rl, ok := src.(reloader); ok {
 		mux.HandleFunc("POST /reload", rl.handleReload)
 		mux.HandleFunc("POST /plan", rl.handlePlan)
+		mux.HandleFunc("POST /manual", rl.handleManual)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)

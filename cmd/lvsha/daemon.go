@@ -97,10 +97,17 @@ type daemon struct {
 	load func(path string) (*conf.Config, error)
 
 	// reloads carries `lvsha reload`'s requests to the loop, which
-	// answers each on the channel it sent.
+	// answers each on the channel it sent; manuals `lvsha drain`'s.
 	reloads chan chan *ReloadReport
+	manuals chan manualCall
+	// state keeps manual and the real servers' health across restarts;
+	// nil keeps nothing.
+	state *stateStore
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// manual are the real servers drained or in maintenance by hand;
+	// replaced whole on each change, never modified.
+	manual    map[health.Key]manualEntry
 	cfg       *conf.Config
 	loadedAt  time.Time
 	reloadErr error
@@ -113,7 +120,7 @@ func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p probe
 	runner := hook.New(log, hookTimeout)
 	return &daemon{
 		log: log, path: path, table: t, probes: p, cfg: cfg,
-		loadedAt: time.Now(), load: conf.Load, reloads: make(chan chan *ReloadReport),
+		loadedAt: time.Now(), load: conf.Load, reloads: make(chan chan *ReloadReport), manuals: make(chan manualCall),
 		hooks: newRSHooks(runner.Queue), hookRunner: runner,
 	}
 }
@@ -128,8 +135,8 @@ func (d *daemon) config() *conf.Config {
 // applies the difference to the kernel; it returns what it wrote and what
 // the kernel refused.
 func (d *daemon) sync() (ipvs.Changes, error) {
-	cfg := d.config()
-	desired := d.sorry.DesiredWeighted(cfg, d.probes.Up, d.probes.Weight)
+	cfg, weight := d.adjusted(d.config(), d.probes.Weight)
+	desired := d.sorry.DesiredWeighted(cfg, d.probes.Up, weight)
 	changes, err := d.table.Apply(desired)
 	if err != nil {
 		// The kernel refused part of the table: keep running, keep the rest
@@ -145,7 +152,8 @@ func (d *daemon) sync() (ipvs.Changes, error) {
 	d.mu.Lock()
 	d.desired, d.syncedAt, d.syncErr = desired, time.Now(), err
 	d.mu.Unlock()
-	d.hooks.observe(cfg, d.probes.Up, d.probes.Weight)
+	d.hooks.observe(cfg, d.probes.Up, weight)
+	d.saveState(d.config())
 	if d.vrrp != nil {
 		// Bounded: after shutdown no instance reads its events any more.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -214,7 +222,8 @@ func (d *daemon) plan(path string) *ReloadReport {
 	rep.Probes = health.PlanProbes(old, cfg)
 	rep.VRRP = d.vrrp.Plan(cfg)
 	up, weight := d.probes.Preview(cfg)
-	kernel, err := d.table.Plan(ipvs.DesiredWeighted(cfg, up, weight, d.sorry.SorryActive))
+	acfg, aweight := d.adjusted(cfg, weight)
+	kernel, err := d.table.Plan(ipvs.DesiredWeighted(acfg, up, aweight, d.sorry.SorryActive))
 	rep.Kernel = kernel
 	if err != nil {
 		rep.Errors = errorLines(err)
@@ -263,6 +272,14 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			<-probesDone
 			return nil
 		case err := <-probesDone:
+			if ctx.Err() != nil {
+				// Stopped because the daemon is stopping: the engine ends
+				// with ctx, and select may see that before ctx.Done.
+				return nil
+			}
+			if err == nil {
+				err = errors.New("it returned while the daemon runs")
+			}
 			return fmt.Errorf("health engine stopped: %w", err)
 		case <-hup:
 			d.reload()
@@ -270,6 +287,9 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case reply := <-d.reloads:
 			reply <- d.reload()
 			resync.Reset(d.config().Director.Resync)
+		case call := <-d.manuals:
+			row, err := d.setManual(call.req)
+			call.reply <- manualAnswer{row: row, err: err}
 		case <-d.probes.Updates():
 			d.sync()
 		case <-resync.C:
@@ -354,6 +374,20 @@ func (d *daemon) Status() (*Report, error) {
 		return nil, fmt.Errorf("read kernel table: %w", err)
 	}
 	buildReport(rep, cfg, desired, kernel, d.probes.Snapshot())
+	d.mu.Lock()
+	manual := d.manual
+	d.mu.Unlock()
+	for i := range rep.Services {
+		s := &rep.Services[i]
+		for j := range s.RealServers {
+			rr := &s.RealServers[j]
+			if a, err := netip.ParseAddrPort(rr.Address); err == nil && !rr.Sorry {
+				if m, ok := manual[health.Key{VirtualServer: s.Name, RealServer: a}]; ok {
+					rr.Manual, rr.ManualSince = m.Mode, m.Since
+				}
+			}
+		}
+	}
 	rep.VRRP = d.vrrp.Status()
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.Schema = reportSchema
@@ -418,13 +452,29 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	var probes prober = health.NewEngine(log)
+	engine := health.NewEngine(log)
+	var probes prober = engine
 	if *netns == "" {
 		// IPVS in this namespace balances the probes this process sends
 		// to its own virtual services; with --netns it is elsewhere.
 		probes = newSelfProber(log, probes, localAddrs)
 	}
 	d := newDaemon(log, *path, cfg, tbl, probes)
+	// What the previous daemon left: real servers taken out by hand, and
+	// those it saw down (in the file, or at weight 0 in the kernel),
+	// which start down instead of getting traffic until fall probes fail.
+	var st savedState
+	d.state, st = openState(log, cfg.Director.StateFile)
+	defer d.state.close()
+	kernel, err := tbl.Read()
+	if err != nil {
+		log.Error("cannot read the kernel table at start: real servers start as their checks say", "op", "start", "error", err)
+	}
+	down := d.restoreState(st, kernel)
+	engine.StartDown(down)
+	if len(down) > 0 || len(st.Manual) > 0 {
+		log.Info("state restored", "op", "start", "state_file", cfg.Director.StateFile, "starting_down", len(down), "by_hand", len(d.manual))
+	}
 	// The group runs even without instances, so that a reload can add
 	// some.
 	if d.vrrp, err = openVRRP(log, cfg); err != nil {

@@ -28,6 +28,9 @@ Usage:
   lvsha check   [-c] FILE              validate FILE; print the IPVS table and VRRP instances it describes
   lvsha check   --diff [-c] FILE       ask the daemon what a reload to FILE would change
   lvsha reload  [-s SOCKET | -c FILE]  reload the daemon's file; print what changed (exit 1 if refused)
+  lvsha drain   VS RS                  weight 0 by hand: established connections go on, no new ones
+  lvsha maint   VS RS                  out of the kernel's table by hand (maintenance)
+  lvsha undrain VS RS                  back to its health checks
   lvsha status  [-s SOCKET | -c FILE] [-o text|wide|json] [--stats|--rate] [VS...]
                                        show the live table, health and counters
   lvsha convert [-o OUT] [--strict] keepalived.conf
@@ -68,6 +71,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(ctx, args[1:], stdout, stderr)
 	case "reload":
 		err = cmdReload(ctx, args[1:], stdout, stderr)
+	case "drain", "maint", "undrain":
+		err = cmdManual(ctx, args[0], args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "convert":

@@ -110,9 +110,13 @@ type RealReport struct {
 	Sorry   bool   `json:"sorry,omitempty"`
 	// Weight is the configured weight; KernelWeight what the kernel holds
 	// (absent when the destination is not in the kernel).
-	Weight       int          `json:"weight"`
-	KernelWeight *int         `json:"kernel_weight,omitempty"`
-	Health       string       `json:"health"` // up, down or unchecked
+	Weight       int    `json:"weight"`
+	KernelWeight *int   `json:"kernel_weight,omitempty"`
+	Health       string `json:"health"` // up, down or unchecked
+	// Manual is "drain" or "maint" while an operator has the real
+	// server out by hand (lvsha drain, maint), since ManualSince.
+	Manual       string       `json:"manual,omitempty"`
+	ManualSince  time.Time    `json:"manual_since,omitzero"`
 	Since        time.Time    `json:"since,omitzero"`
 	Transitions  int          `json:"transitions"`
 	Probe        string       `json:"probe,omitempty"`
@@ -355,6 +359,12 @@ func serviceRows(r *Report, now time.Time, view string, wide bool) [][]string {
 			health := d.Health
 			if !d.Sorry && !d.Since.IsZero() {
 				health += " " + ago(now, d.Since)
+			}
+			switch d.Manual {
+			case manualDrain:
+				health = "DRAINED by hand " + ago(now, d.ManualSince) + ", " + health
+			case manualMaint:
+				health = "MAINT by hand " + ago(now, d.ManualSince) + ", " + health
 			}
 			rows = append(rows, row([]string{"  -> " + d.Address, d.Forward, weight, health}, probeSummary(d.Last, wide),
 				counterCells(view, d.Stats, d.ActiveConn, d.InactiveConn, false)))
