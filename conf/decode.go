@@ -370,7 +370,7 @@ type rawSyncGroup struct {
 
 type rawDirector struct {
 	name, controlSocket, stateFile val[string]
-	resync              val[time.Duration]
+	resync                         val[time.Duration]
 }
 
 type rawVirtualServer struct {
