@@ -58,6 +58,9 @@ type Config struct {
 	// Peers, when set, switches to unicast: adverts go to each peer, and
 	// adverts from any other address are dropped and counted.
 	Peers []netip.Addr
+	// VRID is the instance's: a Hub hands its endpoint the adverts of
+	// that VRID alone. A Conn of its own reads every VRID.
+	VRID uint8
 }
 
 // Conn is an open transport of its own: a receiving and a sending
