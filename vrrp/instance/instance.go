@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -55,6 +56,13 @@ type AdvertConn interface {
 	Destinations() []netip.Addr
 	WriteTo(payload []byte, dst netip.Addr) error
 	Close() error
+}
+
+// wireDrops is an AdvertConn that drops adverts before they are read and
+// counts them by reason (*transport.Endpoint: not from a unicast peer, its
+// queue full).
+type wireDrops interface {
+	Drops() map[string]uint64
 }
 
 // VIPHolder is where an instance's VIPs live (*vip.Holder). Run serves
@@ -354,6 +362,9 @@ func (i *Instance) Status() Status {
 		if n > 0 {
 			s.Dropped[vrrp.DropReason(r).String()] = n
 		}
+	}
+	if w, ok := i.conn.(wireDrops); ok {
+		maps.Copy(s.Dropped, w.Drops())
 	}
 	return s
 }

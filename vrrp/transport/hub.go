@@ -319,6 +319,20 @@ func (e *Endpoint) deliver(d Datagram) {
 	}
 }
 
+// Drops counts, by reason, the adverts of the endpoint's VRID dropped
+// before its instance could read them: "not_peer" (unicast, from outside
+// the peer list) and "queue_full"; a reason that never happened is left
+// out.
+func (e *Endpoint) Drops() map[string]uint64 {
+	out := map[string]uint64{}
+	for reason, n := range map[string]uint64{"not_peer": e.NotPeer.Load(), "queue_full": e.Full.Load()} {
+		if n > 0 {
+			out[reason] = n
+		}
+	}
+	return out
+}
+
 // Read returns the next advert of the endpoint's VRID from a peer, its
 // payload copied into buf (cut short if buf is). It fails once the
 // endpoint is closed or the link's reading failed.

@@ -210,8 +210,11 @@ func TestHubFullQueue(t *testing.T) {
 		}
 		h.wires[0].in <- advert(2, peer, 'b')
 		synctest.Wait()
-		if n := slow.Full.Load(); n != extra {
+		if n := slow.Drops()["queue_full"]; n != extra {
 			t.Errorf("slow endpoint dropped %d, want %d", n, extra)
+		}
+		if d := other.Drops(); len(d) != 0 {
+			t.Errorf("other endpoint dropped %v, want nothing", d)
 		}
 		buf := make([]byte, 1500)
 		d, err := other.Read(buf)
