@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // fakeWire is a link's sockets: datagrams pushed on in are read, fail
@@ -494,5 +499,143 @@ func TestHubLoopback(t *testing.T) {
 				t.Errorf("a1 and a9 skipped %d and %d of their own, want 1 each", a1, a9)
 			}
 		})
+	}
+}
+
+// inVethPair runs openA in a new network namespace and openB in another,
+// joined by a veth pair, vrrpa (10.9.0.1/24) to vrrpb (10.9.0.2/24),
+// both up: multicast, which loopback does not carry, between two hosts.
+func inVethPair(t *testing.T, openA, openB func(ifi *net.Interface)) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces and a veth pair")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			t.Errorf("back to the original network namespace: %v", err)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	nsB, err := netns.New()
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	defer nsB.Close()
+	nsA, err := netns.New()
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	defer nsA.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrrpa"}, PeerName: "vrrpb", PeerNamespace: netlink.NsFd(nsB)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth pair: %v", err)
+	}
+	up := func(name, addr string) *net.Interface {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr(addr)
+		if err := netlink.AddrAdd(l, a); err != nil {
+			t.Fatalf("address %s on %s: %v", addr, name, err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatalf("%s up: %v", name, err)
+		}
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ifi
+	}
+	openA(up("vrrpa", "10.9.0.1/24"))
+	if err := netns.Set(nsB); err != nil {
+		t.Fatal(err)
+	}
+	openB(up("vrrpb", "10.9.0.2/24"))
+}
+
+// A link is a member of VRRP's multicast group exactly while one of its
+// endpoints uses multicast: before, multicast adverts never reach it;
+// after the last multicast endpoint closes, they stop reaching it, while
+// a unicast endpoint keeps the link open.
+func TestHubMulticastMembership(t *testing.T) {
+	a4, b4 := netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
+	ha, hb := NewHub(), NewHub()
+	var sender, unicast *Endpoint
+	var ifB *net.Interface
+	var nsB netns.NsHandle
+	inVethPair(t, func(ifi *net.Interface) {
+		var err error
+		if sender, err = ha.Listen(Config{Interface: ifi, Source: a4, VRID: 1}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sender.Close() })
+	}, func(ifi *net.Interface) {
+		var err error
+		if unicast, err = hb.Listen(Config{Interface: ifi, Source: b4, Peers: []netip.Addr{a4}, VRID: 2}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unicast.Close() })
+		ifB = ifi
+		if nsB, err = netns.Get(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nsB.Close() })
+	})
+	vrid := func(v uint8) []byte { p := slices.Clone(payload); p[1] = v; return p }
+	buf := make([]byte, 1500)
+	// multicastSeen sends a multicast advert of VRID 1, then a unicast one
+	// of VRID 2 behind it on the same link: once the second is read, the
+	// first has arrived or never will.
+	multicastSeen := func() bool {
+		t.Helper()
+		before := hb.Stats()[0].UnknownVRID
+		if err := sender.WriteTo(vrid(1), Group(false)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sender.WriteTo(vrid(2), b4); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unicast.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		return hb.Stats()[0].UnknownVRID > before
+	}
+	if multicastSeen() {
+		t.Error("multicast advert received with only a unicast endpoint on the link")
+	}
+	// The endpoint opens in b's namespace, on a thread of its own.
+	var m *Endpoint
+	opened := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // ends with the goroutine, in b's namespace
+		if err := netns.Set(nsB); err != nil {
+			opened <- err
+			return
+		}
+		var err error
+		m, err = hb.Listen(Config{Interface: ifB, Source: b4, VRID: 3})
+		opened <- err
+	}()
+	if err := <-opened; err != nil {
+		t.Fatal(err)
+	}
+	if !multicastSeen() {
+		t.Error("multicast advert not received with a multicast endpoint on the link")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if multicastSeen() {
+		t.Error("multicast advert received after the last multicast endpoint closed")
 	}
 }
