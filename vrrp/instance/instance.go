@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -55,6 +56,13 @@ type AdvertConn interface {
 	Destinations() []netip.Addr
 	WriteTo(payload []byte, dst netip.Addr) error
 	Close() error
+}
+
+// wireDrops is an AdvertConn that drops adverts before they are read and
+// counts them by reason (*transport.Endpoint: not from a unicast peer, its
+// queue full).
+type wireDrops interface {
+	Drops() map[string]uint64
 }
 
 // VIPHolder is where an instance's VIPs live (*vip.Holder). Run serves
@@ -139,9 +147,20 @@ func (i *Instance) OnWantsChange(f func()) {
 	i.onWants = f
 }
 
-// Open prepares cfg: its socket and its VIP holder. It must run on a
-// thread in the network namespace of cfg.Interface.
+// Open prepares cfg: its sockets, of its own, and its VIP holder. It must
+// run on a thread in the network namespace of cfg.Interface.
 func Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
+	return open(log, cfg, tunName, func(tc transport.Config) (AdvertConn, error) {
+		c, err := transport.Listen(tc)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	})
+}
+
+// open is Open with the instance's wire from listen.
+func open(log *slog.Logger, cfg conf.VRRPInstance, tunName string, listen func(transport.Config) (AdvertConn, error)) (*Instance, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", cfg.Name, cfg.Interface, err)
@@ -157,7 +176,7 @@ func Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, e
 	if _, err := vrrp.New(machineConfig(cfg, src)); err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
-	conn, err := transport.Listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: cfg.UnicastPeers})
+	conn, err := listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: cfg.UnicastPeers, VRID: uint8(cfg.RouterID)})
 	if err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
@@ -343,6 +362,9 @@ func (i *Instance) Status() Status {
 		if n > 0 {
 			s.Dropped[vrrp.DropReason(r).String()] = n
 		}
+	}
+	if w, ok := i.conn.(wireDrops); ok {
+		maps.Copy(s.Dropped, w.Drops())
 	}
 	return s
 }

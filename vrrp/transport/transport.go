@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,28 +58,20 @@ type Config struct {
 	// Peers, when set, switches to unicast: adverts go to each peer, and
 	// adverts from any other address are dropped and counted.
 	Peers []netip.Addr
+	// VRID is the instance's: a Hub hands its endpoint the adverts of
+	// that VRID alone. A Conn of its own reads every VRID.
+	VRID uint8
 }
 
-// Conn is an open transport. Read and Write may be used from different
-// goroutines.
+// Conn is an open transport of its own: a receiving and a sending
+// socket for one endpoint. Read and Write may be used from different
+// goroutines. A process running many instances shares sockets through a
+// Hub instead.
 type Conn struct {
 	cfg Config
-	// p4 or p6 sets up the receiving socket; ipc reads it, through Go's
-	// poller, with the control messages p4 and p6 would drop (the
-	// kernel's receive time).
-	p4  *ipv4.PacketConn
-	p6  *ipv6.PacketConn
-	ipc *net.IPConn
-	// rxOOB is Read's buffer for control messages; Read has one caller.
-	rxOOB []byte
-	// send is a second raw socket, only for sending and kept out of Go's
-	// poller: the poller registers every socket for edge-triggered
-	// EPOLLOUT, and each packet sent, once freed, would wake a thread for
-	// a write readiness nobody waits on. On an idle master that is one
-	// needless wakeup per advert. It drops everything it would receive.
-	send int
-	// oob is the control message every advert goes out with: source
-	// address and interface (and hop limit for IPv6).
+	rx  *rxSocket
+	tx  *txSocket
+	// oob is the control message every advert goes out with.
 	oob []byte
 	// NotPeer counts adverts dropped because they came from outside the
 	// unicast peer list; Own counts our own adverts looped back.
@@ -87,85 +80,268 @@ type Conn struct {
 
 // Listen opens the transport. It must run in the namespace of cfg.Interface.
 func Listen(cfg Config) (*Conn, error) {
-	if cfg.Interface == nil || !cfg.Source.IsValid() {
-		return nil, errors.New("vrrp transport: interface and source address are required")
-	}
-	if cfg.IPv6 != cfg.Source.Is6() {
-		return nil, fmt.Errorf("vrrp transport: source %s is not of the instance's family", cfg.Source)
-	}
-	c := &Conn{cfg: cfg, send: -1, rxOOB: make([]byte, 256)}
-	if cfg.IPv6 {
-		pc, err := net.ListenPacket("ip6:112", "::")
-		if err != nil {
-			return nil, fmt.Errorf("open VRRP IPv6 socket: %w", err)
-		}
-		c.p6 = ipv6.NewPacketConn(pc)
-		c.ipc, _ = pc.(*net.IPConn)
-		if err := c.setup6(pc); err != nil {
-			pc.Close()
-			return nil, err
-		}
-	} else {
-		pc, err := net.ListenPacket("ip4:112", "0.0.0.0")
-		if err != nil {
-			return nil, fmt.Errorf("open VRRP IPv4 socket: %w", err)
-		}
-		c.p4 = ipv4.NewPacketConn(pc)
-		c.ipc, _ = pc.(*net.IPConn)
-		if err := c.setup4(pc); err != nil {
-			pc.Close()
-			return nil, err
-		}
-	}
-	if err := c.openSender(); err != nil {
-		c.Close()
+	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	return c, nil
+	rx, err := openRX(cfg.Interface, cfg.IPv6)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Peers) == 0 {
+		if err := rx.join(); err != nil {
+			rx.close()
+			return nil, err
+		}
+	}
+	tx, err := openTX(cfg.Interface, cfg.IPv6)
+	if err != nil {
+		rx.close()
+		return nil, err
+	}
+	return &Conn{cfg: cfg, rx: rx, tx: tx, oob: sendOOB(cfg.Interface, cfg.Source)}, nil
 }
 
-// openSender opens the send-only socket: bound to the interface, TTL or
-// hop limit 255 (RFC 5798 5.1.1.3), multicast out of the interface and not
+func (cfg Config) check() error {
+	if cfg.Interface == nil || !cfg.Source.IsValid() {
+		return errors.New("vrrp transport: interface and source address are required")
+	}
+	if cfg.IPv6 != cfg.Source.Is6() {
+		return fmt.Errorf("vrrp transport: source %s is not of the instance's family", cfg.Source)
+	}
+	return nil
+}
+
+// Close closes the sockets; a blocked Read returns.
+func (c *Conn) Close() error {
+	return errors.Join(c.tx.close(), c.rx.close())
+}
+
+// Read returns the next VRRP message from a peer. Our own adverts and, in
+// unicast mode, adverts from outside the peer list are counted and skipped.
+func (c *Conn) Read(buf []byte) (Datagram, error) {
+	for {
+		d, err := c.rx.read(buf)
+		if err != nil {
+			return d, err
+		}
+		switch c.cfg.accept(d.Src) {
+		case fromSelf:
+			c.Own.Add(1)
+		case fromStranger:
+			c.NotPeer.Add(1)
+		default:
+			return d, nil
+		}
+	}
+}
+
+type origin uint8
+
+const (
+	fromPeer origin = iota
+	fromSelf
+	fromStranger
+)
+
+// accept classifies an advert's source for the endpoint cfg describes.
+func (cfg *Config) accept(src netip.Addr) origin {
+	switch {
+	case src == cfg.Source:
+		return fromSelf
+	case len(cfg.Peers) > 0 && !slices.Contains(cfg.Peers, src):
+		return fromStranger
+	}
+	return fromPeer
+}
+
+// Destinations are where Write sends: the multicast group, or every peer.
+func (c *Conn) Destinations() []netip.Addr { return c.cfg.destinations() }
+
+func (cfg *Config) destinations() []netip.Addr {
+	if len(cfg.Peers) > 0 {
+		return cfg.Peers
+	}
+	return []netip.Addr{Group(cfg.IPv6)}
+}
+
+// WriteTo sends one encoded message to dst from the configured source.
+// The caller encodes per destination, because the VRRPv3 checksum covers
+// the destination address. It never blocks: with the socket's buffer full
+// (a link that does not drain), the advert is refused with EAGAIN rather
+// than holding up the state machine.
+func (c *Conn) WriteTo(payload []byte, dst netip.Addr) error {
+	return c.tx.writeTo(payload, c.oob, dst)
+}
+
+// rxSocket is a raw socket receiving every VRRP message on one interface.
+type rxSocket struct {
+	ifi *net.Interface
+	// p4 or p6 sets the socket up; ipc reads it, through Go's poller,
+	// with the control messages p4 and p6 would drop (the kernel's
+	// receive time).
+	p4  *ipv4.PacketConn
+	p6  *ipv6.PacketConn
+	ipc *net.IPConn
+	// oob is read's buffer for control messages; read has one caller.
+	oob []byte
+}
+
+type setupStep struct {
+	what string
+	err  func() error
+}
+
+func openRX(ifi *net.Interface, v6 bool) (*rxSocket, error) {
+	r := &rxSocket{ifi: ifi, oob: make([]byte, 256)}
+	network, address, family := "ip4:112", "0.0.0.0", "IPv4"
+	if v6 {
+		network, address, family = "ip6:112", "::", "IPv6"
+	}
+	pc, err := net.ListenPacket(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("open VRRP %s socket: %w", family, err)
+	}
+	r.ipc, _ = pc.(*net.IPConn)
+	steps := []setupStep{
+		{"bind to " + ifi.Name, func() error { return bindToDevice(pc, ifi.Name) }},
+		{"receive timestamps", func() error { return setTimestamps(pc) }},
+	}
+	if v6 {
+		r.p6 = ipv6.NewPacketConn(pc)
+		steps = append(steps, setupStep{"control messages", func() error {
+			return r.p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
+		}})
+	} else {
+		r.p4 = ipv4.NewPacketConn(pc)
+		steps = append(steps, setupStep{"control messages", func() error {
+			return r.p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true)
+		}})
+	}
+	for _, s := range steps {
+		if err := s.err(); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("VRRP socket on %s: %s: %w", ifi.Name, s.what, err)
+		}
+	}
+	return r, nil
+}
+
+// join joins VRRP's multicast group on the interface; leave leaves it.
+func (r *rxSocket) join() error {
+	var err error
+	if r.p6 != nil {
+		err = r.p6.JoinGroup(r.ifi, &net.IPAddr{IP: Group(true).AsSlice()})
+	} else {
+		err = r.p4.JoinGroup(r.ifi, &net.IPAddr{IP: Group(false).AsSlice()})
+	}
+	if err != nil {
+		return fmt.Errorf("VRRP socket on %s: join %s: %w", r.ifi.Name, Group(r.p6 != nil), err)
+	}
+	return nil
+}
+
+func (r *rxSocket) leave() error {
+	var err error
+	if r.p6 != nil {
+		err = r.p6.LeaveGroup(r.ifi, &net.IPAddr{IP: Group(true).AsSlice()})
+	} else {
+		err = r.p4.LeaveGroup(r.ifi, &net.IPAddr{IP: Group(false).AsSlice()})
+	}
+	if err != nil {
+		return fmt.Errorf("VRRP socket on %s: leave %s: %w", r.ifi.Name, Group(r.p6 != nil), err)
+	}
+	return nil
+}
+
+func (r *rxSocket) close() error {
+	if r.p6 != nil {
+		return r.p6.Close()
+	}
+	return r.p4.Close()
+}
+
+func (r *rxSocket) read(buf []byte) (Datagram, error) {
+	if r.ipc == nil {
+		return Datagram{}, errors.New("read VRRP: not a raw IP socket")
+	}
+	n, oobn, _, src, err := r.ipc.ReadMsgIP(buf, r.oob)
+	if err != nil {
+		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", r.ifi.Name, err)
+	}
+	oob := r.oob[:oobn]
+	d := Datagram{Payload: buf[:n], At: ReceiveTime(oob)}
+	if src != nil {
+		d.Src = addrOf(src)
+	}
+	if r.p6 != nil {
+		var cm ipv6.ControlMessage
+		if cm.Parse(oob) == nil {
+			d.HopLimit = cm.HopLimit
+			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		}
+		return d, nil
+	}
+	// An IPv4 raw socket returns the IP header too; its TTL and
+	// destination come in the control messages.
+	if n >= 20 && buf[0]>>4 == 4 {
+		if hl := int(buf[0]&0x0f) * 4; hl >= 20 && hl <= n {
+			d.Payload = buf[hl:n]
+		}
+	}
+	var cm ipv4.ControlMessage
+	if cm.Parse(oob) == nil {
+		d.HopLimit = cm.TTL
+		if a, ok := netip.AddrFromSlice(cm.Dst); ok {
+			d.Dst = a.Unmap()
+		}
+	}
+	return d, nil
+}
+
+// txSocket is a raw socket only for sending, kept out of Go's poller: the
+// poller registers every socket for edge-triggered EPOLLOUT, and each
+// packet sent, once freed, would wake a thread for a write readiness
+// nobody waits on. On an idle master that is one needless wakeup per
+// advert. It drops everything it would receive.
+type txSocket struct {
+	ifi *net.Interface
+	v6  bool
+	// mu keeps close from freeing the descriptor, which the kernel may
+	// then hand to another file, while a send is under way.
+	mu sync.RWMutex
+	fd int
+}
+
+// openTX opens the send-only socket: bound to the interface, TTL or hop
+// limit 255 (RFC 5798 5.1.1.3), multicast out of the interface and not
 // looped back.
-func (c *Conn) openSender() error {
-	ifi := c.cfg.Interface
+func openTX(ifi *net.Interface, v6 bool) (*txSocket, error) {
 	family := unix.AF_INET
-	if c.cfg.IPv6 {
+	if v6 {
 		family = unix.AF_INET6
 	}
 	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, Protocol)
 	if err != nil {
-		return fmt.Errorf("open VRRP send socket: %w", err)
+		return nil, fmt.Errorf("open VRRP send socket: %w", err)
 	}
-	c.send = fd
 	// The kernel hands a copy of every VRRP packet to every raw socket of
 	// the protocol; this one never reads, so a filter drops them all.
 	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	steps := []struct {
-		what string
-		err  func() error
-	}{
+	steps := []setupStep{
 		{"drop received packets", func() error {
 			return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &dropAll[0]})
 		}},
 		{"bind to " + ifi.Name, func() error { return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name) }},
 	}
-	if c.cfg.IPv6 {
-		steps = append(steps, []struct {
-			what string
-			err  func() error
-		}{
+	if v6 {
+		steps = append(steps, []setupStep{
 			{"hop limit 255", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255) }},
 			{"multicast hop limit 255", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255) }},
 			{"multicast interface", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifi.Index) }},
 			{"multicast loopback off", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0) }},
 		}...)
-		c.oob = (&ipv6.ControlMessage{Src: c.cfg.Source.AsSlice(), IfIndex: ifi.Index, HopLimit: 255}).Marshal()
 	} else {
-		steps = append(steps, []struct {
-			what string
-			err  func() error
-		}{
+		steps = append(steps, []setupStep{
 			{"TTL 255", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, 255) }},
 			{"multicast TTL 255", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 255) }},
 			{"multicast interface", func() error {
@@ -173,12 +349,55 @@ func (c *Conn) openSender() error {
 			}},
 			{"multicast loopback off", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0) }},
 		}...)
-		c.oob = (&ipv4.ControlMessage{Src: c.cfg.Source.AsSlice(), IfIndex: ifi.Index}).Marshal()
 	}
 	for _, s := range steps {
 		if err := s.err(); err != nil {
-			return fmt.Errorf("VRRP send socket on %s: %s: %w", ifi.Name, s.what, err)
+			unix.Close(fd)
+			return nil, fmt.Errorf("VRRP send socket on %s: %s: %w", ifi.Name, s.what, err)
 		}
+	}
+	return &txSocket{ifi: ifi, v6: v6, fd: fd}, nil
+}
+
+// sendOOB is the control message every advert from src goes out with:
+// source address and interface (and hop limit for IPv6). Each endpoint
+// has its own, so endpoints of different sources share one socket.
+func sendOOB(ifi *net.Interface, src netip.Addr) []byte {
+	if src.Is6() {
+		return (&ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: ifi.Index, HopLimit: 255}).Marshal()
+	}
+	return (&ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: ifi.Index}).Marshal()
+}
+
+// writeTo sends payload to dst with control message oob; after close it
+// fails with EBADF.
+func (t *txSocket) writeTo(payload, oob []byte, dst netip.Addr) error {
+	t.mu.RLock()
+	var err error
+	if t.v6 {
+		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.As16(), Scope_id: uint32(t.ifi.Index)}
+		err = rawSendmsg(t.fd, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+	} else {
+		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.As4()}
+		err = rawSendmsg(t.fd, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+	}
+	t.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("send VRRP to %s on %s: %w", dst, t.ifi.Name, err)
+	}
+	return nil
+}
+
+func (t *txSocket) close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fd < 0 {
+		return nil
+	}
+	err := unix.Close(t.fd)
+	t.fd = -1
+	if err != nil {
+		return fmt.Errorf("close VRRP send socket on %s: %w", t.ifi.Name, err)
 	}
 	return nil
 }
@@ -204,137 +423,6 @@ func control(pc net.PacketConn, set func(fd int) error) error {
 		return err
 	}
 	return serr
-}
-
-func (c *Conn) setup4(pc net.PacketConn) error {
-	ifi := c.cfg.Interface
-	steps := []struct {
-		what string
-		err  func() error
-	}{
-		{"bind to " + ifi.Name, func() error { return bindToDevice(pc, ifi.Name) }},
-		{"control messages", func() error { return c.p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) }},
-		{"receive timestamps", func() error { return setTimestamps(pc) }},
-		{"TTL 255", func() error { return c.p4.SetTTL(255) }},
-		{"multicast TTL 255", func() error { return c.p4.SetMulticastTTL(255) }},
-		{"multicast interface", func() error { return c.p4.SetMulticastInterface(ifi) }},
-		{"multicast loopback off", func() error { return c.p4.SetMulticastLoopback(false) }},
-	}
-	if len(c.cfg.Peers) == 0 {
-		steps = append(steps, struct {
-			what string
-			err  func() error
-		}{"join " + Group(false).String(), func() error { return c.p4.JoinGroup(ifi, &net.IPAddr{IP: Group(false).AsSlice()}) }})
-	}
-	for _, s := range steps {
-		if err := s.err(); err != nil {
-			return fmt.Errorf("VRRP socket on %s: %s: %w", ifi.Name, s.what, err)
-		}
-	}
-	return nil
-}
-
-func (c *Conn) setup6(pc net.PacketConn) error {
-	ifi := c.cfg.Interface
-	steps := []struct {
-		what string
-		err  func() error
-	}{
-		{"bind to " + ifi.Name, func() error { return bindToDevice(pc, ifi.Name) }},
-		{"control messages", func() error {
-			return c.p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
-		}},
-		{"receive timestamps", func() error { return setTimestamps(pc) }},
-		{"hop limit 255", func() error { return c.p6.SetHopLimit(255) }},
-		{"multicast hop limit 255", func() error { return c.p6.SetMulticastHopLimit(255) }},
-		{"multicast interface", func() error { return c.p6.SetMulticastInterface(ifi) }},
-		{"multicast loopback off", func() error { return c.p6.SetMulticastLoopback(false) }},
-	}
-	if len(c.cfg.Peers) == 0 {
-		steps = append(steps, struct {
-			what string
-			err  func() error
-		}{"join " + Group(true).String(), func() error { return c.p6.JoinGroup(ifi, &net.IPAddr{IP: Group(true).AsSlice()}) }})
-	}
-	for _, s := range steps {
-		if err := s.err(); err != nil {
-			return fmt.Errorf("VRRP socket on %s: %s: %w", ifi.Name, s.what, err)
-		}
-	}
-	return nil
-}
-
-// Close closes the sockets; a blocked Read returns.
-func (c *Conn) Close() error {
-	var errs []error
-	if c.send >= 0 {
-		errs = append(errs, unix.Close(c.send))
-		c.send = -1
-	}
-	if c.p6 != nil {
-		errs = append(errs, c.p6.Close())
-	}
-	if c.p4 != nil {
-		errs = append(errs, c.p4.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// Read returns the next VRRP message from a peer. Our own adverts and, in
-// unicast mode, adverts from outside the peer list are counted and skipped.
-func (c *Conn) Read(buf []byte) (Datagram, error) {
-	for {
-		d, err := c.read(buf)
-		if err != nil {
-			return d, err
-		}
-		switch {
-		case d.Src == c.cfg.Source:
-			c.Own.Add(1)
-		case len(c.cfg.Peers) > 0 && !slices.Contains(c.cfg.Peers, d.Src):
-			c.NotPeer.Add(1)
-		default:
-			return d, nil
-		}
-	}
-}
-
-func (c *Conn) read(buf []byte) (Datagram, error) {
-	if c.ipc == nil {
-		return Datagram{}, errors.New("read VRRP: not a raw IP socket")
-	}
-	n, oobn, _, src, err := c.ipc.ReadMsgIP(buf, c.rxOOB)
-	if err != nil {
-		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", c.cfg.Interface.Name, err)
-	}
-	oob := c.rxOOB[:oobn]
-	d := Datagram{Payload: buf[:n], At: ReceiveTime(oob)}
-	if src != nil {
-		d.Src = addrOf(src)
-	}
-	if c.p6 != nil {
-		var cm ipv6.ControlMessage
-		if cm.Parse(oob) == nil {
-			d.HopLimit = cm.HopLimit
-			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
-		}
-		return d, nil
-	}
-	// An IPv4 raw socket returns the IP header too; its TTL and
-	// destination come in the control messages.
-	if n >= 20 && buf[0]>>4 == 4 {
-		if hl := int(buf[0]&0x0f) * 4; hl >= 20 && hl <= n {
-			d.Payload = buf[hl:n]
-		}
-	}
-	var cm ipv4.ControlMessage
-	if cm.Parse(oob) == nil {
-		d.HopLimit = cm.TTL
-		if a, ok := netip.AddrFromSlice(cm.Dst); ok {
-			d.Dst = a.Unmap()
-		}
-	}
-	return d, nil
 }
 
 // setTimestamps asks the kernel for each packet's receive time: a
@@ -367,34 +455,6 @@ func addrOf(a net.Addr) netip.Addr {
 		}
 	}
 	return netip.Addr{}
-}
-
-// Destinations are where Write sends: the multicast group, or every peer.
-func (c *Conn) Destinations() []netip.Addr {
-	if len(c.cfg.Peers) > 0 {
-		return c.cfg.Peers
-	}
-	return []netip.Addr{Group(c.cfg.IPv6)}
-}
-
-// WriteTo sends one encoded message to dst from the configured source.
-// The caller encodes per destination, because the VRRPv3 checksum covers
-// the destination address. It never blocks: with the socket's buffer full
-// (a link that does not drain), the advert is refused with EAGAIN rather
-// than holding up the state machine.
-func (c *Conn) WriteTo(payload []byte, dst netip.Addr) error {
-	var err error
-	if c.cfg.IPv6 {
-		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.As16(), Scope_id: uint32(c.cfg.Interface.Index)}
-		err = rawSendmsg(c.send, payload, c.oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
-	} else {
-		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.As4()}
-		err = rawSendmsg(c.send, payload, c.oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
-	}
-	if err != nil {
-		return fmt.Errorf("send VRRP to %s on %s: %w", dst, c.cfg.Interface.Name, err)
-	}
-	return nil
 }
 
 // rawSendmsg is a non-blocking sendmsg(2) made as a raw system call. The

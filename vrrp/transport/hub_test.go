@@ -1,0 +1,641 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// fakeWire is a link's sockets: datagrams pushed on in are read, fail
+// ends reading with an error, and what the link does is counted.
+type fakeWire struct {
+	name    string
+	in      chan Datagram
+	fail    chan error
+	closed  chan struct{}
+	joinErr error
+
+	// Set by the Hub's calls, which it makes with its lock held, and read
+	// by the test once they are done.
+	joins, leaves, closes int
+	sent                  []netip.Addr
+}
+
+func (f *fakeWire) read(buf []byte) (Datagram, error) {
+	select {
+	case d := <-f.in:
+		d.Payload = buf[:copy(buf, d.Payload)]
+		return d, nil
+	case err := <-f.fail:
+		return Datagram{}, err
+	case <-f.closed:
+		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", f.name, net.ErrClosed)
+	}
+}
+
+func (f *fakeWire) writeTo(payload, oob []byte, dst netip.Addr) error {
+	f.sent = append(f.sent, dst)
+	return nil
+}
+
+func (f *fakeWire) join() error {
+	if f.joinErr != nil {
+		return f.joinErr
+	}
+	f.joins++
+	return nil
+}
+
+func (f *fakeWire) leave() error { f.leaves++; return nil }
+
+func (f *fakeWire) close() error {
+	f.closes++
+	close(f.closed)
+	return nil
+}
+
+// fakeHub is a Hub whose links are fakeWires, every one it opened kept in
+// wires.
+type fakeHub struct {
+	*Hub
+	wires   []*fakeWire
+	joinErr error
+}
+
+func newFakeHub() *fakeHub {
+	fh := &fakeHub{}
+	fh.Hub = &Hub{links: map[linkKey]*link{}, open: func(ifi *net.Interface, v6 bool) (wire, error) {
+		f := &fakeWire{name: ifi.Name, in: make(chan Datagram, 64), fail: make(chan error, 1), closed: make(chan struct{}), joinErr: fh.joinErr}
+		fh.wires = append(fh.wires, f)
+		return f, nil
+	}}
+	return fh
+}
+
+var (
+	eth0 = &net.Interface{Index: 2, Name: "eth0"}
+	eth1 = &net.Interface{Index: 3, Name: "eth1"}
+	self = netip.MustParseAddr("10.0.0.1")
+	peer = netip.MustParseAddr("10.0.0.2")
+)
+
+// advert is a datagram of VRID vrid from src that the hub routes; body
+// tells adverts apart.
+func advert(vrid uint8, src netip.Addr, body byte) Datagram {
+	return Datagram{Payload: []byte{0x31, vrid, 100, 1, 0, 100, 0, 0, 10, 0, 0, body}, Src: src, Dst: Group(false), HopLimit: 255}
+}
+
+func listen(t *testing.T, h *fakeHub, cfg Config) *Endpoint {
+	t.Helper()
+	if cfg.Interface == nil {
+		cfg.Interface = eth0
+	}
+	if !cfg.Source.IsValid() {
+		cfg.Source = self
+	}
+	e, err := h.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// queued takes what e's queue holds without waiting.
+func queued(e *Endpoint) []Datagram {
+	var out []Datagram
+	for {
+		select {
+		case d := <-e.queue:
+			out = append(out, d)
+		default:
+			return out
+		}
+	}
+}
+
+// The link's reader hands each advert to the endpoint of its VRID and to
+// no other; what no endpoint may have is counted on the link, what one
+// endpoint filters out is counted on that endpoint, and neither disturbs
+// the others.
+func TestHubRoutes(t *testing.T) {
+	stranger := netip.MustParseAddr("10.0.0.66")
+	type counts struct{ short, unknown, own, notPeer uint64 }
+	tests := []struct {
+		name string
+		in   []Datagram
+		// want is what each endpoint (by VRID) gets, by body byte.
+		want map[uint8][]byte
+		counts
+	}{
+		{"each to its VRID", []Datagram{advert(1, peer, 'a'), advert(2, peer, 'b'), advert(1, peer, 'c')},
+			map[uint8][]byte{1: []byte("ac"), 2: []byte("b")}, counts{}},
+		{"unknown VRID counted", []Datagram{advert(9, peer, 'x'), advert(2, peer, 'b')},
+			map[uint8][]byte{2: []byte("b")}, counts{unknown: 1}},
+		{"short datagram counted", []Datagram{{Payload: []byte{0x31}, Src: peer}, {Src: peer}, advert(1, peer, 'a')},
+			map[uint8][]byte{1: []byte("a")}, counts{short: 2}},
+		{"our own advert skipped", []Datagram{advert(1, self, 'x'), advert(1, peer, 'a')},
+			map[uint8][]byte{1: []byte("a")}, counts{own: 1}},
+		{"unicast endpoint drops strangers", []Datagram{advert(3, stranger, 'x'), advert(3, peer, 'c')},
+			map[uint8][]byte{3: []byte("c")}, counts{notPeer: 1}},
+		{"multicast endpoint takes anyone", []Datagram{advert(2, stranger, 'b')},
+			map[uint8][]byte{2: []byte("b")}, counts{}},
+		// The instance of VRID 1 counts the bad one when it parses it;
+		// the others never see it.
+		{"a malformed advert reaches its VRID only", []Datagram{{Payload: []byte{0xff, 1, 0, 0, 0, 0, 0, 0, 'x'}, Src: peer}, advert(2, peer, 'b')},
+			map[uint8][]byte{1: []byte("x"), 2: []byte("b")}, counts{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newFakeHub()
+				eps := map[uint8]*Endpoint{
+					1: listen(t, h, Config{VRID: 1}),
+					2: listen(t, h, Config{VRID: 2}),
+					3: listen(t, h, Config{VRID: 3, Peers: []netip.Addr{peer}}),
+				}
+				defer func() {
+					for _, e := range eps {
+						e.Close()
+					}
+				}()
+				if len(h.wires) != 1 {
+					t.Fatalf("%d links opened for one interface and family, want 1", len(h.wires))
+				}
+				for _, d := range tt.in {
+					h.wires[0].in <- d
+				}
+				synctest.Wait()
+				for vrid, e := range eps {
+					var got []byte
+					for _, d := range queued(e) {
+						got = append(got, d.Payload[len(d.Payload)-1])
+					}
+					if !bytes.Equal(got, tt.want[vrid]) {
+						t.Errorf("VRID %d got %q, want %q", vrid, got, tt.want[vrid])
+					}
+				}
+				var own, notPeer uint64
+				for _, e := range eps {
+					own += e.Own.Load()
+					notPeer += e.NotPeer.Load()
+				}
+				st := h.Stats()
+				got := counts{short: st[0].Short, unknown: st[0].UnknownVRID, own: own, notPeer: notPeer}
+				if got != tt.counts {
+					t.Errorf("counted %+v, want %+v", got, tt.counts)
+				}
+			})
+		})
+	}
+}
+
+// An instance that does not read loses its own adverts beyond its queue,
+// counted; the reader goes on delivering to the others.
+func TestHubFullQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		slow := listen(t, h, Config{VRID: 1})
+		defer slow.Close()
+		other := listen(t, h, Config{VRID: 2})
+		defer other.Close()
+		const extra = 3
+		for i := range queueLen + extra {
+			h.wires[0].in <- advert(1, peer, byte(i))
+		}
+		h.wires[0].in <- advert(2, peer, 'b')
+		synctest.Wait()
+		if n := slow.Drops()["queue_full"]; n != extra {
+			t.Errorf("slow endpoint dropped %d, want %d", n, extra)
+		}
+		if d := other.Drops(); len(d) != 0 {
+			t.Errorf("other endpoint dropped %v, want nothing", d)
+		}
+		buf := make([]byte, 1500)
+		d, err := other.Read(buf)
+		if err != nil || d.Payload[len(d.Payload)-1] != 'b' {
+			t.Errorf("other endpoint read %x, %v; want its advert", d.Payload, err)
+		}
+		// The first ones are kept, in order.
+		for i := range queueLen {
+			d, err := slow.Read(buf)
+			if err != nil || d.Payload[len(d.Payload)-1] != byte(i) {
+				t.Fatalf("slow endpoint's read %d: %x, %v", i, d.Payload, err)
+			}
+		}
+	})
+}
+
+// The first endpoint of an interface and family opens its link, the
+// last one's Close closes it; the multicast group is joined while any
+// endpoint on the link uses it.
+func TestHubRefcount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		type want struct {
+			opened, open                 int // links opened so far, links open
+			joins, leaves, closesOfFirst int
+		}
+		check := func(step string, w want) {
+			t.Helper()
+			open := 0
+			for _, f := range h.wires {
+				if f.closes == 0 {
+					open++
+				}
+			}
+			first := h.wires[0]
+			got := want{len(h.wires), open, first.joins, first.leaves, first.closes}
+			if got != w {
+				t.Errorf("after %s: %+v, want %+v", step, got, w)
+			}
+		}
+		v6src := netip.MustParseAddr("fe80::1")
+		mc := listen(t, h, Config{VRID: 1})
+		check("a multicast endpoint", want{opened: 1, open: 1, joins: 1})
+		uc := listen(t, h, Config{VRID: 2, Peers: []netip.Addr{peer}})
+		check("a unicast endpoint on the same link", want{opened: 1, open: 1, joins: 1})
+		mc2 := listen(t, h, Config{VRID: 3})
+		check("a second multicast endpoint", want{opened: 1, open: 1, joins: 1})
+		other := listen(t, h, Config{VRID: 1, Interface: eth1})
+		check("another interface", want{opened: 2, open: 2, joins: 1})
+		v6 := listen(t, h, Config{VRID: 1, IPv6: true, Source: v6src})
+		check("another family", want{opened: 3, open: 3, joins: 1})
+		for _, e := range []*Endpoint{other, v6} {
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check("closing the others", want{opened: 3, open: 1, joins: 1})
+		mc.Close()
+		check("closing one multicast endpoint", want{opened: 3, open: 1, joins: 1})
+		mc2.Close()
+		check("closing the last multicast endpoint", want{opened: 3, open: 1, joins: 1, leaves: 1})
+		if err := uc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		check("closing the last endpoint", want{opened: 3, open: 0, joins: 1, leaves: 1, closesOfFirst: 1})
+		again := listen(t, h, Config{VRID: 1})
+		check("a new endpoint", want{opened: 4, open: 1, joins: 1, leaves: 1, closesOfFirst: 1})
+		again.Close()
+		if len(h.links) != 0 {
+			t.Errorf("%d links left in the hub", len(h.links))
+		}
+	})
+}
+
+// Close ends a blocked Read at once, as an instance's reader relies on;
+// a closed endpoint refuses to read, send or close again, and the
+// link's other endpoints go on.
+func TestEndpointClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		e := listen(t, h, Config{VRID: 1})
+		stays := listen(t, h, Config{VRID: 2})
+		defer stays.Close()
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.Read(make([]byte, 1500))
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Read returned before Close: %v", err)
+		default:
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("blocked Read after Close: %v, want net.ErrClosed", err)
+		}
+		if _, err := e.Read(make([]byte, 1500)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+		}
+		if err := e.WriteTo([]byte{1}, Group(false)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("WriteTo after Close: %v, want net.ErrClosed", err)
+		}
+		if err := e.Close(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("second Close: %v, want net.ErrClosed", err)
+		}
+		if err := stays.WriteTo([]byte{1}, Group(false)); err != nil {
+			t.Errorf("the other endpoint's WriteTo: %v", err)
+		}
+		h.wires[0].in <- advert(2, peer, 'b')
+		if d, err := stays.Read(make([]byte, 1500)); err != nil || d.Payload[1] != 2 {
+			t.Errorf("the other endpoint read %x, %v", d.Payload, err)
+		}
+		if !slices.Equal(h.wires[0].sent, []netip.Addr{Group(false)}) {
+			t.Errorf("sent to %v, want the other endpoint's one advert", h.wires[0].sent)
+		}
+	})
+}
+
+// When reading the link fails, each of its endpoints' Read reports why,
+// and a new endpoint opens a new link rather than join the dead one.
+func TestHubReadFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		a := listen(t, h, Config{VRID: 1})
+		b := listen(t, h, Config{VRID: 2})
+		boom := errors.New("read VRRP on eth0: boom")
+		h.wires[0].fail <- boom
+		for _, e := range []*Endpoint{a, b} {
+			if _, err := e.Read(make([]byte, 1500)); !errors.Is(err, boom) {
+				t.Errorf("Read: %v, want %v", err, boom)
+			}
+		}
+		c := listen(t, h, Config{VRID: 3})
+		if len(h.wires) != 2 {
+			t.Errorf("%d links opened, want a second one after the first failed", len(h.wires))
+		}
+		for _, e := range []*Endpoint{a, b, c} {
+			if err := e.Close(); err != nil {
+				t.Error(err)
+			}
+		}
+		for i, f := range h.wires {
+			if f.closes != 1 {
+				t.Errorf("link %d closed %d times, want 1", i, f.closes)
+			}
+		}
+	})
+}
+
+// A first endpoint that cannot join the group leaves no link open; a
+// Listen of an invalid config opens nothing.
+func TestHubListenFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		h.joinErr = errors.New("join 224.0.0.18: no such device")
+		if _, err := h.Listen(Config{Interface: eth0, Source: self, VRID: 1}); !errors.Is(err, h.joinErr) {
+			t.Errorf("Listen: %v, want %v", err, h.joinErr)
+		}
+		if len(h.wires) != 1 || h.wires[0].closes != 1 || len(h.links) != 0 {
+			t.Errorf("%d links opened, the first closed %d times, %d left; want 1, 1, 0", len(h.wires), h.wires[0].closes, len(h.links))
+		}
+		for _, cfg := range []Config{{Interface: eth0, Source: self}, {Interface: eth0, VRID: 1}} {
+			if e, err := h.Listen(cfg); err == nil {
+				e.Close()
+				t.Errorf("Listen(%+v) succeeded", cfg)
+			}
+		}
+		if len(h.wires) != 1 {
+			t.Errorf("invalid configs opened %d links", len(h.wires)-1)
+		}
+	})
+}
+
+// Two endpoints of one VRID on a link (a reload's new instance while the
+// old one hands over) both get its adverts; closing one leaves the other.
+func TestHubSameVRID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		old := listen(t, h, Config{VRID: 7})
+		nu := listen(t, h, Config{VRID: 7})
+		defer nu.Close()
+		h.wires[0].in <- advert(7, peer, 'a')
+		synctest.Wait()
+		if len(queued(old)) != 1 || len(queued(nu)) != 1 {
+			t.Fatal("both endpoints of the VRID should have the advert")
+		}
+		old.Close()
+		h.wires[0].in <- advert(7, peer, 'b')
+		if d, err := nu.Read(make([]byte, 1500)); err != nil || d.Payload[len(d.Payload)-1] != 'b' {
+			t.Errorf("read %x, %v", d.Payload, err)
+		}
+	})
+}
+
+// Two directors' hubs on loopback, in a namespace of the test's own: an
+// advert reaches the peer's endpoint of its VRID with its source,
+// destination, hop limit 255 and the kernel's receive time, and no other
+// endpoint; an advert of a VRID the peer lacks is counted on its link;
+// each hub's link sees its own adverts too (all of lo is local), which
+// its endpoints skip.
+func TestHubLoopback(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b netip.Addr
+	}{
+		{"IPv4", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
+		{"IPv6", netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ha, hb := NewHub(), NewHub()
+			eps := map[string]*Endpoint{}
+			inPrivateNetns(t, func() {
+				if tt.a.Is6() {
+					addToLo(t, tt.a, tt.b)
+				}
+				lo, err := net.InterfaceByName("lo")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, x := range []struct {
+					name     string
+					h        *Hub
+					vrid     uint8
+					src, dst netip.Addr
+				}{{"a1", ha, 1, tt.a, tt.b}, {"a9", ha, 9, tt.a, tt.b}, {"b1", hb, 1, tt.b, tt.a}, {"b2", hb, 2, tt.b, tt.a}} {
+					e, err := x.h.Listen(Config{Interface: lo, IPv6: tt.a.Is6(), Source: x.src, Peers: []netip.Addr{x.dst}, VRID: x.vrid})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { e.Close() })
+					eps[x.name] = e
+				}
+			})
+			vrid := func(v uint8) []byte { p := slices.Clone(payload); p[1] = v; return p }
+			if err := eps["a9"].WriteTo(vrid(9), tt.b); err != nil {
+				t.Fatal(err)
+			}
+			sent := time.Now()
+			if err := eps["a1"].WriteTo(vrid(1), tt.b); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 1500)
+			d, err := eps["b1"].Read(buf)
+			readAt := time.Now()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Src != tt.a || d.Dst != tt.b || d.HopLimit != 255 || !bytes.Equal(d.Payload, vrid(1)) {
+				t.Errorf("b1 read %x from %s to %s, hop limit %d; want %x from %s to %s, 255", d.Payload, d.Src, d.Dst, d.HopLimit, vrid(1), tt.a, tt.b)
+			}
+			if d.At.Before(sent.Round(0)) || d.At.After(readAt.Round(0)) {
+				t.Errorf("receive time %v, want the kernel's, between the send %v and the read %v", d.At, sent, readAt)
+			}
+			// The link delivers in order and to every endpoint of a
+			// datagram before the next: by now the VRID 9 advert was
+			// counted and nothing went to b2.
+			if n := len(eps["b2"].queue); n != 0 {
+				t.Errorf("b2 has %d adverts of another VRID", n)
+			}
+			if st := hb.Stats(); len(st) != 1 || st[0].UnknownVRID != 1 || st[0].Endpoints != 2 {
+				t.Errorf("b's links: %+v, want one of 2 endpoints with 1 advert of an unknown VRID", st)
+			}
+			// b's reply reaches a1 after a's link has seen a's own two
+			// adverts: a1 skipped its own, a9 its own.
+			if err := eps["b1"].WriteTo(vrid(1), tt.a); err != nil {
+				t.Fatal(err)
+			}
+			if d, err := eps["a1"].Read(buf); err != nil || d.Src != tt.b {
+				t.Fatalf("a1 read from %s, %v; want from %s", d.Src, err, tt.b)
+			}
+			if a1, a9 := eps["a1"].Own.Load(), eps["a9"].Own.Load(); a1 != 1 || a9 != 1 {
+				t.Errorf("a1 and a9 skipped %d and %d of their own, want 1 each", a1, a9)
+			}
+		})
+	}
+}
+
+// inVethPair runs openA in a new network namespace and openB in another,
+// joined by a veth pair, vrrpa (10.9.0.1/24) to vrrpb (10.9.0.2/24),
+// both up: multicast, which loopback does not carry, between two hosts.
+func inVethPair(t *testing.T, openA, openB func(ifi *net.Interface)) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces and a veth pair")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			t.Errorf("back to the original network namespace: %v", err)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	nsB, err := netns.New()
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	defer nsB.Close()
+	nsA, err := netns.New()
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	defer nsA.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrrpa"}, PeerName: "vrrpb", PeerNamespace: netlink.NsFd(nsB)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth pair: %v", err)
+	}
+	up := func(name, addr string) *net.Interface {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr(addr)
+		if err := netlink.AddrAdd(l, a); err != nil {
+			t.Fatalf("address %s on %s: %v", addr, name, err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatalf("%s up: %v", name, err)
+		}
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ifi
+	}
+	openA(up("vrrpa", "10.9.0.1/24"))
+	if err := netns.Set(nsB); err != nil {
+		t.Fatal(err)
+	}
+	openB(up("vrrpb", "10.9.0.2/24"))
+}
+
+// A link is a member of VRRP's multicast group exactly while one of its
+// endpoints uses multicast: before, multicast adverts never reach it;
+// after the last multicast endpoint closes, they stop reaching it, while
+// a unicast endpoint keeps the link open.
+func TestHubMulticastMembership(t *testing.T) {
+	a4, b4 := netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
+	ha, hb := NewHub(), NewHub()
+	var sender, unicast *Endpoint
+	var ifB *net.Interface
+	var nsB netns.NsHandle
+	inVethPair(t, func(ifi *net.Interface) {
+		var err error
+		if sender, err = ha.Listen(Config{Interface: ifi, Source: a4, VRID: 1}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sender.Close() })
+	}, func(ifi *net.Interface) {
+		var err error
+		if unicast, err = hb.Listen(Config{Interface: ifi, Source: b4, Peers: []netip.Addr{a4}, VRID: 2}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unicast.Close() })
+		ifB = ifi
+		if nsB, err = netns.Get(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nsB.Close() })
+	})
+	vrid := func(v uint8) []byte { p := slices.Clone(payload); p[1] = v; return p }
+	buf := make([]byte, 1500)
+	// multicastSeen sends a multicast advert of VRID 1, then a unicast one
+	// of VRID 2 behind it on the same link: once the second is read, the
+	// first has arrived or never will.
+	multicastSeen := func() bool {
+		t.Helper()
+		before := hb.Stats()[0].UnknownVRID
+		if err := sender.WriteTo(vrid(1), Group(false)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sender.WriteTo(vrid(2), b4); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unicast.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		return hb.Stats()[0].UnknownVRID > before
+	}
+	if multicastSeen() {
+		t.Error("multicast advert received with only a unicast endpoint on the link")
+	}
+	// The endpoint opens in b's namespace, on a thread of its own.
+	var m *Endpoint
+	opened := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // ends with the goroutine, in b's namespace
+		if err := netns.Set(nsB); err != nil {
+			opened <- err
+			return
+		}
+		var err error
+		m, err = hb.Listen(Config{Interface: ifB, Source: b4, VRID: 3})
+		opened <- err
+	}()
+	if err := <-opened; err != nil {
+		t.Fatal(err)
+	}
+	if !multicastSeen() {
+		t.Error("multicast advert not received with a multicast endpoint on the link")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if multicastSeen() {
+		t.Error("multicast advert received after the last multicast endpoint closed")
+	}
+}
