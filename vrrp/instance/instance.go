@@ -139,9 +139,14 @@ func (i *Instance) OnWantsChange(f func()) {
 	i.onWants = f
 }
 
-// Open prepares cfg: its socket and its VIP holder. It must run on a
-// thread in the network namespace of cfg.Interface.
+// Open prepares cfg: its socket and its VIP holder, on resources of its
+// own. It must run on a thread in the network namespace of cfg.Interface.
 func Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
+	return NewShared().open(log, cfg, tunName)
+}
+
+// open is Open on the resources s shares.
+func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", cfg.Name, cfg.Interface, err)
@@ -161,8 +166,7 @@ func Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, e
 	if err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
-	ilog := log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
-	holder, err := vip.OpenHolder(ilog, cfg, tunName)
+	holder, err := s.openHolder(log, cfg, tunName)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/vrrp/vip"
 )
 
 // Shared is what the VRRP instances of one director share on the host, so
@@ -13,13 +14,23 @@ import (
 // the first instance that needs it and closed with the last one that
 // used it, so no one has to close a Shared. Its methods are safe for
 // concurrent use.
-type Shared struct{}
+type Shared struct {
+	// vips holds the VIPs of every instance: one tun device per name,
+	// and per interface one announcing socket per family.
+	vips *vip.Host
+}
 
 // NewShared returns an empty Shared.
-func NewShared() *Shared { return &Shared{} }
+func NewShared() *Shared { return &Shared{vips: vip.NewHost()} }
 
 // Open opens an instance of cfg as Open does, on the resources s shares.
 // It must run on a thread in the network namespace of cfg.Interface.
+// Instances opened with the same tunName keep their VIPs on one device.
 func (s *Shared) Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
-	return Open(log, cfg, tunName)
+	return s.open(log, cfg, tunName)
+}
+
+// openHolder opens cfg's VIP holder on the devices and sockets s shares.
+func (s *Shared) openHolder(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*vip.Holder, error) {
+	return s.vips.Open(log, cfg, tunName)
 }
