@@ -129,15 +129,11 @@ func newMember(cfg conf.VRRPInstance, inst Instance, t *tracking) *member {
 	return &member{cfg: cfg, inst: inst, track: t, done: make(chan struct{})}
 }
 
-// TunName names an instance's private VIP device, unique per VRID and
-// family within the namespace and within IFNAMSIZ.
-func TunName(cfg conf.VRRPInstance) string {
-	fam := 4
-	if cfg.VirtualIPs[0].Addr().Is6() {
-		fam = 6
-	}
-	return fmt.Sprintf("lvsha%d-%d", cfg.RouterID, fam)
-}
+// TunName names the VIP device, one per director: every instance with
+// vip_holder "tun" keeps its VIPs there (vrrp/vip.Host), rather than on a
+// device of its own, which cost a device and its sockets per instance
+// (issue #21).
+const TunName = "lvsha-vip"
 
 // Open opens every instance of cfg; when one fails, the ones already
 // opened are closed (their sockets and VIP devices released) and the
@@ -155,7 +151,7 @@ func Open(opts Options, cfg *conf.Config) (*Group, error) {
 		g.execs.Store(e)
 	}
 	for _, ic := range cfg.VRRPInstances {
-		inst, err := g.open(g.log, ic, TunName(ic))
+		inst, err := g.open(g.log, ic, TunName)
 		if err != nil {
 			errs := []error{err}
 			for _, mb := range g.members {
@@ -537,7 +533,7 @@ func (g *Group) replace(prev, nm *member) {
 		}
 		// nm.cfg never changes: a member that has not started is replaced,
 		// not reconfigured.
-		inst, err := g.open(g.log, nm.cfg, TunName(nm.cfg))
+		inst, err := g.open(g.log, nm.cfg, TunName)
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		switch {

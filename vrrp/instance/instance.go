@@ -147,20 +147,14 @@ func (i *Instance) OnWantsChange(f func()) {
 	i.onWants = f
 }
 
-// Open prepares cfg: its sockets, of its own, and its VIP holder. It must
-// run on a thread in the network namespace of cfg.Interface.
+// Open prepares cfg: its socket and its VIP holder, on resources of its
+// own. It must run on a thread in the network namespace of cfg.Interface.
 func Open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
-	return open(log, cfg, tunName, func(tc transport.Config) (AdvertConn, error) {
-		c, err := transport.Listen(tc)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	})
+	return NewShared().Open(log, cfg, tunName)
 }
 
-// open is Open with the instance's wire from listen.
-func open(log *slog.Logger, cfg conf.VRRPInstance, tunName string, listen func(transport.Config) (AdvertConn, error)) (*Instance, error) {
+// open is Open on the resources s shares.
+func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Instance, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: interface %s: %w", cfg.Name, cfg.Interface, err)
@@ -176,12 +170,11 @@ func open(log *slog.Logger, cfg conf.VRRPInstance, tunName string, listen func(t
 	if _, err := vrrp.New(machineConfig(cfg, src)); err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
-	conn, err := listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: cfg.UnicastPeers, VRID: uint8(cfg.RouterID)})
+	conn, err := s.listen(transport.Config{Interface: ifi, IPv6: v6, Source: src, Peers: cfg.UnicastPeers, VRID: uint8(cfg.RouterID)})
 	if err != nil {
 		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
 	}
-	ilog := log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
-	holder, err := vip.OpenHolder(ilog, cfg, tunName)
+	holder, err := s.openHolder(log, cfg, tunName)
 	if err != nil {
 		conn.Close()
 		return nil, err

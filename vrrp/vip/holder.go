@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,36 +19,46 @@ import (
 	"github.com/lvsha/lvsha/conf"
 )
 
-// Holder is everything one VRRP instance needs to take and give up its
-// VIPs, built from its configuration: the sockets that announce them, the
-// tun device or real interface that holds them, and for IPv6 VIPs on a tun
-// device the neighbour responder that answers for them.
+// Holder is one VRRP instance's hold on its VIPs, built from its
+// configuration on the parts a Host shares: the sockets that announce
+// them, the tun device or real interface that holds them, and for IPv6
+// VIPs on a tun device the neighbour responder that answers for them. Its
+// methods act on this instance's VIPs only.
 type Holder struct {
-	log     *slog.Logger
-	mgr     *Manager
-	tun     *TunHolder
-	nd      *NDResponder
-	arp     net.PacketConn
-	nl      netlinkHandle
+	log   *slog.Logger
+	mgr   *Manager
+	addrs *holderAddrs
+	// tun says the VIPs are on a tun device, as host addresses.
+	tun bool
+	// nd answers for v6 while the VIPs are held (answering); nil unless
+	// IPv6 VIPs are on a tun device.
+	nd        *ndShare
+	v6        []netip.Addr
+	answering bool
+	// shares are the shared runs Run takes part in: the device's watch
+	// and the responder's, at most one each.
+	shares  []*runShare
 	refresh time.Duration
+	// release gives back the shared parts taken, in order.
+	release []func() error
 	// announcing counts FollowUp's goroutines, which Close waits for.
 	announcing sync.WaitGroup
 }
 
-// netlinkHandle is the netlink socket a Holder owns (*netlink.Handle).
+// netlinkHandle is the netlink socket a Host shares (*netlink.Handle).
 type netlinkHandle interface {
 	Addrs
 	Close()
 }
 
-// opener is each step of opening a Holder that can fail for want of
-// something on the host; tests replace them to fail one by one.
+// opener is each step of opening a Holder's parts that can fail for want
+// of something on the host; tests replace them to fail one by one.
 type opener struct {
 	interfaceByName func(name string) (*net.Interface, error)
 	netlink         func() (netlinkHandle, error)
 	listenARP       func(ifi *net.Interface) (net.PacketConn, error)
-	newTun          func(name string) (*TunHolder, error)
-	newND           func(log *slog.Logger, ifi *net.Interface, answer []netip.Addr) (*NDResponder, error)
+	newTun          func(name string) (device, error)
+	newND           func(log *slog.Logger, ifi *net.Interface) (*NDResponder, error)
 }
 
 // hostOpener opens the real thing.
@@ -68,82 +79,25 @@ func hostOpener() opener {
 			}
 			return c, nil
 		},
-		newTun: NewTunHolder,
-		newND:  NewNDResponder,
+		newTun: func(name string) (device, error) {
+			d, err := NewTunHolder(name)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		},
+		newND: NewNDResponder,
 	}
 }
 
-// OpenHolder prepares cfg's VIP handling. Like NewTunHolder it must run in
-// the network namespace of cfg.Interface. tunName names the tun device when
-// cfg.VIPHolder is "tun" (at most 15 bytes, unique per instance). An error
-// says what is missing (the interface, the tun driver, a socket); what was
-// opened before it is closed.
+// packetAddr is the address mdlayher/packet's WriteTo wants for a MAC.
+func packetAddr(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} }
+
+// OpenHolder prepares cfg's VIP handling on parts of its own (see
+// Host.Open): with tunName a device no other holder uses, as each
+// instance had before devices were shared.
 func OpenHolder(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Holder, error) {
-	return hostOpener().open(log, cfg, tunName)
-}
-
-func (o opener) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Holder, error) {
-	h, err := o.build(log, cfg, tunName)
-	if err != nil {
-		// h, not the nil result: the parts opened before the error.
-		h.Close()
-		return nil, fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
-	}
-	return h, nil
-}
-
-// build opens the parts of a Holder in turn; on error the returned Holder
-// has those opened so far, for the caller to close.
-func (o opener) build(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (*Holder, error) {
-	h := &Holder{log: log, refresh: cfg.GARPRefresh}
-	ifi, err := o.interfaceByName(cfg.Interface)
-	if err != nil {
-		return h, fmt.Errorf("interface %s: %w", cfg.Interface, err)
-	}
-	if h.nl, err = o.netlink(); err != nil {
-		return h, fmt.Errorf("netlink: %w", err)
-	}
-	ann := &Announcer{HardwareAddr: ifi.HardwareAddr}
-	var v6 []netip.Addr
-	for _, p := range cfg.VirtualIPs {
-		if p.Addr().Is6() {
-			v6 = append(v6, p.Addr())
-		}
-	}
-	if len(v6) < len(cfg.VirtualIPs) {
-		if h.arp, err = o.listenARP(ifi); err != nil {
-			return h, fmt.Errorf("ARP socket on %s: %w", cfg.Interface, err)
-		}
-		ann.ARP = h.arp
-	}
-	iface, vips := cfg.Interface, cfg.VirtualIPs
-	if cfg.VIPHolder == "tun" {
-		if h.tun, err = o.newTun(tunName); err != nil {
-			return h, err
-		}
-		iface = h.tun.Name()
-		vips = hostPrefixes(cfg.VirtualIPs, true)
-	}
-	if len(v6) > 0 {
-		// The responder's socket also sends the unsolicited advertisements;
-		// with the VIPs on the real interface the kernel answers
-		// solicitations itself and the responder only announces.
-		var answer []netip.Addr
-		if h.tun != nil {
-			answer = v6
-		}
-		if h.nd, err = o.newND(h.log, ifi, answer); err != nil {
-			return h, err
-		}
-		ann.NDP = h.nd
-	}
-	h.mgr = NewManager(h.log, h.nl, iface, vips, ann, func(hw net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: hw} })
-	h.mgr.Repeat, h.mgr.Gap = cfg.GARPRepeat, cfg.GARPInterval
-	h.mgr.Lifetime = Lifetime(cfg.AdvertInterval)
-	if err := h.mgr.Prepare(); err != nil {
-		return h, err
-	}
-	return h, nil
+	return NewHost().Open(log, cfg, tunName)
 }
 
 // Lifetime is how long a VIP outlives its last refresh: four advert
@@ -158,16 +112,35 @@ func Lifetime(advert time.Duration) time.Duration {
 // Lifetime while master.
 func (h *Holder) Refresh() error { return h.mgr.Refresh() }
 
-// Run answers neighbour solicitations for tun-held IPv6 VIPs until ctx is
-// done, then returns nil. It holds no VIPs by itself. An error means the
-// IPv6 VIPs go unanswered: the caller must not stay master on this host,
-// and may call Run again, which opens a new socket.
+// Run serves the holder's VIPs until ctx is done, then returns nil: it
+// takes part in the shared watch of their tun device and the shared
+// neighbour responder of their interface for tun-held IPv6 VIPs, which
+// run while any of their holders' Runs does. It holds no VIPs by itself.
+// An error means the device or the responder failed, for every holder
+// using it: the VIPs are gone or go unanswered, the caller must not stay
+// master on this host, and may call Run again, which opens the failed
+// part again.
 func (h *Holder) Run(ctx context.Context) error {
-	if h.nd == nil {
-		<-ctx.Done()
-		return nil
+	// Two channels: a holder takes part in two shared runs at most.
+	var runs [2]*run
+	var done [2]<-chan struct{}
+	for i, s := range h.shares {
+		runs[i] = s.join()
+		done[i] = runs[i].done
 	}
-	return h.nd.Run(ctx)
+	defer func() {
+		for i, s := range h.shares {
+			s.leave(runs[i])
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-done[0]:
+		return runs[0].err
+	case <-done[1]:
+		return runs[1].err
+	}
 }
 
 // secondBurst is when announcements are repeated after becoming master
@@ -187,7 +160,8 @@ func (h *Holder) Acquire(ctx context.Context) error {
 // what a new master does at once.
 func (h *Holder) Take() error {
 	if h.nd != nil {
-		h.nd.SetActive(true)
+		h.answering = true
+		h.nd.answer(h, h.v6)
 	}
 	return h.mgr.Take()
 }
@@ -247,14 +221,18 @@ func (h *Holder) Announce(ctx context.Context) {
 // acquisition.
 func (h *Holder) Reconfigure(ctx context.Context, cfg conf.VRRPInstance, held bool) error {
 	h.refresh = cfg.GARPRefresh
-	vips := hostPrefixes(cfg.VirtualIPs, h.tun != nil)
-	if h.nd != nil && h.tun != nil {
-		addrs := make([]netip.Addr, len(vips))
+	vips := hostPrefixes(cfg.VirtualIPs, h.tun)
+	if h.nd != nil {
+		v6 := make([]netip.Addr, len(vips))
 		for i, p := range vips {
-			addrs[i] = p.Addr()
+			v6[i] = p.Addr()
 		}
-		if err := h.nd.SetVIPs(addrs); err != nil {
+		if err := h.nd.r.Join(v6); err != nil {
 			return fmt.Errorf("vrrp_instance %s: %w", cfg.Name, err)
+		}
+		h.v6 = v6
+		if h.answering {
+			h.nd.answer(h, v6)
 		}
 	}
 	return h.mgr.Reconfigure(ctx, vips, cfg.GARPRepeat, cfg.GARPInterval, Lifetime(cfg.AdvertInterval), held)
@@ -276,7 +254,8 @@ func hostPrefixes(vips []netip.Prefix, tun bool) []netip.Prefix {
 // Release gives the VIPs up.
 func (h *Holder) Release() error {
 	if h.nd != nil {
-		h.nd.SetActive(false)
+		h.answering = false
+		h.nd.answer(h, nil)
 	}
 	return h.mgr.Release()
 }
@@ -284,23 +263,22 @@ func (h *Holder) Release() error {
 // Held reports which VIPs are held now.
 func (h *Holder) Held() ([]netip.Prefix, error) { return h.mgr.Held() }
 
-// Close releases every resource; with a tun holder the kernel removes the
-// device and any VIP still on it. It waits for the announcements of
-// acquisitions whose contexts have ended.
+// Close removes the VIPs the holder still holds (unless another holder
+// holds them too) and gives back its share of the parts: with the last
+// holder of a tun device the kernel removes the device. It waits for the
+// announcements of acquisitions whose contexts have ended.
 func (h *Holder) Close() error {
 	h.announcing.Wait()
 	var errs []error
 	if h.nd != nil {
-		errs = append(errs, h.nd.Close())
+		h.nd.answer(h, nil)
 	}
-	if h.arp != nil {
-		errs = append(errs, h.arp.Close())
+	if h.addrs != nil {
+		errs = append(errs, h.addrs.removeAll())
 	}
-	if h.tun != nil {
-		errs = append(errs, h.tun.Close())
+	for _, release := range slices.Backward(h.release) {
+		errs = append(errs, release())
 	}
-	if h.nl != nil {
-		h.nl.Close()
-	}
+	h.release = nil
 	return errors.Join(errs...)
 }

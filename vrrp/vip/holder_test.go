@@ -75,11 +75,14 @@ func (f *fakeNetlink) LinkByName(name string) (netlink.Link, error) {
 func (f *fakeNetlink) Close() { f.log.add("netlink") }
 
 type fakePacketConn struct {
-	net.PacketConn // nil: only Close is called
+	net.PacketConn // nil: only WriteTo and Close are called
+	name           string
 	log            *closeLog
 }
 
-func (c *fakePacketConn) Close() error { c.log.add("arp"); return nil }
+func (c *fakePacketConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
+
+func (c *fakePacketConn) Close() error { c.log.add(c.name); return nil }
 
 // fakeND is a neighbour discovery socket: ReadFrom returns what reads
 // holds, in turn, then blocks until a past read deadline or Close; every
@@ -195,7 +198,6 @@ func TestOpenHolderStepFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			log := &closeLog{}
 			nl := &fakeNetlink{fakeAddrs: &fakeAddrs{}, log: log}
-			var tunFile *os.File
 			o := opener{
 				interfaceByName: func(name string) (*net.Interface, error) {
 					if tt.fail == "interface" {
@@ -213,25 +215,19 @@ func TestOpenHolderStepFails(t *testing.T) {
 					if tt.fail == "arp" {
 						return nil, refused
 					}
-					return &fakePacketConn{log: log}, nil
+					return &fakePacketConn{name: "arp", log: log}, nil
 				},
-				newTun: func(name string) (*TunHolder, error) {
+				newTun: func(name string) (device, error) {
 					if tt.fail == "tun" {
 						return nil, tunError(name, unix.ENODEV)
 					}
-					r, w, err := os.Pipe()
-					if err != nil {
-						t.Fatal(err)
-					}
-					r.Close()
-					tunFile = w
 					if tt.fail == "prepare" {
 						nl.missing = name
 					}
-					return &TunHolder{name: name, fds: []*os.File{w}}, nil
+					return newFakeDevice(name, log), nil
 				},
-				newND: func(log2 *slog.Logger, ifi *net.Interface, answer []netip.Addr) (*NDResponder, error) {
-					return newNDResponder(log2, ifi, answer, func() (ndConn, error) {
+				newND: func(log2 *slog.Logger, ifi *net.Interface) (*NDResponder, error) {
+					return newNDResponder(log2, ifi, func() (ndConn, error) {
 						if tt.fail == "nd" {
 							return nil, errors.New("neighbour discovery on eth0: refused")
 						}
@@ -239,7 +235,7 @@ func TestOpenHolderStepFails(t *testing.T) {
 					})
 				},
 			}
-			h, err := o.open(quiet(), cfg, "lvsha-t0")
+			h, err := newHost(o).Open(quiet(), cfg, "lvsha-t0")
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("open: %v", err)
@@ -255,11 +251,6 @@ func TestOpenHolderStepFails(t *testing.T) {
 				t.Fatalf("open: %v, want an error containing %q", err, tt.wantErr)
 			}
 			got := log.got()
-			if tunFile != nil {
-				if _, err := tunFile.Write([]byte{0}); errors.Is(err, os.ErrClosed) {
-					got = append(got, "tun")
-				}
-			}
 			slices.Sort(got)
 			want := slices.Sorted(slices.Values(tt.wantClosed))
 			if !slices.Equal(got, want) {
@@ -308,11 +299,14 @@ func TestNDResponderReopen(t *testing.T) {
 			conns = append(conns, c)
 			return c, nil
 		}
-		r, err := newNDResponder(quiet(), &net.Interface{Name: "eth0", HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}, []netip.Addr{vipA}, listen)
+		r, err := newNDResponder(quiet(), &net.Interface{Name: "eth0", HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}, listen)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.SetActive(true)
+		if err := r.Join([]netip.Addr{vipA}); err != nil {
+			t.Fatal(err)
+		}
+		r.Answer(map[netip.Addr]bool{vipA: true})
 		snm, _ := ndp.SolicitedNodeMulticast(vipA)
 		ns := ndRead{msg: &ndp.NeighborSolicitation{TargetAddress: vipA}, src: client}
 

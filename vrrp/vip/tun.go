@@ -38,28 +38,45 @@ type TunHolder struct {
 	// fds keep the device alive; they must stay referenced, because a
 	// collected *os.File closes its descriptor and the device with it.
 	fds []*os.File
+	// ns is the namespace the device belongs to, for Reopen, which may
+	// run on any thread.
+	ns netns.NsHandle
 }
 
 // NewTunHolder creates the tun device name (at most 15 bytes) and sets it
 // up. It must run on a thread in the network namespace the VIPs belong to:
 // the tun driver creates the device in the namespace of the caller.
 func NewTunHolder(name string) (*TunHolder, error) {
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("create VIP device %s: network namespace: %w", name, err)
+	}
+	h := &TunHolder{name: name, ns: ns}
+	if err := h.create(); err != nil {
+		ns.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// create makes the device on the calling thread.
+func (h *TunHolder) create() error {
 	t := &netlink.Tuntap{
-		LinkAttrs:  netlink.LinkAttrs{Name: name},
+		LinkAttrs:  netlink.LinkAttrs{Name: h.name},
 		Mode:       netlink.TUNTAP_MODE_TUN,
 		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE,
 		NonPersist: true,
 		Queues:     1,
 	}
 	if err := netlink.LinkAdd(t); err != nil {
-		return nil, tunError(name, err)
+		return tunError(h.name, err)
 	}
-	h := &TunHolder{name: name, link: t, fds: t.Fds}
+	h.link, h.fds = t, t.Fds
 	if err := netlink.LinkSetUp(t); err != nil {
-		h.Close()
-		return nil, fmt.Errorf("set VIP device %s up: %w", name, err)
+		h.closeFds()
+		return fmt.Errorf("set VIP device %s up: %w", h.name, err)
 	}
-	return h, nil
+	return nil
 }
 
 // tunError says what failed creating the tun device name. The tun
@@ -76,14 +93,52 @@ func tunError(name string, err error) error {
 // Name is the device's name.
 func (h *TunHolder) Name() string { return h.name }
 
-// Close releases the device; the kernel removes it and its VIPs.
-func (h *TunHolder) Close() error {
+// Watch reads the device until ctx is done (then it returns nil) or
+// reading fails, which says the device is gone: deleted by hand (the
+// kernel then fails reads with EBADFD), with every VIP on it. Nothing is
+// routed to the device (its addresses are local), so the packets read,
+// if any, are dropped as the kernel would drop them unread.
+func (h *TunHolder) Watch(ctx context.Context) error {
+	f := h.fds[0]
+	// A deadline in the past ends the read without closing the device,
+	// as NDResponder.Run does; the next Watch clears it.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("watch VIP device %s: %w", h.name, err)
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	buf := make([]byte, 1<<16)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("VIP device %s failed, its VIPs gone: %w", h.name, err)
+		}
+	}
+}
+
+// Reopen replaces a device that Watch found gone with a new one of the
+// same name, in the same namespace, without VIPs.
+func (h *TunHolder) Reopen() error {
+	h.closeFds()
+	return inNamespace(h.ns, h.create)
+}
+
+func (h *TunHolder) closeFds() error {
 	var errs []error
 	for _, f := range h.fds {
 		errs = append(errs, f.Close())
 	}
 	h.fds = nil
 	return errors.Join(errs...)
+}
+
+// Close releases the device; the kernel removes it and its VIPs.
+func (h *TunHolder) Close() error {
+	err := h.closeFds()
+	h.ns.Close()
+	return err
 }
 
 // ndConn is the responder's socket (*ndp.Conn).
@@ -96,8 +151,10 @@ type ndConn interface {
 }
 
 // NDResponder answers IPv6 neighbour solicitations for VIPs held on a
-// TunHolder, on the interface clients reach them through. Its socket also
-// sends the unsolicited advertisements (it is an Announcer's NDP). When
+// TunHolder, on the interface clients reach them through: one per
+// interface, for the VIPs of every holder on it that holds them now. Its
+// socket also sends the unsolicited advertisements (it is an Announcer's
+// NDP). When
 // reading fails, Run returns the error and the next Run opens a new
 // socket: a responder that stays dead leaves a master's IPv6 VIPs
 // unanswered, so its owner must see the failure and retry.
@@ -106,27 +163,30 @@ type NDResponder struct {
 	mac net.HardwareAddr
 	// listen opens a new socket on the interface, in its namespace.
 	listen func() (ndConn, error)
-	// vips is the set answered for; a reload replaces it (SetVIPs).
-	vips atomic.Pointer[map[netip.Addr]bool]
-	// active is set while this host holds the VIPs: a backup answering
-	// solicitations would pull clients to a host that drops their packets.
-	active atomic.Bool
+	// answer is the set answered for: the VIPs held now. A backup
+	// answering solicitations would pull clients to a host that drops
+	// their packets.
+	answer atomic.Pointer[map[netip.Addr]bool]
 
-	// mu guards conn and broken against a reopening Run.
+	// mu guards conn, joined and broken against a reopening Run.
 	mu   sync.Mutex
 	conn ndConn
+	// joined are the VIPs whose solicited-node groups conn has joined, to
+	// join again on a new socket.
+	joined map[netip.Addr]bool
 	// broken says the last Run failed reading conn: the next one opens a
 	// new socket. conn stays open meanwhile, for announcements.
 	broken bool
 }
 
-// SetActive turns answering on (while master) or off.
-func (r *NDResponder) SetActive(on bool) { r.active.Store(on) }
+// Answer replaces the set of VIPs answered for; each must have been
+// joined (Join) first.
+func (r *NDResponder) Answer(vips map[netip.Addr]bool) { r.answer.Store(&vips) }
 
-// NewNDResponder listens for solicitations of vips on ifi. Like
+// NewNDResponder listens for solicitations on ifi. Like
 // NewTunHolder it must run in the VIPs' namespace; a socket opened again
 // after a failure is opened in that namespace too.
-func NewNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr) (*NDResponder, error) {
+func NewNDResponder(log *slog.Logger, ifi *net.Interface) (*NDResponder, error) {
 	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("neighbour discovery on %s: network namespace: %w", ifi.Name, err)
@@ -147,7 +207,7 @@ func NewNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr) (*N
 		}
 		return c, nil
 	}
-	r, err := newNDResponder(log, ifi, vips, listen)
+	r, err := newNDResponder(log, ifi, listen)
 	if err != nil {
 		ns.Close()
 		return nil, err
@@ -181,37 +241,31 @@ func inNamespace(ns netns.NsHandle, f func() error) error {
 }
 
 // newNDResponder is NewNDResponder with the socket from listen.
-func newNDResponder(log *slog.Logger, ifi *net.Interface, vips []netip.Addr, listen func() (ndConn, error)) (*NDResponder, error) {
+func newNDResponder(log *slog.Logger, ifi *net.Interface, listen func() (ndConn, error)) (*NDResponder, error) {
 	conn, err := listen()
 	if err != nil {
 		return nil, err
 	}
-	r := &NDResponder{log: log, conn: conn, mac: ifi.HardwareAddr, listen: listen}
-	r.vips.Store(&map[netip.Addr]bool{})
-	if err := r.SetVIPs(vips); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("%w on %s", err, ifi.Name)
-	}
+	r := &NDResponder{log: log, conn: conn, mac: ifi.HardwareAddr, listen: listen, joined: map[netip.Addr]bool{}}
+	r.Answer(nil)
 	return r, nil
 }
 
-// SetVIPs replaces the addresses answered for, joining the solicited-node
-// groups of the new ones (groups of dropped ones stay joined: harmless,
-// and shared by every address with the same low 24 bits).
-func (r *NDResponder) SetVIPs(vips []netip.Addr) error {
+// Join joins the solicited-node groups of vips not joined yet, so that
+// their solicitations reach the responder. Groups stay joined when a VIP
+// goes (harmless, and shared by every address with the same low 24 bits).
+func (r *NDResponder) Join(vips []netip.Addr) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	set := map[netip.Addr]bool{}
 	for _, v := range vips {
-		set[v] = true
-		if (*r.vips.Load())[v] {
+		if r.joined[v] {
 			continue
 		}
 		if err := joinSolicited(r.conn, v); err != nil {
 			return err
 		}
+		r.joined[v] = true
 	}
-	r.vips.Store(&set)
 	return nil
 }
 
@@ -254,7 +308,7 @@ func (r *NDResponder) ready() (ndConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reopen: %w", err)
 	}
-	for v := range *r.vips.Load() {
+	for v := range r.joined {
 		if err := joinSolicited(c, v); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("reopen: %w", err)
@@ -290,7 +344,7 @@ func (r *NDResponder) Run(ctx context.Context) error {
 			return r.fail(conn, fmt.Errorf("read neighbour solicitations: %w", err))
 		}
 		ns, ok := msg.(*ndp.NeighborSolicitation)
-		if !ok || !(*r.vips.Load())[ns.TargetAddress] || !r.active.Load() {
+		if !ok || !(*r.answer.Load())[ns.TargetAddress] {
 			continue
 		}
 		na := &ndp.NeighborAdvertisement{

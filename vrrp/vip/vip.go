@@ -179,6 +179,8 @@ func (m *Manager) Reconfigure(ctx context.Context, vips []netip.Prefix, repeat i
 		switch {
 		case err == nil:
 			m.log.Info("VIP removed", "op", "reload", "vip", p.String(), "interface", m.iface)
+		case errors.Is(err, errHeldElsewhere):
+			m.log.Info("VIP kept: another vrrp_instance holds it too", "op", "reload", "vip", p.String(), "interface", m.iface)
 		case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.ENOENT):
 		default:
 			errs = append(errs, fmt.Errorf("remove VIP %s from %s: %w", p, m.iface, err))
@@ -371,6 +373,8 @@ func (m *Manager) Release() error {
 		switch {
 		case err == nil:
 			m.log.Info("VIP removed", "op", "release", "vip", p.String(), "interface", m.iface)
+		case errors.Is(err, errHeldElsewhere):
+			m.log.Info("VIP kept: another vrrp_instance holds it too", "op", "release", "vip", p.String(), "interface", m.iface)
 		case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.ENOENT):
 		default:
 			errs = append(errs, fmt.Errorf("remove VIP %s from %s: %w", p, m.iface, err))
