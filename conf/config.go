@@ -14,7 +14,9 @@ type Config struct {
 	// Source is the path the configuration was read from.
 	Source string
 
-	Director       Director
+	Director Director
+	// Metrics is the optional Prometheus listener (table "metrics").
+	Metrics        Metrics
 	VirtualServers []VirtualServer
 	// VRRPInstances elect the director that holds each set of VIPs
 	// (array of tables "vrrp_instance").
@@ -167,6 +169,15 @@ type Notify struct {
 type SyncGroup struct {
 	Name      string   // key "name"; required, unique
 	Instances []string // key "instances": vrrp_instance names, each in one group at most
+}
+
+// Metrics configures the HTTP listener serving /metrics (Prometheus
+// exposition), /healthz and /readyz.
+type Metrics struct {
+	// Listen is the "IP:port" (or ":port" for every address) to serve on
+	// (key "listen"; default "": no listener). No host names: the daemon
+	// must start without DNS.
+	Listen string
 }
 
 // Director holds settings for this lvsha process.

@@ -323,6 +323,7 @@ func (r *reader) tables(t table, name string) []table {
 
 type rawConfig struct {
 	director rawDirector
+	metrics  val[string] // metrics.listen
 	vss      []rawVirtualServer
 	vrrps    []rawVRRP
 	groups   []rawSyncGroup
@@ -419,7 +420,7 @@ type rawCheck struct {
 
 func (r *reader) config(root map[string]any) rawConfig {
 	t := table{m: root}
-	r.known(t, "director", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
+	r.known(t, "director", "metrics", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
 		r.known(d, "name", "control_socket", "state_file", "resync_interval")
@@ -429,6 +430,10 @@ func (r *reader) config(root map[string]any) rawConfig {
 			stateFile:     r.str(d, "state_file"),
 			resync:        r.duration(d, "resync_interval"),
 		}
+	}
+	if m, ok := r.subtable(t, "metrics"); ok {
+		r.known(m, "listen")
+		rc.metrics = r.str(m, "listen")
 	}
 	for _, vt := range r.tables(t, "virtual_server") {
 		rc.vss = append(rc.vss, r.virtualServer(vt))

@@ -91,6 +91,22 @@ resync_interval = "1m30s"
 `,
 		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", StateFile: "/tmp/l.state", Resync: 90 * time.Second}},
 	}, {
+		name: "metrics listener on loopback",
+		toml: "[metrics]\nlisten = \"127.0.0.1:9650\"\n",
+		want: Config{Director: defDirector(), Metrics: Metrics{Listen: "127.0.0.1:9650"}},
+	}, {
+		name: "metrics listener on every address, and IPv6",
+		toml: "metrics = { listen = \":9650\" }\n",
+		want: Config{Director: defDirector(), Metrics: Metrics{Listen: ":9650"}},
+	}, {
+		name: "metrics listener on IPv6 loopback",
+		toml: "[metrics]\nlisten = \"[::1]:9650\"\n",
+		want: Config{Director: defDirector(), Metrics: Metrics{Listen: "[::1]:9650"}},
+	}, {
+		name: "empty metrics listen is off",
+		toml: "[metrics]\nlisten = \"\"\n",
+		want: Config{Director: defDirector()},
+	}, {
 		name: "same address over tcp and udp gets distinct default names",
 		toml: `
 [[virtual_server]]
@@ -364,7 +380,21 @@ func TestParseBad(t *testing.T) {
 		want string
 	}{
 		{"syntax error", vsHead + "weight = \n", `t.toml:3: syntax error: expected value but found '\n' instead`},
-		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, virtual_server, vrrp_instance, vrrp_sync_group, track_exec)`},
+		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, metrics, virtual_server, vrrp_instance, vrrp_sync_group, track_exec)`},
+		{"unknown metrics key", "[metrics]\nlisten_address = \":9650\"\n",
+			`t.toml:2: metrics.listen_address: unknown key (want one of listen)`},
+		{"metrics as a string", "metrics = \":9650\"\n",
+			`t.toml:1: metrics: wrong type (got string ":9650", want table)`},
+		{"metrics listen of wrong type", "[metrics]\nlisten = 9650\n",
+			`t.toml:2: metrics.listen: wrong type (got integer 9650, want string)`},
+		{"metrics listen without port", "[metrics]\nlisten = \"127.0.0.1\"\n",
+			`t.toml:2: metrics.listen: invalid listen address (got "127.0.0.1", want "IP:port" such as "127.0.0.1:9650", "[::1]:9650" or ":9650" for every address)`},
+		{"metrics listen on a host name", "[metrics]\nlisten = \"localhost:9650\"\n",
+			`t.toml:2: metrics.listen: host must be an IP address, not a name (got "localhost", want "IP:port" such as "127.0.0.1:9650", "[::1]:9650" or ":9650" for every address)`},
+		{"metrics listen on port 0", "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+			`t.toml:2: metrics.listen: invalid port (got "0", want 1..65535)`},
+		{"metrics listen on a named port", "[metrics]\nlisten = \"127.0.0.1:http\"\n",
+			`t.toml:2: metrics.listen: invalid port (got "http", want 1..65535)`},
 		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
 			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
 		{"unknown director key", "[director]\nsocket = \"/x\"\n",

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,7 +22,7 @@ type builder struct {
 }
 
 func (b *builder) config(rc rawConfig, source string) *Config {
-	c := &Config{Source: source, Director: b.director(rc.director)}
+	c := &Config{Source: source, Director: b.director(rc.director), Metrics: b.metrics(rc.metrics)}
 
 	type first struct {
 		i        int
@@ -103,6 +104,37 @@ func (b *builder) director(rd rawDirector) Director {
 		b.add(v.key, "must be positive (got 0s, want > 0s)")
 	}
 	return d
+}
+
+// metrics checks metrics.listen: an IP literal (or nothing, for every
+// address) and a port, so the listener binds where the file says without
+// a name lookup at start.
+func (b *builder) metrics(listen val[string]) Metrics {
+	if !listen.valid() || listen.v == "" {
+		// "" is off, as an absent key is: a template can leave it empty.
+		return Metrics{}
+	}
+	const want = `want "IP:port" such as "127.0.0.1:9650", "[::1]:9650" or ":9650" for every address`
+	host, port, err := net.SplitHostPort(listen.v)
+	if err != nil {
+		b.add(listen.key, "invalid listen address (got %q, %s)", listen.v, want)
+		return Metrics{}
+	}
+	bad := false
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			b.add(listen.key, "host must be an IP address, not a name (got %q, %s)", host, want)
+			bad = true
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		b.add(listen.key, "invalid port (got %q, want 1..65535)", port)
+		bad = true
+	}
+	if bad {
+		return Metrics{}
+	}
+	return Metrics{Listen: listen.v}
 }
 
 func familyOf(a netip.Addr) string {
