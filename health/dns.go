@@ -90,7 +90,7 @@ func (c *dnsChecker) Check(ctx context.Context) Result {
 		r.Code = int(h.RCode)
 		r.Message = "DNS " + strings.TrimPrefix(h.RCode.String(), "RCode")
 		if h.RCode != dnsmessage.RCodeSuccess {
-			return failure(r, ctx, c.timeout, fmt.Errorf("reply %s", r.Message))
+			return failure(r, ctx, c.timeout, withCause(CauseStatus, fmt.Errorf("reply %s", r.Message)))
 		}
 		r.OK = true
 		return r

@@ -73,6 +73,21 @@ type Engine struct {
 	// startDown are real servers known to be down before this engine
 	// ran (StartDown): their first probe starts down, not up.
 	startDown map[Key]bool
+	// onResult observes every probe result (OnResult); nil for none.
+	onResult func(Key, Result)
+}
+
+// OnResult makes the engine call fn with every probe result it records,
+// once for each real server the probe serves (a probe shared by several
+// virtual servers reports to each), from the probe's goroutine after the
+// state is updated. It exists for observations a snapshot cannot give,
+// such as a histogram of probe latencies; fn must be quick and safe for
+// concurrent use. Results of probes stopped mid-run are not recorded, so
+// not reported. nil stops the calls.
+func (e *Engine) OnResult(fn func(Key, Result)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.onResult = fn
 }
 
 // StartDown tells the engine, before its first Update, which real servers
@@ -279,6 +294,7 @@ func (e *Engine) record(p *probe, res Result, start time.Time) {
 		return // removed by Update, or Run ended, while probing
 	}
 	p.last, p.checked = res, true
+	observe, served := e.onResult, p.owners // owners: replaced, never mutated, by Update
 	var changed bool
 	p.state, changed = p.state.Step(res.OK, p.rise, p.fall)
 	var owners []Key
@@ -309,6 +325,11 @@ func (e *Engine) record(p *probe, res Result, start time.Time) {
 	heap.Push(&e.queue, p)
 	e.kick(p.next)
 	e.mu.Unlock()
+	if observe != nil {
+		for _, k := range served {
+			observe(k, res)
+		}
+	}
 	switch {
 	case changed:
 		for _, k := range owners {

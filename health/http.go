@@ -153,7 +153,7 @@ func (c *httpChecker) fetch(ctx context.Context, t *httpTarget, r Result) Result
 		if len(c.targets) > 1 {
 			r.Message += " " + req.URL.Path
 		}
-		return failure(r, ctx, c.timeout, fmt.Errorf("%s: status %d not in %v", req.URL.Path, resp.StatusCode, t.status))
+		return failure(r, ctx, c.timeout, withCause(CauseStatus, fmt.Errorf("%s: status %d not in %v", req.URL.Path, resp.StatusCode, t.status)))
 	}
 	if t.body != "" || t.re != nil || t.md5 != "" {
 		body, sum, err := readBody(resp.Body, t.md5 != "")
@@ -162,13 +162,13 @@ func (c *httpChecker) fetch(ctx context.Context, t *httpTarget, r Result) Result
 			return failure(r, ctx, c.timeout, fmt.Errorf("read body of %s: %w", req.URL.Path, err))
 		}
 		if t.md5 != "" && sum != t.md5 {
-			return failure(r, ctx, c.timeout, fmt.Errorf("%s: body MD5 %s, want %s", req.URL.Path, sum, t.md5))
+			return failure(r, ctx, c.timeout, withCause(CauseBody, fmt.Errorf("%s: body MD5 %s, want %s", req.URL.Path, sum, t.md5)))
 		}
 		if t.body != "" && !bytes.Contains(body, []byte(t.body)) {
-			return failure(r, ctx, c.timeout, fmt.Errorf("%s: body does not contain %q", req.URL.Path, t.body))
+			return failure(r, ctx, c.timeout, withCause(CauseBody, fmt.Errorf("%s: body does not contain %q", req.URL.Path, t.body)))
 		}
 		if t.re != nil && !t.re.Match(body) {
-			return failure(r, ctx, c.timeout, fmt.Errorf("%s: body does not match %q", req.URL.Path, t.re))
+			return failure(r, ctx, c.timeout, withCause(CauseBody, fmt.Errorf("%s: body does not match %q", req.URL.Path, t.re)))
 		}
 	}
 	r.Latency = time.Since(r.At)

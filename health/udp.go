@@ -67,7 +67,7 @@ func (c *udpChecker) Check(ctx context.Context) Result {
 		// ECONNREFUSED and friends: the kernel passed on an ICMP error.
 		return failure(r, ctx, c.timeout, err)
 	case !bytes.HasPrefix(buf[:n], c.reply):
-		return failure(r, ctx, c.timeout, fmt.Errorf("reply %x does not start with %x", buf[:min(n, 32)], c.reply))
+		return failure(r, ctx, c.timeout, withCause(CauseBody, fmt.Errorf("reply %x does not start with %x", buf[:min(n, 32)], c.reply)))
 	}
 	r.OK, r.Message = true, fmt.Sprintf("reply of %d bytes", n)
 	return r
