@@ -41,6 +41,11 @@ type Status struct {
 	VIPs           []string  `json:"vips"`
 	// Dropped counts received packets refused, by reason.
 	Dropped map[string]uint64 `json:"dropped,omitempty"`
+	// AdvertsSent counts adverts written to the wire, one per
+	// destination; AdvertsReceived the valid adverts the state machine
+	// was given (those refused are in Dropped). Since the instance opened.
+	AdvertsSent     uint64 `json:"adverts_sent"`
+	AdvertsReceived uint64 `json:"adverts_received"`
 	// HolderFault says the VIP holder's Run failed and has not run again
 	// since: the instance is in fault until it does. HolderFailures counts
 	// those failures; HolderError is the last one's error.
@@ -752,6 +757,7 @@ func (i *Instance) stepAt(now time.Time, ev vrrp.Event) {
 	if a, ok := ev.(vrrp.AdvertReceived); ok {
 		i.mu.Lock()
 		i.status.LastAdvert = now
+		i.status.AdvertsReceived++
 		if a.Advert.Priority > 0 && i.fsm.State() != vrrp.Master {
 			i.status.Master = a.Src.String()
 		}
@@ -850,7 +856,11 @@ func (i *Instance) send(prio uint8) {
 		}
 		if err != nil {
 			i.log.Warn("send advert", "to", dst.String(), "priority", prio, "error", err)
+			continue
 		}
+		i.mu.Lock()
+		i.status.AdvertsSent++
+		i.mu.Unlock()
 	}
 }
 
