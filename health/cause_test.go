@@ -51,8 +51,11 @@ func TestCause(t *testing.T) {
 	at := func(s string) func(*testing.T) netip.AddrPort {
 		return func(*testing.T) netip.AddrPort { return netip.MustParseAddrPort(s) }
 	}
-	exec := func(argv ...string) *conf.Check {
-		return &conf.Check{Type: "exec", Timeout: 300 * time.Millisecond, Command: argv}
+	// Generous but for the one meant to time out: starting a process on
+	// a loaded machine under the race detector can take a good part of
+	// a second.
+	exec := func(timeout time.Duration, argv ...string) *conf.Check {
+		return &conf.Check{Type: "exec", Timeout: timeout, Command: argv}
 	}
 
 	tests := []struct {
@@ -77,9 +80,9 @@ func TestCause(t *testing.T) {
 		{"udp wrong reply", func(t *testing.T) netip.AddrPort { return udpServer(t, []byte{0xbb}) }, udpCheck, CauseBody},
 		{"udp port closed", closedUDPPort, udpCheck, CauseRefused},
 		{"smtp 554 greeting", smtpServer("554 go away\r\n"), smtpCheck, CauseStatus},
-		{"exec exit 1", at("192.0.2.1:80"), exec("false"), CauseStatus},
-		{"exec killed at its timeout", at("192.0.2.1:80"), exec("sleep", "5"), CauseTimeout},
-		{"exec missing command", at("192.0.2.1:80"), exec("/nonexistent/lvsha-check"), CauseOther},
+		{"exec exit 1", at("192.0.2.1:80"), exec(5*time.Second, "false"), CauseStatus},
+		{"exec killed at its timeout", at("192.0.2.1:80"), exec(300*time.Millisecond, "sleep", "5"), CauseTimeout},
+		{"exec missing command", at("192.0.2.1:80"), exec(5*time.Second, "/nonexistent/lvsha-check"), CauseOther},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
