@@ -37,6 +37,10 @@ func buildReport(rep *Report, cfg *conf.Config, desired []ipvs.Service, kernel [
 			Scheduler:   want.Scheduler,
 			Flags:       strings.TrimSpace(want.Options()),
 			SorryActive: want.SorryActive(),
+			FWMark:      vs.FWMark,
+		}
+		if vs.FWMark == 0 {
+			sr.Protocol, sr.Address, sr.Port = vs.Protocol, vs.Address.Addr().String(), vs.Address.Port()
 		}
 		have := inKernel[k]
 		kdest := map[netip.AddrPort]*ipvs.DestinationStatus{}

@@ -114,13 +114,20 @@ type daemon struct {
 	syncedAt  time.Time
 	syncErr   error
 	desired   []ipvs.Service
+	// reloadedAt is when a reload last succeeded, or the daemon started;
+	// syncErrors counts failed syncs. For metrics.
+	reloadedAt time.Time
+	syncErrors uint64
+	// metricsListen is the [metrics] listener's address, "" for none:
+	// it moves only with a restart.
+	metricsListen string
 }
 
 func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
 	runner := hook.New(log, hookTimeout)
 	return &daemon{
 		log: log, path: path, table: t, probes: p, cfg: cfg,
-		loadedAt: time.Now(), load: conf.Load, reloads: make(chan chan *ReloadReport), manuals: make(chan manualCall),
+		loadedAt: time.Now(), reloadedAt: time.Now(), load: conf.Load, reloads: make(chan chan *ReloadReport), manuals: make(chan manualCall),
 		hooks: newRSHooks(runner.Queue), hookRunner: runner,
 	}
 }
@@ -151,6 +158,9 @@ func (d *daemon) sync() (ipvs.Changes, error) {
 	}
 	d.mu.Lock()
 	d.desired, d.syncedAt, d.syncErr = desired, time.Now(), err
+	if err != nil {
+		d.syncErrors++
+	}
 	d.mu.Unlock()
 	d.hooks.observe(cfg, d.probes.Up, weight)
 	d.saveState(d.config())
@@ -180,6 +190,9 @@ func (d *daemon) reload() *ReloadReport {
 	}
 	d.mu.Lock()
 	d.reloadErr = err
+	if err == nil {
+		d.reloadedAt = time.Now()
+	}
 	if err == nil && changed {
 		d.cfg, d.loadedAt = cfg, time.Now()
 	}
@@ -196,6 +209,7 @@ func (d *daemon) reload() *ReloadReport {
 	}
 	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers),
 		"probes_changed", len(rep.Probes), "vrrp_instances_changed", len(rep.VRRP))
+	rep.Warnings = d.metricsWarnings(cfg)
 	d.probes.Update(cfg)
 	changes, err := d.sync()
 	rep.Applied, rep.Kernel = true, changes.Done
@@ -221,6 +235,7 @@ func (d *daemon) plan(path string) *ReloadReport {
 	}
 	rep.Probes = health.PlanProbes(old, cfg)
 	rep.VRRP = d.vrrp.Plan(cfg)
+	rep.Warnings = d.metricsWarnings(cfg)
 	up, weight := d.probes.Preview(cfg)
 	acfg, aweight := d.adjusted(cfg, weight)
 	kernel, err := d.table.Plan(ipvs.DesiredWeighted(acfg, up, aweight, d.sorry.SorryActive))
@@ -359,7 +374,9 @@ func (d *daemon) Status() (*Report, error) {
 		ConfigFile:  d.path,
 		LoadedAt:    d.loadedAt,
 		ConfigStale: d.reloadErr != nil,
+		ReloadedAt:  d.reloadedAt,
 		SyncedAt:    d.syncedAt,
+		SyncErrors:  d.syncErrors,
 	}
 	if d.reloadErr != nil {
 		rep.ReloadError = d.reloadErr.Error()
@@ -481,6 +498,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ln.Close()
 		return &exitError{code: 1, err: err}
 	}
+	stopMetrics, err := d.serveMetrics(cfg.Metrics.Listen, engine)
+	if err != nil {
+		ln.Close()
+		return &exitError{code: 1, err: err}
+	}
+	defer stopMetrics()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

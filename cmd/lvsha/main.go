@@ -102,27 +102,36 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func versionString() string {
-	v, rev, dirty := "(devel)", "", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "+dirty"
-				}
-			}
-		}
-	}
+	v, rev, dirty := buildVersion()
 	if len(rev) > 12 {
 		rev = rev[:12]
 	}
 	if rev != "" {
-		return fmt.Sprintf("lvsha %s (%s%s) %s", v, rev, dirty, runtime.Version())
+		if dirty {
+			rev += "+dirty"
+		}
+		return fmt.Sprintf("lvsha %s (%s) %s", v, rev, runtime.Version())
 	}
 	return "lvsha " + v + " " + runtime.Version()
+}
+
+// buildVersion is the module version ("(devel)" when built from a
+// checkout) and VCS revision the binary was built from, and whether the
+// tree had local changes.
+func buildVersion() (version, revision string, dirty bool) {
+	version = "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	return version, revision, dirty
 }

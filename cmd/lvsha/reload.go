@@ -31,14 +31,16 @@ type ReloadReport struct {
 	Unchanged bool `json:"unchanged"`
 	// Errors lists every problem, one a line: the file's (file:line:
 	// key: message) when the reload was refused, the kernel's otherwise.
-	Errors []string               `json:"errors"`
-	Kernel []ipvs.Change          `json:"kernel"`
-	Probes []health.ProbeChange   `json:"probes"`
-	VRRP   []group.InstanceChange `json:"vrrp_instances"`
+	Errors []string `json:"errors"`
+	// Warnings are changes the file makes that wait for a restart.
+	Warnings []string               `json:"warnings"`
+	Kernel   []ipvs.Change          `json:"kernel"`
+	Probes   []health.ProbeChange   `json:"probes"`
+	VRRP     []group.InstanceChange `json:"vrrp_instances"`
 }
 
 func newReloadReport(file string) *ReloadReport {
-	return &ReloadReport{File: file, Errors: []string{}, Kernel: []ipvs.Change{}, Probes: []health.ProbeChange{}, VRRP: []group.InstanceChange{}}
+	return &ReloadReport{File: file, Errors: []string{}, Warnings: []string{}, Kernel: []ipvs.Change{}, Probes: []health.ProbeChange{}, VRRP: []group.InstanceChange{}}
 }
 
 // refused records a reload that changed nothing because of err.
@@ -104,6 +106,9 @@ func (r *ReloadReport) write(w io.Writer, plan bool) error {
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "kernel refused: %s\n", e)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "needs a restart: %s\n", w)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

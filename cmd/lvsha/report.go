@@ -26,11 +26,17 @@ type Report struct {
 	LoadedAt   time.Time `json:"config_loaded_at"`
 	// ConfigStale is true when the last reload failed and the daemon still
 	// runs the previous good config; ReloadError says why.
-	ConfigStale bool            `json:"config_stale"`
-	ReloadError string          `json:"reload_error,omitempty"`
-	SyncedAt    time.Time       `json:"last_sync"`
-	SyncError   string          `json:"sync_error,omitempty"`
-	Services    []ServiceReport `json:"virtual_servers"`
+	ConfigStale bool   `json:"config_stale"`
+	ReloadError string `json:"reload_error,omitempty"`
+	// ReloadedAt is when a reload last succeeded (changed or not), or
+	// the daemon started.
+	ReloadedAt time.Time `json:"last_reload_success"`
+	SyncedAt   time.Time `json:"last_sync"`
+	SyncError  string    `json:"sync_error,omitempty"`
+	// SyncErrors counts the syncs the kernel refused (part of), since
+	// the daemon started.
+	SyncErrors uint64          `json:"sync_errors"`
+	Services   []ServiceReport `json:"virtual_servers"`
 	// Foreign lists kernel services the configuration does not name; lvsha
 	// leaves them alone.
 	Foreign []string `json:"foreign_services"`
@@ -93,8 +99,14 @@ func (t TrackedBy) String() string {
 
 // ServiceReport is one virtual server.
 type ServiceReport struct {
-	Name        string       `json:"name"`
-	Service     string       `json:"service"` // ipvsadm-style "TCP  10.0.0.1:80"
+	Name    string `json:"name"`
+	Service string `json:"service"` // ipvsadm-style "TCP  10.0.0.1:80"
+	// Protocol ("tcp", "udp", "sctp"), Address and Port name an address
+	// service, FWMark a firewall-mark one: Service's parts, as fields.
+	Protocol    string       `json:"protocol,omitempty"`
+	Address     string       `json:"address,omitempty"`
+	Port        uint16       `json:"port,omitempty"`
+	FWMark      uint32       `json:"fwmark,omitempty"`
 	Scheduler   string       `json:"scheduler"`
 	Flags       string       `json:"flags,omitempty"`
 	InKernel    bool         `json:"in_kernel"`

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"maps"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
@@ -22,6 +24,18 @@ type rsHooks struct {
 	queue func(hook.Job)
 	up    map[health.Key]bool
 	below map[string]bool // per virtual server: quorum lost
+	// lost is a copy of below as of the last observe, for readers on
+	// other goroutines (metrics).
+	lost atomic.Pointer[map[string]bool]
+}
+
+// quorumLost says, per virtual server, whether it had lost quorum at the
+// last observation; nil before the first.
+func (h *rsHooks) quorumLost() map[string]bool {
+	if m := h.lost.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 func newRSHooks(queue func(hook.Job)) *rsHooks {
@@ -84,4 +98,6 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 			delete(h.below, n)
 		}
 	}
+	lost := maps.Clone(h.below)
+	h.lost.Store(&lost)
 }
