@@ -444,6 +444,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
+	// Before anything that needs them, so a daemon short of privileges
+	// says which ones rather than failing on the first socket.
+	eff, err := effectiveCaps()
+	if err == nil {
+		err = checkCaps(eff, cfg, *netns != "")
+	}
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	// Opening IPVS only reads; the most useful error for an operator (no
 	// IPVS, not root) comes from here, so it goes first. A config of VRRP
 	// instances only needs no IPVS, as keepalived's VRRP needs none.
