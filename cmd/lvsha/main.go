@@ -101,10 +101,18 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// buildVersion is the version scripts/package stamps in at link time
+// (-ldflags -X main.buildVersion=...), the .deb's version; empty in a
+// plain go build, which reports what debug.BuildInfo knows instead. Only
+// the linker writes it.
+var buildVersion string
+
 func versionString() string {
 	v, rev, dirty := "(devel)", "", ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
+		if buildVersion != "" {
+			v = buildVersion
+		} else if bi.Main.Version != "" {
 			v = bi.Main.Version
 		}
 		for _, s := range bi.Settings {
