@@ -20,10 +20,6 @@ import (
 // version is what the test stamps the package with.
 const version = "1.2.3~test"
 
-// tools are the commands the test needs; scripts/setup installs each. A
-// missing one fails the test: CI must not pass by checking nothing.
-var tools = []string{"dpkg-deb", "dpkg", "lintian", "go-md2man", "systemd-analyze", "bash", "setpriv", "man"}
-
 func run(t *testing.T, env []string, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
@@ -42,7 +38,9 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 // binary, unit, configuration, man pages and completion there, removes and
 // purges it, and runs lintian on it.
 func TestDeb(t *testing.T) {
-	for _, tool := range tools {
+	// scripts/setup installs each tool. A missing one fails the test: CI
+	// must not pass by checking nothing.
+	for _, tool := range []string{"dpkg-deb", "dpkg", "lintian", "go-md2man", "systemd-analyze", "bash", "setpriv", "man"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed (scripts/setup installs it): %v", tool, err)
 		}
@@ -203,6 +201,8 @@ func TestDeb(t *testing.T) {
 	})
 
 	t.Run("man", func(t *testing.T) {
+		// groff's warnings about layout, not content.
+		typographic := regexp.MustCompile(`table wider than line width|cannot adjust line|can't break line|^warning: file '<standard input>', around line \d+:$`)
 		for _, page := range []struct{ file, want string }{
 			{"usr/share/man/man8/lvsha.8.gz", "lvsha - health-checking high-availability director for Linux IPVS"},
 			{"usr/share/man/man5/lvsha.toml.5.gz", "resync_interval"},
@@ -295,9 +295,6 @@ func TestDeb(t *testing.T) {
 		}
 	})
 }
-
-// typographic matches groff's warnings about layout, not content.
-var typographic = regexp.MustCompile(`table wider than line width|cannot adjust line|can't break line|^warning: file '<standard input>', around line \d+:$`)
 
 // unitSettings reads a unit file's Key=value lines; a key may repeat.
 func unitSettings(t *testing.T, path string) map[string][]string {
