@@ -103,6 +103,9 @@ type daemon struct {
 	// state keeps manual and the real servers' health across restarts;
 	// nil keeps nothing.
 	state *stateStore
+	// notify tells systemd of readiness, reloads and the loop's health;
+	// nil outside systemd.
+	notify *notifier
 
 	mu sync.Mutex
 	// manual are the real servers drained or in maintenance by hand;
@@ -176,8 +179,10 @@ func (d *daemon) sync() (ipvs.Changes, error) {
 // reload swaps in a new config if it is valid and reports what it did;
 // otherwise the daemon keeps running the last good one, reports the
 // config as stale, and the report lists every error.
-func (d *daemon) reload() *ReloadReport {
-	rep := newReloadReport(d.path)
+func (d *daemon) reload() (rep *ReloadReport) {
+	d.notify.reloading()
+	defer func() { d.notify.reloaded(rep, d.config()) }()
+	rep = newReloadReport(d.path)
 	cfg, err := d.load(d.path)
 	old := d.config()
 	var changed bool
@@ -278,10 +283,17 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	}()
 
 	d.sync()
+	d.notify.ready(cfg)
+	// The watchdog is pinged from this loop, so a loop stuck anywhere
+	// stops the pings and systemd restarts the daemon.
+	watchdog, stopWatchdog := d.notify.watchdogTicks()
+	defer stopWatchdog()
 	resync := time.NewTicker(cfg.Director.Resync)
 	defer resync.Stop()
 	for {
 		select {
+		case <-watchdog:
+			d.notify.watchdog()
 		case <-ctx.Done():
 			cancel()
 			<-probesDone
@@ -341,6 +353,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 	if err != nil {
 		d.log.Error("daemon loop stopped, stopping VRRP", "op", "stop", "error", err)
 	}
+	d.notify.stopping()
 	stopVRRP()
 	bound := time.NewTimer(vrrpStopBound(d.config()))
 	defer bound.Stop()
@@ -448,6 +461,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
+	// Before anything that needs them, so a daemon short of privileges
+	// says which ones rather than failing on the first socket.
+	eff, err := effectiveCaps()
+	if err == nil {
+		err = checkCaps(eff, cfg, *netns != "")
+	}
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	// Opening IPVS only reads; the most useful error for an operator (no
 	// IPVS, not root) comes from here, so it goes first. A config of VRRP
 	// instances only needs no IPVS, as keepalived's VRRP needs none.
@@ -477,6 +499,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		probes = newSelfProber(log, probes, localAddrs)
 	}
 	d := newDaemon(log, *path, cfg, tbl, probes)
+	d.notify = newNotifier(log)
 	// What the previous daemon left: real servers taken out by hand, and
 	// those it saw down (in the file, or at weight 0 in the kernel),
 	// which start down instead of getting traffic until fall probes fail.

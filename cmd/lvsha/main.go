@@ -101,6 +101,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// stampedVersion is the version scripts/package stamps in at link time
+// (-ldflags -X main.stampedVersion=...), the .deb's version; empty in a
+// plain go build, which reports what debug.BuildInfo knows instead. Only
+// the linker writes it.
+var stampedVersion string
+
 func versionString() string {
 	v, rev, dirty := buildVersion()
 	if len(rev) > 12 {
@@ -115,9 +121,9 @@ func versionString() string {
 	return "lvsha " + v + " " + runtime.Version()
 }
 
-// buildVersion is the module version ("(devel)" when built from a
-// checkout) and VCS revision the binary was built from, and whether the
-// tree had local changes.
+// buildVersion is the version stamped at link time, else the module
+// version ("(devel)" when built from a checkout), and the VCS revision the
+// binary was built from, and whether the tree had local changes.
 func buildVersion() (version, revision string, dirty bool) {
 	version = "(devel)"
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -132,6 +138,9 @@ func buildVersion() (version, revision string, dirty bool) {
 				dirty = s.Value == "true"
 			}
 		}
+	}
+	if stampedVersion != "" {
+		version = stampedVersion
 	}
 	return version, revision, dirty
 }
