@@ -186,16 +186,30 @@ func (d *daemon) restoreState(st savedState, kernel []ipvs.ServiceStatus) []heal
 		dst netip.AddrPort
 	}
 	zero := map[dest]bool{}
+	sorry := map[ipvs.ServiceKey]bool{} // the sorry server serves: every weight is 0 for quorum, not health
+	byKey := map[ipvs.ServiceKey]ipvs.ServiceStatus{}
 	for _, s := range kernel {
+		byKey[s.Service.Key()] = s
 		for _, dst := range s.Destinations {
 			if dst.Destination.Weight == 0 {
 				zero[dest{s.Service.Key(), dst.Destination.Key()}] = true
 			}
 		}
 	}
+	for i, s := range ipvs.Desired(cfg, nil) {
+		sv := cfg.VirtualServers[i].SorryServer
+		for _, dst := range byKey[s.Key()].Destinations {
+			if sv.IsValid() && dst.Destination.Weight > 0 && dst.Destination.Address == sv.Addr().Unmap() {
+				sorry[s.Key()] = true
+			}
+		}
+	}
 	// Every real server up: the table as configured, each at its weight.
 	for i, s := range ipvs.Desired(cfg, nil) {
 		vs := cfg.VirtualServers[i]
+		if sorry[s.Key()] {
+			continue
+		}
 		for _, rs := range vs.RealServers {
 			k := health.Key{VirtualServer: vs.Name, RealServer: rs.Address}
 			if _, byHand := manual[k]; rs.Weight > 0 && !byHand && zero[dest{s.Key(), destKey(s, rs.Address)}] {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,3 +210,63 @@ address = "10.1.2.3:80"
 }
 
 func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// restoreState starts down what the previous daemon saw down: from the
+// state file, or from the kernel's weight 0 where the configuration says
+// more; not a real server at weight 0 by configuration, by hand, or
+// because the sorry server serves.
+func TestRestoreState(t *testing.T) {
+	cfg, err := conf.Parse("t.toml", []byte(`
+[[virtual_server]]
+name = "web"
+address = "10.0.0.1:80"
+sorry_server = "10.0.9.9:80"
+quorum = 1
+  [[virtual_server.real_server]]
+  address = "10.0.1.1:80"
+  [[virtual_server.real_server]]
+  address = "10.0.1.2:80"
+  weight = 0
+  [[virtual_server.real_server]]
+  address = "10.0.1.3:80"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := ipvs.Desired(cfg, nil)[0]
+	kernelWith := func(w map[string]int) []ipvs.ServiceStatus {
+		st := ipvs.ServiceStatus{Service: svc}
+		for a, weight := range w {
+			st.Destinations = append(st.Destinations, ipvs.DestinationStatus{Destination: ipvs.Destination{
+				Address: netip.MustParseAddrPort(a).Addr(), Port: 80, Weight: weight, Forwarding: ipvs.ForwardMasq}})
+		}
+		return []ipvs.ServiceStatus{st}
+	}
+	key := func(a string) health.Key { return health.Key{VirtualServer: "web", RealServer: mustAP(a)} }
+	tests := []struct {
+		name   string
+		state  savedState
+		kernel []ipvs.ServiceStatus
+		want   []string
+	}{
+		{"nothing known", savedState{}, nil, nil},
+		{"weight 0 in the kernel, more configured", savedState{}, kernelWith(map[string]int{"10.0.1.1:80": 0, "10.0.1.2:80": 0, "10.0.1.3:80": 1}), []string{"10.0.1.1:80"}},
+		{"the sorry server serves", savedState{}, kernelWith(map[string]int{"10.0.1.1:80": 0, "10.0.1.3:80": 0, "10.0.9.9:80": 1}), nil},
+		{"drained by hand", savedState{Manual: []manualEntry{{VirtualServer: "web", RealServer: mustAP("10.0.1.1:80"), Mode: manualDrain}}},
+			kernelWith(map[string]int{"10.0.1.1:80": 0, "10.0.1.3:80": 1}), nil},
+		{"from the state file, one no longer configured dropped", savedState{Down: []health.Key{key("10.0.1.3:80"), key("10.0.7.7:80")}}, nil, []string{"10.0.1.3:80"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDaemon(slog.New(slog.DiscardHandler), "t.toml", cfg, ipvs.NewReconciler(&ipvstest.Kernel{}, nil), health.NewEngine(slog.New(slog.DiscardHandler)))
+			var got []string
+			for _, k := range d.restoreState(tc.state, tc.kernel) {
+				got = append(got, k.RealServer.String())
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("start down %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
