@@ -19,12 +19,15 @@ type scaleRound struct {
 	backup       usage
 	masterRSS    int // KiB at the window's end
 	backupRSS    int
+	masterThr    int // threads at the window's end
+	backupThr    int
 	busy         time.Duration // the whole VM over the window
 	transitions  int           // lvsha: over the window, both directors; -1 unknown
 	placedAfter  string        // VIP placement after the window
 	moved        int           // VIPs on the backup after the kill, of len(insts)
 	first, last  time.Duration // kill → first and last VIP on the backup
 	movedChecked bool          // the kill was timed
+	exited       bool          // a daemon ended before it settled
 }
 
 // BenchmarkScale measures many VRRP instances per director, lvsha against
@@ -78,10 +81,10 @@ func BenchmarkScale(b *testing.B) {
 							r.moved, len(insts), r.first.Round(time.Millisecond), r.last.Round(time.Millisecond), bound)
 					}
 					// stderr: a benchmark's log keeps only its first lines.
-					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB; VM tasks %.0f ms/s; transitions %d; after: %s; kill: %s\n",
+					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; VM tasks %.0f ms/s; transitions %d; after: %s; kill: %s\n",
 						size.name, round+1, kind, r.settled, r.settle.Round(time.Millisecond), r.seen, window,
-						perSecond(r.master.cpu, window), float64(r.master.switches)/window.Seconds(), float64(r.masterRSS)/1024,
-						perSecond(r.backup.cpu, window), float64(r.backup.switches)/window.Seconds(), float64(r.backupRSS)/1024,
+						perSecond(r.master.cpu, window), float64(r.master.switches)/window.Seconds(), float64(r.masterRSS)/1024, r.masterThr,
+						perSecond(r.backup.cpu, window), float64(r.backup.switches)/window.Seconds(), float64(r.backupRSS)/1024, r.backupThr,
 						perSecond(r.busy, window), r.transitions, r.placedAfter, move)
 				}
 			}
@@ -114,6 +117,26 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 		}
 	}
 	b.ReportMetric(float64(settled)/float64(len(rs)), kind+"-settled")
+	exited := 0
+	for _, r := range rs {
+		if r.exited {
+			exited++
+		}
+	}
+	if exited > 0 {
+		// Nothing else was measured in those rounds.
+		b.ReportMetric(float64(exited)/float64(len(rs)), kind+"-exited")
+		if exited == len(rs) {
+			return
+		}
+		var kept []scaleRound
+		for _, r := range rs {
+			if !r.exited {
+				kept = append(kept, r)
+			}
+		}
+		rs = kept
+	}
 	b.ReportMetric(pick(func(r scaleRound) time.Duration { return r.settle }).Seconds(), kind+"-settle-s")
 	b.ReportMetric(perSecond(pick(func(r scaleRound) time.Duration { return r.master.cpu }), w), kind+"-master-cpu-ms/s")
 	b.ReportMetric(perSecond(pick(func(r scaleRound) time.Duration { return r.backup.cpu }), w), kind+"-backup-cpu-ms/s")
@@ -121,6 +144,8 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.backup.switches) }))/w.Seconds(), kind+"-backup-switches/s")
 	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.masterRSS) }))/1024, kind+"-master-rss-MiB")
 	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.backupRSS) }))/1024, kind+"-backup-rss-MiB")
+	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.masterThr) })), kind+"-master-threads")
+	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.backupThr) })), kind+"-backup-threads")
 	b.ReportMetric(perSecond(pick(func(r scaleRound) time.Duration { return r.busy }), w), kind+"-vm-tasks-cpu-ms/s")
 	if kind == "lvsha" {
 		b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.transitions) })), kind+"-transitions-in-window")
@@ -171,6 +196,16 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	backup.startScale(b, kind, 100, insts)
 	limit := 30*time.Second + time.Duration(len(insts))*100*time.Millisecond
 	r.settle, r.settled, r.seen = waitSettled(b, master, backup, insts, limit)
+	if master.exited() || backup.exited() {
+		// Nothing to measure: say why, and go on to the next kind.
+		fmt.Fprintf(os.Stderr, "scale %s: a daemon exited before settling: %s\nkernel: %s\n", kind, r.seen, whyExited())
+		if kind == "lvsha" {
+			master.logTail(10)
+			backup.logTail(10)
+		}
+		r.exited = true
+		return r
+	}
 	time.Sleep(3 * time.Second)
 
 	t0 := -1
@@ -188,6 +223,7 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	r.master = usage{cpu: m1.cpu - m0.cpu, switches: m1.switches - m0.switches}
 	r.backup = usage{cpu: b1.cpu - b0.cpu, switches: b1.switches - b0.switches}
 	r.masterRSS, r.backupRSS, r.busy = m1.rssKiB, b1.rssKiB, busy1-busy0
+	r.masterThr, r.backupThr = groupThreads(mpg), groupThreads(bpg)
 	if t0 >= 0 {
 		_, tm, err1 := master.countStates(insts, "MASTER")
 		_, tb, err2 := backup.countStates(insts, "BACKUP")
@@ -203,12 +239,12 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	// The master's daemon dies with its links up; the backup takes every
 	// instance over.
 	w := watchVIPs(b, backup.ns)
-	if _, _, n, _ := w.waitAll(insts, 0); n != 0 {
+	if _, _, n, _ := w.waitAll(insts, time.Now(), 0); n != 0 {
 		// Not timed: the move time is of the others.
 		fmt.Fprintf(os.Stderr, "scale %s: %d VIPs already on the backup before the kill\n", kind, n)
 	}
 	killed := master.killScale()
-	first, last, n, err := w.waitAll(insts, 30*time.Second+time.Duration(len(insts))*20*time.Millisecond)
+	first, last, n, err := w.waitAll(insts, killed, 30*time.Second+time.Duration(len(insts))*20*time.Millisecond)
 	w.stop()
 	if err != nil {
 		b.Fatalf("%s: watching the backup's addresses: %v", kind, err)

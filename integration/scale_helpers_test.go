@@ -290,12 +290,41 @@ func scaleSettled(t testing.TB, master, backup *scaleDirector, insts []scaleInst
 	return ok, what
 }
 
+// exited reports whether d's daemon has ended (a zombie not yet reaped
+// counts as ended).
+func (d *scaleDirector) exited() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+}
+
+// whyExited is what the kernel's log says of killed processes, for a
+// daemon that ended by itself: the OOM killer, say.
+func whyExited() string {
+	out, _ := exec.Command("dmesg").Output()
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "Out of memory") || strings.Contains(l, "Killed process") || strings.Contains(l, "oom-kill") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-4):], "\n")
+}
+
 // waitSettled polls scaleSettled every half second until it holds at two
 // polls in a row or limit passes; it returns how long that took, or false
 // and what was seen last.
 func waitSettled(t testing.TB, master, backup *scaleDirector, insts []scaleInst, limit time.Duration) (time.Duration, bool, string) {
 	start, streak, what := time.Now(), 0, ""
 	for time.Since(start) < limit {
+		for _, d := range []*scaleDirector{master, backup} {
+			if d.cmd != nil && d.kind != "dead" && d.kind != "stopped" && d.exited() {
+				return time.Since(start), false, fmt.Sprintf("%s's %s exited; %s", d.name, d.kind, what)
+			}
+		}
 		var ok bool
 		ok, what = scaleSettled(t, master, backup, insts)
 		if ok {
@@ -312,8 +341,9 @@ func waitSettled(t testing.TB, master, backup *scaleDirector, insts []scaleInst,
 }
 
 // vipWatch records when VIPs of the scale range are added in a namespace,
-// from a netlink subscription opened before what it times: the first
-// appearance of each, by the moment this process read the notification.
+// from a netlink subscription opened before what it times: the latest
+// appearance of each (renewals of a present one do not count), by the
+// moment this process read the notification.
 type vipWatch struct {
 	mu      sync.Mutex
 	first   map[string]time.Time
@@ -362,10 +392,10 @@ func watchVIPs(t testing.TB, ns string) *vipWatch {
 			}
 			a := u.LinkAddress.IP.String()
 			w.mu.Lock()
-			w.present[a] = u.NewAddr
-			if _, seen := w.first[a]; u.NewAddr && !seen {
+			if u.NewAddr && !w.present[a] {
 				w.first[a] = now
 			}
+			w.present[a] = u.NewAddr
 			w.mu.Unlock()
 		}
 	}()
@@ -389,9 +419,10 @@ func (w *vipWatch) stop() {
 }
 
 // waitAll waits until every VIP of insts is present, at most limit. It
-// returns the earliest and the latest first appearance among those that
-// were not there when the watch began, and how many are present.
-func (w *vipWatch) waitAll(insts []scaleInst, limit time.Duration) (first, last time.Time, n int, err error) {
+// returns the earliest and the latest appearance after since among those
+// that were not there when the watch began (a VIP present since before
+// since is not timed), and how many are present.
+func (w *vipWatch) waitAll(insts []scaleInst, since time.Time, limit time.Duration) (first, last time.Time, n int, err error) {
 	deadline := time.Now().Add(limit)
 	for {
 		w.mu.Lock()
@@ -405,6 +436,9 @@ func (w *vipWatch) waitAll(insts []scaleInst, limit time.Duration) (first, last 
 				continue
 			}
 			at := w.first[in.vip()]
+			if at.Before(since) {
+				continue
+			}
 			if first.IsZero() || at.Before(first) {
 				first = at
 			}
@@ -446,6 +480,30 @@ func systemBusy() time.Duration {
 	return time.Duration(busy)
 }
 
+// groupThreads counts the threads of the processes in process group pgid.
+func groupThreads(pgid int) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		if len(f) < 3 {
+			continue
+		}
+		if pg, _ := strconv.Atoi(f[2]); pg == pgid {
+			tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
+			n += len(tasks)
+		}
+	}
+	return n
+}
+
 // envDuration is the duration in the environment variable name, else def.
 // The outer run passes LVSHA_SCALE_* variables into the VM.
 func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
@@ -462,11 +520,19 @@ func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
 
 // logTail prints the last lines of d's lvsha log to stderr (a benchmark's
 // log keeps only its first lines).
-func (d *scaleDirector) logTail(lines int) {
+func (d *scaleDirector) logTail(lines int) { d.logGrep(lines, "") }
+
+// logGrep prints the last lines of d's lvsha log that contain what.
+func (d *scaleDirector) logGrep(lines int, what string) {
 	b, err := os.ReadFile(d.logFile)
 	if err != nil {
 		return
 	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	fmt.Fprintf(os.Stderr, "%s's lvsha log, last %d of %d lines:\n%s\n", d.name, min(lines, len(l)), len(l), strings.Join(l[max(0, len(l)-lines):], "\n"))
+	var l []string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.Contains(line, what) {
+			l = append(l, line)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s's lvsha log, last %d of %d lines with %q:\n%s\n", d.name, min(lines, len(l)), len(l), what, strings.Join(l[max(0, len(l)-lines):], "\n"))
 }
