@@ -3,25 +3,29 @@ package integration
 import (
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/lvsha/lvsha/vrrp"
 )
 
-// scaleRound is what one round of one kind measured.
+// scaleRound is what one round of one kind measured. Rates are per
+// second of the time between the readings each comes from, as the
+// readings themselves take a while in a busy VM.
 type scaleRound struct {
 	settled      bool
 	settle       time.Duration
-	seen         string // the last settle check's findings
-	window       time.Duration
-	master       usage // used over the window
-	backup       usage
+	seen         string  // the last settle check's findings
+	masterCPU    float64 // ms/s over the window
+	backupCPU    float64
+	masterSw     float64 // context switches/s over the window
+	backupSw     float64
 	masterRSS    int // KiB at the window's end
 	backupRSS    int
 	masterThr    int // threads at the window's end
 	backupThr    int
-	busy         time.Duration // the whole VM over the window
+	busy         float64       // ms/s, every task in the VM, over the window
 	transitions  int           // lvsha: over the window, both directors; -1 unknown
 	placedAfter  string        // VIP placement after the window
 	moved        int           // VIPs on the backup after the kill, of len(insts)
@@ -83,9 +87,9 @@ func BenchmarkScale(b *testing.B) {
 					// stderr: a benchmark's log keeps only its first lines.
 					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; VM tasks %.0f ms/s; transitions %d; after: %s; kill: %s\n",
 						size.name, round+1, kind, r.settled, r.settle.Round(time.Millisecond), r.seen, window,
-						perSecond(r.master.cpu, window), float64(r.master.switches)/window.Seconds(), float64(r.masterRSS)/1024, r.masterThr,
-						perSecond(r.backup.cpu, window), float64(r.backup.switches)/window.Seconds(), float64(r.backupRSS)/1024, r.backupThr,
-						perSecond(r.busy, window), r.transitions, r.placedAfter, move)
+						r.masterCPU, r.masterSw, float64(r.masterRSS)/1024, r.masterThr,
+						r.backupCPU, r.backupSw, float64(r.backupRSS)/1024, r.backupThr,
+						r.busy, r.transitions, r.placedAfter, move)
 				}
 			}
 			for _, kind := range kinds {
@@ -95,21 +99,39 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
-// perSecond is d per second of window, in ms.
-func perSecond(d, window time.Duration) float64 {
-	return float64(d) / float64(time.Millisecond) / window.Seconds()
+// reading is a cumulative count and when it was read: the middle of
+// the time the reading took.
+type reading[T any] struct {
+	v  T
+	at time.Time
+}
+
+func read[T any](f func() T) reading[T] {
+	start := time.Now()
+	v := f()
+	return reading[T]{v, start.Add(time.Since(start) / 2)}
+}
+
+// rate is (b-a) per second between the two readings, scaled by unit.
+func rate(a, b, unit float64, from, to time.Time) float64 {
+	return (b - a) / unit / to.Sub(from).Seconds()
+}
+
+func medianF(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // reportScale reports the medians of one kind's rounds.
 func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.Duration) {
-	pick := func(f func(scaleRound) time.Duration) time.Duration {
-		var v []time.Duration
+	pick := func(f func(scaleRound) float64) float64 {
+		var v []float64
 		for _, r := range rs {
 			v = append(v, f(r))
 		}
-		return median(v)
+		return medianF(v)
 	}
-	w := rs[0].window
 	settled := 0
 	for _, r := range rs {
 		if r.settled {
@@ -137,18 +159,18 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 		}
 		rs = kept
 	}
-	b.ReportMetric(pick(func(r scaleRound) time.Duration { return r.settle }).Seconds(), kind+"-settle-s")
-	b.ReportMetric(perSecond(pick(func(r scaleRound) time.Duration { return r.master.cpu }), w), kind+"-master-cpu-ms/s")
-	b.ReportMetric(perSecond(pick(func(r scaleRound) time.Duration { return r.backup.cpu }), w), kind+"-backup-cpu-ms/s")
-	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.master.switches) }))/w.Seconds(), kind+"-master-switches/s")
-	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.backup.switches) }))/w.Seconds(), kind+"-backup-switches/s")
-	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.masterRSS) }))/1024, kind+"-master-rss-MiB")
-	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.backupRSS) }))/1024, kind+"-backup-rss-MiB")
-	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.masterThr) })), kind+"-master-threads")
-	b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.backupThr) })), kind+"-backup-threads")
-	b.ReportMetric(perSecond(pick(func(r scaleRound) time.Duration { return r.busy }), w), kind+"-vm-tasks-cpu-ms/s")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return r.settle.Seconds() }), kind+"-settle-s")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return r.masterCPU }), kind+"-master-cpu-ms/s")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return r.backupCPU }), kind+"-backup-cpu-ms/s")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return r.masterSw }), kind+"-master-switches/s")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return r.backupSw }), kind+"-backup-switches/s")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.masterRSS) / 1024 }), kind+"-master-rss-MiB")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.backupRSS) / 1024 }), kind+"-backup-rss-MiB")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.masterThr) }), kind+"-master-threads")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.backupThr) }), kind+"-backup-threads")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return r.busy }), kind+"-vm-tasks-cpu-ms/s")
 	if kind == "lvsha" {
-		b.ReportMetric(float64(pick(func(r scaleRound) time.Duration { return time.Duration(r.transitions) })), kind+"-transitions-in-window")
+		b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.transitions) }), kind+"-transitions-in-window")
 	}
 	var moved []scaleRound
 	for _, r := range rs {
@@ -183,7 +205,7 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 // master, time the move; both daemons are stopped and the namespaces
 // cleared of VIPs at the end.
 func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []scaleInst, window time.Duration) (r scaleRound) {
-	r.window, r.transitions = window, -1
+	r.transitions = -1
 	defer func() {
 		if b.Failed() && kind == "lvsha" {
 			master.logTail(20)
@@ -217,12 +239,18 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 		}
 	}
 	mpg, bpg := master.cmd.Process.Pid, backup.cmd.Process.Pid
-	m0, b0, busy0 := procGroupUsage(mpg), procGroupUsage(bpg), systemBusy()
+	mu := func() usage { return procGroupUsage(mpg) }
+	bu := func() usage { return procGroupUsage(bpg) }
+	m0, b0, busy0 := read(mu), read(bu), read(systemBusy)
 	time.Sleep(window)
-	m1, b1, busy1 := procGroupUsage(mpg), procGroupUsage(bpg), systemBusy()
-	r.master = usage{cpu: m1.cpu - m0.cpu, switches: m1.switches - m0.switches}
-	r.backup = usage{cpu: b1.cpu - b0.cpu, switches: b1.switches - b0.switches}
-	r.masterRSS, r.backupRSS, r.busy = m1.rssKiB, b1.rssKiB, busy1-busy0
+	m1, b1, busy1 := read(mu), read(bu), read(systemBusy)
+	ms := float64(time.Millisecond)
+	r.masterCPU = rate(float64(m0.v.cpu), float64(m1.v.cpu), ms, m0.at, m1.at)
+	r.backupCPU = rate(float64(b0.v.cpu), float64(b1.v.cpu), ms, b0.at, b1.at)
+	r.masterSw = rate(float64(m0.v.switches), float64(m1.v.switches), 1, m0.at, m1.at)
+	r.backupSw = rate(float64(b0.v.switches), float64(b1.v.switches), 1, b0.at, b1.at)
+	r.busy = rate(float64(busy0.v), float64(busy1.v), ms, busy0.at, busy1.at)
+	r.masterRSS, r.backupRSS = m1.v.rssKiB, b1.v.rssKiB
 	r.masterThr, r.backupThr = groupThreads(mpg), groupThreads(bpg)
 	if t0 >= 0 {
 		_, tm, err1 := master.countStates(insts, "MASTER")
