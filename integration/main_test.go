@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -148,6 +149,12 @@ func runInVM() int {
 	env := []string{envInVM + "=1", envCorpus + "=" + vmCorpus}
 	if os.Getenv(envTrace) != "" {
 		env = append(env, envTrace+"="+os.Getenv(envTrace))
+	}
+	// The scale tests' windows (scale_test.go), lengthened for a manual run.
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "LVSHA_SCALE_") {
+			env = append(env, kv)
+		}
 	}
 	if err := addTree(files, vmCorpus, hostCorpus); err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
