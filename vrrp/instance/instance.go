@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -446,6 +447,28 @@ func (i *Instance) Run(ctx context.Context) error {
 
 // loop is Run's state machine loop, until the handover is done (nil) or
 // reading fails (its error).
+// timerFired runs the machine's timers, after the adverts already queued:
+// select picks at random among ready cases, so after a stall (a busy
+// host, a GC pause) the Master_Down_Timer and an advert that arrived
+// before it expired are ready together, and taking the timer first made
+// a backup take over from a live master and give it back a moment later.
+// Each advert steps at its kernel receive time, so one that arrived in
+// time resets the timer as it would have. Bounded by the queue's size.
+func (i *Instance) timerFired(adverts <-chan advertIn) {
+	// Let the reading goroutine hand over what it has already read.
+	runtime.Gosched()
+queued:
+	for range cap(adverts) {
+		select {
+		case a := <-adverts:
+			i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
+		default:
+			break queued
+		}
+	}
+	i.step(vrrp.TimerFired{})
+}
+
 func (i *Instance) loop(ctx context.Context, adverts <-chan advertIn, readErr <-chan error, holderc <-chan error) error {
 	i.step(vrrp.Start{})
 	w := newWake(i.cfg.AdvertInterval)
@@ -467,9 +490,9 @@ func (i *Instance) loop(ctx context.Context, adverts <-chan advertIn, readErr <-
 		case a := <-adverts:
 			i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
 		case <-w.timer.C:
-			i.step(vrrp.TimerFired{})
+			i.timerFired(adverts)
 		case <-w.ticker.C:
-			i.step(vrrp.TimerFired{})
+			i.timerFired(adverts)
 		case ev := <-i.events:
 			i.event(ev)
 		case err := <-holderc:

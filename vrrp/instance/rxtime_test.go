@@ -91,3 +91,50 @@ func TestMasterDownFromReceiveTime(t *testing.T) {
 		t.Errorf("Master_Down_Timer fires %v after the advert's arrival, want %v", got, mdi)
 	}
 }
+
+// When the Master_Down_Timer and an advert that arrived before it expired
+// are both waiting (after a stall), the advert counts first: the backup
+// stays backup instead of taking over from a live master.
+func TestTimerAfterQueuedAdverts(t *testing.T) {
+	i := newTestInstance(t, &fakeHolder{})
+	master := netip.MustParseAddr("10.0.0.1")
+	group := netip.MustParseAddr("224.0.0.18")
+	b, err := vrrp.Marshal(i.mcfg.Advert(150), master, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv, reason := vrrp.Parse(b, master, group, 255)
+	if reason != vrrp.DropNone {
+		t.Fatal(reason)
+	}
+	// The master's advert 380 ms ago: Master_Down_Interval (361 ms at
+	// priority 100) has just run out.
+	t0 := time.Now().Add(-380 * time.Millisecond).Round(0)
+	i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
+	i.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
+	if i.fsm.State() != vrrp.Backup {
+		t.Fatalf("state %v, want backup", i.fsm.State())
+	}
+	// The master kept advertising; the daemon stalled past the deadline
+	// with its last advert queued, received 10 ms before the deadline.
+	deadline := i.fsm.NextDeadline()
+	adverts := make(chan advertIn, 8)
+	adverts <- advertIn{adv: adv, src: master, rx: deadline.Add(-10 * time.Millisecond)}
+	before := i.Status().Transitions
+	i.timerFired(adverts)
+	if st := i.Status(); st.State != vrrp.Backup.String() || st.Transitions != before {
+		t.Errorf("after the stall: %s with %d transitions (was %d): the timer was taken before the advert that arrived in time",
+			st.State, st.Transitions, before)
+	}
+	if len(adverts) != 0 {
+		t.Errorf("%d adverts left queued", len(adverts))
+	}
+	// Without that advert the timer expires: the test's stall is real.
+	j := newTestInstance(t, &fakeHolder{})
+	j.perform(t0, j.fsm.Step(t0, vrrp.Start{}), false)
+	j.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
+	j.timerFired(make(chan advertIn, 8))
+	if j.fsm.State() != vrrp.Master {
+		t.Errorf("state %v with no advert since: want master", j.fsm.State())
+	}
+}
