@@ -205,6 +205,7 @@ func openRX(ifi *net.Interface, v6 bool) (*rxSocket, error) {
 	steps := []setupStep{
 		{"bind to " + ifi.Name, func() error { return bindToDevice(pc, ifi.Name) }},
 		{"receive timestamps", func() error { return setTimestamps(pc) }},
+		{"receive buffer", func() error { return setReceiveBuffer(pc) }},
 	}
 	if v6 {
 		r.p6 = ipv6.NewPacketConn(pc)
@@ -430,6 +431,28 @@ func control(pc net.PacketConn, set func(fd int) error) error {
 // advert, not from when a busy process got round to reading it.
 func setTimestamps(pc net.PacketConn) error {
 	return control(pc, func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
+}
+
+// receiveBuffer is what a link's receiving socket may queue: every advert
+// of every instance on the link arrives on it (1,000 a second at 100
+// instances advertising every 100 ms) and each small packet costs about
+// 1 KiB of buffer, so the default 208 KiB held only a fifth of a second.
+// A reader stalled longer, on a busy host, lost adverts in the kernel and
+// backups took over from live masters. 4 MiB holds several seconds at
+// that rate: adverts queued are read late, with their receive times, and
+// count as received in time.
+const receiveBuffer = 4 << 20
+
+// setReceiveBuffer raises the socket's receive buffer to receiveBuffer:
+// past net.core.rmem_max with SO_RCVBUFFORCE (lvsha runs with
+// CAP_NET_ADMIN), else as far as SO_RCVBUF may.
+func setReceiveBuffer(pc net.PacketConn) error {
+	return control(pc, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer); err == nil {
+			return nil
+		}
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
+	})
 }
 
 // ReceiveTime is the kernel's receive time (SO_TIMESTAMPNS, wall clock) in

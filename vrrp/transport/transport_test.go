@@ -319,3 +319,31 @@ func TestCloseEndsRead(t *testing.T) {
 		t.Errorf("WriteTo after Close: %v, want EBADF", err)
 	}
 }
+
+// A link's receiving socket holds seconds of adverts, not the default
+// fifth of a second: root gets the whole receiveBuffer (the kernel
+// reports twice what was set, for its bookkeeping).
+func TestReceiveBuffer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a raw socket")
+	}
+	pc, err := net.ListenPacket("ip4:112", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if err := setReceiveBuffer(pc); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	if err := control(pc, func(fd int) error {
+		var err error
+		got, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got < receiveBuffer {
+		t.Errorf("receive buffer %d bytes, want at least %d", got, receiveBuffer)
+	}
+}
