@@ -19,7 +19,6 @@ import (
 	"github.com/lvsha/lvsha/health"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Metrics: the [metrics] listener serves /metrics, /healthz and /readyz.
@@ -89,20 +88,35 @@ func (s *probeStats) observe(k health.Key, r health.Result) {
 	}
 }
 
-// take returns a copy of the counts of every real server in keep and
-// forgets the others, removed from the configuration: their series end.
-func (s *probeStats) take(keep map[health.Key]bool) map[health.Key]probeCounts {
+// take copies the counts of rows' real servers into them (nil for one
+// never probed) and forgets every other, removed from the configuration:
+// their series end. The copies share one allocation.
+func (s *probeStats) take(rows []rsRow) {
+	keep := make(map[health.Key]bool, len(rows))
+	for _, row := range rows {
+		keep[row.key] = true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[health.Key]probeCounts, len(s.byRS))
-	for k, pc := range s.byRS {
-		if !keep[k] {
-			delete(s.byRS, k)
+	nIn, nFail := len(s.bounds)+1, len(s.causes)
+	backing := make([]uint64, 0, (nIn+nFail)*len(s.byRS))
+	counts := make([]probeCounts, 0, len(s.byRS))
+	for i := range rows {
+		pc := s.byRS[rows[i].key]
+		if pc == nil {
 			continue
 		}
-		out[k] = probeCounts{in: slices.Clone(pc.in), count: pc.count, sum: pc.sum, failures: slices.Clone(pc.failures)}
+		backing = append(backing, pc.in...)
+		in := backing[len(backing)-nIn:]
+		backing = append(backing, pc.failures...)
+		counts = append(counts, probeCounts{in: in, count: pc.count, sum: pc.sum, failures: backing[len(backing)-nFail:]})
+		rows[i].probe = &counts[len(counts)-1]
 	}
-	return out
+	for k := range s.byRS {
+		if !keep[k] {
+			delete(s.byRS, k)
+		}
+	}
 }
 
 // metricsState is what one scrape reads of the daemon.
@@ -195,19 +209,14 @@ func (d *daemon) serveMetrics(listen string, engine *health.Engine) (stop func()
 	}, nil
 }
 
-// metricsHandler serves /metrics from a registry of its own holding c
-// and the Go runtime's and process's collectors, /healthz (the process
-// answers) and /readyz (ready's verdict).
-func metricsHandler(log *slog.Logger, c prometheus.Collector, ready func() error) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// metricsHandler serves /metrics (see metricsEndpoint) from c and the
+// Go runtime's and process's collectors, /healthz (the process answers)
+// and /readyz (ready's verdict).
+func metricsHandler(log *slog.Logger, c *metricsCollector, ready func() error) http.Handler {
+	base := prometheus.NewRegistry()
+	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		// A scrape that fails in part (the kernel table unreadable)
-		// still serves the rest, and says why in the log.
-		ErrorHandling: promhttp.ContinueOnError,
-		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}))
+	mux.Handle("GET /metrics", newMetricsEndpoint(log, c, base))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -221,26 +230,102 @@ func metricsHandler(log *slog.Logger, c prometheus.Collector, ready func() error
 	return mux
 }
 
-// metricsCollector is the prometheus.Collector of a daemon.
+// metricsCollector is the prometheus.Collector of a daemon. Its virtual
+// and real servers' families, nearly every series at scale, are also
+// written straight as text by metricsEndpoint (metricstext.go); both
+// paths read the same snapshot and the same family tables (vs, rs and
+// the probe families), so they cannot say different things.
 type metricsCollector struct {
 	state func() (*metricsState, error)
 	stats *probeStats
 
-	buildInfo                                  *prometheus.Desc
-	configLoaded, configStale                  *prometheus.Desc
-	reloadOK, reloadTime                       *prometheus.Desc
-	syncOK, syncTime, syncErrors               *prometheus.Desc
-	vsInKernel, vsRealServers, vsLive          *prometheus.Desc
-	vsQuorum, vsSorry                          *prometheus.Desc
-	vsConns, vsInPkts, vsOutPkts               *prometheus.Desc
-	vsInBytes, vsOutBytes                      *prometheus.Desc
-	vsActive, vsInactive                       *prometheus.Desc
-	rsUp, rsDrained, rsMaint                   *prometheus.Desc
-	rsWeight, rsKernelWeight                   *prometheus.Desc
-	rsProbeDuration, rsFailures, rsTransitions *prometheus.Desc
-	vrrpState, vrrpPrio, vrrpBasePrio          *prometheus.Desc
-	vrrpTransitions, vrrpSent, vrrpReceived    *prometheus.Desc
-	vrrpInvalid                                *prometheus.Desc
+	buildInfo                               *prometheus.Desc
+	configLoaded, configStale               *prometheus.Desc
+	reloadOK, reloadTime                    *prometheus.Desc
+	syncOK, syncTime, syncErrors            *prometheus.Desc
+	vrrpState, vrrpPrio, vrrpBasePrio       *prometheus.Desc
+	vrrpTransitions, vrrpSent, vrrpReceived *prometheus.Desc
+	vrrpInvalid                             *prometheus.Desc
+
+	vsLabels, rsLabels labelSet
+	// vs and rs are the families of one sample per virtual, real server.
+	vs []seriesFamily[vsRow]
+	rs []seriesFamily[rsRow]
+	// The real servers' probe families, of a histogram and of one
+	// counter per cause; their value is unused.
+	rsProbeDuration, rsFailures seriesFamily[rsRow]
+
+	// text is how metricsEndpoint writes the virtual and real servers'
+	// families, sorted by name as the registry sorts families.
+	text []textFamily
+	// causeOrder indexes stats.causes in the order of their names: the
+	// order of the failures' series, which sort by cause first.
+	causeOrder []int
+	// le is each of stats.bounds as the exposition writes it.
+	le [][]byte
+}
+
+// seriesFamily is a family of one sample per row R (a virtual or a real
+// server): its descriptor for the registry, its name, help and type for
+// the text path, and its value.
+type seriesFamily[R any] struct {
+	name, help string
+	desc       *prometheus.Desc
+	typ        prometheus.ValueType
+	// value is the row's sample; false for none (a real server out of
+	// the kernel has no kernel weight).
+	value func(*R) (float64, bool)
+}
+
+func newFamily[R any](name, help string, labels labelSet, typ prometheus.ValueType, value func(*R) (float64, bool), extra ...string) seriesFamily[R] {
+	name = "lvsha_" + name
+	return seriesFamily[R]{name: name, help: help, typ: typ, value: value,
+		desc: prometheus.NewDesc(name, help, append(slices.Clone(labels.names), extra...), nil)}
+}
+
+// always is value of a family every row has.
+func always[R any](value func(*R) float64) func(*R) (float64, bool) {
+	return func(r *R) (float64, bool) { return value(r), true }
+}
+
+// labelSet is the label names of a kind of row, in its descriptors'
+// order, and that order sorted by name: the order the exposition writes
+// labels in and the registry sorts series by.
+type labelSet struct {
+	names  []string
+	sorted []int // indexes of names, sorted by name
+}
+
+func newLabelSet(names ...string) labelSet {
+	sorted := make([]int, len(names))
+	for i := range sorted {
+		sorted[i] = i
+	}
+	slices.SortFunc(sorted, func(a, b int) int { return strings.Compare(names[a], names[b]) })
+	return labelSet{names: names, sorted: sorted}
+}
+
+// compare orders two rows' label values as the registry orders series.
+func (ls labelSet) compare(a, b []string) int {
+	for _, i := range ls.sorted {
+		if c := strings.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// format writes label values as the exposition does: name="value",
+// names sorted, comma separated.
+func (ls labelSet) format(values []string) []byte {
+	var b []byte
+	for n, i := range ls.sorted {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = appendLabel(b, ls.names[i], values[i])
+	}
+	return b
 }
 
 func newMetricsCollector(state func() (*metricsState, error), stats *probeStats) *metricsCollector {
@@ -248,14 +333,26 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 	// collector (local_address, local_port, local_mark, proto), so its
 	// counters join with node_ipvs_*; a real server's are its
 	// remote_address and remote_port there.
-	vsLabels := []string{"virtual_server", "local_address", "local_port", "local_mark", "proto"}
-	rsLabels := []string{"virtual_server", "remote_address", "remote_port"}
+	vsLabels := newLabelSet("virtual_server", "local_address", "local_port", "local_mark", "proto")
+	rsLabels := newLabelSet("virtual_server", "remote_address", "remote_port")
 	vrrpLabels := []string{"vrrp_instance", "interface", "vrid"}
 	d := func(name, help string, labels []string, extra ...string) *prometheus.Desc {
 		return prometheus.NewDesc("lvsha_"+name, help, append(slices.Clone(labels), extra...), nil)
 	}
-	return &metricsCollector{
-		state: state, stats: stats,
+	vs := func(name, help string, typ prometheus.ValueType, value func(*vsRow) (float64, bool)) seriesFamily[vsRow] {
+		return newFamily(name, help, vsLabels, typ, value)
+	}
+	// The kernel's counters of a service, present while it is in the
+	// kernel.
+	inKernel := func(value func(*vsRow) float64) func(*vsRow) (float64, bool) {
+		return func(v *vsRow) (float64, bool) { return value(v), v.s.InKernel }
+	}
+	rs := func(name, help string, typ prometheus.ValueType, value func(*rsRow) (float64, bool)) seriesFamily[rsRow] {
+		return newFamily(name, help, rsLabels, typ, value)
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	c := &metricsCollector{
+		state: state, stats: stats, vsLabels: vsLabels, rsLabels: rsLabels,
 		buildInfo:    d("build_info", "Always 1; the labels say which lvsha runs.", nil, "version", "revision", "goversion"),
 		configLoaded: d("config_loaded", "1 when the daemon runs a configuration.", nil),
 		configStale:  d("config_stale", "1 when the last reload failed and the daemon runs the previous configuration.", nil),
@@ -265,28 +362,6 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		syncTime:     d("kernel_last_sync_timestamp_seconds", "When the daemon last synced the kernel's IPVS table.", nil),
 		syncErrors:   d("kernel_sync_errors_total", "Syncs of the IPVS table the kernel refused, in whole or part.", nil),
 
-		vsInKernel:    d("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", vsLabels),
-		vsRealServers: d("virtual_server_real_servers", "Real servers configured (the sorry server not counted).", vsLabels),
-		vsLive:        d("virtual_server_live_real_servers", "Real servers up by their checks and not out by hand.", vsLabels),
-		vsQuorum:      d("virtual_server_quorum_met", "1 when the up real servers' weight meets the quorum (with hysteresis).", vsLabels),
-		vsSorry:       d("virtual_server_sorry_server_active", "1 when the sorry server serves in place of the real servers.", vsLabels),
-		vsConns:       d("virtual_server_connections_total", "Connections the kernel scheduled to the virtual service.", vsLabels),
-		vsInPkts:      d("virtual_server_incoming_packets_total", "Packets in, as the kernel counts them.", vsLabels),
-		vsOutPkts:     d("virtual_server_outgoing_packets_total", "Packets out, as the kernel counts them.", vsLabels),
-		vsInBytes:     d("virtual_server_incoming_bytes_total", "Bytes in, as the kernel counts them.", vsLabels),
-		vsOutBytes:    d("virtual_server_outgoing_bytes_total", "Bytes out, as the kernel counts them.", vsLabels),
-		vsActive:      d("virtual_server_connections_active", "Active connections over all the real servers (ipvsadm ActConn).", vsLabels),
-		vsInactive:    d("virtual_server_connections_inactive", "Inactive connections over all the real servers (ipvsadm InActConn).", vsLabels),
-
-		rsUp:            d("real_server_up", "1 when the real server is up by its checks (or has none).", rsLabels),
-		rsDrained:       d("real_server_drained", "1 while drained by hand (lvsha drain): weight 0, established connections go on.", rsLabels),
-		rsMaint:         d("real_server_maintenance", "1 while in maintenance by hand (lvsha maint): out of the kernel's table.", rsLabels),
-		rsWeight:        d("real_server_weight", "The configured weight.", rsLabels),
-		rsKernelWeight:  d("real_server_kernel_weight", "The weight in the kernel's table; absent when the real server is not in it.", rsLabels),
-		rsProbeDuration: d("real_server_probe_duration_seconds", "How long each probe of the real server took.", rsLabels),
-		rsFailures:      d("real_server_probe_failures_total", "Failed probes by cause: timeout, refused, status, body, other.", rsLabels, "cause"),
-		rsTransitions:   d("real_server_transitions_total", "Changes between up and down since its probe started.", rsLabels),
-
 		vrrpState:       d("vrrp_state", "The instance's state, numbered as keepalived's: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", vrrpLabels),
 		vrrpPrio:        d("vrrp_priority", "The priority the instance advertises now (tracking applied).", vrrpLabels),
 		vrrpBasePrio:    d("vrrp_base_priority", "The configured priority.", vrrpLabels),
@@ -294,17 +369,72 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		vrrpSent:        d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
 		vrrpReceived:    d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
 		vrrpInvalid:     d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
+
+		vs: []seriesFamily[vsRow]{
+			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
+				always(func(v *vsRow) float64 { return b2f(v.s.InKernel) })),
+			vs("virtual_server_real_servers", "Real servers configured (the sorry server not counted).", gauge,
+				always(func(v *vsRow) float64 { return float64(v.configured) })),
+			vs("virtual_server_live_real_servers", "Real servers up by their checks and not out by hand.", gauge,
+				always(func(v *vsRow) float64 { return float64(v.live) })),
+			vs("virtual_server_quorum_met", "1 when the up real servers' weight meets the quorum (with hysteresis).", gauge,
+				always(func(v *vsRow) float64 { return b2f(v.quorumMet) })),
+			vs("virtual_server_sorry_server_active", "1 when the sorry server serves in place of the real servers.", gauge,
+				always(func(v *vsRow) float64 { return b2f(v.s.SorryActive) })),
+			vs("virtual_server_connections_total", "Connections the kernel scheduled to the virtual service.", counter,
+				inKernel(func(v *vsRow) float64 { return float64(v.s.Stats.Conns) })),
+			vs("virtual_server_incoming_packets_total", "Packets in, as the kernel counts them.", counter,
+				inKernel(func(v *vsRow) float64 { return float64(v.s.Stats.InPkts) })),
+			vs("virtual_server_outgoing_packets_total", "Packets out, as the kernel counts them.", counter,
+				inKernel(func(v *vsRow) float64 { return float64(v.s.Stats.OutPkts) })),
+			vs("virtual_server_incoming_bytes_total", "Bytes in, as the kernel counts them.", counter,
+				inKernel(func(v *vsRow) float64 { return float64(v.s.Stats.InBytes) })),
+			vs("virtual_server_outgoing_bytes_total", "Bytes out, as the kernel counts them.", counter,
+				inKernel(func(v *vsRow) float64 { return float64(v.s.Stats.OutBytes) })),
+			vs("virtual_server_connections_active", "Active connections over all the real servers (ipvsadm ActConn).", gauge,
+				inKernel(func(v *vsRow) float64 { return float64(v.active) })),
+			vs("virtual_server_connections_inactive", "Inactive connections over all the real servers (ipvsadm InActConn).", gauge,
+				inKernel(func(v *vsRow) float64 { return float64(v.inactive) })),
+		},
+		rs: []seriesFamily[rsRow]{
+			rs("real_server_up", "1 when the real server is up by its checks (or has none).", gauge,
+				always(func(r *rsRow) float64 { return b2f(r.rr.Health != "down") })),
+			rs("real_server_drained", "1 while drained by hand (lvsha drain): weight 0, established connections go on.", gauge,
+				always(func(r *rsRow) float64 { return b2f(r.rr.Manual == manualDrain) })),
+			rs("real_server_maintenance", "1 while in maintenance by hand (lvsha maint): out of the kernel's table.", gauge,
+				always(func(r *rsRow) float64 { return b2f(r.rr.Manual == manualMaint) })),
+			rs("real_server_weight", "The configured weight.", gauge,
+				always(func(r *rsRow) float64 { return float64(r.rr.Weight) })),
+			rs("real_server_kernel_weight", "The weight in the kernel's table; absent when the real server is not in it.", gauge,
+				func(r *rsRow) (float64, bool) {
+					if r.rr.KernelWeight == nil {
+						return 0, false
+					}
+					return float64(*r.rr.KernelWeight), true
+				}),
+			rs("real_server_transitions_total", "Changes between up and down since its probe started.", counter,
+				always(func(r *rsRow) float64 { return float64(r.rr.Transitions) })),
+		},
+		// A histogram has no ValueType: the text path names its type.
+		rsProbeDuration: newFamily[rsRow]("real_server_probe_duration_seconds", "How long each probe of the real server took.", rsLabels, 0, nil),
+		rsFailures:      newFamily[rsRow]("real_server_probe_failures_total", "Failed probes by cause: timeout, refused, status, body, other.", rsLabels, counter, nil, "cause"),
 	}
+	c.initText()
+	return c
 }
 
 // Describe sends every descriptor.
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
-		c.syncOK, c.syncTime, c.syncErrors, c.vsInKernel, c.vsRealServers, c.vsLive, c.vsQuorum, c.vsSorry,
-		c.vsConns, c.vsInPkts, c.vsOutPkts, c.vsInBytes, c.vsOutBytes, c.vsActive, c.vsInactive,
-		c.rsUp, c.rsDrained, c.rsMaint, c.rsWeight, c.rsKernelWeight, c.rsProbeDuration, c.rsFailures, c.rsTransitions,
+		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid} {
 		ch <- d
+	}
+	for _, f := range c.vs {
+		ch <- f.desc
+	}
+	for _, f := range c.rs {
+		ch <- f.desc
 	}
 }
 
@@ -331,16 +461,113 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Collect reads the daemon and sends every metric.
-func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
-	version, revision, _ := buildVersion()
-	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, version, revision, runtime.Version())
+// metricsSnapshot is what one scrape reads: the daemon's state (or why
+// it could not be read), its virtual and real servers in the order the
+// exposition lists them, the real servers with their probe counts.
+type metricsSnapshot struct {
+	st  *metricsState
+	err error
+	vs  []vsRow
+	rs  []rsRow
+}
+
+// vsRow is a virtual server of a snapshot.
+type vsRow struct {
+	s *ServiceReport
+	// labels are the values of the collector's vsLabels; text is
+	// them as the exposition writes them.
+	labels []string
+	text   []byte
+	// Its real servers configured, live (up and not out by hand), and
+	// the connections over all its destinations, the sorry server's
+	// included.
+	configured, live, active, inactive int
+	quorumMet                          bool
+}
+
+// rsRow is a real server of a snapshot.
+type rsRow struct {
+	key    health.Key
+	rr     *RealReport
+	labels []string // the values of the collector's rsLabels
+	text   []byte   // labels as the exposition writes them
+	probe  *probeCounts
+}
+
+// snapshot reads the daemon for one scrape. Probe counts of real servers
+// no longer configured are forgotten: their series end.
+func (c *metricsCollector) snapshot() *metricsSnapshot {
 	st, err := c.state()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.configLoaded, fmt.Errorf("read the daemon's state: %w", err))
+		return &metricsSnapshot{err: err}
+	}
+	snap := &metricsSnapshot{st: st}
+	for i := range st.report.Services {
+		s := &st.report.Services[i]
+		// As node_exporter labels them: a firewall-mark service has
+		// proto FWM, its mark, no address and port 0.
+		mark, proto := "", strings.ToUpper(s.Protocol)
+		if s.FWMark != 0 {
+			mark, proto = strconv.FormatUint(uint64(s.FWMark), 10), "FWM"
+		}
+		v := vsRow{s: s, labels: []string{s.Name, s.Address, strconv.Itoa(int(s.Port)), mark, proto}, quorumMet: !st.quorumLost[s.Name]}
+		for j := range s.RealServers {
+			rr := &s.RealServers[j]
+			v.active += rr.ActiveConn
+			v.inactive += rr.InactiveConn
+			if rr.Sorry {
+				continue
+			}
+			v.configured++
+			if rr.Health != "down" && rr.Manual == "" {
+				v.live++
+			}
+			ap, err := netip.ParseAddrPort(rr.Address)
+			if err != nil {
+				continue // cannot happen: buildReport writes an AddrPort
+			}
+			snap.rs = append(snap.rs, rsRow{key: health.Key{VirtualServer: s.Name, RealServer: ap}, rr: rr,
+				labels: []string{s.Name, ap.Addr().String(), strconv.Itoa(int(ap.Port()))}})
+		}
+		snap.vs = append(snap.vs, v)
+	}
+	// In the order the registry sorts series to, which its sort then
+	// only confirms and the text path writes as is: at 10,000 real
+	// servers the registry sorting unsorted series was a quarter of a
+	// scrape.
+	slices.SortFunc(snap.vs, func(a, b vsRow) int { return c.vsLabels.compare(a.labels, b.labels) })
+	slices.SortFunc(snap.rs, func(a, b rsRow) int { return c.rsLabels.compare(a.labels, b.labels) })
+	for i := range snap.vs {
+		snap.vs[i].text = c.vsLabels.format(snap.vs[i].labels)
+	}
+	for i := range snap.rs {
+		snap.rs[i].text = c.rsLabels.format(snap.rs[i].labels)
+	}
+	c.stats.take(snap.rs)
+	return snap
+}
+
+// Collect reads the daemon and sends every metric. It serves the
+// formats other than text (protobuf), and is what the text path must
+// equal.
+func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.snapshot()
+	c.collectDaemon(ch, snap)
+	collectRows(ch, c.vs, snap.vs, func(v *vsRow) []string { return v.labels })
+	collectRows(ch, c.rs, snap.rs, func(r *rsRow) []string { return r.labels })
+	c.collectProbes(ch, snap)
+}
+
+// collectDaemon sends snap's daemon and VRRP metrics: what the registry
+// gathers on either path.
+func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metricsSnapshot) {
+	version, revision, _ := buildVersion()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, version, revision, runtime.Version())
+	if snap.err != nil {
+		ch <- prometheus.NewInvalidMetric(c.configLoaded, fmt.Errorf("read the daemon's state: %w", snap.err))
 		return
 	}
-	r := st.report
+	r := snap.st.report
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -357,100 +584,6 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.syncErrors, float64(r.SyncErrors))
 
-	keep := map[health.Key]bool{}
-	type rsRow struct {
-		key    health.Key
-		labels []string
-		rr     *RealReport
-	}
-	var rows []rsRow
-	for i := range r.Services {
-		s := &r.Services[i]
-		// As node_exporter labels them: a firewall-mark service has
-		// proto FWM, its mark, no address and port 0.
-		mark, proto := "", strings.ToUpper(s.Protocol)
-		if s.FWMark != 0 {
-			mark, proto = strconv.FormatUint(uint64(s.FWMark), 10), "FWM"
-		}
-		vl := []string{s.Name, s.Address, strconv.Itoa(int(s.Port)), mark, proto}
-		gauge(c.vsInKernel, b2f(s.InKernel), vl...)
-		gauge(c.vsSorry, b2f(s.SorryActive), vl...)
-		gauge(c.vsQuorum, b2f(!st.quorumLost[s.Name]), vl...)
-		var configured, live, active, inactive int
-		for j := range s.RealServers {
-			rr := &s.RealServers[j]
-			active += rr.ActiveConn
-			inactive += rr.InactiveConn
-			if rr.Sorry {
-				continue
-			}
-			configured++
-			if rr.Health != "down" && rr.Manual == "" {
-				live++
-			}
-			ap, err := netip.ParseAddrPort(rr.Address)
-			if err != nil {
-				continue // cannot happen: buildReport writes an AddrPort
-			}
-			k := health.Key{VirtualServer: s.Name, RealServer: ap}
-			keep[k] = true
-			rows = append(rows, rsRow{key: k, rr: rr, labels: []string{s.Name, ap.Addr().String(), strconv.Itoa(int(ap.Port()))}})
-		}
-		gauge(c.vsRealServers, float64(configured), vl...)
-		gauge(c.vsLive, float64(live), vl...)
-		if s.InKernel {
-			counter(c.vsConns, float64(s.Stats.Conns), vl...)
-			counter(c.vsInPkts, float64(s.Stats.InPkts), vl...)
-			counter(c.vsOutPkts, float64(s.Stats.OutPkts), vl...)
-			counter(c.vsInBytes, float64(s.Stats.InBytes), vl...)
-			counter(c.vsOutBytes, float64(s.Stats.OutBytes), vl...)
-			gauge(c.vsActive, float64(active), vl...)
-			gauge(c.vsInactive, float64(inactive), vl...)
-		}
-	}
-
-	// In the order the registry sorts them to (by label values, label
-	// names sorted: remote_address, remote_port, virtual_server), which
-	// its sort then only confirms: at 10,000 real servers sorting
-	// unsorted series was a quarter of a scrape.
-	slices.SortFunc(rows, func(a, b rsRow) int {
-		for i := range 3 {
-			// labels are virtual_server, remote_address, remote_port
-			j := (i + 1) % 3
-			if c := strings.Compare(a.labels[j], b.labels[j]); c != 0 {
-				return c
-			}
-		}
-		return 0
-	})
-	probes := c.stats.take(keep)
-	for _, row := range rows {
-		rr, l := row.rr, row.labels
-		gauge(c.rsUp, b2f(rr.Health != "down"), l...)
-		gauge(c.rsDrained, b2f(rr.Manual == manualDrain), l...)
-		gauge(c.rsMaint, b2f(rr.Manual == manualMaint), l...)
-		gauge(c.rsWeight, float64(rr.Weight), l...)
-		if rr.KernelWeight != nil {
-			gauge(c.rsKernelWeight, float64(*rr.KernelWeight), l...)
-		}
-		counter(c.rsTransitions, float64(rr.Transitions), l...)
-		pc, ok := probes[row.key]
-		if !ok {
-			continue // never probed (no check, or none finished yet)
-		}
-		// A map of its own: the histogram keeps it until it is written.
-		buckets := make(map[float64]uint64, len(c.stats.bounds))
-		var cum uint64
-		for i, le := range c.stats.bounds {
-			cum += pc.in[i]
-			buckets[le] = cum
-		}
-		ch <- prometheus.MustNewConstHistogram(c.rsProbeDuration, pc.count, pc.sum, buckets, l...)
-		for i, cause := range c.stats.causes {
-			counter(c.rsFailures, float64(pc.failures[i]), append(l[:len(l):len(l)], cause)...)
-		}
-	}
-
 	for _, v := range r.VRRP {
 		l := []string{v.Name, v.Interface, strconv.Itoa(v.RouterID)}
 		gauge(c.vrrpState, vrrpStateNumber(v.State), l...)
@@ -464,6 +597,50 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// collectRows sends the samples of families over rows.
+func collectRows[R any](ch chan<- prometheus.Metric, families []seriesFamily[R], rows []R, labels func(*R) []string) {
+	for i := range rows {
+		for _, f := range families {
+			if v, ok := f.value(&rows[i]); ok {
+				ch <- prometheus.MustNewConstMetric(f.desc, f.typ, v, labels(&rows[i])...)
+			}
+		}
+	}
+}
+
+// collectProbes sends the probe histograms and failures of snap's real
+// servers probed.
+func (c *metricsCollector) collectProbes(ch chan<- prometheus.Metric, snap *metricsSnapshot) {
+	for _, row := range snap.rs {
+		pc, l := row.probe, row.labels
+		if pc == nil {
+			continue // never probed (no check, or none finished yet)
+		}
+		// A map of its own: the histogram keeps it until it is written.
+		buckets := make(map[float64]uint64, len(c.stats.bounds))
+		var cum uint64
+		for i, le := range c.stats.bounds {
+			cum += pc.in[i]
+			buckets[le] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(c.rsProbeDuration.desc, pc.count, pc.sum, buckets, l...)
+		for i, cause := range c.stats.causes {
+			ch <- prometheus.MustNewConstMetric(c.rsFailures.desc, prometheus.CounterValue, float64(pc.failures[i]), append(l[:len(l):len(l)], cause)...)
+		}
+	}
+}
+
+// daemonCollector is a metricsCollector's snapshot less its virtual and
+// real servers, which the text path writes itself: what the registry
+// gathers for one text scrape.
+type daemonCollector struct {
+	c    *metricsCollector
+	snap *metricsSnapshot
+}
+
+func (d daemonCollector) Describe(ch chan<- *prometheus.Desc) { d.c.Describe(ch) }
+func (d daemonCollector) Collect(ch chan<- prometheus.Metric) { d.c.collectDaemon(ch, d.snap) }
 
 // unixSeconds is t as a Prometheus timestamp value; 0 for the zero time.
 func unixSeconds(t time.Time) float64 {
