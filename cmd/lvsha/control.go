@@ -26,8 +26,10 @@ type statusSource interface {
 }
 
 // reloader is a statusSource that also reloads and plans reloads, and
-// takes real servers out by hand, over POST /reload, /plan and /manual.
+// takes real servers out by hand, over POST /reload, /plan and /manual,
+// and tells its recent events over GET /events.
 type reloader interface {
+	handleEvents(w http.ResponseWriter, r *http.Request)
 	handleReload(w http.ResponseWriter, r *http.Request)
 	handlePlan(w http.ResponseWriter, r *http.Request)
 	handleManual(w http.ResponseWriter, r *http.Request)
@@ -77,6 +79,7 @@ func serveControl(ctx context.Context, ln net.Listener, src statusSource, log *s
 		mux.HandleFunc("POST /reload", rl.handleReload)
 		mux.HandleFunc("POST /plan", rl.handlePlan)
 		mux.HandleFunc("POST /manual", rl.handleManual)
+		mux.HandleFunc("GET /events", rl.handleEvents)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)

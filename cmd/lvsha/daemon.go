@@ -106,6 +106,9 @@ type daemon struct {
 	// notify tells systemd of readiness, reloads and the loop's health;
 	// nil outside systemd.
 	notify *notifier
+	// events are the recent state changes, recorded from the log
+	// (events.go); nil keeps none.
+	events *eventLog
 
 	mu sync.Mutex
 	// manual are the real servers drained or in maintenance by hand;
@@ -131,7 +134,7 @@ func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p probe
 	return &daemon{
 		log: log, path: path, table: t, probes: p, cfg: cfg,
 		loadedAt: time.Now(), reloadedAt: time.Now(), load: conf.Load, reloads: make(chan chan *ReloadReport), manuals: make(chan manualCall),
-		hooks: newRSHooks(runner.Queue), hookRunner: runner,
+		hooks: newRSHooks(log, runner.Queue), hookRunner: runner,
 	}
 }
 
@@ -148,10 +151,19 @@ func (d *daemon) sync() (ipvs.Changes, error) {
 	cfg, weight := d.adjusted(d.config(), d.probes.Weight)
 	desired := d.sorry.DesiredWeighted(cfg, d.probes.Up, weight)
 	changes, err := d.table.Apply(desired)
-	if err != nil {
+	d.mu.Lock()
+	prev := d.syncErr
+	d.mu.Unlock()
+	switch {
+	case err != nil && (prev == nil || prev.Error() != err.Error()):
 		// The kernel refused part of the table: keep running, keep the rest
-		// programmed, and retry at the next resync.
-		d.log.Error("apply kernel table", "op", "sync", "error", err)
+		// programmed, and retry at the next resync. Logged when the error
+		// changes: a state change, not every retry.
+		d.log.Error("kernel table sync failed", "op", "sync", "error", err)
+	case err != nil:
+		d.log.Debug("kernel table sync still failing", "op", "sync", "error", err)
+	case prev != nil:
+		d.log.Info("kernel table sync recovered", "op", "sync", "was", prev.Error())
 	}
 	if changes.Total() > 0 {
 		d.log.Info("kernel table changed", "op", "sync",
@@ -455,7 +467,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	default:
 		return &exitError{code: 2, err: fmt.Errorf("--log-format %q: want text or json", *format)}
 	}
-	log := slog.New(handler)
+	// Every logger of the daemon goes through the events' recorder.
+	events := newEventLog(eventsKept)
+	log := slog.New(events.handler(handler))
 
 	cfg, err := conf.Load(*path)
 	if err != nil {
@@ -500,6 +514,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	d := newDaemon(log, *path, cfg, tbl, probes)
 	d.notify = newNotifier(log)
+	d.events = events
 	// What the previous daemon left: real servers taken out by hand, and
 	// those it saw down (in the file, or at weight 0 in the kernel),
 	// which start down instead of getting traffic until fall probes fail.

@@ -5,6 +5,7 @@
 //	lvsha check -c FILE    validate a configuration and print its table
 //	lvsha reload           reload the daemon and print what changed
 //	lvsha status           show the running daemon's table and health
+//	lvsha events [-f]      show (and follow) the daemon's recent state changes
 //	lvsha convert FILE     convert a keepalived.conf to lvsha TOML
 //	lvsha version          print the version
 package main
@@ -33,6 +34,8 @@ Usage:
   lvsha undrain VS RS                  back to its health checks
   lvsha status  [-s SOCKET | -c FILE] [-o text|wide|json] [--stats|--rate] [VS...]
                                        show the live table, health and counters
+  lvsha events  [-s SOCKET | -c FILE] [-f] [-o text|json]
+                                       recent state changes: health, drains, quorum, reloads, VRRP
   lvsha convert [-o OUT] [--strict] keepalived.conf
                                        convert a keepalived configuration to lvsha TOML
   lvsha version                        print version information
@@ -75,6 +78,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdManual(ctx, args[0], args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "events":
+		err = cmdEvents(ctx, args[1:], stdout, stderr)
 	case "convert":
 		err = cmdConvert(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"strconv"
@@ -19,8 +21,11 @@ const hookTimeout = 10 * time.Second
 // rsHooks turns health changes into the notify_up / notify_down and
 // notify_quorum_up / notify_quorum_down commands of the configuration.
 // The first observation of a server or service only records its state: a
-// start or a reload runs no hook.
+// start or a reload runs no hook. It logs each quorum change, the one
+// place that sees them (the health engine logs real servers up and
+// down).
 type rsHooks struct {
+	log   *slog.Logger
 	queue func(hook.Job)
 	up    map[health.Key]bool
 	below map[string]bool // per virtual server: quorum lost
@@ -38,8 +43,8 @@ func (h *rsHooks) quorumLost() map[string]bool {
 	return nil
 }
 
-func newRSHooks(queue func(hook.Job)) *rsHooks {
-	return &rsHooks{queue: queue, up: map[health.Key]bool{}, below: map[string]bool{}}
+func newRSHooks(log *slog.Logger, queue func(hook.Job)) *rsHooks {
+	return &rsHooks{log: log, queue: queue, up: map[health.Key]bool{}, below: map[string]bool{}}
 }
 
 // observe compares the current health with the last observation and
@@ -82,6 +87,7 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 		if below {
 			argv, state = vs.NotifyQuorumDown, "quorum_down"
 		}
+		h.logQuorum(vs, below, upWeight)
 		if len(argv) > 0 {
 			h.queue(hook.Job{Argv: argv,
 				Env:   []string{"LVSHA_VIRTUAL_SERVER=" + vs.Name, "LVSHA_STATE=" + state, "LVSHA_UP_WEIGHT=" + strconv.Itoa(upWeight)},
@@ -100,4 +106,21 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 	}
 	lost := maps.Clone(h.below)
 	h.lost.Store(&lost)
+}
+
+// logQuorum logs a change of vs's quorum with its cause, the weight of
+// its real servers up; the sorry server, when it has one, serves exactly
+// while quorum is lost (the same rule), so the line says so rather than
+// a second line for the same change.
+func (h *rsHooks) logQuorum(vs *conf.VirtualServer, lost bool, upWeight int) {
+	msg, level, sorry := "virtual server regained quorum", slog.LevelInfo, "off"
+	if lost {
+		msg, level, sorry = "virtual server lost quorum", slog.LevelWarn, "serving"
+	}
+	attrs := []slog.Attr{slog.String("op", "quorum"), slog.String("vs", vs.Name), slog.Int("up_weight", upWeight),
+		slog.Int("quorum", vs.Quorum), slog.Int("hysteresis", vs.Hysteresis)}
+	if vs.SorryServer.IsValid() {
+		attrs = append(attrs, slog.String("sorry_server", vs.SorryServer.String()), slog.String("sorry_server_state", sorry))
+	}
+	h.log.LogAttrs(context.Background(), level, msg, attrs...)
 }

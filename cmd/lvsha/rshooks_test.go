@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ func TestRSHooks(t *testing.T) {
 		},
 	}}}
 	var jobs []string
-	h := newRSHooks(func(j hook.Job) { jobs = append(jobs, strings.Join(j.Argv, " ")+" "+strings.Join(j.Env, " ")) })
+	h := newRSHooks(slog.New(slog.DiscardHandler), func(j hook.Job) { jobs = append(jobs, strings.Join(j.Argv, " ")+" "+strings.Join(j.Env, " ")) })
 	noWeight := func(string, netip.AddrPort) (int, bool) { return 0, false }
 	steps := []struct {
 		name   string
@@ -74,7 +75,7 @@ func TestQuorumHooksFollowTheTable(t *testing.T) {
 	}}}
 	var mem ipvs.SorryMemory
 	lost := false // what the hooks last said
-	h := newRSHooks(func(j hook.Job) { lost = j.Argv[0] == "down" })
+	h := newRSHooks(slog.New(slog.DiscardHandler), func(j hook.Job) { lost = j.Argv[0] == "down" })
 	// Up count and the dynamic weight of the first server, step by step:
 	// into the band from above and from below, and across it by weight.
 	steps := []struct{ up, w1 int }{{5, 1}, {3, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {4, 1}, {2, 1}, {2, 3}, {1, 4}, {1, 2}, {0, 1}, {5, 1}}
