@@ -124,9 +124,9 @@ type daemon struct {
 	// syncErrors counts failed syncs. For metrics.
 	reloadedAt time.Time
 	syncErrors uint64
-	// metricsListen is the [metrics] listener's address, "" for none:
-	// it moves only with a restart.
-	metricsListen string
+	// metrics serves [metrics] listen; nil serves none. Set before the
+	// loop runs; reloads move it.
+	metrics *metricsServer
 }
 
 func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
@@ -202,7 +202,16 @@ func (d *daemon) reload() (rep *ReloadReport) {
 		if changed = !cfg.Equal(old); changed {
 			rep.Probes = health.PlanProbes(old, cfg)
 			rep.VRRP = d.vrrp.Plan(cfg)
-			err = d.reloadVRRP(cfg)
+			// The new metrics address is bound before anything changes,
+			// so a reload that cannot bind it is refused whole.
+			var move *metricsMove
+			if move, err = d.metrics.prepare(cfg.Metrics.Listen); err == nil {
+				if err = d.reloadVRRP(cfg); err != nil {
+					move.abort()
+				} else {
+					move.commit()
+				}
+			}
 		}
 	}
 	d.mu.Lock()
@@ -226,7 +235,6 @@ func (d *daemon) reload() (rep *ReloadReport) {
 	}
 	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers),
 		"probes_changed", len(rep.Probes), "vrrp_instances_changed", len(rep.VRRP))
-	rep.Warnings = d.metricsWarnings(cfg)
 	d.probes.Update(cfg)
 	changes, err := d.sync()
 	rep.Applied, rep.Kernel = true, changes.Done
@@ -252,7 +260,10 @@ func (d *daemon) plan(path string) *ReloadReport {
 	}
 	rep.Probes = health.PlanProbes(old, cfg)
 	rep.VRRP = d.vrrp.Plan(cfg)
-	rep.Warnings = d.metricsWarnings(cfg)
+	if err := d.metrics.check(cfg.Metrics.Listen); err != nil {
+		rep.refused(err)
+		return rep
+	}
 	up, weight := d.probes.Preview(cfg)
 	acfg, aweight := d.adjusted(cfg, weight)
 	kernel, err := d.table.Plan(ipvs.DesiredWeighted(acfg, up, aweight, d.sorry.SorryActive))

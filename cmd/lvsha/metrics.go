@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/health"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -153,59 +153,151 @@ func (d *daemon) ready() error {
 	return nil
 }
 
-// metricsWarnings says what of cfg's [metrics] waits for a restart: the
-// listener stays where the daemon bound it at start.
-func (d *daemon) metricsWarnings(cfg *conf.Config) []string {
-	if cfg.Metrics.Listen == d.metricsListen {
-		return nil
-	}
-	from, to := d.metricsListen, cfg.Metrics.Listen
-	if from == "" {
-		from = "off"
-	}
-	if to == "" {
-		to = "off"
-	}
-	d.log.Warn("[metrics] listen changed: it takes effect when lvsha restarts", "op", "reload", "running", from, "file", to)
-	return []string{fmt.Sprintf("metrics.listen: %s, running %s: takes effect when lvsha restarts", to, from)}
+// metricsServer serves the daemon's metrics where [metrics] listen says,
+// and moves when a reload changes it. The handler and the probe counts
+// outlive a move: counters go on where they were.
+type metricsServer struct {
+	log     *slog.Logger
+	handler http.Handler
+	engine  *health.Engine // nil: no probe results (tests)
+	stats   *probeStats
+
+	mu     sync.Mutex
+	listen string // "" while off
+	srv    *http.Server
+	done   chan struct{} // closed when srv.Serve has returned
 }
 
-// serveMetrics binds listen (a [metrics] listen, "" for none) and serves
-// the daemon's metrics there until the returned stop is called. The
-// engine reports its probe results to the metrics from now on. A
-// listener that cannot bind is an error: the daemon must not run without
-// the monitoring it was configured with.
-func (d *daemon) serveMetrics(listen string, engine *health.Engine) (stop func(), err error) {
+// metricsMove is a listener bound for a reload not yet accepted: commit
+// serves on it and closes the previous one, abort closes it. A nil
+// *metricsMove (the address unchanged) does nothing.
+type metricsMove struct {
+	m      *metricsServer
+	listen string
+	ln     net.Listener // nil: turn metrics off
+}
+
+// bind binds listen ("" for none) as a listener for [metrics] listen.
+func bindMetrics(listen string) (net.Listener, error) {
 	if listen == "" {
-		return func() {}, nil
+		return nil, nil
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener ([metrics] listen = %q): %w", listen, err)
 	}
-	d.metricsListen = listen
-	stats := newProbeStats()
-	engine.OnResult(stats.observe)
-	h := metricsHandler(d.log, newMetricsCollector(d.metricsState, stats), d.ready)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	return ln, nil
+}
+
+// prepare binds listen if it is not where m serves, so that a reload that
+// cannot bind is refused while the old listener keeps serving.
+func (m *metricsServer) prepare(listen string) (*metricsMove, error) {
+	if m == nil {
+		// A daemon built without serveMetrics (tests) ignores [metrics].
+		return nil, nil
+	}
+	m.mu.Lock()
+	same := listen == m.listen
+	m.mu.Unlock()
+	if same {
+		return nil, nil
+	}
+	ln, err := bindMetrics(listen)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsMove{m: m, listen: listen, ln: ln}, nil
+}
+
+// check says whether prepare(listen) would succeed, binding nothing for
+// long: for a planned reload.
+func (m *metricsServer) check(listen string) error {
+	mv, err := m.prepare(listen)
+	mv.abort()
+	return err
+}
+
+func (mv *metricsMove) abort() {
+	if mv != nil && mv.ln != nil {
+		mv.ln.Close()
+	}
+}
+
+// commit serves on the new listener and stops the old one; an old scrape
+// in flight gets up to a second.
+func (mv *metricsMove) commit() {
+	if mv == nil {
+		return
+	}
+	m := mv.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from := m.listen
+	m.stopLocked()
+	if mv.ln != nil {
+		m.serveLocked(mv.ln, mv.listen)
+	}
+	m.log.Info("metrics listener moved", "op", "reload", "from", cmp.Or(from, "off"), "to", cmp.Or(mv.listen, "off"))
+}
+
+// serveLocked serves on ln, the address of [metrics] listen = listen.
+func (m *metricsServer) serveLocked(ln net.Listener, listen string) {
+	if m.engine != nil {
+		m.engine.OnResult(m.stats.observe)
+	}
+	srv := &http.Server{Handler: m.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("metrics listener stopped", "op", "metrics", "listen", listen, "error", err)
+			m.log.Error("metrics listener stopped", "op", "metrics", "listen", listen, "error", err)
 		}
 	}()
-	d.log.Info("serving metrics", "op", "start", "listen", ln.Addr().String())
+	m.listen, m.srv, m.done = listen, srv, done
+	m.log.Info("serving metrics", "op", "metrics", "listen", ln.Addr().String())
+}
+
+// stopLocked stops serving, if m serves.
+func (m *metricsServer) stopLocked() {
+	if m.srv == nil {
+		return
+	}
+	if m.engine != nil {
+		m.engine.OnResult(nil)
+	}
+	// A scrape in flight may finish; one that hangs does not hold the
+	// daemon's exit or its reload.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := m.srv.Shutdown(ctx); err != nil {
+		m.srv.Close()
+	}
+	<-m.done
+	m.listen, m.srv, m.done = "", nil, nil
+}
+
+// serveMetrics binds listen (a [metrics] listen, "" for none) and serves
+// the daemon's metrics there, and wherever reloads move it, until the
+// returned stop is called. The engine reports its probe results to the
+// metrics while they are served. A listener that cannot bind is an
+// error: the daemon must not run without the monitoring it was
+// configured with.
+func (d *daemon) serveMetrics(listen string, engine *health.Engine) (stop func(), err error) {
+	ln, err := bindMetrics(listen)
+	if err != nil {
+		return nil, err
+	}
+	stats := newProbeStats()
+	m := &metricsServer{log: d.log, engine: engine, stats: stats,
+		handler: metricsHandler(d.log, newMetricsCollector(d.metricsState, stats), d.ready)}
+	if ln != nil {
+		m.serveLocked(ln, listen) // m is not shared yet
+	}
+	d.metrics = m
 	return func() {
-		engine.OnResult(nil)
-		// A scrape in flight may finish; one that hangs does not hold
-		// the daemon's exit.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			srv.Close()
-		}
-		<-done
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.stopLocked()
 	}, nil
 }
 

@@ -615,19 +615,95 @@ func TestServeMetrics(t *testing.T) {
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "lvsha_real_server_up{") {
 		t.Errorf("/metrics: %d, want 200 with real servers", code)
 	}
-	// A reload moving the listener says it needs a restart.
-	moved := *cfg
-	moved.Metrics.Listen = "127.0.0.1:1"
-	if w := d.metricsWarnings(&moved); len(w) != 1 || !strings.Contains(w[0], "restart") {
-		t.Errorf("warnings for a moved listener: %q, want one saying restart", w)
-	}
-	if w := d.metricsWarnings(&conf.Config{Metrics: conf.Metrics{Listen: addr}}); len(w) != 0 {
-		t.Errorf("warnings for an unchanged listener: %q", w)
-	}
 	stop()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("address still taken after stop: %v", err)
 	}
 	ln.Close()
+}
+
+// freeAddr is a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// A reload moves the metrics listener: the new address is bound before
+// the reload is taken, so one that cannot be bound refuses the reload and
+// the old listener keeps serving; once taken, the old one is closed. A
+// plan predicts the refusal.
+func TestMetricsRebindOnReload(t *testing.T) {
+	first, second, third := freeAddr(t), freeAddr(t), freeAddr(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	base, err := conf.Parse("t.toml", []byte(metricsTestConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(listen string) *conf.Config {
+		c := *base
+		c.Metrics.Listen = listen
+		return &c
+	}
+	log := slog.New(slog.DiscardHandler)
+	d := newDaemon(log, "t.toml", at(first), ipvs.NewReconciler(&ipvstest.Kernel{}, log), &staticProber{})
+	var next *conf.Config
+	d.load = func(string) (*conf.Config, error) { return next, nil }
+	stop, err := d.serveMetrics(first, health.NewEngine(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	serves := func(addr string) bool {
+		resp, err := client.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	steps := []struct {
+		name    string
+		listen  string
+		refused bool
+		serving string   // where metrics answer after the reload, "" nowhere
+		closed  []string // addresses that must no longer answer
+	}{
+		{"to a new port", second, false, second, []string{first}},
+		{"to a taken port: refused, the old keeps serving", taken.Addr().String(), true, second, nil},
+		{"off", "", false, "", []string{second}},
+		{"on again", third, false, third, []string{first, second}},
+	}
+	for _, st := range steps {
+		next = at(st.listen)
+		plan := d.plan("t.toml")
+		rep := d.reload()
+		if rep.Refused != st.refused || plan.Refused != st.refused {
+			t.Errorf("%s: reload refused %v (%q), plan refused %v, want %v", st.name, rep.Refused, rep.Errors, plan.Refused, st.refused)
+		}
+		if st.refused && (len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], st.listen)) {
+			t.Errorf("%s: errors %q, want one naming %s", st.name, rep.Errors, st.listen)
+		}
+		if st.serving != "" && !serves(st.serving) {
+			t.Errorf("%s: no metrics at %s", st.name, st.serving)
+		}
+		for _, a := range st.closed {
+			if serves(a) {
+				t.Errorf("%s: metrics still served at %s", st.name, a)
+			}
+		}
+		if got := d.config().Metrics.Listen; !st.refused && got != st.listen {
+			t.Errorf("%s: running [metrics] listen %q, want %q", st.name, got, st.listen)
+		}
+	}
 }
