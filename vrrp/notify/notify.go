@@ -42,7 +42,9 @@ type Runner struct {
 	exec func(ctx context.Context, argv, env []string, timeout time.Duration) error
 }
 
-// New returns a Runner for hooks.
+// New returns a Runner for hooks. log is the instance's: it names the
+// instance already, so the Runner's lines do not name it again (a key
+// twice in one line).
 func New(log *slog.Logger, hooks conf.Notify) *Runner {
 	return &Runner{log: log, hooks: hooks, queue: make(chan Event, queueLen), exec: hook.Exec}
 }
@@ -61,7 +63,7 @@ func (r *Runner) Notify(e Event) {
 	case r.queue <- e:
 	default:
 		r.Dropped.Add(1)
-		r.log.Warn("notify queue full, transition not reported to hooks", "vrrp_instance", e.Instance, "state", e.State)
+		r.log.Warn("notify queue full, transition not reported to hooks", "state", e.State)
 	}
 }
 
@@ -96,7 +98,7 @@ func (r *Runner) runAll(ctx context.Context, e Event) {
 	for _, argv := range r.commands(e.State) {
 		if err := r.run(ctx, argv, e); err != nil {
 			r.Failed.Add(1)
-			r.log.Warn("notify hook failed", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "error", err)
+			r.log.Warn("notify hook failed", "state", e.State, "command", argv[0], "error", err)
 		}
 	}
 }
@@ -133,6 +135,6 @@ func (r *Runner) run(ctx context.Context, argv []string, e Event) error {
 	if err := r.exec(ctx, args, env, timeout); err != nil {
 		return err
 	}
-	r.log.Info("notify hook ran", "vrrp_instance", e.Instance, "state", e.State, "command", argv[0], "took", time.Since(start))
+	r.log.Info("notify hook ran", "state", e.State, "command", argv[0], "took", time.Since(start))
 	return nil
 }
