@@ -234,7 +234,7 @@ func TestDeb(t *testing.T) {
 				completion, quoteAll(words), len(words)-1)
 			return strings.Fields(run(t, nil, "bash", "--norc", "-c", script))
 		}
-		commands := []string{"run", "check", "reload", "drain", "maint", "undrain", "status", "convert", "version"}
+		commands := []string{"run", "check", "reload", "drain", "maint", "undrain", "events", "status", "convert", "version"}
 		got := complete("lvsha", "")
 		for _, c := range commands {
 			if !slices.Contains(got, c) {
