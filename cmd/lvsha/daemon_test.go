@@ -90,6 +90,34 @@ func kernelWeights(t *testing.T, k *ipvstest.Kernel) map[string]int {
 	return out
 }
 
+// runDaemon runs d's loop (hup delivers reload signals; nil for none) and
+// serves its control socket at sock until stop is called or the test
+// ends; stopping checks the loop ended cleanly and shows the daemon's log
+// if the test failed.
+func runDaemon(t *testing.T, d *daemon, logs *syncWriter, sock string, hup chan os.Signal) (stop func()) {
+	t.Helper()
+	ln, err := listenControl(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	loopDone, ctlDone := make(chan error, 1), make(chan error, 1)
+	go func() { loopDone <- d.loop(ctx, hup) }()
+	go func() { ctlDone <- serveControl(ctx, ln, d, d.log) }()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-loopDone; err != nil {
+			t.Errorf("loop: %v", err)
+		}
+		<-ctlDone
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
+	t.Cleanup(stop)
+	return stop
+}
+
 // waitFor re-checks cond each time the daemon logs a line (every kernel
 // write, sync and reload is logged after it took effect), failing the test
 // when limit passes first: it waits for the daemon's events, not on a
@@ -151,26 +179,9 @@ scheduler = "rr"
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	k := &ipvstest.Kernel{}
 	d := newDaemon(log, path, cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
-	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := listenControl(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	hup := make(chan os.Signal, 1)
-	loopDone := make(chan error, 1)
-	ctlDone := make(chan error, 1)
-	go func() { loopDone <- d.loop(ctx, hup) }()
-	go func() { ctlDone <- serveControl(ctx, ln, d, log) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-		cancel()
-		if err := <-loopDone; err != nil {
-			t.Errorf("loop: %v", err)
-		}
-		<-ctlDone
-	}()
+	runDaemon(t, d, logs, sock, hup)
+	ctx := context.Background()
 
 	svc := "TCP  10.1.2.3:80"
 	d1, d2 := svc+" "+web1.addr, svc+" "+web2.addr

@@ -156,25 +156,9 @@ sorry_server = "10.9.9.9:80"
 	k := &ipvstest.Kernel{}
 	d := newDaemon(log, path, cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
 	d.events = events
-	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := listenControl(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	hup := make(chan os.Signal, 1)
-	loopDone, ctlDone := make(chan error, 1), make(chan error, 1)
-	go func() { loopDone <- d.loop(ctx, hup) }()
-	go func() { ctlDone <- serveControl(ctx, ln, d, log) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-		cancel()
-		if err := <-loopDone; err != nil {
-			t.Errorf("loop: %v", err)
-		}
-		<-ctlDone
-	}()
+	runDaemon(t, d, logs, sock, hup)
+	ctx := context.Background()
 	svc := "TCP  10.1.2.3:80"
 	waitFor(t, logs, "initial table", 5*time.Second, func() bool {
 		w := kernelWeights(t, k)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,31 +47,12 @@ func startDaemon(t *testing.T, path string, k *ipvstest.Kernel) *runningDaemon {
 	var st savedState
 	d.state, st = openState(log, cfg.Director.StateFile)
 	engine.StartDown(d.restoreState(st, kernel))
-	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := listenControl(cfg.Director.ControlSocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loopDone, ctlDone := make(chan error, 1), make(chan error, 1)
-	go func() { loopDone <- d.loop(ctx, nil) }()
-	go func() { ctlDone <- serveControl(ctx, ln, d, log) }()
+	stop := runDaemon(t, d, logs, cfg.Director.ControlSocket, nil)
 	r := &runningDaemon{d: d, logs: logs, socket: cfg.Director.ControlSocket}
-	stopped := false
-	r.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-loopDone; err != nil {
-			t.Errorf("loop: %v", err)
-		}
-		<-ctlDone
+	r.stop = sync.OnceFunc(func() {
+		stop()
 		d.state.close()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}
+	})
 	t.Cleanup(r.stop)
 	return r
 }

@@ -59,24 +59,8 @@ scheduler = "rr"
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	k := &ipvstest.Kernel{}
 	d := newDaemon(log, path, cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
-	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := listenControl(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loopDone, ctlDone := make(chan error, 1), make(chan error, 1)
-	go func() { loopDone <- d.loop(ctx, nil) }()
-	go func() { ctlDone <- serveControl(ctx, ln, d, log) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-		cancel()
-		if err := <-loopDone; err != nil {
-			t.Errorf("loop: %v", err)
-		}
-		<-ctlDone
-	}()
+	runDaemon(t, d, logs, sock, nil)
+	ctx := context.Background()
 	svc := "TCP  10.1.2.3:80"
 	waitFor(t, logs, "initial table", 5e9, func() bool {
 		w := kernelWeights(t, k)
