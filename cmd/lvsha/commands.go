@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lvsha/lvsha/conf"
@@ -93,19 +95,14 @@ func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"probes started, stopped or restarted, VRRP instances reconfigured or rebuilt. Exit status 1 when the\n"+
 			"daemon refused the file (it keeps running the previous one; every error is printed) or the kernel\n"+
 			"refused part of the table.", stderr)
-	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
-	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
-	out := fs.String("o", "text", "output `format`: text or json")
+	client := addClientFlags(fs, "text", "json")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if *out != "text" && *out != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}
-	}
-	socket, err := controlSocket(*sock, *path)
+	socket, err := client.socket()
 	if err != nil {
 		return err
 	}
@@ -113,7 +110,7 @@ func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *out == "json" {
+	if *client.out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)
@@ -127,6 +124,31 @@ func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+// clientFlags are the flags of the commands that talk to a running daemon:
+// -s or -c name its control socket, -o the output format.
+type clientFlags struct {
+	sock, path, out *string
+	formats         []string
+}
+
+// addClientFlags declares -s, -c and -o (formats, the first the default).
+func addClientFlags(fs *flag.FlagSet, formats ...string) clientFlags {
+	return clientFlags{
+		sock:    fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")"),
+		path:    fs.String("c", "", "read the control socket's path from this configuration `file`"),
+		out:     fs.String("o", formats[0], "output `format`: "+strings.Join(formats, ", ")),
+		formats: formats,
+	}
+}
+
+// socket checks -o and resolves the daemon's socket.
+func (c clientFlags) socket() (string, error) {
+	if !slices.Contains(c.formats, *c.out) {
+		return "", &exitError{code: 2, err: fmt.Errorf("-o %q: want %s", *c.out, strings.Join(c.formats, ", "))}
+	}
+	return controlSocket(*c.sock, *c.path)
 }
 
 // controlSocket is the socket named by -s, else by the file of -c, else
@@ -170,18 +192,13 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		"Show the running daemon's table: each real server's weight, health and last probe, with the kernel's\n"+
 			"connection counts (--stats: totals; --rate: per second, as ipvsadm). Names limit it to those virtual servers.\n"+
 			"Text fits 120 columns, cutting the health and probe columns; -o wide prints them whole.", stderr)
-	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
-	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
-	out := fs.String("o", "text", "output `format`: text, wide or json")
+	client := addClientFlags(fs, "text", "wide", "json")
 	stats := fs.Bool("stats", false, "show total connections, packets and bytes (ipvsadm --stats)")
 	rate := fs.Bool("rate", false, "show connections, packets and bytes per second (ipvsadm --rate)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
-	if *out != "text" && *out != "wide" && *out != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text, wide or json", *out)}
-	}
-	view := statusView{wide: *out == "wide", width: defaultWidth}
+	view := statusView{wide: *client.out == "wide", width: defaultWidth}
 	switch {
 	case *stats && *rate:
 		return &exitError{code: 2, err: errors.New("--stats and --rate: choose one")}
@@ -190,7 +207,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *rate:
 		view.counters = "rate"
 	}
-	socket, err := controlSocket(*sock, *path)
+	socket, err := client.socket()
 	if err != nil {
 		return err
 	}
@@ -201,7 +218,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := rep.only(fs.Args()); err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	if *out == "json" {
+	if *client.out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/lvsha/lvsha/conf"
 )
 
 // Events (`lvsha events`): the daemon keeps its recent state changes in a
@@ -312,25 +310,20 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Sprintf("Print the daemon's recent state changes, oldest first (it keeps the last %d): real servers up and down\n"+
 			"with the probe's result, drains by hand, quorum, kernel sync errors, reloads, VRRP transitions.\n"+
 			"-f then prints each new one until interrupted. -o json writes one JSON object a line.", eventsKept), stderr)
-	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
-	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
+	client := addClientFlags(fs, "text", "json")
 	follow := fs.Bool("f", false, "follow: wait for new events and print them until interrupted")
-	out := fs.String("o", "text", "output `format`: text or json (one object a line)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
 	if fs.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if *out != "text" && *out != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}
-	}
-	socket, err := controlSocket(*sock, *path)
+	socket, err := client.socket()
 	if err != nil {
 		return err
 	}
 	write := writeEventText
-	if *out == "json" {
+	if *client.out == "json" {
 		write = writeEventJSON
 	}
 	var since uint64

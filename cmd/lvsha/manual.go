@@ -266,19 +266,14 @@ func cmdManual(ctx context.Context, name string, args []string, stdout, stderr i
 	}[name]
 	fs := newFlagSet(name, "lvsha "+name+" [-s SOCKET | -c FILE] [-o text|json] VS RS", about+
 		"\nIt stays so across health changes, reloads and restarts until undrained (state_file).", stderr)
-	sock := fs.String("s", "", "control `socket` of the daemon (default: from -c, else "+conf.DefaultControlSocket+")")
-	path := fs.String("c", "", "read the control socket's path from this configuration `file`")
-	out := fs.String("o", "text", "output `format`: text or json")
+	client := addClientFlags(fs, "text", "json")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
 	if fs.NArg() != 2 {
 		return &exitError{code: 2, err: fmt.Errorf("want a virtual server's name and a real server's ADDRESS:PORT, got %q", fs.Args())}
 	}
-	if *out != "text" && *out != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("-o %q: want text or json", *out)}
-	}
-	socket, err := controlSocket(*sock, *path)
+	socket, err := client.socket()
 	if err != nil {
 		return err
 	}
@@ -291,7 +286,7 @@ func cmdManual(ctx context.Context, name string, args []string, stdout, stderr i
 	if err := controlCall(ctx, socket, http.MethodPost, "/manual", strings.NewReader(string(body)), &row); err != nil {
 		return err
 	}
-	if *out == "json" {
+	if *client.out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(row)
