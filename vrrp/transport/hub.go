@@ -101,10 +101,14 @@ const readBuf = 1 << 16
 const minAdvert = 8
 
 // queueLen bounds each endpoint's queue of adverts not yet read. A
-// VRID's master sends one advert per interval, and the instance's
-// reader drains the queue at once; only an instance stalled for several
-// intervals, or a flood, fills it.
-const queueLen = 8
+// VRID's master sends one advert per interval, and the instance's loop
+// takes them as they come; only an instance stalled for many intervals,
+// or a flood, fills it. 16 is 1.6 s of one master at 100 ms, four times
+// the longest Master_Down_Interval: an instance stalled that long has
+// taken over on its timer already. (Until the loop took adverts from the
+// queue itself, a reading goroutine per instance drained it into 64 more
+// places; the queue is now all there is.)
+const queueLen = 16
 
 // link is the shared receive and send path of one interface and family.
 type link struct {
@@ -287,7 +291,7 @@ func (h *Hub) Stats() []LinkStats {
 // VRID and sends from its source. Read and WriteTo may be used from
 // different goroutines. Its cost is its queue (queueLen Datagrams of 104
 // bytes, and the adverts in it) and its config and control message:
-// 1.1 KiB of heap measured, no buffer or socket of its own.
+// 1.1 KiB of heap measured with a queue of 8, no buffer or socket of its own.
 type Endpoint struct {
 	link *link
 	cfg  Config
@@ -353,6 +357,28 @@ func (e *Endpoint) Read(buf []byte) (Datagram, error) {
 		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", e.link.name, net.ErrClosed)
 	case <-e.link.done:
 		return Datagram{}, e.link.err
+	}
+}
+
+// Queue is the endpoint's queue itself, for a reader that waits on it
+// beside other events: an instance's loop takes its adverts straight from
+// the link's reader, one goroutine handoff per advert where a Read in a
+// goroutine of its own cost two. It delivers what Read would return, each
+// Payload the receiver's to keep. It is never closed: Failed closes when
+// nothing more will come.
+func (e *Endpoint) Queue() <-chan Datagram { return e.queue }
+
+// Failed closes when reading the endpoint's link has failed; Err then
+// says why.
+func (e *Endpoint) Failed() <-chan struct{} { return e.link.done }
+
+// Err is why reading the link failed, once Failed has closed; nil before.
+func (e *Endpoint) Err() error {
+	select {
+	case <-e.link.done:
+		return e.link.err
+	default:
+		return nil
 	}
 }
 
