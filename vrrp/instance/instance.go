@@ -56,7 +56,9 @@ type Status struct {
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
-// blocks until a datagram arrives or Close is called.
+// blocks until a datagram arrives or Close is called. Destinations must
+// not change over the conn's life, and WriteTo must not keep payload:
+// the instance encodes its adverts once and sends the same bytes again.
 type AdvertConn interface {
 	Read(buf []byte) (transport.Datagram, error)
 	Destinations() []netip.Addr
@@ -131,6 +133,19 @@ type Instance struct {
 	// lastStep is the time of the last event fed to the machine, which
 	// must never see time run back.
 	lastStep time.Time
+	// dsts are the conn's Destinations, asked once: an endpoint builds
+	// the slice on every call.
+	dsts []netip.Addr
+	// encoded holds the adverts last sent, one per destination in dsts,
+	// encoded at priority prio with mcfg (nil: none yet, or mcfg changed),
+	// or why one could not be. A master sends the same bytes every
+	// interval; encoding them each time cost an Advert, a message and a
+	// checksum per advert.
+	encoded struct {
+		prio uint8
+		msgs [][]byte
+		errs []error
+	}
 	// trackFault is the fault last sent through Send (FaultDetected or
 	// FaultCleared, from tracking), holderFault the holder's own (its Run
 	// failed and has not run again). The machine is in fault while either
@@ -213,7 +228,7 @@ func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertCon
 	}
 	log = log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
 	i := &Instance{
-		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder,
+		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder, dsts: conn.Destinations(),
 		hooks:   notify.New(log, cfg.Notify),
 		events:  make(chan vrrp.Event, 16),
 		reconf:  make(chan reconfig),
@@ -316,6 +331,7 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	}
 	old := i.cfg
 	i.cfg, i.mcfg = cfg, mcfg
+	i.encoded.msgs = nil
 	i.hooks.SetHooks(cfg.Notify)
 	i.mu.Lock()
 	i.status.BasePriority = cfg.Priority
@@ -467,8 +483,12 @@ func (i *Instance) Run(ctx context.Context) error {
 // time resets the timer as it would have. Bounded by the queue's size.
 func (i *Instance) timerFired(adverts <-chan transport.Datagram) {
 	// Let the reading goroutine (the link's, or readLoop) hand over what
-	// it has already read.
-	runtime.Gosched()
+	// it has already read. Not on a master's tick, one per advert sent:
+	// there the timer only sends, and an advert read a moment later
+	// changes nothing but that one advert.
+	if i.fsm.State() != vrrp.Master {
+		runtime.Gosched()
+	}
 queued:
 	for range cap(adverts) {
 		select {
@@ -919,11 +939,18 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 }
 
 func (i *Instance) send(prio uint8) {
-	adv := i.mcfg.Advert(prio)
-	for _, dst := range i.conn.Destinations() {
-		b, err := vrrp.Marshal(adv, i.mcfg.Source, dst)
+	e := &i.encoded
+	if e.msgs == nil || e.prio != prio {
+		adv := i.mcfg.Advert(prio)
+		e.prio, e.msgs, e.errs = prio, make([][]byte, len(i.dsts)), make([]error, len(i.dsts))
+		for n, dst := range i.dsts {
+			e.msgs[n], e.errs[n] = vrrp.Marshal(adv, i.mcfg.Source, dst)
+		}
+	}
+	for n, dst := range i.dsts {
+		err := e.errs[n]
 		if err == nil {
-			err = i.conn.WriteTo(b, dst)
+			err = i.conn.WriteTo(e.msgs[n], dst)
 		}
 		if err != nil {
 			i.log.Warn("send advert", "to", dst.String(), "priority", prio, "error", err)
