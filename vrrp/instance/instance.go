@@ -342,7 +342,7 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	i.mu.Unlock()
 	if !slices.Equal(old.VirtualIPs, cfg.VirtualIPs) || old.GARPRepeat != cfg.GARPRepeat || old.GARPInterval != cfg.GARPInterval ||
 		old.GARPRefresh != cfg.GARPRefresh || old.AdvertInterval != cfg.AdvertInterval {
-		i.queueVIP(vipReq{op: opReconfigure, cfg: cfg})
+		i.queueVIP(vipReq{op: opReconfigure, cfg: &cfg})
 	}
 	i.perform(time.Now(), acts, false)
 	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.fsm.State().String())
@@ -788,8 +788,10 @@ type vipOp uint8
 // config, grace opHandOver's wait, taken says that opAcquire's VIPs were
 // added and first announced already (see perform).
 type vipReq struct {
-	op    vipOp
-	cfg   conf.VRRPInstance
+	op vipOp
+	// cfg is a pointer: a config is 440 bytes, and every instance's
+	// vipOps holds 16 requests, 7 KiB of buffer for a rare reload.
+	cfg   *conf.VRRPInstance
 	grace time.Duration
 	taken bool
 }
@@ -1007,7 +1009,7 @@ func (i *Instance) doVIP(ctx context.Context, req vipReq, acquisitions []context
 	op := req.op
 	switch op {
 	case opReconfigure:
-		if err := i.holder.Reconfigure(ctx, req.cfg, len(acquisitions) > 0); err != nil {
+		if err := i.holder.Reconfigure(ctx, *req.cfg, len(acquisitions) > 0); err != nil {
 			i.log.Error("reconfigure VIPs", "error", err)
 		}
 		return acquisitions
