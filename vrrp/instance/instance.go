@@ -56,12 +56,33 @@ type Status struct {
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
-// blocks until a datagram arrives or Close is called.
+// blocks until a datagram arrives or Close is called. Destinations must
+// not change over the conn's life, and WriteTo must not keep payload:
+// the instance encodes its adverts once and sends the same bytes again.
 type AdvertConn interface {
 	Read(buf []byte) (transport.Datagram, error)
 	Destinations() []netip.Addr
 	WriteTo(payload []byte, dst netip.Addr) error
 	Close() error
+}
+
+// queuedConn is an AdvertConn whose adverts already wait in a queue
+// (*transport.Endpoint: the link's reader queues them). The instance's
+// loop takes them from Queue itself, so a received advert costs one
+// goroutine handoff, the link reader's to the loop. Any other AdvertConn
+// is read by a goroutine of the instance's own that queues what it reads
+// (readLoop), a second handoff. Dropping it for shared links, with
+// reading them by raw recvmsg, cut a backup's CPU per advert by a
+// quarter and each instance by 11 KiB: see transport.Hub for the numbers
+// and how they were taken.
+type queuedConn interface {
+	AdvertConn
+	// Queue delivers the adverts Read would, each Payload the
+	// receiver's; it is never closed.
+	Queue() <-chan transport.Datagram
+	// Failed closes when reading has failed; Err then says why.
+	Failed() <-chan struct{}
+	Err() error
 }
 
 // wireDrops is an AdvertConn that drops adverts before they are read and
@@ -85,13 +106,6 @@ type VIPHolder interface {
 	Reconfigure(ctx context.Context, cfg conf.VRRPInstance, held bool) error
 	Run(ctx context.Context) error
 	Close() error
-}
-
-type advertIn struct {
-	adv *vrrp.Advert
-	src netip.Addr
-	// rx is when the kernel received it; zero if unknown.
-	rx time.Time
 }
 
 // Instance is one running VRRP instance.
@@ -122,6 +136,19 @@ type Instance struct {
 	// lastStep is the time of the last event fed to the machine, which
 	// must never see time run back.
 	lastStep time.Time
+	// dsts are the conn's Destinations, asked once: an endpoint builds
+	// the slice on every call.
+	dsts []netip.Addr
+	// encoded holds the adverts last sent, one per destination in dsts,
+	// encoded at priority prio with mcfg (nil: none yet, or mcfg changed),
+	// or why one could not be. A master sends the same bytes every
+	// interval; encoding them each time cost an Advert, a message and a
+	// checksum per advert.
+	encoded struct {
+		prio uint8
+		msgs [][]byte
+		errs []error
+	}
 	// trackFault is the fault last sent through Send (FaultDetected or
 	// FaultCleared, from tracking), holderFault the holder's own (its Run
 	// failed and has not run again). The machine is in fault while either
@@ -204,7 +231,7 @@ func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertCon
 	}
 	log = log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
 	i := &Instance{
-		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder,
+		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder, dsts: conn.Destinations(),
 		hooks:   notify.New(log, cfg.Notify),
 		events:  make(chan vrrp.Event, 16),
 		reconf:  make(chan reconfig),
@@ -307,6 +334,7 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	}
 	old := i.cfg
 	i.cfg, i.mcfg = cfg, mcfg
+	i.encoded.msgs = nil
 	i.hooks.SetHooks(cfg.Notify)
 	i.mu.Lock()
 	i.status.BasePriority = cfg.Priority
@@ -317,7 +345,7 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	i.mu.Unlock()
 	if !slices.Equal(old.VirtualIPs, cfg.VirtualIPs) || old.GARPRepeat != cfg.GARPRepeat || old.GARPInterval != cfg.GARPInterval ||
 		old.GARPRefresh != cfg.GARPRefresh || old.AdvertInterval != cfg.AdvertInterval {
-		i.queueVIP(vipReq{op: opReconfigure, cfg: cfg})
+		i.queueVIP(vipReq{op: opReconfigure, cfg: &cfg})
 	}
 	i.perform(time.Now(), acts, false)
 	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.fsm.State().String())
@@ -397,8 +425,8 @@ func (i *Instance) Close() error {
 // master resigns with priority 0 and keeps its VIPs until the new master's
 // first advert (or StopWait), so no request is lost; then everything is
 // released. It returns an error if reading adverts fails. Every goroutine
-// it starts (hooks, VIP holder, VIP changes, advert reader) has ended when
-// it returns.
+// it starts (hooks, VIP holder, VIP changes, and the advert reader of a
+// conn that is not a queuedConn) has ended when it returns.
 func (i *Instance) Run(ctx context.Context) error {
 	defer close(i.stopped)
 	bg, stopBG := context.WithCancel(context.Background())
@@ -416,13 +444,17 @@ func (i *Instance) Run(ctx context.Context) error {
 	vipDone := make(chan struct{})
 	go func() { defer close(vipDone); i.vipLoop(bg) }()
 
-	adverts := make(chan advertIn, 64)
-	readErr := make(chan error, 1)
+	var rd reading
 	readStop := make(chan struct{})
 	readDone := make(chan struct{})
-	go func() { defer close(readDone); i.readLoop(readStop, adverts, readErr) }()
+	if q, ok := i.conn.(queuedConn); ok {
+		rd = reading{queue: q.Queue(), failed: q.Failed(), err: q.Err}
+		close(readDone)
+	} else {
+		rd = i.startReading(readStop, readDone)
+	}
 
-	err := i.loop(ctx, adverts, readErr, holderc)
+	err := i.loop(ctx, rd, holderc)
 
 	// The machine is back in Initialize with its release queued: vipLoop
 	// finishes the queue, then the holder stops serving, the reader is
@@ -445,8 +477,6 @@ func (i *Instance) Run(ctx context.Context) error {
 	return err
 }
 
-// loop is Run's state machine loop, until the handover is done (nil) or
-// reading fails (its error).
 // timerFired runs the machine's timers, after the adverts already queued:
 // select picks at random among ready cases, so after a stall (a busy
 // host, a GC pause) the Master_Down_Timer and an advert that arrived
@@ -454,14 +484,19 @@ func (i *Instance) Run(ctx context.Context) error {
 // a backup take over from a live master and give it back a moment later.
 // Each advert steps at its kernel receive time, so one that arrived in
 // time resets the timer as it would have. Bounded by the queue's size.
-func (i *Instance) timerFired(adverts <-chan advertIn) {
-	// Let the reading goroutine hand over what it has already read.
-	runtime.Gosched()
+func (i *Instance) timerFired(adverts <-chan transport.Datagram) {
+	// Let the reading goroutine (the link's, or readLoop) hand over what
+	// it has already read. Not on a master's tick, one per advert sent:
+	// there the timer only sends, and an advert read a moment later
+	// changes nothing but that one advert.
+	if i.fsm.State() != vrrp.Master {
+		runtime.Gosched()
+	}
 queued:
 	for range cap(adverts) {
 		select {
-		case a := <-adverts:
-			i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
+		case d := <-adverts:
+			i.received(d)
 		default:
 			break queued
 		}
@@ -469,13 +504,35 @@ queued:
 	i.step(vrrp.TimerFired{})
 }
 
-func (i *Instance) loop(ctx context.Context, adverts <-chan advertIn, readErr <-chan error, holderc <-chan error) error {
+// received decodes one datagram and feeds the machine the advert, at
+// the kernel's receive time; a malformed one is counted and dropped.
+func (i *Instance) received(d transport.Datagram) {
+	adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	if reason != vrrp.DropNone {
+		i.drops.Inc(reason)
+		i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
+		return
+	}
+	i.stepAt(advertTime(time.Now(), d.At, i.lastStep), vrrp.AdvertReceived{Advert: adv, Src: d.Src})
+}
+
+// reading is where the loop takes received datagrams from: queue, until
+// failed closes, err then saying why.
+type reading struct {
+	queue  <-chan transport.Datagram
+	failed <-chan struct{}
+	err    func() error
+}
+
+// loop is Run's state machine loop, until the handover is done (nil) or
+// reading fails (its error).
+func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) error {
 	i.step(vrrp.Start{})
 	w := newWake(i.cfg.AdvertInterval)
 	defer func() { w.stop() }()
 	stopping := false
 	var stopDeadline <-chan time.Time
-	done := ctx.Done()
+	done, failed := ctx.Done(), rd.failed
 	for {
 		w.set(i.fsm.NextDeadline(), i.fsm.State() == vrrp.Master)
 		select {
@@ -487,12 +544,12 @@ func (i *Instance) loop(ctx context.Context, adverts <-chan advertIn, readErr <-
 			stopDeadline = time.After(3*i.cfg.AdvertInterval + time.Second)
 		case <-stopDeadline:
 			i.step(vrrp.Shutdown{})
-		case a := <-adverts:
-			i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
+		case d := <-rd.queue:
+			i.received(d)
 		case <-w.timer.C:
-			i.timerFired(adverts)
+			i.timerFired(rd.queue)
 		case <-w.ticker.C:
-			i.timerFired(adverts)
+			i.timerFired(rd.queue)
 		case ev := <-i.events:
 			i.event(ev)
 		case err := <-holderc:
@@ -504,13 +561,13 @@ func (i *Instance) loop(ctx context.Context, adverts <-chan advertIn, readErr <-
 				w.stop()
 				w = newWake(i.cfg.AdvertInterval)
 			}
-		case err := <-readErr:
+		case <-failed:
 			if !stopping {
 				i.step(vrrp.Shutdown{})
 				i.step(vrrp.Shutdown{})
-				return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
+				return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, rd.err())
 			}
-			readErr = nil
+			failed = nil
 		}
 		if stopping && i.fsm.State() == vrrp.Initialize {
 			return nil
@@ -690,26 +747,40 @@ func (w *wake) stop() {
 	w.at = time.Time{}
 }
 
-// readLoop decodes adverts until reading fails (the error goes to errc)
-// or stop closes; malformed ones are counted and dropped here.
-func (i *Instance) readLoop(stop <-chan struct{}, out chan<- advertIn, errc chan<- error) {
+// readQueue bounds the datagrams readLoop has read and the loop not yet
+// taken, as the shared link's endpoint bounds its queue.
+const readQueue = 16
+
+// startReading starts readLoop for an AdvertConn that only reads: a
+// socket of the instance's own, or a test's fake. done closes when it
+// has returned.
+func (i *Instance) startReading(stop <-chan struct{}, done chan<- struct{}) reading {
+	queue := make(chan transport.Datagram, readQueue)
+	failed := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = i.readLoop(stop, queue)
+		close(failed)
+	}()
+	// err is read only after failed has closed.
+	return reading{queue: queue, failed: failed, err: func() error { return err }}
+}
+
+// readLoop queues what conn reads, each datagram with a payload of its
+// own, until reading fails (its error) or stop closes (nil).
+func (i *Instance) readLoop(stop <-chan struct{}, out chan<- transport.Datagram) error {
 	buf := make([]byte, 1500)
 	for {
 		d, err := i.conn.Read(buf)
 		if err != nil {
-			errc <- err // buffered for this one send
-			return
+			return err
 		}
-		adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
-		if reason != vrrp.DropNone {
-			i.drops.Inc(reason)
-			i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
-			continue
-		}
+		d.Payload = slices.Clone(d.Payload)
 		select {
-		case out <- advertIn{adv: adv, src: d.Src, rx: d.At}:
+		case out <- d:
 		case <-stop:
-			return
+			return nil
 		}
 	}
 }
@@ -720,8 +791,10 @@ type vipOp uint8
 // config, grace opHandOver's wait, taken says that opAcquire's VIPs were
 // added and first announced already (see perform).
 type vipReq struct {
-	op    vipOp
-	cfg   conf.VRRPInstance
+	op vipOp
+	// cfg is a pointer: a config is 440 bytes, and every instance's
+	// vipOps holds 16 requests, 7 KiB of buffer for a rare reload.
+	cfg   *conf.VRRPInstance
 	grace time.Duration
 	taken bool
 }
@@ -871,11 +944,18 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 }
 
 func (i *Instance) send(prio uint8) {
-	adv := i.mcfg.Advert(prio)
-	for _, dst := range i.conn.Destinations() {
-		b, err := vrrp.Marshal(adv, i.mcfg.Source, dst)
+	e := &i.encoded
+	if e.msgs == nil || e.prio != prio {
+		adv := i.mcfg.Advert(prio)
+		e.prio, e.msgs, e.errs = prio, make([][]byte, len(i.dsts)), make([]error, len(i.dsts))
+		for n, dst := range i.dsts {
+			e.msgs[n], e.errs[n] = vrrp.Marshal(adv, i.mcfg.Source, dst)
+		}
+	}
+	for n, dst := range i.dsts {
+		err := e.errs[n]
 		if err == nil {
-			err = i.conn.WriteTo(b, dst)
+			err = i.conn.WriteTo(e.msgs[n], dst)
 		}
 		if err != nil {
 			i.log.Warn("send advert", "to", dst.String(), "priority", prio, "error", err)
@@ -932,7 +1012,7 @@ func (i *Instance) doVIP(ctx context.Context, req vipReq, acquisitions []context
 	op := req.op
 	switch op {
 	case opReconfigure:
-		if err := i.holder.Reconfigure(ctx, req.cfg, len(acquisitions) > 0); err != nil {
+		if err := i.holder.Reconfigure(ctx, *req.cfg, len(acquisitions) > 0); err != nil {
 			i.log.Error("reconfigure VIPs", "error", err)
 		}
 		return acquisitions

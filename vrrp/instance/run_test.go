@@ -121,6 +121,48 @@ func (c *wireConn) readers() int {
 
 var group = netip.MustParseAddr("224.0.0.18")
 
+// queueConn is a wireConn as a shared link's endpoint is: the instance
+// takes what the test queues on in from Queue, and must not Read; fail
+// ends reading with an error.
+type queueConn struct {
+	*wireConn
+	failed chan struct{}
+	err    error
+}
+
+func newQueueConn() *queueConn {
+	return &queueConn{wireConn: newWireConn(), failed: make(chan struct{})}
+}
+
+func (c *queueConn) Queue() <-chan transport.Datagram { return c.in }
+func (c *queueConn) Failed() <-chan struct{}          { return c.failed }
+
+func (c *queueConn) Err() error {
+	select {
+	case <-c.failed:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+func (c *queueConn) fail(err error) {
+	c.err = err
+	close(c.failed)
+}
+
+// connKinds are the two wires an instance reads: a shared link's
+// endpoint, whose queue its loop takes adverts from, and a socket of its
+// own (transport.Conn), which a goroutine of the instance's reads. Each
+// returns the conn and the wireConn the test feeds and watches.
+var connKinds = []struct {
+	name string
+	new  func() (AdvertConn, *wireConn)
+}{
+	{"queued", func() (AdvertConn, *wireConn) { c := newQueueConn(); return c, c.wireConn }},
+	{"read", func() (AdvertConn, *wireConn) { c := newWireConn(); return c, c }},
+}
+
 // startRun runs i until the returned stop is called, which waits for Run
 // and returns its error. A test that ends before (t.Fatal) stops it at
 // cleanup, inside the bubble: otherwise synctest would panic on the
@@ -157,7 +199,7 @@ func TestHolderFault(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := newRunHolder(0)
-				conn := newWireConn()
+				conn := newQueueConn()
 				i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), conn, h)
 				if err != nil {
 					t.Fatal(err)
@@ -227,7 +269,7 @@ func TestHolderFault(t *testing.T) {
 func TestHolderFaultReleases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newRunHolder(0)
-		conn := newWireConn()
+		conn := newQueueConn()
 		i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), conn, h)
 		if err != nil {
 			t.Fatal(err)
@@ -264,7 +306,7 @@ func TestHolderRetryBackoff(t *testing.T) {
 		for range 100 {
 			h.fail <- errors.New("no socket")
 		}
-		i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), newWireConn(), h)
+		i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), newQueueConn(), h)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,57 +336,70 @@ func TestHolderRetryBackoff(t *testing.T) {
 // Run returns only when every goroutine it started has: the holder's Run
 // and the advert reader included, even a reader with adverts still
 // coming and nobody left to take them (it once blocked forever on its
-// send); synctest fails the test if any goroutine is left blocked.
+// send); synctest fails the test if any goroutine is left blocked. A
+// shared link's endpoint is never Read: its queue goes straight to the
+// instance's loop, with no reading goroutine.
 func TestRunJoinsGoroutines(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newRunHolder(0)
-		conn := newWireConn()
-		i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), conn, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A higher-priority master advertises every 10ms, more than the
-		// reader's queue holds once the instance stops taking them.
-		master := netip.MustParseAddr("10.0.0.1")
-		mcfg := i.mcfg
-		b, err := vrrp.Marshal(mcfg.Advert(200), master, group)
-		if err != nil {
-			t.Fatal(err)
-		}
-		peerStop := make(chan struct{})
-		peerDone := make(chan struct{})
-		go func() {
-			defer close(peerDone)
-			for {
-				select {
-				case conn.in <- transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255}:
-				case <-peerStop:
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
+	for _, kind := range connKinds {
+		t.Run(kind.name, func(t *testing.T) { synctest.Test(t, func(t *testing.T) { testRunJoinsGoroutines(t, kind.new) }) })
+	}
+}
+
+func testRunJoinsGoroutines(t *testing.T, newConn func() (AdvertConn, *wireConn)) {
+	h := newRunHolder(0)
+	c, conn := newConn()
+	_, queued := c.(queuedConn)
+	i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A higher-priority master advertises every 10ms, more than the
+	// reader's queue holds once the instance stops taking them.
+	master := netip.MustParseAddr("10.0.0.1")
+	mcfg := i.mcfg
+	b, err := vrrp.Marshal(mcfg.Advert(200), master, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerStop := make(chan struct{})
+	peerDone := make(chan struct{})
+	go func() {
+		defer close(peerDone)
+		for {
+			select {
+			case conn.in <- transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255}:
+			case <-peerStop:
+				return
 			}
-		}()
-		stop := startRun(t, i)
-		time.Sleep(time.Second)
-		synctest.Wait()
-		if got := i.Status().State; got != "BACKUP" {
-			t.Errorf("state %s beside a priority-200 master, want BACKUP", got)
+			time.Sleep(10 * time.Millisecond)
 		}
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if _, active := h.runs(); active != 0 {
-			t.Errorf("%d holder Runs still running after Run returned", active)
-		}
-		if n := conn.readers(); n != 0 {
-			t.Errorf("%d Reads still running after Run returned", n)
-		}
-		// The peer goes on sending to a reader that is gone: nothing
-		// takes its adverts now.
-		time.Sleep(time.Second)
-		close(peerStop)
-		<-peerDone
-	})
+	}()
+	stop := startRun(t, i)
+	time.Sleep(time.Second)
+	synctest.Wait()
+	if got := i.Status().State; got != "BACKUP" {
+		t.Errorf("state %s beside a priority-200 master, want BACKUP", got)
+	}
+	if n := i.Status().AdvertsReceived; n < 90 {
+		t.Errorf("%d adverts received in 1s from a master advertising every 10ms, want about 100", n)
+	}
+	if n, want := conn.readers(), map[bool]int{true: 0, false: 1}[queued]; n != want {
+		t.Errorf("%d Reads running, want %d (queued: %v)", n, want, queued)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if _, active := h.runs(); active != 0 {
+		t.Errorf("%d holder Runs still running after Run returned", active)
+	}
+	if n := conn.readers(); n != 0 {
+		t.Errorf("%d Reads still running after Run returned", n)
+	}
+	// The peer goes on sending to a reader that is gone: nothing
+	// takes its adverts now.
+	time.Sleep(time.Second)
+	close(peerStop)
+	<-peerDone
 }
 
 // failConn fails its first Read.
@@ -354,21 +409,33 @@ func (c *failConn) Read([]byte) (transport.Datagram, error) {
 	return transport.Datagram{}, errors.New("socket gone")
 }
 
-// A read error ends Run with that error, after everything it started.
+// A read error ends Run with that error, after everything it started:
+// a socket of the instance's own that fails to read, or a shared link
+// whose reading failed.
 func TestRunReadError(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newRunHolder(0)
-		conn := &failConn{wireConn: *newWireConn()}
-		i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), conn, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = i.Run(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "vrrp_instance vi: socket gone") {
-			t.Errorf("Run: %v, want the read error", err)
-		}
-		if _, active := h.runs(); active != 0 {
-			t.Errorf("%d holder Runs still running after Run returned", active)
-		}
-	})
+	kinds := []struct {
+		name string
+		conn func() AdvertConn
+	}{
+		{"queued", func() AdvertConn { c := newQueueConn(); c.fail(errors.New("socket gone")); return c }},
+		{"read", func() AdvertConn { return &failConn{wireConn: *newWireConn()} }},
+	}
+	for _, kind := range kinds {
+		t.Run(kind.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newRunHolder(0)
+				i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), kind.conn(), h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = i.Run(context.Background())
+				if err == nil || !strings.Contains(err.Error(), "vrrp_instance vi: socket gone") {
+					t.Errorf("Run: %v, want the read error", err)
+				}
+				if _, active := h.runs(); active != 0 {
+					t.Errorf("%d holder Runs still running after Run returned", active)
+				}
+			})
+		})
+	}
 }

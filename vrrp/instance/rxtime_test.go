@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"errors"
 	"io"
 	"net/netip"
 	"testing"
@@ -58,37 +59,48 @@ func (c *oneConn) Read(buf []byte) (transport.Datagram, error) {
 }
 
 // A backup's Master_Down_Timer runs from the kernel's receive time of the
-// master's advert, carried from the socket through the reading goroutine.
+// master's advert, carried from the socket to the state machine: taken
+// from a shared link's queue, or read by the instance's own reading
+// goroutine.
 func TestMasterDownFromReceiveTime(t *testing.T) {
-	i := newTestInstance(t, &fakeHolder{})
-	master := netip.MustParseAddr("10.0.0.1")
-	group := netip.MustParseAddr("224.0.0.18")
-	mcfg := i.mcfg
-	mcfg.Priority = 150
-	b, err := vrrp.Marshal(mcfg.Advert(150), master, group)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		// take hands d to i as its kind of wire does.
+		take func(t *testing.T, i *Instance, d transport.Datagram)
+	}{
+		{"queued", func(t *testing.T, i *Instance, d transport.Datagram) { i.received(d) }},
+		{"read", func(t *testing.T, i *Instance, d transport.Datagram) {
+			i.conn = &oneConn{d: d}
+			out := make(chan transport.Datagram, 1)
+			if err := i.readLoop(make(chan struct{}), out); !errors.Is(err, io.EOF) {
+				t.Fatalf("readLoop: %v, want the socket's EOF", err)
+			}
+			i.received(<-out)
+		}},
 	}
-	rx := time.Now().Add(-40 * time.Millisecond).Round(0)
-	i.conn = &oneConn{d: transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: rx}}
-
-	t0 := time.Now()
-	i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
-	out := make(chan advertIn, 1)
-	errc := make(chan error, 1)
-	i.readLoop(make(chan struct{}), out, errc)
-	a := <-out
-	if !a.rx.Equal(rx) {
-		t.Fatalf("advert carried receive time %v, want %v", a.rx, rx)
-	}
-	i.stepAt(advertTime(time.Now(), a.rx, i.lastStep), vrrp.AdvertReceived{Advert: a.adv, Src: a.src})
-	if i.fsm.State() != vrrp.Backup {
-		t.Fatalf("state %v, want backup", i.fsm.State())
-	}
-	// Priority 100 at 100 ms: 3 × 100 ms + (256-100)/256 × 100 ms.
-	mdi := 300*time.Millisecond + 156*100*time.Millisecond/256
-	if got := i.fsm.NextDeadline().Sub(rx); got < mdi-time.Millisecond || got > mdi+time.Millisecond {
-		t.Errorf("Master_Down_Timer fires %v after the advert's arrival, want %v", got, mdi)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			i := newTestInstance(t, &fakeHolder{})
+			master := netip.MustParseAddr("10.0.0.1")
+			mcfg := i.mcfg
+			mcfg.Priority = 150
+			b, err := vrrp.Marshal(mcfg.Advert(150), master, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rx := time.Now().Add(-40 * time.Millisecond).Round(0)
+			t0 := time.Now()
+			i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
+			tt.take(t, i, transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: rx})
+			if i.fsm.State() != vrrp.Backup || i.Status().AdvertsReceived != 1 {
+				t.Fatalf("state %v after %d adverts, want backup after 1", i.fsm.State(), i.Status().AdvertsReceived)
+			}
+			// Priority 100 at 100 ms: 3 × 100 ms + (256-100)/256 × 100 ms.
+			mdi := 300*time.Millisecond + 156*100*time.Millisecond/256
+			if got := i.fsm.NextDeadline().Sub(rx); got < mdi-time.Millisecond || got > mdi+time.Millisecond {
+				t.Errorf("Master_Down_Timer fires %v after the advert's arrival, want %v", got, mdi)
+			}
+		})
 	}
 }
 
@@ -98,7 +110,6 @@ func TestMasterDownFromReceiveTime(t *testing.T) {
 func TestTimerAfterQueuedAdverts(t *testing.T) {
 	i := newTestInstance(t, &fakeHolder{})
 	master := netip.MustParseAddr("10.0.0.1")
-	group := netip.MustParseAddr("224.0.0.18")
 	b, err := vrrp.Marshal(i.mcfg.Advert(150), master, group)
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +129,8 @@ func TestTimerAfterQueuedAdverts(t *testing.T) {
 	// The master kept advertising; the daemon stalled past the deadline
 	// with its last advert queued, received 10 ms before the deadline.
 	deadline := i.fsm.NextDeadline()
-	adverts := make(chan advertIn, 8)
-	adverts <- advertIn{adv: adv, src: master, rx: deadline.Add(-10 * time.Millisecond)}
+	adverts := make(chan transport.Datagram, 8)
+	adverts <- transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: deadline.Add(-10 * time.Millisecond)}
 	before := i.Status().Transitions
 	i.timerFired(adverts)
 	if st := i.Status(); st.State != vrrp.Backup.String() || st.Transitions != before {
@@ -133,7 +144,7 @@ func TestTimerAfterQueuedAdverts(t *testing.T) {
 	j := newTestInstance(t, &fakeHolder{})
 	j.perform(t0, j.fsm.Step(t0, vrrp.Start{}), false)
 	j.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
-	j.timerFired(make(chan advertIn, 8))
+	j.timerFired(make(chan transport.Datagram, 8))
 	if j.fsm.State() != vrrp.Master {
 		t.Errorf("state %v with no advert since: want master", j.fsm.State())
 	}

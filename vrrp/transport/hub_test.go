@@ -343,17 +343,34 @@ func TestEndpointClose(t *testing.T) {
 }
 
 // When reading the link fails, each of its endpoints' Read reports why,
-// and a new endpoint opens a new link rather than join the dead one.
+// as do Failed and Err to a loop that takes its Queue instead, and a new
+// endpoint opens a new link rather than join the dead one.
 func TestHubReadFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newFakeHub()
 		a := listen(t, h, Config{VRID: 1})
 		b := listen(t, h, Config{VRID: 2})
+		h.wires[0].in <- advert(1, peer, 'a')
+		select {
+		case d := <-a.Queue():
+			if d.Payload[11] != 'a' {
+				t.Errorf("Queue delivered %x, want the advert", d.Payload)
+			}
+		case <-a.Failed():
+			t.Fatal("Failed closed before reading failed")
+		}
+		if err := a.Err(); err != nil {
+			t.Errorf("Err before reading failed: %v", err)
+		}
 		boom := errors.New("read VRRP on eth0: boom")
 		h.wires[0].fail <- boom
 		for _, e := range []*Endpoint{a, b} {
 			if _, err := e.Read(make([]byte, 1500)); !errors.Is(err, boom) {
 				t.Errorf("Read: %v, want %v", err, boom)
+			}
+			<-e.Failed()
+			if err := e.Err(); !errors.Is(err, boom) {
+				t.Errorf("Err: %v, want %v", err, boom)
 			}
 		}
 		c := listen(t, h, Config{VRID: 3})
