@@ -154,8 +154,23 @@ func TestScaleLvsha(t *testing.T) {
 	// every 20 ms, retrying a failed request once after 50 ms.
 	vip := insts[len(insts)/2].vip()
 	url := "http://" + vip + "/"
-	if counts, failed, _, _ := pollVIP(t, client, url, time.Second); failed != 0 || counts["lb1"] == 0 || counts["lb2"] != 0 {
-		t.Fatalf("client through %s before the stop: %v, %d failed; want lb1 only", vip, counts, failed)
+	// Right after a preemption the client may still reach the old master
+	// for a moment (its neighbour entry, updated less than locktime ago,
+	// ignores the new master's gratuitous ARPs): wait, boundedly, for a
+	// whole second of lb1 only, and say how long that took.
+	var seen []string
+	for try := 0; ; try++ {
+		counts, failed, _, _ := pollVIP(t, client, url, time.Second)
+		if failed == 0 && counts["lb1"] > 0 && counts["lb2"] == 0 {
+			break
+		}
+		seen = append(seen, fmt.Sprintf("%v, %d failed", counts, failed))
+		if try == 4 {
+			t.Fatalf("client through %s before the stop, five seconds in a row: %v; want lb1 only", vip, seen)
+		}
+	}
+	if len(seen) > 0 {
+		t.Logf("client through %s after the preemption: %v before a second of lb1 only", vip, seen)
 	}
 	type polled struct {
 		r   pollResult
