@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"io"
 	"os"
 	"os/exec"
@@ -55,19 +54,7 @@ func TestDrainByHand(t *testing.T) {
 	eventually(t, "both at weight 1", 10*time.Second, func() bool { return s.weight(t, web1) == "1" && s.weight(t, web2) == "1" })
 
 	// A client holds a connection to one of them; that one is drained.
-	hold := exec.Command("ip", "netns", "exec", s.client, self(t))
-	hold.Env = append(os.Environ(), envRole+"=hold", "LVSHA_URL=http://"+seedVIP+"/")
-	stdin, _ := hold.StdinPipe()
-	stdout, _ := hold.StdoutPipe()
-	if err := hold.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopProc(hold) })
-	out := bufio.NewReader(stdout)
-	first, err := out.ReadString('\n')
-	if err != nil || !strings.HasPrefix(first, "first web") {
-		t.Fatalf("holding client's first request: %q %v", first, err)
-	}
+	stdin, out, first := s.holdClient(t)
 	held := strings.TrimSpace(strings.TrimPrefix(first, "first "))
 	drained, other := web1, web2
 	if held == "web2" {

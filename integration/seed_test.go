@@ -235,19 +235,7 @@ func TestSeedNATRoundRobin(t *testing.T) {
 
 	// Restarting lvsha drops no connection: a client holding a keep-alive
 	// connection through the VIP uses it again after the restart.
-	hold := exec.Command("ip", "netns", "exec", s.client, self(t))
-	hold.Env = append(os.Environ(), envRole+"=hold", "LVSHA_URL=http://"+seedVIP+"/")
-	stdin, _ := hold.StdinPipe()
-	stdout, _ := hold.StdoutPipe()
-	if err := hold.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopProc(hold) })
-	out := bufio.NewReader(stdout)
-	first, err := out.ReadString('\n')
-	if err != nil || !strings.HasPrefix(first, "first web") {
-		t.Fatalf("holding client's first request: %q %v", first, err)
-	}
+	stdin, out, first := s.holdClient(t)
 	stopProc(s.lvsha)
 	if got := ipvsadmTable(t, s.lb); !strings.Contains(got, "TCP  192.168.164.100:80 rr") {
 		t.Fatalf("after SIGTERM the kernel table is gone:\n%s", got)
@@ -263,6 +251,27 @@ func TestSeedNATRoundRobin(t *testing.T) {
 	if got := ipvsadmTable(t, s.lb); !strings.Contains(got, "192.168.164.10:80") || !strings.Contains(got, "192.168.164.11:80") {
 		t.Errorf("table after restart:\n%s", got)
 	}
+}
+
+// holdClient starts, in the client's namespace, a client that fetches the
+// VIP once on a keep-alive connection and again on the same connection
+// when a line is written to stdin; first is its first answer's line.
+func (s *seed) holdClient(t *testing.T) (stdin io.Writer, out *bufio.Reader, first string) {
+	t.Helper()
+	hold := exec.Command("ip", "netns", "exec", s.client, self(t))
+	hold.Env = append(os.Environ(), envRole+"=hold", "LVSHA_URL=http://"+seedVIP+"/")
+	in, _ := hold.StdinPipe()
+	stdout, _ := hold.StdoutPipe()
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopProc(hold) })
+	out = bufio.NewReader(stdout)
+	first, err := out.ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, "first web") {
+		t.Fatalf("holding client's first request: %q %v", first, err)
+	}
+	return in, out, first
 }
 
 func mustRead(t *testing.T, path string) string {
