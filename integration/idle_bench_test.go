@@ -13,6 +13,7 @@ type usage struct {
 	cpu      time.Duration // time on a CPU, every thread, to the nanosecond
 	switches int           // context switches, voluntary and not
 	rssKiB   int
+	threads  int // at the reading
 }
 
 // procGroupUsage sums usage over the processes of process group pgid,
@@ -43,6 +44,7 @@ func procGroupUsage(pgid int) usage {
 			u.rssKiB += kib
 		}
 		tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
+		u.threads += len(tasks)
 		for _, t := range tasks {
 			dir := "/proc/" + e.Name() + "/task/" + t.Name()
 			if b, err := os.ReadFile(dir + "/schedstat"); err == nil {

@@ -251,7 +251,7 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	r.backupSw = rate(float64(b0.v.switches), float64(b1.v.switches), 1, b0.at, b1.at)
 	r.busy = rate(float64(busy0.v), float64(busy1.v), ms, busy0.at, busy1.at)
 	r.masterRSS, r.backupRSS = m1.v.rssKiB, b1.v.rssKiB
-	r.masterThr, r.backupThr = groupThreads(mpg), groupThreads(bpg)
+	r.masterThr, r.backupThr = m1.v.threads, b1.v.threads
 	if t0 >= 0 {
 		_, tm, err1 := master.countStates(insts, "MASTER")
 		_, tb, err2 := backup.countStates(insts, "BACKUP")

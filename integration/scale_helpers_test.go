@@ -480,30 +480,6 @@ func systemBusy() time.Duration {
 	return time.Duration(busy)
 }
 
-// groupThreads counts the threads of the processes in process group pgid.
-func groupThreads(pgid int) int {
-	n := 0
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-		if len(f) < 3 {
-			continue
-		}
-		if pg, _ := strconv.Atoi(f[2]); pg == pgid {
-			tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
-			n += len(tasks)
-		}
-	}
-	return n
-}
-
 // envDuration is the duration in the environment variable name, else def.
 // The outer run passes LVSHA_SCALE_* variables into the VM.
 func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
