@@ -78,18 +78,14 @@ func (s *selfProber) Refresh() {
 // redirected as Update will redirect them now, and blocked real servers
 // down.
 func (s *selfProber) Preview(cfg *conf.Config) (func(string, netip.AddrPort) bool, func(string, netip.AddrPort) (int, bool)) {
-	isLocal, err := s.local()
-	if err != nil {
-		isLocal = func(netip.Addr) bool { return false }
-	}
-	sp := health.FindSelfProbes(cfg, isLocal)
+	sp, probed := s.find(cfg, false)
 	blocked := map[health.Key]bool{}
 	for _, p := range sp {
 		if p.Blocked() {
 			blocked[health.Key{VirtualServer: p.VirtualServer, RealServer: p.RealServer}] = true
 		}
 	}
-	up, weight := s.prober.Preview(withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp))
+	up, weight := s.prober.Preview(probed)
 	return func(vs string, rs netip.AddrPort) bool {
 			return !blocked[health.Key{VirtualServer: vs, RealServer: rs}] && up(vs, rs)
 		}, func(vs string, rs netip.AddrPort) (int, bool) {
@@ -100,17 +96,27 @@ func (s *selfProber) Preview(cfg *conf.Config) (func(string, netip.AddrPort) boo
 		}
 }
 
-// update runs on the daemon loop only (Update and Refresh both), so two
-// calls never give the engine their configs out of order.
-func (s *selfProber) update(cfg *conf.Config, always bool) {
+// find reads the director's addresses and returns cfg's self probes with
+// the config the engine probes: those redirected, the blocked ones
+// without a check. Unknown addresses count as none local, so a probe of
+// a virtual service is refused (down) rather than balanced (wrongly up);
+// logged when logErr.
+func (s *selfProber) find(cfg *conf.Config, logErr bool) ([]health.SelfProbe, *conf.Config) {
 	isLocal, err := s.local()
 	if err != nil {
-		// Unknown addresses: treat none as local, so a probe of a virtual
-		// service is refused (down) rather than balanced (wrongly up).
-		s.log.Error("cannot tell which virtual services are this director's own", "op", "probe", "error", err)
+		if logErr {
+			s.log.Error("cannot tell which virtual services are this director's own", "op", "probe", "error", err)
+		}
 		isLocal = func(netip.Addr) bool { return false }
 	}
 	sp := health.FindSelfProbes(cfg, isLocal)
+	return sp, withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp)
+}
+
+// update runs on the daemon loop only (Update and Refresh both), so two
+// calls never give the engine their configs out of order.
+func (s *selfProber) update(cfg *conf.Config, always bool) {
+	sp, probed := s.find(cfg, true)
 	now := time.Now()
 	probes := make(map[health.Key]health.SelfProbe, len(sp))
 	s.mu.Lock()
@@ -139,7 +145,7 @@ func (s *selfProber) update(cfg *conf.Config, always bool) {
 	s.cfg, s.probes, s.since = cfg, probes, since
 	s.mu.Unlock()
 	if always || changed {
-		s.prober.Update(withoutBlocked(health.RedirectSelfProbes(cfg, sp), sp))
+		s.prober.Update(probed)
 	}
 }
 
