@@ -83,7 +83,15 @@ type queuedConn interface {
 	// Failed closes when reading has failed; Err then says why.
 	Failed() <-chan struct{}
 	Err() error
+	// Drain queues, before it returns, the adverts that have arrived
+	// but that the reader has not read yet.
+	Drain()
 }
+
+// A shared link's endpoint is read through its queue: were it ever to
+// lose a method of queuedConn, instances would fall back to a reading
+// goroutine each, silently.
+var _ queuedConn = (*transport.Endpoint)(nil)
 
 // wireDrops is an AdvertConn that drops adverts before they are read and
 // counts them by reason (*transport.Endpoint: not from a unicast peer, its
@@ -448,7 +456,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	readStop := make(chan struct{})
 	readDone := make(chan struct{})
 	if q, ok := i.conn.(queuedConn); ok {
-		rd = reading{queue: q.Queue(), failed: q.Failed(), err: q.Err}
+		rd = reading{queue: q.Queue(), failed: q.Failed(), err: q.Err, drain: q.Drain}
 		close(readDone)
 	} else {
 		rd = i.startReading(readStop, readDone)
@@ -484,14 +492,25 @@ func (i *Instance) Run(ctx context.Context) error {
 // a backup take over from a live master and give it back a moment later.
 // Each advert steps at its kernel receive time, so one that arrived in
 // time resets the timer as it would have. Bounded by the queue's size.
-func (i *Instance) timerFired(adverts <-chan transport.Datagram) {
-	// Let the reading goroutine (the link's, or readLoop) hand over what
-	// it has already read. Not on a master's tick, one per advert sent:
-	// there the timer only sends, and an advert read a moment later
-	// changes nothing but that one advert.
+//
+// An advert can also be later than the timer without being queued yet:
+// after a stall of the whole process, the runtime may run the expired
+// timer before the link's reader has read the socket. So a timer that is
+// not a master's tick first drains the socket into the queues (rd.drain,
+// a shared link's), or lets its own reading goroutine run (readLoop).
+// Not on a master's tick, one per advert sent: there the timer only
+// sends, and an advert read a moment later changes nothing but that one
+// advert. A backup's Master_Down_Timer fires only when adverts stop, so
+// the drain costs nothing while the master is heard.
+func (i *Instance) timerFired(rd reading) {
 	if i.fsm.State() != vrrp.Master {
-		runtime.Gosched()
+		if rd.drain != nil {
+			rd.drain()
+		} else {
+			runtime.Gosched()
+		}
 	}
+	adverts := rd.queue
 queued:
 	for range cap(adverts) {
 		select {
@@ -522,6 +541,8 @@ type reading struct {
 	queue  <-chan transport.Datagram
 	failed <-chan struct{}
 	err    func() error
+	// drain, if set, queues what has arrived and is not read yet.
+	drain func()
 }
 
 // loop is Run's state machine loop, until the handover is done (nil) or
@@ -547,9 +568,9 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 		case d := <-rd.queue:
 			i.received(d)
 		case <-w.timer.C:
-			i.timerFired(rd.queue)
+			i.timerFired(rd)
 		case <-w.ticker.C:
-			i.timerFired(rd.queue)
+			i.timerFired(rd)
 		case ev := <-i.events:
 			i.event(ev)
 		case err := <-holderc:

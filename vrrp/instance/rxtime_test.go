@@ -106,46 +106,79 @@ func TestMasterDownFromReceiveTime(t *testing.T) {
 
 // When the Master_Down_Timer and an advert that arrived before it expired
 // are both waiting (after a stall), the advert counts first: the backup
-// stays backup instead of taking over from a live master.
+// stays backup instead of taking over from a live master. The advert may
+// be queued already, or still in the link's socket, the reader not yet
+// run: the timer then drains the socket first. A master's tick never
+// drains (it only sends, one per advert interval).
 func TestTimerAfterQueuedAdverts(t *testing.T) {
-	i := newTestInstance(t, &fakeHolder{})
 	master := netip.MustParseAddr("10.0.0.1")
-	b, err := vrrp.Marshal(i.mcfg.Advert(150), master, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adv, reason := vrrp.Parse(b, master, group, 255)
-	if reason != vrrp.DropNone {
-		t.Fatal(reason)
-	}
-	// The master's advert 380 ms ago: Master_Down_Interval (361 ms at
-	// priority 100) has just run out.
-	t0 := time.Now().Add(-380 * time.Millisecond).Round(0)
-	i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
-	i.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
-	if i.fsm.State() != vrrp.Backup {
-		t.Fatalf("state %v, want backup", i.fsm.State())
-	}
-	// The master kept advertising; the daemon stalled past the deadline
-	// with its last advert queued, received 10 ms before the deadline.
-	deadline := i.fsm.NextDeadline()
-	adverts := make(chan transport.Datagram, 8)
-	adverts <- transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: deadline.Add(-10 * time.Millisecond)}
-	before := i.Status().Transitions
-	i.timerFired(adverts)
-	if st := i.Status(); st.State != vrrp.Backup.String() || st.Transitions != before {
-		t.Errorf("after the stall: %s with %d transitions (was %d): the timer was taken before the advert that arrived in time",
-			st.State, st.Transitions, before)
-	}
-	if len(adverts) != 0 {
-		t.Errorf("%d adverts left queued", len(adverts))
-	}
-	// Without that advert the timer expires: the test's stall is real.
-	j := newTestInstance(t, &fakeHolder{})
-	j.perform(t0, j.fsm.Step(t0, vrrp.Start{}), false)
-	j.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
-	j.timerFired(make(chan transport.Datagram, 8))
-	if j.fsm.State() != vrrp.Master {
-		t.Errorf("state %v with no advert since: want master", j.fsm.State())
+	for _, tt := range []struct {
+		name string
+		// unread: the advert is in the socket, not in the queue.
+		unread bool
+	}{
+		{"queued", false},
+		{"unread in the socket", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			i := newTestInstance(t, &fakeHolder{})
+			b, err := vrrp.Marshal(i.mcfg.Advert(150), master, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adv, reason := vrrp.Parse(b, master, group, 255)
+			if reason != vrrp.DropNone {
+				t.Fatal(reason)
+			}
+			// The master's advert 380 ms ago: Master_Down_Interval (361
+			// ms at priority 100) has just run out.
+			t0 := time.Now().Add(-380 * time.Millisecond).Round(0)
+			i.perform(t0, i.fsm.Step(t0, vrrp.Start{}), false)
+			i.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
+			if i.fsm.State() != vrrp.Backup {
+				t.Fatalf("state %v, want backup", i.fsm.State())
+			}
+			// The master kept advertising; the daemon stalled past the
+			// deadline, its last advert received 10 ms before it.
+			late := transport.Datagram{Payload: b, Src: master, Dst: group, HopLimit: 255, At: i.fsm.NextDeadline().Add(-10 * time.Millisecond)}
+			adverts := make(chan transport.Datagram, 8)
+			drains := 0
+			rd := reading{queue: adverts, drain: func() {
+				drains++
+				if tt.unread && drains == 1 {
+					adverts <- late
+				}
+			}}
+			if !tt.unread {
+				adverts <- late
+			}
+			before := i.Status().Transitions
+			i.timerFired(rd)
+			if st := i.Status(); st.State != vrrp.Backup.String() || st.Transitions != before {
+				t.Errorf("after the stall: %s with %d transitions (was %d): the timer was taken before the advert that arrived in time",
+					st.State, st.Transitions, before)
+			}
+			if len(adverts) != 0 {
+				t.Errorf("%d adverts left queued", len(adverts))
+			}
+			if drains != 1 {
+				t.Errorf("a backup's timer drained the socket %d times, want once", drains)
+			}
+			// Without that advert the timer expires: the test's stall is
+			// real. The new master's ticks do not drain.
+			j := newTestInstance(t, &fakeHolder{})
+			j.perform(t0, j.fsm.Step(t0, vrrp.Start{}), false)
+			j.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
+			drains = 0
+			rd = reading{queue: make(chan transport.Datagram, 8), drain: func() { drains++ }}
+			j.timerFired(rd)
+			if j.fsm.State() != vrrp.Master {
+				t.Fatalf("state %v with no advert since: want master", j.fsm.State())
+			}
+			j.timerFired(rd)
+			if drains != 1 {
+				t.Errorf("drains: %d, want 1 (the backup's timer, not the master's tick)", drains)
+			}
+		})
 	}
 }

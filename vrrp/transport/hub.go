@@ -70,8 +70,13 @@ func NewHub() *Hub { return &Hub{links: map[linkKey]*link{}, open: openWire} }
 
 // wire is one link's sockets as its reader and endpoints use them.
 type wire interface {
-	// read blocks until a datagram arrives; after close it fails.
-	read(buf []byte) (Datagram, error)
+	// receive hands each datagram to each as it arrives, in the order
+	// received, until reading fails or the wire closes (the error). A
+	// Payload is each's only during the call.
+	receive(each func(Datagram)) error
+	// receiveNow hands each the datagrams waiting now, without waiting
+	// for more; receive's order holds across both.
+	receiveNow(each func(Datagram)) error
 	writeTo(payload, oob []byte, dst netip.Addr) error
 	join() error
 	leave() error
@@ -82,6 +87,66 @@ type wire interface {
 type sockets struct {
 	*rxSocket
 	tx *txSocket
+	// mu is held from recvmsg to the end of each, so that the link's
+	// reader and an instance draining the socket (Endpoint.Drain) hand
+	// datagrams on in the order the kernel queued them; it guards buf
+	// and the rxSocket's oob.
+	mu  sync.Mutex
+	buf []byte
+}
+
+// drainBound is the most datagrams one pass reads before letting go of
+// the lock: a flood must not hold an instance's timer for long.
+const drainBound = 64
+
+// receive drains the socket whenever the poller says it is readable.
+// The poller is edge-triggered and forgets an earlier edge before it
+// waits, so each pass reads until EAGAIN (or the bound, and then passes
+// again at once) before it waits again.
+func (s *sockets) receive(each func(Datagram)) error {
+	for {
+		var err error
+		rerr := s.rc.Read(func(fd uintptr) bool {
+			var more bool
+			more, err = s.drain(int(fd), each)
+			return more || err != nil
+		})
+		if rerr != nil {
+			return fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, rerr)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *sockets) receiveNow(each func(Datagram)) error {
+	var err error
+	cerr := s.rc.Control(func(fd uintptr) { _, err = s.drain(int(fd), each) })
+	if cerr != nil {
+		return fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, cerr)
+	}
+	return err
+}
+
+// drain reads at most drainBound datagrams waiting on fd, handing each on;
+// more says the bound stopped it.
+func (s *sockets) drain(fd int, each func(Datagram)) (more bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range drainBound {
+		d, errno := s.recv(fd, s.buf)
+		switch errno {
+		case 0:
+			each(d)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false, nil
+		default:
+			return false, fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, errno)
+		}
+	}
+	return true, nil
 }
 
 func openWire(ifi *net.Interface, v6 bool) (wire, error) {
@@ -94,14 +159,14 @@ func openWire(ifi *net.Interface, v6 bool) (wire, error) {
 		rx.close()
 		return nil, err
 	}
-	return sockets{rx, tx}, nil
+	return &sockets{rxSocket: rx, tx: tx, buf: make([]byte, readBuf)}, nil
 }
 
-func (s sockets) writeTo(payload, oob []byte, dst netip.Addr) error {
+func (s *sockets) writeTo(payload, oob []byte, dst netip.Addr) error {
 	return s.tx.writeTo(payload, oob, dst)
 }
 
-func (s sockets) close() error { return errors.Join(s.tx.close(), s.rxSocket.close()) }
+func (s *sockets) close() error { return errors.Join(s.tx.close(), s.rxSocket.close()) }
 
 // linkKey names a link. An interface index means something only within
 // its network namespace, and a process may open instances from threads
@@ -157,16 +222,8 @@ type link struct {
 
 // run reads the link until its wire fails or closes.
 func (l *link) run() {
-	buf := make([]byte, readBuf)
-	for {
-		d, err := l.w.read(buf)
-		if err != nil {
-			l.err = err
-			close(l.done)
-			return
-		}
-		l.dispatch(d)
-	}
+	l.err = l.w.receive(l.dispatch)
+	close(l.done)
 }
 
 // dispatch hands d to the endpoints of its VRID. It never blocks.
@@ -401,6 +458,18 @@ func (e *Endpoint) Err() error {
 		return e.link.err
 	default:
 		return nil
+	}
+}
+
+// Drain hands the link's endpoints, this one's included, every advert
+// waiting in the link's socket, before Drain returns. A backup's
+// Master_Down_Timer calls it before it counts: after the whole process
+// stalled (a loaded host, a paused VM), the runtime may run the expired
+// timer before the link's reader, and adverts sent in time would still
+// be in the socket, unread. An error is left for the reader to report.
+func (e *Endpoint) Drain() {
+	if !e.link.dead() {
+		e.link.w.receiveNow(e.link.dispatch)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -25,6 +26,12 @@ type fakeWire struct {
 	fail    chan error
 	closed  chan struct{}
 	joinErr error
+	// mu orders receive and receiveNow as the real wire's lock does.
+	mu sync.Mutex
+	// unread are datagrams in the socket that the reader has not been
+	// woken for (a stalled process): only receiveNow, or receive's next
+	// pass, hands them on. Guarded by mu.
+	unread []Datagram
 
 	// Set by the Hub's calls, which it makes with its lock held, and read
 	// by the test once they are done.
@@ -32,15 +39,41 @@ type fakeWire struct {
 	sent                  []netip.Addr
 }
 
-func (f *fakeWire) read(buf []byte) (Datagram, error) {
-	select {
-	case d := <-f.in:
-		d.Payload = buf[:copy(buf, d.Payload)]
-		return d, nil
-	case err := <-f.fail:
-		return Datagram{}, err
-	case <-f.closed:
-		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", f.name, net.ErrClosed)
+func (f *fakeWire) receive(each func(Datagram)) error {
+	for {
+		select {
+		case d := <-f.in:
+			f.mu.Lock()
+			f.handUnread(each)
+			each(d)
+			f.mu.Unlock()
+		case err := <-f.fail:
+			return err
+		case <-f.closed:
+			return fmt.Errorf("read VRRP on %s: %w", f.name, net.ErrClosed)
+		}
+	}
+}
+
+// handUnread hands on what the test left unread; f.mu is held.
+func (f *fakeWire) handUnread(each func(Datagram)) {
+	for _, d := range f.unread {
+		each(d)
+	}
+	f.unread = nil
+}
+
+func (f *fakeWire) receiveNow(each func(Datagram)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.handUnread(each)
+	for {
+		select {
+		case d := <-f.in:
+			each(d)
+		default:
+			return nil
+		}
 	}
 }
 
@@ -654,5 +687,119 @@ func TestHubMulticastMembership(t *testing.T) {
 	}
 	if multicastSeen() {
 		t.Error("multicast advert received after the last multicast endpoint closed")
+	}
+}
+
+// Drain hands an endpoint, before it returns, the adverts waiting in the
+// link's socket that the reader has not read (it was not woken: a
+// stalled process), routed as the reader would route them, in order;
+// on a link whose reading failed it does nothing.
+func TestHubDrain(t *testing.T) {
+	h := newFakeHub()
+	e1 := listen(t, h, Config{Interface: eth0, Source: self, VRID: 1})
+	e2 := listen(t, h, Config{Interface: eth0, Source: self, VRID: 2})
+	w := h.wires[0]
+	w.mu.Lock()
+	w.unread = []Datagram{advert(1, peer, 1), advert(2, peer, 2), advert(1, peer, 3), advert(9, peer, 4), advert(1, self, 5)}
+	w.mu.Unlock()
+	e1.Drain()
+	var got []byte
+	for len(e1.Queue()) > 0 {
+		d := <-e1.Queue()
+		got = append(got, d.Payload[len(d.Payload)-1])
+	}
+	if !bytes.Equal(got, []byte{1, 3}) {
+		t.Errorf("VRID 1 after Drain: adverts %v, want [1 3]", got)
+	}
+	if n := len(e2.Queue()); n != 1 {
+		t.Errorf("VRID 2 after VRID 1's Drain: %d adverts queued, want 1", n)
+	}
+	l := e1.link
+	if l.unknown.Load() != 1 || e1.Own.Load() != 1 {
+		t.Errorf("unknown VRID %d, own %d; want 1 and 1", l.unknown.Load(), e1.Own.Load())
+	}
+	w.fail <- errors.New("boom")
+	<-e1.Failed()
+	w.mu.Lock()
+	w.unread = []Datagram{advert(1, peer, 6)}
+	w.mu.Unlock()
+	e1.Drain()
+	if n := len(e1.Queue()); n != 0 {
+		t.Errorf("Drain on a failed link queued %d adverts", n)
+	}
+}
+
+// The real wire: receiveNow hands on, in order, what waits in the socket
+// and returns at once when nothing does; receive, started after it, still
+// wakes for the next datagram (the poller is edge-triggered: a pass that
+// stopped short of EAGAIN would sleep through it) and fails once the wire
+// closes.
+func TestSocketsReceiveNow(t *testing.T) {
+	var (
+		w   wire
+		snd *Conn
+	)
+	inPrivateNetns(t, func() {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, err = openWire(lo, false); err != nil {
+			t.Fatal(err)
+		}
+		src := netip.MustParseAddr("127.0.0.2")
+		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer snd.Close()
+	send := func(body byte) {
+		t.Helper()
+		p := slices.Clone(payload)
+		p[len(p)-1] = body
+		if err := snd.WriteTo(p, netip.MustParseAddr("127.0.0.1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []byte
+	collect := func(d Datagram) { got = append(got, d.Payload[len(d.Payload)-1]) }
+	for b := range byte(3) {
+		send(b)
+	}
+	for try := 0; len(got) < 3 && try < 100; try++ {
+		if err := w.receiveNow(collect); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) < 3 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !bytes.Equal(got, []byte{0, 1, 2}) {
+		t.Fatalf("receiveNow: %v, want [0 1 2]", got)
+	}
+	if err := w.receiveNow(collect); err != nil || len(got) != 3 {
+		t.Fatalf("receiveNow with nothing waiting: %v, %d datagrams", err, len(got))
+	}
+
+	next := make(chan byte, 4)
+	done := make(chan error, 1)
+	go func() { done <- w.receive(func(d Datagram) { next <- d.Payload[len(d.Payload)-1] }) }()
+	send(7)
+	select {
+	case b := <-next:
+		if b != 7 {
+			t.Errorf("receive: %d, want 7", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("receive did not wake for a datagram sent after a receiveNow")
+	}
+	w.close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("receive after close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("receive did not return after close")
 	}
 }

@@ -278,13 +278,12 @@ func (r *rxSocket) close() error {
 // rawSendmsg.
 func (r *rxSocket) read(buf []byte) (Datagram, error) {
 	var (
-		n, oobn int
-		from    unix.RawSockaddrAny
-		errno   syscall.Errno
+		d     Datagram
+		errno syscall.Errno
 	)
 	err := r.rc.Read(func(fd uintptr) bool {
 		for {
-			n, oobn, errno = rawRecvmsg(int(fd), buf, r.oob, &from)
+			d, errno = r.recv(int(fd), buf)
 			if errno != unix.EINTR {
 				return errno != unix.EAGAIN
 			}
@@ -296,6 +295,17 @@ func (r *rxSocket) read(buf []byte) (Datagram, error) {
 	if err != nil {
 		return Datagram{}, fmt.Errorf("read VRRP on %s: %w", r.ifi.Name, err)
 	}
+	return d, nil
+}
+
+// recv reads one datagram from fd into buf without waiting: EAGAIN when
+// none is there.
+func (r *rxSocket) recv(fd int, buf []byte) (Datagram, syscall.Errno) {
+	var from unix.RawSockaddrAny
+	n, oobn, errno := rawRecvmsg(fd, buf, r.oob, &from)
+	if errno != 0 {
+		return Datagram{}, errno
+	}
 	oob := r.oob[:oobn]
 	d := Datagram{Payload: buf[:n], At: ReceiveTime(oob), Src: sockaddrAddr(&from)}
 	if r.p6 != nil {
@@ -304,7 +314,7 @@ func (r *rxSocket) read(buf []byte) (Datagram, error) {
 			d.HopLimit = cm.HopLimit
 			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
 		}
-		return d, nil
+		return d, 0
 	}
 	// An IPv4 raw socket returns the IP header too; its TTL and
 	// destination come in the control messages.
@@ -320,7 +330,7 @@ func (r *rxSocket) read(buf []byte) (Datagram, error) {
 			d.Dst = a.Unmap()
 		}
 	}
-	return d, nil
+	return d, 0
 }
 
 // txSocket is a raw socket only for sending, kept out of Go's poller: the
