@@ -120,9 +120,21 @@ func (s *sockets) receive(each func(Datagram)) error {
 	}
 }
 
+// drainPasses bounds receiveNow: a process stalled for a second on a link
+// of 100 instances at 100 ms has 1,000 adverts waiting, and each
+// instance's first one after the stall is what its timer needs.
+const drainPasses = 64
+
 func (s *sockets) receiveNow(each func(Datagram)) error {
 	var err error
-	cerr := s.rc.Control(func(fd uintptr) { _, err = s.drain(int(fd), each) })
+	cerr := s.rc.Control(func(fd uintptr) {
+		for range drainPasses {
+			more, e := s.drain(int(fd), each)
+			if err = e; !more || err != nil {
+				return
+			}
+		}
+	})
 	if cerr != nil {
 		return fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, cerr)
 	}
