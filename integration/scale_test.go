@@ -144,6 +144,10 @@ func TestScaleLvsha(t *testing.T) {
 	if err := syscall.Kill(lb2.cmd.Process.Pid, syscall.SIGCONT); err != nil {
 		t.Fatalf("continue lb2's lvsha: %v", err)
 	}
+	if ok, seen := scaleSettled(t, lb1, lb2, insts); !ok {
+		lb2.logGrep(10, "VRRP transition")
+		t.Fatalf("right after the backup's stall: %s", seen)
+	}
 	holdSettled(t, lb1, lb2, insts, 2*time.Second)
 	if c := append(changed("lb1 ", t1, transitionsOf(t, lb1)), changed("lb2 ", t2, transitionsOf(t, lb2))...); len(c) > 0 {
 		lb2.logGrep(10, "VRRP transition")

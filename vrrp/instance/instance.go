@@ -839,8 +839,13 @@ const (
 
 // maxAdvertWait bounds how long before its reading an advert may have
 // arrived for its arrival time to be used; a longer wait is a wall clock
-// that moved, not a slow read.
-const maxAdvertWait = time.Second
+// that moved, not a slow read. A stalled process reads a second late and
+// more (it was 1 s: on a loaded host a backup resumed after a stall of a
+// second then stepped its master's adverts at the time it read them,
+// after its Master_Down_Timer, and flapped to master and back). A wall
+// clock stepped forward by less than this is harmless: advertTime never
+// goes back past the previous event.
+const maxAdvertWait = 10 * time.Second
 
 // advertTime is when an advert read at now happened: when the kernel
 // received it (rx), so that a backup's Master_Down_Timer runs from the

@@ -24,6 +24,7 @@ func TestAdvertTime(t *testing.T) {
 	}{
 		{"unknown", time.Time{}, now.Add(-time.Second), now},
 		{"read 5ms late", wall.Add(-5 * time.Millisecond), now.Add(-time.Second), now.Add(-5 * time.Millisecond)},
+		{"read 1.5s late (a stalled process)", wall.Add(-1500 * time.Millisecond), now.Add(-2 * time.Second), now.Add(-1500 * time.Millisecond)},
 		{"not before the last event", wall.Add(-5 * time.Millisecond), now.Add(-2 * time.Millisecond), now.Add(-2 * time.Millisecond)},
 		{"from the future (clock stepped)", wall.Add(time.Millisecond), now.Add(-time.Second), now},
 		{"too old (clock stepped)", wall.Add(-maxAdvertWait - time.Millisecond), time.Time{}, now},
