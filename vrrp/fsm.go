@@ -96,6 +96,10 @@ type Config struct {
 	// StopWait bounds how long a resigning master keeps its VIPs waiting
 	// for its successor's advert; zero means 3 advert intervals.
 	StopWait time.Duration
+	// AlignAdverts puts a master's adverts on a shared schedule, the
+	// multiples of AdvertInterval since the Unix epoch (see firstTick);
+	// otherwise each keeps the phase of its first advert.
+	AlignAdverts bool
 }
 
 // Validate reports what makes c unusable.
@@ -324,7 +328,7 @@ func (m *Machine) Reconfigure(now time.Time, cfg Config) ([]Action, error) {
 	switch {
 	case m.state == Master && advertChanged:
 		s.do(SendAdvert{Priority: m.prio})
-		m.deadline = now.Add(cfg.AdvertInterval)
+		m.deadline = m.firstTick(now)
 	case m.state == Backup && cfg.Version == 2:
 		// Version 2 never learns the master's interval from its adverts.
 		m.masterAdverInterval = cfg.AdvertInterval
@@ -426,6 +430,28 @@ func (s *step) timer() {
 	}
 }
 
+// firstTick is when a master's next advert goes out after one it sent at
+// now off schedule (it became master, or answered a resignation or a
+// reload at once): an interval later, or with AlignAdverts the next
+// multiple of the interval since the Unix epoch, by the wall clock, at
+// most one interval away as RFC 5798 wants. Aligned, every master of one
+// interval on a director, and on directors whose clocks agree, keeps the
+// same phase (nextAdvert keeps it), so the process wakes once per
+// interval for all of them rather than once per instance, and a backup
+// reads their adverts in bursts. The advert this brings forward (by less
+// than an interval) only resets backups' timers early.
+func (m *Machine) firstTick(now time.Time) time.Time {
+	interval := m.cfg.AdvertInterval
+	if !m.cfg.AlignAdverts {
+		return now.Add(interval)
+	}
+	phase := time.Duration(now.UnixNano() % int64(interval))
+	if phase < 0 {
+		phase += interval
+	}
+	return now.Add(interval - phase)
+}
+
 // nextAdvert is when the advert after the one due at due goes out, seen
 // at now: one interval after due, not after now, so that adverts keep to
 // their schedule instead of each being late by the delays before it
@@ -453,7 +479,7 @@ func (s *step) start() {
 			// and advertise at once so backups waiting out Skew_Time
 			// stand down.
 			s.do(SendAdvert{Priority: m.prio})
-			m.deadline = s.now.Add(m.cfg.AdvertInterval)
+			m.deadline = m.firstTick(s.now)
 			s.to(Master, ReasonStartup)
 			return
 		}
@@ -487,7 +513,7 @@ func (s *step) becomeMaster(r Reason) {
 	m := s.m
 	m.wantMaster = false
 	s.do(SendAdvert{Priority: m.prio}, AddVIPs{Accept: m.cfg.Accept})
-	m.deadline = s.now.Add(m.cfg.AdvertInterval)
+	m.deadline = m.firstTick(s.now)
 	s.to(Master, r)
 }
 
@@ -565,7 +591,7 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 	case Master: // RFC 5798 6.4.3 (635)
 		if a.Priority == 0 {
 			s.do(SendAdvert{Priority: m.prio})
-			m.deadline = s.now.Add(m.cfg.AdvertInterval)
+			m.deadline = m.firstTick(s.now)
 			return
 		}
 		switch {

@@ -652,3 +652,58 @@ func TestReconfigure(t *testing.T) {
 		})
 	}
 }
+
+// With AlignAdverts, a master's adverts after the one it sends off
+// schedule (becoming master, answering a resignation, a reload) fall on
+// the multiples of the interval since the Unix epoch, at most one
+// interval later, and stay there; masters that took over at different
+// moments then share one phase.
+func TestAlignAdverts(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	// Master_Down_Interval at priority 100: 360.9375 ms.
+	down := MasterDownInterval(3, 100, interval)
+	tests := []struct {
+		name  string
+		start time.Duration // of the backup, from t0 (on the grid)
+		align bool
+		first time.Duration // second advert, from the takeover
+	}{
+		{"aligned, takeover 60.9375 ms past a slot", 0, true, 39062500 * time.Nanosecond},
+		{"aligned, takeover 99.9375 ms past a slot", 39 * time.Millisecond, true, 62500 * time.Nanosecond},
+		{"aligned, takeover on a slot", 39062500 * time.Nanosecond, true, interval},
+		{"not aligned", 0, false, interval},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			c.AdvertInterval, c.AlignAdverts = interval, tt.align
+			m, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Step(t0.Add(tt.start), Start{})
+			took := t0.Add(tt.start + down)
+			m.Step(took, TimerFired{})
+			if m.State() != Master {
+				t.Fatalf("state %s at Master_Down_Interval, want master", m.State())
+			}
+			next := m.NextDeadline()
+			if got := next.Sub(took); got != tt.first {
+				t.Errorf("second advert %v after the takeover, want %v", got, tt.first)
+			}
+			for range 3 {
+				acts := m.Step(next, TimerFired{})
+				if len(acts) != 1 {
+					t.Fatalf("at the Adver_Timer: %v, want one advert", acts)
+				}
+				if got := m.NextDeadline().Sub(next); got != interval {
+					t.Errorf("adverts %v apart, want %v", got, interval)
+				}
+				next = m.NextDeadline()
+			}
+			if onGrid := next.UnixNano()%int64(interval) == 0; onGrid != tt.align {
+				t.Errorf("advert at %v: on the grid %v, want %v", next.Sub(t0), onGrid, tt.align)
+			}
+		})
+	}
+}

@@ -265,6 +265,8 @@ func machineConfig(cfg conf.VRRPInstance, src netip.Addr) vrrp.Config {
 		PreemptDelay:   cfg.PreemptDelay,
 		Accept:         cfg.Accept,
 		Source:         src,
+		// One wakeup per interval for all of a director's masters.
+		AlignAdverts: true,
 	}
 	for _, p := range cfg.VirtualIPs {
 		mcfg.Addrs = append(mcfg.Addrs, p.Addr())
