@@ -126,6 +126,8 @@ func (h *Host) build(hd *Holder, log *slog.Logger, cfg conf.VRRPInstance, tunNam
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", cfg.Interface, err)
 	}
+	// Not to keep the netlink dump the address points into alive.
+	ifi.HardwareAddr = slices.Clone(ifi.HardwareAddr)
 	nl, release, err := use(h, "netlink", func() (netlinkHandle, func() error, error) {
 		nl, err := o.netlink()
 		if err != nil {
