@@ -19,6 +19,7 @@ import (
 	"github.com/lvsha/lvsha/hook"
 	"github.com/lvsha/lvsha/ipvs"
 	"github.com/lvsha/lvsha/vrrp/group"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // table is what the daemon needs from the IPVS reconciler.
@@ -87,8 +88,10 @@ type daemon struct {
 	table  table
 	probes prober
 	sorry  ipvs.SorryMemory // quorum hysteresis: whether each sorry server serves
-	// vrrp runs the VRRP instances; nil without any.
-	vrrp *group.Group
+	// vrrp runs the VRRP instances; nil without any. vrrpLinks reports
+	// the links their adverts come in on.
+	vrrp      *group.Group
+	vrrpLinks func() []transport.LinkStats
 	// hooks and hookRunner run the real-server and quorum notify commands.
 	hooks      *rsHooks
 	hookRunner runner
@@ -442,6 +445,9 @@ func (d *daemon) Status() (*Report, error) {
 		}
 	}
 	rep.VRRP = d.vrrp.Status()
+	if d.vrrpLinks != nil {
+		rep.VRRPLinks = d.vrrpLinks()
+	}
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.Schema = reportSchema
 	emptyLists(reflect.ValueOf(rep))
@@ -543,7 +549,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// The group runs even without instances, so that a reload can add
 	// some.
-	if d.vrrp, err = openVRRP(log, cfg); err != nil {
+	if d.vrrp, d.vrrpLinks, err = openVRRP(log, cfg); err != nil {
 		ln.Close()
 		return &exitError{code: 1, err: err}
 	}

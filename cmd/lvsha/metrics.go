@@ -338,6 +338,7 @@ type metricsCollector struct {
 	vrrpState, vrrpPrio, vrrpBasePrio       *prometheus.Desc
 	vrrpTransitions, vrrpSent, vrrpReceived *prometheus.Desc
 	vrrpInvalid                             *prometheus.Desc
+	vrrpLinkDropped                         *prometheus.Desc
 
 	vsLabels, rsLabels labelSet
 	// vs and rs are the families of one sample per virtual, real server.
@@ -461,6 +462,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		vrrpSent:        d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
 		vrrpReceived:    d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
 		vrrpInvalid:     d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
+		vrrpLinkDropped: d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
@@ -519,7 +521,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
-		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid} {
+		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped} {
 		ch <- d
 	}
 	for _, f := range c.vs {
@@ -687,6 +689,14 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		for reason, n := range v.Dropped {
 			counter(c.vrrpInvalid, float64(n), append(l[:len(l):len(l)], reason)...)
 		}
+	}
+	for _, l := range r.VRRPLinks {
+		family := "ipv4"
+		if l.IPv6 {
+			family = "ipv6"
+		}
+		counter(c.vrrpLinkDropped, float64(l.UnknownVRID), l.Interface, family, "unknown_vrid")
+		counter(c.vrrpLinkDropped, float64(l.Short), l.Interface, family, "short")
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/lvsha/lvsha/ipvs"
 	"github.com/lvsha/lvsha/ipvs/ipvstest"
 	"github.com/lvsha/lvsha/vrrp/instance"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // staticProber is a prober whose real servers are as a test sets them:
@@ -382,6 +383,7 @@ func TestMetricsVRRP(t *testing.T) {
 			rep := vrrpReport(instance.Status{Name: "vi_1", Interface: "eth0", RouterID: 51, State: tc.state,
 				BasePriority: 100, Priority: 90, Transitions: 4, AdvertsSent: 12, AdvertsReceived: 34,
 				Dropped: map[string]uint64{"bad_ttl": 2}})
+			rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 7, Short: 1}, {Interface: "eth0", IPv6: true, Endpoints: 1}}
 			c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, newProbeStats())
 			mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
 			l := "vrrp_instance=vi_1,interface=eth0,vrid=51"
@@ -396,6 +398,9 @@ func TestMetricsVRRP(t *testing.T) {
 				{sample{"lvsha_vrrp_adverts_sent_total", l}, 12},
 				{sample{"lvsha_vrrp_adverts_received_total", l}, 34},
 				{sample{"lvsha_vrrp_adverts_invalid_total", l + ",reason=bad_ttl"}, 2},
+				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv4,reason=unknown_vrid"}, 7},
+				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv4,reason=short"}, 1},
+				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv6,reason=unknown_vrid"}, 0},
 			} {
 				if got, ok := value(mfs, r.s); !ok || got != r.want {
 					t.Errorf("%s{%s} = %v (present %v), want %v\n%s", r.s.name, r.s.labels, got, ok, r.want, text)

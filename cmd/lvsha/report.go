@@ -12,6 +12,7 @@ import (
 
 	"github.com/lvsha/lvsha/vrrp/instance"
 	"github.com/lvsha/lvsha/vrrp/track"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // Report is what `lvsha status` shows: the daemon's view of every virtual
@@ -42,6 +43,9 @@ type Report struct {
 	Foreign []string `json:"foreign_services"`
 	// VRRP is the state of each VRRP instance.
 	VRRP []instance.Status `json:"vrrp_instances"`
+	// VRRPLinks are the interfaces and families the instances' adverts
+	// come in on, with what each dropped before any instance saw it.
+	VRRPLinks []transport.LinkStats `json:"vrrp_links"`
 	// TrackExecs is the state of each track_exec an instance tracks.
 	TrackExecs []TrackExecReport `json:"track_execs"`
 }
@@ -201,7 +205,7 @@ func (r *Report) only(names []string) error {
 		}
 	}
 	r.Services = kept
-	r.VRRP, r.TrackExecs = []instance.Status{}, []TrackExecReport{}
+	r.VRRP, r.VRRPLinks, r.TrackExecs = []instance.Status{}, []transport.LinkStats{}, []TrackExecReport{}
 	return nil
 }
 
@@ -243,6 +247,16 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		// Adverts of a VRID nobody here has are another group's, or a
+		// peer whose virtual_router_id differs from ours.
+		for _, l := range r.VRRPLinks {
+			family := "IPv4"
+			if l.IPv6 {
+				family = "IPv6"
+			}
+			fmt.Fprintf(w, "VRRP link %s %s: %d instances; dropped %d adverts of other VRIDs, %d too short\n",
+				l.Interface, family, l.Endpoints, l.UnknownVRID, l.Short)
 		}
 	}
 	if len(r.TrackExecs) > 0 {

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lvsha/lvsha/vrrp/instance"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 func viewReport(now time.Time) *Report {
@@ -26,7 +27,8 @@ func viewReport(now time.Time) *Report {
 				{Address: "10.0.0.2:80", Forward: "Route", Weight: 3, KernelWeight: &w3, Health: "up", Last: &ProbeResult{OK: true, LatencyMS: 0.4}},
 			}},
 		},
-		VRRP: []instance.Status{{Name: "VI_1", Interface: "eth0", RouterID: 51, State: "MASTER", Priority: 150, BasePriority: 150}},
+		VRRP:      []instance.Status{{Name: "VI_1", Interface: "eth0", RouterID: 51, State: "MASTER", Priority: 150, BasePriority: 150}},
+		VRRPLinks: []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 42, Short: 3}},
 	}
 }
 
@@ -41,7 +43,8 @@ func TestStatusViews(t *testing.T) {
 		maxColumn int // 0: no limit
 	}{
 		{"default fits 120 columns, cutting the probe", statusView{width: defaultWidth}, nil,
-			[]string{"ActConn  InActConn", "web6", "0/3", "down 1m0s", "FAIL 1.5ms", "…", "VRRP instance"},
+			[]string{"ActConn  InActConn", "web6", "0/3", "down 1m0s", "FAIL 1.5ms", "…", "VRRP instance",
+				"VRRP link eth0 IPv4: 1 instances; dropped 42 adverts of other VRIDs, 3 too short"},
 			[]string{"by the far end", "InPkts", "CPS"}, defaultWidth},
 		{"wide keeps the whole message", statusView{wide: true, width: defaultWidth}, nil,
 			[]string{"connection refused by the far end)"}, nil, 0},
@@ -50,7 +53,7 @@ func TestStatusViews(t *testing.T) {
 		{"rate: per second", statusView{counters: "rate", width: defaultWidth}, nil,
 			[]string{"CPS  InPPS  OutPPS  InBPS  OutBPS", "6    7      8       9      10"}, []string{"ActConn", "InBytes", "Last probe"}, defaultWidth},
 		{"a filter keeps one virtual server and no VRRP", statusView{width: defaultWidth}, []string{"web"},
-			[]string{"TCP  10.0.0.1:80", "10.0.0.2:80"}, []string{"web6", "VRRP instance"}, defaultWidth},
+			[]string{"TCP  10.0.0.1:80", "10.0.0.2:80"}, []string{"web6", "VRRP instance", "VRRP link"}, defaultWidth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

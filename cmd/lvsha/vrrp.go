@@ -8,13 +8,15 @@ import (
 	"github.com/lvsha/lvsha/vrrp/group"
 	"github.com/lvsha/lvsha/vrrp/instance"
 	"github.com/lvsha/lvsha/vrrp/track"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // openVRRP opens every VRRP instance of cfg on the host: real sockets,
-// VIP devices and link notifications.
-func openVRRP(log *slog.Logger, cfg *conf.Config) (*group.Group, error) {
+// VIP devices and link notifications. links reports what the shared
+// links drop before any instance sees it.
+func openVRRP(log *slog.Logger, cfg *conf.Config) (g *group.Group, links func() []transport.LinkStats, err error) {
 	shared := instance.NewShared()
-	return group.Open(group.Options{
+	g, err = group.Open(group.Options{
 		Log: log,
 		Open: func(log *slog.Logger, ic conf.VRRPInstance, tunName string) (group.Instance, error) {
 			// Returned as is, a nil *Instance would be a non-nil Instance.
@@ -26,6 +28,7 @@ func openVRRP(log *slog.Logger, cfg *conf.Config) (*group.Group, error) {
 		},
 		WatchLinks: track.Links,
 	}, cfg)
+	return g, shared.Links, err
 }
 
 // execStatus reports every running track_exec and what it does to the

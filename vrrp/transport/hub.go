@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -357,12 +358,15 @@ func (h *Hub) closeLink(l *link) error {
 
 // LinkStats is what a link has dropped before any instance saw it.
 type LinkStats struct {
-	Interface string
-	IPv6      bool
-	Endpoints int
+	Interface string `json:"interface"`
+	IPv6      bool   `json:"ipv6"`
+	// Endpoints counts the instances on the link.
+	Endpoints int `json:"instances"`
 	// Short counts datagrams too short for a VRRP header, UnknownVRID
-	// adverts of a VRID no instance on the link has (another group's).
-	Short, UnknownVRID uint64
+	// adverts of a VRID no instance on the link has: another group's, or
+	// a peer configured with another virtual_router_id.
+	Short       uint64 `json:"short"`
+	UnknownVRID uint64 `json:"unknown_vrid"`
 }
 
 // Stats reports each open link.
@@ -374,7 +378,24 @@ func (h *Hub) Stats() []LinkStats {
 		out = append(out, LinkStats{Interface: l.name, IPv6: l.key.v6, Endpoints: l.refs,
 			Short: l.short.Load(), UnknownVRID: l.unknown.Load()})
 	}
+	slices.SortFunc(out, func(a, b LinkStats) int {
+		if c := strings.Compare(a.Interface, b.Interface); c != 0 {
+			return c
+		}
+		return cmpBool(a.IPv6, b.IPv6)
+	})
 	return out
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // Endpoint is one instance's share of a link: it reads the adverts of its
