@@ -97,10 +97,9 @@ type hostCommand struct {
 	argv []string
 }
 
-// hostCommands lists every command cfg makes the daemon run, in file
-// order of kind: exec checks, real-server hooks and quorum hooks per
-// virtual server, VRRP notify hooks per instance, then track_exec
-// commands.
+// hostCommands lists every command cfg makes the daemon run: exec
+// checks, real-server and quorum hooks, VRRP notify hooks and track_exec
+// commands (checkHost puts them in the file's order).
 func hostCommands(cfg *conf.Config) []hostCommand {
 	var out []hostCommand
 	add := func(key string, argv []string) {
