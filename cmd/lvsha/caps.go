@@ -44,6 +44,13 @@ func neededCaps(cfg *conf.Config, netns bool) []capNeed {
 	return need
 }
 
+// in says whether the capability set effective (bit n for CAP_* number
+// n) holds n: the one test of a capability, for `lvsha run` and `lvsha
+// check --host` alike.
+func (n capNeed) in(effective uint64) bool { return effective&(1<<n.cap) != 0 }
+
+func (n capNeed) String() string { return n.name + " (" + n.why + ")" }
+
 // checkCaps says which of what cfg needs the effective capability set
 // effective (bit n for CAP_* number n) lacks, as one start-up error that
 // names each capability, what it is for, and how to grant it; nil when
@@ -51,8 +58,8 @@ func neededCaps(cfg *conf.Config, netns bool) []capNeed {
 func checkCaps(effective uint64, cfg *conf.Config, netns bool) error {
 	var missing []string
 	for _, n := range neededCaps(cfg, netns) {
-		if effective&(1<<n.cap) == 0 {
-			missing = append(missing, n.name+" ("+n.why+")")
+		if !n.in(effective) {
+			missing = append(missing, n.String())
 		}
 	}
 	if len(missing) == 0 {

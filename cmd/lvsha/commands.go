@@ -31,19 +31,25 @@ func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 // cmdCheck implements `lvsha check`: validate, then print the table the
 // config describes with every real server up, as `ipvsadm -Ln` would show it.
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "lvsha check [-q] [--diff [-s SOCKET]] [-c] FILE",
+	fs := newFlagSet("check", "lvsha check [-q] [--host | --diff [-s SOCKET]] [-c] FILE",
 		"Validate FILE and print the IPVS table it describes (all real servers up) in ipvsadm -Ln layout,\n"+
 			"then its VRRP instances. Exit status 0 when valid, 1 with every error listed when not.\n"+
-			"Touches neither the kernel nor the network.", stderr)
+			"Touches neither the kernel nor the network, except with --host, which then checks this host for what\n"+
+			"FILE needs: its interfaces, its commands' programs, IPVS, the capabilities; exit status 1 lists every one missing.", stderr)
 	path := fs.String("c", "/etc/lvsha/lvsha.toml", "configuration `file` (or give it as the argument)")
 	quiet := fs.Bool("q", false, "print nothing when the configuration is valid")
 	diff := fs.Bool("diff", false, "ask the running daemon what a reload to FILE would change (kernel writes, probes, VRRP instances), changing nothing")
 	sock := fs.String("s", "", "with --diff: the daemon's control `socket` (default: FILE's director.control_socket)")
+	hostCheck := fs.Bool("host", false, "also check this host: each VRRP interface exists, each command's program is executable, IPVS answers, this process has the capabilities the daemon needs")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
 	if err := fileArg(fs, "c", path); err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	if *diff && *hostCheck {
+		// --diff asks the daemon, which runs on the host already.
+		return &exitError{code: 2, err: errors.New("--diff and --host: choose one")}
 	}
 	cfg, err := conf.Load(*path)
 	if err != nil {
@@ -55,7 +61,10 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *quiet {
 		// Still say where a real server cannot be probed: it would be
 		// reported down whatever its health.
-		return writeSelfProbeFindings(stderr, cfg, true)
+		if err := writeSelfProbeFindings(stderr, cfg, true); err != nil || !*hostCheck {
+			return err
+		}
+		return writeHostFindings(stderr, checkHost(cfg, realHost{}), true)
 	}
 	allUp := func(string, netip.AddrPort) bool { return true }
 	fmt.Fprintf(stdout, "%s: valid, %d virtual servers\n", *path, len(cfg.VirtualServers))
@@ -65,7 +74,10 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := writeVRRPPlan(stdout, cfg); err != nil {
 		return err
 	}
-	return writeSelfProbeFindings(stdout, cfg, false)
+	if err := writeSelfProbeFindings(stdout, cfg, false); err != nil || !*hostCheck {
+		return err
+	}
+	return writeHostFindings(stdout, checkHost(cfg, realHost{}), false)
 }
 
 // checkDiff prints what the daemon on socket says a reload to path would

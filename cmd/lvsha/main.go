@@ -27,6 +27,7 @@ const usage = `lvsha — health-checking high-availability director for Linux IP
 Usage:
   lvsha run     [-c] FILE [--cleanup]  run the director daemon
   lvsha check   [-c] FILE              validate FILE; print the IPVS table and VRRP instances it describes
+  lvsha check   --host [-c] FILE       ... and check this host: interfaces, commands, IPVS, capabilities
   lvsha check   --diff [-c] FILE       ask the daemon what a reload to FILE would change
   lvsha reload  [-s SOCKET | -c FILE]  reload the daemon's file; print what changed (exit 1 if refused)
   lvsha drain   VS RS                  weight 0 by hand: established connections go on, no new ones
