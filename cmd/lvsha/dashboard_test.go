@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lvsha/lvsha/vrrp/instance"
+	"github.com/lvsha/lvsha/vrrp/transport"
 )
 
 // registeredNames is every lvsha series name the daemon can expose,
@@ -28,6 +29,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	rep, stats := bigReport(2, 2)
 	rep.VRRP = []instance.Status{{Name: "vi_1", Interface: "eth0", RouterID: 51, State: "MASTER", BasePriority: 100, Priority: 100,
 		Dropped: map[string]uint64{"ttl": 1}}}
+	rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1}}
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
