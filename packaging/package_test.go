@@ -63,6 +63,10 @@ func TestDeb(t *testing.T) {
 			{"-rw-r--r--", "./usr/share/doc/lvsha/copyright"},
 			{"-rw-r--r--", "./usr/share/doc/lvsha/changelog.gz"},
 			{"-rw-r--r--", "./usr/share/doc/lvsha/operations.md"},
+			// operations.md links to these three.
+			{"-rw-r--r--", "./usr/share/doc/lvsha/metrics.md"},
+			{"-rw-r--r--", "./usr/share/doc/lvsha/lvsha-alerts.yml"},
+			{"-rw-r--r--", "./usr/share/doc/lvsha/lvsha-dashboard.json"},
 			{"-rw-r--r--", "./usr/share/doc/lvsha/examples/nat.toml"},
 		} {
 			re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want.mode) + ` root/root +\d+ \S+ \S+ ` + regexp.QuoteMeta(want.path) + `$`)
