@@ -271,10 +271,11 @@ func runInVM(begin time.Time) int {
 		skip = user + "|" + skip
 	}
 	args = append(args, "-test.skip="+skip)
-	// keepalived is the peer lvsha is measured against and tcpdump a
-	// witness; tests that need them fail (not skip) when they are missing.
+	// keepalived is the peer lvsha is measured against, tcpdump a witness
+	// and prometheus the server that scrapes lvsha (TestPrometheusScrape);
+	// tests that need them fail (not skip) when they are missing.
 	var tools []string
-	for _, name := range []string{"keepalived", "tcpdump"} {
+	for _, name := range []string{"keepalived", "tcpdump", "prometheus"} {
 		if p, err := exec.LookPath(name); err == nil {
 			tools = append(tools, p)
 		}
