@@ -135,7 +135,7 @@ type ipvsWriteTrace struct {
 type ipvsWrites struct {
 	Commands int            // calls of the entry points: IPVS set commands received
 	Ops      map[string]int // calls of each table operation traced
-	Tasks    map[string]int // commands by task, as ftrace names it (comm-pid)
+	Tasks    map[string]int // commands by the sending thread's name (comm)
 }
 
 func (w ipvsWrites) String() string {
@@ -250,7 +250,7 @@ func (tr *ipvsWriteTrace) stop(t testing.TB) ipvsWrites {
 		}
 		if slices.Contains(ipvsWriteEntries, m[3]) {
 			w.Commands++
-			w.Tasks[strings.TrimSpace(m[1])+"-"+m[2]]++
+			w.Tasks[strings.TrimSpace(m[1])]++
 		} else {
 			w.Ops[m[3]]++
 		}
