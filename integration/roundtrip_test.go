@@ -199,7 +199,7 @@ func kernelViews(t *testing.T, h *moby.Handle) map[string]rtView {
 }
 
 // ipvsadmSave is `ipvsadm -Sn` in ns as a sorted set of lines.
-func ipvsadmSave(t *testing.T, ns string) []string {
+func ipvsadmSave(t testing.TB, ns string) []string {
 	t.Helper()
 	var lines []string
 	for _, l := range strings.Split(inNS(t, ns, "ipvsadm", "-Sn"), "\n") {
