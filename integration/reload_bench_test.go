@@ -441,7 +441,7 @@ func medianWrites(w []ipvsWrites) float64 {
 	return medianF(n)
 }
 
-// BenchmarkReloadScale is issue #17's reload at 10,000 real servers:
+// BenchmarkReload10k is issue #17's reload at 10,000 real servers:
 // lvsha against keepalived in the same run, each alone in one director
 // namespace (lvsha first; the table is flushed between the two). Each
 // kind loads 100 virtual servers × 100 real servers (unchecked, so
@@ -465,8 +465,8 @@ func medianWrites(w []ipvsWrites) float64 {
 // (ipvsWriteTrace). After every reload `ipvsadm -Sn` must show the
 // configured table, for both kinds. Times are medians of b.N rounds.
 //
-//	go test ./integration -run '^$' -bench 'ReloadScale' -benchtime 1x -timeout 40m
-func BenchmarkReloadScale(b *testing.B) {
+//	go test ./integration -run '^$' -bench 'Reload10k' -benchtime 1x -timeout 40m
+func BenchmarkReload10k(b *testing.B) {
 	base, changed := reloadTables(b)
 	// The TOML renders base as bigConfig writes it: the same table.
 	if cfg, err := conf.Parse("reload.toml", []byte(reloadTOML(b.TempDir(), base))); err != nil {
