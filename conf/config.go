@@ -4,6 +4,7 @@
 package conf
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"time"
 )
@@ -13,6 +14,10 @@ import (
 type Config struct {
 	// Source is the path the configuration was read from.
 	Source string
+	// digest is the SHA-256 of the file Load read, hostnamed whether
+	// Director.Name came from the hostname (see Unchanged).
+	digest    [sha256.Size]byte
+	hostnamed bool
 
 	Director Director
 	// Metrics is the optional Prometheus listener (table "metrics").

@@ -775,3 +775,61 @@ func TestSchedulersNotShared(t *testing.T) {
 		t.Errorf("rr refused after mutating a returned slice: %v", err)
 	}
 }
+
+// Unchanged says a file still holds the bytes a Config was loaded from,
+// so a reload can skip parsing it; any other bytes (even a comment that
+// changes nothing Equal sees), a file that cannot be read, or a Config
+// Load did not read, mean the file must be loaded.
+func TestUnchanged(t *testing.T) {
+	named := "[director]\nname = \"lb9\"\n"
+	tests := []struct {
+		name    string
+		loaded  string // the file Load read ("": the Config comes from Parse)
+		now     string // the file at reload ("": removed)
+		want    bool
+		equalTo bool // whether Load of now would be Equal to the loaded one
+	}{
+		{"same bytes", named, named, true, true},
+		{"a comment added", named, named + "# tuned\n", false, true},
+		{"a setting changed", named, "[director]\nname = \"lb8\"\n", false, false},
+		{"file removed", named, "", false, false},
+		{"named by the hostname, same bytes", vsHead, vsHead, true, true},
+		{"not read by Load", "", named, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "lvsha.toml")
+			var c *Config
+			var err error
+			if tt.loaded == "" {
+				c, err = Parse(path, []byte(tt.now))
+			} else {
+				if err := os.WriteFile(path, []byte(tt.loaded), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				c, err = Load(path)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(path)
+			if tt.now != "" {
+				if err := os.WriteFile(path, []byte(tt.now), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := Unchanged(path, c); got != tt.want {
+				t.Errorf("Unchanged = %v, want %v", got, tt.want)
+			}
+			if tt.now != "" && tt.loaded != "" {
+				again, err := Load(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := again.Equal(c); got != tt.equalTo {
+					t.Errorf("Load again: Equal %v, want %v (the digest must not count)", got, tt.equalTo)
+				}
+			}
+		})
+	}
+}

@@ -198,9 +198,17 @@ func (d *daemon) reload() (rep *ReloadReport) {
 	d.notify.reloading()
 	defer func() { d.notify.reloaded(rep, d.config()) }()
 	rep = newReloadReport(d.path)
-	cfg, err := d.load(d.path)
 	old := d.config()
-	var changed bool
+	var (
+		cfg     *conf.Config
+		err     error
+		changed bool
+	)
+	if conf.Unchanged(d.path, old) {
+		cfg = old
+	} else {
+		cfg, err = d.load(d.path)
+	}
 	if err == nil {
 		if changed = !cfg.Equal(old); changed {
 			rep.Probes = health.PlanProbes(old, cfg)
