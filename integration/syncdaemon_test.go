@@ -2,11 +2,13 @@ package integration
 
 import (
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/ipvs"
 	"github.com/lvsha/lvsha/ipvs/ipvstest"
 )
@@ -126,6 +128,37 @@ func TestIPVSSyncDaemon(t *testing.T) {
 		}
 	})
 
+	// ApplySync, what a VRRP transition will call: each state's daemon
+	// alone, then none, as ipvsadm sees it.
+	t.Run("ApplySync", func(t *testing.T) {
+		cfg := conf.LVSSync{Interface: iface, SyncID: 51, MaxLen: 1000, Group: netip.MustParseAddr("239.1.2.3"), Port: 9000, TTL: 2}
+		for _, step := range []struct {
+			state ipvs.DaemonState
+			want  []string
+			same  bool // the daemon's kernel thread runs on
+		}{
+			{ipvs.DaemonBackup, []string{"backup sync daemon (mcast=sync0, syncid=51, maxlen=1024, group=239.1.2.3, port=9000, ttl=2)"}, false},
+			{ipvs.DaemonMaster, []string{"master sync daemon (mcast=sync0, syncid=51, maxlen=1000, group=239.1.2.3, port=9000, ttl=2)"}, false},
+			{ipvs.DaemonMaster, []string{"master sync daemon (mcast=sync0, syncid=51, maxlen=1000, group=239.1.2.3, port=9000, ttl=2)"}, true},
+			{ipvs.DaemonNone, nil, false},
+		} {
+			before := syncThreads(t)
+			if err := ipvs.ApplySync(h, cfg, step.state); err != nil {
+				t.Fatalf("ApplySync(%s): %v", step.state, err)
+			}
+			if got := ipvsadmDaemons(t, ns); !slices.Equal(got, step.want) {
+				t.Errorf("after ApplySync(%s), ipvsadm -L --daemon:\n got %q\nwant %q", step.state, got, step.want)
+			}
+			// A daemon already as wanted is left alone: the same kernel
+			// thread runs on.
+			if after := syncThreads(t); step.same && (len(before) != 1 || !slices.Equal(before, after)) {
+				t.Errorf("ApplySync(%s) on a daemon as wanted: threads %q, then %q; want one, the same", step.state, before, after)
+			} else if !step.same && slices.Equal(before, after) {
+				t.Errorf("ApplySync(%s): threads %q unchanged", step.state, after)
+			}
+		}
+	})
+
 	t.Run("rules", func(t *testing.T) {
 		for _, r := range ipvstest.DaemonRules(iface) {
 			t.Run(r.Name, func(t *testing.T) {
@@ -135,4 +168,23 @@ func TestIPVSSyncDaemon(t *testing.T) {
 			})
 		}
 	})
+}
+
+// syncThreads lists the kernel's sync daemon threads ("ipvs-m:GEN:ID" for
+// a master, "ipvs-b:..." for a backup) as "comm pid", sorted.
+func syncThreads(t *testing.T) []string {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range dirs {
+		comm, err := os.ReadFile("/proc/" + d.Name() + "/comm")
+		if c := strings.TrimSpace(string(comm)); err == nil && (strings.HasPrefix(c, "ipvs-m:") || strings.HasPrefix(c, "ipvs-b:")) {
+			out = append(out, c+" "+d.Name())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
