@@ -138,6 +138,40 @@ type VRRPInstance struct {
 	// AuthPass is VRRPv2's simple-text password, at most 8 bytes
 	// (key "auth_pass"; version 2 only; default none).
 	AuthPass string
+	// LVSSync is the kernel's IPVS connection sync daemon that follows
+	// this instance, so that a backup director already holds the
+	// connections when it takes over (table "lvs_sync": keepalived's
+	// lvs_sync_daemon); nil when absent. One instance at most has it: the
+	// kernel runs one master and one backup daemon per network namespace.
+	LVSSync *LVSSync
+}
+
+// LVSSync configures an IPVS connection sync daemon, what `ipvsadm
+// --start-daemon master|backup` starts. Every field holds its effective
+// value but MaxLen, whose default depends on the daemon's state.
+type LVSSync struct {
+	// Interface is where a master sends the sync messages and a backup
+	// listens for them (key "interface"; required).
+	Interface string
+	// SyncID tags a master's messages; a backup takes only those with
+	// its own, or every one with 0 (key "sync_id"; 0..255; default: the
+	// instance's router_id).
+	SyncID int
+	// MaxLen bounds a sync message's UDP payload in bytes: at most a UDP
+	// datagram less the headers, 65507 (65487 with an IPv6 group) (key
+	// "max_len"; default 0: the kernel's, 1500 less the headers on a
+	// master and the interface's MTU less them on a backup). The kernel
+	// raises a backup's below 1024 to 1024.
+	MaxLen int
+	// Group is the multicast group, IPv4 or IPv6 (key "group"; default
+	// 224.0.0.81, the kernel's).
+	Group netip.Addr
+	// Port is the UDP port (key "port"; 1..65535; default 8848, the
+	// kernel's).
+	Port int
+	// TTL is the multicast TTL or hop limit (key "ttl"; 1..255; default
+	// 1, the kernel's).
+	TTL int
 }
 
 // TrackVirtualServer ties an instance's priority to a virtual server.

@@ -352,6 +352,14 @@ type rawVRRP struct {
 	trackVS                                []rawTrackRef
 	trackExec                              []rawTrackRef
 	trackIfaceWeights                      []rawTrackRef
+	lvsSync                                *rawLVSSync // nil when absent
+}
+
+// rawLVSSync is an instance's lvs_sync table.
+type rawLVSSync struct {
+	key                       string
+	iface, group              val[string]
+	syncID, maxLen, port, ttl val[int64]
 }
 
 // rawTrackRef is one entry of an instance's track_virtual_server,
@@ -462,7 +470,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
 		"vip_holder", "garp_repeat", "garp_interval", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
-		"auth_pass")
+		"auth_pass", "lvs_sync")
 	v := rawVRRP{
 		key:          t.key,
 		name:         r.str(t, "name"),
@@ -501,6 +509,18 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 	for _, tt := range r.tables(t, "track_exec") {
 		r.known(tt, "name", "weight")
 		v.trackExec = append(v.trackExec, rawTrackRef{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 0, 254)})
+	}
+	if st, ok := r.subtable(t, "lvs_sync"); ok {
+		r.known(st, "interface", "sync_id", "max_len", "group", "port", "ttl")
+		v.lvsSync = &rawLVSSync{
+			key:    st.key,
+			iface:  r.str(st, "interface"),
+			syncID: r.integer(st, "sync_id", 0, 255),
+			maxLen: r.integer(st, "max_len", 1, maxSyncLen4),
+			group:  r.str(st, "group"),
+			port:   r.integer(st, "port", 1, math.MaxUint16),
+			ttl:    r.integer(st, "ttl", 1, 255),
+		}
 	}
 	return v
 }

@@ -1,6 +1,9 @@
 package conf
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // The defaults for every key a file may leave unset, kept in this one place
 // and mirrored in docs/configuration.md. The director name, whose default is
@@ -50,7 +53,19 @@ const (
 	maxGARPInterval        = time.Second
 	maxAuthPass            = 8
 	maxInterfaceNameLength = 15
+
+	// The kernel's sync daemon defaults and bounds (start_sync_thread in
+	// net/netfilter/ipvs/ip_vs_sync.c): a message is at most a UDP
+	// datagram (65535 bytes) less the IPv4 (20) or IPv6 (40) and UDP (8)
+	// headers; the kernel clamps anything above to that.
+	defaultSyncPort = 8848 // IP_VS_SYNC_PORT
+	defaultSyncTTL  = 1
+	maxSyncLen4     = 65535 - 20 - 8
+	maxSyncLen6     = 65535 - 40 - 8
 )
+
+// defaultSyncGroup is the kernel's sync group, IP_VS_SYNC_GROUP.
+func defaultSyncGroup() netip.Addr { return netip.AddrFrom4([4]byte{224, 0, 0, 81}) }
 
 func vipHolders() []string { return []string{"tun", "interface"} }
 

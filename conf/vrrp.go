@@ -18,8 +18,15 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 	execNames := b.trackExecs(rc, c)
 	names := map[string]string{}   // instance name → key of its first use
 	routers := map[string]string{} // interface/vrid/family → instance key
+	firstSync := ""                // key of the first lvs_sync table
 	for _, rv := range rc.vrrps {
 		b.uniqueName("vrrp_instance", rv.key, rv.name, "a name for the instance", names)
+		if s := rv.lvsSync; s != nil && firstSync != "" {
+			b.add(s.key, "a second lvs_sync (the first is %s at line %d; want one: the kernel runs one master and one backup sync daemon per network namespace)",
+				firstSync, b.lines.line(firstSync))
+		} else if s != nil {
+			firstSync = s.key
+		}
 		inst := b.vrrpInstance(rv, vsNames, execNames)
 		c.VRRPInstances = append(c.VRRPInstances, inst)
 		if inst.Interface != "" && inst.RouterID != 0 && len(inst.VirtualIPs) > 0 {
@@ -234,7 +241,48 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		seen[te.Name] = true
 		inst.TrackExecs = append(inst.TrackExecs, te)
 	}
+	if rv.lvsSync != nil {
+		inst.LVSSync = b.lvsSync(*rv.lvsSync, inst.RouterID)
+	}
 	return inst
+}
+
+// lvsSync builds an instance's sync daemon; the sync id defaults to the
+// instance's router_id, as keepalived's does to its virtual_router_id.
+func (b *builder) lvsSync(rs rawLVSSync, routerID int) *LVSSync {
+	s := &LVSSync{
+		Interface: rs.iface.or(""),
+		SyncID:    int(rs.syncID.or(int64(routerID))),
+		MaxLen:    int(rs.maxLen.or(0)),
+		Group:     defaultSyncGroup(),
+		Port:      int(rs.port.or(defaultSyncPort)),
+		TTL:       int(rs.ttl.or(defaultSyncTTL)),
+	}
+	switch v := rs.iface; {
+	case !v.set:
+		b.add(rs.key+".interface", "missing (want the interface the sync messages go out and come in on)")
+	case v.ok:
+		b.ifname(v.key, v.v)
+	}
+	if v := rs.group; v.valid() {
+		a, err := netip.ParseAddr(v.v)
+		switch {
+		case err != nil:
+			b.add(v.key, `invalid IP address (got %q, want a multicast group such as "224.0.0.81" or "ff02::81")`, v.v)
+		case a.Zone() != "":
+			b.add(v.key, "IPv6 zones are not supported (got %q, want a group without %%zone: the interface names the link)", v.v)
+		case a.Is4In6():
+			b.add(v.key, "IPv4-mapped IPv6 address (got %q, want the plain IPv4 form %s)", v.v, a.Unmap())
+		case !a.IsMulticast():
+			b.add(v.key, "not a multicast address (got %s, want an IPv4 group in 224.0.0.0/4 or an IPv6 one in ff00::/8)", v.v)
+		default:
+			s.Group = a
+		}
+	}
+	if v := rs.maxLen; v.valid() && s.Group.Is6() && v.v > maxSyncLen6 {
+		b.add(v.key, "out of range for an IPv6 group (got %d, want 1..%d: a UDP datagram less the IPv6 and UDP headers)", v.v, maxSyncLen6)
+	}
+	return s
 }
 
 // trackExecs builds the top-level track_exec commands and returns their

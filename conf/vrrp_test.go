@@ -236,3 +236,99 @@ func nameLine(value string) string {
 	}
 	return "name = " + value + "\n"
 }
+
+// TestLVSSync checks the lvs_sync table: what each key becomes, with the
+// defaults (the sync id is the router_id, the rest the kernel's), and
+// every error at once with its line.
+func TestLVSSync(t *testing.T) {
+	instance := func(name string, vrid int, sync string) string {
+		return fmt.Sprintf("[[vrrp_instance]]\nname = %q\ninterface = \"eth0\"\nrouter_id = %d\nvirtual_ips = [\"192.0.2.%d\"]\n", name, vrid, vrid) + sync
+	}
+	good := []struct {
+		name, sync string
+		want       *LVSSync
+	}{
+		{"absent", "", nil},
+		{"defaults", "[vrrp_instance.lvs_sync]\ninterface = \"eth1\"\n",
+			&LVSSync{Interface: "eth1", SyncID: 51, Group: netip.MustParseAddr("224.0.0.81"), Port: 8848, TTL: 1}},
+		{"every key", "[vrrp_instance.lvs_sync]\ninterface = \"bond0.100\"\nsync_id = 0\nmax_len = 1400\ngroup = \"239.1.2.3\"\nport = 9000\nttl = 3\n",
+			&LVSSync{Interface: "bond0.100", SyncID: 0, MaxLen: 1400, Group: netip.MustParseAddr("239.1.2.3"), Port: 9000, TTL: 3}},
+		{"inline table, IPv6 group at the largest length", "lvs_sync = { interface = \"eth1\", group = \"ff02::81\", max_len = 65487 }\n",
+			&LVSSync{Interface: "eth1", SyncID: 51, MaxLen: 65487, Group: netip.MustParseAddr("ff02::81"), Port: 8848, TTL: 1}},
+		{"IPv4 group at the largest length", "[vrrp_instance.lvs_sync]\ninterface = \"eth1\"\nmax_len = 65507\nsync_id = 255\nttl = 255\nport = 65535\n",
+			&LVSSync{Interface: "eth1", SyncID: 255, MaxLen: 65507, Group: netip.MustParseAddr("224.0.0.81"), Port: 65535, TTL: 255}},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.toml", []byte(instance("a", 51, tt.sync)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, c.VRRPInstances[0].LVSSync, cmpOpts...); d != "" {
+				t.Errorf("LVSSync (-want +got):\n%s", d)
+			}
+		})
+	}
+
+	// The table's header is line 6.
+	sync := func(body string) string { return instance("a", 51, "[vrrp_instance.lvs_sync]\n"+body) }
+	bad := []struct{ name, toml, want string }{
+		{"no interface", sync("sync_id = 1\n"),
+			"t.toml:6: vrrp_instance[0].lvs_sync.interface: missing (want the interface the sync messages go out and come in on)"},
+		{"interface name too long", sync("interface = \"averyveryverylongname\"\n"),
+			"t.toml:7: vrrp_instance[0].lvs_sync.interface: too long for an interface name (got 21 bytes, want at most 15)"},
+		{"interface name with a slash", sync("interface = \"eth0/1\"\n"),
+			`t.toml:7: vrrp_instance[0].lvs_sync.interface: invalid interface name (got "eth0/1")`},
+		{"sync_id above 255", sync("interface = \"eth1\"\nsync_id = 256\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.sync_id: out of range (got 256, want 0..255)"},
+		{"negative sync_id", sync("interface = \"eth1\"\nsync_id = -1\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.sync_id: out of range (got -1, want 0..255)"},
+		{"ttl 0", sync("interface = \"eth1\"\nttl = 0\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.ttl: out of range (got 0, want 1..255)"},
+		{"ttl 256", sync("interface = \"eth1\"\nttl = 256\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.ttl: out of range (got 256, want 1..255)"},
+		{"port 0", sync("interface = \"eth1\"\nport = 0\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.port: out of range (got 0, want 1..65535)"},
+		{"port 65536", sync("interface = \"eth1\"\nport = 65536\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.port: out of range (got 65536, want 1..65535)"},
+		{"max_len 0", sync("interface = \"eth1\"\nmax_len = 0\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.max_len: out of range (got 0, want 1..65507)"},
+		{"max_len beyond a datagram", sync("interface = \"eth1\"\nmax_len = 65508\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.max_len: out of range (got 65508, want 1..65507)"},
+		{"max_len beyond an IPv6 datagram", sync("interface = \"eth1\"\ngroup = \"ff02::81\"\nmax_len = 65488\n"),
+			"t.toml:9: vrrp_instance[0].lvs_sync.max_len: out of range for an IPv6 group (got 65488, want 1..65487: a UDP datagram less the IPv6 and UDP headers)"},
+		{"max_len of the wrong type", sync("interface = \"eth1\"\nmax_len = \"1400\"\n"),
+			`t.toml:8: vrrp_instance[0].lvs_sync.max_len: wrong type (got string "1400", want integer)`},
+		{"unicast IPv4 group", sync("interface = \"eth1\"\ngroup = \"192.0.2.1\"\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.group: not a multicast address (got 192.0.2.1, want an IPv4 group in 224.0.0.0/4 or an IPv6 one in ff00::/8)"},
+		{"unicast IPv6 group", sync("interface = \"eth1\"\ngroup = \"2001:db8::1\"\n"),
+			"t.toml:8: vrrp_instance[0].lvs_sync.group: not a multicast address (got 2001:db8::1, want an IPv4 group in 224.0.0.0/4 or an IPv6 one in ff00::/8)"},
+		{"group not an address", sync("interface = \"eth1\"\ngroup = \"sync.example\"\n"),
+			`t.toml:8: vrrp_instance[0].lvs_sync.group: invalid IP address (got "sync.example", want a multicast group such as "224.0.0.81" or "ff02::81")`},
+		{"group with a zone", sync("interface = \"eth1\"\ngroup = \"ff02::81%eth1\"\n"),
+			`t.toml:8: vrrp_instance[0].lvs_sync.group: IPv6 zones are not supported (got "ff02::81%eth1", want a group without %zone: the interface names the link)`},
+		{"IPv4-mapped group", sync("interface = \"eth1\"\ngroup = \"::ffff:239.1.2.3\"\n"),
+			`t.toml:8: vrrp_instance[0].lvs_sync.group: IPv4-mapped IPv6 address (got "::ffff:239.1.2.3", want the plain IPv4 form 239.1.2.3)`},
+		{"unknown key", sync("interface = \"eth1\"\nsyncid = 3\n"),
+			`t.toml:8: vrrp_instance[0].lvs_sync.syncid: unknown key (did you mean "sync_id"?)`},
+		{"array of tables", instance("a", 51, "[[vrrp_instance.lvs_sync]]\ninterface = \"eth1\"\n"),
+			"t.toml:6: vrrp_instance[0].lvs_sync: wrong type (got array of tables, want table)"},
+		{"two instances with lvs_sync", sync("interface = \"eth1\"\n") + instance("b", 52, "[vrrp_instance.lvs_sync]\ninterface = \"eth1\"\n"),
+			"t.toml:13: vrrp_instance[1].lvs_sync: a second lvs_sync (the first is vrrp_instance[0].lvs_sync at line 6; want one: the kernel runs one master and one backup sync daemon per network namespace)"},
+		{"every error at once", sync("sync_id = 300\nttl = 0\nport = 0\ngroup = \"10.0.0.1\"\nmax_len = 70000\n"),
+			"t.toml:6: vrrp_instance[0].lvs_sync.interface: missing (want the interface the sync messages go out and come in on)\n" +
+				"t.toml:7: vrrp_instance[0].lvs_sync.sync_id: out of range (got 300, want 0..255)\n" +
+				"t.toml:8: vrrp_instance[0].lvs_sync.ttl: out of range (got 0, want 1..255)\n" +
+				"t.toml:9: vrrp_instance[0].lvs_sync.port: out of range (got 0, want 1..65535)\n" +
+				"t.toml:10: vrrp_instance[0].lvs_sync.group: not a multicast address (got 10.0.0.1, want an IPv4 group in 224.0.0.0/4 or an IPv6 one in ff00::/8)\n" +
+				"t.toml:11: vrrp_instance[0].lvs_sync.max_len: out of range (got 70000, want 1..65507)"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(tt.toml))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse error:\n got %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -4,8 +4,11 @@
 // and never deletes a service or destination to change it, so established
 // connections survive reloads, restarts and health flaps.
 //
-// The kernel is reached through the small Kernel interface, which
-// *moby.Handle satisfies; ipvs/ipvstest holds a stateful fake of it.
+// The kernel is reached through the small Kernel interface: the table
+// through moby/ipvs, and the connection sync daemons (Daemons, which
+// `ipvsadm --start-daemon` starts) over IPVS generic netlink, which moby
+// numbers but does not implement. Handle (from Open) is the real one;
+// ipvs/ipvstest holds a stateful fake of it.
 package ipvs
 
 import (

@@ -102,6 +102,12 @@ type converter struct {
 	// usedScripts are the vrrp_script names some instance tracks;
 	// skippedScripts were tracked in a way lvsha cannot carry.
 	usedScripts, skippedScripts map[string]bool
+
+	// syncd is the IPVS sync daemon: the first lvs_sync_daemon or
+	// lvs_sync_daemon_interface in file order, as keepalived keeps the
+	// first; syncRendered says its instance's table carries it.
+	syncd        *syncDaemon
+	syncRendered bool
 }
 
 func (c *converter) warn(n *Node, format string, args ...any) {
@@ -149,6 +155,13 @@ func (c *converter) collect(root *Node) {
 			c.vrrpScript(n)
 		case "vrrp_instance":
 			c.instances = append(c.instances, n)
+			// Read here, not with the rest of the instance, so that the
+			// first of it and global_defs' lvs_sync_daemon wins.
+			for _, d := range n.Children {
+				if d.Name == "lvs_sync_daemon_interface" {
+					c.lvsSyncInterface(n, d)
+				}
+			}
 		case "vrrp_sync_group":
 			c.syncGroups = append(c.syncGroups, n)
 		case "real_server":
@@ -190,7 +203,6 @@ var globalReasons = map[string]string{
 	"lvs_flush":                "lvsha never flushes the IPVS table: it adopts what is there and changes only the difference",
 	"lvs_flush_onstop":         "lvsha leaves the table in place on stop so connections survive a restart; `lvsha run --cleanup` removes its services",
 	"lvs_timeouts":             "set IPVS timeouts with `ipvsadm --set` at boot",
-	"lvs_sync_daemon":          "lvsha does not drive the IPVS connection sync daemon; start it with `ipvsadm --start-daemon`",
 	"enable_script_security":   "lvsha runs every command as its own user, without a shell",
 	"script_user":              "lvsha runs every command as its own user",
 	"vrrp_strict":              "lvsha follows RFC 5798 without keepalived's strict-mode restrictions (no iptables rules)",
@@ -242,6 +254,8 @@ func (c *converter) globalDefs(g *Node) {
 			if d, ok := c.secondsArg(n); ok {
 				c.garpRefresh, c.refreshNode = d, n
 			}
+		case "lvs_sync_daemon":
+			c.lvsSyncDaemon(n)
 		case "vrrp_garp_interval", "vrrp_gna_interval":
 			if d, ok := c.secondsArg(n); ok {
 				if d > time.Second {
@@ -360,6 +374,7 @@ func (c *converter) document() string {
 		}
 		instances = append(instances, iw)
 	}
+	c.checkSyncInstance()
 	c.renderScripts(w)
 	for _, iw := range instances {
 		w.b.WriteString(iw.b.String())

@@ -254,6 +254,8 @@ func (c *converter) instanceDirective(vi *vrrpInstance, d *Node) {
 		}
 	case "native_ipv6":
 		// lvsha uses VRRPv3 over IPv6 for IPv6 VIPs anyway.
+	case "lvs_sync_daemon_interface":
+		// Read by collect, in file order with lvs_sync_daemon.
 	default:
 		c.dropped(d, vrrpReasons, "vrrp_instance")
 	}
@@ -405,6 +407,9 @@ func (c *converter) renderInstance(w *tomlWriter, vi *vrrpInstance) {
 	}
 	c.renderAuth(w, vi, version)
 	renderNotify(w, vi.notify)
+	if c.renderSync(w, vi) {
+		c.syncRendered = true
+	}
 	renderTracks(w, vi)
 }
 
@@ -682,7 +687,6 @@ var vrrpReasons = map[string]string{
 	"track_bfd":                  "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
 	"smtp_alert":                 "lvsha sends no mail",
 	"strict_mode":                "lvsha follows RFC 5798 without keepalived's strict-mode restrictions",
-	"lvs_sync_daemon_interface":  "lvsha does not drive the IPVS connection sync daemon",
 	"notify_deleted":             "lvsha runs hooks on master, backup, fault and stop only",
 	"notify_master_rx_lower_pri": "lvsha runs hooks on master, backup, fault and stop only",
 	"notify_priority_changes":    "lvsha runs hooks on master, backup, fault and stop only",

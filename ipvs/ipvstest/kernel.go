@@ -32,11 +32,13 @@ const (
 	OpNewDestination    = "NewDestination"
 	OpUpdateDestination = "UpdateDestination"
 	OpDelDestination    = "DelDestination"
+	OpNewDaemon         = "NewDaemon"
+	OpDelDaemon         = "DelDaemon"
 )
 
 // FailFunc decides, before a write is applied, whether it fails; a non-nil
 // error is returned as the kernel's answer and nothing changes. d is nil
-// for service operations.
+// for service operations, s and d for the sync daemon ones.
 type FailFunc func(op string, s *moby.Service, d *moby.Destination) error
 
 // Kernel is a fake IPVS kernel table. The zero value is an empty table and
@@ -46,6 +48,11 @@ type Kernel struct {
 	services []*service
 	writes   map[string]int
 	fail     FailFunc
+
+	// The sync daemons (daemon.go): the master's and the backup's, nil
+	// when not running, and the interfaces they may use besides lo.
+	master, backup *ipvs.Daemon
+	links          map[string]int // name -> MTU
 }
 
 var _ ipvs.Kernel = (*Kernel)(nil)
