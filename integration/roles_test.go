@@ -67,6 +67,8 @@ func runRole(role string) int {
 		return 0
 	case "hold":
 		return hold(os.Getenv("LVSHA_URL"))
+	case "flood":
+		return flood(os.Getenv("LVSHA_SRC"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "poll":
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":
