@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -404,8 +403,12 @@ func (i *Instance) Status() Status {
 			s.Dropped[vrrp.DropReason(r).String()] = n
 		}
 	}
+	// The link drops invalid packets of the instance's VRID before they
+	// reach it, under the same reasons the instance's own checks use.
 	if w, ok := i.conn.(wireDrops); ok {
-		maps.Copy(s.Dropped, w.Drops())
+		for r, n := range w.Drops() {
+			s.Dropped[r] += n
+		}
 	}
 	return s
 }

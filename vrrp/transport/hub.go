@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/vrrp"
 )
 
 // Hub shares sockets among the VRRP instances of one process: one
@@ -252,8 +254,11 @@ func (l *link) dispatch(d Datagram) {
 		l.unknown.Add(1)
 		return
 	}
+	// Once for all the VRID's endpoints; the instance parses a valid
+	// advert again, for its fields (a microsecond).
+	_, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
 	for _, e := range eps {
-		e.deliver(d)
+		e.deliver(d, reason)
 	}
 }
 
@@ -417,17 +422,28 @@ type Endpoint struct {
 	// adverts dropped because the queue was full (the instance did not
 	// read in time).
 	NotPeer, Own, Full atomic.Uint64
+	// invalid counts, by vrrp.DropReason, packets of the endpoint's VRID
+	// that are not valid VRRP (vrrp.Parse).
+	invalid [vrrp.NumDropReasons]atomic.Uint64
 }
 
-// deliver queues d, with a copy of its payload, unless it is filtered out
-// or the queue is full: the link's reader never waits for an instance.
-func (e *Endpoint) deliver(d Datagram) {
+// deliver queues d, with a copy of its payload, unless it is filtered out,
+// invalid (reason, from vrrp.Parse), or the queue is full: the link's
+// reader never waits for an instance. Invalid packets are dropped here,
+// before the queue: a flood of forged adverts for the instance's own
+// VRID (TTL 1, a bad checksum...) filled its 16 places, and the master's
+// real adverts were dropped with the flood's (queue_full).
+func (e *Endpoint) deliver(d Datagram, reason vrrp.DropReason) {
 	switch e.cfg.accept(d.Src) {
 	case fromSelf:
 		e.Own.Add(1)
 		return
 	case fromStranger:
 		e.NotPeer.Add(1)
+		return
+	}
+	if reason != vrrp.DropNone {
+		e.invalid[reason].Add(1)
 		return
 	}
 	d.Payload = bytes.Clone(d.Payload)
@@ -440,13 +456,19 @@ func (e *Endpoint) deliver(d Datagram) {
 
 // Drops counts, by reason, the adverts of the endpoint's VRID dropped
 // before its instance could read them: "not_peer" (unicast, from outside
-// the peer list) and "queue_full"; a reason that never happened is left
-// out.
+// the peer list), "queue_full", and vrrp.Parse's reasons for packets that
+// are not valid VRRP ("ttl", "checksum", ...); a reason that never
+// happened is left out.
 func (e *Endpoint) Drops() map[string]uint64 {
 	out := map[string]uint64{}
 	for reason, n := range map[string]uint64{"not_peer": e.NotPeer.Load(), "queue_full": e.Full.Load()} {
 		if n > 0 {
 			out[reason] = n
+		}
+	}
+	for r := range e.invalid {
+		if n := e.invalid[r].Load(); n > 0 {
+			out[vrrp.DropReason(r).String()] = n
 		}
 	}
 	return out

@@ -16,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/lvsha/lvsha/vrrp"
 )
 
 // fakeWire is a link's sockets: datagrams pushed on in are read, fail
@@ -123,10 +125,17 @@ var (
 	peer = netip.MustParseAddr("10.0.0.2")
 )
 
-// advert is a datagram of VRID vrid from src that the hub routes; body
+// advert is a valid VRRPv3 advert of VRID vrid from src, as the hub
+// routes it; body, its address's last byte (the payload's last),
 // tells adverts apart.
 func advert(vrid uint8, src netip.Addr, body byte) Datagram {
-	return Datagram{Payload: []byte{0x31, vrid, 100, 1, 0, 100, 0, 0, 10, 0, 0, body}, Src: src, Dst: Group(false), HopLimit: 255}
+	a := &vrrp.Advert{Version: 3, VRID: vrid, Priority: 100, Interval: time.Second,
+		Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, body})}}
+	b, err := vrrp.Marshal(a, src, Group(false))
+	if err != nil {
+		panic(err)
+	}
+	return Datagram{Payload: b, Src: src, Dst: Group(false), HopLimit: 255}
 }
 
 func listen(t *testing.T, h *fakeHub, cfg Config) *Endpoint {
@@ -143,6 +152,24 @@ func listen(t *testing.T, h *fakeHub, cfg Config) *Endpoint {
 	}
 	return e
 }
+
+// wireAdvert is a valid VRRPv3 advert of VRID vrid from src to dst, as
+// the hub accepts it (vrrp.Parse checks the checksum over both).
+func wireAdvert(t *testing.T, vrid uint8, src, dst netip.Addr) []byte {
+	t.Helper()
+	vip := netip.MustParseAddr("10.0.0.100")
+	if src.Is6() {
+		vip = netip.MustParseAddr("fd00::100")
+	}
+	b, err := vrrp.Marshal(&vrrp.Advert{Version: 3, VRID: vrid, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip}}, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ttl1 is d as if it had crossed a router.
+func ttl1(d Datagram) Datagram { d.HopLimit = 1; return d }
 
 // queued takes what e's queue holds without waiting.
 func queued(e *Endpoint) []Datagram {
@@ -163,7 +190,7 @@ func queued(e *Endpoint) []Datagram {
 // the others.
 func TestHubRoutes(t *testing.T) {
 	stranger := netip.MustParseAddr("10.0.0.66")
-	type counts struct{ short, unknown, own, notPeer uint64 }
+	type counts struct{ short, unknown, own, notPeer, invalid uint64 }
 	tests := []struct {
 		name string
 		in   []Datagram
@@ -183,10 +210,13 @@ func TestHubRoutes(t *testing.T) {
 			map[uint8][]byte{3: []byte("c")}, counts{notPeer: 1}},
 		{"multicast endpoint takes anyone", []Datagram{advert(2, stranger, 'b')},
 			map[uint8][]byte{2: []byte("b")}, counts{}},
-		// The instance of VRID 1 counts the bad one when it parses it;
-		// the others never see it.
-		{"a malformed advert reaches its VRID only", []Datagram{{Payload: []byte{0xff, 1, 0, 0, 0, 0, 0, 0, 'x'}, Src: peer}, advert(2, peer, 'b')},
-			map[uint8][]byte{1: []byte("x"), 2: []byte("b")}, counts{}},
+		// Invalid VRRP is counted for its VRID's endpoint, under
+		// vrrp.Parse's reason, and queued nowhere: a flood of it must not
+		// take the places of the master's adverts in the queue.
+		{"a malformed advert is counted for its VRID only", []Datagram{{Payload: []byte{0xff, 1, 0, 0, 0, 0, 0, 0, 'x'}, Src: peer}, advert(2, peer, 'b')},
+			map[uint8][]byte{2: []byte("b")}, counts{invalid: 1}},
+		{"a forged advert with TTL 1 is counted, not queued", []Datagram{ttl1(advert(1, peer, 'x')), advert(1, peer, 'a')},
+			map[uint8][]byte{1: []byte("a")}, counts{invalid: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,13 +248,18 @@ func TestHubRoutes(t *testing.T) {
 						t.Errorf("VRID %d got %q, want %q", vrid, got, tt.want[vrid])
 					}
 				}
-				var own, notPeer uint64
+				var own, notPeer, invalid uint64
 				for _, e := range eps {
 					own += e.Own.Load()
 					notPeer += e.NotPeer.Load()
+					for r, n := range e.Drops() {
+						if r != "queue_full" && r != "not_peer" {
+							invalid += n
+						}
+					}
 				}
 				st := h.Stats()
-				got := counts{short: st[0].Short, unknown: st[0].UnknownVRID, own: own, notPeer: notPeer}
+				got := counts{short: st[0].Short, unknown: st[0].UnknownVRID, own: own, notPeer: notPeer, invalid: invalid}
 				if got != tt.counts {
 					t.Errorf("counted %+v, want %+v", got, tt.counts)
 				}
@@ -508,7 +543,7 @@ func TestHubLoopback(t *testing.T) {
 					eps[x.name] = e
 				}
 			})
-			vrid := func(v uint8) []byte { p := slices.Clone(payload); p[1] = v; return p }
+			vrid := func(v uint8) []byte { return wireAdvert(t, v, tt.a, tt.b) }
 			if err := eps["a9"].WriteTo(vrid(9), tt.b); err != nil {
 				t.Fatal(err)
 			}
@@ -539,7 +574,7 @@ func TestHubLoopback(t *testing.T) {
 			}
 			// b's reply reaches a1 after a's link has seen a's own two
 			// adverts: a1 skipped its own, a9 its own.
-			if err := eps["b1"].WriteTo(vrid(1), tt.a); err != nil {
+			if err := eps["b1"].WriteTo(wireAdvert(t, 1, tt.b, tt.a), tt.a); err != nil {
 				t.Fatal(err)
 			}
 			if d, err := eps["a1"].Read(buf); err != nil || d.Src != tt.b {
@@ -641,7 +676,6 @@ func TestHubMulticastMembership(t *testing.T) {
 		}
 		t.Cleanup(func() { nsB.Close() })
 	})
-	vrid := func(v uint8) []byte { p := slices.Clone(payload); p[1] = v; return p }
 	buf := make([]byte, 1500)
 	// multicastSeen sends a multicast advert of VRID 1, then a unicast one
 	// of VRID 2 behind it on the same link: once the second is read, the
@@ -649,10 +683,10 @@ func TestHubMulticastMembership(t *testing.T) {
 	multicastSeen := func() bool {
 		t.Helper()
 		before := hb.Stats()[0].UnknownVRID
-		if err := sender.WriteTo(vrid(1), Group(false)); err != nil {
+		if err := sender.WriteTo(wireAdvert(t, 1, a4, Group(false)), Group(false)); err != nil {
 			t.Fatal(err)
 		}
-		if err := sender.WriteTo(vrid(2), b4); err != nil {
+		if err := sender.WriteTo(wireAdvert(t, 2, a4, b4), b4); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := unicast.Read(buf); err != nil {
