@@ -14,12 +14,12 @@ import (
 //
 // The subset, line by line (leading blanks allowed everywhere):
 //   - blank lines and comment lines;
-//   - [a.b] headers of bare keys naming a table not seen before, and
+//   - [a.b] headers of bare keys naming nothing that exists yet, and
 //     [[a.b]] headers of bare keys;
 //   - key = value with a bare key not yet in its table, where the value is
-//     a one-line basic string without escapes, a literal string, a decimal
-//     integer without sign, underscores or leading zeros (or a "-" sign),
-//     true, false, or a one-line array of those;
+//     a one-line basic string without escapes, a one-line literal string,
+//     a decimal integer without "+", underscores or leading zeros, true,
+//     false, or a one-line array of those;
 //   - each optionally followed by a comment.
 //
 // The whole file must be ASCII without control characters other than tab
