@@ -34,8 +34,9 @@ type Config struct {
 	TrackExecs []TrackExec
 
 	// lines locates the keys of the file this Config was parsed from, for
-	// messages about it that come after validation (Line).
-	lines lineIndex
+	// messages about it that come after validation (Line). It is built on
+	// the first call, so a Config nobody asks about never indexes its file.
+	lines *lazyLines
 }
 
 // Line is the 1-based line of key in the file c was parsed from, as an

@@ -297,6 +297,9 @@ func (r *reader) tables(t table, name string) []table {
 	var out []table
 	switch arr := raw.(type) {
 	case []map[string]any:
+		if len(arr) > 0 {
+			out = make([]table, 0, len(arr))
+		}
 		for i, m := range arr {
 			out = append(out, table{key: indexKey(key, i), m: m})
 		}
@@ -555,7 +558,13 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 	if ct, ok := r.subtable(t, "check"); ok {
 		vs.check = r.check(ct)
 	}
-	for _, rt := range r.tables(t, "real_server") {
+	// Sized up front: a rawRealServer is some 400 bytes, and growing the
+	// slice by appending copied 10,000 of them twice over (issue #17).
+	rts := r.tables(t, "real_server")
+	if len(rts) > 0 {
+		vs.realServers = make([]rawRealServer, 0, len(rts))
+	}
+	for _, rt := range rts {
 		vs.realServers = append(vs.realServers, r.realServer(rt))
 	}
 	return vs

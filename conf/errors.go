@@ -42,7 +42,7 @@ func (e *Error) Error() string {
 // reports all of them.
 type errorList struct {
 	file  string
-	lines lineIndex
+	lines *lazyLines
 	errs  []*Error
 }
 

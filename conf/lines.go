@@ -3,6 +3,7 @@ package conf
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -11,6 +12,31 @@ import (
 // text the TOML parser has already accepted, and falls back to the nearest
 // enclosing table when a key is not found, so an imperfect scan costs
 // precision of a line number, never correctness.
+
+// lazyLines is the line index of one source, built the first time a line is
+// asked for. Indexing every key of a 10,000-real-server file took a quarter
+// of conf.Load, yet a valid file needs no line until something reports on
+// it (an error, or Config.Line for cmd/lvsha's findings), which most
+// reloads never do. A Config is shared between goroutines, hence the Once.
+type lazyLines struct {
+	once sync.Once
+	src  string // the source until it is indexed, then ""
+	ix   lineIndex
+}
+
+func newLazyLines(src string) *lazyLines { return &lazyLines{src: src} }
+
+// line is lineIndex.line on the source's index; 0 for a nil lazyLines.
+func (l *lazyLines) line(key string) int {
+	if l == nil {
+		return 0
+	}
+	l.once.Do(func() {
+		l.ix = indexLines(l.src)
+		l.src = ""
+	})
+	return l.ix.line(key)
+}
 
 // lineIndex maps a key path (see Error.Key) to the 1-based line where the key,
 // table header or array element starts.

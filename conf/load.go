@@ -62,16 +62,19 @@ func Unchanged(path string, c *Config) bool {
 // On failure the error is an errors.Join of one *Error per problem found,
 // sorted by line; a TOML syntax error stops parsing and is reported alone.
 func Parse(filename string, data []byte) (*Config, error) {
-	var root map[string]any
-	if _, err := toml.Decode(string(data), &root); err != nil {
-		e := &Error{File: filename, Msg: "syntax error: " + err.Error()}
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			e.Line, e.Msg = pe.Position.Line, "syntax error: "+pe.Message
+	src := string(data)
+	root, ok := fastDecode(src)
+	if !ok {
+		if _, err := toml.Decode(src, &root); err != nil {
+			e := &Error{File: filename, Msg: "syntax error: " + err.Error()}
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				e.Line, e.Msg = pe.Position.Line, "syntax error: "+pe.Message
+			}
+			return nil, errors.Join(e)
 		}
-		return nil, errors.Join(e)
 	}
-	el := &errorList{file: filename, lines: indexLines(string(data))}
+	el := &errorList{file: filename, lines: newLazyLines(src)}
 	raw := (&reader{el}).config(root)
 	c := (&builder{el}).config(raw, filename)
 	if err := el.err(); err != nil {

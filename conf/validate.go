@@ -346,7 +346,12 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	}
 	vs.NotifyQuorumUp, vs.NotifyQuorumDown = b.hook(rv.notifyQuorumUp), b.hook(rv.notifyQuorumDown)
 
-	seen := map[netip.AddrPort]string{}
+	// Sized up front, as a file may hold 10,000 real servers (issue #17);
+	// an empty list stays nil, as Equal and the tests compare it.
+	seen := make(map[netip.AddrPort]string, len(rv.realServers))
+	if len(rv.realServers) > 0 {
+		vs.RealServers = make([]RealServer, 0, len(rv.realServers))
+	}
 	for _, rr := range rv.realServers {
 		rs := RealServer{
 			Weight:         int(rr.weight.or(defaultWeight)),
