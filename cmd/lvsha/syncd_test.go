@@ -1,16 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	moby "github.com/moby/ipvs"
 
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
 	"github.com/lvsha/lvsha/ipvs"
 	"github.com/lvsha/lvsha/ipvs/ipvstest"
 	"github.com/lvsha/lvsha/vrrp/instance"
@@ -293,4 +298,75 @@ func TestConnSyncErrors(t *testing.T) {
 		t.Errorf("without IPVS: report %+v, want what is missing", rep)
 	}
 	none.exit() // never panics without a kernel
+}
+
+// The daemon runs the sync goroutine beside VRRP: a director whose
+// instance is in no state but backup runs the backup daemon, and when the
+// daemon stops the goroutine has left it (no --cleanup) before run
+// returns.
+func TestDaemonRunsConnSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := slog.New(slog.DiscardHandler)
+		cfg := syncConfig("vi", 50)
+		k := &ipvstest.Kernel{}
+		k.SetInterface("eth1", 1500)
+		d := newDaemon(log, "lvsha.toml", cfg, ipvs.NewReconciler(k, log), failingProber{err: errors.New("stop")})
+		d.connSync = newConnSync(log, k, nil, d.config, func() []instance.Status { return nil })
+		d.run(t.Context(), nil, func(ctx context.Context) { <-ctx.Done() })
+		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
+			t.Errorf("after run the kernel runs %q, want the backup daemon", got)
+		}
+		if rep := d.connSync.report(); rep == nil || rep.Want != "backup" {
+			t.Errorf("report %+v", rep)
+		}
+	})
+}
+
+// Status counts the kernel's connections over every destination and
+// shows the sync daemons, in text and JSON.
+func TestStatusConnSync(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	cfg, err := conf.Parse("t.toml", []byte("[director]\nname = \"t\"\n[[virtual_server]]\nname = \"web\"\naddress = \"10.1.2.3:80\"\nforwarding = \"dr\"\n"+
+		"[[virtual_server.real_server]]\naddress = \"10.1.2.4:80\"\n[[virtual_server.real_server]]\naddress = \"10.1.2.5:80\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &ipvstest.Kernel{}
+	k.SetInterface("eth1", 1500)
+	d := newDaemon(log, "t.toml", cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
+	if _, err := d.sync(); err != nil {
+		t.Fatal(err)
+	}
+	svcs, _ := k.GetServices()
+	dests, _ := k.GetDestinations(svcs[0])
+	k.SetConns(svcs[0], dests[0], 7, 2)
+	k.SetConns(svcs[0], dests[1], 3, 0)
+	sc := syncConfig("vi", 50)
+	d.connSync = newConnSync(log, k, nil, func() *conf.Config { return sc }, func() []instance.Status {
+		return []instance.Status{{Name: "vi", State: "MASTER"}}
+	})
+	d.connSync.step(time.Now())
+	rep, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KernelConns != 12 {
+		t.Errorf("kernel_connections %d, want 12", rep.KernelConns)
+	}
+	var text bytes.Buffer
+	if err := writeReport(&text, rep, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kernel connections: 12", "IPVS connection sync: follows vrrp_instance vi, wants master daemon",
+		"kernel runs master on eth1 (sync_id 50, max_len 1472, group 224.0.0.81 port 8848 ttl 1)"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("status text lacks %q:\n%s", want, text.String())
+		}
+	}
+	b, _ := json.Marshal(rep)
+	for _, want := range []string{`"kernel_connections":12`, `"conn_sync":{"vrrp_instance":"vi","want":"master","daemons":[{"state":"master","interface":"eth1","sync_id":50`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("status JSON lacks %s:\n%s", want, b)
+		}
+	}
 }
