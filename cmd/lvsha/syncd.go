@@ -71,6 +71,16 @@ func wantSync(cfg *conf.Config, states []instance.Status) syncWant {
 	return syncWant{}
 }
 
+// hasLVSSync reports whether an instance of cfg has lvs_sync.
+func hasLVSSync(cfg *conf.Config) bool {
+	for _, ic := range cfg.VRRPInstances {
+		if ic.LVSSync != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // SyncReport is the connection sync daemons in `lvsha status`.
 type SyncReport struct {
 	// VRRPInstance is the instance the daemons follow; "" once a reload
@@ -156,6 +166,11 @@ func (c *connSync) run(ctx context.Context) {
 // hand, every resync interval.
 func (c *connSync) step(now time.Time) {
 	cfg := c.config()
+	if !hasLVSSync(cfg) && !c.tried.managed && !c.failed {
+		// Not even the instances' states are read: a director of many
+		// instances and no lvs_sync pays nothing at each poll.
+		return
+	}
 	w := wantSync(cfg, c.states())
 	switch {
 	case !w.managed && !c.tried.managed && !c.failed:

@@ -43,6 +43,7 @@ type syncRig struct {
 	cfg    *conf.Config
 	states map[string]string
 	now    time.Time
+	reads  int // of the instances' states
 }
 
 func newSyncRig(cfg *conf.Config) *syncRig {
@@ -54,6 +55,7 @@ func newSyncRig(cfg *conf.Config) *syncRig {
 }
 
 func (r *syncRig) status() []instance.Status {
+	r.reads++
 	var out []instance.Status
 	for _, n := range []string{"vi", "vj"} {
 		out = append(out, instance.Status{Name: n, State: r.states[n]})
@@ -186,6 +188,9 @@ func TestConnSyncStart(t *testing.T) {
 			}
 			if rep := r.c.report(); (rep != nil) != tt.hasReport {
 				t.Errorf("report %+v, want one: %v", rep, tt.hasReport)
+			}
+			if !tt.hasReport && r.reads != 0 {
+				t.Errorf("without lvs_sync the instances' states were read %d times, want none", r.reads)
 			}
 		})
 	}
