@@ -92,6 +92,9 @@ type daemon struct {
 	// the links their adverts come in on.
 	vrrp      *group.Group
 	vrrpLinks func() []transport.LinkStats
+	// connSync drives the IPVS connection sync daemons after the VRRP
+	// election; nil drives none (tests).
+	connSync *connSync
 	// hooks and hookRunner run the real-server and quorum notify commands.
 	hooks      *rsHooks
 	hookRunner runner
@@ -379,6 +382,17 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 			d.vrrp.Run(vctx)
 		}
 	}()
+	// The sync daemons follow VRRP through its handover at exit, so
+	// their goroutine stops after VRRP has, not at the signal.
+	sctx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSync()
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		if d.connSync != nil {
+			d.connSync.run(sctx)
+		}
+	}()
 	cctx, stopControl := context.WithCancel(ctx)
 	controlDone := make(chan struct{})
 	go func() { defer close(controlDone); serve(cctx) }()
@@ -397,6 +411,15 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 		// Each instance bounds its own handover below this; past it
 		// something is stuck, and the process exits without it.
 		d.log.Error("VRRP handover did not finish in time", "op", "stop")
+	}
+	stopSync()
+	// Stopping a kernel sync thread waits for it; bounded all the same.
+	sbound := time.NewTimer(syncStopBound)
+	defer sbound.Stop()
+	select {
+	case <-syncDone:
+	case <-sbound.C:
+		d.log.Error("IPVS sync daemons not left in time at exit", "op", "stop")
 	}
 	stopControl()
 	<-controlDone
@@ -457,6 +480,12 @@ func (d *daemon) Status() (*Report, error) {
 		rep.VRRPLinks = d.vrrpLinks()
 	}
 	rep.TrackExecs = execStatus(d.vrrp)
+	rep.ConnSync = d.connSync.report()
+	for _, s := range kernel {
+		for _, dst := range s.Destinations {
+			rep.KernelConns += dst.ActiveConns + dst.InactConns
+		}
+	}
 	rep.Schema = reportSchema
 	emptyLists(reflect.ValueOf(rep))
 	return rep, nil
@@ -514,6 +543,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// instances only needs no IPVS, as keepalived's VRRP needs none.
 	var tbl table
 	handle, err := ipvs.Open(*netns)
+	openErr := err // why there is no handle, for the sync daemons
 	switch {
 	case err == nil:
 		defer handle.Close()
@@ -561,6 +591,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ln.Close()
 		return &exitError{code: 1, err: err}
 	}
+	if handle != nil {
+		d.connSync = newConnSync(log, handle, nil, d.config, d.vrrp.Status)
+	} else {
+		d.connSync = newConnSync(log, nil, openErr, d.config, d.vrrp.Status)
+	}
+	d.connSync.cleanup.Store(*cleanup)
 	stopMetrics, err := d.serveMetrics(cfg.Metrics.Listen, engine)
 	if err != nil {
 		ln.Close()

@@ -526,14 +526,15 @@ func promtool(t *testing.T) string {
 
 // The exposition passes promtool's lint: names, units, _total on
 // counters, help text. The scrape covers every lvsha family: a daemon's
-// virtual and real servers, probe histograms and failures, and a VRRP
-// instance.
+// virtual and real servers, probe histograms and failures, a VRRP
+// instance and the sync daemon it drives.
 func TestPromtoolCheckMetrics(t *testing.T) {
 	tool := promtool(t)
 	rep, stats := bigReport(2, 2)
 	rep.Services[1].FWMark, rep.Services[1].Protocol, rep.Services[1].Address, rep.Services[1].Port = 7, "", "", 0
 	rep.VRRP = []instance.Status{{Name: "vi_1", Interface: "eth0", RouterID: 51, State: "MASTER", BasePriority: 100, Priority: 100,
 		Dropped: map[string]uint64{"bad_ttl": 1}}}
+	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
 	var families int
@@ -542,7 +543,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 35; families != want {
+	if want := 40; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")

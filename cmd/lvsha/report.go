@@ -48,6 +48,14 @@ type Report struct {
 	VRRPLinks []transport.LinkStats `json:"vrrp_links"`
 	// TrackExecs is the state of each track_exec an instance tracks.
 	TrackExecs []TrackExecReport `json:"track_execs"`
+	// ConnSync is the IPVS connection sync daemons lvsha drives after
+	// the election ([vrrp_instance.lvs_sync]); absent when it drives none.
+	ConnSync *SyncReport `json:"conn_sync,omitempty"`
+	// KernelConns is the connections in the kernel's IPVS table: active
+	// and inactive over every real server of every virtual service
+	// (ipvsadm's ActConn and InActConn), connections a backup's sync
+	// daemon learnt included.
+	KernelConns int `json:"kernel_connections"`
 }
 
 // reportSchema is Report's Schema.
@@ -206,6 +214,7 @@ func (r *Report) only(names []string) error {
 	}
 	r.Services = kept
 	r.VRRP, r.VRRPLinks, r.TrackExecs = []instance.Status{}, []transport.LinkStats{}, []TrackExecReport{}
+	r.ConnSync = nil
 	return nil
 }
 
@@ -228,6 +237,7 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 	} else {
 		fmt.Fprintf(w, "kernel in sync %s ago\n", ago(now, r.SyncedAt))
 	}
+	fmt.Fprintf(w, "kernel connections: %d\n", r.KernelConns)
 	if err := writeTable(w, serviceRows(r, now, v.counters, v.wide), v); err != nil {
 		return err
 	}
@@ -259,6 +269,7 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 				l.Interface, family, l.Endpoints, l.UnknownVRID, l.Short)
 		}
 	}
+	writeConnSync(w, r, now)
 	if len(r.TrackExecs) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "\ntrack_exec\tState\tSince\tLast run\tResult\tRuns\tTracked by\tCommand")
@@ -463,5 +474,31 @@ func ago(now, t time.Time) string {
 		return d.Round(100 * time.Millisecond).String()
 	default:
 		return d.Round(time.Second).String()
+	}
+}
+
+// writeConnSync prints the sync daemons: what the election wants, what
+// the kernel runs, and why they differ.
+func writeConnSync(w io.Writer, r *Report, now time.Time) {
+	cs := r.ConnSync
+	if cs == nil {
+		return
+	}
+	follows := "no vrrp_instance (lvs_sync removed)"
+	if cs.VRRPInstance != "" {
+		follows = "vrrp_instance " + cs.VRRPInstance
+	}
+	fmt.Fprintf(w, "\nIPVS connection sync: follows %s, wants %s daemon\n", follows, cs.Want)
+	if cs.Error != "" {
+		fmt.Fprintf(w, "CONNECTION SYNC ERROR (%d failed attempts): %s\n", cs.Errors, cs.Error)
+	}
+	if cs.ReadAt.IsZero() {
+		return
+	}
+	if len(cs.Daemons) == 0 {
+		fmt.Fprintf(w, "  kernel runs no sync daemon (read %s ago)\n", ago(now, cs.ReadAt))
+	}
+	for _, d := range cs.Daemons {
+		fmt.Fprintf(w, "  kernel runs %s (read %s ago)\n", d, ago(now, cs.ReadAt))
 	}
 }

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/ipvs"
+	"github.com/lvsha/lvsha/vrrp/instance"
+)
+
+// The kernel's IPVS connection sync daemons follow the VRRP election
+// (issue #18), as keepalived's lvs_sync_daemon does: the instance with
+// [vrrp_instance.lvs_sync] runs the master daemon while it is MASTER and
+// the backup daemon otherwise, so a backup director already holds the
+// master's connections when it takes over. connSync is the one goroutine
+// of a director that drives them: every daemon call is made from it, so
+// two calls never race (a stop and a start of the same state would
+// otherwise interleave across two transitions).
+
+// syncPoll is how often connSync reads the instance's state. An instance
+// tells nobody of its transitions but its notify hooks, and a read of
+// the group's status is cheap; 100 ms is small beside a failover's
+// Master_Down_Interval, and a new master already forwards with the
+// connections its backup daemon had learnt before this switches it.
+const syncPoll = 100 * time.Millisecond
+
+// syncRetry is how soon an apply the kernel refused is tried again,
+// unless the election or the configuration changes first.
+const syncRetry = time.Second
+
+// syncStopBound bounds leaving the daemons at exit: stopping a kernel
+// sync thread waits for it to end.
+const syncStopBound = 5 * time.Second
+
+// syncWant is what the election and the configuration want of the
+// kernel's sync daemons.
+type syncWant struct {
+	// managed: an instance has lvs_sync. A director never configured
+	// with it leaves daemons started by hand (ipvsadm) alone.
+	managed  bool
+	instance string
+	cfg      conf.LVSSync
+	state    ipvs.DaemonState // DaemonNone to stop both
+}
+
+// wantSync is what cfg and the instances' states want: the master daemon
+// while the lvs_sync instance is MASTER, or STOPPING (a master handing
+// over at exit still forwards, and its last connections should reach the
+// successor); the backup daemon in every other state (BACKUP, FAULT,
+// INIT, RESTARTING), as keepalived does. In a sync group the instance's
+// state is the group's: the group moves its members together.
+func wantSync(cfg *conf.Config, states []instance.Status) syncWant {
+	for _, ic := range cfg.VRRPInstances {
+		if ic.LVSSync == nil {
+			continue
+		}
+		w := syncWant{managed: true, instance: ic.Name, cfg: *ic.LVSSync, state: ipvs.DaemonBackup}
+		for _, s := range states {
+			if s.Name == ic.Name && (s.State == "MASTER" || s.State == "STOPPING") {
+				w.state = ipvs.DaemonMaster
+			}
+		}
+		return w
+	}
+	return syncWant{}
+}
+
+// hasLVSSync reports whether an instance of cfg has lvs_sync.
+func hasLVSSync(cfg *conf.Config) bool {
+	for _, ic := range cfg.VRRPInstances {
+		if ic.LVSSync != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// SyncReport is the connection sync daemons in `lvsha status`.
+type SyncReport struct {
+	// VRRPInstance is the instance the daemons follow; "" once a reload
+	// removed lvs_sync (the daemons are then stopped).
+	VRRPInstance string `json:"vrrp_instance"`
+	// Want is the daemon the election wants: "master", "backup" or
+	// "none".
+	Want string `json:"want"`
+	// Daemons are those the kernel runs, as last read (ReadAt).
+	Daemons []SyncDaemonReport `json:"daemons"`
+	ReadAt  time.Time          `json:"read_at,omitzero"`
+	// Error is why the kernel does not run what Want says, from the
+	// last attempt; Errors counts the failed attempts.
+	Error  string `json:"error,omitempty"`
+	Errors uint64 `json:"errors"`
+}
+
+// SyncDaemonReport is one running sync daemon, as the kernel reads it
+// back (its defaults filled in).
+type SyncDaemonReport struct {
+	State     string `json:"state"` // master or backup
+	Interface string `json:"interface"`
+	SyncID    uint32 `json:"sync_id"`
+	MaxLen    uint16 `json:"max_len"`
+	Group     string `json:"group"`
+	Port      uint16 `json:"port"`
+	TTL       uint8  `json:"ttl"`
+}
+
+func (s SyncDaemonReport) String() string {
+	return fmt.Sprintf("%s on %s (sync_id %d, max_len %d, group %s port %d ttl %d)", s.State, s.Interface, s.SyncID, s.MaxLen, s.Group, s.Port, s.TTL)
+}
+
+// connSync drives the sync daemons of one director.
+type connSync struct {
+	log *slog.Logger
+	// k is the kernel's daemons; nil without IPVS, noK saying why.
+	k   ipvs.Daemons
+	noK error
+	// config and states read the daemon's configuration and its
+	// instances' states.
+	config func() *conf.Config
+	states func() []instance.Status
+	// cleanup is set when the daemon exits with --cleanup: the daemons
+	// stop with the table.
+	cleanup atomic.Bool
+
+	// Owned by run's goroutine.
+	tried    syncWant // what the last apply was for
+	applied  syncWant // what the kernel last took whole
+	failed   bool
+	lastTry  time.Time
+	lastErr  error
+	resyncAt time.Time
+
+	mu  sync.Mutex
+	rep *SyncReport // nil while lvsha has never driven the daemons
+}
+
+func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, states func() []instance.Status) *connSync {
+	return &connSync{log: log, k: k, noK: noK, config: config, states: states}
+}
+
+// run drives the daemons until ctx is done, then leaves them as exit
+// says. The caller cancels ctx once VRRP has handed over, not at the
+// signal: the master daemon must run through the handover.
+func (c *connSync) run(ctx context.Context) {
+	tick := time.NewTicker(syncPoll)
+	defer tick.Stop()
+	for {
+		c.step(time.Now())
+		select {
+		case <-ctx.Done():
+			c.exit()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// step applies what the election wants if it changed, if the last try
+// failed more than syncRetry ago, or, to take back a daemon changed by
+// hand, every resync interval.
+func (c *connSync) step(now time.Time) {
+	cfg := c.config()
+	if !hasLVSSync(cfg) && !c.tried.managed && !c.failed {
+		// Not even the instances' states are read: a director of many
+		// instances and no lvs_sync pays nothing at each poll.
+		return
+	}
+	w := wantSync(cfg, c.states())
+	switch {
+	case !w.managed && !c.tried.managed && !c.failed:
+		return // lvsha does not drive the daemons
+	case w != c.tried:
+	case c.failed && now.Sub(c.lastTry) >= syncRetry:
+	case w.managed && !now.Before(c.resyncAt):
+	default:
+		return
+	}
+	c.resyncAt = now.Add(cfg.Director.Resync)
+	c.apply(now, w)
+}
+
+// exit leaves the daemons at the daemon's clean exit. With --cleanup they
+// stop, as keepalived stops them. Otherwise the table stays for the
+// next lvsha (a restart or an upgrade drops no connection) and so does a
+// daemon, as a backup's: this director has handed over, and its backup
+// daemon keeps learning the new master's connections while lvsha is
+// down; the next lvsha, which starts as a backup, adopts it.
+func (c *connSync) exit() {
+	if !c.tried.managed {
+		return
+	}
+	w := c.tried
+	if c.cleanup.Load() {
+		w.state = ipvs.DaemonNone
+	} else {
+		w.state = ipvs.DaemonBackup
+	}
+	if c.apply(time.Now(), w) == nil {
+		c.log.Info("IPVS sync daemons left at exit", "op", "stop", "state", w.state.String())
+	}
+}
+
+// apply makes the kernel's daemons what w wants and reads them back for
+// status. Errors are logged when they change, as the table's are.
+func (c *connSync) apply(now time.Time, w syncWant) error {
+	c.tried, c.lastTry = w, now
+	var err error
+	switch {
+	case c.k == nil:
+		err = fmt.Errorf("the IPVS connection sync daemon cannot run: %w", c.noK)
+	case w.managed:
+		err = ipvs.ApplySync(c.k, w.cfg, w.state)
+	default:
+		// lvs_sync removed by a reload: stop what lvsha started.
+		err = ipvs.ApplySync(c.k, c.applied.cfg, ipvs.DaemonNone)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s sync daemon for vrrp_instance %q: %w", stateWord(w), w.instance, err)
+	}
+	var running []ipvs.Daemon
+	var rerr error
+	if c.k != nil {
+		running, rerr = c.k.GetDaemons()
+	}
+	prev := c.lastErr
+	switch {
+	case err != nil && (prev == nil || prev.Error() != err.Error()):
+		c.log.Error("IPVS sync daemons not as the election wants", "op", "conn_sync", "vrrp_instance", w.instance, "want", stateWord(w), "error", err)
+	case err == nil && prev != nil:
+		c.log.Info("IPVS sync daemons recovered", "op", "conn_sync", "was", prev.Error())
+	}
+	if err == nil && w != c.applied {
+		c.log.Info("IPVS sync daemons follow the election", "op", "conn_sync", "vrrp_instance", w.instance, "state", stateWord(w),
+			"interface", w.cfg.Interface, "sync_id", w.cfg.SyncID)
+	}
+	c.failed, c.lastErr = err != nil, err
+	if err == nil {
+		c.applied = w
+	}
+
+	rep := &SyncReport{VRRPInstance: w.instance, Want: stateWord(w)}
+	if rerr == nil && c.k != nil {
+		rep.ReadAt = now
+		for _, d := range running {
+			rep.Daemons = append(rep.Daemons, SyncDaemonReport{State: d.State.String(), Interface: d.Interface, SyncID: d.SyncID,
+				MaxLen: d.MaxLen, Group: d.Group.String(), Port: d.Port, TTL: d.TTL})
+		}
+	}
+	if e := errors.Join(err, rerr); e != nil {
+		rep.Error = e.Error()
+	}
+	c.mu.Lock()
+	if c.rep != nil {
+		rep.Errors = c.rep.Errors
+	}
+	if err != nil {
+		rep.Errors++
+	}
+	c.rep = rep
+	c.mu.Unlock()
+	return err
+}
+
+// stateWord is the daemon w wants, in ipvsadm's words.
+func stateWord(w syncWant) string {
+	if !w.managed || w.state == ipvs.DaemonNone {
+		return "none"
+	}
+	return w.state.String()
+}
+
+// report is the daemons for status; nil when lvsha has never driven them.
+func (c *connSync) report() *SyncReport {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rep == nil {
+		return nil
+	}
+	r := *c.rep
+	r.Daemons = append([]SyncDaemonReport(nil), c.rep.Daemons...)
+	return &r
+}

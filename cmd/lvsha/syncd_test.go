@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	moby "github.com/moby/ipvs"
+
+	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/health"
+	"github.com/lvsha/lvsha/ipvs"
+	"github.com/lvsha/lvsha/ipvs/ipvstest"
+	"github.com/lvsha/lvsha/vrrp/instance"
+)
+
+// syncConfig is a director of instances vi and vj; lvs_sync on the
+// named one ("" for none) with sync id id.
+func syncConfig(on string, id int) *conf.Config {
+	cfg := &conf.Config{Director: conf.Director{Name: "t", Resync: time.Minute}}
+	for i, name := range []string{"vi", "vj"} {
+		ic := conf.VRRPInstance{Name: name, Interface: "eth0", RouterID: 50 + i, Priority: 100, AdvertInterval: time.Second}
+		if name == on {
+			ic.LVSSync = &conf.LVSSync{Interface: "eth1", SyncID: id}
+		}
+		cfg.VRRPInstances = append(cfg.VRRPInstances, ic)
+	}
+	return cfg
+}
+
+// syncRig is a connSync on a fake kernel, its configuration and the
+// instances' states set by the test.
+type syncRig struct {
+	k      *ipvstest.Kernel
+	c      *connSync
+	cfg    *conf.Config
+	states map[string]string
+	now    time.Time
+	reads  int // of the instances' states
+}
+
+func newSyncRig(cfg *conf.Config) *syncRig {
+	r := &syncRig{k: &ipvstest.Kernel{}, cfg: cfg, states: map[string]string{"vi": "INIT", "vj": "INIT"}, now: time.Unix(1e9, 0)}
+	r.k.SetInterface("eth1", 1500)
+	r.k.SetInterface("eth2", 1500)
+	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, r.status)
+	return r
+}
+
+func (r *syncRig) status() []instance.Status {
+	r.reads++
+	var out []instance.Status
+	for _, n := range []string{"vi", "vj"} {
+		out = append(out, instance.Status{Name: n, State: r.states[n]})
+	}
+	return out
+}
+
+// step runs one poll, syncPoll after the last.
+func (r *syncRig) step() {
+	r.now = r.now.Add(syncPoll)
+	r.c.step(r.now)
+}
+
+// daemonsRunning is the kernel's daemons as "master:eth1/50 backup:eth1/50".
+func daemonsRunning(t *testing.T, k ipvs.Daemons) string {
+	t.Helper()
+	ds, err := k.GetDaemons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range ds {
+		out = append(out, fmt.Sprintf("%s:%s/%d", d.State, d.Interface, d.SyncID))
+	}
+	return strings.Join(out, " ")
+}
+
+// writes is the fake's daemon writes since the last call, as "new=1 del=1".
+func writes(k *ipvstest.Kernel) string {
+	w := k.WritesByOp()
+	k.ResetWrites()
+	return fmt.Sprintf("new=%d del=%d", w[ipvstest.OpNewDaemon], w[ipvstest.OpDelDaemon])
+}
+
+// Every state of the lvs_sync instance, in sequence, leaves the kernel
+// with the one daemon keepalived would run, switched with the fewest
+// writes: none while the state maps to the same daemon.
+func TestConnSyncFollowsTransitions(t *testing.T) {
+	type stage struct {
+		state, want, writes string
+	}
+	tests := []struct {
+		name   string
+		stages []stage
+	}{
+		{"start as backup", []stage{
+			{"INIT", "backup:eth1/50", "new=1 del=0"},
+			{"BACKUP", "backup:eth1/50", "new=0 del=0"},
+		}},
+		{"elected, then preempted", []stage{
+			{"BACKUP", "backup:eth1/50", "new=1 del=0"},
+			{"MASTER", "master:eth1/50", "new=1 del=1"},
+			{"MASTER", "master:eth1/50", "new=0 del=0"},
+			{"BACKUP", "backup:eth1/50", "new=1 del=1"},
+		}},
+		{"fault and back", []stage{
+			{"MASTER", "master:eth1/50", "new=1 del=0"},
+			{"FAULT", "backup:eth1/50", "new=1 del=1"},
+			{"INIT", "backup:eth1/50", "new=0 del=0"},
+			{"RESTARTING", "backup:eth1/50", "new=0 del=0"},
+			{"MASTER", "master:eth1/50", "new=1 del=1"},
+		}},
+		{"a master handing over at exit keeps sending", []stage{
+			{"MASTER", "master:eth1/50", "new=1 del=0"},
+			{"STOPPING", "master:eth1/50", "new=0 del=0"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSyncRig(syncConfig("vi", 50))
+			for i, s := range tt.stages {
+				r.states["vi"] = s.state
+				r.step()
+				if got := daemonsRunning(t, r.k); got != s.want {
+					t.Errorf("stage %d (%s): kernel runs %q, want %q", i, s.state, got, s.want)
+				}
+				if got := writes(r.k); got != s.writes {
+					t.Errorf("stage %d (%s): writes %s, want %s", i, s.state, got, s.writes)
+				}
+			}
+			if rep := r.c.report(); rep == nil || rep.Error != "" || rep.VRRPInstance != "vi" {
+				t.Errorf("report %+v, want vrrp_instance vi without error", rep)
+			}
+		})
+	}
+}
+
+// At start lvsha adopts what a crashed lvsha left: a daemon already as
+// wanted is kept (a restart would lose what it holds), any other replaced.
+// A director without lvs_sync leaves daemons started by hand alone.
+func TestConnSyncStart(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       *conf.Config
+		left      []ipvs.Daemon
+		state     string
+		want      string
+		writes    string
+		hasReport bool
+	}{
+		{"adopts its backup daemon", syncConfig("vi", 50),
+			[]ipvs.Daemon{{State: ipvs.DaemonBackup, Interface: "eth1", SyncID: 50}}, "INIT", "backup:eth1/50", "new=0 del=0", true},
+		{"a crashed master's daemon is replaced", syncConfig("vi", 50),
+			[]ipvs.Daemon{{State: ipvs.DaemonMaster, Interface: "eth1", SyncID: 50}}, "INIT", "backup:eth1/50", "new=1 del=1", true},
+		{"both left: the master is stopped", syncConfig("vi", 50),
+			[]ipvs.Daemon{{State: ipvs.DaemonMaster, Interface: "eth1", SyncID: 50}, {State: ipvs.DaemonBackup, Interface: "eth1", SyncID: 50}},
+			"BACKUP", "backup:eth1/50", "new=0 del=1", true},
+		{"other settings are restarted", syncConfig("vi", 50),
+			[]ipvs.Daemon{{State: ipvs.DaemonBackup, Interface: "eth2", SyncID: 50}}, "INIT", "backup:eth1/50", "new=1 del=1", true},
+		{"no lvs_sync: hand-started daemons untouched", syncConfig("", 0),
+			[]ipvs.Daemon{{State: ipvs.DaemonMaster, Interface: "eth2", SyncID: 9}}, "MASTER", "master:eth2/9", "new=0 del=0", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSyncRig(tt.cfg)
+			for _, d := range tt.left {
+				if err := r.k.NewDaemon(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.k.ResetWrites()
+			r.states["vi"] = tt.state
+			r.step()
+			r.step()
+			if got := daemonsRunning(t, r.k); got != tt.want {
+				t.Errorf("kernel runs %q, want %q", got, tt.want)
+			}
+			if got := writes(r.k); got != tt.writes {
+				t.Errorf("writes %s, want %s", got, tt.writes)
+			}
+			if rep := r.c.report(); (rep != nil) != tt.hasReport {
+				t.Errorf("report %+v, want one: %v", rep, tt.hasReport)
+			}
+			if !tt.hasReport && r.reads != 0 {
+				t.Errorf("without lvs_sync the instances' states were read %d times, want none", r.reads)
+			}
+		})
+	}
+}
+
+// A reload re-applies: a changed lvs_sync restarts the daemon, lvs_sync
+// moved to another instance follows that one's state, removed stops the
+// daemons; an unchanged one writes nothing.
+func TestConnSyncReload(t *testing.T) {
+	tests := []struct {
+		name   string
+		to     *conf.Config
+		want   string
+		writes string
+	}{
+		{"unchanged", syncConfig("vi", 50), "backup:eth1/50", "new=0 del=0"},
+		{"sync id changed", syncConfig("vi", 60), "backup:eth1/60", "new=1 del=1"},
+		{"moved to the master vj", syncConfig("vj", 50), "master:eth1/50", "new=1 del=1"},
+		{"removed", syncConfig("", 0), "", "new=0 del=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSyncRig(syncConfig("vi", 50))
+			r.states["vi"], r.states["vj"] = "BACKUP", "MASTER"
+			r.step()
+			writes(r.k)
+			r.cfg = tt.to
+			r.step()
+			r.step()
+			if got := daemonsRunning(t, r.k); got != tt.want {
+				t.Errorf("kernel runs %q, want %q", got, tt.want)
+			}
+			if got := writes(r.k); got != tt.writes {
+				t.Errorf("writes %s, want %s", got, tt.writes)
+			}
+			if rep := r.c.report(); rep == nil || rep.Error != "" {
+				t.Errorf("report %+v, want no error", rep)
+			}
+		})
+	}
+}
+
+// At a clean exit the daemons stop with --cleanup, as keepalived's do;
+// otherwise the director is left a backup, like the table it leaves, so
+// it keeps learning connections until the next lvsha adopts the daemon.
+func TestConnSyncExit(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     *conf.Config
+		state   string
+		cleanup bool
+		want    string
+	}{
+		{"master left as backup", syncConfig("vi", 50), "STOPPING", false, "backup:eth1/50"},
+		{"backup left running", syncConfig("vi", 50), "BACKUP", false, "backup:eth1/50"},
+		{"cleanup stops them", syncConfig("vi", 50), "MASTER", true, ""},
+		{"no lvs_sync: nothing", syncConfig("", 0), "MASTER", true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSyncRig(tt.cfg)
+			r.states["vi"] = tt.state
+			r.step()
+			r.c.cleanup.Store(tt.cleanup)
+			r.c.exit()
+			if got := daemonsRunning(t, r.k); got != tt.want {
+				t.Errorf("kernel runs %q after exit, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A refused start is reported with its cause, counted, and tried again
+// after syncRetry, not at every poll; without IPVS the report says what
+// is missing.
+func TestConnSyncErrors(t *testing.T) {
+	r := newSyncRig(syncConfig("vi", 50))
+	refuse := true
+	r.k.SetFail(func(op string, _ *moby.Service, _ *moby.Destination) error {
+		if op == ipvstest.OpNewDaemon && refuse {
+			return fmt.Errorf("new daemon: %w", errors.New("injected"))
+		}
+		return nil
+	})
+	r.step()
+	rep := r.c.report()
+	if rep == nil || !strings.Contains(rep.Error, "injected") || rep.Errors != 1 || rep.Want != "backup" {
+		t.Fatalf("report %+v, want the injected error, counted once", rep)
+	}
+	writes(r.k)
+	r.step() // within syncRetry: not tried again
+	if got := writes(r.k); got != "new=0 del=0" {
+		t.Errorf("retried at once: %s", got)
+	}
+	refuse = false
+	for range syncRetry / syncPoll {
+		r.step()
+	}
+	if got := daemonsRunning(t, r.k); got != "backup:eth1/50" {
+		t.Errorf("after the retry the kernel runs %q", got)
+	}
+	if rep := r.c.report(); rep.Error != "" || rep.Errors != 1 || len(rep.Daemons) != 1 {
+		t.Errorf("report after recovery %+v", rep)
+	}
+
+	none := newConnSync(slog.New(slog.DiscardHandler), nil, fmt.Errorf("%w: no such file", ipvs.ErrUnavailable),
+		func() *conf.Config { return syncConfig("vi", 50) }, func() []instance.Status { return nil })
+	none.step(time.Now())
+	if rep := none.report(); rep == nil || !strings.Contains(rep.Error, "IPVS is not available") || !strings.Contains(rep.Error, "sync daemon") {
+		t.Errorf("without IPVS: report %+v, want what is missing", rep)
+	}
+	none.exit() // never panics without a kernel
+}
+
+// The daemon runs the sync goroutine beside VRRP: a director whose
+// instance is in no state but backup runs the backup daemon, and when the
+// daemon stops the goroutine has left it (no --cleanup) before run
+// returns.
+func TestDaemonRunsConnSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := slog.New(slog.DiscardHandler)
+		cfg := syncConfig("vi", 50)
+		k := &ipvstest.Kernel{}
+		k.SetInterface("eth1", 1500)
+		d := newDaemon(log, "lvsha.toml", cfg, ipvs.NewReconciler(k, log), failingProber{err: errors.New("stop")})
+		d.connSync = newConnSync(log, k, nil, d.config, func() []instance.Status { return nil })
+		d.run(t.Context(), nil, func(ctx context.Context) { <-ctx.Done() })
+		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
+			t.Errorf("after run the kernel runs %q, want the backup daemon", got)
+		}
+		if rep := d.connSync.report(); rep == nil || rep.Want != "backup" {
+			t.Errorf("report %+v", rep)
+		}
+	})
+}
+
+// Status counts the kernel's connections over every destination and
+// shows the sync daemons, in text and JSON.
+func TestStatusConnSync(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	cfg, err := conf.Parse("t.toml", []byte("[director]\nname = \"t\"\n[[virtual_server]]\nname = \"web\"\naddress = \"10.1.2.3:80\"\nforwarding = \"dr\"\n"+
+		"[[virtual_server.real_server]]\naddress = \"10.1.2.4:80\"\n[[virtual_server.real_server]]\naddress = \"10.1.2.5:80\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &ipvstest.Kernel{}
+	k.SetInterface("eth1", 1500)
+	d := newDaemon(log, "t.toml", cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
+	if _, err := d.sync(); err != nil {
+		t.Fatal(err)
+	}
+	svcs, _ := k.GetServices()
+	dests, _ := k.GetDestinations(svcs[0])
+	k.SetConns(svcs[0], dests[0], 7, 2)
+	k.SetConns(svcs[0], dests[1], 3, 0)
+	sc := syncConfig("vi", 50)
+	d.connSync = newConnSync(log, k, nil, func() *conf.Config { return sc }, func() []instance.Status {
+		return []instance.Status{{Name: "vi", State: "MASTER"}}
+	})
+	d.connSync.step(time.Now())
+	rep, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KernelConns != 12 {
+		t.Errorf("kernel_connections %d, want 12", rep.KernelConns)
+	}
+	var text bytes.Buffer
+	if err := writeReport(&text, rep, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kernel connections: 12", "IPVS connection sync: follows vrrp_instance vi, wants master daemon",
+		"kernel runs master on eth1 (sync_id 50, max_len 1472, group 224.0.0.81 port 8848 ttl 1)"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("status text lacks %q:\n%s", want, text.String())
+		}
+	}
+	b, _ := json.Marshal(rep)
+	for _, want := range []string{`"kernel_connections":12`, `"conn_sync":{"vrrp_instance":"vi","want":"master","daemons":[{"state":"master","interface":"eth1","sync_id":50`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("status JSON lacks %s:\n%s", want, b)
+		}
+	}
+}
