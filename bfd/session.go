@@ -331,8 +331,8 @@ func (st *step) receive(p *Packet) {
 	}
 	s.remoteDiscr = p.MyDiscr
 	s.remoteState = p.State
+	oldRemoteMinRx, oldDemand := s.remoteMinRx, s.remoteDemand
 	s.remoteDemand = p.Demand
-	oldRemoteMinRx := s.remoteMinRx
 	s.remoteMinRx = p.RequiredMinRx
 	s.remoteMinTx = p.DesiredMinTx
 	s.remoteMult = p.DetectMult
@@ -374,9 +374,9 @@ func (st *step) receive(p *Packet) {
 		// Answer at once, whatever the transmit timer (6.8.7).
 		st.final = true
 	}
-	if s.remoteMinRx != oldRemoteMinRx && !st.send && !st.final && !s.txDeadline.IsZero() {
-		// A faster rate asked for applies from now, not from a packet
-		// scheduled at the slow one.
+	if (s.remoteMinRx != oldRemoteMinRx || s.remoteDemand != oldDemand) && !st.send && !st.final {
+		// A new rate asked for applies from now, not from a packet
+		// scheduled at the old one; Demand mode stops or resumes it.
 		st.schedule()
 	}
 }
@@ -425,7 +425,7 @@ func (st *step) setTimers(e SetTimers) {
 // schedules the next periodic one.
 func (st *step) transmit() {
 	s := st.s
-	if !s.started || (s.cfg.Passive && s.remoteDiscr == 0) {
+	if !st.mayTransmit() {
 		s.txDeadline = time.Time{}
 		return
 	}
@@ -452,9 +452,15 @@ func (st *step) transmit() {
 func (st *step) schedule() {
 	s := st.s
 	iv := s.TxInterval()
-	if iv == 0 || (s.remoteDemand && s.state == Up && s.remoteState == Up) {
+	if !st.mayTransmit() || iv == 0 || (s.remoteDemand && s.state == Up && s.remoteState == Up) {
 		s.txDeadline = time.Time{}
 		return
 	}
 	s.txDeadline = st.now.Add(s.jittered(iv))
+}
+
+// mayTransmit: after Start, and in the passive role only once the peer
+// is heard (RFC 5880 6.1).
+func (st *step) mayTransmit() bool {
+	return st.s.started && !(st.s.cfg.Passive && st.s.remoteDiscr == 0)
 }
