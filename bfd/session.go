@@ -123,17 +123,17 @@ type Session struct {
 	remoteState State
 	// remoteMinRx is bfd.RemoteMinRxInterval, initially 1 µs (6.8.1) so
 	// that we send at our own rate until the peer says otherwise.
-	remoteMinRx   time.Duration
-	remoteMinTx   time.Duration // the peer's last Desired Min TX
-	remoteMult    uint8
-	remoteDemand  bool
-	started       bool
-	heard         bool // remote values above are from a packet
-	detectDeadln  time.Time
-	txDeadline    time.Time
-	polling       bool
-	pollSent      timers // what the running Poll Sequence carries
-	acked         timers // what the peer has confirmed (or been told outside Up)
+	remoteMinRx  time.Duration
+	remoteMinTx  time.Duration // the peer's last Desired Min TX
+	remoteMult   uint8
+	remoteDemand bool
+	started      bool
+	heard        bool // remote values above are from a packet
+	detectDeadln time.Time
+	txDeadline   time.Time
+	polling      bool
+	pollSent     timers // what the running Poll Sequence carries
+	acked        timers // what the peer has confirmed (or been told outside Up)
 }
 
 // New returns a Session in Down for a validated copy of cfg; Start
@@ -240,9 +240,9 @@ func (s *Session) jittered(interval time.Duration) time.Duration {
 
 // step collects one Step's actions.
 type step struct {
-	s    *Session
-	now  time.Time
-	out  []Action
+	s   *Session
+	now time.Time
+	out []Action
 	// send: a packet is due at the end of the step; final: it answers a
 	// Poll. One packet carries both.
 	send, final bool
@@ -431,8 +431,8 @@ func (st *step) transmit() {
 	}
 	t := s.sent()
 	st.do(Send{Packet: Packet{
-		Diag:          s.diag,
-		State:         s.state,
+		Diag:  s.diag,
+		State: s.state,
 		// A Final goes without P: a packet with both is ambiguous, and
 		// the Poll rides on the next periodic packet.
 		Poll:          s.polling && !st.final,
