@@ -86,7 +86,10 @@ func TestMain(m *testing.M) {
 // over one VRID from a healthy lvsha master). Issue #21 asks for them in
 // namespaces on the host; where the host has no IPVS they run there, and
 // the VM run skips them. Where the host has IPVS everything runs here.
-var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood"}
+// The advert flood and the BFD tests need no IPVS either, and time
+// detection in tens of milliseconds.
+var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood",
+	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
 // -run (or -bench) selects; the status is m.Run's, or 0 if none is.

@@ -1,0 +1,243 @@
+// Package transport carries BFD control packets for single-hop sessions
+// (RFC 5881): UDP to port 3784 from a source port in 49152-65535, with
+// TTL / hop limit 255 on send and required on receive, so a packet from
+// off the link (whose TTL a router decremented) is refused (RFC 5881 5,
+// the GTSM check of RFC 5082). It knows nothing of the packet format:
+// package bfd decodes and validates what it reads.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// ControlPort is the single-hop control packets' destination port
+// (RFC 5881 4).
+const ControlPort = 3784
+
+// Source ports are from this range (RFC 5881 4).
+const (
+	SourcePortMin = 49152
+	SourcePortMax = 65535
+)
+
+// HopLimit is the TTL or hop limit every packet is sent with and must
+// arrive with (RFC 5881 5).
+const HopLimit = 255
+
+// Config is one local end: the link and the address on it.
+type Config struct {
+	// Interface is the link the sessions run over; the sockets are bound
+	// to it, so a packet arriving on another link is never seen.
+	Interface *net.Interface
+	// Local is the address to receive on and send from. An IPv6
+	// link-local address is scoped to Interface.
+	Local netip.Addr
+}
+
+func (c Config) check() error {
+	if c.Interface == nil || !c.Local.IsValid() || c.Local.Is4In6() {
+		return errors.New("bfd transport: an interface and a plain IPv4 or IPv6 local address are required")
+	}
+	return nil
+}
+
+func (c Config) network() string {
+	if c.Local.Is4() {
+		return "udp4"
+	}
+	return "udp6"
+}
+
+// udpAddr is ap as a UDP address, link-local ones scoped to the interface.
+func (c Config) udpAddr(ap netip.AddrPort) *net.UDPAddr {
+	a := &net.UDPAddr{IP: ap.Addr().AsSlice(), Port: int(ap.Port())}
+	if ap.Addr().Is6() && ap.Addr().IsLinkLocalUnicast() {
+		a.Zone = c.Interface.Name
+	}
+	return a
+}
+
+// listen binds a UDP socket to the interface (before bind, so that the
+// bind itself is scoped) and to addr.
+func (c Config) listen(addr netip.AddrPort) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, c.Interface.Name)
+		})
+		return errors.Join(err, serr)
+	}}
+	pc, err := lc.ListenPacket(context.Background(), c.network(), c.udpAddr(addr).String())
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// Datagram is one received control packet and what its IP header said.
+type Datagram struct {
+	Payload []byte
+	Src     netip.AddrPort
+	Dst     netip.Addr
+	// HopLimit is the TTL or hop limit it arrived with: always 255 from
+	// Read.
+	HopLimit int
+}
+
+// Conn receives control packets on Config.Local, port 3784.
+type Conn struct {
+	cfg Config
+	uc  *net.UDPConn
+	p4  *ipv4.PacketConn
+	p6  *ipv6.PacketConn
+	// BadHopLimit counts packets dropped for a TTL or hop limit other
+	// than 255 (or none reported).
+	BadHopLimit atomic.Uint64
+}
+
+// Listen opens the receiving socket. It must run in the network
+// namespace of cfg.Interface.
+func Listen(cfg Config) (*Conn, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	uc, err := cfg.listen(netip.AddrPortFrom(cfg.Local, ControlPort))
+	if err != nil {
+		return nil, fmt.Errorf("bfd: listen on %s port %d on %s: %w", cfg.Local, ControlPort, cfg.Interface.Name, err)
+	}
+	c := &Conn{cfg: cfg, uc: uc}
+	if cfg.Local.Is4() {
+		c.p4 = ipv4.NewPacketConn(uc)
+		err = c.p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst, true)
+	} else {
+		c.p6 = ipv6.NewPacketConn(uc)
+		err = c.p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst, true)
+	}
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("bfd: ask for the TTL of received packets on %s: %w", cfg.Interface.Name, err)
+	}
+	return c, nil
+}
+
+// Read returns the next packet that arrived with TTL or hop limit 255;
+// others are counted in BadHopLimit and skipped. buf must hold a packet
+// (64 bytes are plenty: lvsha reads no authentication section).
+func (c *Conn) Read(buf []byte) (Datagram, error) {
+	for {
+		d, err := c.read(buf)
+		if err != nil {
+			return Datagram{}, fmt.Errorf("bfd: read on %s: %w", c.cfg.Interface.Name, err)
+		}
+		if d.HopLimit != HopLimit {
+			c.BadHopLimit.Add(1)
+			continue
+		}
+		return d, nil
+	}
+}
+
+func (c *Conn) read(buf []byte) (Datagram, error) {
+	var (
+		d   Datagram
+		n   int
+		src net.Addr
+		err error
+	)
+	if c.p4 != nil {
+		var cm *ipv4.ControlMessage
+		n, cm, src, err = c.p4.ReadFrom(buf)
+		if cm != nil {
+			d.HopLimit = cm.TTL
+			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		}
+	} else {
+		var cm *ipv6.ControlMessage
+		n, cm, src, err = c.p6.ReadFrom(buf)
+		if cm != nil {
+			d.HopLimit = cm.HopLimit
+			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		}
+	}
+	if err != nil {
+		return Datagram{}, err
+	}
+	d.Payload = buf[:n]
+	if ua, ok := src.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		d.Src = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+	}
+	d.Dst = d.Dst.Unmap()
+	return d, nil
+}
+
+// Close closes the socket; a blocked Read returns.
+func (c *Conn) Close() error { return c.uc.Close() }
+
+// Sender sends one session's packets: RFC 5881 4 wants one source port
+// per session, the same for its whole life, so each session has a socket.
+type Sender struct {
+	cfg Config
+	uc  *net.UDPConn
+}
+
+// OpenSender binds a sending socket to Config.Local and a free source
+// port from 49152-65535, starting at a random one so that sessions of
+// successive runs do not reuse ports, and sets TTL / hop limit 255.
+func OpenSender(cfg Config) (*Sender, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	const span = SourcePortMax - SourcePortMin + 1
+	start := rand.IntN(span)
+	var lastErr error
+	// A few hundred tries: a port in use is rare, and a host short of
+	// them should fail rather than scan all sixteen thousand.
+	for i := range 256 {
+		port := uint16(SourcePortMin + (start+i)%span)
+		uc, err := cfg.listen(netip.AddrPortFrom(cfg.Local, port))
+		if errors.Is(err, unix.EADDRINUSE) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bfd: send socket on %s from %s: %w", cfg.Interface.Name, cfg.Local, err)
+		}
+		if cfg.Local.Is4() {
+			err = ipv4.NewConn(uc).SetTTL(HopLimit)
+		} else {
+			err = ipv6.NewConn(uc).SetHopLimit(HopLimit)
+		}
+		if err != nil {
+			uc.Close()
+			return nil, fmt.Errorf("bfd: send socket on %s: TTL %d: %w", cfg.Interface.Name, HopLimit, err)
+		}
+		return &Sender{cfg: cfg, uc: uc}, nil
+	}
+	return nil, fmt.Errorf("bfd: no free source port on %s from %s: %w", cfg.Interface.Name, cfg.Local, lastErr)
+}
+
+// Port is the sender's source port.
+func (s *Sender) Port() uint16 { return s.uc.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
+
+// WriteTo sends payload to peer's control port.
+func (s *Sender) WriteTo(payload []byte, peer netip.Addr) error {
+	if _, err := s.uc.WriteToUDP(payload, s.cfg.udpAddr(netip.AddrPortFrom(peer, ControlPort))); err != nil {
+		return fmt.Errorf("bfd: send to %s on %s: %w", peer, s.cfg.Interface.Name, err)
+	}
+	return nil
+}
+
+// Close closes the socket.
+func (s *Sender) Close() error { return s.uc.Close() }
