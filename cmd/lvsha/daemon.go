@@ -250,6 +250,9 @@ func (d *daemon) reload() (rep *ReloadReport) {
 	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers),
 		"probes_changed", len(rep.Probes), "vrrp_instances_changed", len(rep.VRRP))
 	d.probes.Update(cfg)
+	if d.connSync != nil {
+		d.connSync.reconfigured()
+	}
 	changes, err := d.sync()
 	rep.Applied, rep.Kernel = true, changes.Done
 	if err != nil {

@@ -127,6 +127,8 @@ type connSync struct {
 	// cleanup is set when the daemon exits with --cleanup: the daemons
 	// stop with the table.
 	cleanup atomic.Bool
+	// kick wakes run after a reload (reconfigured).
+	kick chan struct{}
 
 	// Owned by run's goroutine.
 	tried    syncWant // what the last apply was for
@@ -141,22 +143,51 @@ type connSync struct {
 }
 
 func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, states func() []instance.Status) *connSync {
-	return &connSync{log: log, k: k, noK: noK, config: config, states: states}
+	return &connSync{log: log, k: k, noK: noK, config: config, states: states, kick: make(chan struct{}, 1)}
+}
+
+// reconfigured tells run that a reload took a new configuration, which
+// may have given an idle director an lvs_sync to follow.
+func (c *connSync) reconfigured() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// active says whether run must poll the election: lvs_sync configured,
+// daemons lvsha started, or an apply to retry. Owned by run's goroutine.
+func (c *connSync) active() bool {
+	return hasLVSSync(c.config()) || c.tried.managed || c.failed
 }
 
 // run drives the daemons until ctx is done, then leaves them as exit
 // says. The caller cancels ctx once VRRP has handed over, not at the
 // signal: the master daemon must run through the handover.
+//
+// A director with nothing to drive does not poll: ten wakeups a second
+// cost an idle director of one VRRP instance 60 context switches a
+// second, more than its adverts. It waits for a reload instead.
 func (c *connSync) run(ctx context.Context) {
 	tick := time.NewTicker(syncPoll)
 	defer tick.Stop()
+	polling := true
 	for {
 		c.step(time.Now())
+		if active := c.active(); active != polling {
+			if active {
+				tick.Reset(syncPoll)
+			} else {
+				tick.Stop()
+			}
+			polling = active
+		}
 		select {
 		case <-ctx.Done():
 			c.exit()
 			return
 		case <-tick.C:
+		case <-c.kick:
 		}
 	}
 }

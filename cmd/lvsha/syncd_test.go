@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -374,4 +375,44 @@ func TestStatusConnSync(t *testing.T) {
 			t.Errorf("status JSON lacks %s:\n%s", want, b)
 		}
 	}
+}
+
+// A director without lvs_sync does not poll the election (ten wakeups a
+// second were more than an idle instance's adverts cost); a reload that
+// adds lvs_sync wakes it at once, and it drives the daemons from then on.
+func TestConnSyncIdleUntilReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var cfg atomic.Pointer[conf.Config]
+		cfg.Store(syncConfig("", 0))
+		var reads atomic.Int32
+		config := func() *conf.Config { reads.Add(1); return cfg.Load() }
+		k := &ipvstest.Kernel{}
+		k.SetInterface("eth1", 1500)
+		states := func() []instance.Status {
+			return []instance.Status{{Name: "vi", State: "BACKUP"}, {Name: "vj", State: "BACKUP"}}
+		}
+		c := newConnSync(slog.New(slog.DiscardHandler), k, nil, config, states)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.run(ctx); close(done) }()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if n := reads.Load(); n > 4 {
+			t.Errorf("an idle director read its configuration %d times in 10 s: it polls", n)
+		}
+		cfg.Store(syncConfig("vi", 50))
+		c.reconfigured()
+		synctest.Wait()
+		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
+			t.Errorf("after the reload that added lvs_sync the kernel runs %q, want backup:eth1/50", got)
+		}
+		before := reads.Load()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := reads.Load() - before; n < 5 {
+			t.Errorf("with lvs_sync, %d reads of the configuration in 1 s: it does not poll", n)
+		}
+		cancel()
+		<-done
+	})
 }
