@@ -217,25 +217,14 @@ func TestConnSyncFailover(t *testing.T) {
 func testConnSyncFailover(t *testing.T, withSync bool) {
 	const vip = "10.79.0.100"
 	vs := vip + ":" + connSyncPort
-	hosts, ifs := lan(t, 5)
-	client, rs := hosts[2], hosts[3:]
-	for _, h := range rs {
-		// DR: each real server holds the VIP without answering ARP for it.
-		sh(t, "ip", "-n", h, "addr", "add", vip+"/32", "dev", "lo")
-		inNS(t, h, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
-		echoIn(t, h)
-	}
-	var ds []*director
-	for i, prio := range []int{150, 100} {
-		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], iface: ifs[i], dir: t.TempDir()}
-		d.cfg, d.sock = d.dir+"/lvsha.toml", d.dir+"/s.sock"
-		extra := ""
-		if withSync {
-			// The sync messages share the VRRP LAN here; sync_id is the
-			// router_id (50).
-			extra = fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", d.iface)
+	ds, hosts, _ := drPair(t, vip, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
+		if !withSync {
+			return ""
 		}
-		d.writeConfig(t, prio, []string{vip + "/24"}, extra+`
+		// The sync messages share the VRRP LAN here; sync_id is the
+		// router_id (50).
+		return fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", d.iface)
+	}, `
 [[virtual_server]]
 name = "echo"
 address = "`+vs+`"
@@ -252,17 +241,8 @@ forwarding = "dr"
   [[virtual_server.real_server]]
   address = "10.79.0.5"
 `)
-		d.start(t)
-		ds = append(ds, d)
-	}
 	lb1, lb2 := ds[0], ds[1]
-	eventually(t, "lb1 master, lb2 backup", 30*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
-	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return vipHolders(t, ds, vip) == "lb1" })
-	for _, d := range ds {
-		eventually(t, d.name+"'s table with both real servers up", 15*time.Second, func() bool {
-			return ipvsWeight(t, d.ns, "10.79.0.4:"+connSyncPort) == "1" && ipvsWeight(t, d.ns, "10.79.0.5:"+connSyncPort) == "1"
-		})
-	}
+	client := hosts[2]
 	if withSync {
 		eventually(t, "lb1 runs the master sync daemon alone, lb2 the backup", 10*time.Second, func() bool {
 			return lb1.runsDaemon("master") && lb2.runsDaemon("backup")

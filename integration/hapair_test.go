@@ -33,20 +33,10 @@ func vsClients(t testing.TB, ns, vs string) map[string]bool {
 // forwards at once. When a real server stops, the new master drains it.
 func TestHAPairDR(t *testing.T) {
 	const vip = "10.79.0.100"
-	hosts, ifs := lan(t, 5)
-	client, rs := hosts[2], hosts[3:]
-	for i, h := range rs {
-		// DR: each real server holds the VIP without answering ARP for it.
-		sh(t, "ip", "-n", h, "addr", "add", vip+"/32", "dev", "lo")
-		inNS(t, h, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
-		startIn(t, h, []string{envRole + "=web", fmt.Sprintf("LVSHA_NAME=rs%d", i+1), "LVSHA_LISTEN=:80"}, self(t))
-		waitHTTP(t, h, "http://127.0.0.1:80/")
-	}
-	var ds []*director
-	for i, prio := range []int{150, 100} {
-		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], iface: ifs[i], dir: t.TempDir()}
-		d.cfg, d.sock = d.dir+"/lvsha.toml", d.dir+"/s.sock"
-		d.writeConfig(t, prio, []string{vip + "/24"}, `
+	ds, hosts, ifs := drPair(t, vip, "80", func(ns string, i int) {
+		startIn(t, ns, []string{envRole + "=web", fmt.Sprintf("LVSHA_NAME=rs%d", i+1), "LVSHA_LISTEN=:80"}, self(t))
+		waitHTTP(t, ns, "http://127.0.0.1:80/")
+	}, func(*director) string { return "" }, `
 [[virtual_server]]
 name = "web"
 address = "`+vip+`:80"
@@ -63,18 +53,8 @@ forwarding = "dr"
   [[virtual_server.real_server]]
   address = "10.79.0.5"
 `)
-		d.start(t)
-		ds = append(ds, d)
-	}
 	lb1, lb2 := ds[0], ds[1]
-	eventually(t, "lb1 master, lb2 backup", 20*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
-	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return vipHolders(t, ds, vip) == "lb1" })
-	// Warm standby: the backup's table is the master's, real servers up.
-	for _, d := range ds {
-		eventually(t, d.name+"'s table with both real servers up", 10*time.Second, func() bool {
-			return ipvsWeight(t, d.ns, "10.79.0.4:80") == "1" && ipvsWeight(t, d.ns, "10.79.0.5:80") == "1"
-		})
-	}
+	client, rs := hosts[2], hosts[3:]
 	t.Logf("both directors' tables:\nlb1:\n%s\nlb2:\n%s", inNS(t, lb1.ns, "ipvsadm", "-Ln"), inNS(t, lb2.ns, "ipvsadm", "-Ln"))
 
 	url := "http://" + vip + "/"
@@ -129,4 +109,39 @@ forwarding = "dr"
 		t.Fatalf("with rs1 down: %v, %d failed; want rs2 only", counts, failed)
 	}
 	t.Logf("rs1 down: lb2 drained it; the client got %v", counts)
+}
+
+// drPair is lvsha's DR pair on one LAN of five hosts: directors lb1
+// (priority 150) and lb2 (100), a client (returned), and two real servers
+// 10.79.0.4 and .5 that hold vip on lo without answering ARP for it,
+// each serving through serve(its namespace, its index). Each director's
+// configuration is extra(d), then vsTOML, a virtual server on port of
+// those real servers. It returns once lb1 is master, lb2 backup, only lb1
+// holds the VIP, and both tables have both real servers up (the backup's
+// standby is warm), with the LAN's hosts and interfaces as lan gives
+// them: the directors, the client (hosts[2]), the real servers.
+func drPair(t *testing.T, vip, port string, serve func(ns string, i int), extra func(d *director) string, vsTOML string) (ds []*director, hosts, ifs []string) {
+	t.Helper()
+	hosts, ifs = lan(t, 5)
+	for i, h := range hosts[3:] {
+		sh(t, "ip", "-n", h, "addr", "add", vip+"/32", "dev", "lo")
+		inNS(t, h, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+		serve(h, i)
+	}
+	for i, prio := range []int{150, 100} {
+		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], iface: ifs[i], dir: t.TempDir()}
+		d.cfg, d.sock = d.dir+"/lvsha.toml", d.dir+"/s.sock"
+		d.writeConfig(t, prio, []string{vip + "/24"}, extra(d)+vsTOML)
+		d.start(t)
+		ds = append(ds, d)
+	}
+	lb1, lb2 := ds[0], ds[1]
+	eventually(t, "lb1 master, lb2 backup", 30*time.Second, func() bool { return lb1.state() == "MASTER" && lb2.state() == "BACKUP" })
+	eventually(t, "only lb1 holds the VIP", 5*time.Second, func() bool { return vipHolders(t, ds, vip) == "lb1" })
+	for _, d := range ds {
+		eventually(t, d.name+"'s table with both real servers up", 15*time.Second, func() bool {
+			return ipvsWeight(t, d.ns, "10.79.0.4:"+port) == "1" && ipvsWeight(t, d.ns, "10.79.0.5:"+port) == "1"
+		})
+	}
+	return ds, hosts, ifs
 }
