@@ -237,6 +237,15 @@ type Director struct {
 	// nothing changed, so hand edits with ipvsadm are undone
 	// (key "resync_interval"; default 10s).
 	Resync time.Duration
+	// MaxProcs is how many CPUs run lvsha's Go code at once (GOMAXPROCS;
+	// key "max_procs"; 0: every CPU; default 1; the environment's
+	// GOMAXPROCS, when set, wins). lvsha spends its life waiting: for
+	// adverts, timers, probes, netlink. With more than one, each hand-off
+	// between goroutines wakes a second thread to look for work, which
+	// finds none: measured at one VRRP instance, a third of an idle
+	// director's CPU (docs/benchmarks.md). Raise it for thousands of
+	// probes a second, TLS ones above all.
+	MaxProcs int
 }
 
 // VirtualServer is one IPVS virtual service and its real servers.

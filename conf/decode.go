@@ -383,6 +383,7 @@ type rawSyncGroup struct {
 type rawDirector struct {
 	name, controlSocket, stateFile val[string]
 	resync                         val[time.Duration]
+	maxProcs                       val[int64]
 }
 
 type rawVirtualServer struct {
@@ -434,12 +435,13 @@ func (r *reader) config(root map[string]any) rawConfig {
 	r.known(t, "director", "metrics", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
-		r.known(d, "name", "control_socket", "state_file", "resync_interval")
+		r.known(d, "name", "control_socket", "state_file", "resync_interval", "max_procs")
 		rc.director = rawDirector{
 			name:          r.str(d, "name"),
 			controlSocket: r.str(d, "control_socket"),
 			stateFile:     r.str(d, "state_file"),
 			resync:        r.duration(d, "resync_interval"),
+			maxProcs:      r.integer(d, "max_procs", 0, 1024),
 		}
 	}
 	if m, ok := r.subtable(t, "metrics"); ok {

@@ -10,6 +10,7 @@ import (
 // the hostname, is filled in by Load so that Parse stays deterministic.
 const (
 	defaultResync           = 10 * time.Second
+	defaultMaxProcs         = 1
 	defaultProtocol         = "tcp"
 	defaultScheduler        = "wlc"
 	defaultForwarding       = "nat"

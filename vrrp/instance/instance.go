@@ -161,6 +161,9 @@ type Instance struct {
 	// failed and has not run again). The machine is in fault while either
 	// is: one source's recovery must not clear the other's fault.
 	trackFault, holderFault bool
+	// clock wakes the instance at its deadlines; nil: Go timers (New's
+	// instances, whose tests run on synctest's virtual time).
+	clock *clock
 
 	mu     sync.Mutex
 	status Status
@@ -227,6 +230,7 @@ func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (
 	if err != nil {
 		return nil, errors.Join(err, conn.Close(), holder.Close())
 	}
+	i.clock = s.clock
 	return i, nil
 }
 
@@ -558,8 +562,8 @@ type reading struct {
 // reading fails (its error).
 func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) error {
 	i.step(vrrp.Start{})
-	w := newWake(i.cfg.AdvertInterval)
-	defer func() { w.stop() }()
+	w := newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
+	defer func() { w.close() }()
 	stopping := false
 	var stopDeadline <-chan time.Time
 	done, failed := ctx.Done(), rd.failed
@@ -577,9 +581,15 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 		case d := <-rd.queue:
 			i.received(d)
 		case <-w.timer.C:
-			i.timerFired(rd)
+			if w.expired() {
+				i.timerFired(rd)
+			}
 		case <-w.ticker.C:
 			i.timerFired(rd)
+		case <-w.alarmC():
+			if w.expired() {
+				i.timerFired(rd)
+			}
 		case ev := <-i.events:
 			i.event(ev)
 		case err := <-holderc:
@@ -588,8 +598,8 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 			interval := i.cfg.AdvertInterval
 			r.done <- i.reconfigure(r.cfg)
 			if i.cfg.AdvertInterval != interval {
-				w.stop()
-				w = newWake(i.cfg.AdvertInterval)
+				w.close()
+				w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
 			}
 		case <-failed:
 			if !stopping {
@@ -723,15 +733,27 @@ func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
 // fires, while a one-shot timer is re-armed only after the instance has
 // run, by when another thread may already sleep in the poller past the
 // new deadline and must be woken to shorten its sleep, once per advert.
-// Other states use a one-shot timer.
+//
+// Other states use a one-shot timer, moved lazily: a backup's
+// Master_Down_Timer moves later with every advert, and the runtime keeps
+// a timer moved later at its old place in the heap until that old time
+// comes, waking the poller (and sysmon) then for nothing. At 100 ms
+// adverts that was a wakeup per advert besides the advert's own. So a
+// later deadline only is noted (want), and the timer, when it fires
+// before want, is re-armed for it: a wakeup per Master_Down_Interval.
+//
+// On a director's clock (Shared's), an alarm on its timerfd serves every
+// deadline instead, and the Go timer and ticker stay stopped.
 type wake struct {
 	timer   *time.Timer
 	ticker  *time.Ticker
+	alarm   *alarm
 	period  time.Duration
 	ticking bool
-	// at is the deadline the timer or the ticker's next tick serves;
-	// zero when none is armed.
-	at time.Time
+	// at is when the armed timer or the ticker's next tick fires; zero
+	// when neither is armed. want is the deadline to serve, at or after
+	// at; zero when none.
+	at, want time.Time
 }
 
 func newWake(period time.Duration) *wake {
@@ -741,24 +763,59 @@ func newWake(period time.Duration) *wake {
 	return w
 }
 
+// newClockWake is a wake on c's timerfd, or on Go timers if c is nil or
+// its timerfd cannot be had.
+func newClockWake(log *slog.Logger, c *clock, period time.Duration) *wake {
+	w := newWake(period)
+	if c == nil {
+		return w
+	}
+	a, err := c.newAlarm()
+	if err != nil {
+		log.Warn("VRRP timers fall back to Go timers", "error", err)
+		return w
+	}
+	w.alarm = a
+	return w
+}
+
+// alarmC is the alarm's channel; nil (never ready) without one.
+func (w *wake) alarmC() <-chan time.Time {
+	if w.alarm == nil {
+		return nil
+	}
+	return w.alarm.C()
+}
+
 // set arms the wake for deadline d (zero: none); periodic says d is a
 // master's, one interval after the previous one when in step.
 func (w *wake) set(d time.Time, periodic bool) {
+	if w.alarm != nil {
+		if !d.Equal(w.want) || w.at.IsZero() {
+			w.alarm.set(d)
+		}
+		w.at, w.want = d, d
+		return
+	}
 	switch {
 	case d.IsZero():
 		w.stop()
-	case d.Equal(w.at):
+		return
+	case d.Equal(w.want) && !w.at.IsZero():
 		// Armed already.
-	case periodic && d.Equal(w.at.Add(w.period)):
+	case periodic && d.Equal(w.want.Add(w.period)) && !w.want.IsZero():
 		// The schedule goes on. A running ticker's next tick is no
 		// earlier than d, since its ticks were each no earlier than the
 		// deadline they served; a new one's first tick, one period from
-		// now, is no earlier than d because now is past w.at.
+		// now, is no earlier than d because now is past w.want.
 		if !w.ticking {
 			w.timer.Stop()
 			w.ticker.Reset(w.period)
 			w.ticking = true
 		}
+		w.at = d
+	case !periodic && !w.ticking && !w.at.IsZero() && d.After(w.at):
+		// Later than the armed timer: expired re-arms it when it fires.
 	default:
 		// A new schedule (or none): one shot, which a master turns into
 		// ticks once it has fired. Since Go 1.23 Stop and Reset leave no
@@ -766,15 +823,44 @@ func (w *wake) set(d time.Time, periodic bool) {
 		w.ticker.Stop()
 		w.ticking = false
 		w.timer.Reset(max(time.Until(d), 0))
+		w.at = d
 	}
-	w.at = d
+	w.want = d
+}
+
+// expired is told that the timer fired and says whether the deadline it
+// serves has come; if not, it re-arms the timer for that deadline.
+func (w *wake) expired() bool {
+	w.at = time.Time{}
+	if left := time.Until(w.want); left > 0 {
+		if w.alarm != nil {
+			w.alarm.set(w.want)
+		} else {
+			w.timer.Reset(left)
+		}
+		w.at = w.want
+		return false
+	}
+	return true
 }
 
 func (w *wake) stop() {
+	if w.alarm != nil {
+		w.alarm.set(time.Time{})
+	}
 	w.timer.Stop()
 	w.ticker.Stop()
 	w.ticking = false
-	w.at = time.Time{}
+	w.at, w.want = time.Time{}, time.Time{}
+}
+
+// close stops the wake for good, releasing its alarm.
+func (w *wake) close() {
+	w.stop()
+	if w.alarm != nil {
+		w.alarm.close()
+		w.alarm = nil
+	}
 }
 
 // readQueue bounds the datagrams readLoop has read and the loop not yet
