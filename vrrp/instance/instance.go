@@ -539,7 +539,10 @@ queued:
 // received decodes one datagram and feeds the machine the advert, at
 // the kernel's receive time; a malformed one is counted and dropped.
 func (i *Instance) received(d transport.Datagram) {
-	adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	adv, reason := d.Advert, vrrp.DropNone
+	if adv == nil {
+		adv, reason = vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	}
 	if reason != vrrp.DropNone {
 		i.drops.Inc(reason)
 		i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
@@ -580,11 +583,11 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 			i.step(vrrp.Shutdown{})
 		case d := <-rd.queue:
 			i.received(d)
-		case <-w.timer.C:
+		case <-w.timerC():
 			if w.expired() {
 				i.timerFired(rd)
 			}
-		case <-w.ticker.C:
+		case <-w.tickerC():
 			i.timerFired(rd)
 		case <-w.alarmC():
 			if w.expired() {
@@ -779,12 +782,28 @@ func newClockWake(log *slog.Logger, c *clock, period time.Duration) *wake {
 	return w
 }
 
-// alarmC is the alarm's channel; nil (never ready) without one.
+// alarmC is the alarm's channel; nil (never ready) without one. timerC
+// and tickerC are the Go timers', nil with an alarm: a select skips nil
+// channels, and each of its cases costs a lock on every wakeup.
 func (w *wake) alarmC() <-chan time.Time {
 	if w.alarm == nil {
 		return nil
 	}
 	return w.alarm.C()
+}
+
+func (w *wake) timerC() <-chan time.Time {
+	if w.alarm != nil {
+		return nil
+	}
+	return w.timer.C
+}
+
+func (w *wake) tickerC() <-chan time.Time {
+	if w.alarm != nil {
+		return nil
+	}
+	return w.ticker.C
 }
 
 // set arms the wake for deadline d (zero: none); periodic says d is a

@@ -254,9 +254,10 @@ func (l *link) dispatch(d Datagram) {
 		l.unknown.Add(1)
 		return
 	}
-	// Once for all the VRID's endpoints; the instance parses a valid
-	// advert again, for its fields (a microsecond).
-	_, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	// Once for all the VRID's endpoints, which take the parsed advert
+	// with the datagram.
+	adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	d.Advert = adv
 	for _, e := range eps {
 		e.deliver(d, reason)
 	}
