@@ -454,8 +454,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	defer stopBG()
 
 	hooksCtx, stopHooks := context.WithCancel(bg)
-	hooksDone := make(chan struct{})
-	go func() { defer close(hooksDone); i.hooks.Run(hooksCtx) }()
+	i.hooks.Start(hooksCtx)
 
 	holderCtx, stopHolder := context.WithCancel(bg)
 	holderc := make(chan error)
@@ -489,7 +488,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	cerr := i.conn.Close()
 	<-readDone
 	stopHooks()
-	<-hooksDone
+	i.hooks.Wait()
 	i.hooks.Finish(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.fsm.Priority())})
 	herr := i.holder.Close()
 	if err == nil && (cerr != nil || herr != nil) {
