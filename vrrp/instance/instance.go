@@ -690,21 +690,29 @@ func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
 	failed := false
 	for {
 		start := time.Now()
-		runc := make(chan error, 1)
-		go func() { runc <- i.holder.Run(ctx) }()
-		settle := time.NewTimer(holderSettle)
 		var err error
-		select {
-		case err = <-runc:
-		case <-settle.C:
-			if failed && !tell(nil) {
-				<-runc
-				return
+		if !failed {
+			// Healthy: nothing to report until Run ends, so it runs here
+			// rather than on a goroutine of its own (one per instance).
+			err = i.holder.Run(ctx)
+		} else {
+			// Recovering: the recovery is reported once Run has held for
+			// holderSettle.
+			runc := make(chan error, 1)
+			go func() { runc <- i.holder.Run(ctx) }()
+			settle := time.NewTimer(holderSettle)
+			select {
+			case err = <-runc:
+			case <-settle.C:
+				if !tell(nil) {
+					<-runc
+					return
+				}
+				failed = false
+				err = <-runc
 			}
-			failed = false
-			err = <-runc
+			settle.Stop()
 		}
-		settle.Stop()
 		if ctx.Err() != nil {
 			return
 		}
