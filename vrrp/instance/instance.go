@@ -161,6 +161,14 @@ type Instance struct {
 	// failed and has not run again). The machine is in fault while either
 	// is: one source's recovery must not clear the other's fault.
 	trackFault, holderFault bool
+	// stepMu serialises stepping the machine between the loop and a
+	// shared link's reader (see loop); it guards fsm and what each step
+	// touches, w, and inline, which says the reader may step adverts.
+	stepMu sync.Mutex
+	w      *wake
+	inline bool
+	// kick wakes the loop after the reader changed the machine's state.
+	kick chan struct{}
 	// clock wakes the instance at its deadlines; nil: Go timers (New's
 	// instances, whose tests run on synctest's virtual time).
 	clock *clock
@@ -252,6 +260,7 @@ func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertCon
 		reconf:  make(chan reconfig),
 		stopped: make(chan struct{}),
 		vipOps:  make(chan vipReq, 16),
+		kick:    make(chan struct{}, 1),
 		status: Status{Name: cfg.Name, Interface: cfg.Interface, RouterID: cfg.RouterID, State: vrrp.Initialize.String(),
 			BasePriority: cfg.Priority, Priority: cfg.Priority},
 	}
@@ -514,13 +523,25 @@ func (i *Instance) Run(ctx context.Context) error {
 // sends, and an advert read a moment later changes nothing but that one
 // advert. A backup's Master_Down_Timer fires only when adverts stop, so
 // the drain costs nothing while the master is heard.
-func (i *Instance) timerFired(rd reading) {
-	if i.fsm.State() != vrrp.Master {
+func (i *Instance) timerFired(rd reading, oneShot bool) {
+	i.stepMu.Lock()
+	master := i.fsm.State() == vrrp.Master
+	i.stepMu.Unlock()
+	if !master {
+		// Without stepMu: the drain steps what it reads through
+		// inlineAdvert, which takes it.
 		if rd.drain != nil {
 			rd.drain()
 		} else {
 			runtime.Gosched()
 		}
+	}
+	i.stepMu.Lock()
+	defer i.stepMu.Unlock()
+	// A one-shot wake may have come before the deadline it serves now:
+	// one moved later (lazily) or by an advert just drained.
+	if oneShot && !i.w.expired() {
+		return
 	}
 	adverts := rd.queue
 queued:
@@ -562,57 +583,115 @@ type reading struct {
 
 // loop is Run's state machine loop, until the handover is done (nil) or
 // reading fails (its error).
+//
+// On a shared link that takes a handler (inlineConn), adverts do not come
+// through the loop: the link's reader steps them itself (inlineAdvert),
+// under stepMu, which the loop holds for everything else it does with
+// the machine. The loop keeps timers and events.
 func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) error {
+	i.stepMu.Lock()
 	i.step(vrrp.Start{})
-	w := newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
-	defer func() { w.close() }()
+	i.w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
+	if ic, ok := i.conn.(inlineConn); ok && rd.drain != nil {
+		i.inline = true
+		ic.SetHandler(i.inlineAdvert)
+		defer ic.SetHandler(nil)
+	}
+	i.stepMu.Unlock()
+	defer func() {
+		i.stepMu.Lock()
+		i.inline = false
+		i.w.close()
+		i.stepMu.Unlock()
+	}()
 	stopping := false
 	var stopDeadline <-chan time.Time
 	done, failed := ctx.Done(), rd.failed
 	for {
+		i.stepMu.Lock()
+		if stopping && i.fsm.State() == vrrp.Initialize {
+			i.stepMu.Unlock()
+			return nil
+		}
+		w := i.w
 		w.set(i.fsm.NextDeadline(), i.fsm.State() == vrrp.Master)
+		timerC, tickerC, alarmC := w.timerC(), w.tickerC(), w.alarmC()
+		i.stepMu.Unlock()
 		select {
 		case <-done:
 			done = nil
 			stopping = true
-			i.step(vrrp.Shutdown{})
+			i.locked(func() { i.step(vrrp.Shutdown{}) })
 			// Bound the handover even if the machine never settles.
 			stopDeadline = time.After(3*i.cfg.AdvertInterval + time.Second)
 		case <-stopDeadline:
-			i.step(vrrp.Shutdown{})
+			i.locked(func() { i.step(vrrp.Shutdown{}) })
 		case d := <-rd.queue:
-			i.received(d)
-		case <-w.timerC():
-			if w.expired() {
-				i.timerFired(rd)
-			}
-		case <-w.tickerC():
-			i.timerFired(rd)
-		case <-w.alarmC():
-			if w.expired() {
-				i.timerFired(rd)
-			}
+			i.locked(func() { i.received(d) })
+		case <-timerC:
+			i.timerFired(rd, true)
+		case <-tickerC:
+			i.timerFired(rd, false)
+		case <-alarmC:
+			i.timerFired(rd, true)
+		case <-i.kick:
+			// The reader stepped the machine to a state the loop must see.
 		case ev := <-i.events:
-			i.event(ev)
+			i.locked(func() { i.event(ev) })
 		case err := <-holderc:
-			i.holderChanged(err)
+			i.locked(func() { i.holderChanged(err) })
 		case r := <-i.reconf:
-			interval := i.cfg.AdvertInterval
-			r.done <- i.reconfigure(r.cfg)
-			if i.cfg.AdvertInterval != interval {
-				w.close()
-				w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
-			}
+			i.locked(func() {
+				interval := i.cfg.AdvertInterval
+				r.done <- i.reconfigure(r.cfg)
+				if i.cfg.AdvertInterval != interval {
+					i.w.close()
+					i.w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
+				}
+			})
 		case <-failed:
 			if !stopping {
-				i.step(vrrp.Shutdown{})
-				i.step(vrrp.Shutdown{})
+				i.locked(func() {
+					i.step(vrrp.Shutdown{})
+					i.step(vrrp.Shutdown{})
+				})
 				return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, rd.err())
 			}
 			failed = nil
 		}
-		if stopping && i.fsm.State() == vrrp.Initialize {
-			return nil
+	}
+}
+
+// locked runs f holding stepMu.
+func (i *Instance) locked(f func()) {
+	i.stepMu.Lock()
+	defer i.stepMu.Unlock()
+	f()
+}
+
+// inlineConn is a shared link's endpoint that can hand adverts to a
+// handler on its reader (*transport.Endpoint).
+type inlineConn interface {
+	SetHandler(func(transport.Datagram))
+}
+
+// inlineAdvert steps one advert on the link's reader (see loop). It
+// re-arms the wake for the machine's new deadline, and wakes the loop if
+// the advert ended a graceful stop, which the loop must see to return.
+func (i *Instance) inlineAdvert(d transport.Datagram) {
+	i.stepMu.Lock()
+	defer i.stepMu.Unlock()
+	if !i.inline {
+		return // before Start or after the loop: the machine takes none
+	}
+	was := i.fsm.State()
+	i.received(d)
+	now := i.fsm.State()
+	i.w.set(i.fsm.NextDeadline(), now == vrrp.Master)
+	if now != was {
+		select {
+		case i.kick <- struct{}{}:
+		default:
 		}
 	}
 }
