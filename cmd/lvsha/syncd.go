@@ -23,13 +23,6 @@ import (
 // two calls never race (a stop and a start of the same state would
 // otherwise interleave across two transitions).
 
-// syncPoll is how often connSync reads the instance's state. An instance
-// tells nobody of its transitions but its notify hooks, and a read of
-// the group's status is cheap; 100 ms is small beside a failover's
-// Master_Down_Interval, and a new master already forwards with the
-// connections its backup daemon had learnt before this switches it.
-const syncPoll = 100 * time.Millisecond
-
 // syncRetry is how soon an apply the kernel refused is tried again,
 // unless the election or the configuration changes first.
 const syncRetry = time.Second
@@ -114,16 +107,24 @@ func (s SyncDaemonReport) String() string {
 	return fmt.Sprintf("%s on %s (sync_id %d, max_len %d, group %s port %d ttl %d)", s.State, s.Interface, s.SyncID, s.MaxLen, s.Group, s.Port, s.TTL)
 }
 
+// election is the VRRP instances as connSync follows them
+// (*group.Group).
+type election interface {
+	Status() []instance.Status
+	// Transitions has a value after any instance changed state, which
+	// Status then shows; one value may stand for several.
+	Transitions() <-chan struct{}
+}
+
 // connSync drives the sync daemons of one director.
 type connSync struct {
 	log *slog.Logger
 	// k is the kernel's daemons; nil without IPVS, noK saying why.
 	k   ipvs.Daemons
 	noK error
-	// config and states read the daemon's configuration and its
-	// instances' states.
+	// config reads the daemon's configuration; el is its instances.
 	config func() *conf.Config
-	states func() []instance.Status
+	el     election
 	// cleanup is set when the daemon exits with --cleanup: the daemons
 	// stop with the table.
 	cleanup atomic.Bool
@@ -142,8 +143,8 @@ type connSync struct {
 	rep *SyncReport // nil while lvsha has never driven the daemons
 }
 
-func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, states func() []instance.Status) *connSync {
-	return &connSync{log: log, k: k, noK: noK, config: config, states: states, kick: make(chan struct{}, 1)}
+func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, el election) *connSync {
+	return &connSync{log: log, k: k, noK: noK, config: config, el: el, kick: make(chan struct{}, 1)}
 }
 
 // reconfigured tells run that a reload took a new configuration, which
@@ -155,38 +156,52 @@ func (c *connSync) reconfigured() {
 	}
 }
 
-// active says whether run must poll the election: lvs_sync configured,
-// daemons lvsha started, or an apply to retry. Owned by run's goroutine.
-func (c *connSync) active() bool {
-	return hasLVSSync(c.config()) || c.tried.managed || c.failed
+// nextWake is when run must step without news from the election or a
+// reload: to retry a refused apply, and while lvsha drives the daemons
+// every resync interval; ok is false when nothing is due. Owned by run's
+// goroutine.
+//
+// The transitions drive the daemons; the resync is not there to catch a
+// missed one (Transitions keeps a value until it is taken, so none is
+// lost). It puts back a daemon stopped or changed by hand (ipvsadm
+// --stop-daemon is no transition) and re-reads the kernel's daemons for
+// status, at the cost of one wakeup per resync interval (10 s by
+// default), as the table's own resync does.
+func (c *connSync) nextWake() (at time.Time, ok bool) {
+	if c.failed {
+		at, ok = c.lastTry.Add(syncRetry), true
+	}
+	if c.tried.managed && (!ok || c.resyncAt.Before(at)) {
+		at, ok = c.resyncAt, true
+	}
+	return at, ok
 }
 
 // run drives the daemons until ctx is done, then leaves them as exit
 // says. The caller cancels ctx once VRRP has handed over, not at the
 // signal: the master daemon must run through the handover.
 //
-// A director with nothing to drive does not poll: ten wakeups a second
-// cost an idle director of one VRRP instance 60 context switches a
-// second, more than its adverts. It waits for a reload instead.
+// It steps when the election reports a transition, at a reload, and at
+// nextWake: it does not poll. Polling the instances' states every 100 ms
+// cost an idle director of one VRRP instance about 60 context switches a
+// second, and still left up to 100 ms between a takeover and the master
+// daemon.
 func (c *connSync) run(ctx context.Context) {
-	tick := time.NewTicker(syncPoll)
-	defer tick.Stop()
-	polling := true
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	for {
 		c.step(time.Now())
-		if active := c.active(); active != polling {
-			if active {
-				tick.Reset(syncPoll)
-			} else {
-				tick.Stop()
-			}
-			polling = active
+		if at, ok := c.nextWake(); ok {
+			wake.Reset(time.Until(at))
+		} else {
+			wake.Stop()
 		}
 		select {
 		case <-ctx.Done():
 			c.exit()
 			return
-		case <-tick.C:
+		case <-wake.C:
+		case <-c.el.Transitions():
 		case <-c.kick:
 		}
 	}
@@ -199,10 +214,10 @@ func (c *connSync) step(now time.Time) {
 	cfg := c.config()
 	if !hasLVSSync(cfg) && !c.tried.managed && !c.failed {
 		// Not even the instances' states are read: a director of many
-		// instances and no lvs_sync pays nothing at each poll.
+		// instances and no lvs_sync pays nothing at their transitions.
 		return
 	}
-	w := wantSync(cfg, c.states())
+	w := wantSync(cfg, c.el.Status())
 	switch {
 	case !w.managed && !c.tried.managed && !c.failed:
 		return // lvsha does not drive the daemons

@@ -51,9 +51,22 @@ func newSyncRig(cfg *conf.Config) *syncRig {
 	r := &syncRig{k: &ipvstest.Kernel{}, cfg: cfg, states: map[string]string{"vi": "INIT", "vj": "INIT"}, now: time.Unix(1e9, 0)}
 	r.k.SetInterface("eth1", 1500)
 	r.k.SetInterface("eth2", 1500)
-	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, r.status)
+	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, fakeElection{status: r.status})
 	return r
 }
+
+// fakeElection is the instances' states from status; the test sends
+// their transitions on ch.
+type fakeElection struct {
+	status func() []instance.Status
+	ch     chan struct{}
+}
+
+func (f fakeElection) Status() []instance.Status    { return f.status() }
+func (f fakeElection) Transitions() <-chan struct{} { return f.ch }
+
+// stepGap is the time between two steps of a syncRig.
+const stepGap = 100 * time.Millisecond
 
 func (r *syncRig) status() []instance.Status {
 	r.reads++
@@ -64,9 +77,9 @@ func (r *syncRig) status() []instance.Status {
 	return out
 }
 
-// step runs one poll, syncPoll after the last.
+// step runs one step, stepGap after the last.
 func (r *syncRig) step() {
-	r.now = r.now.Add(syncPoll)
+	r.now = r.now.Add(stepGap)
 	r.c.step(r.now)
 }
 
@@ -287,7 +300,7 @@ func TestConnSyncErrors(t *testing.T) {
 		t.Errorf("retried at once: %s", got)
 	}
 	refuse = false
-	for range syncRetry / syncPoll {
+	for range syncRetry / stepGap {
 		r.step()
 	}
 	if got := daemonsRunning(t, r.k); got != "backup:eth1/50" {
@@ -298,7 +311,7 @@ func TestConnSyncErrors(t *testing.T) {
 	}
 
 	none := newConnSync(slog.New(slog.DiscardHandler), nil, fmt.Errorf("%w: no such file", ipvs.ErrUnavailable),
-		func() *conf.Config { return syncConfig("vi", 50) }, func() []instance.Status { return nil })
+		func() *conf.Config { return syncConfig("vi", 50) }, fakeElection{status: func() []instance.Status { return nil }})
 	none.step(time.Now())
 	if rep := none.report(); rep == nil || !strings.Contains(rep.Error, "IPVS is not available") || !strings.Contains(rep.Error, "sync daemon") {
 		t.Errorf("without IPVS: report %+v, want what is missing", rep)
@@ -317,7 +330,7 @@ func TestDaemonRunsConnSync(t *testing.T) {
 		k := &ipvstest.Kernel{}
 		k.SetInterface("eth1", 1500)
 		d := newDaemon(log, "lvsha.toml", cfg, ipvs.NewReconciler(k, log), failingProber{err: errors.New("stop")})
-		d.connSync = newConnSync(log, k, nil, d.config, func() []instance.Status { return nil })
+		d.connSync = newConnSync(log, k, nil, d.config, fakeElection{status: func() []instance.Status { return nil }})
 		d.run(t.Context(), nil, func(ctx context.Context) { <-ctx.Done() })
 		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
 			t.Errorf("after run the kernel runs %q, want the backup daemon", got)
@@ -348,9 +361,9 @@ func TestStatusConnSync(t *testing.T) {
 	k.SetConns(svcs[0], dests[0], 7, 2)
 	k.SetConns(svcs[0], dests[1], 3, 0)
 	sc := syncConfig("vi", 50)
-	d.connSync = newConnSync(log, k, nil, func() *conf.Config { return sc }, func() []instance.Status {
+	d.connSync = newConnSync(log, k, nil, func() *conf.Config { return sc }, fakeElection{status: func() []instance.Status {
 		return []instance.Status{{Name: "vi", State: "MASTER"}}
-	})
+	}})
 	d.connSync.step(time.Now())
 	rep, err := d.Status()
 	if err != nil {
@@ -377,42 +390,92 @@ func TestStatusConnSync(t *testing.T) {
 	}
 }
 
-// A director without lvs_sync does not poll the election (ten wakeups a
-// second were more than an idle instance's adverts cost); a reload that
-// adds lvs_sync wakes it at once, and it drives the daemons from then on.
-func TestConnSyncIdleUntilReload(t *testing.T) {
+// connSync follows the election's transitions, not a poll: a director
+// without lvs_sync reads nothing until a reload adds it; with it, a
+// transition switches the daemons at once (no time passes in the
+// bubble), and between transitions the states are read only at the
+// slow resync, which also puts back a daemon stopped by hand.
+func TestConnSyncFollowsElection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var cfg atomic.Pointer[conf.Config]
-		cfg.Store(syncConfig("", 0))
-		var reads atomic.Int32
+		sc := syncConfig("", 0)
+		sc.Director.Resync = 10 * time.Second
+		cfg.Store(sc)
+		var reads, statusReads atomic.Int32
 		config := func() *conf.Config { reads.Add(1); return cfg.Load() }
 		k := &ipvstest.Kernel{}
 		k.SetInterface("eth1", 1500)
-		states := func() []instance.Status {
-			return []instance.Status{{Name: "vi", State: "BACKUP"}, {Name: "vj", State: "BACKUP"}}
+		var state atomic.Value
+		state.Store("BACKUP")
+		el := fakeElection{ch: make(chan struct{}, 1), status: func() []instance.Status {
+			statusReads.Add(1)
+			return []instance.Status{{Name: "vi", State: state.Load().(string)}, {Name: "vj", State: "BACKUP"}}
+		}}
+		transition := func(to string) {
+			t.Helper()
+			state.Store(to)
+			select {
+			case el.ch <- struct{}{}:
+			default:
+				t.Fatalf("transition to %s: the previous one was never taken", to)
+			}
+			synctest.Wait()
 		}
-		c := newConnSync(slog.New(slog.DiscardHandler), k, nil, config, states)
+		c := newConnSync(slog.New(slog.DiscardHandler), k, nil, config, el)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { c.run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		if n := reads.Load(); n > 4 {
+		if n := reads.Load(); n > 2 {
 			t.Errorf("an idle director read its configuration %d times in 10 s: it polls", n)
 		}
-		cfg.Store(syncConfig("vi", 50))
+		if n := statusReads.Load(); n != 0 {
+			t.Errorf("without lvs_sync the instances' states were read %d times", n)
+		}
+
+		withSync := syncConfig("vi", 50)
+		withSync.Director.Resync = 10 * time.Second
+		cfg.Store(withSync)
 		c.reconfigured()
 		synctest.Wait()
 		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
-			t.Errorf("after the reload that added lvs_sync the kernel runs %q, want backup:eth1/50", got)
+			t.Fatalf("after the reload that added lvs_sync the kernel runs %q, want backup:eth1/50", got)
 		}
-		before := reads.Load()
-		time.Sleep(time.Second)
+		for i, to := range []string{"MASTER", "BACKUP", "FAULT", "MASTER", "STOPPING"} {
+			before := time.Now()
+			transition(to)
+			want := "backup:eth1/50"
+			if to == "MASTER" || to == "STOPPING" {
+				want = "master:eth1/50"
+			}
+			if got := daemonsRunning(t, k); got != want || time.Since(before) != 0 {
+				t.Errorf("transition %d to %s: the kernel runs %q after %v, want %q at once", i, to, got, time.Since(before), want)
+			}
+		}
+
+		// Quiet: between transitions, nothing but the resync reads the
+		// states.
+		time.Sleep(5 * time.Second)
 		synctest.Wait()
-		if n := reads.Load() - before; n < 5 {
-			t.Errorf("with lvs_sync, %d reads of the configuration in 1 s: it does not poll", n)
+		n0 := statusReads.Load()
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if n := statusReads.Load() - n0; n != 0 {
+			t.Errorf("%d reads of the states in 4 s without a transition: it polls", n)
 		}
-		cancel()
-		<-done
+		// A daemon stopped by hand is back at the next resync.
+		if err := k.DelDaemon(ipvs.DaemonMaster); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := daemonsRunning(t, k); got != "master:eth1/50" {
+			t.Errorf("a resync after the master daemon was stopped by hand: the kernel runs %q", got)
+		}
+		if n := statusReads.Load() - n0; n < 1 || n > 2 {
+			t.Errorf("%d reads of the states in 14 s at a resync of 10 s, want 1 or 2", n)
+		}
 	})
 }

@@ -47,6 +47,9 @@ type Instance interface {
 	// function given to OnWantsChange is called when it changes.
 	Wants() vrrp.State
 	OnWantsChange(f func())
+	// OnTransition registers f, called after every state change once
+	// Status shows it.
+	OnTransition(f func())
 	// Close releases an instance that never ran.
 	Close() error
 }
@@ -102,6 +105,10 @@ type Group struct {
 	// coord is the goroutine gating the sync groups' members now.
 	coord     *coordinator
 	stopExecs context.CancelFunc
+
+	// transitions has a value after any instance changed state
+	// (Transitions).
+	transitions chan struct{}
 }
 
 // coordinator is one generation of the sync-group goroutine: a reload
@@ -140,7 +147,7 @@ const TunName = "lvsha-vip"
 // error returned.
 func Open(opts Options, cfg *conf.Config) (*Group, error) {
 	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, findInterface: opts.FindInterface,
-		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs}
+		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs, transitions: make(chan struct{}, 1)}
 	if g.findInterface == nil {
 		g.findInterface = func(name string) error { _, err := net.InterfaceByName(name); return err }
 	}
@@ -294,11 +301,32 @@ func (g *Group) startGroups() {
 	}()
 }
 
+// Transitions has a value after any instance changed state, read it who
+// may: one value stands for every transition since the last was taken,
+// and Status already shows them. One consumer at a time.
+// Nil for a nil Group, which never transitions.
+func (g *Group) Transitions() <-chan struct{} {
+	if g == nil {
+		return nil
+	}
+	return g.transitions
+}
+
+// transitioned is every instance's OnTransition: it never blocks the
+// instance.
+func (g *Group) transitioned() {
+	select {
+	case g.transitions <- struct{}{}:
+	default:
+	}
+}
+
 // startMember runs mb's instance and watches its tracked links. g.mu is
 // held.
 func (g *Group) startMember(mb *member) {
 	ctx, stop := context.WithCancel(g.ctx)
 	mb.stop = stop
+	mb.inst.OnTransition(g.transitioned)
 	// Commands that start failing (init_fail) count before the first
 	// advert: the events queue up ahead of the instance's Run.
 	mb.track.execsChanged(ctx)

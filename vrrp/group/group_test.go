@@ -36,6 +36,7 @@ type fakeInst struct {
 	events  []string
 	wants   vrrp.State
 	onWants func()
+	onTrans func()
 	running bool
 	ran     bool // Run has returned
 	closed  bool
@@ -105,6 +106,24 @@ func (f *fakeInst) OnWantsChange(fn func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.onWants = fn
+}
+
+func (f *fakeInst) OnTransition(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onTrans = fn
+}
+
+// setMaster changes the state Status shows, then tells OnTransition's
+// function, as a transition would.
+func (f *fakeInst) setMaster(master bool) {
+	f.mu.Lock()
+	f.master = master
+	fn := f.onTrans
+	f.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 // setWants changes the instance's own judgement, as a step would.
