@@ -27,6 +27,10 @@ import (
 // unless the election or the configuration changes first.
 const syncRetry = time.Second
 
+// holdSendBound bounds handing a preemption hold to the instance, whose
+// event queue may be full for a moment.
+const holdSendBound = time.Second
+
 // syncStopBound bounds leaving the daemons at exit: stopping a kernel
 // sync thread waits for it to end.
 const syncStopBound = 5 * time.Second
@@ -89,6 +93,15 @@ type SyncReport struct {
 	// last attempt; Errors counts the failed attempts.
 	Error  string `json:"error,omitempty"`
 	Errors uint64 `json:"errors"`
+	// RefreshPeriod is lvs_sync refresh_period ("10s"), set in the
+	// kernel: the master announces every connection again this often.
+	RefreshPeriod string `json:"refresh_period,omitempty"`
+	// BackupSince is when the backup daemon last started (or was
+	// adopted); PreemptHoldUntil is when the instance may preempt a
+	// lower-priority master again: preempt_hold after BackupSince. Zero
+	// when no hold was set.
+	BackupSince      time.Time `json:"backup_since,omitzero"`
+	PreemptHoldUntil time.Time `json:"preempt_hold_until,omitzero"`
 }
 
 // SyncDaemonReport is one running sync daemon, as the kernel reads it
@@ -114,6 +127,9 @@ type election interface {
 	// Transitions has a value after any instance changed state, which
 	// Status then shows; one value may stand for several.
 	Transitions() <-chan struct{}
+	// HoldPreempt keeps the named instance from preempting a
+	// lower-priority master until until.
+	HoldPreempt(ctx context.Context, name string, until time.Time) error
 }
 
 // connSync drives the sync daemons of one director.
@@ -125,6 +141,10 @@ type connSync struct {
 	// config reads the daemon's configuration; el is its instances.
 	config func() *conf.Config
 	el     election
+	// tune sets the kernel's sync refresh period (SyncSysctls.SetRefresh)
+	// and says whether it changed it; now is the clock.
+	tune func(period time.Duration) (bool, error)
+	now  func() time.Time
 	// cleanup is set when the daemon exits with --cleanup: the daemons
 	// stop with the table.
 	cleanup atomic.Bool
@@ -138,13 +158,18 @@ type connSync struct {
 	lastTry  time.Time
 	lastErr  error
 	resyncAt time.Time
+	exiting  bool
+	// backupSince and holdUntil are the report's BackupSince and
+	// PreemptHoldUntil.
+	backupSince, holdUntil time.Time
 
 	mu  sync.Mutex
 	rep *SyncReport // nil while lvsha has never driven the daemons
 }
 
 func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, el election) *connSync {
-	return &connSync{log: log, k: k, noK: noK, config: config, el: el, kick: make(chan struct{}, 1)}
+	return &connSync{log: log, k: k, noK: noK, config: config, el: el, kick: make(chan struct{}, 1),
+		tune: ipvs.SyncSysctls{Dir: ipvs.DefaultSysctlDir}.SetRefresh, now: time.Now}
 }
 
 // reconfigured tells run that a reload took a new configuration, which
@@ -242,6 +267,7 @@ func (c *connSync) exit() {
 		return
 	}
 	w := c.tried
+	c.exiting = true
 	if c.cleanup.Load() {
 		w.state = ipvs.DaemonNone
 	} else {
@@ -255,13 +281,33 @@ func (c *connSync) exit() {
 // apply makes the kernel's daemons what w wants and reads them back for
 // status. Errors are logged when they change, as the table's are.
 func (c *connSync) apply(now time.Time, w syncWant) error {
+	retry := c.failed && c.tried == w
 	c.tried, c.lastTry = w, now
+	// A backup daemon starting now has missed the connections the
+	// master made before; it hears each again within a refresh period.
+	// The hold goes to the instance before the kernel is touched (at
+	// start the instance's Master_Down_Timer already runs), and again
+	// from when the daemon runs. Retries of a refused start send no
+	// more: a daemon that never starts holds preemption once, not
+	// forever.
+	holding := w.managed && w.state == ipvs.DaemonBackup && w.cfg.PreemptHold > 0 && !c.exiting && c.applied != w
+	if holding && !retry {
+		c.holdPreempt(w, now)
+	}
 	var err error
 	switch {
 	case c.k == nil:
 		err = fmt.Errorf("the IPVS connection sync daemon cannot run: %w", c.noK)
 	case w.managed:
-		err = ipvs.ApplySync(c.k, w.cfg, w.state)
+		if w.cfg.RefreshPeriod > 0 {
+			if changed, terr := c.tune(w.cfg.RefreshPeriod); terr != nil {
+				err = terr
+			} else if changed {
+				c.log.Info("IPVS sync refresh period set: the master announces every connection again this often", "op", "conn_sync",
+					"refresh_period", w.cfg.RefreshPeriod.String())
+			}
+		}
+		err = errors.Join(err, ipvs.ApplySync(c.k, w.cfg, w.state))
 	default:
 		// lvs_sync removed by a reload: stop what lvsha started.
 		err = ipvs.ApplySync(c.k, c.applied.cfg, ipvs.DaemonNone)
@@ -288,9 +334,13 @@ func (c *connSync) apply(now time.Time, w syncWant) error {
 	c.failed, c.lastErr = err != nil, err
 	if err == nil {
 		c.applied = w
+		if holding {
+			c.holdPreempt(w, c.now())
+		}
 	}
 
-	rep := &SyncReport{VRRPInstance: w.instance, Want: stateWord(w)}
+	rep := &SyncReport{VRRPInstance: w.instance, Want: stateWord(w), RefreshPeriod: refreshWord(w.cfg.RefreshPeriod),
+		BackupSince: c.backupSince, PreemptHoldUntil: c.holdUntil}
 	if rerr == nil && c.k != nil {
 		rep.ReadAt = now
 		for _, d := range running {
@@ -311,6 +361,31 @@ func (c *connSync) apply(now time.Time, w syncWant) error {
 	c.rep = rep
 	c.mu.Unlock()
 	return err
+}
+
+// holdPreempt keeps w's instance from preempting a lower-priority master
+// for w's preempt_hold from since, when its backup daemon starts.
+func (c *connSync) holdPreempt(w syncWant, since time.Time) {
+	until := since.Add(w.cfg.PreemptHold)
+	ctx, cancel := context.WithTimeout(context.Background(), holdSendBound)
+	defer cancel()
+	if err := c.el.HoldPreempt(ctx, w.instance, until); err != nil {
+		c.log.Warn("cannot hold preemption: a failback may reset the connections made through the other director", "op", "conn_sync",
+			"vrrp_instance", w.instance, "error", err)
+		return
+	}
+	c.backupSince, c.holdUntil = since, until
+	c.log.Info("preemption held while the backup sync daemon learns the master's connections", "op", "conn_sync",
+		"vrrp_instance", w.instance, "until", until.Format(time.RFC3339Nano), "preempt_hold", w.cfg.PreemptHold.String(),
+		"refresh_period", w.cfg.RefreshPeriod.String())
+}
+
+// refreshWord is a refresh period for status, "" for none.
+func refreshWord(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // stateWord is the daemon w wants, in ipvsadm's words.

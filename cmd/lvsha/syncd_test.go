@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -45,25 +46,43 @@ type syncRig struct {
 	states map[string]string
 	now    time.Time
 	reads  int // of the instances' states
+	// holds are the preemption holds sent; tuned the refresh periods
+	// set in the kernel, tuneErr what setting one returns.
+	holds   []string
+	tuned   []time.Duration
+	tuneErr error
 }
 
 func newSyncRig(cfg *conf.Config) *syncRig {
 	r := &syncRig{k: &ipvstest.Kernel{}, cfg: cfg, states: map[string]string{"vi": "INIT", "vj": "INIT"}, now: time.Unix(1e9, 0)}
 	r.k.SetInterface("eth1", 1500)
 	r.k.SetInterface("eth2", 1500)
-	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, fakeElection{status: r.status})
+	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, fakeElection{status: r.status, holds: &r.holds})
+	r.c.now = func() time.Time { return r.now }
+	r.c.tune = func(p time.Duration) (bool, error) {
+		r.tuned = append(r.tuned, p)
+		return true, r.tuneErr
+	}
 	return r
 }
 
 // fakeElection is the instances' states from status; the test sends
-// their transitions on ch.
+// their transitions on ch. holds records HoldPreempt's calls, as
+// "name until".
 type fakeElection struct {
 	status func() []instance.Status
 	ch     chan struct{}
+	holds  *[]string
 }
 
 func (f fakeElection) Status() []instance.Status    { return f.status() }
 func (f fakeElection) Transitions() <-chan struct{} { return f.ch }
+func (f fakeElection) HoldPreempt(_ context.Context, name string, until time.Time) error {
+	if f.holds != nil {
+		*f.holds = append(*f.holds, fmt.Sprintf("%s %s", name, until.UTC().Format("15:04:05.0")))
+	}
+	return nil
+}
 
 // stepGap is the time between two steps of a syncRig.
 const stepGap = 100 * time.Millisecond
@@ -478,4 +497,161 @@ func TestConnSyncFollowsElection(t *testing.T) {
 			t.Errorf("%d reads of the states in 14 s at a resync of 10 s, want 1 or 2", n)
 		}
 	})
+}
+
+// holdConfig is syncConfig("vi", 50) with a refresh period and the
+// preempt_hold conf gives it by default.
+func holdConfig(hold time.Duration) *conf.Config {
+	cfg := syncConfig("vi", 50)
+	cfg.VRRPInstances[0].LVSSync.RefreshPeriod = 10 * time.Second
+	cfg.VRRPInstances[0].LVSSync.PreemptHold = hold
+	return cfg
+}
+
+// With refresh_period the kernel is told to announce every connection
+// again; with preempt_hold a backup daemon that starts (at start-up, or
+// a master demoted) holds the instance's preemption for preempt_hold
+// from when it runs: sent before the kernel is touched and again once
+// the daemon runs, and never while it keeps running, nor for the
+// master daemon, nor at exit. The rig's clock starts at 01:46:40.
+func TestConnSyncPreemptHold(t *testing.T) {
+	type stage struct {
+		state string
+		holds []string // sent at this stage
+	}
+	tests := []struct {
+		name   string
+		hold   time.Duration
+		stages []stage
+		// until is the report's hold at the end ("" none).
+		until string
+	}{
+		{"start as backup", 13 * time.Second, []stage{
+			{"INIT", []string{"vi 01:46:53.1", "vi 01:46:53.1"}},
+			{"BACKUP", nil},
+		}, "01:46:53.1"},
+		{"master daemon: no hold", 13 * time.Second, []stage{
+			{"MASTER", nil},
+			{"STOPPING", nil},
+		}, ""},
+		{"a master demoted holds from then", 13 * time.Second, []stage{
+			{"MASTER", nil},
+			{"MASTER", nil},
+			{"BACKUP", []string{"vi 01:46:53.3", "vi 01:46:53.3"}},
+			{"FAULT", nil},
+		}, "01:46:53.3"},
+		{"preempt_hold 0s: refresh alone", 0, []stage{
+			{"INIT", nil},
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSyncRig(holdConfig(tt.hold))
+			for i, s := range tt.stages {
+				r.states["vi"] = s.state
+				r.holds = nil
+				r.step()
+				if !slices.Equal(r.holds, s.holds) {
+					t.Errorf("stage %d (%s): holds %q, want %q", i, s.state, r.holds, s.holds)
+				}
+			}
+			rep := r.c.report()
+			if rep == nil || rep.Error != "" || rep.RefreshPeriod != "10s" {
+				t.Fatalf("report %+v, want refresh_period 10s without error", rep)
+			}
+			got := ""
+			if !rep.PreemptHoldUntil.IsZero() {
+				got = rep.PreemptHoldUntil.UTC().Format("15:04:05.0")
+				if d := rep.PreemptHoldUntil.Sub(rep.BackupSince); d != tt.hold {
+					t.Errorf("hold of %v after the backup daemon started, want %v", d, tt.hold)
+				}
+			}
+			if got != tt.until {
+				t.Errorf("report holds until %q, want %q", got, tt.until)
+			}
+			if len(r.tuned) == 0 || r.tuned[0] != 10*time.Second {
+				t.Errorf("refresh periods set: %v, want 10s at each apply", r.tuned)
+			}
+			r.holds = nil
+			r.c.exit()
+			if len(r.holds) != 0 {
+				t.Errorf("exit held preemption: %q", r.holds)
+			}
+		})
+	}
+}
+
+// A backup daemon the kernel refuses holds preemption once, for
+// preempt_hold from the first attempt: retries do not extend it, or a
+// daemon that never starts would keep a director from ever preempting.
+// Once it starts, the hold runs from then. A refresh period the kernel
+// refuses is an error like the daemon's.
+func TestConnSyncPreemptHoldRefused(t *testing.T) {
+	r := newSyncRig(holdConfig(13 * time.Second))
+	refuse := true
+	r.k.SetFail(func(op string, _ *moby.Service, _ *moby.Destination) error {
+		if op == ipvstest.OpNewDaemon && refuse {
+			return errors.New("injected")
+		}
+		return nil
+	})
+	r.states["vi"] = "BACKUP"
+	for range 3 * syncRetry / stepGap {
+		r.step()
+	}
+	if want := []string{"vi 01:46:53.1"}; !slices.Equal(r.holds, want) {
+		t.Errorf("holds while refused: %q, want %q", r.holds, want)
+	}
+	refuse = false
+	r.holds = nil
+	for range syncRetry / stepGap {
+		r.step()
+	}
+	if len(r.holds) != 1 || daemonsRunning(t, r.k) != "backup:eth1/50" {
+		t.Errorf("once started: holds %q, kernel %q; want one hold from then", r.holds, daemonsRunning(t, r.k))
+	}
+
+	q := newSyncRig(holdConfig(13 * time.Second))
+	q.tuneErr = errors.New("set IPVS sysctl sync_refresh_period: permission denied")
+	q.step()
+	if rep := q.c.report(); rep == nil || !strings.Contains(rep.Error, "sync_refresh_period: permission denied") || rep.Errors != 1 {
+		t.Errorf("report %+v, want the refused refresh period", rep)
+	}
+}
+
+// The hold shows in `lvsha status` (text and JSON) while it lasts and
+// after, and as a metric: the Unix time until which it holds.
+func TestStatusPreemptHold(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	tests := []struct {
+		name  string
+		until time.Time
+		text  string
+	}{
+		{"held", now.Add(5 * time.Second),
+			"PREEMPTION HELD for 5s more: the backup daemon, started 8s ago, learns the master's connections (preempt_hold)"},
+		{"ended", now.Add(-2 * time.Second), "preemption hold ended 2s ago (the backup daemon started 15s ago)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &Report{ConnSync: &SyncReport{VRRPInstance: "vi", Want: "backup", RefreshPeriod: "10s",
+				BackupSince: tt.until.Add(-13 * time.Second), PreemptHoldUntil: tt.until}}
+			var text bytes.Buffer
+			writeConnSync(&text, rep, now)
+			for _, want := range []string{"a master announces every connection again every 10s (refresh_period)", tt.text} {
+				if !strings.Contains(text.String(), want) {
+					t.Errorf("status text lacks %q:\n%s", want, text.String())
+				}
+			}
+			b, _ := json.Marshal(rep.ConnSync)
+			if want := `"refresh_period":"10s","backup_since":"`; !bytes.Contains(b, []byte(want)) || !bytes.Contains(b, []byte(`"preempt_hold_until":"`)) {
+				t.Errorf("status JSON lacks the hold:\n%s", b)
+			}
+			c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, &probeStats{})
+			mfs, _ := scrape(t, metricsHandler(slog.New(slog.DiscardHandler), c, func() error { return nil }))
+			if v, ok := value(mfs, sample{name: "lvsha_ipvs_sync_preempt_hold_until_timestamp_seconds"}); !ok || v != float64(tt.until.Unix()) {
+				t.Errorf("lvsha_ipvs_sync_preempt_hold_until_timestamp_seconds = %v (%v), want %d", v, ok, tt.until.Unix())
+			}
+		})
+	}
 }

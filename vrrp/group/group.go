@@ -312,6 +312,31 @@ func (g *Group) Transitions() <-chan struct{} {
 	return g.transitions
 }
 
+// HoldPreempt holds the named instance's preemption until until
+// (vrrp.HoldPreempt): as a backup it follows a lower-priority master
+// until then, but still takes over from one that dies. It returns once
+// the instance has the event queued, or with an error if no instance of
+// that name runs or ctx ends first. A reload that rebuilds the instance
+// loses the hold; the caller sends it again.
+func (g *Group) HoldPreempt(ctx context.Context, name string, until time.Time) error {
+	var inst Instance
+	g.mu.Lock()
+	for _, mb := range g.members {
+		if mb.cfg.Name == name {
+			inst = mb.inst
+		}
+	}
+	g.mu.Unlock()
+	if inst == nil {
+		return fmt.Errorf("hold preemption of vrrp_instance %s: not running", name)
+	}
+	inst.Send(ctx, vrrp.HoldPreempt{Until: until})
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hold preemption of vrrp_instance %s: %w", name, err)
+	}
+	return nil
+}
+
 // transitioned is every instance's OnTransition: it never blocks the
 // instance.
 func (g *Group) transitioned() {

@@ -69,6 +69,8 @@ func (f *fakeInst) Send(_ context.Context, ev vrrp.Event) {
 		s = "fault"
 	case vrrp.FaultCleared:
 		s = "clear"
+	case vrrp.HoldPreempt:
+		s = "hold until " + e.Until.Format(time.RFC3339)
 	default:
 		s = fmt.Sprintf("%T", ev)
 	}
