@@ -160,8 +160,9 @@ type connSync struct {
 	resyncAt time.Time
 	exiting  bool
 	// backupSince and holdUntil are the report's BackupSince and
-	// PreemptHoldUntil.
+	// PreemptHoldUntil, heldInstance the instance held.
 	backupSince, holdUntil time.Time
+	heldInstance           string
 
 	mu  sync.Mutex
 	rep *SyncReport // nil while lvsha has never driven the daemons
@@ -243,6 +244,18 @@ func (c *connSync) step(now time.Time) {
 		return
 	}
 	w := wantSync(cfg, c.el.Status())
+	if w.managed && w.instance == c.heldInstance && now.Before(c.holdUntil) {
+		// A reload that rebuilds the instance starts it without the
+		// hold, while the backup daemon, which the rebuild leaves
+		// running, is still learning: its first transition brings it
+		// back here. Resending to the same instance changes nothing.
+		ctx, cancel := context.WithTimeout(context.Background(), holdSendBound)
+		err := c.el.HoldPreempt(ctx, w.instance, c.holdUntil)
+		cancel()
+		if err != nil {
+			c.log.Debug("hold preemption again", "op", "conn_sync", "vrrp_instance", w.instance, "error", err)
+		}
+	}
 	switch {
 	case !w.managed && !c.tried.managed && !c.failed:
 		return // lvsha does not drive the daemons
@@ -374,7 +387,7 @@ func (c *connSync) holdPreempt(w syncWant, since time.Time) {
 			"vrrp_instance", w.instance, "error", err)
 		return
 	}
-	c.backupSince, c.holdUntil = since, until
+	c.backupSince, c.holdUntil, c.heldInstance = since, until, w.instance
 	c.log.Info("preemption held while the backup sync daemon learns the master's connections", "op", "conn_sync",
 		"vrrp_instance", w.instance, "until", until.Format(time.RFC3339Nano), "preempt_hold", w.cfg.PreemptHold.String(),
 		"refresh_period", w.cfg.RefreshPeriod.String())

@@ -528,7 +528,9 @@ func TestConnSyncPreemptHold(t *testing.T) {
 	}{
 		{"start as backup", 13 * time.Second, []stage{
 			{"INIT", []string{"vi 01:46:53.1", "vi 01:46:53.1"}},
-			{"BACKUP", nil},
+			// Each step during the hold sends it again (a rebuilt
+			// instance lost it), unchanged.
+			{"BACKUP", []string{"vi 01:46:53.1"}},
 		}, "01:46:53.1"},
 		{"master daemon: no hold", 13 * time.Second, []stage{
 			{"MASTER", nil},
@@ -538,7 +540,7 @@ func TestConnSyncPreemptHold(t *testing.T) {
 			{"MASTER", nil},
 			{"MASTER", nil},
 			{"BACKUP", []string{"vi 01:46:53.3", "vi 01:46:53.3"}},
-			{"FAULT", nil},
+			{"FAULT", []string{"vi 01:46:53.3"}},
 		}, "01:46:53.3"},
 		{"preempt_hold 0s: refresh alone", 0, []stage{
 			{"INIT", nil},
@@ -599,16 +601,22 @@ func TestConnSyncPreemptHoldRefused(t *testing.T) {
 	for range 3 * syncRetry / stepGap {
 		r.step()
 	}
-	if want := []string{"vi 01:46:53.1"}; !slices.Equal(r.holds, want) {
-		t.Errorf("holds while refused: %q, want %q", r.holds, want)
+	// Sent before the first attempt, then again at each step while it
+	// lasts, never extended.
+	for _, h := range r.holds {
+		if h != "vi 01:46:53.1" {
+			t.Errorf("holds while refused: %q, want each until 01:46:53.1", r.holds)
+			break
+		}
 	}
 	refuse = false
 	r.holds = nil
 	for range syncRetry / stepGap {
 		r.step()
 	}
-	if len(r.holds) != 1 || daemonsRunning(t, r.k) != "backup:eth1/50" {
-		t.Errorf("once started: holds %q, kernel %q; want one hold from then", r.holds, daemonsRunning(t, r.k))
+	// The daemon started at the retry at 01:46:43.1: held 13 s from then.
+	if n := len(r.holds); n == 0 || r.holds[n-1] != "vi 01:46:56.1" || daemonsRunning(t, r.k) != "backup:eth1/50" {
+		t.Errorf("once started: holds %q, kernel %q; want the hold from then, until 01:46:56.1", r.holds, daemonsRunning(t, r.k))
 	}
 
 	q := newSyncRig(holdConfig(13 * time.Second))
@@ -653,5 +661,21 @@ func TestStatusPreemptHold(t *testing.T) {
 				t.Errorf("lvsha_ipvs_sync_preempt_hold_until_timestamp_seconds = %v (%v), want %d", v, ok, tt.until.Unix())
 			}
 		})
+	}
+}
+
+// A hold outlives nothing: once it has passed, steps send no more.
+func TestConnSyncPreemptHoldPasses(t *testing.T) {
+	r := newSyncRig(holdConfig(time.Second))
+	r.states["vi"] = "BACKUP"
+	r.step()
+	for range 2 * time.Second / stepGap {
+		r.step()
+	}
+	r.holds = nil
+	r.c.resyncAt = time.Time{} // a resync step
+	r.step()
+	if len(r.holds) != 0 {
+		t.Errorf("holds after it passed: %q", r.holds)
 	}
 }
