@@ -303,7 +303,8 @@ func (c *connSync) apply(now time.Time, w syncWant) error {
 	// from when the daemon runs. Retries of a refused start send no
 	// more: a daemon that never starts holds preemption once, not
 	// forever.
-	holding := w.managed && w.state == ipvs.DaemonBackup && w.cfg.PreemptHold > 0 && !c.exiting && c.applied != w
+	// Without IPVS no daemon will ever learn anything: no hold.
+	holding := c.k != nil && w.managed && w.state == ipvs.DaemonBackup && w.cfg.PreemptHold > 0 && !c.exiting && c.applied != w
 	if holding && !retry {
 		c.holdPreempt(w, now)
 	}

@@ -335,6 +335,13 @@ func TestConnSyncErrors(t *testing.T) {
 	if rep := none.report(); rep == nil || !strings.Contains(rep.Error, "IPVS is not available") || !strings.Contains(rep.Error, "sync daemon") {
 		t.Errorf("without IPVS: report %+v, want what is missing", rep)
 	}
+	var holds []string
+	noneHold := newConnSync(slog.New(slog.DiscardHandler), nil, fmt.Errorf("%w: no such file", ipvs.ErrUnavailable),
+		func() *conf.Config { return holdConfig(13 * time.Second) }, fakeElection{status: func() []instance.Status { return nil }, holds: &holds})
+	noneHold.step(time.Now())
+	if len(holds) != 0 {
+		t.Errorf("without IPVS preemption was held: %q", holds)
+	}
 	none.exit() // never panics without a kernel
 }
 
