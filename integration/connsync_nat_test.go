@@ -23,11 +23,11 @@ const (
 // (10.79.0.0/24: 3, 1, 2); lb1, lb2 and two real servers running echoIn
 // on the inside LAN (10.78.0.0/24: 1, 2, 4, 5), whose default route is
 // the inside VIP. Each director runs the instance "vi" (the outside VIP,
-// with lvs_sync on its inside link when sync is set) and "inside" (the
-// gateway) in one sync group, and the NAT service; lb1 (150) is master
-// of both, lb2 (100) backup. It returns the directors, the client and
-// each director's inside interface.
-func natPair(t *testing.T, sync bool) (ds []*director, client string, inside []string) {
+// with the lvs_sync table lvsSync gives for its inside interface, ""
+// for none) and "inside" (the gateway) in one sync group, and the NAT
+// service; lb1 (150) is master of both, lb2 (100) backup. It returns the
+// directors, the client and each director's inside interface.
+func natPair(t *testing.T, lvsSync func(inside string) string) (ds []*director, client string, inside []string) {
 	t.Helper()
 	hosts, ifs := lan(t, 3)
 	client = hosts[2]
@@ -46,11 +46,7 @@ func natPair(t *testing.T, sync bool) (ds []*director, client string, inside []s
 		inNS(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: ns, iface: ifs[i], dir: t.TempDir()}
 		d.cfg, d.sock = filepath.Join(d.dir, "lvsha.toml"), filepath.Join(d.dir, "s.sock")
-		extra := ""
-		if sync {
-			extra = fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", in)
-		}
-		extra += fmt.Sprintf(`
+		extra := lvsSync(in) + fmt.Sprintf(`
 [[vrrp_instance]]
 name = "inside"
 interface = %q
@@ -121,7 +117,12 @@ func TestConnSyncFailoverNAT(t *testing.T) {
 
 func testConnSyncFailoverNAT(t *testing.T, withSync bool) {
 	vs := natVIP + ":" + connSyncPort
-	ds, client, inside := natPair(t, withSync)
+	ds, client, inside := natPair(t, func(in string) string {
+		if !withSync {
+			return ""
+		}
+		return fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", in)
+	})
 	lb1, lb2 := ds[0], ds[1]
 	if withSync {
 		eventually(t, "lb1 runs the master sync daemon alone, lb2 the backup", 10*time.Second, func() bool {

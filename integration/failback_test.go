@@ -28,25 +28,110 @@ const (
 	failbackReturn = 4 * time.Second
 )
 
-// TestConnSyncFailback: a DR pair with lvs_sync on a link of its own and
-// refresh_period 10s. The master (lb1, priority 150) is SIGKILLed and its
-// links taken down; lb2 takes over, and the client opens connSyncN
-// connections through it, each exchanging a line every second. lb1 comes
-// back (links up, lvsha started) while lb2's kernel has announced those
-// connections only once, to nobody. With preempt_hold (the default,
-// 13s), lb1 follows lb2 until its backup daemon has heard every
-// connection again, then preempts: every connection goes on through lb1,
-// zero errors. The control (preempt_hold = "0s") preempts at once and
-// its kernel knows none of them: they are reset. It logs the preemption
-// delay of both and, with the hold, the sync traffic on the sync link.
+// TestConnSyncFailback: a pair with lvs_sync and refresh_period 10s, DR
+// (the sync messages on a link of their own) and NAT (natPair, on the
+// inside link). The master (lb1, priority 150) is SIGKILLed and its links
+// taken down; lb2 takes over, and the client opens connSyncN connections
+// through it, each exchanging a line every second. lb1 comes back (links
+// up, lvsha started) while lb2's kernel has announced those connections
+// only once, to nobody. With preempt_hold (the default, 13s), lb1 follows
+// lb2 until its backup daemon has heard every connection again, then
+// preempts: every connection goes on through lb1, zero errors. The
+// control (preempt_hold = "0s") preempts at once and its kernel knows
+// none of them: they are reset. It logs the preemption delay of both
+// and, with the hold over DR, the sync traffic on the sync link.
 func TestConnSyncFailback(t *testing.T) {
 	lvshaBin(t)
-	for _, tt := range []struct {
-		name string
-		hold bool
-	}{{"hold", true}, {"control", false}} {
-		t.Run(tt.name, func(t *testing.T) { testConnSyncFailback(t, tt.hold) })
+	for _, topo := range []string{"dr", "nat"} {
+		for _, tt := range []struct {
+			name string
+			hold bool
+		}{{"hold", true}, {"control", false}} {
+			t.Run(topo+"/"+tt.name, func(t *testing.T) {
+				if topo == "dr" {
+					testConnSyncFailback(t, drFailbackPair(t, tt.hold), tt.hold)
+				} else {
+					testConnSyncFailback(t, natFailbackPair(t, tt.hold), tt.hold)
+				}
+			})
+		}
 	}
+}
+
+// failbackPair is a pair set up for the failback, lb1 master.
+type failbackPair struct {
+	lb1, lb2 *director
+	client   string
+	// links are lb1's, taken down with it and up again; syncLink, if
+	// set, carries the sync messages alone.
+	links    []string
+	syncLink string
+}
+
+// masterOfAll reports whether every VRRP instance of d is MASTER.
+func masterOfAll(d *director) bool {
+	st := d.states()
+	for _, s := range st {
+		if s != "MASTER" {
+			return false
+		}
+	}
+	return len(st) > 0
+}
+
+// failbackSync is the lvs_sync table of a failback pair on iface.
+func failbackSync(iface string, hold bool) string {
+	s := fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\nrefresh_period = %q\n", iface, failbackRefresh)
+	if !hold {
+		s += "preempt_hold = \"0s\"\n"
+	}
+	return s
+}
+
+// drFailbackPair is the DR pair, its sync messages on sync0, a link of
+// their own, so that its counters are the sync traffic alone. lb1 starts
+// first: its end is made with the peer beside it, which moves to lb2.
+func drFailbackPair(t *testing.T, hold bool) failbackPair {
+	vs := natVIP + ":" + connSyncPort
+	var lb1ns string
+	ds, hosts, _ := drPair(t, natVIP, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
+		if d.name == "lb1" {
+			lb1ns = d.ns
+			sh(t, "ip", "-n", d.ns, "link", "add", "sync0", "type", "veth", "peer", "name", "syncp")
+			sh(t, "ip", "-n", d.ns, "addr", "add", "10.78.0.1/24", "dev", "sync0")
+			sh(t, "ip", "-n", d.ns, "link", "set", "sync0", "up")
+		} else {
+			sh(t, "ip", "-n", lb1ns, "link", "set", "syncp", "netns", d.ns)
+			sh(t, "ip", "-n", d.ns, "link", "set", "syncp", "name", "sync0")
+			sh(t, "ip", "-n", d.ns, "addr", "add", "10.78.0.2/24", "dev", "sync0")
+			sh(t, "ip", "-n", d.ns, "link", "set", "sync0", "up")
+		}
+		return failbackSync("sync0", hold)
+	}, `
+[[virtual_server]]
+name = "echo"
+address = "`+vs+`"
+scheduler = "rr"
+forwarding = "dr"
+  [virtual_server.check]
+  type = "tcp"
+  interval = "500ms"
+  timeout = "400ms"
+  rise = 1
+  fall = 2
+  [[virtual_server.real_server]]
+  address = "10.79.0.4"
+  [[virtual_server.real_server]]
+  address = "10.79.0.5"
+`)
+	return failbackPair{lb1: ds[0], lb2: ds[1], client: hosts[2], links: []string{ds[0].iface, "sync0"}, syncLink: "sync0"}
+}
+
+// natFailbackPair is natPair with the sync messages on the inside link,
+// which the real servers' traffic shares: no traffic is measured.
+func natFailbackPair(t *testing.T, hold bool) failbackPair {
+	ds, client, inside := natPair(t, func(in string) string { return failbackSync(in, hold) })
+	return failbackPair{lb1: ds[0], lb2: ds[1], client: client, links: []string{ds[0].iface, inside[0]}}
 }
 
 // linkCounters reads an interface's transmitted packets and bytes in ns
@@ -67,53 +152,13 @@ func linkCounters(t *testing.T, ns, ifname string) (pkts, bytes int64) {
 	return pkts, bytes
 }
 
-func testConnSyncFailback(t *testing.T, hold bool) {
-	const vip = "10.79.0.100"
-	vs := vip + ":" + connSyncPort
-	// The sync messages get a link of their own, sync0 on both
-	// directors, so its counters are the sync traffic alone. lb1 starts
-	// first: its end is made with the peer beside it, which moves to lb2.
-	var lb1ns string
-	ds, hosts, _ := drPair(t, vip, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
-		if d.name == "lb1" {
-			lb1ns = d.ns
-			sh(t, "ip", "-n", d.ns, "link", "add", "sync0", "type", "veth", "peer", "name", "syncp")
-			sh(t, "ip", "-n", d.ns, "addr", "add", "10.78.0.1/24", "dev", "sync0")
-			sh(t, "ip", "-n", d.ns, "link", "set", "sync0", "up")
-		} else {
-			sh(t, "ip", "-n", lb1ns, "link", "set", "syncp", "netns", d.ns)
-			sh(t, "ip", "-n", d.ns, "link", "set", "syncp", "name", "sync0")
-			sh(t, "ip", "-n", d.ns, "addr", "add", "10.78.0.2/24", "dev", "sync0")
-			sh(t, "ip", "-n", d.ns, "link", "set", "sync0", "up")
-		}
-		extra := fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = \"sync0\"\nrefresh_period = %q\n", failbackRefresh)
-		if !hold {
-			extra += "preempt_hold = \"0s\"\n"
-		}
-		return extra
-	}, `
-[[virtual_server]]
-name = "echo"
-address = "`+vs+`"
-scheduler = "rr"
-forwarding = "dr"
-  [virtual_server.check]
-  type = "tcp"
-  interval = "500ms"
-  timeout = "400ms"
-  rise = 1
-  fall = 2
-  [[virtual_server.real_server]]
-  address = "10.79.0.4"
-  [[virtual_server.real_server]]
-  address = "10.79.0.5"
-`)
-	lb1, lb2 := ds[0], ds[1]
-	client := hosts[2]
+func testConnSyncFailback(t *testing.T, p failbackPair, hold bool) {
+	vs := natVIP + ":" + connSyncPort
+	lb1, lb2, client := p.lb1, p.lb2, p.client
 	eventually(t, "lb1 runs the master sync daemon alone, lb2 the backup", 15*time.Second, func() bool {
 		return lb1.runsDaemon("master") && lb2.runsDaemon("backup")
 	})
-	for _, d := range ds {
+	for _, d := range []*director{lb1, lb2} {
 		if got := strings.Fields(inNS(t, d.ns, "sysctl", "-n", "net.ipv4.vs.sync_refresh_period", "net.ipv4.vs.sync_threshold")); strings.Join(got, " ") != "10 3 0" {
 			t.Fatalf("%s: sync_refresh_period and sync_threshold %q, want 10, 3 0", d.name, got)
 		}
@@ -121,9 +166,10 @@ forwarding = "dr"
 
 	// The master dies, its links with it.
 	lb1.kill()
-	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "down")
-	sh(t, "ip", "-n", lb1.ns, "link", "set", "sync0", "down")
-	eventually(t, "lb2 master", 20*time.Second, func() bool { return lb2.state() == "MASTER" })
+	for _, l := range p.links {
+		sh(t, "ip", "-n", lb1.ns, "link", "set", l, "down")
+	}
+	eventually(t, "lb2 master of every instance", 20*time.Second, func() bool { return masterOfAll(lb2) })
 	eventually(t, "lb2 switched to the master sync daemon", 10*time.Second, func() bool { return lb2.runsDaemon("master") })
 
 	// Connections lb1 has never seen: made through lb2 while it is away.
@@ -159,8 +205,9 @@ forwarding = "dr"
 	// new backup daemon hear them all at once). Its kernel hears each
 	// again only at the next refresh.
 	time.Sleep(time.Until(opened.Add(failbackReturn)))
-	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "up")
-	sh(t, "ip", "-n", lb1.ns, "link", "set", "sync0", "up")
+	for _, l := range p.links {
+		sh(t, "ip", "-n", lb1.ns, "link", "set", l, "up")
+	}
 	// As a rebooted director's links are up before its daemon starts: a
 	// director that hears no master takes over whatever its hold.
 	eventually(t, "lb1 reaches lb2 again", 10*time.Second, func() bool {
@@ -169,10 +216,12 @@ forwarding = "dr"
 	restarted := time.Now()
 	lb1.start(t)
 	t.Logf("lb1 restarted %v after the connections opened", restarted.Sub(opened).Round(time.Millisecond))
-	eventually(t, "lb1 runs the backup sync daemon", 15*time.Second, func() bool { return lb1.runsDaemon("backup") })
+	// Without the hold lb1 may be master, and run the master daemon,
+	// within half a second: either daemon says it is back.
+	eventually(t, "lb1 runs a sync daemon", 15*time.Second, func() bool { return lb1.runsDaemon("backup") || lb1.runsDaemon("master") })
 	var known int
 	eventually(t, "lb1 preempts", failbackHold+30*time.Second, func() bool {
-		if lb1.state() != "MASTER" {
+		if !masterOfAll(lb1) {
 			known = len(vsClients(t, lb1.ns, vs))
 			return false
 		}
@@ -203,13 +252,13 @@ forwarding = "dr"
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if hold {
+	if hold && p.syncLink != "" {
 		// The sync traffic of the new master with connSyncN connections
 		// exchanging every second: two refresh periods of sync0.
-		p0, b0 := linkCounters(t, lb1.ns, "sync0")
+		p0, b0 := linkCounters(t, lb1.ns, p.syncLink)
 		window := 2 * failbackRefresh
 		time.Sleep(window)
-		p1, b1 := linkCounters(t, lb1.ns, "sync0")
+		p1, b1 := linkCounters(t, lb1.ns, p.syncLink)
 		t.Logf("sync traffic of the master, %d connections, refresh_period %v: %d packets, %d bytes in %v (%.2f packets/s, %.0f bytes/s, %.1f bytes per connection per period)",
 			connSyncN, failbackRefresh, p1-p0, b1-b0, window, float64(p1-p0)/window.Seconds(), float64(b1-b0)/window.Seconds(),
 			float64(b1-b0)/float64(connSyncN)/(window.Seconds()/failbackRefresh.Seconds()))
