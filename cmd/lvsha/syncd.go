@@ -302,8 +302,7 @@ func (c *connSync) apply(now time.Time, w syncWant) error {
 	// start the instance's Master_Down_Timer already runs), and again
 	// from when the daemon runs. Retries of a refused start send no
 	// more: a daemon that never starts holds preemption once, not
-	// forever.
-	// Without IPVS no daemon will ever learn anything: no hold.
+	// forever. Without IPVS no daemon will ever learn anything: no hold.
 	holding := c.k != nil && w.managed && w.state == ipvs.DaemonBackup && w.cfg.PreemptHold > 0 && !c.exiting && c.applied != w
 	if holding && !retry {
 		c.holdPreempt(w, now)
