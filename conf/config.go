@@ -173,6 +173,21 @@ type LVSSync struct {
 	// TTL is the multicast TTL or hop limit (key "ttl"; 1..255; default
 	// 1, the kernel's).
 	TTL int
+	// RefreshPeriod makes the master daemon announce every established
+	// connection again once this long has passed since its last
+	// announcement, at its next packet (key "refresh_period"; whole
+	// seconds, 1s..10m; default 0: the kernel's sysctls are left alone).
+	// lvsha sets net.ipv4.vs.sync_refresh_period to it and the period of
+	// net.ipv4.vs.sync_threshold to 0, without which the refresh waits
+	// for every 50th packet.
+	RefreshPeriod time.Duration
+	// PreemptHold is how long after its backup daemon starts a director
+	// does not preempt a lower-priority master, so that it has heard
+	// every connection announced again before it takes the VIPs back
+	// (key "preempt_hold"; 0s..15m; default RefreshPeriod + 3s with
+	// refresh_period, 0 without; it needs refresh_period). It never
+	// delays a takeover from a master that dies or resigns.
+	PreemptHold time.Duration
 }
 
 // TrackVirtualServer ties an instance's priority to a virtual server.

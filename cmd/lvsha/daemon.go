@@ -598,9 +598,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 1, err: err}
 	}
 	if handle != nil {
-		d.connSync = newConnSync(log, handle, nil, d.config, d.vrrp.Status)
+		d.connSync = newConnSync(log, handle, nil, d.config, d.vrrp)
 	} else {
-		d.connSync = newConnSync(log, nil, openErr, d.config, d.vrrp.Status)
+		d.connSync = newConnSync(log, nil, openErr, d.config, d.vrrp)
 	}
 	d.connSync.cleanup.Store(*cleanup)
 	stopMetrics, err := d.serveMetrics(cfg.Metrics.Listen, engine)

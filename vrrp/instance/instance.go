@@ -179,6 +179,9 @@ type Instance struct {
 	// onWants, if set, is told when it changes.
 	wants   vrrp.State
 	onWants func()
+	// onTransition, if set, is told of each transition once Status
+	// shows it.
+	onTransition func()
 }
 
 // Wants is the state the instance would take on its own (see
@@ -196,6 +199,16 @@ func (i *Instance) OnWantsChange(f func()) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.onWants = f
+}
+
+// OnTransition registers f, called (from the instance's goroutine, so it
+// must not block) after every state change, once Status shows the new
+// state; nil stops the calls. It lets a consumer follow the election
+// (the IPVS sync daemons) without polling Status.
+func (i *Instance) OnTransition(f func()) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.onTransition = f
 }
 
 // Open prepares cfg: its socket and its VIP holder, on resources of its
@@ -1202,7 +1215,11 @@ func (i *Instance) transition(t vrrp.Transition) {
 	if t.To == vrrp.Master {
 		i.status.Master = i.mcfg.Source.String()
 	}
+	onTransition := i.onTransition
 	i.mu.Unlock()
+	if onTransition != nil {
+		onTransition()
+	}
 	state := map[vrrp.State]string{vrrp.Master: "MASTER", vrrp.Backup: "BACKUP", vrrp.Fault: "FAULT"}[t.To]
 	if state != "" {
 		i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: state, Priority: int(i.fsm.Priority())})
