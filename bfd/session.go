@@ -59,6 +59,11 @@ type Event interface{ isEvent() }
 
 // Events.
 type (
+	// SetPassive changes the role (RFC 5880 6.1): a runner answers a
+	// peer that opened a session passively, and turns active when it
+	// starts to watch that peer itself, so that a session the peer let go
+	// Down comes back without waiting for the peer.
+	SetPassive struct{ Passive bool }
 	// Start begins transmission; a new Session sends nothing before it.
 	Start struct{}
 	// TimerFired only runs the timers; any Step does that first.
@@ -84,6 +89,7 @@ func (Received) isEvent()     {}
 func (SetAdminDown) isEvent() {}
 func (SetAdminUp) isEvent()   {}
 func (SetTimers) isEvent()    {}
+func (SetPassive) isEvent()   {}
 
 // Action is an output of Step for the caller to perform, in order.
 type Action interface{ isAction() }
@@ -298,6 +304,13 @@ func (s *Session) Step(now time.Time, ev Event) []Action {
 		}
 	case SetTimers:
 		st.setTimers(e)
+	case SetPassive:
+		if s.cfg.Passive != e.Passive {
+			s.cfg.Passive = e.Passive
+			// An active session that was silent starts sending now rather
+			// than at a peer's packet that may never come.
+			st.send = !e.Passive && s.txDeadline.IsZero()
+		}
 	}
 	if st.send || st.final || periodic {
 		st.transmit()

@@ -1,6 +1,9 @@
 // Package runner drives BFD sessions (package bfd) with real timers over
 // real sockets (bfd/transport): one receiving socket per local address,
 // one sending socket per session, one goroutine owning every session.
+// Sessions are given at Open and added or let go while it runs (a VRRP
+// backup watches whichever master it hears); with Config.Accept it also
+// answers peers that open sessions to it.
 package runner
 
 import (
@@ -10,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,9 +33,23 @@ type Peer struct {
 // Config is one local end and its sessions.
 type Config struct {
 	transport.Config
-	Peers  []Peer
+	Peers []Peer
+	// Accept, if set, answers a peer that opens a session to us without
+	// one added for it: a passive session with Accept's timers (its Addr
+	// and Passive are ignored), up to MaxAccepted of them. A session let
+	// go with Remove stays so too while the peer keeps it Up.
+	Accept *Peer
 	Logger *slog.Logger
 }
+
+// MaxAccepted bounds the sessions Accept opens, so that a flood of
+// forged peers on the link costs a bounded number of sockets.
+const MaxAccepted = 64
+
+// acceptIdle is how long a session nobody added stays after its last
+// packet once it is not Up: longer than the peer's one-second slow
+// transmission, so a peer still trying is not forgotten between packets.
+const acceptIdle = 5 * time.Second
 
 // Change is one session's state change, as published on Changes.
 type Change struct {
@@ -48,6 +66,12 @@ type Status struct {
 	Diag        bfd.Diag
 	LocalDiscr  uint32
 	RemoteDiscr uint32
+	// Added says the session was given at Open or by Add (and not
+	// removed since); otherwise it answers a peer (Config.Accept).
+	Added bool
+	// DetectionTime is the session's Detection Time, zero before the peer
+	// is heard.
+	DetectionTime time.Duration
 }
 
 type session struct {
@@ -56,15 +80,30 @@ type session struct {
 	tx     *transport.Sender
 	discr  uint32
 	sendOK bool // the last send succeeded; a failure is logged once per run of them
+	added  bool
+	// heard is when the peer's last packet, or the session's creation.
+	heard time.Time
+}
+
+// command is an Add or Remove for the loop; add nil is a Remove.
+type command struct {
+	add    *Peer
+	remove netip.Addr
+	reply  chan error
 }
 
 // Runner runs the sessions of one Config.
 type Runner struct {
 	log     *slog.Logger
+	tc      transport.Config
+	accept  *Peer
 	rx      *transport.Conn
 	byDiscr map[uint32]*session
 	byAddr  map[netip.Addr]*session
 	changes chan Change
+	cmds    chan command
+	// done closes when Run returns; Add and Remove then fail.
+	done chan struct{}
 
 	mu     sync.Mutex
 	status map[netip.Addr]Status
@@ -88,15 +127,17 @@ func Open(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{
-		log: log.With("local", cfg.Local), rx: rx,
+		log: log.With("local", cfg.Local), tc: cfg.Config, accept: cfg.Accept, rx: rx,
 		byDiscr: map[uint32]*session{}, byAddr: map[netip.Addr]*session{},
 		// Room for every session to change state many times while a
 		// consumer is slow; beyond that changes are counted, never block.
-		changes: make(chan Change, 64+8*len(cfg.Peers)),
+		changes: make(chan Change, 256+8*len(cfg.Peers)),
+		cmds:    make(chan command),
+		done:    make(chan struct{}),
 		status:  map[netip.Addr]Status{}, drops: map[bfd.DropReason]uint64{},
 	}
 	for _, p := range cfg.Peers {
-		if err := r.add(cfg.Config, p); err != nil {
+		if _, err := r.add(p, true, time.Now()); err != nil {
 			r.Close()
 			return nil, err
 		}
@@ -104,9 +145,9 @@ func Open(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
-func (r *Runner) add(tc transport.Config, p Peer) error {
-	if _, dup := r.byAddr[p.Addr]; dup || !p.Addr.IsValid() || p.Addr.Is4() != tc.Local.Is4() {
-		return fmt.Errorf("bfd: peer %s: duplicate, invalid or of another family than %s", p.Addr, tc.Local)
+func (r *Runner) add(p Peer, added bool, now time.Time) (*session, error) {
+	if _, dup := r.byAddr[p.Addr]; dup || !p.Addr.IsValid() || p.Addr.Is4() != r.tc.Local.Is4() {
+		return nil, fmt.Errorf("bfd: peer %s: duplicate, invalid or of another family than %s", p.Addr, r.tc.Local)
 	}
 	// Discriminators are random, so that a restarted runner's new session
 	// is not mistaken by the peer for the old one, and unique here.
@@ -117,15 +158,101 @@ func (r *Runner) add(tc transport.Config, p Peer) error {
 	m, err := bfd.New(bfd.Config{LocalDiscr: discr, DesiredMinTx: p.DesiredMinTx, RequiredMinRx: p.RequiredMinRx,
 		DetectMult: p.DetectMult, Passive: p.Passive})
 	if err != nil {
-		return fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
+		return nil, fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
 	}
-	tx, err := transport.OpenSender(tc)
+	tx, err := transport.OpenSender(r.tc)
 	if err != nil {
-		return fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
+		return nil, fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
 	}
-	s := &session{peer: p, m: m, tx: tx, discr: discr, sendOK: true}
+	s := &session{peer: p, m: m, tx: tx, discr: discr, sendOK: true, added: added, heard: now}
 	r.byDiscr[discr], r.byAddr[p.Addr] = s, s
-	r.status[p.Addr] = Status{Peer: p.Addr, State: m.State(), LocalDiscr: discr}
+	r.setStatus(s)
+	return s, nil
+}
+
+// setStatus publishes s's state to Status.
+func (r *Runner) setStatus(s *session) {
+	r.mu.Lock()
+	r.status[s.peer.Addr] = Status{Peer: s.peer.Addr, State: s.m.State(), Diag: s.m.LocalDiag(), LocalDiscr: s.discr,
+		RemoteDiscr: s.m.RemoteDiscr(), Added: s.added, DetectionTime: s.m.DetectionTime()}
+	r.mu.Unlock()
+}
+
+// forget closes and drops s.
+func (r *Runner) forget(s *session) {
+	if err := s.tx.Close(); err != nil {
+		r.log.Warn("BFD close send socket", "peer", s.peer.Addr, "error", err)
+	}
+	delete(r.byDiscr, s.discr)
+	delete(r.byAddr, s.peer.Addr)
+	r.mu.Lock()
+	delete(r.status, s.peer.Addr)
+	r.mu.Unlock()
+}
+
+// Add runs a session with p (a running one with p.Addr takes p's timers
+// and role) once Run has it; it waits for that, for ctx or for Run to
+// return.
+func (r *Runner) Add(ctx context.Context, p Peer) error {
+	return r.do(ctx, command{add: &p})
+}
+
+// Remove lets the session with addr go: at once without Config.Accept,
+// else it becomes a passive one that stays while the peer keeps it Up,
+// so that a peer that still watches us does not see it fail.
+func (r *Runner) Remove(ctx context.Context, addr netip.Addr) error {
+	return r.do(ctx, command{remove: addr})
+}
+
+func (r *Runner) do(ctx context.Context, c command) error {
+	c.reply = make(chan error, 1)
+	select {
+	case r.cmds <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done:
+		return errors.New("bfd: runner stopped")
+	}
+	select {
+	case err := <-c.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done:
+		return errors.New("bfd: runner stopped")
+	}
+}
+
+// command runs an Add or Remove on the loop.
+func (r *Runner) command(c command, now time.Time) error {
+	if c.add == nil {
+		s := r.byAddr[c.remove]
+		switch {
+		case s == nil || !s.added:
+			return nil
+		case r.accept == nil:
+			r.forget(s)
+			return nil
+		}
+		s.added = false
+		r.apply(s, s.m.Step(now, bfd.SetPassive{Passive: true}))
+		r.setStatus(s)
+		return nil
+	}
+	p := *c.add
+	s := r.byAddr[p.Addr]
+	if s == nil {
+		s, err := r.add(p, true, now)
+		if err != nil {
+			return err
+		}
+		r.apply(s, s.m.Step(now, bfd.Start{}))
+		return nil
+	}
+	s.added, s.peer = true, p
+	r.apply(s, s.m.Step(now, bfd.SetTimers{DesiredMinTx: p.DesiredMinTx, RequiredMinRx: p.RequiredMinRx, DetectMult: p.DetectMult}))
+	r.apply(s, s.m.Step(now, bfd.SetPassive{Passive: p.Passive}))
+	r.setStatus(s)
 	return nil
 }
 
@@ -161,6 +288,18 @@ func (r *Runner) Status(peer netip.Addr) (Status, bool) {
 	return st, ok
 }
 
+// Statuses returns every session, by peer address.
+func (r *Runner) Statuses() []Status {
+	r.mu.Lock()
+	out := make([]Status, 0, len(r.status))
+	for _, st := range r.status {
+		out = append(out, st)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b Status) int { return a.Peer.Compare(b.Peer) })
+	return out
+}
+
 // Drops returns how many received packets were dropped, by reason.
 func (r *Runner) Drops() map[bfd.DropReason]uint64 {
 	r.mu.Lock()
@@ -185,6 +324,7 @@ type received struct {
 // returns once its reader has stopped. Sessions send nothing on the way
 // out: the peer sees the silence its Detection Time is for, as on a crash.
 func (r *Runner) Run(ctx context.Context) error {
+	defer close(r.done)
 	defer r.Close()
 	rxc := make(chan received, 64)
 	var wg sync.WaitGroup
@@ -211,6 +351,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		case d := <-rxc:
 			r.receive(d)
+		case c := <-r.cmds:
+			c.reply <- r.command(c, time.Now())
 		case <-timer.C:
 		}
 		now := time.Now()
@@ -218,8 +360,21 @@ func (r *Runner) Run(ctx context.Context) error {
 			if dl := s.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				r.apply(s, s.m.Step(now, bfd.TimerFired{}))
 			}
+			if dl := s.idleUntil(); !dl.IsZero() && !now.Before(dl) {
+				r.log.Debug("BFD session let go", "peer", s.peer.Addr)
+				r.forget(s)
+			}
 		}
 	}
+}
+
+// idleUntil is when s, a session nobody added and no longer Up, is
+// forgotten; zero while it is added or Up.
+func (s *session) idleUntil() time.Time {
+	if s.added || s.m.State() == bfd.Up {
+		return time.Time{}
+	}
+	return s.heard.Add(acceptIdle)
 }
 
 // wait is how long until the earliest session deadline.
@@ -227,6 +382,9 @@ func (r *Runner) wait(now time.Time) time.Duration {
 	next := time.Hour
 	for _, s := range r.byDiscr {
 		if dl := s.m.NextDeadline(); !dl.IsZero() {
+			next = min(next, dl.Sub(now))
+		}
+		if dl := s.idleUntil(); !dl.IsZero() {
 			next = min(next, dl.Sub(now))
 		}
 	}
@@ -266,17 +424,51 @@ func (r *Runner) receive(d received) {
 		r.drop(reason)
 		return
 	}
+	now := time.Now()
 	var s *session
 	if p.YourDiscr != 0 {
 		s = r.byDiscr[p.YourDiscr]
 	} else {
 		s = r.byAddr[d.src]
+		if s == nil {
+			s = r.answer(d.src, now)
+		}
 	}
 	if s == nil || s.peer.Addr != d.src {
 		r.drop(bfd.DropNoSession)
 		return
 	}
-	r.apply(s, s.m.Step(time.Now(), bfd.Received{Packet: p}))
+	s.heard = now
+	r.apply(s, s.m.Step(now, bfd.Received{Packet: p}))
+	// The peer's packets change the Detection Time Status shows.
+	r.setStatus(s)
+}
+
+// answer opens a passive session for a peer that opened one to us
+// (Config.Accept), or returns nil.
+func (r *Runner) answer(src netip.Addr, now time.Time) *session {
+	if r.accept == nil || !src.IsValid() {
+		return nil
+	}
+	n := 0
+	for _, s := range r.byAddr {
+		if !s.added {
+			n++
+		}
+	}
+	if n >= MaxAccepted {
+		return nil
+	}
+	p := *r.accept
+	p.Addr, p.Passive = src, true
+	s, err := r.add(p, false, now)
+	if err != nil {
+		r.log.Warn("BFD answer a peer", "peer", src, "error", err)
+		return nil
+	}
+	r.log.Info("BFD session opened by the peer", "peer", src)
+	r.apply(s, s.m.Step(now, bfd.Start{}))
+	return s
 }
 
 // apply performs a session's actions.
@@ -298,8 +490,8 @@ func (r *Runner) apply(s *session, acts []bfd.Action) {
 			r.log.Info("BFD session state", "peer", s.peer.Addr, "from", a.From.String(), "state", a.To.String(),
 				"diag", a.Diag.String(), "remote_discr", s.m.RemoteDiscr())
 			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, At: a.At}
+			r.setStatus(s)
 			r.mu.Lock()
-			r.status[s.peer.Addr] = Status{Peer: s.peer.Addr, State: a.To, Diag: a.Diag, LocalDiscr: s.discr, RemoteDiscr: s.m.RemoteDiscr()}
 			select {
 			case r.changes <- c:
 			default:
