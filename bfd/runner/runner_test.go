@@ -36,7 +36,7 @@ func TestRunnersOnLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	a, b := netip.MustParseAddr("127.0.0.31"), netip.MustParseAddr("127.0.0.32") // not transport test's 127.0.0.1
 	peer := func(addr netip.Addr) Peer {
 		return Peer{Addr: addr, DesiredMinTx: 20 * time.Millisecond, RequiredMinRx: 20 * time.Millisecond, DetectMult: 3}
 	}
@@ -121,7 +121,9 @@ func downs(ch <-chan Change) []Change {
 // watches, it stays Up: a backup's watch must not fail because its
 // master's own interest changed.
 func TestAddRemoveAccept(t *testing.T) {
-	a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	// Addresses of their own: the packages' tests run in parallel, and
+	// transport's bind 127.0.0.1's port.
+	a, b := netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("127.0.0.12")
 	ra, rb := startRunner(t, a, true), startRunner(t, b, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -181,7 +183,7 @@ func TestAddRemoveAccept(t *testing.T) {
 // counted; Remove without Accept forgets the session at once; a session
 // nobody added is forgotten once its peer has been silent for acceptIdle.
 func TestAnswerLimits(t *testing.T) {
-	a, b, c := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	a, b, c := netip.MustParseAddr("127.0.0.21"), netip.MustParseAddr("127.0.0.22"), netip.MustParseAddr("127.0.0.23")
 	ra, rc := startRunner(t, a, false), startRunner(t, c, true)
 	lo, _ := net.InterfaceByName("lo")
 	rb, err := Open(Config{Config: transport.Config{Interface: lo, Local: b}})
