@@ -51,6 +51,8 @@ const (
 	ReasonStartup         Reason = "startup"         // Start, not the address owner
 	ReasonOwner           Reason = "address owner"   // Start (or recovery) at priority 255
 	ReasonMasterDown      Reason = "master down"     // Master_Down_Timer fired
+	// ReasonBFDDown: MasterDown, the BFD session with the master failed.
+	ReasonBFDDown Reason = "master down (BFD)"
 	ReasonHigherPriority  Reason = "higher priority" // a master saw a higher-priority advert
 	ReasonHigherAddress   Reason = "equal priority, higher address"
 	ReasonShutdown        Reason = "shutdown"
@@ -218,6 +220,14 @@ type (
 	// GroupGate carries the sync group's verdict (GroupTarget): while
 	// AllowMaster is false the instance may not be master.
 	GroupGate struct{ AllowMaster bool }
+	// MasterDown says Peer failed by other means than its adverts' silence
+	// (its BFD session went Down): a backup whose master is Peer acts as
+	// if its Master_Down_Timer had expired (draft-ietf-rtgwg-vrrp-bfd-p2p
+	// 5). Any other state, or another master, ignores it. If Peer was
+	// alive after all, its next advert (of a higher priority) takes
+	// master back by RFC 5798's own rules; the machine reports that with
+	// MasterAlive.
+	MasterDown struct{ Peer netip.Addr }
 )
 
 func (Start) isEvent()          {}
@@ -228,6 +238,7 @@ func (FaultDetected) isEvent()  {}
 func (FaultCleared) isEvent()   {}
 func (SetPriority) isEvent()    {}
 func (GroupGate) isEvent()      {}
+func (MasterDown) isEvent()     {}
 
 // Action is an output of Machine.Step for the caller to perform, in order.
 type Action interface{ isAction() }
@@ -249,6 +260,10 @@ type (
 		Reason   Reason
 		At       time.Time
 	}
+	// MasterAlive reports an advert from Peer within Master_Down_Interval
+	// of a MasterDown that declared it dead: the BFD session failed, not
+	// the master. Reported once per MasterDown, to be counted.
+	MasterAlive struct{ Peer netip.Addr }
 )
 
 func (SendAdvert) isAction() {}
@@ -256,6 +271,7 @@ func (AddVIPs) isAction()    {}
 func (RemoveVIPs) isAction() {}
 func (Dropped) isAction()    {}
 func (Transition) isAction() {}
+func (MasterAlive) isAction() {}
 
 // Machine is one instance's state machine. It does no I/O and reads no
 // clock: the caller passes the time to Step, performs the returned
@@ -280,6 +296,14 @@ type Machine struct {
 	// gated is the sync group forbidding Master; wantMaster is a gated
 	// backup whose own judgement says Master.
 	gated, wantMaster bool
+	// master is the address of the master a backup follows: the source
+	// of the last advert that reset its Master_Down_Timer; invalid
+	// elsewhere and before one is heard.
+	master netip.Addr
+	// deadPeer is the master a MasterDown declared dead, until
+	// deadUntil: an advert from it before then is a MasterAlive.
+	deadPeer  netip.Addr
+	deadUntil time.Time
 }
 
 // New returns a Machine in Initialize for a validated copy of cfg.
@@ -340,6 +364,16 @@ func (m *Machine) Reconfigure(now time.Time, cfg Config) ([]Action, error) {
 // before any the one configured at New (Reconfigure leaves it alone, so a
 // reload's new base priority arrives as a SetPriority from tracking).
 func (m *Machine) Priority() uint8 { return m.prio }
+
+// MasterAddr returns the address of the master a backup follows (the
+// source of the adverts that keep it backup), invalid in other states or
+// before it has heard one: what a BFD session should watch.
+func (m *Machine) MasterAddr() netip.Addr {
+	if m.state != Backup {
+		return netip.Addr{}
+	}
+	return m.master
+}
 
 // MasterAdverInterval returns Master_Adver_Interval as last learned.
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
@@ -406,8 +440,27 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		m.prio = max(e.Priority, 1)
 	case GroupGate:
 		s.gate(e.AllowMaster)
+	case MasterDown:
+		s.masterDown(e.Peer)
 	}
 	return s.out
+}
+
+// masterDown is the Master_Down_Timer's expiry brought forward by BFD
+// (draft-ietf-rtgwg-vrrp-bfd-p2p 5), for a backup of peer only: a stale
+// report about a master since replaced must not depose the new one.
+func (s *step) masterDown(peer netip.Addr) {
+	m := s.m
+	if m.state != Backup || !m.master.IsValid() || m.master != peer.Unmap().WithZone("") || m.wantMaster {
+		return
+	}
+	m.deadPeer, m.deadUntil = m.master, s.now.Add(m.masterDownInterval())
+	if m.gated {
+		m.wantMaster = true
+		m.deadline = time.Time{}
+		return
+	}
+	s.becomeMaster(ReasonBFDDown)
 }
 
 func (s *step) timer() {
@@ -503,6 +556,7 @@ func (s *step) startup(r Reason) {
 		m.wantMaster = true
 	}
 	m.masterAdverInterval = m.cfg.AdvertInterval
+	m.master = netip.Addr{}
 	if !m.wantMaster {
 		m.deadline = s.now.Add(m.masterDownInterval())
 	}
@@ -512,6 +566,7 @@ func (s *step) startup(r Reason) {
 func (s *step) becomeMaster(r Reason) {
 	m := s.m
 	m.wantMaster = false
+	m.master = netip.Addr{}
 	s.do(SendAdvert{Priority: m.prio}, AddVIPs{Accept: m.cfg.Accept})
 	m.deadline = m.firstTick(s.now)
 	s.to(Master, r)
@@ -576,6 +631,13 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		s.do(Dropped{Reason: r})
 		return
 	}
+	from := src.Unmap().WithZone("")
+	if a.Priority > 0 && m.deadPeer.IsValid() && from == m.deadPeer {
+		if s.now.Before(m.deadUntil) {
+			s.do(MasterAlive{Peer: from})
+		}
+		m.deadPeer = netip.Addr{}
+	}
 	switch m.state {
 	case Backup: // RFC 5798 6.4.2 (400)
 		if a.Priority == 0 {
@@ -585,6 +647,7 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		preempt := !m.cfg.NoPreempt && !s.now.Before(m.preemptAt)
 		if !preempt || a.Priority >= m.prio {
 			m.learn(a)
+			m.master = from
 			m.wantMaster = false
 			m.deadline = s.now.Add(m.masterDownInterval())
 		}
@@ -597,9 +660,11 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		switch {
 		case a.Priority > m.prio:
 			m.learn(a)
+			m.master = from
 			s.toBackup(ReasonHigherPriority)
-		case a.Priority == m.prio && src.Unmap().WithZone("").Compare(m.cfg.Source) > 0:
+		case a.Priority == m.prio && from.Compare(m.cfg.Source) > 0:
 			m.learn(a)
+			m.master = from
 			s.toBackup(ReasonHigherAddress)
 		}
 	case Stopping:
