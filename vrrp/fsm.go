@@ -48,11 +48,11 @@ type Reason string
 
 // Transition reasons.
 const (
-	ReasonStartup         Reason = "startup"         // Start, not the address owner
-	ReasonOwner           Reason = "address owner"   // Start (or recovery) at priority 255
-	ReasonMasterDown      Reason = "master down"     // Master_Down_Timer fired
+	ReasonStartup    Reason = "startup"       // Start, not the address owner
+	ReasonOwner      Reason = "address owner" // Start (or recovery) at priority 255
+	ReasonMasterDown Reason = "master down"   // Master_Down_Timer fired
 	// ReasonBFDDown: MasterDown, the BFD session with the master failed.
-	ReasonBFDDown Reason = "master down (BFD)"
+	ReasonBFDDown         Reason = "master down (BFD)"
 	ReasonHigherPriority  Reason = "higher priority" // a master saw a higher-priority advert
 	ReasonHigherAddress   Reason = "equal priority, higher address"
 	ReasonShutdown        Reason = "shutdown"
@@ -266,11 +266,11 @@ type (
 	MasterAlive struct{ Peer netip.Addr }
 )
 
-func (SendAdvert) isAction() {}
-func (AddVIPs) isAction()    {}
-func (RemoveVIPs) isAction() {}
-func (Dropped) isAction()    {}
-func (Transition) isAction() {}
+func (SendAdvert) isAction()  {}
+func (AddVIPs) isAction()     {}
+func (RemoveVIPs) isAction()  {}
+func (Dropped) isAction()     {}
+func (Transition) isAction()  {}
 func (MasterAlive) isAction() {}
 
 // Machine is one instance's state machine. It does no I/O and reads no
