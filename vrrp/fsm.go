@@ -48,11 +48,9 @@ type Reason string
 
 // Transition reasons.
 const (
-	ReasonStartup    Reason = "startup"       // Start, not the address owner
-	ReasonOwner      Reason = "address owner" // Start (or recovery) at priority 255
-	ReasonMasterDown Reason = "master down"   // Master_Down_Timer fired
-	// ReasonBFDDown: MasterDown, the BFD session with the master failed.
-	ReasonBFDDown         Reason = "master down (BFD)"
+	ReasonStartup         Reason = "startup"         // Start, not the address owner
+	ReasonOwner           Reason = "address owner"   // Start (or recovery) at priority 255
+	ReasonMasterDown      Reason = "master down"     // Master_Down_Timer fired
 	ReasonHigherPriority  Reason = "higher priority" // a master saw a higher-priority advert
 	ReasonHigherAddress   Reason = "equal priority, higher address"
 	ReasonShutdown        Reason = "shutdown"
@@ -62,6 +60,9 @@ const (
 	ReasonRecovered       Reason = "fault cleared"
 	ReasonSyncGroup       Reason = "sync group"
 )
+
+// ReasonBFDDown is MasterDown's: the BFD session with the master failed.
+const ReasonBFDDown Reason = "master down (BFD)"
 
 // Config is one instance's VRRP parameters. The zero value of every
 // optional field is the usual choice.
