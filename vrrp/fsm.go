@@ -267,11 +267,12 @@ type (
 	MasterAlive struct{ Peer netip.Addr }
 )
 
-func (SendAdvert) isAction()  {}
-func (AddVIPs) isAction()     {}
-func (RemoveVIPs) isAction()  {}
-func (Dropped) isAction()     {}
-func (Transition) isAction()  {}
+func (SendAdvert) isAction() {}
+func (AddVIPs) isAction()    {}
+func (RemoveVIPs) isAction() {}
+func (Dropped) isAction()    {}
+func (Transition) isAction() {}
+
 func (MasterAlive) isAction() {}
 
 // Machine is one instance's state machine. It does no I/O and reads no
