@@ -52,6 +52,11 @@ type Status struct {
 	HolderFault    bool   `json:"holder_fault,omitempty"`
 	HolderFailures int    `json:"holder_failures,omitempty"`
 	HolderError    string `json:"holder_error,omitempty"`
+	// BFDTakeovers counts takeovers on a BFD session's failure
+	// (vrrp.MasterDown); BFDMasterAlive those of them the deposed master's
+	// adverts contradicted (vrrp.MasterAlive: BFD lost, master alive).
+	BFDTakeovers   int `json:"bfd_takeovers,omitempty"`
+	BFDMasterAlive int `json:"bfd_master_alive,omitempty"`
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
@@ -162,8 +167,17 @@ type Instance struct {
 	// is: one source's recovery must not clear the other's fault.
 	trackFault, holderFault bool
 
+	// source is the advert source, fixed for the instance's life; follow
+	// is the Shared's set it joins while it runs (nil without a Shared).
+	source netip.Addr
+	follow *followers
+
 	mu     sync.Mutex
 	status Status
+	// master is the machine's MasterAddr after the last step and bfd the
+	// configuration's, for BFD fast takeover (Follower).
+	master netip.Addr
+	bfd    *conf.BFD
 	// wants is the machine's Wants after the last step, for a sync group;
 	// onWants, if set, is told when it changes.
 	wants   vrrp.State
@@ -227,6 +241,7 @@ func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (
 	if err != nil {
 		return nil, errors.Join(err, conn.Close(), holder.Close())
 	}
+	i.follow = s.follow
 	return i, nil
 }
 
@@ -243,6 +258,7 @@ func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertCon
 	log = log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
 	i := &Instance{
 		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder, dsts: conn.Destinations(),
+		source: src, bfd: cfg.BFD,
 		hooks:   notify.New(log, cfg.Notify),
 		events:  make(chan vrrp.Event, 16),
 		reconf:  make(chan reconfig),
@@ -350,6 +366,7 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	i.encoded.msgs = nil
 	i.hooks.SetHooks(cfg.Notify)
 	i.mu.Lock()
+	i.bfd = cfg.BFD
 	i.status.BasePriority = cfg.Priority
 	i.status.VIPs = nil
 	for _, p := range cfg.VirtualIPs {
@@ -361,6 +378,9 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 		i.queueVIP(vipReq{op: opReconfigure, cfg: &cfg})
 	}
 	i.perform(time.Now(), acts, false)
+	if i.follow != nil { // bfd may have changed
+		i.follow.poke()
+	}
 	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.fsm.State().String())
 	return nil
 }
@@ -446,6 +466,10 @@ func (i *Instance) Close() error {
 // conn that is not a queuedConn) has ended when it returns.
 func (i *Instance) Run(ctx context.Context) error {
 	defer close(i.stopped)
+	if i.follow != nil {
+		i.follow.add(i)
+		defer i.follow.remove(i)
+	}
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 
@@ -965,8 +989,15 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 			i.drops.Inc(a.Reason)
 		case vrrp.Transition:
 			i.transition(a)
+		case vrrp.MasterAlive:
+			i.log.Warn("BFD declared the master down, but its advert followed: BFD lost, master alive; it takes master back",
+				"op", "bfd", "master", a.Peer.String())
+			i.mu.Lock()
+			i.status.BFDMasterAlive++
+			i.mu.Unlock()
 		}
 	}
+	i.noteMaster()
 	i.mu.Lock()
 	i.status.Priority = int(i.fsm.Priority())
 	changed := i.wants != i.fsm.Wants()
@@ -1007,6 +1038,9 @@ func (i *Instance) transition(t vrrp.Transition) {
 	i.mu.Lock()
 	i.status.State = t.To.String()
 	i.status.Transitions++
+	if t.Reason == vrrp.ReasonBFDDown {
+		i.status.BFDTakeovers++
+	}
 	i.status.LastTransition = t.At
 	if t.To == vrrp.Master {
 		i.status.Master = i.mcfg.Source.String()

@@ -21,10 +21,14 @@ type Shared struct {
 	// vips holds the VIPs of every instance: one tun device per name,
 	// and per interface one announcing socket per family.
 	vips *vip.Host
+	// follow is the running instances, for BFD fast takeover.
+	follow *followers
 }
 
 // NewShared returns an empty Shared.
-func NewShared() *Shared { return &Shared{wire: transport.NewHub(), vips: vip.NewHost()} }
+func NewShared() *Shared {
+	return &Shared{wire: transport.NewHub(), vips: vip.NewHost(), follow: newFollowers()}
+}
 
 // Open opens an instance of cfg as Open does, on the resources s shares.
 // It must run on a thread in the network namespace of cfg.Interface.
