@@ -56,7 +56,11 @@ type Change struct {
 	Peer     netip.Addr
 	From, To bfd.State
 	Diag     bfd.Diag
-	At       time.Time
+	// RemoteState is the peer's state as last heard: AdminDown when the
+	// peer took the session down on purpose, which RFC 5882 3.2 says is
+	// no failure of the path or the peer.
+	RemoteState bfd.State
+	At          time.Time
 }
 
 // Status is a session's state as Status reports it.
@@ -489,7 +493,7 @@ func (r *Runner) apply(s *session, acts []bfd.Action) {
 		case bfd.Transition:
 			r.log.Info("BFD session state", "peer", s.peer.Addr, "from", a.From.String(), "state", a.To.String(),
 				"diag", a.Diag.String(), "remote_discr", s.m.RemoteDiscr())
-			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, At: a.At}
+			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, RemoteState: s.m.RemoteState(), At: a.At}
 			r.setStatus(s)
 			r.mu.Lock()
 			select {
