@@ -177,7 +177,9 @@ func (o *opener) live() []*fakeEndpoint {
 	return out
 }
 
-func bfdOf(interval time.Duration, mult int) *conf.BFD { return &conf.BFD{Interval: interval, Multiplier: mult} }
+func bfdOf(interval time.Duration, mult int) *conf.BFD {
+	return &conf.BFD{Interval: interval, Multiplier: mult}
+}
 
 // start runs a watcher over src until the test ends.
 func start(t *testing.T, src *fakeSource, o *opener) *Watcher {
