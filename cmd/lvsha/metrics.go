@@ -339,6 +339,8 @@ type metricsCollector struct {
 	vrrpTransitions, vrrpSent, vrrpReceived *prometheus.Desc
 	vrrpInvalid                             *prometheus.Desc
 	vrrpLinkDropped                         *prometheus.Desc
+	vrrpBFDTakeovers, vrrpBFDMasterAlive    *prometheus.Desc
+	bfdState, bfdDetection, bfdDowns        *prometheus.Desc
 	kernelConns                             *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
@@ -458,19 +460,24 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		syncTime:     d("kernel_last_sync_timestamp_seconds", "When the daemon last synced the kernel's IPVS table.", nil),
 		syncErrors:   d("kernel_sync_errors_total", "Syncs of the IPVS table the kernel refused, in whole or part.", nil),
 
-		vrrpState:         d("vrrp_state", "The instance's state, numbered as keepalived's: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", vrrpLabels),
-		vrrpPrio:          d("vrrp_priority", "The priority the instance advertises now (tracking applied).", vrrpLabels),
-		vrrpBasePrio:      d("vrrp_base_priority", "The configured priority.", vrrpLabels),
-		vrrpTransitions:   d("vrrp_transitions_total", "State changes of the instance.", vrrpLabels),
-		vrrpSent:          d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
-		vrrpReceived:      d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
-		vrrpInvalid:       d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
-		kernelConns:       d("kernel_connections", "Connections in the kernel's IPVS table: active and inactive over every real server, those a backup's sync daemon learnt included.", nil),
-		syncDaemonRunning: d("ipvs_sync_daemon_running", "1 while the kernel runs the IPVS connection sync daemon of this state (master, backup), as last read; present while lvsha drives them (lvs_sync).", nil, "state"),
-		syncDaemonInfo:    d("ipvs_sync_daemon_info", "Always 1, one per running IPVS sync daemon; the labels are its state, interface and sync id.", nil, "state", "interface", "sync_id"),
-		syncDaemonOK:      d("ipvs_sync_daemon_last_apply_successful", "1 when the kernel runs the sync daemon the VRRP election wants (the last attempt succeeded).", nil),
-		syncDaemonErrors:  d("ipvs_sync_daemon_errors_total", "Attempts to start or stop the IPVS sync daemons that failed.", nil),
-		vrrpLinkDropped:   d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
+		vrrpState:          d("vrrp_state", "The instance's state, numbered as keepalived's: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", vrrpLabels),
+		vrrpPrio:           d("vrrp_priority", "The priority the instance advertises now (tracking applied).", vrrpLabels),
+		vrrpBasePrio:       d("vrrp_base_priority", "The configured priority.", vrrpLabels),
+		vrrpTransitions:    d("vrrp_transitions_total", "State changes of the instance.", vrrpLabels),
+		vrrpSent:           d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
+		vrrpReceived:       d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
+		vrrpInvalid:        d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
+		kernelConns:        d("kernel_connections", "Connections in the kernel's IPVS table: active and inactive over every real server, those a backup's sync daemon learnt included.", nil),
+		syncDaemonRunning:  d("ipvs_sync_daemon_running", "1 while the kernel runs the IPVS connection sync daemon of this state (master, backup), as last read; present while lvsha drives them (lvs_sync).", nil, "state"),
+		syncDaemonInfo:     d("ipvs_sync_daemon_info", "Always 1, one per running IPVS sync daemon; the labels are its state, interface and sync id.", nil, "state", "interface", "sync_id"),
+		syncDaemonOK:       d("ipvs_sync_daemon_last_apply_successful", "1 when the kernel runs the sync daemon the VRRP election wants (the last attempt succeeded).", nil),
+		syncDaemonErrors:   d("ipvs_sync_daemon_errors_total", "Attempts to start or stop the IPVS sync daemons that failed.", nil),
+		vrrpLinkDropped:    d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
+		vrrpBFDTakeovers:   d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
+		vrrpBFDMasterAlive: d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
+		bfdState:           d("bfd_session_state", "A BFD session's state, numbered as RFC 5880: 0 AdminDown, 1 Down, 2 Init, 3 Up.", nil, "interface", "local", "peer"),
+		bfdDetection:       d("bfd_session_detection_time_seconds", "How long the peer may be silent before the session goes Down; 0 before it is heard.", nil, "interface", "local", "peer"),
+		bfdDowns:           d("bfd_session_downs_total", "Times the session failed (Up to Down) since lvsha started.", nil, "interface", "local", "peer"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
@@ -530,6 +537,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
+		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.bfdState, c.bfdDetection, c.bfdDowns,
 		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors} {
 		ch <- d
 	}
@@ -711,6 +719,13 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		for reason, n := range v.Dropped {
 			counter(c.vrrpInvalid, float64(n), append(l[:len(l):len(l)], reason)...)
 		}
+		counter(c.vrrpBFDTakeovers, float64(v.BFDTakeovers), l...)
+		counter(c.vrrpBFDMasterAlive, float64(v.BFDMasterAlive), l...)
+	}
+	for _, s := range r.BFD {
+		gauge(c.bfdState, float64(s.StateValue), s.Interface, s.Local, s.Peer)
+		gauge(c.bfdDetection, s.DetectionTime.Seconds(), s.Interface, s.Local, s.Peer)
+		counter(c.bfdDowns, float64(s.Downs), s.Interface, s.Local, s.Peer)
 	}
 	for _, l := range r.VRRPLinks {
 		family := "ipv4"

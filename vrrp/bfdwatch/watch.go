@@ -288,8 +288,10 @@ type Session struct {
 	// Following names the instances whose master the peer is.
 	Following []string `json:"following,omitempty"`
 	// DetectionTime is how long the peer may fall silent before the
-	// session goes Down.
-	DetectionTime time.Duration `json:"detection_time"`
+	// session goes Down (DetectionMS in milliseconds); zero before the
+	// peer is heard.
+	DetectionTime time.Duration `json:"-"`
+	DetectionMS   float64       `json:"detection_ms"`
 	// Downs counts the session's failures (Up to Down) since lvsha started.
 	Downs int `json:"downs"`
 	// StateValue is the state as RFC 5880 numbers it (AdminDown 0, Down 1,
@@ -321,7 +323,8 @@ func (w *Watcher) Sessions() []Session {
 		for _, st := range e.ep.Statuses() {
 			s := Session{Interface: k.iface, Local: k.local.String(), Peer: st.Peer.String(), State: st.State.String(),
 				Watching: st.Added, Following: following[k][st.Peer], DetectionTime: st.DetectionTime,
-				Downs: e.downs[st.Peer], StateValue: int(st.State)}
+				DetectionMS: float64(st.DetectionTime) / float64(time.Millisecond),
+				Downs:       e.downs[st.Peer], StateValue: int(st.State)}
 			if st.Diag != bfd.DiagNone {
 				s.Diag = st.Diag.String()
 			}
