@@ -173,6 +173,10 @@ func (s *Session) RemoteState() State { return s.remoteState }
 // Polling says whether a Poll Sequence is under way.
 func (s *Session) Polling() bool { return s.polling }
 
+// DetectionDeadline returns when the session times out if nothing
+// arrives; zero when the timer does not run.
+func (s *Session) DetectionDeadline() time.Time { return s.detectDeadln }
+
 // NextDeadline returns when Step must next be called even if nothing
 // arrives; zero when no timer runs.
 func (s *Session) NextDeadline() time.Time {

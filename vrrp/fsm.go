@@ -228,7 +228,15 @@ type (
 	// alive after all, its next advert (of a higher priority) takes
 	// master back by RFC 5798's own rules; the machine reports that with
 	// MasterAlive.
-	MasterDown struct{ Peer netip.Addr }
+	//
+	// LastHeard, if set, is when BFD last heard Peer: a master whose
+	// advert came later is alive, the BFD path failed, and the machine
+	// stays backup (and reports MasterAlive) rather than take master
+	// only to give it back.
+	MasterDown struct {
+		Peer      netip.Addr
+		LastHeard time.Time
+	}
 )
 
 func (Start) isEvent()          {}
@@ -261,9 +269,11 @@ type (
 		Reason   Reason
 		At       time.Time
 	}
-	// MasterAlive reports an advert from Peer within Master_Down_Interval
-	// of a MasterDown that declared it dead: the BFD session failed, not
-	// the master. Reported once per MasterDown, to be counted.
+	// MasterAlive reports that Peer, which a MasterDown declared dead,
+	// is alive: its advert came after BFD last heard it (the MasterDown
+	// is then ignored), or within Master_Down_Interval of the takeover.
+	// The BFD session failed, not the master. Reported once per
+	// MasterDown, to be counted.
 	MasterAlive struct{ Peer netip.Addr }
 )
 
@@ -299,9 +309,10 @@ type Machine struct {
 	// backup whose own judgement says Master.
 	gated, wantMaster bool
 	// master is the address of the master a backup follows: the source
-	// of the last advert that reset its Master_Down_Timer; invalid
-	// elsewhere and before one is heard.
-	master netip.Addr
+	// of the last advert that reset its Master_Down_Timer (at
+	// masterHeard); invalid elsewhere and before one is heard.
+	master      netip.Addr
+	masterHeard time.Time
 	// deadPeer is the master a MasterDown declared dead, until
 	// deadUntil: an advert from it before then is a MasterAlive.
 	deadPeer  netip.Addr
@@ -443,7 +454,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	case GroupGate:
 		s.gate(e.AllowMaster)
 	case MasterDown:
-		s.masterDown(e.Peer)
+		s.masterDown(e.Peer, e.LastHeard)
 	}
 	return s.out
 }
@@ -451,9 +462,13 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 // masterDown is the Master_Down_Timer's expiry brought forward by BFD
 // (draft-ietf-rtgwg-vrrp-bfd-p2p 5), for a backup of peer only: a stale
 // report about a master since replaced must not depose the new one.
-func (s *step) masterDown(peer netip.Addr) {
+func (s *step) masterDown(peer netip.Addr, lastHeard time.Time) {
 	m := s.m
 	if m.state != Backup || !m.master.IsValid() || m.master != peer.Unmap().WithZone("") || m.wantMaster {
+		return
+	}
+	if !lastHeard.IsZero() && m.masterHeard.After(lastHeard) {
+		s.do(MasterAlive{Peer: m.master})
 		return
 	}
 	m.deadPeer, m.deadUntil = m.master, s.now.Add(m.masterDownInterval())
@@ -649,7 +664,7 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		preempt := !m.cfg.NoPreempt && !s.now.Before(m.preemptAt)
 		if !preempt || a.Priority >= m.prio {
 			m.learn(a)
-			m.master = from
+			m.master, m.masterHeard = from, s.now
 			m.wantMaster = false
 			m.deadline = s.now.Add(m.masterDownInterval())
 		}
@@ -662,11 +677,11 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		switch {
 		case a.Priority > m.prio:
 			m.learn(a)
-			m.master = from
+			m.master, m.masterHeard = from, s.now
 			s.toBackup(ReasonHigherPriority)
 		case a.Priority == m.prio && from.Compare(m.cfg.Source) > 0:
 			m.learn(a)
-			m.master = from
+			m.master, m.masterHeard = from, s.now
 			s.toBackup(ReasonHigherAddress)
 		}
 	case Stopping:

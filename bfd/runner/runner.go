@@ -61,6 +61,9 @@ type Change struct {
 	// no failure of the path or the peer.
 	RemoteState bfd.State
 	At          time.Time
+	// LastHeard is when the peer's last packet arrived (or the session
+	// began, if none did).
+	LastHeard time.Time
 }
 
 // Status is a session's state as Status reports it.
@@ -354,12 +357,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case d := <-rxc:
-			r.receive(d)
+			r.receive(d, false)
 		case c := <-r.cmds:
 			c.reply <- r.command(c, time.Now())
 		case <-timer.C:
 		}
 		now := time.Now()
+		if r.detectionDue(now) {
+			r.catchUp(rxc)
+		}
 		for _, s := range r.byDiscr {
 			if dl := s.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				r.apply(s, s.m.Step(now, bfd.TimerFired{}))
@@ -379,6 +385,42 @@ func (s *session) idleUntil() time.Time {
 		return time.Time{}
 	}
 	return s.heard.Add(acceptIdle)
+}
+
+// detectionDue says whether a session's Detection Time has run out.
+func (r *Runner) detectionDue(now time.Time) bool {
+	for _, s := range r.byDiscr {
+		if dl := s.m.DetectionDeadline(); !dl.IsZero() && !now.Before(dl) {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUp hands the sessions the packets received but not yet taken
+// before any Detection Time is let run out: after a stall of this
+// process (a busy host, a stop) the timer and the peer's packets that
+// arrived during it are ready together, and taking the timer first
+// would declare a live peer down, and a VRRP backup would take over from
+// its live master. The reader may not have read the socket yet; it gets
+// a moment while the socket holds a datagram. Bounded.
+func (r *Runner) catchUp(rxc <-chan received) {
+	for range 256 {
+		select {
+		case d := <-rxc:
+			r.receive(d, true)
+			continue
+		default:
+		}
+		if !r.rx.Pending() {
+			return
+		}
+		select {
+		case d := <-rxc:
+			r.receive(d, true)
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // wait is how long until the earliest session deadline.
@@ -421,8 +463,10 @@ func (r *Runner) drop(reason bfd.DropReason) {
 
 // receive finds a packet's session (RFC 5880 6.8.6): by Your
 // Discriminator, or when that is zero by the source address, which for a
-// single-hop session must be the peer's either way.
-func (r *Runner) receive(d received) {
+// single-hop session must be the peer's either way. A late packet
+// (catchUp) was queued before the session's Detection Time ran out as
+// far as this process can tell, and counts as arrived just before it.
+func (r *Runner) receive(d received, late bool) {
 	p, reason := bfd.Parse(d.payload)
 	if reason != bfd.DropNone {
 		r.drop(reason)
@@ -441,6 +485,9 @@ func (r *Runner) receive(d received) {
 	if s == nil || s.peer.Addr != d.src {
 		r.drop(bfd.DropNoSession)
 		return
+	}
+	if dl := s.m.DetectionDeadline(); late && !dl.IsZero() && !now.Before(dl) {
+		now = dl.Add(-time.Nanosecond)
 	}
 	s.heard = now
 	r.apply(s, s.m.Step(now, bfd.Received{Packet: p}))
@@ -493,7 +540,7 @@ func (r *Runner) apply(s *session, acts []bfd.Action) {
 		case bfd.Transition:
 			r.log.Info("BFD session state", "peer", s.peer.Addr, "from", a.From.String(), "state", a.To.String(),
 				"diag", a.Diag.String(), "remote_discr", s.m.RemoteDiscr())
-			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, RemoteState: s.m.RemoteState(), At: a.At}
+			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, RemoteState: s.m.RemoteState(), At: a.At, LastHeard: s.heard}
 			r.setStatus(s)
 			r.mu.Lock()
 			select {

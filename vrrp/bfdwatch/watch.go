@@ -250,12 +250,15 @@ func forward(ctx context.Context, k key, in <-chan runner.Change, out chan<- cha
 	}
 }
 
-// changed acts on a session's change: a session that was Up and is Down
-// for any reason but the peer's own AdminDown (RFC 5882 3.2) means the
-// peer is gone, and every backup on that end following it is told.
+// changed acts on a session's change. A session that was Up and timed
+// out (the peer fell silent for a Detection Time) means the peer is
+// gone, and every backup on that end following it is told. A peer that
+// says Down or AdminDown is talking, so alive: it lost our packets, or
+// took the session down on purpose (RFC 5882 3.2); its adverts, not BFD,
+// decide then, so that a one-way loss does not move the VIPs.
 func (w *Watcher) changed(ctx context.Context, ch change) {
 	c := ch.c
-	if c.From != bfd.Up || c.To != bfd.Down || c.RemoteState == bfd.AdminDown {
+	if c.From != bfd.Up || c.To != bfd.Down {
 		return
 	}
 	w.mu.Lock()
@@ -263,12 +266,17 @@ func (w *Watcher) changed(ctx context.Context, ch change) {
 		e.downs[c.Peer]++
 	}
 	w.mu.Unlock()
+	if c.Diag != bfd.DiagControlDetectExpired {
+		w.log.Info("BFD session down by the peer's word: it is alive, its adverts decide", "op", "bfd",
+			"interface", ch.key.iface, "peer", c.Peer.String(), "diag", c.Diag.String(), "peer_state", c.RemoteState.String())
+		return
+	}
 	var told []string
 	for _, f := range w.src.Followers() {
 		if f.BFD == nil || f.Interface != ch.key.iface || f.Local != ch.key.local || f.Master != c.Peer {
 			continue
 		}
-		f.Send(ctx, vrrp.MasterDown{Peer: c.Peer})
+		f.Send(ctx, vrrp.MasterDown{Peer: c.Peer, LastHeard: c.LastHeard})
 		told = append(told, f.Name)
 	}
 	w.log.Info("BFD session with a peer failed", "op", "bfd", "interface", ch.key.iface, "peer", c.Peer.String(),

@@ -27,6 +27,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var (
+	t1     = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	local  = netip.MustParseAddr("10.0.0.2")
 	master = netip.MustParseAddr("10.0.0.1")
 	other  = netip.MustParseAddr("10.0.0.3")
@@ -249,10 +250,10 @@ func TestMasterDown(t *testing.T) {
 		change runner.Change
 		told   []string
 	}{
-		{"up to down", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagControlDetectExpired, RemoteState: bfd.Down},
+		{"up to down", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagControlDetectExpired, RemoteState: bfd.Down, LastHeard: t1},
 			[]string{"a", "b"}},
-		{"up to down, neighbour signalled", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagNeighborDown, RemoteState: bfd.Down},
-			[]string{"a", "b"}},
+		{"up to down, the peer says it lost us: alive", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagNeighborDown, RemoteState: bfd.Down},
+			nil},
 		{"peer's admin down", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagNeighborDown, RemoteState: bfd.AdminDown}, nil},
 		{"init to down: never up", runner.Change{Peer: master, From: bfd.Init, To: bfd.Down, Diag: bfd.DiagControlDetectExpired}, nil},
 		{"down to up", runner.Change{Peer: master, From: bfd.Init, To: bfd.Up}, nil},
@@ -276,7 +277,7 @@ func TestMasterDown(t *testing.T) {
 				var told []string
 				for name, evs := range got {
 					told = append(told, name)
-					if d := cmp.Diff([]vrrp.Event{vrrp.MasterDown{Peer: tt.change.Peer}}, evs, cmpAddr); d != "" {
+					if d := cmp.Diff([]vrrp.Event{vrrp.MasterDown{Peer: tt.change.Peer, LastHeard: tt.change.LastHeard}}, evs, cmpAddr); d != "" {
 						t.Errorf("%s was sent (-want +got):\n%s", name, d)
 					}
 				}
@@ -290,7 +291,7 @@ func TestMasterDown(t *testing.T) {
 						downs = s.Downs
 					}
 				}
-				if want := len(tt.told) > 0; (downs == 1) != want {
+				if want := tt.change.From == bfd.Up && tt.change.To == bfd.Down; (downs == 1) != want {
 					t.Errorf("session downs %d, want a failure counted: %v", downs, want)
 				}
 			})

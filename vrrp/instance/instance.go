@@ -536,6 +536,15 @@ func (i *Instance) Run(ctx context.Context) error {
 // advert. A backup's Master_Down_Timer fires only when adverts stop, so
 // the drain costs nothing while the master is heard.
 func (i *Instance) timerFired(rd reading) {
+	i.drainAdverts(rd)
+	i.step(vrrp.TimerFired{})
+}
+
+// drainAdverts feeds the machine the adverts already received, before
+// an event that declares the master dead: the Master_Down_Timer, or BFD's
+// MasterDown, which after a stall of this process must not win over an
+// advert that proves the master alive.
+func (i *Instance) drainAdverts(rd reading) {
 	if i.fsm.State() != vrrp.Master {
 		if rd.drain != nil {
 			rd.drain()
@@ -544,16 +553,14 @@ func (i *Instance) timerFired(rd reading) {
 		}
 	}
 	adverts := rd.queue
-queued:
 	for range cap(adverts) {
 		select {
 		case d := <-adverts:
 			i.received(d)
 		default:
-			break queued
+			return
 		}
 	}
-	i.step(vrrp.TimerFired{})
 }
 
 // received decodes one datagram and feeds the machine the advert, at
@@ -605,6 +612,9 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 		case <-w.ticker.C:
 			i.timerFired(rd)
 		case ev := <-i.events:
+			if _, ok := ev.(vrrp.MasterDown); ok {
+				i.drainAdverts(rd)
+			}
 			i.event(ev)
 		case err := <-holderc:
 			i.holderChanged(err)
