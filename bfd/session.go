@@ -477,7 +477,11 @@ func (st *step) schedule() {
 }
 
 // mayTransmit: after Start, and in the passive role only once the peer
-// is heard (RFC 5880 6.1).
+// has been heard (RFC 5880 6.1 forbids beginning, not going on): a
+// passive end whose peer fell silent still says Down, so that a peer that
+// was only stalled learns on waking that the session failed on our side,
+// by our word, rather than from our silence, which it could not tell
+// from our death.
 func (st *step) mayTransmit() bool {
-	return st.s.started && !(st.s.cfg.Passive && st.s.remoteDiscr == 0)
+	return st.s.started && !(st.s.cfg.Passive && !st.s.heard)
 }

@@ -443,6 +443,22 @@ func TestNoPeriodicTransmit(t *testing.T) {
 			t.Fatalf("heard: sent %+v", p)
 		}
 	})
+	t.Run("passive, peer fell silent: says Down", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Passive = true
+		s := newSession(t, cfg)
+		s.Step(t0, Start{})
+		s.Step(t0, Received{from(Down)})
+		s.Step(t0, Received{from(Up)})
+		dl := s.DetectionDeadline()
+		p := sends(s.Step(dl, TimerFired{}))
+		if s.State() != Down || len(p) != 1 || p[0].State != Down || p[0].Diag != DiagControlDetectExpired {
+			t.Fatalf("after the detection time: %s, sent %+v; want Down said once", s.State(), p)
+		}
+		if s.NextDeadline().IsZero() {
+			t.Error("no periodic Down packets")
+		}
+	})
 	t.Run("passive to active", func(t *testing.T) {
 		cfg := testConfig()
 		cfg.Passive = true

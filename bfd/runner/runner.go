@@ -357,7 +357,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case d := <-rxc:
-			r.receive(d, false)
+			r.receive(d)
 		case c := <-r.cmds:
 			c.reply <- r.command(c, time.Now())
 		case <-timer.C:
@@ -408,7 +408,7 @@ func (r *Runner) catchUp(rxc <-chan received) {
 	for range 256 {
 		select {
 		case d := <-rxc:
-			r.receive(d, true)
+			r.receive(d)
 			continue
 		default:
 		}
@@ -417,7 +417,7 @@ func (r *Runner) catchUp(rxc <-chan received) {
 		}
 		select {
 		case d := <-rxc:
-			r.receive(d, true)
+			r.receive(d)
 		case <-time.After(time.Millisecond):
 		}
 	}
@@ -463,10 +463,13 @@ func (r *Runner) drop(reason bfd.DropReason) {
 
 // receive finds a packet's session (RFC 5880 6.8.6): by Your
 // Discriminator, or when that is zero by the source address, which for a
-// single-hop session must be the peer's either way. A late packet
-// (catchUp) was queued before the session's Detection Time ran out as
-// far as this process can tell, and counts as arrived just before it.
-func (r *Runner) receive(d received, late bool) {
+// single-hop session must be the peer's either way.
+//
+// A packet handled after its session's Detection Time ran out, the
+// expiry not yet handled, was queued while this process was behind (a
+// stall: on time, the timer would have run first): it counts as arrived
+// just before the expiry, or a stall would declare a live peer down.
+func (r *Runner) receive(d received) {
 	p, reason := bfd.Parse(d.payload)
 	if reason != bfd.DropNone {
 		r.drop(reason)
@@ -486,7 +489,7 @@ func (r *Runner) receive(d received, late bool) {
 		r.drop(bfd.DropNoSession)
 		return
 	}
-	if dl := s.m.DetectionDeadline(); late && !dl.IsZero() && !now.Before(dl) {
+	if dl := s.m.DetectionDeadline(); !dl.IsZero() && !now.Before(dl) {
 		now = dl.Add(-time.Nanosecond)
 	}
 	s.heard = now
