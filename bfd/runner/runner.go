@@ -92,10 +92,11 @@ type session struct {
 	heard time.Time
 }
 
-// command is an Add or Remove for the loop; add nil is a Remove.
+// command is an Add, a Remove or a SetAccept for the loop.
 type command struct {
 	add    *Peer
 	remove netip.Addr
+	accept *Peer
 	reply  chan error
 }
 
@@ -211,6 +212,13 @@ func (r *Runner) Remove(ctx context.Context, addr netip.Addr) error {
 	return r.do(ctx, command{remove: addr})
 }
 
+// SetAccept changes the timers Config.Accept answers peers with, for the
+// sessions answering now too (a reload of bfd). It does nothing to a
+// runner opened without Accept.
+func (r *Runner) SetAccept(ctx context.Context, p Peer) error {
+	return r.do(ctx, command{accept: &p})
+}
+
 func (r *Runner) do(ctx context.Context, c command) error {
 	c.reply = make(chan error, 1)
 	select {
@@ -230,8 +238,21 @@ func (r *Runner) do(ctx context.Context, c command) error {
 	}
 }
 
-// command runs an Add or Remove on the loop.
+// command runs an Add, Remove or SetAccept on the loop.
 func (r *Runner) command(c command, now time.Time) error {
+	if c.accept != nil {
+		if r.accept == nil {
+			return nil
+		}
+		r.accept = c.accept
+		for _, s := range r.byAddr {
+			if !s.added {
+				r.apply(s, s.m.Step(now, bfd.SetTimers{DesiredMinTx: c.accept.DesiredMinTx, RequiredMinRx: c.accept.RequiredMinRx, DetectMult: c.accept.DetectMult}))
+				r.setStatus(s)
+			}
+		}
+		return nil
+	}
 	if c.add == nil {
 		s := r.byAddr[c.remove]
 		switch {
@@ -242,6 +263,8 @@ func (r *Runner) command(c command, now time.Time) error {
 			return nil
 		}
 		s.added = false
+		a := r.accept
+		r.apply(s, s.m.Step(now, bfd.SetTimers{DesiredMinTx: a.DesiredMinTx, RequiredMinRx: a.RequiredMinRx, DetectMult: a.DetectMult}))
 		r.apply(s, s.m.Step(now, bfd.SetPassive{Passive: true}))
 		r.setStatus(s)
 		return nil

@@ -167,6 +167,18 @@ func TestAddRemoveAccept(t *testing.T) {
 			t.Fatalf("%s: sessions went down: %+v", st.name, d)
 		}
 	}
+	// A answers b now; slower answering timers reach b's detection time
+	// (a's multiplier times a's interval, above b's 20 ms).
+	if err := ra.SetAccept(ctx, Peer{DesiredMinTx: 30 * time.Millisecond, RequiredMinRx: 30 * time.Millisecond, DetectMult: 4}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for st, _ := rb.Status(a); st.DetectionTime != 120*time.Millisecond; st, _ = rb.Status(a) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b's detection time %v after a's SetAccept, want 120ms", st.DetectionTime)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// Let go on both sides and added again: still the one session.
 	if err := rb.Remove(ctx, a); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ type Endpoint interface {
 	Run(ctx context.Context) error
 	Add(ctx context.Context, p runner.Peer) error
 	Remove(ctx context.Context, addr netip.Addr) error
+	SetAccept(ctx context.Context, p runner.Peer) error
 	Changes() <-chan runner.Change
 	Statuses() []runner.Status
 	Drops() map[bfd.DropReason]uint64
@@ -65,6 +66,8 @@ type endpoint struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 	added map[netip.Addr]runner.Peer
+	// accept is the timers it answers peers with.
+	accept runner.Peer
 	// downs counts each peer's sessions going from Up to Down.
 	downs map[netip.Addr]int
 }
@@ -195,7 +198,8 @@ func (w *Watcher) reconcile(ctx context.Context, wg *sync.WaitGroup, changes cha
 				continue
 			}
 			ectx, stop := context.WithCancel(ctx)
-			e = &endpoint{ep: ep, stop: stop, done: make(chan struct{}), added: map[netip.Addr]runner.Peer{}, downs: map[netip.Addr]int{}}
+			e = &endpoint{ep: ep, stop: stop, done: make(chan struct{}), added: map[netip.Addr]runner.Peer{}, accept: wt.accept,
+				downs: map[netip.Addr]int{}}
 			w.eps[k] = e
 			wg.Add(2)
 			go func() {
@@ -209,6 +213,13 @@ func (w *Watcher) reconcile(ctx context.Context, wg *sync.WaitGroup, changes cha
 				defer wg.Done()
 				forward(ectx, k, ep.Changes(), changes)
 			}()
+		}
+		if e.accept != wt.accept {
+			if err := e.ep.SetAccept(ctx, wt.accept); err != nil {
+				w.log.Warn("BFD change the timers of answered sessions", "op", "bfd", "interface", k.iface, "error", err)
+			} else {
+				e.accept = wt.accept
+			}
 		}
 		for addr := range e.added {
 			if _, ok := wt.peers[addr]; ok {

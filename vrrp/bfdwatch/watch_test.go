@@ -124,6 +124,19 @@ func (e *fakeEndpoint) Remove(_ context.Context, addr netip.Addr) error {
 	return nil
 }
 
+func (e *fakeEndpoint) SetAccept(_ context.Context, p runner.Peer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.accept = p
+	return nil
+}
+
+func (e *fakeEndpoint) answering() runner.Peer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.accept
+}
+
 func (e *fakeEndpoint) Changes() <-chan runner.Change { return e.changes }
 
 func (e *fakeEndpoint) Statuses() []runner.Status {
@@ -213,8 +226,8 @@ func TestSessionsFollowMasters(t *testing.T) {
 			t.Fatalf("ends running: %d, want one on eth0", len(live))
 		}
 		e := live[0]
-		if want := (runner.Peer{DesiredMinTx: 5 * time.Millisecond, RequiredMinRx: 5 * time.Millisecond, DetectMult: 3}); e.accept != want {
-			t.Errorf("answering with %+v, want %+v", e.accept, want)
+		if want := (runner.Peer{DesiredMinTx: 5 * time.Millisecond, RequiredMinRx: 5 * time.Millisecond, DetectMult: 3}); e.answering() != want {
+			t.Errorf("answering with %+v, want %+v", e.answering(), want)
 		}
 		want := map[netip.Addr]runner.Peer{master: {Addr: master, DesiredMinTx: 10 * time.Millisecond, RequiredMinRx: 10 * time.Millisecond, DetectMult: 3}}
 		if d := cmp.Diff(want, e.added(), cmpAddr); d != "" {
@@ -228,6 +241,12 @@ func TestSessionsFollowMasters(t *testing.T) {
 		want = map[netip.Addr]runner.Peer{other: {Addr: other, DesiredMinTx: 10 * time.Millisecond, RequiredMinRx: 10 * time.Millisecond, DetectMult: 5}}
 		if d := cmp.Diff(want, e.added(), cmpAddr); d != "" {
 			t.Errorf("sessions after the masters changed (-want +got):\n%s", d)
+		}
+		// A reload slows the master c: the answered sessions follow.
+		src.set(instance.Follower{Name: "c", Interface: "eth0", Local: local, BFD: bfdOf(20*time.Millisecond, 4)})
+		synctest.Wait()
+		if want := (runner.Peer{DesiredMinTx: 10 * time.Millisecond, RequiredMinRx: 10 * time.Millisecond, DetectMult: 4}); e.answering() != want {
+			t.Errorf("answering after the reload with %+v, want %+v", e.answering(), want)
 		}
 
 		for _, n := range []string{"a", "b", "c"} {
