@@ -291,6 +291,19 @@ func failoverRuns(b *testing.B, kind, lvshaExtra, kaExtra string, advert time.Du
 		fmt.Fprintf(os.Stderr, "%s: %s advert %v: kill %v after the last advert; from it: takeover %s, announced %v, answered %v (%v after the kill; the client read it %v later)\n",
 			what, kind, advert, killed.Sub(last).Round(time.Millisecond), takeover, garp.Sub(last).Round(time.Millisecond),
 			at.Sub(last).Round(time.Millisecond), at.Sub(killed).Round(time.Millisecond), read.Sub(at).Round(time.Millisecond))
+		if kind == "lvsha" && at.Sub(killed) > 100*time.Millisecond {
+			// Past BFD's worst case: what BFD did, if it ran.
+			log, _ := os.ReadFile(ds[1].logFile)
+			var bfdLines []string
+			for _, l := range strings.Split(string(log), "\n") {
+				if strings.Contains(l, "BFD") {
+					bfdLines = append(bfdLines, l)
+				}
+			}
+			if len(bfdLines) > 0 {
+				fmt.Fprintf(os.Stderr, "lb2's BFD log, last lines:\n%s\n", strings.Join(bfdLines[max(0, len(bfdLines)-12):], "\n"))
+			}
+		}
 		if os.Getenv(envTrace) != "" && kind == "lvsha" {
 			// The new master's log around the takeover, its collections
 			// (gctrace) among them.
