@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
@@ -30,8 +31,17 @@ func TestBFDReport(t *testing.T) {
 		BFDTakeovers: 3, BFDMasterAlive: 2}}
 	rep.BFD = testBFDSessions()
 
+	// The client prints the report it reads as JSON.
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
-	if err := writeReport(&out, rep, time.Now()); err != nil {
+	if err := writeReport(&out, &got, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{

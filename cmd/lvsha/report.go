@@ -320,9 +320,10 @@ func writeBFD(w io.Writer, r *Report) error {
 		if s.Diag != "" {
 			state += " (" + s.Diag + ")"
 		}
+		// From DetectionMS: the client reads the report as JSON.
 		detect := "-"
-		if s.DetectionTime > 0 {
-			detect = s.DetectionTime.String()
+		if s.DetectionMS > 0 {
+			detect = time.Duration(s.DetectionMS * float64(time.Millisecond)).String()
 		}
 		role := "answering"
 		if s.Watching {
