@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvsha/lvsha/bfd"
@@ -112,6 +113,19 @@ type Runner struct {
 	cmds    chan command
 	// done closes when Run returns; Add and Remove then fail.
 	done chan struct{}
+	// smu guards the sessions (byDiscr, byAddr, accept and each
+	// session): the reader handles each packet as it reads it, under smu,
+	// rather than hand it to Run's goroutine, which cost a wake-up of a
+	// second thread per packet (a third of an idle director's CPU at
+	// 100 packets a second). Run's goroutine runs the timers and commands.
+	smu sync.Mutex
+	// wakeAt is when Run's goroutine next wakes; a packet that brings a
+	// deadline before it kicks it. Guarded by smu.
+	wakeAt time.Time
+	kick   chan struct{}
+	// inflight counts packets the reader has read and not yet handled:
+	// a stalled reader may hold one that the socket no longer shows.
+	inflight atomic.Int64
 
 	mu     sync.Mutex
 	status map[netip.Addr]Status
@@ -142,6 +156,7 @@ func Open(cfg Config) (*Runner, error) {
 		changes: make(chan Change, 256+8*len(cfg.Peers)),
 		cmds:    make(chan command),
 		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 		status:  map[netip.Addr]Status{}, drops: map[bfd.DropReason]uint64{},
 	}
 	for _, p := range cfg.Peers {
@@ -344,7 +359,7 @@ func (r *Runner) Drops() map[bfd.DropReason]uint64 {
 	return out
 }
 
-// received is one datagram handed from the reader to the loop.
+// received is one datagram read, valid until the next read.
 type received struct {
 	payload []byte
 	src     netip.Addr
@@ -356,12 +371,11 @@ type received struct {
 func (r *Runner) Run(ctx context.Context) error {
 	defer close(r.done)
 	defer r.Close()
-	rxc := make(chan received, 64)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r.read(ctx, rxc)
+		r.read(ctx)
 	}()
 	defer wg.Wait()
 	// Closing the socket is what ends a blocked read; it runs before
@@ -370,25 +384,30 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	r.smu.Lock()
 	now := time.Now()
 	for _, s := range r.byDiscr {
 		r.apply(s, s.m.Step(now, bfd.Start{}))
 	}
 	for {
-		timer.Reset(r.wait(time.Now()))
+		now := time.Now()
+		wait := r.wait(now)
+		r.wakeAt = now.Add(wait)
+		r.smu.Unlock()
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case d := <-rxc:
-			r.receive(d)
 		case c := <-r.cmds:
+			r.smu.Lock()
 			c.reply <- r.command(c, time.Now())
+			r.smu.Unlock()
+		case <-r.kick:
 		case <-timer.C:
 		}
-		now := time.Now()
-		if r.detectionDue(now) {
-			r.catchUp(rxc)
-		}
+		r.catchUp()
+		r.smu.Lock()
+		now = time.Now()
 		for _, s := range r.byDiscr {
 			if dl := s.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				r.apply(s, s.m.Step(now, bfd.TimerFired{}))
@@ -420,29 +439,21 @@ func (r *Runner) detectionDue(now time.Time) bool {
 	return false
 }
 
-// catchUp hands the sessions the packets received but not yet taken
+// catchUp lets the reader handle the packets received but not yet read
 // before any Detection Time is let run out: after a stall of this
 // process (a busy host, a stop) the timer and the peer's packets that
 // arrived during it are ready together, and taking the timer first
 // would declare a live peer down, and a VRRP backup would take over from
-// its live master. The reader may not have read the socket yet; it gets
-// a moment while the socket holds a datagram. Bounded.
-func (r *Runner) catchUp(rxc <-chan received) {
-	for range 256 {
-		select {
-		case d := <-rxc:
-			r.receive(d)
-			continue
-		default:
-		}
-		if !r.rx.Pending() {
+// its live master. Called without smu; bounded.
+func (r *Runner) catchUp() {
+	for range 64 {
+		r.smu.Lock()
+		due := r.detectionDue(time.Now())
+		r.smu.Unlock()
+		if !due || (r.inflight.Load() == 0 && !r.rx.Pending()) {
 			return
 		}
-		select {
-		case d := <-rxc:
-			r.receive(d)
-		case <-time.After(time.Millisecond):
-		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -460,7 +471,8 @@ func (r *Runner) wait(now time.Time) time.Duration {
 	return max(next, 0)
 }
 
-func (r *Runner) read(ctx context.Context, out chan<- received) {
+// read handles each packet as it arrives, until the socket closes.
+func (r *Runner) read(ctx context.Context) {
 	buf := make([]byte, 1500)
 	for {
 		d, err := r.rx.Read(buf)
@@ -470,10 +482,19 @@ func (r *Runner) read(ctx context.Context, out chan<- received) {
 			}
 			return
 		}
-		select {
-		case out <- received{payload: append([]byte(nil), d.Payload...), src: d.Src.Addr()}:
-		case <-ctx.Done():
-			return
+		r.inflight.Add(1)
+		r.smu.Lock()
+		r.receive(received{payload: d.Payload, src: d.Src.Addr()})
+		r.inflight.Add(-1)
+		// A Poll answered, a session come Up or slower timers acked can
+		// bring a deadline before Run's next wake-up.
+		kick := r.wait(time.Now()) < time.Until(r.wakeAt)
+		r.smu.Unlock()
+		if kick {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
