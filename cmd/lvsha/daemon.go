@@ -397,7 +397,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 			d.bfd.Run(vctx)
 		}
 	}()
-	defer func() { <-bfdDone }()
+	defer func() { stopVRRP(); <-bfdDone }()
 	// The sync daemons follow VRRP through its handover at exit, so
 	// their goroutine stops after VRRP has, not at the signal.
 	sctx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
