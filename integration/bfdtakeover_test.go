@@ -255,3 +255,85 @@ func TestBFDKeepalivedPeer(t *testing.T) {
 	t.Logf("keepalived killed: lvsha holds every VIP after %v, by its Master_Down_Timer (%s)", last.Sub(at).Round(time.Millisecond),
 		strings.TrimSpace(fmt.Sprint(r.VRRP)))
 }
+
+// BenchmarkBFDLoad (on the host): one VRRP instance between two
+// directors, idle, then beside two CPU hogs (busy loops, one per core of
+// the build hosts) for LVSHA_BFD_HOG (default 30 s): lvsha at its
+// defaults (bfd 10 ms x 5, priorities 150/100) and keepalived at 10 ms
+// adverts (250/240), each kind alone. It reports each daemon's CPU while
+// idle (ms/s over 10 s, every thread of its process group) and how often
+// the backup took the VIP from the live master under the hogs; for lvsha
+// also its BFD takeovers, the BFD downs it ignored or gave back
+// (bfd_master_alive) and the session's failures.
+//
+//	go test ./integration -run '^$' -bench BFDLoad -benchtime 1x -timeout 30m
+func BenchmarkBFDLoad(b *testing.B) {
+	window := envDuration(b, "LVSHA_BFD_HOG", 30*time.Second)
+	for _, kind := range []string{"lvsha", "keepalived"} {
+		lb1, lb2 := scalePair(b, 1)
+		insts := scaleInstances(1, 1)
+		prios := [2]int{150, 100}
+		if kind == "keepalived" {
+			lb1.kaAdvert, lb2.kaAdvert = "0.01", "0.01"
+			prios = [2]int{250, 240}
+		}
+		lb1.startScale(b, kind, prios[0], insts)
+		lb2.startScale(b, kind, prios[1], insts)
+		if _, ok, seen := waitSettled(b, lb1, lb2, insts, 30*time.Second); !ok {
+			b.Fatalf("%s: not settled: %s", kind, seen)
+		}
+		time.Sleep(2 * time.Second) // BFD Up, its polls settled
+		u1, u2, from := procGroupUsage(lb1.cmd.Process.Pid), procGroupUsage(lb2.cmd.Process.Pid), time.Now()
+		time.Sleep(10 * time.Second)
+		v1, v2, to := procGroupUsage(lb1.cmd.Process.Pid), procGroupUsage(lb2.cmd.Process.Pid), time.Now()
+		msps := func(a, b usage) float64 {
+			return float64(b.cpu-a.cpu) / float64(time.Millisecond) / to.Sub(from).Seconds()
+		}
+		b.ReportMetric(msps(u1, v1), kind+"-master-idle-cpu-ms/s")
+		b.ReportMetric(msps(u2, v2), kind+"-backup-idle-cpu-ms/s")
+
+		var before bfdReport
+		if kind == "lvsha" {
+			before = lb2.bfdStatus(b)
+		}
+		w := watchVIPs(b, lb2.ns)
+		var hogs []*exec.Cmd
+		for range 2 {
+			h := exec.Command("sh", "-c", "while :; do :; done")
+			if err := h.Start(); err != nil {
+				b.Fatal(err)
+			}
+			hogs = append(hogs, h)
+		}
+		stopHogs := func() {
+			for _, h := range hogs {
+				h.Process.Kill()
+				h.Wait()
+			}
+			hogs = nil
+		}
+		b.Cleanup(stopHogs)
+		time.Sleep(window)
+		stopHogs()
+		time.Sleep(time.Second)
+		took := w.added()
+		w.stop()
+		b.ReportMetric(float64(took), kind+"-takeovers-under-load")
+		line := fmt.Sprintf("%s: idle CPU master %.1f ms/s, backup %.1f ms/s; under 2 hogs for %v the backup took the VIP %d times",
+			kind, msps(u1, v1), msps(u2, v2), window, took)
+		if kind == "lvsha" {
+			after := lb2.bfdStatus(b)
+			bt := after.sum(func(v bfdInstStatus) int { return v.BFDTakeovers }) - before.sum(func(v bfdInstStatus) int { return v.BFDTakeovers })
+			alive := after.sum(func(v bfdInstStatus) int { return v.BFDMasterAlive }) - before.sum(func(v bfdInstStatus) int { return v.BFDMasterAlive })
+			s0, _ := before.session("10.79.0.1")
+			s1, _ := after.session("10.79.0.1")
+			b.ReportMetric(float64(bt), "lvsha-bfd-takeovers-under-load")
+			b.ReportMetric(float64(alive), "lvsha-bfd-master-alive-under-load")
+			b.ReportMetric(float64(s1.Downs-s0.Downs), "lvsha-bfd-session-downs-under-load")
+			line += fmt.Sprintf(" (%d on BFD; %d BFD downs ignored or given back; the session failed %d times)", bt, alive, s1.Downs-s0.Downs)
+		}
+		fmt.Fprintln(os.Stderr, line)
+		lb1.stopScale(b)
+		lb2.stopScale(b)
+	}
+}

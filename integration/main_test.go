@@ -90,7 +90,7 @@ func TestMain(m *testing.M) {
 // detection in tens of milliseconds.
 var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood",
 	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer",
-	"BenchmarkFailoverBFD"}
+	"BenchmarkFailoverBFD", "BenchmarkBFDLoad"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
 // -run (or -bench) selects; the status is m.Run's, or 0 if none is.
