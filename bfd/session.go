@@ -59,6 +59,11 @@ type Event interface{ isEvent() }
 
 // Events.
 type (
+	// SetPassive changes the role (RFC 5880 6.1): a runner answers a
+	// peer that opened a session passively, and turns active when it
+	// starts to watch that peer itself, so that a session the peer let go
+	// Down comes back without waiting for the peer.
+	SetPassive struct{ Passive bool }
 	// Start begins transmission; a new Session sends nothing before it.
 	Start struct{}
 	// TimerFired only runs the timers; any Step does that first.
@@ -84,6 +89,7 @@ func (Received) isEvent()     {}
 func (SetAdminDown) isEvent() {}
 func (SetAdminUp) isEvent()   {}
 func (SetTimers) isEvent()    {}
+func (SetPassive) isEvent()   {}
 
 // Action is an output of Step for the caller to perform, in order.
 type Action interface{ isAction() }
@@ -166,6 +172,10 @@ func (s *Session) RemoteState() State { return s.remoteState }
 
 // Polling says whether a Poll Sequence is under way.
 func (s *Session) Polling() bool { return s.polling }
+
+// DetectionDeadline returns when the session times out if nothing
+// arrives; zero when the timer does not run.
+func (s *Session) DetectionDeadline() time.Time { return s.detectDeadln }
 
 // NextDeadline returns when Step must next be called even if nothing
 // arrives; zero when no timer runs.
@@ -298,6 +308,13 @@ func (s *Session) Step(now time.Time, ev Event) []Action {
 		}
 	case SetTimers:
 		st.setTimers(e)
+	case SetPassive:
+		if s.cfg.Passive != e.Passive {
+			s.cfg.Passive = e.Passive
+			// An active session that was silent starts sending now rather
+			// than at a peer's packet that may never come.
+			st.send = !e.Passive && s.txDeadline.IsZero()
+		}
 	}
 	if st.send || st.final || periodic {
 		st.transmit()
@@ -460,7 +477,11 @@ func (st *step) schedule() {
 }
 
 // mayTransmit: after Start, and in the passive role only once the peer
-// is heard (RFC 5880 6.1).
+// has been heard (RFC 5880 6.1 forbids beginning, not going on): a
+// passive end whose peer fell silent still says Down, so that a peer that
+// was only stalled learns on waking that the session failed on our side,
+// by our word, rather than from our silence, which it could not tell
+// from our death.
 func (st *step) mayTransmit() bool {
-	return st.s.started && !(st.s.cfg.Passive && st.s.remoteDiscr == 0)
+	return st.s.started && !(st.s.cfg.Passive && !st.s.heard)
 }

@@ -443,6 +443,41 @@ func TestNoPeriodicTransmit(t *testing.T) {
 			t.Fatalf("heard: sent %+v", p)
 		}
 	})
+	t.Run("passive, peer fell silent: says Down", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Passive = true
+		s := newSession(t, cfg)
+		s.Step(t0, Start{})
+		s.Step(t0, Received{from(Down)})
+		s.Step(t0, Received{from(Up)})
+		dl := s.DetectionDeadline()
+		p := sends(s.Step(dl, TimerFired{}))
+		if s.State() != Down || len(p) != 1 || p[0].State != Down || p[0].Diag != DiagControlDetectExpired {
+			t.Fatalf("after the detection time: %s, sent %+v; want Down said once", s.State(), p)
+		}
+		if s.NextDeadline().IsZero() {
+			t.Error("no periodic Down packets")
+		}
+	})
+	t.Run("passive to active", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Passive = true
+		s := newSession(t, cfg)
+		s.Step(t0, Start{})
+		p := sends(s.Step(t0, SetPassive{Passive: false}))
+		if len(p) != 1 || p[0].State != Down || s.NextDeadline().IsZero() {
+			t.Fatalf("turned active: sent %+v, deadline %v", p, s.NextDeadline())
+		}
+		if p := sends(s.Step(t0, SetPassive{Passive: false})); len(p) != 0 {
+			t.Fatalf("active again: sent %+v", p)
+		}
+		// Back to passive with the peer unheard: silent from the next
+		// periodic packet on.
+		s.Step(t0, SetPassive{Passive: true})
+		if p := sends(s.Step(s.NextDeadline(), TimerFired{})); len(p) != 0 || !s.NextDeadline().IsZero() {
+			t.Fatalf("passive again: sent %+v, deadline %v", p, s.NextDeadline())
+		}
+	})
 	t.Run("demand", func(t *testing.T) {
 		s := reach(t, Up)
 		p := from(Up)

@@ -145,7 +145,28 @@ type VRRPInstance struct {
 	// lvs_sync_daemon); nil when absent. One instance at most has it: the
 	// kernel runs one master and one backup daemon per network namespace.
 	LVSSync *LVSSync
+	// BFD makes a backup watch its master with BFD and take over as soon
+	// as that session fails, in tens of milliseconds instead of
+	// Master_Down_Interval (draft-ietf-rtgwg-vrrp-bfd-p2p); a master
+	// answers its backups' sessions. Key "bfd": a table { interval,
+	// multiplier }, true for the defaults, false for off; default on with
+	// DefaultBFD. nil when off.
+	BFD *BFD
 }
+
+// BFD is an instance's BFD session parameters.
+type BFD struct {
+	// Interval is the transmit and receive interval once the session is
+	// Up (key "interval"; 1ms..1s; default 10ms).
+	Interval time.Duration
+	// Multiplier is how many intervals without a packet declare the
+	// peer down (key "multiplier"; 2..255; default 5).
+	Multiplier int
+}
+
+// DetectionTime is how long after the peer's last packet the session
+// goes Down (RFC 5880 6.8.4, both sides running these parameters).
+func (b BFD) DetectionTime() time.Duration { return time.Duration(b.Multiplier) * b.Interval }
 
 // LVSSync configures an IPVS connection sync daemon, what `ipvsadm
 // --start-daemon master|backup` starts. Every field holds its effective

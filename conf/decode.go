@@ -356,6 +356,15 @@ type rawVRRP struct {
 	trackExec                              []rawTrackRef
 	trackIfaceWeights                      []rawTrackRef
 	lvsSync                                *rawLVSSync // nil when absent
+	bfd                                    rawBFD
+}
+
+// rawBFD is an instance's "bfd": false, true, or a table.
+type rawBFD struct {
+	set, off   bool // present; false
+	key        string
+	interval   val[time.Duration]
+	multiplier val[int64]
 }
 
 // rawLVSSync is an instance's lvs_sync table.
@@ -476,7 +485,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
 		"vip_holder", "garp_repeat", "garp_interval", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
-		"auth_pass", "lvs_sync")
+		"auth_pass", "lvs_sync", "bfd")
 	v := rawVRRP{
 		key:          t.key,
 		name:         r.str(t, "name"),
@@ -516,6 +525,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		r.known(tt, "name", "weight")
 		v.trackExec = append(v.trackExec, rawTrackRef{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 0, 254)})
 	}
+	v.bfd = r.bfd(t)
 	if st, ok := r.subtable(t, "lvs_sync"); ok {
 		r.known(st, "interface", "sync_id", "max_len", "group", "port", "ttl", "refresh_period", "preempt_hold")
 		v.lvsSync = &rawLVSSync{
@@ -531,6 +541,30 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		}
 	}
 	return v
+}
+
+// bfd reads an instance's "bfd": false (off), true (the defaults) or a
+// table of parameters.
+func (r *reader) bfd(t table) rawBFD {
+	key := joinKey(t.key, "bfd")
+	out := rawBFD{key: key}
+	raw, ok := t.m["bfd"]
+	if !ok {
+		return out
+	}
+	out.set = true
+	switch v := raw.(type) {
+	case bool:
+		out.off = !v
+	case map[string]any:
+		bt := table{key: key, m: v}
+		r.known(bt, "interval", "multiplier")
+		out.interval = r.duration(bt, "interval")
+		out.multiplier = r.integer(bt, "multiplier", minBFDMultiplier, 255)
+	default:
+		r.wrongType(key, raw, `false, true or a table such as { interval = "10ms", multiplier = 5 }`)
+	}
+	return out
 }
 
 func (r *reader) virtualServer(t table) rawVirtualServer {

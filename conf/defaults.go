@@ -78,6 +78,28 @@ const (
 	preemptHoldMargin = 3 * time.Second
 )
 
+// DefaultBFD is an instance's BFD unless it says otherwise: 5 packets of
+// 10 ms, a detection time of 50 ms. That is a takeover in tens of
+// milliseconds (the issue #19 target: median 60 ms, worst 100 ms, from
+// the kill to the first answer through the backup, which adds the
+// gratuitous ARP and the client's retransmission to the detection time),
+// a seventh of the 361 ms Master_Down_Interval of 100 ms adverts, at 100
+// packets a second each way per pair of directors, whatever the number of
+// instances. Five rather than the usual three packets: the session must
+// survive a Go garbage collection or a busy core delaying a packet by a
+// few tens of milliseconds (a false Down moves the VIPs and back), and
+// three at 10 ms would declare a peer dead after a 30 ms stall.
+func DefaultBFD() BFD { return BFD{Interval: 10 * time.Millisecond, Multiplier: 5} }
+
+// BFD bounds: under a millisecond is below what timers of a Go process
+// keep to; over a second detects no faster than VRRP's own timers; a
+// multiplier of 1 would take over on one late packet.
+const (
+	minBFDInterval   = time.Millisecond
+	maxBFDInterval   = time.Second
+	minBFDMultiplier = 2
+)
+
 // defaultSyncGroup is the kernel's sync group, IP_VS_SYNC_GROUP.
 func defaultSyncGroup() netip.Addr { return netip.AddrFrom4([4]byte{224, 0, 0, 81}) }
 

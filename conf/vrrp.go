@@ -123,6 +123,17 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 			b.add(v.key, "invalid for VRRP version 2 (got %s, want whole seconds from 1s to 255s)", v.v)
 		}
 	}
+	if !rv.bfd.off {
+		bfd := DefaultBFD()
+		if v := rv.bfd.interval; v.valid() {
+			bfd.Interval = v.v
+			if v.v < minBFDInterval || v.v > maxBFDInterval {
+				b.add(v.key, "out of range (got %s, want %s..%s)", v.v, minBFDInterval, maxBFDInterval)
+			}
+		}
+		bfd.Multiplier = int(rv.bfd.multiplier.or(int64(bfd.Multiplier)))
+		inst.BFD = &bfd
+	}
 	if v := rv.preemptDelay; v.valid() && v.v > maxPreemptDelay {
 		b.add(v.key, "too long (got %s, want at most %s)", v.v, maxPreemptDelay)
 	}

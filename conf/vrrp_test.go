@@ -61,12 +61,14 @@ unicast_peers = ["192.0.2.3"]
 virtual_ips = ["192.0.2.102/24"]
 vip_holder = "interface"
 garp_interval = "5ms"
+bfd = false
 
 [[vrrp_instance]]
 name = "vi6"
 interface = "eth0"
 router_id = 51
 virtual_ips = ["2001:db8::100/64"]
+bfd = { interval = "20ms", multiplier = 3 }
 
 [[vrrp_sync_group]]
 name = "g"
@@ -84,7 +86,8 @@ instances = ["vi1", "vi6"]
 			TrackVirtualServers:   []TrackVirtualServer{{Name: "web", Weight: 20}},
 			TrackInterfaceWeights: []TrackInterface{{Name: "eth2", Weight: 40}},
 			TrackExecs:            []TrackExecRef{{Name: "haproxy", Weight: 0}, {Name: "disk", Weight: 30}},
-			Notify:                Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second}},
+			Notify:                Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second},
+			BFD:                   &BFD{Interval: 10 * time.Millisecond, Multiplier: 5}},
 		{Name: "vi2", Interface: "eth0", RouterID: 52, Priority: 150, Version: 2, AdvertInterval: 2 * time.Second,
 			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, GARPInterval: 5 * time.Millisecond, AuthPass: "secret12",
 			UnicastSrc: netip.MustParseAddr("192.0.2.2"), UnicastPeers: []netip.Addr{netip.MustParseAddr("192.0.2.3")},
@@ -93,7 +96,8 @@ instances = ["vi1", "vi6"]
 		{Name: "vi6", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
 			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
 			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::100/64")},
-			Notify:     Notify{Timeout: 10 * time.Second}},
+			Notify:     Notify{Timeout: 10 * time.Second},
+			BFD:        &BFD{Interval: 20 * time.Millisecond, Multiplier: 3}},
 	}
 	if d := cmp.Diff(want, c.VRRPInstances, cmpOpts...); d != "" {
 		t.Errorf("instances (-want +got):\n%s", d)
@@ -240,6 +244,66 @@ func nameLine(value string) string {
 // TestLVSSync checks the lvs_sync table: what each key becomes, with the
 // defaults (the sync id is the router_id, the rest the kernel's), and
 // every error at once with its line.
+// TestBFD: an instance's "bfd" in each form it takes, and each way it
+// is wrong, with its line and what was expected.
+func TestBFD(t *testing.T) {
+	instance := "[[vrrp_instance]]\nname = \"a\"\ninterface = \"eth0\"\nrouter_id = 1\nvirtual_ips = [\"192.0.2.1\"]\n"
+	def := DefaultBFD()
+	good := []struct {
+		name, bfd string
+		want      *BFD
+	}{
+		{"absent: on with the defaults", "", &def},
+		{"true: the defaults", "bfd = true\n", &def},
+		{"false: off", "bfd = false\n", nil},
+		{"empty table: the defaults", "bfd = {}\n", &def},
+		{"interval only", "bfd = { interval = \"25ms\" }\n", &BFD{Interval: 25 * time.Millisecond, Multiplier: 5}},
+		{"both, as a table", "[vrrp_instance.bfd]\ninterval = \"1s\"\nmultiplier = 255\n", &BFD{Interval: time.Second, Multiplier: 255}},
+		{"the least", "bfd = { interval = \"1ms\", multiplier = 2 }\n", &BFD{Interval: time.Millisecond, Multiplier: 2}},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.toml", []byte(instance+tt.bfd))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, c.VRRPInstances[0].BFD); d != "" {
+				t.Errorf("BFD (-want +got):\n%s", d)
+			}
+		})
+	}
+	if d := def.DetectionTime(); d != 50*time.Millisecond {
+		t.Errorf("default detection time %v, want 50ms", d)
+	}
+	bad := []struct{ name, bfd, want string }{
+		{"interval too short", "bfd = { interval = \"500us\" }\n",
+			"t.toml:6: vrrp_instance[0].bfd.interval: out of range (got 500µs, want 1ms..1s)"},
+		{"interval too long", "bfd = { interval = \"2s\" }\n",
+			"t.toml:6: vrrp_instance[0].bfd.interval: out of range (got 2s, want 1ms..1s)"},
+		{"interval not a duration", "bfd = { interval = 10 }\n",
+			`t.toml:6: vrrp_instance[0].bfd.interval: wrong type (got integer 10, want duration string such as "1s" or "500ms")`},
+		{"multiplier 1", "bfd = { multiplier = 1 }\n",
+			"t.toml:6: vrrp_instance[0].bfd.multiplier: out of range (got 1, want 2..255)"},
+		{"multiplier 256", "bfd = { multiplier = 256 }\n",
+			"t.toml:6: vrrp_instance[0].bfd.multiplier: out of range (got 256, want 2..255)"},
+		{"unknown key", "bfd = { intervall = \"10ms\" }\n",
+			`t.toml:6: vrrp_instance[0].bfd.intervall: unknown key (did you mean "interval"?)`},
+		{"a string", "bfd = \"on\"\n",
+			`t.toml:6: vrrp_instance[0].bfd: wrong type (got string "on", want false, true or a table such as { interval = "10ms", multiplier = 5 })`},
+		{"every error at once", "[vrrp_instance.bfd]\ninterval = \"0s\"\nmultiplier = 0\n",
+			"t.toml:7: vrrp_instance[0].bfd.interval: out of range (got 0s, want 1ms..1s)\n" +
+				"t.toml:8: vrrp_instance[0].bfd.multiplier: out of range (got 0, want 2..255)"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(instance+tt.bfd))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse error:\n got %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestLVSSync(t *testing.T) {
 	instance := func(name string, vrid int, sync string) string {
 		return fmt.Sprintf("[[vrrp_instance]]\nname = %q\ninterface = \"eth0\"\nrouter_id = %d\nvirtual_ips = [\"192.0.2.%d\"]\n", name, vrid, vrid) + sync

@@ -199,10 +199,25 @@ interface = %q
 router_id = 50
 priority = %d
 virtual_ips = [%s]
-%s`, d.name, d.sock, d.iface, prio, strings.Join(q, ", "), extra)
+%s%s`, d.name, d.sock, d.iface, prio, strings.Join(q, ", "), vmNoBFD(), extra)
 	if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// vmNoBFD is the bfd key of the instances of the tests that run in the
+// VM: off. They are about VRRP's own timers (BenchmarkFailover compares
+// lvsha with keepalived there), and under the VM's emulation a stall of
+// BFD's 50 ms detection time is routine: a takeover on it and the
+// handback at the next advert would flap their pairs. BFD fast takeover
+// is tested and measured on the host (hostTests: TestBFDTakeover,
+// BenchmarkFailoverBFD), and where the host has IPVS every test runs
+// there with BFD at its default, on.
+func vmNoBFD() string {
+	if os.Getenv(envInVM) == "1" {
+		return "bfd = false\n"
+	}
+	return ""
 }
 
 // newDirectors starts a LAN of len(prios) directors and a client; extra

@@ -89,7 +89,8 @@ func TestMain(m *testing.M) {
 // The advert flood and the BFD tests need no IPVS either, and time
 // detection in tens of milliseconds.
 var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood",
-	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived"}
+	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer",
+	"BenchmarkFailoverBFD", "BenchmarkBFDLoad"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
 // -run (or -bench) selects; the status is m.Run's, or 0 if none is.

@@ -54,6 +54,8 @@ type scaleDirector struct {
 	*director
 	ifaces []string // by link
 	kind   string   // of the daemon started last
+	// kaAdvert is keepalived's advert_int; "" is 0.1.
+	kaAdvert string
 }
 
 // newScaleDirector is a director named name in ns, its interfaces ifaces.
@@ -134,6 +136,10 @@ virtual_ips = [%q]
 // keepalivedScaleConfig is the same for keepalived.
 func (d *scaleDirector) keepalivedScaleConfig(prio int, insts []scaleInst) string {
 	var b strings.Builder
+	advert := d.kaAdvert
+	if advert == "" {
+		advert = "0.1"
+	}
 	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n}\n", d.name)
 	for _, in := range insts {
 		fmt.Fprintf(&b, `vrrp_instance VI_%d_%d {
@@ -142,12 +148,12 @@ func (d *scaleDirector) keepalivedScaleConfig(prio int, insts []scaleInst) strin
   virtual_router_id %d
   priority %d
   version 3
-  advert_int 0.1
+  advert_int %s
   virtual_ipaddress {
     %s/32
   }
 }
-`, in.link, in.vrid, d.ifaces[in.link], in.vrid, prio, in.vip())
+`, in.link, in.vrid, d.ifaces[in.link], in.vrid, prio, advert, in.vip())
 	}
 	return b.String()
 }
@@ -359,6 +365,8 @@ type vipWatch struct {
 	mu      sync.Mutex
 	first   map[string]time.Time
 	present map[string]bool
+	// adds counts the appearances of VIPs absent before.
+	adds int
 	// pre is what was present when the watch began: those VIPs count as
 	// present but have no time.
 	pre     map[string]bool
@@ -405,6 +413,7 @@ func watchVIPs(t testing.TB, ns string) *vipWatch {
 			w.mu.Lock()
 			if u.NewAddr && !w.present[a] {
 				w.first[a] = now
+				w.adds++
 			}
 			w.present[a] = u.NewAddr
 			w.mu.Unlock()
@@ -418,6 +427,14 @@ func watchVIPs(t testing.TB, ns string) *vipWatch {
 	w.pre = maps.Clone(w.present)
 	w.mu.Unlock()
 	return w
+}
+
+// added is how many times a VIP appeared that was absent before, since
+// the watch began (those present then not counted).
+func (w *vipWatch) added() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.adds - len(w.pre)
 }
 
 // stop ends the subscription; it is safe to call more than once.

@@ -30,11 +30,11 @@ interface = %q
 router_id = 51
 priority = %d
 virtual_ips = ["10.79.0.101/24"]
-%s
+%s%s
 [[vrrp_sync_group]]
 name = "g"
 instances = ["vi", "vi2"]
-`, d.iface, []int{150, 100}[i], track)
+`, d.iface, []int{150, 100}[i], track, vmNoBFD())
 		f, err := os.OpenFile(d.cfg, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)

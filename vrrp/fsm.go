@@ -61,6 +61,9 @@ const (
 	ReasonSyncGroup       Reason = "sync group"
 )
 
+// ReasonBFDDown is MasterDown's: the BFD session with the master failed.
+const ReasonBFDDown Reason = "master down (BFD)"
+
 // Config is one instance's VRRP parameters. The zero value of every
 // optional field is the usual choice.
 type Config struct {
@@ -225,6 +228,22 @@ type (
 	// director learns the connections made through the master it would
 	// preempt. Each replaces the last; a zero Until lifts the hold.
 	HoldPreempt struct{ Until time.Time }
+	// MasterDown says Peer failed by other means than its adverts' silence
+	// (its BFD session went Down): a backup whose master is Peer acts as
+	// if its Master_Down_Timer had expired (draft-ietf-rtgwg-vrrp-bfd-p2p
+	// 5). Any other state, or another master, ignores it. If Peer was
+	// alive after all, its next advert (of a higher priority) takes
+	// master back by RFC 5798's own rules; the machine reports that with
+	// MasterAlive.
+	//
+	// LastHeard, if set, is when BFD last heard Peer: a master whose
+	// advert came later is alive, the BFD path failed, and the machine
+	// stays backup (and reports MasterAlive) rather than take master
+	// only to give it back.
+	MasterDown struct {
+		Peer      netip.Addr
+		LastHeard time.Time
+	}
 )
 
 func (Start) isEvent()          {}
@@ -236,6 +255,7 @@ func (FaultCleared) isEvent()   {}
 func (SetPriority) isEvent()    {}
 func (GroupGate) isEvent()      {}
 func (HoldPreempt) isEvent()    {}
+func (MasterDown) isEvent()     {}
 
 // Action is an output of Machine.Step for the caller to perform, in order.
 type Action interface{ isAction() }
@@ -257,6 +277,12 @@ type (
 		Reason   Reason
 		At       time.Time
 	}
+	// MasterAlive reports that Peer, which a MasterDown declared dead,
+	// is alive: its advert came after BFD last heard it (the MasterDown
+	// is then ignored), or within Master_Down_Interval of the takeover.
+	// The BFD session failed, not the master. Reported once per
+	// MasterDown, to be counted.
+	MasterAlive struct{ Peer netip.Addr }
 )
 
 func (SendAdvert) isAction() {}
@@ -264,6 +290,8 @@ func (AddVIPs) isAction()    {}
 func (RemoveVIPs) isAction() {}
 func (Dropped) isAction()    {}
 func (Transition) isAction() {}
+
+func (MasterAlive) isAction() {}
 
 // Machine is one instance's state machine. It does no I/O and reads no
 // clock: the caller passes the time to Step, performs the returned
@@ -290,6 +318,15 @@ type Machine struct {
 	// gated is the sync group forbidding Master; wantMaster is a gated
 	// backup whose own judgement says Master.
 	gated, wantMaster bool
+	// master is the address of the master a backup follows: the source
+	// of the last advert that reset its Master_Down_Timer (at
+	// masterHeard); invalid elsewhere and before one is heard.
+	master      netip.Addr
+	masterHeard time.Time
+	// deadPeer is the master a MasterDown declared dead, until
+	// deadUntil: an advert from it before then is a MasterAlive.
+	deadPeer  netip.Addr
+	deadUntil time.Time
 }
 
 // New returns a Machine in Initialize for a validated copy of cfg.
@@ -350,6 +387,16 @@ func (m *Machine) Reconfigure(now time.Time, cfg Config) ([]Action, error) {
 // before any the one configured at New (Reconfigure leaves it alone, so a
 // reload's new base priority arrives as a SetPriority from tracking).
 func (m *Machine) Priority() uint8 { return m.prio }
+
+// MasterAddr returns the address of the master a backup follows (the
+// source of the adverts that keep it backup), invalid in other states or
+// before it has heard one: what a BFD session should watch.
+func (m *Machine) MasterAddr() netip.Addr {
+	if m.state != Backup {
+		return netip.Addr{}
+	}
+	return m.master
+}
 
 // MasterAdverInterval returns Master_Adver_Interval as last learned.
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
@@ -418,8 +465,31 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		s.gate(e.AllowMaster)
 	case HoldPreempt:
 		m.holdUntil = e.Until
+	case MasterDown:
+		s.masterDown(e.Peer, e.LastHeard)
 	}
 	return s.out
+}
+
+// masterDown is the Master_Down_Timer's expiry brought forward by BFD
+// (draft-ietf-rtgwg-vrrp-bfd-p2p 5), for a backup of peer only: a stale
+// report about a master since replaced must not depose the new one.
+func (s *step) masterDown(peer netip.Addr, lastHeard time.Time) {
+	m := s.m
+	if m.state != Backup || !m.master.IsValid() || m.master != peer.Unmap().WithZone("") || m.wantMaster {
+		return
+	}
+	if !lastHeard.IsZero() && m.masterHeard.After(lastHeard) {
+		s.do(MasterAlive{Peer: m.master})
+		return
+	}
+	m.deadPeer, m.deadUntil = m.master, s.now.Add(m.masterDownInterval())
+	if m.gated {
+		m.wantMaster = true
+		m.deadline = time.Time{}
+		return
+	}
+	s.becomeMaster(ReasonBFDDown)
 }
 
 func (s *step) timer() {
@@ -515,6 +585,7 @@ func (s *step) startup(r Reason) {
 		m.wantMaster = true
 	}
 	m.masterAdverInterval = m.cfg.AdvertInterval
+	m.master = netip.Addr{}
 	if !m.wantMaster {
 		m.deadline = s.now.Add(m.masterDownInterval())
 	}
@@ -524,6 +595,7 @@ func (s *step) startup(r Reason) {
 func (s *step) becomeMaster(r Reason) {
 	m := s.m
 	m.wantMaster = false
+	m.master = netip.Addr{}
 	s.do(SendAdvert{Priority: m.prio}, AddVIPs{Accept: m.cfg.Accept})
 	m.deadline = m.firstTick(s.now)
 	s.to(Master, r)
@@ -588,6 +660,13 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		s.do(Dropped{Reason: r})
 		return
 	}
+	from := src.Unmap().WithZone("")
+	if a.Priority > 0 && m.deadPeer.IsValid() && from == m.deadPeer {
+		if s.now.Before(m.deadUntil) {
+			s.do(MasterAlive{Peer: from})
+		}
+		m.deadPeer = netip.Addr{}
+	}
 	switch m.state {
 	case Backup: // RFC 5798 6.4.2 (400)
 		if a.Priority == 0 {
@@ -597,6 +676,7 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		preempt := !m.cfg.NoPreempt && !s.now.Before(m.preemptAt) && !s.now.Before(m.holdUntil)
 		if !preempt || a.Priority >= m.prio {
 			m.learn(a)
+			m.master, m.masterHeard = from, s.now
 			m.wantMaster = false
 			m.deadline = s.now.Add(m.masterDownInterval())
 		}
@@ -609,9 +689,11 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 		switch {
 		case a.Priority > m.prio:
 			m.learn(a)
+			m.master, m.masterHeard = from, s.now
 			s.toBackup(ReasonHigherPriority)
-		case a.Priority == m.prio && src.Unmap().WithZone("").Compare(m.cfg.Source) > 0:
+		case a.Priority == m.prio && from.Compare(m.cfg.Source) > 0:
 			m.learn(a)
+			m.master, m.masterHeard = from, s.now
 			s.toBackup(ReasonHigherAddress)
 		}
 	case Stopping:

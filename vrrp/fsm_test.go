@@ -357,6 +357,47 @@ func TestTransitions(t *testing.T) {
 		{name: "gate closes on a master", steps: append(masterAt(100), input{time.Second / 2, GroupGate{AllowMaster: false}}),
 			want:  []Action{SendAdvert{0}, RemoveVIPs{}, tr(Master, Backup, ReasonSyncGroup, time.Second/2)},
 			state: Backup, deadline: noDeadline, wants: Master},
+		// draft-ietf-rtgwg-vrrp-bfd-p2p: MasterDown from BFD
+		{name: "backup: MasterDown from its master takes over",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonBFDDown, 1500*time.Millisecond)},
+			state: Master, deadline: 2500 * time.Millisecond},
+		{name: "backup: MasterDown when the master advertised after BFD last heard it: alive, stays backup",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1050 * time.Millisecond, MasterDown{Peer: peer, LastHeard: t0.Add(900 * time.Millisecond)}}},
+			want:  []Action{MasterAlive{Peer: peer}}, state: Backup, deadline: time.Second + mdi100},
+		{name: "backup: MasterDown when BFD heard the master after its last advert takes over",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1050 * time.Millisecond, MasterDown{Peer: peer, LastHeard: t0.Add(1020 * time.Millisecond)}}},
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonBFDDown, 1050*time.Millisecond)},
+			state: Master, deadline: 2050 * time.Millisecond},
+		{name: "backup: MasterDown of another address is ignored",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: lower}}},
+			want:  nil, state: Backup, deadline: time.Second + mdi100},
+		{name: "backup: MasterDown before any master is heard is ignored",
+			steps: []input{{0, Start{}}, {time.Second, MasterDown{Peer: peer}}},
+			want:  nil, state: Backup, deadline: mdi100},
+		{name: "backup: MasterDown of a master that resigned into our own mastership is ignored",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, adv(0, peer)}, {2*time.Second + skew100, TimerFired{}},
+				{3 * time.Second, MasterDown{Peer: peer}}},
+			want: nil, state: Master, deadline: 3*time.Second + skew100},
+		{name: "master: MasterDown is ignored", steps: append(masterAt(100), input{time.Second / 2, MasterDown{Peer: peer}}),
+			want: nil, state: Master, deadline: time.Second},
+		{name: "gated backup: MasterDown makes it want master",
+			steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}}},
+			want:  nil, state: Backup, deadline: noDeadline, wants: Master},
+		{name: "after MasterDown, the live master's advert takes master back and is reported",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}}, {2 * time.Second, adv(200, peer)}},
+			want:  []Action{MasterAlive{Peer: peer}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 2*time.Second)},
+			state: Backup, deadline: 2*time.Second + mdi100},
+		{name: "MasterAlive is reported once",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}}, {2 * time.Second, adv(200, peer)},
+				{3 * time.Second, adv(200, peer)}},
+			want: nil, state: Backup, deadline: 3*time.Second + mdi100},
+		{name: "an advert after Master_Down_Interval is a master come back, not MasterAlive",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}},
+				{1500*time.Millisecond + mdi100, adv(200, peer)}},
+			// The advert due at 4.5s goes first: no step ran the timer.
+			want:  []Action{SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 1500*time.Millisecond+mdi100)},
+			state: Backup, deadline: 1500*time.Millisecond + 2*mdi100},
 		{name: "gated owner starts as waiting backup", cfg: func(c *Config) { c.Priority = 255 },
 			steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}},
 			want:  []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: noDeadline, wants: Master},
@@ -378,7 +419,7 @@ func TestTransitions(t *testing.T) {
 			for _, s := range tt.steps {
 				got = m.Step(t0.Add(s.at), s.ev)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Errorf("last step's actions (-want +got):\n%s", diff)
 			}
 			if m.State() != tt.state {
@@ -532,6 +573,8 @@ func FuzzMachine(f *testing.F) {
 				ev = SetPriority{b >> 4 * 17}
 			case 8:
 				ev = GroupGate{AllowMaster: b&0x10 == 0}
+			case 9:
+				ev = MasterDown{Peer: peer}
 			default:
 				if d := m.NextDeadline(); !d.IsZero() && d.After(now) {
 					now = d
@@ -586,6 +629,40 @@ func FuzzMachine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMasterAddr: the master a backup follows is the source of the
+// adverts that reset its timer, and nothing outside Backup.
+func TestMasterAddr(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []input
+		want  netip.Addr
+	}{
+		{"started", []input{{0, Start{}}}, netip.Addr{}},
+		{"heard", []input{{0, Start{}}, {time.Second, adv(200, peer)}}, peer},
+		{"lower master discarded (preempt)", []input{{0, Start{}}, {time.Second, adv(50, lower)}}, netip.Addr{}},
+		{"replaced", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, adv(200, lower)}}, lower},
+		{"resigned, still the one we follow", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, adv(0, peer)}}, peer},
+		{"master", masterAt(100), netip.Addr{}},
+		{"deposed by a higher master", append(masterAt(100), input{time.Second, adv(200, peer)}), peer},
+		{"fault", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, FaultDetected{}}}, netip.Addr{}},
+		{"fault cleared", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, FaultDetected{}}, {3 * time.Second, FaultCleared{}}}, netip.Addr{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := New(baseConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.steps {
+				m.Step(t0.Add(s.at), s.ev)
+			}
+			if got := m.MasterAddr(); got != tt.want {
+				t.Errorf("MasterAddr %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
 
 // TestReconfigure: a reload changes a running machine's parameters without

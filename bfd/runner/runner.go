@@ -1,6 +1,9 @@
 // Package runner drives BFD sessions (package bfd) with real timers over
 // real sockets (bfd/transport): one receiving socket per local address,
 // one sending socket per session, one goroutine owning every session.
+// Sessions are given at Open and added or let go while it runs (a VRRP
+// backup watches whichever master it hears); with Config.Accept it also
+// answers peers that open sessions to it.
 package runner
 
 import (
@@ -10,7 +13,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvsha/lvsha/bfd"
@@ -29,16 +34,37 @@ type Peer struct {
 // Config is one local end and its sessions.
 type Config struct {
 	transport.Config
-	Peers  []Peer
+	Peers []Peer
+	// Accept, if set, answers a peer that opens a session to us without
+	// one added for it: a passive session with Accept's timers (its Addr
+	// and Passive are ignored), up to MaxAccepted of them. A session let
+	// go with Remove stays so too while the peer keeps it Up.
+	Accept *Peer
 	Logger *slog.Logger
 }
+
+// MaxAccepted bounds the sessions Accept opens, so that a flood of
+// forged peers on the link costs a bounded number of sockets.
+const MaxAccepted = 64
+
+// acceptIdle is how long a session nobody added stays after its last
+// packet once it is not Up: longer than the peer's one-second slow
+// transmission, so a peer still trying is not forgotten between packets.
+const acceptIdle = 5 * time.Second
 
 // Change is one session's state change, as published on Changes.
 type Change struct {
 	Peer     netip.Addr
 	From, To bfd.State
 	Diag     bfd.Diag
-	At       time.Time
+	// RemoteState is the peer's state as last heard: AdminDown when the
+	// peer took the session down on purpose, which RFC 5882 3.2 says is
+	// no failure of the path or the peer.
+	RemoteState bfd.State
+	At          time.Time
+	// LastHeard is when the peer's last packet arrived (or the session
+	// began, if none did).
+	LastHeard time.Time
 }
 
 // Status is a session's state as Status reports it.
@@ -48,6 +74,12 @@ type Status struct {
 	Diag        bfd.Diag
 	LocalDiscr  uint32
 	RemoteDiscr uint32
+	// Added says the session was given at Open or by Add (and not
+	// removed since); otherwise it answers a peer (Config.Accept).
+	Added bool
+	// DetectionTime is the session's Detection Time, zero before the peer
+	// is heard.
+	DetectionTime time.Duration
 }
 
 type session struct {
@@ -56,15 +88,44 @@ type session struct {
 	tx     *transport.Sender
 	discr  uint32
 	sendOK bool // the last send succeeded; a failure is logged once per run of them
+	added  bool
+	// heard is when the peer's last packet, or the session's creation.
+	heard time.Time
+}
+
+// command is an Add, a Remove or a SetAccept for the loop.
+type command struct {
+	add    *Peer
+	remove netip.Addr
+	accept *Peer
+	reply  chan error
 }
 
 // Runner runs the sessions of one Config.
 type Runner struct {
 	log     *slog.Logger
+	tc      transport.Config
+	accept  *Peer
 	rx      *transport.Conn
 	byDiscr map[uint32]*session
 	byAddr  map[netip.Addr]*session
 	changes chan Change
+	cmds    chan command
+	// done closes when Run returns; Add and Remove then fail.
+	done chan struct{}
+	// smu guards the sessions (byDiscr, byAddr, accept and each
+	// session): the reader handles each packet as it reads it, under smu,
+	// rather than hand it to Run's goroutine, which cost a wake-up of a
+	// second thread per packet (a third of an idle director's CPU at
+	// 100 packets a second). Run's goroutine runs the timers and commands.
+	smu sync.Mutex
+	// wakeAt is when Run's goroutine next wakes; a packet that brings a
+	// deadline before it kicks it. Guarded by smu.
+	wakeAt time.Time
+	kick   chan struct{}
+	// inflight counts packets the reader has read and not yet handled:
+	// a stalled reader may hold one that the socket no longer shows.
+	inflight atomic.Int64
 
 	mu     sync.Mutex
 	status map[netip.Addr]Status
@@ -88,15 +149,18 @@ func Open(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{
-		log: log.With("local", cfg.Local), rx: rx,
+		log: log.With("local", cfg.Local), tc: cfg.Config, accept: cfg.Accept, rx: rx,
 		byDiscr: map[uint32]*session{}, byAddr: map[netip.Addr]*session{},
 		// Room for every session to change state many times while a
 		// consumer is slow; beyond that changes are counted, never block.
-		changes: make(chan Change, 64+8*len(cfg.Peers)),
+		changes: make(chan Change, 256+8*len(cfg.Peers)),
+		cmds:    make(chan command),
+		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 		status:  map[netip.Addr]Status{}, drops: map[bfd.DropReason]uint64{},
 	}
 	for _, p := range cfg.Peers {
-		if err := r.add(cfg.Config, p); err != nil {
+		if _, err := r.add(p, true, time.Now()); err != nil {
 			r.Close()
 			return nil, err
 		}
@@ -104,9 +168,9 @@ func Open(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
-func (r *Runner) add(tc transport.Config, p Peer) error {
-	if _, dup := r.byAddr[p.Addr]; dup || !p.Addr.IsValid() || p.Addr.Is4() != tc.Local.Is4() {
-		return fmt.Errorf("bfd: peer %s: duplicate, invalid or of another family than %s", p.Addr, tc.Local)
+func (r *Runner) add(p Peer, added bool, now time.Time) (*session, error) {
+	if _, dup := r.byAddr[p.Addr]; dup || !p.Addr.IsValid() || p.Addr.Is4() != r.tc.Local.Is4() {
+		return nil, fmt.Errorf("bfd: peer %s: duplicate, invalid or of another family than %s", p.Addr, r.tc.Local)
 	}
 	// Discriminators are random, so that a restarted runner's new session
 	// is not mistaken by the peer for the old one, and unique here.
@@ -117,15 +181,123 @@ func (r *Runner) add(tc transport.Config, p Peer) error {
 	m, err := bfd.New(bfd.Config{LocalDiscr: discr, DesiredMinTx: p.DesiredMinTx, RequiredMinRx: p.RequiredMinRx,
 		DetectMult: p.DetectMult, Passive: p.Passive})
 	if err != nil {
-		return fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
+		return nil, fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
 	}
-	tx, err := transport.OpenSender(tc)
+	tx, err := transport.OpenSender(r.tc)
 	if err != nil {
-		return fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
+		return nil, fmt.Errorf("bfd: peer %s: %w", p.Addr, err)
 	}
-	s := &session{peer: p, m: m, tx: tx, discr: discr, sendOK: true}
+	s := &session{peer: p, m: m, tx: tx, discr: discr, sendOK: true, added: added, heard: now}
 	r.byDiscr[discr], r.byAddr[p.Addr] = s, s
-	r.status[p.Addr] = Status{Peer: p.Addr, State: m.State(), LocalDiscr: discr}
+	r.setStatus(s)
+	return s, nil
+}
+
+// setStatus publishes s's state to Status.
+func (r *Runner) setStatus(s *session) {
+	r.mu.Lock()
+	r.status[s.peer.Addr] = Status{Peer: s.peer.Addr, State: s.m.State(), Diag: s.m.LocalDiag(), LocalDiscr: s.discr,
+		RemoteDiscr: s.m.RemoteDiscr(), Added: s.added, DetectionTime: s.m.DetectionTime()}
+	r.mu.Unlock()
+}
+
+// forget closes and drops s.
+func (r *Runner) forget(s *session) {
+	if err := s.tx.Close(); err != nil {
+		r.log.Warn("BFD close send socket", "peer", s.peer.Addr, "error", err)
+	}
+	delete(r.byDiscr, s.discr)
+	delete(r.byAddr, s.peer.Addr)
+	r.mu.Lock()
+	delete(r.status, s.peer.Addr)
+	r.mu.Unlock()
+}
+
+// Add runs a session with p (a running one with p.Addr takes p's timers
+// and role) once Run has it; it waits for that, for ctx or for Run to
+// return.
+func (r *Runner) Add(ctx context.Context, p Peer) error {
+	return r.do(ctx, command{add: &p})
+}
+
+// Remove lets the session with addr go: at once without Config.Accept,
+// else it becomes a passive one that stays while the peer keeps it Up,
+// so that a peer that still watches us does not see it fail.
+func (r *Runner) Remove(ctx context.Context, addr netip.Addr) error {
+	return r.do(ctx, command{remove: addr})
+}
+
+// SetAccept changes the timers Config.Accept answers peers with, for the
+// sessions answering now too (a reload of bfd). It does nothing to a
+// runner opened without Accept.
+func (r *Runner) SetAccept(ctx context.Context, p Peer) error {
+	return r.do(ctx, command{accept: &p})
+}
+
+func (r *Runner) do(ctx context.Context, c command) error {
+	c.reply = make(chan error, 1)
+	select {
+	case r.cmds <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done:
+		return errors.New("bfd: runner stopped")
+	}
+	select {
+	case err := <-c.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done:
+		return errors.New("bfd: runner stopped")
+	}
+}
+
+// command runs an Add, Remove or SetAccept on the loop.
+func (r *Runner) command(c command, now time.Time) error {
+	if c.accept != nil {
+		if r.accept == nil {
+			return nil
+		}
+		r.accept = c.accept
+		for _, s := range r.byAddr {
+			if !s.added {
+				r.apply(s, s.m.Step(now, bfd.SetTimers{DesiredMinTx: c.accept.DesiredMinTx, RequiredMinRx: c.accept.RequiredMinRx, DetectMult: c.accept.DetectMult}))
+				r.setStatus(s)
+			}
+		}
+		return nil
+	}
+	if c.add == nil {
+		s := r.byAddr[c.remove]
+		switch {
+		case s == nil || !s.added:
+			return nil
+		case r.accept == nil:
+			r.forget(s)
+			return nil
+		}
+		s.added = false
+		a := r.accept
+		r.apply(s, s.m.Step(now, bfd.SetTimers{DesiredMinTx: a.DesiredMinTx, RequiredMinRx: a.RequiredMinRx, DetectMult: a.DetectMult}))
+		r.apply(s, s.m.Step(now, bfd.SetPassive{Passive: true}))
+		r.setStatus(s)
+		return nil
+	}
+	p := *c.add
+	s := r.byAddr[p.Addr]
+	if s == nil {
+		s, err := r.add(p, true, now)
+		if err != nil {
+			return err
+		}
+		r.apply(s, s.m.Step(now, bfd.Start{}))
+		return nil
+	}
+	s.added, s.peer = true, p
+	r.apply(s, s.m.Step(now, bfd.SetTimers{DesiredMinTx: p.DesiredMinTx, RequiredMinRx: p.RequiredMinRx, DetectMult: p.DetectMult}))
+	r.apply(s, s.m.Step(now, bfd.SetPassive{Passive: p.Passive}))
+	r.setStatus(s)
 	return nil
 }
 
@@ -161,6 +333,18 @@ func (r *Runner) Status(peer netip.Addr) (Status, bool) {
 	return st, ok
 }
 
+// Statuses returns every session, by peer address.
+func (r *Runner) Statuses() []Status {
+	r.mu.Lock()
+	out := make([]Status, 0, len(r.status))
+	for _, st := range r.status {
+		out = append(out, st)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b Status) int { return a.Peer.Compare(b.Peer) })
+	return out
+}
+
 // Drops returns how many received packets were dropped, by reason.
 func (r *Runner) Drops() map[bfd.DropReason]uint64 {
 	r.mu.Lock()
@@ -175,7 +359,7 @@ func (r *Runner) Drops() map[bfd.DropReason]uint64 {
 	return out
 }
 
-// received is one datagram handed from the reader to the loop.
+// received is one datagram read, valid until the next read.
 type received struct {
 	payload []byte
 	src     netip.Addr
@@ -185,13 +369,13 @@ type received struct {
 // returns once its reader has stopped. Sessions send nothing on the way
 // out: the peer sees the silence its Detection Time is for, as on a crash.
 func (r *Runner) Run(ctx context.Context) error {
+	defer close(r.done)
 	defer r.Close()
-	rxc := make(chan received, 64)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r.read(ctx, rxc)
+		r.read(ctx)
 	}()
 	defer wg.Wait()
 	// Closing the socket is what ends a blocked read; it runs before
@@ -200,25 +384,76 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	r.smu.Lock()
 	now := time.Now()
 	for _, s := range r.byDiscr {
 		r.apply(s, s.m.Step(now, bfd.Start{}))
 	}
 	for {
-		timer.Reset(r.wait(time.Now()))
+		now := time.Now()
+		wait := r.wait(now)
+		r.wakeAt = now.Add(wait)
+		r.smu.Unlock()
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case d := <-rxc:
-			r.receive(d)
+		case c := <-r.cmds:
+			r.smu.Lock()
+			c.reply <- r.command(c, time.Now())
+			r.smu.Unlock()
+		case <-r.kick:
 		case <-timer.C:
 		}
-		now := time.Now()
+		r.catchUp()
+		r.smu.Lock()
+		now = time.Now()
 		for _, s := range r.byDiscr {
 			if dl := s.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				r.apply(s, s.m.Step(now, bfd.TimerFired{}))
 			}
+			if dl := s.idleUntil(); !dl.IsZero() && !now.Before(dl) {
+				r.log.Debug("BFD session let go", "peer", s.peer.Addr)
+				r.forget(s)
+			}
 		}
+	}
+}
+
+// idleUntil is when s, a session nobody added and no longer Up, is
+// forgotten; zero while it is added or Up.
+func (s *session) idleUntil() time.Time {
+	if s.added || s.m.State() == bfd.Up {
+		return time.Time{}
+	}
+	return s.heard.Add(acceptIdle)
+}
+
+// detectionDue says whether a session's Detection Time has run out.
+func (r *Runner) detectionDue(now time.Time) bool {
+	for _, s := range r.byDiscr {
+		if dl := s.m.DetectionDeadline(); !dl.IsZero() && !now.Before(dl) {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUp lets the reader handle the packets received but not yet read
+// before any Detection Time is let run out: after a stall of this
+// process (a busy host, a stop) the timer and the peer's packets that
+// arrived during it are ready together, and taking the timer first
+// would declare a live peer down, and a VRRP backup would take over from
+// its live master. Called without smu; bounded.
+func (r *Runner) catchUp() {
+	for range 64 {
+		r.smu.Lock()
+		due := r.detectionDue(time.Now())
+		r.smu.Unlock()
+		if !due || (r.inflight.Load() == 0 && !r.rx.Pending()) {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -229,11 +464,15 @@ func (r *Runner) wait(now time.Time) time.Duration {
 		if dl := s.m.NextDeadline(); !dl.IsZero() {
 			next = min(next, dl.Sub(now))
 		}
+		if dl := s.idleUntil(); !dl.IsZero() {
+			next = min(next, dl.Sub(now))
+		}
 	}
 	return max(next, 0)
 }
 
-func (r *Runner) read(ctx context.Context, out chan<- received) {
+// read handles each packet as it arrives, until the socket closes.
+func (r *Runner) read(ctx context.Context) {
 	buf := make([]byte, 1500)
 	for {
 		d, err := r.rx.Read(buf)
@@ -243,10 +482,19 @@ func (r *Runner) read(ctx context.Context, out chan<- received) {
 			}
 			return
 		}
-		select {
-		case out <- received{payload: append([]byte(nil), d.Payload...), src: d.Src.Addr()}:
-		case <-ctx.Done():
-			return
+		r.inflight.Add(1)
+		r.smu.Lock()
+		r.receive(received{payload: d.Payload, src: d.Src.Addr()})
+		r.inflight.Add(-1)
+		// A Poll answered, a session come Up or slower timers acked can
+		// bring a deadline before Run's next wake-up.
+		kick := r.wait(time.Now()) < time.Until(r.wakeAt)
+		r.smu.Unlock()
+		if kick {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -260,23 +508,65 @@ func (r *Runner) drop(reason bfd.DropReason) {
 // receive finds a packet's session (RFC 5880 6.8.6): by Your
 // Discriminator, or when that is zero by the source address, which for a
 // single-hop session must be the peer's either way.
+//
+// A packet handled after its session's Detection Time ran out, the
+// expiry not yet handled, was queued while this process was behind (a
+// stall: on time, the timer would have run first): it counts as arrived
+// just before the expiry, or a stall would declare a live peer down.
 func (r *Runner) receive(d received) {
 	p, reason := bfd.Parse(d.payload)
 	if reason != bfd.DropNone {
 		r.drop(reason)
 		return
 	}
+	now := time.Now()
 	var s *session
 	if p.YourDiscr != 0 {
 		s = r.byDiscr[p.YourDiscr]
 	} else {
 		s = r.byAddr[d.src]
+		if s == nil {
+			s = r.answer(d.src, now)
+		}
 	}
 	if s == nil || s.peer.Addr != d.src {
 		r.drop(bfd.DropNoSession)
 		return
 	}
-	r.apply(s, s.m.Step(time.Now(), bfd.Received{Packet: p}))
+	if dl := s.m.DetectionDeadline(); !dl.IsZero() && !now.Before(dl) {
+		now = dl.Add(-time.Nanosecond)
+	}
+	s.heard = now
+	r.apply(s, s.m.Step(now, bfd.Received{Packet: p}))
+	// The peer's packets change the Detection Time Status shows.
+	r.setStatus(s)
+}
+
+// answer opens a passive session for a peer that opened one to us
+// (Config.Accept), or returns nil.
+func (r *Runner) answer(src netip.Addr, now time.Time) *session {
+	if r.accept == nil || !src.IsValid() {
+		return nil
+	}
+	n := 0
+	for _, s := range r.byAddr {
+		if !s.added {
+			n++
+		}
+	}
+	if n >= MaxAccepted {
+		return nil
+	}
+	p := *r.accept
+	p.Addr, p.Passive = src, true
+	s, err := r.add(p, false, now)
+	if err != nil {
+		r.log.Warn("BFD answer a peer", "peer", src, "error", err)
+		return nil
+	}
+	r.log.Info("BFD session opened by the peer", "peer", src)
+	r.apply(s, s.m.Step(now, bfd.Start{}))
+	return s
 }
 
 // apply performs a session's actions.
@@ -297,9 +587,9 @@ func (r *Runner) apply(s *session, acts []bfd.Action) {
 		case bfd.Transition:
 			r.log.Info("BFD session state", "peer", s.peer.Addr, "from", a.From.String(), "state", a.To.String(),
 				"diag", a.Diag.String(), "remote_discr", s.m.RemoteDiscr())
-			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, At: a.At}
+			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, RemoteState: s.m.RemoteState(), At: a.At, LastHeard: s.heard}
+			r.setStatus(s)
 			r.mu.Lock()
-			r.status[s.peer.Addr] = Status{Peer: s.peer.Addr, State: a.To, Diag: a.Diag, LocalDiscr: s.discr, RemoteDiscr: s.m.RemoteDiscr()}
 			select {
 			case r.changes <- c:
 			default:

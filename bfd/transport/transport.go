@@ -185,6 +185,18 @@ func (c *Conn) read(buf []byte) (Datagram, error) {
 // Close closes the socket; a blocked Read returns.
 func (c *Conn) Close() error { return c.uc.Close() }
 
+// Pending reports whether a datagram waits in the socket's receive
+// queue (SIOCINQ), not yet read.
+func (c *Conn) Pending() bool {
+	rc, err := c.uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n > 0
+}
+
 // Sender sends one session's packets: RFC 5881 4 wants one source port
 // per session, the same for its whole life, so each session has a socket.
 type Sender struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/lvsha/lvsha/health"
 	"github.com/lvsha/lvsha/hook"
 	"github.com/lvsha/lvsha/ipvs"
+	"github.com/lvsha/lvsha/vrrp/bfdwatch"
 	"github.com/lvsha/lvsha/vrrp/group"
 	"github.com/lvsha/lvsha/vrrp/transport"
 )
@@ -93,6 +94,8 @@ type daemon struct {
 	// the links their adverts come in on.
 	vrrp      *group.Group
 	vrrpLinks func() []transport.LinkStats
+	// bfd runs BFD fast takeover beside the instances; nil runs none.
+	bfd *bfdwatch.Watcher
 	// connSync drives the IPVS connection sync daemons after the VRRP
 	// election; nil drives none (tests).
 	connSync *connSync
@@ -387,6 +390,16 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 			d.vrrp.Run(vctx)
 		}
 	}()
+	// BFD stops with VRRP's handover, not after it: a peer's backup that
+	// sees our session fail takes over, which a resigning master wants.
+	bfdDone := make(chan struct{})
+	go func() {
+		defer close(bfdDone)
+		if d.bfd != nil {
+			d.bfd.Run(vctx)
+		}
+	}()
+	defer func() { stopVRRP(); <-bfdDone }()
 	// The sync daemons follow VRRP through its handover at exit, so
 	// their goroutine stops after VRRP has, not at the signal.
 	sctx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
@@ -484,6 +497,7 @@ func (d *daemon) Status() (*Report, error) {
 	if d.vrrpLinks != nil {
 		rep.VRRPLinks = d.vrrpLinks()
 	}
+	rep.BFD = d.bfd.Sessions()
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.ConnSync = d.connSync.report()
 	for _, s := range kernel {
@@ -593,7 +607,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// The group runs even without instances, so that a reload can add
 	// some.
-	if d.vrrp, d.vrrpLinks, err = openVRRP(log, cfg); err != nil {
+	if d.vrrp, d.vrrpLinks, d.bfd, err = openVRRP(log, cfg); err != nil {
 		ln.Close()
 		return &exitError{code: 1, err: err}
 	}

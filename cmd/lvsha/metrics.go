@@ -339,6 +339,8 @@ type metricsCollector struct {
 	vrrpTransitions, vrrpSent, vrrpReceived *prometheus.Desc
 	vrrpInvalid                             *prometheus.Desc
 	vrrpLinkDropped                         *prometheus.Desc
+	vrrpBFDTakeovers, vrrpBFDMasterAlive    *prometheus.Desc
+	bfdState, bfdDetection, bfdDowns        *prometheus.Desc
 	kernelConns                             *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
@@ -473,6 +475,11 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		syncDaemonErrors:     d("ipvs_sync_daemon_errors_total", "Attempts to start or stop the IPVS sync daemons that failed.", nil),
 		syncPreemptHoldUntil: d("ipvs_sync_preempt_hold_until_timestamp_seconds", "Until when (Unix time) the lvs_sync instance does not preempt a lower-priority master while its backup sync daemon learns the connections (preempt_hold); 0 when none was held.", nil),
 		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
+		vrrpBFDTakeovers:     d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
+		vrrpBFDMasterAlive:   d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
+		bfdState:             d("bfd_session_state", "A BFD session's state, numbered as RFC 5880: 0 AdminDown, 1 Down, 2 Init, 3 Up.", nil, "interface", "local", "peer"),
+		bfdDetection:         d("bfd_session_detection_time_seconds", "How long the peer may be silent before the session goes Down; 0 before it is heard.", nil, "interface", "local", "peer"),
+		bfdDowns:             d("bfd_session_downs_total", "Times the session failed (Up to Down) since lvsha started.", nil, "interface", "local", "peer"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
@@ -532,6 +539,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
+		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.bfdState, c.bfdDetection, c.bfdDowns,
 		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil} {
 		ch <- d
 	}
@@ -714,6 +722,13 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		for reason, n := range v.Dropped {
 			counter(c.vrrpInvalid, float64(n), append(l[:len(l):len(l)], reason)...)
 		}
+		counter(c.vrrpBFDTakeovers, float64(v.BFDTakeovers), l...)
+		counter(c.vrrpBFDMasterAlive, float64(v.BFDMasterAlive), l...)
+	}
+	for _, s := range r.BFD {
+		gauge(c.bfdState, float64(s.StateValue), s.Interface, s.Local, s.Peer)
+		gauge(c.bfdDetection, s.DetectionTime.Seconds(), s.Interface, s.Local, s.Peer)
+		counter(c.bfdDowns, float64(s.Downs), s.Interface, s.Local, s.Peer)
 	}
 	for _, l := range r.VRRPLinks {
 		family := "ipv4"

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/lvsha/lvsha/vrrp/bfdwatch"
 	"github.com/lvsha/lvsha/vrrp/instance"
 	"github.com/lvsha/lvsha/vrrp/track"
 	"github.com/lvsha/lvsha/vrrp/transport"
@@ -46,6 +47,9 @@ type Report struct {
 	// VRRPLinks are the interfaces and families the instances' adverts
 	// come in on, with what each dropped before any instance saw it.
 	VRRPLinks []transport.LinkStats `json:"vrrp_links"`
+	// BFD is each BFD session of fast takeover: with the masters the
+	// backups follow, and answering peers that watch us.
+	BFD []bfdwatch.Session `json:"bfd_sessions"`
 	// TrackExecs is the state of each track_exec an instance tracks.
 	TrackExecs []TrackExecReport `json:"track_execs"`
 	// ConnSync is the IPVS connection sync daemons lvsha drives after
@@ -214,6 +218,7 @@ func (r *Report) only(names []string) error {
 	}
 	r.Services = kept
 	r.VRRP, r.VRRPLinks, r.TrackExecs = []instance.Status{}, []transport.LinkStats{}, []TrackExecReport{}
+	r.BFD = []bfdwatch.Session{}
 	r.ConnSync = nil
 	return nil
 }
@@ -268,6 +273,15 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 			fmt.Fprintf(w, "VRRP link %s %s: %d instances; dropped %d adverts of other VRIDs, %d too short\n",
 				l.Interface, family, l.Endpoints, l.UnknownVRID, l.Short)
 		}
+		for _, v := range r.VRRP {
+			if v.BFDTakeovers > 0 {
+				fmt.Fprintf(w, "VRRP instance %s: %d takeovers on BFD, %d of them contradicted by the master's adverts (BFD lost, master alive)\n",
+					v.Name, v.BFDTakeovers, v.BFDMasterAlive)
+			}
+		}
+	}
+	if err := writeBFD(w, r); err != nil {
+		return err
 	}
 	writeConnSync(w, r, now)
 	if len(r.TrackExecs) > 0 {
@@ -292,6 +306,32 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 		return tw.Flush()
 	}
 	return nil
+}
+
+// writeBFD prints the BFD sessions of fast takeover.
+func writeBFD(w io.Writer, r *Report) error {
+	if len(r.BFD) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nBFD peer\tInterface\tLocal\tState\tDetection\tDowns\tRole")
+	for _, s := range r.BFD {
+		state := s.State
+		if s.Diag != "" {
+			state += " (" + s.Diag + ")"
+		}
+		// From DetectionMS: the client reads the report as JSON.
+		detect := "-"
+		if s.DetectionMS > 0 {
+			detect = time.Duration(s.DetectionMS * float64(time.Millisecond)).String()
+		}
+		role := "answering"
+		if s.Watching {
+			role = "watching master of " + strings.Join(s.Following, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Peer, s.Interface, s.Local, state, detect, s.Downs, role)
+	}
+	return tw.Flush()
 }
 
 // probeSummary is the last probe in a few words; whole keeps all of a

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"time"
 
+	bfdrunner "github.com/lvsha/lvsha/bfd/runner"
+	bfdtransport "github.com/lvsha/lvsha/bfd/transport"
 	"github.com/lvsha/lvsha/conf"
+	"github.com/lvsha/lvsha/vrrp/bfdwatch"
 	"github.com/lvsha/lvsha/vrrp/group"
 	"github.com/lvsha/lvsha/vrrp/instance"
 	"github.com/lvsha/lvsha/vrrp/track"
@@ -13,8 +19,9 @@ import (
 
 // openVRRP opens every VRRP instance of cfg on the host: real sockets,
 // VIP devices and link notifications. links reports what the shared
-// links drop before any instance sees it.
-func openVRRP(log *slog.Logger, cfg *conf.Config) (g *group.Group, links func() []transport.LinkStats, err error) {
+// links drop before any instance sees it; bfd runs BFD fast takeover for
+// the instances with bfd on (run it beside the group).
+func openVRRP(log *slog.Logger, cfg *conf.Config) (g *group.Group, links func() []transport.LinkStats, bfd *bfdwatch.Watcher, err error) {
 	shared := instance.NewShared()
 	g, err = group.Open(group.Options{
 		Log: log,
@@ -28,7 +35,25 @@ func openVRRP(log *slog.Logger, cfg *conf.Config) (g *group.Group, links func() 
 		},
 		WatchLinks: track.Links,
 	}, cfg)
-	return g, shared.Links, err
+	return g, shared.Links, bfdwatch.New(log, shared, openBFD(log)), err
+}
+
+// openBFD opens BFD's local ends on the host (bfd/runner), in this
+// process's network namespace.
+func openBFD(log *slog.Logger) bfdwatch.OpenFunc {
+	return func(iface string, local netip.Addr, accept bfdrunner.Peer) (bfdwatch.Endpoint, error) {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return nil, fmt.Errorf("bfd: interface %s: %w", iface, err)
+		}
+		r, err := bfdrunner.Open(bfdrunner.Config{Config: bfdtransport.Config{Interface: ifi, Local: local}, Accept: &accept,
+			Logger: log.With("op", "bfd", "interface", iface)})
+		if err != nil {
+			// Returned as is, a nil *Runner would be a non-nil Endpoint.
+			return nil, err
+		}
+		return r, nil
+	}
 }
 
 // execStatus reports every running track_exec and what it does to the

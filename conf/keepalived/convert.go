@@ -181,7 +181,7 @@ var topLevelReasons = map[string]string{
 	"track_file":           "lvsha has no file tracker; a [[track_exec]] that reads the file does the same",
 	"garp_group":           "lvsha has no GARP interface groups; each instance announces on its own interface",
 	"linkbeat_interfaces":  "lvsha watches links through netlink only",
-	"bfd_instance":         "lvsha has no BFD",
+	"bfd_instance":         "lvsha runs BFD with its VRRP peers by itself (bfd in [[vrrp_instance]], on by default); sessions to other peers are not carried",
 	"SSL":                  "lvsha's https checks present no client certificate",
 	"net_namespace":        "run lvsha inside the namespace instead (ip netns exec)",
 	"net_namespace_ipvs":   "run lvsha inside the namespace instead (ip netns exec)",

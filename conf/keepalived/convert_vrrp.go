@@ -684,7 +684,7 @@ var vrrpReasons = map[string]string{
 	"dont_track_primary":         "lvsha always puts an instance in fault while its interface is down",
 	"track_file":                 "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
 	"track_process":              "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
-	"track_bfd":                  "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
+	"track_bfd":                  "lvsha's backup watches its master with BFD itself (bfd in [[vrrp_instance]], on by default) and takes over when it fails; a session to a third router is not carried",
 	"smtp_alert":                 "lvsha sends no mail",
 	"strict_mode":                "lvsha follows RFC 5798 without keepalived's strict-mode restrictions",
 	"notify_deleted":             "lvsha runs hooks on master, backup, fault and stop only",

@@ -52,6 +52,11 @@ type Status struct {
 	HolderFault    bool   `json:"holder_fault,omitempty"`
 	HolderFailures int    `json:"holder_failures,omitempty"`
 	HolderError    string `json:"holder_error,omitempty"`
+	// BFDTakeovers counts takeovers on a BFD session's failure
+	// (vrrp.MasterDown); BFDMasterAlive those of them the deposed master's
+	// adverts contradicted (vrrp.MasterAlive: BFD lost, master alive).
+	BFDTakeovers   int `json:"bfd_takeovers,omitempty"`
+	BFDMasterAlive int `json:"bfd_master_alive,omitempty"`
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
@@ -173,8 +178,17 @@ type Instance struct {
 	// instances, whose tests run on synctest's virtual time).
 	clock *clock
 
+	// source is the advert source, fixed for the instance's life; follow
+	// is the Shared's set it joins while it runs (nil without a Shared).
+	source netip.Addr
+	follow *followers
+
 	mu     sync.Mutex
 	status Status
+	// master is the machine's MasterAddr after the last step and bfd the
+	// configuration's, for BFD fast takeover (Follower).
+	master netip.Addr
+	bfd    *conf.BFD
 	// wants is the machine's Wants after the last step, for a sync group;
 	// onWants, if set, is told when it changes.
 	wants   vrrp.State
@@ -252,6 +266,7 @@ func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (
 		return nil, errors.Join(err, conn.Close(), holder.Close())
 	}
 	i.clock = s.clock
+	i.follow = s.follow
 	return i, nil
 }
 
@@ -268,6 +283,7 @@ func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertCon
 	log = log.With("vrrp_instance", cfg.Name, "vrid", cfg.RouterID)
 	i := &Instance{
 		log: log, name: cfg.Name, cfg: cfg, mcfg: mcfg, fsm: fsm, conn: conn, holder: holder, dsts: conn.Destinations(),
+		source: src, bfd: cfg.BFD,
 		hooks:   notify.New(log, cfg.Notify),
 		events:  make(chan vrrp.Event, 16),
 		reconf:  make(chan reconfig),
@@ -376,6 +392,7 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	i.encoded.msgs = nil
 	i.hooks.SetHooks(cfg.Notify)
 	i.mu.Lock()
+	i.bfd = cfg.BFD
 	i.status.BasePriority = cfg.Priority
 	i.status.VIPs = nil
 	for _, p := range cfg.VirtualIPs {
@@ -387,6 +404,9 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 		i.queueVIP(vipReq{op: opReconfigure, cfg: &cfg})
 	}
 	i.perform(time.Now(), acts, false)
+	if i.follow != nil { // bfd may have changed
+		i.follow.poke()
+	}
 	i.log.Info("VRRP instance reconfigured in place", "op", "reload", "state", i.fsm.State().String())
 	return nil
 }
@@ -472,6 +492,10 @@ func (i *Instance) Close() error {
 // conn that is not a queuedConn) has ended when it returns.
 func (i *Instance) Run(ctx context.Context) error {
 	defer close(i.stopped)
+	if i.follow != nil {
+		i.follow.add(i)
+		defer i.follow.remove(i)
+	}
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 
@@ -537,18 +561,7 @@ func (i *Instance) Run(ctx context.Context) error {
 // advert. A backup's Master_Down_Timer fires only when adverts stop, so
 // the drain costs nothing while the master is heard.
 func (i *Instance) timerFired(rd reading, oneShot bool) {
-	i.stepMu.Lock()
-	master := i.fsm.State() == vrrp.Master
-	i.stepMu.Unlock()
-	if !master {
-		// Without stepMu: the drain steps what it reads through
-		// inlineAdvert, which takes it.
-		if rd.drain != nil {
-			rd.drain()
-		} else {
-			runtime.Gosched()
-		}
-	}
+	i.drainAdverts(rd)
 	i.stepMu.Lock()
 	defer i.stepMu.Unlock()
 	// A one-shot wake may have come before the deadline it serves now:
@@ -556,17 +569,40 @@ func (i *Instance) timerFired(rd reading, oneShot bool) {
 	if oneShot && !i.w.expired() {
 		return
 	}
+	i.takeQueued(rd)
+	i.step(vrrp.TimerFired{})
+}
+
+// drainAdverts has the adverts already received stepped, before an event
+// that declares the master dead: the Master_Down_Timer, or BFD's
+// MasterDown, which after a stall of this process must not win over an
+// advert that proves the master alive. A shared link's drain steps them
+// through inlineAdvert, which takes stepMu, so it is called without it;
+// what a queue holds is for takeQueued, with it.
+func (i *Instance) drainAdverts(rd reading) {
+	i.stepMu.Lock()
+	master := i.fsm.State() == vrrp.Master
+	i.stepMu.Unlock()
+	if !master {
+		if rd.drain != nil {
+			rd.drain()
+		} else {
+			runtime.Gosched()
+		}
+	}
+}
+
+// takeQueued steps the adverts rd's queue holds; stepMu is held.
+func (i *Instance) takeQueued(rd reading) {
 	adverts := rd.queue
-queued:
 	for range cap(adverts) {
 		select {
 		case d := <-adverts:
 			i.received(d)
 		default:
-			break queued
+			return
 		}
 	}
-	i.step(vrrp.TimerFired{})
 }
 
 // received decodes one datagram and feeds the machine the advert, at
@@ -650,7 +686,16 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 		case <-i.kick:
 			// The reader stepped the machine to a state the loop must see.
 		case ev := <-i.events:
-			i.locked(func() { i.event(ev) })
+			_, down := ev.(vrrp.MasterDown)
+			if down {
+				i.drainAdverts(rd)
+			}
+			i.locked(func() {
+				if down {
+					i.takeQueued(rd)
+				}
+				i.event(ev)
+			})
 		case err := <-holderc:
 			i.locked(func() { i.holderChanged(err) })
 		case r := <-i.reconf:
@@ -1169,8 +1214,15 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 			i.drops.Inc(a.Reason)
 		case vrrp.Transition:
 			i.transition(a)
+		case vrrp.MasterAlive:
+			i.log.Warn("BFD declared the master down, but its advert followed: BFD lost, master alive; it takes master back",
+				"op", "bfd", "master", a.Peer.String())
+			i.mu.Lock()
+			i.status.BFDMasterAlive++
+			i.mu.Unlock()
 		}
 	}
+	i.noteMaster()
 	i.mu.Lock()
 	i.status.Priority = int(i.fsm.Priority())
 	changed := i.wants != i.fsm.Wants()
@@ -1211,6 +1263,9 @@ func (i *Instance) transition(t vrrp.Transition) {
 	i.mu.Lock()
 	i.status.State = t.To.String()
 	i.status.Transitions++
+	if t.Reason == vrrp.ReasonBFDDown {
+		i.status.BFDTakeovers++
+	}
 	i.status.LastTransition = t.At
 	if t.To == vrrp.Master {
 		i.status.Master = i.mcfg.Source.String()

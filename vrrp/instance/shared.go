@@ -23,11 +23,13 @@ type Shared struct {
 	vips *vip.Host
 	// clock wakes every instance at its deadlines from one timerfd.
 	clock *clock
+	// follow is the running instances, for BFD fast takeover.
+	follow *followers
 }
 
 // NewShared returns an empty Shared.
 func NewShared() *Shared {
-	return &Shared{wire: transport.NewHub(), vips: vip.NewHost(), clock: &clock{}}
+	return &Shared{wire: transport.NewHub(), vips: vip.NewHost(), clock: &clock{}, follow: newFollowers()}
 }
 
 // Open opens an instance of cfg as Open does, on the resources s shares.
