@@ -41,7 +41,7 @@ rejoin_interval = "5s"
 `, &Cluster{
 			BindAddress: netip.MustParseAddr("192.0.2.1"), BindPort: 7000,
 			AdvertiseAddress: netip.MustParseAddr("192.0.2.1"), AdvertisePort: 7001,
-			Seeds: []netip.AddrPort{ap("192.0.2.2:7000"), ap("192.0.2.3:7002"), ap("[2001:db8::4]:7000"), ap("[2001:db8::5]:7003")},
+			Seeds:   []netip.AddrPort{ap("192.0.2.2:7000"), ap("192.0.2.3:7002"), ap("[2001:db8::4]:7000"), ap("[2001:db8::5]:7003")},
 			KeyFile: "/k", GossipInterval: 50 * time.Millisecond, GossipNodes: 4,
 			ProbeInterval: time.Second, ProbeTimeout: 300 * time.Millisecond, SuspicionMult: 5,
 			PushPullInterval: 30 * time.Second, RejoinInterval: 5 * time.Second,
