@@ -91,9 +91,10 @@ type Drift struct {
 	Director string
 	// VirtualServers and Instances name what differs: different digests,
 	// or present on one side only. Both empty with Named false when the
-	// director's per-object digests have not arrived yet (they come with
-	// the first push/pull); both empty with Named true when what differs
-	// is neither (a track_exec or a sync group).
+	// director's per-object digests of its current config have not
+	// arrived yet (they come with a push/pull, its config digest at once
+	// with the node meta); both empty with Named true when what differs is
+	// neither (a track_exec or a sync group).
 	VirtualServers []string
 	Instances      []string
 	Named          bool
@@ -108,7 +109,9 @@ func DriftOf(self Director, others []Director) []Drift {
 			continue
 		}
 		d := Drift{Director: o.Name}
-		if o.Digests.VirtualServers != nil && o.Digests.Instances != nil {
+		// The meta's config digest is fresher than the per-object ones
+		// of the last push/pull: names from an older config would mislead.
+		if o.Digests.Config == o.ConfigDigest && o.Digests.VirtualServers != nil && o.Digests.Instances != nil {
 			d.Named = true
 			d.VirtualServers = differing(self.Digests.VirtualServers, o.Digests.VirtualServers)
 			d.Instances = differing(self.Digests.Instances, o.Digests.Instances)

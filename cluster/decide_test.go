@@ -80,6 +80,9 @@ func TestDriftOf(t *testing.T) {
 		{"per-object digests not yet pushed", []Director{
 			{Name: "lb2", Alive: true, ConfigDigest: [32]byte{2}},
 		}, []Drift{{Director: "lb2"}}},
+		{"per-object digests of an older config are not named", []Director{
+			{Name: "lb2", Alive: true, ConfigDigest: [32]byte{3}, Digests: digests(2, map[string]Short{"web": {9}}, map[string]Short{})},
+		}, []Drift{{Director: "lb2"}}},
 		{"dead directors and ones without meta are not reported", []Director{
 			dir("lb2", false, digests(2, nil, nil)),
 			{Name: "lb3", Alive: true},

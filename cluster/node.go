@@ -91,6 +91,7 @@ type Node struct {
 	opts  Options
 	log   *slog.Logger
 	ml    *memberlist.Memberlist
+	addr  netip.AddrPort
 	queue *memberlist.TransmitLimitedQueue
 	alive atomic.Int64 // live directors, self included: the queue's fan-out
 
@@ -187,15 +188,16 @@ func New(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster: start memberlist: %w", err)
 	}
 	n.ml = ml
+	// Read once, before anything else runs: LocalNode returns memberlist's
+	// own record, which its goroutines update without a lock we can take.
+	ln := ml.LocalNode()
+	a, _ := netip.AddrFromSlice(ln.Addr)
+	n.addr = netip.AddrPortFrom(a.Unmap(), ln.Port)
 	return n, nil
 }
 
 // Addr is where the other directors reach this one.
-func (n *Node) Addr() netip.AddrPort {
-	ln := n.ml.LocalNode()
-	a, _ := netip.AddrFromSlice(ln.Addr)
-	return netip.AddrPortFrom(a.Unmap(), ln.Port)
-}
+func (n *Node) Addr() netip.AddrPort { return n.addr }
 
 // Changed is signalled (coalesced) when another director's state or the
 // membership changed.
