@@ -225,10 +225,12 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-t.C:
 			n.rejoin()
 		case <-n.metaDirty:
-			// Blocks until one director acknowledged, at most a probe
-			// interval; the others hear it by gossip.
-			if err := n.ml.UpdateNode(cmp.Or(n.opts.ProbeInterval, time.Second)); err != nil {
-				n.log.Warn("cluster: publish node meta", "error", err)
+			// UpdateNode waits until its broadcast has been sent as many
+			// times as memberlist sends one. A timeout leaves it queued,
+			// still going out: worth a debug line only, and bounded so
+			// that rejoins and newer metas do not wait long behind it.
+			if err := n.ml.UpdateNode(10 * cmp.Or(n.opts.GossipInterval, 200*time.Millisecond)); err != nil {
+				n.log.Debug("cluster: node meta update still going out", "error", err)
 			}
 		}
 	}

@@ -378,3 +378,38 @@ func TestLeaveIsSeenAtOnce(t *testing.T) {
 		t.Errorf("lb1's record of lb2: %+v, %t; want it kept, not alive", d, ok)
 	}
 }
+
+// TestReloadDriftAndSplitBrain checks what a running director's changes
+// show the others: a reload's new config digest at once through the node
+// meta (its per-object names after the next push/pull), and two masters
+// for one instance as a split brain that both sides resolve alike.
+func TestReloadDriftAndSplitBrain(t *testing.T) {
+	fastPushPull := func(o *Options) { o.PushPullInterval = 300 * time.Millisecond }
+	lb1 := startNode(t, "lb1", 51, fastPushPull, func(n *Node) { n.SetDigests(digestsFor(1, 1)) })
+	lb2 := startNode(t, "lb2", 52, func(o *Options) { seeds(lb1)(o); fastPushPull(o) }, func(n *Node) { n.SetDigests(digestsFor(1, 1)) })
+	eventually(t, "two live directors", 5*time.Second, func() bool { return slices.Equal(live(lb1), []string{"lb1", "lb2"}) })
+	drift := func() []Drift {
+		ds := lb1.Directors()
+		return DriftOf(ds[0], ds[1:])
+	}
+	if d := drift(); len(d) != 0 {
+		t.Fatalf("drift before the reload: %+v, want none", d)
+	}
+
+	lb2.SetDigests(digestsFor(2, 9)) // a reload that changed "web"
+	eventually(t, "lb1 names web as drifted on lb2", 5*time.Second, func() bool {
+		d := drift()
+		return len(d) == 1 && d[0].Director == "lb2" && d[0].Named && slices.Equal(d[0].VirtualServers, []string{"web"})
+	})
+
+	lb1.SetInstance(Instance{Name: "vi1", VRID: 51, State: StateMaster, Priority: 100, Addr: netip.MustParseAddr("192.0.2.1")})
+	lb2.SetInstance(Instance{Name: "vi1", VRID: 51, State: StateMaster, Priority: 100, Addr: netip.MustParseAddr("192.0.2.2")})
+	for _, n := range []*Node{lb1, lb2} {
+		eventually(t, "a split brain on vi1, lb2 keeping master", 5*time.Second, func() bool {
+			sb := SplitBrains(n.Directors())
+			return len(sb) == 1 && sb[0].Instance == "vi1" && ShouldYield(sb[0], "lb1") && !ShouldYield(sb[0], "lb2")
+		})
+	}
+	lb1.SetInstance(Instance{Name: "vi1", VRID: 51, State: StateBackup, Priority: 100, Addr: netip.MustParseAddr("192.0.2.1")})
+	eventually(t, "lb2 sees the split brain resolved", 5*time.Second, func() bool { return len(SplitBrains(lb2.Directors())) == 0 })
+}
