@@ -174,7 +174,11 @@ func TestThreeDirectors(t *testing.T) {
 		t.Errorf("quorum on lb1: down %t, %s; want up, 1 of 3", v.Down, v)
 	}
 	eventually(t, "lb1 sees lb3 master of vi1 at 140", 5*time.Second, func() bool {
-		d, _ := director(lb1, "lb3")
+		ms := lb1.Members()
+		if len(ms) != 3 || ms[2].Name != "lb3" || ms[2].Health != nil {
+			return false
+		}
+		d := ms[2]
 		return len(d.Instances) == 1 && d.Instances[0].State == StateMaster && d.Instances[0].Priority == 140 &&
 			d.Instances[0].Addr == netip.MustParseAddr("192.0.2.3")
 	})
@@ -406,7 +410,7 @@ func TestReloadDriftAndSplitBrain(t *testing.T) {
 	lb2.SetInstance(Instance{Name: "vi1", VRID: 51, State: StateMaster, Priority: 100, Addr: netip.MustParseAddr("192.0.2.2")})
 	for _, n := range []*Node{lb1, lb2} {
 		eventually(t, "a split brain on vi1, lb2 keeping master", 5*time.Second, func() bool {
-			sb := SplitBrains(n.Directors())
+			sb := SplitBrains(n.Members())
 			return len(sb) == 1 && sb[0].Instance == "vi1" && ShouldYield(sb[0], "lb1") && !ShouldYield(sb[0], "lb2")
 		})
 	}
