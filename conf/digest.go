@@ -26,9 +26,11 @@ type Digests struct {
 // comments, key order and a default written out or left implicit do not
 // change them, nor do real servers listed in another order. Left out is
 // what differs between the directors of one healthy cluster: [director],
-// [metrics] and [cluster], and of each instance its priority and whether
-// the director itself is unicast_src or one of unicast_peers (the set of
-// the two is kept). Anything else that differs is drift.
+// [metrics] and [cluster], and of each instance its priority, its
+// interface names (interface, track_interfaces, track_interface names,
+// lvs_sync's interface: a host's own) and whether the director itself is
+// unicast_src or one of unicast_peers (the set of the two is kept).
+// Anything else that differs is drift.
 func (c *Config) Digests() Digests {
 	d := Digests{
 		VirtualServers: make(map[string]Digest, len(c.VirtualServers)),
@@ -84,6 +86,19 @@ func instanceDigest(in VRRPInstance) Digest {
 	slices.SortFunc(routers, netip.Addr.Compare)
 	routers = slices.Compact(routers)
 	in.Priority, in.UnicastSrc, in.UnicastPeers = 0, netip.Addr{}, nil
+	// Interface names are the host's own (eth0 on one director, ens3 on
+	// the next): the link is the same. How many are tracked still counts.
+	in.Interface = ""
+	in.TrackInterfaces = make([]string, len(in.TrackInterfaces))
+	in.TrackInterfaceWeights = slices.Clone(in.TrackInterfaceWeights)
+	for i := range in.TrackInterfaceWeights {
+		in.TrackInterfaceWeights[i].Name = ""
+	}
+	if in.LVSSync != nil {
+		s := *in.LVSSync
+		s.Interface = ""
+		in.LVSSync = &s
+	}
 	return sha256.Sum256(canonical(struct {
 		Instance VRRPInstance
 		Routers  []netip.Addr

@@ -71,6 +71,12 @@ func TestDigests(t *testing.T) {
 			s = strings.Replace(s, `unicast_src = "192.0.2.1"`, `unicast_src = "192.0.2.2"`, 1)
 			return strings.Replace(s, `unicast_peers = ["192.0.2.2"]`, `unicast_peers = ["192.0.2.1"]`, 1)
 		}, nil, nil, true},
+		{"the host's own interface names", func(s string) string {
+			return strings.Replace(s, `interface = "eth0"`, `interface = "ens3"`, 1)
+		}, nil, nil, true},
+		{"a tracked interface", func(s string) string {
+			return strings.Replace(s, `interface = "eth0"`, "interface = \"eth0\"\ntrack_interfaces = [\"eth1\"]", 1)
+		}, nil, []string{"vi1"}, false},
 		{"virtual servers in another order", func(s string) string {
 			i, j := strings.Index(s, "[[virtual_server]]\nname = \"web\""), strings.Index(s, "[[virtual_server]]\nname = \"dns\"")
 			k := strings.Index(s, "[[vrrp_instance]]")
