@@ -117,6 +117,9 @@ func (c *clusterLink) reload(cfg *conf.Config) {
 		c.log.Warn("reload: [cluster] changed; it takes effect when lvsha restarts", "op", "reload")
 	}
 	c.configure(cfg)
+	// This director's digests moved, the others' did not: no gossip
+	// event would say the drift changed.
+	c.observeDrift()
 }
 
 // changed is signalled when another director's state changed; nil (never
