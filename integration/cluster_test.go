@@ -247,3 +247,113 @@ func TestClusterDirectors(t *testing.T) {
 		t.Logf("healed %s after the gossip port was opened again (rejoin_interval 1s)", took.Round(time.Millisecond))
 	})
 }
+
+// TestClusterConsensus is issue #19's shared health in namespaces: three
+// directors check one real server; lb2 alone loses its path to it (a
+// blackhole route in its namespace: the server and the others are fine).
+// With health_consensus = "quorum" the server keeps its weight on every
+// director, lb2 included; with "local" only lb2 drains it, as without a
+// cluster; with "any" every director drains it. The kernel tables are
+// each director's own IPVS table, read with ipvsadm.
+func TestClusterConsensus(t *testing.T) {
+	tests := []struct {
+		mode string
+		want map[string]string // director → the real server's weight with lb2's path cut
+	}{
+		{"quorum", map[string]string{"lb1": "5", "lb2": "5", "lb3": "5"}},
+		{"local", map[string]string{"lb1": "5", "lb2": "0", "lb3": "5"}},
+		{"any", map[string]string{"lb1": "0", "lb2": "0", "lb3": "0"}},
+	}
+	for _, tt := range tests {
+		mode := tt.mode
+		t.Run(mode, func(t *testing.T) {
+			hosts, _ := lan(t, 4)
+			dir := t.TempDir()
+			key := filepath.Join(dir, "cluster.key")
+			b := make([]byte, 32)
+			rand.Read(b)
+			if err := os.WriteFile(key, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			startIn(t, hosts[3], []string{envRole + "=web", "LVSHA_NAME=rs", "LVSHA_LISTEN=10.79.0.4:80"}, self(t))
+			seeds := []string{"10.79.0.1", "10.79.0.2", "10.79.0.3"}
+			var ds []*clusterDirector
+			for i := range 3 {
+				d := &clusterDirector{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], addr: seeds[i],
+					cfg: filepath.Join(dir, fmt.Sprintf("lb%d.toml", i+1)), sock: filepath.Join(dir, fmt.Sprintf("lb%d.sock", i+1))}
+				text := fmt.Sprintf(`[director]
+name = %q
+control_socket = %q
+state_file = %q
+
+[cluster]
+bind_address = %q
+seeds = ["10.79.0.1", "10.79.0.2", "10.79.0.3"]
+key_file = %q
+rejoin_interval = "1s"
+
+[[virtual_server]]
+name = "web"
+address = "10.79.0.200:80"
+health_consensus = %q
+  [virtual_server.check]
+  type = "http"
+  interval = "200ms"
+  timeout = "150ms"
+  rise = 1
+  fall = 2
+  [[virtual_server.real_server]]
+  address = "10.79.0.4:80"
+  weight = 5
+`, d.name, d.sock, filepath.Join(dir, d.name+".state"), d.addr, key, mode)
+				if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				d.start(t)
+				ds = append(ds, d)
+			}
+			all := []string{"lb1", "lb2", "lb3"}
+			for _, d := range ds {
+				eventually(t, d.name+" sees three live directors", 60*time.Second, func() bool { return slices.Equal(d.alive(), all) })
+				eventually(t, d.name+" has the real server at weight 5", 60*time.Second, func() bool { return ipvsWeight(t, d.ns, "10.79.0.4:80") == "5" })
+			}
+
+			inNS(t, ds[1].ns, "ip", "route", "add", "blackhole", "10.79.0.4/32")
+			// lb2's own check fails: wait until the others hear it.
+			eventually(t, "lb1 hears that lb2 sees the real server down", 30*time.Second, func() bool {
+				out, err := exec.Command(lvshaBin(t), "status", "--cluster", "-s", ds[0].sock, "-o", "json").Output()
+				if err != nil {
+					return false
+				}
+				var v struct {
+					RealServers []struct {
+						Seen map[string]string `json:"seen"`
+					} `json:"real_servers"`
+				}
+				return json.Unmarshal(out, &v) == nil && len(v.RealServers) == 1 && v.RealServers[0].Seen["lb2"] == "down"
+			})
+			weights := func() map[string]string {
+				got := map[string]string{}
+				for _, d := range ds {
+					got[d.name] = ipvsWeight(t, d.ns, "10.79.0.4:80")
+				}
+				return got
+			}
+			// Every drain the mode calls for happens; then, some syncs
+			// later, none it does not call for has.
+			eventually(t, "the drains "+mode+" calls for", 30*time.Second, func() bool {
+				got := weights()
+				for n, w := range tt.want {
+					if w == "0" && got[n] != "0" {
+						return false
+					}
+				}
+				return true
+			})
+			time.Sleep(2 * time.Second)
+			if got := weights(); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("weights with health_consensus = %q and lb2's path blackholed: %v, want %v", mode, got, tt.want)
+			}
+		})
+	}
+}
