@@ -257,10 +257,8 @@ func (n *Node) Close() {
 // heals only a join brings the halves together again.
 func (n *Node) rejoin() {
 	live := map[netip.AddrPort]bool{n.Addr(): true}
-	for _, m := range n.ml.Members() {
-		if a, ok := netip.AddrFromSlice(m.Addr); ok && m.State == memberlist.StateAlive {
-			live[netip.AddrPortFrom(a.Unmap(), m.Port)] = true
-		}
+	for _, a := range n.liveAddrs() {
+		live[a] = true
 	}
 	var missing []string
 	for _, s := range n.opts.Seeds {
@@ -274,10 +272,47 @@ func (n *Node) rejoin() {
 	got, err := n.ml.Join(missing)
 	switch {
 	case got > 0:
-		n.log.Info("cluster: joined", "seeds", missing, "reached", got, "members", n.ml.NumMembers())
+		n.log.Info("cluster: joined", "seeds", missing, "reached", got, "live", n.alive.Load())
 	case err != nil:
 		n.log.Debug("cluster: no seed reachable", "seeds", missing, "error", err)
 	}
+}
+
+// maxQueued bounds the changes waiting to be gossiped. Each goes out in
+// a packet of some 25 to a few random directors, so a backlog drains at
+// about 250 changes a second per director: at start, a mass failure or a
+// reload, thousands would wait behind each other for minutes, and the
+// changes that follow behind them. Past the bound the queue is dropped
+// and the whole state pushed to every director instead (pushState): 80
+// kB at 10,000 real servers, in one round trip.
+const maxQueued = 256
+
+// queueLocked queues one change, or, past maxQueued, has Run push the
+// whole state instead. n.mu is held, which keeps changes in Seq order.
+func (n *Node) queueLocked(b broadcast) {
+	n.queue.QueueBroadcast(b)
+	if n.queue.NumQueued() > maxQueued {
+		n.queue.Prune(0)
+		select {
+		case n.pushDirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// liveAddrs are the other live directors' addresses, as the event
+// delegate recorded them. Not from memberlist's Members: it returns its
+// own records, which its goroutines go on updating without a lock.
+func (n *Node) liveAddrs() []netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []netip.AddrPort
+	for _, p := range n.peers {
+		if p.alive && p.addr.IsValid() {
+			out = append(out, p.addr)
+		}
+	}
+	return out
 }
 
 // SetDigests publishes this director's configuration digests (at start
@@ -299,15 +334,14 @@ func (n *Node) SetDigests(d Digests) {
 // pushState swaps full states with every live director now, instead of
 // with one random director per push/pull interval: after a reload the
 // others can name what drifted within a round trip, not in tens of
-// seconds. memberlist's Join is its one way to push/pull on demand, and a
+// seconds, and a burst of changes too many to gossip (maxQueued) arrives
+// whole. memberlist's Join is its one way to push/pull on demand, and a
 // join of a live member changes nothing else. It costs a full state (80
-// kB at 10,000 real servers) per director, once per reload.
+// kB at 10,000 real servers) per director, once per reload or burst.
 func (n *Node) pushState() {
 	var addrs []string
-	for _, m := range n.ml.Members() {
-		if m.Name != n.opts.Name && m.State == memberlist.StateAlive {
-			addrs = append(addrs, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
-		}
+	for _, a := range n.liveAddrs() {
+		addrs = append(addrs, a.String())
 	}
 	if len(addrs) == 0 {
 		return
@@ -328,8 +362,8 @@ func (n *Node) SetHealth(rs RealServer, h Health) {
 	n.self.Seq++
 	// Queued under n.mu so two changes of one real server enter the
 	// queue in Seq order: the later one replaces the earlier there.
-	n.queue.QueueBroadcast(broadcast{name: "H" + rs.VS + "\x00" + rs.RS.String(),
-		msg: encodeDelta(delta{origin: n.self.Name, epoch: n.self.Epoch, seq: n.self.Seq, kind: kindHealth, rs: rs, health: h})})
+	x := delta{origin: n.self.Name, epoch: n.self.Epoch, seq: n.self.Seq, kind: kindHealth, rs: rs, health: h}
+	n.queueLocked(broadcast{name: x.name(), msg: encodeDelta(x)})
 	n.mu.Unlock()
 }
 
@@ -342,8 +376,8 @@ func (n *Node) SetInstance(in Instance) {
 	}
 	n.insts[in.Name] = in
 	n.self.Seq++
-	n.queue.QueueBroadcast(broadcast{name: "V" + in.Name,
-		msg: encodeDelta(delta{origin: n.self.Name, epoch: n.self.Epoch, seq: n.self.Seq, kind: kindVRRP, inst: in})})
+	x := delta{origin: n.self.Name, epoch: n.self.Epoch, seq: n.self.Seq, kind: kindVRRP, inst: in}
+	n.queueLocked(broadcast{name: x.name(), msg: encodeDelta(x)})
 	n.mu.Unlock()
 	n.markMeta()
 }
@@ -472,6 +506,17 @@ func (d delegate) NotifyMsg(b []byte) {
 	}
 	p := n.peerLocked(x.origin)
 	changed := p.applyDelta(x)
+	if changed {
+		// Relayed, as serf relays its user events: memberlist sends a
+		// broadcast a fixed number of times, each to a random member, and
+		// never passes on what it received. With two or three others a
+		// change would miss one of them one time in 2^RetransmitMult
+		// (a mass failure of 100 real servers missed some on one
+		// director in BenchmarkGossip10k). Relayed, every director that
+		// has it sends it on, and only a newer change is relayed, so it
+		// dies out. Queued under n.mu, like the origin's, in Seq order.
+		n.queueLocked(broadcast{name: x.name(), msg: slices.Clone(b)})
+	}
 	n.mu.Unlock()
 	if changed {
 		n.signal()
@@ -539,6 +584,16 @@ func (d delegate) member(m *memberlist.Node, alive bool) {
 	n.mu.Unlock()
 	if was != alive {
 		n.log.Info("cluster: director "+map[bool]string{true: "joined", false: "left"}[alive], "director", m.Name, "addr", p.addr, "live", live)
+	}
+	if alive && !was {
+		// A director back from dead (or a suspicion memberlist took for
+		// death) missed the changes gossiped meanwhile, and memberlist
+		// swaps states with it only at a join it starts itself: push
+		// ours now rather than at the next push/pull.
+		select {
+		case n.pushDirty <- struct{}{}:
+		default:
+		}
 	}
 	n.signal()
 }
@@ -627,9 +682,17 @@ func (p *peer) mergeState(s *State) {
 	p.state.Seq = max(p.state.Seq, s.Seq)
 }
 
-// broadcast is one queued change. Its name is the object it is about, so
-// a newer change of one real server replaces a queued older one instead
-// of gossiping both.
+// name is the queue's key of a change: its director and the object it
+// is about, so a newer change of one real server replaces a queued older
+// one of the same director instead of gossiping both.
+func (x delta) name() string {
+	if x.kind == kindVRRP {
+		return "V" + x.origin + "\x00" + x.inst.Name
+	}
+	return "H" + x.origin + "\x00" + x.rs.VS + "\x00" + x.rs.RS.String()
+}
+
+// broadcast is one queued change (see delta.name).
 type broadcast struct {
 	name string
 	msg  []byte

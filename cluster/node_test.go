@@ -57,7 +57,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 // startNode creates a node named name on 127.0.0.<host>, lets prepare set
 // its state before it joins anyone, runs it until the test ends, and waits
 // for it to leave.
-func startNode(t *testing.T, name string, host byte, edit func(*Options), prepare ...func(*Node)) *Node {
+func startNode(t testing.TB, name string, host byte, edit func(*Options), prepare ...func(*Node)) *Node {
 	t.Helper()
 	w := &syncWriter{w: t.Output()}
 	o := Options{
@@ -105,7 +105,7 @@ func seeds(ns ...*Node) func(*Options) {
 }
 
 // eventually polls cond every 10ms until it holds or limit passes.
-func eventually(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func eventually(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -417,4 +417,38 @@ func TestReloadDriftAndSplitBrain(t *testing.T) {
 	}
 	lb1.SetInstance(Instance{Name: "vi1", VRID: 51, State: StateBackup, Priority: 100, Addr: netip.MustParseAddr("192.0.2.1")})
 	eventually(t, "lb2 sees the split brain resolved", 5*time.Second, func() bool { return len(SplitBrains(lb2.Directors())) == 0 })
+}
+
+// TestBurstPushesState checks a burst of changes too many to gossip (a
+// mass failure) reaches the others whole and at once, by a pushed full
+// state, not at gossip's 25 changes a packet nor at the next push/pull
+// (an hour away here).
+func TestBurstPushesState(t *testing.T) {
+	lb1 := startNode(t, "lb1", 81, nil)
+	lb2 := startNode(t, "lb2", 82, seeds(lb1))
+	eventually(t, "two live directors", 5*time.Second, func() bool { return slices.Equal(live(lb1), []string{"lb1", "lb2"}) })
+	const n = 5000
+	rsOf := func(i int) RealServer {
+		return RealServer{"web", netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 80)}
+	}
+	start := time.Now()
+	for i := range n {
+		lb2.SetHealth(rsOf(i), HealthDown)
+	}
+	if q := lb2.queue.NumQueued(); q > maxQueued {
+		t.Errorf("%d changes queued after the burst, want at most %d", q, maxQueued)
+	}
+	eventually(t, "lb1 has all of lb2's verdicts", 5*time.Second, func() bool {
+		d, _ := director(lb1, "lb2")
+		if len(d.Health) != n {
+			return false
+		}
+		for _, h := range d.Health {
+			if h != HealthDown {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d changes reached lb1 in %s", n, time.Since(start).Round(time.Millisecond))
 }
