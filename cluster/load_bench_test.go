@@ -138,7 +138,28 @@ func BenchmarkGossip10k(b *testing.B) {
 			for i := range perVS {
 				lb2.SetHealth(rsOf(0, i), h)
 			}
+			dumped := false
 			for !seenAll(h) {
+				if time.Since(start) > time.Second && !dumped {
+					dumped = true
+					missing := 0
+					var ex RealServer
+					for i := range perVS {
+						ok := false
+						for _, s := range lb1.Views(rsOf(0, i)) {
+							ok = ok || s.Director == "lb2" && s.Health == h
+						}
+						if !ok {
+							missing++
+							ex = rsOf(0, i)
+						}
+					}
+					lb1.mu.Lock()
+					p := lb1.peers["lb2"]
+					b.Logf("slow: %s, %d still missing (e.g. %v: lb1 has %v seq %d, peer seq %d alive %v); lb2 self seq %d queue %d; lb3 queue %d; lb1 queue %d",
+						h, missing, ex, p.state.Health[ex], p.itemSeq[ex], p.state.Seq, p.alive, lb2.self.Seq, lb2.queue.NumQueued(), nodes[2].queue.NumQueued(), lb1.queue.NumQueued())
+					lb1.mu.Unlock()
+				}
 				if time.Since(start) > 10*time.Second {
 					b.Fatalf("lb1 did not see 100 real servers %s on lb2 within 10s", h)
 				}
