@@ -31,6 +31,7 @@ func registeredNames(t *testing.T) map[string]bool {
 		Dropped: map[string]uint64{"ttl": 1}}}
 	rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1}}
 	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
+	rep.Cluster = clusterReport()
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
