@@ -84,6 +84,9 @@ func DigestsOf(d conf.Digests) Digests {
 // suspicion timeout.
 const leaveTimeout = time.Second
 
+// joinTimeout bounds a join and a push/pull (memberlist's TCPTimeout).
+const joinTimeout = 2 * time.Second
+
 // Node is this director's member of the cluster. Create it with New, run
 // it with Run; the setters publish this director's state and the
 // accessors read everyone's. Every method is safe for concurrent use.
@@ -145,13 +148,13 @@ func New(opts Options) (*Node, error) {
 	}
 	n.alive.Store(1)
 	// Each change is sent RetransmitMult times (times log10 of the
-	// directors, 1 up to 9 of them), each time to the director first in
-	// that round's random order: with two others a change misses one of
-	// them with a chance of 2^-RetransmitMult, from its origin and again
-	// from each relay. memberlist's 4 missed about one mass failure of
-	// 100 changes in 20 in BenchmarkGossip10k; 8 makes that about one in
-	// 16 times 4 less likely, at twice the packets during changes, which
-	// are rare (the push/pull every 10 s repairs the rest).
+	// directors, so once over for up to 9 of them), each time to the
+	// director first in that round's random order: with two others, a
+	// sender misses one of them with a chance of 2^-RetransmitMult.
+	// memberlist's usual 4 left about one mass failure of 100 changes in
+	// 20 partly unseen in BenchmarkGossip10k, relays included; 8 makes a
+	// miss 16 times rarer per sender, for twice the packets while things
+	// change. The push/pull every 10 s repairs what is still missed.
 	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.alive.Load()) }, RetransmitMult: 8}
 
 	std := newStdLogger(l)
@@ -183,6 +186,11 @@ func New(opts Options) (*Node, error) {
 	c.SuspicionMult = cmp.Or(opts.SuspicionMult, c.SuspicionMult)
 	c.PushPullInterval = cmp.Or(opts.PushPullInterval, c.PushPullInterval)
 	c.GossipToTheDeadTime = cmp.Or(opts.gossipToTheDead, c.GossipToTheDeadTime)
+	// A join, and a push/pull, give up after this: on a LAN a director
+	// that has not answered in 2 s (80 kB of state included) is not
+	// there, and a rejoin that waits 10 s for each missing seed, as at
+	// memberlist's LAN default, holds up a stopping daemon that long.
+	c.TCPTimeout = joinTimeout
 	c.Delegate = delegate{n}
 	c.Events = delegate{n}
 	c.Logger = std
@@ -224,15 +232,29 @@ func (n *Node) signal() {
 // and shuts memberlist down.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.Close()
-	n.rejoin()
-	t := time.NewTicker(cmp.Or(n.opts.RejoinInterval, 10*time.Second))
-	defer t.Stop()
+	// Its own goroutine: a join waits up to joinTimeout for each seed
+	// that does not answer, and meta updates and state pushes must not
+	// wait behind it. Stopping waits for a join in flight.
+	rejoined := make(chan struct{})
+	defer func() { <-rejoined }()
+	go func() {
+		defer close(rejoined)
+		n.rejoin()
+		t := time.NewTicker(cmp.Or(n.opts.RejoinInterval, 10*time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.rejoin()
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			n.rejoin()
 		case <-n.pushDirty:
 			n.pushState()
 		case <-n.metaDirty:

@@ -448,7 +448,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 		d.log.Error("IPVS sync daemons not left in time at exit", "op", "stop")
 	}
 	stopCluster()
-	<-clusterDone // bounded: memberlist's leave waits at most a second
+	<-clusterDone // bounded: a join in flight gives up after 2 s a seed, the leave after 1 s
 	stopControl()
 	<-controlDone
 	return err
