@@ -181,6 +181,21 @@ type LVSSync struct {
 	// TTL is the multicast TTL or hop limit (key "ttl"; 1..255; default
 	// 1, the kernel's).
 	TTL int
+	// RefreshPeriod makes the master daemon announce every established
+	// connection again once this long has passed since its last
+	// announcement, at its next packet (key "refresh_period"; whole
+	// seconds, 1s..10m; default 0: the kernel's sysctls are left alone).
+	// lvsha sets net.ipv4.vs.sync_refresh_period to it and the period of
+	// net.ipv4.vs.sync_threshold to 0, without which the refresh waits
+	// for every 50th packet.
+	RefreshPeriod time.Duration
+	// PreemptHold is how long after its backup daemon starts a director
+	// does not preempt a lower-priority master, so that it has heard
+	// every connection announced again before it takes the VIPs back
+	// (key "preempt_hold"; 0s..15m; default RefreshPeriod + 3s with
+	// refresh_period, 0 without; it needs refresh_period). It never
+	// delays a takeover from a master that dies or resigns.
+	PreemptHold time.Duration
 }
 
 // TrackVirtualServer ties an instance's priority to a virtual server.
@@ -245,6 +260,15 @@ type Director struct {
 	// nothing changed, so hand edits with ipvsadm are undone
 	// (key "resync_interval"; default 10s).
 	Resync time.Duration
+	// MaxProcs is how many CPUs run lvsha's Go code at once (GOMAXPROCS;
+	// key "max_procs"; 0: every CPU; default 1; the environment's
+	// GOMAXPROCS, when set, wins). lvsha spends its life waiting: for
+	// adverts, timers, probes, netlink. With more than one, each hand-off
+	// between goroutines wakes a second thread to look for work, which
+	// finds none: measured at one VRRP instance, a third of an idle
+	// director's CPU (docs/benchmarks.md). Raise it for thousands of
+	// probes a second, TLS ones above all.
+	MaxProcs int
 }
 
 // VirtualServer is one IPVS virtual service and its real servers.

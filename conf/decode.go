@@ -365,6 +365,7 @@ type rawLVSSync struct {
 	key                       string
 	iface, group              val[string]
 	syncID, maxLen, port, ttl val[int64]
+	refresh, hold             val[time.Duration]
 }
 
 // rawTrackRef is one entry of an instance's track_virtual_server,
@@ -385,6 +386,7 @@ type rawSyncGroup struct {
 type rawDirector struct {
 	name, controlSocket, stateFile val[string]
 	resync                         val[time.Duration]
+	maxProcs                       val[int64]
 }
 
 type rawVirtualServer struct {
@@ -437,12 +439,13 @@ func (r *reader) config(root map[string]any) rawConfig {
 	r.known(t, "director", "metrics", "cluster", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
-		r.known(d, "name", "control_socket", "state_file", "resync_interval")
+		r.known(d, "name", "control_socket", "state_file", "resync_interval", "max_procs")
 		rc.director = rawDirector{
 			name:          r.str(d, "name"),
 			controlSocket: r.str(d, "control_socket"),
 			stateFile:     r.str(d, "state_file"),
 			resync:        r.duration(d, "resync_interval"),
+			maxProcs:      r.integer(d, "max_procs", 0, 1024),
 		}
 	}
 	if m, ok := r.subtable(t, "metrics"); ok {
@@ -521,15 +524,17 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		v.trackExec = append(v.trackExec, rawTrackRef{key: tt.key, name: r.str(tt, "name"), weight: r.integer(tt, "weight", 0, 254)})
 	}
 	if st, ok := r.subtable(t, "lvs_sync"); ok {
-		r.known(st, "interface", "sync_id", "max_len", "group", "port", "ttl")
+		r.known(st, "interface", "sync_id", "max_len", "group", "port", "ttl", "refresh_period", "preempt_hold")
 		v.lvsSync = &rawLVSSync{
-			key:    st.key,
-			iface:  r.str(st, "interface"),
-			syncID: r.integer(st, "sync_id", 0, 255),
-			maxLen: r.integer(st, "max_len", 1, maxSyncLen4),
-			group:  r.str(st, "group"),
-			port:   r.integer(st, "port", 1, math.MaxUint16),
-			ttl:    r.integer(st, "ttl", 1, 255),
+			key:     st.key,
+			iface:   r.str(st, "interface"),
+			syncID:  r.integer(st, "sync_id", 0, 255),
+			maxLen:  r.integer(st, "max_len", 1, maxSyncLen4),
+			group:   r.str(st, "group"),
+			port:    r.integer(st, "port", 1, math.MaxUint16),
+			ttl:     r.integer(st, "ttl", 1, 255),
+			refresh: r.duration(st, "refresh_period"),
+			hold:    r.duration(st, "preempt_hold"),
 		}
 	}
 	return v

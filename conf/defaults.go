@@ -10,6 +10,7 @@ import (
 // the hostname, is filled in by Load so that Parse stays deterministic.
 const (
 	defaultResync           = 10 * time.Second
+	defaultMaxProcs         = 1
 	defaultProtocol         = "tcp"
 	defaultScheduler        = "wlc"
 	defaultForwarding       = "nat"
@@ -62,6 +63,19 @@ const (
 	defaultSyncTTL  = 1
 	maxSyncLen4     = 65535 - 20 - 8
 	maxSyncLen6     = 65535 - 40 - 8
+
+	// maxSyncRefresh bounds lvs_sync refresh_period, maxPreemptHold its
+	// preempt_hold: a returning director follows a lower-priority master
+	// for at most that long.
+	maxSyncRefresh = 10 * time.Minute
+	maxPreemptHold = 15 * time.Minute
+	// preemptHoldMargin is preempt_hold's default beyond refresh_period:
+	// the kernel's master thread sends a sync buffer that is not full
+	// after IPVS_SYNC_FLUSH_TIME (2 s), and a connection is announced
+	// again only at its first packet once the period has passed, so one
+	// that exchanges at least once a second is announced within
+	// refresh_period + 3 s of the backup daemon's start.
+	preemptHoldMargin = 3 * time.Second
 )
 
 // defaultSyncGroup is the kernel's sync group, IP_VS_SYNC_GROUP.

@@ -27,7 +27,7 @@ func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 // defDirector is the director section of a file that has none.
 func defDirector() Director {
-	return Director{ControlSocket: "/run/lvsha/lvsha.sock", StateFile: "/var/lib/lvsha/state.json", Resync: 10 * time.Second}
+	return Director{ControlSocket: "/run/lvsha/lvsha.sock", StateFile: "/var/lib/lvsha/state.json", Resync: 10 * time.Second, MaxProcs: 1}
 }
 
 // defVS is an address virtual server with every default written out.
@@ -89,6 +89,7 @@ name = "lb2"
 control_socket = "/tmp/l.sock"
 state_file = "/tmp/l.state"
 resync_interval = "1m30s"
+max_procs = 0
 `,
 		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", StateFile: "/tmp/l.state", Resync: 90 * time.Second}},
 	}, {
@@ -353,7 +354,7 @@ func TestSketch(t *testing.T) {
 		Method: "GET", Path: "/", Status: []int{200}}
 	want := Config{
 		Source:   "sketch.toml",
-		Director: Director{Name: "lb1", ControlSocket: "/run/lvsha/lvsha.sock", StateFile: "/var/lib/lvsha/state.json", Resync: 10 * time.Second},
+		Director: Director{Name: "lb1", ControlSocket: "/run/lvsha/lvsha.sock", StateFile: "/var/lib/lvsha/state.json", Resync: 10 * time.Second, MaxProcs: 1},
 		VirtualServers: []VirtualServer{{
 			Name: "web", Address: ap("192.168.164.100:80"), Family: "inet", Protocol: "tcp",
 			Scheduler: "sh", SchedulerFlags: []string{"sh-port"}, Forwarding: "nat",
@@ -399,7 +400,7 @@ func TestParseBad(t *testing.T) {
 		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
 			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
 		{"unknown director key", "[director]\nsocket = \"/x\"\n",
-			`t.toml:2: director.socket: unknown key (want one of name, control_socket, state_file, resync_interval)`},
+			`t.toml:2: director.socket: unknown key (want one of name, control_socket, state_file, resync_interval, max_procs)`},
 		{"wrong type", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = \"1\"\n",
 			`t.toml:5: virtual_server[0].real_server[0].weight: wrong type (got string "1", want integer)`},
 		{"wrong type in array", vsHead + "[virtual_server.check]\ntype = \"http\"\nstatus = [200,\n  \"404\"]\n",
@@ -418,6 +419,8 @@ func TestParseBad(t *testing.T) {
 			`t.toml:3: virtual_server[0].persistence: must not be negative (got -1s, want >= 0s)`},
 		{"persistence not in seconds", vsHead + "persistence = \"1500ms\"\n",
 			`t.toml:3: virtual_server[0].persistence: must be a whole number of seconds (got 1.5s)`},
+		{"negative max_procs", "[director]\nmax_procs = -1\n",
+			`t.toml:2: director.max_procs: out of range (got -1, want 0..1024)`},
 		{"zero resync", "[director]\nresync_interval = \"0s\"\n",
 			`t.toml:2: director.resync_interval: must be positive (got 0s, want > 0s)`},
 		{"relative control socket", "[director]\ncontrol_socket = \"lvsha.sock\"\n",

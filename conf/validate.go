@@ -85,6 +85,7 @@ func (b *builder) director(rd rawDirector) Director {
 		ControlSocket: rd.controlSocket.or(DefaultControlSocket),
 		StateFile:     rd.stateFile.or(DefaultStateFile),
 		Resync:        rd.resync.or(defaultResync),
+		MaxProcs:      int(rd.maxProcs.or(defaultMaxProcs)),
 	}
 	if rd.name.valid() {
 		if rd.name.v == "" {

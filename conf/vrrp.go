@@ -283,6 +283,23 @@ func (b *builder) lvsSync(rs rawLVSSync, routerID int) *LVSSync {
 			s.Group = a
 		}
 	}
+	switch v := rs.refresh; {
+	case !v.valid():
+	case v.v < time.Second || v.v > maxSyncRefresh || v.v%time.Second != 0:
+		b.add(v.key, "out of range (got %s, want whole seconds in 1s..%s: the kernel's sync_refresh_period counts seconds)", v.v, maxSyncRefresh)
+	default:
+		s.RefreshPeriod = v.v
+		s.PreemptHold = v.v + preemptHoldMargin
+	}
+	switch v := rs.hold; {
+	case !v.valid():
+	case v.v > maxPreemptHold:
+		b.add(v.key, "too long (got %s, want at most %s)", v.v, maxPreemptHold)
+	case v.v > 0 && !rs.refresh.set:
+		b.add(v.key, "needs refresh_period (got %s without it: the master announces a connection once, so a returning director would wait in vain for the ones made while it was away)", v.v)
+	default:
+		s.PreemptHold = v.v
+	}
 	if v := rs.maxLen; v.valid() && s.Group.Is6() && v.v > maxSyncLen6 {
 		b.add(v.key, "out of range for an IPv6 group (got %d, want 1..%d: a UDP datagram less the IPv6 and UDP headers)", v.v, maxSyncLen6)
 	}

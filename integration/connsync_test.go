@@ -89,11 +89,11 @@ type heldConn struct {
 }
 
 // holdConns opens n connections to addr from namespace ns and keeps each
-// exchanging a numbered line every connSyncEvery until stop closes; an
+// exchanging a numbered line every every until stop closes; an
 // exchange may take up to 20 s (a failover stalls it: TCP retransmits),
 // a read or write error or a wrong answer ends the connection. after
 // tells a loop that the failover has begun.
-func holdConns(t *testing.T, ns, addr string, n int, stop <-chan struct{}, after *atomic.Bool) ([]*heldConn, func()) {
+func holdConns(t *testing.T, ns, addr string, n int, every time.Duration, stop <-chan struct{}, after *atomic.Bool) ([]*heldConn, func()) {
 	t.Helper()
 	var hs []*heldConn
 	var dialErr error
@@ -120,7 +120,7 @@ func holdConns(t *testing.T, ns, addr string, n int, stop <-chan struct{}, after
 			defer wg.Done()
 			defer h.c.Close()
 			r := bufio.NewReader(h.c)
-			tick := time.NewTicker(connSyncEvery)
+			tick := time.NewTicker(every)
 			defer tick.Stop()
 			for seq := 0; ; seq++ {
 				select {
@@ -254,7 +254,7 @@ forwarding = "dr"
 
 	stop := make(chan struct{})
 	var after atomic.Bool
-	hs, wait := holdConns(t, client, vs, connSyncN, stop, &after)
+	hs, wait := holdConns(t, client, vs, connSyncN, connSyncEvery, stop, &after)
 	stopped := false
 	finish := func() {
 		if !stopped {

@@ -218,6 +218,13 @@ type (
 	// GroupGate carries the sync group's verdict (GroupTarget): while
 	// AllowMaster is false the instance may not be master.
 	GroupGate struct{ AllowMaster bool }
+	// HoldPreempt holds preemption until Until, as PreemptDelay does
+	// after Start: a backup hearing a lower-priority master keeps
+	// following it, but still takes over when that master goes silent or
+	// resigns. The IPVS connection sync sends it while a returning
+	// director learns the connections made through the master it would
+	// preempt. Each replaces the last; a zero Until lifts the hold.
+	HoldPreempt struct{ Until time.Time }
 )
 
 func (Start) isEvent()          {}
@@ -228,6 +235,7 @@ func (FaultDetected) isEvent()  {}
 func (FaultCleared) isEvent()   {}
 func (SetPriority) isEvent()    {}
 func (GroupGate) isEvent()      {}
+func (HoldPreempt) isEvent()    {}
 
 // Action is an output of Machine.Step for the caller to perform, in order.
 type Action interface{ isAction() }
@@ -273,6 +281,8 @@ type Machine struct {
 	// means none.
 	deadline  time.Time
 	preemptAt time.Time
+	// holdUntil is HoldPreempt's.
+	holdUntil time.Time
 	running   bool
 	// faulted is the caller's fault (FaultDetected until FaultCleared),
 	// remembered outside Fault too: a Start while faulted enters Fault.
@@ -406,6 +416,8 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		m.prio = max(e.Priority, 1)
 	case GroupGate:
 		s.gate(e.AllowMaster)
+	case HoldPreempt:
+		m.holdUntil = e.Until
 	}
 	return s.out
 }
@@ -582,7 +594,7 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 			m.deadline = s.now.Add(SkewTime(m.cfg.Version, m.prio, m.masterAdverInterval))
 			return
 		}
-		preempt := !m.cfg.NoPreempt && !s.now.Before(m.preemptAt)
+		preempt := !m.cfg.NoPreempt && !s.now.Before(m.preemptAt) && !s.now.Before(m.holdUntil)
 		if !preempt || a.Priority >= m.prio {
 			m.learn(a)
 			m.wantMaster = false

@@ -93,6 +93,11 @@ command = ["/bin/true"]
 			"  VI_1: eth0 vrid 51, VRRPv3, priority 150, advert 100ms, sync group G\n    VIPs on tun: 10.0.0.100/24 10.0.0.101/32\n    tracks interface eth1 (fault), track_exec chk (-20)\n",
 			"  VI_2: eth0 vrid 52, VRRPv3, priority 100, advert 100ms, no preempt\n    VIPs on tun: 10.0.0.102/32\n    unicast to 10.0.0.3\n",
 		}, nil},
+		{"the VRRP plan of a NAT pair with connection sync", []string{"check", "../../examples/nat-pair-sync.toml"}, 0, []string{
+			"  outside: eth0 vrid 51, VRRPv3, priority 150, advert 100ms, sync group nat\n    VIPs on tun: 192.168.164.100/24\n" +
+				"    connection sync on eth2 (sync_id 51), refresh every 10s, preemption held 13s after the backup daemon starts\n",
+			"  inside: eth1 vrid 52, VRRPv3, priority 150, advert 100ms, sync group nat\n    VIPs on tun: 10.0.20.1/24\n",
+		}, nil},
 		{"a director's probe of its own virtual service", []string{"check", "-c", self}, 0,
 			[]string{self + ":8: virtual_server[0].real_server[0]: note: probed at 127.0.0.1:80: tcp 127.0.0.1:80 is virtual service \"web\" of this director",
 				self + ":18: virtual_server[1].real_server[0]: warning: not probed, reported down: tcp 203.0.113.7:443 is virtual service \"front\"", "set check.connect_address"}, nil},

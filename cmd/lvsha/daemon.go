@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -255,6 +256,7 @@ func (d *daemon) reload() (rep *ReloadReport) {
 	}
 	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers),
 		"probes_changed", len(rep.Probes), "vrrp_instances_changed", len(rep.VRRP))
+	setMaxProcs(d.log, cfg.Director.MaxProcs)
 	d.probes.Update(cfg)
 	if d.connSync != nil {
 		d.connSync.reconfigured()
@@ -558,6 +560,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: configError(*path, err)}
 	}
+	setMaxProcs(log, cfg.Director.MaxProcs)
 	// Before anything that needs them, so a daemon short of privileges
 	// says which ones rather than failing on the first socket.
 	eff, err := effectiveCaps()
@@ -626,9 +629,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 1, err: err}
 	}
 	if handle != nil {
-		d.connSync = newConnSync(log, handle, nil, d.config, d.vrrp.Status)
+		d.connSync = newConnSync(log, handle, nil, d.config, d.vrrp)
 	} else {
-		d.connSync = newConnSync(log, nil, openErr, d.config, d.vrrp.Status)
+		d.connSync = newConnSync(log, nil, openErr, d.config, d.vrrp)
 	}
 	d.connSync.cleanup.Store(*cleanup)
 	stopMetrics, err := d.serveMetrics(cfg.Metrics.Listen, engine)
@@ -668,4 +671,21 @@ func configError(path string, err error) error {
 		return fmt.Errorf("cannot read configuration file %s: permission denied", path)
 	}
 	return fmt.Errorf("invalid configuration:\n%w", err)
+}
+
+// setMaxProcs applies director.max_procs (0: the runtime's default)
+// unless the environment's GOMAXPROCS says otherwise.
+func setMaxProcs(log *slog.Logger, n int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	was := runtime.GOMAXPROCS(0)
+	if n == 0 {
+		runtime.SetDefaultGOMAXPROCS()
+	} else {
+		runtime.GOMAXPROCS(n)
+	}
+	if now := runtime.GOMAXPROCS(0); now != was {
+		log.Debug("max_procs applied", "gomaxprocs", now, "was", was)
+	}
 }

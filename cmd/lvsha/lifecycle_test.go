@@ -61,6 +61,7 @@ func (*vrrpInst) Reconfigure(context.Context, conf.VRRPInstance) error { return 
 func (v *vrrpInst) Status() instance.Status                            { return instance.Status{Name: v.name} }
 func (*vrrpInst) Wants() vrrp.State                                    { return vrrp.Backup }
 func (*vrrpInst) OnWantsChange(func())                                 {}
+func (*vrrpInst) OnTransition(func())                                  {}
 func (*vrrpInst) Close() error                                         { return nil }
 
 func testConfig() *conf.Config {

@@ -342,6 +342,7 @@ type metricsCollector struct {
 	kernelConns                             *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
+	syncPreemptHoldUntil                    *prometheus.Desc
 	clusterAlive, clusterDrift              *prometheus.Desc
 	clusterSplitBrain, clusterSplitBrains   *prometheus.Desc
 
@@ -460,23 +461,24 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		syncTime:     d("kernel_last_sync_timestamp_seconds", "When the daemon last synced the kernel's IPVS table.", nil),
 		syncErrors:   d("kernel_sync_errors_total", "Syncs of the IPVS table the kernel refused, in whole or part.", nil),
 
-		vrrpState:          d("vrrp_state", "The instance's state, numbered as keepalived's: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", vrrpLabels),
-		vrrpPrio:           d("vrrp_priority", "The priority the instance advertises now (tracking applied).", vrrpLabels),
-		vrrpBasePrio:       d("vrrp_base_priority", "The configured priority.", vrrpLabels),
-		vrrpTransitions:    d("vrrp_transitions_total", "State changes of the instance.", vrrpLabels),
-		vrrpSent:           d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
-		vrrpReceived:       d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
-		vrrpInvalid:        d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
-		kernelConns:        d("kernel_connections", "Connections in the kernel's IPVS table: active and inactive over every real server, those a backup's sync daemon learnt included.", nil),
-		syncDaemonRunning:  d("ipvs_sync_daemon_running", "1 while the kernel runs the IPVS connection sync daemon of this state (master, backup), as last read; present while lvsha drives them (lvs_sync).", nil, "state"),
-		syncDaemonInfo:     d("ipvs_sync_daemon_info", "Always 1, one per running IPVS sync daemon; the labels are its state, interface and sync id.", nil, "state", "interface", "sync_id"),
-		syncDaemonOK:       d("ipvs_sync_daemon_last_apply_successful", "1 when the kernel runs the sync daemon the VRRP election wants (the last attempt succeeded).", nil),
-		syncDaemonErrors:   d("ipvs_sync_daemon_errors_total", "Attempts to start or stop the IPVS sync daemons that failed.", nil),
-		clusterAlive:       d("cluster_directors_alive", "Directors of the cluster alive as this one sees them, itself included; present with [cluster].", nil),
-		clusterDrift:       d("cluster_director_drift", "1 for each live director whose configuration differs from this one's (lvsha status --cluster names what differs).", nil, "director"),
-		clusterSplitBrain:  d("cluster_split_brain", "1 for each VRRP instance that more than one live director is master of now.", nil, "vrrp_instance"),
-		clusterSplitBrains: d("cluster_split_brains_total", "Split brains that started since the daemon started.", nil),
-		vrrpLinkDropped:    d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
+		vrrpState:            d("vrrp_state", "The instance's state, numbered as keepalived's: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", vrrpLabels),
+		vrrpPrio:             d("vrrp_priority", "The priority the instance advertises now (tracking applied).", vrrpLabels),
+		vrrpBasePrio:         d("vrrp_base_priority", "The configured priority.", vrrpLabels),
+		vrrpTransitions:      d("vrrp_transitions_total", "State changes of the instance.", vrrpLabels),
+		vrrpSent:             d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
+		vrrpReceived:         d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
+		vrrpInvalid:          d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
+		kernelConns:          d("kernel_connections", "Connections in the kernel's IPVS table: active and inactive over every real server, those a backup's sync daemon learnt included.", nil),
+		syncDaemonRunning:    d("ipvs_sync_daemon_running", "1 while the kernel runs the IPVS connection sync daemon of this state (master, backup), as last read; present while lvsha drives them (lvs_sync).", nil, "state"),
+		syncDaemonInfo:       d("ipvs_sync_daemon_info", "Always 1, one per running IPVS sync daemon; the labels are its state, interface and sync id.", nil, "state", "interface", "sync_id"),
+		syncDaemonOK:         d("ipvs_sync_daemon_last_apply_successful", "1 when the kernel runs the sync daemon the VRRP election wants (the last attempt succeeded).", nil),
+		syncDaemonErrors:     d("ipvs_sync_daemon_errors_total", "Attempts to start or stop the IPVS sync daemons that failed.", nil),
+		syncPreemptHoldUntil: d("ipvs_sync_preempt_hold_until_timestamp_seconds", "Until when (Unix time) the lvs_sync instance does not preempt a lower-priority master while its backup sync daemon learns the connections (preempt_hold); 0 when none was held.", nil),
+		clusterAlive:         d("cluster_directors_alive", "Directors of the cluster alive as this one sees them, itself included; present with [cluster].", nil),
+		clusterDrift:         d("cluster_director_drift", "1 for each live director whose configuration differs from this one's (lvsha status --cluster names what differs).", nil, "director"),
+		clusterSplitBrain:    d("cluster_split_brain", "1 for each VRRP instance that more than one live director is master of now.", nil, "vrrp_instance"),
+		clusterSplitBrains:   d("cluster_split_brains_total", "Split brains that started since the daemon started.", nil),
+		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
@@ -536,7 +538,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
-		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors,
+		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
 		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains} {
 		ch <- d
 	}
@@ -705,6 +707,7 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		}
 		gauge(c.syncDaemonOK, b2f(cs.Error == ""))
 		counter(c.syncDaemonErrors, float64(cs.Errors))
+		gauge(c.syncPreemptHoldUntil, unixSeconds(cs.PreemptHoldUntil))
 	}
 	if cl := r.Cluster; cl != nil {
 		alive := 0

@@ -51,6 +51,16 @@ func writeVRRPPlan(w io.Writer, cfg *conf.Config) error {
 		if t := trackPlan(vi); t != "" {
 			fmt.Fprintf(&b, "    tracks %s\n", t)
 		}
+		if ls := vi.LVSSync; ls != nil {
+			fmt.Fprintf(&b, "    connection sync on %s (sync_id %d)", ls.Interface, ls.SyncID)
+			if ls.RefreshPeriod > 0 {
+				fmt.Fprintf(&b, ", refresh every %v", ls.RefreshPeriod)
+			}
+			if ls.PreemptHold > 0 {
+				fmt.Fprintf(&b, ", preemption held %v after the backup daemon starts", ls.PreemptHold)
+			}
+			b.WriteString("\n")
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

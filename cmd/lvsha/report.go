@@ -495,6 +495,17 @@ func writeConnSync(w io.Writer, r *Report, now time.Time) {
 	if cs.Error != "" {
 		fmt.Fprintf(w, "CONNECTION SYNC ERROR (%d failed attempts): %s\n", cs.Errors, cs.Error)
 	}
+	if cs.RefreshPeriod != "" {
+		fmt.Fprintf(w, "  a master announces every connection again every %s (refresh_period)\n", cs.RefreshPeriod)
+	}
+	switch h := cs.PreemptHoldUntil; {
+	case h.IsZero():
+	case now.Before(h):
+		fmt.Fprintf(w, "  PREEMPTION HELD for %s more: the backup daemon, started %s ago, learns the master's connections (preempt_hold)\n",
+			ago(h, now), ago(now, cs.BackupSince))
+	default:
+		fmt.Fprintf(w, "  preemption hold ended %s ago (the backup daemon started %s ago)\n", ago(now, h), ago(now, cs.BackupSince))
+	}
 	if cs.ReadAt.IsZero() {
 		return
 	}

@@ -23,16 +23,13 @@ import (
 // two calls never race (a stop and a start of the same state would
 // otherwise interleave across two transitions).
 
-// syncPoll is how often connSync reads the instance's state. An instance
-// tells nobody of its transitions but its notify hooks, and a read of
-// the group's status is cheap; 100 ms is small beside a failover's
-// Master_Down_Interval, and a new master already forwards with the
-// connections its backup daemon had learnt before this switches it.
-const syncPoll = 100 * time.Millisecond
-
 // syncRetry is how soon an apply the kernel refused is tried again,
 // unless the election or the configuration changes first.
 const syncRetry = time.Second
+
+// holdSendBound bounds handing a preemption hold to the instance, whose
+// event queue may be full for a moment.
+const holdSendBound = time.Second
 
 // syncStopBound bounds leaving the daemons at exit: stopping a kernel
 // sync thread waits for it to end.
@@ -96,6 +93,15 @@ type SyncReport struct {
 	// last attempt; Errors counts the failed attempts.
 	Error  string `json:"error,omitempty"`
 	Errors uint64 `json:"errors"`
+	// RefreshPeriod is lvs_sync refresh_period ("10s"), set in the
+	// kernel: the master announces every connection again this often.
+	RefreshPeriod string `json:"refresh_period,omitempty"`
+	// BackupSince is when the backup daemon last started (or was
+	// adopted); PreemptHoldUntil is when the instance may preempt a
+	// lower-priority master again: preempt_hold after BackupSince. Zero
+	// when no hold was set.
+	BackupSince      time.Time `json:"backup_since,omitzero"`
+	PreemptHoldUntil time.Time `json:"preempt_hold_until,omitzero"`
 }
 
 // SyncDaemonReport is one running sync daemon, as the kernel reads it
@@ -114,16 +120,31 @@ func (s SyncDaemonReport) String() string {
 	return fmt.Sprintf("%s on %s (sync_id %d, max_len %d, group %s port %d ttl %d)", s.State, s.Interface, s.SyncID, s.MaxLen, s.Group, s.Port, s.TTL)
 }
 
+// election is the VRRP instances as connSync follows them
+// (*group.Group).
+type election interface {
+	Status() []instance.Status
+	// Transitions has a value after any instance changed state, which
+	// Status then shows; one value may stand for several.
+	Transitions() <-chan struct{}
+	// HoldPreempt keeps the named instance from preempting a
+	// lower-priority master until until.
+	HoldPreempt(ctx context.Context, name string, until time.Time) error
+}
+
 // connSync drives the sync daemons of one director.
 type connSync struct {
 	log *slog.Logger
 	// k is the kernel's daemons; nil without IPVS, noK saying why.
 	k   ipvs.Daemons
 	noK error
-	// config and states read the daemon's configuration and its
-	// instances' states.
+	// config reads the daemon's configuration; el is its instances.
 	config func() *conf.Config
-	states func() []instance.Status
+	el     election
+	// tune sets the kernel's sync refresh period (SyncSysctls.SetRefresh)
+	// and says whether it changed it; now is the clock.
+	tune func(period time.Duration) (bool, error)
+	now  func() time.Time
 	// cleanup is set when the daemon exits with --cleanup: the daemons
 	// stop with the table.
 	cleanup atomic.Bool
@@ -137,13 +158,19 @@ type connSync struct {
 	lastTry  time.Time
 	lastErr  error
 	resyncAt time.Time
+	exiting  bool
+	// backupSince and holdUntil are the report's BackupSince and
+	// PreemptHoldUntil, heldInstance the instance held.
+	backupSince, holdUntil time.Time
+	heldInstance           string
 
 	mu  sync.Mutex
 	rep *SyncReport // nil while lvsha has never driven the daemons
 }
 
-func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, states func() []instance.Status) *connSync {
-	return &connSync{log: log, k: k, noK: noK, config: config, states: states, kick: make(chan struct{}, 1)}
+func newConnSync(log *slog.Logger, k ipvs.Daemons, noK error, config func() *conf.Config, el election) *connSync {
+	return &connSync{log: log, k: k, noK: noK, config: config, el: el, kick: make(chan struct{}, 1),
+		tune: ipvs.SyncSysctls{Dir: ipvs.DefaultSysctlDir}.SetRefresh, now: time.Now}
 }
 
 // reconfigured tells run that a reload took a new configuration, which
@@ -155,38 +182,52 @@ func (c *connSync) reconfigured() {
 	}
 }
 
-// active says whether run must poll the election: lvs_sync configured,
-// daemons lvsha started, or an apply to retry. Owned by run's goroutine.
-func (c *connSync) active() bool {
-	return hasLVSSync(c.config()) || c.tried.managed || c.failed
+// nextWake is when run must step without news from the election or a
+// reload: to retry a refused apply, and while lvsha drives the daemons
+// every resync interval; ok is false when nothing is due. Owned by run's
+// goroutine.
+//
+// The transitions drive the daemons; the resync is not there to catch a
+// missed one (Transitions keeps a value until it is taken, so none is
+// lost). It puts back a daemon stopped or changed by hand (ipvsadm
+// --stop-daemon is no transition) and re-reads the kernel's daemons for
+// status, at the cost of one wakeup per resync interval (10 s by
+// default), as the table's own resync does.
+func (c *connSync) nextWake() (at time.Time, ok bool) {
+	if c.failed {
+		at, ok = c.lastTry.Add(syncRetry), true
+	}
+	if c.tried.managed && (!ok || c.resyncAt.Before(at)) {
+		at, ok = c.resyncAt, true
+	}
+	return at, ok
 }
 
 // run drives the daemons until ctx is done, then leaves them as exit
 // says. The caller cancels ctx once VRRP has handed over, not at the
 // signal: the master daemon must run through the handover.
 //
-// A director with nothing to drive does not poll: ten wakeups a second
-// cost an idle director of one VRRP instance 60 context switches a
-// second, more than its adverts. It waits for a reload instead.
+// It steps when the election reports a transition, at a reload, and at
+// nextWake: it does not poll. Polling the instances' states every 100 ms
+// cost an idle director of one VRRP instance about 60 context switches a
+// second, and still left up to 100 ms between a takeover and the master
+// daemon.
 func (c *connSync) run(ctx context.Context) {
-	tick := time.NewTicker(syncPoll)
-	defer tick.Stop()
-	polling := true
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	for {
 		c.step(time.Now())
-		if active := c.active(); active != polling {
-			if active {
-				tick.Reset(syncPoll)
-			} else {
-				tick.Stop()
-			}
-			polling = active
+		if at, ok := c.nextWake(); ok {
+			wake.Reset(time.Until(at))
+		} else {
+			wake.Stop()
 		}
 		select {
 		case <-ctx.Done():
 			c.exit()
 			return
-		case <-tick.C:
+		case <-wake.C:
+		case <-c.el.Transitions():
 		case <-c.kick:
 		}
 	}
@@ -199,10 +240,22 @@ func (c *connSync) step(now time.Time) {
 	cfg := c.config()
 	if !hasLVSSync(cfg) && !c.tried.managed && !c.failed {
 		// Not even the instances' states are read: a director of many
-		// instances and no lvs_sync pays nothing at each poll.
+		// instances and no lvs_sync pays nothing at their transitions.
 		return
 	}
-	w := wantSync(cfg, c.states())
+	w := wantSync(cfg, c.el.Status())
+	if w.managed && w.instance == c.heldInstance && now.Before(c.holdUntil) {
+		// A reload that rebuilds the instance starts it without the
+		// hold, while the backup daemon, which the rebuild leaves
+		// running, is still learning: its first transition brings it
+		// back here. Resending to the same instance changes nothing.
+		ctx, cancel := context.WithTimeout(context.Background(), holdSendBound)
+		err := c.el.HoldPreempt(ctx, w.instance, c.holdUntil)
+		cancel()
+		if err != nil {
+			c.log.Debug("hold preemption again", "op", "conn_sync", "vrrp_instance", w.instance, "error", err)
+		}
+	}
 	switch {
 	case !w.managed && !c.tried.managed && !c.failed:
 		return // lvsha does not drive the daemons
@@ -227,6 +280,7 @@ func (c *connSync) exit() {
 		return
 	}
 	w := c.tried
+	c.exiting = true
 	if c.cleanup.Load() {
 		w.state = ipvs.DaemonNone
 	} else {
@@ -240,13 +294,33 @@ func (c *connSync) exit() {
 // apply makes the kernel's daemons what w wants and reads them back for
 // status. Errors are logged when they change, as the table's are.
 func (c *connSync) apply(now time.Time, w syncWant) error {
+	retry := c.failed && c.tried == w
 	c.tried, c.lastTry = w, now
+	// A backup daemon starting now has missed the connections the
+	// master made before; it hears each again within a refresh period.
+	// The hold goes to the instance before the kernel is touched (at
+	// start the instance's Master_Down_Timer already runs), and again
+	// from when the daemon runs. Retries of a refused start send no
+	// more: a daemon that never starts holds preemption once, not
+	// forever. Without IPVS no daemon will ever learn anything: no hold.
+	holding := c.k != nil && w.managed && w.state == ipvs.DaemonBackup && w.cfg.PreemptHold > 0 && !c.exiting && c.applied != w
+	if holding && !retry {
+		c.holdPreempt(w, now)
+	}
 	var err error
 	switch {
 	case c.k == nil:
 		err = fmt.Errorf("the IPVS connection sync daemon cannot run: %w", c.noK)
 	case w.managed:
-		err = ipvs.ApplySync(c.k, w.cfg, w.state)
+		if w.cfg.RefreshPeriod > 0 {
+			if changed, terr := c.tune(w.cfg.RefreshPeriod); terr != nil {
+				err = terr
+			} else if changed {
+				c.log.Info("IPVS sync refresh period set: the master announces every connection again this often", "op", "conn_sync",
+					"refresh_period", w.cfg.RefreshPeriod.String())
+			}
+		}
+		err = errors.Join(err, ipvs.ApplySync(c.k, w.cfg, w.state))
 	default:
 		// lvs_sync removed by a reload: stop what lvsha started.
 		err = ipvs.ApplySync(c.k, c.applied.cfg, ipvs.DaemonNone)
@@ -273,9 +347,13 @@ func (c *connSync) apply(now time.Time, w syncWant) error {
 	c.failed, c.lastErr = err != nil, err
 	if err == nil {
 		c.applied = w
+		if holding {
+			c.holdPreempt(w, c.now())
+		}
 	}
 
-	rep := &SyncReport{VRRPInstance: w.instance, Want: stateWord(w)}
+	rep := &SyncReport{VRRPInstance: w.instance, Want: stateWord(w), RefreshPeriod: refreshWord(w.cfg.RefreshPeriod),
+		BackupSince: c.backupSince, PreemptHoldUntil: c.holdUntil}
 	if rerr == nil && c.k != nil {
 		rep.ReadAt = now
 		for _, d := range running {
@@ -296,6 +374,31 @@ func (c *connSync) apply(now time.Time, w syncWant) error {
 	c.rep = rep
 	c.mu.Unlock()
 	return err
+}
+
+// holdPreempt keeps w's instance from preempting a lower-priority master
+// for w's preempt_hold from since, when its backup daemon starts.
+func (c *connSync) holdPreempt(w syncWant, since time.Time) {
+	until := since.Add(w.cfg.PreemptHold)
+	ctx, cancel := context.WithTimeout(context.Background(), holdSendBound)
+	defer cancel()
+	if err := c.el.HoldPreempt(ctx, w.instance, until); err != nil {
+		c.log.Warn("cannot hold preemption: a failback may reset the connections made through the other director", "op", "conn_sync",
+			"vrrp_instance", w.instance, "error", err)
+		return
+	}
+	c.backupSince, c.holdUntil, c.heldInstance = since, until, w.instance
+	c.log.Info("preemption held while the backup sync daemon learns the master's connections", "op", "conn_sync",
+		"vrrp_instance", w.instance, "until", until.Format(time.RFC3339Nano), "preempt_hold", w.cfg.PreemptHold.String(),
+		"refresh_period", w.cfg.RefreshPeriod.String())
+}
+
+// refreshWord is a refresh period for status, "" for none.
+func refreshWord(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // stateWord is the daemon w wants, in ipvsadm's words.

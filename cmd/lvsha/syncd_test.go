@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -45,15 +46,46 @@ type syncRig struct {
 	states map[string]string
 	now    time.Time
 	reads  int // of the instances' states
+	// holds are the preemption holds sent; tuned the refresh periods
+	// set in the kernel, tuneErr what setting one returns.
+	holds   []string
+	tuned   []time.Duration
+	tuneErr error
 }
 
 func newSyncRig(cfg *conf.Config) *syncRig {
 	r := &syncRig{k: &ipvstest.Kernel{}, cfg: cfg, states: map[string]string{"vi": "INIT", "vj": "INIT"}, now: time.Unix(1e9, 0)}
 	r.k.SetInterface("eth1", 1500)
 	r.k.SetInterface("eth2", 1500)
-	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, r.status)
+	r.c = newConnSync(slog.New(slog.DiscardHandler), r.k, nil, func() *conf.Config { return r.cfg }, fakeElection{status: r.status, holds: &r.holds})
+	r.c.now = func() time.Time { return r.now }
+	r.c.tune = func(p time.Duration) (bool, error) {
+		r.tuned = append(r.tuned, p)
+		return true, r.tuneErr
+	}
 	return r
 }
+
+// fakeElection is the instances' states from status; the test sends
+// their transitions on ch. holds records HoldPreempt's calls, as
+// "name until".
+type fakeElection struct {
+	status func() []instance.Status
+	ch     chan struct{}
+	holds  *[]string
+}
+
+func (f fakeElection) Status() []instance.Status    { return f.status() }
+func (f fakeElection) Transitions() <-chan struct{} { return f.ch }
+func (f fakeElection) HoldPreempt(_ context.Context, name string, until time.Time) error {
+	if f.holds != nil {
+		*f.holds = append(*f.holds, fmt.Sprintf("%s %s", name, until.UTC().Format("15:04:05.0")))
+	}
+	return nil
+}
+
+// stepGap is the time between two steps of a syncRig.
+const stepGap = 100 * time.Millisecond
 
 func (r *syncRig) status() []instance.Status {
 	r.reads++
@@ -64,9 +96,9 @@ func (r *syncRig) status() []instance.Status {
 	return out
 }
 
-// step runs one poll, syncPoll after the last.
+// step runs one step, stepGap after the last.
 func (r *syncRig) step() {
-	r.now = r.now.Add(syncPoll)
+	r.now = r.now.Add(stepGap)
 	r.c.step(r.now)
 }
 
@@ -287,7 +319,7 @@ func TestConnSyncErrors(t *testing.T) {
 		t.Errorf("retried at once: %s", got)
 	}
 	refuse = false
-	for range syncRetry / syncPoll {
+	for range syncRetry / stepGap {
 		r.step()
 	}
 	if got := daemonsRunning(t, r.k); got != "backup:eth1/50" {
@@ -298,10 +330,17 @@ func TestConnSyncErrors(t *testing.T) {
 	}
 
 	none := newConnSync(slog.New(slog.DiscardHandler), nil, fmt.Errorf("%w: no such file", ipvs.ErrUnavailable),
-		func() *conf.Config { return syncConfig("vi", 50) }, func() []instance.Status { return nil })
+		func() *conf.Config { return syncConfig("vi", 50) }, fakeElection{status: func() []instance.Status { return nil }})
 	none.step(time.Now())
 	if rep := none.report(); rep == nil || !strings.Contains(rep.Error, "IPVS is not available") || !strings.Contains(rep.Error, "sync daemon") {
 		t.Errorf("without IPVS: report %+v, want what is missing", rep)
+	}
+	var holds []string
+	noneHold := newConnSync(slog.New(slog.DiscardHandler), nil, fmt.Errorf("%w: no such file", ipvs.ErrUnavailable),
+		func() *conf.Config { return holdConfig(13 * time.Second) }, fakeElection{status: func() []instance.Status { return nil }, holds: &holds})
+	noneHold.step(time.Now())
+	if len(holds) != 0 {
+		t.Errorf("without IPVS preemption was held: %q", holds)
 	}
 	none.exit() // never panics without a kernel
 }
@@ -317,7 +356,7 @@ func TestDaemonRunsConnSync(t *testing.T) {
 		k := &ipvstest.Kernel{}
 		k.SetInterface("eth1", 1500)
 		d := newDaemon(log, "lvsha.toml", cfg, ipvs.NewReconciler(k, log), failingProber{err: errors.New("stop")})
-		d.connSync = newConnSync(log, k, nil, d.config, func() []instance.Status { return nil })
+		d.connSync = newConnSync(log, k, nil, d.config, fakeElection{status: func() []instance.Status { return nil }})
 		d.run(t.Context(), nil, func(ctx context.Context) { <-ctx.Done() })
 		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
 			t.Errorf("after run the kernel runs %q, want the backup daemon", got)
@@ -348,9 +387,9 @@ func TestStatusConnSync(t *testing.T) {
 	k.SetConns(svcs[0], dests[0], 7, 2)
 	k.SetConns(svcs[0], dests[1], 3, 0)
 	sc := syncConfig("vi", 50)
-	d.connSync = newConnSync(log, k, nil, func() *conf.Config { return sc }, func() []instance.Status {
+	d.connSync = newConnSync(log, k, nil, func() *conf.Config { return sc }, fakeElection{status: func() []instance.Status {
 		return []instance.Status{{Name: "vi", State: "MASTER"}}
-	})
+	}})
 	d.connSync.step(time.Now())
 	rep, err := d.Status()
 	if err != nil {
@@ -377,42 +416,273 @@ func TestStatusConnSync(t *testing.T) {
 	}
 }
 
-// A director without lvs_sync does not poll the election (ten wakeups a
-// second were more than an idle instance's adverts cost); a reload that
-// adds lvs_sync wakes it at once, and it drives the daemons from then on.
-func TestConnSyncIdleUntilReload(t *testing.T) {
+// connSync follows the election's transitions, not a poll: a director
+// without lvs_sync reads nothing until a reload adds it; with it, a
+// transition switches the daemons at once (no time passes in the
+// bubble), and between transitions the states are read only at the
+// slow resync, which also puts back a daemon stopped by hand.
+func TestConnSyncFollowsElection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var cfg atomic.Pointer[conf.Config]
-		cfg.Store(syncConfig("", 0))
-		var reads atomic.Int32
+		sc := syncConfig("", 0)
+		sc.Director.Resync = 10 * time.Second
+		cfg.Store(sc)
+		var reads, statusReads atomic.Int32
 		config := func() *conf.Config { reads.Add(1); return cfg.Load() }
 		k := &ipvstest.Kernel{}
 		k.SetInterface("eth1", 1500)
-		states := func() []instance.Status {
-			return []instance.Status{{Name: "vi", State: "BACKUP"}, {Name: "vj", State: "BACKUP"}}
+		var state atomic.Value
+		state.Store("BACKUP")
+		el := fakeElection{ch: make(chan struct{}, 1), status: func() []instance.Status {
+			statusReads.Add(1)
+			return []instance.Status{{Name: "vi", State: state.Load().(string)}, {Name: "vj", State: "BACKUP"}}
+		}}
+		transition := func(to string) {
+			t.Helper()
+			state.Store(to)
+			select {
+			case el.ch <- struct{}{}:
+			default:
+				t.Fatalf("transition to %s: the previous one was never taken", to)
+			}
+			synctest.Wait()
 		}
-		c := newConnSync(slog.New(slog.DiscardHandler), k, nil, config, states)
+		c := newConnSync(slog.New(slog.DiscardHandler), k, nil, config, el)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { c.run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		if n := reads.Load(); n > 4 {
+		if n := reads.Load(); n > 2 {
 			t.Errorf("an idle director read its configuration %d times in 10 s: it polls", n)
 		}
-		cfg.Store(syncConfig("vi", 50))
+		if n := statusReads.Load(); n != 0 {
+			t.Errorf("without lvs_sync the instances' states were read %d times", n)
+		}
+
+		withSync := syncConfig("vi", 50)
+		withSync.Director.Resync = 10 * time.Second
+		cfg.Store(withSync)
 		c.reconfigured()
 		synctest.Wait()
 		if got := daemonsRunning(t, k); got != "backup:eth1/50" {
-			t.Errorf("after the reload that added lvs_sync the kernel runs %q, want backup:eth1/50", got)
+			t.Fatalf("after the reload that added lvs_sync the kernel runs %q, want backup:eth1/50", got)
 		}
-		before := reads.Load()
-		time.Sleep(time.Second)
+		for i, to := range []string{"MASTER", "BACKUP", "FAULT", "MASTER", "STOPPING"} {
+			before := time.Now()
+			transition(to)
+			want := "backup:eth1/50"
+			if to == "MASTER" || to == "STOPPING" {
+				want = "master:eth1/50"
+			}
+			if got := daemonsRunning(t, k); got != want || time.Since(before) != 0 {
+				t.Errorf("transition %d to %s: the kernel runs %q after %v, want %q at once", i, to, got, time.Since(before), want)
+			}
+		}
+
+		// Quiet: between transitions, nothing but the resync reads the
+		// states.
+		time.Sleep(5 * time.Second)
 		synctest.Wait()
-		if n := reads.Load() - before; n < 5 {
-			t.Errorf("with lvs_sync, %d reads of the configuration in 1 s: it does not poll", n)
+		n0 := statusReads.Load()
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if n := statusReads.Load() - n0; n != 0 {
+			t.Errorf("%d reads of the states in 4 s without a transition: it polls", n)
 		}
-		cancel()
-		<-done
+		// A daemon stopped by hand is back at the next resync.
+		if err := k.DelDaemon(ipvs.DaemonMaster); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := daemonsRunning(t, k); got != "master:eth1/50" {
+			t.Errorf("a resync after the master daemon was stopped by hand: the kernel runs %q", got)
+		}
+		if n := statusReads.Load() - n0; n < 1 || n > 2 {
+			t.Errorf("%d reads of the states in 14 s at a resync of 10 s, want 1 or 2", n)
+		}
 	})
+}
+
+// holdConfig is syncConfig("vi", 50) with a refresh period and the
+// preempt_hold conf gives it by default.
+func holdConfig(hold time.Duration) *conf.Config {
+	cfg := syncConfig("vi", 50)
+	cfg.VRRPInstances[0].LVSSync.RefreshPeriod = 10 * time.Second
+	cfg.VRRPInstances[0].LVSSync.PreemptHold = hold
+	return cfg
+}
+
+// With refresh_period the kernel is told to announce every connection
+// again; with preempt_hold a backup daemon that starts (at start-up, or
+// a master demoted) holds the instance's preemption for preempt_hold
+// from when it runs: sent before the kernel is touched and again once
+// the daemon runs, and never while it keeps running, nor for the
+// master daemon, nor at exit. The rig's clock starts at 01:46:40.
+func TestConnSyncPreemptHold(t *testing.T) {
+	type stage struct {
+		state string
+		holds []string // sent at this stage
+	}
+	tests := []struct {
+		name   string
+		hold   time.Duration
+		stages []stage
+		// until is the report's hold at the end ("" none).
+		until string
+	}{
+		{"start as backup", 13 * time.Second, []stage{
+			{"INIT", []string{"vi 01:46:53.1", "vi 01:46:53.1"}},
+			// Each step during the hold sends it again (a rebuilt
+			// instance lost it), unchanged.
+			{"BACKUP", []string{"vi 01:46:53.1"}},
+		}, "01:46:53.1"},
+		{"master daemon: no hold", 13 * time.Second, []stage{
+			{"MASTER", nil},
+			{"STOPPING", nil},
+		}, ""},
+		{"a master demoted holds from then", 13 * time.Second, []stage{
+			{"MASTER", nil},
+			{"MASTER", nil},
+			{"BACKUP", []string{"vi 01:46:53.3", "vi 01:46:53.3"}},
+			{"FAULT", []string{"vi 01:46:53.3"}},
+		}, "01:46:53.3"},
+		{"preempt_hold 0s: refresh alone", 0, []stage{
+			{"INIT", nil},
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSyncRig(holdConfig(tt.hold))
+			for i, s := range tt.stages {
+				r.states["vi"] = s.state
+				r.holds = nil
+				r.step()
+				if !slices.Equal(r.holds, s.holds) {
+					t.Errorf("stage %d (%s): holds %q, want %q", i, s.state, r.holds, s.holds)
+				}
+			}
+			rep := r.c.report()
+			if rep == nil || rep.Error != "" || rep.RefreshPeriod != "10s" {
+				t.Fatalf("report %+v, want refresh_period 10s without error", rep)
+			}
+			got := ""
+			if !rep.PreemptHoldUntil.IsZero() {
+				got = rep.PreemptHoldUntil.UTC().Format("15:04:05.0")
+				if d := rep.PreemptHoldUntil.Sub(rep.BackupSince); d != tt.hold {
+					t.Errorf("hold of %v after the backup daemon started, want %v", d, tt.hold)
+				}
+			}
+			if got != tt.until {
+				t.Errorf("report holds until %q, want %q", got, tt.until)
+			}
+			if len(r.tuned) == 0 || r.tuned[0] != 10*time.Second {
+				t.Errorf("refresh periods set: %v, want 10s at each apply", r.tuned)
+			}
+			r.holds = nil
+			r.c.exit()
+			if len(r.holds) != 0 {
+				t.Errorf("exit held preemption: %q", r.holds)
+			}
+		})
+	}
+}
+
+// A backup daemon the kernel refuses holds preemption once, for
+// preempt_hold from the first attempt: retries do not extend it, or a
+// daemon that never starts would keep a director from ever preempting.
+// Once it starts, the hold runs from then. A refresh period the kernel
+// refuses is an error like the daemon's.
+func TestConnSyncPreemptHoldRefused(t *testing.T) {
+	r := newSyncRig(holdConfig(13 * time.Second))
+	refuse := true
+	r.k.SetFail(func(op string, _ *moby.Service, _ *moby.Destination) error {
+		if op == ipvstest.OpNewDaemon && refuse {
+			return errors.New("injected")
+		}
+		return nil
+	})
+	r.states["vi"] = "BACKUP"
+	for range 3 * syncRetry / stepGap {
+		r.step()
+	}
+	// Sent before the first attempt, then again at each step while it
+	// lasts, never extended.
+	for _, h := range r.holds {
+		if h != "vi 01:46:53.1" {
+			t.Errorf("holds while refused: %q, want each until 01:46:53.1", r.holds)
+			break
+		}
+	}
+	refuse = false
+	r.holds = nil
+	for range syncRetry / stepGap {
+		r.step()
+	}
+	// The daemon started at the retry at 01:46:43.1: held 13 s from then.
+	if n := len(r.holds); n == 0 || r.holds[n-1] != "vi 01:46:56.1" || daemonsRunning(t, r.k) != "backup:eth1/50" {
+		t.Errorf("once started: holds %q, kernel %q; want the hold from then, until 01:46:56.1", r.holds, daemonsRunning(t, r.k))
+	}
+
+	q := newSyncRig(holdConfig(13 * time.Second))
+	q.tuneErr = errors.New("set IPVS sysctl sync_refresh_period: permission denied")
+	q.step()
+	if rep := q.c.report(); rep == nil || !strings.Contains(rep.Error, "sync_refresh_period: permission denied") || rep.Errors != 1 {
+		t.Errorf("report %+v, want the refused refresh period", rep)
+	}
+}
+
+// The hold shows in `lvsha status` (text and JSON) while it lasts and
+// after, and as a metric: the Unix time until which it holds.
+func TestStatusPreemptHold(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	tests := []struct {
+		name  string
+		until time.Time
+		text  string
+	}{
+		{"held", now.Add(5 * time.Second),
+			"PREEMPTION HELD for 5s more: the backup daemon, started 8s ago, learns the master's connections (preempt_hold)"},
+		{"ended", now.Add(-2 * time.Second), "preemption hold ended 2s ago (the backup daemon started 15s ago)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &Report{ConnSync: &SyncReport{VRRPInstance: "vi", Want: "backup", RefreshPeriod: "10s",
+				BackupSince: tt.until.Add(-13 * time.Second), PreemptHoldUntil: tt.until}}
+			var text bytes.Buffer
+			writeConnSync(&text, rep, now)
+			for _, want := range []string{"a master announces every connection again every 10s (refresh_period)", tt.text} {
+				if !strings.Contains(text.String(), want) {
+					t.Errorf("status text lacks %q:\n%s", want, text.String())
+				}
+			}
+			b, _ := json.Marshal(rep.ConnSync)
+			if want := `"refresh_period":"10s","backup_since":"`; !bytes.Contains(b, []byte(want)) || !bytes.Contains(b, []byte(`"preempt_hold_until":"`)) {
+				t.Errorf("status JSON lacks the hold:\n%s", b)
+			}
+			c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, &probeStats{})
+			mfs, _ := scrape(t, metricsHandler(slog.New(slog.DiscardHandler), c, func() error { return nil }))
+			if v, ok := value(mfs, sample{name: "lvsha_ipvs_sync_preempt_hold_until_timestamp_seconds"}); !ok || v != float64(tt.until.Unix()) {
+				t.Errorf("lvsha_ipvs_sync_preempt_hold_until_timestamp_seconds = %v (%v), want %d", v, ok, tt.until.Unix())
+			}
+		})
+	}
+}
+
+// A hold outlives nothing: once it has passed, steps send no more.
+func TestConnSyncPreemptHoldPasses(t *testing.T) {
+	r := newSyncRig(holdConfig(time.Second))
+	r.states["vi"] = "BACKUP"
+	r.step()
+	for range 2 * time.Second / stepGap {
+		r.step()
+	}
+	r.holds = nil
+	r.c.resyncAt = time.Time{} // a resync step
+	r.step()
+	if len(r.holds) != 0 {
+		t.Errorf("holds after it passed: %q", r.holds)
+	}
 }

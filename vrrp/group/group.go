@@ -47,6 +47,9 @@ type Instance interface {
 	// function given to OnWantsChange is called when it changes.
 	Wants() vrrp.State
 	OnWantsChange(f func())
+	// OnTransition registers f, called after every state change once
+	// Status shows it.
+	OnTransition(f func())
 	// Close releases an instance that never ran.
 	Close() error
 }
@@ -102,6 +105,10 @@ type Group struct {
 	// coord is the goroutine gating the sync groups' members now.
 	coord     *coordinator
 	stopExecs context.CancelFunc
+
+	// transitions has a value after any instance changed state
+	// (Transitions).
+	transitions chan struct{}
 }
 
 // coordinator is one generation of the sync-group goroutine: a reload
@@ -140,7 +147,7 @@ const TunName = "lvsha-vip"
 // error returned.
 func Open(opts Options, cfg *conf.Config) (*Group, error) {
 	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, findInterface: opts.FindInterface,
-		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs}
+		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs, transitions: make(chan struct{}, 1)}
 	if g.findInterface == nil {
 		g.findInterface = func(name string) error { _, err := net.InterfaceByName(name); return err }
 	}
@@ -294,11 +301,57 @@ func (g *Group) startGroups() {
 	}()
 }
 
+// Transitions has a value after any instance changed state, read it who
+// may: one value stands for every transition since the last was taken,
+// and Status already shows them. One consumer at a time.
+// Nil for a nil Group, which never transitions.
+func (g *Group) Transitions() <-chan struct{} {
+	if g == nil {
+		return nil
+	}
+	return g.transitions
+}
+
+// HoldPreempt holds the named instance's preemption until until
+// (vrrp.HoldPreempt): as a backup it follows a lower-priority master
+// until then, but still takes over from one that dies. It returns once
+// the instance has the event queued, or with an error if no instance of
+// that name runs or ctx ends first. A reload that rebuilds the instance
+// loses the hold; the caller sends it again.
+func (g *Group) HoldPreempt(ctx context.Context, name string, until time.Time) error {
+	var inst Instance
+	g.mu.Lock()
+	for _, mb := range g.members {
+		if mb.cfg.Name == name {
+			inst = mb.inst
+		}
+	}
+	g.mu.Unlock()
+	if inst == nil {
+		return fmt.Errorf("hold preemption of vrrp_instance %s: not running", name)
+	}
+	inst.Send(ctx, vrrp.HoldPreempt{Until: until})
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hold preemption of vrrp_instance %s: %w", name, err)
+	}
+	return nil
+}
+
+// transitioned is every instance's OnTransition: it never blocks the
+// instance.
+func (g *Group) transitioned() {
+	select {
+	case g.transitions <- struct{}{}:
+	default:
+	}
+}
+
 // startMember runs mb's instance and watches its tracked links. g.mu is
 // held.
 func (g *Group) startMember(mb *member) {
 	ctx, stop := context.WithCancel(g.ctx)
 	mb.stop = stop
+	mb.inst.OnTransition(g.transitioned)
 	// Commands that start failing (init_fail) count before the first
 	// advert: the events queue up ahead of the instance's Run.
 	mb.track.execsChanged(ctx)

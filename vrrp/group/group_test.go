@@ -36,6 +36,7 @@ type fakeInst struct {
 	events  []string
 	wants   vrrp.State
 	onWants func()
+	onTrans func()
 	running bool
 	ran     bool // Run has returned
 	closed  bool
@@ -68,6 +69,8 @@ func (f *fakeInst) Send(_ context.Context, ev vrrp.Event) {
 		s = "fault"
 	case vrrp.FaultCleared:
 		s = "clear"
+	case vrrp.HoldPreempt:
+		s = "hold until " + e.Until.Format(time.RFC3339)
 	default:
 		s = fmt.Sprintf("%T", ev)
 	}
@@ -105,6 +108,24 @@ func (f *fakeInst) OnWantsChange(fn func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.onWants = fn
+}
+
+func (f *fakeInst) OnTransition(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onTrans = fn
+}
+
+// setMaster changes the state Status shows, then tells OnTransition's
+// function, as a transition would.
+func (f *fakeInst) setMaster(master bool) {
+	f.mu.Lock()
+	f.master = master
+	fn := f.onTrans
+	f.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 // setWants changes the instance's own judgement, as a step would.

@@ -161,6 +161,17 @@ type Instance struct {
 	// failed and has not run again). The machine is in fault while either
 	// is: one source's recovery must not clear the other's fault.
 	trackFault, holderFault bool
+	// stepMu serialises stepping the machine between the loop and a
+	// shared link's reader (see loop); it guards fsm and what each step
+	// touches, w, and inline, which says the reader may step adverts.
+	stepMu sync.Mutex
+	w      *wake
+	inline bool
+	// kick wakes the loop after the reader changed the machine's state.
+	kick chan struct{}
+	// clock wakes the instance at its deadlines; nil: Go timers (New's
+	// instances, whose tests run on synctest's virtual time).
+	clock *clock
 
 	mu     sync.Mutex
 	status Status
@@ -168,6 +179,9 @@ type Instance struct {
 	// onWants, if set, is told when it changes.
 	wants   vrrp.State
 	onWants func()
+	// onTransition, if set, is told of each transition once Status
+	// shows it.
+	onTransition func()
 }
 
 // Wants is the state the instance would take on its own (see
@@ -185,6 +199,16 @@ func (i *Instance) OnWantsChange(f func()) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.onWants = f
+}
+
+// OnTransition registers f, called (from the instance's goroutine, so it
+// must not block) after every state change, once Status shows the new
+// state; nil stops the calls. It lets a consumer follow the election
+// (the IPVS sync daemons) without polling Status.
+func (i *Instance) OnTransition(f func()) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.onTransition = f
 }
 
 // Open prepares cfg: its socket and its VIP holder, on resources of its
@@ -227,6 +251,7 @@ func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (
 	if err != nil {
 		return nil, errors.Join(err, conn.Close(), holder.Close())
 	}
+	i.clock = s.clock
 	return i, nil
 }
 
@@ -248,6 +273,7 @@ func New(log *slog.Logger, cfg conf.VRRPInstance, src netip.Addr, conn AdvertCon
 		reconf:  make(chan reconfig),
 		stopped: make(chan struct{}),
 		vipOps:  make(chan vipReq, 16),
+		kick:    make(chan struct{}, 1),
 		status: Status{Name: cfg.Name, Interface: cfg.Interface, RouterID: cfg.RouterID, State: vrrp.Initialize.String(),
 			BasePriority: cfg.Priority, Priority: cfg.Priority},
 	}
@@ -450,8 +476,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	defer stopBG()
 
 	hooksCtx, stopHooks := context.WithCancel(bg)
-	hooksDone := make(chan struct{})
-	go func() { defer close(hooksDone); i.hooks.Run(hooksCtx) }()
+	i.hooks.Start(hooksCtx)
 
 	holderCtx, stopHolder := context.WithCancel(bg)
 	holderc := make(chan error)
@@ -485,7 +510,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	cerr := i.conn.Close()
 	<-readDone
 	stopHooks()
-	<-hooksDone
+	i.hooks.Wait()
 	i.hooks.Finish(notify.Event{Instance: i.cfg.Name, State: "STOP", Priority: int(i.fsm.Priority())})
 	herr := i.holder.Close()
 	if err == nil && (cerr != nil || herr != nil) {
@@ -511,13 +536,25 @@ func (i *Instance) Run(ctx context.Context) error {
 // sends, and an advert read a moment later changes nothing but that one
 // advert. A backup's Master_Down_Timer fires only when adverts stop, so
 // the drain costs nothing while the master is heard.
-func (i *Instance) timerFired(rd reading) {
-	if i.fsm.State() != vrrp.Master {
+func (i *Instance) timerFired(rd reading, oneShot bool) {
+	i.stepMu.Lock()
+	master := i.fsm.State() == vrrp.Master
+	i.stepMu.Unlock()
+	if !master {
+		// Without stepMu: the drain steps what it reads through
+		// inlineAdvert, which takes it.
 		if rd.drain != nil {
 			rd.drain()
 		} else {
 			runtime.Gosched()
 		}
+	}
+	i.stepMu.Lock()
+	defer i.stepMu.Unlock()
+	// A one-shot wake may have come before the deadline it serves now:
+	// one moved later (lazily) or by an advert just drained.
+	if oneShot && !i.w.expired() {
+		return
 	}
 	adverts := rd.queue
 queued:
@@ -535,7 +572,10 @@ queued:
 // received decodes one datagram and feeds the machine the advert, at
 // the kernel's receive time; a malformed one is counted and dropped.
 func (i *Instance) received(d transport.Datagram) {
-	adv, reason := vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	adv, reason := d.Advert, vrrp.DropNone
+	if adv == nil {
+		adv, reason = vrrp.Parse(d.Payload, d.Src, d.Dst, d.HopLimit)
+	}
 	if reason != vrrp.DropNone {
 		i.drops.Inc(reason)
 		i.log.Debug("advert dropped", "src", d.Src.String(), "reason", reason.String())
@@ -556,51 +596,115 @@ type reading struct {
 
 // loop is Run's state machine loop, until the handover is done (nil) or
 // reading fails (its error).
+//
+// On a shared link that takes a handler (inlineConn), adverts do not come
+// through the loop: the link's reader steps them itself (inlineAdvert),
+// under stepMu, which the loop holds for everything else it does with
+// the machine. The loop keeps timers and events.
 func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) error {
+	i.stepMu.Lock()
 	i.step(vrrp.Start{})
-	w := newWake(i.cfg.AdvertInterval)
-	defer func() { w.stop() }()
+	i.w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
+	if ic, ok := i.conn.(inlineConn); ok && rd.drain != nil {
+		i.inline = true
+		ic.SetHandler(i.inlineAdvert)
+		defer ic.SetHandler(nil)
+	}
+	i.stepMu.Unlock()
+	defer func() {
+		i.stepMu.Lock()
+		i.inline = false
+		i.w.close()
+		i.stepMu.Unlock()
+	}()
 	stopping := false
 	var stopDeadline <-chan time.Time
 	done, failed := ctx.Done(), rd.failed
 	for {
+		i.stepMu.Lock()
+		if stopping && i.fsm.State() == vrrp.Initialize {
+			i.stepMu.Unlock()
+			return nil
+		}
+		w := i.w
 		w.set(i.fsm.NextDeadline(), i.fsm.State() == vrrp.Master)
+		timerC, tickerC, alarmC := w.timerC(), w.tickerC(), w.alarmC()
+		i.stepMu.Unlock()
 		select {
 		case <-done:
 			done = nil
 			stopping = true
-			i.step(vrrp.Shutdown{})
+			i.locked(func() { i.step(vrrp.Shutdown{}) })
 			// Bound the handover even if the machine never settles.
 			stopDeadline = time.After(3*i.cfg.AdvertInterval + time.Second)
 		case <-stopDeadline:
-			i.step(vrrp.Shutdown{})
+			i.locked(func() { i.step(vrrp.Shutdown{}) })
 		case d := <-rd.queue:
-			i.received(d)
-		case <-w.timer.C:
-			i.timerFired(rd)
-		case <-w.ticker.C:
-			i.timerFired(rd)
+			i.locked(func() { i.received(d) })
+		case <-timerC:
+			i.timerFired(rd, true)
+		case <-tickerC:
+			i.timerFired(rd, false)
+		case <-alarmC:
+			i.timerFired(rd, true)
+		case <-i.kick:
+			// The reader stepped the machine to a state the loop must see.
 		case ev := <-i.events:
-			i.event(ev)
+			i.locked(func() { i.event(ev) })
 		case err := <-holderc:
-			i.holderChanged(err)
+			i.locked(func() { i.holderChanged(err) })
 		case r := <-i.reconf:
-			interval := i.cfg.AdvertInterval
-			r.done <- i.reconfigure(r.cfg)
-			if i.cfg.AdvertInterval != interval {
-				w.stop()
-				w = newWake(i.cfg.AdvertInterval)
-			}
+			i.locked(func() {
+				interval := i.cfg.AdvertInterval
+				r.done <- i.reconfigure(r.cfg)
+				if i.cfg.AdvertInterval != interval {
+					i.w.close()
+					i.w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
+				}
+			})
 		case <-failed:
 			if !stopping {
-				i.step(vrrp.Shutdown{})
-				i.step(vrrp.Shutdown{})
+				i.locked(func() {
+					i.step(vrrp.Shutdown{})
+					i.step(vrrp.Shutdown{})
+				})
 				return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, rd.err())
 			}
 			failed = nil
 		}
-		if stopping && i.fsm.State() == vrrp.Initialize {
-			return nil
+	}
+}
+
+// locked runs f holding stepMu.
+func (i *Instance) locked(f func()) {
+	i.stepMu.Lock()
+	defer i.stepMu.Unlock()
+	f()
+}
+
+// inlineConn is a shared link's endpoint that can hand adverts to a
+// handler on its reader (*transport.Endpoint).
+type inlineConn interface {
+	SetHandler(func(transport.Datagram))
+}
+
+// inlineAdvert steps one advert on the link's reader (see loop). It
+// re-arms the wake for the machine's new deadline, and wakes the loop if
+// the advert ended a graceful stop, which the loop must see to return.
+func (i *Instance) inlineAdvert(d transport.Datagram) {
+	i.stepMu.Lock()
+	defer i.stepMu.Unlock()
+	if !i.inline {
+		return // before Start or after the loop: the machine takes none
+	}
+	was := i.fsm.State()
+	i.received(d)
+	now := i.fsm.State()
+	i.w.set(i.fsm.NextDeadline(), now == vrrp.Master)
+	if now != was {
+		select {
+		case i.kick <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -678,21 +782,29 @@ func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
 	failed := false
 	for {
 		start := time.Now()
-		runc := make(chan error, 1)
-		go func() { runc <- i.holder.Run(ctx) }()
-		settle := time.NewTimer(holderSettle)
 		var err error
-		select {
-		case err = <-runc:
-		case <-settle.C:
-			if failed && !tell(nil) {
-				<-runc
-				return
+		if !failed {
+			// Healthy: nothing to report until Run ends, so it runs here
+			// rather than on a goroutine of its own (one per instance).
+			err = i.holder.Run(ctx)
+		} else {
+			// Recovering: the recovery is reported once Run has held for
+			// holderSettle.
+			runc := make(chan error, 1)
+			go func() { runc <- i.holder.Run(ctx) }()
+			settle := time.NewTimer(holderSettle)
+			select {
+			case err = <-runc:
+			case <-settle.C:
+				if !tell(nil) {
+					<-runc
+					return
+				}
+				failed = false
+				err = <-runc
 			}
-			failed = false
-			err = <-runc
+			settle.Stop()
 		}
-		settle.Stop()
 		if ctx.Err() != nil {
 			return
 		}
@@ -723,15 +835,27 @@ func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
 // fires, while a one-shot timer is re-armed only after the instance has
 // run, by when another thread may already sleep in the poller past the
 // new deadline and must be woken to shorten its sleep, once per advert.
-// Other states use a one-shot timer.
+//
+// Other states use a one-shot timer, moved lazily: a backup's
+// Master_Down_Timer moves later with every advert, and the runtime keeps
+// a timer moved later at its old place in the heap until that old time
+// comes, waking the poller (and sysmon) then for nothing. At 100 ms
+// adverts that was a wakeup per advert besides the advert's own. So a
+// later deadline only is noted (want), and the timer, when it fires
+// before want, is re-armed for it: a wakeup per Master_Down_Interval.
+//
+// On a director's clock (Shared's), an alarm on its timerfd serves every
+// deadline instead, and the Go timer and ticker stay stopped.
 type wake struct {
 	timer   *time.Timer
 	ticker  *time.Ticker
+	alarm   *alarm
 	period  time.Duration
 	ticking bool
-	// at is the deadline the timer or the ticker's next tick serves;
-	// zero when none is armed.
-	at time.Time
+	// at is when the armed timer or the ticker's next tick fires; zero
+	// when neither is armed. want is the deadline to serve, at or after
+	// at; zero when none.
+	at, want time.Time
 }
 
 func newWake(period time.Duration) *wake {
@@ -741,24 +865,75 @@ func newWake(period time.Duration) *wake {
 	return w
 }
 
+// newClockWake is a wake on c's timerfd, or on Go timers if c is nil or
+// its timerfd cannot be had.
+func newClockWake(log *slog.Logger, c *clock, period time.Duration) *wake {
+	w := newWake(period)
+	if c == nil {
+		return w
+	}
+	a, err := c.newAlarm()
+	if err != nil {
+		log.Warn("VRRP timers fall back to Go timers", "error", err)
+		return w
+	}
+	w.alarm = a
+	return w
+}
+
+// alarmC is the alarm's channel; nil (never ready) without one. timerC
+// and tickerC are the Go timers', nil with an alarm: a select skips nil
+// channels, and each of its cases costs a lock on every wakeup.
+func (w *wake) alarmC() <-chan time.Time {
+	if w.alarm == nil {
+		return nil
+	}
+	return w.alarm.C()
+}
+
+func (w *wake) timerC() <-chan time.Time {
+	if w.alarm != nil {
+		return nil
+	}
+	return w.timer.C
+}
+
+func (w *wake) tickerC() <-chan time.Time {
+	if w.alarm != nil {
+		return nil
+	}
+	return w.ticker.C
+}
+
 // set arms the wake for deadline d (zero: none); periodic says d is a
 // master's, one interval after the previous one when in step.
 func (w *wake) set(d time.Time, periodic bool) {
+	if w.alarm != nil {
+		if !d.Equal(w.want) || w.at.IsZero() {
+			w.alarm.set(d)
+		}
+		w.at, w.want = d, d
+		return
+	}
 	switch {
 	case d.IsZero():
 		w.stop()
-	case d.Equal(w.at):
+		return
+	case d.Equal(w.want) && !w.at.IsZero():
 		// Armed already.
-	case periodic && d.Equal(w.at.Add(w.period)):
+	case periodic && d.Equal(w.want.Add(w.period)) && !w.want.IsZero():
 		// The schedule goes on. A running ticker's next tick is no
 		// earlier than d, since its ticks were each no earlier than the
 		// deadline they served; a new one's first tick, one period from
-		// now, is no earlier than d because now is past w.at.
+		// now, is no earlier than d because now is past w.want.
 		if !w.ticking {
 			w.timer.Stop()
 			w.ticker.Reset(w.period)
 			w.ticking = true
 		}
+		w.at = d
+	case !periodic && !w.ticking && !w.at.IsZero() && d.After(w.at):
+		// Later than the armed timer: expired re-arms it when it fires.
 	default:
 		// A new schedule (or none): one shot, which a master turns into
 		// ticks once it has fired. Since Go 1.23 Stop and Reset leave no
@@ -766,15 +941,44 @@ func (w *wake) set(d time.Time, periodic bool) {
 		w.ticker.Stop()
 		w.ticking = false
 		w.timer.Reset(max(time.Until(d), 0))
+		w.at = d
 	}
-	w.at = d
+	w.want = d
+}
+
+// expired is told that the timer fired and says whether the deadline it
+// serves has come; if not, it re-arms the timer for that deadline.
+func (w *wake) expired() bool {
+	w.at = time.Time{}
+	if left := time.Until(w.want); left > 0 {
+		if w.alarm != nil {
+			w.alarm.set(w.want)
+		} else {
+			w.timer.Reset(left)
+		}
+		w.at = w.want
+		return false
+	}
+	return true
 }
 
 func (w *wake) stop() {
+	if w.alarm != nil {
+		w.alarm.set(time.Time{})
+	}
 	w.timer.Stop()
 	w.ticker.Stop()
 	w.ticking = false
-	w.at = time.Time{}
+	w.at, w.want = time.Time{}, time.Time{}
+}
+
+// close stops the wake for good, releasing its alarm.
+func (w *wake) close() {
+	w.stop()
+	if w.alarm != nil {
+		w.alarm.close()
+		w.alarm = nil
+	}
 }
 
 // readQueue bounds the datagrams readLoop has read and the loop not yet
@@ -1011,7 +1215,11 @@ func (i *Instance) transition(t vrrp.Transition) {
 	if t.To == vrrp.Master {
 		i.status.Master = i.mcfg.Source.String()
 	}
+	onTransition := i.onTransition
 	i.mu.Unlock()
+	if onTransition != nil {
+		onTransition()
+	}
 	state := map[vrrp.State]string{vrrp.Master: "MASTER", vrrp.Backup: "BACKUP", vrrp.Fault: "FAULT"}[t.To]
 	if state != "" {
 		i.hooks.Notify(notify.Event{Instance: i.cfg.Name, State: state, Priority: int(i.fsm.Priority())})

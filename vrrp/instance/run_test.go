@@ -154,15 +154,62 @@ func (c *queueConn) fail(err error) {
 	close(c.failed)
 }
 
-// connKinds are the two wires an instance reads: a shared link's
-// endpoint, whose queue its loop takes adverts from, and a socket of its
-// own (transport.Conn), which a goroutine of the instance's reads. Each
+// handlerConn is a queueConn as a shared link's endpoint with a handler
+// is (transport.Endpoint.SetHandler): what the test queues on in is
+// handed to the handler on the "reader's" goroutine (a pump of the
+// test's), or queued while none is set.
+type handlerConn struct {
+	*queueConn
+	q       chan transport.Datagram
+	hmu     sync.Mutex
+	handler func(transport.Datagram)
+}
+
+func newHandlerConn() *handlerConn {
+	c := &handlerConn{queueConn: newQueueConn(), q: make(chan transport.Datagram, 16)}
+	go func() {
+		for {
+			select {
+			case d := <-c.in:
+				c.deliver(d)
+			case <-c.closed:
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *handlerConn) deliver(d transport.Datagram) {
+	c.hmu.Lock()
+	h := c.handler
+	c.hmu.Unlock()
+	if h != nil {
+		h(d)
+		return
+	}
+	c.q <- d
+}
+
+func (c *handlerConn) SetHandler(f func(transport.Datagram)) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	c.handler = f
+}
+
+func (c *handlerConn) Queue() <-chan transport.Datagram { return c.q }
+
+// connKinds are the wires an instance reads: a shared link's endpoint,
+// whose queue its loop takes adverts from; one whose reader steps the
+// adverts itself through the instance's handler; and a socket of its own
+// (transport.Conn), which a goroutine of the instance's reads. Each
 // returns the conn and the wireConn the test feeds and watches.
 var connKinds = []struct {
 	name string
 	new  func() (AdvertConn, *wireConn)
 }{
 	{"queued", func() (AdvertConn, *wireConn) { c := newQueueConn(); return c, c.wireConn }},
+	{"handler", func() (AdvertConn, *wireConn) { c := newHandlerConn(); return c, c.wireConn }},
 	{"read", func() (AdvertConn, *wireConn) { c := newWireConn(); return c, c }},
 }
 

@@ -154,7 +154,7 @@ func TestTimerAfterQueuedAdverts(t *testing.T) {
 				adverts <- late
 			}
 			before := i.Status().Transitions
-			i.timerFired(rd)
+			i.timerFired(rd, false)
 			if st := i.Status(); st.State != vrrp.Backup.String() || st.Transitions != before {
 				t.Errorf("after the stall: %s with %d transitions (was %d): the timer was taken before the advert that arrived in time",
 					st.State, st.Transitions, before)
@@ -172,11 +172,11 @@ func TestTimerAfterQueuedAdverts(t *testing.T) {
 			j.stepAt(t0, vrrp.AdvertReceived{Advert: adv, Src: master})
 			drains = 0
 			rd = reading{queue: make(chan transport.Datagram, 8), drain: func() { drains++ }}
-			j.timerFired(rd)
+			j.timerFired(rd, false)
 			if j.fsm.State() != vrrp.Master {
 				t.Fatalf("state %v with no advert since: want master", j.fsm.State())
 			}
-			j.timerFired(rd)
+			j.timerFired(rd, false)
 			if drains != 1 {
 				t.Errorf("drains: %d, want 1 (the backup's timer, not the master's tick)", drains)
 			}

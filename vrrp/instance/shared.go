@@ -21,10 +21,14 @@ type Shared struct {
 	// vips holds the VIPs of every instance: one tun device per name,
 	// and per interface one announcing socket per family.
 	vips *vip.Host
+	// clock wakes every instance at its deadlines from one timerfd.
+	clock *clock
 }
 
 // NewShared returns an empty Shared.
-func NewShared() *Shared { return &Shared{wire: transport.NewHub(), vips: vip.NewHost()} }
+func NewShared() *Shared {
+	return &Shared{wire: transport.NewHub(), vips: vip.NewHost(), clock: &clock{}}
+}
 
 // Open opens an instance of cfg as Open does, on the resources s shares.
 // It must run on a thread in the network namespace of cfg.Interface.

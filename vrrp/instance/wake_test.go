@@ -19,15 +19,19 @@ func testWake(t *testing.T) {
 	defer w.stop()
 	fired := func() time.Time {
 		t.Helper()
-		select {
-		case at := <-w.timer.C:
-			return at
-		case at := <-w.ticker.C:
-			return at
-		case <-time.After(2 * time.Second):
-			t.Fatal("no wake within 2s")
+		for {
+			select {
+			case at := <-w.timer.C:
+				if w.expired() {
+					return at
+				}
+			case at := <-w.ticker.C:
+				return at
+			case <-time.After(2 * time.Second):
+				t.Fatal("no wake within 2s")
+				return time.Time{}
+			}
 		}
-		return time.Time{}
 	}
 
 	d := time.Now().Add(period)
@@ -67,6 +71,45 @@ func testWake(t *testing.T) {
 	}
 	if at := fired(); at.Before(d) {
 		t.Fatalf("backup wake %v before its deadline", d.Sub(at))
+	}
+	// A backup's deadline moves later with every advert: the timer is not
+	// moved each time but fires at the first deadline and is re-armed
+	// once for the last, and never serves a deadline early.
+	d = time.Now().Add(period)
+	w.set(d, false)
+	for range 5 {
+		time.Sleep(period / 3)
+		d = time.Now().Add(period)
+		w.set(d, false)
+	}
+	fires := 0
+	for {
+		select {
+		case at := <-w.timer.C:
+			fires++
+			if !w.expired() {
+				continue
+			}
+			if at.Before(d) {
+				t.Fatalf("backup wake %v before its moved deadline", d.Sub(at))
+			}
+		case <-w.ticker.C:
+			t.Fatal("a backup ticked")
+		case <-time.After(2 * time.Second):
+			t.Fatal("no wake within 2s")
+		}
+		break
+	}
+	if fires != 2 {
+		t.Fatalf("timer fired %d times for a deadline moved 5 times; want 2 (the first deadline, then the last)", fires)
+	}
+	// An earlier deadline re-arms at once.
+	d = time.Now().Add(period)
+	w.set(d, false)
+	d = time.Now().Add(period / 3)
+	w.set(d, false)
+	if at := fired(); at.Before(d) || at.After(d.Add(period/3)) {
+		t.Fatalf("backup wake at %v for deadline %v", at, d)
 	}
 	// No deadline: silence.
 	w.set(time.Time{}, false)

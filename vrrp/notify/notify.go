@@ -1,8 +1,10 @@
 // Package notify runs an instance's notify hooks (keepalived's
 // notify_master, notify_backup, notify_fault, notify_stop and notify) on
 // VRRP transitions. Hooks run one at a time in transition order, each
-// bounded by a timeout, on their own goroutine: a slow or failing hook
-// delays later hooks, never the state machine.
+// bounded by a timeout, on a goroutine of their own while any are queued:
+// a slow or failing hook delays later hooks, never the state machine, and
+// an instance whose state holds costs no goroutine (a hundred instances
+// had a hundred goroutines waiting for transitions that rarely come).
 package notify
 
 import (
@@ -30,11 +32,17 @@ const queueLen = 64
 
 // Runner runs one instance's hooks.
 type Runner struct {
-	log   *slog.Logger
-	queue chan Event
-	// mu guards hooks, which a reload may replace while hooks run.
+	log *slog.Logger
+	// mu guards hooks, which a reload may replace while hooks run, and
+	// the queue and its goroutine.
 	mu    sync.Mutex
 	hooks conf.Notify
+	queue []Event
+	// ctx, from Start, bounds the hooks; running says a goroutine drains
+	// the queue, wg waits for it.
+	ctx     context.Context
+	running bool
+	wg      sync.WaitGroup
 	// Dropped counts events not run because the queue was full; Failed
 	// counts hooks that exited non-zero, timed out or could not start.
 	Dropped, Failed atomic.Uint64
@@ -46,7 +54,7 @@ type Runner struct {
 // instance already, so the Runner's lines do not name it again (a key
 // twice in one line).
 func New(log *slog.Logger, hooks conf.Notify) *Runner {
-	return &Runner{log: log, hooks: hooks, queue: make(chan Event, queueLen), exec: hook.Exec}
+	return &Runner{log: log, hooks: hooks, exec: hook.Exec}
 }
 
 // SetHooks replaces the commands (a reload); transitions queued before
@@ -57,41 +65,75 @@ func (r *Runner) SetHooks(hooks conf.Notify) {
 	r.hooks = hooks
 }
 
-// Notify queues e without ever blocking.
-func (r *Runner) Notify(e Event) {
-	select {
-	case r.queue <- e:
-	default:
-		r.Dropped.Add(1)
-		r.log.Warn("notify queue full, transition not reported to hooks", "state", e.State)
-	}
+// Start lets queued transitions run their hooks until ctx is done.
+func (r *Runner) Start(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ctx = ctx
+	r.kick()
 }
 
-// Run executes queued hooks until ctx is done.
-func (r *Runner) Run(ctx context.Context) {
+// Wait returns once no hook runs: call it after Start's ctx is done.
+func (r *Runner) Wait() { r.wg.Wait() }
+
+// Notify queues e without ever blocking.
+func (r *Runner) Notify(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) >= queueLen {
+		r.Dropped.Add(1)
+		r.log.Warn("notify queue full, transition not reported to hooks", "state", e.State)
+		return
+	}
+	r.queue = append(r.queue, e)
+	r.kick()
+}
+
+// kick starts the goroutine that drains the queue, unless it runs, the
+// queue is empty, or the Runner is not started or stopped. r.mu is held.
+func (r *Runner) kick() {
+	if r.running || len(r.queue) == 0 || r.ctx == nil || r.ctx.Err() != nil {
+		return
+	}
+	r.running = true
+	r.wg.Add(1)
+	go r.drain(r.ctx)
+}
+
+// drain runs the queued hooks in order until the queue is empty or ctx is
+// done, and leaves what remains for Finish.
+func (r *Runner) drain(ctx context.Context) {
+	defer r.wg.Done()
 	for {
-		select {
-		case <-ctx.Done():
+		r.mu.Lock()
+		if len(r.queue) == 0 || ctx.Err() != nil {
+			r.running = false
+			r.mu.Unlock()
 			return
-		case e := <-r.queue:
-			r.runAll(ctx, e)
 		}
+		e := r.queue[0]
+		r.queue = r.queue[1:]
+		if len(r.queue) == 0 {
+			r.queue = nil // the backing array goes with the last event
+		}
+		r.mu.Unlock()
+		r.runAll(ctx, e)
 	}
 }
 
 // Finish runs, synchronously, the transitions still queued and then e
-// (the instance's STOP): called once Run has returned, as the instance
-// goes away. Each hook is still bounded by its timeout.
+// (the instance's STOP): called once Start's ctx is done and Wait has
+// returned, as the instance goes away. Each hook is still bounded by its
+// timeout.
 func (r *Runner) Finish(e Event) {
-	for {
-		select {
-		case q := <-r.queue:
-			r.runAll(context.Background(), q)
-		default:
-			r.runAll(context.Background(), e)
-			return
-		}
+	r.mu.Lock()
+	q := r.queue
+	r.queue = nil
+	r.mu.Unlock()
+	for _, e := range q {
+		r.runAll(context.Background(), e)
 	}
+	r.runAll(context.Background(), e)
 }
 
 func (r *Runner) runAll(ctx context.Context, e Event) {

@@ -53,8 +53,7 @@ func TestRunInOrderWithArguments(t *testing.T) {
 		r := New(quiet(), conf.Notify{Master: []string{"m"}, Backup: []string{"b"}, Any: []string{"any", "-x"}, Timeout: time.Second})
 		r.exec = f.exec
 		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); r.Run(ctx) }()
+		r.Start(ctx)
 		r.Notify(Event{Instance: "vi1", State: "MASTER", Priority: 150})
 		r.Notify(Event{Instance: "vi1", State: "BACKUP", Priority: 100})
 		r.Notify(Event{Instance: "vi1", State: "FAULT", Priority: 0})
@@ -72,8 +71,15 @@ func TestRunInOrderWithArguments(t *testing.T) {
 		if got := f.got(); !slices.Equal(got, want) {
 			t.Errorf("hooks ran:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+		// Between transitions no goroutine waits.
+		r.mu.Lock()
+		running := r.running
+		r.mu.Unlock()
+		if running {
+			t.Error("the hooks' goroutine still runs with the queue empty")
+		}
 		cancel()
-		<-done
+		r.Wait()
 	})
 }
 
@@ -86,8 +92,7 @@ func TestHangingHookNeverBlocks(t *testing.T) {
 		r := New(quiet(), conf.Notify{Master: []string{"hang"}, Backup: []string{"b"}, Timeout: 200 * time.Millisecond})
 		r.exec = f.exec
 		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); r.Run(ctx) }()
+		r.Start(ctx)
 		r.Notify(Event{Instance: "vi", State: "MASTER", Priority: 1})
 		synctest.Wait() // the MASTER hook hangs
 		start := time.Now()
@@ -118,7 +123,7 @@ func TestHangingHookNeverBlocks(t *testing.T) {
 			t.Errorf("hooks ran %q, want the hung MASTER hook, then BACKUP's", got)
 		}
 		cancel()
-		<-done
+		r.Wait()
 	})
 }
 
@@ -143,4 +148,36 @@ func TestFinish(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("hook log:\n%s\nwant:\n%s", b, want)
 	}
+}
+
+// A transition before Start waits for it; one after the Runner stopped
+// waits for Finish.
+func TestQueuedAcrossStartAndStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeExec{}
+		r := New(quiet(), conf.Notify{Any: []string{"any"}, Timeout: time.Second})
+		r.exec = f.exec
+		r.Notify(Event{Instance: "vi", State: "BACKUP", Priority: 1})
+		synctest.Wait()
+		if got := f.got(); len(got) != 0 {
+			t.Fatalf("hooks ran before Start: %q", got)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r.Start(ctx)
+		synctest.Wait()
+		if got := f.got(); len(got) != 1 {
+			t.Fatalf("after Start hooks ran %q; want the BACKUP one", got)
+		}
+		cancel()
+		r.Wait()
+		r.Notify(Event{Instance: "vi", State: "MASTER", Priority: 1})
+		synctest.Wait()
+		if got := f.got(); len(got) != 1 {
+			t.Fatalf("a stopped Runner ran %q", got[1:])
+		}
+		r.Finish(Event{Instance: "vi", State: "STOP", Priority: 1})
+		if got := f.got(); len(got) != 3 || !strings.Contains(got[1], "MASTER") || !strings.Contains(got[2], "STOP") {
+			t.Fatalf("Finish ran %q; want MASTER's, then STOP's", got[1:])
+		}
+	})
 }

@@ -837,3 +837,45 @@ func TestSocketsReceiveNow(t *testing.T) {
 		t.Fatal("receive did not return after close")
 	}
 }
+
+// An endpoint with a handler gets its valid adverts on the reader, parsed,
+// and nothing in its queue; invalid ones and its own are still counted
+// and never reach the handler; other endpoints keep their queues; nil
+// goes back to the queue.
+func TestHubHandler(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		inline := listen(t, h, Config{VRID: 1})
+		defer inline.Close()
+		queuedEp := listen(t, h, Config{VRID: 2})
+		defer queuedEp.Close()
+		var got []Datagram
+		inline.SetHandler(func(d Datagram) { got = append(got, d) })
+		h.wires[0].in <- advert(1, peer, 'a')
+		h.wires[0].in <- ttl1(advert(1, peer, 'x'))
+		h.wires[0].in <- advert(1, self, 'o')
+		h.wires[0].in <- advert(2, peer, 'b')
+		synctest.Wait()
+		if len(got) != 1 || got[0].Advert == nil || got[0].Advert.VRID != 1 || got[0].Advert.Addrs[0] != netip.AddrFrom4([4]byte{10, 0, 0, 'a'}) {
+			t.Fatalf("handler got %+v; want the one valid advert of VRID 1, parsed", got)
+		}
+		if q := queued(inline); len(q) != 0 {
+			t.Errorf("an endpoint with a handler queued %d adverts", len(q))
+		}
+		if d := inline.Drops(); d["ttl"] != 1 {
+			t.Errorf("drops %v; want the TTL 1 advert counted", d)
+		}
+		if inline.Own.Load() != 1 {
+			t.Errorf("own adverts %d; want 1", inline.Own.Load())
+		}
+		if q := queued(queuedEp); len(q) != 1 {
+			t.Errorf("the other endpoint queued %d adverts, want its 1", len(q))
+		}
+		inline.SetHandler(nil)
+		h.wires[0].in <- advert(1, peer, 'c')
+		synctest.Wait()
+		if q := queued(inline); len(q) != 1 || len(got) != 1 {
+			t.Errorf("after SetHandler(nil): queued %d, handler calls %d; want 1 queued, no new call", len(q), len(got))
+		}
+	})
+}

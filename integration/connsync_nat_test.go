@@ -1,0 +1,206 @@
+package integration
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Issue #18 over NAT: the real servers route their replies back through
+// the director, by a second VIP on the inside network that a sync group
+// moves with the outside one (examples/nat-pair-sync.toml).
+
+const (
+	natVIP    = "10.79.0.100" // the service, outside
+	natGW     = "10.78.0.254" // the real servers' gateway, inside
+	natInside = "10.78.0."
+)
+
+// natPair builds the NAT pair: client, lb1 and lb2 on the outside LAN
+// (10.79.0.0/24: 3, 1, 2); lb1, lb2 and two real servers running echoIn
+// on the inside LAN (10.78.0.0/24: 1, 2, 4, 5), whose default route is
+// the inside VIP. Each director runs the instance "vi" (the outside VIP,
+// with the lvs_sync table lvsSync gives for its inside interface, ""
+// for none) and "inside" (the gateway) in one sync group, and the NAT
+// service; lb1 (150) is master of both, lb2 (100) backup. It returns the
+// directors, the client and each director's inside interface.
+func natPair(t *testing.T, lvsSync func(inside string) string) (ds []*director, client string, inside []string) {
+	t.Helper()
+	hosts, ifs := lan(t, 3)
+	client = hosts[2]
+	sw := newNetns(t, "sw-in")
+	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
+	join := func(ns, addr string) string {
+		veth(t, ns, addr, sw, "")
+		sh(t, "ip", "-n", sw, "link", "set", lastVeth(t, sw), "master", "br0")
+		return lastVeth(t, ns)
+	}
+	for i, prio := range []int{150, 100} {
+		ns := hosts[i]
+		in := join(ns, fmt.Sprintf("%s%d/24", natInside, i+1))
+		inside = append(inside, in)
+		inNS(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: ns, iface: ifs[i], dir: t.TempDir()}
+		d.cfg, d.sock = filepath.Join(d.dir, "lvsha.toml"), filepath.Join(d.dir, "s.sock")
+		extra := lvsSync(in) + fmt.Sprintf(`
+[[vrrp_instance]]
+name = "inside"
+interface = %q
+router_id = 51
+priority = %d
+virtual_ips = ["%s/24"]
+
+[[vrrp_sync_group]]
+name = "nat"
+instances = ["vi", "inside"]
+
+[[virtual_server]]
+name = "echo"
+address = "%s:%s"
+scheduler = "rr"
+forwarding = "nat"
+  [virtual_server.check]
+  type = "tcp"
+  interval = "500ms"
+  timeout = "400ms"
+  rise = 1
+  fall = 2
+  [[virtual_server.real_server]]
+  address = "%s4:%s"
+  [[virtual_server.real_server]]
+  address = "%s5:%s"
+`, in, prio, natGW, natVIP, connSyncPort, natInside, connSyncPort, natInside, connSyncPort)
+		d.writeConfig(t, prio, []string{natVIP + "/24"}, extra)
+		ds = append(ds, d)
+	}
+	for i := range 2 {
+		rs := newNetns(t, fmt.Sprintf("rs%d", i+1))
+		join(rs, fmt.Sprintf("%s%d/24", natInside, i+4))
+		sh(t, "ip", "-n", rs, "route", "add", "default", "via", natGW)
+		echoIn(t, rs)
+	}
+	for _, d := range ds {
+		d.start(t)
+	}
+	lb1, lb2 := ds[0], ds[1]
+	eventually(t, "lb1 master of both instances, lb2 backup", 30*time.Second, func() bool {
+		s1, s2 := lb1.states(), lb2.states()
+		return s1["vi"] == "MASTER" && s1["inside"] == "MASTER" && s2["vi"] == "BACKUP" && s2["inside"] == "BACKUP"
+	})
+	for _, d := range ds {
+		eventually(t, d.name+"'s table with both real servers up", 15*time.Second, func() bool {
+			return ipvsWeight(t, d.ns, natInside+"4:"+connSyncPort) == "1" && ipvsWeight(t, d.ns, natInside+"5:"+connSyncPort) == "1"
+		})
+	}
+	return ds, client, inside
+}
+
+// TestConnSyncFailoverNAT is TestConnSyncFailover over NAT: connSyncN
+// connections through lb1, whose replies come back through the inside
+// VIP; lb1 is SIGKILLed and both its links taken down; lb2 takes both
+// VIPs (the sync group) and, having learnt every connection with its
+// NAT mapping, carries each on: zero errors. The control, without
+// lvs_sync, has them reset.
+func TestConnSyncFailoverNAT(t *testing.T) {
+	lvshaBin(t)
+	for _, tt := range []struct {
+		name string
+		sync bool
+	}{{"sync", true}, {"control", false}} {
+		t.Run(tt.name, func(t *testing.T) { testConnSyncFailoverNAT(t, tt.sync) })
+	}
+}
+
+func testConnSyncFailoverNAT(t *testing.T, withSync bool) {
+	vs := natVIP + ":" + connSyncPort
+	ds, client, inside := natPair(t, func(in string) string {
+		if !withSync {
+			return ""
+		}
+		return fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", in)
+	})
+	lb1, lb2 := ds[0], ds[1]
+	if withSync {
+		eventually(t, "lb1 runs the master sync daemon alone, lb2 the backup", 10*time.Second, func() bool {
+			return lb1.runsDaemon("master") && lb2.runsDaemon("backup")
+		})
+	}
+	stop := make(chan struct{})
+	var after atomic.Bool
+	hs, wait := holdConns(t, client, vs, connSyncN, connSyncEvery, stop, &after)
+	stopped := false
+	finish := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wait()
+		}
+	}
+	defer finish()
+	eventually(t, "every connection exchanging through lb1", 15*time.Second, func() bool {
+		for _, h := range hs {
+			if h.ok.Load() < 5 || h.err.Load() != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if withSync {
+		eventually(t, fmt.Sprintf("lb2's ipvsadm -Lnc shows the %d connections synced from lb1", connSyncN), 20*time.Second, func() bool {
+			return len(vsClients(t, lb2.ns, vs)) >= connSyncN
+		})
+	}
+
+	killed := time.Now()
+	lb1.kill()
+	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "down")
+	sh(t, "ip", "-n", lb1.ns, "link", "set", inside[0], "down")
+	after.Store(true)
+	eventually(t, "lb2 master of both instances", 20*time.Second, func() bool {
+		s := lb2.states()
+		return s["vi"] == "MASTER" && s["inside"] == "MASTER"
+	})
+	tookOver := time.Since(killed)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		done := true
+		for _, h := range hs {
+			if h.err.Load() == nil && h.okAfter.Load() < 10 {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	finish()
+
+	var failed []string
+	resets := 0
+	for i, h := range hs {
+		if p := h.err.Load(); p != nil {
+			failed = append(failed, fmt.Sprintf("conn %d: %v", i, *p))
+			if isReset(*p) {
+				resets++
+			}
+		} else if n := h.okAfter.Load(); n < 10 {
+			failed = append(failed, fmt.Sprintf("conn %d: %d exchanges through lb2 within 30 s, want 10", i, n))
+		}
+	}
+	t.Logf("NAT: lb2 master of both %v after the kill; %d of %d connections failed, %d reset",
+		tookOver.Round(time.Millisecond), len(failed), len(hs), resets)
+	if withSync {
+		if len(failed) != 0 {
+			t.Errorf("with lvs_sync, %d of %d NAT connections failed over lb2:\n%s", len(failed), len(hs), strings.Join(failed, "\n"))
+		}
+		return
+	}
+	if resets == 0 {
+		t.Errorf("control: no NAT connection was reset without lvs_sync; the test cannot tell sync from none:\n%s", strings.Join(failed, "\n"))
+	}
+}
