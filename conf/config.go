@@ -21,7 +21,10 @@ type Config struct {
 
 	Director Director
 	// Metrics is the optional Prometheus listener (table "metrics").
-	Metrics        Metrics
+	Metrics Metrics
+	// Cluster joins this director to its peers over gossip (table
+	// "cluster"); nil when the file has none, and the director runs alone.
+	Cluster        *Cluster
 	VirtualServers []VirtualServer
 	// VRRPInstances elect the director that holds each set of VIPs
 	// (array of tables "vrrp_instance").
@@ -139,6 +142,11 @@ type VRRPInstance struct {
 	// AuthPass is VRRPv2's simple-text password, at most 8 bytes
 	// (key "auth_pass"; version 2 only; default none).
 	AuthPass string
+	// SplitBrain is what this director does when gossip shows another
+	// master for this instance: "report" (log, count, show) or "resolve"
+	// (also give up master when this director should lose; key
+	// "split_brain"; default "report"; "resolve" needs [cluster]).
+	SplitBrain string
 	// LVSSync is the kernel's IPVS connection sync daemon that follows
 	// this instance, so that a backup director already holds the
 	// connections when it takes over (table "lvs_sync": keepalived's
@@ -345,6 +353,12 @@ type VirtualServer struct {
 	// sorry server (keys "notify_quorum_up", "notify_quorum_down"):
 	// keepalived's quorum_up and quorum_down.
 	NotifyQuorumUp, NotifyQuorumDown []string
+	// HealthConsensus says whose checks drain a real server when the
+	// director is in a cluster: "local" (this director's own, as without
+	// a cluster), "any" (any live director seeing it down) or "quorum" (a
+	// majority of the live directors that check it) (key
+	// "health_consensus"; default "local"; the others need [cluster]).
+	HealthConsensus string
 	// Check is the health check applied to every real server that does not
 	// override it (table "check"). Nil means real servers are always up.
 	Check *Check

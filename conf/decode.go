@@ -331,6 +331,7 @@ type rawConfig struct {
 	vrrps    []rawVRRP
 	groups   []rawSyncGroup
 	execs    []rawTrackExec
+	cluster  *rawCluster // nil when the file has no [cluster] table
 }
 
 type rawTrackExec struct {
@@ -357,6 +358,7 @@ type rawVRRP struct {
 	trackIfaceWeights                      []rawTrackRef
 	lvsSync                                *rawLVSSync // nil when absent
 	bfd                                    rawBFD
+	splitBrain                             val[string]
 }
 
 // rawBFD is an instance's "bfd": false, true, or a table.
@@ -406,6 +408,7 @@ type rawVirtualServer struct {
 	notifyQuorumUp, notifyQuorumDown           val[[]string]
 	persistence                                val[time.Duration]
 	onePacket, sorryInhibit                    val[bool]
+	consensus                                  val[string]
 	check                                      *rawCheck
 	realServers                                []rawRealServer
 }
@@ -442,7 +445,7 @@ type rawCheck struct {
 
 func (r *reader) config(root map[string]any) rawConfig {
 	t := table{m: root}
-	r.known(t, "director", "metrics", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
+	r.known(t, "director", "metrics", "cluster", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
 		r.known(d, "name", "control_socket", "state_file", "resync_interval", "max_procs")
@@ -457,6 +460,9 @@ func (r *reader) config(root map[string]any) rawConfig {
 	if m, ok := r.subtable(t, "metrics"); ok {
 		r.known(m, "listen")
 		rc.metrics = r.str(m, "listen")
+	}
+	if ct, ok := r.subtable(t, "cluster"); ok {
+		rc.cluster = r.cluster(ct)
 	}
 	for _, vt := range r.tables(t, "virtual_server") {
 		rc.vss = append(rc.vss, r.virtualServer(vt))
@@ -485,7 +491,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
 		"vip_holder", "garp_repeat", "garp_interval", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
-		"auth_pass", "lvs_sync", "bfd")
+		"auth_pass", "lvs_sync", "bfd", "split_brain")
 	v := rawVRRP{
 		key:          t.key,
 		name:         r.str(t, "name"),
@@ -512,6 +518,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		notifyAny:    r.strs(t, "notify"),
 		timeout:      r.duration(t, "notify_timeout"),
 		auth:         r.str(t, "auth_pass"),
+		splitBrain:   r.enum(t, "split_brain", "split_brain action", splitBrainActions()),
 	}
 	for _, tt := range r.tables(t, "track_virtual_server") {
 		r.known(tt, "name", "weight")
@@ -571,7 +578,7 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 	r.known(t, "name", "address", "fwmark", "family", "protocol", "scheduler",
 		"scheduler_flags", "forwarding", "persistence", "persistence_netmask",
 		"one_packet", "on_down", "sorry_server", "sorry_weight", "sorry_inhibit", "quorum",
-		"hysteresis", "notify_quorum_up", "notify_quorum_down", "check", "real_server")
+		"hysteresis", "notify_quorum_up", "notify_quorum_down", "health_consensus", "check", "real_server")
 	vs := rawVirtualServer{
 		key:                t.key,
 		name:               r.str(t, "name"),
@@ -593,6 +600,7 @@ func (r *reader) virtualServer(t table) rawVirtualServer {
 		hysteresis:         r.integer(t, "hysteresis", 0, math.MaxInt32),
 		notifyQuorumUp:     r.strs(t, "notify_quorum_up"),
 		notifyQuorumDown:   r.strs(t, "notify_quorum_down"),
+		consensus:          r.enum(t, "health_consensus", "health_consensus", consensusModes()),
 	}
 	if ct, ok := r.subtable(t, "check"); ok {
 		vs.check = r.check(ct)

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	c.digest = sha256.Sum256(data)
+	if err := loadClusterKey(c); err != nil {
+		return nil, err
+	}
 	if c.Director.Name == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -46,6 +50,12 @@ func Unchanged(path string, c *Config) bool {
 	data, err := os.ReadFile(path)
 	if err != nil || sha256.Sum256(data) != c.digest {
 		return false
+	}
+	if cl := c.Cluster; cl != nil {
+		// The key lives in its own file: a new key is a new configuration.
+		if k, err := os.ReadFile(cl.KeyFile); err != nil || !bytes.Equal(k, cl.Key) {
+			return false
+		}
 	}
 	if c.hostnamed {
 		h, err := os.Hostname()

@@ -43,6 +43,7 @@ func defVS(name, addr string, rs ...RealServer) VirtualServer {
 		OnDown:             "weight0",
 		SorryWeight:        1,
 		Quorum:             1,
+		HealthConsensus:    "local",
 		RealServers:        rs,
 	}
 }
@@ -145,7 +146,7 @@ lower_threshold = 50
 		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{{
 			Name: "fwmark:7/inet6", FWMark: 7, Family: "inet6", Protocol: "tcp", Scheduler: "wlc",
 			Forwarding: "dr", Persistence: 300 * time.Second, PersistenceNetmask: 128, OnDown: "weight0",
-			SorryWeight: 1, Quorum: 1,
+			SorryWeight: 1, Quorum: 1, HealthConsensus: "local",
 			RealServers: []RealServer{
 				{Address: netip.AddrPortFrom(netip.MustParseAddr("2001:db8::10"), 0), Weight: 1, Forwarding: "dr", OnDown: "weight0"},
 				{Address: ap("[2001:db8::11]:443"), Weight: 0, Forwarding: "tun", OnDown: "weight0", UpperThreshold: 100, LowerThreshold: 50},
@@ -156,7 +157,7 @@ lower_threshold = 50
 		toml: "[[virtual_server]]\nfwmark = 4294967295\n",
 		want: Config{Director: defDirector(), VirtualServers: []VirtualServer{{
 			Name: "fwmark:4294967295", FWMark: 4294967295, Family: "inet", Protocol: "tcp", Scheduler: "wlc",
-			Forwarding: "nat", PersistenceNetmask: 32, OnDown: "weight0", SorryWeight: 1, Quorum: 1,
+			Forwarding: "nat", PersistenceNetmask: 32, OnDown: "weight0", SorryWeight: 1, Quorum: 1, HealthConsensus: "local",
 		}}},
 	}, {
 		// Without a port, a DR server listens on the virtual port: that is
@@ -358,7 +359,7 @@ func TestSketch(t *testing.T) {
 			Name: "web", Address: ap("192.168.164.100:80"), Family: "inet", Protocol: "tcp",
 			Scheduler: "sh", SchedulerFlags: []string{"sh-port"}, Forwarding: "nat",
 			PersistenceNetmask: 24, OnDown: "weight0", SorryServer: ap("10.0.0.9:80"),
-			SorryWeight: 1, Quorum: 1, Hysteresis: 0, Check: vsCheck,
+			SorryWeight: 1, Quorum: 1, Hysteresis: 0, HealthConsensus: "local", Check: vsCheck,
 			RealServers: []RealServer{
 				{Address: ap("192.168.164.11:80"), Weight: 1, Forwarding: "nat", OnDown: "weight0", Check: httpCheck()},
 				{Address: ap("192.168.164.10:80"), Weight: 1, Forwarding: "nat", OnDown: "weight0", Check: tcpCheck()},
@@ -381,7 +382,7 @@ func TestParseBad(t *testing.T) {
 		want string
 	}{
 		{"syntax error", vsHead + "weight = \n", `t.toml:3: syntax error: expected value but found '\n' instead`},
-		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, metrics, virtual_server, vrrp_instance, vrrp_sync_group, track_exec)`},
+		{"unknown top-level key", "colour = 1\n", `t.toml:1: colour: unknown key (want one of director, metrics, cluster, virtual_server, vrrp_instance, vrrp_sync_group, track_exec)`},
 		{"unknown metrics key", "[metrics]\nlisten_address = \":9650\"\n",
 			`t.toml:2: metrics.listen_address: unknown key (want one of listen)`},
 		{"metrics as a string", "metrics = \":9650\"\n",
@@ -568,7 +569,7 @@ func TestParseBad(t *testing.T) {
 		{"real server without address", vsHead + "[[virtual_server.real_server]]\nweight = 2\n",
 			`t.toml:3: virtual_server[0].real_server[0]: missing address (want IP:port such as "192.0.2.10:80")`},
 		{"quoted unknown key", vsHead + "\"my key\" = 1\n",
-			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, notify_quorum_up, notify_quorum_down, check, real_server)`},
+			`t.toml:3: virtual_server[0]."my key": unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, notify_quorum_up, notify_quorum_down, health_consensus, check, real_server)`},
 		{"lines stay right after multi-line strings and arrays", "[director]\nname = \"\"\"\n[[virtual_server]]\nweight = 1\n\"\"\"\n" +
 			"control_socket = '''\n'''\n" + vsHead + "real_server = [\n  # comment ]\n  { address = \"192.0.2.10:80\" },\n  { address = \"192.0.2.11:80\",\n    weigth = 1 },\n]\n",
 			"t.toml:6: director.control_socket: must be an absolute path (got \"\")\n" +
@@ -620,7 +621,7 @@ typo = true
 		{"multi.toml", 12, "virtual_server[0].real_server[0].weight", "wrong type (got float 1000, want integer)"},
 		{"multi.toml", 14, "virtual_server[0].real_server[1].address", `address family inet6 does not match the virtual server's inet (got "[2001:db8::1]:80", want an IPv4 address)`},
 		{"multi.toml", 17, "virtual_server[1].address", "duplicate virtual server 192.0.2.1:80/tcp (first defined by virtual_server[0] at line 4)"},
-		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, notify_quorum_up, notify_quorum_down, check, real_server)"},
+		{"multi.toml", 18, "virtual_server[1].typo", "unknown key (want one of name, address, fwmark, family, protocol, scheduler, scheduler_flags, forwarding, persistence, persistence_netmask, one_packet, on_down, sorry_server, sorry_weight, sorry_inhibit, quorum, hysteresis, notify_quorum_up, notify_quorum_down, health_consensus, check, real_server)"},
 	}
 	joined, ok := err.(interface{ Unwrap() []error })
 	if !ok {

@@ -22,7 +22,7 @@ type builder struct {
 }
 
 func (b *builder) config(rc rawConfig, source string) *Config {
-	c := &Config{Source: source, Director: b.director(rc.director), Metrics: b.metrics(rc.metrics)}
+	c := &Config{Source: source, Director: b.director(rc.director), Metrics: b.metrics(rc.metrics), Cluster: b.cluster(rc.cluster)}
 
 	type first struct {
 		i        int
@@ -33,6 +33,9 @@ func (b *builder) config(rc rawConfig, source string) *Config {
 	for i, rv := range rc.vss {
 		vs := b.virtualServer(rv)
 		c.VirtualServers = append(c.VirtualServers, vs)
+		if v := rv.consensus; v.valid() && v.v != "local" && c.Cluster == nil {
+			b.add(v.key, "needs a [cluster] table (got %q, want \"local\" for a director without peers)", v.v)
+		}
 
 		ident := ""
 		switch {
@@ -241,6 +244,8 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 		SorryInhibit: rv.sorryInhibit.or(false),
 		Quorum:       int(rv.quorum.or(defaultQuorum)),
 		Hysteresis:   int(rv.hysteresis.or(defaultHysteresis)),
+
+		HealthConsensus: rv.consensus.or(defaultConsensus),
 	}
 	familyBad := rv.family.set && !rv.family.ok
 	switch {

@@ -28,6 +28,9 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 			firstSync = s.key
 		}
 		inst := b.vrrpInstance(rv, vsNames, execNames)
+		if v := rv.splitBrain; v.valid() && v.v == "resolve" && c.Cluster == nil {
+			b.add(v.key, `needs a [cluster] table (got "resolve": split brain is seen through gossip; want "report" or a [cluster])`)
+		}
 		c.VRRPInstances = append(c.VRRPInstances, inst)
 		if inst.Interface != "" && inst.RouterID != 0 && len(inst.VirtualIPs) > 0 {
 			id := fmt.Sprintf("%s/%d/%s", inst.Interface, inst.RouterID, familyOf(inst.VirtualIPs[0].Addr()))
@@ -87,6 +90,7 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 			Timeout: rv.timeout.or(defaultNotifyTimeout),
 		},
 		TrackInterfaces: rv.trackIfaces.or(nil),
+		SplitBrain:      rv.splitBrain.or(defaultSplitBrain),
 	}
 	for _, req := range []struct {
 		set  bool

@@ -80,7 +80,7 @@ instances = ["vi1", "vi6"]
 	}
 	want := []VRRPInstance{
 		{Name: "vi1", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
-			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
+			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5, SplitBrain: "report",
 			VirtualIPs:            []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")},
 			TrackInterfaces:       []string{"eth1"},
 			TrackVirtualServers:   []TrackVirtualServer{{Name: "web", Weight: 20}},
@@ -89,12 +89,12 @@ instances = ["vi1", "vi6"]
 			Notify:                Notify{Master: []string{"/etc/lvsha/master.sh", "x"}, Timeout: 10 * time.Second},
 			BFD:                   &BFD{Interval: 10 * time.Millisecond, Multiplier: 5}},
 		{Name: "vi2", Interface: "eth0", RouterID: 52, Priority: 150, Version: 2, AdvertInterval: 2 * time.Second,
-			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, GARPInterval: 5 * time.Millisecond, AuthPass: "secret12",
+			Preempt: false, Accept: true, VIPHolder: "interface", GARPRepeat: 5, SplitBrain: "report", GARPInterval: 5 * time.Millisecond, AuthPass: "secret12",
 			UnicastSrc: netip.MustParseAddr("192.0.2.2"), UnicastPeers: []netip.Addr{netip.MustParseAddr("192.0.2.3")},
 			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.102/24")},
 			Notify:     Notify{Timeout: 10 * time.Second}},
 		{Name: "vi6", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
-			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5,
+			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5, SplitBrain: "report",
 			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::100/64")},
 			Notify:     Notify{Timeout: 10 * time.Second},
 			BFD:        &BFD{Interval: 20 * time.Millisecond, Multiplier: 3}},

@@ -114,7 +114,9 @@ func raiseFileLimit(t testing.TB) {
 }
 
 // lvshaScaleConfig is lvsha's config for insts at prio: VRRPv3 at 100 ms
-// adverts, one VIP each.
+// adverts, one VIP each, and BFD off: these compare VRRP with
+// keepalived's, which runs none (BFD's takeover and cost are
+// BenchmarkFailoverBFD's and BenchmarkBFDLoad's).
 func (d *scaleDirector) lvshaScaleConfig(prio int, insts []scaleInst) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\nname = %q\ncontrol_socket = %q\n", d.name, d.sock)
@@ -128,6 +130,7 @@ priority = %d
 version = 3
 advert_interval = "100ms"
 virtual_ips = [%q]
+bfd = false
 `, in.name(), d.ifaces[in.link], in.vrid, prio, in.vip())
 	}
 	return b.String()

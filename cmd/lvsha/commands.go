@@ -200,13 +200,14 @@ func fileArg(fs *flag.FlagSet, flagName string, path *string) error {
 
 // cmdStatus implements `lvsha status`.
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "lvsha status [-s SOCKET | -c FILE] [-o text|wide|json] [--stats | --rate] [VIRTUAL_SERVER...]",
+	fs := newFlagSet("status", "lvsha status [-s SOCKET | -c FILE] [-o text|wide|json] [--stats | --rate | --cluster] [VIRTUAL_SERVER...]",
 		"Show the running daemon's table: each real server's weight, health and last probe, with the kernel's\n"+
 			"connection counts (--stats: totals; --rate: per second, as ipvsadm). Names limit it to those virtual servers.\n"+
 			"Text fits 120 columns, cutting the health and probe columns; -o wide prints them whole.", stderr)
 	client := addClientFlags(fs, "text", "wide", "json")
 	stats := fs.Bool("stats", false, "show total connections, packets and bytes (ipvsadm --stats)")
 	rate := fs.Bool("rate", false, "show connections, packets and bytes per second (ipvsadm --rate)")
+	clusterView := fs.Bool("cluster", false, "show every director of the cluster side by side: VRRP states, config digest and drift, and each real server as each director sees it")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
@@ -229,6 +230,17 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := rep.only(fs.Args()); err != nil {
 		return &exitError{code: 1, err: err}
+	}
+	if *clusterView {
+		if rep.Cluster == nil {
+			return &exitError{code: 1, err: errors.New("this director runs without [cluster]: no cluster to show")}
+		}
+		if *client.out == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep.Cluster)
+		}
+		return writeClusterView(stdout, rep.Cluster)
 	}
 	if *client.out == "json" {
 		enc := json.NewEncoder(stdout)

@@ -137,6 +137,9 @@ type daemon struct {
 	// metrics serves [metrics] listen; nil serves none. Set before the
 	// loop runs; reloads move it.
 	metrics *metricsServer
+	// cluster is this director's member of the cluster; nil without
+	// [cluster] (cluster.go).
+	cluster *clusterLink
 }
 
 func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
@@ -159,7 +162,10 @@ func (d *daemon) config() *conf.Config {
 // the kernel refused.
 func (d *daemon) sync() (ipvs.Changes, error) {
 	cfg, weight := d.adjusted(d.config(), d.probes.Weight)
-	desired := d.sorry.DesiredWeighted(cfg, d.probes.Up, weight)
+	// With a cluster, health_consensus may overrule this director's own
+	// checks; without one this is d.probes.Up.
+	up := d.cluster.up(cfg, d.probes.Up)
+	desired := d.sorry.DesiredWeighted(cfg, up, weight)
 	changes, err := d.table.Apply(desired)
 	d.mu.Lock()
 	prev := d.syncErr
@@ -187,12 +193,12 @@ func (d *daemon) sync() (ipvs.Changes, error) {
 		d.syncErrors++
 	}
 	d.mu.Unlock()
-	d.hooks.observe(cfg, d.probes.Up, weight)
+	d.hooks.observe(cfg, up, weight)
 	d.saveState(d.config())
 	if d.vrrp != nil {
 		// Bounded: after shutdown no instance reads its events any more.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		d.vrrp.TrackVirtualServers(ctx, cfg, d.probes.Up)
+		d.vrrp.TrackVirtualServers(ctx, cfg, up)
 		cancel()
 	}
 	return changes, err
@@ -258,6 +264,10 @@ func (d *daemon) reload() (rep *ReloadReport) {
 	if d.connSync != nil {
 		d.connSync.reconfigured()
 	}
+	if d.cluster == nil && cfg.Cluster != nil {
+		d.log.Warn("reload: [cluster] added; the director joins the cluster when lvsha restarts", "op", "reload")
+	}
+	d.cluster.reload(cfg)
 	changes, err := d.sync()
 	rep.Applied, rep.Kernel = true, changes.Done
 	if err != nil {
@@ -364,6 +374,13 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			call.reply <- manualAnswer{row: row, err: err}
 		case <-d.probes.Updates():
 			d.sync()
+		case <-d.cluster.changed():
+			// Another director's state: drift may have changed, and so
+			// may a consensus this director applies.
+			d.cluster.observeDrift()
+			if consensusNeeded(d.config()) {
+				d.sync()
+			}
 		case <-resync.C:
 			if r, ok := d.probes.(refresher); ok {
 				r.Refresh()
@@ -411,6 +428,12 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 			d.connSync.run(sctx)
 		}
 	}()
+	// The cluster member leaves last but the control socket: the others
+	// see this director's VRRP handover through it.
+	clctx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCluster()
+	clusterDone := make(chan struct{})
+	go func() { defer close(clusterDone); d.cluster.run(clctx, d.vrrp.Status) }()
 	cctx, stopControl := context.WithCancel(ctx)
 	controlDone := make(chan struct{})
 	go func() { defer close(controlDone); serve(cctx) }()
@@ -439,6 +462,8 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 	case <-sbound.C:
 		d.log.Error("IPVS sync daemons not left in time at exit", "op", "stop")
 	}
+	stopCluster()
+	<-clusterDone // bounded: a join in flight gives up after 2 s a seed, the leave after 1 s
 	stopControl()
 	<-controlDone
 	return err
@@ -500,6 +525,7 @@ func (d *daemon) Status() (*Report, error) {
 	rep.BFD = d.bfd.Sessions()
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.ConnSync = d.connSync.report()
+	rep.Cluster = d.cluster.report(cfg, d.probes.Up)
 	for _, s := range kernel {
 		for _, dst := range s.Destinations {
 			rep.KernelConns += dst.ActiveConns + dst.InactConns
@@ -608,6 +634,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// The group runs even without instances, so that a reload can add
 	// some.
 	if d.vrrp, d.vrrpLinks, d.bfd, err = openVRRP(log, cfg); err != nil {
+		ln.Close()
+		return &exitError{code: 1, err: err}
+	}
+	version, _, _ := buildVersion()
+	if d.cluster, err = openCluster(log, cfg, version); err != nil {
 		ln.Close()
 		return &exitError{code: 1, err: err}
 	}

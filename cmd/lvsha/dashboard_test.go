@@ -32,6 +32,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1}}
 	rep.BFD = testBFDSessions()
 	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
+	rep.Cluster = clusterReport()
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)

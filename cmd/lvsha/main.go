@@ -33,7 +33,7 @@ Usage:
   lvsha drain   VS RS                  weight 0 by hand: established connections go on, no new ones
   lvsha maint   VS RS                  out of the kernel's table by hand (maintenance)
   lvsha undrain VS RS                  back to its health checks
-  lvsha status  [-s SOCKET | -c FILE] [-o text|wide|json] [--stats|--rate] [VS...]
+  lvsha status  [-s SOCKET | -c FILE] [-o text|wide|json] [--stats|--rate|--cluster] [VS...]
                                        show the live table, health and counters
   lvsha events  [-s SOCKET | -c FILE] [-f] [-o text|json]
                                        recent state changes: health, drains, quorum, reloads, VRRP

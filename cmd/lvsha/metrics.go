@@ -345,6 +345,8 @@ type metricsCollector struct {
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
 	syncPreemptHoldUntil                    *prometheus.Desc
+	clusterAlive, clusterDrift              *prometheus.Desc
+	clusterSplitBrain, clusterSplitBrains   *prometheus.Desc
 
 	vsLabels, rsLabels labelSet
 	// vs and rs are the families of one sample per virtual, real server.
@@ -474,6 +476,10 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		syncDaemonOK:         d("ipvs_sync_daemon_last_apply_successful", "1 when the kernel runs the sync daemon the VRRP election wants (the last attempt succeeded).", nil),
 		syncDaemonErrors:     d("ipvs_sync_daemon_errors_total", "Attempts to start or stop the IPVS sync daemons that failed.", nil),
 		syncPreemptHoldUntil: d("ipvs_sync_preempt_hold_until_timestamp_seconds", "Until when (Unix time) the lvs_sync instance does not preempt a lower-priority master while its backup sync daemon learns the connections (preempt_hold); 0 when none was held.", nil),
+		clusterAlive:         d("cluster_directors_alive", "Directors of the cluster alive as this one sees them, itself included; present with [cluster].", nil),
+		clusterDrift:         d("cluster_director_drift", "1 for each live director whose configuration differs from this one's (lvsha status --cluster names what differs).", nil, "director"),
+		clusterSplitBrain:    d("cluster_split_brain", "1 for each VRRP instance that more than one live director is master of now.", nil, "vrrp_instance"),
+		clusterSplitBrains:   d("cluster_split_brains_total", "Split brains that started since the daemon started.", nil),
 		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
 		vrrpBFDTakeovers:     d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
 		vrrpBFDMasterAlive:   d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
@@ -540,7 +546,8 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
 		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.bfdState, c.bfdDetection, c.bfdDowns,
-		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil} {
+		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
+		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains} {
 		ch <- d
 	}
 	for _, f := range c.vs {
@@ -709,6 +716,22 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		gauge(c.syncDaemonOK, b2f(cs.Error == ""))
 		counter(c.syncDaemonErrors, float64(cs.Errors))
 		gauge(c.syncPreemptHoldUntil, unixSeconds(cs.PreemptHoldUntil))
+	}
+	if cl := r.Cluster; cl != nil {
+		alive := 0
+		for _, d := range cl.Directors {
+			if d.Alive {
+				alive++
+			}
+			if d.Alive && d.Drift != "" {
+				gauge(c.clusterDrift, 1, d.Name)
+			}
+		}
+		gauge(c.clusterAlive, float64(alive))
+		for _, sb := range cl.SplitBrains {
+			gauge(c.clusterSplitBrain, 1, sb.Instance)
+		}
+		counter(c.clusterSplitBrains, float64(cl.SplitBrainsTotal))
 	}
 
 	for _, v := range r.VRRP {

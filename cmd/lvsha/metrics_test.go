@@ -410,6 +410,54 @@ func TestMetricsVRRP(t *testing.T) {
 	}
 }
 
+// clusterReport is three directors: lb1 (this one), lb2 drifted, lb3
+// gone (and drifted, which no longer counts); lb1 and lb2 both master of
+// vi_1.
+func clusterReport() *ClusterReport {
+	return &ClusterReport{
+		Self: "lb1",
+		Directors: []ClusterDirector{
+			{Name: "lb1", Self: true, Alive: true},
+			{Name: "lb2", Alive: true, Drift: "virtual servers web"},
+			{Name: "lb3", Alive: false, Drift: "virtual servers web"},
+		},
+		SplitBrains:      []ClusterSplitBrain{{Instance: "vi_1", VRID: 51, Masters: []string{"lb2", "lb1"}, ThisYields: true}},
+		SplitBrainsTotal: 3,
+	}
+}
+
+func TestMetricsCluster(t *testing.T) {
+	rep := vrrpReport(instance.Status{Name: "vi_1", Interface: "eth0", RouterID: 51, State: "MASTER"})
+	rep.Cluster = clusterReport()
+	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, newProbeStats())
+	mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
+	for _, r := range []struct {
+		s       sample
+		want    float64
+		present bool
+	}{
+		{sample{"lvsha_cluster_directors_alive", ""}, 2, true},
+		{sample{"lvsha_cluster_director_drift", "director=lb2"}, 1, true},
+		{sample{"lvsha_cluster_director_drift", "director=lb3"}, 0, false},
+		{sample{"lvsha_cluster_director_drift", "director=lb1"}, 0, false},
+		{sample{"lvsha_cluster_split_brain", "vrrp_instance=vi_1"}, 1, true},
+		{sample{"lvsha_cluster_split_brains_total", ""}, 3, true},
+	} {
+		if got, ok := value(mfs, r.s); ok != r.present || got != r.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v (present %v)\n%s", r.s.name, r.s.labels, got, ok, r.want, r.present, text)
+		}
+	}
+
+	// Without [cluster], no cluster series at all.
+	rep.Cluster = nil
+	mfs, _ = scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
+	for name := range mfs {
+		if strings.HasPrefix(name, "lvsha_cluster_") {
+			t.Errorf("%s present without a cluster", name)
+		}
+	}
+}
+
 // A daemon whose state cannot be read (the kernel table unreadable)
 // still answers a scrape, with what it has: the build info.
 func TestMetricsStateError(t *testing.T) {
@@ -536,6 +584,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		Dropped: map[string]uint64{"bad_ttl": 1}}}
 	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
 	rep.BFD = testBFDSessions()
+	rep.Cluster = clusterReport()
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
 	var families int
@@ -544,7 +593,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 46; families != want {
+	if want := 50; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")

@@ -60,6 +60,9 @@ type Report struct {
 	// (ipvsadm's ActConn and InActConn), connections a backup's sync
 	// daemon learnt included.
 	KernelConns int `json:"kernel_connections"`
+	// Cluster is every director of the cluster side by side; absent
+	// without [cluster].
+	Cluster *ClusterReport `json:"cluster,omitempty"`
 }
 
 // reportSchema is Report's Schema.
