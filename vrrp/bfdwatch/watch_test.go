@@ -3,6 +3,7 @@ package bfdwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -37,6 +38,7 @@ var (
 // the events each was sent.
 type fakeSource struct {
 	mu      sync.Mutex
+	reads   int // calls of Followers
 	fs      map[string]instance.Follower
 	sent    map[string][]vrrp.Event
 	changed chan struct{}
@@ -72,6 +74,7 @@ func (s *fakeSource) remove(name string) {
 
 func (s *fakeSource) Followers() []instance.Follower {
 	s.mu.Lock()
+	s.reads++
 	defer s.mu.Unlock()
 	return slices.Collect(maps.Values(s.fs))
 }
@@ -220,7 +223,9 @@ func TestSessionsFollowMasters(t *testing.T) {
 		src.set(instance.Follower{Name: "c", Interface: "eth0", Local: local, BFD: bfdOf(5*time.Millisecond, 4)}) // a master
 		src.set(instance.Follower{Name: "off", Interface: "eth1", Local: netip.MustParseAddr("10.1.0.2"), Master: other})
 		start(t, src, o)
-		synctest.Wait()
+		// The watcher reconciles followSettle after the changes began.
+		reconciled := func() { time.Sleep(followSettle); synctest.Wait() }
+		reconciled()
 		live := o.live()
 		if len(live) != 1 || live[0].iface != "eth0" {
 			t.Fatalf("ends running: %d, want one on eth0", len(live))
@@ -237,21 +242,21 @@ func TestSessionsFollowMasters(t *testing.T) {
 		// Failover elsewhere: a and b now follow other.
 		src.set(instance.Follower{Name: "a", Interface: "eth0", Local: local, Master: other, BFD: bfdOf(10*time.Millisecond, 5)})
 		src.set(instance.Follower{Name: "b", Interface: "eth0", Local: local, Master: other, BFD: bfdOf(10*time.Millisecond, 5)})
-		synctest.Wait()
+		reconciled()
 		want = map[netip.Addr]runner.Peer{other: {Addr: other, DesiredMinTx: 10 * time.Millisecond, RequiredMinRx: 10 * time.Millisecond, DetectMult: 5}}
 		if d := cmp.Diff(want, e.added(), cmpAddr); d != "" {
 			t.Errorf("sessions after the masters changed (-want +got):\n%s", d)
 		}
 		// A reload slows the master c: the answered sessions follow.
 		src.set(instance.Follower{Name: "c", Interface: "eth0", Local: local, BFD: bfdOf(20*time.Millisecond, 4)})
-		synctest.Wait()
+		reconciled()
 		if want := (runner.Peer{DesiredMinTx: 10 * time.Millisecond, RequiredMinRx: 10 * time.Millisecond, DetectMult: 4}); e.answering() != want {
 			t.Errorf("answering after the reload with %+v, want %+v", e.answering(), want)
 		}
 
 		for _, n := range []string{"a", "b", "c"} {
 			src.remove(n)
-			synctest.Wait()
+			reconciled()
 		}
 		if n := len(o.live()); n != 0 {
 			t.Errorf("%d ends running with no instance using bfd", n)
@@ -338,6 +343,37 @@ func TestOpenRetry(t *testing.T) {
 		}
 		if s := w.Sessions(); len(s) != 1 || !s[0].Watching || s[0].Peer != master.String() || !slices.Equal(s[0].Following, []string{"a"}) {
 			t.Errorf("sessions %+v", s)
+		}
+	})
+}
+
+// A takeover's burst of changes, one per instance, each waking the
+// watcher, is read once when the burst settles, not once per change:
+// reading every instance per change was quadratic in their number.
+func TestBurstReconcilesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, o := newFakeSource(), &opener{}
+		start(t, src, o)
+		synctest.Wait()
+		src.mu.Lock()
+		before := src.reads
+		src.mu.Unlock()
+		for n := range 200 {
+			src.set(instance.Follower{Name: fmt.Sprint("vi", n), Interface: "eth0", Local: local, Master: master, BFD: bfdOf(10*time.Millisecond, 5)})
+			time.Sleep(followSettle / 100)
+			synctest.Wait()
+		}
+		time.Sleep(followSettle)
+		synctest.Wait()
+		src.mu.Lock()
+		reads := src.reads - before
+		src.mu.Unlock()
+		// 200 changes over twice followSettle: two or three settles.
+		if reads < 1 || reads > 3 {
+			t.Errorf("the watcher read the followers %d times for 200 changes; want 1 to 3", reads)
+		}
+		if live := o.live(); len(live) != 1 || len(live[0].added()) != 1 {
+			t.Errorf("after the burst: %d ends; want one, with the master's session", len(live))
 		}
 	})
 }
