@@ -99,6 +99,7 @@ func blockBFD(t *testing.T, ns string) (unblock func()) {
 // plus slack, far under Master_Down_Interval, and says BFD did it.
 func TestBFDTakeover(t *testing.T) {
 	lb1, lb2 := scalePair(t, 1)
+	lb1.bfd, lb2.bfd = true, true
 	insts := scaleInstances(1, 3)
 	lb1.startScale(t, "lvsha", 150, insts)
 	lb2.startScale(t, "lvsha", 100, insts)
@@ -215,10 +216,11 @@ func TestBFDTakeover(t *testing.T) {
 // TestBFDKeepalivedPeer: keepalived (no bfd_instance) master, lvsha
 // backup with bfd at its defaults. lvsha's session never comes Up, and
 // nothing moves; when keepalived dies, lvsha takes over by VRRP's own
-// timer, BFD taking no part. (TestScaleInterop runs lvsha, bfd on by
-// default, beside keepalived both ways round.)
+// timer, BFD taking no part. (TestScaleInterop runs the same pair at 100
+// instances without BFD, like for like with keepalived.)
 func TestBFDKeepalivedPeer(t *testing.T) {
 	lb1, lb2 := scalePair(t, 1)
+	lb2.bfd = true
 	insts := scaleInstances(1, 2)
 	lb1.startScale(t, "keepalived", 150, insts)
 	lb2.startScale(t, "lvsha", 100, insts)
@@ -271,6 +273,7 @@ func BenchmarkBFDLoad(b *testing.B) {
 	window := envDuration(b, "LVSHA_BFD_HOG", 30*time.Second)
 	for _, kind := range []string{"lvsha", "keepalived"} {
 		lb1, lb2 := scalePair(b, 1)
+		lb1.bfd, lb2.bfd = true, true
 		insts := scaleInstances(1, 1)
 		prios := [2]int{150, 100}
 		if kind == "keepalived" {

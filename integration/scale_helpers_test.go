@@ -56,6 +56,9 @@ type scaleDirector struct {
 	kind   string   // of the daemon started last
 	// kaAdvert is keepalived's advert_int; "" is 0.1.
 	kaAdvert string
+	// bfd runs lvsha's instances with BFD at its defaults; off, they
+	// compare VRRP alone with keepalived's.
+	bfd bool
 }
 
 // newScaleDirector is a director named name in ns, its interfaces ifaces.
@@ -114,9 +117,9 @@ func raiseFileLimit(t testing.TB) {
 }
 
 // lvshaScaleConfig is lvsha's config for insts at prio: VRRPv3 at 100 ms
-// adverts, one VIP each, and BFD off: these compare VRRP with
-// keepalived's, which runs none (BFD's takeover and cost are
-// BenchmarkFailoverBFD's and BenchmarkBFDLoad's).
+// adverts, one VIP each, and BFD off unless d.bfd: the scale tests
+// compare VRRP with keepalived's, which runs none (BFD's takeover and
+// cost are the BFD tests' and benchmarks', which set d.bfd).
 func (d *scaleDirector) lvshaScaleConfig(prio int, insts []scaleInst) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\nname = %q\ncontrol_socket = %q\n", d.name, d.sock)
@@ -130,8 +133,8 @@ priority = %d
 version = 3
 advert_interval = "100ms"
 virtual_ips = [%q]
-bfd = false
-`, in.name(), d.ifaces[in.link], in.vrid, prio, in.vip())
+bfd = %t
+`, in.name(), d.ifaces[in.link], in.vrid, prio, in.vip(), d.bfd)
 	}
 	return b.String()
 }
