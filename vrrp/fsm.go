@@ -64,6 +64,9 @@ const (
 // ReasonBFDDown is MasterDown's: the BFD session with the master failed.
 const ReasonBFDDown Reason = "master down (BFD)"
 
+// ReasonYield is Yield's: another master of the instance keeps master.
+const ReasonYield Reason = "split brain: yielded"
+
 // Config is one instance's VRRP parameters. The zero value of every
 // optional field is the usual choice.
 type Config struct {
@@ -244,6 +247,18 @@ type (
 		Peer      netip.Addr
 		LastHeard time.Time
 	}
+	// Yield says another master of this instance, known by other means
+	// than its adverts (the cluster's gossip shows two masters: a split
+	// brain, the adverts lost between them), keeps master: To is its
+	// advert source. A master gives up master for Backup, removing its
+	// VIPs, as if it had heard To's advert, and its Master_Down_Timer
+	// waits (without it the silence that caused the split brain would
+	// make it master again) until an advert arrives: from then RFC
+	// 5798's rules apply as usual. A Yield whose To is invalid lifts the
+	// wait (the other master is gone or no longer master), restarting
+	// the Master_Down_Timer. Any other state ignores a Yield: a backup
+	// already follows a master by its adverts.
+	Yield struct{ To netip.Addr }
 )
 
 func (Start) isEvent()          {}
@@ -256,6 +271,7 @@ func (SetPriority) isEvent()    {}
 func (GroupGate) isEvent()      {}
 func (HoldPreempt) isEvent()    {}
 func (MasterDown) isEvent()     {}
+func (Yield) isEvent()          {}
 
 // Action is an output of Machine.Step for the caller to perform, in order.
 type Action interface{ isAction() }
@@ -327,6 +343,9 @@ type Machine struct {
 	// deadUntil: an advert from it before then is a MasterAlive.
 	deadPeer  netip.Addr
 	deadUntil time.Time
+	// yieldedTo is the master a Yield gave master up to, while a backup
+	// waits for adverts with no Master_Down_Timer; invalid otherwise.
+	yieldedTo netip.Addr
 }
 
 // New returns a Machine in Initialize for a validated copy of cfg.
@@ -398,6 +417,10 @@ func (m *Machine) MasterAddr() netip.Addr {
 	return m.master
 }
 
+// YieldedTo returns the master a Yield gave master up to while the
+// backup waits for an advert (Yield), invalid otherwise.
+func (m *Machine) YieldedTo() netip.Addr { return m.yieldedTo }
+
 // MasterAdverInterval returns Master_Adver_Interval as last learned.
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
 
@@ -467,8 +490,35 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		m.holdUntil = e.Until
 	case MasterDown:
 		s.masterDown(e.Peer, e.LastHeard)
+	case Yield:
+		s.yield(e.To)
 	}
 	return s.out
+}
+
+// yield gives master up to another master the caller learned of by
+// other means than adverts (Yield), or lifts that.
+func (s *step) yield(to netip.Addr) {
+	m := s.m
+	switch {
+	case !to.IsValid():
+		if m.yieldedTo.IsValid() && m.state == Backup {
+			m.yieldedTo = netip.Addr{}
+			m.deadline = s.now.Add(m.masterDownInterval())
+		}
+	case m.state == Master:
+		// The other master is the one this backup follows, though not by
+		// its adverts (masterHeard stays zero): a BFD session with it
+		// may still tell of its death sooner than gossip.
+		m.wantMaster = false
+		m.yieldedTo = to.Unmap().WithZone("")
+		m.master, m.masterHeard = m.yieldedTo, time.Time{}
+		s.toBackup(ReasonYield)
+		m.deadline = time.Time{}
+	case m.state == Backup && m.yieldedTo.IsValid():
+		m.yieldedTo = to.Unmap().WithZone("")
+		m.master = m.yieldedTo
+	}
 }
 
 // masterDown is the Master_Down_Timer's expiry brought forward by BFD
@@ -586,6 +636,7 @@ func (s *step) startup(r Reason) {
 	}
 	m.masterAdverInterval = m.cfg.AdvertInterval
 	m.master = netip.Addr{}
+	m.yieldedTo = netip.Addr{}
 	if !m.wantMaster {
 		m.deadline = s.now.Add(m.masterDownInterval())
 	}
@@ -596,6 +647,7 @@ func (s *step) becomeMaster(r Reason) {
 	m := s.m
 	m.wantMaster = false
 	m.master = netip.Addr{}
+	m.yieldedTo = netip.Addr{}
 	s.do(SendAdvert{Priority: m.prio}, AddVIPs{Accept: m.cfg.Accept})
 	m.deadline = m.firstTick(s.now)
 	s.to(Master, r)
@@ -619,6 +671,7 @@ func (s *step) shutdown() {
 	m := s.m
 	m.running = false
 	m.wantMaster = false
+	m.yieldedTo = netip.Addr{}
 	switch m.state {
 	case Backup, Fault: // RFC 5798 6.4.2 (310)
 		m.deadline = time.Time{}
@@ -636,6 +689,7 @@ func (s *step) fault() {
 	m := s.m
 	m.faulted = true
 	m.wantMaster = false
+	m.yieldedTo = netip.Addr{}
 	switch m.state {
 	case Backup:
 		m.deadline = time.Time{}
@@ -669,6 +723,13 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 	}
 	switch m.state {
 	case Backup: // RFC 5798 6.4.2 (400)
+		if m.yieldedTo.IsValid() {
+			// Adverts are heard again: the wait a Yield began ends, and
+			// the timer runs by the RFC's rules from here (an advert
+			// this backup does not follow leaves it to expire).
+			m.yieldedTo = netip.Addr{}
+			m.deadline = s.now.Add(m.masterDownInterval())
+		}
 		if a.Priority == 0 {
 			m.deadline = s.now.Add(SkewTime(m.cfg.Version, m.prio, m.masterAdverInterval))
 			return

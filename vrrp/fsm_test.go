@@ -398,6 +398,56 @@ func TestTransitions(t *testing.T) {
 			// The advert due at 4.5s goes first: no step ran the timer.
 			want:  []Action{SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 1500*time.Millisecond+mdi100)},
 			state: Backup, deadline: 1500*time.Millisecond + 2*mdi100},
+		// Yield: split_brain = "resolve" (the cluster saw another master).
+		{name: "master: Yield gives master up, with no Master_Down_Timer",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}),
+			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonYield, time.Second/2)},
+			state: Backup, deadline: noDeadline},
+		{name: "yielded backup stays backup however long adverts stay away",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Hour, TimerFired{}}),
+			want:  nil, state: Backup, deadline: noDeadline},
+		{name: "yielded backup: an advert heard again brings VRRP's rules back",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Minute, adv(200, peer)}),
+			want:  nil, state: Backup, deadline: time.Minute + mdi100},
+		{name: "yielded backup: a lower master heard again is preempted at Master_Down_Interval",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Minute, adv(50, peer)},
+				input{time.Minute + mdi100, TimerFired{}}),
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, time.Minute+mdi100)},
+			state: Master, deadline: time.Minute + mdi100 + time.Second},
+		{name: "yielded backup: a priority 0 from the other master is taken over at Skew_Time",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Minute, adv(0, peer)}),
+			want:  nil, state: Backup, deadline: time.Minute + skew100},
+		{name: "yielded backup: the lift restarts Master_Down_Timer",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Minute, Yield{}}),
+			want:  nil, state: Backup, deadline: time.Minute + mdi100},
+		{name: "yielded backup: lifted and still silent, master again",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Minute, Yield{}}, input{time.Minute + mdi100, TimerFired{}}),
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, time.Minute+mdi100)},
+			state: Master, deadline: time.Minute + mdi100 + time.Second},
+		{name: "yielded backup: MasterDown about the other master takes over at once",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Minute, MasterDown{Peer: peer}}),
+			want:  []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonBFDDown, time.Minute)},
+			state: Master, deadline: time.Minute + time.Second},
+		{name: "backup: Yield is ignored",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, Yield{To: peer}}},
+			want:  nil, state: Backup, deadline: time.Second + mdi100},
+		{name: "backup: a lift without a Yield is ignored",
+			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, Yield{}}},
+			want:  nil, state: Backup, deadline: time.Second + mdi100},
+		{name: "master: a lift without a Yield is ignored",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{}}),
+			want:  nil, state: Master, deadline: time.Second},
+		{name: "fault: Yield is ignored",
+			steps: []input{{0, Start{}}, {0, FaultDetected{}}, {time.Second, Yield{To: peer}}},
+			want:  nil, state: Fault, deadline: noDeadline},
+		{name: "yielded backup: fault and recovery start a fresh backup",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Second, FaultDetected{}}, input{2 * time.Second, FaultCleared{}}),
+			want:  []Action{tr(Fault, Backup, ReasonRecovered, 2*time.Second)},
+			state: Backup, deadline: 2*time.Second + mdi100},
+		{name: "yielded backup: shutdown",
+			steps: append(masterAt(100), input{time.Second / 2, Yield{To: peer}}, input{time.Second, Shutdown{}}),
+			want:  []Action{tr(Backup, Initialize, ReasonShutdown, time.Second)},
+			state: Initialize, deadline: noDeadline},
 		{name: "gated owner starts as waiting backup", cfg: func(c *Config) { c.Priority = 255 },
 			steps: []input{{0, GroupGate{AllowMaster: false}}, {0, Start{}}},
 			want:  []Action{tr(Initialize, Backup, ReasonStartup, 0)}, state: Backup, deadline: noDeadline, wants: Master},
@@ -575,6 +625,10 @@ func FuzzMachine(f *testing.F) {
 				ev = GroupGate{AllowMaster: b&0x10 == 0}
 			case 9:
 				ev = MasterDown{Peer: peer}
+			case 10:
+				ev = Yield{To: peer}
+			case 11:
+				ev = Yield{}
 			default:
 				if d := m.NextDeadline(); !d.IsZero() && d.After(now) {
 					now = d
@@ -646,6 +700,8 @@ func TestMasterAddr(t *testing.T) {
 		{"resigned, still the one we follow", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, adv(0, peer)}}, peer},
 		{"master", masterAt(100), netip.Addr{}},
 		{"deposed by a higher master", append(masterAt(100), input{time.Second, adv(200, peer)}), peer},
+		{"yielded to a master unheard", append(masterAt(100), input{time.Second, Yield{To: peer}}), peer},
+		{"yielded, then lifted", append(masterAt(100), input{time.Second, Yield{To: peer}}, input{2 * time.Second, Yield{}}), peer},
 		{"fault", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, FaultDetected{}}}, netip.Addr{}},
 		{"fault cleared", []input{{0, Start{}}, {time.Second, adv(200, peer)}, {2 * time.Second, FaultDetected{}}, {3 * time.Second, FaultCleared{}}}, netip.Addr{}},
 	}

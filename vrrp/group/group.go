@@ -319,6 +319,22 @@ func (g *Group) Transitions() <-chan struct{} {
 // that name runs or ctx ends first. A reload that rebuilds the instance
 // loses the hold; the caller sends it again.
 func (g *Group) HoldPreempt(ctx context.Context, name string, until time.Time) error {
+	return g.send(ctx, name, vrrp.HoldPreempt{Until: until}, "hold preemption of")
+}
+
+// Yield has the named instance give master up to the master at to,
+// which the cluster saw holding it too (vrrp.Yield: split_brain =
+// "resolve"), and wait as backup until it hears adverts again; an
+// invalid to lifts the wait. It returns once the instance has the event
+// queued, or with an error if no instance of that name runs or ctx ends
+// first. A reload that rebuilds the instance ends the wait.
+func (g *Group) Yield(ctx context.Context, name string, to netip.Addr) error {
+	return g.send(ctx, name, vrrp.Yield{To: to}, "yield master of")
+}
+
+// send queues ev for the named instance; what names the request in
+// errors.
+func (g *Group) send(ctx context.Context, name string, ev vrrp.Event, what string) error {
 	var inst Instance
 	g.mu.Lock()
 	for _, mb := range g.members {
@@ -328,11 +344,11 @@ func (g *Group) HoldPreempt(ctx context.Context, name string, until time.Time) e
 	}
 	g.mu.Unlock()
 	if inst == nil {
-		return fmt.Errorf("hold preemption of vrrp_instance %s: not running", name)
+		return fmt.Errorf("%s vrrp_instance %s: not running", what, name)
 	}
-	inst.Send(ctx, vrrp.HoldPreempt{Until: until})
+	inst.Send(ctx, ev)
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("hold preemption of vrrp_instance %s: %w", name, err)
+		return fmt.Errorf("%s vrrp_instance %s: %w", what, name, err)
 	}
 	return nil
 }

@@ -71,6 +71,8 @@ func (f *fakeInst) Send(_ context.Context, ev vrrp.Event) {
 		s = "clear"
 	case vrrp.HoldPreempt:
 		s = "hold until " + e.Until.Format(time.RFC3339)
+	case vrrp.Yield:
+		s = fmt.Sprintf("yield to %v", e.To)
 	default:
 		s = fmt.Sprintf("%T", ev)
 	}

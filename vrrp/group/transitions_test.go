@@ -2,6 +2,7 @@ package group
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -76,6 +77,39 @@ func TestHoldPreempt(t *testing.T) {
 		}
 		if err := h.group.HoldPreempt(t.Context(), "nosuch", until); err == nil || !strings.Contains(err.Error(), "vrrp_instance nosuch: not running") {
 			t.Errorf("hold of an unknown instance: %v", err)
+		}
+	})
+}
+
+// Yield reaches the named instance as a vrrp.Yield, its lift too, and
+// says so when no instance of that name runs.
+func TestYield(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, &conf.Config{VRRPInstances: []conf.VRRPInstance{vi("a", 1, 100), vi("b", 2, 100)}}, nil)
+		defer h.stop()
+		for _, f := range h.open.opened {
+			f.take()
+		}
+		tests := []struct {
+			to   netip.Addr
+			want string
+		}{
+			{netip.MustParseAddr("10.0.0.9"), "yield to 10.0.0.9"},
+			{netip.Addr{}, "yield to invalid IP"},
+		}
+		for _, tt := range tests {
+			if err := h.group.Yield(t.Context(), "b", tt.to); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.open.named("b")[0].take(); got != tt.want {
+				t.Errorf("b was told %q, want %q", got, tt.want)
+			}
+			if got := h.open.named("a")[0].take(); got != "" {
+				t.Errorf("a was told %q, want nothing", got)
+			}
+		}
+		if err := h.group.Yield(t.Context(), "nosuch", netip.Addr{}); err == nil || !strings.Contains(err.Error(), "yield master of vrrp_instance nosuch: not running") {
+			t.Errorf("yield of an unknown instance: %v", err)
 		}
 	})
 }

@@ -57,6 +57,12 @@ type Status struct {
 	// adverts contradicted (vrrp.MasterAlive: BFD lost, master alive).
 	BFDTakeovers   int `json:"bfd_takeovers,omitempty"`
 	BFDMasterAlive int `json:"bfd_master_alive,omitempty"`
+	// SplitBrainYields counts the times this instance gave master up to
+	// another master the cluster saw (vrrp.Yield, split_brain =
+	// "resolve"); YieldedTo is that master's address while the instance
+	// waits, as backup, to hear its adverts again.
+	SplitBrainYields int    `json:"split_brain_yields,omitempty"`
+	YieldedTo        string `json:"yielded_to,omitempty"`
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
@@ -461,7 +467,8 @@ func (i *Instance) Status() Status {
 
 // Send queues an event for the state machine: SetPriority,
 // FaultDetected or FaultCleared (from tracking), GroupGate (from a sync
-// group). It returns once the event is queued, not handled. The queue
+// group), HoldPreempt (connection sync), MasterDown (BFD), Yield (the
+// cluster's split_brain = "resolve"). It returns once the event is queued, not handled. The queue
 // holds 16 events and is drained only while the state machine runs, so
 // Send blocks while it is full (before Run starts, while the instance's
 // goroutine is busy, and after the handover while Run winds down: its
@@ -1225,6 +1232,10 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 	i.noteMaster()
 	i.mu.Lock()
 	i.status.Priority = int(i.fsm.Priority())
+	i.status.YieldedTo = ""
+	if y := i.fsm.YieldedTo(); y.IsValid() {
+		i.status.YieldedTo = y.String()
+	}
 	changed := i.wants != i.fsm.Wants()
 	i.wants = i.fsm.Wants()
 	onWants := i.onWants
@@ -1263,8 +1274,12 @@ func (i *Instance) transition(t vrrp.Transition) {
 	i.mu.Lock()
 	i.status.State = t.To.String()
 	i.status.Transitions++
-	if t.Reason == vrrp.ReasonBFDDown {
+	switch t.Reason {
+	case vrrp.ReasonBFDDown:
 		i.status.BFDTakeovers++
+	case vrrp.ReasonYield:
+		i.status.SplitBrainYields++
+		i.status.Master = i.fsm.YieldedTo().String()
 	}
 	i.status.LastTransition = t.At
 	if t.To == vrrp.Master {
