@@ -491,6 +491,31 @@ func (n *Node) selfDirectorLocked(withHealth bool) Director {
 	return d
 }
 
+// Ping asks the named director for an answer now, by memberlist's direct
+// UDP probe, and waits for it at most ProbeTimeout: nil means its
+// process lives and answers gossip this moment. A director's state is
+// gossiped when it changes, so a dead director's last state stays until
+// the failure detector declares it dead, seconds later (suspicion):
+// before acting on another director's claim (split_brain = "resolve"
+// yields to it), ask it. It errs for a director not known alive.
+func (n *Node) Ping(name string) error {
+	n.mu.Lock()
+	p := n.peers[name]
+	var addr netip.AddrPort
+	alive := p != nil && p.alive
+	if alive {
+		addr = p.addr
+	}
+	n.mu.Unlock()
+	if !alive {
+		return fmt.Errorf("cluster: ping %s: not a live director", name)
+	}
+	if _, err := n.ml.Ping(name, net.UDPAddrFromAddrPort(addr)); err != nil {
+		return fmt.Errorf("cluster: ping %s at %s: %w", name, addr, err)
+	}
+	return nil
+}
+
 // Views returns what each live director, this one included, says of one
 // real server: the input of Consensus. Directors that do not check it
 // are left out.

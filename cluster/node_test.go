@@ -452,3 +452,48 @@ func TestBurstPushesState(t *testing.T) {
 	})
 	t.Logf("%d changes reached lb1 in %s", n, time.Since(start).Round(time.Millisecond))
 }
+
+// TestPing: a live director answers a ping; one that stopped does not,
+// long before the failure detector would declare it dead; one never
+// known is an error at once.
+func TestPing(t *testing.T) {
+	slow := func(o *Options) { o.ProbeInterval, o.ProbeTimeout = time.Hour, 200*time.Millisecond }
+	lb1 := startNode(t, "lb1", 46, slow)
+	o := Options{Name: "lb2", BindAddr: netip.MustParseAddr("127.0.0.47"), Key: testKey, Seeds: []netip.AddrPort{lb1.Addr()}}
+	testTiming(&o)
+	slow(&o)
+	lb2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- lb2.Run(ctx) }()
+	eventually(t, "lb1 sees lb2", 5*time.Second, func() bool { return slices.Equal(live(lb1), []string{"lb1", "lb2"}) })
+	if err := lb1.Ping("lb2"); err != nil {
+		t.Errorf("ping of a live lb2: %v", err)
+	}
+	if err := lb1.Ping("nosuch"); err == nil || !strings.Contains(err.Error(), "not a live director") {
+		t.Errorf("ping of an unknown director: %v", err)
+	}
+	// Gone without a leave, as a SIGKILL: memberlist shut down under Run
+	// (taking Close's once, so Run's return does not leave).
+	lb2.closeOnce.Do(func() {
+		if err := lb2.ml.Shutdown(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := lb1.Ping("lb2"); err == nil {
+		t.Error("a stopped lb2 answered a ping")
+	}
+	if !slices.Equal(live(lb1), []string{"lb1", "lb2"}) {
+		t.Errorf("lb1 sees %v alive; the test wanted lb2's death not yet detected", live(lb1))
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of its cancel")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -35,6 +36,17 @@ type gossip interface {
 	Views(cluster.RealServer) []cluster.Seen
 	Directors() []cluster.Director
 	Members() []cluster.Director
+	// Ping asks a director for an answer now (Node.Ping): nil if its
+	// process lives.
+	Ping(name string) error
+}
+
+// vrrpControl is what the cluster needs of the VRRP instances
+// (*group.Group): their states to publish, and a way to have one give
+// master up under split_brain = "resolve".
+type vrrpControl interface {
+	Status() []instance.Status
+	Yield(ctx context.Context, name string, to netip.Addr) error
 }
 
 // vrrpPoll is how often the instances' states are read for gossip and
@@ -58,6 +70,31 @@ type clusterLink struct {
 	splits     map[string]cluster.SplitBrain // by instance name
 	splitTotal uint64
 	family     map[string]bool // instance name → IPv6, from the config
+	resolve    map[string]bool // instance name → split_brain = "resolve"
+	// pending is when each split brain this director is to resolve by
+	// yielding was first seen; yielded is the master each instance gave
+	// master up to, until that one is no longer a live master of it.
+	// Both are the run loop's alone.
+	pending map[string]time.Time
+	yielded map[string]cluster.Claim
+	// resolveHold is how long a split brain must last before this
+	// director yields (resolveHoldFor).
+	resolveHold time.Duration
+}
+
+// resolveHoldFor is how long a split brain must last before its losing
+// master yields: ten gossip intervals, at least a second. Two masters
+// for a moment are no split brain: in a handover (a resignation, a
+// takeover by BFD, a preemption) the old master's state reaches the
+// others a gossip interval or two after the new master's, and yielding
+// then would leave the instance with no master. A dead director's claim
+// lasts until the failure detector declares it dead, seconds later;
+// that is ruled out by asking it (gossip.Ping) before yielding.
+func resolveHoldFor(cl *conf.Cluster) time.Duration {
+	if cl == nil {
+		return time.Second
+	}
+	return max(time.Second, 10*cl.GossipInterval)
 }
 
 // openCluster starts this director's member of the cluster; nil without
@@ -77,15 +114,9 @@ func openCluster(log *slog.Logger, cfg *conf.Config, version string) (*clusterLi
 
 func newClusterLink(log *slog.Logger, node gossip, cfg *conf.Config) *clusterLink {
 	c := &clusterLink{log: log, node: node, self: cfg.Director.Name, settings: cfg.Cluster,
-		verdicts: map[health.Key]bool{}, splits: map[string]cluster.SplitBrain{}}
+		verdicts: map[health.Key]bool{}, splits: map[string]cluster.SplitBrain{},
+		pending: map[string]time.Time{}, yielded: map[string]cluster.Claim{}, resolveHold: resolveHoldFor(cfg.Cluster)}
 	c.configure(cfg)
-	for _, in := range cfg.VRRPInstances {
-		if in.SplitBrain == "resolve" {
-			// Giving up master needs the VRRP group to step down on
-			// request, which it cannot yet: say so rather than pretend.
-			log.Warn(`split_brain = "resolve" is not implemented yet: split brains are reported only`, "op", "cluster", "vrrp_instance", in.Name)
-		}
-	}
 	return c
 }
 
@@ -97,12 +128,13 @@ func (c *clusterLink) configure(cfg *conf.Config) {
 			rss[cluster.RealServer{VS: vs.Name, RS: rs.Address}] = true
 		}
 	}
-	family := map[string]bool{}
+	family, resolve := map[string]bool{}, map[string]bool{}
 	for _, in := range cfg.VRRPInstances {
 		family[in.Name] = len(in.VirtualIPs) > 0 && in.VirtualIPs[0].Addr().Is6()
+		resolve[in.Name] = in.SplitBrain == "resolve"
 	}
 	c.mu.Lock()
-	c.family = family
+	c.family, c.resolve = family, resolve
 	c.mu.Unlock()
 	c.node.Retain(func(k cluster.RealServer) bool { return rss[k] }, func(n string) bool { _, ok := family[n]; return ok })
 	c.node.SetDigests(cluster.DigestsOf(cfg.Digests()))
@@ -132,8 +164,9 @@ func (c *clusterLink) changed() <-chan struct{} {
 }
 
 // run runs the member until ctx ends, publishing the VRRP instances'
-// states and looking for split brains every vrrpPoll.
-func (c *clusterLink) run(ctx context.Context, status func() []instance.Status) {
+// states, looking for split brains and resolving those it is to resolve
+// every vrrpPoll.
+func (c *clusterLink) run(ctx context.Context, vr vrrpControl) {
 	if c == nil {
 		return
 	}
@@ -152,8 +185,9 @@ func (c *clusterLink) run(ctx context.Context, status func() []instance.Status) 
 			<-done
 			return
 		case <-t.C:
-			c.publishVRRP(status())
+			c.publishVRRP(vr.Status())
 			c.observeSplitBrains()
+			c.resolveSplitBrains(ctx, vr, time.Now())
 		}
 	}
 }
@@ -203,6 +237,78 @@ func (c *clusterLink) observeSplitBrains() {
 		}
 	}
 	c.splits = now
+}
+
+// resolveSplitBrains is split_brain = "resolve": an instance this
+// director is master of, which another live director is master of too
+// with a higher effective priority (on a tie, a higher address:
+// cluster.ShouldYield), gives master up to it (vrrp.Yield) once the split
+// brain has lasted resolveHold and that director answers a ping. The
+// instance then waits as backup until it hears adverts again, when
+// VRRP's own rules take over; the wait is lifted here when the other
+// director is no longer a live master of the instance (it died, left or
+// stepped down), and when the instance's split_brain no longer says
+// "resolve".
+func (c *clusterLink) resolveSplitBrains(ctx context.Context, vr vrrpControl, now time.Time) {
+	c.mu.Lock()
+	splits, resolve := maps.Clone(c.splits), c.resolve
+	c.mu.Unlock()
+	if len(c.yielded) > 0 {
+		masters := map[[2]string]bool{}
+		for _, d := range c.node.Members() {
+			for _, in := range d.Instances {
+				if d.Alive && in.State == cluster.StateMaster {
+					masters[[2]string{d.Name, in.Name}] = true
+				}
+			}
+		}
+		for name, to := range c.yielded {
+			if resolve[name] && masters[[2]string{to.Director, name}] {
+				continue
+			}
+			delete(c.yielded, name)
+			if err := vr.Yield(ctx, name, netip.Addr{}); err != nil {
+				c.log.Warn("split brain: lift the yield", "op", "cluster", "vrrp_instance", name, "error", err)
+				continue
+			}
+			c.log.Info("split brain: the master yielded to is no longer master here; VRRP's timers run again", "op", "cluster",
+				"vrrp_instance", name, "yielded_to", to.Director)
+		}
+	}
+	for name := range c.pending {
+		if _, ok := splits[name]; !ok {
+			delete(c.pending, name)
+		}
+	}
+	for name, sb := range splits {
+		if !resolve[name] || !cluster.ShouldYield(sb, c.self) {
+			delete(c.pending, name)
+			continue
+		}
+		first, ok := c.pending[name]
+		if !ok {
+			c.pending[name] = now
+			continue
+		}
+		if now.Sub(first) < c.resolveHold {
+			continue
+		}
+		winner := sb.Masters[0]
+		if err := c.node.Ping(winner.Director); err != nil {
+			// Its claim may be a dead director's, not yet declared dead.
+			c.log.Debug("split brain: the master that keeps master does not answer; not yielding to it", "op", "cluster",
+				"vrrp_instance", name, "keeps_master", winner.Director, "error", err)
+			continue
+		}
+		if err := vr.Yield(ctx, name, winner.Addr); err != nil {
+			c.log.Warn("split brain: yield master", "op", "cluster", "vrrp_instance", name, "error", err)
+			continue
+		}
+		delete(c.pending, name)
+		c.yielded[name] = winner
+		c.log.Warn(`split brain resolved (split_brain = "resolve"): this director gives master up until it hears adverts again`, "op", "cluster",
+			"vrrp_instance", name, "vrid", sb.VRID, "masters", claims(sb), "keeps_master", winner.Director, "after", now.Sub(first).Round(time.Millisecond).String())
+	}
 }
 
 func claims(sb cluster.SplitBrain) string {

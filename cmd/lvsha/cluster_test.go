@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -31,6 +34,7 @@ type fakeGossip struct {
 	digests cluster.Digests
 	peers   map[string]map[cluster.RealServer]cluster.Health // live directors' views
 	members []cluster.Director                               // Members' answer after self
+	deaf    map[string]bool                                  // directors that answer no Ping
 }
 
 func newFakeGossip(self string) *fakeGossip {
@@ -79,6 +83,14 @@ func (f *fakeGossip) Directors() []cluster.Director {
 		out = append(out, cluster.Director{Name: n, Alive: true, ConfigDigest: f.digests.Config, Health: maps.Clone(f.peers[n])})
 	}
 	return out
+}
+func (f *fakeGossip) Ping(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.deaf[name] {
+		return fmt.Errorf("ping %s: no answer", name)
+	}
+	return nil
 }
 func (f *fakeGossip) Members() []cluster.Director {
 	f.mu.Lock()
@@ -274,5 +286,119 @@ split brains since start: 0
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("cluster view (-want +got):\n%s", diff)
+	}
+}
+
+// fakeVRRP is the VRRP instances as the cluster link drives them: the
+// states it reads, the yields it sends.
+type fakeVRRP struct {
+	sts    []instance.Status
+	yields []string
+}
+
+func (f *fakeVRRP) Status() []instance.Status { return f.sts }
+func (f *fakeVRRP) Yield(_ context.Context, name string, to netip.Addr) error {
+	f.yields = append(f.yields, fmt.Sprintf("%s to %v", name, to))
+	return nil
+}
+
+// TestClusterResolveSplitBrain is split_brain = "resolve" against fakes:
+// which master yields (lower effective priority; on a tie, the lower
+// address), only once the split brain has lasted the hold and the
+// master keeping master answers a ping, and when the yield is lifted.
+// Each row moves lb2's claim (and this director lb1's state) through
+// steps at offsets from the first look, and lists the yields sent.
+func TestClusterResolveSplitBrain(t *testing.T) {
+	const hold = time.Second
+	type step struct {
+		at       time.Duration
+		self     string // lb1's state of vi1
+		lb2      string // lb2's: MASTER, BACKUP, or DEAD (master, not alive)
+		deafLB2  bool
+		wantSent []string // yields sent by this step
+	}
+	yield := "vi1 to 192.0.2.2"
+	lift := "vi1 to invalid IP"
+	tests := []struct {
+		name     string
+		mode     string
+		selfPrio int
+		lb2Prio  int
+		selfAddr string
+		steps    []step
+	}{
+		{name: "report only: nobody yields", mode: "report", selfPrio: 100, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {5 * time.Second, "MASTER", "MASTER", false, nil}}},
+		{name: "lower priority yields after the hold", mode: "resolve", selfPrio: 100, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {hold / 2, "MASTER", "MASTER", false, nil},
+				{hold, "MASTER", "MASTER", false, []string{yield}},
+				// Yielded: no split brain, the other master stays: nothing more.
+				{hold + 100*time.Millisecond, "BACKUP", "MASTER", false, nil}, {time.Minute, "BACKUP", "MASTER", false, nil}}},
+		{name: "higher priority keeps master", mode: "resolve", selfPrio: 200, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {5 * time.Second, "MASTER", "MASTER", false, nil}}},
+		{name: "tie: the lower address yields", mode: "resolve", selfPrio: 150, lb2Prio: 150, selfAddr: "192.0.2.1",
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {hold, "MASTER", "MASTER", false, []string{yield}}}},
+		{name: "tie: the higher address keeps master", mode: "resolve", selfPrio: 150, lb2Prio: 150, selfAddr: "192.0.2.3",
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {5 * time.Second, "MASTER", "MASTER", false, nil}}},
+		{name: "two masters for less than the hold (a handover) are left alone", mode: "resolve", selfPrio: 100, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {hold / 2, "MASTER", "BACKUP", false, nil},
+				{hold, "MASTER", "MASTER", false, nil}, {hold + hold/2, "MASTER", "MASTER", false, nil},
+				{2 * hold, "MASTER", "MASTER", false, []string{yield}}}},
+		{name: "a master that answers no ping (dead, not yet declared) is not yielded to", mode: "resolve", selfPrio: 100, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", true, nil}, {hold, "MASTER", "MASTER", true, nil},
+				{5 * time.Second, "MASTER", "MASTER", true, nil}, {6 * time.Second, "MASTER", "MASTER", false, []string{yield}}}},
+		{name: "lifted when the master yielded to steps down", mode: "resolve", selfPrio: 100, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {hold, "MASTER", "MASTER", false, []string{yield}},
+				{2 * hold, "BACKUP", "MASTER", false, nil}, {3 * hold, "BACKUP", "BACKUP", false, []string{lift}},
+				{4 * hold, "BACKUP", "BACKUP", false, nil}}},
+		{name: "lifted when the master yielded to dies", mode: "resolve", selfPrio: 100, lb2Prio: 150,
+			steps: []step{{0, "MASTER", "MASTER", false, nil}, {hold, "MASTER", "MASTER", false, []string{yield}},
+				{3 * hold, "BACKUP", "DEAD", false, []string{lift}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text := clusterConfig + fmt.Sprintf(`
+[[vrrp_instance]]
+name = "vi1"
+interface = "eth0"
+router_id = 51
+priority = %d
+virtual_ips = ["10.1.2.100/24"]
+split_brain = %q
+`, tt.selfPrio, tt.mode)
+			cfg, err := conf.Parse("c.toml", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := newFakeGossip("lb1")
+			c := newClusterLink(slog.New(slog.NewTextHandler(io.Discard, nil)), g, cfg)
+			if c.resolveHold != hold {
+				t.Fatalf("hold %s at the default gossip interval, want %s", c.resolveHold, hold)
+			}
+			vr := &fakeVRRP{}
+			selfAddr := tt.selfAddr
+			if selfAddr == "" {
+				selfAddr = "192.0.2.1"
+			}
+			t0 := time.Now()
+			for _, st := range tt.steps {
+				vr.sts = []instance.Status{{Name: "vi1", RouterID: 51, State: st.self, Priority: tt.selfPrio, Master: selfAddr}}
+				lb2 := cluster.Director{Name: "lb2", Alive: st.lb2 != "DEAD", Addr: netip.MustParseAddrPort("10.0.0.2:7946"),
+					Instances: []cluster.Instance{{Name: "vi1", VRID: 51, State: cluster.StateBackup, Priority: uint8(tt.lb2Prio), Addr: netip.MustParseAddr("192.0.2.2")}}}
+				if st.lb2 != "BACKUP" {
+					lb2.Instances[0].State = cluster.StateMaster
+				}
+				g.mu.Lock()
+				g.members, g.deaf = []cluster.Director{lb2}, map[string]bool{"lb2": st.deafLB2}
+				g.mu.Unlock()
+				vr.yields = nil
+				c.publishVRRP(vr.Status())
+				c.observeSplitBrains()
+				c.resolveSplitBrains(t.Context(), vr, t0.Add(st.at))
+				if !slices.Equal(vr.yields, st.wantSent) {
+					t.Errorf("at +%s (lb1 %s, lb2 %s): sent %q, want %q", st.at, st.self, st.lb2, vr.yields, st.wantSent)
+				}
+			}
+		})
 	}
 }

@@ -433,7 +433,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 	clctx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCluster()
 	clusterDone := make(chan struct{})
-	go func() { defer close(clusterDone); d.cluster.run(clctx, d.vrrp.Status) }()
+	go func() { defer close(clusterDone); d.cluster.run(clctx, d.vrrp) }()
 	cctx, stopControl := context.WithCancel(ctx)
 	controlDone := make(chan struct{})
 	go func() { defer close(controlDone); serve(cctx) }()

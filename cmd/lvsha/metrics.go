@@ -340,6 +340,7 @@ type metricsCollector struct {
 	vrrpInvalid                             *prometheus.Desc
 	vrrpLinkDropped                         *prometheus.Desc
 	vrrpBFDTakeovers, vrrpBFDMasterAlive    *prometheus.Desc
+	vrrpSplitBrainYields                    *prometheus.Desc
 	bfdState, bfdDetection, bfdDowns        *prometheus.Desc
 	kernelConns                             *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
@@ -483,6 +484,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
 		vrrpBFDTakeovers:     d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
 		vrrpBFDMasterAlive:   d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
+		vrrpSplitBrainYields: d("vrrp_split_brain_yields_total", "Times the instance gave master up to another master the cluster saw (split_brain = \"resolve\").", vrrpLabels),
 		bfdState:             d("bfd_session_state", "A BFD session's state, numbered as RFC 5880: 0 AdminDown, 1 Down, 2 Init, 3 Up.", nil, "interface", "local", "peer"),
 		bfdDetection:         d("bfd_session_detection_time_seconds", "How long the peer may be silent before the session goes Down; 0 before it is heard.", nil, "interface", "local", "peer"),
 		bfdDowns:             d("bfd_session_downs_total", "Times the session failed (Up to Down) since lvsha started.", nil, "interface", "local", "peer"),
@@ -545,7 +547,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
-		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.bfdState, c.bfdDetection, c.bfdDowns,
+		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns,
 		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
 		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains} {
 		ch <- d
@@ -747,6 +749,7 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		}
 		counter(c.vrrpBFDTakeovers, float64(v.BFDTakeovers), l...)
 		counter(c.vrrpBFDMasterAlive, float64(v.BFDMasterAlive), l...)
+		counter(c.vrrpSplitBrainYields, float64(v.SplitBrainYields), l...)
 	}
 	for _, s := range r.BFD {
 		gauge(c.bfdState, float64(s.StateValue), s.Interface, s.Local, s.Peer)

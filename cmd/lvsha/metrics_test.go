@@ -593,7 +593,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 50; families != want {
+	if want := 51; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")

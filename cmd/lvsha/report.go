@@ -281,6 +281,13 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 				fmt.Fprintf(w, "VRRP instance %s: %d takeovers on BFD, %d of them contradicted by the master's adverts (BFD lost, master alive)\n",
 					v.Name, v.BFDTakeovers, v.BFDMasterAlive)
 			}
+			if v.SplitBrainYields > 0 || v.YieldedTo != "" {
+				fmt.Fprintf(w, "VRRP instance %s: gave master up %d times to another master the cluster saw (split brain)", v.Name, v.SplitBrainYields)
+				if v.YieldedTo != "" {
+					fmt.Fprintf(w, "; now waiting, as backup, to hear adverts from %s", v.YieldedTo)
+				}
+				fmt.Fprintln(w)
+			}
 		}
 	}
 	if err := writeBFD(w, r); err != nil {

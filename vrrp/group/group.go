@@ -335,6 +335,9 @@ func (g *Group) Yield(ctx context.Context, name string, to netip.Addr) error {
 // send queues ev for the named instance; what names the request in
 // errors.
 func (g *Group) send(ctx context.Context, name string, ev vrrp.Event, what string) error {
+	if g == nil {
+		return fmt.Errorf("%s vrrp_instance %s: not running", what, name)
+	}
 	var inst Instance
 	g.mu.Lock()
 	for _, mb := range g.members {
