@@ -87,11 +87,11 @@ func TestMain(m *testing.M) {
 // namespaces on the host; where the host has no IPVS they run there, and
 // the VM run skips them. Where the host has IPVS everything runs here.
 // The advert flood and the BFD tests need no IPVS either, and time
-// detection in tens of milliseconds; the cluster test runs VRRP and
+// detection in tens of milliseconds; the cluster tests run VRRP and
 // gossip only.
 var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood",
 	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer",
-	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors"}
+	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors", "TestClusterSplitBrainResolve"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
 // -run (or -bench) selects; the status is m.Run's, or 0 if none is.
