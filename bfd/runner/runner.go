@@ -220,7 +220,8 @@ func (r *Runner) Add(ctx context.Context, p Peer) error {
 	return r.do(ctx, command{add: &p})
 }
 
-// Remove lets the session with addr go: at once without Config.Accept,
+// Remove lets the session with addr go: at once without Config.Accept
+// (telling the peer with an AdminDown packet),
 // else it becomes a passive one that stays while the peer keeps it Up,
 // so that a peer that still watches us does not see it fail.
 func (r *Runner) Remove(ctx context.Context, addr netip.Addr) error {
@@ -274,6 +275,9 @@ func (r *Runner) command(c command, now time.Time) error {
 		case s == nil || !s.added:
 			return nil
 		case r.accept == nil:
+			// Nobody here wants the session any more: say so rather than
+			// fall silent, which the peer would take for our death.
+			r.apply(s, s.m.Step(now, bfd.SetAdminDown{Diag: bfd.DiagAdminDown}))
 			r.forget(s)
 			return nil
 		}
@@ -365,9 +369,18 @@ type received struct {
 	src     netip.Addr
 }
 
-// Run runs the sessions until ctx is done, then closes the sockets and
-// returns once its reader has stopped. Sessions send nothing on the way
-// out: the peer sees the silence its Detection Time is for, as on a crash.
+// adminDownPackets is how many AdminDown packets each session sends as
+// the runner stops, adminDownGap apart: one lost packet must not turn a
+// graceful stop into a failure the peer detects, and the three go out
+// within a Detection Time of lvsha's defaults (5 x 10 ms).
+const (
+	adminDownPackets = 3
+	adminDownGap     = 10 * time.Millisecond
+)
+
+// Run runs the sessions until ctx is done, then takes them down on
+// purpose (adminDown), closes the sockets and returns once its reader
+// has stopped.
 func (r *Runner) Run(ctx context.Context) error {
 	defer close(r.done)
 	defer r.Close()
@@ -397,6 +410,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
+			r.adminDown()
 			return nil
 		case c := <-r.cmds:
 			r.smu.Lock()
@@ -416,6 +430,46 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.log.Debug("BFD session let go", "peer", s.peer.Addr)
 				r.forget(s)
 			}
+		}
+	}
+}
+
+// adminDown takes every session administratively down as the runner
+// stops (RFC 5880 6.8.16: State AdminDown, Diag 7 "Administratively
+// Down"), sending the packet adminDownPackets times. The peer then goes
+// Down by our word ("Neighbor Signaled Session Down", RFC 5882 3.2: no
+// failure of the path or of this system) rather than by its Detection
+// Time running out, which it could not tell from our death: a VRRP
+// backup watching us takes over on a detection timeout only, and leaves
+// a stopping master's handover to its priority-0 advert. A session
+// whose peer never spoke (passive, or not yet heard) sends nothing.
+func (r *Runner) adminDown() {
+	type resend struct {
+		s *session
+		b []byte
+	}
+	var again []resend
+	r.smu.Lock()
+	now := time.Now()
+	for _, s := range r.byDiscr {
+		acts := s.m.Step(now, bfd.SetAdminDown{Diag: bfd.DiagAdminDown})
+		for _, a := range acts {
+			if snd, ok := a.(bfd.Send); ok {
+				again = append(again, resend{s, snd.Packet.Marshal()})
+			}
+		}
+		r.apply(s, acts)
+	}
+	r.smu.Unlock()
+	if len(again) == 0 {
+		return
+	}
+	for range adminDownPackets - 1 {
+		time.Sleep(adminDownGap)
+		for _, x := range again {
+			// Failures were logged by apply's first send, or are the
+			// socket's closing under a stop: nothing to do about either.
+			_ = x.s.tx.WriteTo(x.b, x.s.peer.Addr)
 		}
 	}
 }

@@ -28,8 +28,9 @@ func waitState(t *testing.T, ch <-chan Change, want bfd.State, limit time.Durati
 	}
 }
 
-// TestRunnersOnLoopback runs two runners on 127.0.0.1 and 127.0.0.2:
-// both come Up, and when one stops the other goes Down for a detection
+// TestRunnersOnLoopback runs two runners on 127.0.0.31 and 127.0.0.32:
+// both come Up, and when one dies (its sockets closed under it, so it
+// sends nothing more, as on a crash) the other goes Down for a detection
 // timeout within a generous multiple of the detection time.
 func TestRunnersOnLoopback(t *testing.T) {
 	lo, err := net.InterfaceByName("lo")
@@ -62,8 +63,9 @@ func TestRunnersOnLoopback(t *testing.T) {
 	if st, _ := ra.Status(b); st.State != bfd.Up || st.RemoteDiscr == 0 {
 		t.Fatalf("status %+v", st)
 	}
-	stopB()
+	rb.Close()
 	stopped := time.Now()
+	stopB()
 	<-doneB
 	c := waitState(t, ra.Changes(), bfd.Down, 5*time.Second)
 	detect := 3 * 20 * time.Millisecond
@@ -247,5 +249,60 @@ func TestAnswerLimits(t *testing.T) {
 	}
 	if err := rb.Add(ctx, peer(c)); err == nil {
 		t.Fatal("Add on a stopped runner succeeded")
+	}
+}
+
+// TestStopSendsAdminDown: a runner that stops gracefully takes its
+// sessions administratively down (RFC 5880 6.8.16), in either role: the
+// peer goes Down by our word, diag "Neighbor Signaled Session Down" with
+// the remote state AdminDown, not by its Detection Time running out
+// (which would say "Control Detection Time Expired").
+func TestStopSendsAdminDown(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// run runs r until the returned stop, which waits for Run's end.
+	run := func(r *Runner) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { r.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return func() { cancel(); <-done }
+	}
+	timers := Peer{DesiredMinTx: 20 * time.Millisecond, RequiredMinRx: 20 * time.Millisecond, DetectMult: 25}
+	for i, stopWatcher := range []bool{true, false} {
+		name := map[bool]string{true: "the watching side stops", false: "the answering side stops"}[stopWatcher]
+		t.Run(name, func(t *testing.T) {
+			a := netip.AddrFrom4([4]byte{127, 0, 0, byte(35 + 2*i)}) // answers
+			b := a.Next()                                            // watches a
+			accept := timers
+			ra, err := Open(Config{Config: transport.Config{Interface: lo, Local: a}, Accept: &accept,
+				Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("side", a)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			watch := timers
+			watch.Addr = a
+			rb, err := Open(Config{Config: transport.Config{Interface: lo, Local: b}, Peers: []Peer{watch},
+				Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("side", b)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopA, stopB := run(ra), run(rb)
+			waitState(t, rb.Changes(), bfd.Up, 10*time.Second)
+			waitState(t, ra.Changes(), bfd.Up, 10*time.Second)
+			stays, stop := ra.Changes(), stopB
+			if !stopWatcher {
+				stays, stop = rb.Changes(), stopA
+			}
+			stopped := time.Now()
+			stop()
+			c := waitState(t, stays, bfd.Down, 5*time.Second)
+			t.Logf("Down %v after the peer's stop began (detection time 500 ms), diag %q, remote %s", c.At.Sub(stopped), c.Diag, c.RemoteState)
+			if c.Diag != bfd.DiagNeighborDown || c.RemoteState != bfd.AdminDown {
+				t.Errorf("Down with diag %q, remote state %s; want %q, AdminDown", c.Diag, c.RemoteState, bfd.DiagNeighborDown)
+			}
+		})
 	}
 }

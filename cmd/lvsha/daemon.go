@@ -407,8 +407,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 			d.vrrp.Run(vctx)
 		}
 	}()
-	// BFD stops with VRRP's handover, not after it: a peer's backup that
-	// sees our session fail takes over, which a resigning master wants.
+	// BFD stops with VRRP's handover: its sessions go AdminDown (RFC 5880
+	// 6.8.16), which a peer's backup takes for no failure of ours, so the
+	// handover is VRRP's priority-0 advert's, not a BFD takeover.
 	bfdDone := make(chan struct{})
 	go func() {
 		defer close(bfdDone)

@@ -296,11 +296,15 @@ func (w *Watcher) changed(ctx context.Context, ch change) {
 	if c.From != bfd.Up || c.To != bfd.Down {
 		return
 	}
-	w.mu.Lock()
-	if e := w.eps[ch.key]; e != nil {
-		e.downs[c.Peer]++
+	// A peer that took the session down on purpose (AdminDown: its
+	// graceful stop) is no failure to count.
+	if c.RemoteState != bfd.AdminDown {
+		w.mu.Lock()
+		if e := w.eps[ch.key]; e != nil {
+			e.downs[c.Peer]++
+		}
+		w.mu.Unlock()
 	}
-	w.mu.Unlock()
 	if c.Diag != bfd.DiagControlDetectExpired {
 		w.log.Info("BFD session down by the peer's word: it is alive, its adverts decide", "op", "bfd",
 			"interface", ch.key.iface, "peer", c.Peer.String(), "diag", c.Diag.String(), "peer_state", c.RemoteState.String())
@@ -335,7 +339,8 @@ type Session struct {
 	// peer is heard.
 	DetectionTime time.Duration `json:"-"`
 	DetectionMS   float64       `json:"detection_ms"`
-	// Downs counts the session's failures (Up to Down) since lvsha started.
+	// Downs counts the session's failures (Up to Down, but for the
+	// peer's AdminDown) since lvsha started.
 	Downs int `json:"downs"`
 	// StateValue is the state as RFC 5880 numbers it (AdminDown 0, Down 1,
 	// Init 2, Up 3), for metrics.
