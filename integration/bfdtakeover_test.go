@@ -340,3 +340,76 @@ func BenchmarkBFDLoad(b *testing.B) {
 		lb2.stopScale(b)
 	}
 }
+
+// TestBFDGracefulStop: the master stops gracefully (SIGTERM) with BFD on
+// both sides. Its sessions go AdminDown (RFC 5880 6.8.16), so the backup
+// sees its session go Down by the peer's word ("neighbor signaled session
+// down"), counts no failure and takes no BFD takeover: every instance is
+// handed over by the master's priority-0 advert, after Skew_Time.
+func TestBFDGracefulStop(t *testing.T) {
+	lb1, lb2 := scalePair(t, 1)
+	lb1.bfd, lb2.bfd = true, true
+	insts := scaleInstances(1, 3)
+	lb1.startScale(t, "lvsha", 150, insts)
+	lb2.startScale(t, "lvsha", 100, insts)
+	settleScale(t, "lb1 master of all, lb2 backup of all", lb1, lb2, insts, 30*time.Second)
+	const lb1Addr = "10.79.0.1"
+	eventually(t, "lb2's BFD session with lb1 Up, watching for all three instances", 10*time.Second, func() bool {
+		s, ok := lb2.bfdStatus(t).session(lb1Addr)
+		return ok && s.State == "Up" && s.Watching && len(s.Following) == len(insts)
+	})
+	before := lb2.bfdStatus(t)
+
+	w := watchVIPs(t, lb2.ns)
+	at := time.Now()
+	if err := lb1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	first, last, n, err := w.waitAll(insts, at, 5*time.Second)
+	if err != nil || n != len(insts) {
+		lb2.logTail(20)
+		t.Fatalf("after SIGTERM of lb1: %d/%d VIPs on lb2 within 5 s (%v)", n, len(insts), err)
+	}
+	// Skew_Time at priority 100 and 100 ms adverts is 61 ms; the bound is
+	// only there to say the handover did not wait out anything longer.
+	t.Logf("SIGTERM of lb1: first VIP on lb2 after %v, last after %v (Skew_Time 61ms, Master_Down_Interval 361ms)",
+		first.Sub(at).Round(time.Millisecond), last.Sub(at).Round(time.Millisecond))
+	if d := last.Sub(at); d > 2*time.Second {
+		t.Errorf("last VIP on lb2 %v after the SIGTERM, want well within 2 s", d)
+	}
+	exited := make(chan struct{})
+	go func() { lb1.cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("lb1 did not exit within 10 s of its SIGTERM")
+	}
+	lb1.kind = "stopped"
+
+	after := lb2.bfdStatus(t)
+	take := func(v bfdInstStatus) int { return v.BFDTakeovers }
+	if got := after.sum(take) - before.sum(take); got != 0 {
+		lb2.logGrep(20, "BFD")
+		t.Errorf("%d takeovers on BFD after lb1's graceful stop, want none (priority 0 hands over): %+v", got, after.VRRP)
+	}
+	for _, v := range after.VRRP {
+		if v.State != "MASTER" {
+			t.Errorf("%s: %s after lb1 stopped, want MASTER", v.Name, v.State)
+		}
+	}
+	if s, ok := after.session(lb1Addr); ok && s.Downs != 0 {
+		t.Errorf("lb2's session with lb1 counts %d failures after lb1's AdminDown, want 0: %+v", s.Downs, s)
+	}
+	log, err := os.ReadFile(lb2.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "BFD session down by the peer's word") || !strings.Contains(string(log), "neighbor signaled session down") {
+		lb2.logGrep(20, "BFD")
+		t.Error("lb2's log has no session down by lb1's word (AdminDown, neighbor signaled session down)")
+	}
+	if strings.Contains(string(log), "BFD session with a peer failed") {
+		lb2.logGrep(20, "BFD")
+		t.Error("lb2 logged a BFD failure of lb1 at its graceful stop")
+	}
+}
