@@ -90,7 +90,7 @@ func TestMain(m *testing.M) {
 // detection in tens of milliseconds; the cluster tests run VRRP and
 // gossip only.
 var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood",
-	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer", "TestBFDGracefulStop",
+	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer", "TestBFDGracefulStop", "TestBFDTakeoverIPv6",
 	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors", "TestClusterSplitBrainResolve"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
