@@ -30,6 +30,13 @@ func TestBFDTakeoverIPv6(t *testing.T) {
 	veth(t, na, "10.79.0.1/24", nb, "10.79.0.2/24")
 	lb1 := newScaleDirector(t, "lb1", na, []string{lastVeth(t, na)})
 	lb2 := newScaleDirector(t, "lb2", nb, []string{lastVeth(t, nb)})
+	// lvsha refuses to start an IPv6 instance whose interface has no
+	// link-local address yet (the kernel adds it once the link is up).
+	for _, d := range []*scaleDirector{lb1, lb2} {
+		eventually(t, d.name+"'s link-local address", 10*time.Second, func() bool {
+			return strings.Contains(inNS(t, d.ns, "ip", "-6", "-o", "addr", "show", "dev", d.ifaces[0], "scope", "link"), "fe80::")
+		})
+	}
 	const vip = "2001:db8:80::7"
 	for _, x := range []struct {
 		d    *scaleDirector
@@ -55,8 +62,13 @@ virtual_ips = [%q]
 		x.d.kind = "lvsha"
 		x.d.start(t)
 	}
+	// The daemons answer once they have started: until then, no state.
 	state := func(d *scaleDirector) bfdInstStatus {
-		for _, v := range d.bfdStatus(t).VRRP {
+		r, err := d.tryBFDStatus()
+		if err != nil {
+			return bfdInstStatus{}
+		}
+		for _, v := range r.VRRP {
 			if v.Name == "vi6" {
 				return v
 			}

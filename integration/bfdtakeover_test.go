@@ -46,17 +46,26 @@ type bfdReport struct {
 // bfdStatus reads lvsha's status on d (within 20 s).
 func (d *scaleDirector) bfdStatus(t testing.TB) bfdReport {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
+	r, err := d.tryBFDStatus()
 	if err != nil {
-		t.Fatalf("%s: lvsha status: %v", d.name, err)
-	}
-	var r bfdReport
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("%s: lvsha status: %v", d.name, err)
+		t.Fatalf("%s: %v", d.name, err)
 	}
 	return r
+}
+
+// tryBFDStatus is bfdStatus for a daemon that may not answer yet.
+func (d *scaleDirector) tryBFDStatus() (bfdReport, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var r bfdReport
+	out, err := exec.CommandContext(ctx, os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
+	if err != nil {
+		return r, fmt.Errorf("lvsha status: %w", err)
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("lvsha status: %w", err)
+	}
+	return r, nil
 }
 
 // session is d's BFD session with peer, if it has one.
