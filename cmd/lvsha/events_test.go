@@ -338,7 +338,7 @@ func (fakeHolder) Take() error                                                { 
 func (fakeHolder) FollowUp(context.Context) error                             { return nil }
 func (fakeHolder) Acquire(context.Context) error                              { return nil }
 func (fakeHolder) Announce(context.Context)                                   {}
-func (fakeHolder) Refresh() error                                             { return nil }
+func (fakeHolder) Refresh()                                                   {}
 func (fakeHolder) Release() error                                             { return nil }
 func (fakeHolder) Reconfigure(context.Context, conf.VRRPInstance, bool) error { return nil }
 func (fakeHolder) Run(ctx context.Context) error                              { <-ctx.Done(); return nil }

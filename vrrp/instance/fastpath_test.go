@@ -38,7 +38,7 @@ func (f *fakeHolder) Take() error                    { f.rec("take"); return nil
 func (f *fakeHolder) FollowUp(context.Context) error { f.rec("follow-up"); return nil }
 func (f *fakeHolder) Acquire(context.Context) error  { f.rec("acquire"); return nil }
 func (f *fakeHolder) Announce(context.Context)       { f.rec("announce") }
-func (f *fakeHolder) Refresh() error                 { f.rec("refresh"); return nil }
+func (f *fakeHolder) Refresh()                       { f.rec("refresh") }
 func (f *fakeHolder) Release() error                 { f.rec("release"); return nil }
 func (f *fakeHolder) Run(ctx context.Context) error  { <-ctx.Done(); return nil }
 func (f *fakeHolder) Close() error                   { return nil }
@@ -82,13 +82,13 @@ func newTestInstance(t *testing.T, h VIPHolder) *Instance {
 func TestTakeoverFastPath(t *testing.T) {
 	tests := []struct {
 		name       string
-		busy       bool // a refresh is queued when the master goes silent
+		busy       bool // an announcement is queued when the master goes silent
 		wantAtStep []string
 		wantQueued []vipReq
 		wantAfter  []string
 	}{
 		{"idle: taken at once", false, []string{"take"}, []vipReq{{op: opAcquire, taken: true}}, []string{"take", "follow-up"}},
-		{"busy: in turn", true, nil, []vipReq{{op: opRefresh}, {op: opAcquire}}, []string{"acquire"}},
+		{"busy: in turn", true, nil, []vipReq{{op: opAnnounce}, {op: opAcquire}}, []string{"acquire"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,7 +100,7 @@ func TestTakeoverFastPath(t *testing.T) {
 				t.Fatalf("after start: %v, want backup", i.fsm.State())
 			}
 			if tt.busy {
-				i.queueVIP(vipReq{op: opRefresh})
+				i.queueVIP(vipReq{op: opAnnounce})
 			}
 			// The master's adverts stop: the backup's timer fires.
 			t1 := t0.Add(time.Second)

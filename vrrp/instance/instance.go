@@ -119,7 +119,9 @@ type VIPHolder interface {
 	FollowUp(ctx context.Context) error
 	Acquire(ctx context.Context) error
 	Announce(ctx context.Context)
-	Refresh() error
+	// Refresh asks for the held VIPs' lifetimes to be renewed, without
+	// waiting (vip.Holder renews every master's in one pass).
+	Refresh()
 	Release() error
 	Reconfigure(ctx context.Context, cfg conf.VRRPInstance, held bool) error
 	Run(ctx context.Context) error
@@ -1096,8 +1098,6 @@ const (
 	opAnnounce
 	// opHandOver releases after handoverGrace: see step.
 	opHandOver
-	// opRefresh renews the held VIPs' lifetimes.
-	opRefresh
 	// opReconfigure takes a reload's VIPs and announcement settings.
 	opReconfigure
 )
@@ -1186,16 +1186,13 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 		case vrrp.SendAdvert:
 			i.send(a.Priority)
 			// Adverts prove the daemon alive: renew the VIPs' lifetimes,
-			// four times per lifetime (two netlink calls each, so not on
-			// every 100 ms advert), without blocking the state machine.
+			// four times per lifetime (a netlink request per VIP, so not on
+			// every 100 ms advert). Refresh does not wait, and renews
+			// only what is still held when its pass runs, so a release
+			// queued meanwhile is not undone.
 			if a.Priority > 0 && i.fsm.State() == vrrp.Master && now.Sub(i.lastRefresh) >= vip.Lifetime(i.cfg.AdvertInterval)/4 {
-				i.vipPending.Add(1)
-				select {
-				case i.vipOps <- vipReq{op: opRefresh}:
-					i.lastRefresh = now
-				default:
-					i.vipPending.Add(-1)
-				}
+				i.holder.Refresh()
+				i.lastRefresh = now
 			}
 		case vrrp.AddVIPs:
 			// The clients' wait ends with the first announcement: with
@@ -1332,15 +1329,6 @@ func (i *Instance) doVIP(ctx context.Context, req vipReq, acquisitions []context
 	case opAnnounce:
 		if len(acquisitions) > 0 {
 			i.holder.Announce(ctx)
-		}
-		return acquisitions
-	case opRefresh:
-		// Only while held: a refresh queued before a release must not
-		// bring the VIPs back.
-		if len(acquisitions) > 0 {
-			if err := i.holder.Refresh(); err != nil {
-				i.log.Warn("refresh VIP lifetimes", "error", err)
-			}
 		}
 		return acquisitions
 	}

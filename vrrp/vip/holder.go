@@ -102,6 +102,8 @@ func (w *netlinkWorker) AddrList(link netlink.Link, family int) (addrs []netlink
 	return addrs, err
 }
 
+func (w *netlinkWorker) batch(f func(Addrs)) { w.do(func() { f(w.h) }) }
+
 // Close stops the worker, once no request can come (the Host's last
 // user has let go), and closes the handle.
 func (w *netlinkWorker) Close() {
@@ -167,9 +169,16 @@ func Lifetime(advert time.Duration) time.Duration {
 	return max(4*advert, 2*time.Second)
 }
 
-// Refresh renews the held VIPs' lifetimes; call it several times per
-// Lifetime while master.
-func (h *Holder) Refresh() error { return h.mgr.Refresh() }
+// Refresh asks for the held VIPs' lifetimes to be renewed; call it
+// several times per Lifetime while master. It does not wait: the
+// director's holders that ask within a few milliseconds are renewed in
+// one pass (Host.refreshPass), which logs what fails. Only what the
+// holder still holds then is renewed.
+func (h *Holder) Refresh() {
+	if h.addrs != nil {
+		h.addrs.host.refresh(h.addrs)
+	}
+}
 
 // Run serves the holder's VIPs until ctx is done, then returns nil: it
 // takes part in the shared watch of their tun device and the shared

@@ -63,6 +63,17 @@ type fakeNetlink struct {
 	log *closeLog
 	// missing is a link LinkByName does not find.
 	missing string
+	// stale are links deleted since they were looked up (a device
+	// created again by name): AddrReplace on them fails with ENODEV.
+	stale []netlink.Link
+}
+
+func (f *fakeNetlink) AddrReplace(link netlink.Link, a *netlink.Addr) error {
+	if slices.Contains(f.stale, link) {
+		f.calls = append(f.calls, "replace "+key(a))
+		return unix.ENODEV
+	}
+	return f.fakeAddrs.AddrReplace(link, a)
 }
 
 func (f *fakeNetlink) LinkByName(name string) (netlink.Link, error) {

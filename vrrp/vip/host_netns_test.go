@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -178,6 +179,67 @@ func TestHostSharedDevice(t *testing.T) {
 		if n, addrs := tunState(t, ns); n != s.devices || !slices.Equal(addrs, s.addrs) {
 			t.Errorf("%s: %d tun devices holding %q, want %d holding %q", s.name, n, addrs, s.devices, s.addrs)
 		}
+	}
+}
+
+// TestHostRefreshKernel: a refresh pass renews, in the kernel, the
+// lifetime of the VIPs of the holder that asked and of no other.
+func TestHostRefreshKernel(t *testing.T) {
+	_, ns := testNetns(t)
+	host := NewHost()
+	var a, b *Holder
+	inNetns(t, ns, func() {
+		var err error
+		if a, err = host.Open(quiet(), vipConfig("a", "10.9.0.100/24"), "lvsha-vip"); err != nil {
+			t.Fatal(err)
+		}
+		if b, err = host.Open(quiet(), vipConfig("b", "10.9.0.101/24"), "lvsha-vip"); err != nil {
+			a.Close()
+			t.Fatal(err)
+		}
+	})
+	defer a.Close()
+	defer b.Close()
+	for _, h := range []*Holder{a, b} {
+		if err := h.Take(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lifetimes := func() map[string]int {
+		nl, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nl.Close()
+		as, err := nl.AddrList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]int{}
+		for _, a := range as {
+			m[a.IP.String()] = a.ValidLft
+		}
+		return m
+	}
+	full := int(Lifetime(100*time.Millisecond) / time.Second)
+	if got := lifetimes(); got["10.9.0.100"] != full || got["10.9.0.101"] != full {
+		t.Fatalf("taken VIPs' lifetimes %v, want %d s each", got, full)
+	}
+	// A second and a bit later both have run down; a alone asks.
+	time.Sleep(1200 * time.Millisecond)
+	a.Refresh()
+	var got map[string]int
+	for range 50 {
+		time.Sleep(10 * time.Millisecond)
+		if got = lifetimes(); got["10.9.0.100"] == full {
+			break
+		}
+	}
+	if got["10.9.0.100"] != full {
+		t.Errorf("a's VIP not renewed: lifetimes %v, want %d s for 10.9.0.100", got, full)
+	}
+	if lft, ok := got["10.9.0.101"]; !ok || lft >= full {
+		t.Errorf("b's VIP: lifetime %d s (held %v), want it run down below %d s, b having asked nothing", lft, ok, full)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/mdlayher/ndp"
 
@@ -201,7 +202,6 @@ func TestHostAddresses(t *testing.T) {
 		{"a releases: b's VIPs stay, the one both hold too", a.Release, []string{"10.0.0.2/32", "10.0.0.3/32"}},
 		{"a releases again", a.Release, []string{"10.0.0.2/32", "10.0.0.3/32"}},
 		{"a takes again", a.Take, []string{"10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32"}},
-		{"b refreshes", b.Refresh, []string{"10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32"}},
 		{"b releases", b.Release, []string{"10.0.0.1/32", "10.0.0.3/32"}},
 		{"b closes", b.Close, []string{"10.0.0.1/32", "10.0.0.3/32"}},
 		{"a closes holding its VIPs", a.Close, nil},
@@ -213,6 +213,101 @@ func TestHostAddresses(t *testing.T) {
 		if got := fx.addrs(); !slices.Equal(got, s.want) {
 			t.Errorf("%s: addresses %q, want %q", s.name, got, s.want)
 		}
+	}
+}
+
+// TestHostRefresh: the masters that ask for a lifetime refresh within
+// refreshSettle are renewed in one pass, each address a holder holds
+// once however often it asked, with the lifetime it was added with; what
+// a holder released before the pass is not brought back; an interface
+// created again by name is looked up again.
+func TestHostRefresh(t *testing.T) {
+	tests := []struct {
+		name string
+		// do takes the holders' VIPs and asks for refreshes.
+		do func(fx *hostFixture, a, b *Holder)
+		// want are the renewals (replace calls after do) and the
+		// addresses then held.
+		wantReplaced []string
+		wantAddrs    []string
+	}{
+		{
+			name: "two masters, one pass",
+			do: func(_ *hostFixture, a, b *Holder) {
+				a.Refresh()
+				b.Refresh()
+				a.Refresh()
+			},
+			wantReplaced: []string{"10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32", "10.0.0.3/32"},
+			wantAddrs:    []string{"10.0.0.1/32 2s", "10.0.0.2/32 2s", "10.0.0.3/32 2s"},
+		},
+		{
+			name: "released before the pass: not brought back",
+			do: func(_ *hostFixture, a, b *Holder) {
+				a.Refresh()
+				b.Refresh()
+				if err := a.Release(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantReplaced: []string{"10.0.0.2/32", "10.0.0.3/32"},
+			wantAddrs:    []string{"10.0.0.2/32 2s", "10.0.0.3/32 2s"},
+		},
+		{
+			name:         "nobody asked",
+			do:           func(*hostFixture, *Holder, *Holder) {},
+			wantAddrs:    []string{"10.0.0.1/32 2s", "10.0.0.2/32 2s", "10.0.0.3/32 2s"},
+			wantReplaced: nil,
+		},
+		{
+			name: "device created again",
+			do: func(fx *hostFixture, a, _ *Holder) {
+				fx.host.addrMu.Lock()
+				for _, h := range a.addrs.held {
+					fx.nl.stale = append(fx.nl.stale, h.link)
+				}
+				fx.host.addrMu.Unlock()
+				a.Refresh()
+			},
+			wantReplaced: []string{"10.0.0.1/32", "10.0.0.1/32", "10.0.0.3/32", "10.0.0.3/32"},
+			wantAddrs:    []string{"10.0.0.1/32 2s", "10.0.0.2/32 2s", "10.0.0.3/32 2s"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fx := newHostFixture()
+				a := fx.open(t, "a", "eth0", "tun", "10.0.0.1/24", "10.0.0.3/24")
+				b := fx.open(t, "b", "eth0", "tun", "10.0.0.2/24", "10.0.0.3/24")
+				defer a.Close()
+				defer b.Close()
+				for _, h := range []*Holder{a, b} {
+					if err := h.Take(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				from := len(fx.nl.calls)
+				tt.do(fx, a, b)
+				time.Sleep(2 * refreshSettle)
+				synctest.Wait()
+				fx.host.addrMu.Lock()
+				defer fx.host.addrMu.Unlock()
+				var replaced []string
+				for _, c := range fx.nl.calls[from:] {
+					if p, ok := strings.CutPrefix(c, "replace "); ok {
+						replaced = append(replaced, p)
+					}
+				}
+				slices.Sort(replaced)
+				if !slices.Equal(replaced, tt.wantReplaced) {
+					t.Errorf("renewed %q, want %q", replaced, tt.wantReplaced)
+				}
+				addrs := slices.Sorted(slices.Values(fx.nl.addrs))
+				if !slices.Equal(addrs, tt.wantAddrs) {
+					t.Errorf("addresses %q, want %q", addrs, tt.wantAddrs)
+				}
+			})
+		})
 	}
 }
 
