@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lvsha/lvsha/alarm"
 	"github.com/lvsha/lvsha/bfd"
 	"github.com/lvsha/lvsha/bfd/transport"
 )
@@ -134,6 +135,48 @@ type Runner struct {
 	lost uint64
 
 	closeOnce sync.Once
+	// clock wakes Run (see timer).
+	clock alarm.Clock
+}
+
+// timer is Run's wake-up: an alarm on the runner's timerfd, or a Go
+// timer where no timerfd can be made. At 100 packets a second a Go
+// timer's expiry in an idle daemon cost three to five context switches
+// (package alarm), and each session's Detection Time, moved later by
+// every packet received, only is noted by an alarm.
+type timer struct {
+	a *alarm.Alarm
+	t *time.Timer
+}
+
+func newTimer(c *alarm.Clock) timer {
+	if a, err := c.NewAlarm(); err == nil {
+		return timer{a: a}
+	}
+	return timer{t: time.NewTimer(time.Hour)}
+}
+
+func (t timer) set(at time.Time) {
+	if t.a != nil {
+		t.a.Set(at)
+		return
+	}
+	t.t.Reset(time.Until(at))
+}
+
+func (t timer) c() <-chan time.Time {
+	if t.a != nil {
+		return t.a.C()
+	}
+	return t.t.C
+}
+
+func (t timer) stop() {
+	if t.a != nil {
+		t.a.Close()
+		return
+	}
+	t.t.Stop()
 }
 
 // Open opens the sockets of cfg's sessions; it must run in the network
@@ -395,8 +438,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	// wg.Wait (defers run last first).
 	defer r.rx.Close()
 
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	timer := newTimer(&r.clock)
+	defer timer.stop()
 	r.smu.Lock()
 	now := time.Now()
 	for _, s := range r.byDiscr {
@@ -407,7 +450,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		wait := r.wait(now)
 		r.wakeAt = now.Add(wait)
 		r.smu.Unlock()
-		timer.Reset(wait)
+		timer.set(r.wakeAt)
 		select {
 		case <-ctx.Done():
 			r.adminDown()
@@ -417,7 +460,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			c.reply <- r.command(c, time.Now())
 			r.smu.Unlock()
 		case <-r.kick:
-		case <-timer.C:
+		case <-timer.c():
 		}
 		r.catchUp()
 		r.smu.Lock()

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lvsha/lvsha/alarm"
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp"
 	"github.com/lvsha/lvsha/vrrp/notify"
@@ -184,7 +185,7 @@ type Instance struct {
 	kick chan struct{}
 	// clock wakes the instance at its deadlines; nil: Go timers (New's
 	// instances, whose tests run on synctest's virtual time).
-	clock *clock
+	clock *alarm.Clock
 
 	// source is the advert source, fixed for the instance's life; follow
 	// is the Shared's set it joins while it runs (nil without a Shared).
@@ -903,7 +904,7 @@ func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
 type wake struct {
 	timer   *time.Timer
 	ticker  *time.Ticker
-	alarm   *alarm
+	alarm   *alarm.Alarm
 	period  time.Duration
 	ticking bool
 	// at is when the armed timer or the ticker's next tick fires; zero
@@ -921,12 +922,12 @@ func newWake(period time.Duration) *wake {
 
 // newClockWake is a wake on c's timerfd, or on Go timers if c is nil or
 // its timerfd cannot be had.
-func newClockWake(log *slog.Logger, c *clock, period time.Duration) *wake {
+func newClockWake(log *slog.Logger, c *alarm.Clock, period time.Duration) *wake {
 	w := newWake(period)
 	if c == nil {
 		return w
 	}
-	a, err := c.newAlarm()
+	a, err := c.NewAlarm()
 	if err != nil {
 		log.Warn("VRRP timers fall back to Go timers", "error", err)
 		return w
@@ -964,7 +965,7 @@ func (w *wake) tickerC() <-chan time.Time {
 func (w *wake) set(d time.Time, periodic bool) {
 	if w.alarm != nil {
 		if !d.Equal(w.want) || w.at.IsZero() {
-			w.alarm.set(d)
+			w.alarm.Set(d)
 		}
 		w.at, w.want = d, d
 		return
@@ -1006,7 +1007,7 @@ func (w *wake) expired() bool {
 	w.at = time.Time{}
 	if left := time.Until(w.want); left > 0 {
 		if w.alarm != nil {
-			w.alarm.set(w.want)
+			w.alarm.Set(w.want)
 		} else {
 			w.timer.Reset(left)
 		}
@@ -1018,7 +1019,7 @@ func (w *wake) expired() bool {
 
 func (w *wake) stop() {
 	if w.alarm != nil {
-		w.alarm.set(time.Time{})
+		w.alarm.Set(time.Time{})
 	}
 	w.timer.Stop()
 	w.ticker.Stop()
@@ -1030,7 +1031,7 @@ func (w *wake) stop() {
 func (w *wake) close() {
 	w.stop()
 	if w.alarm != nil {
-		w.alarm.close()
+		w.alarm.Close()
 		w.alarm = nil
 	}
 }

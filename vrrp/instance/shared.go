@@ -3,6 +3,7 @@ package instance
 import (
 	"log/slog"
 
+	"github.com/lvsha/lvsha/alarm"
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp/transport"
 	"github.com/lvsha/lvsha/vrrp/vip"
@@ -22,14 +23,14 @@ type Shared struct {
 	// and per interface one announcing socket per family.
 	vips *vip.Host
 	// clock wakes every instance at its deadlines from one timerfd.
-	clock *clock
+	clock *alarm.Clock
 	// follow is the running instances, for BFD fast takeover.
 	follow *followers
 }
 
 // NewShared returns an empty Shared.
 func NewShared() *Shared {
-	return &Shared{wire: transport.NewHub(), vips: vip.NewHost(), clock: &clock{}, follow: newFollowers()}
+	return &Shared{wire: transport.NewHub(), vips: vip.NewHost(), clock: &alarm.Clock{}, follow: newFollowers()}
 }
 
 // Open opens an instance of cfg as Open does, on the resources s shares.

@@ -1,4 +1,14 @@
-package instance
+// Package alarm wakes a daemon's timers from one timerfd read through
+// the runtime's poller, instead of a Go timer each (issue #21's idle
+// cost). Every Go timer that expires while the process is idle also wakes
+// the runtime's monitor thread (sysmon sleeps until the next timer) and
+// readies the timer's goroutine from a thread that has just left the
+// poller, which wakes a second thread to look for work: three to five
+// context switches per VRRP advert sent or Master_Down check, or per BFD
+// packet sent, against keepalived's one. A timerfd is a file: its expiry
+// returns the poller's epoll_wait like a packet does, on one thread, and
+// sysmon sleeps on.
+package alarm
 
 import (
 	"container/heap"
@@ -12,24 +22,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// clock wakes the instances of a director at their deadlines from one
-// timerfd, read through the runtime's poller, instead of a Go timer per
-// instance (issue #21's idle cost). Every Go timer that expires while the
-// process is idle also wakes the runtime's monitor thread (sysmon sleeps
-// until the next timer) and readies the timer's goroutine from a thread
-// that has just left the poller, which wakes a second thread to look for
-// work: three to five context switches per advert sent or Master_Down
-// check, against keepalived's one. A timerfd is a file: its expiry
-// returns the poller's epoll_wait like an advert does, on one thread, and
-// sysmon sleeps on. One descriptor and one goroutine serve every instance,
-// so aligned masters (vrrp.Config.AlignAdverts) share one wakeup.
+// Clock is one timerfd and one goroutine serving every Alarm made on it,
+// so that deadlines that coincide (a director's aligned VRRP masters,
+// vrrp.Config.AlignAdverts) share one wakeup. The zero Clock is ready to
+// use; its timerfd opens with the first Alarm and closes with the last.
 //
 // A deadline moved later (a backup's Master_Down_Timer, at every advert)
-// is only noted: the alarm keeps its place and, when it comes due early,
-// moves to the deadline then, without waking its instance.
-type clock struct {
+// is only noted: the Alarm keeps its place and, when it comes due early,
+// moves to the deadline then, without waking its owner.
+type Clock struct {
 	mu     sync.Mutex
-	f      *os.File // nil while no alarm exists
+	f      *os.File // nil while no Alarm exists
 	alarms alarmHeap
 	armed  time.Time // what f is set to; zero: disarmed
 	users  int
@@ -37,18 +40,18 @@ type clock struct {
 	done chan struct{}
 }
 
-// alarm is one instance's deadline on a clock.
-type alarm struct {
-	c *clock
-	// at is the alarm's place in the heap; want the deadline it serves,
+// Alarm is one deadline on a Clock, delivered on C.
+type Alarm struct {
+	c *Clock
+	// at is the Alarm's place in the heap; want the deadline it serves,
 	// at or after at. idx is its index in the heap, -1 when out of it.
 	at, want time.Time
 	idx      int
 	ch       chan time.Time
 }
 
-// newAlarm returns an alarm on c, opening c's timerfd if it is the first.
-func (c *clock) newAlarm() (*alarm, error) {
+// NewAlarm returns an Alarm on c, opening c's timerfd if it is the first.
+func (c *Clock) NewAlarm() (*Alarm, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.f == nil {
@@ -57,17 +60,17 @@ func (c *clock) newAlarm() (*alarm, error) {
 			return nil, fmt.Errorf("timerfd: %w", err)
 		}
 		// Non-blocking, so os.File reads it through the poller.
-		c.f = os.NewFile(uintptr(fd), "vrrp-clock")
+		c.f = os.NewFile(uintptr(fd), "alarm-timerfd")
 		c.armed = time.Time{}
 		c.done = make(chan struct{})
 		go c.run(c.f, c.done)
 	}
 	c.users++
-	return &alarm{c: c, idx: -1, ch: make(chan time.Time, 1)}, nil
+	return &Alarm{c: c, idx: -1, ch: make(chan time.Time, 1)}, nil
 }
 
 // run reads f until it is closed, firing what is due at each expiry.
-func (c *clock) run(f *os.File, done chan<- struct{}) {
+func (c *Clock) run(f *os.File, done chan<- struct{}) {
 	defer close(done)
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -85,7 +88,7 @@ func (c *clock) run(f *os.File, done chan<- struct{}) {
 			return errno != unix.EAGAIN
 		})
 		if err != nil || (errno != 0 && errno != unix.EINTR) {
-			// Closed by the last alarm's close; nothing else fails a
+			// Closed by the last Alarm's Close; nothing else fails a
 			// read of a timerfd with room for its count.
 			return
 		}
@@ -93,9 +96,9 @@ func (c *clock) run(f *os.File, done chan<- struct{}) {
 	}
 }
 
-// fire sends now to every alarm whose deadline has come, moves the ones
+// fire sends now to every Alarm whose deadline has come, moves the ones
 // that came due early to their deadline, and sets f for the next.
-func (c *clock) fire(now time.Time) {
+func (c *Clock) fire(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.armed = time.Time{}
@@ -110,7 +113,7 @@ func (c *clock) fire(now time.Time) {
 			continue
 		}
 		heap.Pop(&c.alarms)
-		// The channel holds one: an instance that has not taken the
+		// The channel holds one: an owner that has not taken the
 		// last wake yet gets no second, which would say nothing new.
 		select {
 		case a.ch <- now:
@@ -120,9 +123,9 @@ func (c *clock) fire(now time.Time) {
 	c.program()
 }
 
-// program sets f for the earliest alarm if it is not set for it already.
+// program sets f for the earliest Alarm if it is not set for it already.
 // c.mu is held.
-func (c *clock) program() {
+func (c *Clock) program() {
 	var next time.Time
 	if len(c.alarms) > 0 {
 		next = c.alarms[0].at
@@ -139,7 +142,7 @@ func (c *clock) program() {
 	}
 	if err := setTimer(c.f, &spec); err != nil {
 		// Only a closed or invalid descriptor fails; the alarms of a
-		// clock being closed no longer matter.
+		// Clock being closed no longer matter.
 		return
 	}
 	c.armed = next
@@ -165,11 +168,11 @@ func setTimer(f *os.File, spec *unix.ItimerSpec) error {
 }
 
 // C delivers the time of each wake.
-func (a *alarm) C() <-chan time.Time { return a.ch }
+func (a *Alarm) C() <-chan time.Time { return a.ch }
 
-// set arms the alarm for d; zero disarms it. A later deadline than the
-// armed one only is noted (see clock).
-func (a *alarm) set(d time.Time) {
+// Set arms the Alarm for d; zero disarms it. A later deadline than the
+// armed one only is noted (see Clock).
+func (a *Alarm) Set(d time.Time) {
 	c := a.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -191,9 +194,9 @@ func (a *alarm) set(d time.Time) {
 	c.program()
 }
 
-// close disarms the alarm and closes the clock's timerfd with the last.
-func (a *alarm) close() {
-	a.set(time.Time{})
+// Close disarms the Alarm and closes the Clock's timerfd with the last.
+func (a *Alarm) Close() {
+	a.Set(time.Time{})
 	c := a.c
 	c.mu.Lock()
 	c.users--
@@ -209,7 +212,7 @@ func (a *alarm) close() {
 }
 
 // alarmHeap orders alarms by at.
-type alarmHeap []*alarm
+type alarmHeap []*Alarm
 
 func (h alarmHeap) Len() int           { return len(h) }
 func (h alarmHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
@@ -218,7 +221,7 @@ func (h alarmHeap) Swap(i, j int) {
 	h[i].idx, h[j].idx = i, j
 }
 func (h *alarmHeap) Push(x any) {
-	a := x.(*alarm)
+	a := x.(*Alarm)
 	a.idx = len(*h)
 	*h = append(*h, a)
 }

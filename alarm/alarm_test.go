@@ -1,47 +1,47 @@
-package instance
+package alarm
 
 import (
 	"testing"
 	"time"
 )
 
-// The director's clock fires each alarm at or after its deadline, never
+// A Clock fires each Alarm at or after its deadline, never
 // before; a deadline moved later fires once, at the last one; an earlier
-// one re-arms at once; a disarmed alarm stays silent; alarms at one
-// instant all fire; the last alarm's close closes the timerfd and a new
-// alarm opens another. On real time (a timerfd knows no synctest), so
+// one re-arms at once; a disarmed Alarm stays silent; alarms at one
+// instant all fire; the last Alarm's close closes the timerfd and a new
+// Alarm opens another. On real time (a timerfd knows no synctest), so
 // lateness is bounded generously and earliness not at all.
 func TestClock(t *testing.T) {
 	const step = 20 * time.Millisecond
 	const late = 2 * time.Second // a loaded machine, not a defect
-	var c clock
-	wait := func(a *alarm, d time.Time) time.Time {
+	var c Clock
+	wait := func(a *Alarm, d time.Time) time.Time {
 		t.Helper()
 		select {
 		case at := <-a.C():
 			if at.Before(d) {
-				t.Fatalf("alarm fired %v before its deadline", d.Sub(at))
+				t.Fatalf("Alarm fired %v before its deadline", d.Sub(at))
 			}
 			return at
 		case <-time.After(time.Until(d) + late):
-			t.Fatalf("alarm not fired %v after its deadline", late)
+			t.Fatalf("Alarm not fired %v after its deadline", late)
 		}
 		return time.Time{}
 	}
-	silent := func(a *alarm, d time.Duration) {
+	silent := func(a *Alarm, d time.Duration) {
 		t.Helper()
 		select {
 		case at := <-a.C():
-			t.Fatalf("alarm fired at %v; want none", at)
+			t.Fatalf("Alarm fired at %v; want none", at)
 		case <-time.After(d):
 		}
 	}
 
-	a, err := c.newAlarm()
+	a, err := c.NewAlarm()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := c.newAlarm()
+	b, err := c.NewAlarm()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,46 +49,46 @@ func TestClock(t *testing.T) {
 
 	// In order, each at its own deadline.
 	da, db := time.Now().Add(2*step), time.Now().Add(step)
-	a.set(da)
-	b.set(db)
+	a.Set(da)
+	b.Set(db)
 	wait(b, db)
 	wait(a, da)
 
 	// Moved later five times: one wake, at the last deadline.
 	d := time.Now().Add(step)
-	a.set(d)
+	a.Set(d)
 	for range 5 {
 		time.Sleep(step / 3)
 		d = time.Now().Add(step)
-		a.set(d)
+		a.Set(d)
 	}
 	wait(a, d)
 	silent(a, 2*step)
 
 	// Moved earlier: fires at the earlier one.
-	a.set(time.Now().Add(time.Hour))
+	a.Set(time.Now().Add(time.Hour))
 	d = time.Now().Add(step)
-	a.set(d)
+	a.Set(d)
 	if at := wait(a, d); at.After(d.Add(late)) {
 		t.Fatalf("moved earlier, fired %v late", at.Sub(d))
 	}
 
-	// Disarmed: silent, and the other alarm still fires.
-	a.set(time.Now().Add(step))
-	a.set(time.Time{})
+	// Disarmed: silent, and the other Alarm still fires.
+	a.Set(time.Now().Add(step))
+	a.Set(time.Time{})
 	db = time.Now().Add(2 * step)
-	b.set(db)
+	b.Set(db)
 	wait(b, db)
 	silent(a, 2*step)
 
 	// A hundred alarms at one instant all fire.
-	many := make([]*alarm, 100)
+	many := make([]*Alarm, 100)
 	d = time.Now().Add(step)
 	for i := range many {
-		if many[i], err = c.newAlarm(); err != nil {
+		if many[i], err = c.NewAlarm(); err != nil {
 			t.Fatal(err)
 		}
-		many[i].set(d)
+		many[i].Set(d)
 	}
 	for _, m := range many {
 		wait(m, d)
@@ -97,25 +97,25 @@ func TestClock(t *testing.T) {
 		t.Fatal("alarms opened another timerfd while one was open")
 	}
 	for _, m := range many {
-		m.close()
+		m.Close()
 	}
 
 	// The last close closes the timerfd (and ends its goroutine: close
-	// waits for it); the next alarm opens a new one that works.
-	a.close()
+	// waits for it); the next Alarm opens a new one that works.
+	a.Close()
 	if c.f == nil {
-		t.Fatal("timerfd closed while an alarm remains")
+		t.Fatal("timerfd closed while an Alarm remains")
 	}
-	b.close()
+	b.Close()
 	if c.f != nil || c.users != 0 {
 		t.Fatalf("after the last close: file %v, users %d; want none", c.f, c.users)
 	}
-	a, err = c.newAlarm()
+	a, err = c.NewAlarm()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.close()
+	defer a.Close()
 	d = time.Now().Add(step)
-	a.set(d)
+	a.Set(d)
 	wait(a, d)
 }
