@@ -18,7 +18,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"golang.org/x/sys/unix"
 
-	"github.com/lvsha/lvsha/vrrp/transport"
+	"github.com/lvsha/lvsha/rawsock"
 )
 
 // envTrace ("1") makes the failover bench's client print the frames it
@@ -111,7 +111,7 @@ func (t *frameTrace) read(fd int) {
 			}
 			return
 		}
-		rx := transport.ReceiveTime(oob[:oobn])
+		rx := rawsock.ParseControl(oob[:oobn]).At
 		if rx.IsZero() {
 			rx = time.Now()
 		}

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/lvsha/lvsha/rawsock"
 )
 
 // ControlPort is the single-hop control packets' destination port
@@ -100,6 +102,8 @@ type Datagram struct {
 type Conn struct {
 	cfg Config
 	uc  *net.UDPConn
+	rc  syscall.RawConn
+	oob []byte // the control messages of the last read
 	p4  *ipv4.PacketConn
 	p6  *ipv6.PacketConn
 	// BadHopLimit counts packets dropped for a TTL or hop limit other
@@ -129,6 +133,11 @@ func Listen(cfg Config) (*Conn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("bfd: ask for the TTL of received packets on %s: %w", cfg.Interface.Name, err)
 	}
+	if c.rc, err = uc.SyscallConn(); err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("bfd: listen on %s: %w", cfg.Interface.Name, err)
+	}
+	c.oob = make([]byte, 128) // TTL or hop limit and packet info, with room
 	return c, nil
 }
 
@@ -149,38 +158,32 @@ func (c *Conn) Read(buf []byte) (Datagram, error) {
 	}
 }
 
+// read reads one datagram with a raw, non-blocking recvmsg, waiting in
+// the poller: like the sends (Sender.WriteTo), a hundred reads a second
+// through the net package's system-call path woke the runtime's monitor
+// thread and handed the P between threads.
 func (c *Conn) read(buf []byte) (Datagram, error) {
 	var (
-		d   Datagram
-		n   int
-		src net.Addr
-		err error
+		n, oobn int
+		from    unix.RawSockaddrAny
+		errno   syscall.Errno
 	)
-	if c.p4 != nil {
-		var cm *ipv4.ControlMessage
-		n, cm, src, err = c.p4.ReadFrom(buf)
-		if cm != nil {
-			d.HopLimit = cm.TTL
-			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, errno = rawsock.Recvmsg(int(fd), buf, c.oob, &from)
+			if errno != unix.EINTR {
+				return errno != unix.EAGAIN
+			}
 		}
-	} else {
-		var cm *ipv6.ControlMessage
-		n, cm, src, err = c.p6.ReadFrom(buf)
-		if cm != nil {
-			d.HopLimit = cm.HopLimit
-			d.Dst, _ = netip.AddrFromSlice(cm.Dst)
-		}
+	})
+	if err == nil && errno != 0 {
+		err = errno
 	}
 	if err != nil {
 		return Datagram{}, err
 	}
-	d.Payload = buf[:n]
-	if ua, ok := src.(*net.UDPAddr); ok {
-		ap := ua.AddrPort()
-		d.Src = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
-	}
-	d.Dst = d.Dst.Unmap()
-	return d, nil
+	ctl := rawsock.ParseControl(c.oob[:oobn])
+	return Datagram{Payload: buf[:n], Src: rawsock.AddrPort(&from), Dst: ctl.Dst, HopLimit: ctl.HopLimit}, nil
 }
 
 // Close closes the socket; a blocked Read returns.
@@ -257,17 +260,14 @@ func (s *Sender) Port() uint16 { return s.uc.LocalAddr().(*net.UDPAddr).AddrPort
 // system-call path, where a send that took longer than the runtime's
 // monitor thread's tick lost its P and another thread was woken to take
 // it; an idle daemon with one session at 10 ms spent a fifth of its CPU
-// in those wake-ups. VRRP's adverts are sent the same way (vrrp/transport
-// rawSendmsg). A full socket buffer waits in the poller.
+// in those wake-ups. VRRP's adverts are sent the same way (package
+// rawsock). A full socket buffer waits in the poller.
 func (s *Sender) WriteTo(payload []byte, peer netip.Addr) error {
-	if len(payload) == 0 {
-		return fmt.Errorf("bfd: send to %s on %s: empty packet", peer, s.cfg.Interface.Name)
-	}
 	var (
 		sa4   unix.RawSockaddrInet4
 		sa6   unix.RawSockaddrInet6
 		sa    unsafe.Pointer
-		salen uintptr
+		salen uint32
 	)
 	if peer.Is4() {
 		sa4.Family, sa4.Addr = unix.AF_INET, peer.As4()
@@ -281,14 +281,13 @@ func (s *Sender) WriteTo(payload []byte, peer netip.Addr) error {
 		}
 		sa, salen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
 	}
-	var errno syscall.Errno
+	var werr error
 	err := s.rc.Write(func(fd uintptr) bool {
-		_, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&payload[0])), uintptr(len(payload)),
-			unix.MSG_DONTWAIT, uintptr(sa), salen)
-		return errno != unix.EAGAIN
+		werr = rawsock.Sendmsg(int(fd), payload, nil, sa, salen)
+		return !errors.Is(werr, unix.EAGAIN)
 	})
-	if err == nil && errno != 0 {
-		err = errno
+	if err == nil {
+		err = werr
 	}
 	if err != nil {
 		return fmt.Errorf("bfd: send to %s on %s: %w", peer, s.cfg.Interface.Name, err)

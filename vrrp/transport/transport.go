@@ -7,9 +7,9 @@
 package transport
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/lvsha/lvsha/rawsock"
 	"github.com/lvsha/lvsha/vrrp"
 	"net"
 	"net/netip"
@@ -280,7 +280,7 @@ func (r *rxSocket) close() error {
 // monitor then polled on a short timer until it found nothing to do
 // again: at 1,000 adverts a second it was 18% of a backup's CPU (perf,
 // 100 instances). A call that cannot block needs none of that; see
-// rawSendmsg.
+// rawsock.Sendmsg.
 func (r *rxSocket) read(buf []byte) (Datagram, error) {
 	var (
 		d     Datagram
@@ -307,12 +307,12 @@ func (r *rxSocket) read(buf []byte) (Datagram, error) {
 // none is there.
 func (r *rxSocket) recv(fd int, buf []byte) (Datagram, syscall.Errno) {
 	var from unix.RawSockaddrAny
-	n, oobn, errno := rawRecvmsg(fd, buf, r.oob, &from)
+	n, oobn, errno := rawsock.Recvmsg(fd, buf, r.oob, &from)
 	if errno != 0 {
 		return Datagram{}, errno
 	}
-	c := parseControl(r.oob[:oobn])
-	d := Datagram{Payload: buf[:n], At: c.at, Src: sockaddrAddr(&from), Dst: c.dst, HopLimit: c.hop}
+	c := rawsock.ParseControl(r.oob[:oobn])
+	d := Datagram{Payload: buf[:n], At: c.At, Src: rawsock.Addr(&from), Dst: c.Dst, HopLimit: c.HopLimit}
 	// An IPv4 raw socket returns the IP header too; its TTL and
 	// destination come in the control messages.
 	if r.p6 == nil && n >= 20 && buf[0]>>4 == 4 {
@@ -401,10 +401,10 @@ func (t *txSocket) writeTo(payload, oob []byte, dst netip.Addr) error {
 	var err error
 	if t.v6 {
 		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.As16(), Scope_id: uint32(t.ifi.Index)}
-		err = rawSendmsg(t.fd, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+		err = rawsock.Sendmsg(t.fd, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
 	} else {
 		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.As4()}
-		err = rawSendmsg(t.fd, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+		err = rawsock.Sendmsg(t.fd, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
 	}
 	t.mu.RUnlock()
 	if err != nil {
@@ -477,115 +477,4 @@ func setReceiveBuffer(pc net.PacketConn) error {
 		}
 		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
 	})
-}
-
-// ReceiveTime is the kernel's receive time (SO_TIMESTAMPNS, wall clock) in
-// a message's control data oob, or zero if it has none.
-func ReceiveTime(oob []byte) time.Time { return parseControl(oob).at }
-
-// ctlData is what a datagram's control messages say.
-type ctlData struct {
-	at  time.Time  // SO_TIMESTAMPNS; zero if absent
-	hop int        // IP_TTL or IPV6_HOPLIMIT; 0 if absent
-	dst netip.Addr // the header's destination, from IP(V6)_PKTINFO
-}
-
-// parseControl walks the control messages in place: x/net's and x/sys's
-// parsers allocate a slice of messages and an address per datagram, at
-// 1,000 adverts a second a tenth of a backup's CPU with the garbage
-// collection they cause. Malformed or truncated data ends the walk.
-func parseControl(oob []byte) ctlData {
-	var c ctlData
-	const hdr = unix.SizeofCmsghdr
-	for len(oob) >= hdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		n := int(h.Len)
-		if n < hdr || n > len(oob) {
-			break
-		}
-		data := oob[cmsgAlign(hdr):n]
-		switch {
-		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= 16:
-			// struct timespec: two 64-bit words on 64-bit Linux.
-			c.at = time.Unix(int64(binary.NativeEndian.Uint64(data[0:8])), int64(binary.NativeEndian.Uint64(data[8:16])))
-		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TTL && len(data) >= 4,
-			h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
-			c.hop = int(int32(binary.NativeEndian.Uint32(data[0:4])))
-		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= 12:
-			// struct in_pktinfo: ifindex, spec_dst, then the header's
-			// destination.
-			c.dst = netip.AddrFrom4([4]byte(data[8:12]))
-		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= 16:
-			// struct in6_pktinfo: the address, then ifindex.
-			c.dst = netip.AddrFrom16([16]byte(data[0:16])).Unmap()
-		}
-		if a := cmsgAlign(n); a < len(oob) {
-			oob = oob[a:]
-		} else {
-			break
-		}
-	}
-	return c
-}
-
-// cmsgAlign rounds n up to the alignment of control messages.
-func cmsgAlign(n int) int {
-	const a = int(unsafe.Sizeof(uintptr(0)))
-	return (n + a - 1) &^ (a - 1)
-}
-
-// sockaddrAddr is the address in sa, or the zero Addr if it holds none.
-func sockaddrAddr(sa *unix.RawSockaddrAny) netip.Addr {
-	switch sa.Addr.Family {
-	case unix.AF_INET:
-		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(sa)).Addr)
-	case unix.AF_INET6:
-		return netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(sa)).Addr).Unmap()
-	}
-	return netip.Addr{}
-}
-
-// rawRecvmsg is a non-blocking recvmsg(2) made as a raw system call, the
-// sender's address into from: see rxSocket.read.
-func rawRecvmsg(fd int, p, oob []byte, from *unix.RawSockaddrAny) (n, oobn int, errno syscall.Errno) {
-	if len(p) == 0 {
-		return 0, 0, unix.EINVAL
-	}
-	iov := unix.Iovec{Base: &p[0]}
-	iov.SetLen(len(p))
-	msg := unix.Msghdr{Name: (*byte)(unsafe.Pointer(from)), Namelen: unix.SizeofSockaddrAny, Iov: &iov, Iovlen: 1}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
-	if e != 0 {
-		return 0, 0, e
-	}
-	return int(r), int(msg.Controllen), 0
-}
-
-// rawSendmsg is a non-blocking sendmsg(2) made as a raw system call. The
-// runtime's ordinary system-call path wakes its monitor thread from deep
-// sleep on every call, in case the call blocks; at one advert per 100 ms
-// that wakeup and the thread handoffs after it cost more than the send
-// (measured: 8 context switches per advert instead of 5 in a minimal
-// program). MSG_DONTWAIT means the call cannot block, which is what a raw
-// system call requires.
-func rawSendmsg(fd int, p, oob []byte, to unsafe.Pointer, tolen uint32) error {
-	if len(p) == 0 {
-		return errors.New("empty message")
-	}
-	iov := unix.Iovec{Base: &p[0]}
-	iov.SetLen(len(p))
-	msg := unix.Msghdr{Name: (*byte)(to), Namelen: tolen, Iov: &iov, Iovlen: 1}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -72,44 +70,6 @@ func TestDestinations(t *testing.T) {
 }
 
 // cmsg is one socket control message as the kernel lays it out.
-func cmsg(level, typ int, data []byte) []byte {
-	b := make([]byte, unix.CmsgSpace(len(data)))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = int32(level), int32(typ)
-	h.SetLen(unix.CmsgLen(len(data)))
-	copy(b[unix.CmsgLen(0):], data)
-	return b
-}
-
-func timespec(sec, nsec uint64) []byte {
-	return binary.NativeEndian.AppendUint64(binary.NativeEndian.AppendUint64(nil, sec), nsec)
-}
-
-// ReceiveTime finds the kernel's timestamp among the control messages,
-// and reports none rather than a wrong time when it is absent or cut
-// short.
-func TestReceiveTime(t *testing.T) {
-	ttl := cmsg(unix.IPPROTO_IP, unix.IP_TTL, []byte{255, 0, 0, 0})
-	stamp := cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, timespec(1700000000, 123456789))
-	tests := []struct {
-		name string
-		oob  []byte
-		want time.Time
-	}{
-		{"none", nil, time.Time{}},
-		{"timestamp", stamp, time.Unix(1700000000, 123456789)},
-		{"after the TTL", append(slices.Clone(ttl), stamp...), time.Unix(1700000000, 123456789)},
-		{"only the TTL", ttl, time.Time{}},
-		{"cut short", cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, timespec(1700000000, 0)[:8]), time.Time{}},
-		{"garbage", []byte{1, 2, 3}, time.Time{}},
-	}
-	for _, tt := range tests {
-		if got := ReceiveTime(tt.oob); !got.Equal(tt.want) {
-			t.Errorf("%s: ReceiveTime = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-}
-
 // inPrivateNetns runs open on a thread in a new network namespace with
 // its loopback up, so that the test's datagrams reach nothing outside it
 // (the host may run VRRP of its own, or other tests). The sockets open
@@ -345,40 +305,5 @@ func TestReceiveBuffer(t *testing.T) {
 	}
 	if got < receiveBuffer {
 		t.Errorf("receive buffer %d bytes, want at least %d", got, receiveBuffer)
-	}
-}
-
-// parseControl reads the TTL or hop limit and the header's destination
-// as x/net's parsers do, in any order, and leaves out what is absent or
-// cut short rather than reading past it.
-func TestParseControl(t *testing.T) {
-	pkt4 := make([]byte, 12) // in_pktinfo: ifindex, spec_dst, addr
-	copy(pkt4[8:], []byte{224, 0, 0, 18})
-	pkt6 := make([]byte, 20) // in6_pktinfo: addr, ifindex
-	group6 := netip.MustParseAddr("ff02::12")
-	copy(pkt6, group6.AsSlice())
-	ttl := cmsg(unix.IPPROTO_IP, unix.IP_TTL, binary.NativeEndian.AppendUint32(nil, 255))
-	hop := cmsg(unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, binary.NativeEndian.AppendUint32(nil, 64))
-	stamp := cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, timespec(1700000000, 5))
-	info4 := cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4)
-	info6 := cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pkt6)
-	join := func(b ...[]byte) []byte { return slices.Concat(b...) }
-	tests := []struct {
-		name string
-		oob  []byte
-		want ctlData
-	}{
-		{"none", nil, ctlData{}},
-		{"v4 as the kernel sends", join(stamp, info4, ttl), ctlData{time.Unix(1700000000, 5), 255, netip.MustParseAddr("224.0.0.18")}},
-		{"v4 other order", join(ttl, info4), ctlData{hop: 255, dst: netip.MustParseAddr("224.0.0.18")}},
-		{"v6", join(stamp, hop, info6), ctlData{time.Unix(1700000000, 5), 64, group6}},
-		{"pktinfo cut short", join(ttl, cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4[:8])), ctlData{hop: 255}},
-		{"length past the end", append(slices.Clone(ttl[:unix.SizeofCmsghdr]), 1), ctlData{}},
-		{"garbage", []byte{1, 2, 3}, ctlData{}},
-	}
-	for _, tt := range tests {
-		if got := parseControl(tt.oob); !got.at.Equal(tt.want.at) || got.hop != tt.want.hop || got.dst != tt.want.dst {
-			t.Errorf("%s: parseControl = %+v, want %+v", tt.name, got, tt.want)
-		}
 	}
 }
