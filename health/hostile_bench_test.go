@@ -224,6 +224,8 @@ func BenchmarkHostileServers(b *testing.B) {
 	}()
 	cpu0 := cpuTime(b)
 	var slowest time.Duration
+	var slowKind string
+	slowByKind := map[string]time.Duration{}
 	down := make(map[string]int)
 	unexpected := 0
 	b.ResetTimer()
@@ -241,7 +243,10 @@ func BenchmarkHostileServers(b *testing.B) {
 		}
 		wg.Wait()
 		for i, r := range results {
-			slowest = max(slowest, r.Latency)
+			if r.Latency > slowest {
+				slowest, slowKind = r.Latency, mix[kinds[i]].name
+			}
+			slowByKind[mix[kinds[i]].name] = max(slowByKind[mix[kinds[i]].name], r.Latency.Round(time.Millisecond))
 			k := mix[kinds[i]]
 			if !r.OK {
 				down[k.name]++
@@ -278,7 +283,7 @@ func BenchmarkHostileServers(b *testing.B) {
 	if slowest > timeout+2*time.Second {
 		b.Errorf("slowest probe took %v, timeout %v", slowest, timeout)
 	}
-	b.Logf("RSS before the first round %.1f MiB; %d probes, down by kind %v", float64(rss0)/(1<<20), int(probes), down)
+	b.Logf("RSS before the first round %.1f MiB; %d probes, down by kind %v; slowest: %s %v", float64(rss0)/(1<<20), int(probes), down, slowKind, slowByKind)
 }
 
 func indexOf(mix []hostileKind, name string) int {
