@@ -146,7 +146,9 @@ func (c *probeConn) Close() error {
 // dialProbe connects to addr over network with its reads and writes bound
 // by ctx (untilDone). Closing the connection releases the binding.
 func dialProbe(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
+	// No TCP keepalive: the connection lasts one probe, and the option
+	// would cost a system call.
+	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err

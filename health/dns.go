@@ -71,7 +71,10 @@ func (c *dnsChecker) Check(ctx context.Context) Result {
 		return failure(r, ctx, c.timeout, err)
 	}
 	defer conn.Close()
+	// One buffer for every datagram: a server flooding the probe costs it
+	// time, bounded by the timeout, and no memory.
 	buf := make([]byte, 1500)
+	ignored := 0
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
@@ -79,11 +82,17 @@ func (c *dnsChecker) Check(ctx context.Context) Result {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
-			return failure(r, ctx, c.timeout, fmt.Errorf("read reply: %w", err))
+			err = fmt.Errorf("read reply: %w", err)
+			if ignored > 0 {
+				// A timeout alone would hide that the server did answer.
+				err = fmt.Errorf("%w (%d datagrams that were not a reply to the query)", err, ignored)
+			}
+			return failure(r, ctx, c.timeout, err)
 		}
 		var p dnsmessage.Parser
 		h, err := p.Start(buf[:n])
 		if err != nil || !h.Response || h.ID != id {
+			ignored++
 			continue // not a reply to this query: keep waiting until the timeout
 		}
 		r.Latency = time.Since(r.At)

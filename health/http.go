@@ -81,7 +81,7 @@ func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
 	tr := &http.Transport{
 		// Proxy stays nil: a probe must reach the real server itself,
 		// whatever HTTP_PROXY says.
-		DialContext: (&net.Dialer{KeepAlive: -1}).DialContext,
+		DialContext: dialProbeOf,
 		// Like keepalived, every probe opens a new connection, so a
 		// backend that stopped accepting is noticed.
 		DisableKeepAlives:      true,
@@ -114,6 +114,26 @@ func newHTTPChecker(rs netip.AddrPort, c *conf.Check) (*httpChecker, error) {
 	}, nil
 }
 
+// probeCtxKey carries a probe's context, as a request's value, to the
+// transport's dial (dialProbeOf).
+type probeCtxKey struct{}
+
+// dialProbeOf connects for the probe whose context ctx carries, bound to
+// that context (dialProbe). net/http dials under a context detached from
+// the request's, so that a dial a cancelled request started may serve the
+// next one (Transport.getConn): a probe that timed out would leave its
+// connect, and over it the TLS handshake (which has no timeout of its own
+// here), running until the server gives up. A server that accepts and
+// never sends its ServerHello would then hold a goroutine and a socket for
+// every probe (issue #20, TestHostileServers). A probe's connection serves
+// that probe only, so it ends with it.
+func dialProbeOf(ctx context.Context, network, addr string) (net.Conn, error) {
+	if pctx, ok := ctx.Value(probeCtxKey{}).(context.Context); ok {
+		ctx = pctx
+	}
+	return dialProbe(ctx, network, addr)
+}
+
 func (c *httpChecker) String() string { return c.desc }
 
 func (c *httpChecker) Check(ctx context.Context) Result {
@@ -132,7 +152,7 @@ func (c *httpChecker) Check(ctx context.Context) Result {
 // keepalived's checks share one connect_timeout per url.
 func (c *httpChecker) fetch(ctx context.Context, t *httpTarget, r Result) Result {
 	r.OK, r.Message, r.Code = false, "", 0
-	req, err := http.NewRequestWithContext(ctx, c.method, t.url, nil)
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, probeCtxKey{}, ctx), c.method, t.url, nil)
 	if err != nil {
 		return failure(r, ctx, c.timeout, fmt.Errorf("build request %s: %w", t.url, err))
 	}
