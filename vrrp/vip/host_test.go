@@ -12,7 +12,6 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
-	"time"
 
 	"github.com/mdlayher/ndp"
 
@@ -217,7 +216,7 @@ func TestHostAddresses(t *testing.T) {
 }
 
 // TestHostRefresh: the masters that ask for a lifetime refresh within
-// refreshSettle are renewed in one pass, each address a holder holds
+// one scheduling round are renewed in one pass, each address a holder holds
 // once however often it asked, with the lifetime it was added with; what
 // a holder released before the pass is not brought back; an interface
 // created again by name is looked up again.
@@ -286,9 +285,13 @@ func TestHostRefresh(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				// The pass waits until do is done, as if every request
+				// came within one scheduling round.
+				held := make(chan struct{})
+				fx.host.refreshYield = func() { <-held }
 				from := len(fx.nl.calls)
 				tt.do(fx, a, b)
-				time.Sleep(2 * refreshSettle)
+				close(held)
 				synctest.Wait()
 				fx.host.addrMu.Lock()
 				defer fx.host.addrMu.Unlock()
