@@ -97,6 +97,19 @@ func blockBFD(t *testing.T, ns string) (unblock func()) {
 	return func() { inNS(t, ns, "nft", "delete", "table", "inet", "lvshabfd") }
 }
 
+// bfdPair is lvsha on two directors with BFD at its defaults and three
+// instances, settled: all master on lb1 (150), backup on lb2 (100).
+func bfdPair(t *testing.T) (lb1, lb2 *scaleDirector, insts []scaleInst) {
+	t.Helper()
+	lb1, lb2 = scalePair(t, 1)
+	lb1.bfd, lb2.bfd = true, true
+	insts = scaleInstances(1, 3)
+	lb1.startScale(t, "lvsha", 150, insts)
+	lb2.startScale(t, "lvsha", 100, insts)
+	settleScale(t, "lb1 master of all, lb2 backup of all", lb1, lb2, insts, 30*time.Second)
+	return lb1, lb2, insts
+}
+
 // TestBFDTakeover: lvsha on both directors, three instances all master on
 // lb1. lb2 keeps one BFD session with lb1, shared by its three backups;
 // lb1 answers it. A stall of lb2's whole process (SIGSTOP) under the live
@@ -107,12 +120,7 @@ func blockBFD(t *testing.T, ns string) (unblock func()) {
 // SIGKILL of lb1's daemon: lb2 holds every VIP within the detection time
 // plus slack, far under Master_Down_Interval, and says BFD did it.
 func TestBFDTakeover(t *testing.T) {
-	lb1, lb2 := scalePair(t, 1)
-	lb1.bfd, lb2.bfd = true, true
-	insts := scaleInstances(1, 3)
-	lb1.startScale(t, "lvsha", 150, insts)
-	lb2.startScale(t, "lvsha", 100, insts)
-	settleScale(t, "lb1 master of all, lb2 backup of all", lb1, lb2, insts, 30*time.Second)
+	lb1, lb2, insts := bfdPair(t)
 	const lb1Addr, lb2Addr = "10.79.0.1", "10.79.0.2"
 
 	// One session, lb2 watching lb1 for its three backups; lb1 answering.
@@ -356,12 +364,7 @@ func BenchmarkBFDLoad(b *testing.B) {
 // down"), counts no failure and takes no BFD takeover: every instance is
 // handed over by the master's priority-0 advert, after Skew_Time.
 func TestBFDGracefulStop(t *testing.T) {
-	lb1, lb2 := scalePair(t, 1)
-	lb1.bfd, lb2.bfd = true, true
-	insts := scaleInstances(1, 3)
-	lb1.startScale(t, "lvsha", 150, insts)
-	lb2.startScale(t, "lvsha", 100, insts)
-	settleScale(t, "lb1 master of all, lb2 backup of all", lb1, lb2, insts, 30*time.Second)
+	lb1, lb2, insts := bfdPair(t)
 	const lb1Addr = "10.79.0.1"
 	eventually(t, "lb2's BFD session with lb1 Up, watching for all three instances", 10*time.Second, func() bool {
 		s, ok := lb2.bfdStatus(t).session(lb1Addr)

@@ -143,12 +143,13 @@ func vipConfig(name, vip string) conf.VRRPInstance {
 		AdvertInterval: 100_000_000, VirtualIPs: []netip.Prefix{netip.MustParsePrefix(vip)}}
 }
 
-// Two instances' holders share one tun device in a real namespace: each
-// adds and removes its own VIP; the device goes with the last Close.
-func TestHostSharedDevice(t *testing.T) {
-	_, ns := testNetns(t)
+// twoHolders opens, in a namespace of the test's own, the holders of
+// instances a (VIP 10.9.0.100) and b (10.9.0.101) on one Host, sharing
+// the tun device lvsha-vip.
+func twoHolders(t *testing.T) (ns netns.NsHandle, a, b *Holder) {
+	t.Helper()
+	_, ns = testNetns(t)
 	host := NewHost()
-	var a, b *Holder
 	inNetns(t, ns, func() {
 		var err error
 		if a, err = host.Open(quiet(), vipConfig("a", "10.9.0.100/24"), "lvsha-vip"); err != nil {
@@ -159,6 +160,13 @@ func TestHostSharedDevice(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	return ns, a, b
+}
+
+// Two instances' holders share one tun device in a real namespace: each
+// adds and removes its own VIP; the device goes with the last Close.
+func TestHostSharedDevice(t *testing.T) {
+	ns, a, b := twoHolders(t)
 	steps := []struct {
 		name    string
 		do      func() error
@@ -185,19 +193,7 @@ func TestHostSharedDevice(t *testing.T) {
 // TestHostRefreshKernel: a refresh pass renews, in the kernel, the
 // lifetime of the VIPs of the holder that asked and of no other.
 func TestHostRefreshKernel(t *testing.T) {
-	_, ns := testNetns(t)
-	host := NewHost()
-	var a, b *Holder
-	inNetns(t, ns, func() {
-		var err error
-		if a, err = host.Open(quiet(), vipConfig("a", "10.9.0.100/24"), "lvsha-vip"); err != nil {
-			t.Fatal(err)
-		}
-		if b, err = host.Open(quiet(), vipConfig("b", "10.9.0.101/24"), "lvsha-vip"); err != nil {
-			a.Close()
-			t.Fatal(err)
-		}
-	})
+	ns, a, b := twoHolders(t)
 	defer a.Close()
 	defer b.Close()
 	for _, h := range []*Holder{a, b} {
