@@ -342,6 +342,7 @@ type metricsCollector struct {
 	vrrpBFDTakeovers, vrrpBFDMasterAlive    *prometheus.Desc
 	vrrpSplitBrainYields                    *prometheus.Desc
 	bfdState, bfdDetection, bfdDowns        *prometheus.Desc
+	bfdDropped                              *prometheus.Desc
 	kernelConns                             *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
@@ -488,6 +489,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		bfdState:             d("bfd_session_state", "A BFD session's state, numbered as RFC 5880: 0 AdminDown, 1 Down, 2 Init, 3 Up.", nil, "interface", "local", "peer"),
 		bfdDetection:         d("bfd_session_detection_time_seconds", "How long the peer may be silent before the session goes Down; 0 before it is heard.", nil, "interface", "local", "peer"),
 		bfdDowns:             d("bfd_session_downs_total", "Times the session failed (Up to Down) since lvsha started.", nil, "interface", "local", "peer"),
+		bfdDropped:           d("bfd_dropped_total", "BFD control packets a local end received and dropped, by reason: the checks of RFC 5880 6.8.6, ttl (not 255, RFC 5881 5), and no_session (names no session here, or not from its peer).", nil, "interface", "local", "reason"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
@@ -547,7 +549,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
-		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns,
+		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns, c.bfdDropped,
 		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
 		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains} {
 		ch <- d
@@ -755,6 +757,11 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		gauge(c.bfdState, float64(s.StateValue), s.Interface, s.Local, s.Peer)
 		gauge(c.bfdDetection, s.DetectionTime.Seconds(), s.Interface, s.Local, s.Peer)
 		counter(c.bfdDowns, float64(s.Downs), s.Interface, s.Local, s.Peer)
+	}
+	for _, l := range r.BFDLinks {
+		for reason, n := range l.Dropped {
+			counter(c.bfdDropped, float64(n), l.Interface, l.Local, reason)
+		}
 	}
 	for _, l := range r.VRRPLinks {
 		family := "ipv4"

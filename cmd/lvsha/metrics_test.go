@@ -583,7 +583,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	rep.VRRP = []instance.Status{{Name: "vi_1", Interface: "eth0", RouterID: 51, State: "MASTER", BasePriority: 100, Priority: 100,
 		Dropped: map[string]uint64{"bad_ttl": 1}}}
 	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
-	rep.BFD = testBFDSessions()
+	rep.BFD, rep.BFDLinks = testBFDSessions(), testBFDLinks()
 	rep.Cluster = clusterReport()
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
@@ -593,7 +593,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 51; families != want {
+	if want := 52; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")
