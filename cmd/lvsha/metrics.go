@@ -349,6 +349,7 @@ type metricsCollector struct {
 	syncPreemptHoldUntil                    *prometheus.Desc
 	clusterAlive, clusterDrift              *prometheus.Desc
 	clusterSplitBrain, clusterSplitBrains   *prometheus.Desc
+	clusterGossipErrors                     *prometheus.Desc
 
 	vsLabels, rsLabels labelSet
 	// vs and rs are the families of one sample per virtual, real server.
@@ -482,6 +483,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		clusterDrift:         d("cluster_director_drift", "1 for each live director whose configuration differs from this one's (lvsha status --cluster names what differs).", nil, "director"),
 		clusterSplitBrain:    d("cluster_split_brain", "1 for each VRRP instance that more than one live director is master of now.", nil, "vrrp_instance"),
 		clusterSplitBrains:   d("cluster_split_brains_total", "Split brains that started since the daemon started.", nil),
+		clusterGossipErrors:  d("cluster_gossip_errors_total", "memberlist's warnings and errors by kind: label, decrypt, checksum, stream and decode are packets or streams on the gossip port it refused; other, failed probes and syncs.", nil, "kind"),
 		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
 		vrrpBFDTakeovers:     d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
 		vrrpBFDMasterAlive:   d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
@@ -551,7 +553,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
 		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns, c.bfdDropped,
 		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
-		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains} {
+		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains, c.clusterGossipErrors} {
 		ch <- d
 	}
 	for _, f := range c.vs {
@@ -736,6 +738,9 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 			gauge(c.clusterSplitBrain, 1, sb.Instance)
 		}
 		counter(c.clusterSplitBrains, float64(cl.SplitBrainsTotal))
+		for kind, n := range cl.GossipErrors {
+			counter(c.clusterGossipErrors, float64(n), kind)
+		}
 	}
 
 	for _, v := range r.VRRP {

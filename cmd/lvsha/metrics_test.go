@@ -423,6 +423,7 @@ func clusterReport() *ClusterReport {
 		},
 		SplitBrains:      []ClusterSplitBrain{{Instance: "vi_1", VRID: 51, Masters: []string{"lb2", "lb1"}, ThisYields: true}},
 		SplitBrainsTotal: 3,
+		GossipErrors:     map[string]uint64{"decrypt": 12, "label": 0},
 	}
 }
 
@@ -442,6 +443,8 @@ func TestMetricsCluster(t *testing.T) {
 		{sample{"lvsha_cluster_director_drift", "director=lb1"}, 0, false},
 		{sample{"lvsha_cluster_split_brain", "vrrp_instance=vi_1"}, 1, true},
 		{sample{"lvsha_cluster_split_brains_total", ""}, 3, true},
+		{sample{"lvsha_cluster_gossip_errors_total", "kind=decrypt"}, 12, true},
+		{sample{"lvsha_cluster_gossip_errors_total", "kind=label"}, 0, true},
 	} {
 		if got, ok := value(mfs, r.s); ok != r.present || got != r.want {
 			t.Errorf("%s{%s} = %v (present %v), want %v (present %v)\n%s", r.s.name, r.s.labels, got, ok, r.want, r.present, text)
@@ -593,7 +596,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 52; families != want {
+	if want := 53; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")
