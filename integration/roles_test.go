@@ -49,6 +49,9 @@ import (
 //	bfdflood: TestBFDFlood's invalid BFD packets at $LVSHA_DST, forged
 //	      from $LVSHA_PEER and naming discriminator $LVSHA_DISCR, $LVSHA_RATE
 //	      a second for $LVSHA_DURATION; prints how many it sent
+//	gossipflood: TestGossipFlood's garbage at the gossip port $LVSHA_DST,
+//	      UDP $LVSHA_RATE a second and TCP, for $LVSHA_DURATION; prints
+//	      what it sent
 //	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
 //	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
 func runRole(role string) int {
@@ -74,6 +77,8 @@ func runRole(role string) int {
 		return flood(os.Getenv("LVSHA_SRC"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "bfdflood":
 		return bfdFlood(os.Getenv("LVSHA_PEER"), os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_DISCR"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
+	case "gossipflood":
+		return gossipFlood(os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "poll":
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":
