@@ -246,10 +246,10 @@ func TestBFDFlood(t *testing.T) {
 		s, ok := lb1.bfdStatus(t).session(lb2Addr)
 		return ok && s.State == "Up"
 	})
-	before1, before2 := lb1.bfdFloodStatus(t), lb2.bfdFloodStatus(t)
-	discr := before2.BFD[0].LocalDiscr
+	quiet1, quiet2 := lb1.bfdFloodStatus(t), lb2.bfdFloodStatus(t)
+	discr := quiet2.BFD[0].LocalDiscr
 	if discr == 0 {
-		t.Fatalf("lb2's session has no local discriminator in status: %+v", before2.BFD)
+		t.Fatalf("lb2's session has no local discriminator in status: %+v", quiet2.BFD)
 	}
 
 	const window = 5 * time.Second
@@ -257,6 +257,17 @@ func TestBFDFlood(t *testing.T) {
 	q0 := pidCPU(t, pid)
 	time.Sleep(window)
 	quiet := pidCPU(t, pid) - q0
+	// The baseline is taken after the quiet window: a change during it
+	// (a stalled host) is not the flood's, and is reported as such.
+	before1, before2 := lb1.bfdFloodStatus(t), lb2.bfdFloodStatus(t)
+	for _, q := range []struct {
+		name     string
+		was, now int
+	}{{"lb1", quiet1.VRRP[0].Transitions, before1.VRRP[0].Transitions}, {"lb2", quiet2.VRRP[0].Transitions, before2.VRRP[0].Transitions}} {
+		if q.was != q.now {
+			t.Errorf("%s changed VRRP state %d times before the flood, in the quiet window: the host stalls the pair by itself", q.name, q.now-q.was)
+		}
+	}
 
 	rb0 := udpRcvbufErrors(t, lb2.ns)
 	fl := exec.Command("ip", "netns", "exec", hosts[2], self(t))

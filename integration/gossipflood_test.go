@@ -236,13 +236,24 @@ func TestGossipFlood(t *testing.T) {
 			return fmt.Sprint(d.states()) == fmt.Sprint(want)
 		})
 	}
-	before1, before2 := lb1.floodView(t), lb2.floodView(t)
+	quiet1, quiet2 := lb1.floodView(t), lb2.floodView(t)
 
 	const window = 5 * time.Second
 	pid := lb2.cmd.Process.Pid
 	q0 := pidCPU(t, pid)
 	time.Sleep(window)
 	quiet := pidCPU(t, pid) - q0
+	// The baseline is taken after the quiet window: a change during it
+	// (a stalled host) is not the flood's, and is reported as such.
+	before1, before2 := lb1.floodView(t), lb2.floodView(t)
+	for _, q := range []struct {
+		name     string
+		was, now int
+	}{{"lb1", quiet1.VRRP[0].Transitions, before1.VRRP[0].Transitions}, {"lb2", quiet2.VRRP[0].Transitions, before2.VRRP[0].Transitions}} {
+		if q.was != q.now {
+			t.Errorf("%s changed VRRP state %d times before the flood, in the quiet window: the host stalls the pair by itself", q.name, q.now-q.was)
+		}
+	}
 
 	logBefore, _ := os.ReadFile(logPath)
 	rb0 := udpRcvbufErrors(t, lb2.ns)
