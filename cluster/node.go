@@ -93,6 +93,7 @@ const joinTimeout = 2 * time.Second
 type Node struct {
 	opts  Options
 	log   *slog.Logger
+	glog  *gossipLog // memberlist's logger
 	ml    *memberlist.Memberlist
 	addr  netip.AddrPort
 	queue *memberlist.TransmitLimitedQueue
@@ -157,7 +158,8 @@ func New(opts Options) (*Node, error) {
 	// change. The push/pull every 10 s repairs what is still missed.
 	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.alive.Load()) }, RetransmitMult: 8}
 
-	std := newStdLogger(l)
+	n.glog = newGossipLog(l)
+	std := n.glog.std()
 	bind := opts.BindAddr
 	if !bind.IsValid() {
 		bind = netip.IPv4Unspecified()
@@ -279,8 +281,16 @@ func (n *Node) Close() {
 		if err := n.ml.Shutdown(); err != nil {
 			n.log.Warn("cluster: shut down", "error", err)
 		}
+		n.glog.stop()
 	})
 }
+
+// GossipErrors counts memberlist's warnings and errors since New, by kind
+// (GossipErrorKinds): on a LAN whose directors share the key, label,
+// decrypt, checksum, stream and decode errors are packets from outside
+// the cluster (another cluster on the port, a scanner, a forger) or a
+// director with another key.
+func (n *Node) GossipErrors() map[string]uint64 { return n.glog.counts() }
 
 // rejoin joins every seed that is not a live member. memberlist neither
 // probes nor gossips to a director it declared dead, so after a partition

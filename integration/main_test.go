@@ -89,9 +89,9 @@ func TestMain(m *testing.M) {
 // The advert flood and the BFD tests need no IPVS either, and time
 // detection in tens of milliseconds; the cluster tests run VRRP and
 // gossip only.
-var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood",
+var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood", "TestBFDFlood",
 	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer", "TestBFDGracefulStop", "TestBFDTakeoverIPv6",
-	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors", "TestClusterSplitBrainResolve"}
+	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors", "TestClusterSplitBrainResolve", "TestGossipFlood"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
 // -run (or -bench) selects; the status is m.Run's, or 0 if none is.

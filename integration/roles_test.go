@@ -46,6 +46,12 @@ import (
 //	      $LVSHA_NAME arrived (unix ms), or 0; then the last advert at
 //	      priority $LVSHA_PRIO and the first gratuitous ARP from $LVSHA_MAC
 //	      after it (unix µs, or 0)
+//	bfdflood: TestBFDFlood's invalid BFD packets at $LVSHA_DST, forged
+//	      from $LVSHA_PEER and naming discriminator $LVSHA_DISCR, $LVSHA_RATE
+//	      a second for $LVSHA_DURATION; prints how many it sent
+//	gossipflood: TestGossipFlood's garbage at the gossip port $LVSHA_DST,
+//	      UDP $LVSHA_RATE a second and TCP, for $LVSHA_DURATION; prints
+//	      what it sent
 //	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
 //	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
 func runRole(role string) int {
@@ -69,6 +75,10 @@ func runRole(role string) int {
 		return hold(os.Getenv("LVSHA_URL"))
 	case "flood":
 		return flood(os.Getenv("LVSHA_SRC"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
+	case "bfdflood":
+		return bfdFlood(os.Getenv("LVSHA_PEER"), os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_DISCR"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
+	case "gossipflood":
+		return gossipFlood(os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "poll":
 		return poll(os.Getenv("LVSHA_URL"), os.Getenv("LVSHA_DURATION"))
 	case "race":

@@ -39,6 +39,8 @@ type gossip interface {
 	// Ping asks a director for an answer now (Node.Ping): nil if its
 	// process lives.
 	Ping(name string) error
+	// GossipErrors counts memberlist's warnings and errors by kind.
+	GossipErrors() map[string]uint64
 }
 
 // vrrpControl is what the cluster needs of the VRRP instances
@@ -425,6 +427,11 @@ type ClusterReport struct {
 	SplitBrains      []ClusterSplitBrain `json:"split_brains"`
 	SplitBrainsTotal uint64              `json:"split_brains_total"`
 	RealServers      []ClusterRealServer `json:"real_servers"`
+	// GossipErrors counts memberlist's warnings and errors by kind
+	// (cluster.GossipErrorKinds): packets and streams on the gossip port
+	// that were refused (another label or key, garbage), and failed
+	// probes or syncs. The log shows a few of each kind every 10 s.
+	GossipErrors map[string]uint64 `json:"gossip_errors"`
 }
 
 // ClusterDirector is one director as this one knows it.
@@ -492,6 +499,7 @@ func (c *clusterLink) report(cfg *conf.Config, local func(string, netip.AddrPort
 		rep.SplitBrains = append(rep.SplitBrains, cs)
 	}
 	rep.SplitBrainsTotal = c.splitTotal
+	rep.GossipErrors = c.node.GossipErrors()
 	verdicts := c.verdicts
 	c.mu.Unlock()
 	slices.SortFunc(rep.SplitBrains, func(a, b ClusterSplitBrain) int { return strings.Compare(a.Instance, b.Instance) })
@@ -572,5 +580,14 @@ func writeClusterView(w io.Writer, r *ClusterReport) error {
 		}
 	}
 	fmt.Fprintf(tw, "\nsplit brains since start: %d\n", r.SplitBrainsTotal)
+	var errs []string
+	for _, kind := range slices.Sorted(maps.Keys(r.GossipErrors)) {
+		if n := r.GossipErrors[kind]; n > 0 {
+			errs = append(errs, fmt.Sprintf("%d %s", n, kind))
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(tw, "gossip errors since start: %s\n", strings.Join(errs, ", "))
+	}
 	return tw.Flush()
 }

@@ -42,8 +42,9 @@ func newFakeGossip(self string) *fakeGossip {
 		peers: map[string]map[cluster.RealServer]cluster.Health{}}
 }
 
-func (f *fakeGossip) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-func (f *fakeGossip) Changed() <-chan struct{}      { return nil }
+func (f *fakeGossip) Run(ctx context.Context) error   { <-ctx.Done(); return nil }
+func (f *fakeGossip) Changed() <-chan struct{}        { return nil }
+func (f *fakeGossip) GossipErrors() map[string]uint64 { return map[string]uint64{"decrypt": 0} }
 func (f *fakeGossip) SetDigests(d cluster.Digests) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -523,7 +523,7 @@ func (d *daemon) Status() (*Report, error) {
 	if d.vrrpLinks != nil {
 		rep.VRRPLinks = d.vrrpLinks()
 	}
-	rep.BFD = d.bfd.Sessions()
+	rep.BFD, rep.BFDLinks = d.bfd.Sessions(), d.bfd.Links()
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.ConnSync = d.connSync.report()
 	rep.Cluster = d.cluster.report(cfg, d.probes.Up)

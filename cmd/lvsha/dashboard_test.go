@@ -30,7 +30,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	rep.VRRP = []instance.Status{{Name: "vi_1", Interface: "eth0", RouterID: 51, State: "MASTER", BasePriority: 100, Priority: 100,
 		Dropped: map[string]uint64{"ttl": 1}}}
 	rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1}}
-	rep.BFD = testBFDSessions()
+	rep.BFD, rep.BFDLinks = testBFDSessions(), testBFDLinks()
 	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
 	rep.Cluster = clusterReport()
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)

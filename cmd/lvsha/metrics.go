@@ -342,12 +342,14 @@ type metricsCollector struct {
 	vrrpBFDTakeovers, vrrpBFDMasterAlive    *prometheus.Desc
 	vrrpSplitBrainYields                    *prometheus.Desc
 	bfdState, bfdDetection, bfdDowns        *prometheus.Desc
+	bfdDropped                              *prometheus.Desc
 	kernelConns                             *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
 	syncPreemptHoldUntil                    *prometheus.Desc
 	clusterAlive, clusterDrift              *prometheus.Desc
 	clusterSplitBrain, clusterSplitBrains   *prometheus.Desc
+	clusterGossipErrors                     *prometheus.Desc
 
 	vsLabels, rsLabels labelSet
 	// vs and rs are the families of one sample per virtual, real server.
@@ -481,6 +483,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		clusterDrift:         d("cluster_director_drift", "1 for each live director whose configuration differs from this one's (lvsha status --cluster names what differs).", nil, "director"),
 		clusterSplitBrain:    d("cluster_split_brain", "1 for each VRRP instance that more than one live director is master of now.", nil, "vrrp_instance"),
 		clusterSplitBrains:   d("cluster_split_brains_total", "Split brains that started since the daemon started.", nil),
+		clusterGossipErrors:  d("cluster_gossip_errors_total", "memberlist's warnings and errors by kind: label, decrypt, checksum, stream and decode are packets or streams on the gossip port it refused; other, failed probes and syncs.", nil, "kind"),
 		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
 		vrrpBFDTakeovers:     d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
 		vrrpBFDMasterAlive:   d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
@@ -488,6 +491,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		bfdState:             d("bfd_session_state", "A BFD session's state, numbered as RFC 5880: 0 AdminDown, 1 Down, 2 Init, 3 Up.", nil, "interface", "local", "peer"),
 		bfdDetection:         d("bfd_session_detection_time_seconds", "How long the peer may be silent before the session goes Down; 0 before it is heard.", nil, "interface", "local", "peer"),
 		bfdDowns:             d("bfd_session_downs_total", "Times the session failed (Up to Down) since lvsha started.", nil, "interface", "local", "peer"),
+		bfdDropped:           d("bfd_dropped_total", "BFD control packets a local end received and dropped, by reason: the checks of RFC 5880 6.8.6, ttl (not 255, RFC 5881 5), and no_session (names no session here, or not from its peer).", nil, "interface", "local", "reason"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,
@@ -547,9 +551,9 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.configLoaded, c.configStale, c.reloadOK, c.reloadTime,
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
-		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns,
+		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns, c.bfdDropped,
 		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
-		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains} {
+		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains, c.clusterGossipErrors} {
 		ch <- d
 	}
 	for _, f := range c.vs {
@@ -734,6 +738,9 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 			gauge(c.clusterSplitBrain, 1, sb.Instance)
 		}
 		counter(c.clusterSplitBrains, float64(cl.SplitBrainsTotal))
+		for kind, n := range cl.GossipErrors {
+			counter(c.clusterGossipErrors, float64(n), kind)
+		}
 	}
 
 	for _, v := range r.VRRP {
@@ -755,6 +762,11 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		gauge(c.bfdState, float64(s.StateValue), s.Interface, s.Local, s.Peer)
 		gauge(c.bfdDetection, s.DetectionTime.Seconds(), s.Interface, s.Local, s.Peer)
 		counter(c.bfdDowns, float64(s.Downs), s.Interface, s.Local, s.Peer)
+	}
+	for _, l := range r.BFDLinks {
+		for reason, n := range l.Dropped {
+			counter(c.bfdDropped, float64(n), l.Interface, l.Local, reason)
+		}
 	}
 	for _, l := range r.VRRPLinks {
 		family := "ipv4"

@@ -423,6 +423,7 @@ func clusterReport() *ClusterReport {
 		},
 		SplitBrains:      []ClusterSplitBrain{{Instance: "vi_1", VRID: 51, Masters: []string{"lb2", "lb1"}, ThisYields: true}},
 		SplitBrainsTotal: 3,
+		GossipErrors:     map[string]uint64{"decrypt": 12, "label": 0},
 	}
 }
 
@@ -442,6 +443,8 @@ func TestMetricsCluster(t *testing.T) {
 		{sample{"lvsha_cluster_director_drift", "director=lb1"}, 0, false},
 		{sample{"lvsha_cluster_split_brain", "vrrp_instance=vi_1"}, 1, true},
 		{sample{"lvsha_cluster_split_brains_total", ""}, 3, true},
+		{sample{"lvsha_cluster_gossip_errors_total", "kind=decrypt"}, 12, true},
+		{sample{"lvsha_cluster_gossip_errors_total", "kind=label"}, 0, true},
 	} {
 		if got, ok := value(mfs, r.s); ok != r.present || got != r.want {
 			t.Errorf("%s{%s} = %v (present %v), want %v (present %v)\n%s", r.s.name, r.s.labels, got, ok, r.want, r.present, text)
@@ -583,7 +586,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	rep.VRRP = []instance.Status{{Name: "vi_1", Interface: "eth0", RouterID: 51, State: "MASTER", BasePriority: 100, Priority: 100,
 		Dropped: map[string]uint64{"bad_ttl": 1}}}
 	rep.ConnSync = &SyncReport{VRRPInstance: "vi_1", Want: "master", Daemons: []SyncDaemonReport{{State: "master", Interface: "eth1", SyncID: 51}}}
-	rep.BFD = testBFDSessions()
+	rep.BFD, rep.BFDLinks = testBFDSessions(), testBFDLinks()
 	rep.Cluster = clusterReport()
 	c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, stats)
 	mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
@@ -593,7 +596,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 51; families != want {
+	if want := 53; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")

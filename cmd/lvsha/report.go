@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -50,6 +52,10 @@ type Report struct {
 	// BFD is each BFD session of fast takeover: with the masters the
 	// backups follow, and answering peers that watch us.
 	BFD []bfdwatch.Session `json:"bfd_sessions"`
+	// BFDLinks are BFD's local ends, with the control packets each
+	// dropped by reason (issue #20: a flood of invalid packets is
+	// counted, and changes nothing).
+	BFDLinks []bfdwatch.Link `json:"bfd_links"`
 	// TrackExecs is the state of each track_exec an instance tracks.
 	TrackExecs []TrackExecReport `json:"track_execs"`
 	// ConnSync is the IPVS connection sync daemons lvsha drives after
@@ -221,7 +227,7 @@ func (r *Report) only(names []string) error {
 	}
 	r.Services = kept
 	r.VRRP, r.VRRPLinks, r.TrackExecs = []instance.Status{}, []transport.LinkStats{}, []TrackExecReport{}
-	r.BFD = []bfdwatch.Session{}
+	r.BFD, r.BFDLinks = []bfdwatch.Session{}, []bfdwatch.Link{}
 	r.ConnSync = nil
 	return nil
 }
@@ -341,7 +347,22 @@ func writeBFD(w io.Writer, r *Report) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Peer, s.Interface, s.Local, state, detect, s.Downs, role)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Drops only where there are some: a quiet LAN drops none.
+	for _, l := range r.BFDLinks {
+		var parts []string
+		for _, reason := range slices.Sorted(maps.Keys(l.Dropped)) {
+			if n := l.Dropped[reason]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+			}
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "BFD on %s %s: dropped %s\n", l.Interface, l.Local, strings.Join(parts, ", "))
+		}
+	}
+	return nil
 }
 
 // probeSummary is the last probe in a few words; whole keeps all of a

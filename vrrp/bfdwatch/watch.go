@@ -345,6 +345,11 @@ type Session struct {
 	// StateValue is the state as RFC 5880 numbers it (AdminDown 0, Down 1,
 	// Init 2, Up 3), for metrics.
 	StateValue int `json:"-"`
+	// LocalDiscr and RemoteDiscr are the session's discriminators (RFC
+	// 5880 6.3), as the peer's own status shows them the other way
+	// round: what a capture of the session's packets names it by.
+	LocalDiscr  uint32 `json:"local_discriminator"`
+	RemoteDiscr uint32 `json:"remote_discriminator"`
 }
 
 // Sessions reports every session of every local end, by interface,
@@ -372,7 +377,7 @@ func (w *Watcher) Sessions() []Session {
 			s := Session{Interface: k.iface, Local: k.local.String(), Peer: st.Peer.String(), State: st.State.String(),
 				Watching: st.Added, Following: following[k][st.Peer], DetectionTime: st.DetectionTime,
 				DetectionMS: float64(st.DetectionTime) / float64(time.Millisecond),
-				Downs:       e.downs[st.Peer], StateValue: int(st.State)}
+				Downs:       e.downs[st.Peer], StateValue: int(st.State), LocalDiscr: st.LocalDiscr, RemoteDiscr: st.RemoteDiscr}
 			if st.Diag != bfd.DiagNone {
 				s.Diag = st.Diag.String()
 			}
@@ -385,21 +390,37 @@ func (w *Watcher) Sessions() []Session {
 	return out
 }
 
-// Drops reports, per local end ("interface local"), the BFD packets it
-// dropped by reason.
-func (w *Watcher) Drops() map[string]map[string]uint64 {
+// Link is one local end's receive counters, as `lvsha status` and the
+// metrics show them.
+type Link struct {
+	Interface string `json:"interface"`
+	Local     string `json:"local"`
+	// Dropped counts the control packets received and dropped, by
+	// reason (bfd.DropReason's names, every one present): checks of RFC
+	// 5880 6.8.6 and RFC 5881 5 (ttl), and no_session for a packet that
+	// names no session here or comes from another address than its
+	// session's peer.
+	Dropped map[string]uint64 `json:"dropped"`
+}
+
+// Links reports each local end's drops, by interface and local address.
+func (w *Watcher) Links() []Link {
 	if w == nil {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := map[string]map[string]uint64{}
+	out := make([]Link, 0, len(w.eps))
 	for k, e := range w.eps {
 		m := map[string]uint64{}
+		for _, r := range bfd.DropReasons() {
+			m[r.String()] = 0
+		}
 		for r, n := range e.ep.Drops() {
 			m[r.String()] = n
 		}
-		out[k.iface+" "+k.local.String()] = m
+		out = append(out, Link{Interface: k.iface, Local: k.local.String(), Dropped: m})
 	}
+	slices.SortFunc(out, func(a, b Link) int { return strings.Compare(a.Interface+" "+a.Local, b.Interface+" "+b.Local) })
 	return out
 }
