@@ -104,6 +104,21 @@ func seeds(ns ...*Node) func(*Options) {
 	}
 }
 
+// calm adds to edit a failure detector slow enough that a test run
+// under -race on a loaded host declares no live node dead: a node
+// suspected dead for a moment stops getting broadcasts, and a test of
+// what broadcasts carry then fails for what it does not test. With
+// testTiming's 25 ms probe timeout TestThreeDirectors failed 3 runs in
+// 22 on a loaded host, a broadcast not seen within 5 s.
+func calm(edit func(*Options)) func(*Options) {
+	return func(o *Options) {
+		if edit != nil {
+			edit(o)
+		}
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 500*time.Millisecond, 250*time.Millisecond, 4
+	}
+}
+
 // eventually polls cond every 10ms until it holds or limit passes.
 func eventually(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
@@ -147,12 +162,12 @@ func digestsFor(config byte, web byte) Digests {
 // name.
 func TestThreeDirectors(t *testing.T) {
 	rs := RealServer{"web", netip.MustParseAddrPort("192.0.2.10:80")}
-	lb1 := startNode(t, "lb1", 1, nil, func(n *Node) {
+	lb1 := startNode(t, "lb1", 1, calm(nil), func(n *Node) {
 		n.SetDigests(digestsFor(1, 1))
 		n.SetHealth(rs, HealthUp) // before anyone joins: reaches them by push/pull
 	})
-	lb2 := startNode(t, "lb2", 2, seeds(lb1), func(n *Node) { n.SetDigests(digestsFor(1, 1)) })
-	lb3 := startNode(t, "lb3", 3, seeds(lb1, lb2), func(n *Node) { n.SetDigests(digestsFor(9, 7)) }) // "web" drifted on lb3
+	lb2 := startNode(t, "lb2", 2, calm(seeds(lb1)), func(n *Node) { n.SetDigests(digestsFor(1, 1)) })
+	lb3 := startNode(t, "lb3", 3, calm(seeds(lb1, lb2)), func(n *Node) { n.SetDigests(digestsFor(9, 7)) }) // "web" drifted on lb3
 
 	all := []string{"lb1", "lb2", "lb3"}
 	for _, n := range []*Node{lb1, lb2, lb3} {
