@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -165,6 +166,31 @@ func waitTable(t testing.TB, ns, what string, want []string) time.Duration {
 	}
 }
 
+// profileOut prints the CPU profile at path to stderr, base64 between
+// marker lines, for the host to take out of the VM's output:
+//
+//	LVSHA_BENCH_PROFILE=1 go test ./integration -run '^$' -bench Reload10k -benchtime 1x -timeout 40m 2>&1 | tee out
+//	sed -n '/^LVSHA-PROFILE-BEGIN/,/^LVSHA-PROFILE-END/{//!p}' out | base64 -d > lvsha.pprof
+//	go tool pprof -top -cum -focus 'daemon..reload$' lvsha.pprof   # the reloads
+//	go tool pprof -top -cum -ignore 'daemon..reload$' -focus 'daemon..loop$' lvsha.pprof   # the start's sync
+func profileOut(t testing.TB, path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("lvsha's CPU profile: %v", err)
+		return
+	}
+	enc := base64.StdEncoding.EncodeToString(data)
+	var b strings.Builder
+	b.WriteString("LVSHA-PROFILE-BEGIN " + filepath.Base(path) + "\n")
+	for len(enc) > 0 {
+		n := min(len(enc), 76)
+		b.WriteString(enc[:n] + "\n")
+		enc = enc[n:]
+	}
+	b.WriteString("LVSHA-PROFILE-END\n")
+	os.Stderr.WriteString(b.String())
+}
+
 // reloadRun is what one kind measured, one entry a round.
 type reloadRun struct {
 	program                      time.Duration // empty table → all 10,000 real servers
@@ -281,7 +307,13 @@ func reloadLvsha(b *testing.B, ns string, tr *ipvsWriteTrace, base, changed []ip
 	writeFileAtomic(b, cfg, reloadTOML(dir, base))
 	wantBase, wantChanged := saveLines(base), saveLines(changed)
 
-	cmd := exec.Command("ip", "netns", "exec", ns, lvshaBin(b), "run", "-c", cfg)
+	args := []string{"netns", "exec", ns, lvshaBin(b), "run", "-c", cfg}
+	var profile string
+	if os.Getenv(envProfile) != "" {
+		profile = filepath.Join(dir, "cpu.pprof")
+		args = append(args, "--cpuprofile", profile)
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logs, started := watchOutput(cmd)
 	if err := cmd.Start(); err != nil {
@@ -290,6 +322,9 @@ func reloadLvsha(b *testing.B, ns string, tr *ipvsWriteTrace, base, changed []ip
 	started()
 	b.Cleanup(func() {
 		stopProc(cmd)
+		if profile != "" {
+			profileOut(b, profile)
+		}
 		if b.Failed() {
 			fmt.Fprintf(os.Stderr, "reload lvsha: its log, last lines:\n%s\n", logs.tail(40))
 		}

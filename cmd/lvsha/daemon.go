@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -538,7 +539,7 @@ func (d *daemon) Status() (*Report, error) {
 
 // cmdRun implements `lvsha run`.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "lvsha run [-c] FILE [--cleanup] [--log-level LEVEL] [--log-format text|json] [--netns PATH]",
+	fs := newFlagSet("run", "lvsha run [-c] FILE [--cleanup] [--log-level LEVEL] [--log-format text|json] [--netns PATH] [--cpuprofile FILE]",
 		"Run the director: probe real servers and keep the kernel's IPVS table as the config describes.\n"+
 			"SIGHUP reloads the config (a bad config is refused; the last good one keeps running).\n"+
 			"SIGTERM stops and leaves the kernel table in place, so no connection is dropped.", stderr)
@@ -547,6 +548,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log `format`: text (logfmt) or json, one object a line")
 	netns := fs.String("netns", "", "program IPVS in the network namespace at `path` (e.g. /var/run/netns/lb) instead of the current one")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`, for finding where a start or reload spends its time")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
@@ -569,6 +571,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// Every logger of the daemon goes through the events' recorder.
 	events := newEventLog(eventsKept)
 	log := slog.New(events.handler(handler))
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		defer stop(log)
+	}
 
 	cfg, err := conf.Load(*path)
 	if err != nil {
@@ -673,6 +682,25 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		log.Info("stopping; kernel table left in place", "op", "stop")
 	}
 	return err
+}
+
+// startCPUProfile profiles the process into path until stop; stop logs
+// a profile it could not finish instead of failing the daemon's exit.
+func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("CPU profile not written", "op", "stop", "file", path, "error", err)
+		}
+	}, nil
 }
 
 // configError formats config errors one per line so every problem is seen
