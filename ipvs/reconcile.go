@@ -108,12 +108,29 @@ func (c Change) String() string {
 // desired table described them) so that a service dropped from the
 // configuration is deleted, while services it never managed are left
 // alone.
+//
+// It also remembers the kernel's table as it last read it, with its own
+// writes since (known), so that Update can diff a new desired table
+// without reading 10,000 destinations back for every change.
 type Reconciler struct {
 	mu     sync.Mutex
 	k      Kernel
 	log    *slog.Logger
 	owned  map[ServiceKey]string // managed service -> virtual server name
 	logged map[ServiceKey]bool   // foreign services already reported
+	// known is the kernel's table as of the last read, with every
+	// successful write since applied to it; nil after a failed write or
+	// before the first read: the next plan reads the kernel.
+	known map[ServiceKey]*knownService
+}
+
+// knownService is one service of Reconciler.known: as the kernel
+// returned it (or as written), and its destinations by address; dests
+// is nil when they were never read (a service nobody asked for).
+type knownService struct {
+	ms    *moby.Service
+	svc   Service
+	dests map[netip.AddrPort]Destination
 }
 
 // NewReconciler returns a Reconciler writing to k; log may be nil.
@@ -139,9 +156,43 @@ func NewReconciler(k Kernel, log *slog.Logger) *Reconciler {
 // The kernel table is never flushed. A failure on one object does not stop
 // the others (the destinations of a service that could not be created are
 // not tried): Apply returns all failures joined, each naming its object.
+//
+// Apply reads the whole table, so it also repairs what someone changed by
+// hand; it is the periodic resync. Update is the same without the read.
 func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.known = nil
+	return r.apply(desired)
+}
+
+// Update writes the difference between desired and the table as the
+// Reconciler last read and wrote it, without reading the kernel again:
+// a reload or a health change costs the writes it makes, not a dump of
+// every destination. The kernel is read only when the Reconciler knows
+// nothing reliable (before its first read, or after a write failed), and
+// when a write fails (someone changed the table by hand since the last
+// read), Update reads the table and applies the rest at once, as Apply
+// would. A hand edit that no write trips over waits for the next Apply.
+func (r *Reconciler) Update(desired []Service) (Changes, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cached := r.known != nil
+	ch, err := r.apply(desired)
+	if err == nil || !cached {
+		return ch, err
+	}
+	// r.known was dropped by the failure: this reads the kernel.
+	more, err := r.apply(desired)
+	for _, c := range more.Done {
+		ch.count(c)
+	}
+	return ch, err
+}
+
+// apply plans desired against r.known (reading the kernel when it is
+// nil) and makes the writes; r.mu is held.
+func (r *Reconciler) apply(desired []Service) (Changes, error) {
 	var ch Changes
 	p, err := r.plan(desired)
 	if err != nil {
@@ -157,14 +208,18 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 			if c.Op == OpDeleteService && errors.Is(err, unix.ESRCH) {
 				// Someone removed it first: what was wanted.
 				delete(r.owned, c.key)
+				delete(r.known, c.key)
 				continue
 			}
+			// The table is not what r.known says: read it next time.
+			r.known = nil
 			errs = append(errs, err)
 			if c.Op == OpCreateService {
 				failed[c.key] = true
 			}
 			continue
 		}
+		r.wrote(c)
 		ch.count(c)
 		r.log.Info(c.Op.logMsg(), changeAttrs(c)...)
 		switch c.Op {
@@ -189,10 +244,12 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	return ch, errors.Join(errs...)
 }
 
-// Plan lists the writes Apply(desired) would make now, in order, without
-// making any. The error is a failure to read the kernel's table, or a
-// desired table that lists a service or destination twice (Apply skips
-// those and reports them the same way).
+// Plan lists the writes Update(desired) would make now, in order, without
+// making any: it diffs against the table as the Reconciler knows it,
+// reading the kernel only when it knows nothing reliable, as Update
+// does. The error is a failure to read the kernel's table, or a desired
+// table that lists a service or destination twice (Apply skips those and
+// reports them the same way).
 func (r *Reconciler) Plan(desired []Service) ([]Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -203,8 +260,9 @@ func (r *Reconciler) Plan(desired []Service) ([]Change, error) {
 	return p.changes, errors.Join(p.errs...)
 }
 
-// plan is what Apply will do, computed from one read of the kernel's
-// table. r.mu is held; plan changes nothing, in the kernel or in r.
+// plan is what Apply or Update will do, computed from r.known (one read
+// of the kernel's table, when r.known is nil). r.mu is held; plan writes
+// nothing to the kernel and changes nothing in r but r.known's reads.
 type plan struct {
 	changes []Change
 	errs    []error
@@ -219,13 +277,10 @@ type plan struct {
 }
 
 func (r *Reconciler) plan(desired []Service) (*plan, error) {
-	kernel, err := r.k.GetServices()
-	if err != nil {
-		return nil, fmt.Errorf("list IPVS services: %w", err)
-	}
-	inKernel := make(map[ServiceKey]*moby.Service, len(kernel))
-	for _, ms := range kernel {
-		inKernel[serviceFromMoby(ms).Key()] = ms
+	if r.known == nil {
+		if err := r.read(desired); err != nil {
+			return nil, err
+		}
 	}
 	p := &plan{names: make(map[ServiceKey]string, len(desired))}
 	for _, s := range desired {
@@ -235,7 +290,7 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 			continue
 		}
 		p.names[key] = s.Name
-		ms, ok := inKernel[key]
+		ks, ok := r.known[key]
 		if !ok {
 			p.changes = append(p.changes, Change{Op: OpCreateService, VirtualServer: s.Name, Service: s.String(), Now: settingsString(s), svc: s, key: key})
 			p.destinations(s, key, nil)
@@ -244,29 +299,33 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 		if _, managed := r.owned[key]; !managed {
 			p.adopted = append(p.adopted, key)
 		}
-		if have := serviceFromMoby(ms); !settingsEqual(have, s) {
+		if !settingsEqual(ks.svc, s) {
 			p.changes = append(p.changes, Change{Op: OpUpdateService, VirtualServer: s.Name, Service: s.String(),
-				Was: settingsString(have), Now: settingsString(s), svc: s, have: ms, key: key})
+				Was: settingsString(ks.svc), Now: settingsString(s), svc: s, have: ks.ms, key: key})
 		}
-		current, err := r.k.GetDestinations(ms)
-		if err != nil {
-			p.errs = append(p.errs, fmt.Errorf("list destinations of %s: %w", s, err))
-			continue
+		if ks.dests == nil {
+			// Not read yet: a service nobody asked for until now.
+			current, err := r.k.GetDestinations(ks.ms)
+			if err != nil {
+				p.errs = append(p.errs, fmt.Errorf("list destinations of %s: %w", s, err))
+				continue
+			}
+			ks.dests = destinationMap(current)
 		}
-		p.destinations(s, key, current)
+		p.destinations(s, key, ks.dests)
 	}
 	for key, name := range r.owned {
 		if _, want := p.names[key]; want {
 			continue
 		}
-		ms, ok := inKernel[key]
+		ks, ok := r.known[key]
 		if !ok {
 			p.gone = append(p.gone, key)
 			continue
 		}
-		p.changes = append(p.changes, Change{Op: OpDeleteService, VirtualServer: name, Service: key.String(), have: ms, key: key})
+		p.changes = append(p.changes, Change{Op: OpDeleteService, VirtualServer: name, Service: key.String(), have: ks.ms, key: key})
 	}
-	for key := range inKernel {
+	for key := range r.known {
 		if _, want := p.names[key]; want {
 			continue
 		}
@@ -277,17 +336,88 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 	return p, nil
 }
 
-// destinations plans making the kernel's destinations of s (current)
-// match s.Destinations. Additions and updates go first and deletions
-// last, so a service switching from its sorry server back to real servers
-// never has an empty moment.
-func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destination) {
-	have := make(map[netip.AddrPort]Destination, len(current))
+// read sets r.known to the kernel's table: every service, and the
+// destinations of those desired (the others are read if they ever are).
+// A service whose destinations could not be read keeps them unread: plan
+// tries again and reports the error.
+func (r *Reconciler) read(desired []Service) error {
+	kernel, err := r.k.GetServices()
+	if err != nil {
+		return fmt.Errorf("list IPVS services: %w", err)
+	}
+	want := make(map[ServiceKey]bool, len(desired))
+	for _, s := range desired {
+		want[s.Key()] = true
+	}
+	known := make(map[ServiceKey]*knownService, len(kernel))
+	for _, ms := range kernel {
+		svc := serviceFromMoby(ms)
+		key := svc.Key()
+		ks := &knownService{ms: ms, svc: svc}
+		if want[key] {
+			if current, err := r.k.GetDestinations(ms); err == nil {
+				ks.dests = destinationMap(current)
+			}
+		}
+		known[key] = ks
+	}
+	r.known = known
+	return nil
+}
+
+func destinationMap(current []*moby.Destination) map[netip.AddrPort]Destination {
+	m := make(map[netip.AddrPort]Destination, len(current))
 	for _, md := range current {
 		d := destinationFromMoby(md)
-		have[d.Key()] = d
+		m[d.Key()] = d
 	}
+	return m
+}
+
+// wrote applies a successful write to r.known, as the kernel would
+// return it on the next read.
+func (r *Reconciler) wrote(c Change) {
+	if r.known == nil {
+		return
+	}
+	switch c.Op {
+	case OpCreateService, OpUpdateService:
+		ms := c.svc.toMoby()
+		ks := r.known[c.key]
+		if ks == nil {
+			ks = &knownService{dests: map[netip.AddrPort]Destination{}}
+			r.known[c.key] = ks
+		}
+		ks.ms, ks.svc = ms, serviceFromMoby(ms)
+	case OpDeleteService:
+		delete(r.known, c.key)
+	case OpCreateDestination, OpUpdateDestination:
+		if ks := r.known[c.key]; ks != nil && ks.dests != nil {
+			d := destinationFromMoby(c.dst.toMoby())
+			ks.dests[d.Key()] = d
+		}
+	case OpDeleteDestination:
+		if ks := r.known[c.key]; ks != nil && ks.dests != nil {
+			delete(ks.dests, c.dst.Key())
+		}
+	}
+}
+
+// destinations plans making the kernel's destinations of s (have, by
+// address) match s.Destinations. Additions and updates go first and
+// deletions last, so a service switching from its sorry server back to
+// real servers never has an empty moment. Only what changes is
+// described (strings built): a service of 100 unchanged destinations
+// costs 100 map lookups.
+func (p *plan) destinations(s Service, key ServiceKey, have map[netip.AddrPort]Destination) {
 	want := make(map[netip.AddrPort]bool, len(s.Destinations))
+	var name string // s.String(), built once it is needed
+	change := func(op Op, d Destination) Change {
+		if name == "" {
+			name = s.String()
+		}
+		return Change{Op: op, VirtualServer: s.Name, Service: name, Destination: d.String(), svc: s, dst: d, key: key}
+	}
 	for _, d := range s.Destinations {
 		dk := d.Key()
 		if want[dk] {
@@ -295,17 +425,17 @@ func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destinati
 			continue
 		}
 		want[dk] = true
-		c := Change{VirtualServer: s.Name, Service: s.String(), Destination: d.String(), svc: s, dst: d, key: key}
 		old, ok := have[dk]
 		switch {
 		case !ok:
-			c.Op, c.Now = OpCreateDestination, destString(d)
+			c := change(OpCreateDestination, d)
+			c.Now = destString(d)
+			p.changes = append(p.changes, c)
 		case !destinationEqual(old, d):
-			c.Op, c.Was, c.Now = OpUpdateDestination, destString(old), destString(d)
-		default:
-			continue
+			c := change(OpUpdateDestination, d)
+			c.Was, c.Now = destString(old), destString(d)
+			p.changes = append(p.changes, c)
 		}
-		p.changes = append(p.changes, c)
 	}
 	// Deleted in a stable order, so a plan reads the same twice.
 	var gone []Destination
@@ -316,7 +446,7 @@ func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destinati
 	}
 	slices.SortFunc(gone, func(a, b Destination) int { return a.Key().Compare(b.Key()) })
 	for _, old := range gone {
-		p.changes = append(p.changes, Change{Op: OpDeleteDestination, VirtualServer: s.Name, Service: s.String(), Destination: old.String(), svc: s, dst: old, key: key})
+		p.changes = append(p.changes, change(OpDeleteDestination, old))
 	}
 }
 
@@ -421,6 +551,7 @@ func (r *Reconciler) Remove(services []Service) error {
 			continue
 		}
 		delete(r.owned, key)
+		delete(r.known, key)
 		r.log.Info("service removed", "op", "delete", "vs", s.Name, "service", s.String())
 	}
 	return errors.Join(errs...)

@@ -27,7 +27,11 @@ import (
 
 // table is what the daemon needs from the IPVS reconciler.
 type table interface {
+	// Apply reads the kernel's table and writes the difference; Update
+	// writes the difference from the table as last read and written
+	// (ipvs.Reconciler).
 	Apply(desired []ipvs.Service) (ipvs.Changes, error)
+	Update(desired []ipvs.Service) (ipvs.Changes, error)
 	Plan(desired []ipvs.Service) ([]ipvs.Change, error)
 	Remove(services []ipvs.Service) error
 	Read() ([]ipvs.ServiceStatus, error)
@@ -41,6 +45,8 @@ func (n noIPVS) Plan(desired []ipvs.Service) ([]ipvs.Change, error) {
 	_, err := n.Apply(desired)
 	return nil, err
 }
+
+func (n noIPVS) Update(desired []ipvs.Service) (ipvs.Changes, error) { return n.Apply(desired) }
 
 func (n noIPVS) Apply(desired []ipvs.Service) (ipvs.Changes, error) {
 	if len(desired) > 0 {
@@ -158,16 +164,36 @@ func (d *daemon) config() *conf.Config {
 	return d.cfg
 }
 
+// syncRead and syncKnown say whether a sync reads the kernel's table
+// first (the start and the periodic resync: hand edits are repaired)
+// or diffs against the table as last read and written (a reload, a
+// health change, a drain by hand: the writes it makes and no dump).
+const (
+	syncRead  = true
+	syncKnown = false
+)
+
 // sync computes the desired table from the current config and health and
 // applies the difference to the kernel; it returns what it wrote and what
 // the kernel refused.
-func (d *daemon) sync() (ipvs.Changes, error) {
+func (d *daemon) sync(read bool) (ipvs.Changes, error) {
+	// The health read below is newer than any update already signalled:
+	// consumed here, it would only make the loop sync again for nothing
+	// (each reload's engine update signals one).
+	select {
+	case <-d.probes.Updates():
+	default:
+	}
 	cfg, weight := d.adjusted(d.config(), d.probes.Weight)
 	// With a cluster, health_consensus may overrule this director's own
 	// checks; without one this is d.probes.Up.
 	up := d.cluster.up(cfg, d.probes.Up)
 	desired := d.sorry.DesiredWeighted(cfg, up, weight)
-	changes, err := d.table.Apply(desired)
+	apply := d.table.Update
+	if read {
+		apply = d.table.Apply
+	}
+	changes, err := apply(desired)
 	d.mu.Lock()
 	prev := d.syncErr
 	d.mu.Unlock()
@@ -269,7 +295,7 @@ func (d *daemon) reload() (rep *ReloadReport) {
 		d.log.Warn("reload: [cluster] added; the director joins the cluster when lvsha restarts", "op", "reload")
 	}
 	d.cluster.reload(cfg)
-	changes, err := d.sync()
+	changes, err := d.sync(syncKnown)
 	rep.Applied, rep.Kernel = true, changes.Done
 	if err != nil {
 		rep.Errors = errorLines(err)
@@ -338,7 +364,7 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		<-hooksDone
 	}()
 
-	d.sync()
+	d.sync(syncRead)
 	d.notify.ready(cfg)
 	// The watchdog is pinged from this loop, so a loop stuck anywhere
 	// stops the pings and systemd restarts the daemon.
@@ -374,19 +400,19 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			row, err := d.setManual(call.req)
 			call.reply <- manualAnswer{row: row, err: err}
 		case <-d.probes.Updates():
-			d.sync()
+			d.sync(syncKnown)
 		case <-d.cluster.changed():
 			// Another director's state: drift may have changed, and so
 			// may a consensus this director applies.
 			d.cluster.observeDrift()
 			if consensusNeeded(d.config()) {
-				d.sync()
+				d.sync(syncKnown)
 			}
 		case <-resync.C:
 			if r, ok := d.probes.(refresher); ok {
 				r.Refresh()
 			}
-			d.sync()
+			d.sync(syncRead)
 		}
 	}
 }

@@ -106,7 +106,7 @@ func (d *daemon) setManual(req manualRequest) (*RealReport, error) {
 		mode = "undrain"
 	}
 	d.log.Info("real server taken by hand", "op", mode, "vs", k.VirtualServer, "rs", k.RealServer.String())
-	d.sync()
+	d.sync(syncKnown)
 	rep, err := d.Status()
 	if err != nil {
 		return nil, err
