@@ -201,24 +201,21 @@ func (r *Reconciler) apply(desired []Service) (Changes, error) {
 	errs := p.errs
 	failed := map[ServiceKey]bool{}
 	created := map[ServiceKey]bool{}
-	for _, c := range p.changes {
-		if failed[c.key] {
-			continue
-		}
-		if err := r.write(c); err != nil {
+	done := func(c Change, err error) {
+		if err != nil {
 			if c.Op == OpDeleteService && errors.Is(err, unix.ESRCH) {
 				// Someone removed it first: what was wanted.
 				delete(r.owned, c.key)
 				delete(r.known, c.key)
-				continue
+				return
 			}
 			// The table is not what r.known says: read it next time.
 			r.known = nil
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %w", c.what(), err))
 			if c.Op == OpCreateService {
 				failed[c.key] = true
 			}
-			continue
+			return
 		}
 		r.wrote(c)
 		ch.count(c)
@@ -240,6 +237,30 @@ func (r *Reconciler) apply(desired []Service) (Changes, error) {
 			r.owned[c.key] = c.VirtualServer
 		case OpDeleteService:
 			delete(r.owned, c.key)
+		}
+	}
+	batcher, batches := r.k.(DestinationBatcher)
+	for i := 0; i < len(p.changes); {
+		c := p.changes[i]
+		if !batches || !c.Op.destination() {
+			if !failed[c.key] {
+				done(c, r.write(c))
+			}
+			i++
+			continue
+		}
+		// A run of destination writes goes in batches; only a service's
+		// creation fails a key, so none fails within the run.
+		var run []Change
+		var ws []DestinationWrite
+		for ; i < len(p.changes) && p.changes[i].Op.destination(); i++ {
+			if c := p.changes[i]; !failed[c.key] {
+				run = append(run, c)
+				ws = append(ws, DestinationWrite{Op: c.Op, Service: c.svc.toMoby(), Destination: c.dst.toMoby()})
+			}
+		}
+		for k, err := range batcher.WriteDestinations(ws) {
+			done(run[k], err)
 		}
 	}
 	for _, key := range p.adopted {
@@ -463,29 +484,48 @@ func (p *plan) destinations(s Service, key ServiceKey, have map[netip.AddrPort]D
 	}
 }
 
-// write makes one planned change in the kernel; its error names the
-// object, as ipvsadm's would.
+// write makes one planned change in the kernel; the error is the
+// kernel's (apply names the object with Change.what).
 func (r *Reconciler) write(c Change) error {
-	var err error
-	var what string
 	switch c.Op {
 	case OpCreateService:
-		err, what = r.k.NewService(c.svc.toMoby()), "create service "+c.svc.String()
+		return r.k.NewService(c.svc.toMoby())
 	case OpUpdateService:
-		err, what = r.k.UpdateService(c.svc.toMoby()), "update service "+c.svc.String()
+		return r.k.UpdateService(c.svc.toMoby())
 	case OpDeleteService:
-		err, what = r.k.DelService(c.have), "delete service "+c.key.String()
+		return r.k.DelService(c.have)
 	case OpCreateDestination:
-		err, what = r.k.NewDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("add destination %s to %s", c.dst, c.svc)
+		return r.k.NewDestination(c.svc.toMoby(), c.dst.toMoby())
 	case OpUpdateDestination:
-		err, what = r.k.UpdateDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("update destination %s of %s", c.dst, c.svc)
+		return r.k.UpdateDestination(c.svc.toMoby(), c.dst.toMoby())
 	case OpDeleteDestination:
-		err, what = r.k.DelDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("delete destination %s from %s", c.dst, c.svc)
+		return r.k.DelDestination(c.svc.toMoby(), c.dst.toMoby())
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	return fmt.Errorf("unknown write %q", c.Op)
+}
+
+// what names a write for its error, as ipvsadm would.
+func (c Change) what() string {
+	switch c.Op {
+	case OpCreateService:
+		return "create service " + c.svc.String()
+	case OpUpdateService:
+		return "update service " + c.svc.String()
+	case OpDeleteService:
+		return "delete service " + c.key.String()
+	case OpCreateDestination:
+		return fmt.Sprintf("add destination %s to %s", c.dst, c.svc)
+	case OpUpdateDestination:
+		return fmt.Sprintf("update destination %s of %s", c.dst, c.svc)
+	case OpDeleteDestination:
+		return fmt.Sprintf("delete destination %s from %s", c.dst, c.svc)
 	}
-	return nil
+	return string(c.Op)
+}
+
+// destination reports whether o writes a destination.
+func (o Op) destination() bool {
+	return o == OpCreateDestination || o == OpUpdateDestination || o == OpDeleteDestination
 }
 
 // logMsg is the log line of each write.

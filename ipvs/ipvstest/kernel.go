@@ -467,3 +467,23 @@ func unicast(a netip.Addr) bool {
 	}
 	return !a.IsMulticast() && !a.IsUnspecified() && !a.IsLinkLocalUnicast()
 }
+
+var _ ipvs.DestinationBatcher = (*Kernel)(nil)
+
+// WriteDestinations makes the writes one at a time, as the kernel runs a
+// batch's messages, so that the reconciler's batched path is what these
+// tests exercise; each counts as one write.
+func (k *Kernel) WriteDestinations(ws []ipvs.DestinationWrite) []error {
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		switch w.Op {
+		case ipvs.OpCreateDestination:
+			errs[i] = k.NewDestination(w.Service, w.Destination)
+		case ipvs.OpUpdateDestination:
+			errs[i] = k.UpdateDestination(w.Service, w.Destination)
+		default:
+			errs[i] = k.DelDestination(w.Service, w.Destination)
+		}
+	}
+	return errs
+}
