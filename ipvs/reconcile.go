@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -227,7 +228,9 @@ func (r *Reconciler) apply(desired []Service) (Changes, error) {
 			// test VM.
 			r.log.Info(c.Op.logMsg(), append(changeAttrs(c), "destinations", len(c.svc.Destinations))...)
 		case c.Op == OpCreateDestination && created[c.key]:
-			r.log.Debug(c.Op.logMsg(), changeAttrs(c)...)
+			if r.log.Enabled(context.Background(), slog.LevelDebug) {
+				r.log.Debug(c.Op.logMsg(), changeAttrs(c)...)
+			}
 		default:
 			r.log.Info(c.Op.logMsg(), changeAttrs(c)...)
 		}
@@ -253,10 +256,14 @@ func (r *Reconciler) apply(desired []Service) (Changes, error) {
 		// creation fails a key, so none fails within the run.
 		var run []Change
 		var ws []DestinationWrite
+		var svc *moby.Service // the service of the last write, which the next likely shares
 		for ; i < len(p.changes) && p.changes[i].Op.destination(); i++ {
 			if c := p.changes[i]; !failed[c.key] {
+				if svc == nil || run[len(run)-1].key != c.key {
+					svc = c.svc.toMoby()
+				}
 				run = append(run, c)
-				ws = append(ws, DestinationWrite{Op: c.Op, Service: c.svc.toMoby(), Destination: c.dst.toMoby()})
+				ws = append(ws, DestinationWrite{Op: c.Op, Service: svc, Destination: c.dst.toMoby()})
 			}
 		}
 		for k, err := range batcher.WriteDestinations(ws) {
@@ -427,7 +434,7 @@ func (r *Reconciler) wrote(c Change) {
 		delete(r.known, c.key)
 	case OpCreateDestination, OpUpdateDestination:
 		if ks := r.known[c.key]; ks != nil && ks.dests != nil {
-			d := destinationFromMoby(c.dst.toMoby())
+			d := c.dst.asRead()
 			ks.dests[d.Key()] = d
 		}
 	case OpDeleteDestination:
