@@ -3,6 +3,7 @@ package ipvs
 import (
 	"encoding/binary"
 	"net/netip"
+	"reflect"
 	"syscall"
 	"testing"
 
@@ -92,5 +93,24 @@ func TestDestMessages(t *testing.T) {
 			u32(d[destAttrUThresh]) != w.Destination.UpperThreshold || u32(d[destAttrLThresh]) != w.Destination.LowerThreshold {
 			t.Errorf("message %d: destination %v", i, d)
 		}
+	}
+}
+
+// sameService compares every field of Service: one added to Service
+// must be added there too, or Update would keep a service whose new
+// field changed.
+func TestSameServiceCoversEveryField(t *testing.T) {
+	if n := reflect.TypeFor[Service]().NumField(); n != 11 {
+		t.Errorf("Service has %d fields, sameService compares 11: compare the new one too, then change this count", n)
+	}
+	a := Service{Name: "a", Destinations: []Destination{{Port: 1}}}
+	b := a
+	b.Destinations = []Destination{{Port: 1}}
+	if !sameService(a, b) {
+		t.Error("equal services differ")
+	}
+	b.Destinations = []Destination{{Port: 1, Weight: 2}}
+	if sameService(a, b) {
+		t.Error("a weight change goes unseen")
 	}
 }

@@ -123,6 +123,11 @@ type Reconciler struct {
 	// successful write since applied to it; nil after a failed write or
 	// before the first read: the next plan reads the kernel.
 	known map[ServiceKey]*knownService
+	// applied are the services of the last apply that made every write
+	// it planned, so known holds them as they are: a service desired the
+	// same again plans nothing, without comparing its destinations one
+	// by one. nil whenever known is.
+	applied map[ServiceKey]Service
 }
 
 // knownService is one service of Reconciler.known: as the kernel
@@ -163,7 +168,7 @@ func NewReconciler(k Kernel, log *slog.Logger) *Reconciler {
 func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.known = nil
+	r.known, r.applied = nil, nil
 	return r.apply(desired)
 }
 
@@ -270,6 +275,13 @@ func (r *Reconciler) apply(desired []Service) (Changes, error) {
 			done(run[k], err)
 		}
 	}
+	r.applied = nil
+	if len(errs) == 0 && r.known != nil {
+		r.applied = make(map[ServiceKey]Service, len(desired))
+		for _, s := range desired {
+			r.applied[s.Key()] = s
+		}
+	}
 	for _, key := range p.adopted {
 		r.log.Info("service adopted", "op", "adopt", "vs", p.names[key], "service", key.String())
 	}
@@ -319,6 +331,7 @@ type plan struct {
 
 func (r *Reconciler) plan(desired []Service) (*plan, error) {
 	if r.known == nil {
+		r.applied = nil
 		if err := r.read(desired); err != nil {
 			return nil, err
 		}
@@ -331,6 +344,9 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 			continue
 		}
 		p.names[key] = s.Name
+		if prev, ok := r.applied[key]; ok && sameService(prev, s) {
+			continue
+		}
 		ks, ok := r.known[key]
 		if !ok {
 			p.changes = append(p.changes, Change{Op: OpCreateService, VirtualServer: s.Name, Service: s.String(), Now: settingsString(s), svc: s, key: key})
@@ -375,6 +391,14 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// sameService reports whether a and b are the same desired service,
+// destinations and all, in the same order.
+func sameService(a, b Service) bool {
+	return a.Name == b.Name && a.Family == b.Family && a.Protocol == b.Protocol && a.Address == b.Address &&
+		a.Port == b.Port && a.FWMark == b.FWMark && a.Scheduler == b.Scheduler && a.Flags == b.Flags &&
+		a.Timeout == b.Timeout && a.Netmask == b.Netmask && slices.Equal(a.Destinations, b.Destinations)
 }
 
 // read sets r.known to the kernel's table: every service, and the
@@ -612,6 +636,7 @@ func (r *Reconciler) Remove(services []Service) error {
 		}
 		delete(r.owned, key)
 		delete(r.known, key)
+		delete(r.applied, key)
 		r.log.Info("service removed", "op", "delete", "vs", s.Name, "service", s.String())
 	}
 	return errors.Join(errs...)
