@@ -198,6 +198,8 @@ type reloadRun struct {
 	unchanged, changed           []time.Duration
 	unchangedW, changedW         []ipvsWrites
 	socket, sighup               []time.Duration // lvsha: unchanged, by the control socket and by SIGHUP
+	socketC                      []time.Duration // lvsha: 1% changed, by the control socket
+	socketCW                     []ipvsWrites
 	socketW, sighupW             []ipvsWrites
 	reportedUnchanged, reportedC []int // lvsha: kernel writes in its report
 }
@@ -384,13 +386,28 @@ func reloadLvsha(b *testing.B, ns string, tr *ipvsWriteTrace, base, changed []ip
 		checkWrites(b, "lvsha reload, 1% changed", w, reloadChanges)
 		r.changed, r.changedW = append(r.changed, d), append(r.changedW, w)
 
-		writeFileAtomic(b, cfg, reloadTOML(dir, base))
-		_, rep := lvshaReloadSocket(b, sock)
-		checkReport(b, "lvsha reload back to the base table", rep, false, reloadChanges)
-		waitTable(b, ns, "lvsha reload back to the base table", wantBase)
-		fmt.Fprintf(os.Stderr, "reload lvsha round %d: unchanged: lvsha reload %v, control socket %v, SIGHUP %v; 1%% changed: lvsha reload %v; kernel: unchanged %s / %s / %s, changed %s\n",
+		back := func() {
+			writeFileAtomic(b, cfg, reloadTOML(dir, base))
+			_, rep := lvshaReloadSocket(b, sock)
+			checkReport(b, "lvsha reload back to the base table", rep, false, reloadChanges)
+			waitTable(b, ns, "lvsha reload back to the base table", wantBase)
+		}
+		back()
+
+		// The 1% change again, over the control socket: the daemon's part
+		// alone, as keepalived's SIGHUP is, without starting a command.
+		writeFileAtomic(b, cfg, reloadTOML(dir, changed))
+		d, w = timedReload(b, tr, ns, "lvsha control socket reload, 1% changed", wantChanged, func() time.Duration {
+			d, rep := lvshaReloadSocket(b, sock)
+			checkReport(b, "lvsha control socket reload, 1% changed", rep, false, reloadChanges)
+			return d
+		})
+		checkWrites(b, "lvsha control socket reload, 1% changed", w, reloadChanges)
+		r.socketC, r.socketCW = append(r.socketC, d), append(r.socketCW, w)
+		back()
+		fmt.Fprintf(os.Stderr, "reload lvsha round %d: unchanged: lvsha reload %v, control socket %v, SIGHUP %v; 1%% changed: lvsha reload %v, control socket %v; kernel: unchanged %s / %s / %s, changed %s / %s\n",
 			round+1, r.unchanged[round].Round(time.Microsecond), r.socket[round].Round(time.Microsecond), r.sighup[round].Round(time.Microsecond),
-			r.changed[round].Round(time.Microsecond), r.unchangedW[round], r.socketW[round], r.sighupW[round], r.changedW[round])
+			r.changed[round].Round(time.Microsecond), r.socketC[round].Round(time.Microsecond), r.unchangedW[round], r.socketW[round], r.sighupW[round], r.changedW[round], r.socketCW[round])
 	}
 	stopProc(cmd)
 	return r
@@ -498,7 +515,8 @@ func medianWrites(w []ipvsWrites) float64 {
 //     no kernel write, under 100 ms.
 //   - the file with 1% changed: 50 weights, 25 real servers added, 25
 //     removed. lvsha must make exactly 100 kernel writes (more fails the
-//     bench).
+//     bench). lvsha by `lvsha reload`, then (after going back) over the
+//     control socket, the daemon's part alone as keepalived's SIGHUP is.
 //   - the base file again (not timed), for the next round.
 //
 // Kernel writes are counted on the kernel's side: ftrace's function
@@ -536,6 +554,7 @@ func BenchmarkReload10k(b *testing.B) {
 	b.ReportMetric(msOf(median(lv.socket)), "lvsha-unchanged-socket-ms")
 	b.ReportMetric(msOf(median(lv.sighup)), "lvsha-unchanged-sighup-ms")
 	b.ReportMetric(msOf(median(lv.changed)), "lvsha-changed-ms")
+	b.ReportMetric(msOf(median(lv.socketC)), "lvsha-changed-socket-ms")
 	b.ReportMetric(medianWrites(lv.changedW), "lvsha-changed-writes")
 	b.ReportMetric(msOf(median(starts)), "lvsha-command-start-ms")
 	b.ReportMetric(msOf(lv.program), "lvsha-program-ms")
@@ -544,9 +563,9 @@ func BenchmarkReload10k(b *testing.B) {
 	b.ReportMetric(medianWrites(ka.unchangedW), "keepalived-unchanged-writes")
 	b.ReportMetric(msOf(median(ka.changed)), "keepalived-changed-ms")
 	b.ReportMetric(medianWrites(ka.changedW), "keepalived-changed-writes")
-	fmt.Fprintf(os.Stderr, "reload lvsha: programmed in %v (its log: %v); unchanged %.1f ms (control socket %.1f ms, SIGHUP %.1f ms, starting the lvsha command %.1f ms), %.0f writes; 1%% changed %.1f ms, %.0f writes (%d changes)\n",
+	fmt.Fprintf(os.Stderr, "reload lvsha: programmed in %v (its log: %v); unchanged %.1f ms (control socket %.1f ms, SIGHUP %.1f ms, starting the lvsha command %.1f ms), %.0f writes; 1%% changed %.1f ms (control socket %.1f ms), %.0f writes (%d changes)\n",
 		lv.program.Round(time.Millisecond), lv.programLog.Round(time.Millisecond), msOf(median(lv.unchanged)), msOf(median(lv.socket)), msOf(median(lv.sighup)), msOf(median(starts)),
-		medianWrites(lv.unchangedW), msOf(median(lv.changed)), medianWrites(lv.changedW), reloadChanges)
+		medianWrites(lv.unchangedW), msOf(median(lv.changed)), msOf(median(lv.socketC)), medianWrites(lv.changedW), reloadChanges)
 	fmt.Fprintf(os.Stderr, "reload keepalived: programmed in %v; unchanged %.1f ms, %.0f writes; 1%% changed %.1f ms, %.0f writes (%d changes)\n",
 		ka.program.Round(time.Millisecond), msOf(median(ka.unchanged)), medianWrites(ka.unchangedW), msOf(median(ka.changed)), medianWrites(ka.changedW), reloadChanges)
 }

@@ -88,13 +88,14 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 		}
 		// The same rule as the sorry server's, so a quorum hook and the
 		// table never disagree.
-		upWeight := ipvs.UpWeight(vs, up, weight)
+		upWeight := ipvs.UpWeightAtLeast(vs, up, weight, vs.Quorum+max(vs.Hysteresis, 0))
 		wasBelow, known := h.below[vs.Name]
 		below := ipvs.BelowQuorum(upWeight, vs.Quorum, vs.Hysteresis, known && wasBelow)
 		h.below[vs.Name] = below
 		if !known || below == wasBelow {
 			continue
 		}
+		upWeight = ipvs.UpWeight(vs, up, weight) // the whole sum, for the log and the hook
 		argv, state := vs.NotifyQuorumUp, "quorum_up"
 		if below {
 			argv, state = vs.NotifyQuorumDown, "quorum_down"
