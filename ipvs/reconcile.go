@@ -279,6 +279,8 @@ func (r *Reconciler) apply(desired []Service) (Changes, error) {
 	if len(errs) == 0 && r.known != nil {
 		r.applied = make(map[ServiceKey]Service, len(desired))
 		for _, s := range desired {
+			// A copy: the caller may change its table in place.
+			s.Destinations = slices.Clone(s.Destinations)
 			r.applied[s.Key()] = s
 		}
 	}

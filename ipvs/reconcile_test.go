@@ -692,3 +692,18 @@ func BenchmarkUpdate1Percent(b *testing.B) {
 		}
 	}
 }
+
+// Update keeps no reference to the caller's table: a weight changed in
+// place in the same slice is still a change.
+func TestUpdateSeesAChangeMadeInPlace(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	want := ipvs.Desired(twoServices(), nil)
+	apply(t, r, want)
+	want[0].Destinations[0].Weight = 9
+	k.ResetWrites()
+	if ch, err := r.Update(want); err != nil || ch.DestinationsUpdated != 1 || k.Writes() != 1 {
+		t.Errorf("weight changed in place: %v, %v, %d writes; want one update", err, changeStrings(ch.Done), k.Writes())
+	}
+	wantLine("10.0.0.1:80", "-> 10.0.1.1:80 fwd=0 w=9")(t, dump(t, k))
+}
