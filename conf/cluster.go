@@ -144,13 +144,13 @@ func (b *builder) cluster(rc *rawCluster) *Cluster {
 		a, err := netip.ParseAddr(v.v)
 		switch {
 		case err != nil:
-			b.add(v.key, `invalid IP address (got %q, want an address such as "192.0.2.1"; no host names: gossip starts without DNS)`, v.v)
+			b.add(v.key(), `invalid IP address (got %q, want an address such as "192.0.2.1"; no host names: gossip starts without DNS)`, v.v)
 		case a.Zone() != "":
-			b.add(v.key, "IPv6 zones are not supported (got %q)", v.v)
+			b.add(v.key(), "IPv6 zones are not supported (got %q)", v.v)
 		case a.Is4In6():
-			b.add(v.key, "IPv4-mapped IPv6 address (got %q, want the plain IPv4 form %s)", v.v, a.Unmap())
+			b.add(v.key(), "IPv4-mapped IPv6 address (got %q, want the plain IPv4 form %s)", v.v, a.Unmap())
 		case a.IsMulticast():
-			b.add(v.key, "multicast address (got %s, want a unicast address of this director)", a)
+			b.add(v.key(), "multicast address (got %s, want a unicast address of this director)", a)
 		default:
 			return a
 		}
@@ -161,7 +161,7 @@ func (b *builder) cluster(rc *rawCluster) *Cluster {
 	}
 	if v := rc.advertiseAddress; v.valid() {
 		if a := addr(v); a.IsValid() && a.IsUnspecified() {
-			b.add(v.key, "unspecified address (got %s, want the address the other directors reach this one at)", a)
+			b.add(v.key(), "unspecified address (got %s, want the address the other directors reach this one at)", a)
 		} else {
 			c.AdvertiseAddress = a
 		}
@@ -171,7 +171,7 @@ func (b *builder) cluster(rc *rawCluster) *Cluster {
 
 	seen := map[netip.AddrPort]string{}
 	for i, s := range rc.seeds.or(nil) {
-		key := indexKey(rc.seeds.key, i)
+		key := indexKey(rc.seeds.key(), i)
 		ap, ok := parseSeed(s, c.BindPort)
 		if !ok {
 			b.add(key, `invalid seed (got %q, want "IP" or "IP:port" such as "192.0.2.2" or "[2001:db8::2]:7946"; no host names)`, s)
@@ -189,18 +189,18 @@ func (b *builder) cluster(rc *rawCluster) *Cluster {
 	case !v.set:
 		b.add(rc.key+".key_file", "missing (want the path of a file holding 32 random bytes, e.g. from head -c 32 /dev/urandom: gossip is never sent in plaintext)")
 	case v.ok && !filepath.IsAbs(v.v):
-		b.add(v.key, "must be an absolute path (got %q)", v.v)
+		b.add(v.key(), "must be an absolute path (got %q)", v.v)
 	}
 
 	for _, d := range []val[time.Duration]{rc.gossip, rc.probe, rc.probeTimeout, rc.pushPull, rc.rejoin} {
 		if d.valid() && d.v < minClusterIntervalUnit {
-			b.add(d.key, "too short (got %s, want at least %s)", d.v, minClusterIntervalUnit)
+			b.add(d.key(), "too short (got %s, want at least %s)", d.v, minClusterIntervalUnit)
 		}
 	}
 	if v := rc.probeTimeout; (v.valid() || rc.probe.valid()) && c.ProbeTimeout >= c.ProbeInterval {
-		key := v.key
+		key := v.key()
 		if !v.set {
-			key = rc.probe.key
+			key = rc.probe.key()
 		}
 		b.add(key, "probe_timeout must be shorter than probe_interval (got probe_timeout %s, probe_interval %s)", c.ProbeTimeout, c.ProbeInterval)
 	}

@@ -12,10 +12,22 @@ import (
 
 // val is one decoded value with what Parse needs to validate and merge it.
 type val[T any] struct {
-	set bool   // the key is present in the file
-	ok  bool   // its value has the right type and is valid on its own
-	v   T      // the value, when ok
-	key string // key path where it was set
+	set bool // the key is present in the file
+	ok  bool // its value has the right type and is valid on its own
+	v   T    // the value, when ok
+	// parent and name are the key path where it was set, joined only
+	// when an error names it: 90,000 key paths built for a
+	// 10,000-real-server file were a tenth of its parsing.
+	parent, name string
+}
+
+// key is the key path where v was set (parent alone when name is "":
+// an array's element, parent its indexed path).
+func (v val[T]) key() string {
+	if v.name == "" {
+		return v.parent
+	}
+	return joinKey(v.parent, v.name)
 }
 
 // valid reports whether the key is present with a usable value.
@@ -125,23 +137,24 @@ func (r *reader) wrongType(key string, v any, want string) {
 }
 
 func (r *reader) str(t table, name string) val[string] {
-	key := joinKey(t.key, name)
+	out := val[string]{parent: t.key, name: name}
 	raw, ok := t.m[name]
 	if !ok {
-		return val[string]{key: key}
+		return out
 	}
 	s, ok := raw.(string)
 	if !ok {
-		r.wrongType(key, raw, "string")
+		r.wrongType(out.key(), raw, "string")
 	}
-	return val[string]{set: true, ok: ok, v: s, key: key}
+	out.set, out.ok, out.v = true, ok, s
+	return out
 }
 
 // enum reads a string that must be one of allowed; what names it in errors.
 func (r *reader) enum(t table, name, what string, allowed []string) val[string] {
 	v := r.str(t, name)
 	if v.valid() && !slices.Contains(allowed, v.v) {
-		r.add(v.key, "unknown %s (got %q, want one of %s)", what, v.v, strings.Join(allowed, ", "))
+		r.add(v.key(), "unknown %s (got %q, want one of %s)", what, v.v, strings.Join(allowed, ", "))
 		v.ok = false
 	}
 	return v
@@ -149,48 +162,53 @@ func (r *reader) enum(t table, name, what string, allowed []string) val[string] 
 
 // integer reads an integer in lo..hi.
 func (r *reader) integer(t table, name string, lo, hi int64) val[int64] {
-	key := joinKey(t.key, name)
 	raw, ok := t.m[name]
 	if !ok {
-		return val[int64]{key: key}
+		return val[int64]{parent: t.key, name: name}
 	}
-	return r.intValue(key, raw, lo, hi)
+	return r.intValue(t.key, name, raw, lo, hi)
 }
 
-func (r *reader) intValue(key string, raw any, lo, hi int64) val[int64] {
+// intValue reads raw, the value at key path parent.name (name may be an
+// index, "[2]").
+func (r *reader) intValue(parent, name string, raw any, lo, hi int64) val[int64] {
+	out := val[int64]{set: true, parent: parent, name: name}
 	n, ok := raw.(int64)
 	switch {
 	case !ok:
-		r.wrongType(key, raw, "integer")
+		r.wrongType(out.key(), raw, "integer")
 	case n < lo || n > hi:
-		r.add(key, "out of range (got %d, want %d..%d)", n, lo, hi)
+		r.add(out.key(), "out of range (got %d, want %d..%d)", n, lo, hi)
 		ok = false
 	}
-	return val[int64]{set: true, ok: ok, v: n, key: key}
+	out.ok, out.v = ok, n
+	return out
 }
 
 func (r *reader) boolean(t table, name string) val[bool] {
-	key := joinKey(t.key, name)
+	out := val[bool]{parent: t.key, name: name}
 	raw, ok := t.m[name]
 	if !ok {
-		return val[bool]{key: key}
+		return out
 	}
 	b, ok := raw.(bool)
 	if !ok {
-		r.wrongType(key, raw, "boolean")
+		r.wrongType(out.key(), raw, "boolean")
 	}
-	return val[bool]{set: true, ok: ok, v: b, key: key}
+	out.set, out.ok, out.v = true, ok, b
+	return out
 }
 
 // duration reads a non-negative Go duration string such as "1.5s". Bare
 // numbers are refused: their unit would be a guess.
 func (r *reader) duration(t table, name string) val[time.Duration] {
-	key := joinKey(t.key, name)
+	out := val[time.Duration]{parent: t.key, name: name}
 	raw, ok := t.m[name]
 	if !ok {
-		return val[time.Duration]{key: key}
+		return out
 	}
-	out := val[time.Duration]{set: true, key: key}
+	key := out.key()
+	out.set = true
 	s, ok := raw.(string)
 	if !ok {
 		r.wrongType(key, raw, `duration string such as "1s" or "500ms"`)
@@ -210,12 +228,13 @@ func (r *reader) duration(t table, name string) val[time.Duration] {
 
 // strs reads an array of strings.
 func (r *reader) strs(t table, name string) val[[]string] {
-	key := joinKey(t.key, name)
+	out := val[[]string]{parent: t.key, name: name}
 	raw, ok := t.m[name]
 	if !ok {
-		return val[[]string]{key: key}
+		return out
 	}
-	out := val[[]string]{set: true, key: key}
+	key := out.key()
+	out.set = true
 	arr, ok := raw.([]any)
 	if !ok {
 		r.wrongType(key, raw, "array of strings")
@@ -236,12 +255,13 @@ func (r *reader) strs(t table, name string) val[[]string] {
 // statuses reads HTTP status codes: integers, or "LO-HI" strings for
 // inclusive ranges such as keepalived's default "200-299".
 func (r *reader) statuses(t table, name string) val[[]int] {
-	key := joinKey(t.key, name)
+	out := val[[]int]{parent: t.key, name: name}
 	raw, ok := t.m[name]
 	if !ok {
-		return val[[]int]{key: key}
+		return out
 	}
-	out := val[[]int]{set: true, key: key}
+	key := out.key()
+	out.set = true
 	arr, ok := raw.([]any)
 	if !ok {
 		r.wrongType(key, raw, `array of status codes (integers or "LO-HI" ranges)`)
@@ -252,7 +272,7 @@ func (r *reader) statuses(t table, name string) val[[]int] {
 		ekey := indexKey(key, i)
 		s, isStr := e.(string)
 		if !isStr {
-			n := r.intValue(ekey, e, minHTTPStatus, maxHTTPStatus)
+			n := r.intValue(ekey, "", e, minHTTPStatus, maxHTTPStatus)
 			out.ok = out.ok && n.ok
 			out.v = append(out.v, int(n.v))
 			continue

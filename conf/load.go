@@ -2,7 +2,6 @@ package conf
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +21,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.digest = sha256.Sum256(data)
+	c.loaded = data
 	if err := loadClusterKey(c); err != nil {
 		return nil, err
 	}
@@ -44,11 +43,11 @@ func Load(path string) (*Config, error) {
 // bytes takes a millisecond. A c not read by Load, or a file that cannot
 // be read, is never unchanged: the caller loads it and sees why.
 func Unchanged(path string, c *Config) bool {
-	if c == nil || c.digest == ([sha256.Size]byte{}) {
+	if c == nil || c.loaded == nil {
 		return false
 	}
 	data, err := os.ReadFile(path)
-	if err != nil || sha256.Sum256(data) != c.digest {
+	if err != nil || !bytes.Equal(data, c.loaded) {
 		return false
 	}
 	if cl := c.Cluster; cl != nil {
@@ -105,7 +104,7 @@ func (c *Config) Equal(o *Config) bool {
 	// Where keys stand in the file changes no behaviour.
 	a.Source, b.Source = "", ""
 	a.lines, b.lines = nil, nil
-	a.digest, b.digest = [sha256.Size]byte{}, [sha256.Size]byte{}
+	a.loaded, b.loaded = nil, nil
 	a.hostnamed, b.hostnamed = false, false
 	return reflect.DeepEqual(a, b)
 }

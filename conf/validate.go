@@ -34,7 +34,7 @@ func (b *builder) config(rc rawConfig, source string) *Config {
 		vs := b.virtualServer(rv)
 		c.VirtualServers = append(c.VirtualServers, vs)
 		if v := rv.consensus; v.valid() && v.v != "local" && c.Cluster == nil {
-			b.add(v.key, "needs a [cluster] table (got %q, want \"local\" for a director without peers)", v.v)
+			b.add(v.key(), "needs a [cluster] table (got %q, want \"local\" for a director without peers)", v.v)
 		}
 
 		ident := ""
@@ -46,9 +46,9 @@ func (b *builder) config(rc rawConfig, source string) *Config {
 		}
 		if ident != "" {
 			if j, dup := idents[ident]; dup {
-				key := rv.address.key
+				key := rv.address.key()
 				if vs.FWMark != 0 {
-					key = rv.fwmark.key
+					key = rv.fwmark.key()
 				}
 				b.add(key, "duplicate virtual server %s (first defined by %s at line %d)",
 					ident, rc.vss[j].key, b.lines.line(rc.vss[j].key))
@@ -70,7 +70,7 @@ func (b *builder) config(rc rawConfig, source string) *Config {
 			// fwmarks do, which is reported above.
 			key := rv.key
 			if explicit {
-				key = rv.name.key
+				key = rv.name.key()
 			}
 			b.add(key, "duplicate virtual server name %q (first used by %s at line %d)",
 				vs.Name, rc.vss[f.i].key, b.lines.line(rc.vss[f.i].key))
@@ -89,23 +89,23 @@ func (b *builder) director(rd rawDirector) Director {
 	}
 	if rd.name.valid() {
 		if rd.name.v == "" {
-			b.add(rd.name.key, `must not be empty (got "", want a name, or no name key to use the hostname)`)
+			b.add(rd.name.key(), `must not be empty (got "", want a name, or no name key to use the hostname)`)
 		}
 		d.Name = rd.name.v
 	}
 	if v := rd.controlSocket; v.valid() {
 		switch {
 		case !filepath.IsAbs(v.v):
-			b.add(v.key, "must be an absolute path (got %q)", v.v)
+			b.add(v.key(), "must be an absolute path (got %q)", v.v)
 		case len(v.v) > maxUnixSocketPath:
-			b.add(v.key, "too long for a unix socket path (got %d bytes, want at most %d)", len(v.v), maxUnixSocketPath)
+			b.add(v.key(), "too long for a unix socket path (got %d bytes, want at most %d)", len(v.v), maxUnixSocketPath)
 		}
 	}
 	if v := rd.stateFile; v.valid() && !filepath.IsAbs(v.v) {
-		b.add(v.key, "must be an absolute path (got %q)", v.v)
+		b.add(v.key(), "must be an absolute path (got %q)", v.v)
 	}
 	if v := rd.resync; v.valid() && v.v == 0 {
-		b.add(v.key, "must be positive (got 0s, want > 0s)")
+		b.add(v.key(), "must be positive (got 0s, want > 0s)")
 	}
 	return d
 }
@@ -121,18 +121,18 @@ func (b *builder) metrics(listen val[string]) Metrics {
 	const want = `want "IP:port" such as "127.0.0.1:9650", "[::1]:9650" or ":9650" for every address`
 	host, port, err := net.SplitHostPort(listen.v)
 	if err != nil {
-		b.add(listen.key, "invalid listen address (got %q, %s)", listen.v, want)
+		b.add(listen.key(), "invalid listen address (got %q, %s)", listen.v, want)
 		return Metrics{}
 	}
 	bad := false
 	if host != "" {
 		if _, err := netip.ParseAddr(host); err != nil {
-			b.add(listen.key, "host must be an IP address, not a name (got %q, %s)", host, want)
+			b.add(listen.key(), "host must be an IP address, not a name (got %q, %s)", host, want)
 			bad = true
 		}
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		b.add(listen.key, "invalid port (got %q, want 1..65535)", port)
+		b.add(listen.key(), "invalid port (got %q, want 1..65535)", port)
 		bad = true
 	}
 	if bad {
@@ -205,11 +205,11 @@ func parseBackend(s string) (netip.AddrPort, string) {
 func (b *builder) backend(v val[string], vs *VirtualServer, fwd string) (netip.AddrPort, bool) {
 	ap, msg := parseBackend(v.v)
 	if msg != "" {
-		b.add(v.key, "%s", msg)
+		b.add(v.key(), "%s", msg)
 		return ap, false
 	}
 	if vs.Family != "" && familyOf(ap.Addr()) != vs.Family {
-		b.add(v.key, "address family %s does not match the virtual server's %s (got %q, want %s address)",
+		b.add(v.key(), "address family %s does not match the virtual server's %s (got %q, want %s address)",
 			familyOf(ap.Addr()), vs.Family, v.v, familyWord(vs.Family))
 		return ap, false
 	}
@@ -219,10 +219,10 @@ func (b *builder) backend(v val[string], vs *VirtualServer, fwd string) (netip.A
 	vport := vs.Address.Port()
 	switch {
 	case fwd == "nat" && ap.Port() == 0 && vport != 0:
-		b.add(v.key, "missing port (got %q, want IP:port: nat forwarding needs the server's port)", v.v)
+		b.add(v.key(), "missing port (got %q, want IP:port: nat forwarding needs the server's port)", v.v)
 		return ap, false
 	case fwd != "nat" && ap.Port() != 0 && ap.Port() != vport:
-		b.add(v.key, "%s forwarding cannot change the port (got %d, want %d or no port)", fwd, ap.Port(), vport)
+		b.add(v.key(), "%s forwarding cannot change the port (got %d, want %d or no port)", fwd, ap.Port(), vport)
 		return ap, false
 	case fwd != "nat" && ap.Port() == 0:
 		// The server listens on the virtual server's port (DR and TUN
@@ -256,16 +256,16 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	case rv.address.valid():
 		ap, msg := parseVIP(rv.address.v)
 		if msg != "" {
-			b.add(rv.address.key, "%s", msg)
+			b.add(rv.address.key(), "%s", msg)
 			break
 		}
 		vs.Address = ap
 		vs.Family = familyOf(ap.Addr())
 		if rv.family.valid() && rv.family.v != vs.Family {
-			b.add(rv.family.key, "does not match the address (got %s, want %s for %s)", rv.family.v, vs.Family, ap)
+			b.add(rv.family.key(), "does not match the address (got %s, want %s for %s)", rv.family.v, vs.Family, ap)
 		}
 		if p := rv.persistence; ap.Port() == 0 && (!p.set || p.ok) && vs.Persistence == 0 {
-			b.add(rv.address.key, "port 0 (all ports) needs persistence (got persistence 0s, want > 0s)")
+			b.add(rv.address.key(), "port 0 (all ports) needs persistence (got persistence 0s, want > 0s)")
 		}
 	case rv.fwmark.valid() && !familyBad:
 		vs.FWMark = uint32(rv.fwmark.v)
@@ -275,7 +275,7 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	switch {
 	case rv.name.valid():
 		if rv.name.v == "" {
-			b.add(rv.name.key, `must not be empty (got "", want a name, or no name key for a default one)`)
+			b.add(rv.name.key(), `must not be empty (got "", want a name, or no name key for a default one)`)
 		}
 		vs.Name = rv.name.v
 	case rv.name.set: // wrong type, reported
@@ -294,16 +294,16 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	if p := rv.persistence; p.valid() {
 		switch {
 		case p.v%time.Second != 0:
-			b.add(p.key, "must be a whole number of seconds (got %s)", p.v)
+			b.add(p.key(), "must be a whole number of seconds (got %s)", p.v)
 		case p.v/time.Second > math.MaxUint32:
-			b.add(p.key, "too long (got %s, want at most %s)", p.v, time.Duration(math.MaxUint32)*time.Second)
+			b.add(p.key(), "too long (got %s, want at most %s)", p.v, time.Duration(math.MaxUint32)*time.Second)
 		}
 	}
 
 	if f := rv.schedulerFlags; f.valid() {
 		known := SchedulerFlagNames()
 		for i, flag := range f.v {
-			key := indexKey(f.key, i)
+			key := indexKey(f.key(), i)
 			sched, _, _ := strings.Cut(flag, "-")
 			switch {
 			case !slices.Contains(known, flag):
@@ -329,13 +329,13 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 	if m := rv.persistenceNetmask; m.valid() {
 		vs.PersistenceNetmask = int(m.v)
 		if vs.Family == "inet" && m.v > 32 {
-			b.add(m.key, "out of range for inet (got %d, want 1..32)", m.v)
+			b.add(m.key(), "out of range for inet (got %d, want 1..32)", m.v)
 		}
 	}
 
 	fwdOK := !rv.forwarding.set || rv.forwarding.ok
 	if v := rv.sorryInhibit; v.valid() && !rv.sorryServer.set {
-		b.add(v.key, "needs sorry_server (want a sorry_server to keep at weight 0)")
+		b.add(v.key(), "needs sorry_server (want a sorry_server to keep at weight 0)")
 	}
 	if s := rv.sorryServer; s.valid() {
 		fwd := ""
@@ -382,7 +382,7 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 			}
 			rs.Address = ap
 			if k, dup := seen[ap]; dup {
-				b.add(rr.address.key, "duplicate real server %s (first defined by %s at line %d)", ap, k, b.lines.line(k))
+				b.add(rr.address.key(), "duplicate real server %s (first defined by %s at line %d)", ap, k, b.lines.line(k))
 			} else {
 				seen[ap] = rr.key
 			}
@@ -390,11 +390,11 @@ func (b *builder) virtualServer(rv rawVirtualServer) VirtualServer {
 		if lo := rr.lower; lo.valid() && lo.v > 0 {
 			switch up := rr.upper; {
 			case !up.set:
-				b.add(lo.key, "needs upper_threshold (got lower_threshold %d, want upper_threshold >= %d too)", lo.v, lo.v)
+				b.add(lo.key(), "needs upper_threshold (got lower_threshold %d, want upper_threshold >= %d too)", lo.v, lo.v)
 			case up.ok && up.v > 0 && lo.v > up.v:
-				b.add(lo.key, "must not exceed upper_threshold (got %d, want <= %d)", lo.v, up.v)
+				b.add(lo.key(), "must not exceed upper_threshold (got %d, want <= %d)", lo.v, up.v)
 			case up.ok && up.v == 0:
-				b.add(lo.key, "needs upper_threshold (got lower_threshold %d with upper_threshold 0, want upper_threshold >= %d)", lo.v, lo.v)
+				b.add(lo.key(), "needs upper_threshold (got lower_threshold %d with upper_threshold 0, want upper_threshold >= %d)", lo.v, lo.v)
 			}
 		}
 		if rr.check == nil {
@@ -432,20 +432,20 @@ func (b *builder) url(u rawURL) URL {
 		b.add(u.key+".path", `missing (want the URL's path, e.g. "/status")`)
 	case !v.ok:
 	case !strings.HasPrefix(v.v, "/"):
-		b.add(v.key, "must start with / (got %q)", v.v)
+		b.add(v.key(), "must start with / (got %q)", v.v)
 	case hasSpaceOrControl(v.v):
-		b.add(v.key, "must not contain spaces or control characters (got %q)", v.v)
+		b.add(v.key(), "must not contain spaces or control characters (got %q)", v.v)
 	}
 	if v := u.status; v.valid() && len(v.v) == 0 {
-		b.add(v.key, "must list at least one status code (got [], want e.g. [200])")
+		b.add(v.key(), "must list at least one status code (got [], want e.g. [200])")
 	}
 	if v := u.regexp; v.valid() {
 		if _, err := regexp.Compile(v.v); err != nil {
-			b.add(v.key, "does not compile (got %q, want a Go regexp): %v", v.v, err)
+			b.add(v.key(), "does not compile (got %q, want a Go regexp): %v", v.v, err)
 		}
 	}
 	if v := u.bodyMD5; v.valid() && !isMD5Hex(v.v) {
-		b.add(v.key, "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
+		b.add(v.key(), "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
 	}
 	return out
 }
@@ -456,7 +456,7 @@ func (b *builder) hook(v val[[]string]) []string {
 		return nil
 	}
 	if len(v.v) == 0 || v.v[0] == "" {
-		b.add(v.key, `empty command (want an argv such as ["/usr/local/bin/alert", "arg"])`)
+		b.add(v.key(), `empty command (want an argv such as ["/usr/local/bin/alert", "arg"])`)
 		return nil
 	}
 	return v.v
@@ -544,26 +544,26 @@ func (b *builder) check(rc rawCheck) *Check {
 	}
 	intervalOK := !rc.interval.set || rc.interval.ok
 	if iv := rc.interval; iv.valid() && iv.v < minCheckInterval {
-		b.add(iv.key, "too short (got %s, want at least %s)", iv.v, minCheckInterval)
+		b.add(iv.key(), "too short (got %s, want at least %s)", iv.v, minCheckInterval)
 		intervalOK = false
 	}
 	c.RetryInterval = rc.retryInterval.or(c.Interval)
 	if v := rc.retryInterval; v.valid() && v.v < minCheckInterval {
-		b.add(v.key, "too short (got %s, want at least %s)", v.v, minCheckInterval)
+		b.add(v.key(), "too short (got %s, want at least %s)", v.v, minCheckInterval)
 	}
 	c.Timeout = rc.timeout.or(c.Interval / defaultTimeoutDivisor)
 	if to := rc.timeout; to.valid() {
 		iv := rc.interval
 		switch {
 		case to.v == 0:
-			b.add(to.key, "must be positive (got 0s, want > 0s)")
+			b.add(to.key(), "must be positive (got 0s, want > 0s)")
 		case !intervalOK || to.v < c.Interval:
-		case iv.set && isUnder(iv.key, rc.key) && !isUnder(to.key, rc.key):
+		case iv.set && isUnder(iv.key(), rc.key) && !isUnder(to.key(), rc.key):
 			// The real server shortened the interval below an inherited
 			// timeout: point at what it changed.
-			b.add(iv.key, "must be longer than the timeout %s set at %s (got %s)", to.v, to.key, iv.v)
+			b.add(iv.key(), "must be longer than the timeout %s set at %s (got %s)", to.v, to.key(), iv.v)
 		default:
-			b.add(to.key, "must be shorter than interval (got %s, want less than %s)", to.v, c.Interval)
+			b.add(to.key(), "must be shorter than interval (got %s, want less than %s)", to.v, c.Interval)
 		}
 	}
 
@@ -571,9 +571,9 @@ func (b *builder) check(rc rawCheck) *Check {
 		ip, err := netip.ParseAddr(a.v)
 		switch {
 		case err != nil:
-			b.add(a.key, "invalid IP address (got %q)", a.v)
+			b.add(a.key(), "invalid IP address (got %q)", a.v)
 		case ip.IsUnspecified() || ip.IsMulticast():
-			b.add(a.key, "not a unicast address (got %q, want a specific IP)", a.v)
+			b.add(a.key(), "not a unicast address (got %q, want a specific IP)", a.v)
 		default:
 			c.ConnectAddress = ip
 		}
@@ -581,42 +581,42 @@ func (b *builder) check(rc rawCheck) *Check {
 	c.ConnectPort = uint16(rc.connectPort.or(0))
 
 	httpT, https, exec := isHTTP(t), t == "https", t == "exec"
-	b.only(rc.method.set, rc.method.key, httpT, "http and https", t)
-	b.only(rc.path.set, rc.path.key, httpT, "http and https", t)
-	b.only(rc.host.set, rc.host.key, httpT, "http and https", t)
-	b.only(rc.status.set, rc.status.key, httpT, "http and https", t)
-	b.only(rc.body.set, rc.body.key, httpT, "http and https", t)
-	b.only(rc.regexp.set, rc.regexp.key, httpT, "http and https", t)
-	b.only(rc.bodyMD5.set, rc.bodyMD5.key, httpT, "http and https", t)
+	b.only(rc.method.set, rc.method.key(), httpT, "http and https", t)
+	b.only(rc.path.set, rc.path.key(), httpT, "http and https", t)
+	b.only(rc.host.set, rc.host.key(), httpT, "http and https", t)
+	b.only(rc.status.set, rc.status.key(), httpT, "http and https", t)
+	b.only(rc.body.set, rc.body.key(), httpT, "http and https", t)
+	b.only(rc.regexp.set, rc.regexp.key(), httpT, "http and https", t)
+	b.only(rc.bodyMD5.set, rc.bodyMD5.key(), httpT, "http and https", t)
 	if rc.urls != nil && !httpT {
 		b.add(rc.key+".url", "applies only to http and https checks (got type %s)", t)
 	}
-	b.only(rc.tlsVerify.set, rc.tlsVerify.key, https, "https", t)
-	b.only(rc.sni.set, rc.sni.key, https, "https", t)
-	b.only(rc.command.set, rc.command.key, exec, "exec", t)
-	b.only(rc.dynamicWeight.set, rc.dynamicWeight.key, exec, "exec", t)
+	b.only(rc.tlsVerify.set, rc.tlsVerify.key(), https, "https", t)
+	b.only(rc.sni.set, rc.sni.key(), https, "https", t)
+	b.only(rc.command.set, rc.command.key(), exec, "exec", t)
+	b.only(rc.dynamicWeight.set, rc.dynamicWeight.key(), exec, "exec", t)
 	if exec {
 		c.DynamicWeight = rc.dynamicWeight.or(false)
 	}
-	b.only(rc.dnsType.set, rc.dnsType.key, t == "dns", "dns", t)
-	b.only(rc.dnsName.set, rc.dnsName.key, t == "dns", "dns", t)
-	b.only(rc.heloName.set, rc.heloName.key, t == "smtp", "smtp", t)
-	b.only(rc.payloadHex.set, rc.payloadHex.key, t == "udp", "udp", t)
-	b.only(rc.replyHex.set, rc.replyHex.key, t == "udp", "udp", t)
-	b.only(rc.requireReply.set, rc.requireReply.key, t == "udp", "udp", t)
+	b.only(rc.dnsType.set, rc.dnsType.key(), t == "dns", "dns", t)
+	b.only(rc.dnsName.set, rc.dnsName.key(), t == "dns", "dns", t)
+	b.only(rc.heloName.set, rc.heloName.key(), t == "smtp", "smtp", t)
+	b.only(rc.payloadHex.set, rc.payloadHex.key(), t == "udp", "udp", t)
+	b.only(rc.replyHex.set, rc.replyHex.key(), t == "udp", "udp", t)
+	b.only(rc.requireReply.set, rc.requireReply.key(), t == "udp", "udp", t)
 	if t == "udp" {
 		c.PayloadHex, c.ReplyHex = strings.ToLower(rc.payloadHex.or("")), strings.ToLower(rc.replyHex.or(""))
 		c.RequireReply = rc.requireReply.or(false) || c.ReplyHex != ""
 		for _, v := range []val[string]{rc.payloadHex, rc.replyHex} {
 			if _, err := hex.DecodeString(v.v); v.valid() && err != nil {
-				b.add(v.key, "invalid hex (got %q, want pairs of hex digits such as \"0d0a\")", v.v)
+				b.add(v.key(), "invalid hex (got %q, want pairs of hex digits such as \"0d0a\")", v.v)
 			}
 		}
 	}
 	if t == "smtp" {
 		c.HeloName = rc.heloName.or(defaultHeloName)
 		if v := rc.heloName; v.valid() && (v.v == "" || hasSpaceOrControl(v.v)) {
-			b.add(v.key, "invalid HELO name (got %q, want a host name such as \"lb1.example.com\")", v.v)
+			b.add(v.key(), "invalid HELO name (got %q, want a host name such as \"lb1.example.com\")", v.v)
 		}
 	}
 	if t == "dns" {
@@ -625,11 +625,11 @@ func (b *builder) check(rc rawCheck) *Check {
 		if v := rc.dnsType; v.valid() {
 			if _, ok := DNSTypes()[c.DNSType]; !ok {
 				names := slices.Sorted(maps.Keys(DNSTypes()))
-				b.add(v.key, "unknown DNS type (got %q, want one of %s)", v.v, strings.Join(names, ", "))
+				b.add(v.key(), "unknown DNS type (got %q, want one of %s)", v.v, strings.Join(names, ", "))
 			}
 		}
 		if v := rc.dnsName; v.valid() && (v.v == "" || len(v.v) > 253 || hasSpaceOrControl(v.v)) {
-			b.add(v.key, "invalid DNS name (got %q, want a domain name such as \"example.com\" or \".\")", v.v)
+			b.add(v.key(), "invalid DNS name (got %q, want a domain name such as \"example.com\" or \".\")", v.v)
 		}
 	}
 
@@ -642,7 +642,7 @@ func (b *builder) check(rc rawCheck) *Check {
 		c.BodyRegexp = rc.regexp.or("")
 		c.BodyMD5 = strings.ToLower(rc.bodyMD5.or(""))
 		if v := rc.bodyMD5; v.valid() && !isMD5Hex(v.v) {
-			b.add(v.key, "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
+			b.add(v.key(), "invalid MD5 digest (got %q, want 32 hexadecimal digits, as md5sum prints)", v.v)
 		}
 		if rc.urls != nil {
 			for _, u := range *rc.urls {
@@ -650,25 +650,25 @@ func (b *builder) check(rc rawCheck) *Check {
 			}
 		}
 		if v := rc.method; v.valid() && !isToken(v.v) {
-			b.add(v.key, "invalid HTTP method (got %q, want a token such as GET or HEAD)", v.v)
+			b.add(v.key(), "invalid HTTP method (got %q, want a token such as GET or HEAD)", v.v)
 		}
 		if v := rc.path; v.valid() {
 			switch {
 			case !strings.HasPrefix(v.v, "/"):
-				b.add(v.key, "must start with / (got %q)", v.v)
+				b.add(v.key(), "must start with / (got %q)", v.v)
 			case hasSpaceOrControl(v.v):
-				b.add(v.key, "must not contain spaces or control characters (got %q)", v.v)
+				b.add(v.key(), "must not contain spaces or control characters (got %q)", v.v)
 			}
 		}
 		if v := rc.host; v.valid() && hasSpaceOrControl(v.v) {
-			b.add(v.key, "must not contain spaces or control characters (got %q)", v.v)
+			b.add(v.key(), "must not contain spaces or control characters (got %q)", v.v)
 		}
 		if v := rc.status; v.valid() && len(v.v) == 0 {
-			b.add(v.key, "must list at least one status code (got [], want e.g. [200])")
+			b.add(v.key(), "must list at least one status code (got [], want e.g. [200])")
 		}
 		if v := rc.regexp; v.valid() {
 			if _, err := regexp.Compile(v.v); err != nil {
-				b.add(v.key, "does not compile (got %q, want a Go regexp): %v", v.v, err)
+				b.add(v.key(), "does not compile (got %q, want a Go regexp): %v", v.v, err)
 			}
 		}
 	}
@@ -676,7 +676,7 @@ func (b *builder) check(rc rawCheck) *Check {
 		c.TLSVerify = rc.tlsVerify.or(false)
 		c.SNI = rc.sni.or(hostOnly(c.Host))
 		if v := rc.sni; v.valid() && hasSpaceOrControl(v.v) {
-			b.add(v.key, "must not contain spaces or control characters (got %q)", v.v)
+			b.add(v.key(), "must not contain spaces or control characters (got %q)", v.v)
 		}
 	}
 	if exec {
@@ -685,9 +685,9 @@ func (b *builder) check(rc rawCheck) *Check {
 			b.add(rc.key, `exec check needs a command (want command = ["/path/to/program", "arg", ...])`)
 		case !v.ok:
 		case len(v.v) == 0:
-			b.add(v.key, `must not be empty (got [], want ["/path/to/program", "arg", ...])`)
+			b.add(v.key(), `must not be empty (got [], want ["/path/to/program", "arg", ...])`)
 		case v.v[0] == "":
-			b.add(indexKey(v.key, 0), `program must not be empty (got "", want a program path)`)
+			b.add(indexKey(v.key(), 0), `program must not be empty (got "", want a program path)`)
 		default:
 			c.Command = slices.Clone(v.v)
 		}

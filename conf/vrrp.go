@@ -29,13 +29,13 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 		}
 		inst := b.vrrpInstance(rv, vsNames, execNames)
 		if v := rv.splitBrain; v.valid() && v.v == "resolve" && c.Cluster == nil {
-			b.add(v.key, `needs a [cluster] table (got "resolve": split brain is seen through gossip; want "report" or a [cluster])`)
+			b.add(v.key(), `needs a [cluster] table (got "resolve": split brain is seen through gossip; want "report" or a [cluster])`)
 		}
 		c.VRRPInstances = append(c.VRRPInstances, inst)
 		if inst.Interface != "" && inst.RouterID != 0 && len(inst.VirtualIPs) > 0 {
 			id := fmt.Sprintf("%s/%d/%s", inst.Interface, inst.RouterID, familyOf(inst.VirtualIPs[0].Addr()))
 			if first, dup := routers[id]; dup {
-				b.add(rv.routerID.key, "router_id %d is already used on interface %s for %s VIPs by %s at line %d (want a different router_id per virtual router on a link)",
+				b.add(rv.routerID.key(), "router_id %d is already used on interface %s for %s VIPs by %s at line %d (want a different router_id per virtual router on a link)",
 					inst.RouterID, inst.Interface, familyOf(inst.VirtualIPs[0].Addr()), first, b.lines.line(first))
 			} else {
 				routers[id] = rv.key
@@ -50,10 +50,10 @@ func (b *builder) vrrp(rc rawConfig, c *Config) {
 		if !rg.instances.set {
 			b.add(rg.key+".instances", "missing (want the names of at least one vrrp_instance)")
 		} else if rg.instances.ok && len(g.Instances) == 0 {
-			b.add(rg.instances.key, "empty (want the names of at least one vrrp_instance)")
+			b.add(rg.instances.key(), "empty (want the names of at least one vrrp_instance)")
 		}
 		for i, n := range g.Instances {
-			key := indexKey(rg.instances.key, i)
+			key := indexKey(rg.instances.key(), i)
 			switch first, dup := grouped[n]; {
 			case !known(names, n):
 				b.add(key, "unknown vrrp_instance %q", n)
@@ -106,10 +106,10 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		}
 	}
 	if v := rv.iface; v.valid() {
-		b.ifname(v.key, v.v)
+		b.ifname(v.key(), v.v)
 	}
 	for i, n := range inst.TrackInterfaces {
-		b.ifname(indexKey(rv.trackIfaces.key, i), n)
+		b.ifname(indexKey(rv.trackIfaces.key(), i), n)
 	}
 
 	// Advert interval: v3 counts centiseconds in 12 bits, v2 whole seconds
@@ -122,9 +122,9 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		inst.AdvertInterval = v.v
 		switch {
 		case inst.Version == 3 && (v.v%(10*time.Millisecond) != 0 || v.v < 10*time.Millisecond || v.v > 40950*time.Millisecond):
-			b.add(v.key, "invalid for VRRP version 3 (got %s, want a multiple of 10ms from 10ms to 40.95s)", v.v)
+			b.add(v.key(), "invalid for VRRP version 3 (got %s, want a multiple of 10ms from 10ms to 40.95s)", v.v)
 		case inst.Version == 2 && (v.v%time.Second != 0 || v.v < time.Second || v.v > 255*time.Second):
-			b.add(v.key, "invalid for VRRP version 2 (got %s, want whole seconds from 1s to 255s)", v.v)
+			b.add(v.key(), "invalid for VRRP version 2 (got %s, want whole seconds from 1s to 255s)", v.v)
 		}
 	}
 	if !rv.bfd.off {
@@ -132,30 +132,30 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		if v := rv.bfd.interval; v.valid() {
 			bfd.Interval = v.v
 			if v.v < minBFDInterval || v.v > maxBFDInterval {
-				b.add(v.key, "out of range (got %s, want %s..%s)", v.v, minBFDInterval, maxBFDInterval)
+				b.add(v.key(), "out of range (got %s, want %s..%s)", v.v, minBFDInterval, maxBFDInterval)
 			}
 		}
 		bfd.Multiplier = int(rv.bfd.multiplier.or(int64(bfd.Multiplier)))
 		inst.BFD = &bfd
 	}
 	if v := rv.preemptDelay; v.valid() && v.v > maxPreemptDelay {
-		b.add(v.key, "too long (got %s, want at most %s)", v.v, maxPreemptDelay)
+		b.add(v.key(), "too long (got %s, want at most %s)", v.v, maxPreemptDelay)
 	}
 	if v := rv.garpInterval; v.valid() && v.v > maxGARPInterval {
-		b.add(v.key, "too long (got %s, want at most %s between two announcements)", v.v, maxGARPInterval)
+		b.add(v.key(), "too long (got %s, want at most %s between two announcements)", v.v, maxGARPInterval)
 	}
 	if v := rv.timeout; v.valid() && v.v == 0 {
-		b.add(v.key, "must be positive (got 0s)")
+		b.add(v.key(), "must be positive (got 0s)")
 	}
 	for _, n := range []val[[]string]{rv.notifyMaster, rv.notifyBackup, rv.notifyFault, rv.notifyStop, rv.notifyAny} {
 		if n.valid() && (len(n.v) == 0 || n.v[0] == "") {
-			b.add(n.key, `empty command (want an argv such as ["/etc/lvsha/notify.sh", "arg"])`)
+			b.add(n.key(), `empty command (want an argv such as ["/etc/lvsha/notify.sh", "arg"])`)
 		}
 	}
 
 	family := ""
 	for i, s := range rv.vips.or(nil) {
-		key := indexKey(rv.vips.key, i)
+		key := indexKey(rv.vips.key(), i)
 		p, msg := parseVIPPrefix(s)
 		if msg != "" {
 			b.add(key, "%s", msg)
@@ -175,17 +175,17 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		inst.VirtualIPs = append(inst.VirtualIPs, p)
 	}
 	if rv.vips.valid() && len(rv.vips.v) == 0 {
-		b.add(rv.vips.key, "empty (want at least one VIP)")
+		b.add(rv.vips.key(), "empty (want at least one VIP)")
 	}
 	if family == "inet6" && inst.Version == 2 {
-		b.add(rv.version.key, "VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)")
+		b.add(rv.version.key(), "VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)")
 	}
 	if v := rv.auth; v.valid() {
 		switch {
 		case inst.Version != 2:
-			b.add(v.key, "applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)")
+			b.add(v.key(), "applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)")
 		case len(v.v) > maxAuthPass:
-			b.add(v.key, "too long (got %d bytes, want at most %d: VRRPv2 carries 8)", len(v.v), maxAuthPass)
+			b.add(v.key(), "too long (got %d bytes, want at most %d: VRRPv2 carries 8)", len(v.v), maxAuthPass)
 		}
 	}
 	addr := func(key, s string) netip.Addr {
@@ -204,13 +204,13 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		return a
 	}
 	if v := rv.unicastSrc; v.valid() {
-		inst.UnicastSrc = addr(v.key, v.v)
+		inst.UnicastSrc = addr(v.key(), v.v)
 		if !rv.peers.set {
-			b.add(v.key, "needs unicast_peers (want the other directors' addresses)")
+			b.add(v.key(), "needs unicast_peers (want the other directors' addresses)")
 		}
 	}
 	for i, s := range rv.peers.or(nil) {
-		if a := addr(indexKey(rv.peers.key, i), s); a.IsValid() {
+		if a := addr(indexKey(rv.peers.key(), i), s); a.IsValid() {
 			inst.UnicastPeers = append(inst.UnicastPeers, a)
 		}
 	}
@@ -220,7 +220,7 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want a virtual_server name)")
 		case rt.name.ok && !vsNames[tv.Name]:
-			b.add(rt.name.key, "unknown virtual_server %q", tv.Name)
+			b.add(rt.name.key(), "unknown virtual_server %q", tv.Name)
 		}
 		inst.TrackVirtualServers = append(inst.TrackVirtualServers, tv)
 	}
@@ -230,10 +230,10 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want an interface name)")
 		case rt.name.ok:
-			b.ifname(rt.name.key, ti.Name)
+			b.ifname(rt.name.key(), ti.Name)
 			for _, f := range inst.TrackInterfaces {
 				if f == ti.Name {
-					b.add(rt.name.key, "interface %s is already in track_interfaces (a fault there; want one or the other)", ti.Name)
+					b.add(rt.name.key(), "interface %s is already in track_interfaces (a fault there; want one or the other)", ti.Name)
 				}
 			}
 		}
@@ -249,9 +249,9 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 		case !rt.name.set:
 			b.add(rt.key+".name", "missing (want a track_exec name)")
 		case rt.name.ok && !known(execNames, te.Name):
-			b.add(rt.name.key, "unknown track_exec %q", te.Name)
+			b.add(rt.name.key(), "unknown track_exec %q", te.Name)
 		case rt.name.ok && seen[te.Name]:
-			b.add(rt.name.key, "track_exec %q is already tracked by this instance", te.Name)
+			b.add(rt.name.key(), "track_exec %q is already tracked by this instance", te.Name)
 		}
 		seen[te.Name] = true
 		inst.TrackExecs = append(inst.TrackExecs, te)
@@ -277,19 +277,19 @@ func (b *builder) lvsSync(rs rawLVSSync, routerID int) *LVSSync {
 	case !v.set:
 		b.add(rs.key+".interface", "missing (want the interface the sync messages go out and come in on)")
 	case v.ok:
-		b.ifname(v.key, v.v)
+		b.ifname(v.key(), v.v)
 	}
 	if v := rs.group; v.valid() {
 		a, err := netip.ParseAddr(v.v)
 		switch {
 		case err != nil:
-			b.add(v.key, `invalid IP address (got %q, want a multicast group such as "224.0.0.81" or "ff02::81")`, v.v)
+			b.add(v.key(), `invalid IP address (got %q, want a multicast group such as "224.0.0.81" or "ff02::81")`, v.v)
 		case a.Zone() != "":
-			b.add(v.key, "IPv6 zones are not supported (got %q, want a group without %%zone: the interface names the link)", v.v)
+			b.add(v.key(), "IPv6 zones are not supported (got %q, want a group without %%zone: the interface names the link)", v.v)
 		case a.Is4In6():
-			b.add(v.key, "IPv4-mapped IPv6 address (got %q, want the plain IPv4 form %s)", v.v, a.Unmap())
+			b.add(v.key(), "IPv4-mapped IPv6 address (got %q, want the plain IPv4 form %s)", v.v, a.Unmap())
 		case !a.IsMulticast():
-			b.add(v.key, "not a multicast address (got %s, want an IPv4 group in 224.0.0.0/4 or an IPv6 one in ff00::/8)", v.v)
+			b.add(v.key(), "not a multicast address (got %s, want an IPv4 group in 224.0.0.0/4 or an IPv6 one in ff00::/8)", v.v)
 		default:
 			s.Group = a
 		}
@@ -297,7 +297,7 @@ func (b *builder) lvsSync(rs rawLVSSync, routerID int) *LVSSync {
 	switch v := rs.refresh; {
 	case !v.valid():
 	case v.v < time.Second || v.v > maxSyncRefresh || v.v%time.Second != 0:
-		b.add(v.key, "out of range (got %s, want whole seconds in 1s..%s: the kernel's sync_refresh_period counts seconds)", v.v, maxSyncRefresh)
+		b.add(v.key(), "out of range (got %s, want whole seconds in 1s..%s: the kernel's sync_refresh_period counts seconds)", v.v, maxSyncRefresh)
 	default:
 		s.RefreshPeriod = v.v
 		s.PreemptHold = v.v + preemptHoldMargin
@@ -305,14 +305,14 @@ func (b *builder) lvsSync(rs rawLVSSync, routerID int) *LVSSync {
 	switch v := rs.hold; {
 	case !v.valid():
 	case v.v > maxPreemptHold:
-		b.add(v.key, "too long (got %s, want at most %s)", v.v, maxPreemptHold)
+		b.add(v.key(), "too long (got %s, want at most %s)", v.v, maxPreemptHold)
 	case v.v > 0 && !rs.refresh.set:
-		b.add(v.key, "needs refresh_period (got %s without it: the master announces a connection once, so a returning director would wait in vain for the ones made while it was away)", v.v)
+		b.add(v.key(), "needs refresh_period (got %s without it: the master announces a connection once, so a returning director would wait in vain for the ones made while it was away)", v.v)
 	default:
 		s.PreemptHold = v.v
 	}
 	if v := rs.maxLen; v.valid() && s.Group.Is6() && v.v > maxSyncLen6 {
-		b.add(v.key, "out of range for an IPv6 group (got %d, want 1..%d: a UDP datagram less the IPv6 and UDP headers)", v.v, maxSyncLen6)
+		b.add(v.key(), "out of range for an IPv6 group (got %d, want 1..%d: a UDP datagram less the IPv6 and UDP headers)", v.v, maxSyncLen6)
 	}
 	return s
 }
@@ -333,14 +333,14 @@ func (b *builder) trackExecs(rc rawConfig, c *Config) map[string]string {
 		case !re.command.set:
 			b.add(re.key+".command", `missing (want an argv such as ["/usr/local/bin/check", "arg"])`)
 		case re.command.ok && (len(te.Command) == 0 || te.Command[0] == ""):
-			b.add(re.command.key, `empty command (want an argv such as ["/usr/local/bin/check", "arg"])`)
+			b.add(re.command.key(), `empty command (want an argv such as ["/usr/local/bin/check", "arg"])`)
 		}
 		if v := re.interval; v.valid() && v.v < minCheckInterval {
-			b.add(v.key, "too short (got %s, want at least %s)", v.v, minCheckInterval)
+			b.add(v.key(), "too short (got %s, want at least %s)", v.v, minCheckInterval)
 		}
 		te.Timeout = re.timeout.or(te.Interval)
 		if v := re.timeout; v.valid() && (v.v <= 0 || v.v > te.Interval) {
-			b.add(v.key, "out of range (got %s, want more than 0s and at most the interval %s)", v.v, te.Interval)
+			b.add(v.key(), "out of range (got %s, want more than 0s and at most the interval %s)", v.v, te.Interval)
 		}
 		c.TrackExecs = append(c.TrackExecs, te)
 	}
@@ -358,9 +358,9 @@ func (b *builder) uniqueName(kind, table string, v val[string], want string, fir
 	case !v.ok:
 		// The wrong type, reported as such when it was read.
 	case v.v == "":
-		b.add(v.key, `must not be empty (got "")`)
+		b.add(v.key(), `must not be empty (got "")`)
 	case dup:
-		b.add(v.key, "duplicate %s name %q (first used by %s at line %d)", kind, v.v, prev, b.lines.line(prev))
+		b.add(v.key(), "duplicate %s name %q (first used by %s at line %d)", kind, v.v, prev, b.lines.line(prev))
 	default:
 		first[v.v] = table
 	}

@@ -381,9 +381,8 @@ func (e *Engine) Update(cfg *conf.Config) {
 		owners []Key
 	}
 	want := make(map[string]*spec)
-	keys := make(map[Key]string)
-	for _, k := range configKeys(cfg) {
-		keys[k.Key] = k.id
+	keys := configKeys(cfg)
+	for _, k := range keys {
 		if k.id == "" {
 			continue
 		}
@@ -443,8 +442,12 @@ func (e *Engine) Update(cfg *conf.Config) {
 		}
 	}
 	e.keys = make(map[Key]*probe, len(keys))
-	for k, id := range keys {
-		e.keys[k] = e.probes[id] // nil for ""
+	for _, k := range keys {
+		var p *probe // none for a real server without a check
+		if k.id != "" {
+			p = e.probes[k.id]
+		}
+		e.keys[k.Key] = p
 	}
 	e.notify()
 }

@@ -25,11 +25,23 @@ type ProbeChange struct {
 // state, so an unchanged file lists nothing. Real servers come in the
 // order of new, then those stopped in the order of old.
 func PlanProbes(old, new *conf.Config) []ProbeChange {
-	before := probeIDs(old)
+	oldKeys := configKeys(old)
+	before := make(map[Key]string, len(oldKeys))
+	checked := false // any old real server with a probe, which may stop
+	for _, k := range oldKeys {
+		before[k.Key] = k.id
+		checked = checked || k.id != ""
+	}
 	var out []ProbeChange
-	seen := map[Key]bool{}
-	for _, k := range configKeys(new) {
-		seen[k.Key] = true
+	var seen map[Key]bool
+	newKeys := configKeys(new)
+	if checked {
+		seen = make(map[Key]bool, len(newKeys))
+	}
+	for _, k := range newKeys {
+		if checked {
+			seen[k.Key] = true
+		}
 		was, had := before[k.Key]
 		switch {
 		case k.id == "" && had && was != "":
@@ -41,8 +53,8 @@ func PlanProbes(old, new *conf.Config) []ProbeChange {
 			out = append(out, ProbeChange{k.Key, ProbeRestarted})
 		}
 	}
-	for _, k := range configKeys(old) {
-		if !seen[k.Key] && k.id != "" {
+	for _, k := range oldKeys {
+		if k.id != "" && !seen[k.Key] {
 			out = append(out, ProbeChange{k.Key, ProbeStopped})
 		}
 	}
@@ -61,7 +73,11 @@ func configKeys(cfg *conf.Config) []keyID {
 	if cfg == nil {
 		return nil
 	}
-	var out []keyID
+	n := 0
+	for _, vs := range cfg.VirtualServers {
+		n += len(vs.RealServers)
+	}
+	out := make([]keyID, 0, n)
 	for _, vs := range cfg.VirtualServers {
 		for _, rs := range vs.RealServers {
 			k := keyID{Key: Key{VirtualServer: vs.Name, RealServer: rs.Address}}
@@ -70,14 +86,6 @@ func configKeys(cfg *conf.Config) []keyID {
 			}
 			out = append(out, k)
 		}
-	}
-	return out
-}
-
-func probeIDs(cfg *conf.Config) map[Key]string {
-	out := map[Key]string{}
-	for _, k := range configKeys(cfg) {
-		out[k.Key] = k.id
 	}
 	return out
 }

@@ -145,6 +145,24 @@ func TestReconcilerOnKernel(t *testing.T) {
 		t.Errorf("after repair ipvsadm differs\n--- ipvsadm\n%s\n--- lvsha\n%s", got, want)
 	}
 
+	// Update trusts the table as it last read and wrote it: a
+	// destination deleted by hand that it then changes fails in its
+	// batch with the kernel's ENOENT, and Update reads the table and
+	// adds it back.
+	third := desired[2]
+	vip3 := third.Key().String()
+	flag3 := map[uint16]string{unix.IPPROTO_TCP: "-t", unix.IPPROTO_UDP: "-u", unix.IPPROTO_SCTP: "--sctp-service"}[third.Protocol]
+	inNS(t, ns, "ipvsadm", "-d", flag3, strings.TrimSpace(vip3[4:]), "-r", third.Destinations[0].String())
+	desired[2].Destinations[0].Weight = 5
+	desired[2].Destinations[1].Weight = 6
+	ch, err = rec.Update(desired)
+	if err != nil || ch.DestinationsCreated != 1 || ch.DestinationsUpdated != 1 || ch.Total() != 2 {
+		t.Errorf("update over a hand deletion: changes %+v, err %v; want the deleted one added and the other updated", counts(ch), err)
+	}
+	if got, want := ipvsadmTable(t, ns), withoutVersion(ipvs.Format(desired)); got != want {
+		t.Errorf("after the update ipvsadm differs\n--- ipvsadm\n%s\n--- lvsha\n%s", got, want)
+	}
+
 	// A foreign service is left alone by Apply and by Remove.
 	inNS(t, ns, "ipvsadm", "-A", "-t", "10.9.9.9:1", "-s", "rr")
 	if err := rec.Remove(desired); err != nil {
@@ -163,4 +181,10 @@ func fwdFlag(f ipvs.Forwarding) string {
 		return "-i"
 	}
 	return "-m"
+}
+
+// counts is a Changes without its list.
+func counts(c ipvs.Changes) ipvs.Changes {
+	c.Done = nil
+	return c
 }

@@ -34,8 +34,11 @@ const (
 	envLvshaErr = "LVSHA_BIN_ERROR" // why there is no lvsha binary
 	envRole     = "LVSHA_ROLE"      // set: this process is a helper (web, get, hold)
 	envCorpus   = "LVSHA_KA_CORPUS" // where the keepalived corpus is
-	hostCorpus  = "../conf/keepalived/testdata/corpus"
-	vmCorpus    = "/corpus"
+	// envProfile set: BenchmarkReload10k's lvsha writes a CPU profile of
+	// its whole run and the bench prints it (profileOut).
+	envProfile = "LVSHA_BENCH_PROFILE"
+	hostCorpus = "../conf/keepalived/testdata/corpus"
+	vmCorpus   = "/corpus"
 	// vmBudget bounds a VM run when go test has no timeout (-timeout 0).
 	vmBudget = 25 * time.Minute
 	// vmMargin is kept from the outer deadline for building, booting and
@@ -236,8 +239,10 @@ func runInVM(begin time.Time) int {
 	}
 	files := map[string]string{"/bin/integration.test": testBin}
 	env := []string{envInVM + "=1", envCorpus + "=" + vmCorpus}
-	if os.Getenv(envTrace) != "" {
-		env = append(env, envTrace+"="+os.Getenv(envTrace))
+	for _, name := range []string{envTrace, envProfile} {
+		if os.Getenv(name) != "" {
+			env = append(env, name+"="+os.Getenv(name))
+		}
 	}
 	// The scale tests' windows (scale_test.go), lengthened for a manual run.
 	for _, kv := range os.Environ() {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -165,12 +166,40 @@ func waitTable(t testing.TB, ns, what string, want []string) time.Duration {
 	}
 }
 
+// profileOut prints the CPU profile at path to stderr, base64 between
+// marker lines, for the host to take out of the VM's output:
+//
+//	LVSHA_BENCH_PROFILE=1 go test ./integration -run '^$' -bench Reload10k -benchtime 1x -timeout 40m 2>&1 | tee out
+//	sed -n '/^LVSHA-PROFILE-BEGIN/,/^LVSHA-PROFILE-END/{//!p}' out | base64 -d > lvsha.pprof
+//	go tool pprof -top -cum -focus 'daemon..reload$' lvsha.pprof   # the reloads
+//	go tool pprof -top -cum -ignore 'daemon..reload$' -focus 'daemon..loop$' lvsha.pprof   # the start's sync
+func profileOut(t testing.TB, path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("lvsha's CPU profile: %v", err)
+		return
+	}
+	enc := base64.StdEncoding.EncodeToString(data)
+	var b strings.Builder
+	b.WriteString("LVSHA-PROFILE-BEGIN " + filepath.Base(path) + "\n")
+	for len(enc) > 0 {
+		n := min(len(enc), 76)
+		b.WriteString(enc[:n] + "\n")
+		enc = enc[n:]
+	}
+	b.WriteString("LVSHA-PROFILE-END\n")
+	os.Stderr.WriteString(b.String())
+}
+
 // reloadRun is what one kind measured, one entry a round.
 type reloadRun struct {
 	program                      time.Duration // empty table → all 10,000 real servers
+	programLog                   time.Duration // lvsha: start → its first sync's log line
 	unchanged, changed           []time.Duration
 	unchangedW, changedW         []ipvsWrites
 	socket, sighup               []time.Duration // lvsha: unchanged, by the control socket and by SIGHUP
+	socketC                      []time.Duration // lvsha: 1% changed, by the control socket
+	socketCW                     []ipvsWrites
 	socketW, sighupW             []ipvsWrites
 	reportedUnchanged, reportedC []int // lvsha: kernel writes in its report
 }
@@ -281,20 +310,35 @@ func reloadLvsha(b *testing.B, ns string, tr *ipvsWriteTrace, base, changed []ip
 	writeFileAtomic(b, cfg, reloadTOML(dir, base))
 	wantBase, wantChanged := saveLines(base), saveLines(changed)
 
-	cmd := exec.Command("ip", "netns", "exec", ns, lvshaBin(b), "run", "-c", cfg)
+	args := []string{"netns", "exec", ns, lvshaBin(b), "run", "-c", cfg}
+	var profile string
+	if os.Getenv(envProfile) != "" {
+		profile = filepath.Join(dir, "cpu.pprof")
+		args = append(args, "--cpuprofile", profile)
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logs, started := watchOutput(cmd)
+	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	started()
 	b.Cleanup(func() {
 		stopProc(cmd)
+		if profile != "" {
+			profileOut(b, profile)
+		}
 		if b.Failed() {
 			fmt.Fprintf(os.Stderr, "reload lvsha: its log, last lines:\n%s\n", logs.tail(40))
 		}
 	})
 	r.program = waitTable(b, ns, "lvsha programs 10,000 real servers", wantBase)
+	// The daemon's own account: its first sync's summary, logged once
+	// every write is made, which waitTable's polls see up to a poll late.
+	if at, _, err := logs.wait(0, "kernel table changed", time.Second); err == nil {
+		r.programLog = at.Sub(begin)
+	}
 	time.Sleep(2 * time.Second) // let start-up's own work finish
 
 	for round := range b.N {
@@ -342,13 +386,28 @@ func reloadLvsha(b *testing.B, ns string, tr *ipvsWriteTrace, base, changed []ip
 		checkWrites(b, "lvsha reload, 1% changed", w, reloadChanges)
 		r.changed, r.changedW = append(r.changed, d), append(r.changedW, w)
 
-		writeFileAtomic(b, cfg, reloadTOML(dir, base))
-		_, rep := lvshaReloadSocket(b, sock)
-		checkReport(b, "lvsha reload back to the base table", rep, false, reloadChanges)
-		waitTable(b, ns, "lvsha reload back to the base table", wantBase)
-		fmt.Fprintf(os.Stderr, "reload lvsha round %d: unchanged: lvsha reload %v, control socket %v, SIGHUP %v; 1%% changed: lvsha reload %v; kernel: unchanged %s / %s / %s, changed %s\n",
+		back := func() {
+			writeFileAtomic(b, cfg, reloadTOML(dir, base))
+			_, rep := lvshaReloadSocket(b, sock)
+			checkReport(b, "lvsha reload back to the base table", rep, false, reloadChanges)
+			waitTable(b, ns, "lvsha reload back to the base table", wantBase)
+		}
+		back()
+
+		// The 1% change again, over the control socket: the daemon's part
+		// alone, as keepalived's SIGHUP is, without starting a command.
+		writeFileAtomic(b, cfg, reloadTOML(dir, changed))
+		d, w = timedReload(b, tr, ns, "lvsha control socket reload, 1% changed", wantChanged, func() time.Duration {
+			d, rep := lvshaReloadSocket(b, sock)
+			checkReport(b, "lvsha control socket reload, 1% changed", rep, false, reloadChanges)
+			return d
+		})
+		checkWrites(b, "lvsha control socket reload, 1% changed", w, reloadChanges)
+		r.socketC, r.socketCW = append(r.socketC, d), append(r.socketCW, w)
+		back()
+		fmt.Fprintf(os.Stderr, "reload lvsha round %d: unchanged: lvsha reload %v, control socket %v, SIGHUP %v; 1%% changed: lvsha reload %v, control socket %v; kernel: unchanged %s / %s / %s, changed %s / %s\n",
 			round+1, r.unchanged[round].Round(time.Microsecond), r.socket[round].Round(time.Microsecond), r.sighup[round].Round(time.Microsecond),
-			r.changed[round].Round(time.Microsecond), r.unchangedW[round], r.socketW[round], r.sighupW[round], r.changedW[round])
+			r.changed[round].Round(time.Microsecond), r.socketC[round].Round(time.Microsecond), r.unchangedW[round], r.socketW[round], r.sighupW[round], r.changedW[round], r.socketCW[round])
 	}
 	stopProc(cmd)
 	return r
@@ -456,7 +515,8 @@ func medianWrites(w []ipvsWrites) float64 {
 //     no kernel write, under 100 ms.
 //   - the file with 1% changed: 50 weights, 25 real servers added, 25
 //     removed. lvsha must make exactly 100 kernel writes (more fails the
-//     bench).
+//     bench). lvsha by `lvsha reload`, then (after going back) over the
+//     control socket, the daemon's part alone as keepalived's SIGHUP is.
 //   - the base file again (not timed), for the next round.
 //
 // Kernel writes are counted on the kernel's side: ftrace's function
@@ -494,15 +554,18 @@ func BenchmarkReload10k(b *testing.B) {
 	b.ReportMetric(msOf(median(lv.socket)), "lvsha-unchanged-socket-ms")
 	b.ReportMetric(msOf(median(lv.sighup)), "lvsha-unchanged-sighup-ms")
 	b.ReportMetric(msOf(median(lv.changed)), "lvsha-changed-ms")
+	b.ReportMetric(msOf(median(lv.socketC)), "lvsha-changed-socket-ms")
 	b.ReportMetric(medianWrites(lv.changedW), "lvsha-changed-writes")
 	b.ReportMetric(msOf(median(starts)), "lvsha-command-start-ms")
+	b.ReportMetric(msOf(lv.program), "lvsha-program-ms")
+	b.ReportMetric(msOf(ka.program), "keepalived-program-ms")
 	b.ReportMetric(msOf(median(ka.unchanged)), "keepalived-unchanged-ms")
 	b.ReportMetric(medianWrites(ka.unchangedW), "keepalived-unchanged-writes")
 	b.ReportMetric(msOf(median(ka.changed)), "keepalived-changed-ms")
 	b.ReportMetric(medianWrites(ka.changedW), "keepalived-changed-writes")
-	fmt.Fprintf(os.Stderr, "reload lvsha: programmed in %v; unchanged %.1f ms (control socket %.1f ms, SIGHUP %.1f ms, starting the lvsha command %.1f ms), %.0f writes; 1%% changed %.1f ms, %.0f writes (%d changes)\n",
-		lv.program.Round(time.Millisecond), msOf(median(lv.unchanged)), msOf(median(lv.socket)), msOf(median(lv.sighup)), msOf(median(starts)),
-		medianWrites(lv.unchangedW), msOf(median(lv.changed)), medianWrites(lv.changedW), reloadChanges)
+	fmt.Fprintf(os.Stderr, "reload lvsha: programmed in %v (its log: %v); unchanged %.1f ms (control socket %.1f ms, SIGHUP %.1f ms, starting the lvsha command %.1f ms), %.0f writes; 1%% changed %.1f ms (control socket %.1f ms), %.0f writes (%d changes)\n",
+		lv.program.Round(time.Millisecond), lv.programLog.Round(time.Millisecond), msOf(median(lv.unchanged)), msOf(median(lv.socket)), msOf(median(lv.sighup)), msOf(median(starts)),
+		medianWrites(lv.unchangedW), msOf(median(lv.changed)), msOf(median(lv.socketC)), medianWrites(lv.changedW), reloadChanges)
 	fmt.Fprintf(os.Stderr, "reload keepalived: programmed in %v; unchanged %.1f ms, %.0f writes; 1%% changed %.1f ms, %.0f writes (%d changes)\n",
 		ka.program.Round(time.Millisecond), msOf(median(ka.unchanged)), medianWrites(ka.unchangedW), msOf(median(ka.changed)), medianWrites(ka.changedW), reloadChanges)
 }

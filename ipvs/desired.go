@@ -105,7 +105,11 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 	}
 
 	seen := make(map[netip.AddrPort]bool, len(vs.RealServers)+1)
-	removeIfDown := make(map[netip.AddrPort]bool, len(vs.RealServers))
+	// Only a sorry server taking over reads it: not kept for the others.
+	var removeIfDown map[netip.AddrPort]bool
+	if vs.SorryServer.IsValid() {
+		removeIfDown = make(map[netip.AddrPort]bool, len(vs.RealServers))
+	}
 	for _, rs := range vs.RealServers {
 		fwd := forwarding(rs.Forwarding, vs.Forwarding)
 		d := Destination{
@@ -131,7 +135,9 @@ func desiredService(vs *conf.VirtualServer, up func(string, netip.AddrPort) bool
 			d.Weight = 0
 		}
 		seen[d.Key()] = true
-		removeIfDown[d.Key()] = onDown == "remove"
+		if removeIfDown != nil {
+			removeIfDown[d.Key()] = onDown == "remove"
+		}
 		s.Destinations = append(s.Destinations, d)
 	}
 

@@ -32,6 +32,23 @@ func UpWeight(vs *conf.VirtualServer, up func(vs string, rs netip.AddrPort) bool
 	return sum
 }
 
+// UpWeightAtLeast is UpWeight, except that it stops adding once the sum
+// reaches enough: BelowQuorum decides the same with it when enough is
+// quorum plus a non-negative hysteresis, without asking for the health of
+// every real server of a service that has quorum many times over.
+func UpWeightAtLeast(vs *conf.VirtualServer, up func(vs string, rs netip.AddrPort) bool, weight WeightFunc, enough int) int {
+	sum := 0
+	for _, rs := range vs.RealServers {
+		if sum >= enough {
+			break
+		}
+		if w, ok := servingWeight(vs.Name, rs, up, weight); ok {
+			sum += w
+		}
+	}
+	return sum
+}
+
 // servingWeight is the weight real server rs of virtual server vsName
 // serves with, and whether it is up: a dynamic weight its check asked for
 // replaces the configured one while it is up.

@@ -60,3 +60,30 @@ func TestUpWeight(t *testing.T) {
 		})
 	}
 }
+
+// UpWeightAtLeast decides quorum as UpWeight does, whatever the health of
+// each real server, with or without hysteresis, before and after a loss.
+func TestUpWeightAtLeastDecidesAsUpWeight(t *testing.T) {
+	vs := natVS("web", "10.0.0.1:80", rs("10.0.1.1:80", 3), rs("10.0.1.2:80", 1), rs("10.0.1.3:80", 2), rs("10.0.1.4:80", 5))
+	addrs := []string{"10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80", "10.0.1.4:80"}
+	for mask := range 1 << len(addrs) {
+		var down []string
+		for i, a := range addrs {
+			if mask&(1<<i) != 0 {
+				down = append(down, a)
+			}
+		}
+		up := downSet(down...)
+		full := ipvs.UpWeight(&vs, up, nil)
+		for quorum := 0; quorum <= 12; quorum++ {
+			for _, hyst := range []int{0, 1, 3} {
+				capped := ipvs.UpWeightAtLeast(&vs, up, nil, quorum+hyst)
+				for _, was := range []bool{false, true} {
+					if got, want := ipvs.BelowQuorum(capped, quorum, hyst, was), ipvs.BelowQuorum(full, quorum, hyst, was); got != want {
+						t.Errorf("down %v, quorum %d, hysteresis %d, was below %v: %v, want %v", down, quorum, hyst, was, got, want)
+					}
+				}
+			}
+		}
+	}
+}

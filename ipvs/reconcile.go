@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,12 +109,34 @@ func (c Change) String() string {
 // desired table described them) so that a service dropped from the
 // configuration is deleted, while services it never managed are left
 // alone.
+//
+// It also remembers the kernel's table as it last read it, with its own
+// writes since (known), so that Update can diff a new desired table
+// without reading 10,000 destinations back for every change.
 type Reconciler struct {
 	mu     sync.Mutex
 	k      Kernel
 	log    *slog.Logger
 	owned  map[ServiceKey]string // managed service -> virtual server name
 	logged map[ServiceKey]bool   // foreign services already reported
+	// known is the kernel's table as of the last read, with every
+	// successful write since applied to it; nil after a failed write or
+	// before the first read: the next plan reads the kernel.
+	known map[ServiceKey]*knownService
+	// applied are the services of the last apply that made every write
+	// it planned, so known holds them as they are: a service desired the
+	// same again plans nothing, without comparing its destinations one
+	// by one. nil whenever known is.
+	applied map[ServiceKey]Service
+}
+
+// knownService is one service of Reconciler.known: as the kernel
+// returned it (or as written), and its destinations by address; dests
+// is nil when they were never read (a service nobody asked for).
+type knownService struct {
+	ms    *moby.Service
+	svc   Service
+	dests map[netip.AddrPort]Destination
 }
 
 // NewReconciler returns a Reconciler writing to k; log may be nil.
@@ -139,9 +162,43 @@ func NewReconciler(k Kernel, log *slog.Logger) *Reconciler {
 // The kernel table is never flushed. A failure on one object does not stop
 // the others (the destinations of a service that could not be created are
 // not tried): Apply returns all failures joined, each naming its object.
+//
+// Apply reads the whole table, so it also repairs what someone changed by
+// hand; it is the periodic resync. Update is the same without the read.
 func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.known, r.applied = nil, nil
+	return r.apply(desired)
+}
+
+// Update writes the difference between desired and the table as the
+// Reconciler last read and wrote it, without reading the kernel again:
+// a reload or a health change costs the writes it makes, not a dump of
+// every destination. The kernel is read only when the Reconciler knows
+// nothing reliable (before its first read, or after a write failed), and
+// when a write fails (someone changed the table by hand since the last
+// read), Update reads the table and applies the rest at once, as Apply
+// would. A hand edit that no write trips over waits for the next Apply.
+func (r *Reconciler) Update(desired []Service) (Changes, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cached := r.known != nil
+	ch, err := r.apply(desired)
+	if err == nil || !cached {
+		return ch, err
+	}
+	// r.known was dropped by the failure: this reads the kernel.
+	more, err := r.apply(desired)
+	for _, c := range more.Done {
+		ch.count(c)
+	}
+	return ch, err
+}
+
+// apply plans desired against r.known (reading the kernel when it is
+// nil) and makes the writes; r.mu is held.
+func (r *Reconciler) apply(desired []Service) (Changes, error) {
 	var ch Changes
 	p, err := r.plan(desired)
 	if err != nil {
@@ -149,29 +206,82 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	}
 	errs := p.errs
 	failed := map[ServiceKey]bool{}
-	for _, c := range p.changes {
-		if failed[c.key] {
-			continue
-		}
-		if err := r.write(c); err != nil {
+	created := map[ServiceKey]bool{}
+	done := func(c Change, err error) {
+		if err != nil {
 			if c.Op == OpDeleteService && errors.Is(err, unix.ESRCH) {
 				// Someone removed it first: what was wanted.
 				delete(r.owned, c.key)
-				continue
+				delete(r.known, c.key)
+				return
 			}
-			errs = append(errs, err)
+			// The table is not what r.known says: read it next time.
+			r.known = nil
+			errs = append(errs, fmt.Errorf("%s: %w", c.what(), err))
 			if c.Op == OpCreateService {
 				failed[c.key] = true
 			}
-			continue
+			return
 		}
+		r.wrote(c)
 		ch.count(c)
-		r.log.Info(c.Op.logMsg(), changeAttrs(c)...)
+		switch {
+		case c.Op == OpCreateService:
+			// One line for the service and the destinations it is
+			// created with, each of which is a debug line: a start on an
+			// empty table logged 10,000 lines, a fifth of its time in the
+			// test VM.
+			r.log.Info(c.Op.logMsg(), append(changeAttrs(c), "destinations", len(c.svc.Destinations))...)
+		case c.Op == OpCreateDestination && created[c.key]:
+			if r.log.Enabled(context.Background(), slog.LevelDebug) {
+				r.log.Debug(c.Op.logMsg(), changeAttrs(c)...)
+			}
+		default:
+			r.log.Info(c.Op.logMsg(), changeAttrs(c)...)
+		}
 		switch c.Op {
 		case OpCreateService:
+			created[c.key] = true
 			r.owned[c.key] = c.VirtualServer
 		case OpDeleteService:
 			delete(r.owned, c.key)
+		}
+	}
+	batcher, batches := r.k.(DestinationBatcher)
+	for i := 0; i < len(p.changes); {
+		c := p.changes[i]
+		if !batches || !c.Op.destination() {
+			if !failed[c.key] {
+				done(c, r.write(c))
+			}
+			i++
+			continue
+		}
+		// A run of destination writes goes in batches; only a service's
+		// creation fails a key, so none fails within the run.
+		var run []Change
+		var ws []DestinationWrite
+		var svc *moby.Service // the service of the last write, which the next likely shares
+		for ; i < len(p.changes) && p.changes[i].Op.destination(); i++ {
+			if c := p.changes[i]; !failed[c.key] {
+				if svc == nil || run[len(run)-1].key != c.key {
+					svc = c.svc.toMoby()
+				}
+				run = append(run, c)
+				ws = append(ws, DestinationWrite{Op: c.Op, Service: svc, Destination: c.dst.toMoby()})
+			}
+		}
+		for k, err := range batcher.WriteDestinations(ws) {
+			done(run[k], err)
+		}
+	}
+	r.applied = nil
+	if len(errs) == 0 && r.known != nil {
+		r.applied = make(map[ServiceKey]Service, len(desired))
+		for _, s := range desired {
+			// A copy: the caller may change its table in place.
+			s.Destinations = slices.Clone(s.Destinations)
+			r.applied[s.Key()] = s
 		}
 	}
 	for _, key := range p.adopted {
@@ -189,10 +299,12 @@ func (r *Reconciler) Apply(desired []Service) (Changes, error) {
 	return ch, errors.Join(errs...)
 }
 
-// Plan lists the writes Apply(desired) would make now, in order, without
-// making any. The error is a failure to read the kernel's table, or a
-// desired table that lists a service or destination twice (Apply skips
-// those and reports them the same way).
+// Plan lists the writes Update(desired) would make now, in order, without
+// making any: it diffs against the table as the Reconciler knows it,
+// reading the kernel only when it knows nothing reliable, as Update
+// does. The error is a failure to read the kernel's table, or a desired
+// table that lists a service or destination twice (Apply skips those and
+// reports them the same way).
 func (r *Reconciler) Plan(desired []Service) ([]Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -203,8 +315,9 @@ func (r *Reconciler) Plan(desired []Service) ([]Change, error) {
 	return p.changes, errors.Join(p.errs...)
 }
 
-// plan is what Apply will do, computed from one read of the kernel's
-// table. r.mu is held; plan changes nothing, in the kernel or in r.
+// plan is what Apply or Update will do, computed from r.known (one read
+// of the kernel's table, when r.known is nil). r.mu is held; plan writes
+// nothing to the kernel and changes nothing in r but r.known's reads.
 type plan struct {
 	changes []Change
 	errs    []error
@@ -219,13 +332,11 @@ type plan struct {
 }
 
 func (r *Reconciler) plan(desired []Service) (*plan, error) {
-	kernel, err := r.k.GetServices()
-	if err != nil {
-		return nil, fmt.Errorf("list IPVS services: %w", err)
-	}
-	inKernel := make(map[ServiceKey]*moby.Service, len(kernel))
-	for _, ms := range kernel {
-		inKernel[serviceFromMoby(ms).Key()] = ms
+	if r.known == nil {
+		r.applied = nil
+		if err := r.read(desired); err != nil {
+			return nil, err
+		}
 	}
 	p := &plan{names: make(map[ServiceKey]string, len(desired))}
 	for _, s := range desired {
@@ -235,7 +346,10 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 			continue
 		}
 		p.names[key] = s.Name
-		ms, ok := inKernel[key]
+		if prev, ok := r.applied[key]; ok && sameService(prev, s) {
+			continue
+		}
+		ks, ok := r.known[key]
 		if !ok {
 			p.changes = append(p.changes, Change{Op: OpCreateService, VirtualServer: s.Name, Service: s.String(), Now: settingsString(s), svc: s, key: key})
 			p.destinations(s, key, nil)
@@ -244,29 +358,33 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 		if _, managed := r.owned[key]; !managed {
 			p.adopted = append(p.adopted, key)
 		}
-		if have := serviceFromMoby(ms); !settingsEqual(have, s) {
+		if !settingsEqual(ks.svc, s) {
 			p.changes = append(p.changes, Change{Op: OpUpdateService, VirtualServer: s.Name, Service: s.String(),
-				Was: settingsString(have), Now: settingsString(s), svc: s, have: ms, key: key})
+				Was: settingsString(ks.svc), Now: settingsString(s), svc: s, have: ks.ms, key: key})
 		}
-		current, err := r.k.GetDestinations(ms)
-		if err != nil {
-			p.errs = append(p.errs, fmt.Errorf("list destinations of %s: %w", s, err))
-			continue
+		if ks.dests == nil {
+			// Not read yet: a service nobody asked for until now.
+			current, err := r.k.GetDestinations(ks.ms)
+			if err != nil {
+				p.errs = append(p.errs, fmt.Errorf("list destinations of %s: %w", s, err))
+				continue
+			}
+			ks.dests = destinationMap(current)
 		}
-		p.destinations(s, key, current)
+		p.destinations(s, key, ks.dests)
 	}
 	for key, name := range r.owned {
 		if _, want := p.names[key]; want {
 			continue
 		}
-		ms, ok := inKernel[key]
+		ks, ok := r.known[key]
 		if !ok {
 			p.gone = append(p.gone, key)
 			continue
 		}
-		p.changes = append(p.changes, Change{Op: OpDeleteService, VirtualServer: name, Service: key.String(), have: ms, key: key})
+		p.changes = append(p.changes, Change{Op: OpDeleteService, VirtualServer: name, Service: key.String(), have: ks.ms, key: key})
 	}
-	for key := range inKernel {
+	for key := range r.known {
 		if _, want := p.names[key]; want {
 			continue
 		}
@@ -277,17 +395,96 @@ func (r *Reconciler) plan(desired []Service) (*plan, error) {
 	return p, nil
 }
 
-// destinations plans making the kernel's destinations of s (current)
-// match s.Destinations. Additions and updates go first and deletions
-// last, so a service switching from its sorry server back to real servers
-// never has an empty moment.
-func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destination) {
-	have := make(map[netip.AddrPort]Destination, len(current))
+// sameService reports whether a and b are the same desired service,
+// destinations and all, in the same order.
+func sameService(a, b Service) bool {
+	return a.Name == b.Name && a.Family == b.Family && a.Protocol == b.Protocol && a.Address == b.Address &&
+		a.Port == b.Port && a.FWMark == b.FWMark && a.Scheduler == b.Scheduler && a.Flags == b.Flags &&
+		a.Timeout == b.Timeout && a.Netmask == b.Netmask && slices.Equal(a.Destinations, b.Destinations)
+}
+
+// read sets r.known to the kernel's table: every service, and the
+// destinations of those desired (the others are read if they ever are).
+// A service whose destinations could not be read keeps them unread: plan
+// tries again and reports the error.
+func (r *Reconciler) read(desired []Service) error {
+	kernel, err := r.k.GetServices()
+	if err != nil {
+		return fmt.Errorf("list IPVS services: %w", err)
+	}
+	want := make(map[ServiceKey]bool, len(desired))
+	for _, s := range desired {
+		want[s.Key()] = true
+	}
+	known := make(map[ServiceKey]*knownService, len(kernel))
+	for _, ms := range kernel {
+		svc := serviceFromMoby(ms)
+		key := svc.Key()
+		ks := &knownService{ms: ms, svc: svc}
+		if want[key] {
+			if current, err := r.k.GetDestinations(ms); err == nil {
+				ks.dests = destinationMap(current)
+			}
+		}
+		known[key] = ks
+	}
+	r.known = known
+	return nil
+}
+
+func destinationMap(current []*moby.Destination) map[netip.AddrPort]Destination {
+	m := make(map[netip.AddrPort]Destination, len(current))
 	for _, md := range current {
 		d := destinationFromMoby(md)
-		have[d.Key()] = d
+		m[d.Key()] = d
 	}
+	return m
+}
+
+// wrote applies a successful write to r.known, as the kernel would
+// return it on the next read.
+func (r *Reconciler) wrote(c Change) {
+	if r.known == nil {
+		return
+	}
+	switch c.Op {
+	case OpCreateService, OpUpdateService:
+		ms := c.svc.toMoby()
+		ks := r.known[c.key]
+		if ks == nil {
+			ks = &knownService{dests: map[netip.AddrPort]Destination{}}
+			r.known[c.key] = ks
+		}
+		ks.ms, ks.svc = ms, serviceFromMoby(ms)
+	case OpDeleteService:
+		delete(r.known, c.key)
+	case OpCreateDestination, OpUpdateDestination:
+		if ks := r.known[c.key]; ks != nil && ks.dests != nil {
+			d := c.dst.asRead()
+			ks.dests[d.Key()] = d
+		}
+	case OpDeleteDestination:
+		if ks := r.known[c.key]; ks != nil && ks.dests != nil {
+			delete(ks.dests, c.dst.Key())
+		}
+	}
+}
+
+// destinations plans making the kernel's destinations of s (have, by
+// address) match s.Destinations. Additions and updates go first and
+// deletions last, so a service switching from its sorry server back to
+// real servers never has an empty moment. Only what changes is
+// described (strings built): a service of 100 unchanged destinations
+// costs 100 map lookups.
+func (p *plan) destinations(s Service, key ServiceKey, have map[netip.AddrPort]Destination) {
 	want := make(map[netip.AddrPort]bool, len(s.Destinations))
+	var name string // s.String(), built once it is needed
+	change := func(op Op, d Destination) Change {
+		if name == "" {
+			name = s.String()
+		}
+		return Change{Op: op, VirtualServer: s.Name, Service: name, Destination: d.String(), svc: s, dst: d, key: key}
+	}
 	for _, d := range s.Destinations {
 		dk := d.Key()
 		if want[dk] {
@@ -295,17 +492,17 @@ func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destinati
 			continue
 		}
 		want[dk] = true
-		c := Change{VirtualServer: s.Name, Service: s.String(), Destination: d.String(), svc: s, dst: d, key: key}
 		old, ok := have[dk]
 		switch {
 		case !ok:
-			c.Op, c.Now = OpCreateDestination, destString(d)
+			c := change(OpCreateDestination, d)
+			c.Now = destString(d)
+			p.changes = append(p.changes, c)
 		case !destinationEqual(old, d):
-			c.Op, c.Was, c.Now = OpUpdateDestination, destString(old), destString(d)
-		default:
-			continue
+			c := change(OpUpdateDestination, d)
+			c.Was, c.Now = destString(old), destString(d)
+			p.changes = append(p.changes, c)
 		}
-		p.changes = append(p.changes, c)
 	}
 	// Deleted in a stable order, so a plan reads the same twice.
 	var gone []Destination
@@ -316,33 +513,52 @@ func (p *plan) destinations(s Service, key ServiceKey, current []*moby.Destinati
 	}
 	slices.SortFunc(gone, func(a, b Destination) int { return a.Key().Compare(b.Key()) })
 	for _, old := range gone {
-		p.changes = append(p.changes, Change{Op: OpDeleteDestination, VirtualServer: s.Name, Service: s.String(), Destination: old.String(), svc: s, dst: old, key: key})
+		p.changes = append(p.changes, change(OpDeleteDestination, old))
 	}
 }
 
-// write makes one planned change in the kernel; its error names the
-// object, as ipvsadm's would.
+// write makes one planned change in the kernel; the error is the
+// kernel's (apply names the object with Change.what).
 func (r *Reconciler) write(c Change) error {
-	var err error
-	var what string
 	switch c.Op {
 	case OpCreateService:
-		err, what = r.k.NewService(c.svc.toMoby()), "create service "+c.svc.String()
+		return r.k.NewService(c.svc.toMoby())
 	case OpUpdateService:
-		err, what = r.k.UpdateService(c.svc.toMoby()), "update service "+c.svc.String()
+		return r.k.UpdateService(c.svc.toMoby())
 	case OpDeleteService:
-		err, what = r.k.DelService(c.have), "delete service "+c.key.String()
+		return r.k.DelService(c.have)
 	case OpCreateDestination:
-		err, what = r.k.NewDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("add destination %s to %s", c.dst, c.svc)
+		return r.k.NewDestination(c.svc.toMoby(), c.dst.toMoby())
 	case OpUpdateDestination:
-		err, what = r.k.UpdateDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("update destination %s of %s", c.dst, c.svc)
+		return r.k.UpdateDestination(c.svc.toMoby(), c.dst.toMoby())
 	case OpDeleteDestination:
-		err, what = r.k.DelDestination(c.svc.toMoby(), c.dst.toMoby()), fmt.Sprintf("delete destination %s from %s", c.dst, c.svc)
+		return r.k.DelDestination(c.svc.toMoby(), c.dst.toMoby())
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	return fmt.Errorf("unknown write %q", c.Op)
+}
+
+// what names a write for its error, as ipvsadm would.
+func (c Change) what() string {
+	switch c.Op {
+	case OpCreateService:
+		return "create service " + c.svc.String()
+	case OpUpdateService:
+		return "update service " + c.svc.String()
+	case OpDeleteService:
+		return "delete service " + c.key.String()
+	case OpCreateDestination:
+		return fmt.Sprintf("add destination %s to %s", c.dst, c.svc)
+	case OpUpdateDestination:
+		return fmt.Sprintf("update destination %s of %s", c.dst, c.svc)
+	case OpDeleteDestination:
+		return fmt.Sprintf("delete destination %s from %s", c.dst, c.svc)
 	}
-	return nil
+	return string(c.Op)
+}
+
+// destination reports whether o writes a destination.
+func (o Op) destination() bool {
+	return o == OpCreateDestination || o == OpUpdateDestination || o == OpDeleteDestination
 }
 
 // logMsg is the log line of each write.
@@ -421,6 +637,8 @@ func (r *Reconciler) Remove(services []Service) error {
 			continue
 		}
 		delete(r.owned, key)
+		delete(r.known, key)
+		delete(r.applied, key)
 		r.log.Info("service removed", "op", "delete", "vs", s.Name, "service", s.String())
 	}
 	return errors.Join(errs...)

@@ -55,9 +55,9 @@ func dump(t *testing.T, k *ipvstest.Kernel) []string {
 	return out
 }
 
-// apply applies want, first asking for the plan: every Apply of these
-// tests also checks that Plan predicted exactly the writes Apply made, in
-// order, and that planning wrote nothing.
+// apply applies want with Update, first asking for the plan: every
+// Update of these tests also checks that Plan predicted exactly the
+// writes it made, in order, and that planning wrote nothing.
 func apply(t *testing.T, r *ipvs.Reconciler, want []ipvs.Service) ipvs.Changes {
 	t.Helper()
 	plan, err := r.Plan(want)
@@ -68,15 +68,34 @@ func apply(t *testing.T, r *ipvs.Reconciler, want []ipvs.Service) ipvs.Changes {
 	if diff := cmp.Diff(changeStrings(plan), changeStrings(again)); diff != "" {
 		t.Fatalf("Plan changed when asked twice (-first +second):\n%s", diff)
 	}
+	ch, err := r.Update(want)
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if diff := cmp.Diff(changeStrings(plan), changeStrings(ch.Done)); diff != "" {
+		t.Fatalf("Update did other than Plan said (-plan +done):\n%s", diff)
+	}
+	if len(ch.Done) != ch.Total() {
+		t.Fatalf("Update counted %d writes and listed %d", ch.Total(), len(ch.Done))
+	}
+	// What Update diffed against is the kernel's table: Apply, which
+	// reads it, finds nothing left to do.
+	if again, err := r.Apply(want); err != nil || again.Total() != 0 {
+		t.Fatalf("Apply after Update: %v, wrote %v", err, changeStrings(again.Done))
+	}
+	return ch
+}
+
+// resync applies want with Apply, which reads the kernel's table (and so
+// repairs hand edits), and checks that Update then has nothing to do.
+func resync(t *testing.T, r *ipvs.Reconciler, want []ipvs.Service) ipvs.Changes {
+	t.Helper()
 	ch, err := r.Apply(want)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	if diff := cmp.Diff(changeStrings(plan), changeStrings(ch.Done)); diff != "" {
-		t.Fatalf("Apply did other than Plan said (-plan +done):\n%s", diff)
-	}
-	if len(ch.Done) != ch.Total() {
-		t.Fatalf("Apply counted %d writes and listed %d", ch.Total(), len(ch.Done))
+	if plan, err := r.Plan(want); err != nil || len(plan) != 0 {
+		t.Fatalf("Plan after Apply: %v, %v", err, changeStrings(plan))
 	}
 	return ch
 }
@@ -313,7 +332,11 @@ func TestDriftRepair(t *testing.T) {
 			if cmp.Equal(good, dump(t, k)) {
 				t.Fatal("drift did not change the table")
 			}
-			ch := apply(t, r, ipvs.Desired(cfg, nil))
+			// Update trusts what it wrote: it does not see the drift.
+			if ch, err := r.Update(ipvs.Desired(cfg, nil)); err != nil || ch.Total() != 0 {
+				t.Errorf("Update without a read: %v, wrote %v", err, changeStrings(ch.Done))
+			}
+			ch := resync(t, r, ipvs.Desired(cfg, nil))
 			if diff := cmp.Diff(tc.want, counts(ch)); diff != "" {
 				t.Errorf("changes (-want +got):\n%s", diff)
 			}
@@ -555,4 +578,132 @@ func TestPlanWritesNothing(t *testing.T) {
 	if plan, err := r.Plan(want); err != nil || len(plan) != 0 || k.Writes() != 0 {
 		t.Fatalf("unchanged table: planned %v (%v), %d writes; want none", changeStrings(plan), err, k.Writes())
 	}
+}
+
+// A hand edit that an Update's write trips over (the destination it
+// updates was deleted by hand) makes Update read the table and finish
+// the job at once, instead of failing until the next Apply.
+func TestUpdateRereadsAfterAFailedWrite(t *testing.T) {
+	cfg := twoServices()
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	apply(t, r, ipvs.Desired(cfg, nil))
+	must(t, k.DelDestination(mobySvc("10.0.0.1:80", "rr"), mobyDst("10.0.1.2:80", 0)))
+
+	cfg.VirtualServers[0].RealServers[1].Weight = 7
+	k.ResetWrites()
+	ch, err := r.Update(ipvs.Desired(cfg, nil))
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	// The update fails (ENOENT), is not counted, and the re-read adds it.
+	if diff := cmp.Diff([]string{"add destination TCP  10.0.0.1:80 rr -> 10.0.1.2:80 (weight 7, Masq) [web]"}, changeStrings(ch.Done)); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	if ops := k.WritesByOp(); ops[ipvstest.OpUpdateDestination] != 1 || ops[ipvstest.OpNewDestination] != 1 || k.Writes() != 2 {
+		t.Errorf("kernel writes %v, want the failed update and one add", ops)
+	}
+	wantLine("10.0.0.1:80", "-> 10.0.1.2:80 fwd=0 w=7")(t, dump(t, k))
+	if ch, err := r.Apply(ipvs.Desired(cfg, nil)); err != nil || ch.Total() != 0 {
+		t.Errorf("Apply after: %v, %v", err, changeStrings(ch.Done))
+	}
+}
+
+// bigTable is 100 virtual servers × 100 real servers, as the reload
+// benchmarks' (integration.BenchmarkReload10k).
+func bigTable() *conf.Config {
+	var vss []conf.VirtualServer
+	for i := range 100 {
+		servers := make([]conf.RealServer, 0, 100)
+		for j := range 100 {
+			servers = append(servers, conf.RealServer{Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 200, byte(i), byte(j + 1)}), 8080), Weight: j + 1})
+		}
+		vss = append(vss, natVS(fmt.Sprint("vs", i), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 100, byte(i), 1}), 80).String(), servers...))
+	}
+	return cfgOf(vss...)
+}
+
+// Update costs what changes, not the table's size (issue #17): at 10,000
+// real servers, the 1% change (50 weights, 25 real servers added, 25
+// removed) is exactly 100 writes and no dump of the kernel, and an
+// unchanged table neither writes nor reads. Apply reads the table: one
+// dump of the services and one of each service's destinations.
+func TestUpdateCostsTheChanges(t *testing.T) {
+	cfg := bigTable()
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	if _, err := r.Apply(ipvs.Desired(cfg, nil)); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 50 {
+		cfg.VirtualServers[k].RealServers[k].Weight += 100
+	}
+	for k := range 25 {
+		vs := &cfg.VirtualServers[50+k]
+		vs.RealServers = slices.Delete(vs.RealServers, k, k+1)
+		vs = &cfg.VirtualServers[75+k]
+		vs.RealServers = append(vs.RealServers, rs(fmt.Sprintf("10.201.%d.1:8080", k), 1))
+	}
+	k.ResetWrites()
+	reads := k.Reads()
+	ch, err := r.Update(ipvs.Desired(cfg, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ipvs.Changes{DestinationsUpdated: 50, DestinationsCreated: 25, DestinationsDeleted: 25}
+	if diff := cmp.Diff(want, counts(ch)); diff != "" || k.Writes() != 100 || k.Reads() != reads {
+		t.Errorf("1%% change: %d writes, %d reads; changes (-want +got):\n%s", k.Writes(), k.Reads()-reads, diff)
+	}
+	k.ResetWrites()
+	reads = k.Reads()
+	if ch, err := r.Update(ipvs.Desired(cfg, nil)); err != nil || ch.Total() != 0 || k.Writes() != 0 || k.Reads() != reads {
+		t.Errorf("unchanged: %v, %d changes, %d writes, %d reads", err, ch.Total(), k.Writes(), k.Reads()-reads)
+	}
+	if ch, err := r.Apply(ipvs.Desired(cfg, nil)); err != nil || ch.Total() != 0 || k.Reads()-reads != 101 {
+		t.Errorf("Apply: %v, %d changes, %d reads (want 101)", err, ch.Total(), k.Reads()-reads)
+	}
+}
+
+// BenchmarkUpdate1Percent is the 1% change of TestUpdateCostsTheChanges
+// and back, two Updates an iteration, at 10,000 real servers.
+func BenchmarkUpdate1Percent(b *testing.B) {
+	base := ipvs.Desired(bigTable(), nil)
+	changed := ipvs.Desired(bigTable(), nil)
+	for k := range 50 {
+		changed[k].Destinations[k].Weight += 100
+	}
+	for k := range 25 {
+		s := &changed[50+k]
+		s.Destinations = slices.Delete(s.Destinations, k, k+1)
+		s = &changed[75+k]
+		s.Destinations = append(s.Destinations, ipvs.Destination{Address: netip.AddrFrom4([4]byte{10, 201, byte(k), 1}), Port: 8080, Weight: 1})
+	}
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	if _, err := r.Apply(base); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, want := range [][]ipvs.Service{changed, base} {
+			if ch, err := r.Update(want); err != nil || ch.Total() != 100 {
+				b.Fatalf("%v, %d changes", err, ch.Total())
+			}
+		}
+	}
+}
+
+// Update keeps no reference to the caller's table: a weight changed in
+// place in the same slice is still a change.
+func TestUpdateSeesAChangeMadeInPlace(t *testing.T) {
+	k := &ipvstest.Kernel{}
+	r := ipvs.NewReconciler(k, nil)
+	want := ipvs.Desired(twoServices(), nil)
+	apply(t, r, want)
+	want[0].Destinations[0].Weight = 9
+	k.ResetWrites()
+	if ch, err := r.Update(want); err != nil || ch.DestinationsUpdated != 1 || k.Writes() != 1 {
+		t.Errorf("weight changed in place: %v, %v, %d writes; want one update", err, changeStrings(ch.Done), k.Writes())
+	}
+	wantLine("10.0.0.1:80", "-> 10.0.1.1:80 fwd=0 w=9")(t, dump(t, k))
 }

@@ -290,6 +290,19 @@ func (d Destination) toMoby() *moby.Destination {
 	}
 }
 
+// asRead is d as the kernel returns it once written: what toMoby sends,
+// read back by destinationFromMoby, without the round trip.
+func (d Destination) asRead() Destination {
+	return Destination{
+		Address:        d.Address.Unmap(),
+		Port:           d.Port,
+		Weight:         d.Weight,
+		Forwarding:     d.Forwarding & forwardMask,
+		UpperThreshold: d.UpperThreshold,
+		LowerThreshold: d.LowerThreshold,
+	}
+}
+
 func destinationFromMoby(md *moby.Destination) Destination {
 	return Destination{
 		Address:        addrFromIP(md.Address),

@@ -156,7 +156,7 @@ func TestClusterConsensusInSync(t *testing.T) {
 	k := &ipvstest.Kernel{}
 	d := newDaemon(log, "c.toml", cfg, ipvs.NewReconciler(k, log), probes)
 	d.cluster = newClusterLink(log, g, cfg)
-	if _, err := d.sync(); err != nil {
+	if _, err := d.sync(syncRead); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]int{
@@ -196,8 +196,8 @@ func TestClusterConsensusInSync(t *testing.T) {
 		g.peers[p][cluster.RealServer{VS: "q", RS: ap("192.0.2.11:80")}] = cluster.HealthUp
 	}
 	g.mu.Unlock()
-	d.sync()
-	d.sync()
+	d.sync(syncRead)
+	d.sync(syncRead)
 	if w := kernelWeights(t, k)["TCP  10.1.2.3:80 192.0.2.11:80"]; w != 1 {
 		t.Errorf("q/192.0.2.11:80 weight %d after the others see it up, want 1", w)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -26,7 +27,11 @@ import (
 
 // table is what the daemon needs from the IPVS reconciler.
 type table interface {
+	// Apply reads the kernel's table and writes the difference; Update
+	// writes the difference from the table as last read and written
+	// (ipvs.Reconciler).
 	Apply(desired []ipvs.Service) (ipvs.Changes, error)
+	Update(desired []ipvs.Service) (ipvs.Changes, error)
 	Plan(desired []ipvs.Service) ([]ipvs.Change, error)
 	Remove(services []ipvs.Service) error
 	Read() ([]ipvs.ServiceStatus, error)
@@ -40,6 +45,8 @@ func (n noIPVS) Plan(desired []ipvs.Service) ([]ipvs.Change, error) {
 	_, err := n.Apply(desired)
 	return nil, err
 }
+
+func (n noIPVS) Update(desired []ipvs.Service) (ipvs.Changes, error) { return n.Apply(desired) }
 
 func (n noIPVS) Apply(desired []ipvs.Service) (ipvs.Changes, error) {
 	if len(desired) > 0 {
@@ -157,16 +164,36 @@ func (d *daemon) config() *conf.Config {
 	return d.cfg
 }
 
+// syncRead and syncKnown say whether a sync reads the kernel's table
+// first (the start and the periodic resync: hand edits are repaired)
+// or diffs against the table as last read and written (a reload, a
+// health change, a drain by hand: the writes it makes and no dump).
+const (
+	syncRead  = true
+	syncKnown = false
+)
+
 // sync computes the desired table from the current config and health and
 // applies the difference to the kernel; it returns what it wrote and what
 // the kernel refused.
-func (d *daemon) sync() (ipvs.Changes, error) {
+func (d *daemon) sync(read bool) (ipvs.Changes, error) {
+	// The health read below is newer than any update already signalled:
+	// consumed here, it would only make the loop sync again for nothing
+	// (each reload's engine update signals one).
+	select {
+	case <-d.probes.Updates():
+	default:
+	}
 	cfg, weight := d.adjusted(d.config(), d.probes.Weight)
 	// With a cluster, health_consensus may overrule this director's own
 	// checks; without one this is d.probes.Up.
 	up := d.cluster.up(cfg, d.probes.Up)
 	desired := d.sorry.DesiredWeighted(cfg, up, weight)
-	changes, err := d.table.Apply(desired)
+	apply := d.table.Update
+	if read {
+		apply = d.table.Apply
+	}
+	changes, err := apply(desired)
 	d.mu.Lock()
 	prev := d.syncErr
 	d.mu.Unlock()
@@ -268,7 +295,7 @@ func (d *daemon) reload() (rep *ReloadReport) {
 		d.log.Warn("reload: [cluster] added; the director joins the cluster when lvsha restarts", "op", "reload")
 	}
 	d.cluster.reload(cfg)
-	changes, err := d.sync()
+	changes, err := d.sync(syncKnown)
 	rep.Applied, rep.Kernel = true, changes.Done
 	if err != nil {
 		rep.Errors = errorLines(err)
@@ -337,7 +364,7 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		<-hooksDone
 	}()
 
-	d.sync()
+	d.sync(syncRead)
 	d.notify.ready(cfg)
 	// The watchdog is pinged from this loop, so a loop stuck anywhere
 	// stops the pings and systemd restarts the daemon.
@@ -373,19 +400,19 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			row, err := d.setManual(call.req)
 			call.reply <- manualAnswer{row: row, err: err}
 		case <-d.probes.Updates():
-			d.sync()
+			d.sync(syncKnown)
 		case <-d.cluster.changed():
 			// Another director's state: drift may have changed, and so
 			// may a consensus this director applies.
 			d.cluster.observeDrift()
 			if consensusNeeded(d.config()) {
-				d.sync()
+				d.sync(syncKnown)
 			}
 		case <-resync.C:
 			if r, ok := d.probes.(refresher); ok {
 				r.Refresh()
 			}
-			d.sync()
+			d.sync(syncRead)
 		}
 	}
 }
@@ -539,7 +566,7 @@ func (d *daemon) Status() (*Report, error) {
 
 // cmdRun implements `lvsha run`.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "lvsha run [-c] FILE [--cleanup] [--log-level LEVEL] [--log-format text|json] [--netns PATH]",
+	fs := newFlagSet("run", "lvsha run [-c] FILE [--cleanup] [--log-level LEVEL] [--log-format text|json] [--netns PATH] [--cpuprofile FILE]",
 		"Run the director: probe real servers and keep the kernel's IPVS table as the config describes.\n"+
 			"SIGHUP reloads the config (a bad config is refused; the last good one keeps running).\n"+
 			"SIGTERM stops and leaves the kernel table in place, so no connection is dropped.", stderr)
@@ -548,6 +575,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log `format`: text (logfmt) or json, one object a line")
 	netns := fs.String("netns", "", "program IPVS in the network namespace at `path` (e.g. /var/run/netns/lb) instead of the current one")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`, for finding where a start or reload spends its time")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
@@ -570,6 +598,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// Every logger of the daemon goes through the events' recorder.
 	events := newEventLog(eventsKept)
 	log := slog.New(events.handler(handler))
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		defer stop(log)
+	}
 
 	cfg, err := conf.Load(*path)
 	if err != nil {
@@ -674,6 +709,25 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		log.Info("stopping; kernel table left in place", "op", "stop")
 	}
 	return err
+}
+
+// startCPUProfile profiles the process into path until stop; stop logs
+// a profile it could not finish instead of failing the daemon's exit.
+func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("CPU profile not written", "op", "stop", "file", path, "error", err)
+		}
+	}, nil
 }
 
 // configError formats config errors one per line so every problem is seen

@@ -341,7 +341,7 @@ func TestStatusJSONLists(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	d := newDaemon(log, "t.toml", cfg, ipvs.NewReconciler(&ipvstest.Kernel{}, log), health.NewEngine(log))
-	d.sync()
+	d.sync(syncRead)
 	rep, err := d.Status()
 	if err != nil {
 		t.Fatal(err)

@@ -53,34 +53,38 @@ type Event struct {
 	Attrs map[string]string `json:"attrs"`
 }
 
+// eventSpec is what eventKind says of one message.
+type eventSpec struct {
+	kind    string // "": the line's op attribute
+	subject []string
+}
+
+// eventSpecs are the log lines that are events, by message. Read only.
+var eventSpecs = map[string]eventSpec{
+	"real server up":                                    {"rs_up", []string{"vs", "rs"}},
+	"real server down":                                  {"rs_down", []string{"vs", "rs"}},
+	"real server taken by hand":                         {"", []string{"vs", "rs"}},
+	"virtual server lost quorum":                        {"quorum_lost", []string{"vs"}},
+	"virtual server regained quorum":                    {"quorum_regained", []string{"vs"}},
+	"kernel table sync failed":                          {"sync_error", nil},
+	"kernel table sync recovered":                       {"sync_ok", nil},
+	"configuration reloaded":                            {"reload", []string{"file"}},
+	"reload failed, keeping the previous configuration": {"reload_refused", []string{"file"}},
+	"VRRP transition":                                   {"vrrp", []string{"vrrp_instance"}},
+}
+
 // eventKind is the kind of event a log line of message msg is, and which
 // of its attributes name its subject; "" for a line that is no event.
 // The kind of a change by hand is its op (drain, maint, undrain).
 func eventKind(msg string, attr func(string) string) (kind string, subject []string) {
-	rs := []string{"vs", "rs"}
-	switch msg {
-	case "real server up":
-		return "rs_up", rs
-	case "real server down":
-		return "rs_down", rs
-	case "real server taken by hand":
-		return attr("op"), rs
-	case "virtual server lost quorum":
-		return "quorum_lost", []string{"vs"}
-	case "virtual server regained quorum":
-		return "quorum_regained", []string{"vs"}
-	case "kernel table sync failed":
-		return "sync_error", nil
-	case "kernel table sync recovered":
-		return "sync_ok", nil
-	case "configuration reloaded":
-		return "reload", []string{"file"}
-	case "reload failed, keeping the previous configuration":
-		return "reload_refused", []string{"file"}
-	case "VRRP transition":
-		return "vrrp", []string{"vrrp_instance"}
+	e, ok := eventSpecs[msg]
+	if !ok {
+		return "", nil
 	}
-	return "", nil
+	if e.kind == "" {
+		return attr("op"), e.subject
+	}
+	return e.kind, e.subject
 }
 
 // eventLog is the ring of recent events.
@@ -166,7 +170,8 @@ func (h *eventHandler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (h *eventHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelInfo {
+	if _, ok := eventSpecs[r.Message]; ok && r.Level >= slog.LevelInfo {
+		// Any other line is no event: its attributes are not looked at.
 		h.record(r)
 	}
 	if !h.next.Enabled(ctx, r.Level) {

@@ -106,7 +106,7 @@ func (d *daemon) setManual(req manualRequest) (*RealReport, error) {
 		mode = "undrain"
 	}
 	d.log.Info("real server taken by hand", "op", mode, "vs", k.VirtualServer, "rs", k.RealServer.String())
-	d.sync()
+	d.sync(syncKnown)
 	rep, err := d.Status()
 	if err != nil {
 		return nil, err
@@ -196,7 +196,13 @@ func (d *daemon) restoreState(st savedState, kernel []ipvs.ServiceStatus) []heal
 			}
 		}
 	}
-	for i, s := range ipvs.Desired(cfg, nil) {
+	if len(zero) == 0 {
+		// No destination at weight 0 (an empty table at a first start):
+		// none to find among 10,000 real servers.
+		return keysIn(cfg, down)
+	}
+	desired := ipvs.Desired(cfg, nil)
+	for i, s := range desired {
 		sv := cfg.VirtualServers[i].SorryServer
 		for _, dst := range byKey[s.Key()].Destinations {
 			if sv.IsValid() && dst.Destination.Weight > 0 && dst.Destination.Address == sv.Addr().Unmap() {
@@ -205,7 +211,7 @@ func (d *daemon) restoreState(st savedState, kernel []ipvs.ServiceStatus) []heal
 		}
 	}
 	// Every real server up: the table as configured, each at its weight.
-	for i, s := range ipvs.Desired(cfg, nil) {
+	for i, s := range desired {
 		vs := cfg.VirtualServers[i]
 		if sorry[s.Key()] {
 			continue
@@ -217,8 +223,13 @@ func (d *daemon) restoreState(st savedState, kernel []ipvs.ServiceStatus) []heal
 			}
 		}
 	}
+	return keysIn(cfg, down)
+}
+
+// keysIn lists the keys of set that cfg has.
+func keysIn(cfg *conf.Config, set map[health.Key]bool) []health.Key {
 	var out []health.Key
-	for k := range down {
+	for k := range set {
 		if hasRealServer(cfg, k) {
 			out = append(out, k)
 		}

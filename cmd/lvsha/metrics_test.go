@@ -193,7 +193,7 @@ func TestMetricsValues(t *testing.T) {
 	}}
 	d := newDaemon(log, "t.toml", cfg, ipvs.NewReconciler(k, log), p)
 	d.manual = map[health.Key]manualEntry{{VirtualServer: "web", RealServer: rs("10.0.0.1:80")}: {Mode: manualDrain, Since: time.Now()}}
-	if _, err := d.sync(); err != nil {
+	if _, err := d.sync(syncRead); err != nil {
 		t.Fatal(err)
 	}
 	web := &moby.Service{AddressFamily: 2, Protocol: 6, Address: net.ParseIP("192.0.2.1"), Port: 80}
@@ -317,7 +317,7 @@ func TestMetricsValues(t *testing.T) {
 	t.Run("sync refused", func(t *testing.T) {
 		k.SetFail(func(string, *moby.Service, *moby.Destination) error { return errors.New("no memory") })
 		p.down[health.Key{VirtualServer: "web", RealServer: rs("10.0.0.2:80")}] = false
-		if _, err := d.sync(); err == nil {
+		if _, err := d.sync(syncRead); err == nil {
 			t.Fatal("sync succeeded on a failing kernel")
 		}
 		check(t, []row{
@@ -667,7 +667,7 @@ func TestServeMetrics(t *testing.T) {
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not synced") {
 		t.Errorf("/readyz before the first sync: %d %q, want 503 not synced", code, body)
 	}
-	d.sync()
+	d.sync(syncRead)
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz after a sync: %d, want 200", code)
 	}

@@ -27,7 +27,8 @@ const hookTimeout = 10 * time.Second
 type rsHooks struct {
 	log   *slog.Logger
 	queue func(hook.Job)
-	up    map[health.Key]bool
+	up    map[health.Key]seenUp
+	gen   uint64          // observe's count, which seenUp records
 	below map[string]bool // per virtual server: quorum lost
 	// lost is a copy of below as of the last observe, for readers on
 	// other goroutines (metrics).
@@ -43,25 +44,36 @@ func (h *rsHooks) quorumLost() map[string]bool {
 	return nil
 }
 
+// seenUp is a real server's state at the observation gen that last saw
+// it: observe forgets those an observation did not see without a set of
+// 10,000 keys to compare.
+type seenUp struct {
+	up  bool
+	gen uint64
+}
+
 func newRSHooks(log *slog.Logger, queue func(hook.Job)) *rsHooks {
-	return &rsHooks{log: log, queue: queue, up: map[health.Key]bool{}, below: map[string]bool{}}
+	return &rsHooks{log: log, queue: queue, up: map[health.Key]seenUp{}, below: map[string]bool{}}
 }
 
 // observe compares the current health with the last observation and
 // queues the hooks of what changed. Only the daemon's loop calls it.
 func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort) bool, weight ipvs.WeightFunc) {
-	seenKeys := map[health.Key]bool{}
-	seenVS := map[string]bool{}
+	h.gen++
+	seen := 0
+	seenVS := make(map[string]bool, len(cfg.VirtualServers))
 	for i := range cfg.VirtualServers {
 		vs := &cfg.VirtualServers[i]
 		seenVS[vs.Name] = true
 		for _, rs := range vs.RealServers {
 			k := health.Key{VirtualServer: vs.Name, RealServer: rs.Address}
-			seenKeys[k] = true
 			u := up(vs.Name, rs.Address)
 			prev, known := h.up[k]
-			h.up[k] = u
-			if !known || prev == u {
+			if !known || prev.gen != h.gen {
+				seen++ // not counted twice if listed twice
+			}
+			h.up[k] = seenUp{up: u, gen: h.gen}
+			if !known || prev.up == u {
 				continue
 			}
 			argv, state := rs.NotifyDown, "down"
@@ -76,13 +88,14 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 		}
 		// The same rule as the sorry server's, so a quorum hook and the
 		// table never disagree.
-		upWeight := ipvs.UpWeight(vs, up, weight)
+		upWeight := ipvs.UpWeightAtLeast(vs, up, weight, vs.Quorum+max(vs.Hysteresis, 0))
 		wasBelow, known := h.below[vs.Name]
 		below := ipvs.BelowQuorum(upWeight, vs.Quorum, vs.Hysteresis, known && wasBelow)
 		h.below[vs.Name] = below
 		if !known || below == wasBelow {
 			continue
 		}
+		upWeight = ipvs.UpWeight(vs, up, weight) // the whole sum, for the log and the hook
 		argv, state := vs.NotifyQuorumUp, "quorum_up"
 		if below {
 			argv, state = vs.NotifyQuorumDown, "quorum_down"
@@ -94,9 +107,11 @@ func (h *rsHooks) observe(cfg *conf.Config, up func(vs string, rs netip.AddrPort
 				Attrs: []any{"vs", vs.Name, "state", state, "up_weight", upWeight}})
 		}
 	}
-	for k := range h.up {
-		if !seenKeys[k] {
-			delete(h.up, k)
+	if len(h.up) > seen {
+		for k, s := range h.up {
+			if s.gen != h.gen {
+				delete(h.up, k)
+			}
 		}
 	}
 	for n := range h.below {

@@ -185,22 +185,29 @@ func withoutBlocked(cfg *conf.Config, sp []health.SelfProbe) *conf.Config {
 
 // Up is false for a blocked real server, whatever the engine says.
 func (s *selfProber) Up(vs string, rs netip.AddrPort) bool {
-	k := health.Key{VirtualServer: vs, RealServer: rs}
-	s.mu.Lock()
-	p, ok := s.probes[k]
-	s.mu.Unlock()
+	p, ok := s.probe(vs, rs)
 	if ok && p.Blocked() {
 		return false
 	}
 	return s.prober.Up(vs, rs)
 }
 
+// probe is rs's self probe, if it has one. A sync asks for every real
+// server, and most directors have no self probe at all: then no key is
+// hashed.
+func (s *selfProber) probe(vs string, rs netip.AddrPort) (health.SelfProbe, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.probes) == 0 {
+		return health.SelfProbe{}, false
+	}
+	p, ok := s.probes[health.Key{VirtualServer: vs, RealServer: rs}]
+	return p, ok
+}
+
 // Weight has no dynamic weight for a blocked real server.
 func (s *selfProber) Weight(vs string, rs netip.AddrPort) (int, bool) {
-	k := health.Key{VirtualServer: vs, RealServer: rs}
-	s.mu.Lock()
-	p, ok := s.probes[k]
-	s.mu.Unlock()
+	p, ok := s.probe(vs, rs)
 	if ok && p.Blocked() {
 		return 0, false
 	}

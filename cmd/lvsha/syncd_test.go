@@ -379,7 +379,7 @@ func TestStatusConnSync(t *testing.T) {
 	k := &ipvstest.Kernel{}
 	k.SetInterface("eth1", 1500)
 	d := newDaemon(log, "t.toml", cfg, ipvs.NewReconciler(k, log), health.NewEngine(log))
-	if _, err := d.sync(); err != nil {
+	if _, err := d.sync(syncRead); err != nil {
 		t.Fatal(err)
 	}
 	svcs, _ := k.GetServices()

@@ -47,6 +47,7 @@ type Kernel struct {
 	mu       sync.Mutex
 	services []*service
 	writes   map[string]int
+	reads    int
 	fail     FailFunc
 
 	// The sync daemons (daemon.go): the master's and the backup's, nil
@@ -111,6 +112,15 @@ func (k *Kernel) ResetWrites() {
 	k.writes = nil
 }
 
+// Reads returns how many dumps were asked for (GetServices, and
+// GetDestinations of one service): each is one netlink dump of a real
+// kernel.
+func (k *Kernel) Reads() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.reads
+}
+
 // SetConns sets the connection counts of destination d of service s, as
 // traffic would.
 func (k *Kernel) SetConns(s *moby.Service, d *moby.Destination, active, inactive int) error {
@@ -153,6 +163,7 @@ func (k *Kernel) SetStats(s *moby.Service, d *moby.Destination, st moby.SvcStats
 func (k *Kernel) GetServices() ([]*moby.Service, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.reads++
 	out := make([]*moby.Service, 0, len(k.services))
 	for _, sv := range k.services {
 		out = append(out, readBackService(&sv.s))
@@ -166,6 +177,7 @@ func (k *Kernel) GetServices() ([]*moby.Service, error) {
 func (k *Kernel) GetDestinations(s *moby.Service) ([]*moby.Destination, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.reads++
 	sv, _ := k.find(s) // the dump ignores a request it cannot parse
 	if sv == nil {
 		return nil, nil
@@ -454,4 +466,24 @@ func unicast(a netip.Addr) bool {
 		return !a.IsMulticast() && !a.IsUnspecified() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 	}
 	return !a.IsMulticast() && !a.IsUnspecified() && !a.IsLinkLocalUnicast()
+}
+
+var _ ipvs.DestinationBatcher = (*Kernel)(nil)
+
+// WriteDestinations makes the writes one at a time, as the kernel runs a
+// batch's messages, so that the reconciler's batched path is what these
+// tests exercise; each counts as one write.
+func (k *Kernel) WriteDestinations(ws []ipvs.DestinationWrite) []error {
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		switch w.Op {
+		case ipvs.OpCreateDestination:
+			errs[i] = k.NewDestination(w.Service, w.Destination)
+		case ipvs.OpUpdateDestination:
+			errs[i] = k.UpdateDestination(w.Service, w.Destination)
+		default:
+			errs[i] = k.DelDestination(w.Service, w.Destination)
+		}
+	}
+	return errs
 }
