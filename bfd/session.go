@@ -371,6 +371,17 @@ func (st *step) receive(p *Packet) {
 		if s.state != Down {
 			st.to(Down, DiagNeighborDown)
 		}
+		// A peer going administratively down is stopping (lvsha's
+		// graceful stop, a session removed): address it by Your
+		// Discriminator zero, matched by its address, from now on. Kept,
+		// its discriminator would outlive it: the peer back as a new
+		// process drops every packet naming the old one (6.8.6), and
+		// waiting for its own packets deadlocks with a peer that only
+		// answers; only a Detection Time at the one-second rate of a
+		// session not Up (five seconds) would clear it. A peer that comes
+		// back Up itself goes through Down, where a zero Your
+		// Discriminator reaches it by address (single hop, 6.3).
+		s.remoteDiscr = 0
 	case s.state == Down:
 		switch p.State {
 		case Down:

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"cmp"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -163,15 +161,9 @@ type bfdFloodReport struct {
 
 func (d *scaleDirector) bfdFloodStatus(t *testing.T) bfdFloodReport {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, lvshaBin(t), "status", "-s", d.sock, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("%s: lvsha status: %v", d.name, err)
-	}
 	var r bfdFloodReport
-	if err := json.Unmarshal(out, &r); err != nil || len(r.BFD) != 1 || len(r.Links) != 1 || len(r.VRRP) != 1 {
-		t.Fatalf("%s: status %s: %v", d.name, out, err)
+	if err := statusJSON(d.sock, &r); err != nil || len(r.BFD) != 1 || len(r.Links) != 1 || len(r.VRRP) != 1 {
+		t.Fatalf("%s: status %+v: %v", d.name, r, err)
 	}
 	return r
 }

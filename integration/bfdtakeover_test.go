@@ -36,6 +36,7 @@ type bfdSessionStatus struct {
 	Following   []string `json:"following"`
 	DetectionMS float64  `json:"detection_ms"`
 	Downs       int      `json:"downs"`
+	RemoteDiscr uint32   `json:"remote_discriminator"`
 }
 
 type bfdReport struct {
@@ -55,17 +56,24 @@ func (d *scaleDirector) bfdStatus(t testing.TB) bfdReport {
 
 // tryBFDStatus is bfdStatus for a daemon that may not answer yet.
 func (d *scaleDirector) tryBFDStatus() (bfdReport, error) {
+	var r bfdReport
+	err := statusJSON(d.sock, &r)
+	return r, err
+}
+
+// statusJSON decodes `lvsha status -o json` of the daemon behind sock
+// into v, waiting 20 s at most.
+func statusJSON(sock string, v any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var r bfdReport
-	out, err := exec.CommandContext(ctx, os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
+	out, err := exec.CommandContext(ctx, os.Getenv(envLvsha), "status", "-s", sock, "-o", "json").Output()
 	if err != nil {
-		return r, fmt.Errorf("lvsha status: %w", err)
+		return fmt.Errorf("lvsha status: %w", err)
 	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return r, fmt.Errorf("lvsha status: %w", err)
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("lvsha status: %w: %s", err, out)
 	}
-	return r, nil
+	return nil
 }
 
 // session is d's BFD session with peer, if it has one.
@@ -424,4 +432,32 @@ func TestBFDGracefulStop(t *testing.T) {
 		lb2.logGrep(20, "BFD")
 		t.Error("lb2 logged a BFD failure of lb1 at its graceful stop")
 	}
+	// lb2 forgets the stopped lb1's discriminator: lb1 back as a new
+	// process drops packets naming the old one, and BFD between the two
+	// stayed down for a five-second Detection Time, across the takeover
+	// BenchmarkFailoverBFD made next (then by VRRP's timer, 300 ms).
+	if s, ok := after.session(lb1Addr); ok && s.RemoteDiscr != 0 {
+		t.Errorf("lb2 still names lb1's old discriminator %x after lb1's AdminDown, want 0", s.RemoteDiscr)
+	}
+
+	// lb1 back: it takes master back, lb2 watches it again, and lb1's
+	// death is a takeover on BFD.
+	lb1.startScale(t, "lvsha", 150, insts)
+	settleScale(t, "lb1 back as master of all", lb1, lb2, insts, 30*time.Second)
+	eventually(t, "lb2's BFD session with the new lb1 Up, watching", 10*time.Second, func() bool {
+		s, ok := lb2.bfdStatus(t).session(lb1Addr)
+		return ok && s.State == "Up" && s.Watching && len(s.Following) == len(insts)
+	})
+	before = lb2.bfdStatus(t)
+	w = watchVIPs(t, lb2.ns)
+	at = lb1.killScale()
+	lb1.kind = "dead"
+	if _, last, n, err := w.waitAll(insts, at, 5*time.Second); err != nil || n != len(insts) {
+		t.Fatalf("after SIGKILL of the new lb1: %d/%d VIPs on lb2 within 5 s (%v)", n, len(insts), err)
+	} else {
+		t.Logf("SIGKILL of the restarted lb1: last VIP on lb2 after %v", last.Sub(at).Round(time.Millisecond))
+	}
+	eventually(t, "lb2's takeovers counted as BFD's", 5*time.Second, func() bool {
+		return lb2.bfdStatus(t).sum(take)-before.sum(take) == len(insts)
+	})
 }

@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -123,15 +121,9 @@ type floodStatus struct {
 
 func (d *scaleDirector) floodStatus(t *testing.T) floodStatus {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, lvshaBin(t), "status", "-s", d.sock, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("%s: lvsha status: %v", d.name, err)
-	}
 	var st floodStatus
-	if err := json.Unmarshal(out, &st); err != nil || len(st.VRRP) != 1 || len(st.Links) != 1 {
-		t.Fatalf("%s: status %s: %v", d.name, out, err)
+	if err := statusJSON(d.sock, &st); err != nil || len(st.VRRP) != 1 || len(st.Links) != 1 {
+		t.Fatalf("%s: status %+v: %v", d.name, st, err)
 	}
 	return st
 }

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -163,15 +161,9 @@ type gossipFloodView struct {
 
 func (d *clusterDirector) floodView(t *testing.T) gossipFloodView {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, lvshaBin(t), "status", "-s", d.sock, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("%s: lvsha status: %v", d.name, err)
-	}
 	var v gossipFloodView
-	if err := json.Unmarshal(out, &v); err != nil || len(v.VRRP) != 1 {
-		t.Fatalf("%s: status %s: %v", d.name, out, err)
+	if err := statusJSON(d.sock, &v); err != nil || len(v.VRRP) != 1 {
+		t.Fatalf("%s: status %+v: %v", d.name, v, err)
 	}
 	return v
 }

@@ -2,10 +2,8 @@ package integration
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,11 +24,10 @@ type instanceView struct {
 // instance is the director's own view of instance "vi"; ok false while
 // it does not answer.
 func (d *clusterDirector) instance() (instanceView, bool) {
-	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
 	var v struct {
 		VRRP []instanceView `json:"vrrp_instances"`
 	}
-	if err != nil || json.Unmarshal(out, &v) != nil {
+	if statusJSON(d.sock, &v) != nil {
 		return instanceView{}, false
 	}
 	for _, in := range v.VRRP {
