@@ -145,6 +145,24 @@ func bfdFlood(peer, dst, discr, rate, d string) int {
 	return 0
 }
 
+// quietWindow is the CPU pid uses over window before a flood, the pair
+// left alone. A VRRP change of either director meanwhile (transitions
+// against was1 and was2) fails the test as the host's, not the flood's:
+// a host that stalls the pair by itself.
+func quietWindow(t *testing.T, pid int, window time.Duration, was1, was2 int, transitions func() [2]int) time.Duration {
+	t.Helper()
+	c0 := pidCPU(t, pid)
+	time.Sleep(window)
+	quiet := pidCPU(t, pid) - c0
+	now := transitions()
+	for i, was := range []int{was1, was2} {
+		if now[i] != was {
+			t.Errorf("lb%d changed VRRP state %d times before the flood, in the quiet window: the host stalls the pair by itself", i+1, now[i]-was)
+		}
+	}
+	return quiet
+}
+
 // bfdFloodReport is what TestBFDFlood reads of `lvsha status -o json`.
 type bfdFloodReport struct {
 	VRRP []bfdInstStatus `json:"vrrp_instances"`
@@ -245,21 +263,13 @@ func TestBFDFlood(t *testing.T) {
 	}
 
 	const window = 5 * time.Second
-	pid := lb2.cmd.Process.Pid
-	q0 := pidCPU(t, pid)
-	time.Sleep(window)
-	quiet := pidCPU(t, pid) - q0
-	// The baseline is taken after the quiet window: a change during it
-	// (a stalled host) is not the flood's, and is reported as such.
-	before1, before2 := lb1.bfdFloodStatus(t), lb2.bfdFloodStatus(t)
-	for _, q := range []struct {
-		name     string
-		was, now int
-	}{{"lb1", quiet1.VRRP[0].Transitions, before1.VRRP[0].Transitions}, {"lb2", quiet2.VRRP[0].Transitions, before2.VRRP[0].Transitions}} {
-		if q.was != q.now {
-			t.Errorf("%s changed VRRP state %d times before the flood, in the quiet window: the host stalls the pair by itself", q.name, q.now-q.was)
-		}
+	transitions := func() [2]int {
+		return [2]int{lb1.bfdFloodStatus(t).VRRP[0].Transitions, lb2.bfdFloodStatus(t).VRRP[0].Transitions}
 	}
+	pid := lb2.cmd.Process.Pid
+	quiet := quietWindow(t, pid, window, quiet1.VRRP[0].Transitions, quiet2.VRRP[0].Transitions, transitions)
+	// The baseline is taken after the quiet window.
+	before1, before2 := lb1.bfdFloodStatus(t), lb2.bfdFloodStatus(t)
 
 	rb0 := udpRcvbufErrors(t, lb2.ns)
 	fl := exec.Command("ip", "netns", "exec", hosts[2], self(t))
