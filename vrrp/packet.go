@@ -60,7 +60,7 @@ type DropReason uint8
 // instance checks of Config.Filter.
 const (
 	DropNone     DropReason = iota
-	DropFamily              // source/destination invalid or of mixed family, or VRRPv2 over IPv6
+	DropFamily              // source/destination invalid or of mixed family, VRRPv2 over IPv6, or an IPv4-mapped address in an IPv6 advert
 	DropTTL                 // TTL / hop limit not 255: it crossed a router
 	DropShort               // shorter than the fixed header
 	DropVersion             // version neither 2 nor 3, or not the instance's
@@ -281,6 +281,13 @@ func Parse(b []byte, src, dst netip.Addr, hopLimit int) (*Advert, DropReason) {
 			a.Addrs[i] = netip.AddrFrom4([4]byte(p[:4]))
 		} else {
 			a.Addrs[i] = netip.AddrFrom16([16]byte(p[:16]))
+			// An IPv4-mapped address is never an IPv6 VIP (RFC 4291
+			// 2.5.5.2: it stands for an IPv4 node inside a host's stack)
+			// and our encoder refuses one, so accepting it would let a peer
+			// place an address we could not advertise back.
+			if a.Addrs[i].Is4In6() {
+				return nil, DropFamily
+			}
 		}
 	}
 	return a, DropNone

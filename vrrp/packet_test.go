@@ -224,6 +224,10 @@ func TestParseDrops(t *testing.T) {
 		{name: "version 4", a: v3, src: src4, dst: grp4, edit: func(b []byte) []byte { b[0] = 0x41; return b }, fix: true, want: DropVersion},
 		{name: "type 2", a: v3, src: src4, dst: grp4, edit: func(b []byte) []byte { b[0] = 0x32; return b }, fix: true, want: DropType},
 		{name: "v2 over IPv6", a: v36, src: src6, dst: grp6, edit: func(b []byte) []byte { b[0] = 0x21; return b }, fix: true, want: DropFamily},
+		{name: "IPv4-mapped address in IPv6", a: v36, src: src6, dst: grp6, edit: func(b []byte) []byte {
+			copy(b[8:], netip.MustParseAddr("::ffff:255.255.1.1").AsSlice())
+			return b
+		}, fix: true, want: DropFamily},
 		{name: "truncated address", a: v3, src: src4, dst: grp4, edit: func(b []byte) []byte { return b[:10] }, want: DropLength},
 		{name: "trailing bytes", a: v3, src: src4, dst: grp4, edit: func(b []byte) []byte { return append(b, 0, 0, 0, 0) }, fix: true, want: DropLength},
 		{name: "count says 2", a: v3, src: src4, dst: grp4, edit: func(b []byte) []byte { b[3] = 2; return b }, fix: true, want: DropLength},
@@ -253,9 +257,10 @@ func TestParseDrops(t *testing.T) {
 				b[6], b[7] = 0, 0
 				ck := refChecksum(b)
 				if b[0]>>4 == 3 {
-					ck = refChecksum(pseudo4(tt.src, tt.dst, len(b)), b)
 					if tt.src.Is6() {
 						ck = refChecksum(pseudo6(tt.src, tt.dst, len(b)), b)
+					} else {
+						ck = refChecksum(pseudo4(tt.src, tt.dst, len(b)), b)
 					}
 				}
 				binary.BigEndian.PutUint16(b[6:], ck)
