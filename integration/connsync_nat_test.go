@@ -3,8 +3,6 @@ package integration
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -27,7 +25,7 @@ const (
 // for none) and "inside" (the gateway) in one sync group, and the NAT
 // service; lb1 (150) is master of both, lb2 (100) backup. It returns the
 // directors, the client and each director's inside interface.
-func natPair(t *testing.T, lvsSync func(inside string) string) (ds []*director, client string, inside []string) {
+func natPair(t testing.TB, lvsSync func(inside string) string) (ds []*director, client string, inside []string) {
 	t.Helper()
 	hosts, ifs := lan(t, 3)
 	client = hosts[2]
@@ -129,78 +127,9 @@ func testConnSyncFailoverNAT(t *testing.T, withSync bool) {
 			return lb1.runsDaemon("master") && lb2.runsDaemon("backup")
 		})
 	}
-	stop := make(chan struct{})
-	var after atomic.Bool
-	hs, wait := holdConns(t, client, vs, connSyncN, connSyncEvery, stop, &after)
-	stopped := false
-	finish := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	defer finish()
-	eventually(t, "every connection exchanging through lb1", 15*time.Second, func() bool {
-		for _, h := range hs {
-			if h.ok.Load() < 5 || h.err.Load() != nil {
-				return false
-			}
-		}
-		return true
+	o, tookOver := syncFailover(t, lb1, lb2, client, vs, []string{lb1.iface, inside[0]}, func() {
+		syncedBefore(t, lb1, lb2, vs, withSync)
 	})
-	if withSync {
-		eventually(t, fmt.Sprintf("lb2's ipvsadm -Lnc shows the %d connections synced from lb1", connSyncN), 20*time.Second, func() bool {
-			return len(vsClients(t, lb2.ns, vs)) >= connSyncN
-		})
-	}
-
-	killed := time.Now()
-	lb1.kill()
-	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "down")
-	sh(t, "ip", "-n", lb1.ns, "link", "set", inside[0], "down")
-	after.Store(true)
-	eventually(t, "lb2 master of both instances", 20*time.Second, func() bool {
-		s := lb2.states()
-		return s["vi"] == "MASTER" && s["inside"] == "MASTER"
-	})
-	tookOver := time.Since(killed)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for _, h := range hs {
-			if h.err.Load() == nil && h.okAfter.Load() < 10 {
-				done = false
-			}
-		}
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	finish()
-
-	var failed []string
-	resets := 0
-	for i, h := range hs {
-		if p := h.err.Load(); p != nil {
-			failed = append(failed, fmt.Sprintf("conn %d: %v", i, *p))
-			if isReset(*p) {
-				resets++
-			}
-		} else if n := h.okAfter.Load(); n < 10 {
-			failed = append(failed, fmt.Sprintf("conn %d: %d exchanges through lb2 within 30 s, want 10", i, n))
-		}
-	}
-	t.Logf("NAT: lb2 master of both %v after the kill; %d of %d connections failed, %d reset",
-		tookOver.Round(time.Millisecond), len(failed), len(hs), resets)
-	if withSync {
-		if len(failed) != 0 {
-			t.Errorf("with lvs_sync, %d of %d NAT connections failed over lb2:\n%s", len(failed), len(hs), strings.Join(failed, "\n"))
-		}
-		return
-	}
-	if resets == 0 {
-		t.Errorf("control: no NAT connection was reset without lvs_sync; the test cannot tell sync from none:\n%s", strings.Join(failed, "\n"))
-	}
+	t.Logf("NAT: lb2 master of both %v after the kill", tookOver.Round(time.Millisecond))
+	o.check(t, "NAT failover", withSync)
 }

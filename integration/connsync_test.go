@@ -19,7 +19,8 @@ import (
 // IPVS sync daemons follow the VRRP election ([vrrp_instance.lvs_sync]).
 
 const (
-	connSyncN     = 20                    // long-lived connections through the master
+	connSyncN     = 40                    // long-lived connections through the master
+	connSyncBulk  = 64 << 10              // the bulk connection's line, exchanged back to back
 	connSyncEvery = 75 * time.Millisecond // each exchanges a line this often
 	connSyncPort  = "9000"
 )
@@ -28,7 +29,7 @@ const (
 // real server of the long-lived connections. The listener is the test
 // process's own, made in ns (a socket stays in the namespace it was made
 // in), and closed at cleanup with every connection it accepted.
-func echoIn(t *testing.T, ns string) {
+func echoIn(t testing.TB, ns string) {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -89,11 +90,12 @@ type heldConn struct {
 }
 
 // holdConns opens n connections to addr from namespace ns and keeps each
-// exchanging a numbered line every every until stop closes; an
-// exchange may take up to 20 s (a failover stalls it: TCP retransmits),
-// a read or write error or a wrong answer ends the connection. after
-// tells a loop that the failover has begun.
-func holdConns(t *testing.T, ns, addr string, n int, every time.Duration, stop <-chan struct{}, after *atomic.Bool) ([]*heldConn, func()) {
+// exchanging a numbered line, padded by pad bytes, every every (zero:
+// back to back) until stop closes; an exchange may take up to 20 s (a
+// failover stalls it: TCP retransmits), a read or write error or a wrong
+// answer ends the connection. after tells a loop that the failover has
+// begun.
+func holdConns(t testing.TB, ns, addr string, n int, every time.Duration, pad int, stop <-chan struct{}, after *atomic.Bool) ([]*heldConn, func()) {
 	t.Helper()
 	var hs []*heldConn
 	var dialErr error
@@ -120,18 +122,31 @@ func holdConns(t *testing.T, ns, addr string, n int, every time.Duration, stop <
 			defer wg.Done()
 			defer h.c.Close()
 			r := bufio.NewReader(h.c)
-			tick := time.NewTicker(every)
-			defer tick.Stop()
+			var tick <-chan time.Time
+			if every > 0 {
+				tk := time.NewTicker(every)
+				defer tk.Stop()
+				tick = tk.C
+			}
+			padding := strings.Repeat("x", pad)
 			for seq := 0; ; seq++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
+				if tick != nil {
+					select {
+					case <-stop:
+						return
+					case <-tick:
+					}
+				} else {
+					select {
+					case <-stop:
+						return
+					default:
+					}
 				}
 				marked := after.Load()
 				start := time.Now()
 				h.c.SetDeadline(start.Add(20 * time.Second))
-				msg := fmt.Sprintf("conn %d seq %d\n", i, seq)
+				msg := fmt.Sprintf("conn %d seq %d %s\n", i, seq, padding)
 				_, err := h.c.Write([]byte(msg))
 				var got string
 				if err == nil {
@@ -191,19 +206,174 @@ func (d *director) connSync() (connSyncStatus, error) {
 // runsDaemon reports whether the director's status says the kernel runs
 // the sync daemon of state alone.
 func (d *director) runsDaemon(state string) bool {
+	if d.kaConf != "" {
+		out, err := exec.Command("ip", "netns", "exec", d.ns, "ipvsadm", "-L", "--daemon").Output()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return err == nil && len(lines) == 1 && strings.HasPrefix(lines[0], state+" sync daemon")
+	}
 	st, err := d.connSync()
 	return err == nil && st.ConnSync != nil && st.ConnSync.Error == "" && len(st.ConnSync.Daemons) == 1 &&
 		st.ConnSync.Daemons[0].State == state
 }
 
-// TestConnSyncFailover holds connSyncN connections through the master
-// of a DR pair, each exchanging a line every connSyncEvery; the master's
-// daemon is SIGKILLed and its link taken down. With lvs_sync the backup
-// has learnt every connection from the master's sync daemon (its
-// `ipvsadm -Lnc` shows them before the kill) and carries every one on:
-// zero errors. The control, without lvs_sync, proves the test can fail:
-// the new master knows none of them, its own stack answers their next
-// segment with a reset.
+// heldLoad is a client's load through a pair: held connections, and
+// the mark that the failover has begun.
+type heldLoad struct {
+	hs      []*heldConn
+	after   atomic.Bool
+	stop    chan struct{}
+	waits   []func()
+	stopped bool
+}
+
+// startLoad opens n connections from client to vs, each exchanging a
+// line every every, and with bulk one more that exchanges connSyncBulk
+// bytes back to back (the bulk transfer, a stream through the director
+// whose every segment needs the connection's entry).
+func startLoad(t testing.TB, client, vs string, n int, every time.Duration, bulk bool) *heldLoad {
+	t.Helper()
+	l := &heldLoad{stop: make(chan struct{})}
+	hs, wait := holdConns(t, client, vs, n, every, 0, l.stop, &l.after)
+	l.hs, l.waits = hs, []func(){wait}
+	t.Cleanup(l.finish)
+	if bulk {
+		b, wait := holdConns(t, client, vs, 1, 0, connSyncBulk, l.stop, &l.after)
+		l.hs, l.waits = append(l.hs, b...), append(l.waits, wait)
+	}
+	return l
+}
+
+// knownIn counts the load's connections in the IPVS connection table of
+// ns.
+func (l *heldLoad) knownIn(t testing.TB, ns, vs string) int {
+	c := vsClients(t, ns, vs)
+	n := 0
+	for _, h := range l.hs {
+		if c[h.c.LocalAddr().String()] {
+			n++
+		}
+	}
+	return n
+}
+
+// finish ends the load and waits for its goroutines.
+func (l *heldLoad) finish() {
+	if !l.stopped {
+		l.stopped = true
+		close(l.stop)
+		for _, w := range l.waits {
+			w()
+		}
+	}
+}
+
+// exchanging waits until every connection has made k exchanges, none
+// failed.
+func (l *heldLoad) exchanging(t testing.TB, via string, k int64) {
+	t.Helper()
+	eventually(t, "every connection exchanging through "+via, 15*time.Second, func() bool {
+		for _, h := range l.hs {
+			if h.ok.Load() < k || h.err.Load() != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// settle waits up to limit until every connection that has not failed
+// has made k exchanges since the mark.
+func (l *heldLoad) settle(limit time.Duration, k int64) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		done := true
+		for _, h := range l.hs {
+			if h.err.Load() == nil && h.okAfter.Load() < k {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// loadOutcome is what a load saw across a failover or failback.
+type loadOutcome struct {
+	conns  int
+	failed []string // each failed connection and why
+	resets int      // of them, those reset by a peer
+	stall  time.Duration
+}
+
+// outcome ends the load and says which connections failed: with an
+// error, or with fewer than k exchanges through via since the mark.
+func (l *heldLoad) outcome(via string, k int64) loadOutcome {
+	l.finish()
+	o := loadOutcome{conns: len(l.hs)}
+	for i, h := range l.hs {
+		if p := h.err.Load(); p != nil {
+			o.failed = append(o.failed, fmt.Sprintf("conn %d: %v", i, *p))
+			if isReset(*p) {
+				o.resets++
+			}
+		} else if n := h.okAfter.Load(); n < k {
+			o.failed = append(o.failed, fmt.Sprintf("conn %d: %d exchanges through %s within 30 s, want %d", i, n, via, k))
+		}
+		o.stall = max(o.stall, time.Duration(h.stall.Load()))
+	}
+	return o
+}
+
+// check asserts a sync test's outcome: with connection sync none failed;
+// without (the control) some were reset, or the test cannot tell.
+func (o loadOutcome) check(t testing.TB, what string, withSync bool) {
+	t.Helper()
+	t.Logf("%s: %d of %d connections failed, %d reset; longest exchange %v", what, len(o.failed), o.conns, o.resets, o.stall.Round(time.Millisecond))
+	if withSync {
+		if len(o.failed) != 0 {
+			t.Errorf("%s with connection sync: %d of %d connections failed:\n%s", what, len(o.failed), o.conns, strings.Join(o.failed, "\n"))
+		}
+	} else if o.resets == 0 {
+		t.Errorf("%s, control: no connection was reset without connection sync; the test cannot tell sync from none:\n%s", what, strings.Join(o.failed, "\n"))
+	}
+}
+
+// syncFailover is the failover of the connection sync tests: connSyncN
+// connections and a bulk one through lb1, the master; once they flow,
+// before (the test's look at the tables), then lb1's daemon SIGKILLed and
+// its links taken down, so nothing of lb1 forwards or answers any more.
+// It waits for lb2 to be master of every instance and for 10 exchanges
+// of every connection through it, and says how long the takeover took.
+func syncFailover(t testing.TB, lb1, lb2 *director, client, vs string, links []string, before func()) (loadOutcome, time.Duration) {
+	t.Helper()
+	l := startLoad(t, client, vs, connSyncN, connSyncEvery, true)
+	l.exchanging(t, "lb1", 5)
+	before()
+	killed := time.Now()
+	lb1.kill()
+	for _, ln := range links {
+		sh(t, "ip", "-n", lb1.ns, "link", "set", ln, "down")
+	}
+	// Exchanges started from here can only be answered through lb2.
+	l.after.Store(true)
+	eventually(t, "lb2 master of every instance", 20*time.Second, func() bool { return masterOfAll(lb2) })
+	tookOver := time.Since(killed)
+	// Long enough for every connection's retransmission to reach lb2
+	// and for a few exchanges through it.
+	l.settle(30*time.Second, 10)
+	return l.outcome("lb2", 10), tookOver
+}
+
+// TestConnSyncFailover holds connSyncN connections and a bulk transfer
+// through the master of a DR pair, each exchanging a line every
+// connSyncEvery; the master's daemon is SIGKILLed and its link taken
+// down. With lvs_sync the backup has learnt every connection from the
+// master's sync daemon (its `ipvsadm -Lnc` shows them before the kill)
+// and carries every one on: zero errors. The control, without lvs_sync,
+// proves the test can fail: the new master knows none of them, its own
+// stack answers their next segment with a reset.
 func TestConnSyncFailover(t *testing.T) {
 	lvshaBin(t)
 	for _, tt := range []struct {
@@ -214,20 +384,12 @@ func TestConnSyncFailover(t *testing.T) {
 	}
 }
 
-func testConnSyncFailover(t *testing.T, withSync bool) {
-	const vip = "10.79.0.100"
-	vs := vip + ":" + connSyncPort
-	ds, hosts, _ := drPair(t, vip, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
-		if !withSync {
-			return ""
-		}
-		// The sync messages share the VRRP LAN here; sync_id is the
-		// router_id (50).
-		return fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", d.iface)
-	}, `
+// connSyncVS is the DR pairs' virtual server, 10.79.0.100:9000 on the
+// real servers 10.79.0.4 and .5.
+const connSyncVS = `
 [[virtual_server]]
 name = "echo"
-address = "`+vs+`"
+address = "10.79.0.100:` + connSyncPort + `"
 scheduler = "rr"
 forwarding = "dr"
   [virtual_server.check]
@@ -240,7 +402,19 @@ forwarding = "dr"
   address = "10.79.0.4"
   [[virtual_server.real_server]]
   address = "10.79.0.5"
-`)
+`
+
+func testConnSyncFailover(t *testing.T, withSync bool) {
+	const vip = "10.79.0.100"
+	vs := vip + ":" + connSyncPort
+	ds, hosts, _ := drPair(t, vip, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
+		if !withSync {
+			return ""
+		}
+		// The sync messages share the VRRP LAN here; sync_id is the
+		// router_id (50).
+		return fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\n", d.iface)
+	}, connSyncVS)
 	lb1, lb2 := ds[0], ds[1]
 	client := hosts[2]
 	if withSync {
@@ -251,102 +425,59 @@ forwarding = "dr"
 	} else if st, err := lb1.connSync(); err != nil || st.ConnSync != nil {
 		t.Fatalf("control: lb1 drives sync daemons without lvs_sync: %+v %v", st.ConnSync, err)
 	}
-
-	stop := make(chan struct{})
-	var after atomic.Bool
-	hs, wait := holdConns(t, client, vs, connSyncN, connSyncEvery, stop, &after)
-	stopped := false
-	finish := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	defer finish()
-	eventually(t, "every connection exchanging through lb1", 15*time.Second, func() bool {
-		for _, h := range hs {
-			if h.ok.Load() < 5 || h.err.Load() != nil {
-				return false
+	o, tookOver := syncFailover(t, lb1, lb2, client, vs, []string{lb1.iface}, func() {
+		syncedBefore(t, lb1, lb2, vs, withSync)
+		if withSync {
+			st, err := lb2.connSync()
+			if err != nil || st.KernelConns < connSyncN+1 {
+				t.Errorf("lb2's status: kernel_connections %d (%v), want at least %d", st.KernelConns, err, connSyncN+1)
 			}
 		}
-		return true
 	})
-	if c1 := vsClients(t, lb1.ns, vs); len(c1) < connSyncN {
-		t.Fatalf("lb1's connection table has %d entries for %s, want the client's %d", len(c1), vs, connSyncN)
+	t.Logf("lb2 master %v after the kill", tookOver.Round(time.Millisecond))
+	if withSync && !lb2.runsDaemon("master") {
+		t.Errorf("lb2 does not run the master sync daemon alone after the takeover: %q", ipvsadmDaemons(t, lb2.ns))
 	}
-	if withSync {
-		// The master's daemon sends a connection once it has seen 3
-		// packets of it (sync_threshold), so all are there within seconds.
-		eventually(t, fmt.Sprintf("lb2's ipvsadm -Lnc shows the %d connections synced from lb1", connSyncN), 20*time.Second, func() bool {
-			return len(vsClients(t, lb2.ns, vs)) >= connSyncN
-		})
-		t.Logf("lb2's ipvsadm -Lnc before the kill: %d entries of %s", len(vsClients(t, lb2.ns, vs)), vs)
-		st, err := lb2.connSync()
-		if err != nil || st.KernelConns < connSyncN {
-			t.Errorf("lb2's status: kernel_connections %d (%v), want at least %d", st.KernelConns, err, connSyncN)
-		}
-	} else if c2 := vsClients(t, lb2.ns, vs); len(c2) != 0 {
-		t.Fatalf("control: lb2 has %d connections of %s without sync", len(c2), vs)
-	}
+	o.check(t, "DR failover", withSync)
+}
 
-	// The master dies, and its link with it: nothing of lb1 forwards or
-	// answers any more.
-	killed := time.Now()
-	lb1.kill()
-	sh(t, "ip", "-n", lb1.ns, "link", "set", lb1.iface, "down")
-	// Exchanges started from here can only be answered through lb2.
-	after.Store(true)
-	eventually(t, "lb2 master", 20*time.Second, func() bool { return lb2.state() == "MASTER" })
-	tookOver := time.Since(killed)
-	if withSync {
-		eventually(t, "lb2 switched to the master sync daemon", 10*time.Second, func() bool { return lb2.runsDaemon("master") })
+// syncedBefore checks, before the kill, that lb1's table has every held
+// connection and lb2's has them all with sync, none without.
+func syncedBefore(t testing.TB, lb1, lb2 *director, vs string, withSync bool) {
+	t.Helper()
+	const n = connSyncN + 1
+	if c1 := vsClients(t, lb1.ns, vs); len(c1) < n {
+		t.Fatalf("lb1's connection table has %d entries for %s, want the client's %d", len(c1), vs, n)
 	}
-	// Long enough for every connection's retransmission to reach lb2
-	// and for a few exchanges through it.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for _, h := range hs {
-			if h.err.Load() == nil && h.okAfter.Load() < 10 {
-				done = false
-			}
-		}
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	finish()
-
-	var failed []string
-	var maxStall time.Duration
-	for i, h := range hs {
-		if p := h.err.Load(); p != nil {
-			failed = append(failed, fmt.Sprintf("conn %d: %v", i, *p))
-		} else if n := h.okAfter.Load(); n < 10 {
-			failed = append(failed, fmt.Sprintf("conn %d: %d exchanges through lb2 within 30 s, want 10", i, n))
-		}
-		maxStall = max(maxStall, time.Duration(h.stall.Load()))
-	}
-	t.Logf("lb2 master %v after the kill; %d of %d connections failed; longest exchange %v",
-		tookOver.Round(time.Millisecond), len(failed), len(hs), maxStall.Round(time.Millisecond))
-	if withSync {
-		if len(failed) != 0 {
-			t.Errorf("with lvs_sync, %d of %d connections failed over lb2:\n%s", len(failed), len(hs), strings.Join(failed, "\n"))
+	if !withSync {
+		if c2 := vsClients(t, lb2.ns, vs); len(c2) != 0 {
+			t.Fatalf("control: lb2 has %d connections of %s without sync", len(c2), vs)
 		}
 		return
 	}
-	resets := 0
-	for _, h := range hs {
-		if p := h.err.Load(); p != nil && isReset(*p) {
-			resets++
+	// The master's daemon sends a connection once it has seen 3 packets
+	// of it (sync_threshold), so all are there within seconds.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(vsClients(t, lb2.ns, vs)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("lb2's ipvsadm -Lnc shows %d of the %d connections of lb1 after 20 s\n%s", len(vsClients(t, lb2.ns, vs)), n, syncDiag(t, lb1, lb2))
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("control: %d of %d connections reset", resets, len(hs))
-	if resets == 0 {
-		t.Errorf("control: no connection was reset without lvs_sync; the test cannot tell sync from none:\n%s", strings.Join(failed, "\n"))
+}
+
+// syncDiag is what the kernels of a pair say about connection sync: each
+// one's daemons, sync sysctls and the sync link's multicast groups and
+// counters, for a failure's message.
+func syncDiag(t testing.TB, ds ...*director) string {
+	var b strings.Builder
+	for _, d := range ds {
+		fmt.Fprintf(&b, "%s: daemons %q\n", d.name, ipvsadmDaemons(t, d.ns))
+		out, _ := exec.Command("ip", "netns", "exec", d.ns, "sh", "-c",
+			"sysctl net.ipv4.vs.sync_version net.ipv4.vs.sync_threshold net.ipv4.vs.sync_refresh_period; ip maddr; ip -s link; cat /proc/net/snmp | grep -A1 Udp:").CombinedOutput()
+		b.Write(out)
 	}
+	return b.String()
 }
 
 // isReset reports whether err is the peer's reset.

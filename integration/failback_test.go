@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,7 +48,7 @@ func TestConnSyncFailback(t *testing.T) {
 		}{{"hold", true}, {"control", false}} {
 			t.Run(topo+"/"+tt.name, func(t *testing.T) {
 				if topo == "dr" {
-					testConnSyncFailback(t, drFailbackPair(t, tt.hold), tt.hold)
+					testConnSyncFailback(t, drFailbackPair(t, tt.hold, [2]func(*director) string{}), tt.hold)
 				} else {
 					testConnSyncFailback(t, natFailbackPair(t, tt.hold), tt.hold)
 				}
@@ -91,10 +90,10 @@ func failbackSync(iface string, hold bool) string {
 // drFailbackPair is the DR pair, its sync messages on sync0, a link of
 // their own, so that its counters are the sync traffic alone. lb1 starts
 // first: its end is made with the peer beside it, which moves to lb2.
-func drFailbackPair(t *testing.T, hold bool) failbackPair {
-	vs := natVIP + ":" + connSyncPort
+// ka[i], if set, makes director i a keepalived (drPairOf).
+func drFailbackPair(t testing.TB, hold bool, ka [2]func(*director) string) failbackPair {
 	var lb1ns string
-	ds, hosts, _ := drPair(t, natVIP, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
+	ds, hosts, _ := drPairOf(t, ka, natVIP, connSyncPort, func(ns string, _ int) { echoIn(t, ns) }, func(d *director) string {
 		if d.name == "lb1" {
 			lb1ns = d.ns
 			sh(t, "ip", "-n", d.ns, "link", "add", "sync0", "type", "veth", "peer", "name", "syncp")
@@ -107,36 +106,20 @@ func drFailbackPair(t *testing.T, hold bool) failbackPair {
 			sh(t, "ip", "-n", d.ns, "link", "set", "sync0", "up")
 		}
 		return failbackSync("sync0", hold)
-	}, `
-[[virtual_server]]
-name = "echo"
-address = "`+vs+`"
-scheduler = "rr"
-forwarding = "dr"
-  [virtual_server.check]
-  type = "tcp"
-  interval = "500ms"
-  timeout = "400ms"
-  rise = 1
-  fall = 2
-  [[virtual_server.real_server]]
-  address = "10.79.0.4"
-  [[virtual_server.real_server]]
-  address = "10.79.0.5"
-`)
+	}, connSyncVS)
 	return failbackPair{lb1: ds[0], lb2: ds[1], client: hosts[2], links: []string{ds[0].iface, "sync0"}, syncLink: "sync0"}
 }
 
 // natFailbackPair is natPair with the sync messages on the inside link,
 // which the real servers' traffic shares: no traffic is measured.
-func natFailbackPair(t *testing.T, hold bool) failbackPair {
+func natFailbackPair(t testing.TB, hold bool) failbackPair {
 	ds, client, inside := natPair(t, func(in string) string { return failbackSync(in, hold) })
 	return failbackPair{lb1: ds[0], lb2: ds[1], client: client, links: []string{ds[0].iface, inside[0]}}
 }
 
 // linkCounters reads an interface's transmitted packets and bytes in ns
 // (through ip netns exec, which mounts the namespace's own /sys).
-func linkCounters(t *testing.T, ns, ifname string) (pkts, bytes int64) {
+func linkCounters(t testing.TB, ns, ifname string) (pkts, bytes int64) {
 	t.Helper()
 	for _, c := range []struct {
 		name string
@@ -153,8 +136,7 @@ func linkCounters(t *testing.T, ns, ifname string) (pkts, bytes int64) {
 }
 
 func testConnSyncFailback(t *testing.T, p failbackPair, hold bool) {
-	vs := natVIP + ":" + connSyncPort
-	lb1, lb2, client := p.lb1, p.lb2, p.client
+	lb1, lb2 := p.lb1, p.lb2
 	eventually(t, "lb1 runs the master sync daemon alone, lb2 the backup", 15*time.Second, func() bool {
 		return lb1.runsDaemon("master") && lb2.runsDaemon("backup")
 	})
@@ -166,36 +148,55 @@ func testConnSyncFailback(t *testing.T, p failbackPair, hold bool) {
 
 	// The master dies, its links with it.
 	lb1.kill()
-	for _, l := range p.links {
-		sh(t, "ip", "-n", lb1.ns, "link", "set", l, "down")
+	for _, ln := range p.links {
+		sh(t, "ip", "-n", lb1.ns, "link", "set", ln, "down")
 	}
 	eventually(t, "lb2 master of every instance", 20*time.Second, func() bool { return masterOfAll(lb2) })
-	eventually(t, "lb2 switched to the master sync daemon", 10*time.Second, func() bool { return lb2.runsDaemon("master") })
-
-	// Connections lb1 has never seen: made through lb2 while it is away.
-	stop := make(chan struct{})
-	var after atomic.Bool
-	hs, wait := holdConns(t, client, vs, connSyncN, failbackEvery, stop, &after)
-	opened := time.Now()
-	stopped := false
-	finish := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	defer finish()
-	eventually(t, "every connection exchanging through lb2", 15*time.Second, func() bool {
-		for _, h := range hs {
-			if h.ok.Load() < 2 || h.err.Load() != nil {
-				return false
+	o, delay := syncFailback(t, p, func() {
+		if hold && p.syncLink != "" {
+			// The sync traffic of the new master with connSyncN
+			// connections exchanging every second: two refresh periods
+			// of sync0.
+			p0, b0 := linkCounters(t, lb1.ns, p.syncLink)
+			window := 2 * failbackRefresh
+			time.Sleep(window)
+			p1, b1 := linkCounters(t, lb1.ns, p.syncLink)
+			t.Logf("sync traffic of the master, %d connections, refresh_period %v: %d packets, %d bytes in %v (%.2f packets/s, %.0f bytes/s, %.1f bytes per connection per period)",
+				connSyncN, failbackRefresh, p1-p0, b1-b0, window, float64(p1-p0)/window.Seconds(), float64(b1-b0)/window.Seconds(),
+				float64(b1-b0)/float64(connSyncN)/(window.Seconds()/failbackRefresh.Seconds()))
+			if p1 == p0 {
+				t.Errorf("the master sent nothing on sync0 in %v with refresh_period %v", window, failbackRefresh)
 			}
 		}
-		return true
 	})
-	if c1 := vsClients(t, lb1.ns, vs); len(c1) != 0 {
-		t.Fatalf("lb1 knows %d connections of %s before it returns", len(c1), vs)
+	if hold && delay < failbackHold {
+		t.Errorf("with preempt_hold %v, lb1 preempted %v after its restart", failbackHold, delay)
+	}
+	if !hold && delay >= failbackRefresh {
+		t.Errorf("control: lb1 preempted %v after its restart, want well within the refresh period %v", delay, failbackRefresh)
+	}
+	o.check(t, "failback", hold)
+}
+
+// syncFailback is the failback of a pair whose lb1 is dead, its links
+// down, and lb2 master: the client opens connSyncN connections through
+// lb2, each exchanging a line every failbackEvery (connections lb1 has
+// never seen); lb1's links come back failbackReturn after they opened
+// and its daemon starts; once lb1 has preempted and every connection has
+// made 5 exchanges through it, during runs (with the load still on) and
+// the load's outcome comes back with the preemption delay from the
+// restart.
+func syncFailback(t testing.TB, p failbackPair, during func()) (loadOutcome, time.Duration) {
+	t.Helper()
+	vs := natVIP + ":" + connSyncPort
+	lb1, lb2 := p.lb1, p.lb2
+	eventually(t, "lb2 switched to the master sync daemon", 10*time.Second, func() bool { return lb2.runsDaemon("master") })
+	l := startLoad(t, p.client, vs, connSyncN, failbackEvery, false)
+	opened := time.Now()
+	l.exchanging(t, "lb2", 2)
+	// lb1's table may still hold the connections of a failover before.
+	if n := l.knownIn(t, lb1.ns, vs); n != 0 {
+		t.Fatalf("lb1 knows %d of the connections of %s before it returns", n, vs)
 	}
 
 	// lb1 returns well within one refresh period of the connections'
@@ -205,8 +206,8 @@ func testConnSyncFailback(t *testing.T, p failbackPair, hold bool) {
 	// new backup daemon hear them all at once). Its kernel hears each
 	// again only at the next refresh.
 	time.Sleep(time.Until(opened.Add(failbackReturn)))
-	for _, l := range p.links {
-		sh(t, "ip", "-n", lb1.ns, "link", "set", l, "up")
+	for _, ln := range p.links {
+		sh(t, "ip", "-n", lb1.ns, "link", "set", ln, "up")
 	}
 	// As a rebooted director's links are up before its daemon starts: a
 	// director that hears no master takes over whatever its hold.
@@ -222,72 +223,17 @@ func testConnSyncFailback(t *testing.T, p failbackPair, hold bool) {
 	var known int
 	eventually(t, "lb1 preempts", failbackHold+30*time.Second, func() bool {
 		if !masterOfAll(lb1) {
-			known = len(vsClients(t, lb1.ns, vs))
+			known = l.knownIn(t, lb1.ns, vs)
 			return false
 		}
 		return true
 	})
-	after.Store(true)
+	l.after.Store(true)
 	delay := time.Since(restarted)
 	t.Logf("lb1 master %v after its restart, knowing %d of the %d connections at its last look as a backup",
 		delay.Round(time.Millisecond), known, connSyncN)
-	if hold && delay < failbackHold {
-		t.Errorf("with preempt_hold %v, lb1 preempted %v after its restart", failbackHold, delay)
-	}
-	if !hold && delay >= failbackRefresh {
-		t.Errorf("control: lb1 preempted %v after its restart, want well within the refresh period %v", delay, failbackRefresh)
-	}
 	eventually(t, "lb2 back to the backup sync daemon", 15*time.Second, func() bool { return lb2.runsDaemon("backup") })
-
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for _, h := range hs {
-			if h.err.Load() == nil && h.okAfter.Load() < 5 {
-				done = false
-			}
-		}
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if hold && p.syncLink != "" {
-		// The sync traffic of the new master with connSyncN connections
-		// exchanging every second: two refresh periods of sync0.
-		p0, b0 := linkCounters(t, lb1.ns, p.syncLink)
-		window := 2 * failbackRefresh
-		time.Sleep(window)
-		p1, b1 := linkCounters(t, lb1.ns, p.syncLink)
-		t.Logf("sync traffic of the master, %d connections, refresh_period %v: %d packets, %d bytes in %v (%.2f packets/s, %.0f bytes/s, %.1f bytes per connection per period)",
-			connSyncN, failbackRefresh, p1-p0, b1-b0, window, float64(p1-p0)/window.Seconds(), float64(b1-b0)/window.Seconds(),
-			float64(b1-b0)/float64(connSyncN)/(window.Seconds()/failbackRefresh.Seconds()))
-		if p1 == p0 {
-			t.Errorf("the master sent nothing on sync0 in %v with refresh_period %v", window, failbackRefresh)
-		}
-	}
-	finish()
-
-	var failed []string
-	resets := 0
-	for i, h := range hs {
-		if p := h.err.Load(); p != nil {
-			failed = append(failed, fmt.Sprintf("conn %d: %v", i, *p))
-			if isReset(*p) {
-				resets++
-			}
-		} else if n := h.okAfter.Load(); n < 5 {
-			failed = append(failed, fmt.Sprintf("conn %d: %d exchanges through lb1 within 30 s, want 5", i, n))
-		}
-	}
-	t.Logf("failback: %d of %d connections failed, %d reset", len(failed), len(hs), resets)
-	if hold {
-		if len(failed) != 0 {
-			t.Errorf("with preempt_hold, %d of %d connections failed at the failback:\n%s", len(failed), len(hs), strings.Join(failed, "\n"))
-		}
-		return
-	}
-	if resets == 0 {
-		t.Errorf("control: no connection was reset at the failback without the hold; the test cannot tell hold from none:\n%s", strings.Join(failed, "\n"))
-	}
+	l.settle(30*time.Second, 5)
+	during()
+	return l.outcome("lb1", 5), delay
 }

@@ -74,10 +74,21 @@ type director struct {
 	// logFile, if set, takes the daemon's log instead of the test's
 	// output (appended across restarts).
 	logFile string
+	// kaConf, if set, makes the director a keepalived (VRRP and checker)
+	// on that file, for the tests that pair lvsha with keepalived: start
+	// runs it, kill ends its process group, and its one instance's state
+	// is read from whether it holds kaVIP.
+	kaConf, kaVIP string
+	ka            *kaProc
 }
 
 func (d *director) start(t testing.TB) {
 	t.Helper()
+	if d.kaConf != "" {
+		d.ka = runKeepalived(t, d.ns, d.kaConf)
+		d.cmd = d.ka.cmd
+		return
+	}
 	cmd := exec.Command("ip", "netns", "exec", d.ns, os.Getenv(envLvsha), "run", "-c", d.cfg)
 	cmd.Stderr = os.Stderr
 	if os.Getenv(envTrace) != "" {
@@ -102,6 +113,10 @@ func (d *director) start(t testing.TB) {
 
 func (d *director) kill() {
 	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	if d.ka != nil {
+		<-d.ka.done // its own goroutine waits for it
+		return
+	}
 	d.cmd.Wait()
 }
 
@@ -111,6 +126,16 @@ func (d *director) state() string { return d.states()["vi"] }
 
 // states is every VRRP instance's state from `lvsha status -o json`.
 func (d *director) states() map[string]string {
+	if d.kaConf != "" {
+		out, err := exec.Command("ip", "-n", d.ns, "addr").Output()
+		if err != nil {
+			return nil
+		}
+		if strings.Contains(string(out), d.kaVIP+"/") {
+			return map[string]string{"vi": "MASTER"}
+		}
+		return map[string]string{"vi": "BACKUP"}
+	}
 	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
 	if err != nil {
 		return nil

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -122,6 +123,16 @@ forwarding = "dr"
 // them: the directors, the client (hosts[2]), the real servers.
 func drPair(t *testing.T, vip, port string, serve func(ns string, i int), extra func(d *director) string, vsTOML string) (ds []*director, hosts, ifs []string) {
 	t.Helper()
+	return drPairOf(t, [2]func(*director) string{}, vip, port, serve, extra, vsTOML)
+}
+
+// drPairOf is drPair where ka[i], if set, makes director i a keepalived
+// instead: it gives the keepalived.conf of the director (whose ns and
+// iface are set), with VRRP instance VI, VRID 50, at its priority.
+// extra is called for every director, after its links are made: what it
+// sets up in the namespace serves both kinds, its TOML only lvsha.
+func drPairOf(t testing.TB, ka [2]func(*director) string, vip, port string, serve func(ns string, i int), extra func(d *director) string, vsTOML string) (ds []*director, hosts, ifs []string) {
+	t.Helper()
 	hosts, ifs = lan(t, 5)
 	for i, h := range hosts[3:] {
 		sh(t, "ip", "-n", h, "addr", "add", vip+"/32", "dev", "lo")
@@ -131,7 +142,15 @@ func drPair(t *testing.T, vip, port string, serve func(ns string, i int), extra 
 	for i, prio := range []int{150, 100} {
 		d := &director{name: fmt.Sprintf("lb%d", i+1), ns: hosts[i], iface: ifs[i], dir: t.TempDir()}
 		d.cfg, d.sock = d.dir+"/lvsha.toml", d.dir+"/s.sock"
-		d.writeConfig(t, prio, []string{vip + "/24"}, extra(d)+vsTOML)
+		x := extra(d)
+		if ka[i] != nil {
+			d.kaConf, d.kaVIP = d.dir+"/keepalived.conf", vip
+			if err := os.WriteFile(d.kaConf, []byte(ka[i](d)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			d.writeConfig(t, prio, []string{vip + "/24"}, x+vsTOML)
+		}
 		d.start(t)
 		ds = append(ds, d)
 	}

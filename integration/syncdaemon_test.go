@@ -28,7 +28,7 @@ func syncLink(t *testing.T, ns string) string {
 }
 
 // ipvsadmDaemons is `ipvsadm -L --daemon` in ns, one line a daemon.
-func ipvsadmDaemons(t *testing.T, ns string) []string {
+func ipvsadmDaemons(t testing.TB, ns string) []string {
 	t.Helper()
 	var out []string
 	for _, l := range strings.Split(inNS(t, ns, "ipvsadm", "-L", "--daemon"), "\n") {
