@@ -102,6 +102,9 @@ type converter struct {
 	// usedScripts are the vrrp_script names some instance tracks;
 	// skippedScripts were tracked in a way lvsha cannot carry.
 	usedScripts, skippedScripts map[string]bool
+	// converted names the vrrp_instances that were rendered: a sync
+	// group carries only those.
+	converted map[string]bool
 
 	// syncd is the IPVS sync daemon: the first lvs_sync_daemon or
 	// lvs_sync_daemon_interface in file order, as keepalived keeps the
@@ -365,12 +368,16 @@ func (c *converter) document() string {
 	// track_exec tables come before its instances; each instance is
 	// rendered apart, before the scripts, so that the report keeps the
 	// order of reading.
-	c.usedScripts, c.skippedScripts = map[string]bool{}, map[string]bool{}
+	c.usedScripts, c.skippedScripts, c.converted = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	var instances []*tomlWriter
 	for _, n := range c.instances {
 		iw := &tomlWriter{}
+		errs := len(c.errs)
 		if vi, ok := c.parseInstance(n); ok {
 			c.renderInstance(iw, vi)
+		}
+		if len(c.errs) == errs && len(n.Args) == 1 {
+			c.converted[n.Args[0]] = true
 		}
 		instances = append(instances, iw)
 	}

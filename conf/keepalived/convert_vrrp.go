@@ -68,7 +68,12 @@ func (c *converter) vrrpScript(n *Node) {
 		}
 	}
 	if s.argv == nil {
-		c.errorf(n, "vrrp_script %s: missing script", n.Args[0])
+		// keepalived removes a vrrp_script without a script ("No script
+		// set for vrrp_script ... - removing") and ignores the
+		// track_script lines naming it; so does the conversion. It
+		// happens where every script line is @id-conditional and none
+		// matched.
+		c.warn(n, "vrrp_script %s: not carried: no script line (keepalived removes it too)", n.Args[0])
 		return
 	}
 	if _, dup := c.scripts[n.Args[0]]; !dup {
@@ -230,9 +235,18 @@ func (c *converter) instanceDirective(vi *vrrpInstance, d *Node) {
 		for _, v := range d.Children {
 			// The dev check sees only an interface named above the block,
 			// as keepalived's does.
-			if p, ok := c.vip(v, vi.iface); ok {
-				vi.vips = append(vi.vips, vipLine{prefix: p, node: v})
+			p, ok := c.vip(v, vi.iface)
+			if !ok {
+				continue
 			}
+			// keepalived's own sample lists an address twice, bare and
+			// with a label; lvsha holds an address once.
+			if dup := slices.IndexFunc(vi.vips, func(l vipLine) bool { return l.prefix.Addr() == p.Addr() }); dup >= 0 {
+				first := vi.vips[dup].node
+				c.warn(v, "%s: listed again (first at %s:%d): carried once", p.Addr(), first.File, first.Line)
+				continue
+			}
+			vi.vips = append(vi.vips, vipLine{prefix: p, node: v})
 		}
 	case "track_interface":
 		for _, t := range d.Children {
@@ -653,22 +667,50 @@ func (c *converter) syncGroup(w *tomlWriter, n *Node) {
 		c.errorf(n, "vrrp_sync_group: want one name (got %d words)", len(n.Args))
 		return
 	}
-	var members []string
+	var nodes []*Node
 	for _, d := range n.Children {
-		switch d.Name {
-		case "group":
-			for _, m := range d.Children {
-				members = append(members, m.Name)
-			}
+		switch {
+		case d.Name == "group":
+			nodes = append(nodes, d.Children...)
+		case len(d.Args) == 0 && len(d.Children) == 0 && c.isInstance(d.Name):
+			// The legacy form, still in keepalived's samples: the
+			// instances named directly in the block, without group { }.
+			nodes = append(nodes, d)
 		default:
 			c.dropped(d, syncGroupReasons, "vrrp_sync_group")
 		}
+	}
+	// keepalived ignores a member that names no instance ("doesn't
+	// exist - ignoring"); lvsha's check would reject it, and one whose
+	// instance was not converted.
+	var members []string
+	for _, m := range nodes {
+		switch {
+		case slices.Contains(members, m.Name):
+			c.warn(m, "%s: listed again in vrrp_sync_group %s: carried once", m.Name, n.Args[0])
+		case c.converted[m.Name]:
+			members = append(members, m.Name)
+		case c.isInstance(m.Name):
+			c.warn(m, "%s: not carried in vrrp_sync_group %s: its vrrp_instance was not converted", m.Name, n.Args[0])
+		default:
+			c.warn(m, "%s: not carried in vrrp_sync_group %s: no vrrp_instance of that name (keepalived ignores it too)", m.Name, n.Args[0])
+		}
+	}
+	if len(members) == 0 {
+		c.warn(n, "vrrp_sync_group %s: not carried: none of its instances is converted", n.Args[0])
+		return
 	}
 	w.blank()
 	w.array("vrrp_sync_group")
 	w.comment(at(n, "vrrp_sync_group "+n.Args[0]))
 	w.kv("name", str(n.Args[0]), "")
 	w.kv("instances", strs(members), "")
+}
+
+// isInstance reports whether the configuration defines a vrrp_instance
+// of that name, converted or not.
+func (c *converter) isInstance(name string) bool {
+	return slices.ContainsFunc(c.instances, func(n *Node) bool { return len(n.Args) == 1 && n.Args[0] == name })
 }
 
 // vrrpReasons explain the vrrp_instance directives lvsha does not carry.
