@@ -21,24 +21,31 @@ const connSyncTrafficN = 10000
 // syncIface following VI with lvsha's default sync id (the router id,
 // 50), and connSyncVS's virtual server with TCP checks.
 func kaSyncDR(d *director, prio int, vip, syncIface string) string {
-	rs := ""
-	for _, a := range []string{"10.79.0.4", "10.79.0.5"} {
-		rs += fmt.Sprintf(`  real_server %s %s {
-    weight 1
-    TCP_CHECK {
-      connect_timeout 1
-    }
-  }
-`, a, connSyncPort)
-	}
-	return fmt.Sprintf(`global_defs {
-  router_id %s
-  lvs_sync_daemon %s VI id 50
+	return kaSyncGlobal(d, syncIface) + kaInstance("VI", d.iface, 50, prio, vip) +
+		kaEchoVS(vip, "DR", "10.79.0.4", "10.79.0.5")
 }
-vrrp_instance VI {
+
+// kaSyncNAT is the keepalived.conf of a NAT pair's director (natPairOf)
+// at prio: VI outside and INSIDE (VRID 51, the real servers' gateway) in
+// one sync group, the sync daemon on the inside link following VI, and
+// the echo service over NAT.
+func kaSyncNAT(d *director, prio int, inside string) string {
+	return kaSyncGlobal(d, inside) + "vrrp_sync_group nat {\n  group {\n    VI\n    INSIDE\n  }\n}\n" +
+		kaInstance("VI", d.iface, 50, prio, natVIP) + kaInstance("INSIDE", inside, 51, prio, natGW) +
+		kaEchoVS(natVIP, "NAT", natInside+"4", natInside+"5")
+}
+
+func kaSyncGlobal(d *director, syncIface string) string {
+	return fmt.Sprintf("global_defs {\n  router_id %s\n  lvs_sync_daemon %s VI id 50\n}\n", d.name, syncIface)
+}
+
+// kaInstance is a vrrp_instance as lvsha's defaults run one: VRRPv3 at
+// 100 ms adverts, preempting.
+func kaInstance(name, iface string, vrid, prio int, vip string) string {
+	return fmt.Sprintf(`vrrp_instance %s {
   state BACKUP
   interface %s
-  virtual_router_id 50
+  virtual_router_id %d
   priority %d
   version 3
   advert_int 0.1
@@ -46,13 +53,16 @@ vrrp_instance VI {
     %s/24
   }
 }
-virtual_server %s %s {
-  delay_loop 1
-  lb_algo rr
-  lb_kind DR
-  protocol TCP
-%s}
-`, d.name, syncIface, d.iface, prio, vip, vip, connSyncPort, rs)
+`, name, iface, vrid, prio, vip)
+}
+
+// kaEchoVS is the echo service on vip, its real servers TCP-checked.
+func kaEchoVS(vip, kind string, rss ...string) string {
+	s := fmt.Sprintf("virtual_server %s %s {\n  delay_loop 1\n  lb_algo rr\n  lb_kind %s\n  protocol TCP\n", vip, connSyncPort, kind)
+	for _, a := range rss {
+		s += fmt.Sprintf("  real_server %s %s {\n    weight 1\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n", a, connSyncPort)
+	}
+	return s + "}\n"
 }
 
 // kaSides makes the directors named in ka keepalived directors of a DR
@@ -124,58 +134,69 @@ func TestConnSyncMixed(t *testing.T) {
 }
 
 // BenchmarkConnSync is issue #18's measure, lvsha against keepalived
-// 2.2.7 in the same run, DR, the sync messages on a link of their own:
-// per repetition, a fresh pair; connSyncN connections and a bulk
-// transfer through the master; SIGKILL of the master with its links
-// down (connections reset or stalled at the failover); connSyncN more
-// through the new master, exchanging once a second, and the old master's
-// return (those reset at the failback, and the preemption delay from the
-// returning daemon's start). lvsha runs its defaults with lvs_sync
-// refresh_period 10s (preempt_hold 13s); keepalived lvs_sync_daemon.
+// 2.2.7 in the same run, DR (the sync messages on a link of their own)
+// and NAT (on the inside link): per repetition, a fresh pair; connSyncN
+// connections and a bulk transfer through the master; SIGKILL of the
+// master with its links down (connections reset or stalled at the
+// failover); connSyncN more through the new master, exchanging once a
+// second, and the old master's return (those reset at the failback, and
+// the preemption delay from the returning daemon's start). lvsha runs its
+// defaults with lvs_sync refresh_period 10s (preempt_hold 13s); keepalived
+// lvs_sync_daemon.
 //
-//	go test ./integration -run '^$' -bench ConnSync -benchtime 10x -timeout 60m
+//	go test ./integration -run '^$' -bench '^BenchmarkConnSync$' -benchtime 10x -timeout 120m
 func BenchmarkConnSync(b *testing.B) {
-	for _, kind := range []string{"lvsha", "keepalived"} {
-		b.Run(kind, func(b *testing.B) {
-			var foFailed, foResets, fbFailed, fbResets, worstFO, worstFB int
-			var delays []time.Duration
-			for i := range b.N {
-				var ka [2]func(*director) string
-				if kind == "keepalived" {
-					ka = kaSides("lb1", "lb2")
-				}
-				p := drFailbackPair(b, true, ka)
-				eventually(b, "lb1 runs the master sync daemon alone, lb2 the backup", 15*time.Second, func() bool {
-					return p.lb1.runsDaemon("master") && p.lb2.runsDaemon("backup")
-				})
-				vs := natVIP + ":" + connSyncPort
-				o, tookOver := syncFailover(b, p.lb1, p.lb2, p.client, vs, p.links, func() {
-					syncedBefore(b, p.lb1, p.lb2, vs, true)
-				})
-				fb, delay := syncFailback(b, p, func() {})
-				b.Logf("%s run %d: failover %v, %d of %d connections failed (%d reset); failback after %v, %d of %d failed (%d reset)",
-					kind, i, tookOver.Round(time.Millisecond), len(o.failed), o.conns, o.resets,
-					delay.Round(time.Millisecond), len(fb.failed), fb.conns, fb.resets)
-				foFailed += len(o.failed)
-				foResets += o.resets
-				fbFailed += len(fb.failed)
-				fbResets += fb.resets
-				worstFO, worstFB = max(worstFO, len(o.failed)), max(worstFB, len(fb.failed))
-				delays = append(delays, delay)
-				// Every director of this repetition goes before the next.
-				p.lb1.kill()
-				p.lb2.kill()
-			}
-			n := float64(b.N)
-			b.ReportMetric(float64(foFailed)/n, "failover-failed/run")
-			b.ReportMetric(float64(foResets)/n, "failover-reset/run")
-			b.ReportMetric(float64(worstFO), "failover-failed-worst")
-			b.ReportMetric(float64(fbFailed)/n, "failback-failed/run")
-			b.ReportMetric(float64(fbResets)/n, "failback-reset/run")
-			b.ReportMetric(float64(worstFB), "failback-failed-worst")
-			b.ReportMetric(median(delays).Seconds(), "failback-delay-s")
-		})
+	for _, topo := range []string{"dr", "nat"} {
+		for _, kind := range []string{"lvsha", "keepalived"} {
+			b.Run(topo+"/"+kind, func(b *testing.B) { benchConnSync(b, topo, kind) })
+		}
 	}
+}
+
+func benchConnSync(b *testing.B, topo, kind string) {
+	var foFailed, foResets, fbFailed, fbResets, worstFO, worstFB int
+	var delays []time.Duration
+	for i := range b.N {
+		var p failbackPair
+		switch {
+		case topo == "dr" && kind == "keepalived":
+			p = drFailbackPair(b, true, kaSides("lb1", "lb2"))
+		case topo == "dr":
+			p = drFailbackPair(b, true, [2]func(*director) string{})
+		case kind == "keepalived":
+			p = natFailbackPair(b, true, [2]func(*director, int, string) string{kaSyncNAT, kaSyncNAT})
+		default:
+			p = natFailbackPair(b, true, [2]func(*director, int, string) string{})
+		}
+		eventually(b, "lb1 runs the master sync daemon alone, lb2 the backup", 15*time.Second, func() bool {
+			return p.lb1.runsDaemon("master") && p.lb2.runsDaemon("backup")
+		})
+		vs := natVIP + ":" + connSyncPort
+		o, tookOver := syncFailover(b, p.lb1, p.lb2, p.client, vs, p.links, func() {
+			syncedBefore(b, p.lb1, p.lb2, vs, true)
+		})
+		fb, delay := syncFailback(b, p, func() {})
+		b.Logf("%s %s run %d: failover %v, %d of %d connections failed (%d reset); failback after %v, %d of %d failed (%d reset)",
+			topo, kind, i, tookOver.Round(time.Millisecond), len(o.failed), o.conns, o.resets,
+			delay.Round(time.Millisecond), len(fb.failed), fb.conns, fb.resets)
+		foFailed += len(o.failed)
+		foResets += o.resets
+		fbFailed += len(fb.failed)
+		fbResets += fb.resets
+		worstFO, worstFB = max(worstFO, len(o.failed)), max(worstFB, len(fb.failed))
+		delays = append(delays, delay)
+		// Every director of this repetition goes before the next.
+		p.lb1.kill()
+		p.lb2.kill()
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(foFailed)/n, "failover-failed/run")
+	b.ReportMetric(float64(foResets)/n, "failover-reset/run")
+	b.ReportMetric(float64(worstFO), "failover-failed-worst")
+	b.ReportMetric(float64(fbFailed)/n, "failback-failed/run")
+	b.ReportMetric(float64(fbResets)/n, "failback-reset/run")
+	b.ReportMetric(float64(worstFB), "failback-failed-worst")
+	b.ReportMetric(median(delays).Seconds(), "failback-delay-s")
 }
 
 // BenchmarkConnSyncTraffic measures the sync traffic of a master at

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,6 +27,15 @@ const (
 // service; lb1 (150) is master of both, lb2 (100) backup. It returns the
 // directors, the client and each director's inside interface.
 func natPair(t testing.TB, lvsSync func(inside string) string) (ds []*director, client string, inside []string) {
+	t.Helper()
+	return natPairOf(t, [2]func(*director, int, string) string{}, lvsSync)
+}
+
+// natPairOf is natPair where ka[i], if set, makes director i a keepalived
+// instead: it gives the keepalived.conf of the director at its priority
+// with the inside interface, with instances VI (VRID 50) and INSIDE (51)
+// in one sync group.
+func natPairOf(t testing.TB, ka [2]func(d *director, prio int, inside string) string, lvsSync func(inside string) string) (ds []*director, client string, inside []string) {
 	t.Helper()
 	hosts, ifs := lan(t, 3)
 	client = hosts[2]
@@ -72,7 +82,14 @@ forwarding = "nat"
   [[virtual_server.real_server]]
   address = "%s5:%s"
 `, in, prio, natGW, natVIP, connSyncPort, natInside, connSyncPort, natInside, connSyncPort)
-		d.writeConfig(t, prio, []string{natVIP + "/24"}, extra)
+		if ka[i] != nil {
+			d.kaConf, d.kaVIPs = filepath.Join(d.dir, "keepalived.conf"), map[string]string{"vi": natVIP, "inside": natGW}
+			if err := os.WriteFile(d.kaConf, []byte(ka[i](d, prio, in)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			d.writeConfig(t, prio, []string{natVIP + "/24"}, extra)
+		}
 		ds = append(ds, d)
 	}
 	for i := range 2 {

@@ -50,7 +50,7 @@ func TestConnSyncFailback(t *testing.T) {
 				if topo == "dr" {
 					testConnSyncFailback(t, drFailbackPair(t, tt.hold, [2]func(*director) string{}), tt.hold)
 				} else {
-					testConnSyncFailback(t, natFailbackPair(t, tt.hold), tt.hold)
+					testConnSyncFailback(t, natFailbackPair(t, tt.hold, [2]func(*director, int, string) string{}), tt.hold)
 				}
 			})
 		}
@@ -112,8 +112,8 @@ func drFailbackPair(t testing.TB, hold bool, ka [2]func(*director) string) failb
 
 // natFailbackPair is natPair with the sync messages on the inside link,
 // which the real servers' traffic shares: no traffic is measured.
-func natFailbackPair(t testing.TB, hold bool) failbackPair {
-	ds, client, inside := natPair(t, func(in string) string { return failbackSync(in, hold) })
+func natFailbackPair(t testing.TB, hold bool, ka [2]func(*director, int, string) string) failbackPair {
+	ds, client, inside := natPairOf(t, ka, func(in string) string { return failbackSync(in, hold) })
 	return failbackPair{lb1: ds[0], lb2: ds[1], client: client, links: []string{ds[0].iface, inside[0]}}
 }
 

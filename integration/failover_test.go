@@ -76,10 +76,12 @@ type director struct {
 	logFile string
 	// kaConf, if set, makes the director a keepalived (VRRP and checker)
 	// on that file, for the tests that pair lvsha with keepalived: start
-	// runs it, kill ends its process group, and its one instance's state
-	// is read from whether it holds kaVIP.
-	kaConf, kaVIP string
-	ka            *kaProc
+	// runs it, kill ends its process group, and each instance's state is
+	// read from whether it holds its VIP in kaVIPs (by the name the
+	// lvsha directors give the instance).
+	kaConf string
+	kaVIPs map[string]string
+	ka     *kaProc
 }
 
 func (d *director) start(t testing.TB) {
@@ -131,10 +133,14 @@ func (d *director) states() map[string]string {
 		if err != nil {
 			return nil
 		}
-		if strings.Contains(string(out), d.kaVIP+"/") {
-			return map[string]string{"vi": "MASTER"}
+		m := map[string]string{}
+		for name, vip := range d.kaVIPs {
+			m[name] = "BACKUP"
+			if strings.Contains(string(out), vip+"/") {
+				m[name] = "MASTER"
+			}
 		}
-		return map[string]string{"vi": "BACKUP"}
+		return m
 	}
 	out, err := exec.Command(os.Getenv(envLvsha), "status", "-s", d.sock, "-o", "json").Output()
 	if err != nil {

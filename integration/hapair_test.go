@@ -144,7 +144,7 @@ func drPairOf(t testing.TB, ka [2]func(*director) string, vip, port string, serv
 		d.cfg, d.sock = d.dir+"/lvsha.toml", d.dir+"/s.sock"
 		x := extra(d)
 		if ka[i] != nil {
-			d.kaConf, d.kaVIP = d.dir+"/keepalived.conf", vip
+			d.kaConf, d.kaVIPs = d.dir+"/keepalived.conf", map[string]string{"vi": vip}
 			if err := os.WriteFile(d.kaConf, []byte(ka[i](d)), 0o644); err != nil {
 				t.Fatal(err)
 			}
