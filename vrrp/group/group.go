@@ -188,13 +188,16 @@ func Open(opts Options, cfg *conf.Config) (*Group, error) {
 	return g, nil
 }
 
+// MsgNoSource is the log line of an instance that waits in FAULT for its
+// interface's address (cmd/lvsha's events record it).
+const MsgNoSource = "VRRP instance in fault: its interface has no address to send adverts from; it starts once one appears"
+
 // noSource puts mb, whose open failed with err (instance.ErrNoSource), in
 // FAULT until it opens; it says so once, not at every retry. g.mu is held
 // or mb is not shared yet.
 func (g *Group) noSource(mb *member, err error) {
 	if mb.fault == "" {
-		g.log.Warn("VRRP instance in fault: its interface has no address to send adverts from; it starts once one appears",
-			"vrrp_instance", mb.cfg.Name, "interface", mb.cfg.Interface, "error", err)
+		g.log.Warn(MsgNoSource, "vrrp_instance", mb.cfg.Name, "interface", mb.cfg.Interface, "error", err)
 	}
 	mb.fault = err.Error()
 }

@@ -102,6 +102,9 @@ func TestNoSourceWaitsInFault(t *testing.T) {
 				if n := o.triesOf("a") - tries; n < 10 || n > 15 {
 					t.Errorf("a's open tried %d times in 10 s, want a retry at most a second apart", n)
 				}
+				if plan := h.group.Plan(cfg); len(plan) != 1 || plan[0].Instance != "a" || plan[0].Why != "still waiting for an address to send adverts from" {
+					t.Errorf("Plan of the same configuration: %+v, want a rebuilt, still waiting", plan)
+				}
 				if tc.sync {
 					b.take()
 					b.setWants(vrrp.Master)
