@@ -662,29 +662,35 @@ func (g *Group) start(nm *member, prevDone <-chan struct{}) {
 	go func() {
 		defer g.wg.Done()
 		defer cancel()
+		// nm.done closes only once prev is done, even when nm is stopped
+		// before: a successor waiting on it reuses prev's socket and VIP
+		// device by name.
 		if prevDone != nil {
 			select {
 			case <-prevDone:
-			case <-ctx.Done():
+			case <-g.ctx.Done():
 				close(nm.done)
 				return
 			}
 		}
 		wait := sourceRetryMin
-		for {
+		for ctx.Err() == nil {
 			// nm.cfg never changes: a member that has not started is
 			// replaced, not reconfigured.
 			inst, err := g.open(g.log, nm.cfg, TunName)
-			if errors.Is(err, instance.ErrNoSource) && g.waitSource(ctx, nm, err, wait) {
+			if errors.Is(err, instance.ErrNoSource) {
+				if !g.waitSource(ctx, nm, err, wait) {
+					break
+				}
 				wait = min(2*wait, sourceRetryMax)
 				continue
 			}
 			if g.started(ctx, nm, inst, err) {
 				return
 			}
-			close(nm.done)
-			return
+			break
 		}
+		close(nm.done)
 	}()
 }
 
@@ -725,6 +731,11 @@ func (g *Group) started(ctx context.Context, nm *member, inst Instance, err erro
 	switch {
 	case err != nil:
 		g.log.Error("start VRRP instance", "vrrp_instance", nm.cfg.Name, "error", err)
+		if nm.fault != "" {
+			// It waited in FAULT and now cannot open at all (its
+			// interface gone, say): status says why it stays there.
+			nm.fault = err.Error() + " (not retried: a reload tries again)"
+		}
 		return false
 	case ctx.Err() != nil || !slices.Contains(g.members, nm):
 		// Shut down, or replaced again meanwhile: never started, and

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -191,4 +192,27 @@ func TestNoSourceWaitEnds(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A waiting instance whose open then fails otherwise (its interface
+// gone) is not retried, and its status says why it stays in FAULT.
+func TestNoSourceThenOtherError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := &opener{}
+		o.setFail("a", fmt.Errorf("%w: eth0 has no IPv6 link-local address", instance.ErrNoSource))
+		h := start(t, &conf.Config{VRRPInstances: []conf.VRRPInstance{vi("a", 1, 100)}}, o)
+		defer h.stop()
+		o.setFail("a", errors.New("interface eth0: no such network interface"))
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		tries := o.triesOf("a")
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if n := o.triesOf("a") - tries; n != 0 {
+			t.Errorf("a's open tried %d times more, want none", n)
+		}
+		if st := statusOf(t, h.group, "a"); st.State != "FAULT" || !strings.Contains(st.Fault, "no such network interface") {
+			t.Errorf("a's status: %s, fault %q; want FAULT saying why", st.State, st.Fault)
+		}
+	})
 }
