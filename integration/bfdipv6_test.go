@@ -30,8 +30,10 @@ func TestBFDTakeoverIPv6(t *testing.T) {
 	veth(t, na, "10.79.0.1/24", nb, "10.79.0.2/24")
 	lb1 := newScaleDirector(t, "lb1", na, []string{lastVeth(t, na)})
 	lb2 := newScaleDirector(t, "lb2", nb, []string{lastVeth(t, nb)})
-	// lvsha refuses to start an IPv6 instance whose interface has no
-	// link-local address yet (the kernel adds it once the link is up).
+	// The daemons start once the link-local addresses are there (the
+	// kernel adds them once the link is up): an instance started before
+	// waits in FAULT (TestIPv6NoLinkLocal), and this test times a pair
+	// already running.
 	for _, d := range []*scaleDirector{lb1, lb2} {
 		eventually(t, d.name+"'s link-local address", 10*time.Second, func() bool {
 			return strings.Contains(inNS(t, d.ns, "ip", "-6", "-o", "addr", "show", "dev", d.ifaces[0], "scope", "link"), "fe80::")

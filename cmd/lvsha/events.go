@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lvsha/lvsha/vrrp/group"
 )
 
 // Events (`lvsha events`): the daemon keeps its recent state changes in a
@@ -71,6 +73,7 @@ var eventSpecs = map[string]eventSpec{
 	"configuration reloaded":                            {"reload", []string{"file"}},
 	"reload failed, keeping the previous configuration": {"reload_refused", []string{"file"}},
 	"VRRP transition":                                   {"vrrp", []string{"vrrp_instance"}},
+	group.MsgNoSource:                                   {"vrrp_waiting", []string{"vrrp_instance"}},
 }
 
 // eventKind is the kind of event a log line of message msg is, and which

@@ -23,6 +23,7 @@ import (
 	"github.com/lvsha/lvsha/health"
 	"github.com/lvsha/lvsha/ipvs"
 	"github.com/lvsha/lvsha/ipvs/ipvstest"
+	"github.com/lvsha/lvsha/vrrp/group"
 	"github.com/lvsha/lvsha/vrrp/instance"
 	"github.com/lvsha/lvsha/vrrp/transport"
 )
@@ -370,6 +371,31 @@ func TestEventsVRRPTransition(t *testing.T) {
 	for _, want := range []string{"from=INIT", "state=BACKUP", "reason=startup", "vrid=7"} {
 		if e.Kind != "vrrp" || e.Subject != "vi_1" || !strings.Contains(e.Detail, want) {
 			t.Errorf("event %+v, want a vrrp event of vi_1 whose detail has %s", e, want)
+		}
+	}
+}
+
+// An instance that waits in FAULT for its interface's address (an IPv6
+// link-local one) is an event, written where the group opens it.
+func TestEventsVRRPWaiting(t *testing.T) {
+	events := newEventLog(eventsKept)
+	log := slog.New(&uniqueKeys{errorf: t.Errorf, next: events.handler(slog.DiscardHandler)})
+	ic := conf.VRRPInstance{Name: "vi_6", Interface: "eth0", RouterID: 7, Priority: 100, Version: 3,
+		AdvertInterval: time.Second, VirtualIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::1/64")}}
+	open := func(*slog.Logger, conf.VRRPInstance, string) (group.Instance, error) {
+		return nil, fmt.Errorf("vrrp_instance vi_6: %w: eth0 has no IPv6 link-local address", instance.ErrNoSource)
+	}
+	if _, err := group.Open(group.Options{Log: log, Open: open}, &conf.Config{VRRPInstances: []conf.VRRPInstance{ic}}); err != nil {
+		t.Fatalf("Open: %v, want the instance to wait", err)
+	}
+	evs, _, _ := events.since(0)
+	if len(evs) != 1 {
+		t.Fatalf("events %+v, want one", evs)
+	}
+	e := evs[0]
+	for _, want := range []string{"interface=eth0", "has no IPv6 link-local address"} {
+		if e.Kind != "vrrp_waiting" || e.Subject != "vi_6" || !strings.Contains(e.Detail, want) {
+			t.Errorf("event %+v, want a vrrp_waiting event of vi_6 whose detail has %s", e, want)
 		}
 	}
 }

@@ -283,6 +283,14 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 				l.Interface, family, l.Endpoints, l.UnknownVRID, l.Short)
 		}
 		for _, v := range r.VRRP {
+			// Why an instance is in FAULT, where the instance knows it
+			// (tracking's causes are in the track_exec table and the log).
+			if v.Fault != "" {
+				fmt.Fprintf(w, "VRRP instance %s: FAULT, not started: %s\n", v.Name, v.Fault)
+			}
+			if v.HolderFault {
+				fmt.Fprintf(w, "VRRP instance %s: FAULT, VIP holder failed (%d times): %s\n", v.Name, v.HolderFailures, v.HolderError)
+			}
 			if v.BFDTakeovers > 0 {
 				fmt.Fprintf(w, "VRRP instance %s: %d takeovers on BFD, %d of them contradicted by the master's adverts (BFD lost, master alive)\n",
 					v.Name, v.BFDTakeovers, v.BFDMasterAlive)

@@ -27,7 +27,9 @@ func viewReport(now time.Time) *Report {
 				{Address: "10.0.0.2:80", Forward: "Route", Weight: 3, KernelWeight: &w3, Health: "up", Last: &ProbeResult{OK: true, LatencyMS: 0.4}},
 			}},
 		},
-		VRRP:      []instance.Status{{Name: "VI_1", Interface: "eth0", RouterID: 51, State: "MASTER", Priority: 150, BasePriority: 150}},
+		VRRP: []instance.Status{{Name: "VI_1", Interface: "eth0", RouterID: 51, State: "MASTER", Priority: 150, BasePriority: 150},
+			{Name: "VI_6", Interface: "eth1", RouterID: 52, State: "FAULT", Priority: 100, BasePriority: 100,
+				Fault: "no address to send adverts from yet: eth1 has no IPv6 link-local address"}},
 		VRRPLinks: []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 42, Short: 3}},
 	}
 }
@@ -44,7 +46,8 @@ func TestStatusViews(t *testing.T) {
 	}{
 		{"default fits 120 columns, cutting the probe", statusView{width: defaultWidth}, nil,
 			[]string{"ActConn  InActConn", "web6", "0/3", "down 1m0s", "FAIL 1.5ms", "…", "VRRP instance",
-				"VRRP link eth0 IPv4: 1 instances; dropped 42 adverts of other VRIDs, 3 too short"},
+				"VRRP link eth0 IPv4: 1 instances; dropped 42 adverts of other VRIDs, 3 too short",
+				"VRRP instance VI_6: FAULT, not started: no address to send adverts from yet: eth1 has no IPv6 link-local address"},
 			[]string{"by the far end", "InPkts", "CPS"}, defaultWidth},
 		{"wide keeps the whole message", statusView{wide: true, width: defaultWidth}, nil,
 			[]string{"connection refused by the far end)"}, nil, 0},

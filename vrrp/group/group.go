@@ -130,6 +130,10 @@ type member struct {
 	stop      context.CancelFunc
 	done      chan struct{}
 	stopLinks context.CancelFunc
+	// fault, while inst is nil, says why: its interface has no address
+	// to send adverts from yet (instance.ErrNoSource). The member is in
+	// FAULT until an open succeeds.
+	fault string
 }
 
 func newMember(cfg conf.VRRPInstance, inst Instance, t *tracking) *member {
@@ -159,9 +163,20 @@ func Open(opts Options, cfg *conf.Config) (*Group, error) {
 	}
 	for _, ic := range cfg.VRRPInstances {
 		inst, err := g.open(g.log, ic, TunName)
+		if errors.Is(err, instance.ErrNoSource) {
+			// Not a reason to stop the director: the instance waits in
+			// FAULT (Run opens it once the address appears).
+			mb := newMember(ic, nil, newTracking(g.log, ic, nil, g.execOK))
+			g.noSource(mb, err)
+			g.members = append(g.members, mb)
+			continue
+		}
 		if err != nil {
 			errs := []error{err}
 			for _, mb := range g.members {
+				if mb.inst == nil {
+					continue
+				}
 				if cerr := mb.inst.Close(); cerr != nil {
 					errs = append(errs, fmt.Errorf("close vrrp_instance %s: %w", mb.cfg.Name, cerr))
 				}
@@ -171,6 +186,20 @@ func Open(opts Options, cfg *conf.Config) (*Group, error) {
 		g.members = append(g.members, newMember(ic, inst, newTracking(g.log, ic, inst, g.execOK)))
 	}
 	return g, nil
+}
+
+// MsgNoSource is the log line of an instance that waits in FAULT for its
+// interface's address (cmd/lvsha's events record it).
+const MsgNoSource = "VRRP instance in fault: its interface has no address to send adverts from; it starts once one appears"
+
+// noSource puts mb, whose open failed with err (instance.ErrNoSource), in
+// FAULT until it opens; it says so once, not at every retry. g.mu is held
+// or mb is not shared yet.
+func (g *Group) noSource(mb *member, err error) {
+	if mb.fault == "" {
+		g.log.Warn(MsgNoSource, "vrrp_instance", mb.cfg.Name, "interface", mb.cfg.Interface, "error", err)
+	}
+	mb.fault = err.Error()
 }
 
 // execOK is the current track_exec verdict on name.
@@ -188,6 +217,10 @@ func (g *Group) Run(ctx context.Context) {
 	g.startExecs()
 	g.startGroups()
 	for _, mb := range g.members {
+		if mb.inst == nil {
+			g.start(mb, nil) // waiting for an address (Open)
+			continue
+		}
 		g.startMember(mb)
 	}
 	g.mu.Unlock()
@@ -239,6 +272,14 @@ func (x gated) Gate(allow bool) {
 	x.inst.Send(x.ctx, vrrp.GroupGate{AllowMaster: allow})
 }
 
+// faulted is a sync group's member that waits, in FAULT, for an address
+// to send adverts from: as any member in fault, it keeps the rest of its
+// group from master.
+type faulted struct{}
+
+func (faulted) Wants() vrrp.State { return vrrp.Fault }
+func (faulted) Gate(bool)         {}
+
 // startGroups starts the goroutine gating the sync groups over the
 // members running now (vrrp.SyncGroup); instances in no group are let
 // free. The previous one has ended first, so no stale gate of it can
@@ -263,9 +304,13 @@ func (g *Group) startGroups() {
 		for _, name := range sg.Instances {
 			grouped[name] = true
 			for _, mb := range g.members {
-				if mb.cfg.Name == name && mb.inst != nil {
+				switch {
+				case mb.cfg.Name != name:
+				case mb.inst != nil:
 					members = append(members, gated{ctx: ctx, log: g.log, group: sg.Name, inst: mb.inst})
 					mb.inst.OnWantsChange(notify)
+				case mb.fault != "":
+					members = append(members, faulted{})
 				}
 			}
 		}
@@ -592,9 +637,34 @@ func (g *Group) replace(prev, nm *member) {
 		g.stopMember(prev)
 		prevDone = prev.done
 	}
+	g.start(nm, prevDone)
+}
+
+// The open of an instance whose interface has no address to send adverts
+// from is retried after sourceRetryMin, doubling to sourceRetryMax: a
+// link-local address usually comes a second or two after the link (DAD),
+// and a retry costs one netlink dump of the interface's addresses. There
+// is no address watch to wait on (track watches links only, and the
+// address comes after the link).
+const (
+	sourceRetryMin = 100 * time.Millisecond
+	sourceRetryMax = time.Second
+)
+
+// start opens nm's instance, once prevDone (if not nil) has closed, and
+// runs it. While its interface has no address to send adverts from
+// (instance.ErrNoSource), nm is in FAULT and the open is retried; a
+// reload or a stop (nm.stop) ends the wait. g.mu is held.
+func (g *Group) start(nm *member, prevDone <-chan struct{}) {
+	ctx, cancel := context.WithCancel(g.ctx)
+	nm.stop = cancel
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
+		defer cancel()
+		// nm.done closes only once prev is done, even when nm is stopped
+		// before: a successor waiting on it reuses prev's socket and VIP
+		// device by name.
 		if prevDone != nil {
 			select {
 			case <-prevDone:
@@ -603,28 +673,86 @@ func (g *Group) replace(prev, nm *member) {
 				return
 			}
 		}
-		// nm.cfg never changes: a member that has not started is replaced,
-		// not reconfigured.
-		inst, err := g.open(g.log, nm.cfg, TunName)
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		switch {
-		case err != nil:
-			g.log.Error("start VRRP instance after reload", "op", "reload", "vrrp_instance", nm.cfg.Name, "error", err)
-			close(nm.done)
-			return
-		case g.ctx.Err() != nil || !slices.Contains(g.members, nm):
-			// Shut down, or replaced again meanwhile: never started, and
-			// its successor may go on.
-			inst.Close()
-			close(nm.done)
-			return
+		wait := sourceRetryMin
+		for ctx.Err() == nil {
+			// nm.cfg never changes: a member that has not started is
+			// replaced, not reconfigured.
+			inst, err := g.open(g.log, nm.cfg, TunName)
+			if errors.Is(err, instance.ErrNoSource) {
+				if !g.waitSource(ctx, nm, err, wait) {
+					break
+				}
+				wait = min(2*wait, sourceRetryMax)
+				continue
+			}
+			if g.started(ctx, nm, inst, err) {
+				return
+			}
+			break
 		}
-		nm.inst = inst
-		nm.track.setSender(inst)
-		g.startMember(nm)
-		g.startGroups()
+		close(nm.done)
 	}()
+}
+
+// waitSource records that nm's open failed for want of a source address
+// (err), the first time regrouping so that nm's sync group sees it in
+// fault, and waits d. It reports whether to try again: false when nm was
+// stopped or replaced meanwhile.
+func (g *Group) waitSource(ctx context.Context, nm *member, err error, d time.Duration) bool {
+	g.mu.Lock()
+	if ctx.Err() != nil || !slices.Contains(g.members, nm) {
+		g.mu.Unlock()
+		return false
+	}
+	first := nm.fault == ""
+	g.noSource(nm, err)
+	if first {
+		g.startGroups()
+		// Status shows FAULT from here, where it showed RESTARTING.
+		g.transitioned()
+	}
+	g.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// started takes the outcome of nm's open and, if it succeeded and nm is
+// still wanted, runs the instance; it reports whether it did (if not,
+// nm never runs, and whoever waits for it may go on).
+func (g *Group) started(ctx context.Context, nm *member, inst Instance, err error) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case err != nil:
+		g.log.Error("start VRRP instance", "vrrp_instance", nm.cfg.Name, "error", err)
+		if nm.fault != "" {
+			// It waited in FAULT and now cannot open at all (its
+			// interface gone, say): status says why it stays there.
+			nm.fault = err.Error() + " (not retried: a reload tries again)"
+		}
+		return false
+	case ctx.Err() != nil || !slices.Contains(g.members, nm):
+		// Shut down, or replaced again meanwhile: never started, and
+		// its successor may go on.
+		inst.Close()
+		return false
+	}
+	if nm.fault != "" {
+		g.log.Info("VRRP instance's interface has an address to send adverts from now: it leaves fault and starts",
+			"vrrp_instance", nm.cfg.Name, "interface", nm.cfg.Interface)
+		nm.fault = ""
+	}
+	nm.inst = inst
+	nm.track.setSender(inst)
+	g.startMember(nm)
+	g.startGroups()
+	return true
 }
 
 // TrackVirtualServers updates each instance's effective priority from the
@@ -669,8 +797,15 @@ func (g *Group) Status() []instance.Status {
 	var out []instance.Status
 	for _, mb := range g.members {
 		if mb.inst == nil {
-			out = append(out, instance.Status{Name: mb.cfg.Name, Interface: mb.cfg.Interface, RouterID: mb.cfg.RouterID,
-				State: "RESTARTING", BasePriority: mb.cfg.Priority, Priority: mb.cfg.Priority})
+			st := instance.Status{Name: mb.cfg.Name, Interface: mb.cfg.Interface, RouterID: mb.cfg.RouterID,
+				State: "RESTARTING", BasePriority: mb.cfg.Priority, Priority: mb.cfg.Priority}
+			if mb.fault != "" {
+				st.State, st.Fault = vrrp.Fault.String(), mb.fault
+				for _, p := range mb.cfg.VirtualIPs {
+					st.VIPs = append(st.VIPs, p.String())
+				}
+			}
+			out = append(out, st)
 			continue
 		}
 		out = append(out, mb.inst.Status())

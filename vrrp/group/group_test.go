@@ -163,11 +163,17 @@ type opener struct {
 	opened []*fakeInst
 	fail   map[string]error
 	block  map[string]chan struct{}
+	// tries counts the opens of each name, failed ones included.
+	tries map[string]int
 }
 
 func (o *opener) open(_ *slog.Logger, cfg conf.VRRPInstance, _ string) (Instance, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.tries == nil {
+		o.tries = map[string]int{}
+	}
+	o.tries[cfg.Name]++
 	if err := o.fail[cfg.Name]; err != nil {
 		return nil, err
 	}

@@ -69,8 +69,10 @@ func planInstance(mb *member, ic conf.VRRPInstance, master func(*member) bool) (
 	switch {
 	case mb == nil:
 		c.Change = InstanceAdded
-	case mb.inst == nil:
+	case mb.inst == nil && mb.fault != "":
 		// swap replaces a member still waiting to start again.
+		c.Change, c.Why = InstanceRebuilt, "still waiting for an address to send adverts from"
+	case mb.inst == nil:
 		c.Change, c.Why = InstanceRebuilt, "still restarting"
 	case instance.NeedsRestart(mb.cfg, ic) != "":
 		c.Change, c.Why, c.MovesVIPs = InstanceRebuilt, instance.NeedsRestart(mb.cfg, ic), master(mb)

@@ -19,6 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/lvsha/lvsha/alarm"
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp"
@@ -64,6 +67,10 @@ type Status struct {
 	// waits, as backup, to hear its adverts again.
 	SplitBrainYields int    `json:"split_brain_yields,omitempty"`
 	YieldedTo        string `json:"yielded_to,omitempty"`
+	// Fault, when set, says why an instance that is not running yet is in
+	// FAULT: its interface has no address to send adverts from
+	// (ErrNoSource). vrrp/group opens it once one appears.
+	Fault string `json:"fault,omitempty"`
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
@@ -420,27 +427,67 @@ func (i *Instance) reconfigure(cfg conf.VRRPInstance) error {
 	return nil
 }
 
+// ErrNoSource is why Open fails on an interface that has no address to
+// send adverts from yet: an IPv6 link-local address not yet added (the
+// link just came up, or addrgenmode none) or still tentative (DAD
+// pending), or no IPv4 address. Unlike a configuration error it passes
+// once the address appears, so vrrp/group keeps such an instance in
+// fault and opens it again then, as keepalived keeps it in FAULT.
+var ErrNoSource = errors.New("no address to send adverts from yet")
+
 // sourceAddr is the address adverts go out from: the interface's first
-// IPv4 address, or its link-local IPv6 address (RFC 5798 5.1.2.1).
+// IPv4 address, or its link-local IPv6 address (RFC 5798 5.1.2.1). Read
+// through netlink rather than ifi.Addrs, which hides the flags: a
+// tentative address cannot be sent from (the kernel refuses it as a
+// packet's source until DAD has passed), so it is no source yet.
 func sourceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
-	addrs, err := ifi.Addrs()
+	family := netlink.FAMILY_V4
+	if v6 {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifi.Index, Name: ifi.Name}}, family)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
 	}
+	var cands []ifAddr
 	for _, a := range addrs {
-		p, err := netip.ParsePrefix(a.String())
-		if err != nil {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			cands = append(cands, ifAddr{addr: ip.Unmap(), flags: a.Flags})
+		}
+	}
+	return pickSource(ifi.Name, cands, v6)
+}
+
+// ifAddr is one address of an interface and its IFA_F_* flags.
+type ifAddr struct {
+	addr  netip.Addr
+	flags int
+}
+
+// pickSource is sourceAddr's choice among the interface's addresses: a
+// tentative address is skipped unless optimistic (RFC 4429: usable during
+// DAD), and one whose DAD failed is never used. It fails with ErrNoSource
+// when none is left.
+func pickSource(name string, addrs []ifAddr, v6 bool) (netip.Addr, error) {
+	tentative := false
+	for _, a := range addrs {
+		ip := a.addr
+		if !(v6 && ip.Is6() && ip.IsLinkLocalUnicast() || !v6 && ip.Is4()) {
 			continue
 		}
-		ip := p.Addr()
-		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() || !v6 && ip.Is4() {
-			return ip, nil
+		if a.flags&unix.IFA_F_DADFAILED != 0 || a.flags&unix.IFA_F_TENTATIVE != 0 && a.flags&unix.IFA_F_OPTIMISTIC == 0 {
+			tentative = true
+			continue
 		}
+		return ip, nil
 	}
-	if v6 {
-		return netip.Addr{}, fmt.Errorf("%s has no IPv6 link-local address to send adverts from", ifi.Name)
+	switch {
+	case v6 && tentative:
+		return netip.Addr{}, fmt.Errorf("%w: %s's IPv6 link-local address is tentative (DAD pending or failed)", ErrNoSource, name)
+	case v6:
+		return netip.Addr{}, fmt.Errorf("%w: %s has no IPv6 link-local address", ErrNoSource, name)
 	}
-	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address to send adverts from (or set unicast_src)", ifi.Name)
+	return netip.Addr{}, fmt.Errorf("%w: %s has no IPv4 address (or set unicast_src)", ErrNoSource, name)
 }
 
 // Name is the instance's configured name.
