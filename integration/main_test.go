@@ -245,9 +245,10 @@ func runInVM(begin time.Time) int {
 			env = append(env, name+"="+os.Getenv(name))
 		}
 	}
-	// The scale tests' windows (scale_test.go), lengthened for a manual run.
+	// The scale tests' windows (scale_test.go) and the chaos soak's length
+	// and seed (chaos_test.go), for a manual run.
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "LVSHA_SCALE_") {
+		if strings.HasPrefix(kv, "LVSHA_SCALE_") || strings.HasPrefix(kv, "LVSHA_CHAOS_") {
 			env = append(env, kv)
 		}
 	}

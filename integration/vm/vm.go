@@ -31,7 +31,7 @@ func Modules() []string {
 	return []string{
 		"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_lblc", "ip_vs_lblcr",
 		"ip_vs_dh", "ip_vs_sh", "ip_vs_sed", "ip_vs_nq", "ip_vs_fo", "ip_vs_ovf", "ip_vs_mh", "ip_vs_twos",
-		"nf_conntrack", "veth", "bridge", "sctp", "tun", "ipip",
+		"nf_conntrack", "veth", "bridge", "sctp", "tun", "ipip", "sch_netem",
 	}
 }
 
@@ -39,7 +39,7 @@ func Modules() []string {
 // shell must not be busybox: its built-in ip and modprobe lack netns
 // support, so bash and the real iproute2 and kmod go in.
 func hostTools() []string {
-	return []string{"/usr/bin/bash", "/usr/sbin/ip", "/usr/sbin/ipvsadm", "/usr/bin/kmod"}
+	return []string{"/usr/bin/bash", "/usr/sbin/ip", "/usr/sbin/ipvsadm", "/usr/bin/kmod", "/usr/sbin/tc"}
 }
 
 // Kernel is an unpacked Debian kernel with its modules and modules.dep.
