@@ -168,6 +168,10 @@ const (
 	// DropTTL: the TTL or hop limit was not 255 (RFC 5881 5), or the
 	// kernel did not report it.
 	DropTTL
+	// DropAcceptLimit: a packet that would open a session for a peer
+	// nobody added (runner Config.Accept) while MaxAccepted such sessions
+	// exist: a flood of forged sources on the link, most likely.
+	DropAcceptLimit
 	numDropReasons
 )
 
@@ -183,7 +187,7 @@ func DropReasons() []DropReason {
 
 func (r DropReason) String() string {
 	names := [...]string{"none", "short", "version", "length", "detect_mult", "multipoint",
-		"my_discriminator", "your_discriminator", "authentication", "no_session", "admin_down", "ttl"}
+		"my_discriminator", "your_discriminator", "authentication", "no_session", "admin_down", "ttl", "accept_limit"}
 	if int(r) < len(names) {
 		return names[r]
 	}

@@ -74,9 +74,8 @@ var bfdFloodKinds = []bfdFloodKind{
 const bfdFloodNotPeer = "10.79.0.77"
 
 // bfdFlood sends bfdFloodKinds in turn to dst's port 3784, rate a second
-// for d, through a raw socket that writes each IP header itself (the
-// forged source, the TTL), and prints how many it sent. The base packet
-// names discr (the backup's discriminator of its session with peer).
+// for d (rawFlood), and prints how many it sent. The base packet names
+// discr (the backup's discriminator of its session with peer).
 func bfdFlood(peer, dst, discr, rate, d string) int {
 	pa, err := netip.ParseAddr(peer)
 	da, err1 := netip.ParseAddr(dst)
@@ -87,24 +86,9 @@ func bfdFlood(peer, dst, discr, rate, d string) int {
 		fmt.Fprintln(os.Stderr, "bfdflood: bad LVSHA_PEER, LVSHA_DST, LVSHA_DISCR, LVSHA_RATE or LVSHA_DURATION")
 		return 2
 	}
-	c, err := net.ListenPacket("ip4:17", "0.0.0.0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bfdflood:", err)
-		return 1
-	}
-	defer c.Close()
-	rc, err := ipv4.NewRawConn(c)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bfdflood:", err)
-		return 1
-	}
 	base := (&bfd.Packet{State: bfd.Down, DetectMult: 3, MyDiscr: 0x0badf00d, YourDiscr: uint32(yd),
 		DesiredMinTx: time.Second, RequiredMinRx: time.Second}).Marshal()
-	type pkt struct {
-		h *ipv4.Header
-		b []byte
-	}
-	var pkts []pkt
+	var pkts []rawUDP
 	for _, k := range bfdFloodKinds {
 		p := append([]byte(nil), base...)
 		if k.mangle != nil {
@@ -114,35 +98,67 @@ func bfdFlood(peer, dst, discr, rate, d string) int {
 		if k.notPeer {
 			src = netip.MustParseAddr(bfdFloodNotPeer)
 		}
-		// UDP from a port of RFC 5881's range, checksum 0 (none, IPv4).
-		udp := binary.BigEndian.AppendUint16(nil, 49999)
-		udp = binary.BigEndian.AppendUint16(udp, 3784)
-		udp = binary.BigEndian.AppendUint16(udp, uint16(8+len(p)))
-		udp = append(binary.BigEndian.AppendUint16(udp, 0), p...)
-		ttl := cmp.Or(k.ttl, 255)
-		h := &ipv4.Header{Version: 4, Len: ipv4.HeaderLen, TotalLen: ipv4.HeaderLen + len(udp), TTL: ttl, Protocol: 17,
-			Src: src.AsSlice(), Dst: da.AsSlice()}
-		pkts = append(pkts, pkt{h, udp})
+		pkts = append(pkts, bfdUDP(src, da, cmp.Or(k.ttl, 255), p))
+	}
+	sent, err := rawFlood(pkts, n, dur)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bfdflood:", err)
+		return 1
+	}
+	fmt.Println(sent)
+	return 0
+}
+
+// rawUDP is one forged datagram: the IP header the flood writes itself
+// and the UDP header and payload.
+type rawUDP struct {
+	h *ipv4.Header
+	b []byte
+}
+
+// bfdUDP is payload from src to dst's BFD control port, with ttl.
+func bfdUDP(src, dst netip.Addr, ttl int, payload []byte) rawUDP {
+	// UDP from a port of RFC 5881's range, checksum 0 (none, IPv4).
+	udp := binary.BigEndian.AppendUint16(nil, 49999)
+	udp = binary.BigEndian.AppendUint16(udp, 3784)
+	udp = binary.BigEndian.AppendUint16(udp, uint16(8+len(payload)))
+	udp = append(binary.BigEndian.AppendUint16(udp, 0), payload...)
+	h := &ipv4.Header{Version: 4, Len: ipv4.HeaderLen, TotalLen: ipv4.HeaderLen + len(udp), TTL: ttl, Protocol: 17,
+		Src: src.AsSlice(), Dst: dst.AsSlice()}
+	return rawUDP{h, udp}
+}
+
+// rawFlood sends pkts in turn, rate a second for d, through a raw socket
+// that takes each IP header as written (the forged source, the TTL), and
+// returns how many it sent: every millisecond, as many as keep the rate
+// since the start, bounded in count (rate x d) and time (d).
+func rawFlood(pkts []rawUDP, rate int, d time.Duration) (int, error) {
+	c, err := net.ListenPacket("ip4:17", "0.0.0.0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	rc, err := ipv4.NewRawConn(c)
+	if err != nil {
+		return 0, err
 	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	total := int(float64(n) * dur.Seconds())
+	total := int(float64(rate) * d.Seconds())
 	sent := 0
-	for sent < total && time.Since(start) < dur {
+	for sent < total && time.Since(start) < d {
 		<-tick.C
-		due := min(total, int(float64(n)*time.Since(start).Seconds()))
+		due := min(total, int(float64(rate)*time.Since(start).Seconds()))
 		for sent < due {
 			p := pkts[sent%len(pkts)]
 			if err := rc.WriteTo(p.h, p.b, nil); err != nil {
-				fmt.Fprintln(os.Stderr, "bfdflood:", err)
-				return 1
+				return sent, err
 			}
 			sent++
 		}
 	}
-	fmt.Println(sent)
-	return 0
+	return sent, nil
 }
 
 // quietWindow is the CPU pid uses over window before a flood, the pair

@@ -109,9 +109,11 @@ func flood(src, rate, d string) int {
 // floodStatus is what the flood test reads of a director's status.
 type floodStatus struct {
 	VRRP []struct {
-		State       string            `json:"state"`
-		Transitions int               `json:"transitions"`
-		Dropped     map[string]uint64 `json:"dropped"`
+		State           string            `json:"state"`
+		Transitions     int               `json:"transitions"`
+		Dropped         map[string]uint64 `json:"dropped"`
+		AdvertsSent     uint64            `json:"adverts_sent"`
+		AdvertsReceived uint64            `json:"adverts_received"`
 	} `json:"vrrp_instances"`
 	Links []struct {
 		Short       uint64 `json:"short"`
@@ -128,14 +130,24 @@ func (d *scaleDirector) floodStatus(t *testing.T) floodStatus {
 	return st
 }
 
+// floodAdvertInterval is the scale instances' advert_interval
+// (startScale).
+const floodAdvertInterval = 100 * time.Millisecond
+
 // TestAdvertFlood is issue #20's hostile packets: a third host on the LAN
 // floods 10,000 invalid VRRP packets a second for 5 s at a pair of lvsha
 // directors, most of them forged priority-255 adverts for the pair's
 // VRID (wrong TTL, checksum, version, type, length), plus adverts of a
 // VRID nobody has and runts. Both directors count and drop every one
-// by reason, before it takes a place in an instance's queue, neither changes state (the master, which a priority-255
-// advert would depose, stays master), the VIP stays where it was, and the
-// backup's CPU during the flood is measured and bounded.
+// by reason, before it takes a place in an instance's queue, neither
+// changes state (the master, which a priority-255 advert would depose,
+// stays master), the VIP stays where it was, and the master keeps
+// advertising through the flood: the adverts it sent meanwhile are
+// counted, as many as its interval makes over the flood (within a
+// factor of two either way: a host that delays a timer loses a few, a
+// master that answered the flood would send many more), and the backup
+// received every one. The backup's CPU is logged, not bounded: what a
+// flood costs depends on the host, and the tests share theirs.
 func TestAdvertFlood(t *testing.T) {
 	hosts, ifs := lan(t, 3)
 	lb1 := newScaleDirector(t, "lb1", hosts[0], ifs[0:1])
@@ -144,19 +156,27 @@ func TestAdvertFlood(t *testing.T) {
 	lb1.startScale(t, "lvsha", 150, insts)
 	lb2.startScale(t, "lvsha", 100, insts)
 	settleScale(t, "lb1 master, lb2 backup", lb1, lb2, insts, 30*time.Second)
-	before1, before2 := lb1.floodStatus(t), lb2.floodStatus(t)
+	quiet1, quiet2 := lb1.floodStatus(t), lb2.floodStatus(t)
 
 	const window = 5 * time.Second
-	quiet0 := procGroupUsage(lb2.cmd.Process.Pid)
-	time.Sleep(window)
-	quiet := procGroupUsage(lb2.cmd.Process.Pid).cpu - quiet0.cpu
+	transitions := func() [2]int {
+		return [2]int{lb1.floodStatus(t).VRRP[0].Transitions, lb2.floodStatus(t).VRRP[0].Transitions}
+	}
+	pid := lb2.cmd.Process.Pid
+	quiet := quietWindow(t, pid, window, quiet1.VRRP[0].Transitions, quiet2.VRRP[0].Transitions, transitions)
+	// The baseline is taken after the quiet window: the backup's before
+	// the master's, and after the flood the master's first, so that
+	// every advert the master counts in between the backup can count too
+	// (the reads take a while each: an lvsha status process).
+	before2 := lb2.floodStatus(t)
+	before1 := lb1.floodStatus(t)
 
 	fl := exec.Command("ip", "netns", "exec", hosts[2], self(t))
 	fl.Env = append(os.Environ(), envRole+"=flood", "LVSHA_SRC=10.79.0.3", "LVSHA_RATE=10000", "LVSHA_DURATION="+window.String())
 	fl.Stderr = os.Stderr
-	u0 := procGroupUsage(lb2.cmd.Process.Pid)
+	b0 := pidCPU(t, pid)
 	out, err := fl.Output()
-	busy := procGroupUsage(lb2.cmd.Process.Pid).cpu - u0.cpu
+	busy := pidCPU(t, pid) - b0
 	if err != nil {
 		t.Fatalf("flood: %v", err)
 	}
@@ -166,13 +186,15 @@ func TestAdvertFlood(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // the last packets counted
 	perKind := uint64(sent / len(floodKinds))
+	after1 := lb1.floodStatus(t)
+	after2 := lb2.floodStatus(t)
 
 	for _, d := range []struct {
-		dir    *scaleDirector
-		before floodStatus
-		state  string
-	}{{lb1, before1, "MASTER"}, {lb2, before2, "BACKUP"}} {
-		st := d.dir.floodStatus(t)
+		dir           *scaleDirector
+		before, after floodStatus
+		state         string
+	}{{lb1, before1, after1, "MASTER"}, {lb2, before2, after2, "BACKUP"}} {
+		st := d.after
 		v, b := st.VRRP[0], d.before.VRRP[0]
 		if v.State != d.state || v.Transitions != b.Transitions {
 			t.Errorf("%s after the flood: %s with %d transitions (was %d); want %s, unchanged", d.dir.name, v.State, v.Transitions, b.Transitions, d.state)
@@ -200,15 +222,24 @@ func TestAdvertFlood(t *testing.T) {
 		}
 		t.Logf("%s: %s, dropped by reason %v", d.dir.name, v.State, got)
 	}
+	// The master's adverts through the flood, counted rather than timed:
+	// from the baseline after the quiet window to the read after the
+	// flood, about window plus half a second.
+	sentAdv := after1.VRRP[0].AdvertsSent - before1.VRRP[0].AdvertsSent
+	gotAdv := after2.VRRP[0].AdvertsReceived - before2.VRRP[0].AdvertsReceived
+	want := uint64((window + 500*time.Millisecond) / floodAdvertInterval)
+	t.Logf("lb1 sent %d adverts over the flood and lb2 received %d (%d at %v)", sentAdv, gotAdv, want, floodAdvertInterval)
+	if sentAdv < want/2 || sentAdv > 2*want {
+		t.Errorf("lb1 sent %d adverts over the flood, want about %d (%d to %d)", sentAdv, want, want/2, 2*want)
+	}
+	// One may be on the wire at the last read.
+	if gotAdv+1 < sentAdv {
+		t.Errorf("lb2 received %d of the %d adverts lb1 sent over the flood", gotAdv, sentAdv)
+	}
 	if ok, seen := scaleSettled(t, lb1, lb2, insts); !ok {
 		t.Errorf("after the flood: %s", seen)
 	}
 	perSec := func(d time.Duration) float64 { return float64(d.Milliseconds()) / window.Seconds() }
-	t.Logf("lb2 (backup) CPU: %.1f ms/s idle, %.1f ms/s under %d invalid packets/s (%.1f us a packet)",
+	t.Logf("lb2 (backup) CPU from /proc/PID/stat: %.0f ms/s idle, %.0f ms/s under %d invalid packets/s (%.1f us a packet above idle)",
 		perSec(quiet), perSec(busy), sent/int(window.Seconds()), float64((busy-quiet).Microseconds())/float64(sent))
-	// Bounded: a flood of garbage may cost what reading it costs, not
-	// more than a core.
-	if perSec(busy) > 1000 {
-		t.Errorf("lb2 used %.0f ms/s of CPU under the flood, more than a core", perSec(busy))
-	}
 }

@@ -92,7 +92,7 @@ func TestMain(m *testing.M) {
 // The advert flood and the BFD tests need no IPVS either, and time
 // detection in tens of milliseconds; the cluster tests run VRRP and
 // gossip only.
-var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood", "TestBFDFlood",
+var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood", "TestBFDFlood", "TestBFDAcceptFlood",
 	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer", "TestBFDGracefulStop", "TestBFDTakeoverIPv6", "TestIPv6NoLinkLocal",
 	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors", "TestClusterSplitBrainResolve", "TestGossipFlood",
 	"TestConvertKeepalivedSamples"}

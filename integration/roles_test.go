@@ -77,6 +77,8 @@ func runRole(role string) int {
 		return flood(os.Getenv("LVSHA_SRC"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "bfdflood":
 		return bfdFlood(os.Getenv("LVSHA_PEER"), os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_DISCR"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
+	case "bfdacceptflood":
+		return bfdAcceptFlood(os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_SRC"), os.Getenv("LVSHA_COUNT"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "gossipflood":
 		return gossipFlood(os.Getenv("LVSHA_DST"), os.Getenv("LVSHA_RATE"), os.Getenv("LVSHA_DURATION"))
 	case "poll":

@@ -38,14 +38,20 @@ type Config struct {
 	Peers []Peer
 	// Accept, if set, answers a peer that opens a session to us without
 	// one added for it: a passive session with Accept's timers (its Addr
-	// and Passive are ignored), up to MaxAccepted of them. A session let
-	// go with Remove stays so too while the peer keeps it Up.
+	// and Passive are ignored), up to MaxAccepted of them; the packets of
+	// peers beyond that are dropped (bfd.DropAcceptLimit). A session let
+	// go with Remove stays so too while the peer keeps it Up. Such a
+	// session is let go acceptIdle after its peer's last packet unless it
+	// is Up.
 	Accept *Peer
 	Logger *slog.Logger
 }
 
 // MaxAccepted bounds the sessions Accept opens, so that a flood of
-// forged peers on the link costs a bounded number of sockets.
+// forged peers on the link costs a bounded number of sockets and of
+// sessions to time: far more than the directors that share a link watch
+// one another (each pair of directors has one session, whatever the
+// number of instances).
 const MaxAccepted = 64
 
 // acceptIdle is how long a session nobody added stays after its last
@@ -127,6 +133,9 @@ type Runner struct {
 	// inflight counts packets the reader has read and not yet handled:
 	// a stalled reader may hold one that the socket no longer shows.
 	inflight atomic.Int64
+	// refusing: the last peer that would have opened a session was
+	// refused at MaxAccepted, and that was logged. Guarded by smu.
+	refusing bool
 
 	mu     sync.Mutex
 	status map[netip.Addr]Status
@@ -464,15 +473,20 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		r.catchUp()
 		r.smu.Lock()
-		now = time.Now()
-		for _, s := range r.byDiscr {
-			if dl := s.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
-				r.apply(s, s.m.Step(now, bfd.TimerFired{}))
-			}
-			if dl := s.idleUntil(); !dl.IsZero() && !now.Before(dl) {
-				r.log.Debug("BFD session let go", "peer", s.peer.Addr)
-				r.forget(s)
-			}
+		r.expire(time.Now())
+	}
+}
+
+// expire runs the sessions' timers due by now, and lets go the sessions
+// nobody added whose peers fell silent (idleUntil). Called under smu.
+func (r *Runner) expire(now time.Time) {
+	for _, s := range r.byDiscr {
+		if dl := s.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
+			r.apply(s, s.m.Step(now, bfd.TimerFired{}))
+		}
+		if dl := s.idleUntil(); !dl.IsZero() && !now.Before(dl) {
+			r.log.Debug("BFD session let go", "peer", s.peer.Addr)
+			r.forget(s)
 		}
 	}
 }
@@ -518,7 +532,9 @@ func (r *Runner) adminDown() {
 }
 
 // idleUntil is when s, a session nobody added and no longer Up, is
-// forgotten; zero while it is added or Up.
+// forgotten; zero while it is added or Up. This is what frees the places
+// (MaxAccepted) that forged peers took: a forger never brings its
+// session Up without answering our packets at the address it forged.
 func (s *session) idleUntil() time.Time {
 	if s.added || s.m.State() == bfd.Up {
 		return time.Time{}
@@ -623,7 +639,11 @@ func (r *Runner) receive(d received) {
 	} else {
 		s = r.byAddr[d.src]
 		if s == nil {
-			s = r.answer(d.src, now)
+			var refused bfd.DropReason
+			if s, refused = r.answer(d.src, now); s == nil {
+				r.drop(refused)
+				return
+			}
 		}
 	}
 	if s == nil || s.peer.Addr != d.src {
@@ -640,10 +660,27 @@ func (r *Runner) receive(d received) {
 }
 
 // answer opens a passive session for a peer that opened one to us
-// (Config.Accept), or returns nil.
-func (r *Runner) answer(src netip.Addr, now time.Time) *session {
+// (Config.Accept), or returns nil and the reason to drop its packet.
+//
+// Answering a peer nobody configured is on purpose, though keepalived
+// does not (its bfd_instance names the one neighbor it talks to, and a
+// packet from any other is discarded): a VRRP master cannot name its
+// backups, which send nothing under RFC 5798, and a backup opens its
+// session with whichever master it hears (package bfdwatch), so only
+// the master's answering brings the session Up. RFC 5880 6.8.6 leaves it
+// to the application whether a packet that matches no session opens one,
+// and the TTL check of RFC 5881 5 (transport) leaves only hosts on the
+// link able to. What one of them can do by forging sources is bounded:
+// MaxAccepted sessions, a socket each, the packets of any more dropped
+// and counted (bfd.DropAcceptLimit); a forger cannot bring a session Up
+// without our packets to the address it forged, so its sessions are let
+// go acceptIdle after its last packet (idleUntil). Sessions added, and
+// those answered before the flood, are untouched; while it lasts a
+// backup that opens a new session is refused too, and it does without
+// BFD, on VRRP's own timers.
+func (r *Runner) answer(src netip.Addr, now time.Time) (*session, bfd.DropReason) {
 	if r.accept == nil || !src.IsValid() {
-		return nil
+		return nil, bfd.DropNoSession
 	}
 	n := 0
 	for _, s := range r.byAddr {
@@ -652,18 +689,24 @@ func (r *Runner) answer(src netip.Addr, now time.Time) *session {
 		}
 	}
 	if n >= MaxAccepted {
-		return nil
+		if !r.refusing {
+			r.refusing = true
+			r.log.Warn("BFD refuses sessions opened by peers: as many as it answers are open (forged sources on the link?)",
+				"peer", src, "max", MaxAccepted)
+		}
+		return nil, bfd.DropAcceptLimit
 	}
+	r.refusing = false
 	p := *r.accept
 	p.Addr, p.Passive = src, true
 	s, err := r.add(p, false, now)
 	if err != nil {
 		r.log.Warn("BFD answer a peer", "peer", src, "error", err)
-		return nil
+		return nil, bfd.DropNoSession
 	}
 	r.log.Info("BFD session opened by the peer", "peer", src)
 	r.apply(s, s.m.Step(now, bfd.Start{}))
-	return s
+	return s, bfd.DropNone
 }
 
 // apply performs a session's actions.

@@ -88,6 +88,38 @@ func (c Config) listen(addr netip.AddrPort) (*net.UDPConn, error) {
 	return pc.(*net.UDPConn), nil
 }
 
+// receiveBuffer is the receiving socket's SO_RCVBUF. Every session of a
+// local end and whatever else reaches port 3784 (a flood of invalid
+// packets, forged peers) share that socket, and a reader that falls
+// behind, on a loaded host or under such a flood, lost the real peers'
+// packets in the kernel once the queue was full: the default
+// (net.core.rmem_default, 208 KiB on most hosts, and whatever a host
+// tuned it to) held 256 control packets on lo. The kernel doubles what
+// is set, for its bookkeeping: 256 KiB hold about 600 (measured on lo),
+// six seconds of one session at 10 ms, or 60 ms of TestBFDFlood's
+// 10,000 invalid packets a second. Modest on purpose: a packet queued
+// behind a long flood arrives late anyway, and the runner takes what is
+// queued before it lets a Detection Time run out.
+const receiveBuffer = 256 << 10
+
+// setReceiveBuffer sets the socket's receive buffer to receiveBuffer:
+// past net.core.rmem_max with SO_RCVBUFFORCE (lvsha runs with
+// CAP_NET_ADMIN), else as far as SO_RCVBUF may, as VRRP's link sockets
+// do (vrrp/transport).
+func setReceiveBuffer(uc *net.UDPConn) error {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer); serr != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
+		}
+	})
+	return errors.Join(err, serr)
+}
+
 // Datagram is one received control packet and what its IP header said.
 type Datagram struct {
 	Payload []byte
@@ -120,6 +152,10 @@ func Listen(cfg Config) (*Conn, error) {
 	uc, err := cfg.listen(netip.AddrPortFrom(cfg.Local, ControlPort))
 	if err != nil {
 		return nil, fmt.Errorf("bfd: listen on %s port %d on %s: %w", cfg.Local, ControlPort, cfg.Interface.Name, err)
+	}
+	if err := setReceiveBuffer(uc); err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("bfd: receive buffer on %s: %w", cfg.Interface.Name, err)
 	}
 	c := &Conn{cfg: cfg, uc: uc}
 	if cfg.Local.Is4() {

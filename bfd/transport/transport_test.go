@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // TestLoopback sends over lo on IPv4 and IPv6: a Sender's packets arrive
@@ -79,5 +81,33 @@ func TestConfigCheck(t *testing.T) {
 		if _, err := OpenSender(cfg); err == nil {
 			t.Errorf("OpenSender(%+v) accepted", cfg)
 		}
+	}
+}
+
+// TestReceiveBuffer: the receiving socket's buffer is receiveBuffer
+// whatever net.core.rmem_default says (the kernel reports twice what was
+// set, for its bookkeeping), so that a reader behind a burst does not
+// lose the peers' packets in the kernel at the host's default.
+func TestReceiveBuffer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN) for SO_RCVBUFFORCE past net.core.rmem_max")
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An address of its own: TestLoopback binds 127.0.0.1's port 3784.
+	c, err := Listen(Config{Interface: lo, Local: netip.MustParseAddr("127.0.0.151")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got int
+	var gerr error
+	if err := c.rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if got != 2*receiveBuffer {
+		t.Errorf("SO_RCVBUF %d bytes, want %d (twice the %d set)", got, 2*receiveBuffer, receiveBuffer)
 	}
 }

@@ -491,7 +491,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		bfdState:             d("bfd_session_state", "A BFD session's state, numbered as RFC 5880: 0 AdminDown, 1 Down, 2 Init, 3 Up.", nil, "interface", "local", "peer"),
 		bfdDetection:         d("bfd_session_detection_time_seconds", "How long the peer may be silent before the session goes Down; 0 before it is heard.", nil, "interface", "local", "peer"),
 		bfdDowns:             d("bfd_session_downs_total", "Times the session failed (Up to Down) since lvsha started.", nil, "interface", "local", "peer"),
-		bfdDropped:           d("bfd_dropped_total", "BFD control packets a local end received and dropped, by reason: the checks of RFC 5880 6.8.6, ttl (not 255, RFC 5881 5), and no_session (names no session here, or not from its peer).", nil, "interface", "local", "reason"),
+		bfdDropped:           d("bfd_dropped_total", "BFD control packets a local end received and dropped, by reason: the checks of RFC 5880 6.8.6, ttl (not 255, RFC 5881 5), no_session (names no session here, or not from its peer), and accept_limit (would open a 65th session answering a peer).", nil, "interface", "local", "reason"),
 
 		vs: []seriesFamily[vsRow]{
 			vs("virtual_server_in_kernel", "1 when the virtual service is in the kernel's IPVS table.", gauge,

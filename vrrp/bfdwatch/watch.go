@@ -397,9 +397,10 @@ type Link struct {
 	Local     string `json:"local"`
 	// Dropped counts the control packets received and dropped, by
 	// reason (bfd.DropReason's names, every one present): checks of RFC
-	// 5880 6.8.6 and RFC 5881 5 (ttl), and no_session for a packet that
+	// 5880 6.8.6 and RFC 5881 5 (ttl), no_session for a packet that
 	// names no session here or comes from another address than its
-	// session's peer.
+	// session's peer, and accept_limit for one that would open a session
+	// beyond runner.MaxAccepted.
 	Dropped map[string]uint64 `json:"dropped"`
 }
 
