@@ -221,16 +221,19 @@ func (d *director) writeConfig(t testing.TB, prio int, vips []string, extra stri
 	for i, v := range vips {
 		q[i] = strconv.Quote(v)
 	}
+	// A state file of its own: directors in one kernel would share the
+	// default, and the second would keep no state across a restart.
 	text := fmt.Sprintf(`[director]
 name = %q
 control_socket = %q
+state_file = %q
 [[vrrp_instance]]
 name = "vi"
 interface = %q
 router_id = 50
 priority = %d
 virtual_ips = [%s]
-%s%s`, d.name, d.sock, d.iface, prio, strings.Join(q, ", "), vmNoBFD(), extra)
+%s%s`, d.name, d.sock, filepath.Join(d.dir, "state.json"), d.iface, prio, strings.Join(q, ", "), vmNoBFD(), extra)
 	if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

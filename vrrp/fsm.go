@@ -747,14 +747,26 @@ func (s *step) advert(a *Advert, src netip.Addr) {
 			m.deadline = m.firstTick(s.now)
 			return
 		}
+		// Two masters: the VIPs' neighbours may have our announcement
+		// last. One more advert at our priority before we yield (beyond
+		// the RFC, harmless to its routers, which ignore a lower
+		// priority) tells the winner so, and a winner that re-announces
+		// on a lower-priority master's advert (lvsha, keepalived's
+		// garp_lower_prio_repeat) draws them back. Without it, when we
+		// hear the winner before it hears us, it never learns there were
+		// two of us, and the clients that took our announcement send to
+		// us, no longer master, until their ARP entry expires (found by
+		// TestChaosSoak after a partition healed: 20 s of lost traffic).
 		switch {
 		case a.Priority > m.prio:
 			m.learn(a)
 			m.master, m.masterHeard = from, s.now
+			s.do(SendAdvert{Priority: m.prio})
 			s.toBackup(ReasonHigherPriority)
 		case a.Priority == m.prio && from.Compare(m.cfg.Source) > 0:
 			m.learn(a)
 			m.master, m.masterHeard = from, s.now
+			s.do(SendAdvert{Priority: m.prio})
 			s.toBackup(ReasonHigherAddress)
 		}
 	case Stopping:

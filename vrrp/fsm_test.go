@@ -224,7 +224,7 @@ func TestTransitions(t *testing.T) {
 			want: []Action{tr(Backup, Initialize, ReasonShutdown, time.Second)}, state: Initialize, deadline: noDeadline},
 		{name: "backup: late event sees the timer fire first", steps: []input{{0, Start{}}, {mdi100 + time.Millisecond, adv(200, peer)}},
 			want: []Action{SendAdvert{100}, AddVIPs{Accept: true}, tr(Backup, Master, ReasonMasterDown, mdi100+time.Millisecond),
-				RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, mdi100+time.Millisecond)},
+				SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, mdi100+time.Millisecond)},
 			state: Backup, deadline: 2*mdi100 + time.Millisecond},
 
 		// 6.4.3 Master
@@ -238,15 +238,15 @@ func TestTransitions(t *testing.T) {
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 4 * time.Second},
 		{name: "master: priority 0 answered at once", steps: append(masterAt(100), input{300 * time.Millisecond, adv(0, peer)}),
 			want: []Action{SendAdvert{100}}, state: Master, deadline: 1300 * time.Millisecond},
-		{name: "master: higher priority", steps: append(masterAt(100), input{500 * time.Millisecond, adv(150, peer)}),
-			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 500*time.Millisecond)},
+		{name: "master: higher priority: one last advert of ours, then backup", steps: append(masterAt(100), input{500 * time.Millisecond, adv(150, peer)}),
+			want:  []Action{SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 500*time.Millisecond)},
 			state: Backup, deadline: 500*time.Millisecond + mdi100},
 		{name: "master v3: learns the new master's interval", steps: append(masterAt(100), input{0, advInterval(150, 200*time.Millisecond)}),
 			// 600ms + 156*200ms/256 = 600ms + 121.875ms
-			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 0)},
+			want:  []Action{SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 0)},
 			state: Backup, deadline: 721875 * time.Microsecond},
 		{name: "master: equal priority, higher address wins", steps: append(masterAt(100), input{time.Second / 2, adv(100, peer)}),
-			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
+			want:  []Action{SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
 			state: Backup, deadline: time.Second/2 + mdi100},
 		{name: "master: equal priority, lower address discarded", steps: append(masterAt(100), input{time.Second / 2, adv(100, lower)}),
 			want: nil, state: Master, deadline: time.Second},
@@ -254,7 +254,7 @@ func TestTransitions(t *testing.T) {
 			want: nil, state: Master, deadline: time.Second},
 		{name: "owner: equal priority, higher address wins", cfg: func(c *Config) { c.Priority = 255 },
 			steps: append(masterAt(255), input{time.Second / 2, adv(255, peer)}),
-			want:  []Action{RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
+			want:  []Action{SendAdvert{255}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherAddress, time.Second/2)},
 			// priority 255: 3s + 1/256 s
 			state: Backup, deadline: time.Second/2 + 3003906250*time.Nanosecond},
 		{name: "master: lowered priority is advertised", steps: append(masterAt(100), input{0, SetPriority{60}}, input{time.Second, TimerFired{}}),
@@ -386,7 +386,7 @@ func TestTransitions(t *testing.T) {
 			want:  nil, state: Backup, deadline: noDeadline, wants: Master},
 		{name: "after MasterDown, the live master's advert takes master back and is reported",
 			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}}, {2 * time.Second, adv(200, peer)}},
-			want:  []Action{MasterAlive{Peer: peer}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 2*time.Second)},
+			want:  []Action{MasterAlive{Peer: peer}, SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 2*time.Second)},
 			state: Backup, deadline: 2*time.Second + mdi100},
 		{name: "MasterAlive is reported once",
 			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}}, {2 * time.Second, adv(200, peer)},
@@ -396,7 +396,7 @@ func TestTransitions(t *testing.T) {
 			steps: []input{{0, Start{}}, {time.Second, adv(200, peer)}, {1500 * time.Millisecond, MasterDown{Peer: peer}},
 				{1500*time.Millisecond + mdi100, adv(200, peer)}},
 			// The advert due at 4.5s goes first: no step ran the timer.
-			want:  []Action{SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 1500*time.Millisecond+mdi100)},
+			want:  []Action{SendAdvert{100}, SendAdvert{100}, RemoveVIPs{}, tr(Master, Backup, ReasonHigherPriority, 1500*time.Millisecond+mdi100)},
 			state: Backup, deadline: 1500*time.Millisecond + 2*mdi100},
 		// Yield: split_brain = "resolve" (the cluster saw another master).
 		{name: "master: Yield gives master up, with no Master_Down_Timer",

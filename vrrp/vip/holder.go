@@ -276,12 +276,29 @@ func (h *Holder) Announce(ctx context.Context) {
 		if n > 0 && !pause(ctx, gap) {
 			return
 		}
-		if err := h.mgr.Announce(); err != nil {
+		// A failure is retried: the peer's advert that asked for this
+		// burst can arrive as our link comes back up, before it carries
+		// packets (ENETDOWN), and that peer, yielding, sends no other.
+		err := h.mgr.Announce()
+		for retry := 0; err != nil && retry < announceRetries; retry++ {
+			if !pause(ctx, announceRetry) {
+				return
+			}
+			err = h.mgr.Announce()
+		}
+		if err != nil {
 			h.log.Warn("announce VIPs", "error", err)
 			return
 		}
 	}
 }
+
+// announceRetries and announceRetry bound how long Announce keeps trying
+// a failed announcement: 2 s, a link's way back up.
+const (
+	announceRetries = 20
+	announceRetry   = 100 * time.Millisecond
+)
 
 // Reconfigure takes a reload's VIPs (same family) and announcement
 // settings; held says whether the VIPs are held now (see
