@@ -457,10 +457,19 @@ func syncedBefore(t testing.TB, lb1, lb2 *director, vs string, withSync bool) {
 	}
 	// The master's daemon sends a connection once it has seen 3 packets
 	// of it (sync_threshold), so all are there within seconds.
+	if got := waitSynced(t, lb2, vs, n); got < n {
+		t.Fatalf("lb2's ipvsadm -Lnc shows %d of the %d connections of lb1 after 20 s\n%s", got, n, syncDiag(t, lb1, lb2))
+	}
+}
+
+// waitSynced waits up to 20 s for n connections of vs in d's table and
+// says how many there are.
+func waitSynced(t testing.TB, d *director, vs string, n int) int {
 	deadline := time.Now().Add(20 * time.Second)
-	for len(vsClients(t, lb2.ns, vs)) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("lb2's ipvsadm -Lnc shows %d of the %d connections of lb1 after 20 s\n%s", len(vsClients(t, lb2.ns, vs)), n, syncDiag(t, lb1, lb2))
+	for {
+		got := len(vsClients(t, d.ns, vs))
+		if got >= n || time.Now().After(deadline) {
+			return got
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
