@@ -157,8 +157,9 @@ type Instance struct {
 	// Run goroutine queues them, so when it reads zero vipLoop is idle
 	// and stays idle until that goroutine queues again.
 	vipPending atomic.Int32
-	// lastReannounce rate-limits re-announcing on lower-priority adverts.
-	lastReannounce time.Time
+	// lastReannounce rate-limits re-announcing on lower-priority adverts;
+	// reannounceDue, if set, is a re-announcement the limit deferred.
+	lastReannounce, reannounceDue time.Time
 	// lastRefresh rate-limits renewing the VIPs' lifetimes.
 	lastRefresh time.Time
 	// lastStep is the time of the last event fed to the machine, which
@@ -1201,9 +1202,19 @@ func (i *Instance) stepAt(now time.Time, ev vrrp.Event) {
 		// or started at the same moment) stays master, as the RFC says, but
 		// that peer has announced the VIPs too: announce them again so the
 		// neighbours come back (keepalived: garp_lower_prio_repeat).
-		if p := a.Advert.Priority; i.fsm.State() == vrrp.Master && p > 0 && p < i.fsm.Priority() && now.Sub(i.lastReannounce) > time.Second {
-			i.lastReannounce = now
-			i.queueVIP(vipReq{op: opAnnounce})
+		// A lower-priority advert within the rate limit is not dropped
+		// but deferred to the limit's end (run on our next advert): the
+		// other master's last advert, sent as it yields, can follow its
+		// first by less than the limit, with its own announcements in
+		// between, and only an announcement after those brings the
+		// neighbours back (TestChaosSoak: 20 s of lost traffic).
+		if p := a.Advert.Priority; i.fsm.State() == vrrp.Master && p > 0 && p < i.fsm.Priority() {
+			if now.Sub(i.lastReannounce) > time.Second {
+				i.lastReannounce, i.reannounceDue = now, time.Time{}
+				i.queueVIP(vipReq{op: opAnnounce})
+			} else {
+				i.reannounceDue = i.lastReannounce.Add(time.Second)
+			}
 		}
 	}
 	acts := i.fsm.Step(now, ev)
@@ -1233,6 +1244,13 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 		switch a := act.(type) {
 		case vrrp.SendAdvert:
 			i.send(a.Priority)
+			if !i.reannounceDue.IsZero() && !now.Before(i.reannounceDue) {
+				if i.fsm.State() == vrrp.Master {
+					i.lastReannounce = now
+					i.queueVIP(vipReq{op: opAnnounce})
+				}
+				i.reannounceDue = time.Time{}
+			}
 			// Adverts prove the daemon alive: renew the VIPs' lifetimes,
 			// four times per lifetime (a netlink request per VIP, so not on
 			// every 100 ms advert). Refresh does not wait, and renews
