@@ -244,9 +244,10 @@ func runInVM(begin time.Time) int {
 			env = append(env, name+"="+os.Getenv(name))
 		}
 	}
-	// The scale tests' windows (scale_test.go), lengthened for a manual run.
+	// The scale tests' windows (scale_test.go) and the health check
+	// bench's (LVSHA_HC_WINDOW), lengthened for a manual run.
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "LVSHA_SCALE_") {
+		if strings.HasPrefix(kv, "LVSHA_SCALE_") || strings.HasPrefix(kv, "LVSHA_HC_") {
 			env = append(env, kv)
 		}
 	}
