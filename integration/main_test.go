@@ -34,6 +34,9 @@ const (
 	envLvshaErr = "LVSHA_BIN_ERROR" // why there is no lvsha binary
 	envRole     = "LVSHA_ROLE"      // set: this process is a helper (web, get, hold)
 	envCorpus   = "LVSHA_KA_CORPUS" // where the keepalived corpus is
+	// envKernelArgs: words added to the VM kernel's command line (e.g.
+	// "mitigations=off" for BenchmarkHealthChecks, see its comment).
+	envKernelArgs = "LVSHA_VM_KERNEL_ARGS"
 	// envProfile set: BenchmarkReload10k's lvsha writes a CPU profile of
 	// its whole run and the bench prints it (profileOut).
 	envProfile = "LVSHA_BENCH_PROFILE"
@@ -292,11 +295,12 @@ func runInVM(begin time.Time) int {
 		}
 	}
 	res, err := vm.Run(ctx, k, vm.Spec{
-		Tools:   tools,
-		Files:   files,
-		Command: "cd /tmp && " + vm.Quote(args...),
-		Env:     env,
-		Output:  os.Stdout,
+		Tools:      tools,
+		Files:      files,
+		Command:    "cd /tmp && " + vm.Quote(args...),
+		Env:        env,
+		Output:     os.Stdout,
+		KernelArgs: strings.Fields(os.Getenv(envKernelArgs)),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration: VM run:", err)
