@@ -128,6 +128,19 @@ func (c *tcpChecker) connect(ctx context.Context, start time.Time) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The deadline and the handshake's completion can wake the
+			// probe together, and on a busy director the deadline is
+			// often seen first: the poller then returns without asking
+			// the socket. An established connection is the server's
+			// answer, not a timeout (keepalived's scheduler, too, runs a
+			// ready socket before its timeout); without this, a CPU-bound
+			// director took real servers down (BenchmarkHealthChecks).
+			var done bool
+			if cerr := rc.Control(func(fd uintptr) { done, connErr = handshakeDone(int(fd)) }); cerr == nil && done {
+				return connErr
+			}
+		}
 		return err
 	}
 	return connErr

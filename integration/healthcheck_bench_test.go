@@ -379,7 +379,7 @@ func BenchmarkHealthChecks(b *testing.B) {
 	for _, c := range []struct {
 		kind string
 		n    int
-	}{{"tcp", 1000}, {"tcp", 5000}, {"tcp", 10000}, {"http", 1000}} {
+	}{{"tcp", 100}, {"tcp", 1000}, {"tcp", 5000}, {"tcp", 10000}, {"http", 100}, {"http", 1000}} {
 		b.Run(fmt.Sprintf("%s-%d", c.kind, c.n), func(b *testing.B) {
 			raiseFileLimit(b)
 			s := newHCSite(b)
