@@ -61,9 +61,32 @@ func newTCPChecker(rs netip.AddrPort, c *conf.Check) (*tcpChecker, error) {
 func (c *tcpChecker) String() string { return "tcp " + c.addr }
 
 func (c *tcpChecker) Check(ctx context.Context) Result {
-	r := Result{At: time.Now()}
-	err := c.connect(ctx, r.At)
-	r.Latency = time.Since(r.At)
+	r, wait := c.start(ctx)
+	if wait != nil {
+		return wait()
+	}
+	return r
+}
+
+// start begins a probe without blocking. When the handshake finished
+// within connect (a real server on this host, in a namespace or over a
+// veth: the kernel runs the other end's half of it in the same system
+// call), it returns the result and a nil wait; else wait blocks until
+// the handshake is done, the timeout passes or ctx ends, and returns the
+// result. The engine calls start from its scheduler, so such a probe
+// costs no goroutine and no hand-off between threads (starter).
+func (c *tcpChecker) start(ctx context.Context) (Result, func() Result) {
+	at := time.Now()
+	fd, done, err := c.begin(ctx)
+	if done {
+		return c.result(ctx, at, err), nil
+	}
+	return Result{}, func() Result { return c.result(ctx, at, c.wait(ctx, fd, at)) }
+}
+
+// result is the Result of a probe that began at at and ended with err.
+func (c *tcpChecker) result(ctx context.Context, at time.Time, err error) Result {
+	r := Result{At: at, Latency: time.Since(at)}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("connect %s: timed out after %s (%w): %w", c.addr, c.timeout, context.DeadlineExceeded, err)
@@ -77,31 +100,37 @@ func (c *tcpChecker) Check(ctx context.Context) Result {
 	return r
 }
 
-func (c *tcpChecker) connect(ctx context.Context, start time.Time) error {
+// begin opens the socket and starts connecting; done reports that the
+// probe has its answer (err, nil for success) and fd is closed, else fd
+// is connecting and wait must finish it. Asked right after connect, a
+// socket whose handshake is done needs none of the runtime poller, whose
+// registration (fcntl, epoll_ctl in and out), deadline timer and context
+// hook were three of a probe's eight system calls and most of its
+// garbage. Across a network the handshake takes a round trip, and this
+// costs one system call that answers EAGAIN.
+func (c *tcpChecker) begin(ctx context.Context) (fd int, done bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return -1, true, err
 	}
-	fd, err := unix.Socket(c.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err = unix.Socket(c.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
-		return os.NewSyscallError("socket", err)
+		return -1, true, os.NewSyscallError("socket", err)
 	}
 	err = unix.Connect(fd, c.sa)
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) && !errors.Is(err, unix.EINTR) {
 		unix.Close(fd)
-		return os.NewSyscallError("connect", err)
+		return -1, true, os.NewSyscallError("connect", err)
 	}
-	// A real server on this host, in a namespace or over a veth answers
-	// within connect itself: the kernel runs the other end's half of the
-	// handshake in the same system call. Asked now, such a socket is
-	// done without the runtime poller, whose registration (fcntl,
-	// epoll_ctl in and out), deadline timer and context hook were three
-	// of a probe's eight system calls and most of its garbage. Across a
-	// network the handshake takes a round trip, and this costs one
-	// system call that answers EAGAIN.
 	if done, err := handshakeDone(fd); done {
 		unix.Close(fd)
-		return err
+		return -1, true, err
 	}
+	return fd, false, nil
+}
+
+// wait finishes the connect that begin left in progress on fd, which it
+// closes, bounded by the timeout from start and by ctx.
+func (c *tcpChecker) wait(ctx context.Context, fd int, start time.Time) error {
 	// The runtime poller waits for the handshake; the file owns fd now.
 	f := os.NewFile(uintptr(fd), c.addr)
 	defer f.Close()
