@@ -79,7 +79,8 @@ type Engine struct {
 
 // OnResult makes the engine call fn with every probe result it records,
 // once for each real server the probe serves (a probe shared by several
-// virtual servers reports to each), from the probe's goroutine after the
+// virtual servers reports to each), from the probe's goroutine or the
+// engine's scheduler (a probe that finished without blocking) after the
 // state is updated. It exists for observations a snapshot cannot give,
 // such as a histogram of probe latencies; fn must be quick and safe for
 // concurrent use. Results of probes stopped mid-run are not recorded, so
@@ -195,9 +196,10 @@ func (e *Engine) notify() {
 // a later Run resumes the probes with the states they had.
 //
 // One scheduler (a heap of next run times, one timer) starts each probe
-// run in its own goroutine; a probe is requeued only when its run
-// finishes, so a slow probe delays its next run instead of piling up. Idle
-// probes therefore cost no goroutine.
+// run: a tcp connect that is answered at once runs in the scheduler
+// itself, every other run in a goroutine of its own (start). A probe is
+// requeued only when its run finishes, so a slow probe delays its next
+// run instead of piling up. Idle probes therefore cost no goroutine.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.runCtx != nil {
@@ -249,21 +251,35 @@ func (e *Engine) kick(t time.Time) {
 func (e *Engine) schedule(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var due []*probe
 	for {
 		e.mu.Lock()
-		now := time.Now()
-		horizon := now.Add(schedSlack)
-		for len(e.queue) > 0 && !e.queue[0].next.After(horizon) {
+		due = due[:0]
+		for horizon := time.Now().Add(schedSlack); len(e.queue) > 0 && !e.queue[0].next.After(horizon); {
 			p := heap.Pop(&e.queue).(*probe)
 			e.wg.Add(1)
-			go e.runOnce(p)
+			due = append(due, p)
 		}
+		e.mu.Unlock()
+		for i, p := range due {
+			e.start(p)
+			due[i] = nil
+		}
+		e.mu.Lock()
+		now := time.Now()
 		wait := time.Hour
 		if len(e.queue) > 0 {
 			wait = e.queue[0].next.Sub(now)
 		}
 		e.wakeAt = now.Add(wait)
 		e.mu.Unlock()
+		if wait <= schedSlack {
+			// More came due while the last ones started.
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -274,12 +290,47 @@ func (e *Engine) schedule(ctx context.Context) {
 	}
 }
 
+// starter is a Checker that can begin a probe without blocking (the tcp
+// connect): start returns the result and a nil wait when the probe
+// finished at once, else a wait that blocks until it finishes and
+// returns the result.
+type starter interface {
+	start(ctx context.Context) (r Result, wait func() Result)
+}
+
+// start runs one probe of p: a starter's start in the scheduler's
+// goroutine, and whatever blocks in a goroutine of its own. A probe that
+// finishes within start (a tcp connect to a real server on this host or
+// over a veth) so costs no goroutine: with one goroutine a probe, the
+// runtime handed the processor to another thread whenever a probe's
+// system call outlasted a sysmon tick while other probes waited to run,
+// and a busy director spent more on those hand-offs than on probing
+// (BenchmarkHealthChecks, under emulation).
+func (e *Engine) start(p *probe) {
+	s, ok := p.checker.(starter)
+	if !ok {
+		go e.runOnce(p)
+		return
+	}
+	at := time.Now()
+	res, wait := s.start(p.ctx)
+	if wait == nil {
+		e.finish(p, res, at)
+		return
+	}
+	go func() { e.finish(p, wait(), at) }()
+}
+
 func (e *Engine) runOnce(p *probe) {
-	defer e.wg.Done()
 	start := time.Now()
-	res := p.checker.Check(p.ctx)
+	e.finish(p, p.checker.Check(p.ctx), start)
+}
+
+// finish records res of p's run that began at start, unless the probe
+// was stopped mid-run: the failure says nothing about the server then.
+func (e *Engine) finish(p *probe, res Result, start time.Time) {
+	defer e.wg.Done()
 	if p.ctx.Err() != nil {
-		// Stopped mid-probe: the failure says nothing about the server.
 		return
 	}
 	e.record(p, res, start)

@@ -34,6 +34,9 @@ const (
 	envLvshaErr = "LVSHA_BIN_ERROR" // why there is no lvsha binary
 	envRole     = "LVSHA_ROLE"      // set: this process is a helper (web, get, hold)
 	envCorpus   = "LVSHA_KA_CORPUS" // where the keepalived corpus is
+	// envKernelArgs: words added to the VM kernel's command line (e.g.
+	// "mitigations=off" for BenchmarkHealthChecks, see its comment).
+	envKernelArgs = "LVSHA_VM_KERNEL_ARGS"
 	// envProfile set: BenchmarkReload10k's lvsha writes a CPU profile of
 	// its whole run and the bench prints it (profileOut).
 	envProfile = "LVSHA_BENCH_PROFILE"
@@ -245,10 +248,11 @@ func runInVM(begin time.Time) int {
 			env = append(env, name+"="+os.Getenv(name))
 		}
 	}
-	// The scale tests' windows (scale_test.go) and the chaos soak's length
-	// and seed (chaos_test.go), for a manual run.
+	// The scale tests' windows (scale_test.go), the health check bench's
+	// (LVSHA_HC_WINDOW) and the chaos soak's length and seed
+	// (chaos_test.go), for a manual run.
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "LVSHA_SCALE_") || strings.HasPrefix(kv, "LVSHA_CHAOS_") {
+		if strings.HasPrefix(kv, "LVSHA_SCALE_") || strings.HasPrefix(kv, "LVSHA_HC_") || strings.HasPrefix(kv, "LVSHA_CHAOS_") {
 			env = append(env, kv)
 		}
 	}
@@ -293,11 +297,12 @@ func runInVM(begin time.Time) int {
 		}
 	}
 	res, err := vm.Run(ctx, k, vm.Spec{
-		Tools:   tools,
-		Files:   files,
-		Command: "cd /tmp && " + vm.Quote(args...),
-		Env:     env,
-		Output:  os.Stdout,
+		Tools:      tools,
+		Files:      files,
+		Command:    "cd /tmp && " + vm.Quote(args...),
+		Env:        env,
+		Output:     os.Stdout,
+		KernelArgs: strings.Fields(os.Getenv(envKernelArgs)),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration: VM run:", err)

@@ -54,6 +54,8 @@ import (
 //	      what it sent
 //	vipholder: hold $LVSHA_VIPS (prefixes) for $LVSHA_IFACE the way
 //	      vip_holder = $LVSHA_HOLDER does, print "ready", wait
+//	hcserve: every real server of BenchmarkHealthChecks, timing the
+//	      SYNs that arrive on $LVSHA_IFACE (hcServe)
 func runRole(role string) int {
 	switch role {
 	case "web":
@@ -97,6 +99,8 @@ func runRole(role string) int {
 		return killer(k, prio, limit)
 	case "vipholder":
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
+	case "hcserve":
+		return hcServe(os.Getenv("LVSHA_IFACE"), os.Getenv("LVSHA_INTERVAL"))
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2

@@ -255,6 +255,10 @@ type Spec struct {
 	Tools []string
 	// Memory in MiB (default 1024) and CPUs (default 2).
 	Memory, CPUs int
+	// KernelArgs are added to the kernel's command line, e.g.
+	// "mitigations=off" for a benchmark whose figures the emulation of
+	// page-table switches on every system call would otherwise swamp.
+	KernelArgs []string
 	// Output receives the guest console (the command's stdout and stderr
 	// included); nil discards it.
 	Output io.Writer
@@ -317,7 +321,7 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 	// emulator, not the code under test, so boot again a bounded number of
 	// times. A guest that reached init is never rerun.
 	for attempt := 1; ; attempt++ {
-		res, started, err := boot(ctx, qemu, k, initrd, mem, cpus, out)
+		res, started, err := boot(ctx, qemu, k, initrd, mem, cpus, spec.KernelArgs, out)
 		if err == nil || started || ctx.Err() != nil || attempt == maxBoots {
 			return res, err
 		}
@@ -329,13 +333,13 @@ func Run(ctx context.Context, k *Kernel, spec Spec) (Result, error) {
 const maxBoots = 3
 
 // boot runs qemu once; started reports whether the guest reached init.
-func boot(ctx context.Context, qemu string, k *Kernel, initrd string, mem, cpus int, out io.Writer) (res Result, started bool, err error) {
+func boot(ctx context.Context, qemu string, k *Kernel, initrd string, mem, cpus int, args []string, out io.Writer) (res Result, started bool, err error) {
 	res = Result{ExitCode: -1}
 	cmd := exec.CommandContext(ctx, qemu,
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-net", "none",
 		"-kernel", k.Vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init")
+		"-append", strings.Join(append([]string{"console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init"}, args...), " "))
 	// qemu must not outlive a test binary killed by go test's own timeout
 	// (SIGQUIT, then SIGKILL), which no context sees.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
