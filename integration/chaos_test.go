@@ -36,10 +36,16 @@ const (
 	// the emulator's slack; chaosGrace is how long a director is excused
 	// after a fault of its own (a restart, its link or its CPU back).
 	chaosDetect = 3 * time.Second
-	chaosGrace  = 5 * time.Second
+	chaosGrace  = 6 * time.Second
+	// chaosAdvert is the pair's advert interval: keepalived's default.
+	// At lvsha's 100 ms a VM starved by a loaded host (other VMs beside
+	// it) stalls past Master_Down_Interval and the backup takes over on
+	// its own, outside the schedule; the soak is about invariants, not
+	// failover speed (BenchmarkFailover measures that).
+	chaosAdvert = time.Second
 	// chaosDual bounds two VIP holders once no fault separates them: one
-	// advert interval (100 ms) and the emulator's scheduling slack.
-	chaosDual = time.Second
+	// advert interval and the emulator's scheduling slack.
+	chaosDual = chaosAdvert + 1500*time.Millisecond
 	// chaosSync is how old a connection must be for the backup to know
 	// it: the master's kernel announces it at its third packet, in a
 	// buffer it sends when full or about a second later. A younger one
@@ -199,17 +205,18 @@ func (l *chaosLog) setFault(d int, on bool) {
 // holds its preemption), and the service with scheduler; broken adds a
 // key of the wrong type, a file a reload must refuse.
 func chaosConfig(t testing.TB, d *director, prio int, scheduler string, broken bool) {
-	extra := fmt.Sprintf("[vrrp_instance.lvs_sync]\ninterface = %q\nrefresh_period = \"5s\"\n", d.iface) + chaosVS(scheduler)
+	extra := fmt.Sprintf("advert_interval = %q\n[vrrp_instance.lvs_sync]\ninterface = %q\nrefresh_period = \"5s\"\n", chaosAdvert, d.iface) + chaosVS(scheduler)
 	if broken {
 		extra += "  [[virtual_server.real_server]]\n  address = \"10.79.0.9\"\n  weight = \"heavy\"\n"
 	}
 	d.writeConfig(t, prio, []string{chaosVIP + "/24"}, extra)
 }
 
-// TestChaosSoak runs the soak. Faults, one at a time with 1-3 s between:
-// SIGKILL of a director and a restart after 0.5-3 s; SIGTERM and a
-// restart; its link down for 0.5-3 s; its CPU taken (SIGSTOP) for
-// 0.1-0.8 s; a real server stopped for 1-5 s (never the last one up);
+// TestChaosSoak runs the soak, VRRP at 1 s adverts (Master_Down_Interval
+// 3.6 s at the backup's priority). Faults, one at a time with 1-3 s
+// between: SIGKILL of a director and a restart after 0.5-6 s; SIGTERM and
+// a restart; its link down for 1-6 s; its CPU taken (SIGSTOP) for
+// 0.5-5 s; a real server stopped for 1-5 s (never the last one up);
 // loss, duplication and delay on both directors' links (tc netem) for
 // 2-5 s; a reload to a changed valid file (the scheduler), and to an
 // invalid one, which must be refused while the daemon keeps its config.
@@ -266,7 +273,7 @@ func TestChaosSoak(t *testing.T) {
 		d.start(t)
 		ds[i] = d
 	}
-	eventually(t, "lb1 master, lb2 backup", 40*time.Second, func() bool { return ds[0].state() == "MASTER" && ds[1].state() == "BACKUP" })
+	eventually(t, "lb1 master, lb2 backup", 60*time.Second, func() bool { return ds[0].state() == "MASTER" && ds[1].state() == "BACKUP" })
 	for _, d := range ds {
 		eventually(t, d.name+"'s table with every real server up", 20*time.Second, func() bool {
 			for i := range chaosRS {
@@ -354,7 +361,7 @@ func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prio
 	between := func(lo, hi int) time.Duration { return time.Duration(lo+rng.IntN(hi-lo)) * time.Millisecond }
 	switch kind {
 	case "kill", "term":
-		wait := between(500, 3000)
+		wait := between(500, 6000)
 		log.setFault(i, true)
 		log.logf("%s %s, restart after %v", kind, d.name, wait)
 		if kind == "kill" {
@@ -375,7 +382,7 @@ func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prio
 		log.logf("%s started", d.name)
 		log.setFault(i, false)
 	case "link":
-		wait := between(500, 3000)
+		wait := between(1000, 6000)
 		log.setFault(i, true)
 		log.logf("%s's link down for %v", d.name, wait)
 		sh(t, "ip", "-n", d.ns, "link", "set", d.iface, "down")
@@ -384,7 +391,7 @@ func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prio
 		log.logf("%s's link up", d.name)
 		log.setFault(i, false)
 	case "starve":
-		wait := between(100, 800)
+		wait := between(500, 5000)
 		log.setFault(i, true)
 		log.logf("%s stopped (SIGSTOP) for %v", d.name, wait)
 		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGSTOP)
