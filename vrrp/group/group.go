@@ -82,7 +82,7 @@ type Options struct {
 type Group struct {
 	log           *slog.Logger
 	open          OpenFunc
-	watchLinks    WatchFunc
+	links         *linkShares
 	findInterface func(name string) error
 	reconfTimeout time.Duration
 	// execs runs the track_execs the instances track; nil without any.
@@ -150,8 +150,9 @@ const TunName = "lvsha-vip"
 // opened are closed (their sockets and VIP devices released) and the
 // error returned.
 func Open(opts Options, cfg *conf.Config) (*Group, error) {
-	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, findInterface: opts.FindInterface,
+	g := &Group{log: opts.Log, open: opts.Open, findInterface: opts.FindInterface,
 		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs, transitions: make(chan struct{}, 1)}
+	g.links = newLinkShares(opts.WatchLinks, &g.wg)
 	if g.findInterface == nil {
 		g.findInterface = func(name string) error { _, err := net.InterfaceByName(name); return err }
 	}
@@ -431,7 +432,8 @@ func (g *Group) startMember(mb *member) {
 }
 
 // watchMemberLinks feeds mb's tracking with the state of the interfaces
-// it tracks, until ctx is done or mb.stopLinks is called.
+// it tracks (its own among them: track.LinkNames), until ctx is done or
+// mb.stopLinks is called.
 func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 	lctx, cancel := context.WithCancel(ctx)
 	mb.stopLinks = cancel
@@ -440,7 +442,7 @@ func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 		mb.track.setLinks(ctx, nil, nil)
 		return
 	}
-	links := g.watchLinks(lctx, names)
+	links := g.links.subscribe(lctx, names)
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -808,7 +810,9 @@ func (g *Group) Status() []instance.Status {
 			out = append(out, st)
 			continue
 		}
-		out = append(out, mb.inst.Status())
+		st := mb.inst.Status()
+		st.FaultReasons = mb.track.faults()
+		out = append(out, st)
 	}
 	return out
 }

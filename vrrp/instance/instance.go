@@ -71,6 +71,10 @@ type Status struct {
 	// FAULT: its interface has no address to send adverts from
 	// (ErrNoSource). vrrp/group opens it once one appears.
 	Fault string `json:"fault,omitempty"`
+	// FaultReasons say what tracking holds the instance in FAULT for:
+	// its interface or a tracked one down, the link state unknown, a
+	// weight-0 track_exec failing. vrrp/group fills them in.
+	FaultReasons []string `json:"fault_reasons,omitempty"`
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read

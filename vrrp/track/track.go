@@ -1,9 +1,9 @@
 // Package track turns what a VRRP instance tracks into its inputs: the
 // effective priority, lowered by tracked virtual servers with no real
 // server up and by weighted tracked interfaces and track_execs that are
-// down or failing; and fault, from tracked interfaces and weight-0
-// track_execs, and from a link state that is not known (a lost link
-// subscription). It decides from what it is told; vrrp/group gathers
+// down or failing; and fault, from the instance's own interface and the
+// tracked interfaces being down, weight-0 track_execs, and a link state
+// that is not known (a lost link subscription). It decides from what it is told; vrrp/group gathers
 // the sources and feeds them to each instance.
 package track
 
@@ -342,12 +342,29 @@ func linkUp(l netlink.Link) bool {
 }
 
 // LinkNames are the interfaces an instance watches: those whose loss is a
-// fault and those whose loss lowers its priority.
+// fault (FaultingLinks) and those whose loss lowers its priority.
 func LinkNames(in conf.VRRPInstance) []string {
-	names := slices.Clone(in.TrackInterfaces)
+	names := FaultingLinks(in)
 	for _, ti := range in.TrackInterfaceWeights {
 		if !slices.Contains(names, ti.Name) {
 			names = append(names, ti.Name)
+		}
+	}
+	return names
+}
+
+// FaultingLinks are the interfaces whose loss puts an instance in fault:
+// its own, first, unless TrackOwnInterface is off (adverts cannot go out
+// there, and a master that kept its VIPs would be a second holder once
+// a backup took over), and track_interfaces.
+func FaultingLinks(in conf.VRRPInstance) []string {
+	var names []string
+	if in.TrackOwnInterface && in.Interface != "" {
+		names = append(names, in.Interface)
+	}
+	for _, n := range in.TrackInterfaces {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
 		}
 	}
 	return names

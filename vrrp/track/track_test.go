@@ -83,9 +83,27 @@ func TestLinkEffect(t *testing.T) {
 			}
 		})
 	}
-	in := conf.VRRPInstance{TrackInterfaces: []string{"eth0", "eth1"}, TrackInterfaceWeights: weighted}
-	if got := LinkNames(in); !slices.Equal(got, []string{"eth0", "eth1", "eth2"}) {
-		t.Errorf("LinkNames = %v, want eth0 eth1 eth2 once each", got)
+	for _, tc := range []struct {
+		name           string
+		in             conf.VRRPInstance
+		faulting, want []string
+	}{
+		{"tracked", conf.VRRPInstance{Interface: "eth9", TrackInterfaces: []string{"eth0", "eth1"}, TrackInterfaceWeights: weighted},
+			[]string{"eth0", "eth1"}, []string{"eth0", "eth1", "eth2"}},
+		{"its own first", conf.VRRPInstance{Interface: "eth9", TrackOwnInterface: true, TrackInterfaces: []string{"eth0"}, TrackInterfaceWeights: weighted},
+			[]string{"eth9", "eth0"}, []string{"eth9", "eth0", "eth1", "eth2"}},
+		{"its own, also tracked, once", conf.VRRPInstance{Interface: "eth0", TrackOwnInterface: true, TrackInterfaces: []string{"eth0"}},
+			[]string{"eth0"}, []string{"eth0"}},
+		{"its own, also weighted: a fault", conf.VRRPInstance{Interface: "eth1", TrackOwnInterface: true, TrackInterfaceWeights: weighted},
+			[]string{"eth1"}, []string{"eth1", "eth2"}},
+		{"nothing", conf.VRRPInstance{Interface: "eth0"}, nil, nil},
+	} {
+		if got := FaultingLinks(tc.in); !slices.Equal(got, tc.faulting) {
+			t.Errorf("%s: FaultingLinks = %v, want %v", tc.name, got, tc.faulting)
+		}
+		if got := LinkNames(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: LinkNames = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
