@@ -3,9 +3,11 @@ package group
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -339,6 +341,64 @@ func TestOwnInterfaceReload(t *testing.T) {
 			if st := statusOf(t, h.group, "a"); (len(st.FaultReasons) > 0) != step.cfg.TrackOwnInterface {
 				t.Errorf("track_own_interface %v: fault reasons %q", step.cfg.TrackOwnInterface, st.FaultReasons)
 			}
+		}
+	})
+}
+
+// An instance whose source address leaves its interface (a link-local
+// address gone with its link, an IPv4 address deleted) starts anew: the
+// old one stops, and the new one waits in FAULT, with the reason, until
+// the interface has an address again, then runs. Its sync group is held
+// back meanwhile. A report that the address is still there, or that the
+// state is unknown, restarts nothing.
+func TestSourceGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := &conf.Config{VRRPInstances: []conf.VRRPInstance{vi("a", 1, 100), vi("b", 2, 100)},
+			SyncGroups: []conf.SyncGroup{{Name: "g", Instances: []string{"a", "b"}}}}
+		h := start(t, cfg, nil)
+		defer h.stop()
+		const name = "10.0.0.2%1"
+		old := h.open.named("a")[0]
+		for _, r := range []track.LinkReport{
+			{State: track.LinkState{name: true}},
+			{Err: errors.New("subscription lost")},
+		} {
+			h.addrs.feed(name, r)
+			synctest.Wait()
+		}
+		if n := len(h.open.named("a")); n != 1 || old.ran {
+			t.Fatalf("a opened %d times, its first stopped %v; want once, running", n, old.ran)
+		}
+		noSource := fmt.Errorf("vrrp_instance a: %w: eth0 has no IPv4 address", instance.ErrNoSource)
+		h.open.setFail("a", noSource)
+		b := h.open.named("b")[0]
+		old.setWants(vrrp.Master)
+		b.setWants(vrrp.Master)
+		synctest.Wait()
+		if got := b.take(); !strings.HasSuffix(got, "gate true") {
+			t.Fatalf("both wanting master, b was told %q; want the group let free", got)
+		}
+		h.addrs.feed(name, track.LinkReport{State: track.LinkState{name: false}})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if !old.ran {
+			t.Fatal("a's instance still runs after its source address went")
+		}
+		st := statusOf(t, h.group, "a")
+		if st.State != "FAULT" || !strings.Contains(st.Fault, "eth0 has no IPv4 address") {
+			t.Errorf("a without an address: %s, fault %q; want FAULT and why", st.State, st.Fault)
+		}
+		if got := b.take(); !strings.HasSuffix(got, "gate false") {
+			t.Errorf("b was told %q, want its group held back", got)
+		}
+		h.open.setFail("a", nil)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(h.open.named("a")); n != 2 || !h.open.named("a")[1].running {
+			t.Fatalf("a opened %d times once the address is back, want a second instance running", n)
+		}
+		if st := statusOf(t, h.group, "a"); st.Fault != "" {
+			t.Errorf("a once it runs again: fault %q", st.Fault)
 		}
 	})
 }
