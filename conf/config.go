@@ -126,6 +126,12 @@ type VRRPInstance struct {
 	// TrackInterfaces put the instance in fault while any of them is down
 	// (key "track_interfaces").
 	TrackInterfaces []string
+	// TrackOwnInterface puts the instance in fault while Interface is
+	// down, as keepalived does unless dont_track_primary is set: adverts
+	// cannot go out there, and a master that kept its VIPs would be a
+	// second holder once the backup took over (key
+	// "track_own_interface"; default true).
+	TrackOwnInterface bool
 	// TrackInterfaceWeights lower the priority by Weight while the named
 	// interface is down, instead of a fault (array of tables
 	// "track_interface": keepalived's track_interface with a weight).

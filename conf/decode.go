@@ -369,7 +369,7 @@ type rawVRRP struct {
 	routerID, priority, version, garp      val[int64]
 	advert, preemptDelay, refresh, timeout val[time.Duration]
 	garpInterval                           val[time.Duration]
-	preempt, accept                        val[bool]
+	preempt, accept, trackOwn              val[bool]
 	peers, vips, trackIfaces               val[[]string]
 	notifyMaster, notifyBackup             val[[]string]
 	notifyFault, notifyStop, notifyAny     val[[]string]
@@ -509,7 +509,7 @@ func (r *reader) config(root map[string]any) rawConfig {
 func (r *reader) vrrpInstance(t table) rawVRRP {
 	r.known(t, "name", "interface", "router_id", "priority", "version", "advert_interval",
 		"preempt", "preempt_delay", "accept", "unicast_src", "unicast_peers", "virtual_ips",
-		"vip_holder", "garp_repeat", "garp_interval", "garp_refresh", "track_interfaces", "track_interface", "track_virtual_server", "track_exec",
+		"vip_holder", "garp_repeat", "garp_interval", "garp_refresh", "track_interfaces", "track_interface", "track_own_interface", "track_virtual_server", "track_exec",
 		"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_timeout",
 		"auth_pass", "lvs_sync", "bfd", "split_brain")
 	v := rawVRRP{
@@ -531,6 +531,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		refresh:      r.duration(t, "garp_refresh"),
 		garpInterval: r.duration(t, "garp_interval"),
 		trackIfaces:  r.strs(t, "track_interfaces"),
+		trackOwn:     r.boolean(t, "track_own_interface"),
 		notifyMaster: r.strs(t, "notify_master"),
 		notifyBackup: r.strs(t, "notify_backup"),
 		notifyFault:  r.strs(t, "notify_fault"),

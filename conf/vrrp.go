@@ -89,8 +89,9 @@ func (b *builder) vrrpInstance(rv rawVRRP, vsNames map[string]bool, execNames ma
 			Fault: rv.notifyFault.or(nil), Stop: rv.notifyStop.or(nil), Any: rv.notifyAny.or(nil),
 			Timeout: rv.timeout.or(defaultNotifyTimeout),
 		},
-		TrackInterfaces: rv.trackIfaces.or(nil),
-		SplitBrain:      rv.splitBrain.or(defaultSplitBrain),
+		TrackInterfaces:   rv.trackIfaces.or(nil),
+		TrackOwnInterface: rv.trackOwn.or(true),
+		SplitBrain:        rv.splitBrain.or(defaultSplitBrain),
 	}
 	for _, req := range []struct {
 		set  bool

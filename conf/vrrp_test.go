@@ -62,6 +62,7 @@ virtual_ips = ["192.0.2.102/24"]
 vip_holder = "interface"
 garp_interval = "5ms"
 bfd = false
+track_own_interface = false
 
 [[vrrp_instance]]
 name = "vi6"
@@ -80,7 +81,7 @@ instances = ["vi1", "vi6"]
 	}
 	want := []VRRPInstance{
 		{Name: "vi1", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
-			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5, SplitBrain: "report",
+			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5, SplitBrain: "report", TrackOwnInterface: true,
 			VirtualIPs:            []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")},
 			TrackInterfaces:       []string{"eth1"},
 			TrackVirtualServers:   []TrackVirtualServer{{Name: "web", Weight: 20}},
@@ -94,7 +95,7 @@ instances = ["vi1", "vi6"]
 			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.102/24")},
 			Notify:     Notify{Timeout: 10 * time.Second}},
 		{Name: "vi6", Interface: "eth0", RouterID: 51, Priority: 100, Version: 3, AdvertInterval: 100 * time.Millisecond,
-			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5, SplitBrain: "report",
+			Preempt: true, Accept: true, VIPHolder: "tun", GARPRepeat: 5, SplitBrain: "report", TrackOwnInterface: true,
 			VirtualIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::100/64")},
 			Notify:     Notify{Timeout: 10 * time.Second},
 			BFD:        &BFD{Interval: 20 * time.Millisecond, Multiplier: 3}},

@@ -74,6 +74,7 @@ var eventSpecs = map[string]eventSpec{
 	"reload failed, keeping the previous configuration": {"reload_refused", []string{"file"}},
 	"VRRP transition":                                   {"vrrp", []string{"vrrp_instance"}},
 	group.MsgNoSource:                                   {"vrrp_waiting", []string{"vrrp_instance"}},
+	group.MsgSourceGone:                                 {"vrrp_source_gone", []string{"vrrp_instance"}},
 }
 
 // eventKind is the kind of event a log line of message msg is, and which

@@ -51,6 +51,9 @@ type vrrpInst struct {
 }
 
 func (v *vrrpInst) Name() string { return v.name }
+
+// Source says nothing: no address watch.
+func (*vrrpInst) Source() (netip.Addr, int) { return netip.Addr{}, 0 }
 func (v *vrrpInst) Run(ctx context.Context) error {
 	<-ctx.Done()
 	v.stopped.Store(true)

@@ -283,10 +283,13 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 				l.Interface, family, l.Endpoints, l.UnknownVRID, l.Short)
 		}
 		for _, v := range r.VRRP {
-			// Why an instance is in FAULT, where the instance knows it
-			// (tracking's causes are in the track_exec table and the log).
+			// Why an instance is in FAULT: not started, or held there by
+			// what it tracks (its own interface among them).
 			if v.Fault != "" {
 				fmt.Fprintf(w, "VRRP instance %s: FAULT, not started: %s\n", v.Name, v.Fault)
+			}
+			if len(v.FaultReasons) > 0 {
+				fmt.Fprintf(w, "VRRP instance %s: FAULT: %s\n", v.Name, strings.Join(v.FaultReasons, "; "))
 			}
 			if v.HolderFault {
 				fmt.Fprintf(w, "VRRP instance %s: FAULT, VIP holder failed (%d times): %s\n", v.Name, v.HolderFailures, v.HolderError)

@@ -29,7 +29,9 @@ func viewReport(now time.Time) *Report {
 		},
 		VRRP: []instance.Status{{Name: "VI_1", Interface: "eth0", RouterID: 51, State: "MASTER", Priority: 150, BasePriority: 150},
 			{Name: "VI_6", Interface: "eth1", RouterID: 52, State: "FAULT", Priority: 100, BasePriority: 100,
-				Fault: "no address to send adverts from yet: eth1 has no IPv6 link-local address"}},
+				Fault: "no address to send adverts from yet: eth1 has no IPv6 link-local address"},
+			{Name: "VI_2", Interface: "eth2", RouterID: 53, State: "FAULT", Priority: 100, BasePriority: 100,
+				FaultReasons: []string{"interface eth2 down", "track_exec chk failing"}}},
 		VRRPLinks: []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 42, Short: 3}},
 	}
 }
@@ -47,7 +49,8 @@ func TestStatusViews(t *testing.T) {
 		{"default fits 120 columns, cutting the probe", statusView{width: defaultWidth}, nil,
 			[]string{"ActConn  InActConn", "web6", "0/3", "down 1m0s", "FAIL 1.5ms", "…", "VRRP instance",
 				"VRRP link eth0 IPv4: 1 instances; dropped 42 adverts of other VRIDs, 3 too short",
-				"VRRP instance VI_6: FAULT, not started: no address to send adverts from yet: eth1 has no IPv6 link-local address"},
+				"VRRP instance VI_6: FAULT, not started: no address to send adverts from yet: eth1 has no IPv6 link-local address",
+				"VRRP instance VI_2: FAULT: interface eth2 down; track_exec chk failing"},
 			[]string{"by the far end", "InPkts", "CPS"}, defaultWidth},
 		{"wide keeps the whole message", statusView{wide: true, width: defaultWidth}, nil,
 			[]string{"connection refused by the far end)"}, nil, 0},

@@ -34,6 +34,7 @@ func openVRRP(log *slog.Logger, cfg *conf.Config) (g *group.Group, links func() 
 			return inst, nil
 		},
 		WatchLinks: track.Links,
+		WatchAddrs: track.Addrs,
 	}, cfg)
 	return g, shared.Links, bfdwatch.New(log, shared, openBFD(log)), err
 }

@@ -153,18 +153,21 @@ type vrrpInstance struct {
 	preempt      bool
 	preemptDelay time.Duration
 	noAccept     bool
-	unicastSrc   string // "" when unset, as keepalived takes an empty one
-	srcNode      *Node
-	peers        []string
-	peerNode     *Node
-	auth         *Node // the authentication block
-	authType     string
-	authPass     string
-	vips         []vipLine
-	trackIfaces  []string        // track_interface without a weight: a fault
-	weighted     []weightedTrack // track_interface with a weight
-	scripts      []weightedTrack // track_script
-	notify       map[string][]string
+	// dontTrack is dont_track_primary: no fault while the interface is
+	// down.
+	dontTrack   bool
+	unicastSrc  string // "" when unset, as keepalived takes an empty one
+	srcNode     *Node
+	peers       []string
+	peerNode    *Node
+	auth        *Node // the authentication block
+	authType    string
+	authPass    string
+	vips        []vipLine
+	trackIfaces []string        // track_interface without a weight: a fault
+	weighted    []weightedTrack // track_interface with a weight
+	scripts     []weightedTrack // track_script
+	notify      map[string][]string
 	// garp and garpRefresh start from global_defs; the notes name the
 	// global_defs line while the instance does not set its own.
 	garp                  int // -1 when unset
@@ -223,6 +226,8 @@ func (c *converter) instanceDirective(vi *vrrpInstance, d *Node) {
 		}
 	case "accept", "no_accept":
 		vi.noAccept = d.Name == "no_accept"
+	case "dont_track_primary":
+		vi.dontTrack = true
 	case "unicast_src_ip":
 		if len(d.Args) > 0 {
 			vi.unicastSrc, vi.srcNode = d.Args[0], d
@@ -418,6 +423,9 @@ func (c *converter) renderInstance(w *tomlWriter, vi *vrrpInstance) {
 	c.renderGARP(w, vi)
 	if len(vi.trackIfaces) > 0 {
 		w.kv("track_interfaces", strs(vi.trackIfaces), "track_interface")
+	}
+	if vi.dontTrack {
+		w.kv("track_own_interface", "false", "dont_track_primary")
 	}
 	c.renderAuth(w, vi, version)
 	renderNotify(w, vi.notify)
@@ -723,7 +731,6 @@ var vrrpReasons = map[string]string{
 	"use_vmac":                   "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC",
 	"vmac_xmit_base":             "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC",
 	"use_ipvlan":                 "lvsha has no virtual MAC; the master announces the VIPs with gratuitous ARP / unsolicited NA from its own MAC",
-	"dont_track_primary":         "lvsha always puts an instance in fault while its interface is down",
 	"track_file":                 "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
 	"track_process":              "lvsha tracks interfaces, its own virtual servers and track_exec commands; a [[track_exec]] can test a file or a process",
 	"track_bfd":                  "lvsha's backup watches its master with BFD itself (bfd in [[vrrp_instance]], on by default) and takes over when it fails; a session to a third router is not carried",

@@ -32,6 +32,9 @@ import (
 // (*instance.Instance).
 type Instance interface {
 	Name() string
+	// Source is the address adverts go out from, picked when the
+	// instance opened, and its interface's index (0: not known).
+	Source() (netip.Addr, int)
 	// Run runs the instance until ctx is done and it has handed over.
 	Run(ctx context.Context) error
 	// Send queues an event for the state machine. It waits while the
@@ -67,6 +70,9 @@ type Options struct {
 	Log        *slog.Logger
 	Open       OpenFunc
 	WatchLinks WatchFunc
+	// WatchAddrs reports whether addresses named by track.AddrName are
+	// usable (track.Addrs); nil watches none.
+	WatchAddrs WatchFunc
 	// FindInterface checks that an interface exists before a reload
 	// starts an instance on it; nil is net.InterfaceByName.
 	FindInterface func(name string) error
@@ -82,7 +88,8 @@ type Options struct {
 type Group struct {
 	log           *slog.Logger
 	open          OpenFunc
-	watchLinks    WatchFunc
+	links         *linkShares
+	addrs         *linkShares // nil: sources not watched
 	findInterface func(name string) error
 	reconfTimeout time.Duration
 	// execs runs the track_execs the instances track; nil without any.
@@ -150,8 +157,12 @@ const TunName = "lvsha-vip"
 // opened are closed (their sockets and VIP devices released) and the
 // error returned.
 func Open(opts Options, cfg *conf.Config) (*Group, error) {
-	g := &Group{log: opts.Log, open: opts.Open, watchLinks: opts.WatchLinks, findInterface: opts.FindInterface,
+	g := &Group{log: opts.Log, open: opts.Open, findInterface: opts.FindInterface,
 		reconfTimeout: opts.ReconfigureTimeout, groups: cfg.SyncGroups, trackExecs: cfg.TrackExecs, transitions: make(chan struct{}, 1)}
+	g.links = newLinkShares(opts.WatchLinks, &g.wg)
+	if opts.WatchAddrs != nil {
+		g.addrs = newLinkShares(opts.WatchAddrs, &g.wg)
+	}
 	if g.findInterface == nil {
 		g.findInterface = func(name string) error { _, err := net.InterfaceByName(name); return err }
 	}
@@ -428,10 +439,64 @@ func (g *Group) startMember(mb *member) {
 		}
 	}()
 	g.watchMemberLinks(ctx, mb)
+	g.watchMemberSource(ctx, mb)
+}
+
+// MsgSourceGone is the log line of an instance whose source address left
+// its interface (cmd/lvsha's events record it).
+const MsgSourceGone = "VRRP instance's source address is gone: it starts anew, in fault until its interface has an address to send adverts from"
+
+// watchMemberSource replaces mb when the address its instance picked to
+// send adverts from leaves the interface or stops being usable (a
+// link-local address gone with its link, an IPv4 address deleted): its
+// adverts would fail while it went on as master, beside the backup
+// that took over. The instance that replaces it waits in FAULT for an
+// address, as at a start, and opens with the one there is then. A
+// configured unicast_src is not watched: it is the administrator's.
+func (g *Group) watchMemberSource(ctx context.Context, mb *member) {
+	if g.addrs == nil || mb.cfg.UnicastSrc.IsValid() {
+		return
+	}
+	src, ifindex := mb.inst.Source()
+	if !src.IsValid() || ifindex == 0 {
+		return
+	}
+	name := track.AddrName(src, ifindex)
+	reports := g.addrs.subscribe(ctx, []string{name})
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		gone := false
+		for r := range reports {
+			// An unknown state is the link watch's fault to raise;
+			// only a known absence restarts the instance.
+			if r.Err == nil && !r.State[name] && !gone {
+				gone = true
+				g.sourceGone(mb, src)
+			}
+		}
+	}()
+}
+
+// sourceGone replaces mb, whose source address src is gone, unless it
+// was stopped or replaced meanwhile.
+func (g *Group) sourceGone(mb *member, src netip.Addr) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := slices.Index(g.members, mb)
+	if g.ctx.Err() != nil || i < 0 || mb.inst == nil {
+		return
+	}
+	g.log.Warn(MsgSourceGone, "vrrp_instance", mb.cfg.Name, "interface", mb.cfg.Interface, "source", src.String())
+	nm := newMember(mb.cfg, nil, newTracking(g.log, mb.cfg, nil, g.execOK))
+	g.members[i] = nm
+	g.replace(mb, nm)
+	g.startGroups()
 }
 
 // watchMemberLinks feeds mb's tracking with the state of the interfaces
-// it tracks, until ctx is done or mb.stopLinks is called.
+// it tracks (its own among them: track.LinkNames), until ctx is done or
+// mb.stopLinks is called.
 func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 	lctx, cancel := context.WithCancel(ctx)
 	mb.stopLinks = cancel
@@ -440,7 +505,7 @@ func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 		mb.track.setLinks(ctx, nil, nil)
 		return
 	}
-	links := g.watchLinks(lctx, names)
+	links := g.links.subscribe(lctx, names)
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -612,7 +677,8 @@ func (g *Group) reconfigure(mb *member, was, ic conf.VRRPInstance) {
 	if !slices.Equal(track.LinkNames(was), track.LinkNames(ic)) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		if mb.stopLinks != nil && g.ctx.Err() == nil {
+		// Not a member any more if its source left meanwhile.
+		if mb.stopLinks != nil && g.ctx.Err() == nil && slices.Contains(g.members, mb) {
 			mb.stopLinks()
 			g.watchMemberLinks(g.ctx, mb)
 		}
@@ -808,7 +874,9 @@ func (g *Group) Status() []instance.Status {
 			out = append(out, st)
 			continue
 		}
-		out = append(out, mb.inst.Status())
+		st := mb.inst.Status()
+		st.FaultReasons = mb.track.faults()
+		out = append(out, st)
 	}
 	return out
 }

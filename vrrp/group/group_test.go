@@ -41,9 +41,15 @@ type fakeInst struct {
 	ran     bool // Run has returned
 	closed  bool
 	master  bool // Status says MASTER
+	// src and ifindex are what Source says: the opener gives every
+	// instance 10.0.0.2 on an interface of its own (its VRID's index).
+	src     netip.Addr
+	ifindex int
 }
 
 func (f *fakeInst) Name() string { return f.name }
+
+func (f *fakeInst) Source() (netip.Addr, int) { return f.src, f.ifindex }
 
 func (f *fakeInst) Run(ctx context.Context) error {
 	f.mu.Lock()
@@ -177,7 +183,7 @@ func (o *opener) open(_ *slog.Logger, cfg conf.VRRPInstance, _ string) (Instance
 	if err := o.fail[cfg.Name]; err != nil {
 		return nil, err
 	}
-	f := &fakeInst{name: cfg.Name, cfg: cfg, wants: vrrp.Backup, block: o.block[cfg.Name]}
+	f := &fakeInst{name: cfg.Name, cfg: cfg, wants: vrrp.Backup, block: o.block[cfg.Name], src: netip.MustParseAddr("10.0.0.2"), ifindex: cfg.RouterID}
 	o.opened = append(o.opened, f)
 	return f, nil
 }
@@ -244,6 +250,7 @@ type harness struct {
 	t      *testing.T
 	open   *opener
 	links  *links
+	addrs  *links // the source address watch
 	group  *Group
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -254,8 +261,9 @@ func start(t *testing.T, cfg *conf.Config, o *opener) *harness {
 	if o == nil {
 		o = &opener{}
 	}
-	h := &harness{t: t, open: o, links: &links{chs: map[string]chan track.LinkReport{}}, done: make(chan struct{})}
-	g, err := Open(Options{Log: quiet, Open: o.open, WatchLinks: h.links.watch,
+	h := &harness{t: t, open: o, links: &links{chs: map[string]chan track.LinkReport{}}, addrs: &links{chs: map[string]chan track.LinkReport{}},
+		done: make(chan struct{})}
+	g, err := Open(Options{Log: quiet, Open: o.open, WatchLinks: h.links.watch, WatchAddrs: h.addrs.watch,
 		FindInterface: func(name string) error {
 			if name == "nosuch0" {
 				return errors.New("no such network interface")

@@ -3,7 +3,9 @@ package group
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/vrrp"
@@ -34,9 +36,14 @@ type tracking struct {
 	linkErr   error    // the link state is unknown: no subscription
 	vsLowered int      // summed weight of tracked virtual servers down
 	// fault and prio are what the instance was last sent (it starts
-	// without tracking's fault, at its configured priority).
-	fault bool
-	prio  int
+	// without tracking's fault, at its configured priority); reasons say
+	// why fault is set, for status.
+	fault   bool
+	prio    int
+	reasons []string
+	// shown is reasons for Status, which must not wait on mu: a push
+	// holds it while it waits for room in the instance's queue.
+	shown atomic.Pointer[[]string]
 }
 
 func newTracking(log *slog.Logger, cfg conf.VRRPInstance, to sender, execOK func(string) bool) *tracking {
@@ -88,7 +95,8 @@ func (t *tracking) push(ctx context.Context) {
 		return
 	}
 	execFault, execLowered, failing := track.ExecEffect(t.cfg.TrackExecs, t.execOK)
-	linkFault, linkLowered := track.LinkEffect(t.cfg.TrackInterfaces, t.cfg.TrackInterfaceWeights, t.linksDown)
+	faulting := track.FaultingLinks(t.cfg)
+	linkFault, linkLowered := track.LinkEffect(faulting, t.cfg.TrackInterfaceWeights, t.linksDown)
 	// The priority goes first: a fault that clears restarts the instance
 	// at whatever priority it has then.
 	if p := track.Priority(t.cfg.Priority, t.vsLowered+execLowered+linkLowered); p != t.prio {
@@ -98,16 +106,63 @@ func (t *tracking) push(ctx context.Context) {
 		t.to.Send(ctx, vrrp.SetPriority{Priority: uint8(p)})
 	}
 	fault := linkFault || t.linkErr != nil || execFault
+	was := t.reasons
+	t.reasons = nil
+	if fault {
+		t.reasons = t.faultReasons(faulting, failing)
+	}
+	if !slices.Equal(was, t.reasons) {
+		r := slices.Clone(t.reasons)
+		t.shown.Store(&r)
+	}
 	if fault == t.fault {
+		if fault && !slices.Equal(was, t.reasons) {
+			t.log.Warn("tracking fault goes on, for other reasons", "vrrp_instance", t.cfg.Name, "reasons", t.reasons, "was", was)
+		}
 		return
 	}
 	t.fault = fault
 	if fault {
-		t.log.Warn("tracking fault", "vrrp_instance", t.cfg.Name, "interfaces_down", t.linksDown,
+		t.log.Warn("tracking fault", "vrrp_instance", t.cfg.Name, "reasons", t.reasons, "interfaces_down", t.linksDown,
 			"link_watch_error", t.linkErr, "track_exec_failing", failing)
 		t.to.Send(ctx, vrrp.FaultDetected{})
 	} else {
 		t.log.Info("tracking fault cleared", "vrrp_instance", t.cfg.Name)
 		t.to.Send(ctx, vrrp.FaultCleared{})
 	}
+}
+
+// faultReasons says, in status's words, what holds the instance in fault:
+// of faulting, the interfaces down (its own first), an unknown link
+// state, and of failing, the weight-0 track_execs. t.mu is held.
+func (t *tracking) faultReasons(faulting, failing []string) []string {
+	var out []string
+	for _, n := range faulting {
+		if !slices.Contains(t.linksDown, n) {
+			continue
+		}
+		if n == t.cfg.Interface && t.cfg.TrackOwnInterface {
+			out = append(out, "interface "+n+" down")
+		} else {
+			out = append(out, "tracked interface "+n+" down")
+		}
+	}
+	if t.linkErr != nil {
+		out = append(out, "link state unknown: "+t.linkErr.Error())
+	}
+	for _, ref := range t.cfg.TrackExecs {
+		if ref.Weight == 0 && slices.Contains(failing, ref.Name) {
+			out = append(out, "track_exec "+ref.Name+" failing")
+		}
+	}
+	return out
+}
+
+// faults is what holds the instance in fault now; nil when nothing
+// tracked does.
+func (t *tracking) faults() []string {
+	if r := t.shown.Load(); r != nil {
+		return slices.Clone(*r)
+	}
+	return nil
 }

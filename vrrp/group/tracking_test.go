@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,5 +140,54 @@ func TestTrackingWeightedLinks(t *testing.T) {
 		if got := strings.Join(rec.got, "|"); got != st.want {
 			t.Fatalf("links down %v: sent %q, want %q", st.down, got, st.want)
 		}
+	}
+}
+
+// The instance's own interface faults it while down, unless
+// track_own_interface is off, and status says what holds it in fault,
+// its own interface first.
+func TestTrackingOwnInterface(t *testing.T) {
+	tests := []struct {
+		name     string
+		own      bool
+		down     []string
+		linkErr  error
+		failing  []string
+		want     string
+		wantWhy  []string
+		tracking []string
+	}{
+		{name: "own interface down", own: true, down: []string{"eth0"}, want: "fault", wantWhy: []string{"interface eth0 down"}},
+		{name: "not tracked with track_own_interface off", down: []string{"eth0"}, want: ""},
+		{name: "own and tracked down, a track_exec failing", own: true, down: []string{"eth0", "eth1"}, failing: []string{"proc", "disk"},
+			want: "prio 70|fault", wantWhy: []string{"interface eth0 down", "tracked interface eth1 down", "track_exec proc failing"}},
+		{name: "own interface also in track_interfaces", own: true, tracking: []string{"eth0"}, down: []string{"eth0"},
+			want: "fault", wantWhy: []string{"interface eth0 down"}},
+		{name: "link state unknown", own: true, linkErr: errors.New("netlink refused"),
+			want: "fault", wantWhy: []string{"link state unknown: netlink refused"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := conf.VRRPInstance{Name: "vi", Interface: "eth0", Priority: 100, TrackOwnInterface: tc.own, TrackInterfaces: []string{"eth1"},
+				TrackExecs: []conf.TrackExecRef{{Name: "proc", Weight: 0}, {Name: "disk", Weight: 30}}}
+			if tc.tracking != nil {
+				cfg.TrackInterfaces = tc.tracking
+			}
+			rec := &recorder{}
+			tr := newTracking(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, rec,
+				func(n string) bool { return !slices.Contains(tc.failing, n) })
+			tr.setLinks(context.Background(), tc.down, tc.linkErr)
+			if got := strings.Join(rec.got, "|"); got != tc.want {
+				t.Errorf("sent %q, want %q", got, tc.want)
+			}
+			if got := tr.faults(); !slices.Equal(got, tc.wantWhy) {
+				t.Errorf("reasons %q, want %q", got, tc.wantWhy)
+			}
+			rec.got = nil
+			tr.setLinks(context.Background(), nil, nil)
+			if len(tc.failing) == 0 && len(tr.faults()) > 0 {
+				t.Errorf("links up: reasons %q, want none", tr.faults())
+			}
+		})
 	}
 }

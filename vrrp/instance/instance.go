@@ -71,6 +71,10 @@ type Status struct {
 	// FAULT: its interface has no address to send adverts from
 	// (ErrNoSource). vrrp/group opens it once one appears.
 	Fault string `json:"fault,omitempty"`
+	// FaultReasons say what tracking holds the instance in FAULT for:
+	// its interface or a tracked one down, the link state unknown, a
+	// weight-0 track_exec failing. vrrp/group fills them in.
+	FaultReasons []string `json:"fault_reasons,omitempty"`
 }
 
 // AdvertConn is the wire as an instance uses it (*transport.Conn). Read
@@ -198,7 +202,9 @@ type Instance struct {
 	// source is the advert source, fixed for the instance's life; follow
 	// is the Shared's set it joins while it runs (nil without a Shared).
 	source netip.Addr
-	follow *followers
+	// ifindex is the interface's index where Open found it; 0 from New.
+	ifindex int
+	follow  *followers
 
 	mu     sync.Mutex
 	status Status
@@ -284,6 +290,7 @@ func (s *Shared) open(log *slog.Logger, cfg conf.VRRPInstance, tunName string) (
 	}
 	i.clock = s.clock
 	i.follow = s.follow
+	i.ifindex = ifi.Index
 	return i, nil
 }
 
@@ -493,6 +500,10 @@ func pickSource(name string, addrs []ifAddr, v6 bool) (netip.Addr, error) {
 
 // Name is the instance's configured name.
 func (i *Instance) Name() string { return i.name }
+
+// Source is the address the instance sends adverts from, fixed when it
+// opened, and the index of the interface it is on (0 when not known).
+func (i *Instance) Source() (netip.Addr, int) { return i.source, i.ifindex }
 
 // Status returns a copy of the instance's status.
 func (i *Instance) Status() Status {

@@ -1,9 +1,9 @@
 // Package track turns what a VRRP instance tracks into its inputs: the
 // effective priority, lowered by tracked virtual servers with no real
 // server up and by weighted tracked interfaces and track_execs that are
-// down or failing; and fault, from tracked interfaces and weight-0
-// track_execs, and from a link state that is not known (a lost link
-// subscription). It decides from what it is told; vrrp/group gathers
+// down or failing; and fault, from the instance's own interface and the
+// tracked interfaces being down, weight-0 track_execs, and a link state
+// that is not known (a lost link subscription). It decides from what it is told; vrrp/group gathers
 // the sources and feeds them to each instance.
 package track
 
@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -261,13 +263,12 @@ func watch(ctx context.Context, names []string, sub Subscribe, b Backoff, cleanu
 func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan LinkUpdate, error) {
 	raw := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
-	var mu sync.Mutex
-	var lost error
+	var lost lostError
 	err := netlink.LinkSubscribeWithOptions(raw, done, netlink.LinkSubscribeOptions{
 		Namespace: &ns,
 		// Called on the subscription's goroutine; a receive error is the
 		// last one before it closes raw.
-		ErrorCallback: func(err error) { mu.Lock(); lost = err; mu.Unlock() },
+		ErrorCallback: lost.set,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("subscribe to link changes: %w", err)
@@ -290,6 +291,31 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 	for _, l := range links {
 		current = append(current, Link{Name: l.Attrs().Name, Up: linkUp(l)})
 	}
+	return current, forward(ctx, raw, done, &lost, func(u netlink.LinkUpdate) Link {
+		return Link{Name: u.Link.Attrs().Name, Up: linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK}
+	}), nil
+}
+
+// lostError is why a netlink subscription died, as its error callback
+// says.
+type lostError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (l *lostError) set(err error) { l.mu.Lock(); l.err = err; l.mu.Unlock() }
+
+func (l *lostError) get() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// forward turns a netlink subscription's raw updates into LinkUpdates
+// (conv), until ctx is done (it then closes done, ending the
+// subscription) or the subscription dies (its last update then says
+// why). The channel closes once the subscription has ended.
+func forward[U any](ctx context.Context, raw <-chan U, done chan struct{}, lost *lostError, conv func(U) Link) <-chan LinkUpdate {
 	out := make(chan LinkUpdate)
 	go func() {
 		defer close(out)
@@ -306,11 +332,9 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 					return
 				case !ok:
 					close(done)
-					mu.Lock()
-					err := lost
-					mu.Unlock()
+					err := lost.get()
 					if err == nil {
-						err = errors.New("link subscription closed by the kernel")
+						err = errors.New("subscription closed by the kernel")
 					}
 					select {
 					case out <- LinkUpdate{Err: err}:
@@ -321,9 +345,8 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 					// Stopping: drain, so the receiver can end.
 					continue
 				}
-				up := linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK
 				select {
-				case out <- LinkUpdate{Link: Link{Name: u.Link.Attrs().Name, Up: up}}:
+				case out <- LinkUpdate{Link: conv(u)}:
 				case <-stop:
 					close(done)
 					stop = nil
@@ -331,7 +354,70 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 			}
 		}
 	}()
-	return current, out, nil
+	return out
+}
+
+// Addrs reports, as Links does for links, whether each named address is
+// on its interface and usable as a packet's source (past DAD), from the
+// kernel's address notifications in the network namespace of the
+// calling thread. A name is AddrName's.
+func Addrs(ctx context.Context, names []string) <-chan LinkReport {
+	ns, err := netns.Get()
+	sub := func(ctx context.Context) ([]Link, <-chan LinkUpdate, error) {
+		if err != nil {
+			return nil, nil, fmt.Errorf("network namespace: %w", err)
+		}
+		return netlinkAddrSubscribe(ctx, ns)
+	}
+	return watch(ctx, names, sub, Backoff{Min: minResubscribe, Max: maxResubscribe}, func() {
+		if err == nil {
+			ns.Close()
+		}
+	})
+}
+
+// AddrName names address a on the interface of index ifindex for Addrs.
+func AddrName(a netip.Addr, ifindex int) string {
+	return a.String() + "%" + strconv.Itoa(ifindex)
+}
+
+// netlinkAddrSubscribe is Subscribe on the kernel's rtnetlink address
+// notifications in the network namespace ns, each address named by
+// AddrName and up while it is usable.
+func netlinkAddrSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan LinkUpdate, error) {
+	raw := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	var lost lostError
+	err := netlink.AddrSubscribeWithOptions(raw, done, netlink.AddrSubscribeOptions{Namespace: &ns, ErrorCallback: lost.set})
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe to address changes: %w", err)
+	}
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	var addrs []netlink.Addr
+	if err == nil {
+		addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
+		h.Close()
+	}
+	if err != nil {
+		close(done)
+		for range raw {
+		}
+		return nil, nil, fmt.Errorf("list addresses: %w", err)
+	}
+	var current []Link
+	for _, a := range addrs {
+		current = append(current, addrLink(a.IP, a.LinkIndex, a.Flags, true))
+	}
+	return current, forward(ctx, raw, done, &lost, func(u netlink.AddrUpdate) Link {
+		return addrLink(u.LinkAddress.IP, u.LinkIndex, u.Flags, u.NewAddr)
+	}), nil
+}
+
+// addrLink is an address as Addrs reports it: up while present and
+// neither tentative nor failed DAD, which the kernel refuses as a source.
+func addrLink(ip net.IP, ifindex, flags int, present bool) Link {
+	a, _ := netip.AddrFromSlice(ip)
+	return Link{Name: AddrName(a.Unmap(), ifindex), Up: present && flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0}
 }
 
 // linkUp is what "up" means for a tracked interface: administratively up
@@ -342,12 +428,29 @@ func linkUp(l netlink.Link) bool {
 }
 
 // LinkNames are the interfaces an instance watches: those whose loss is a
-// fault and those whose loss lowers its priority.
+// fault (FaultingLinks) and those whose loss lowers its priority.
 func LinkNames(in conf.VRRPInstance) []string {
-	names := slices.Clone(in.TrackInterfaces)
+	names := FaultingLinks(in)
 	for _, ti := range in.TrackInterfaceWeights {
 		if !slices.Contains(names, ti.Name) {
 			names = append(names, ti.Name)
+		}
+	}
+	return names
+}
+
+// FaultingLinks are the interfaces whose loss puts an instance in fault:
+// its own, first, unless TrackOwnInterface is off (adverts cannot go out
+// there, and a master that kept its VIPs would be a second holder once
+// a backup took over), and track_interfaces.
+func FaultingLinks(in conf.VRRPInstance) []string {
+	var names []string
+	if in.TrackOwnInterface && in.Interface != "" {
+		names = append(names, in.Interface)
+	}
+	for _, n := range in.TrackInterfaces {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
 		}
 	}
 	return names

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsha/lvsha/conf"
 )
@@ -83,9 +86,27 @@ func TestLinkEffect(t *testing.T) {
 			}
 		})
 	}
-	in := conf.VRRPInstance{TrackInterfaces: []string{"eth0", "eth1"}, TrackInterfaceWeights: weighted}
-	if got := LinkNames(in); !slices.Equal(got, []string{"eth0", "eth1", "eth2"}) {
-		t.Errorf("LinkNames = %v, want eth0 eth1 eth2 once each", got)
+	for _, tc := range []struct {
+		name           string
+		in             conf.VRRPInstance
+		faulting, want []string
+	}{
+		{"tracked", conf.VRRPInstance{Interface: "eth9", TrackInterfaces: []string{"eth0", "eth1"}, TrackInterfaceWeights: weighted},
+			[]string{"eth0", "eth1"}, []string{"eth0", "eth1", "eth2"}},
+		{"its own first", conf.VRRPInstance{Interface: "eth9", TrackOwnInterface: true, TrackInterfaces: []string{"eth0"}, TrackInterfaceWeights: weighted},
+			[]string{"eth9", "eth0"}, []string{"eth9", "eth0", "eth1", "eth2"}},
+		{"its own, also tracked, once", conf.VRRPInstance{Interface: "eth0", TrackOwnInterface: true, TrackInterfaces: []string{"eth0"}},
+			[]string{"eth0"}, []string{"eth0"}},
+		{"its own, also weighted: a fault", conf.VRRPInstance{Interface: "eth1", TrackOwnInterface: true, TrackInterfaceWeights: weighted},
+			[]string{"eth1"}, []string{"eth1", "eth2"}},
+		{"nothing", conf.VRRPInstance{Interface: "eth0"}, nil, nil},
+	} {
+		if got := FaultingLinks(tc.in); !slices.Equal(got, tc.faulting) {
+			t.Errorf("%s: FaultingLinks = %v, want %v", tc.name, got, tc.faulting)
+		}
+		if got := LinkNames(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: LinkNames = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -274,5 +295,31 @@ func want(t *testing.T, reports <-chan LinkReport, w string) {
 	t.Helper()
 	if got := describe(<-reports); got != w {
 		t.Fatalf("report %q, want %q", got, w)
+	}
+}
+
+// An address is a usable source while present, past DAD: tentative or
+// failed, the kernel refuses it as a packet's source.
+func TestAddrLink(t *testing.T) {
+	ll := net.ParseIP("fe80::1")
+	for _, tc := range []struct {
+		name    string
+		ip      net.IP
+		flags   int
+		present bool
+		want    Link
+	}{
+		{"present", ll, unix.IFA_F_PERMANENT, true, Link{Name: "fe80::1%3", Up: true}},
+		{"tentative", ll, unix.IFA_F_TENTATIVE, true, Link{Name: "fe80::1%3"}},
+		{"DAD failed", ll, unix.IFA_F_DADFAILED, true, Link{Name: "fe80::1%3"}},
+		{"deleted", ll, 0, false, Link{Name: "fe80::1%3"}},
+		{"IPv4, as netlink gives it", net.ParseIP("10.0.0.2"), 0, true, Link{Name: "10.0.0.2%3", Up: true}},
+	} {
+		if got := addrLink(tc.ip, 3, tc.flags, tc.present); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	if got := AddrName(netip.MustParseAddr("10.0.0.2"), 3); got != "10.0.0.2%3" {
+		t.Errorf("AddrName = %q", got)
 	}
 }
