@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -180,8 +181,10 @@ func benchConnSync(b *testing.B, topo, kind string) {
 			synced = waitSynced(b, p.lb2, vs, connSyncN+1)
 		})
 		fb, delay := syncFailback(b, p, func() {})
-		b.Logf("%s %s run %d: %d of %d connections synced before the kill; failover %v, %d of %d connections failed (%d reset); failback after %v, %d of %d failed (%d reset)",
-			topo, kind, i, synced, connSyncN+1, tookOver.Round(time.Millisecond), len(o.failed), o.conns, o.resets,
+		// Every repetition's line on stderr: go test keeps only some of a
+		// benchmark's log.
+		fmt.Fprintf(os.Stderr, "BenchmarkConnSync %s %s b.N %d run %d: %d of %d connections synced before the kill; failover %v, %d of %d connections failed (%d reset); failback after %v, %d of %d failed (%d reset)\n",
+			topo, kind, b.N, i, synced, connSyncN+1, tookOver.Round(time.Millisecond), len(o.failed), o.conns, o.resets,
 			delay.Round(time.Millisecond), len(fb.failed), fb.conns, fb.resets)
 		foFailed += len(o.failed)
 		foResets += o.resets
