@@ -27,9 +27,9 @@ import (
 
 const (
 	chaosVIP  = "10.79.0.100"
-	chaosPort = "9000"
-	chaosRS   = 4 // real servers, 10.79.0.4 to .7
-	chaosConn = 8 // the client's held connections
+	chaosPort = connSyncPort // echoServer's
+	chaosRS   = 4            // real servers, 10.79.0.4 to .7
+	chaosConn = 8            // the client's held connections
 	// chaosDetect bounds how long a director's table may keep weight on
 	// a real server that is down, or none on one that is up, from the
 	// change (check every 500 ms, timeout 400 ms, fall 2, rise 1), with
@@ -75,69 +75,6 @@ forwarding = "dr"
 		s += fmt.Sprintf("  [[virtual_server.real_server]]\n  address = \"10.79.0.%d\"\n", i+4)
 	}
 	return s
-}
-
-// chaosServer is a real server the soak stops and starts: a greeting
-// with its name, then a line echo.
-type chaosServer struct {
-	name, ns string
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    []net.Conn
-}
-
-func (s *chaosServer) start(t testing.TB) {
-	var err error
-	var ln net.Listener
-	inNetns(t, s.ns, func() { ln, err = net.Listen("tcp", ":"+chaosPort) })
-	if err != nil {
-		t.Fatalf("%s: listen: %v", s.name, err)
-	}
-	s.mu.Lock()
-	s.ln = ln
-	s.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			go func() {
-				defer c.Close()
-				if _, err := c.Write([]byte(s.name + "\n")); err != nil {
-					return
-				}
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-}
-
-// stop closes the listener and every connection: the server is gone (its
-// host's stack then refuses new connections and resets old ones).
-func (s *chaosServer) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		s.ln.Close()
-		s.ln = nil
-	}
-	for _, c := range s.conns {
-		c.Close()
-	}
-	s.conns = nil
 }
 
 // chaosLog is the soak's event log and the state the invariants read:
@@ -253,12 +190,13 @@ func TestChaosSoak(t *testing.T) {
 
 	hosts, ifs := lan(t, 3+chaosRS)
 	client := hosts[2]
-	servers := make([]*chaosServer, chaosRS)
+	servers := make([]*echoServer, chaosRS)
 	for i := range chaosRS {
 		ns := hosts[3+i]
 		sh(t, "ip", "-n", ns, "addr", "add", chaosVIP+"/32", "dev", "lo")
 		inNS(t, ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
-		servers[i] = &chaosServer{name: fmt.Sprintf("rs%d", i+1), ns: ns}
+		// Named: each connection learns its real server first.
+		servers[i] = &echoServer{name: fmt.Sprintf("rs%d", i+1), ns: ns}
 		servers[i].start(t)
 		t.Cleanup(servers[i].stop)
 	}
@@ -353,7 +291,7 @@ func TestChaosSoak(t *testing.T) {
 
 // chaosEvent draws one fault, applies it and undoes it; it returns its
 // kind.
-func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prios [2]int, servers []*chaosServer, log *chaosLog, scheduler *string) string {
+func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prios [2]int, servers []*echoServer, log *chaosLog, scheduler *string) string {
 	kinds := []string{"kill", "term", "link", "starve", "rs", "netem", "reload", "reload-invalid"}
 	kind := kinds[rng.IntN(len(kinds))]
 	i := rng.IntN(2)
@@ -486,7 +424,7 @@ func ipvsScheduler(t testing.TB, ns string) string {
 // since it last answered, counted as unsynced if it was opened from
 // chaosSync before a director's fault to chaosSettle after its start, a
 // violation otherwise; then it opens another.
-func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*chaosServer, stop <-chan struct{}, exchanges, excused, unsynced *atomic.Int64) {
+func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*echoServer, stop <-chan struct{}, exchanges, excused, unsynced *atomic.Int64) {
 	var conn net.Conn
 	defer func() {
 		if conn != nil {

@@ -31,38 +31,49 @@ const (
 // in), and closed at cleanup with every connection it accepted.
 func echoIn(t testing.TB, ns string) {
 	t.Helper()
-	var ln net.Listener
+	s := &echoServer{ns: ns}
+	s.start(t)
+	t.Cleanup(s.stop)
+}
+
+// echoServer is a line echo on connSyncPort in its namespace, which a
+// test can stop (listener and every connection closed) and start again;
+// with a name it greets each connection with it first.
+type echoServer struct {
+	name, ns string
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    []net.Conn
+	wg       sync.WaitGroup
+}
+
+func (s *echoServer) start(t testing.TB) {
+	t.Helper()
 	var err error
-	inNetns(t, ns, func() { ln, err = net.Listen("tcp", ":"+connSyncPort) })
+	var ln net.Listener
+	inNetns(t, s.ns, func() { ln, err = net.Listen("tcp", ":"+connSyncPort) })
 	if err != nil {
-		t.Fatalf("echo server in %s: %v", ns, err)
+		t.Fatalf("echo server in %s: %v", s.ns, err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			s.wg.Go(func() {
+				defer c.Close()
+				if s.name != "" {
+					if _, err := c.Write([]byte(s.name + "\n")); err != nil {
+						return
+					}
+				}
 				r := bufio.NewReader(c)
 				for {
 					line, err := r.ReadString('\n')
@@ -73,9 +84,26 @@ func echoIn(t testing.TB, ns string) {
 						return
 					}
 				}
-			}()
+			})
 		}
-	}()
+	})
+}
+
+// stop closes the listener and every connection and waits for their
+// goroutines: the server is gone (its host's stack then refuses new
+// connections and resets old ones).
+func (s *echoServer) stop() {
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // heldConn is one long-lived client connection and what it saw.
