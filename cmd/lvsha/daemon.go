@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -704,6 +705,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 1, err: err}
 	}
 	defer stopMetrics()
+	// Start-up is done: what needed more than keptCaps is open. The rest
+	// of the run, reloads included, needs only these.
+	keep := keptCaps(cfg, *netns != "")
+	if eff, err := dropCaps(capMask(keep)); err != nil {
+		log.Warn("capabilities not dropped", "op", "start", "error", err)
+	} else {
+		log.Info("capabilities dropped", "op", "start", "kept", strings.Join(capNames(eff, keep), ","), "effective", fmt.Sprintf("%#x", eff))
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
