@@ -414,6 +414,7 @@ type rawSyncGroup struct {
 
 type rawDirector struct {
 	name, controlSocket, stateFile val[string]
+	controlSocketGroup             val[string]
 	resync                         val[time.Duration]
 	maxProcs                       val[int64]
 }
@@ -468,13 +469,14 @@ func (r *reader) config(root map[string]any) rawConfig {
 	r.known(t, "director", "metrics", "cluster", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
-		r.known(d, "name", "control_socket", "state_file", "resync_interval", "max_procs")
+		r.known(d, "name", "control_socket", "control_socket_group", "state_file", "resync_interval", "max_procs")
 		rc.director = rawDirector{
-			name:          r.str(d, "name"),
-			controlSocket: r.str(d, "control_socket"),
-			stateFile:     r.str(d, "state_file"),
-			resync:        r.duration(d, "resync_interval"),
-			maxProcs:      r.integer(d, "max_procs", 0, 1024),
+			name:               r.str(d, "name"),
+			controlSocket:      r.str(d, "control_socket"),
+			controlSocketGroup: r.str(d, "control_socket_group"),
+			stateFile:          r.str(d, "state_file"),
+			resync:             r.duration(d, "resync_interval"),
+			maxProcs:           r.integer(d, "max_procs", 0, 1024),
 		}
 	}
 	if m, ok := r.subtable(t, "metrics"); ok {

@@ -91,7 +91,8 @@ func effectiveCaps() (uint64, error) {
 // virtual servers, VRRP instances or icmp checks; CAP_SYS_ADMIN with
 // --netns, where IPVS lives in another namespace; and
 // CAP_NET_BIND_SERVICE when cfg binds a port below 1024 ([metrics]
-// listen, [cluster] bind_port), so that a reload can bind it again.
+// listen, [cluster] bind_port), so that a reload can bind it again;
+// CAP_CHOWN with director.control_socket_group.
 // Anything else lvsha does after start (its config, state file and
 // control socket, all root's; its own children) needs no capability;
 // what the children of a root daemon get is said at dropCaps.
@@ -105,6 +106,11 @@ func keptCaps(cfg *conf.Config, netns bool) []capNeed {
 	}
 	if privilegedPort(cfg) {
 		keep = append(keep, capNeed{cap: unix.CAP_NET_BIND_SERVICE, name: "CAP_NET_BIND_SERVICE", why: "a port below 1024"})
+	}
+	if cfg.Director.ControlSocketGroup != "" {
+		// A control socket opened again after a failure is given to the
+		// group anew: a group root is not a member of.
+		keep = append(keep, capNeed{cap: unix.CAP_CHOWN, name: "CAP_CHOWN", why: "control_socket_group"})
 	}
 	return keep
 }

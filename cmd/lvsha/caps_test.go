@@ -125,6 +125,7 @@ func TestKeptCaps(t *testing.T) {
 		{"metrics on [::]:443", withMetrics("[::]:443"), false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE"},
 		{"cluster on port 700", &conf.Config{Cluster: &conf.Cluster{BindPort: 700}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE"},
 		{"cluster on its default", &conf.Config{Cluster: &conf.Cluster{BindPort: 7946}}, false, "CAP_NET_ADMIN,CAP_NET_RAW"},
+		{"control_socket_group", &conf.Config{Director: conf.Director{ControlSocketGroup: "ops"}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_CHOWN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keep := keptCaps(tc.cfg, tc.netns)

@@ -644,11 +644,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// Listen before writing to the kernel, so a second daemon started by
 	// mistake stops here instead of fighting the first over the table.
-	guard := newPeerGuard(log)
+	dir := cfg.Director
+	guard := newPeerGuard(log, dir.ControlSocketGroup, dir.ControlSocketGID)
 	listen := func(path string) (net.Listener, error) {
 		ln, err := listenControl(path)
 		if err != nil {
 			return nil, err
+		}
+		if dir.ControlSocketGroup != "" {
+			if err := shareControl(path, dir.ControlSocketGID); err != nil {
+				ln.Close()
+				return nil, err
+			}
 		}
 		return guard.listener(ln), nil
 	}

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,10 +28,15 @@ const refusalLogEvery = 10 * time.Second
 // costs no more than that many goroutines.
 const maxRefusing = 16
 
-// peerGuard admits control-socket clients by their credentials: only
-// uid 0. It counts and logs those it refuses.
+// peerGuard admits control-socket clients by their credentials: uid 0,
+// and with director.control_socket_group the members of that group. It
+// counts and logs those it refuses.
 type peerGuard struct {
-	log      *slog.Logger
+	log *slog.Logger
+	// group names the group admitted besides root, gid its number; ""
+	// admits root alone.
+	group    string
+	gid      uint32
 	refused  atomic.Uint64
 	refusing chan struct{}
 
@@ -38,8 +45,8 @@ type peerGuard struct {
 	unlogged uint64 // refusals since the last line
 }
 
-func newPeerGuard(log *slog.Logger) *peerGuard {
-	return &peerGuard{log: log, refusing: make(chan struct{}, maxRefusing)}
+func newPeerGuard(log *slog.Logger, group string, gid uint32) *peerGuard {
+	return &peerGuard{log: log, group: group, gid: gid, refusing: make(chan struct{}, maxRefusing)}
 }
 
 // Refused is how many clients the guard turned away; nil guard, none.
@@ -67,7 +74,7 @@ func (l guardedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		cred, err := peerCred(c)
-		if err == nil && cred.Uid == 0 {
+		if err == nil && l.g.admits(c, cred) {
 			return c, nil
 		}
 		l.g.refuse(c, cred, err)
@@ -100,11 +107,60 @@ func peerCred(c net.Conn) (*unix.Ucred, error) {
 	return cred, nil
 }
 
+// admits says whether the client of c, cred, may use the socket: root,
+// or a member of the group by its primary group or, as the kernel
+// recorded them at connect too (SO_PEERGROUPS), its supplementary ones.
+func (g *peerGuard) admits(c net.Conn, cred *unix.Ucred) bool {
+	if cred.Uid == 0 {
+		return true
+	}
+	if g.group == "" {
+		return false
+	}
+	if cred.Gid == g.gid {
+		return true
+	}
+	groups, err := peerGroups(c)
+	return err == nil && slices.Contains(groups, g.gid)
+}
+
+// peerGroups is the supplementary groups of the process that connected
+// c, as the kernel recorded them at connect(2) (Linux 4.13).
+func peerGroups(c net.Conn) ([]uint32, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("control socket: %T has no descriptor", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	// NGROUPS_MAX is 65536; a client in more groups than this buffer
+	// holds is told ERANGE, and refused unless its primary group admits
+	// it.
+	groups := make([]uint32, 1024)
+	size := uint32(len(groups) * 4)
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&groups[0])), uintptr(unsafe.Pointer(&size)), 0)
+	}); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if errno != 0 {
+		return nil, fmt.Errorf("control socket: read the peer's groups (SO_PEERGROUPS): %w", errno)
+	}
+	return groups[:size/4], nil
+}
+
 // refuse answers c with one HTTP error that `lvsha status` prints as is,
 // then closes it; cred is nil when it could not be read (err says why).
 func (g *peerGuard) refuse(c net.Conn, cred *unix.Ucred, err error) {
 	g.refused.Add(1)
 	reason := "only root (uid 0) may use lvsha's control socket"
+	if g.group != "" {
+		reason = fmt.Sprintf("only root (uid 0) and members of group %s (gid %d) may use lvsha's control socket", g.group, g.gid)
+	}
 	who := []any{"op", "control"}
 	if cred != nil {
 		reason = fmt.Sprintf("uid %d refused: %s", cred.Uid, reason)
@@ -149,5 +205,5 @@ func (g *peerGuard) logRefusal(who []any) {
 	if skipped > 0 {
 		who = append(who, "not_logged_since_last", skipped)
 	}
-	g.log.Warn("control socket: client refused, not root", who...)
+	g.log.Warn("control socket: client refused, not root nor of control_socket_group", who...)
 }

@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +28,13 @@ func (fixedStatus) Status() (*Report, error) { return &Report{Director: "lb1"}, 
 // goroutine runs with the changed uid.
 func dialAs(t *testing.T, uid int, path string) net.Conn {
 	t.Helper()
+	return dialAsGroups(t, uid, uid, nil, path)
+}
+
+// dialAsGroups is dialAs with the primary group gid and the
+// supplementary groups.
+func dialAsGroups(t *testing.T, uid, gid int, groups []uint32, path string) net.Conn {
+	t.Helper()
 	type result struct {
 		c   net.Conn
 		err error
@@ -33,6 +42,19 @@ func dialAs(t *testing.T, uid int, path string) net.Conn {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		// Raw: the libc and Go wrappers change every thread.
+		var list uintptr
+		if len(groups) > 0 {
+			list = uintptr(unsafe.Pointer(&groups[0]))
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), list, 0); e != 0 {
+			ch <- result{err: e}
+			return
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+			ch <- result{err: e}
+			return
+		}
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), 0); e != 0 {
 			ch <- result{err: e}
 			return
@@ -96,7 +118,7 @@ func TestControlSocketRefusesNonRoot(t *testing.T) {
 	path := filepath.Join(dir, "lvsha.sock")
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
-	g := newPeerGuard(log)
+	g := newPeerGuard(log, "", 0)
 	ln, err := listenControl(path)
 	if err != nil {
 		t.Fatal(err)
@@ -144,5 +166,73 @@ func TestControlSocketRefusesNonRoot(t *testing.T) {
 	}
 	if !strings.Contains(logBuf.String(), "uid=65534") {
 		t.Errorf("the refusal's log line lacks the uid:\n%s", logBuf.String())
+	}
+}
+
+// With director.control_socket_group, the group's members are served
+// too, by their primary group or a supplementary one; others still are
+// refused, and told who may.
+func TestControlSocketGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another uid")
+	}
+	dir, err := os.MkdirTemp("", "lvsha-control-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "lvsha.sock")
+	const gid = 4242
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := newPeerGuard(log, "ops", gid)
+	ln, err := listenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shareControl(path, gid); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != gid {
+		t.Errorf("control socket mode %o group %d, want 0660 of group %d", fi.Mode().Perm(), st.Gid, gid)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveControl(ctx, g.listener(ln), fixedStatus{}, log) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, tc := range []struct {
+		name     string
+		uid, gid int
+		groups   []uint32
+		loosen   bool // the socket's mode made 0666 first, so the credentials alone decide
+		wantCode int
+		wantBody string
+	}{
+		{"root", 0, 0, nil, false, http.StatusOK, `"director": "lb1"`},
+		{"primary group", 1000, gid, nil, false, http.StatusOK, `"director": "lb1"`},
+		{"supplementary group", 1000, 1000, []uint32{27, gid}, false, http.StatusOK, `"director": "lb1"`},
+		{"not a member", 1000, 1000, []uint32{27}, true, http.StatusForbidden, "uid 1000 refused: only root (uid 0) and members of group ops (gid 4242) may use lvsha's control socket"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.loosen {
+				if err := os.Chmod(path, 0o666); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, body := getStatus(t, dialAsGroups(t, tc.uid, tc.gid, tc.groups, path))
+			if code != tc.wantCode || !strings.Contains(body, tc.wantBody) {
+				t.Errorf("%d: %q; want %d with %q", code, body, tc.wantCode, tc.wantBody)
+			}
+		})
+	}
+	if n := g.Refused(); n != 1 {
+		t.Errorf("refusals counted: %d, want 1", n)
 	}
 }
