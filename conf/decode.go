@@ -150,6 +150,25 @@ func (r *reader) str(t table, name string) val[string] {
 	return out
 }
 
+// secret reads a string that must not be shown: an error names the
+// value's type alone, since an operator who wrote the password as a
+// number (auth_pass = 12345678) would otherwise find it in `lvsha check`,
+// the daemon's log and `lvsha status`.
+func (r *reader) secret(t table, name string) val[string] {
+	out := val[string]{parent: t.key, name: name}
+	raw, ok := t.m[name]
+	if !ok {
+		return out
+	}
+	s, ok := raw.(string)
+	if !ok {
+		kind, _, _ := strings.Cut(describe(raw), " ")
+		r.add(out.key(), "wrong type (got %s, not shown: a secret; want string)", kind)
+	}
+	out.set, out.ok, out.v = true, ok, s
+	return out
+}
+
 // enum reads a string that must be one of allowed; what names it in errors.
 func (r *reader) enum(t table, name, what string, allowed []string) val[string] {
 	v := r.str(t, name)
@@ -539,7 +558,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		notifyStop:   r.strs(t, "notify_stop"),
 		notifyAny:    r.strs(t, "notify"),
 		timeout:      r.duration(t, "notify_timeout"),
-		auth:         r.str(t, "auth_pass"),
+		auth:         r.secret(t, "auth_pass"),
 		splitBrain:   r.enum(t, "split_brain", "split_brain action", splitBrainActions()),
 	}
 	for _, tt := range r.tables(t, "track_virtual_server") {
