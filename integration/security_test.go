@@ -35,6 +35,7 @@ import (
 func TestDaemonSecurity(t *testing.T) {
 	const (
 		pass    = "Pw7xQ9zK"
+		pass2   = "Qz3vN8rL" // after a reload
 		vip     = "10.79.0.100"
 		vip2    = "10.79.0.101"
 		metrics = "127.0.0.1:9477"
@@ -89,7 +90,7 @@ func TestDaemonSecurity(t *testing.T) {
 		}
 		return strings.Join(q, ", ")
 	}
-	write := func(vips string) {
+	write := func(vips, authPass string) {
 		text := fmt.Sprintf(`[director]
 name = "lb1"
 control_socket = %q
@@ -109,7 +110,7 @@ interface = %q
 router_id = 62
 priority = 150
 version = 2
-auth_pass = %q
+auth_pass = %s
 advert_interval = "1s"
 virtual_ips = [%s]
 notify = [%s]
@@ -121,12 +122,12 @@ name = "chk"
 name = "chk"
 command = [%s]
 interval = "1s"
-`, sock, filepath.Join(dir, "state"), metrics, keyFile, iface, pass, vips, quoted(append([]string{hook}, hostile...)), quoted(append([]string{track}, hostile...)))
+`, sock, filepath.Join(dir, "state"), metrics, keyFile, iface, authPass, vips, quoted(append([]string{hook}, hostile...)), quoted(append([]string{track}, hostile...)))
 		if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(`"` + vip + `/24"`)
+	write(`"`+vip+`/24"`, strconv.Quote(pass))
 
 	lf, err := os.Create(logFile)
 	if err != nil {
@@ -195,12 +196,26 @@ interval = "1s"
 		t.Errorf("the log does not say which capabilities were kept")
 	}
 
-	// The daemon still works: a reload that adds a VIP.
-	write(`"` + vip + `/24", "` + vip2 + `/24"`)
-	if out, err := exec.Command(bin, "reload", "-s", sock).CombinedOutput(); err != nil {
+	// The daemon still works: a reload that adds a VIP and changes the
+	// password; one refused for a password written as a number.
+	outputs := map[string]string{}
+	write(`"`+vip+`/24", "`+vip2+`/24"`, strconv.Quote(pass2))
+	out, err := exec.Command(bin, "reload", "-s", sock).CombinedOutput()
+	if err != nil {
 		t.Fatalf("lvsha reload: %v\n%s", err, out)
 	}
+	outputs["reload"] = string(out)
 	eventually(t, "the added VIP on lb1", 10*time.Second, func() bool { return holds(vip2) })
+	const numeric = "73915824"
+	write(`"`+vip+`/24", "`+vip2+`/24"`, numeric)
+	out, err = exec.Command(bin, "reload", "-s", sock).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "auth_pass: wrong type") {
+		t.Errorf("lvsha reload of a numeric password: %v, want it refused\n%s", err, out)
+	}
+	outputs["refused reload"] = string(out)
+	// Status now says CONFIG STALE with the reload's error; the file is
+	// made valid again for `lvsha check` below.
+	write(`"`+vip+`/24", "`+vip2+`/24"`, strconv.Quote(pass2))
 
 	// Its commands ran, with root's capabilities, their arguments as
 	// given.
@@ -256,17 +271,16 @@ interval = "1s"
 	if err := os.Chmod(sock, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	out, err := asNobody()
-	if err == nil || !strings.Contains(out, "403 Forbidden: control socket: uid 65534 refused: only root (uid 0) may use lvsha's control socket") {
-		t.Errorf("lvsha status as uid 65534 with the socket at 0666: %v, want the refusal\n%s", err, out)
+	refusal, err := asNobody()
+	if err == nil || !strings.Contains(refusal, "403 Forbidden: control socket: uid 65534 refused: only root (uid 0) may use lvsha's control socket") {
+		t.Errorf("lvsha status as uid 65534 with the socket at 0666: %v, want the refusal\n%s", err, refusal)
 	}
-	t.Logf("lvsha status as uid 65534: %s", strings.TrimSpace(out))
+	t.Logf("lvsha status as uid 65534: %s", strings.TrimSpace(refusal))
 	if st := state(); st.ControlRefused != 1 {
 		t.Errorf("status control_refused %d, want 1", st.ControlRefused)
 	}
 
 	// Secrets: everything lvsha prints about this director.
-	outputs := map[string]string{}
 	run := func(name string, args ...string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -293,6 +307,9 @@ interval = "1s"
 	}
 	toml := filepath.Join(dir, "converted.toml")
 	run("convert", bin, "convert", "-o", toml, ka)
+	if !strings.Contains(outputs["status -o json"], "not shown: a secret") {
+		t.Errorf("status does not show the refused reload's error, so the test of it tests nothing:\n%s", outputs["status -o json"])
+	}
 	if converted, _ := os.ReadFile(toml); !strings.Contains(string(converted), `auth_pass = "`+pass+`"`) {
 		t.Errorf("convert did not carry the password into the TOML:\n%s", converted)
 	}
@@ -303,7 +320,7 @@ interval = "1s"
 	log, _ := os.ReadFile(logFile)
 	outputs["log"] = string(log)
 	secrets := map[string]string{
-		"auth_pass": pass, "the cluster key": string(key), "the cluster key (hex)": hex.EncodeToString(key),
+		"auth_pass": pass, "auth_pass after the reload": pass2, "the refused auth_pass": numeric, "the cluster key": string(key), "the cluster key (hex)": hex.EncodeToString(key),
 		"the cluster key (base64)": base64.StdEncoding.EncodeToString(key), "the cluster key (Go bytes)": fmt.Sprint(key),
 		"the cluster key (%q)": strconv.Quote(string(key)),
 	}
