@@ -26,7 +26,8 @@ type capNeed struct {
 // the VIPs are programmed over netlink (CAP_NET_ADMIN), always, since a
 // reload may add virtual servers or instances to any daemon; VRRP adverts
 // and ICMP probes use raw sockets (CAP_NET_RAW); --netns enters another
-// network namespace with setns(2) (CAP_SYS_ADMIN).
+// network namespace with setns(2) (CAP_SYS_ADMIN); control_socket_group
+// gives the socket to a group root is not a member of (CAP_CHOWN).
 func neededCaps(cfg *conf.Config, netns bool) []capNeed {
 	need := []capNeed{{cap: unix.CAP_NET_ADMIN, name: "CAP_NET_ADMIN", why: "to program IPVS and the VRRP addresses"}}
 	var raw []string
@@ -46,6 +47,9 @@ func neededCaps(cfg *conf.Config, netns bool) []capNeed {
 	}
 	if netns {
 		need = append(need, capNeed{cap: unix.CAP_SYS_ADMIN, name: "CAP_SYS_ADMIN", why: "to enter the --netns namespace"})
+	}
+	if cfg.Director.ControlSocketGroup != "" {
+		need = append(need, capNeed{cap: unix.CAP_CHOWN, name: "CAP_CHOWN", why: "to give the control socket to control_socket_group"})
 	}
 	return need
 }

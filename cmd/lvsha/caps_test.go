@@ -56,6 +56,8 @@ func TestCheckCaps(t *testing.T) {
 		{name: "netns without SYS_ADMIN", effective: admin | raw, cfg: tcpOnly, netns: true,
 			want: []string{"missing capabilities: CAP_SYS_ADMIN (to enter the --netns namespace)"}, wantNot: []string{"CAP_NET"}},
 		{name: "netns with SYS_ADMIN", effective: admin | sys, cfg: tcpOnly, netns: true},
+		{name: "control_socket_group without CHOWN", effective: admin | raw, cfg: &conf.Config{Director: conf.Director{ControlSocketGroup: "ops"}},
+			want: []string{"missing capabilities: CAP_CHOWN (to give the control socket to control_socket_group)"}, wantNot: []string{"CAP_NET"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := checkCaps(tc.effective, tc.cfg, tc.netns)

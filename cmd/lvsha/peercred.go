@@ -14,10 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The control socket's file mode (0600, root's) is the first gate; the
-// kernel's record of who connected (SO_PEERCRED) is the second, so that a
-// socket file left with a looser mode, a directory another user can
-// write, or the window between bind and chmod admits nobody but root.
+// The control socket's file mode (0600, root's; 0660 of
+// control_socket_group) is the first gate; the kernel's record of who
+// connected (SO_PEERCRED) is the second, so that a socket file left with
+// a looser mode, a directory another user can write, or the window
+// between bind and chmod admits nobody else.
 
 // refusalLogEvery bounds the refusal lines: a local user looping on
 // connect must not fill the log; the counter has every one.
@@ -57,7 +58,8 @@ func (g *peerGuard) Refused() uint64 {
 	return g.refused.Load()
 }
 
-// listener wraps ln so that Accept returns only root's connections.
+// listener wraps ln so that Accept returns only the connections g
+// admits.
 func (g *peerGuard) listener(ln net.Listener) net.Listener {
 	return guardedListener{Listener: ln, g: g}
 }
