@@ -279,6 +279,13 @@ type Director struct {
 	// ControlSocket is the unix socket `lvsha status` talks to
 	// (key "control_socket"; default DefaultControlSocket).
 	ControlSocket string
+	// ControlSocketGroup is a group (name or number) whose members may
+	// use the control socket besides root: the socket is then mode 0660,
+	// of this group (key "control_socket_group"; default "": root
+	// alone). Load resolves it into ControlSocketGID; both are read at
+	// start, as the socket is.
+	ControlSocketGroup string
+	ControlSocketGID   uint32
 	// StateFile keeps what must outlive the daemon: real servers drained
 	// or in maintenance by hand, and which real servers were down, so a
 	// restart neither undrains them nor sends traffic to dead servers

@@ -150,6 +150,25 @@ func (r *reader) str(t table, name string) val[string] {
 	return out
 }
 
+// secret reads a string that must not be shown: an error names the
+// value's type alone, since an operator who wrote the password as a
+// number (auth_pass = 12345678) would otherwise find it in `lvsha check`,
+// the daemon's log and `lvsha status`.
+func (r *reader) secret(t table, name string) val[string] {
+	out := val[string]{parent: t.key, name: name}
+	raw, ok := t.m[name]
+	if !ok {
+		return out
+	}
+	s, ok := raw.(string)
+	if !ok {
+		kind, _, _ := strings.Cut(describe(raw), " ")
+		r.add(out.key(), "wrong type (got %s, not shown: a secret; want string)", kind)
+	}
+	out.set, out.ok, out.v = true, ok, s
+	return out
+}
+
 // enum reads a string that must be one of allowed; what names it in errors.
 func (r *reader) enum(t table, name, what string, allowed []string) val[string] {
 	v := r.str(t, name)
@@ -414,6 +433,7 @@ type rawSyncGroup struct {
 
 type rawDirector struct {
 	name, controlSocket, stateFile val[string]
+	controlSocketGroup             val[string]
 	resync                         val[time.Duration]
 	maxProcs                       val[int64]
 }
@@ -468,13 +488,14 @@ func (r *reader) config(root map[string]any) rawConfig {
 	r.known(t, "director", "metrics", "cluster", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
-		r.known(d, "name", "control_socket", "state_file", "resync_interval", "max_procs")
+		r.known(d, "name", "control_socket", "control_socket_group", "state_file", "resync_interval", "max_procs")
 		rc.director = rawDirector{
-			name:          r.str(d, "name"),
-			controlSocket: r.str(d, "control_socket"),
-			stateFile:     r.str(d, "state_file"),
-			resync:        r.duration(d, "resync_interval"),
-			maxProcs:      r.integer(d, "max_procs", 0, 1024),
+			name:               r.str(d, "name"),
+			controlSocket:      r.str(d, "control_socket"),
+			controlSocketGroup: r.str(d, "control_socket_group"),
+			stateFile:          r.str(d, "state_file"),
+			resync:             r.duration(d, "resync_interval"),
+			maxProcs:           r.integer(d, "max_procs", 0, 1024),
 		}
 	}
 	if m, ok := r.subtable(t, "metrics"); ok {
@@ -538,7 +559,7 @@ func (r *reader) vrrpInstance(t table) rawVRRP {
 		notifyStop:   r.strs(t, "notify_stop"),
 		notifyAny:    r.strs(t, "notify"),
 		timeout:      r.duration(t, "notify_timeout"),
-		auth:         r.str(t, "auth_pass"),
+		auth:         r.secret(t, "auth_pass"),
 		splitBrain:   r.enum(t, "split_brain", "split_brain action", splitBrainActions()),
 	}
 	for _, tt := range r.tables(t, "track_virtual_server") {

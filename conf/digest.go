@@ -2,7 +2,9 @@ package conf
 
 import (
 	"cmp"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/netip"
 	"slices"
@@ -39,8 +41,12 @@ func (c *Config) Digests() Digests {
 	for _, vs := range c.VirtualServers {
 		d.VirtualServers[vs.Name] = vsDigest(vs)
 	}
+	var key []byte
+	if c.Cluster != nil {
+		key = c.Cluster.Key
+	}
 	for _, in := range c.VRRPInstances {
-		d.Instances[in.Name] = instanceDigest(in)
+		d.Instances[in.Name] = instanceDigest(in, key)
 	}
 	h := sha256.New()
 	for _, part := range []map[string]Digest{d.VirtualServers, d.Instances} {
@@ -78,7 +84,16 @@ func vsDigest(vs VirtualServer) Digest {
 	return sha256.Sum256(canonical(vs))
 }
 
-func instanceDigest(in VRRPInstance) Digest {
+// instanceDigest digests in; key is the cluster key, which the password
+// enters the digest under: directors with different passwords still
+// differ, but a digest (status shows part of one) is no oracle to try
+// the at most 8 bytes of a password against offline, for want of the key.
+func instanceDigest(in VRRPInstance, key []byte) Digest {
+	if in.AuthPass != "" {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(in.AuthPass))
+		in.AuthPass = hex.EncodeToString(m.Sum(nil))
+	}
 	routers := slices.Clone(in.UnicastPeers)
 	if in.UnicastSrc.IsValid() {
 		routers = append(routers, in.UnicastSrc)

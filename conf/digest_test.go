@@ -1,6 +1,9 @@
 package conf
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -145,4 +148,34 @@ func differing(a, b map[string]Digest) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// A password enters an instance's digest under the cluster key: another
+// password is drift, but without the key the digest cannot be recomputed
+// to try passwords against it.
+func TestDigestPasswordKeyed(t *testing.T) {
+	in := VRRPInstance{Name: "vi", Version: 2, AuthPass: "Pw7xQ9zK"}
+	key1, key2 := bytes.Repeat([]byte{1}, ClusterKeySize), bytes.Repeat([]byte{2}, ClusterKeySize)
+	other := in
+	other.AuthPass = "Qz3vN8rL"
+	noPass := in
+	noPass.AuthPass = ""
+	for _, tc := range []struct {
+		name string
+		a, b Digest
+		same bool
+	}{
+		{"same password, same key", instanceDigest(in, key1), instanceDigest(in, key1), true},
+		{"another password", instanceDigest(in, key1), instanceDigest(other, key1), false},
+		{"another key", instanceDigest(in, key1), instanceDigest(in, key2), false},
+		{"the password in clear does not give the digest", instanceDigest(in, key1), sha256.Sum256(canonical(struct {
+			Instance VRRPInstance
+			Routers  []netip.Addr
+		}{in, nil})), false},
+		{"no password: the key changes nothing", instanceDigest(noPass, key1), instanceDigest(noPass, key2), true},
+	} {
+		if (tc.a == tc.b) != tc.same {
+			t.Errorf("%s: digests equal %v, want %v", tc.name, tc.a == tc.b, tc.same)
+		}
+	}
 }

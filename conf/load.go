@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"reflect"
+	"strconv"
 
 	"github.com/BurntSushi/toml"
 )
@@ -23,6 +25,9 @@ func Load(path string) (*Config, error) {
 	}
 	c.loaded = data
 	if err := loadClusterKey(c); err != nil {
+		return nil, err
+	}
+	if err := lookupControlGroup(c); err != nil {
 		return nil, err
 	}
 	if c.Director.Name == "" {
@@ -107,4 +112,40 @@ func (c *Config) Equal(o *Config) bool {
 	a.loaded, b.loaded = nil, nil
 	a.hostnamed, b.hostnamed = false, false
 	return reflect.DeepEqual(a, b)
+}
+
+// lookupControlGroup resolves director.control_socket_group into
+// Director.ControlSocketGID: a number as given, a name through the
+// host's group database. A group this host does not know is an error,
+// with the key's line: the daemon would otherwise start refusing the
+// operators the file means to let in.
+func lookupControlGroup(c *Config) error {
+	name := c.Director.ControlSocketGroup
+	if name == "" {
+		return nil
+	}
+	const key = "director.control_socket_group"
+	g, err := lookupGroup(name)
+	if err == nil {
+		var gid uint64
+		if gid, err = strconv.ParseUint(g.Gid, 10, 32); err == nil {
+			c.Director.ControlSocketGID = uint32(gid)
+			return nil
+		}
+	}
+	return errors.Join(&Error{File: c.Source, Line: c.Line(key), Key: key,
+		Msg: fmt.Sprintf("no group %q on this host (%v; want a group in /etc/group, or its number)", name, err)})
+}
+
+// lookupGroup finds a group by number when name is all digits, else by
+// name.
+func lookupGroup(name string) (*user.Group, error) {
+	if _, err := strconv.ParseUint(name, 10, 32); err == nil {
+		if g, err := user.LookupGroupId(name); err == nil {
+			return g, nil
+		}
+		// A gid with no entry in the group database is still a gid.
+		return &user.Group{Gid: name, Name: name}, nil
+	}
+	return user.LookupGroup(name)
 }

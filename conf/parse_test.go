@@ -400,7 +400,7 @@ func TestParseBad(t *testing.T) {
 		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
 			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
 		{"unknown director key", "[director]\nsocket = \"/x\"\n",
-			`t.toml:2: director.socket: unknown key (want one of name, control_socket, state_file, resync_interval, max_procs)`},
+			`t.toml:2: director.socket: unknown key (want one of name, control_socket, control_socket_group, state_file, resync_interval, max_procs)`},
 		{"wrong type", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = \"1\"\n",
 			`t.toml:5: virtual_server[0].real_server[0].weight: wrong type (got string "1", want integer)`},
 		{"wrong type in array", vsHead + "[virtual_server.check]\ntype = \"http\"\nstatus = [200,\n  \"404\"]\n",
@@ -425,6 +425,12 @@ func TestParseBad(t *testing.T) {
 			`t.toml:2: director.resync_interval: must be positive (got 0s, want > 0s)`},
 		{"relative control socket", "[director]\ncontrol_socket = \"lvsha.sock\"\n",
 			`t.toml:2: director.control_socket: must be an absolute path (got "lvsha.sock")`},
+		{"control socket group with a space", "[director]\ncontrol_socket_group = \"lvsha ops\"\n",
+			`t.toml:2: director.control_socket_group: invalid group (got "lvsha ops", want a group name such as "lvsha-ops" or a number such as "4242")`},
+		{"empty control socket group", "[director]\ncontrol_socket_group = \"\"\n",
+			`t.toml:2: director.control_socket_group: invalid group (got "", want a group name such as "lvsha-ops" or a number such as "4242")`},
+		{"control socket group of gid -1", "[director]\ncontrol_socket_group = \"4294967295\"\n",
+			`t.toml:2: director.control_socket_group: invalid group (got "4294967295", want a group name such as "lvsha-ops" or a number such as "4242")`},
 		{"relative state file", "[director]\nstate_file = \"state.json\"\n",
 			`t.toml:2: director.state_file: must be an absolute path (got "state.json")`},
 		{"empty director name", "[director]\nname = \"\"\n",
@@ -833,6 +839,39 @@ func TestUnchanged(t *testing.T) {
 				if got := again.Equal(c); got != tt.equalTo {
 					t.Errorf("Load again: Equal %v, want %v (the digest must not count)", got, tt.equalTo)
 				}
+			}
+		})
+	}
+}
+
+// Load resolves director.control_socket_group through the host's group
+// database; a group the host lacks is an error at the key's line.
+func TestLoadControlSocketGroup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lvsha.toml")
+	for _, tc := range []struct {
+		name, group string
+		wantGID     uint32
+		wantErr     string
+	}{
+		{"a name", "root", 0, ""},
+		{"a number", "4242", 4242, ""},
+		{"a group the host lacks", "no-such-lvsha-group", 0, path + ":3: director.control_socket_group: no group \"no-such-lvsha-group\" on this host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "[director]\nname = \"lb1\"\ncontrol_socket_group = \"" + tc.group + "\"\n"
+			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(path)
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Load: %v, want %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Errorf("Load: %v", err)
+			case c.Director.ControlSocketGroup != tc.group || c.Director.ControlSocketGID != tc.wantGID:
+				t.Errorf("group %q gid %d, want %q gid %d", c.Director.ControlSocketGroup, c.Director.ControlSocketGID, tc.group, tc.wantGID)
 			}
 		})
 	}

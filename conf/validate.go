@@ -101,6 +101,13 @@ func (b *builder) director(rd rawDirector) Director {
 			b.add(v.key(), "too long for a unix socket path (got %d bytes, want at most %d)", len(v.v), maxUnixSocketPath)
 		}
 	}
+	if v := rd.controlSocketGroup; v.valid() {
+		if !validGroup(v.v) {
+			b.add(v.key(), "invalid group (got %q, want a group name such as \"lvsha-ops\" or a number such as \"4242\")", v.v)
+		} else {
+			d.ControlSocketGroup = v.v
+		}
+	}
 	if v := rd.stateFile; v.valid() && !filepath.IsAbs(v.v) {
 		b.add(v.key(), "must be an absolute path (got %q)", v.v)
 	}
@@ -722,6 +729,31 @@ func isToken(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validGroup says whether s can name a group: a number below 2^32-1, or
+// a name as useradd(8) accepts one (letters, digits, _, -, . and a final
+// $, not starting with a digit or -).
+func validGroup(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return n < 1<<32-1
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_':
+		case (r >= '0' && r <= '9') || r == '-' || r == '.':
+			if i == 0 {
+				return false
+			}
+		case r == '$' && i == len(s)-1 && i > 0:
+		default:
 			return false
 		}
 	}

@@ -133,6 +133,8 @@ func TestVRRPBad(t *testing.T) {
 			"t.toml:6: vrrp_instance[0].version: VRRP version 2 carries IPv4 only (got version 2 with IPv6 VIPs, want version 3)"},
 		{"auth on v3", head + "virtual_ips = [\"192.0.2.1\"]\nauth_pass = \"x\"\n",
 			"t.toml:6: vrrp_instance[0].auth_pass: applies only to VRRP version 2 (version 3 has no authentication, RFC 5798 9)"},
+		{"auth_pass as a number is not shown", head + "virtual_ips = [\"192.0.2.1\"]\nversion = 2\nauth_pass = 73915824\n",
+			"t.toml:7: vrrp_instance[0].auth_pass: wrong type (got integer, not shown: a secret; want string)"},
 		{"mixed families", head + "virtual_ips = [\"192.0.2.1\", \"2001:db8::1\"]\n",
 			"t.toml:5: vrrp_instance[0].virtual_ips[1]: mixes address families (got an IPv6 VIP, want an IPv4 one like the first VIP: use one instance per family)"},
 		{"bad VIP", head + "virtual_ips = [\"192.0.2.300/24\"]\n",

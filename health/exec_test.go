@@ -168,3 +168,35 @@ func TestExecDynamicWeight(t *testing.T) {
 		})
 	}
 }
+
+// An exec check's command is run as argv, with no shell between: shell
+// syntax in an argument reaches the program as it is and runs nothing.
+// The program here records its arguments; a shell that evaluated the
+// command line would create one of the marker files instead.
+func TestExecCheckArgvLiteral(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "pwned")
+	out := filepath.Join(dir, "args")
+	for _, arg := range []string{
+		"$(touch " + marker + ")",
+		"`touch " + marker + "`",
+		"; touch " + marker,
+		"a && touch " + marker + " | cat > /dev/null",
+		"$HOME ${PATH} * ?",
+	} {
+		t.Run(arg, func(t *testing.T) {
+			c := baseCheck("exec")
+			c.Timeout = 5 * time.Second
+			c.Command = []string{"/bin/sh", "-c", `printf '%s' "$1" > "$0"`, out, arg}
+			if r := runCheck(t, netip.MustParseAddrPort("127.0.0.1:80"), c); !r.OK {
+				t.Fatalf("check failed: %v %q", r.Err, r.Message)
+			}
+			if got, err := os.ReadFile(out); err != nil || string(got) != arg {
+				t.Errorf("the command got %q (%v), want %q as given", got, err, arg)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatalf("%s exists: the argument went through a shell", marker)
+			}
+		})
+	}
+}

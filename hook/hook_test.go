@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +101,32 @@ func TestQueueNeverBlocks(t *testing.T) {
 	}
 	if r.Dropped.Load() != 10 {
 		t.Errorf("dropped %d, want 10", r.Dropped.Load())
+	}
+}
+
+// A hook's command is run as argv, with no shell between: shell syntax
+// in an argument reaches the program as it is and runs nothing.
+func TestExecArgvLiteral(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "pwned")
+	out := filepath.Join(dir, "args")
+	for _, arg := range []string{
+		"$(touch " + marker + ")",
+		"`touch " + marker + "`",
+		"; touch " + marker,
+		"a && touch " + marker + " | cat > /dev/null",
+	} {
+		t.Run(arg, func(t *testing.T) {
+			argv := []string{"/bin/sh", "-c", `printf '%s' "$1" > "$0"`, out, arg}
+			if err := Exec(context.Background(), argv, nil, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(out); err != nil || string(got) != arg {
+				t.Errorf("the hook got %q (%v), want %q as given", got, err, arg)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatalf("%s exists: the argument went through a shell", marker)
+			}
+		})
 	}
 }

@@ -56,6 +56,8 @@ func TestCheckCaps(t *testing.T) {
 		{name: "netns without SYS_ADMIN", effective: admin | raw, cfg: tcpOnly, netns: true,
 			want: []string{"missing capabilities: CAP_SYS_ADMIN (to enter the --netns namespace)"}, wantNot: []string{"CAP_NET"}},
 		{name: "netns with SYS_ADMIN", effective: admin | sys, cfg: tcpOnly, netns: true},
+		{name: "control_socket_group without CHOWN", effective: admin | raw, cfg: &conf.Config{Director: conf.Director{ControlSocketGroup: "ops"}},
+			want: []string{"missing capabilities: CAP_CHOWN (to give the control socket to control_socket_group)"}, wantNot: []string{"CAP_NET"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := checkCaps(tc.effective, tc.cfg, tc.netns)
@@ -105,4 +107,36 @@ func TestEffectiveCaps(t *testing.T) {
 		}
 	}
 	t.Fatal("no CapEff in /proc/self/status")
+}
+
+// What the daemon keeps after start-up: CAP_NET_ADMIN and CAP_NET_RAW
+// whatever the config (a reload may need them), CAP_SYS_ADMIN with
+// --netns alone, CAP_NET_BIND_SERVICE only for a port below 1024.
+func TestKeptCaps(t *testing.T) {
+	withMetrics := func(listen string) *conf.Config { return &conf.Config{Metrics: conf.Metrics{Listen: listen}} }
+	for _, tc := range []struct {
+		name  string
+		cfg   *conf.Config
+		netns bool
+		want  string
+	}{
+		{"empty", &conf.Config{}, false, "CAP_NET_ADMIN,CAP_NET_RAW"},
+		{"netns", &conf.Config{}, true, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN"},
+		{"metrics on a high port", withMetrics(":9477"), false, "CAP_NET_ADMIN,CAP_NET_RAW"},
+		{"metrics on port 80", withMetrics("127.0.0.1:80"), false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE"},
+		{"metrics on [::]:443", withMetrics("[::]:443"), false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE"},
+		{"cluster on port 700", &conf.Config{Cluster: &conf.Cluster{BindPort: 700}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE"},
+		{"cluster on its default", &conf.Config{Cluster: &conf.Cluster{BindPort: 7946}}, false, "CAP_NET_ADMIN,CAP_NET_RAW"},
+		{"control_socket_group", &conf.Config{Director: conf.Director{ControlSocketGroup: "ops"}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_CHOWN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keep := keptCaps(tc.cfg, tc.netns)
+			if got := strings.Join(capNames(capMask(keep), keep), ","); got != tc.want {
+				t.Errorf("kept %s, want %s", got, tc.want)
+			}
+			if m := capMask(keep); m&(1<<unix.CAP_DAC_OVERRIDE|1<<unix.CAP_SYS_MODULE|1<<unix.CAP_SETUID|1<<unix.CAP_SYS_PTRACE) != 0 {
+				t.Errorf("kept set %#x holds a capability the running daemon never needs", m)
+			}
+		})
+	}
 }

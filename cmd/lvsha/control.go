@@ -62,6 +62,19 @@ func listenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// shareControl opens the control socket at path to group gid: mode 0660,
+// of that group (director.control_socket_group). The peer check admits
+// the group's members too; this lets them connect at all.
+func shareControl(path string, gid uint32) error {
+	if err := os.Chown(path, -1, int(gid)); err != nil {
+		return fmt.Errorf("control socket %s: give it to group %d: %w", path, gid, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return nil
+}
+
 // serveControl serves status on ln until ctx is done, then removes the
 // socket file.
 func serveControl(ctx context.Context, ln net.Listener, src statusSource, log *slog.Logger) error {
@@ -174,7 +187,7 @@ func controlCall(ctx context.Context, socket, method, path string, body io.Reade
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 			return fmt.Errorf("no lvsha daemon is listening on %s (is `lvsha run` running? use -s or -c to name its socket): %w", socket, err)
 		case errors.Is(err, os.ErrPermission):
-			return fmt.Errorf("control socket %s: permission denied (run as root): %w", socket, err)
+			return fmt.Errorf("control socket %s: permission denied (run as root, or as a member of its control_socket_group): %w", socket, err)
 		}
 		return fmt.Errorf("query %s: %w", socket, err)
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"reflect"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -147,6 +149,9 @@ type daemon struct {
 	// cluster is this director's member of the cluster; nil without
 	// [cluster] (cluster.go).
 	cluster *clusterLink
+	// control admits root alone to the control socket; nil (tests)
+	// counts nothing.
+	control *peerGuard
 }
 
 func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
@@ -554,6 +559,7 @@ func (d *daemon) Status() (*Report, error) {
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.ConnSync = d.connSync.report()
 	rep.Cluster = d.cluster.report(cfg, d.probes.Up)
+	rep.ControlRefused = d.control.Refused()
 	for _, s := range kernel {
 		for _, dst := range s.Destinations {
 			rep.KernelConns += dst.ActiveConns + dst.InactConns
@@ -638,7 +644,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// Listen before writing to the kernel, so a second daemon started by
 	// mistake stops here instead of fighting the first over the table.
-	ln, err := listenControl(cfg.Director.ControlSocket)
+	dir := cfg.Director
+	guard := newPeerGuard(log, dir.ControlSocketGroup, dir.ControlSocketGID)
+	listen := func(path string) (net.Listener, error) {
+		ln, err := listenControl(path)
+		if err != nil {
+			return nil, err
+		}
+		if dir.ControlSocketGroup != "" {
+			if err := shareControl(path, dir.ControlSocketGID); err != nil {
+				ln.Close()
+				return nil, err
+			}
+		}
+		return guard.listener(ln), nil
+	}
+	ln, err := listen(cfg.Director.ControlSocket)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -651,6 +672,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	d := newDaemon(log, *path, cfg, tbl, probes)
 	d.notify = newNotifier(log)
+	d.control = guard
 	d.events = events
 	// What the previous daemon left: real servers taken out by hand, and
 	// those it saw down (in the file, or at weight 0 in the kernel),
@@ -690,6 +712,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 1, err: err}
 	}
 	defer stopMetrics()
+	// Start-up is done: what needed more than keptCaps is open. The rest
+	// of the run, reloads included, needs only these.
+	keep := keptCaps(cfg, *netns != "")
+	if eff, err := dropCaps(capMask(keep)); err != nil {
+		log.Warn("capabilities not dropped", "op", "start", "error", err)
+	} else {
+		log.Info("capabilities dropped", "op", "start", "kept", strings.Join(capNames(eff, keep), ","), "effective", fmt.Sprintf("%#x", eff))
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -697,7 +727,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	log.Info("lvsha started", "op", "start", "director", cfg.Director.Name, "file", *path, "virtual_servers", len(cfg.VirtualServers), "vrrp_instances", len(cfg.VRRPInstances), "control_socket", cfg.Director.ControlSocket)
 	err = d.run(ctx, hup, func(ctx context.Context) {
-		superviseControl(ctx, log, ln, cfg.Director.ControlSocket, d, listenControl, backoff{min: minControlRetry, max: maxControlRetry})
+		superviseControl(ctx, log, ln, cfg.Director.ControlSocket, d, listen, backoff{min: minControlRetry, max: maxControlRetry})
 	})
 	if *cleanup {
 		if rerr := d.cleanup(); rerr != nil {

@@ -344,6 +344,7 @@ type metricsCollector struct {
 	bfdState, bfdDetection, bfdDowns        *prometheus.Desc
 	bfdDropped                              *prometheus.Desc
 	kernelConns                             *prometheus.Desc
+	controlRefused                          *prometheus.Desc
 	syncDaemonRunning, syncDaemonInfo       *prometheus.Desc
 	syncDaemonOK, syncDaemonErrors          *prometheus.Desc
 	syncPreemptHoldUntil                    *prometheus.Desc
@@ -473,6 +474,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		vrrpSent:             d("vrrp_adverts_sent_total", "Adverts sent, one per destination.", vrrpLabels),
 		vrrpReceived:         d("vrrp_adverts_received_total", "Valid adverts received.", vrrpLabels),
 		vrrpInvalid:          d("vrrp_adverts_invalid_total", "Packets received and dropped, by reason.", vrrpLabels, "reason"),
+		controlRefused:       d("control_refused_total", "Control-socket clients refused because they were not root (their credentials, SO_PEERCRED).", nil),
 		kernelConns:          d("kernel_connections", "Connections in the kernel's IPVS table: active and inactive over every real server, those a backup's sync daemon learnt included.", nil),
 		syncDaemonRunning:    d("ipvs_sync_daemon_running", "1 while the kernel runs the IPVS connection sync daemon of this state (master, backup), as last read; present while lvsha drives them (lvs_sync).", nil, "state"),
 		syncDaemonInfo:       d("ipvs_sync_daemon_info", "Always 1, one per running IPVS sync daemon; the labels are its state, interface and sync id.", nil, "state", "interface", "sync_id"),
@@ -552,7 +554,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.syncOK, c.syncTime, c.syncErrors, c.rsProbeDuration.desc, c.rsFailures.desc,
 		c.vrrpState, c.vrrpPrio, c.vrrpBasePrio, c.vrrpTransitions, c.vrrpSent, c.vrrpReceived, c.vrrpInvalid, c.vrrpLinkDropped,
 		c.vrrpBFDTakeovers, c.vrrpBFDMasterAlive, c.vrrpSplitBrainYields, c.bfdState, c.bfdDetection, c.bfdDowns, c.bfdDropped,
-		c.kernelConns, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
+		c.kernelConns, c.controlRefused, c.syncDaemonRunning, c.syncDaemonInfo, c.syncDaemonOK, c.syncDaemonErrors, c.syncPreemptHoldUntil,
 		c.clusterAlive, c.clusterDrift, c.clusterSplitBrain, c.clusterSplitBrains, c.clusterGossipErrors} {
 		ch <- d
 	}
@@ -710,6 +712,7 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 	}
 	counter(c.syncErrors, float64(r.SyncErrors))
 	gauge(c.kernelConns, float64(r.KernelConns))
+	counter(c.controlRefused, float64(r.ControlRefused))
 	if cs := r.ConnSync; cs != nil {
 		running := map[string]bool{}
 		for _, d := range cs.Daemons {

@@ -596,7 +596,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			families++
 		}
 	}
-	if want := 53; families != want {
+	if want := 54; families != want {
 		t.Errorf("%d lvsha families scraped, want all %d", families, want)
 	}
 	cmd := exec.Command(tool, "check", "metrics")

@@ -66,6 +66,9 @@ type Report struct {
 	// (ipvsadm's ActConn and InActConn), connections a backup's sync
 	// daemon learnt included.
 	KernelConns int `json:"kernel_connections"`
+	// ControlRefused counts the control-socket clients refused for not
+	// being root, since the daemon started.
+	ControlRefused uint64 `json:"control_refused"`
 	// Cluster is every director of the cluster side by side; absent
 	// without [cluster].
 	Cluster *ClusterReport `json:"cluster,omitempty"`
