@@ -264,8 +264,9 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 	raw := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	var lost lostError
+	at := otherNamespace(ns)
 	err := netlink.LinkSubscribeWithOptions(raw, done, netlink.LinkSubscribeOptions{
-		Namespace: &ns,
+		Namespace: at,
 		// Called on the subscription's goroutine; a receive error is the
 		// last one before it closes raw.
 		ErrorCallback: lost.set,
@@ -275,7 +276,7 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 	}
 	// Subscribed first, listed second: a change in between shows in both,
 	// and the updates after the listing end at the newest state.
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := routeHandle(at)
 	var links []netlink.Link
 	if err == nil {
 		links, err = h.LinkList()
@@ -294,6 +295,29 @@ func netlinkSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan Li
 	return current, forward(ctx, raw, done, &lost, func(u netlink.LinkUpdate) Link {
 		return Link{Name: u.Link.Attrs().Name, Up: linkUp(u.Link) && u.Header.Type != unix.RTM_DELLINK}
 	}), nil
+}
+
+// otherNamespace is ns for netlink's options, or nil when ns is the
+// calling thread's namespace (the daemon's always is): netlink enters a
+// namespace it is given, even its own, and entering (setns) needs
+// CAP_SYS_ADMIN, which lvsha run drops after start.
+func otherNamespace(ns netns.NsHandle) *netns.NsHandle {
+	if cur, err := netns.Get(); err == nil {
+		same := cur.Equal(ns)
+		cur.Close()
+		if same {
+			return nil
+		}
+	}
+	return &ns
+}
+
+// routeHandle is a route netlink handle in at (nil: here).
+func routeHandle(at *netns.NsHandle) (*netlink.Handle, error) {
+	if at == nil {
+		return netlink.NewHandle(unix.NETLINK_ROUTE)
+	}
+	return netlink.NewHandleAt(*at, unix.NETLINK_ROUTE)
 }
 
 // lostError is why a netlink subscription died, as its error callback
@@ -388,11 +412,12 @@ func netlinkAddrSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-cha
 	raw := make(chan netlink.AddrUpdate, 64)
 	done := make(chan struct{})
 	var lost lostError
-	err := netlink.AddrSubscribeWithOptions(raw, done, netlink.AddrSubscribeOptions{Namespace: &ns, ErrorCallback: lost.set})
+	at := otherNamespace(ns)
+	err := netlink.AddrSubscribeWithOptions(raw, done, netlink.AddrSubscribeOptions{Namespace: at, ErrorCallback: lost.set})
 	if err != nil {
 		return nil, nil, fmt.Errorf("subscribe to address changes: %w", err)
 	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := routeHandle(at)
 	var addrs []netlink.Addr
 	if err == nil {
 		addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
