@@ -88,6 +88,10 @@ type Control struct {
 	At       time.Time  // SO_TIMESTAMPNS (wall clock); zero if absent
 	HopLimit int        // IP_TTL or IPV6_HOPLIMIT; 0 if absent
 	Dst      netip.Addr // the header's destination, from IP(V6)_PKTINFO
+	// Dropped is SO_RXQ_OVFL's count: how many datagrams the socket had
+	// dropped, for a full receive buffer, when this one was queued; 0 if
+	// absent (the kernel sends it only once it is not 0).
+	Dropped uint32
 }
 
 // ParseControl walks the control messages in place: x/net's and x/sys's
@@ -108,6 +112,8 @@ func ParseControl(oob []byte) Control {
 		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= 16:
 			// struct timespec: two 64-bit words on 64-bit Linux.
 			c.At = time.Unix(int64(binary.NativeEndian.Uint64(data[0:8])), int64(binary.NativeEndian.Uint64(data[8:16])))
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && len(data) >= 4:
+			c.Dropped = binary.NativeEndian.Uint32(data[0:4])
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TTL && len(data) >= 4,
 			h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
 			c.HopLimit = int(int32(binary.NativeEndian.Uint32(data[0:4])))

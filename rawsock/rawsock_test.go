@@ -38,6 +38,7 @@ func TestParseControl(t *testing.T) {
 	stamp := cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, timespec(1700000000, 5))
 	info4 := cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4)
 	info6 := cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pkt6)
+	ovfl := cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, binary.NativeEndian.AppendUint32(nil, 7))
 	join := func(b ...[]byte) []byte { return slices.Concat(b...) }
 	tests := []struct {
 		name string
@@ -45,16 +46,18 @@ func TestParseControl(t *testing.T) {
 		want Control
 	}{
 		{"none", nil, Control{}},
-		{"v4 as the kernel sends", join(stamp, info4, ttl), Control{time.Unix(1700000000, 5), 255, netip.MustParseAddr("224.0.0.18")}},
+		{"v4 as the kernel sends", join(stamp, info4, ttl), Control{time.Unix(1700000000, 5), 255, netip.MustParseAddr("224.0.0.18"), 0}},
 		{"v4 other order", join(ttl, info4), Control{HopLimit: 255, Dst: netip.MustParseAddr("224.0.0.18")}},
-		{"v6", join(stamp, hop, info6), Control{time.Unix(1700000000, 5), 64, group6}},
+		{"v4 after drops", join(stamp, ovfl, info4, ttl), Control{time.Unix(1700000000, 5), 255, netip.MustParseAddr("224.0.0.18"), 7}},
+		{"drops cut short", join(cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, []byte{7, 0}), ttl), Control{HopLimit: 255}},
+		{"v6", join(stamp, hop, info6), Control{time.Unix(1700000000, 5), 64, group6, 0}},
 		{"pktinfo cut short", join(ttl, cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, pkt4[:8])), Control{HopLimit: 255}},
 		{"length past the end", append(slices.Clone(ttl[:unix.SizeofCmsghdr]), 1), Control{}},
 		{"timestamp cut short", join(ttl, cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, timespec(1700000000, 0)[:8])), Control{HopLimit: 255}},
 		{"garbage", []byte{1, 2, 3}, Control{}},
 	}
 	for _, tt := range tests {
-		if got := ParseControl(tt.oob); !got.At.Equal(tt.want.At) || got.HopLimit != tt.want.HopLimit || got.Dst != tt.want.Dst {
+		if got := ParseControl(tt.oob); !got.At.Equal(tt.want.At) || got.HopLimit != tt.want.HopLimit || got.Dst != tt.want.Dst || got.Dropped != tt.want.Dropped {
 			t.Errorf("%s: ParseControl = %+v, want %+v", tt.name, got, tt.want)
 		}
 	}

@@ -189,10 +189,12 @@ type Instance struct {
 	trackFault, holderFault bool
 	// stepMu serialises stepping the machine between the loop and a
 	// shared link's reader (see loop); it guards fsm and what each step
-	// touches, w, and inline, which says the reader may step adverts.
+	// touches, w, inline, which says the reader may step adverts, and
+	// lazy, what the instance last told its link (syncLazy).
 	stepMu sync.Mutex
 	w      *wake
 	inline bool
+	lazy   bool
 	// kick wakes the loop after the reader changed the machine's state.
 	kick chan struct{}
 	// clock wakes the instance at its deadlines; nil: Go timers (New's
@@ -719,6 +721,7 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 	defer func() {
 		i.stepMu.Lock()
 		i.inline = false
+		i.syncLazy()
 		i.w.close()
 		i.stepMu.Unlock()
 	}()
@@ -733,6 +736,7 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 		}
 		w := i.w
 		w.set(i.fsm.NextDeadline(), i.fsm.State() == vrrp.Master)
+		i.syncLazy()
 		timerC, tickerC, alarmC := w.timerC(), w.tickerC(), w.alarmC()
 		i.stepMu.Unlock()
 		select {
@@ -796,6 +800,34 @@ func (i *Instance) locked(f func()) {
 	f()
 }
 
+// lazyConn is a shared link's endpoint that can leave adverts in the
+// socket until its instance drains it (*transport.Endpoint).
+type lazyConn interface {
+	SetLazy(bool)
+}
+
+// syncLazy tells the link whether the instance needs its adverts as they
+// come; stepMu is held. A backup whose Master_Down_Timer runs does not:
+// the timer drains the link before it counts (timerFired), and each
+// advert steps at its kernel receive time, so adverts read late reset
+// the timer as they would have; only a master's resignation (priority 0)
+// needs an answer sooner, and the link reads those at once. That saves a
+// backup a wakeup per advert, most of its CPU at one instance (see
+// transport.sockets). A backup without a timer (after a Yield, or gated
+// by its sync group while it wants master) waits for adverts to change
+// its mind, and a master answers a higher priority at once: both read
+// eagerly, as do the brief states.
+func (i *Instance) syncLazy() {
+	lazy := i.inline && i.fsm.State() == vrrp.Backup && !i.fsm.NextDeadline().IsZero()
+	if lazy == i.lazy {
+		return
+	}
+	if lc, ok := i.conn.(lazyConn); ok {
+		i.lazy = lazy
+		lc.SetLazy(lazy)
+	}
+}
+
 // inlineConn is a shared link's endpoint that can hand adverts to a
 // handler on its reader (*transport.Endpoint).
 type inlineConn interface {
@@ -815,6 +847,7 @@ func (i *Instance) inlineAdvert(d transport.Datagram) {
 	i.received(d)
 	now := i.fsm.State()
 	i.w.set(i.fsm.NextDeadline(), now == vrrp.Master)
+	i.syncLazy()
 	if now != was {
 		select {
 		case i.kick <- struct{}{}:

@@ -81,107 +81,15 @@ type wire interface {
 	// for more; receive's order holds across both.
 	receiveNow(each func(Datagram)) error
 	writeTo(payload, oob []byte, dst netip.Addr) error
+	// setLazy has receive wait only for adverts of priority 0 (true),
+	// leaving the rest for receiveNow, or for every datagram (false).
+	setLazy(lazy bool) error
+	// kernelDrops counts what the kernel dropped for a full buffer.
+	kernelDrops() uint64
 	join() error
 	leave() error
 	close() error
 }
-
-// sockets is the real wire.
-type sockets struct {
-	*rxSocket
-	tx *txSocket
-	// mu is held from recvmsg to the end of each, so that the link's
-	// reader and an instance draining the socket (Endpoint.Drain) hand
-	// datagrams on in the order the kernel queued them; it guards buf
-	// and the rxSocket's oob.
-	mu  sync.Mutex
-	buf []byte
-}
-
-// drainBound is the most datagrams one pass reads before letting go of
-// the lock: a flood must not hold an instance's timer for long.
-const drainBound = 64
-
-// receive drains the socket whenever the poller says it is readable.
-// The poller is edge-triggered and forgets an earlier edge before it
-// waits, so each pass reads until EAGAIN (or the bound, and then passes
-// again at once) before it waits again.
-func (s *sockets) receive(each func(Datagram)) error {
-	for {
-		var err error
-		rerr := s.rc.Read(func(fd uintptr) bool {
-			var more bool
-			more, err = s.drain(int(fd), each)
-			return more || err != nil
-		})
-		if rerr != nil {
-			return fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, rerr)
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// drainPasses bounds receiveNow: a process stalled for a second on a link
-// of 100 instances at 100 ms has 1,000 adverts waiting, and each
-// instance's first one after the stall is what its timer needs.
-const drainPasses = 64
-
-func (s *sockets) receiveNow(each func(Datagram)) error {
-	var err error
-	cerr := s.rc.Control(func(fd uintptr) {
-		for range drainPasses {
-			more, e := s.drain(int(fd), each)
-			if err = e; !more || err != nil {
-				return
-			}
-		}
-	})
-	if cerr != nil {
-		return fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, cerr)
-	}
-	return err
-}
-
-// drain reads at most drainBound datagrams waiting on fd, handing each on;
-// more says the bound stopped it.
-func (s *sockets) drain(fd int, each func(Datagram)) (more bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range drainBound {
-		d, errno := s.recv(fd, s.buf)
-		switch errno {
-		case 0:
-			each(d)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false, nil
-		default:
-			return false, fmt.Errorf("read VRRP on %s: %w", s.ifi.Name, errno)
-		}
-	}
-	return true, nil
-}
-
-func openWire(ifi *net.Interface, v6 bool) (wire, error) {
-	rx, err := openRX(ifi, v6)
-	if err != nil {
-		return nil, err
-	}
-	tx, err := openTX(ifi, v6)
-	if err != nil {
-		rx.close()
-		return nil, err
-	}
-	return &sockets{rxSocket: rx, tx: tx, buf: make([]byte, readBuf)}, nil
-}
-
-func (s *sockets) writeTo(payload, oob []byte, dst netip.Addr) error {
-	return s.tx.writeTo(payload, oob, dst)
-}
-
-func (s *sockets) close() error { return errors.Join(s.tx.close(), s.rxSocket.close()) }
 
 // linkKey names a link. An interface index means something only within
 // its network namespace, and a process may open instances from threads
@@ -224,6 +132,13 @@ type link struct {
 	// refs and multicast (endpoints that use the multicast group) are
 	// guarded by the Hub's mu.
 	refs, multicast int
+
+	// modeMu guards eager, the endpoints that are not lazy, and each
+	// endpoint's lazy. The link is lazy while eager is 0. Not the Hub's
+	// mu: an instance changes it from the reader's goroutine, which the
+	// Hub waits for with its mu held when it closes the link.
+	modeMu sync.Mutex
+	eager  int
 
 	mu sync.Mutex
 	// byVRID holds each VRID's endpoints; a slice is replaced, never
@@ -272,6 +187,29 @@ func (l *link) dead() bool {
 	}
 }
 
+// setEager counts e as eager or not, and makes the link lazy when no
+// endpoint is eager, eager when one is. A wire that cannot change stays
+// as it was: eager reading is always right, lazy only cheaper.
+func (l *link) setEager(e *Endpoint, eager bool) {
+	l.modeMu.Lock()
+	defer l.modeMu.Unlock()
+	if e.eager == eager {
+		return
+	}
+	e.eager = eager
+	if eager {
+		l.eager++
+	} else {
+		l.eager--
+	}
+	switch {
+	case eager && l.eager == 1:
+		l.w.setLazy(false)
+	case !eager && l.eager == 0:
+		l.w.setLazy(true)
+	}
+}
+
 // Listen opens an endpoint for cfg on the Hub's link of cfg.Interface and
 // family, opening the link if it is the first. It must run in the
 // network namespace of cfg.Interface.
@@ -315,6 +253,7 @@ func (h *Hub) Listen(cfg Config) (*Endpoint, error) {
 		l.multicast++
 	}
 	l.refs++
+	l.setEager(e, true)
 	l.mu.Lock()
 	l.byVRID[cfg.VRID] = append(slices.Clip(l.byVRID[cfg.VRID]), e)
 	l.mu.Unlock()
@@ -339,6 +278,9 @@ func (h *Hub) release(e *Endpoint) error {
 	l.byVRID[vrid] = eps
 	l.mu.Unlock()
 	l.refs--
+	if l.refs > 0 {
+		l.setEager(e, false)
+	}
 	var err error
 	if len(e.cfg.Peers) == 0 {
 		l.multicast--
@@ -373,16 +315,33 @@ type LinkStats struct {
 	// a peer configured with another virtual_router_id.
 	Short       uint64 `json:"short"`
 	UnknownVRID uint64 `json:"unknown_vrid"`
+	// KernelDrops counts what the kernel dropped because the link's
+	// socket was full: the reader fell behind (a stall, a flood). Once
+	// it has dropped, the link reads every packet as it comes.
+	KernelDrops uint64 `json:"kernel_drops"`
 }
 
-// Stats reports each open link.
+// Stats reports each open link. It first reads what waits in each
+// link's socket, so that a lazy link's counts, and its instances' state
+// and counts, are as of now (see SetLazy); it must not be called with a
+// lock an instance's handler takes.
 func (h *Hub) Stats() []LinkStats {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []LinkStats
+	links := make([]*link, 0, len(h.links))
 	for _, l := range h.links {
-		out = append(out, LinkStats{Interface: l.name, IPv6: l.key.v6, Endpoints: l.refs,
-			Short: l.short.Load(), UnknownVRID: l.unknown.Load()})
+		links = append(links, l)
+	}
+	h.mu.Unlock()
+	var out []LinkStats
+	for _, l := range links {
+		if !l.dead() {
+			l.w.receiveNow(l.dispatch)
+		}
+		h.mu.Lock()
+		refs := l.refs
+		h.mu.Unlock()
+		out = append(out, LinkStats{Interface: l.name, IPv6: l.key.v6, Endpoints: refs,
+			Short: l.short.Load(), UnknownVRID: l.unknown.Load(), KernelDrops: l.w.kernelDrops()})
 	}
 	slices.SortFunc(out, func(a, b LinkStats) int {
 		if c := strings.Compare(a.Interface, b.Interface); c != 0 {
@@ -429,6 +388,23 @@ type Endpoint struct {
 	// handler, when set (SetHandler), takes the endpoint's adverts on the
 	// link's reader instead of the queue.
 	handler atomic.Pointer[func(Datagram)]
+	// eager is whether the link must read as adverts come (see
+	// SetLazy); guarded by the link's modeMu.
+	eager bool
+}
+
+// SetLazy says whether the endpoint's instance can wait for its adverts
+// until it calls Drain (true), as a backup can before its
+// Master_Down_Timer counts, or needs each as it comes (false, as it opens).
+// Adverts of priority 0 come at once either way. The link reads lazily
+// while all its endpoints are lazy.
+func (e *Endpoint) SetLazy(lazy bool) {
+	select {
+	case <-e.closed:
+		return
+	default:
+	}
+	e.link.setEager(e, !lazy)
 }
 
 // SetHandler has the link's reader call f with each valid advert of the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsha/lvsha/vrrp"
 )
@@ -35,19 +36,45 @@ type fakeWire struct {
 	// pass, hands them on. Guarded by mu.
 	unread []Datagram
 
+	// lazy is as the Hub last set it (setLazy): receive then leaves in
+	// unread every datagram but those of priority 0. Guarded by mu, as is
+	// setLazies, every setLazy call in order.
+	lazy      bool
+	setLazies []bool
+
 	// Set by the Hub's calls, which it makes with its lock held, and read
 	// by the test once they are done.
 	joins, leaves, closes int
 	sent                  []netip.Addr
 }
 
+func (f *fakeWire) setLazy(lazy bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lazy = lazy
+	f.setLazies = append(f.setLazies, lazy)
+	return nil
+}
+
+func (f *fakeWire) lazyCalls() []bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.setLazies)
+}
+
+func (f *fakeWire) kernelDrops() uint64 { return 0 }
+
 func (f *fakeWire) receive(each func(Datagram)) error {
 	for {
 		select {
 		case d := <-f.in:
 			f.mu.Lock()
-			f.handUnread(each)
-			each(d)
+			if f.lazy && (len(d.Payload) < 3 || d.Payload[2] != 0) {
+				f.unread = append(f.unread, d)
+			} else {
+				f.handUnread(each)
+				each(d)
+			}
 			f.mu.Unlock()
 		case err := <-f.fail:
 			return err
@@ -879,3 +906,366 @@ func TestHubHandler(t *testing.T) {
 		}
 	})
 }
+
+// A lazy link's reader waits only for adverts of priority 0; the rest
+// wait in the data socket, in order, for receiveNow or for the next
+// priority 0; going eager reads what waits at once, without a further
+// packet. On lo in a namespace of the test's own, both families (the
+// bell's filter reads the priority at a different offset in each).
+func TestSocketsLazy(t *testing.T) {
+	for _, fam := range []struct {
+		name      string
+		recv, snd netip.Addr
+	}{
+		{"IPv4", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
+		{"IPv6", netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			var (
+				w   wire
+				snd *Conn
+			)
+			inPrivateNetns(t, func() {
+				if fam.recv.Is6() {
+					addToLo(t, fam.recv, fam.snd)
+				}
+				lo, err := net.InterfaceByName("lo")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w, err = openWire(lo, fam.recv.Is6()); err != nil {
+					t.Fatal(err)
+				}
+				if snd, err = Listen(Config{Interface: lo, IPv6: fam.snd.Is6(), Source: fam.snd, Peers: []netip.Addr{fam.recv}}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			defer snd.Close()
+			send := func(body, prio byte) {
+				t.Helper()
+				p := slices.Clone(payload)
+				p[2], p[len(p)-1] = prio, body
+				if err := snd.WriteTo(p, fam.recv); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make(chan byte, 16)
+			collect := func(d Datagram) {
+				if d.Src == fam.snd {
+					got <- d.Payload[len(d.Payload)-1]
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- w.receive(collect) }()
+			expect := func(what string, want ...byte) {
+				t.Helper()
+				for _, b := range want {
+					select {
+					case g := <-got:
+						if g != b {
+							t.Fatalf("%s: read %d, want %d", what, g, b)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatalf("%s: %d not read within 5 s", what, b)
+					}
+				}
+			}
+			// Nothing read: a lazy link must not wake for it. (A slow
+			// host can only make this pass, never fail.)
+			quiet := func(what string) {
+				t.Helper()
+				select {
+				case g := <-got:
+					t.Fatalf("%s: read %d, want nothing until drained", what, g)
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
+
+			send(1, 100)
+			expect("eager", 1)
+			if err := w.setLazy(true); err != nil {
+				t.Fatal(err)
+			}
+			send(2, 100)
+			quiet("lazy, priority 100")
+			send(3, 0)
+			expect("lazy, then priority 0", 2, 3)
+			send(4, 255)
+			quiet("lazy, priority 255")
+			if err := w.receiveNow(collect); err != nil {
+				t.Fatal(err)
+			}
+			expect("receiveNow", 4)
+			send(5, 100)
+			quiet("lazy again")
+			if err := w.setLazy(false); err != nil {
+				t.Fatal(err)
+			}
+			expect("eager again, with nothing more sent", 5)
+			send(6, 100)
+			expect("eager", 6)
+			if n := w.kernelDrops(); n != 0 {
+				t.Errorf("kernel drops %d, want 0", n)
+			}
+			w.close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("receive after close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("receive did not return after close")
+			}
+		})
+	}
+}
+
+// A lazy link whose socket overflows counts the kernel's drops and reads
+// eagerly from then on, whatever its endpoints ask: lazy reading must
+// never be why adverts are lost.
+func TestSocketsOverflow(t *testing.T) {
+	var (
+		w   wire
+		snd *Conn
+	)
+	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	inPrivateNetns(t, func() {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, err = openWire(lo, false); err != nil {
+			t.Fatal(err)
+		}
+		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{recv}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer snd.Close()
+	defer w.close()
+	s := w.(*sockets)
+	// The smallest buffer the kernel allows holds a few packets.
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.setLazy(true); err != nil {
+		t.Fatal(err)
+	}
+	const sent = 100
+	for range sent {
+		if err := snd.WriteTo(payload, recv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var read int
+	if err := w.receiveNow(func(Datagram) { read++ }); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel tells of its drops with the next packet it queues.
+	if err := snd.WriteTo(payload, recv); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.receiveNow(func(Datagram) { read++ }); err != nil {
+		t.Fatal(err)
+	}
+	drops := w.kernelDrops()
+	if read < 2 || drops == 0 || uint64(read)+drops != sent+1 {
+		t.Fatalf("read %d, kernel dropped %d; want some of each, %d in all", read, drops, sent+1)
+	}
+	if err := w.setLazy(true); err != nil {
+		t.Fatal(err)
+	}
+	s.modeMu.Lock()
+	lazy := s.lazy
+	s.modeMu.Unlock()
+	if lazy {
+		t.Error("the link went lazy again after it overflowed")
+	}
+}
+
+// A link is lazy while every endpoint on it is: one eager endpoint, a new
+// one included, makes it eager, and the last eager one to go lazy or
+// close makes it lazy. Lazy, an advert waits for a Drain (or Stats),
+// unless its priority is 0.
+func TestHubLazy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHub()
+		e1 := listen(t, h, Config{VRID: 1})
+		defer e1.Close()
+		e2 := listen(t, h, Config{VRID: 2})
+		defer e2.Close()
+		w := h.wires[0]
+		e1.SetLazy(true)
+		if got := w.lazyCalls(); !slices.Equal(got, []bool{false}) {
+			t.Fatalf("one endpoint of two lazy: the wire was set %v, want only eager (at the first Listen)", got)
+		}
+		e2.SetLazy(true)
+		e2.SetLazy(true)
+		if got := w.lazyCalls(); !slices.Equal(got, []bool{false, true}) {
+			t.Fatalf("both lazy: the wire was set %v, want eager then lazy", got)
+		}
+
+		w.in <- advert(1, peer, 'a')
+		synctest.Wait()
+		if q := queued(e1); len(q) != 0 {
+			t.Fatalf("a lazy link handed on %d adverts before any drain", len(q))
+		}
+		e2.Drain()
+		if q := queued(e1); len(q) != 1 {
+			t.Fatalf("after another endpoint's Drain, %d adverts queued, want 1", len(q))
+		}
+		w.in <- advert(1, peer, 'b')
+		synctest.Wait()
+		h.Stats()
+		if q := queued(e1); len(q) != 1 {
+			t.Fatalf("after Stats, %d adverts queued, want 1", len(q))
+		}
+		resign := advert(1, peer, 'c')
+		resign.Payload[2] = 0 // priority 0; Parse then fails the checksum, which is not what is tested
+		w.in <- advert(1, peer, 'd')
+		w.in <- resign
+		synctest.Wait()
+		if q, d := queued(e1), e1.Drops(); len(q) != 1 || d["checksum"] != 1 {
+			t.Fatalf("priority 0 on a lazy link: %d queued, drops %v; want the waiting advert and the resignation at once", len(q), d)
+		}
+
+		e3 := listen(t, h, Config{VRID: 3})
+		if got := w.lazyCalls(); !slices.Equal(got, []bool{false, true, false}) {
+			t.Fatalf("a new endpoint: the wire was set %v, want eager again", got)
+		}
+		e3.Close()
+		if got := w.lazyCalls(); !slices.Equal(got, []bool{false, true, false, true}) {
+			t.Fatalf("the eager endpoint closed: the wire was set %v, want lazy again", got)
+		}
+		e1.SetLazy(false)
+		e1.Close()
+		if got := w.lazyCalls(); !slices.Equal(got, []bool{false, true, false, true, false, true}) {
+			t.Fatalf("eager, then closed: the wire was set %v", got)
+		}
+		e1.SetLazy(false) // closed: changes nothing
+		if got := w.lazyCalls(); len(got) != 6 {
+			t.Fatalf("SetLazy after Close set the wire: %v", got)
+		}
+	})
+}
+
+// Every datagram is read as it comes on an eager link, each one alone
+// (the reader sleeps between them): the bell must never ring before the
+// data socket holds what it rings for, or the reader drains too early
+// and sleeps with the datagram unread (see openWire).
+func TestSocketsRing(t *testing.T) {
+	var (
+		w   wire
+		snd *Conn
+	)
+	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	inPrivateNetns(t, func() {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, err = openWire(lo, false); err != nil {
+			t.Fatal(err)
+		}
+		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{recv}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer snd.Close()
+	got := make(chan byte, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- w.receive(func(d Datagram) {
+			if d.Src == src {
+				got <- d.Payload[len(d.Payload)-1]
+			}
+		})
+	}()
+	defer func() { w.close(); <-done }()
+	const n = 2000
+	for i := range n {
+		p := slices.Clone(payload)
+		p[len(p)-1] = byte(i)
+		if err := snd.WriteTo(p, recv); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case b := <-got:
+			if b != byte(i) {
+				t.Fatalf("datagram %d: read %d", i, b)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("datagram %d of %d not read within 5 s: the bell rang before the data socket held it", i, n)
+		}
+	}
+}
+
+// A ring that finds the data socket empty reads it again shortly after,
+// in case the kernel rang before it queued (see receive): here the data
+// socket drops the first datagram, whose ring comes, and takes the
+// second, which does not ring.
+func TestSocketsRecheck(t *testing.T) {
+	var (
+		w   wire
+		snd *Conn
+	)
+	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	inPrivateNetns(t, func() {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, err = openWire(lo, false); err != nil {
+			t.Fatal(err)
+		}
+		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{recv}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer snd.Close()
+	s := w.(*sockets)
+	s.recheckAfter = 500 * time.Millisecond
+	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	if err := attachFilter(s.fd, dropAll); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan byte, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- w.receive(func(d Datagram) {
+			if d.Src == src {
+				got <- d.Payload[len(d.Payload)-1]
+			}
+		})
+	}()
+	defer func() { w.close(); <-done }()
+	send := func(body byte) {
+		t.Helper()
+		p := slices.Clone(payload)
+		p[len(p)-1] = body
+		if err := snd.WriteTo(p, recv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1)
+	time.Sleep(100 * time.Millisecond) // the ring read, the data socket found empty
+	var err error
+	if cerr := s.bellRC.Control(func(fd uintptr) { err = attachFilter(int(fd), dropAll) }); cerr != nil || err != nil {
+		t.Fatal(cerr, err)
+	}
+	if err := attachFilter(s.fd, eagerAll); err != nil {
+		t.Fatal(err)
+	}
+	send(2)
+	select {
+	case b := <-got:
+		if b != 2 {
+			t.Fatalf("read %d, want 2", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a datagram queued after an empty ring was not read")
+	}
+}
+
+// eagerAll passes whole packets.
+var eagerAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff}}

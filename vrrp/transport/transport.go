@@ -306,21 +306,8 @@ func (r *rxSocket) read(buf []byte) (Datagram, error) {
 // recv reads one datagram from fd into buf without waiting: EAGAIN when
 // none is there.
 func (r *rxSocket) recv(fd int, buf []byte) (Datagram, syscall.Errno) {
-	var from unix.RawSockaddrAny
-	n, oobn, errno := rawsock.Recvmsg(fd, buf, r.oob, &from)
-	if errno != 0 {
-		return Datagram{}, errno
-	}
-	c := rawsock.ParseControl(r.oob[:oobn])
-	d := Datagram{Payload: buf[:n], At: c.At, Src: rawsock.Addr(&from), Dst: c.Dst, HopLimit: c.HopLimit}
-	// An IPv4 raw socket returns the IP header too; its TTL and
-	// destination come in the control messages.
-	if r.p6 == nil && n >= 20 && buf[0]>>4 == 4 {
-		if hl := int(buf[0]&0x0f) * 4; hl >= 20 && hl <= n {
-			d.Payload = buf[hl:n]
-		}
-	}
-	return d, 0
+	d, _, errno := recvDatagram(fd, buf, r.oob, r.p6 != nil)
+	return d, errno
 }
 
 // txSocket is a raw socket only for sending, kept out of Go's poller: the
@@ -467,14 +454,7 @@ func setTimestamps(pc net.PacketConn) error {
 // count as received in time.
 const receiveBuffer = 4 << 20
 
-// setReceiveBuffer raises the socket's receive buffer to receiveBuffer:
-// past net.core.rmem_max with SO_RCVBUFFORCE (lvsha runs with
-// CAP_NET_ADMIN), else as far as SO_RCVBUF may.
+// setReceiveBuffer raises pc's receive buffer (setReceiveBufferFD).
 func setReceiveBuffer(pc net.PacketConn) error {
-	return control(pc, func(fd int) error {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer); err == nil {
-			return nil
-		}
-		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
-	})
+	return control(pc, setReceiveBufferFD)
 }
