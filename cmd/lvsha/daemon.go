@@ -551,10 +551,13 @@ func (d *daemon) Status() (*Report, error) {
 			}
 		}
 	}
-	rep.VRRP = d.vrrp.Status()
+	// The links first: a lazy link holds its backups' adverts until read
+	// (transport.Hub.Stats reads them), and the instances' state and
+	// counts are then as of now.
 	if d.vrrpLinks != nil {
 		rep.VRRPLinks = d.vrrpLinks()
 	}
+	rep.VRRP = d.vrrp.Status()
 	rep.BFD, rep.BFDLinks = d.bfd.Sessions(), d.bfd.Links()
 	rep.TrackExecs = execStatus(d.vrrp)
 	rep.ConnSync = d.connSync.report()

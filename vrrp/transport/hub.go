@@ -59,6 +59,10 @@ import (
 // every Lifetime/4, a quarter of its CPU at 100 instances) and the
 // kernel's delivery of each advert sent over the veth.
 //
+// A link on which every instance is a backup waiting on its
+// Master_Down_Timer reads lazily, when a timer drains it (see sockets and
+// Endpoint.SetLazy).
+//
 // The first Listen on a link opens its sockets; the last endpoint's Close
 // closes them. A Hub's methods are safe for concurrent use.
 type Hub struct {
