@@ -195,6 +195,13 @@ type Instance struct {
 	w      *wake
 	inline bool
 	lazy   bool
+	// draining is set while the instance's own timer drains the link
+	// (drainAdverts): its adverts then leave the wake to timerFired,
+	// which sets it once for the last of them. Set for each, the first
+	// (the oldest, a deadline soon after now) re-armed the timer that
+	// had just fired, and the later ones were only noted: one more
+	// wakeup per drain, for nothing.
+	draining bool
 	// kick wakes the loop after the reader changed the machine's state.
 	kick chan struct{}
 	// clock wakes the instance at its deadlines; nil: Go timers (New's
@@ -635,6 +642,11 @@ func (i *Instance) timerFired(rd reading, oneShot bool) {
 	i.drainAdverts(rd)
 	i.stepMu.Lock()
 	defer i.stepMu.Unlock()
+	// Once for all the adverts drained (see draining); no wake outside
+	// the loop (a test's direct call).
+	if i.w != nil {
+		i.w.set(i.fsm.NextDeadline(), i.fsm.State() == vrrp.Master)
+	}
 	// A one-shot wake may have come before the deadline it serves now:
 	// one moved later (lazily) or by an advert just drained.
 	if oneShot && !i.w.expired() {
@@ -653,10 +665,14 @@ func (i *Instance) timerFired(rd reading, oneShot bool) {
 func (i *Instance) drainAdverts(rd reading) {
 	i.stepMu.Lock()
 	master := i.fsm.State() == vrrp.Master
+	i.draining = !master && rd.drain != nil
 	i.stepMu.Unlock()
 	if !master {
 		if rd.drain != nil {
 			rd.drain()
+			i.stepMu.Lock()
+			i.draining = false
+			i.stepMu.Unlock()
 		} else {
 			runtime.Gosched()
 		}
@@ -846,7 +862,9 @@ func (i *Instance) inlineAdvert(d transport.Datagram) {
 	was := i.fsm.State()
 	i.received(d)
 	now := i.fsm.State()
-	i.w.set(i.fsm.NextDeadline(), now == vrrp.Master)
+	if !i.draining {
+		i.w.set(i.fsm.NextDeadline(), now == vrrp.Master)
+	}
 	i.syncLazy()
 	if now != was {
 		select {
