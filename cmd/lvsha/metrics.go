@@ -486,7 +486,7 @@ func newMetricsCollector(state func() (*metricsState, error), stats *probeStats)
 		clusterSplitBrain:    d("cluster_split_brain", "1 for each VRRP instance that more than one live director is master of now.", nil, "vrrp_instance"),
 		clusterSplitBrains:   d("cluster_split_brains_total", "Split brains that started since the daemon started.", nil),
 		clusterGossipErrors:  d("cluster_gossip_errors_total", "memberlist's warnings and errors by kind: label, decrypt, checksum, stream and decode are packets or streams on the gossip port it refused; other, failed probes and syncs.", nil, "kind"),
-		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id) or short.", nil, "interface", "family", "reason"),
+		vrrpLinkDropped:      d("vrrp_link_dropped_total", "VRRP packets an interface received for no instance here, by reason: unknown_vrid (another group's, or a peer with another virtual_router_id), short, or kernel (dropped by the kernel for a full socket buffer: lvsha fell behind).", nil, "interface", "family", "reason"),
 		vrrpBFDTakeovers:     d("vrrp_bfd_takeovers_total", "Takeovers because the BFD session with the master failed (bfd fast takeover).", vrrpLabels),
 		vrrpBFDMasterAlive:   d("vrrp_bfd_master_alive_total", "BFD takeovers the deposed master's adverts contradicted within Master_Down_Interval: BFD lost, master alive; master went back to it.", vrrpLabels),
 		vrrpSplitBrainYields: d("vrrp_split_brain_yields_total", "Times the instance gave master up to another master the cluster saw (split_brain = \"resolve\").", vrrpLabels),
@@ -778,6 +778,7 @@ func (c *metricsCollector) collectDaemon(ch chan<- prometheus.Metric, snap *metr
 		}
 		counter(c.vrrpLinkDropped, float64(l.UnknownVRID), l.Interface, family, "unknown_vrid")
 		counter(c.vrrpLinkDropped, float64(l.Short), l.Interface, family, "short")
+		counter(c.vrrpLinkDropped, float64(l.KernelDrops), l.Interface, family, "kernel")
 	}
 }
 

@@ -383,7 +383,7 @@ func TestMetricsVRRP(t *testing.T) {
 			rep := vrrpReport(instance.Status{Name: "vi_1", Interface: "eth0", RouterID: 51, State: tc.state,
 				BasePriority: 100, Priority: 90, Transitions: 4, AdvertsSent: 12, AdvertsReceived: 34,
 				Dropped: map[string]uint64{"bad_ttl": 2}})
-			rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 7, Short: 1}, {Interface: "eth0", IPv6: true, Endpoints: 1}}
+			rep.VRRPLinks = []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 7, Short: 1, KernelDrops: 3}, {Interface: "eth0", IPv6: true, Endpoints: 1}}
 			c := newMetricsCollector(func() (*metricsState, error) { return &metricsState{report: rep}, nil }, newProbeStats())
 			mfs, text := scrape(t, metricsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), c, func() error { return nil }))
 			l := "vrrp_instance=vi_1,interface=eth0,vrid=51"
@@ -400,6 +400,7 @@ func TestMetricsVRRP(t *testing.T) {
 				{sample{"lvsha_vrrp_adverts_invalid_total", l + ",reason=bad_ttl"}, 2},
 				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv4,reason=unknown_vrid"}, 7},
 				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv4,reason=short"}, 1},
+				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv4,reason=kernel"}, 3},
 				{sample{"lvsha_vrrp_link_dropped_total", "interface=eth0,family=ipv6,reason=unknown_vrid"}, 0},
 			} {
 				if got, ok := value(mfs, r.s); !ok || got != r.want {

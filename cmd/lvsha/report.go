@@ -282,8 +282,14 @@ func writeReportView(w io.Writer, r *Report, now time.Time, v statusView) error 
 			if l.IPv6 {
 				family = "IPv6"
 			}
-			fmt.Fprintf(w, "VRRP link %s %s: %d instances; dropped %d adverts of other VRIDs, %d too short\n",
+			fmt.Fprintf(w, "VRRP link %s %s: %d instances; dropped %d adverts of other VRIDs, %d too short",
 				l.Interface, family, l.Endpoints, l.UnknownVRID, l.Short)
+			if l.KernelDrops > 0 {
+				// Lost before lvsha read them: some instance may have
+				// missed its master's adverts.
+				fmt.Fprintf(w, "; the kernel dropped %d for a full buffer (lvsha fell behind)", l.KernelDrops)
+			}
+			fmt.Fprintln(w)
 		}
 		for _, v := range r.VRRP {
 			// Why an instance is in FAULT: not started, or held there by

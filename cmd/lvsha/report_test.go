@@ -32,7 +32,8 @@ func viewReport(now time.Time) *Report {
 				Fault: "no address to send adverts from yet: eth1 has no IPv6 link-local address"},
 			{Name: "VI_2", Interface: "eth2", RouterID: 53, State: "FAULT", Priority: 100, BasePriority: 100,
 				FaultReasons: []string{"interface eth2 down", "track_exec chk failing"}}},
-		VRRPLinks: []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 42, Short: 3}},
+		VRRPLinks: []transport.LinkStats{{Interface: "eth0", Endpoints: 1, UnknownVRID: 42, Short: 3},
+			{Interface: "eth1", IPv6: true, Endpoints: 2, KernelDrops: 5}},
 	}
 }
 
@@ -48,7 +49,8 @@ func TestStatusViews(t *testing.T) {
 	}{
 		{"default fits 120 columns, cutting the probe", statusView{width: defaultWidth}, nil,
 			[]string{"ActConn  InActConn", "web6", "0/3", "down 1m0s", "FAIL 1.5ms", "…", "VRRP instance",
-				"VRRP link eth0 IPv4: 1 instances; dropped 42 adverts of other VRIDs, 3 too short",
+				"VRRP link eth0 IPv4: 1 instances; dropped 42 adverts of other VRIDs, 3 too short\n",
+				"VRRP link eth1 IPv6: 2 instances; dropped 0 adverts of other VRIDs, 0 too short; the kernel dropped 5 for a full buffer (lvsha fell behind)",
 				"VRRP instance VI_6: FAULT, not started: no address to send adverts from yet: eth1 has no IPv6 link-local address",
 				"VRRP instance VI_2: FAULT: interface eth2 down; track_exec chk failing"},
 			[]string{"by the far end", "InPkts", "CPS"}, defaultWidth},

@@ -239,7 +239,7 @@ func openRX(ifi *net.Interface, v6 bool) (*rxSocket, error) {
 	return r, nil
 }
 
-// join joins VRRP's multicast group on the interface; leave leaves it.
+// join joins VRRP's multicast group on the interface.
 func (r *rxSocket) join() error {
 	var err error
 	if r.p6 != nil {
@@ -249,19 +249,6 @@ func (r *rxSocket) join() error {
 	}
 	if err != nil {
 		return fmt.Errorf("VRRP socket on %s: join %s: %w", r.ifi.Name, Group(r.p6 != nil), err)
-	}
-	return nil
-}
-
-func (r *rxSocket) leave() error {
-	var err error
-	if r.p6 != nil {
-		err = r.p6.LeaveGroup(r.ifi, &net.IPAddr{IP: Group(true).AsSlice()})
-	} else {
-		err = r.p4.LeaveGroup(r.ifi, &net.IPAddr{IP: Group(false).AsSlice()})
-	}
-	if err != nil {
-		return fmt.Errorf("VRRP socket on %s: leave %s: %w", r.ifi.Name, Group(r.p6 != nil), err)
 	}
 	return nil
 }
