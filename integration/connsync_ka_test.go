@@ -119,6 +119,7 @@ func TestConnSyncMixed(t *testing.T) {
 			})
 			t.Logf("lb2 (%s) master %v after the kill", map[bool]string{true: "keepalived", false: "lvsha"}[tt.ka == "lb2"], tookOver.Round(time.Millisecond))
 			o.check(t, "mixed failover", true)
+			o.checkStall(t, "mixed failover", tookOver)
 
 			o, delay := syncFailback(t, p, func() {})
 			if tt.ka == "lb1" {

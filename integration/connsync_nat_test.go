@@ -149,4 +149,7 @@ func testConnSyncFailoverNAT(t *testing.T, withSync bool) {
 	})
 	t.Logf("NAT: lb2 master of both %v after the kill", tookOver.Round(time.Millisecond))
 	o.check(t, "NAT failover", withSync)
+	if withSync {
+		o.checkStall(t, "NAT failover", tookOver)
+	}
 }

@@ -354,6 +354,22 @@ func (l *heldLoad) outcome(via string, k int64) loadOutcome {
 	return o
 }
 
+// checkStall asserts that no exchange across a failover that took
+// tookOver (kill to the backup master, as polled) stalled longer than
+// TCP needs to get through once the backup holds the VIP: a segment lost
+// at the kill is sent again 0.2, 0.6, 1.4, 3 s... after it (the minimum
+// RTO, doubling), so the first retry after the takeover comes within
+// twice its time plus 0.2 s; 1 s more for an exchange that began before
+// the kill and for the polling. A connection carried on but held far
+// longer (a retransmission the new master did not forward) fails here.
+func (o loadOutcome) checkStall(t testing.TB, what string, tookOver time.Duration) {
+	t.Helper()
+	if bound := 2*tookOver + 1200*time.Millisecond; o.stall > bound {
+		t.Errorf("%s: an exchange stalled %v, over the takeover's %v and TCP's retransmission after it (bound %v)",
+			what, o.stall.Round(time.Millisecond), tookOver.Round(time.Millisecond), bound)
+	}
+}
+
 // check asserts a sync test's outcome: with connection sync none failed;
 // without (the control) some were reset, or the test cannot tell.
 func (o loadOutcome) check(t testing.TB, what string, withSync bool) {
@@ -467,6 +483,9 @@ func testConnSyncFailover(t *testing.T, withSync bool) {
 		t.Errorf("lb2 does not run the master sync daemon alone after the takeover: %q", ipvsadmDaemons(t, lb2.ns))
 	}
 	o.check(t, "DR failover", withSync)
+	if withSync {
+		o.checkStall(t, "DR failover", tookOver)
+	}
 }
 
 // syncedBefore checks, before the kill, that lb1's table has every held

@@ -3,7 +3,9 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -32,6 +34,7 @@ type scaleRound struct {
 	first, last  time.Duration // kill → first and last VIP on the backup
 	movedChecked bool          // the kill was timed
 	exited       bool          // a daemon ended before it settled
+	flaps        int           // with hogs: VIPs added on either director over the window; -1 not watched
 }
 
 // BenchmarkScale measures many VRRP instances per director, lvsha against
@@ -50,6 +53,11 @@ type scaleRound struct {
 // switches and RSS, and the CPU time of every task in the VM (from
 // /proc/schedstat, which also covers the kernel's delivery of adverts
 // wherever it is charged).
+// With LVSHA_SCALE_HOG=N, N processes spin on the CPU for the whole
+// window (2 fill the host's 2 cores), and netlink watches in both
+// namespaces count every VIP added over it: a takeover by the backup, or
+// a master that lost its VIPs and took them back, whichever kind it is
+// (keepalived's users report false takeovers on busy hosts).
 // Then the master's daemon is SIGKILLed and the bench times, from a
 // netlink subscription in the backup's namespace, the kill → the first
 // and the last VIP present on the backup, against the bound
@@ -72,12 +80,13 @@ func BenchmarkScale(b *testing.B) {
 			insts := scaleInstances(size.links, size.perLink)
 			master, backup := scalePair(b, size.links)
 			window := envDuration(b, "LVSHA_SCALE_WINDOW", 10*time.Second)
+			hogs := envCount(b, "LVSHA_SCALE_HOG")
 			bound := vrrp.MasterDownInterval(3, 100, 100*time.Millisecond) + 20*time.Millisecond
 			rounds := map[string][]scaleRound{}
 			kinds := []string{"lvsha", "keepalived"}
 			for round := range b.N {
 				for _, kind := range kinds {
-					r := scaleRun(b, kind, master, backup, insts, window)
+					r := scaleRun(b, kind, master, backup, insts, window, hogs)
 					rounds[kind] = append(rounds[kind], r)
 					move := "not timed (not settled)"
 					if r.movedChecked {
@@ -85,11 +94,11 @@ func BenchmarkScale(b *testing.B) {
 							r.moved, len(insts), r.first.Round(time.Millisecond), r.last.Round(time.Millisecond), bound)
 					}
 					// stderr: a benchmark's log keeps only its first lines.
-					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; VM tasks %.0f ms/s; transitions %d; after: %s; kill: %s\n",
+					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; VM tasks %.0f ms/s; transitions %d; hogs %d, VIPs added %d; after: %s; kill: %s\n",
 						size.name, round+1, kind, r.settled, r.settle.Round(time.Millisecond), r.seen, window,
 						r.masterCPU, r.masterSw, float64(r.masterRSS)/1024, r.masterThr,
 						r.backupCPU, r.backupSw, float64(r.backupRSS)/1024, r.backupThr,
-						r.busy, r.transitions, r.placedAfter, move)
+						r.busy, r.transitions, hogs, r.flaps, r.placedAfter, move)
 				}
 			}
 			for _, kind := range kinds {
@@ -172,6 +181,9 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 	if kind == "lvsha" {
 		b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.transitions) }), kind+"-transitions-in-window")
 	}
+	if rs[0].flaps >= 0 {
+		b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.flaps) }), kind+"-vips-added-in-window")
+	}
 	var moved []scaleRound
 	for _, r := range rs {
 		if r.movedChecked {
@@ -204,8 +216,8 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 // scaleRun is one round of kind on the pair: settle, measure, kill the
 // master, time the move; both daemons are stopped and the namespaces
 // cleared of VIPs at the end.
-func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []scaleInst, window time.Duration) (r scaleRound) {
-	r.transitions = -1
+func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []scaleInst, window time.Duration, hogs int) (r scaleRound) {
+	r.transitions, r.flaps = -1, -1
 	defer func() {
 		if b.Failed() && kind == "lvsha" {
 			master.logTail(20)
@@ -241,9 +253,21 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	mpg, bpg := master.cmd.Process.Pid, backup.cmd.Process.Pid
 	mu := func() usage { return procGroupUsage(mpg) }
 	bu := func() usage { return procGroupUsage(bpg) }
+	var wm, wb *vipWatch
+	var stopHogs func()
+	if hogs > 0 {
+		wm, wb = watchVIPs(b, master.ns), watchVIPs(b, backup.ns)
+		stopHogs = startHogs(b, hogs)
+	}
 	m0, b0, busy0 := read(mu), read(bu), read(systemBusy)
 	time.Sleep(window)
 	m1, b1, busy1 := read(mu), read(bu), read(systemBusy)
+	if hogs > 0 {
+		stopHogs()
+		r.flaps = wm.added() + wb.added()
+		wm.stop()
+		wb.stop()
+	}
 	ms := float64(time.Millisecond)
 	r.masterCPU = rate(float64(m0.v.cpu), float64(m1.v.cpu), ms, m0.at, m1.at)
 	r.backupCPU = rate(float64(b0.v.cpu), float64(b1.v.cpu), ms, b0.at, b1.at)
@@ -282,4 +306,40 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 		r.first, r.last = first.Sub(killed), last.Sub(killed)
 	}
 	return r
+}
+
+// envCount is the count in environment variable name, 0 if unset.
+func envCount(t testing.TB, name string) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 64 {
+		t.Fatalf("%s=%q: want a count from 0 to 64", name, v)
+	}
+	return n
+}
+
+// startHogs starts n processes that spin on the CPU until the returned
+// stop (or the test's cleanup) kills them.
+func startHogs(t testing.TB, n int) (stop func()) {
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+		cmds = nil
+	}
+	t.Cleanup(stop)
+	for range n {
+		c := exec.Command("sh", "-c", "while :; do :; done")
+		if err := c.Start(); err != nil {
+			stop()
+			t.Fatalf("start a CPU hog: %v", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return stop
 }

@@ -38,6 +38,9 @@ import (
 // Master_Down_Interval instead of one per advert: the Go runtime's fixed
 // cost per wakeup (the poller, the scheduler, sysmon) was most of the
 // backup's CPU, against keepalived's thread that wakes in select(2).
+// Measured with BenchmarkScale on the host (docs/benchmarks.md): one
+// instance 0.96 -> 0.6 ms/s (17 -> 5 context switches a second); 1,000
+// instances on four links 190 -> 59 ms/s, half keepalived's 119.
 //
 // The bell's packets are cut to one byte by its filter and dropped when
 // its small buffer is full: it only rings. The reader empties it before
