@@ -138,8 +138,11 @@ func ipvsadmDiff(from, to []ipvs.Service) string {
 // BenchmarkMassFailure: 1,000 virtual servers × 10 real servers are
 // programmed, then every real server of 100 of them fails at once (1,000
 // destinations, weight 0 or removed by on_down). It times lvsha's
-// reconciler taking the kernel to the new table and counts its writes
-// (want 1,000: one per destination, nothing else touched), against
+// reconciler taking the kernel to the new table as the daemon does on a
+// health change (Update: the writes, from the table it last read and
+// wrote) and counts its writes (want 1,000: one per destination, nothing
+// else touched), and as a resync does (Apply: the whole table read
+// first), against
 // `ipvsadm -R` of the same change (ipvsadmDiff, into a namespace holding
 // the same start table) and against `ipvsadm -C` then `ipvsadm -R` of
 // the whole new table (a naive script's rebuild, which also drops every
@@ -173,7 +176,7 @@ func BenchmarkMassFailure(b *testing.B) {
 		}
 		return took
 	}
-	var lv, adm, rebuild time.Duration
+	var lv, lvRead, adm, rebuild time.Duration
 	var writes int
 	for range b.N {
 		ns := newNetns(b, "mass")
@@ -185,13 +188,23 @@ func BenchmarkMassFailure(b *testing.B) {
 		if _, err := rec.Apply(before); err != nil {
 			b.Fatal(err)
 		}
+		// The daemon's way on a health change: the writes alone.
 		start := time.Now()
-		ch, err := rec.Apply(after)
+		ch, err := rec.Update(after)
 		lv += time.Since(start)
 		if err != nil {
 			b.Fatal(err)
 		}
 		writes = ch.Total()
+		// A resync's way: the whole table read first.
+		if _, err := rec.Update(before); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if ch, err := rec.Apply(after); err != nil || ch.Total() != writes {
+			b.Fatalf("Apply after a read: %d writes, %v; want %d", ch.Total(), err, writes)
+		}
+		lvRead += time.Since(start)
 		h.Close()
 		want := sortedTable(inNS(b, ns, "ipvsadm", "-Ln"))
 
@@ -216,6 +229,7 @@ func BenchmarkMassFailure(b *testing.B) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(lv.Milliseconds())/n, "lvsha-ms")
+	b.ReportMetric(float64(lvRead.Milliseconds())/n, "lvsha-read-and-apply-ms")
 	b.ReportMetric(float64(adm.Milliseconds())/n, "ipvsadm-R-change-ms")
 	b.ReportMetric(float64(rebuild.Milliseconds())/n, "ipvsadm-C-R-ms")
 	b.ReportMetric(float64(lv)/float64(adm), "lvsha/ipvsadm-change")
