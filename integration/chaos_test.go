@@ -97,6 +97,23 @@ type chaosLog struct {
 	netemEnd time.Time
 	// violations, each with the log that led to it.
 	violations []string
+	// pids[d] is director d's running daemon, 0 while the schedule kills
+	// or restarts it: the watcher reads it here, not from the director's
+	// exec.Cmd, which the schedule replaces and Waits on meanwhile.
+	pids [2]int
+}
+
+// setPid records director d's daemon (0: none to watch).
+func (l *chaosLog) setPid(d, pid int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pids[d] = pid
+}
+
+func (l *chaosLog) pid(d int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pids[d]
 }
 
 func (l *chaosLog) logf(format string, args ...any) {
@@ -224,6 +241,9 @@ func TestChaosSoak(t *testing.T) {
 	}
 
 	log := &chaosLog{start: time.Now(), seed: seed}
+	for i, d := range ds {
+		log.setPid(i, d.cmd.Process.Pid)
+	}
 	for i := range chaosRS {
 		log.rsUp[i] = log.start.Add(-time.Hour)
 	}
@@ -301,6 +321,7 @@ func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prio
 	case "kill", "term":
 		wait := between(500, 6000)
 		log.setFault(i, true)
+		log.setPid(i, 0)
 		log.logf("%s %s, restart after %v", kind, d.name, wait)
 		if kind == "kill" {
 			d.kill()
@@ -317,6 +338,7 @@ func chaosEvent(t testing.TB, rng *rand.Rand, ds []*director, ifs []string, prio
 		}
 		time.Sleep(wait)
 		d.start(t)
+		log.setPid(i, d.cmd.Process.Pid)
 		log.logf("%s started", d.name)
 		log.setFault(i, false)
 	case "link":
@@ -542,7 +564,8 @@ func chaosWatch(t testing.TB, ds []*director, log *chaosLog, stop <-chan struct{
 			dualSince = time.Time{}
 		}
 		for k, d := range ds {
-			if log.excused(k, now) || d.cmd == nil || d.cmd.ProcessState != nil {
+			pid := log.pid(k)
+			if log.excused(k, now) || pid == 0 {
 				continue
 			}
 			table := inNS(t, d.ns, "ipvsadm", "-Ln", "-t", chaosVIP+":"+chaosPort)
@@ -567,7 +590,7 @@ func chaosWatch(t testing.TB, ds []*director, log *chaosLog, stop <-chan struct{
 			if len(wrong) > 0 && !log.excused(k, time.Now()) {
 				log.violate("%s's table does not follow health: %s", d.name, strings.Join(wrong, "; "))
 			}
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid)); err == nil {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 				for _, line := range strings.Split(string(b), "\n") {
 					if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
 						if kb, _ := strconv.Atoi(f[1]); kb > 150<<10 {
