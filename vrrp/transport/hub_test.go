@@ -796,36 +796,12 @@ func TestHubDrain(t *testing.T) {
 // stopped short of EAGAIN would sleep through it) and fails once the wire
 // closes.
 func TestSocketsReceiveNow(t *testing.T) {
-	var (
-		w   wire
-		snd *Conn
-	)
-	inPrivateNetns(t, func() {
-		lo, err := net.InterfaceByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, err = openWire(lo, false); err != nil {
-			t.Fatal(err)
-		}
-		src := netip.MustParseAddr("127.0.0.2")
-		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer snd.Close()
-	send := func(body byte) {
-		t.Helper()
-		p := slices.Clone(payload)
-		p[len(p)-1] = body
-		if err := snd.WriteTo(p, netip.MustParseAddr("127.0.0.1")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	w, snd := loWire(t, recv, src)
 	var got []byte
 	collect := func(d Datagram) { got = append(got, d.Payload[len(d.Payload)-1]) }
 	for b := range byte(3) {
-		send(b)
+		sendBody(t, snd, recv, b, 100)
 	}
 	for try := 0; len(got) < 3 && try < 100; try++ {
 		if err := w.receiveNow(collect); err != nil {
@@ -841,28 +817,11 @@ func TestSocketsReceiveNow(t *testing.T) {
 	if err := w.receiveNow(collect); err != nil || len(got) != 3 {
 		t.Fatalf("receiveNow with nothing waiting: %v, %d datagrams", err, len(got))
 	}
-
-	next := make(chan byte, 4)
-	done := make(chan error, 1)
-	go func() { done <- w.receive(func(d Datagram) { next <- d.Payload[len(d.Payload)-1] }) }()
-	send(7)
-	select {
-	case b := <-next:
-		if b != 7 {
-			t.Errorf("receive: %d, want 7", b)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("receive did not wake for a datagram sent after a receiveNow")
-	}
-	w.close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("receive after close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("receive did not return after close")
-	}
+	// receive, started after it, wakes for the next datagram, and
+	// returns net.ErrClosed once the wire closes (receiving's cleanup).
+	next := receiving(t, w, src)
+	sendBody(t, snd, recv, 7, 100)
+	expectRead(t, next, "receive after a receiveNow", 7)
 }
 
 // An endpoint with a handler gets its valid adverts on the reader, parsed,
@@ -905,182 +864,6 @@ func TestHubHandler(t *testing.T) {
 			t.Errorf("after SetHandler(nil): queued %d, handler calls %d; want 1 queued, no new call", len(q), len(got))
 		}
 	})
-}
-
-// A lazy link's reader waits only for adverts of priority 0; the rest
-// wait in the data socket, in order, for receiveNow or for the next
-// priority 0; going eager reads what waits at once, without a further
-// packet. On lo in a namespace of the test's own, both families (the
-// bell's filter reads the priority at a different offset in each).
-func TestSocketsLazy(t *testing.T) {
-	for _, fam := range []struct {
-		name      string
-		recv, snd netip.Addr
-	}{
-		{"IPv4", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
-		{"IPv6", netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")},
-	} {
-		t.Run(fam.name, func(t *testing.T) {
-			var (
-				w   wire
-				snd *Conn
-			)
-			inPrivateNetns(t, func() {
-				if fam.recv.Is6() {
-					addToLo(t, fam.recv, fam.snd)
-				}
-				lo, err := net.InterfaceByName("lo")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if w, err = openWire(lo, fam.recv.Is6()); err != nil {
-					t.Fatal(err)
-				}
-				if snd, err = Listen(Config{Interface: lo, IPv6: fam.snd.Is6(), Source: fam.snd, Peers: []netip.Addr{fam.recv}}); err != nil {
-					t.Fatal(err)
-				}
-			})
-			defer snd.Close()
-			send := func(body, prio byte) {
-				t.Helper()
-				p := slices.Clone(payload)
-				p[2], p[len(p)-1] = prio, body
-				if err := snd.WriteTo(p, fam.recv); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got := make(chan byte, 16)
-			collect := func(d Datagram) {
-				if d.Src == fam.snd {
-					got <- d.Payload[len(d.Payload)-1]
-				}
-			}
-			done := make(chan error, 1)
-			go func() { done <- w.receive(collect) }()
-			expect := func(what string, want ...byte) {
-				t.Helper()
-				for _, b := range want {
-					select {
-					case g := <-got:
-						if g != b {
-							t.Fatalf("%s: read %d, want %d", what, g, b)
-						}
-					case <-time.After(5 * time.Second):
-						t.Fatalf("%s: %d not read within 5 s", what, b)
-					}
-				}
-			}
-			// Nothing read: a lazy link must not wake for it. (A slow
-			// host can only make this pass, never fail.)
-			quiet := func(what string) {
-				t.Helper()
-				select {
-				case g := <-got:
-					t.Fatalf("%s: read %d, want nothing until drained", what, g)
-				case <-time.After(300 * time.Millisecond):
-				}
-			}
-
-			send(1, 100)
-			expect("eager", 1)
-			if err := w.setLazy(true); err != nil {
-				t.Fatal(err)
-			}
-			send(2, 100)
-			quiet("lazy, priority 100")
-			send(3, 0)
-			expect("lazy, then priority 0", 2, 3)
-			send(4, 255)
-			quiet("lazy, priority 255")
-			if err := w.receiveNow(collect); err != nil {
-				t.Fatal(err)
-			}
-			expect("receiveNow", 4)
-			send(5, 100)
-			quiet("lazy again")
-			if err := w.setLazy(false); err != nil {
-				t.Fatal(err)
-			}
-			expect("eager again, with nothing more sent", 5)
-			send(6, 100)
-			expect("eager", 6)
-			if n := w.kernelDrops(); n != 0 {
-				t.Errorf("kernel drops %d, want 0", n)
-			}
-			w.close()
-			select {
-			case err := <-done:
-				if !errors.Is(err, net.ErrClosed) {
-					t.Errorf("receive after close: %v, want net.ErrClosed", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("receive did not return after close")
-			}
-		})
-	}
-}
-
-// A lazy link whose socket overflows counts the kernel's drops and reads
-// eagerly from then on, whatever its endpoints ask: lazy reading must
-// never be why adverts are lost.
-func TestSocketsOverflow(t *testing.T) {
-	var (
-		w   wire
-		snd *Conn
-	)
-	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-	inPrivateNetns(t, func() {
-		lo, err := net.InterfaceByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, err = openWire(lo, false); err != nil {
-			t.Fatal(err)
-		}
-		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{recv}}); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer snd.Close()
-	defer w.close()
-	s := w.(*sockets)
-	// The smallest buffer the kernel allows holds a few packets.
-	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.setLazy(true); err != nil {
-		t.Fatal(err)
-	}
-	const sent = 100
-	for range sent {
-		if err := snd.WriteTo(payload, recv); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var read int
-	if err := w.receiveNow(func(Datagram) { read++ }); err != nil {
-		t.Fatal(err)
-	}
-	// The kernel tells of its drops with the next packet it queues.
-	if err := snd.WriteTo(payload, recv); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.receiveNow(func(Datagram) { read++ }); err != nil {
-		t.Fatal(err)
-	}
-	drops := w.kernelDrops()
-	if read < 2 || drops == 0 || uint64(read)+drops != sent+1 {
-		t.Fatalf("read %d, kernel dropped %d; want some of each, %d in all", read, drops, sent+1)
-	}
-	if err := w.setLazy(true); err != nil {
-		t.Fatal(err)
-	}
-	s.modeMu.Lock()
-	lazy := s.lazy
-	s.modeMu.Unlock()
-	if lazy {
-		t.Error("the link went lazy again after it overflowed")
-	}
 }
 
 // A link is lazy while every endpoint on it is: one eager endpoint, a new
@@ -1149,30 +932,48 @@ func TestHubLazy(t *testing.T) {
 	})
 }
 
-// Every datagram is read as it comes on an eager link, each one alone
-// (the reader sleeps between them): the bell must never ring before the
-// data socket holds what it rings for, or the reader drains too early
-// and sleeps with the datagram unread (see openWire).
-func TestSocketsRing(t *testing.T) {
+// loWire opens a link's real wire on lo, in a namespace of the test's
+// own, and a transport that sends to recv from snd; the wire and the
+// transport close when the test ends.
+func loWire(t *testing.T, recv, snd netip.Addr) (*sockets, *Conn) {
+	t.Helper()
 	var (
-		w   wire
-		snd *Conn
+		w wire
+		c *Conn
 	)
-	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	inPrivateNetns(t, func() {
+		if recv.Is6() {
+			addToLo(t, recv, snd)
+		}
 		lo, err := net.InterfaceByName("lo")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w, err = openWire(lo, false); err != nil {
+		if w, err = openWire(lo, recv.Is6()); err != nil {
 			t.Fatal(err)
 		}
-		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{recv}}); err != nil {
+		if c, err = Listen(Config{Interface: lo, IPv6: snd.Is6(), Source: snd, Peers: []netip.Addr{recv}}); err != nil {
 			t.Fatal(err)
 		}
 	})
-	defer snd.Close()
-	got := make(chan byte, 1)
+	t.Cleanup(func() { c.Close(); w.close() })
+	return w.(*sockets), c
+}
+
+// sendBody sends the test payload with priority prio and last byte body.
+func sendBody(t *testing.T, c *Conn, to netip.Addr, body, prio byte) {
+	t.Helper()
+	p := slices.Clone(payload)
+	p[2], p[len(p)-1] = prio, body
+	if err := c.WriteTo(p, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// receiving runs w's reader until the test ends, putting the last byte
+// of each datagram from src on the channel it returns.
+func receiving(t *testing.T, w *sockets, src netip.Addr) chan byte {
+	got := make(chan byte, 16)
 	done := make(chan error, 1)
 	go func() {
 		done <- w.receive(func(d Datagram) {
@@ -1181,22 +982,151 @@ func TestSocketsRing(t *testing.T) {
 			}
 		})
 	}()
-	defer func() { w.close(); <-done }()
-	const n = 2000
-	for i := range n {
-		p := slices.Clone(payload)
-		p[len(p)-1] = byte(i)
-		if err := snd.WriteTo(p, recv); err != nil {
-			t.Fatal(err)
-		}
+	t.Cleanup(func() {
+		w.close()
 		select {
-		case b := <-got:
-			if b != byte(i) {
-				t.Fatalf("datagram %d: read %d", i, b)
+		case err := <-done:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("receive after close: %v, want net.ErrClosed", err)
 			}
 		case <-time.After(5 * time.Second):
-			t.Fatalf("datagram %d of %d not read within 5 s: the bell rang before the data socket held it", i, n)
+			t.Error("receive did not return after close")
 		}
+	})
+	return got
+}
+
+// expectRead takes want from got in order, each within 5 s.
+func expectRead(t *testing.T, got <-chan byte, what string, want ...byte) {
+	t.Helper()
+	for _, b := range want {
+		select {
+		case g := <-got:
+			if g != b {
+				t.Fatalf("%s: read %d, want %d", what, g, b)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: %d not read within 5 s", what, b)
+		}
+	}
+}
+
+// A lazy link's reader waits only for adverts of priority 0; the rest
+// wait in the data socket, in order, for receiveNow or for the next
+// priority 0; going eager reads what waits at once, without a further
+// packet. On lo in a namespace of the test's own, both families (the
+// bell's filter reads the priority at a different offset in each).
+func TestSocketsLazy(t *testing.T) {
+	for _, fam := range []struct {
+		name      string
+		recv, snd netip.Addr
+	}{
+		{"IPv4", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
+		{"IPv6", netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			w, snd := loWire(t, fam.recv, fam.snd)
+			got := receiving(t, w, fam.snd)
+			send := func(body, prio byte) { t.Helper(); sendBody(t, snd, fam.recv, body, prio) }
+			// Nothing read: a lazy link must not wake for it. (A slow
+			// host can only make this pass, never fail.)
+			quiet := func(what string) {
+				t.Helper()
+				select {
+				case g := <-got:
+					t.Fatalf("%s: read %d, want nothing until drained", what, g)
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
+
+			send(1, 100)
+			expectRead(t, got, "eager", 1)
+			if err := w.setLazy(true); err != nil {
+				t.Fatal(err)
+			}
+			send(2, 100)
+			quiet("lazy, priority 100")
+			send(3, 0)
+			expectRead(t, got, "lazy, then priority 0", 2, 3)
+			send(4, 255)
+			quiet("lazy, priority 255")
+			if err := w.receiveNow(func(d Datagram) {
+				if d.Src == fam.snd {
+					got <- d.Payload[len(d.Payload)-1]
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			expectRead(t, got, "receiveNow", 4)
+			send(5, 100)
+			quiet("lazy again")
+			if err := w.setLazy(false); err != nil {
+				t.Fatal(err)
+			}
+			expectRead(t, got, "eager again, with nothing more sent", 5)
+			send(6, 100)
+			expectRead(t, got, "eager", 6)
+			if n := w.kernelDrops(); n != 0 {
+				t.Errorf("kernel drops %d, want 0", n)
+			}
+		})
+	}
+}
+
+// A lazy link whose socket overflows counts the kernel's drops and reads
+// eagerly from then on, whatever its endpoints ask: lazy reading must
+// never be why adverts are lost.
+func TestSocketsOverflow(t *testing.T) {
+	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	w, snd := loWire(t, recv, src)
+	// The smallest buffer the kernel allows holds a few packets.
+	if err := unix.SetsockoptInt(w.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.setLazy(true); err != nil {
+		t.Fatal(err)
+	}
+	const sent = 100
+	for range sent {
+		sendBody(t, snd, recv, 0, 100)
+	}
+	var read int
+	count := func(Datagram) { read++ }
+	if err := w.receiveNow(count); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel tells of its drops with the next packet it queues.
+	sendBody(t, snd, recv, 0, 100)
+	if err := w.receiveNow(count); err != nil {
+		t.Fatal(err)
+	}
+	drops := w.kernelDrops()
+	if read < 2 || drops == 0 || uint64(read)+drops != sent+1 {
+		t.Fatalf("read %d, kernel dropped %d; want some of each, %d in all", read, drops, sent+1)
+	}
+	if err := w.setLazy(true); err != nil {
+		t.Fatal(err)
+	}
+	w.modeMu.Lock()
+	lazy := w.lazy
+	w.modeMu.Unlock()
+	if lazy {
+		t.Error("the link went lazy again after it overflowed")
+	}
+}
+
+// Every datagram is read as it comes on an eager link, each one alone
+// (the reader sleeps between them): the bell must never ring before the
+// data socket holds what it rings for, or the reader drains too early
+// and sleeps with the datagram unread (see openWire).
+func TestSocketsRing(t *testing.T) {
+	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	w, snd := loWire(t, recv, src)
+	got := receiving(t, w, src)
+	const n = 2000
+	for i := range n {
+		sendBody(t, snd, recv, byte(i), 100)
+		expectRead(t, got, fmt.Sprintf("datagram %d of %d", i, n), byte(i))
 	}
 }
 
@@ -1205,67 +1135,24 @@ func TestSocketsRing(t *testing.T) {
 // socket drops the first datagram, whose ring comes, and takes the
 // second, which does not ring.
 func TestSocketsRecheck(t *testing.T) {
-	var (
-		w   wire
-		snd *Conn
-	)
 	recv, src := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-	inPrivateNetns(t, func() {
-		lo, err := net.InterfaceByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, err = openWire(lo, false); err != nil {
-			t.Fatal(err)
-		}
-		if snd, err = Listen(Config{Interface: lo, Source: src, Peers: []netip.Addr{recv}}); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer snd.Close()
-	s := w.(*sockets)
-	s.recheckAfter = 500 * time.Millisecond
+	w, snd := loWire(t, recv, src)
+	w.recheckAfter = 500 * time.Millisecond
 	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	if err := attachFilter(s.fd, dropAll); err != nil {
+	if err := attachFilter(w.fd, dropAll); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan byte, 4)
-	done := make(chan error, 1)
-	go func() {
-		done <- w.receive(func(d Datagram) {
-			if d.Src == src {
-				got <- d.Payload[len(d.Payload)-1]
-			}
-		})
-	}()
-	defer func() { w.close(); <-done }()
-	send := func(body byte) {
-		t.Helper()
-		p := slices.Clone(payload)
-		p[len(p)-1] = body
-		if err := snd.WriteTo(p, recv); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send(1)
+	got := receiving(t, w, src)
+	sendBody(t, snd, recv, 1, 100)
 	time.Sleep(100 * time.Millisecond) // the ring read, the data socket found empty
 	var err error
-	if cerr := s.bellRC.Control(func(fd uintptr) { err = attachFilter(int(fd), dropAll) }); cerr != nil || err != nil {
+	if cerr := w.bellRC.Control(func(fd uintptr) { err = attachFilter(int(fd), dropAll) }); cerr != nil || err != nil {
 		t.Fatal(cerr, err)
 	}
-	if err := attachFilter(s.fd, eagerAll); err != nil {
+	passAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff}}
+	if err := attachFilter(w.fd, passAll); err != nil {
 		t.Fatal(err)
 	}
-	send(2)
-	select {
-	case b := <-got:
-		if b != 2 {
-			t.Fatalf("read %d, want 2", b)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a datagram queued after an empty ring was not read")
-	}
+	sendBody(t, snd, recv, 2, 100)
+	expectRead(t, got, "a datagram queued after an empty ring", 2)
 }
-
-// eagerAll passes whole packets.
-var eagerAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff}}
