@@ -154,12 +154,13 @@ func openData(ifi *net.Interface, v6 bool) (int, error) {
 		{"drop counts", on(unix.SOL_SOCKET, unix.SO_RXQ_OVFL)},
 		{"receive buffer", func() error { return setReceiveBufferFD(fd) }},
 	}
+	// An IPv4 raw socket returns the IP header, which holds the TTL and
+	// the destination (recvDatagram reads them there): asking the kernel
+	// for them again as control messages cost two more copies to user
+	// space per packet. IPv6 raw sockets return the payload alone.
 	if v6 {
 		steps = append(steps, setupStep{"hop limits", on(unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT)},
 			setupStep{"destinations", on(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO)})
-	} else {
-		steps = append(steps, setupStep{"TTLs", on(unix.IPPROTO_IP, unix.IP_RECVTTL)},
-			setupStep{"destinations", on(unix.IPPROTO_IP, unix.IP_PKTINFO)})
 	}
 	for _, s := range steps {
 		if err := s.err(); err != nil {
@@ -433,8 +434,8 @@ func (s *sockets) close() error {
 
 // recvDatagram reads one datagram from fd into buf without waiting:
 // EAGAIN when none is there. An IPv4 raw socket returns the IP header
-// too; its TTL and destination come in the control messages, and the
-// payload starts after it.
+// too: the payload starts after it, and the TTL and destination are read
+// from it unless control messages gave them.
 func recvDatagram(fd int, buf, oob []byte, v6 bool) (Datagram, rawsock.Control, syscall.Errno) {
 	var from unix.RawSockaddrAny
 	n, oobn, errno := rawsock.Recvmsg(fd, buf, oob, &from)
@@ -446,6 +447,12 @@ func recvDatagram(fd int, buf, oob []byte, v6 bool) (Datagram, rawsock.Control, 
 	if !v6 && n >= 20 && buf[0]>>4 == 4 {
 		if hl := int(buf[0]&0x0f) * 4; hl >= 20 && hl <= n {
 			d.Payload = buf[hl:n]
+			if d.HopLimit == 0 {
+				d.HopLimit = int(buf[8])
+			}
+			if !d.Dst.IsValid() {
+				d.Dst = netip.AddrFrom4([4]byte(buf[16:20]))
+			}
 		}
 	}
 	return d, c, 0
