@@ -137,8 +137,8 @@ type link struct {
 	// guarded by the Hub's mu.
 	refs, multicast int
 
-	// modeMu guards eager, the endpoints that are not lazy, and each
-	// endpoint's lazy. The link is lazy while eager is 0. Not the Hub's
+	// modeMu guards eager, the count of endpoints that are not lazy, and
+	// each endpoint's eager. The link is lazy while eager is 0. Not the Hub's
 	// mu: an instance changes it from the reader's goroutine, which the
 	// Hub waits for with its mu held when it closes the link.
 	modeMu sync.Mutex
