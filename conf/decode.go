@@ -136,34 +136,30 @@ func (r *reader) wrongType(key string, v any, want string) {
 	r.add(key, "wrong type (got %s, want %s)", describe(v), want)
 }
 
-func (r *reader) str(t table, name string) val[string] {
-	out := val[string]{parent: t.key, name: name}
-	raw, ok := t.m[name]
-	if !ok {
-		return out
-	}
-	s, ok := raw.(string)
-	if !ok {
-		r.wrongType(out.key(), raw, "string")
-	}
-	out.set, out.ok, out.v = true, ok, s
-	return out
-}
+func (r *reader) str(t table, name string) val[string] { return r.stringIn(t, name, false) }
 
 // secret reads a string that must not be shown: an error names the
 // value's type alone, since an operator who wrote the password as a
 // number (auth_pass = 12345678) would otherwise find it in `lvsha check`,
 // the daemon's log and `lvsha status`.
-func (r *reader) secret(t table, name string) val[string] {
+func (r *reader) secret(t table, name string) val[string] { return r.stringIn(t, name, true) }
+
+// stringIn reads t's string name; a value of another type is an error
+// that shows the value, unless secret.
+func (r *reader) stringIn(t table, name string, secret bool) val[string] {
 	out := val[string]{parent: t.key, name: name}
 	raw, ok := t.m[name]
 	if !ok {
 		return out
 	}
 	s, ok := raw.(string)
-	if !ok {
+	switch {
+	case ok:
+	case secret:
 		kind, _, _ := strings.Cut(describe(raw), " ")
 		r.add(out.key(), "wrong type (got %s, not shown: a secret; want string)", kind)
+	default:
+		r.wrongType(out.key(), raw, "string")
 	}
 	out.set, out.ok, out.v = true, ok, s
 	return out

@@ -83,25 +83,33 @@ func (l guardedListener) Accept() (net.Conn, error) {
 	}
 }
 
+// onDescriptor runs f on c's socket descriptor.
+func onDescriptor(c net.Conn, f func(fd uintptr)) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("control socket: %T has no descriptor", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err == nil {
+		err = raw.Control(f)
+	}
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	return nil
+}
+
 // peerCred is what the kernel recorded of the process that connected c:
 // its credentials at connect(2), which it cannot forge.
 func peerCred(c net.Conn) (*unix.Ucred, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("control socket: %T has no descriptor", c)
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
 	var (
 		cred *unix.Ucred
 		gerr error
 	)
-	if err := raw.Control(func(fd uintptr) {
+	if err := onDescriptor(c, func(fd uintptr) {
 		cred, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
 	if gerr != nil {
 		return nil, fmt.Errorf("control socket: read the peer's credentials (SO_PEERCRED): %w", gerr)
@@ -129,25 +137,17 @@ func (g *peerGuard) admits(c net.Conn, cred *unix.Ucred) bool {
 // peerGroups is the supplementary groups of the process that connected
 // c, as the kernel recorded them at connect(2) (Linux 4.13).
 func peerGroups(c net.Conn) ([]uint32, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("control socket: %T has no descriptor", c)
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
 	// NGROUPS_MAX is 65536; a client in more groups than this buffer
 	// holds is told ERANGE, and refused unless its primary group admits
 	// it.
 	groups := make([]uint32, 1024)
 	size := uint32(len(groups) * 4)
 	var errno syscall.Errno
-	if err := raw.Control(func(fd uintptr) {
+	if err := onDescriptor(c, func(fd uintptr) {
 		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_PEERGROUPS,
 			uintptr(unsafe.Pointer(&groups[0])), uintptr(unsafe.Pointer(&size)), 0)
 	}); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
 	if errno != 0 {
 		return nil, fmt.Errorf("control socket: read the peer's groups (SO_PEERGROUPS): %w", errno)

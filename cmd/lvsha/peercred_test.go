@@ -102,20 +102,7 @@ func getStatus(t *testing.T, c net.Conn) (int, string) {
 // when the socket file's mode would let that user connect; the refusal
 // is answered with a line that says why, logged and counted.
 func TestControlSocketRefusesNonRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to connect as another uid")
-	}
-	// A directory any user may enter, so the file mode alone decides
-	// who may connect; t.TempDir's parent is root's alone.
-	dir, err := os.MkdirTemp("", "lvsha-control-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "lvsha.sock")
+	path := sharedSocketPath(t)
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	g := newPeerGuard(log, "", 0)
@@ -173,18 +160,7 @@ func TestControlSocketRefusesNonRoot(t *testing.T) {
 // too, by their primary group or a supplementary one; others still are
 // refused, and told who may.
 func TestControlSocketGroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to connect as another uid")
-	}
-	dir, err := os.MkdirTemp("", "lvsha-control-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "lvsha.sock")
+	path := sharedSocketPath(t)
 	const gid = 4242
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	g := newPeerGuard(log, "ops", gid)
@@ -235,4 +211,24 @@ func TestControlSocketGroup(t *testing.T) {
 	if n := g.Refused(); n != 1 {
 		t.Errorf("refusals counted: %d, want 1", n)
 	}
+}
+
+// sharedSocketPath is a control socket's path in a directory any user
+// may enter, so the socket's mode and the credentials check alone decide
+// who may connect (t.TempDir's parent is root's alone); connecting as
+// another uid needs root.
+func sharedSocketPath(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another uid")
+	}
+	dir, err := os.MkdirTemp("", "lvsha-control-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "lvsha.sock")
 }
