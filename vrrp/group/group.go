@@ -462,20 +462,15 @@ func (g *Group) watchMemberSource(ctx context.Context, mb *member) {
 		return
 	}
 	name := track.AddrName(src, ifindex)
-	reports := g.addrs.subscribe(ctx, []string{name})
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		gone := false
-		for r := range reports {
-			// An unknown state is the link watch's fault to raise;
-			// only a known absence restarts the instance.
-			if r.Err == nil && !r.State[name] && !gone {
-				gone = true
-				g.sourceGone(mb, src)
-			}
+	gone := false // reports come one at a time
+	g.addrs.subscribe(ctx, []string{name}, func(r track.LinkReport) {
+		// An unknown state is the link watch's fault to raise; only a
+		// known absence restarts the instance.
+		if r.Err == nil && !r.State[name] && !gone {
+			gone = true
+			g.sourceGone(mb, src)
 		}
-	}()
+	})
 }
 
 // sourceGone replaces mb, whose source address src is gone, unless it
@@ -505,22 +500,17 @@ func (g *Group) watchMemberLinks(ctx context.Context, mb *member) {
 		mb.track.setLinks(ctx, nil, nil)
 		return
 	}
-	links := g.links.subscribe(lctx, names)
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		for r := range links {
-			if r.Lost != nil {
-				g.log.Warn("link subscription lost, subscribed again", "vrrp_instance", mb.cfg.Name, "error", r.Lost)
-			}
-			if r.Err != nil {
-				// Unknown state must not leave a master in place: the
-				// tracking faults until a subscription holds again.
-				g.log.Error("track interfaces: link state unknown", "vrrp_instance", mb.cfg.Name, "error", r.Err)
-			}
-			mb.track.setLinks(ctx, r.State.Down(), r.Err)
+	g.links.subscribe(lctx, names, func(r track.LinkReport) {
+		if r.Lost != nil {
+			g.log.Warn("link subscription lost, subscribed again", "vrrp_instance", mb.cfg.Name, "error", r.Lost)
 		}
-	}()
+		if r.Err != nil {
+			// Unknown state must not leave a master in place: the
+			// tracking faults until a subscription holds again.
+			g.log.Error("track interfaces: link state unknown", "vrrp_instance", mb.cfg.Name, "error", r.Err)
+		}
+		mb.track.setLinks(ctx, r.State.Down(), r.Err)
+	})
 }
 
 // Reload moves the running instances to cfg, instance by instance:

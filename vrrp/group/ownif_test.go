@@ -267,12 +267,18 @@ func TestLinkSharesShareOneWatch(t *testing.T) {
 			}()
 			return out
 		}, &wg)
+		// Each reader's reports, as its callback got them.
+		reader := func(ctx context.Context) <-chan track.LinkReport {
+			got := make(chan track.LinkReport, 8)
+			s.subscribe(ctx, []string{"eth0"}, func(r track.LinkReport) { got <- r })
+			return got
+		}
 		ctx1, cancel1 := context.WithCancel(t.Context())
-		first := s.subscribe(ctx1, []string{"eth0"})
+		first := reader(ctx1)
 		feed <- track.LinkReport{State: track.LinkState{"eth0": false}, Lost: errors.New("ENOBUFS")}
 		synctest.Wait()
 		ctx2, cancel2 := context.WithCancel(t.Context())
-		second := s.subscribe(ctx2, []string{"eth0"})
+		second := reader(ctx2)
 		if r := <-first; r.State["eth0"] || r.Lost == nil {
 			t.Errorf("first reader got %+v, want eth0 down, the loss said", r)
 		}
@@ -291,13 +297,17 @@ func TestLinkSharesShareOneWatch(t *testing.T) {
 		if r := <-second; !r.State["eth0"] {
 			t.Errorf("second reader got %+v, want eth0 up", r)
 		}
-		if _, open := <-first; open {
-			t.Error("first reader's channel still open after it left")
+		select {
+		case r := <-first:
+			t.Errorf("first reader got %+v after it left", r)
+		default:
 		}
 		cancel2()
-		wg.Wait() // the watch has ended with its last reader
-		if _, open := <-second; open {
-			t.Error("second reader's channel still open after it left")
+		wg.Wait() // the watch has ended with its last reader, and every delivery
+		select {
+		case r := <-second:
+			t.Errorf("second reader got %+v after it left", r)
+		default:
 		}
 	})
 }

@@ -157,10 +157,18 @@ type Instance struct {
 	// stopped closes when Run returns.
 	stopped chan struct{}
 	vipOps  chan vipReq // in order
-	// vipPending counts the VIP ops queued or running in vipLoop. Only the
-	// Run goroutine queues them, so when it reads zero vipLoop is idle
-	// and stays idle until that goroutine queues again.
+	// vipPending counts the VIP ops queued or running. Only the Run
+	// goroutine queues them, so when it reads zero no VIP op runs, and
+	// none will until that goroutine queues again.
 	vipPending atomic.Int32
+	// vipWork performs the VIP ops, in order, on a goroutine that runs
+	// only while some are pending (vipWorker): an instance's VIPs change
+	// seldom, and a goroutine parked for them in each instance was a
+	// stack per instance (issue #21). vipCtx is Run's; no worker starts
+	// before Run sets it. acquisitions belong to the one worker running.
+	vipWork      sync.WaitGroup
+	vipCtx       context.Context
+	acquisitions []context.CancelFunc
 	// lastReannounce rate-limits re-announcing on lower-priority adverts;
 	// reannounceDue, if set, is a re-announcement the limit deferred.
 	lastReannounce, reannounceDue time.Time
@@ -585,8 +593,10 @@ func (i *Instance) Run(ctx context.Context) error {
 	holderDone := make(chan struct{})
 	go func() { defer close(holderDone); i.superviseHolder(holderCtx, holderc) }()
 
-	vipDone := make(chan struct{})
-	go func() { defer close(vipDone); i.vipLoop(bg) }()
+	i.vipCtx = bg
+	if i.vipPending.Load() > 0 {
+		i.startVIPWorker()
+	}
 
 	var rd reading
 	readStop := make(chan struct{})
@@ -600,12 +610,15 @@ func (i *Instance) Run(ctx context.Context) error {
 
 	err := i.loop(ctx, rd, holderc)
 
-	// The machine is back in Initialize with its release queued: vipLoop
-	// finishes the queue, then the holder stops serving, the reader is
-	// unblocked by closing its socket, and the hooks still queued run,
-	// then STOP's.
-	close(i.vipOps)
-	<-vipDone
+	// The machine is back in Initialize with its release queued: the VIP
+	// worker finishes the queue (cancelling an acquisition ends its
+	// announcements and refreshes), then the holder stops serving, the
+	// reader is unblocked by closing its socket, and the hooks still
+	// queued run, then STOP's.
+	i.vipWork.Wait()
+	for _, c := range i.acquisitions {
+		c()
+	}
 	stopHolder()
 	<-holderDone
 	close(readStop)
@@ -1186,7 +1199,7 @@ func (i *Instance) readLoop(stop <-chan struct{}, out chan<- transport.Datagram)
 
 type vipOp uint8
 
-// vipReq is one VIP change for vipLoop; cfg is opReconfigure's new
+// vipReq is one VIP change for the VIP worker; cfg is opReconfigure's new
 // config, grace opHandOver's wait, taken says that opAcquire's VIPs were
 // added and first announced already (see perform).
 type vipReq struct {
@@ -1198,9 +1211,32 @@ type vipReq struct {
 	taken bool
 }
 
+// queueVIP queues req for the VIP worker, starting one if none runs; it
+// blocks while 16 are pending.
 func (i *Instance) queueVIP(req vipReq) {
-	i.vipPending.Add(1)
+	if i.vipPending.Add(1) == 1 && i.vipCtx != nil {
+		i.startVIPWorker()
+	}
 	i.vipOps <- req
+}
+
+func (i *Instance) startVIPWorker() {
+	i.vipWork.Add(1)
+	go i.vipWorker()
+}
+
+// vipWorker performs the queued VIP ops until none is pending. A worker
+// that brought the count to zero ends; the next queueVIP, which sees the
+// count leave zero, starts the next one, so one runs at a time and each
+// sees what the last one left in acquisitions.
+func (i *Instance) vipWorker() {
+	defer i.vipWork.Done()
+	for {
+		i.acquisitions = i.doVIP(i.vipCtx, <-i.vipOps, i.acquisitions)
+		if i.vipPending.Add(-1) == 0 {
+			return
+		}
+	}
 }
 
 const (
@@ -1324,10 +1360,11 @@ func (i *Instance) perform(now time.Time, acts []vrrp.Action, handover bool) {
 			}
 		case vrrp.AddVIPs:
 			// The clients' wait ends with the first announcement: with
-			// vipLoop idle, add the VIPs and announce them here, at once,
-			// rather than after a hand-off to vipLoop's goroutine (which on
-			// a busy machine runs only after this one has logged the
-			// transition and queued its hooks). vipLoop does the rest.
+			// no VIP op pending, add the VIPs and announce them here, at
+			// once, rather than after a hand-off to the VIP worker (which
+			// on a busy machine runs only after this goroutine has logged
+			// the transition and queued its hooks). The worker does the
+			// rest.
 			if i.vipPending.Load() == 0 {
 				if err := i.holder.Take(); err != nil {
 					i.log.Error("acquire VIPs", "error", err)
@@ -1427,24 +1464,9 @@ func (i *Instance) handoverGrace() time.Duration {
 	return min(max(2*i.cfg.AdvertInterval, 100*time.Millisecond), time.Second)
 }
 
-// vipLoop performs VIP changes in order, off the state machine's goroutine:
-// announcing takes several gaps, and the machine must keep its adverts on
-// time meanwhile.
-func (i *Instance) vipLoop(ctx context.Context) {
-	// Cancelling an acquisition ends its announcements and refreshes.
-	var acquisitions []context.CancelFunc
-	defer func() {
-		for _, c := range acquisitions {
-			c()
-		}
-	}()
-	for req := range i.vipOps {
-		acquisitions = i.doVIP(ctx, req, acquisitions)
-		i.vipPending.Add(-1)
-	}
-}
-
-// doVIP performs one request for vipLoop; acquisitions are the cancel
+// doVIP performs one request for the VIP worker, off the state machine's
+// goroutine (announcing takes several gaps, and the machine must keep its
+// adverts on time meanwhile); acquisitions are the cancel
 // funcs of the acquisitions still announcing.
 func (i *Instance) doVIP(ctx context.Context, req vipReq, acquisitions []context.CancelFunc) []context.CancelFunc {
 	op := req.op

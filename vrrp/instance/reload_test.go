@@ -20,7 +20,7 @@ func (h *cfgHolder) Reconfigure(_ context.Context, cfg conf.VRRPInstance, _ bool
 	return nil
 }
 
-// A reload's new VIPs reach the holder through vipLoop as the reload gave
+// A reload's new VIPs reach the holder through the VIP worker as the reload gave
 // them, each request with its own config even when a second reload is
 // queued behind the first.
 func TestReloadReachesHolder(t *testing.T) {
