@@ -590,8 +590,7 @@ func (i *Instance) Run(ctx context.Context) error {
 
 	holderCtx, stopHolder := context.WithCancel(bg)
 	holderc := make(chan error)
-	holderDone := make(chan struct{})
-	go func() { defer close(holderDone); i.superviseHolder(holderCtx, holderc) }()
+	holder := i.superviseHolder(holderCtx, holderc)
 
 	i.vipCtx = bg
 	if i.vipPending.Load() > 0 {
@@ -620,7 +619,7 @@ func (i *Instance) Run(ctx context.Context) error {
 		c()
 	}
 	stopHolder()
-	<-holderDone
+	holder.close()
 	close(readStop)
 	cerr := i.conn.Close()
 	<-readDone
@@ -944,67 +943,156 @@ const (
 	holderSettle   = time.Second
 )
 
-// superviseHolder runs the holder until ctx is done, retrying it when it
-// fails. It reports each failure on report, and nil when a Run after a
-// failure has lasted holderSettle.
-func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) {
-	tell := func(err error) bool {
-		select {
-		case report <- err:
-			return true
-		case <-ctx.Done():
-			return false
-		}
+// holderServer is a VIPHolder that serves without a goroutine of the
+// instance's parked on it (vip.Holder): Serve takes part in what Run
+// runs and returns at once; failed is called at most once, with Run's
+// error, if that fails, and never once stop has returned.
+type holderServer interface {
+	Serve(failed func(error)) (stop func())
+}
+
+var _ holderServer = (*vip.Holder)(nil)
+
+// holderSupervisor keeps the holder served while the instance runs,
+// serving it again after each failure, holderRetryMin later and doubling
+// to holderRetryMax. It reports each failure on report, and nil when a
+// serve after a failure has lasted holderSettle. A healthy holder costs
+// no goroutine here: one runs only from a failure until the holder has
+// settled again.
+type holderSupervisor struct {
+	serve  func(failed func(error)) (stop func())
+	ctx    context.Context // ends at shutdown
+	report chan<- error
+	wg     sync.WaitGroup // the goroutines after failures
+
+	mu      sync.Mutex
+	stop    func() // the current serve's; nil after a failure until the retry
+	gen     int    // counts serves and failures: a failure of an older serve is stale
+	backoff time.Duration
+}
+
+func (i *Instance) superviseHolder(ctx context.Context, report chan<- error) *holderSupervisor {
+	s := &holderSupervisor{ctx: ctx, report: report, backoff: holderRetryMin}
+	if hs, ok := i.holder.(holderServer); ok {
+		s.serve = hs.Serve
+	} else {
+		s.serve = serveByRun(i.holder)
 	}
-	backoff := holderRetryMin
-	failed := false
-	for {
-		start := time.Now()
-		var err error
-		if !failed {
-			// Healthy: nothing to report until Run ends, so it runs here
-			// rather than on a goroutine of its own (one per instance).
-			err = i.holder.Run(ctx)
-		} else {
-			// Recovering: the recovery is reported once Run has held for
-			// holderSettle.
-			runc := make(chan error, 1)
-			go func() { runc <- i.holder.Run(ctx) }()
-			settle := time.NewTimer(holderSettle)
-			select {
-			case err = <-runc:
-			case <-settle.C:
-				if !tell(nil) {
-					<-runc
-					return
-				}
-				failed = false
-				err = <-runc
+	s.mu.Lock()
+	s.serveLocked()
+	s.mu.Unlock()
+	return s
+}
+
+// serveByRun serves a holder that has only Run on a goroutine of its own.
+func serveByRun(h VIPHolder) func(failed func(error)) (stop func()) {
+	return func(failed func(error)) func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			err := h.Run(ctx)
+			if ctx.Err() == nil {
+				failed(err)
 			}
-			settle.Stop()
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			err = errors.New("VIP holder stopped by itself")
-		}
-		if time.Since(start) >= holderRetryMax {
-			backoff = holderRetryMin
-		}
-		failed = true
-		if !tell(fmt.Errorf("%w (retry in %v)", err, backoff)) {
-			return
-		}
-		retry := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			retry.Stop()
-			return
-		case <-retry.C:
-		}
-		backoff = min(2*backoff, holderRetryMax)
+		}()
+		return func() { cancel(); <-done }
 	}
+}
+
+// serveLocked serves the holder again; s.mu is held. It returns the
+// serve's generation.
+func (s *holderSupervisor) serveLocked() int {
+	s.gen++
+	gen, start := s.gen, time.Now()
+	s.stop = s.serve(func(err error) { s.failed(gen, start, err) })
+	return gen
+}
+
+// failed takes the failure of the serve of generation gen, started at
+// start; it runs on the holder's goroutine, so it only hands on.
+func (s *holderSupervisor) failed(gen int, start time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.gen || s.ctx.Err() != nil {
+		return
+	}
+	s.gen++
+	stop := s.stop
+	s.stop = nil
+	if err == nil {
+		err = errors.New("VIP holder stopped by itself")
+	}
+	if time.Since(start) >= holderRetryMax {
+		s.backoff = holderRetryMin
+	}
+	backoff := s.backoff
+	s.backoff = min(2*s.backoff, holderRetryMax)
+	s.wg.Add(1)
+	go s.retry(stop, fmt.Errorf("%w (retry in %v)", err, backoff), backoff)
+}
+
+// retry leaves the failed serve, reports err, serves again after
+// backoff, and reports the recovery once that serve has held for
+// holderSettle (a failure meanwhile starts the next retry instead).
+func (s *holderSupervisor) retry(stop func(), err error, backoff time.Duration) {
+	defer s.wg.Done()
+	if stop != nil {
+		stop()
+	}
+	if !s.tell(err) || !s.sleep(backoff) {
+		return
+	}
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	gen := s.serveLocked()
+	s.mu.Unlock()
+	if !s.sleep(holderSettle) {
+		return
+	}
+	s.mu.Lock()
+	settled := s.gen == gen
+	s.mu.Unlock()
+	if settled {
+		s.tell(nil)
+	}
+}
+
+func (s *holderSupervisor) tell(err error) bool {
+	select {
+	case s.report <- err:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+func (s *holderSupervisor) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// close ends the supervision, once ctx is done: the current serve stops,
+// and the goroutines after failures end.
+func (s *holderSupervisor) close() {
+	s.mu.Lock()
+	s.gen++
+	stop := s.stop
+	s.stop = nil
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	s.wg.Wait()
 }
 
 // wake wakes the instance at the machine's next deadline. A master's

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -488,4 +489,109 @@ func TestRunReadError(t *testing.T) {
 			})
 		})
 	}
+}
+
+// servedHolder serves as vip.Holder does (holderServer), with no
+// goroutine at all: the test fails the current serve through failNow.
+type servedHolder struct {
+	fakeHolder
+	mu     sync.Mutex
+	serves []time.Time
+	failed func(error) // the current serve's; nil when stopped
+}
+
+func (h *servedHolder) Serve(failed func(error)) (stop func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.serves = append(h.serves, time.Now())
+	h.failed = failed
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.failed = nil
+	}
+}
+
+func (h *servedHolder) failNow(err error) {
+	h.mu.Lock()
+	f := h.failed
+	h.mu.Unlock()
+	f(err)
+}
+
+func (h *servedHolder) state() (serves int, serving bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.serves), h.failed != nil
+}
+
+// A holder that serves without a goroutine (vip.Holder) costs the
+// instance none either: an idle master on a shared link runs on Run's
+// goroutine alone, its VIP work and holder supervision included. A
+// failure faults it; the holder is served again after holderRetryMin,
+// the fault clears after holderSettle, and the goroutine count is back
+// where it was.
+func TestRunServedHolder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &servedHolder{}
+		i, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), testConfig(), netip.MustParseAddr("10.0.0.2"), newQueueConn(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := startRun(t, i)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if s := i.Status(); s.State != "MASTER" {
+			t.Fatalf("state %s, want MASTER", s.State)
+		}
+		if n := instanceGoroutines(); n != 1 {
+			t.Errorf("an idle master runs %d goroutines, want 1 (Run's)", n)
+		}
+		h.failNow(errors.New("tun gone"))
+		synctest.Wait()
+		if s := i.Status(); s.State != "FAULT" || !s.HolderFault {
+			t.Fatalf("after the failure: %s, holder fault %v; want FAULT, true", s.State, s.HolderFault)
+		}
+		if serves, serving := h.state(); serves != 1 || serving {
+			t.Errorf("after the failure: %d serves, serving %v; want 1, left", serves, serving)
+		}
+		time.Sleep(holderRetryMin)
+		synctest.Wait()
+		if serves, serving := h.state(); serves != 2 || !serving {
+			t.Errorf("after holderRetryMin: %d serves, serving %v; want 2, serving", serves, serving)
+		}
+		time.Sleep(holderSettle)
+		synctest.Wait()
+		if s := i.Status(); s.HolderFault {
+			t.Error("holder fault not cleared after the serve settled")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if s := i.Status(); s.State != "MASTER" {
+			t.Errorf("state %s after recovery, want MASTER", s.State)
+		}
+		if n := instanceGoroutines(); n != 1 {
+			t.Errorf("after recovery %d goroutines, want 1", n)
+		}
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if _, serving := h.state(); serving {
+			t.Error("still served after Run returned")
+		}
+	})
+}
+
+// instanceGoroutines counts the goroutines running this package's code
+// other than tests: those an instance started.
+func instanceGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "vrrp/instance.(*") {
+			n++
+		}
+	}
+	return n
 }

@@ -211,6 +211,39 @@ func (h *Holder) Run(ctx context.Context) error {
 	}
 }
 
+// Serve is Run without a goroutine of the caller's waiting on it: it
+// takes part in the same shared runs and returns at once. If one of them
+// fails, failed is called with the error Run would return, once, on that
+// run's goroutine, unless stop was called before; failed must not block.
+// stop leaves the runs; once it returns, failed is not called. An
+// instance's VRRP goroutine so serves its VIPs without a second goroutine
+// parked for as long as it runs (issue #21).
+func (h *Holder) Serve(failed func(error)) (stop func()) {
+	var mu sync.Mutex
+	done := false
+	fire := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		done = true
+		failed(err)
+	}
+	var runs [2]*run
+	for i, s := range h.shares {
+		runs[i] = s.joinWatch(fire)
+	}
+	return func() {
+		mu.Lock()
+		done = true
+		mu.Unlock()
+		for i, s := range h.shares {
+			s.leave(runs[i])
+		}
+	}
+}
+
 // secondBurst is when announcements are repeated after becoming master
 // (keepalived's garp_master_delay, there 5s): neighbours that took a
 // competing announcement last, e.g. from a peer that was master for a

@@ -487,6 +487,8 @@ type run struct {
 	err      error         // fn's error, set before done closes
 	users    int
 	stopping bool // the last user left and cancelled it
+	// ends are called with err when fn returns (Holder.Serve's users).
+	ends []func(error)
 }
 
 func newRunShare(fn func(ctx context.Context) error) *runShare { return &runShare{fn: fn} }
@@ -494,7 +496,11 @@ func newRunShare(fn func(ctx context.Context) error) *runShare { return &runShar
 // join makes the caller a user of the current run, starting one if none
 // is going. A run being stopped is waited for: two calls of fn at once
 // would share one socket's read deadline.
-func (s *runShare) join() *run {
+func (s *runShare) join() *run { return s.joinWatch(nil) }
+
+// joinWatch is join, and has end called with fn's error when the run
+// ends, on its goroutine, unless end is nil.
+func (s *runShare) joinWatch(end func(error)) *run {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.cur != nil && s.cur.stopping {
@@ -515,14 +521,21 @@ func (s *runShare) join() *run {
 				err = errors.New("stopped by itself")
 			}
 			s.mu.Lock()
-			defer s.mu.Unlock()
 			r.err = err
 			if s.cur == r {
 				s.cur = nil
 			}
+			ends := r.ends
+			s.mu.Unlock()
+			for _, end := range ends {
+				end(err)
+			}
 		}()
 	}
 	s.cur.users++
+	if end != nil {
+		s.cur.ends = append(s.cur.ends, end)
+	}
 	return s.cur
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -497,6 +498,70 @@ func TestRunShare(t *testing.T) {
 		}
 		if err := fmt.Sprint(r3.err); err != "<nil>" {
 			t.Errorf("a stopped run's error: %s, want nil", err)
+		}
+	})
+}
+
+// Serve takes part in a holder's shared runs without a goroutine of its
+// own: a failure of either run reaches failed once, with its error, and
+// a stopped serve hears nothing of a later failure; the last to stop
+// stops the run.
+func TestHolderServe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fail := [2]chan error{make(chan error), make(chan error)}
+		runs := [2]int{}
+		var mu sync.Mutex
+		share := func(n int) *runShare {
+			return newRunShare(func(ctx context.Context) error {
+				mu.Lock()
+				runs[n]++
+				mu.Unlock()
+				select {
+				case err := <-fail[n]:
+					return err
+				case <-ctx.Done():
+					return nil
+				}
+			})
+		}
+		a, b := share(0), share(1)
+		h1 := &Holder{shares: []*runShare{a, b}}
+		h2 := &Holder{shares: []*runShare{a}}
+		var got1, got2 []error
+		base := runtime.NumGoroutine()
+		stop1 := h1.Serve(func(err error) { got1 = append(got1, err) })
+		stop2 := h2.Serve(func(err error) { got2 = append(got2, err) })
+		synctest.Wait()
+		if n := runtime.NumGoroutine() - base; n != 2 {
+			t.Errorf("%d goroutines serving two holders on two shared runs, want 2 (the runs)", n)
+		}
+		stop2()
+		fail[1] <- errors.New("tun gone")
+		synctest.Wait()
+		if len(got1) != 1 || got1[0].Error() != "tun gone" {
+			t.Errorf("the holder on the failed run heard %v, want [tun gone]", got1)
+		}
+		if len(got2) != 0 {
+			t.Errorf("a stopped serve heard %v", got2)
+		}
+		// Still on the failed run's share a: stopping leaves it, and as
+		// its last user stops it.
+		stop1()
+		synctest.Wait()
+		if n := runtime.NumGoroutine(); n != base {
+			t.Errorf("%d goroutines after every serve stopped, want %d", n, base)
+		}
+		if len(got1) != 1 {
+			t.Errorf("failed called %d times, want once", len(got1))
+		}
+		// Served again, the failed share runs anew.
+		stop := h1.Serve(func(error) {})
+		synctest.Wait()
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		if runs != [2]int{2, 2} {
+			t.Errorf("runs %v, want each share run twice", runs)
 		}
 	})
 }
