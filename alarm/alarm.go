@@ -30,12 +30,23 @@ import (
 // A deadline moved later (a backup's Master_Down_Timer, at every advert)
 // is only noted: the Alarm keeps its place and, when it comes due early,
 // moves to the deadline then, without waking its owner.
+//
+// The timerfd repeats: each time it is set, its interval is the gap from
+// the expiry just served to the new deadline, so that a master's adverts,
+// every interval on schedule, find it set for the next one already and
+// cost no timerfd_settime (issue #21: six system calls per advert, where
+// keepalived makes two or three).
 type Clock struct {
 	mu     sync.Mutex
 	f      *os.File // nil while no Alarm exists
 	alarms alarmHeap
-	armed  time.Time // what f is set to; zero: disarmed
-	users  int
+	armed  time.Time // f's next expiry; zero: disarmed
+	period time.Duration // f's interval; zero: one-shot
+	// fired is the expiry last served, the base of the next interval.
+	fired time.Time
+	// sets counts timerfd_settime calls (tests).
+	sets  int
+	users int
 	// done closes when the reading goroutine of f has returned.
 	done chan struct{}
 }
@@ -77,31 +88,52 @@ func (c *Clock) run(f *os.File, done chan<- struct{}) {
 		return
 	}
 	var buf [8]byte
-	for {
-		// Waits in the poller, then reads with a raw system call: the
-		// runtime's ordinary path wakes its monitor thread from deep sleep
-		// on every call in case it blocks (see transport's rawRecvmsg),
-		// and a read of a non-blocking timerfd cannot block.
-		var errno syscall.Errno
-		err := rc.Read(func(fd uintptr) bool {
-			_, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-			return errno != unix.EAGAIN
-		})
-		if err != nil || (errno != 0 && errno != unix.EINTR) {
-			// Closed by the last Alarm's Close; nothing else fails a
-			// read of a timerfd with room for its count.
-			return
+	// Reads with a raw system call: the runtime's ordinary path wakes its
+	// monitor thread from deep sleep on every call in case it blocks (see
+	// transport's rawRecvmsg), and a read of a non-blocking timerfd
+	// cannot block. Every expiry is served inside one poller Read, which
+	// so reads the timerfd only once the poller said it expired: a Read
+	// per expiry would first read it empty (EAGAIN) before waiting, one
+	// more system call per advert.
+	var errno syscall.Errno
+	_ = rc.Read(func(fd uintptr) bool {
+		_, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		switch errno {
+		case 0:
+			c.fire(time.Now(), *(*uint64)(unsafe.Pointer(&buf[0])))
+			return false
+		case unix.EAGAIN, unix.EINTR:
+			return false
 		}
-		c.fire(time.Now())
-	}
+		// Nothing but a closed or invalid descriptor fails a read of a
+		// timerfd with room for its count.
+		return true
+	})
+	// The Read ends with an error when the last Alarm's Close closes f.
 }
 
 // fire sends now to every Alarm whose deadline has come, moves the ones
-// that came due early to their deadline, and sets f for the next.
-func (c *Clock) fire(now time.Time) {
+// that came due early to their deadline, and sets f for the next; n is
+// the count of expiries f read.
+func (c *Clock) fire(now time.Time, n uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.armed = time.Time{}
+	if c.armed.IsZero() {
+		// Disarmed after it expired, before this read: nothing to serve
+		// but the alarms already due.
+		n = 0
+	}
+	c.fired = c.armed
+	woke := false
+	switch {
+	case n == 0:
+	case c.period > 0:
+		// The kernel has set f for the next period already.
+		c.fired = c.armed.Add(time.Duration(n-1) * c.period)
+		c.armed = c.fired.Add(c.period)
+	default:
+		c.armed = time.Time{}
+	}
 	for len(c.alarms) > 0 {
 		a := c.alarms[0]
 		if a.at.After(now) {
@@ -113,6 +145,7 @@ func (c *Clock) fire(now time.Time) {
 			continue
 		}
 		heap.Pop(&c.alarms)
+		woke = true
 		// The channel holds one: an owner that has not taken the
 		// last wake yet gets no second, which would say nothing new.
 		select {
@@ -120,8 +153,19 @@ func (c *Clock) fire(now time.Time) {
 		default:
 		}
 	}
+	if woke && len(c.alarms) == 0 {
+		// The owners woken set their next deadlines next, a master's
+		// one period on, where f repeats: disarming f now would cost a
+		// system call, and setting it again another. If none does, f
+		// wakes once more for nothing and is disarmed then.
+		return
+	}
 	c.program()
 }
+
+// maxPeriod bounds the interval f repeats at: a longer gap is no
+// schedule worth keeping, and f would wake for nothing if it broke.
+const maxPeriod = 10 * time.Second
 
 // program sets f for the earliest Alarm if it is not set for it already.
 // c.mu is held.
@@ -134,18 +178,30 @@ func (c *Clock) program() {
 		return
 	}
 	var spec unix.ItimerSpec
+	var period time.Duration
 	if !next.IsZero() {
 		// Relative, on Go's monotonic reading: Go's times carry no
 		// absolute CLOCK_MONOTONIC value. A zero value disarms, so at
 		// least a nanosecond.
 		spec.Value = unix.NsecToTimespec(max(int64(time.Until(next)), 1))
+		// Repeating at the gap from the expiry just served: a schedule
+		// that goes on at that gap is served without setting f again.
+		// A deadline that does not fall on the repetition sets f anew,
+		// as above, so the guess costs nothing when it is wrong.
+		if !c.fired.IsZero() {
+			if p := next.Sub(c.fired); p > 0 && p <= maxPeriod {
+				period = p
+				spec.Interval = unix.NsecToTimespec(int64(p))
+			}
+		}
 	}
+	c.sets++
 	if err := setTimer(c.f, &spec); err != nil {
 		// Only a closed or invalid descriptor fails; the alarms of a
 		// Clock being closed no longer matter.
 		return
 	}
-	c.armed = next
+	c.armed, c.period = next, period
 }
 
 // setTimer sets f's timer with a raw system call, which cannot block

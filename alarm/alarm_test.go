@@ -119,3 +119,55 @@ func TestClock(t *testing.T) {
 	a.Set(d)
 	wait(a, d)
 }
+
+// A deadline every period, each one period after the last (a master's
+// adverts), sets the timerfd twice (the first deadline, then the second
+// with the interval) and never again; off the schedule it is set anew,
+// and no Alarm fires early or is missed either way.
+func TestClockPeriodic(t *testing.T) {
+	const period = 15 * time.Millisecond
+	var c Clock
+	a, err := c.NewAlarm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	sets := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.sets
+	}
+	next := time.Now().Add(period)
+	run := func(rounds int) {
+		t.Helper()
+		for range rounds {
+			a.Set(next)
+			select {
+			case at := <-a.C():
+				if at.Before(next) {
+					t.Fatalf("fired %v early", next.Sub(at))
+				}
+			case <-time.After(time.Until(next) + 2*time.Second):
+				t.Fatal("not fired 2 s after its deadline")
+			}
+			next = next.Add(period)
+		}
+	}
+	run(20)
+	if n := sets(); n != 2 {
+		t.Errorf("%d timerfd sets for 20 deadlines on one schedule, want 2", n)
+	}
+	// Off the schedule: half a period later, then on at that phase.
+	next = next.Add(period / 2)
+	run(5)
+	if n := sets(); n != 4 {
+		t.Errorf("%d timerfd sets after the schedule moved, want 4", n)
+	}
+	// Disarmed, the repeating timerfd wakes no one.
+	a.Set(time.Time{})
+	select {
+	case at := <-a.C():
+		t.Fatalf("a disarmed Alarm fired at %v", at)
+	case <-time.After(5 * period):
+	}
+}
