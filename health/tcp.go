@@ -109,23 +109,40 @@ func (c *tcpChecker) result(ctx context.Context, at time.Time, err error) Result
 // garbage. Across a network the handshake takes a round trip, and this
 // costs one system call that answers EAGAIN.
 func (c *tcpChecker) begin(ctx context.Context) (fd int, done bool, err error) {
-	if err := ctx.Err(); err != nil {
+	fd, established, err := c.open(ctx)
+	switch {
+	case err != nil:
 		return -1, true, err
+	case established:
+		unix.Close(fd)
+		return -1, true, nil
+	}
+	return fd, false, nil
+}
+
+// open opens a non-blocking socket to the target and starts connecting
+// it; established reports that the handshake finished within connect
+// (handshakeDone). On error no socket is left open. The http check
+// connects this way too, then speaks over fd.
+func (c *tcpChecker) open(ctx context.Context) (fd int, established bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return -1, false, err
 	}
 	fd, err = unix.Socket(c.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
-		return -1, true, os.NewSyscallError("socket", err)
+		return -1, false, os.NewSyscallError("socket", err)
 	}
 	err = unix.Connect(fd, c.sa)
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) && !errors.Is(err, unix.EINTR) {
 		unix.Close(fd)
-		return -1, true, os.NewSyscallError("connect", err)
+		return -1, false, os.NewSyscallError("connect", err)
 	}
-	if done, err := handshakeDone(fd); done {
+	done, err := handshakeDone(fd)
+	if err != nil {
 		unix.Close(fd)
-		return -1, true, err
+		return -1, false, err
 	}
-	return fd, false, nil
+	return fd, done, nil
 }
 
 // wait finishes the connect that begin left in progress on fd, which it
@@ -141,6 +158,13 @@ func (c *tcpChecker) wait(ctx context.Context, fd int, start time.Time) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Unix(1, 0)) })
 	defer stop()
+	return awaitHandshake(ctx, f)
+}
+
+// awaitHandshake waits until the connect in progress on f is done and
+// returns its error. The caller has bounded f's writes by a deadline that
+// ctx's end moves to the past; ctx's error is returned once it is done.
+func awaitHandshake(ctx context.Context, f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
