@@ -231,8 +231,7 @@ func countDial(dial dialFunc, n *atomic.Int64) dialFunc {
 func countReads(t testing.TB, ch Checker, n *atomic.Int64) bool {
 	switch c := ch.(type) {
 	case *httpChecker:
-		tr := c.client.Transport.(*http.Transport)
-		tr.DialContext = countDial(tr.DialContext, n)
+		c.wrap = func(nc net.Conn) net.Conn { return countingConn{nc, n} }
 	case *smtpChecker:
 		c.dial = countDial(c.dial, n)
 	case *tcpChecker:

@@ -7,12 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,4 +199,52 @@ func TestHTTPURLsInOrder(t *testing.T) {
 	if want := []string{"svc.test/health", "svc.test/ready", "svc.test/broken"}; !slices.Equal(got, want) {
 		t.Errorf("server saw %v, want %v (and nothing after the failure)", got, want)
 	}
+}
+
+// BenchmarkHTTPCheck measures one http(s) probe against a local server
+// (issue #20: the probe's CPU against keepalived's HTTP_GET). The server
+// runs in this process, so its work is in the figures too: compare runs,
+// not absolute values.
+func BenchmarkHTTPCheck(b *testing.B) {
+	for _, scheme := range []string{"http", "https"} {
+		b.Run(scheme, func(b *testing.B) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+			s := httptest.NewUnstartedServer(h)
+			s.Config.ErrorLog = log.New(io.Discard, "", 0)
+			if scheme == "https" {
+				s.StartTLS()
+			} else {
+				s.Start()
+			}
+			defer s.Close()
+			rs := netip.MustParseAddrPort(s.Listener.Addr().String())
+			c := &conf.Check{Type: scheme, Timeout: 2 * time.Second, Method: "GET", Path: "/", Status: []int{200}, Body: "ok"}
+			ch, err := NewChecker("vs1", rs, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for range b.N {
+				if r := ch.Check(ctx); !r.OK {
+					b.Fatalf("probe failed: %v", r.Err)
+				}
+			}
+			b.StopTimer()
+			// Wall time per op is mostly waiting on loopback; the CPU
+			// the process spent (probe and server) is the cost.
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
