@@ -208,6 +208,10 @@ func TestNewCheckerErrors(t *testing.T) {
 		{"no port", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0), nil},
 		{"bad regexp", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.BodyRegexp = "(" }},
 		{"exec without command", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.Type = "exec" }},
+		// conf rejects these; a check built by hand must not smuggle
+		// header lines into the request the http probe writes as is.
+		{"http method with a line break", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.Method = "GET / HTTP/1.1\r\nX-Smuggled: 1\r\n\r\nGET" }},
+		{"http host with a line break", netip.MustParseAddrPort("127.0.0.1:80"), func(c *conf.Check) { c.Host = "svc.test\r\nX-Smuggled: 1" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

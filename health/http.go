@@ -233,15 +233,15 @@ func (c *httpChecker) start(ctx context.Context) (Result, func() Result) {
 // which it closes.
 func (c *httpChecker) fetch(ctx context.Context, t *httpTarget, r Result, fd int, established bool) Result {
 	r.OK, r.Message, r.Code = false, "", 0
-	// The runtime poller waits for the socket; the file owns fd now. Its
-	// close resets the connection (handshakeDone): no TIME_WAIT on the
-	// director, and nothing of an unread body is read.
 	if c.tls != nil {
 		// TLS writes its last handshake flight and the request apart:
 		// with Nagle's algorithm the request waited for the server's
 		// delayed ACK (40 ms a probe). net.Dialer set this too.
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
+	// The runtime poller waits for the socket; the file owns fd now. Its
+	// close resets the connection (handshakeDone): no TIME_WAIT on the
+	// director, and nothing of an unread body is read.
 	f := os.NewFile(uintptr(fd), c.dial.addr)
 	defer f.Close()
 	if c.timeout > 0 {
