@@ -171,3 +171,55 @@ func TestClockPeriodic(t *testing.T) {
 	case <-time.After(5 * period):
 	}
 }
+
+// An Inline function serves the wakes it takes on the Clock's goroutine,
+// where it may set the Alarm's next deadline; those never reach C, the
+// ones it declines do; on a schedule it keeps the timerfd unset as C's
+// owner does.
+func TestClockInline(t *testing.T) {
+	const period = 15 * time.Millisecond
+	var c Clock
+	a, err := c.NewAlarm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	served := make(chan time.Time, 100)
+	next := time.Now().Add(period)
+	rounds := 0
+	a.Inline(func(now time.Time) bool {
+		if now.Before(next) {
+			t.Errorf("inline wake %v early", next.Sub(now))
+		}
+		rounds++
+		if rounds > 10 {
+			return false // declined: to C
+		}
+		served <- now
+		next = next.Add(period)
+		a.Set(next)
+		return true
+	})
+	a.Set(next)
+	for n := range 10 {
+		select {
+		case <-served:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("inline wake %d not served within 2 s", n+1)
+		}
+	}
+	select {
+	case <-a.C():
+	case <-time.After(2 * time.Second):
+		t.Fatal("a declined wake did not reach C")
+	}
+	if len(a.C()) != 0 {
+		t.Error("more on C than the declined wake")
+	}
+	c.mu.Lock()
+	sets := c.sets
+	c.mu.Unlock()
+	if sets != 2 {
+		t.Errorf("%d timerfd sets over 11 wakes on one schedule, want 2", sets)
+	}
+}

@@ -172,6 +172,9 @@ type Instance struct {
 	// lastReannounce rate-limits re-announcing on lower-priority adverts;
 	// reannounceDue, if set, is a re-announcement the limit deferred.
 	lastReannounce, reannounceDue time.Time
+	// loopTimers counts the wakes the loop served (tests: a master's
+	// ticks are served inline, tickInline). stepMu guards it.
+	loopTimers int
 	// lastRefresh rate-limits renewing the VIPs' lifetimes.
 	lastRefresh time.Time
 	// lastStep is the time of the last event fed to the machine, which
@@ -654,6 +657,7 @@ func (i *Instance) timerFired(rd reading, oneShot bool) {
 	i.drainAdverts(rd)
 	i.stepMu.Lock()
 	defer i.stepMu.Unlock()
+	i.loopTimers++
 	// Once for all the adverts drained (see draining); no wake outside
 	// the loop (a test's direct call).
 	if i.w != nil {
@@ -744,6 +748,7 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 		i.inline = true
 		ic.SetHandler(i.inlineAdvert)
 		defer ic.SetHandler(nil)
+		i.tickInline(i.w)
 	}
 	i.stepMu.Unlock()
 	defer func() {
@@ -806,6 +811,9 @@ func (i *Instance) loop(ctx context.Context, rd reading, holderc <-chan error) e
 				if i.cfg.AdvertInterval != interval {
 					i.w.close()
 					i.w = newClockWake(i.log, i.clock, i.cfg.AdvertInterval)
+					if i.inline {
+						i.tickInline(i.w)
+					}
 				}
 			})
 		case <-failed:
@@ -884,6 +892,47 @@ func (i *Instance) inlineAdvert(d transport.Datagram) {
 		default:
 		}
 	}
+}
+
+// tickInline has a master's ticks on w served on the alarm clock's
+// goroutine, as inlineAdvert serves adverts on the link reader's: an
+// advert sent with no wakeup of the instance's goroutine, two goroutine
+// switches fewer per advert (issue #21). Only with inline adverts: every
+// advert the machine must see before its tick has been stepped as it
+// was read, so the loop has nothing to take first. stepMu is held.
+func (i *Instance) tickInline(w *wake) {
+	if w.alarm == nil {
+		return
+	}
+	w.alarm.Inline(func(time.Time) bool {
+		// Never wait for stepMu: the loop holds it while it closes a
+		// wake, and the last Alarm's Close waits for this goroutine.
+		// A wake not taken here reaches the loop as before.
+		if !i.stepMu.TryLock() {
+			return false
+		}
+		defer i.stepMu.Unlock()
+		// Nor for room in the VIP queue, which a tick may add to: with
+		// the queue half full the tick goes to the loop, which may.
+		if i.w != w || !i.inline || i.fsm.State() != vrrp.Master || int(i.vipPending.Load()) >= cap(i.vipOps)/2 {
+			return false
+		}
+		w.set(i.fsm.NextDeadline(), true)
+		if !w.expired() {
+			return true // re-armed for the deadline it serves now
+		}
+		i.step(vrrp.TimerFired{})
+		state := i.fsm.State()
+		w.set(i.fsm.NextDeadline(), state == vrrp.Master)
+		i.syncLazy()
+		if state != vrrp.Master {
+			select {
+			case i.kick <- struct{}{}:
+			default:
+			}
+		}
+		return true
+	})
 }
 
 // event feeds the machine an event from Send. Tracking's fault events set
