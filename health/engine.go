@@ -62,6 +62,9 @@ type Engine struct {
 	newChecker func(vs string, rs netip.AddrPort, c *conf.Check) (Checker, error)
 
 	wake chan struct{} // cap 1: the queue's head moved earlier
+	// alarm, if set (WakeOn), is what the scheduler sleeps on between
+	// probes instead of a Go timer.
+	alarm Alarm
 
 	mu     sync.Mutex
 	probes map[string]*probe
@@ -180,6 +183,21 @@ func NewEngine(log *slog.Logger) *Engine {
 	}
 }
 
+// Alarm is a deadline the scheduler can sleep on (*alarm.Alarm, on a
+// timerfd): Set arms it, a zero time disarms it; C delivers each wake. A
+// Go timer's expiry in an idle process also wakes the runtime's monitor
+// thread and hands the goroutine between threads: at a hundred probes a
+// second and more, a cost per probe beside the probe's own system calls
+// (issue #20).
+type Alarm interface {
+	Set(deadline time.Time)
+	C() <-chan time.Time
+}
+
+// WakeOn has the scheduler sleep on a instead of a Go timer. Call it
+// before Run.
+func (e *Engine) WakeOn(a Alarm) { e.alarm = a }
+
 // Updates receives a value, coalesced, after any state transition or
 // configuration change; read Snapshot or Up for the current states.
 func (e *Engine) Updates() <-chan struct{} { return e.updates }
@@ -280,11 +298,20 @@ func (e *Engine) schedule(ctx context.Context) {
 			}
 			continue
 		}
-		timer.Reset(wait)
+		var expired <-chan time.Time
+		if e.alarm != nil {
+			// A wake of the alarm that races one of e.wake's stays in C
+			// and costs one pass over a queue with nothing due.
+			e.alarm.Set(now.Add(wait))
+			expired = e.alarm.C()
+		} else {
+			timer.Reset(wait)
+			expired = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-expired:
 		case <-e.wake:
 		}
 	}

@@ -539,3 +539,68 @@ func TestEngineDynamicWeight(t *testing.T) {
 		}
 	})
 }
+
+// fakeAlarm is an Alarm on a Go timer (synctest's virtual time), counting
+// the deadlines it was set to.
+type fakeAlarm struct {
+	mu    sync.Mutex
+	t     *time.Timer
+	c     chan time.Time
+	sets  int
+	fired int
+}
+
+func newFakeAlarm() *fakeAlarm {
+	a := &fakeAlarm{c: make(chan time.Time, 1)}
+	a.t = time.AfterFunc(time.Hour, func() {
+		a.mu.Lock()
+		a.fired++
+		a.mu.Unlock()
+		select {
+		case a.c <- time.Now():
+		default:
+		}
+	})
+	a.t.Stop()
+	return a
+}
+
+func (a *fakeAlarm) Set(d time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sets++
+	a.t.Stop()
+	if !d.IsZero() {
+		a.t.Reset(time.Until(d))
+	}
+}
+
+func (a *fakeAlarm) C() <-chan time.Time { return a.c }
+
+// With WakeOn, the scheduler sleeps on the alarm: every probe runs on
+// its interval, each wake the alarm's.
+func TestEngineWakeOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 50 * time.Millisecond
+		e, net, _, start := newTestEngine(t)
+		a := newFakeAlarm()
+		e.WakeOn(a)
+		e.Update(config(vs("web", tcpCheck(interval, 2, 2), rs1, rs2)))
+		start()
+		settle(time.Second)
+		net.mu.Lock()
+		p1, p2 := net.probes[rs1], net.probes[rs2]
+		net.mu.Unlock()
+		for _, n := range []int{p1, p2} {
+			if n < 20 || n > 21 {
+				t.Errorf("probes in 1 s at 50 ms: %d and %d, want 20 or 21 each", p1, p2)
+				break
+			}
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.fired < 19 {
+			t.Errorf("the alarm fired %d times in 1 s of probes every 50 ms, want the scheduler's wakes on it", a.fired)
+		}
+	})
+}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvsha/lvsha/alarm"
 	"github.com/lvsha/lvsha/conf"
 	"github.com/lvsha/lvsha/health"
 	"github.com/lvsha/lvsha/hook"
@@ -667,6 +668,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 1, err: err}
 	}
 	engine := health.NewEngine(log)
+	// The scheduler sleeps between probes on a timerfd of its own, not on
+	// VRRP's clock: a hundred probes a second must not delay a master's
+	// inline ticks there.
+	var probeClock alarm.Clock
+	if a, err := probeClock.NewAlarm(); err != nil {
+		log.Warn("health checks fall back to Go timers", "op", "start", "error", err)
+	} else {
+		defer a.Close()
+		engine.WakeOn(a)
+	}
 	var probes prober = engine
 	if *netns == "" {
 		// IPVS in this namespace balances the probes this process sends
