@@ -126,12 +126,7 @@ func TestClock(t *testing.T) {
 // and no Alarm fires early or is missed either way.
 func TestClockPeriodic(t *testing.T) {
 	const period = 15 * time.Millisecond
-	var c Clock
-	a, err := c.NewAlarm()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	c, a := clockAlarm(t)
 	sets := func() int {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -178,12 +173,7 @@ func TestClockPeriodic(t *testing.T) {
 // owner does.
 func TestClockInline(t *testing.T) {
 	const period = 15 * time.Millisecond
-	var c Clock
-	a, err := c.NewAlarm()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	c, a := clockAlarm(t)
 	served := make(chan time.Time, 100)
 	next := time.Now().Add(period)
 	rounds := 0
@@ -222,4 +212,16 @@ func TestClockInline(t *testing.T) {
 	if sets != 2 {
 		t.Errorf("%d timerfd sets over 11 wakes on one schedule, want 2", sets)
 	}
+}
+
+// clockAlarm is a new Clock with one Alarm, closed at the test's end.
+func clockAlarm(t *testing.T) (*Clock, *Alarm) {
+	t.Helper()
+	c := &Clock{}
+	a, err := c.NewAlarm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return c, a
 }
