@@ -14,6 +14,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsha/lvsha/conf"
@@ -59,13 +60,16 @@ type netlinkHandle interface {
 // on the shared socket were one at a time already (the handle's lock);
 // now they are made by one goroutine, which alone carries that stack.
 type netlinkWorker struct {
-	h    netlinkHandle
+	h netlinkHandle
+	// bs takes a refresh pass's requests many to a write (batch.go);
+	// nil: one at a time.
+	bs   *nl.NetlinkSocket
 	reqs chan func()
 	done chan struct{}
 }
 
-func newNetlinkWorker(h netlinkHandle) *netlinkWorker {
-	w := &netlinkWorker{h: h, reqs: make(chan func()), done: make(chan struct{})}
+func newNetlinkWorker(h netlinkHandle, bs *nl.NetlinkSocket) *netlinkWorker {
+	w := &netlinkWorker{h: h, bs: bs, reqs: make(chan func()), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		for f := range w.reqs {
@@ -102,7 +106,26 @@ func (w *netlinkWorker) AddrList(link netlink.Link, family int) (addrs []netlink
 	return addrs, err
 }
 
-func (w *netlinkWorker) batch(f func(Addrs)) { w.do(func() { f(w.h) }) }
+// batch runs f on the worker; with a batch socket, the Addrs f gets is
+// also a multiReplacer.
+func (w *netlinkWorker) batch(f func(Addrs)) {
+	w.do(func() {
+		if w.bs != nil {
+			f(batchAddrs{w.h, w.bs})
+			return
+		}
+		f(w.h)
+	})
+}
+
+// batchAddrs is the worker's handle with its batch socket, for a pass on
+// the worker's goroutine.
+type batchAddrs struct {
+	Addrs
+	bs batchSocket
+}
+
+func (b batchAddrs) replaceAll(reqs []replaceReq) []error { return replaceAll(b.bs, reqs) }
 
 // Close stops the worker, once no request can come (the Host's last
 // user has let go), and closes the handle.
@@ -110,6 +133,9 @@ func (w *netlinkWorker) Close() {
 	close(w.reqs)
 	<-w.done
 	w.h.Close()
+	if w.bs != nil {
+		w.bs.Close()
+	}
 }
 
 // opener is each step of opening a Holder's parts that can fail for want
@@ -131,7 +157,9 @@ func hostOpener() opener {
 			if err != nil {
 				return nil, err
 			}
-			return newNetlinkWorker(h), nil
+			// Without it the refresh makes its requests one at a time.
+			bs, _ := openBatchSocket()
+			return newNetlinkWorker(h, bs), nil
 		},
 		listenARP: func(ifi *net.Interface) (net.PacketConn, error) {
 			c, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)

@@ -110,6 +110,10 @@ func (h *Host) refreshPass() {
 	h.addrMu.Lock()
 	defer h.addrMu.Unlock()
 	pass := func(nl Addrs) {
+		if m, ok := nl.(multiReplacer); ok {
+			renewBatched(m, nl, want)
+			return
+		}
 		for _, a := range want {
 			if err := a.renew(nl); err != nil {
 				a.log.Warn("refresh VIP lifetimes", "error", err)
@@ -406,21 +410,67 @@ func (a *holderAddrs) AddrReplace(link netlink.Link, addr *netlink.Addr) error {
 // created again by name (a tun device reopened) is looked up once more.
 func (a *holderAddrs) renew(nl Addrs) error {
 	var errs []error
-	for k, h := range a.held {
-		err := nl.AddrReplace(h.link, h.addr)
-		if errors.Is(err, unix.ENODEV) {
-			var link netlink.Link
-			if link, err = nl.LinkByName(k.link); err == nil {
-				h.link = link
-				a.held[k] = h
-				err = nl.AddrReplace(h.link, h.addr)
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("refresh VIP %s on %s: %w", k.prefix, k.link, err))
+	for k := range a.held {
+		if err := a.renewOne(nl, k, nil); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// renewOne adds k again through nl, unless err, a batch's result for it,
+// says the kernel refused it for a reason other than a missing device;
+// host.addrMu is held. An interface deleted and created again by name is
+// looked up once more.
+func (a *holderAddrs) renewOne(nl Addrs, k addrKey, err error) error {
+	h := a.held[k]
+	if err == nil || errors.Is(err, errNotBatched) {
+		err = nl.AddrReplace(h.link, h.addr)
+	}
+	if errors.Is(err, unix.ENODEV) {
+		var link netlink.Link
+		if link, err = nl.LinkByName(k.link); err == nil {
+			h.link = link
+			a.held[k] = h
+			err = nl.AddrReplace(h.link, h.addr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("refresh VIP %s on %s: %w", k.prefix, k.link, err)
+	}
+	return nil
+}
+
+// renewBatched is the refresh pass over want's addresses through m, many
+// to a netlink write (replaceAll); what the batch did not make, or made
+// on a device since re-created, is made again alone through nl.
+// host.addrMu is held.
+func renewBatched(m multiReplacer, nl Addrs, want []*holderAddrs) {
+	type item struct {
+		a *holderAddrs
+		k addrKey
+	}
+	var reqs []replaceReq
+	var items []item
+	for _, a := range want {
+		for k, h := range a.held {
+			reqs = append(reqs, replaceReq(h))
+			items = append(items, item{a, k})
+		}
+	}
+	failed := map[*holderAddrs][]error{}
+	for i, err := range m.replaceAll(reqs) {
+		if err == nil {
+			continue
+		}
+		it := items[i]
+		if err = it.a.renewOne(nl, it.k, err); err != nil {
+			failed[it.a] = append(failed[it.a], err)
+		}
+	}
+	for a, errs := range failed {
+		a.log.Warn("refresh VIP lifetimes", "error", errors.Join(errs...))
+	}
 }
 
 func (a *holderAddrs) AddrDel(link netlink.Link, addr *netlink.Addr) error {

@@ -57,7 +57,7 @@ func TestNetlinkWorker(t *testing.T) {
 	}{{"results", nil}, {"errors", boom}} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &recordingHandle{on: map[string]int{}, err: tt.err}
-			w := newNetlinkWorker(h)
+			w := newNetlinkWorker(h, nil)
 			callers := map[string]bool{}
 			var mu sync.Mutex
 			var wg sync.WaitGroup

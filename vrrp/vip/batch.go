@@ -1,0 +1,178 @@
+package vip
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// A refresh pass renews every held VIP's lifetime with the same
+// RTM_NEWADDR an AddrReplace sends, but many to a write: one request at a
+// time cost a write, a read of its acknowledgement and the library's
+// getsockname for each, a quarter of a 100-instance master's CPU at two
+// refreshes a second per VIP (issue #21). The kernel handles the requests
+// of one write in order and acknowledges each.
+
+// batchMax bounds the requests of one write, so that their
+// acknowledgements (an error's quotes its request) fit the socket's
+// receive buffer many times over: a lost acknowledgement is a request
+// made again alone.
+const batchMax = 64
+
+// batchTimeout bounds the wait for a write's acknowledgements; the kernel
+// sends them before the write returns, so only a lost one waits this long.
+const batchTimeout = time.Second
+
+// replaceReq is one AddrReplace of a batch.
+type replaceReq struct {
+	link netlink.Link
+	addr *netlink.Addr
+}
+
+// errNotBatched says a request was not made in a batch (one the batch
+// cannot express, or whose acknowledgement did not come): the caller
+// makes it alone.
+var errNotBatched = errors.New("not made in a batch")
+
+// multiReplacer makes many AddrReplace requests at once
+// (*netlinkWorker, with a batch socket).
+type multiReplacer interface {
+	replaceAll(reqs []replaceReq) []error
+}
+
+// batchSocket is the netlink socket a batch is written to and its
+// acknowledgements read from (*nl.NetlinkSocket).
+type batchSocket interface {
+	GetFd() int
+	Receive() ([]syscall.NetlinkMessage, *unix.SockaddrNetlink, error)
+}
+
+// replaceAll makes reqs on s, batchMax to a write, and returns each one's
+// result: nil when the kernel acknowledged it, the kernel's error, or
+// errNotBatched.
+func replaceAll(s batchSocket, reqs []replaceReq) []error {
+	errs := make([]error, len(reqs))
+	for start := 0; start < len(reqs); start += batchMax {
+		chunk := reqs[start:min(start+batchMax, len(reqs))]
+		writeBatch(s, chunk, errs[start:start+len(chunk)])
+	}
+	return errs
+}
+
+// writeBatch makes the requests of one write; errs, as long as reqs,
+// takes their results.
+func writeBatch(s batchSocket, reqs []replaceReq, errs []error) {
+	var buf []byte
+	bySeq := make(map[uint32]int, len(reqs))
+	for i, r := range reqs {
+		req, ok := replaceRequest(r.link, r.addr)
+		if !ok {
+			errs[i] = errNotBatched
+			continue
+		}
+		bySeq[req.Seq] = i
+		buf = append(buf, req.Serialize()...)
+		errs[i] = errNotBatched // until acknowledged
+	}
+	if len(bySeq) == 0 {
+		return
+	}
+	if err := unix.Sendto(s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return // every one made alone
+	}
+	for len(bySeq) > 0 {
+		msgs, _, err := s.Receive()
+		if err != nil {
+			return // a timeout or a lost acknowledgement: the rest alone
+		}
+		for _, m := range msgs {
+			i, ok := bySeq[m.Header.Seq]
+			if !ok || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
+				continue // another request's, or not an acknowledgement
+			}
+			delete(bySeq, m.Header.Seq)
+			errs[i] = nil
+			if code := int32(nl.NativeEndian().Uint32(m.Data[:4])); code != 0 {
+				errs[i] = syscall.Errno(-code)
+			}
+		}
+	}
+}
+
+// replaceRequest is the RTM_NEWADDR that netlink's AddrReplace(link,
+// addr) sends, built as its addrHandle builds it, for the addresses a
+// Manager adds: ok is false for one that has a peer address or a link
+// without an index, which the batch leaves to AddrReplace.
+func replaceRequest(link netlink.Link, addr *netlink.Addr) (*nl.NetlinkRequest, bool) {
+	if addr.Peer != nil || addr.IPNet == nil || link == nil || link.Attrs().Index == 0 {
+		return nil, false
+	}
+	family := nl.GetIPFamily(addr.IP)
+	local := addr.IP.To16()
+	if family == netlink.FAMILY_V4 {
+		local = addr.IP.To4()
+	}
+	prefixlen, masklen := addr.Mask.Size()
+	if local == nil || masklen != 8*len(local) {
+		return nil, false
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
+	msg := nl.NewIfAddrmsg(family)
+	msg.Scope = uint8(addr.Scope)
+	msg.Index = uint32(link.Attrs().Index)
+	msg.Prefixlen = uint8(prefixlen)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, local))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, local))
+	if addr.Flags != 0 {
+		if addr.Flags <= 0xff {
+			msg.Flags = uint8(addr.Flags)
+		} else {
+			b := make([]byte, 4)
+			nl.NativeEndian().PutUint32(b, uint32(addr.Flags))
+			req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, b))
+		}
+	}
+	if family == netlink.FAMILY_V4 {
+		brd := addr.Broadcast
+		if brd == nil && prefixlen < 31 {
+			brd = make(net.IP, 4)
+			for i := range local {
+				brd[i] = local[i] | ^addr.Mask[i]
+			}
+		}
+		if brd != nil && !net.IPv4zero.Equal(brd) {
+			req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, brd))
+		}
+		if addr.Label != "" {
+			req.AddData(nl.NewRtAttr(unix.IFA_LABEL, nl.ZeroTerminated(addr.Label)))
+		}
+	}
+	if addr.ValidLft > 0 || addr.PreferedLft > 0 {
+		ci := nl.IfaCacheInfo{IfaCacheinfo: unix.IfaCacheinfo{Valid: uint32(addr.ValidLft), Prefered: uint32(addr.PreferedLft)}}
+		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci.Serialize()))
+	}
+	return req, true
+}
+
+// openBatchSocket opens the netlink socket of a Host's batches in the
+// network namespace of the calling thread.
+func openBatchSocket() (*nl.NetlinkSocket, error) {
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket for batches: %w", err)
+	}
+	tv := unix.NsecToTimeval(int64(batchTimeout))
+	if err := s.SetReceiveTimeout(&tv); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("netlink socket for batches: %w", err)
+	}
+	return s, nil
+}
