@@ -387,11 +387,12 @@ func forward[U any](ctx context.Context, raw <-chan U, done chan struct{}, lost 
 // calling thread. A name is AddrName's.
 func Addrs(ctx context.Context, names []string) <-chan LinkReport {
 	ns, err := netns.Get()
+	ifindexes := ifindexesOf(names)
 	sub := func(ctx context.Context) ([]Link, <-chan LinkUpdate, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("network namespace: %w", err)
 		}
-		return netlinkAddrSubscribe(ctx, ns)
+		return netlinkAddrSubscribe(ctx, ns, ifindexes)
 	}
 	return watch(ctx, names, sub, Backoff{Min: minResubscribe, Max: maxResubscribe}, func() {
 		if err == nil {
@@ -406,14 +407,14 @@ func AddrName(a netip.Addr, ifindex int) string {
 }
 
 // netlinkAddrSubscribe is Subscribe on the kernel's rtnetlink address
-// notifications in the network namespace ns, each address named by
-// AddrName and up while it is usable.
-func netlinkAddrSubscribe(ctx context.Context, ns netns.NsHandle) ([]Link, <-chan LinkUpdate, error) {
+// notifications in the network namespace ns, of the interfaces ifindexes
+// (all if nil), each address named by AddrName and up while it is usable.
+func netlinkAddrSubscribe(ctx context.Context, ns netns.NsHandle, ifindexes []int) ([]Link, <-chan LinkUpdate, error) {
 	raw := make(chan netlink.AddrUpdate, 64)
 	done := make(chan struct{})
 	var lost lostError
 	at := otherNamespace(ns)
-	err := netlink.AddrSubscribeWithOptions(raw, done, netlink.AddrSubscribeOptions{Namespace: at, ErrorCallback: lost.set})
+	err := addrSubscribe(at, ifindexes, raw, done, &lost)
 	if err != nil {
 		return nil, nil, fmt.Errorf("subscribe to address changes: %w", err)
 	}

@@ -20,10 +20,9 @@ import (
 // refreshes a second per VIP (issue #21). The kernel handles the requests
 // of one write in order and acknowledges each.
 
-// batchMax bounds the requests of one write, so that their
-// acknowledgements (an error's quotes its request) fit the socket's
-// receive buffer many times over: a lost acknowledgement is a request
-// made again alone.
+// batchMax bounds the requests of one write, so that their errors (each
+// quotes its request) fit the socket's receive buffer many times over:
+// a lost answer is a write whose requests are made again alone.
 const batchMax = 64
 
 // batchTimeout bounds the wait for a write's acknowledgements; the kernel
@@ -67,41 +66,53 @@ func replaceAll(s batchSocket, reqs []replaceReq) []error {
 }
 
 // writeBatch makes the requests of one write; errs, as long as reqs,
-// takes their results.
+// takes their results. Only the last request asks for an acknowledgement:
+// the kernel answers the others only if they fail, in order, so the last
+// one's acknowledgement says every one before it is done, without a read
+// per request.
 func writeBatch(s batchSocket, reqs []replaceReq, errs []error) {
-	var buf []byte
+	var made []*nl.NetlinkRequest
 	bySeq := make(map[uint32]int, len(reqs))
 	for i, r := range reqs {
-		req, ok := replaceRequest(r.link, r.addr)
-		if !ok {
-			errs[i] = errNotBatched
-			continue
+		errs[i] = errNotBatched // until done
+		if req, ok := replaceRequest(r.link, r.addr); ok {
+			bySeq[req.Seq] = i
+			made = append(made, req)
 		}
-		bySeq[req.Seq] = i
-		buf = append(buf, req.Serialize()...)
-		errs[i] = errNotBatched // until acknowledged
 	}
-	if len(bySeq) == 0 {
+	if len(made) == 0 {
 		return
+	}
+	last := made[len(made)-1]
+	last.Flags |= unix.NLM_F_ACK
+	var buf []byte
+	for _, req := range made {
+		buf = append(buf, req.Serialize()...)
 	}
 	if err := unix.Sendto(s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return // every one made alone
 	}
-	for len(bySeq) > 0 {
+	failed := map[int]error{}
+	for {
 		msgs, _, err := s.Receive()
 		if err != nil {
-			return // a timeout or a lost acknowledgement: the rest alone
+			return // a timeout or a lost acknowledgement: every one alone
 		}
 		for _, m := range msgs {
 			i, ok := bySeq[m.Header.Seq]
 			if !ok || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
-				continue // another request's, or not an acknowledgement
+				continue // another write's, or not an answer
 			}
-			delete(bySeq, m.Header.Seq)
-			errs[i] = nil
 			if code := int32(nl.NativeEndian().Uint32(m.Data[:4])); code != 0 {
-				errs[i] = syscall.Errno(-code)
+				failed[i] = syscall.Errno(-code)
 			}
+			if m.Header.Seq != last.Seq {
+				continue
+			}
+			for _, i := range bySeq {
+				errs[i] = failed[i] // nil: done
+			}
+			return
 		}
 	}
 }
@@ -123,7 +134,9 @@ func replaceRequest(link netlink.Link, addr *netlink.Addr) (*nl.NetlinkRequest, 
 	if local == nil || masklen != 8*len(local) {
 		return nil, false
 	}
-	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
+	// AddrReplace asks for an acknowledgement too; writeBatch asks for
+	// the last one's only.
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE)
 	msg := nl.NewIfAddrmsg(family)
 	msg.Scope = uint8(addr.Scope)
 	msg.Index = uint32(link.Attrs().Index)

@@ -110,9 +110,9 @@ func TestReplaceAllKernel(t *testing.T) {
 	gone := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "gone", Index: 9999}}
 	peer := *addrs[0]
 	peer.Peer = &net.IPNet{IP: net.IPv4(10, 9, 0, 2), Mask: net.CIDRMask(32, 32)}
-	errs = replaceAll(bs, []replaceReq{{link, addrs[1]}, {gone, mk("10.9.9.9/32", 0, "")}, {link, &peer}})
-	if errs[0] != nil {
-		t.Errorf("a good request beside failing ones: %v", errs[0])
+	errs = replaceAll(bs, []replaceReq{{link, addrs[1]}, {gone, mk("10.9.9.9/32", 0, "")}, {link, &peer}, {link, addrs[4]}})
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("good requests before and after failing ones: %v, %v", errs[0], errs[3])
 	}
 	if !errors.Is(errs[1], unix.ENODEV) {
 		t.Errorf("a request on a missing device: %v, want ENODEV", errs[1])
