@@ -163,6 +163,8 @@ type connSync struct {
 	// PreemptHoldUntil, heldInstance the instance held.
 	backupSince, holdUntil time.Time
 	heldInstance           string
+	// faulted: the followed instance was in FAULT at the last step.
+	faulted bool
 
 	mu  sync.Mutex
 	rep *SyncReport // nil while lvsha has never driven the daemons
@@ -243,8 +245,19 @@ func (c *connSync) step(now time.Time) {
 		// instances and no lvs_sync pays nothing at their transitions.
 		return
 	}
-	w := wantSync(cfg, c.el.Status())
-	if w.managed && w.instance == c.heldInstance && now.Before(c.holdUntil) {
+	states := c.el.Status()
+	w := wantSync(cfg, states)
+	if c.backFromFault(w, states) {
+		// The backup daemon heard nothing while the instance was in
+		// fault (its interface down, most often): the connections the
+		// master made meanwhile reach it with the master's next
+		// refresh, so preemption waits as long again from now. Without
+		// this, a director whose link came back preempted as soon as
+		// the hold set at its demotion had run out, and reset the
+		// connections made while it was away (TestChaosSoak, seed
+		// 1796678732073313026).
+		c.holdPreempt(w, now)
+	} else if w.managed && w.instance == c.heldInstance && now.Before(c.holdUntil) {
 		// A reload that rebuilds the instance starts it without the
 		// hold, while the backup daemon, which the rebuild leaves
 		// running, is still learning: its first transition brings it
@@ -267,6 +280,22 @@ func (c *connSync) step(now time.Time) {
 	}
 	c.resyncAt = now.Add(cfg.Director.Resync)
 	c.apply(now, w)
+}
+
+// backFromFault reports whether w's instance has just left FAULT for
+// BACKUP with the backup daemon running as w wants and a hold to keep
+// (preempt_hold); it notes the instance's state for the next step.
+func (c *connSync) backFromFault(w syncWant, states []instance.Status) bool {
+	state := ""
+	for _, s := range states {
+		if s.Name == w.instance {
+			state = s.State
+		}
+	}
+	was := c.faulted
+	c.faulted = state == "FAULT"
+	return was && state == "BACKUP" && c.k != nil && w.managed && w.state == ipvs.DaemonBackup &&
+		w.cfg.PreemptHold > 0 && !c.exiting && c.applied == w
 }
 
 // exit leaves the daemons at the daemon's clean exit. With --cleanup they
@@ -388,6 +417,11 @@ func (c *connSync) holdPreempt(w syncWant, since time.Time) {
 		return
 	}
 	c.backupSince, c.holdUntil, c.heldInstance = since, until, w.instance
+	c.mu.Lock()
+	if c.rep != nil && c.rep.VRRPInstance == w.instance {
+		c.rep.BackupSince, c.rep.PreemptHoldUntil = since, until
+	}
+	c.mu.Unlock()
 	c.log.Info("preemption held while the backup sync daemon learns the master's connections", "op", "conn_sync",
 		"vrrp_instance", w.instance, "until", until.Format(time.RFC3339Nano), "preempt_hold", w.cfg.PreemptHold.String(),
 		"refresh_period", w.cfg.RefreshPeriod.String())

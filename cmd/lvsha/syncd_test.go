@@ -549,6 +549,14 @@ func TestConnSyncPreemptHold(t *testing.T) {
 			{"BACKUP", []string{"vi 01:46:53.3", "vi 01:46:53.3"}},
 			{"FAULT", []string{"vi 01:46:53.3"}},
 		}, "01:46:53.3"},
+		{"back from fault holds again, from then", 13 * time.Second, []stage{
+			{"BACKUP", []string{"vi 01:46:53.1", "vi 01:46:53.1"}},
+			{"FAULT", []string{"vi 01:46:53.1"}},
+			{"FAULT", []string{"vi 01:46:53.1"}},
+			// Its daemon heard nothing meanwhile: held anew, once.
+			{"BACKUP", []string{"vi 01:46:53.4"}},
+			{"BACKUP", []string{"vi 01:46:53.4"}},
+		}, "01:46:53.4"},
 		{"preempt_hold 0s: refresh alone", 0, []stage{
 			{"INIT", nil},
 		}, ""},
