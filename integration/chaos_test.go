@@ -97,10 +97,49 @@ type chaosLog struct {
 	netemEnd time.Time
 	// violations, each with the log that led to it.
 	violations []string
+	// moves are the VIP's moves from one holder to the other as the
+	// watcher saw them: each between the sample before (from) and the
+	// one that saw it (to). passes counts the watcher's samples.
+	moves  []vipMove
+	passes int
 	// pids[d] is director d's running daemon, 0 while the schedule kills
 	// or restarts it: the watcher reads it here, not from the director's
 	// exec.Cmd, which the schedule replaces and Waits on meanwhile.
 	pids [2]int
+}
+
+// vipMove is a VIP move seen by the watcher between from and to.
+type vipMove struct{ from, to time.Time }
+
+// moved reports whether the VIP moved between holders while a connection
+// opened at opened could be unknown to the new holder: from chaosSync
+// before the move to chaosSettle after it. A failback (a returning
+// director preempting) moves the VIP at no fault of the schedule's; a
+// connection younger than the sync's delay then is no more known to the
+// new master than at a takeover. l.mu is held.
+func (l *chaosLog) moved(opened time.Time) bool {
+	for _, m := range l.moves {
+		if opened.After(m.from.Add(-chaosSync)) && opened.Before(m.to.Add(chaosSettle)) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitPasses waits, at most 5 s, until the watcher has taken n samples
+// more: a VIP move that reset a connection is then on record.
+func (l *chaosLog) waitPasses(n int) {
+	l.mu.Lock()
+	want := l.passes + n
+	l.mu.Unlock()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		l.mu.Lock()
+		done := l.passes >= want
+		l.mu.Unlock()
+		if done {
+			return
+		}
+	}
 }
 
 // setPid records director d's daemon (0: none to watch).
@@ -291,7 +330,7 @@ func TestChaosSoak(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("chaos soak: seed %d, %v, events %v; %d exchanges, %d connections dropped with their real server, %d younger than %v at a director's fault (both excused); %d invariant samples; longest two-holder time once unseparated %v",
+	t.Logf("chaos soak: seed %d, %v, events %v; %d exchanges, %d connections dropped with their real server, %d younger than %v at a director's fault or a VIP move (both excused); %d invariant samples; longest two-holder time once unseparated %v",
 		seed, dur, counts, exchanges.Load(), dropsExcused.Load(), unsynced.Load(), chaosSync, samples.Load(), time.Duration(dualMax.Load()).Round(time.Millisecond))
 	if exchanges.Load() == 0 || samples.Load() == 0 {
 		t.Errorf("the soak exchanged %d lines and took %d samples: it watched nothing", exchanges.Load(), samples.Load())
@@ -518,13 +557,20 @@ func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*echoS
 			young = young || (!at.IsZero() && opened.After(at.Add(-chaosSync)) && opened.Before(at.Add(chaosSettle)))
 		}
 		log.mu.Unlock()
+		if !down && !young {
+			// The same for a VIP move the watcher may not have seen yet.
+			log.waitPasses(2)
+			log.mu.Lock()
+			young = log.moved(opened)
+			log.mu.Unlock()
+		}
 		switch {
 		case down:
 			excused.Add(1)
 			log.logf("conn %d to %s ended with its server: %v", c, servers[rs].name, err)
 		case young:
 			unsynced.Add(1)
-			log.logf("conn %d to rs%d, %v old at a director's fault, lost: %v", c, rs+1, time.Since(opened).Round(time.Millisecond), err)
+			log.logf("conn %d to rs%d, opened %v before it failed, at a director's fault or a VIP move, lost: %v", c, rs+1, time.Since(opened).Round(time.Millisecond), err)
 		default:
 			log.violate("conn %d to rs%d dropped while its real server stayed up: %v (last answer %v before)", c, rs+1, err, time.Since(lastOK).Round(time.Millisecond))
 		}
@@ -537,6 +583,8 @@ func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*echoS
 // every 200 ms until stop.
 func chaosWatch(t testing.TB, ds []*director, log *chaosLog, stop <-chan struct{}, samples, dualMax *atomic.Int64) {
 	var dualSince time.Time
+	// holder is the one holder the last sample with one saw, at holderAt.
+	holder, holderAt := "", time.Time{}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -548,7 +596,18 @@ func chaosWatch(t testing.TB, ds []*director, log *chaosLog, stop <-chan struct{
 		samples.Add(1)
 		now := time.Now()
 		separated := log.excused(0, now) || log.excused(1, now)
-		holders := strings.Split(vipHolders(t, ds, chaosVIP), ",")
+		held := vipHolders(t, ds, chaosVIP)
+		holders := strings.Split(held, ",")
+		log.mu.Lock()
+		if len(holders) == 1 && held != "" {
+			if holder != "" && held != holder {
+				log.moves = append(log.moves, vipMove{from: holderAt, to: time.Now()})
+				log.lines = append(log.lines, fmt.Sprintf("%8.3fs %s VIP moved from %s to %s", time.Since(log.start).Seconds(), time.Now().UTC().Format("15:04:05.000"), holder, held))
+			}
+			holder, holderAt = held, now
+		}
+		log.passes++
+		log.mu.Unlock()
 		if len(holders) == 2 && !separated {
 			if dualSince.IsZero() {
 				dualSince = now
