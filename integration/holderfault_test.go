@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,12 +21,36 @@ import (
 	"github.com/lvsha/lvsha/vrrp/vip"
 )
 
-// breakableHolder is a real VIP holder whose Run the test can make fail
-// once per send on breaks: the neighbour responder stops reading, as when
+// breakableHolder is a real VIP holder whose Serve (and Run) the test can
+// make fail once per send on breaks: the neighbour responder stops reading, as when
 // its socket fails, and Run returns an error.
 type breakableHolder struct {
 	*vip.Holder
 	breaks chan struct{}
+}
+
+// Serve is the instance's way in (vip.Holder serves without a goroutine
+// of the caller's): the real holder's Serve, which a send on breaks
+// stops, as when the responder's socket fails, and reports failed.
+func (h *breakableHolder) Serve(failed func(error)) (stop func()) {
+	var once sync.Once
+	leave := h.Holder.Serve(failed)
+	inner := func() { once.Do(leave) }
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-h.breaks:
+			inner()
+			failed(errors.New("neighbour responder made to fail"))
+		case <-quit:
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+		inner()
+	}
 }
 
 func (h *breakableHolder) Run(ctx context.Context) error {
