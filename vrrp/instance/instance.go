@@ -157,9 +157,10 @@ type Instance struct {
 	// stopped closes when Run returns.
 	stopped chan struct{}
 	vipOps  chan vipReq // in order
-	// vipPending counts the VIP ops queued or running. Only the Run
-	// goroutine queues them, so when it reads zero no VIP op runs, and
-	// none will until that goroutine queues again.
+	// vipPending counts the VIP ops queued or running. They are queued
+	// only under stepMu (the loop, or a master's inline tick), so when a
+	// holder of stepMu reads zero no VIP op runs, and none will until it
+	// queues again.
 	vipPending atomic.Int32
 	// vipWork performs the VIP ops, in order, on a goroutine that runs
 	// only while some are pending (vipWorker): an instance's VIPs change

@@ -167,11 +167,11 @@ func TestAddrsKernel(t *testing.T) {
 	want("at start", LinkState{v4: true, v6: true, dad: false})
 	// Renewals on veth1, as of VIPs on another device, while an address
 	// with DAD comes on veth0: tentative (down), then usable.
+	renewed := cidrAddr(t, "10.7.1.1/32", 0)
+	renewed.ValidLft, renewed.PreferedLft = 30, 30
 	go func() {
 		for range 20 {
-			a := cidrAddr(t, "10.7.1.1/32", 0)
-			a.ValidLft, a.PreferedLft = 30, 30
-			_ = h.AddrReplace(v1, a)
+			_ = h.AddrReplace(v1, renewed)
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
