@@ -157,7 +157,7 @@ func BenchmarkGossip10k(b *testing.B) {
 					lb1.mu.Lock()
 					p := lb1.peers["lb2"]
 					b.Logf("slow: %s, %d still missing (e.g. %v: lb1 has %v seq %d, peer seq %d alive %v); lb2 self seq %d queue %d; lb3 queue %d; lb1 queue %d",
-						h, missing, ex, p.state.Health[ex], p.itemSeq[ex], p.state.Seq, p.alive, lb2.self.Seq, lb2.queue.NumQueued(), nodes[2].queue.NumQueued(), lb1.queue.NumQueued())
+						h, missing, ex, p.state.Health[ex], p.itemSeq[ex], p.state.Seq, p.alive, lb2.self.Seq, lb2.queue.len(), nodes[2].queue.len(), lb1.queue.len())
 					lb1.mu.Unlock()
 				}
 				if time.Since(start) > 10*time.Second {

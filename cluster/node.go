@@ -96,7 +96,7 @@ type Node struct {
 	glog  *gossipLog // memberlist's logger
 	ml    *memberlist.Memberlist
 	addr  netip.AddrPort
-	queue *memberlist.TransmitLimitedQueue
+	queue *sendQueue
 	alive atomic.Int64 // live directors, self included: the queue's fan-out
 
 	metaDirty chan struct{} // the node meta changed: Run updates it
@@ -148,15 +148,15 @@ func New(opts Options) (*Node, error) {
 		insts: map[string]Instance{}, peers: map[string]*peer{},
 	}
 	n.alive.Store(1)
-	// Each change is sent RetransmitMult times (times log10 of the
-	// directors, so once over for up to 9 of them), each time to the
-	// director first in that round's random order: with two others, a
-	// sender misses one of them with a chance of 2^-RetransmitMult.
-	// memberlist's usual 4 left about one mass failure of 100 changes in
-	// 20 partly unseen in BenchmarkGossip10k, relays included; 8 makes a
-	// miss 16 times rarer per sender, for twice the packets while things
-	// change. The push/pull every 10 s repairs what is still missed.
-	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.alive.Load()) }, RetransmitMult: 8}
+	// Each change is sent 8 times (times log10 of the directors, so 8
+	// for up to 9 of them), one count for each director a gossip round
+	// sends it to, and every director that takes it relays it. With
+	// memberlist's usual 4, a mass failure of 100 changes went partly
+	// unseen in about one BenchmarkGossip10k run in 20; some of those
+	// may have been the queue losing changes (see sendQueue), but 8
+	// stays: twice the packets, only while things change. The push/pull
+	// every 10 s repairs what is still missed.
+	n.queue = newSendQueue(8, func() int { return int(n.alive.Load()) })
 
 	n.glog = newGossipLog(l)
 	std := n.glog.std()
@@ -329,10 +329,10 @@ const maxQueued = 256
 
 // queueLocked queues one change, or, past maxQueued, has Run push the
 // whole state instead. n.mu is held, which keeps changes in Seq order.
-func (n *Node) queueLocked(b broadcast) {
-	n.queue.QueueBroadcast(b)
-	if n.queue.NumQueued() > maxQueued {
-		n.queue.Prune(0)
+func (n *Node) queueLocked(name string, msg []byte) {
+	n.queue.put(name, msg)
+	if n.queue.len() > maxQueued {
+		n.queue.clear()
 		select {
 		case n.pushDirty <- struct{}{}:
 		default:
@@ -403,7 +403,7 @@ func (n *Node) SetHealth(rs RealServer, h Health) {
 	// Queued under n.mu so two changes of one real server enter the
 	// queue in Seq order: the later one replaces the earlier there.
 	x := delta{origin: n.self.Name, epoch: n.self.Epoch, seq: n.self.Seq, kind: kindHealth, rs: rs, health: h}
-	n.queueLocked(broadcast{name: x.name(), msg: encodeDelta(x)})
+	n.queueLocked(x.name(), encodeDelta(x))
 	n.mu.Unlock()
 }
 
@@ -417,7 +417,7 @@ func (n *Node) SetInstance(in Instance) {
 	n.insts[in.Name] = in
 	n.self.Seq++
 	x := delta{origin: n.self.Name, epoch: n.self.Epoch, seq: n.self.Seq, kind: kindVRRP, inst: in}
-	n.queueLocked(broadcast{name: x.name(), msg: encodeDelta(x)})
+	n.queueLocked(x.name(), encodeDelta(x))
 	n.mu.Unlock()
 	n.markMeta()
 }
@@ -580,7 +580,7 @@ func (d delegate) NotifyMsg(b []byte) {
 		// director in BenchmarkGossip10k). Relayed, every director that
 		// has it sends it on, and only a newer change is relayed, so it
 		// dies out. Queued under n.mu, like the origin's, in Seq order.
-		n.queueLocked(broadcast{name: x.name(), msg: slices.Clone(b)})
+		n.queueLocked(x.name(), slices.Clone(b))
 	}
 	n.mu.Unlock()
 	if changed {
@@ -589,7 +589,7 @@ func (d delegate) NotifyMsg(b []byte) {
 }
 
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.n.queue.GetBroadcasts(overhead, limit)
+	return d.n.queue.take(overhead, limit)
 }
 
 func (d delegate) LocalState(bool) []byte {
@@ -756,20 +756,6 @@ func (x delta) name() string {
 	}
 	return "H" + x.origin + "\x00" + x.rs.VS + "\x00" + x.rs.RS.String()
 }
-
-// broadcast is one queued change (see delta.name).
-type broadcast struct {
-	name string
-	msg  []byte
-}
-
-func (b broadcast) Invalidates(o memberlist.Broadcast) bool {
-	ob, ok := o.(broadcast)
-	return ok && ob.name == b.name
-}
-func (b broadcast) Name() string    { return b.name }
-func (b broadcast) Message() []byte { return b.msg }
-func (b broadcast) Finished()       {}
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))

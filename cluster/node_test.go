@@ -450,7 +450,7 @@ func TestBurstPushesState(t *testing.T) {
 	for i := range n {
 		lb2.SetHealth(rsOf(i), HealthDown)
 	}
-	if q := lb2.queue.NumQueued(); q > maxQueued {
+	if q := lb2.queue.len(); q > maxQueued {
 		t.Errorf("%d changes queued after the burst, want at most %d", q, maxQueued)
 	}
 	eventually(t, "lb1 has all of lb2's verdicts", 5*time.Second, func() bool {
