@@ -378,8 +378,12 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	defer stopWatchdog()
 	resync := time.NewTicker(cfg.Director.Resync)
 	defer resync.Stop()
+	release := time.NewTimer(releaseAfter)
+	defer release.Stop()
 	for {
 		select {
+		case <-release.C:
+			d.releasePages()
 		case <-watchdog:
 			d.notify.watchdog()
 		case <-ctx.Done():
@@ -399,9 +403,11 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 			d.reload()
 			resync.Reset(d.config().Director.Resync)
+			release.Reset(releaseAfter)
 		case reply := <-d.reloads:
 			reply <- d.reload()
 			resync.Reset(d.config().Director.Resync)
+			release.Reset(releaseAfter)
 		case call := <-d.manuals:
 			row, err := d.setManual(call.req)
 			call.reply <- manualAnswer{row: row, err: err}
@@ -501,6 +507,20 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal, serve func(ctx c
 	stopControl()
 	<-controlDone
 	return err
+}
+
+// releaseAfter is how long after start or a reload the daemon lets go of
+// the executable's pages that only start-up touched (releaseStartupPages):
+// by then VRRP instances have left INIT and the first probes have run.
+const releaseAfter = 10 * time.Second
+
+func (d *daemon) releasePages() {
+	before, after, err := releaseStartupPages()
+	if err != nil {
+		d.log.Warn("could not release the executable's start-up pages", "error", err)
+		return
+	}
+	d.log.Debug("released the executable's start-up pages", "rss_file_kib_before", before, "rss_file_kib_after", after)
 }
 
 // cleanup removes the services this configuration describes from the
