@@ -13,6 +13,7 @@ type usage struct {
 	cpu      time.Duration // time on a CPU, every thread, to the nanosecond
 	switches int           // context switches, voluntary and not
 	rssKiB   int
+	anonKiB  int // of rssKiB, anonymous memory: what no other process shares
 	threads  int // at the reading
 }
 
@@ -42,6 +43,9 @@ func procGroupUsage(pgid int) usage {
 		}
 		if kib, ok := statusField("/proc/"+e.Name()+"/status", "VmRSS:"); ok {
 			u.rssKiB += kib
+		}
+		if kib, ok := statusField("/proc/"+e.Name()+"/status", "RssAnon:"); ok {
+			u.anonKiB += kib
 		}
 		tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
 		u.threads += len(tasks)

@@ -25,6 +25,8 @@ type scaleRound struct {
 	backupSw     float64
 	masterRSS    int // KiB at the window's end
 	backupRSS    int
+	masterAnon   int // KiB of masterRSS that is anonymous memory
+	backupAnon   int
 	masterThr    int // threads at the window's end
 	backupThr    int
 	busy         float64       // ms/s, every task in the VM, over the window
@@ -94,10 +96,10 @@ func BenchmarkScale(b *testing.B) {
 							r.moved, len(insts), r.first.Round(time.Millisecond), r.last.Round(time.Millisecond), bound)
 					}
 					// stderr: a benchmark's log keeps only its first lines.
-					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB, %d threads; VM tasks %.0f ms/s; transitions %d; hogs %d, VIPs added %d; after: %s; kill: %s\n",
+					fmt.Fprintf(os.Stderr, "scale %s round %d %s: settled %v in %v (%s); over %v: master %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB (anonymous %.1f), %d threads; backup %.1f ms/s CPU, %.0f switches/s, RSS %.1f MiB (anonymous %.1f), %d threads; VM tasks %.0f ms/s; transitions %d; hogs %d, VIPs added %d; after: %s; kill: %s\n",
 						size.name, round+1, kind, r.settled, r.settle.Round(time.Millisecond), r.seen, window,
-						r.masterCPU, r.masterSw, float64(r.masterRSS)/1024, r.masterThr,
-						r.backupCPU, r.backupSw, float64(r.backupRSS)/1024, r.backupThr,
+						r.masterCPU, r.masterSw, float64(r.masterRSS)/1024, float64(r.masterAnon)/1024, r.masterThr,
+						r.backupCPU, r.backupSw, float64(r.backupRSS)/1024, float64(r.backupAnon)/1024, r.backupThr,
 						r.busy, r.transitions, hogs, r.flaps, r.placedAfter, move)
 				}
 			}
@@ -175,6 +177,7 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 	b.ReportMetric(pick(func(r scaleRound) float64 { return r.backupSw }), kind+"-backup-switches/s")
 	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.masterRSS) / 1024 }), kind+"-master-rss-MiB")
 	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.backupRSS) / 1024 }), kind+"-backup-rss-MiB")
+	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.masterAnon) / 1024 }), kind+"-master-anon-MiB")
 	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.masterThr) }), kind+"-master-threads")
 	b.ReportMetric(pick(func(r scaleRound) float64 { return float64(r.backupThr) }), kind+"-backup-threads")
 	b.ReportMetric(pick(func(r scaleRound) float64 { return r.busy }), kind+"-vm-tasks-cpu-ms/s")
@@ -275,6 +278,7 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	r.backupSw = rate(float64(b0.v.switches), float64(b1.v.switches), 1, b0.at, b1.at)
 	r.busy = rate(float64(busy0.v), float64(busy1.v), ms, busy0.at, busy1.at)
 	r.masterRSS, r.backupRSS = m1.v.rssKiB, b1.v.rssKiB
+	r.masterAnon, r.backupAnon = m1.v.anonKiB, b1.v.anonKiB
 	r.masterThr, r.backupThr = m1.v.threads, b1.v.threads
 	if t0 >= 0 {
 		_, tm, err1 := master.countStates(insts, "MASTER")

@@ -6,7 +6,9 @@ import (
 	"net"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/lvsha/lvsha/rawsock"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -89,12 +91,23 @@ func writeBatch(s batchSocket, reqs []replaceReq, errs []error) {
 	for _, req := range made {
 		buf = append(buf, req.Serialize()...)
 	}
-	if err := unix.Sendto(s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	// Raw, non-blocking system calls: the runtime's ordinary path wakes
+	// its monitor thread from deep sleep on each call, in case it blocks,
+	// and that wakeup and its short sleeps after cost more than the write
+	// (rawsock.Sendmsg). The kernel handles a netlink request inside the
+	// write and queues its answer before returning, so the answers are
+	// there to read at once; only if one is not is the read a blocking one.
+	kernel := unix.RawSockaddrNetlink{Family: unix.AF_NETLINK}
+	if err := rawsock.Sendmsg(s.GetFd(), buf, nil, unsafe.Pointer(&kernel), unix.SizeofSockaddrNetlink); err != nil {
 		return // every one made alone
 	}
 	failed := map[int]error{}
+	rbuf := make([]byte, 8192)
 	for {
-		msgs, _, err := s.Receive()
+		msgs, err := receiveNow(s.GetFd(), rbuf)
+		if errors.Is(err, unix.EAGAIN) {
+			msgs, _, err = s.Receive()
+		}
 		if err != nil {
 			return // a timeout or a lost acknowledgement: every one alone
 		}
@@ -115,6 +128,20 @@ func writeBatch(s batchSocket, reqs []replaceReq, errs []error) {
 			return
 		}
 	}
+}
+
+// receiveNow reads the netlink messages of one datagram waiting on fd,
+// without blocking: EAGAIN when none waits.
+func receiveNow(fd int, buf []byte) ([]syscall.NetlinkMessage, error) {
+	var from unix.RawSockaddrAny
+	n, _, errno := rawsock.Recvmsg(fd, buf, nil, &from)
+	if errno != 0 {
+		return nil, errno
+	}
+	if n < unix.NLMSG_HDRLEN {
+		return nil, fmt.Errorf("short netlink datagram: %d bytes", n)
+	}
+	return syscall.ParseNetlinkMessage(buf[:n])
 }
 
 // replaceRequest is the RTM_NEWADDR that netlink's AddrReplace(link,
