@@ -30,9 +30,11 @@ type execMapping struct {
 }
 
 // execMappings lists the running executable's mappings that are not
-// writable (its code and read-only data), from maps (/proc/self/maps) and
-// the executable's device and inode.
-func execMappings(maps io.Reader, dev, ino uint64) ([]execMapping, error) {
+// writable (its code and read-only data), from maps (/proc/self/maps):
+// those of the executable's device and inode, or of its path (on
+// overlayfs, a container's root, maps shows the device and inode of the
+// file underneath, stat those of the overlay).
+func execMappings(maps io.Reader, dev, ino uint64, path string) ([]execMapping, error) {
 	var out []execMapping
 	sc := bufio.NewScanner(maps)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
@@ -49,7 +51,8 @@ func execMappings(maps io.Reader, dev, ino uint64) ([]execMapping, error) {
 		mj, err1 := strconv.ParseUint(maj, 16, 32)
 		mn, err2 := strconv.ParseUint(min, 16, 32)
 		in, err3 := strconv.ParseUint(f[4], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil || unix.Mkdev(uint32(mj), uint32(mn)) != dev || in != ino {
+		sameFile := err1 == nil && err2 == nil && err3 == nil && unix.Mkdev(uint32(mj), uint32(mn)) == dev && in == ino
+		if !sameFile && (path == "" || mapsPath(sc.Text()) != path) {
 			continue
 		}
 		lo, hi, ok := strings.Cut(f[0], "-")
@@ -67,6 +70,22 @@ func execMappings(maps io.Reader, dev, ino uint64) ([]execMapping, error) {
 		return nil, fmt.Errorf("read memory maps: %w", err)
 	}
 	return out, nil
+}
+
+// mapsPath is the path a /proc/PID/maps line ends with, spaces and a
+// " (deleted)" of a replaced file included, as readlink of
+// /proc/PID/exe gives it.
+func mapsPath(line string) string {
+	rest := line
+	for range 5 { // range, perms, offset, device, inode
+		rest = strings.TrimLeft(rest, " ")
+		i := strings.IndexByte(rest, ' ')
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i:]
+	}
+	return strings.TrimLeft(rest, " ")
 }
 
 // Flags of a /proc/self/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
@@ -114,11 +133,12 @@ func releaseStartupPages() (before, after int, err error) {
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return before, before, fmt.Errorf("stat own executable: %w", err)
 	}
+	exe, _ := os.Readlink("/proc/self/exe")
 	maps, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return before, before, fmt.Errorf("open memory maps: %w", err)
 	}
-	ms, err := execMappings(maps, st.Dev, st.Ino)
+	ms, err := execMappings(maps, st.Dev, st.Ino, exe)
 	maps.Close()
 	if err != nil {
 		return before, before, err

@@ -22,13 +22,41 @@ func TestExecMappings(t *testing.T) {
 garbage line
 7f0000006000-7f0000005000 r--p 00000000 00:2b 1234 /usr/sbin/lvsha
 `
-	got, err := execMappings(strings.NewReader(maps), unix.Mkdev(0, 0x2b), 1234)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		dev  uint64
+		ino  uint64
+		path string
+	}{
+		{"by device and inode", unix.Mkdev(0, 0x2b), 1234, ""},
+		{"by path (overlayfs: stat's device is the overlay's)", unix.Mkdev(0, 0x99), 1234, "/usr/sbin/lvsha"},
 	}
-	want := []execMapping{{0x400000, 0xc6f000}, {0xc6f000, 0x1550000}}
-	if !slices.Equal(got, want) {
-		t.Errorf("execMappings = %x, want %x (code and read-only data of this device and inode; not writable, shared, other files or nonsense)", got, want)
+	for _, tt := range tests {
+		got, err := execMappings(strings.NewReader(maps), tt.dev, tt.ino, tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []execMapping{{0x400000, 0xc6f000}, {0xc6f000, 0x1550000}}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: execMappings = %x, want %x (code and read-only data of this file; not writable, shared, other files or nonsense)", tt.name, got, want)
+		}
+	}
+	if got, _ := execMappings(strings.NewReader(maps), unix.Mkdev(0, 0x99), 1234, "/usr/sbin/other"); got != nil {
+		t.Errorf("another device and path: %x, want none", got)
+	}
+}
+
+func TestMapsPath(t *testing.T) {
+	for line, want := range map[string]string{
+		"00400000-00c6f000 r-xp 00000000 00:2b 1234 /usr/sbin/lvsha":                     "/usr/sbin/lvsha",
+		"00400000-00c6f000 r-xp 00000000 00:2b 1234                   /opt/my dir/lvsha": "/opt/my dir/lvsha",
+		"00400000-00c6f000 r-xp 00000000 00:2b 1234 /usr/sbin/lvsha (deleted)":           "/usr/sbin/lvsha (deleted)",
+		"015c9000-0360f000 rw-p 00000000 00:00 0 ":                                       "",
+		"015c9000-0360f000 rw-p 00000000 00:00 0":                                        "",
+	} {
+		if got := mapsPath(line); got != want {
+			t.Errorf("mapsPath(%q) = %q, want %q", line, got, want)
+		}
 	}
 }
 
@@ -80,7 +108,7 @@ func TestReleaseStartupPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := execMappings(maps, st.Dev, st.Ino)
+	ms, err := execMappings(maps, st.Dev, st.Ino, "")
 	maps.Close()
 	if err != nil || len(ms) == 0 {
 		t.Fatalf("execMappings of this test binary: %v, %v", ms, err)
