@@ -292,6 +292,13 @@ func vipHolder(iface string, vips []string) int {
 		return fail(err)
 	}
 	fmt.Println("ready")
+	// Renewed as a master renews them: their lifetime is what outlives
+	// this process when it is killed.
+	go func() {
+		for range time.Tick(vip.Lifetime(in.AdvertInterval) / 4) {
+			h.Refresh()
+		}
+	}()
 	if err := h.Run(context.Background()); err != nil {
 		return fail(err)
 	}
