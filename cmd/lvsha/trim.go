@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -128,6 +129,10 @@ func releasable(m execMapping, pagemap io.ReaderAt, pageSize uint64) ([]execMapp
 // back or read again from disk) and reports the file-backed RSS before
 // and after, in KiB.
 func releaseStartupPages() (before, after int, err error) {
+	// Start-up's garbage too (the config's parse, the first netlink
+	// dumps): collected, and the heap it held handed back to the kernel,
+	// which the runtime's background scavenger does only slowly.
+	debug.FreeOSMemory()
 	before, _ = rssFileKiB()
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
