@@ -45,24 +45,14 @@ func execMappings(maps io.Reader, dev, ino uint64, path string) ([]execMapping, 
 		if len(f) < 6 || len(f[1]) != 4 || strings.Contains(f[1], "w") || f[1][3] != 'p' {
 			continue
 		}
-		maj, min, ok := strings.Cut(f[3], ":")
-		if !ok {
-			continue
-		}
-		mj, err1 := strconv.ParseUint(maj, 16, 32)
-		mn, err2 := strconv.ParseUint(min, 16, 32)
-		in, err3 := strconv.ParseUint(f[4], 10, 64)
-		sameFile := err1 == nil && err2 == nil && err3 == nil && unix.Mkdev(uint32(mj), uint32(mn)) == dev && in == ino
+		mj, mn, okDev := hexPair(f[3], ":")
+		in, err := strconv.ParseUint(f[4], 10, 64)
+		sameFile := okDev && err == nil && unix.Mkdev(uint32(mj), uint32(mn)) == dev && in == ino
 		if !sameFile && (path == "" || mapsPath(sc.Text()) != path) {
 			continue
 		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			continue
-		}
-		s, err1 := strconv.ParseUint(lo, 16, 64)
-		e, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || e <= s {
+		s, e, ok := hexPair(f[0], "-")
+		if !ok || e <= s {
 			continue
 		}
 		out = append(out, execMapping{s, e})
@@ -71,6 +61,18 @@ func execMappings(maps io.Reader, dev, ino uint64, path string) ([]execMapping, 
 		return nil, fmt.Errorf("read memory maps: %w", err)
 	}
 	return out, nil
+}
+
+// hexPair parses the two hexadecimal numbers of s on either side of sep
+// ("00400000-00c6f000", "fd:01").
+func hexPair(s, sep string) (a, b uint64, ok bool) {
+	x, y, ok := strings.Cut(s, sep)
+	if !ok {
+		return 0, 0, false
+	}
+	a, err1 := strconv.ParseUint(x, 16, 64)
+	b, err2 := strconv.ParseUint(y, 16, 64)
+	return a, b, err1 == nil && err2 == nil
 }
 
 // mapsPath is the path a /proc/PID/maps line ends with, spaces and a
