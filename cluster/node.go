@@ -330,8 +330,7 @@ const maxQueued = 256
 // queueLocked queues one change, or, past maxQueued, has Run push the
 // whole state instead. n.mu is held, which keeps changes in Seq order.
 func (n *Node) queueLocked(name string, msg []byte) {
-	n.queue.put(name, msg)
-	if n.queue.len() > maxQueued {
+	if n.queue.put(name, msg) > maxQueued {
 		n.queue.clear()
 		select {
 		case n.pushDirty <- struct{}{}:
@@ -572,12 +571,12 @@ func (d delegate) NotifyMsg(b []byte) {
 	p := n.peerLocked(x.origin)
 	changed := p.applyDelta(x)
 	if changed {
-		// Relayed, as serf relays its user events: memberlist sends a
-		// broadcast a fixed number of times, each to a random member, and
-		// never passes on what it received. With two or three others a
-		// change would miss one of them one time in 2^RetransmitMult
-		// (a mass failure of 100 real servers missed some on one
-		// director in BenchmarkGossip10k). Relayed, every director that
+		// Relayed, as serf relays its user events: a change goes out a
+		// fixed number of times (sendQueue), each to a random member,
+		// and memberlist never passes on what it received, so one
+		// director could miss it (a mass failure of 100 real servers
+		// missed some on one director in BenchmarkGossip10k). Relayed,
+		// every director that
 		// has it sends it on, and only a newer change is relayed, so it
 		// dies out. Queued under n.mu, like the origin's, in Seq order.
 		n.queueLocked(x.name(), slices.Clone(b))

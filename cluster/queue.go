@@ -41,12 +41,14 @@ func newSendQueue(mult int, numNodes func() int) *sendQueue {
 	return &sendQueue{mult: mult, numNodes: numNodes, items: map[string]*queued{}}
 }
 
-// put queues msg under name, replacing what was queued under it.
-func (q *sendQueue) put(name string, msg []byte) {
+// put queues msg under name, replacing what was queued under it, and
+// returns how many messages wait.
+func (q *sendQueue) put(name string, msg []byte) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.order++
 	q.items[name] = &queued{name: name, msg: msg, order: q.order}
+	return len(q.items)
 }
 
 // len is how many messages wait.
