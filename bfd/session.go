@@ -234,7 +234,17 @@ func (s *Session) DetectionTime() time.Duration {
 	if !s.heard {
 		return 0
 	}
-	return time.Duration(s.remoteMult) * max(s.effective().rx, s.remoteMinTx)
+	return time.Duration(s.remoteMult) * s.PeerInterval()
+}
+
+// PeerInterval is the interval the peer's packets are expected at, the
+// larger of our Required Min RX and its last Desired Min TX: a Detection
+// Time is Detect Mult of them. Zero before the peer is heard.
+func (s *Session) PeerInterval() time.Duration {
+	if !s.heard {
+		return 0
+	}
+	return max(s.effective().rx, s.remoteMinTx)
 }
 
 // jittered is interval less a random 0-25% (RFC 5880 6.8.7), or 10-25%

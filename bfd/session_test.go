@@ -204,6 +204,9 @@ func TestDetectionTime(t *testing.T) {
 		if got := s.DetectionTime(); got != tc.want {
 			t.Errorf("%+v: detection time %v", tc, got)
 		}
+		if got, want := s.PeerInterval(), tc.want/time.Duration(tc.remoteMult); got != want {
+			t.Errorf("%+v: peer interval %v, want %v", tc, got, want)
+		}
 		if got := s.NextDeadline(); !got.Equal(t0.Add(tc.want)) {
 			t.Errorf("%+v: next deadline %v, want t0+%v", tc, got.Sub(t0), tc.want)
 		}

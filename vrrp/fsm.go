@@ -239,13 +239,18 @@ type (
 	// master back by RFC 5798's own rules; the machine reports that with
 	// MasterAlive.
 	//
-	// LastHeard, if set, is when BFD last heard Peer: a master whose
-	// advert came later is alive, the BFD path failed, and the machine
-	// stays backup (and reports MasterAlive) rather than take master
-	// only to give it back.
+	// LastHeard, if set, is when BFD last heard Peer, and Interval the
+	// interval its BFD packets came at. A master whose advert came more
+	// than Interval after LastHeard is alive: it would have sent a BFD
+	// packet by then, so the BFD path failed, and the machine stays
+	// backup (and reports MasterAlive) rather than take master only to
+	// give it back. An advert within Interval of LastHeard proves
+	// nothing: a master killed just after sending it went silent to BFD
+	// and VRRP alike.
 	MasterDown struct {
 		Peer      netip.Addr
 		LastHeard time.Time
+		Interval  time.Duration
 	}
 	// Yield says another master of this instance, known by other means
 	// than its adverts (the cluster's gossip shows two masters: a split
@@ -294,8 +299,8 @@ type (
 		At       time.Time
 	}
 	// MasterAlive reports that Peer, which a MasterDown declared dead,
-	// is alive: its advert came after BFD last heard it (the MasterDown
-	// is then ignored), or within Master_Down_Interval of the takeover.
+	// is alive: its advert came more than a BFD interval after BFD last
+	// heard it (the MasterDown is then ignored), or within Master_Down_Interval of the takeover.
 	// The BFD session failed, not the master. Reported once per
 	// MasterDown, to be counted.
 	MasterAlive struct{ Peer netip.Addr }
@@ -489,7 +494,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	case HoldPreempt:
 		m.holdUntil = e.Until
 	case MasterDown:
-		s.masterDown(e.Peer, e.LastHeard)
+		s.masterDown(e)
 	case Yield:
 		s.yield(e.To)
 	}
@@ -524,12 +529,12 @@ func (s *step) yield(to netip.Addr) {
 // masterDown is the Master_Down_Timer's expiry brought forward by BFD
 // (draft-ietf-rtgwg-vrrp-bfd-p2p 5), for a backup of peer only: a stale
 // report about a master since replaced must not depose the new one.
-func (s *step) masterDown(peer netip.Addr, lastHeard time.Time) {
+func (s *step) masterDown(e MasterDown) {
 	m := s.m
-	if m.state != Backup || !m.master.IsValid() || m.master != peer.Unmap().WithZone("") || m.wantMaster {
+	if m.state != Backup || !m.master.IsValid() || m.master != e.Peer.Unmap().WithZone("") || m.wantMaster {
 		return
 	}
-	if !lastHeard.IsZero() && m.masterHeard.After(lastHeard) {
+	if !e.LastHeard.IsZero() && m.masterHeard.After(e.LastHeard.Add(e.Interval)) {
 		s.do(MasterAlive{Peer: m.master})
 		return
 	}

@@ -72,6 +72,10 @@ type Change struct {
 	// LastHeard is when the peer's last packet arrived (or the session
 	// began, if none did).
 	LastHeard time.Time
+	// Interval is the interval the peer's packets were expected at
+	// (bfd.Session.PeerInterval): the peer, had it lived, would have been
+	// heard again within Interval of LastHeard.
+	Interval time.Duration
 }
 
 // Status is a session's state as Status reports it.
@@ -727,7 +731,7 @@ func (r *Runner) apply(s *session, acts []bfd.Action) {
 		case bfd.Transition:
 			r.log.Info("BFD session state", "peer", s.peer.Addr, "from", a.From.String(), "state", a.To.String(),
 				"diag", a.Diag.String(), "remote_discr", s.m.RemoteDiscr())
-			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, RemoteState: s.m.RemoteState(), At: a.At, LastHeard: s.heard}
+			c := Change{Peer: s.peer.Addr, From: a.From, To: a.To, Diag: a.Diag, RemoteState: s.m.RemoteState(), At: a.At, LastHeard: s.heard, Interval: s.m.PeerInterval()}
 			r.setStatus(s)
 			r.mu.Lock()
 			select {

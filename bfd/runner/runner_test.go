@@ -74,6 +74,11 @@ func TestRunnersOnLoopback(t *testing.T) {
 	if c.Diag != bfd.DiagControlDetectExpired || took > 3*detect {
 		t.Errorf("Down after %v with diag %q, want detection expired within %v", took, c.Diag, 3*detect)
 	}
+	// A watcher weighs an advert heard after LastHeard by Interval.
+	if c.Interval != 20*time.Millisecond || c.LastHeard.After(stopped) || c.At.Sub(c.LastHeard) < detect {
+		t.Errorf("Down's interval %v, last heard %v before the stop and %v before Down; want 20ms, and at least %v before Down",
+			c.Interval, stopped.Sub(c.LastHeard), c.At.Sub(c.LastHeard), detect)
+	}
 	if d := ra.Drops(); len(d) != 0 {
 		t.Errorf("drops %v", d)
 	}

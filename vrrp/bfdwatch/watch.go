@@ -315,7 +315,7 @@ func (w *Watcher) changed(ctx context.Context, ch change) {
 		if f.BFD == nil || f.Interface != ch.key.iface || f.Local != ch.key.local || f.Master != c.Peer {
 			continue
 		}
-		f.Send(ctx, vrrp.MasterDown{Peer: c.Peer, LastHeard: c.LastHeard})
+		f.Send(ctx, vrrp.MasterDown{Peer: c.Peer, LastHeard: c.LastHeard, Interval: c.Interval})
 		told = append(told, f.Name)
 	}
 	w.log.Info("BFD session with a peer failed", "op", "bfd", "interface", ch.key.iface, "peer", c.Peer.String(),

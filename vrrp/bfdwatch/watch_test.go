@@ -274,7 +274,7 @@ func TestMasterDown(t *testing.T) {
 		change runner.Change
 		told   []string
 	}{
-		{"up to down", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagControlDetectExpired, RemoteState: bfd.Down, LastHeard: t1},
+		{"up to down", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagControlDetectExpired, RemoteState: bfd.Down, LastHeard: t1, Interval: 10 * time.Millisecond},
 			[]string{"a", "b"}},
 		{"up to down, the peer says it lost us: alive", runner.Change{Peer: master, From: bfd.Up, To: bfd.Down, Diag: bfd.DiagNeighborDown, RemoteState: bfd.Down},
 			nil},
@@ -301,7 +301,7 @@ func TestMasterDown(t *testing.T) {
 				var told []string
 				for name, evs := range got {
 					told = append(told, name)
-					if d := cmp.Diff([]vrrp.Event{vrrp.MasterDown{Peer: tt.change.Peer, LastHeard: tt.change.LastHeard}}, evs, cmpAddr); d != "" {
+					if d := cmp.Diff([]vrrp.Event{vrrp.MasterDown{Peer: tt.change.Peer, LastHeard: tt.change.LastHeard, Interval: tt.change.Interval}}, evs, cmpAddr); d != "" {
 						t.Errorf("%s was sent (-want +got):\n%s", name, d)
 					}
 				}
