@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -182,6 +183,27 @@ func (l *chaosLog) excused(d int, now time.Time) bool {
 	return l.faulted[d] || now.Sub(l.faultEnd[d]) < chaosGrace || l.netem || now.Sub(l.netemEnd) < chaosGrace
 }
 
+// lastFault reports whether a fault that can stall forwarding (a
+// director's own, or netem on the LAN) is on now or ended after since,
+// and when the last of them ended (now while one is on).
+func (l *chaosLog) lastFault(since, now time.Time) (bool, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	end := l.netemEnd
+	if l.netem {
+		end = now
+	}
+	for d := range l.faulted {
+		switch {
+		case l.faulted[d]:
+			end = now
+		case l.faultEnd[d].After(end):
+			end = l.faultEnd[d]
+		}
+	}
+	return end.After(since), end
+}
+
 func (l *chaosLog) setFault(d int, on bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -295,12 +317,12 @@ func TestChaosSoak(t *testing.T) {
 
 	// The client: chaosConn connections, each exchanging a line every
 	// 250 ms; one that fails is judged and replaced.
-	var exchanges, dropsExcused, unsynced atomic.Int64
+	var exchanges, dropsExcused, unsynced, stalls atomic.Int64
 	for c := range chaosConn {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			chaosClient(t, client, c, log, servers, stop, &exchanges, &dropsExcused, &unsynced)
+			chaosClient(t, client, c, ds, log, servers, stop, &exchanges, &dropsExcused, &unsynced, &stalls)
 		}()
 	}
 	// The invariants.
@@ -330,8 +352,8 @@ func TestChaosSoak(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("chaos soak: seed %d, %v, events %v; %d exchanges, %d connections dropped with their real server, %d younger than %v at a director's fault or a VIP move (both excused); %d invariant samples; longest two-holder time once unseparated %v",
-		seed, dur, counts, exchanges.Load(), dropsExcused.Load(), unsynced.Load(), chaosSync, samples.Load(), time.Duration(dualMax.Load()).Round(time.Millisecond))
+	t.Logf("chaos soak: seed %d, %v, events %v; %d exchanges, %d connections dropped with their real server, %d younger than %v at a director's fault or a VIP move (both excused), %d stalled across faults and answered again; %d invariant samples; longest two-holder time once unseparated %v",
+		seed, dur, counts, exchanges.Load(), dropsExcused.Load(), unsynced.Load(), chaosSync, stalls.Load(), samples.Load(), time.Duration(dualMax.Load()).Round(time.Millisecond))
 	if exchanges.Load() == 0 || samples.Load() == 0 {
 		t.Errorf("the soak exchanged %d lines and took %d samples: it watched nothing", exchanges.Load(), samples.Load())
 	}
@@ -484,8 +506,10 @@ func ipvsScheduler(t testing.TB, ns string) string {
 // 250 ms, and judges each that fails: excused if its real server stopped
 // since it last answered, counted as unsynced if it was opened from
 // chaosSync before a director's fault to chaosSettle after its start, a
-// violation otherwise; then it opens another.
-func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*echoServer, stop <-chan struct{}, exchanges, excused, unsynced *atomic.Int64) {
+// violation otherwise; then it opens another. A connection that only
+// went quiet across faults is waited for (chaosStalled) before it is
+// judged.
+func chaosClient(t testing.TB, ns string, c int, ds []*director, log *chaosLog, servers []*echoServer, stop <-chan struct{}, exchanges, excused, unsynced, stalls *atomic.Int64) {
 	var conn net.Conn
 	defer func() {
 		if conn != nil {
@@ -533,6 +557,14 @@ func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*echoS
 		if err == nil {
 			got, err = r.ReadString('\n')
 		}
+		if err != nil {
+			var more string
+			more, err = chaosStalled(t, conn, r, c, rs, ds, log, lastOK, err, stop)
+			if err == nil {
+				stalls.Add(1)
+			}
+			got += more
+		}
 		if err == nil && got != msg {
 			err = fmt.Errorf("answer %q to %q", got, msg)
 		}
@@ -577,6 +609,69 @@ func chaosClient(t testing.TB, ns string, c int, log *chaosLog, servers []*echoS
 		conn.Close()
 		conn = nil
 	}
+}
+
+// chaosStalled waits on for the answer to a connection that timed out
+// across faults that can stall forwarding. The client's retransmissions
+// back off (3.2, 6.4, 12.8 s gaps), so after faults that kept its
+// packets from the real server for a while since lastOK, the next one
+// may come as long after their end as they lasted: it waits until then
+// and 5 s more, again while new faults come, at most 60 s in all. A
+// connection answered then was stalled, not dropped (nil error and the
+// rest of the answer). One that is not, or that timed out with no fault
+// since lastOK, returns its error, which names the VIP's holders and
+// which directors' tables know the connection: a holder that does not
+// know it lost it in the sync.
+func chaosStalled(t testing.TB, conn net.Conn, r *bufio.Reader, c, rs int, ds []*director, log *chaosLog, lastOK time.Time, err error, stop <-chan struct{}) (string, error) {
+	start := time.Now()
+	var got string
+	for {
+		if ne := net.Error(nil); !errors.As(err, &ne) || !ne.Timeout() {
+			return got, err
+		}
+		now := time.Now()
+		faulty, end := log.lastFault(lastOK, now)
+		wait := end.Add(end.Sub(lastOK)).Add(5 * time.Second)
+		if !faulty || !wait.After(now) || now.Sub(start) > 60*time.Second {
+			return got, fmt.Errorf("%w; %s", err, chaosConnKnown(t, ds, conn.LocalAddr()))
+		}
+		select {
+		case <-stop:
+			return got, err
+		default:
+		}
+		if limit := start.Add(60 * time.Second); wait.After(limit) {
+			wait = limit
+		}
+		log.logf("conn %d to rs%d silent %v across faults (%s): waiting %v more", c, rs+1, now.Sub(lastOK).Round(time.Millisecond),
+			chaosConnKnown(t, ds, conn.LocalAddr()), wait.Sub(now).Round(time.Millisecond))
+		conn.SetDeadline(wait)
+		var more string
+		more, err = r.ReadString('\n')
+		got += more
+		if err == nil {
+			log.logf("conn %d to rs%d answered again after %v", c, rs+1, time.Since(lastOK).Round(time.Millisecond))
+			return got, nil
+		}
+	}
+}
+
+// chaosConnKnown says which directors hold the VIP and which have the
+// connection from local in their IPVS connection table.
+func chaosConnKnown(t testing.TB, ds []*director, local net.Addr) string {
+	a, ok := local.(*net.TCPAddr)
+	if !ok || a.IP.To4() == nil {
+		return "no TCP/IPv4 address to look up"
+	}
+	ip := a.IP.To4()
+	key := fmt.Sprintf("%02X%02X%02X%02X %04X ", ip[0], ip[1], ip[2], ip[3], a.Port)
+	var known []string
+	for _, d := range ds {
+		if strings.Contains(inNS(t, d.ns, "cat", "/proc/net/ip_vs_conn"), key) {
+			known = append(known, d.name)
+		}
+	}
+	return fmt.Sprintf("VIP held by [%s], connection known to [%s]", vipHolders(t, ds, chaosVIP), strings.Join(known, ","))
 }
 
 // chaosWatch checks the VIP and table invariants and each daemon's RSS
