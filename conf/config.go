@@ -304,6 +304,17 @@ type Director struct {
 	// director's CPU (docs/benchmarks.md). Raise it for thousands of
 	// probes a second, TLS ones above all.
 	MaxProcs int
+	// RTPriority, 1 to 99, runs every thread of the daemon under the
+	// real-time policy SCHED_RR at that priority (key "rt_priority";
+	// keepalived's vrrp_rt_priority): a process that spins at a higher
+	// priority than lvsha's then cannot starve its adverts into a false
+	// takeover. 0 (the default) keeps the policy lvsha was started with.
+	RTPriority int
+	// Nice, -20 to 19, is every thread's nice value (key "nice";
+	// keepalived's vrrp_priority). 0 (the default) keeps the one lvsha
+	// was started with. Commands lvsha runs (checks, hooks, track_exec)
+	// run at normal policy and never below nice 0 either way.
+	Nice int
 }
 
 // VirtualServer is one IPVS virtual service and its real servers.

@@ -431,7 +431,7 @@ type rawDirector struct {
 	name, controlSocket, stateFile val[string]
 	controlSocketGroup             val[string]
 	resync                         val[time.Duration]
-	maxProcs                       val[int64]
+	maxProcs, rtPriority, nice     val[int64]
 }
 
 type rawVirtualServer struct {
@@ -484,7 +484,7 @@ func (r *reader) config(root map[string]any) rawConfig {
 	r.known(t, "director", "metrics", "cluster", "virtual_server", "vrrp_instance", "vrrp_sync_group", "track_exec")
 	var rc rawConfig
 	if d, ok := r.subtable(t, "director"); ok {
-		r.known(d, "name", "control_socket", "control_socket_group", "state_file", "resync_interval", "max_procs")
+		r.known(d, "name", "control_socket", "control_socket_group", "state_file", "resync_interval", "max_procs", "rt_priority", "nice")
 		rc.director = rawDirector{
 			name:               r.str(d, "name"),
 			controlSocket:      r.str(d, "control_socket"),
@@ -492,6 +492,8 @@ func (r *reader) config(root map[string]any) rawConfig {
 			stateFile:          r.str(d, "state_file"),
 			resync:             r.duration(d, "resync_interval"),
 			maxProcs:           r.integer(d, "max_procs", 0, 1024),
+			rtPriority:         r.integer(d, "rt_priority", 0, 99),
+			nice:               r.integer(d, "nice", -20, 19),
 		}
 	}
 	if m, ok := r.subtable(t, "metrics"); ok {

@@ -90,8 +90,10 @@ control_socket = "/tmp/l.sock"
 state_file = "/tmp/l.state"
 resync_interval = "1m30s"
 max_procs = 0
+rt_priority = 10
+nice = -5
 `,
-		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", StateFile: "/tmp/l.state", Resync: 90 * time.Second}},
+		want: Config{Director: Director{Name: "lb2", ControlSocket: "/tmp/l.sock", StateFile: "/tmp/l.state", Resync: 90 * time.Second, RTPriority: 10, Nice: -5}},
 	}, {
 		name: "metrics listener on loopback",
 		toml: "[metrics]\nlisten = \"127.0.0.1:9650\"\n",
@@ -400,7 +402,7 @@ func TestParseBad(t *testing.T) {
 		{"unknown key with suggestion", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nwieght = 2\n",
 			`t.toml:5: virtual_server[0].real_server[0].wieght: unknown key (did you mean "weight"?)`},
 		{"unknown director key", "[director]\nsocket = \"/x\"\n",
-			`t.toml:2: director.socket: unknown key (want one of name, control_socket, control_socket_group, state_file, resync_interval, max_procs)`},
+			`t.toml:2: director.socket: unknown key (want one of name, control_socket, control_socket_group, state_file, resync_interval, max_procs, rt_priority, nice)`},
 		{"wrong type", vsHead + "[[virtual_server.real_server]]\naddress = \"192.0.2.10:80\"\nweight = \"1\"\n",
 			`t.toml:5: virtual_server[0].real_server[0].weight: wrong type (got string "1", want integer)`},
 		{"wrong type in array", vsHead + "[virtual_server.check]\ntype = \"http\"\nstatus = [200,\n  \"404\"]\n",
@@ -421,6 +423,10 @@ func TestParseBad(t *testing.T) {
 			`t.toml:3: virtual_server[0].persistence: must be a whole number of seconds (got 1.5s)`},
 		{"negative max_procs", "[director]\nmax_procs = -1\n",
 			`t.toml:2: director.max_procs: out of range (got -1, want 0..1024)`},
+		{"rt_priority above 99", "[director]\nrt_priority = 100\n",
+			`t.toml:2: director.rt_priority: out of range (got 100, want 0..99)`},
+		{"nice below -20", "[director]\nnice = -21\n",
+			`t.toml:2: director.nice: out of range (got -21, want -20..19)`},
 		{"zero resync", "[director]\nresync_interval = \"0s\"\n",
 			`t.toml:2: director.resync_interval: must be positive (got 0s, want > 0s)`},
 		{"relative control socket", "[director]\ncontrol_socket = \"lvsha.sock\"\n",

@@ -86,6 +86,8 @@ func (b *builder) director(rd rawDirector) Director {
 		StateFile:     rd.stateFile.or(DefaultStateFile),
 		Resync:        rd.resync.or(defaultResync),
 		MaxProcs:      int(rd.maxProcs.or(defaultMaxProcs)),
+		RTPriority:    int(rd.rtPriority.or(0)),
+		Nice:          int(rd.nice.or(0)),
 	}
 	if rd.name.valid() {
 		if rd.name.v == "" {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -345,6 +346,74 @@ func (s *hcSite) runHCKeepalived(b *testing.B, kind string, n int, window time.D
 	return r
 }
 
+// runHCFloor measures the floor of n tcp checks a second: the role
+// hcfloor in the director's namespace, one thread making only the system
+// calls a check needs, to the same real servers at the same rate.
+func (s *hcSite) runHCFloor(b *testing.B, n int, window time.Duration) hcRound {
+	cmd := exec.Command("ip", "netns", "exec", s.dir, self(b))
+	cmd.Env = append(os.Environ(), envRole+"=hcfloor", "LVSHA_N="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer stopProc(cmd)
+	time.Sleep(hcWarm)
+	r := s.measure(b, cmd.Process.Pid, window, &logWatch{}, "no such line")
+	fmt.Fprintf(os.Stderr, "hc tcp %d floor: %s\n", n, r)
+	return r
+}
+
+// hcFloor is the role hcfloor: n tcp checks a second, spread over the
+// bench's real servers as a daemon's are, each only the system calls a
+// check cannot do without (socket, connect, poll until the handshake is
+// done, getsockopt SO_ERROR, SO_LINGER 0 so that close resets as lvsha's
+// probe does, close), from one thread, paced in 10 ms slices: what a
+// checker would cost with no engine at all. It runs until killed.
+func hcFloor(n int) int {
+	runtime.LockOSThread()
+	if n <= 0 {
+		fmt.Fprintln(os.Stderr, "hcfloor: LVSHA_N must be the checks a second")
+		return 2
+	}
+	addrs := make([]unix.SockaddrInet4, n)
+	for i := range addrs {
+		ip := net.ParseIP(hcRSAddr(i/hcPerVS, i%hcPerVS)).To4()
+		addrs[i] = unix.SockaddrInet4{Port: hcTCPPort, Addr: [4]byte(ip)}
+	}
+	start := time.Now()
+	for done := 0; ; {
+		due := int(time.Since(start).Seconds()*float64(n)/hcInterval.Seconds()) + n/100
+		for ; done < due; done++ {
+			if err := floorCheck(&addrs[done%n]); err != nil {
+				fmt.Fprintln(os.Stderr, "hcfloor:", err)
+				return 1
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// floorCheck is one check of hcFloor.
+func floorCheck(sa *unix.SockaddrInet4) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		return fmt.Errorf("connect %v: %w", sa.Addr, err)
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	if _, err := unix.Poll(pfd, int(hcTimeout/time.Millisecond)); err != nil {
+		return fmt.Errorf("poll: %w", err)
+	}
+	if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+		return fmt.Errorf("connect %v: %v %v", sa.Addr, err, unix.Errno(e))
+	}
+	return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+}
+
 // BenchmarkHealthChecks is issue #20's health engine against keepalived's
 // checker, the same work in the same VM run: n real servers, each
 // checked every second (tcp: connect; http: GET / expecting 200, a new
@@ -398,12 +467,15 @@ func BenchmarkHealthChecks(b *testing.B) {
 		b.Run(fmt.Sprintf("%s-%d", c.kind, c.n), func(b *testing.B) {
 			raiseFileLimit(b)
 			s := newHCSite(b)
-			var lv, ka []hcRound
+			var lv, ka, fl []hcRound
 			for range b.N {
 				lv = append(lv, s.runHCLvsha(b, c.kind, c.n, window))
 				inNS(b, s.dir, "ipvsadm", "-C")
 				ka = append(ka, s.runHCKeepalived(b, c.kind, c.n, window))
 				inNS(b, s.dir, "ipvsadm", "-C")
+				if c.kind == "tcp" {
+					fl = append(fl, s.runHCFloor(b, c.n, window))
+				}
 			}
 			report := func(prefix string, rs []hcRound) float64 {
 				pick := func(f func(hcRound) float64) float64 {
@@ -426,6 +498,12 @@ func BenchmarkHealthChecks(b *testing.B) {
 			lvUS, kaUS := report("lvsha", lv), report("ka", ka)
 			if kaUS > 0 {
 				b.ReportMetric(lvUS/kaUS, "ratio")
+			}
+			if len(fl) > 0 {
+				if flUS := report("floor", fl); flUS > 0 {
+					b.ReportMetric(lvUS/flUS, "lvsha/floor")
+					b.ReportMetric(kaUS/flUS, "ka/floor")
+				}
 			}
 		})
 	}

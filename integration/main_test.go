@@ -98,7 +98,7 @@ func TestMain(m *testing.M) {
 var hostTests = []string{"TestScaleLvsha", "TestScaleInterop", "BenchmarkScale", "TestAdvertFlood", "TestBFDFlood", "TestBFDAcceptFlood",
 	"TestBFDRunners", "TestBFDTshark", "TestBFDKeepalived", "TestBFDTakeover", "TestBFDKeepalivedPeer", "TestBFDGracefulStop", "TestBFDTakeoverIPv6", "TestIPv6NoLinkLocal",
 	"BenchmarkFailoverBFD", "BenchmarkBFDLoad", "TestClusterDirectors", "TestClusterSplitBrainResolve", "TestGossipFlood",
-	"TestConvertKeepalivedSamples", "TestInterfaceDownFault", "TestSourceAddressGone", "TestDaemonSecurity"}
+	"TestConvertKeepalivedSamples", "TestInterfaceDownFault", "TestSourceAddressGone", "TestDaemonSecurity", "TestDaemonScheduling"}
 
 // runOnHost runs, in this process on the host, those of hostTests that
 // -run (or -bench) selects; the status is m.Run's, or 0 if none is.

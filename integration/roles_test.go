@@ -101,6 +101,9 @@ func runRole(role string) int {
 		return vipHolder(os.Getenv("LVSHA_IFACE"), strings.Fields(os.Getenv("LVSHA_VIPS")))
 	case "hcserve":
 		return hcServe(os.Getenv("LVSHA_IFACE"), os.Getenv("LVSHA_INTERVAL"))
+	case "hcfloor":
+		n, _ := strconv.Atoi(os.Getenv("LVSHA_N"))
+		return hcFloor(n)
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2

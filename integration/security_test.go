@@ -18,6 +18,22 @@ import (
 	"time"
 )
 
+// caps reads the capability sets (CapEff, CapPrm, ...) of a
+// /proc/PID/status.
+func caps(status string) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.HasPrefix(k, "Cap") {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err == nil {
+				m[k] = n
+			}
+		}
+	}
+	return m
+}
+
 // TestDaemonSecurity checks issue #20's security guarantees on a real
 // `lvsha run` (VRRPv2 with a password, a cluster key, metrics, a notify
 // hook and a track_exec, in namespaces: no IPVS needed):
@@ -162,19 +178,6 @@ interval = "1s"
 		t.Fatalf("process %d is %q, not lvsha", pid, comm)
 	}
 	const kept = 1<<12 | 1<<13 // CAP_NET_ADMIN, CAP_NET_RAW
-	caps := func(status string) map[string]uint64 {
-		m := map[string]uint64{}
-		for _, line := range strings.Split(status, "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if ok && strings.HasPrefix(k, "Cap") {
-				n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if err == nil {
-					m[k] = n
-				}
-			}
-		}
-		return m
-	}
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil || len(tasks) == 0 {
 		t.Fatalf("threads of %d: %v", pid, err)

@@ -87,6 +87,7 @@ func (c *Cmd) Run(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", c.Argv[0], err)
 	}
+	normalSched(cmd.Process.Pid)
 	// Wait for the command's exit without reaping it, so that a cancel
 	// until then and the kill of its leftovers can still use its id.
 	if err := waitExited(cmd.Process.Pid); err == nil && !c.KeepGroup {
@@ -168,3 +169,26 @@ func (h *Head) Write(p []byte) (int, error) {
 
 // String returns what was kept.
 func (h *Head) String() string { return string(h.buf) }
+
+// normalSched sets the command pid, cloned from the calling thread, back
+// to the normal policy, and to nice 0 if the thread runs below that: an
+// operator's command never runs at the priority the daemon raised for
+// itself (director.rt_priority, a negative director.nice), where a
+// command that spins would starve the daemon's own adverts; keepalived
+// resets its scripts' the same way. A command lvsha was started below
+// (a positive nice) keeps it. Go runs no code of ours between fork and
+// exec, so the command's first instructions ran at the daemon's
+// priority; by the time Start returns it has exec'd, and this follows.
+// A command already gone is nothing to reset.
+func normalSched(pid int) {
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		return
+	}
+	switch {
+	case a.Policy == unix.SCHED_RR || a.Policy == unix.SCHED_FIFO:
+		_ = unix.SchedSetAttr(pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: max(a.Nice, 0)}, 0)
+	case a.Nice < 0:
+		_ = unix.Setpriority(unix.PRIO_PROCESS, pid, 0)
+	}
+}

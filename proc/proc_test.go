@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,6 +259,61 @@ func TestHead(t *testing.T) {
 			}
 			if got := h.String(); got != tc.want {
 				t.Errorf("kept %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunSched: a command started by a thread at a raised priority (a
+// daemon with director.rt_priority or a negative nice) runs at the
+// normal policy and nice 0; one started below nice 0 keeps its nice.
+// The command's shell reads its own /proc stat after a pause, past the
+// reset that follows the exec.
+func TestRunSched(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		set        *unix.SchedAttr
+		wantPolicy int
+		wantNice   int
+	}{
+		{"SCHED_RR at nice -5", &unix.SchedAttr{Policy: unix.SCHED_RR, Priority: 1}, unix.SCHED_NORMAL, 0},
+		{"nice -7", &unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: -7}, unix.SCHED_NORMAL, 0},
+		{"nice 4", &unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: 4}, unix.SCHED_NORMAL, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			errc := make(chan error, 1)
+			go func() {
+				// The thread ends with the goroutine (locked, never
+				// unlocked), and its priority with it.
+				runtime.LockOSThread()
+				tc.set.Size = unix.SizeofSchedAttr
+				if tc.set.Policy == unix.SCHED_RR {
+					if err := unix.Setpriority(unix.PRIO_PROCESS, 0, -5); err != nil {
+						errc <- err
+						return
+					}
+				}
+				if err := unix.SchedSetAttr(0, tc.set, 0); err != nil {
+					errc <- err
+					return
+				}
+				errc <- (&Cmd{Argv: []string{"/bin/sh", "-c", "sleep 0.2; cat /proc/$$/stat"}, Output: &out}).Run(context.Background())
+			}()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			// Fields after the command's name, which is in parentheses:
+			// nice is the 19th field of stat, policy the 41st.
+			_, rest, ok := strings.Cut(out.String(), ") ")
+			f := strings.Fields(rest)
+			if !ok || len(f) < 39 {
+				t.Fatalf("stat %q", out.String())
+			}
+			nice, _ := strconv.Atoi(f[16])
+			policy, _ := strconv.Atoi(f[38])
+			if policy != tc.wantPolicy || nice != tc.wantNice {
+				t.Errorf("the command ran at policy %d, nice %d; want policy %d, nice %d", policy, nice, tc.wantPolicy, tc.wantNice)
 			}
 		})
 	}

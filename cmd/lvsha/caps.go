@@ -51,6 +51,9 @@ func neededCaps(cfg *conf.Config, netns bool) []capNeed {
 	if cfg.Director.ControlSocketGroup != "" {
 		need = append(need, capNeed{cap: unix.CAP_CHOWN, name: "CAP_CHOWN", why: "to give the control socket to control_socket_group"})
 	}
+	if raisesSched(cfg) {
+		need = append(need, capNeed{cap: unix.CAP_SYS_NICE, name: "CAP_SYS_NICE", why: "for director.rt_priority or a negative director.nice"})
+	}
 	return need
 }
 
@@ -116,7 +119,17 @@ func keptCaps(cfg *conf.Config, netns bool) []capNeed {
 		// group anew: a group root is not a member of.
 		keep = append(keep, capNeed{cap: unix.CAP_CHOWN, name: "CAP_CHOWN", why: "control_socket_group"})
 	}
+	if raisesSched(cfg) {
+		// A reload may raise the priority again after lowering it.
+		keep = append(keep, capNeed{cap: unix.CAP_SYS_NICE, name: "CAP_SYS_NICE", why: "director.rt_priority, director.nice"})
+	}
 	return keep
+}
+
+// raisesSched says whether cfg may ask more of the scheduler than any
+// process gets: a real-time policy or a negative nice.
+func raisesSched(cfg *conf.Config) bool {
+	return cfg.Director.RTPriority > 0 || cfg.Director.Nice < 0
 }
 
 // privilegedPort says whether cfg listens on a port below 1024.

@@ -128,6 +128,9 @@ func TestKeptCaps(t *testing.T) {
 		{"cluster on port 700", &conf.Config{Cluster: &conf.Cluster{BindPort: 700}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE"},
 		{"cluster on its default", &conf.Config{Cluster: &conf.Cluster{BindPort: 7946}}, false, "CAP_NET_ADMIN,CAP_NET_RAW"},
 		{"control_socket_group", &conf.Config{Director: conf.Director{ControlSocketGroup: "ops"}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_CHOWN"},
+		{"rt_priority", &conf.Config{Director: conf.Director{RTPriority: 10}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_NICE"},
+		{"negative nice", &conf.Config{Director: conf.Director{Nice: -1}}, false, "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_NICE"},
+		{"positive nice", &conf.Config{Director: conf.Director{Nice: 5}}, false, "CAP_NET_ADMIN,CAP_NET_RAW"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keep := keptCaps(tc.cfg, tc.netns)

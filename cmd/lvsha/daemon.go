@@ -153,6 +153,8 @@ type daemon struct {
 	// control admits root alone to the control socket; nil (tests)
 	// counts nothing.
 	control *peerGuard
+	// sched is the threads' scheduling (director.rt_priority, nice).
+	sched schedState
 }
 
 func newDaemon(log *slog.Logger, path string, cfg *conf.Config, t table, p prober) *daemon {
@@ -261,12 +263,18 @@ func (d *daemon) reload() (rep *ReloadReport) {
 			rep.VRRP = d.vrrp.Plan(cfg)
 			// The new metrics address is bound before anything changes,
 			// so a reload that cannot bind it is refused whole.
+			// So is a scheduling the daemon may no longer set.
 			var move *metricsMove
-			if move, err = d.metrics.prepare(cfg.Metrics.Listen); err == nil {
-				if err = d.reloadVRRP(cfg); err != nil {
-					move.abort()
-				} else {
-					move.commit()
+			if eff, cerr := effectiveCaps(); cerr == nil {
+				err = d.sched.check(cfg.Director, eff)
+			}
+			if err == nil {
+				if move, err = d.metrics.prepare(cfg.Metrics.Listen); err == nil {
+					if err = d.reloadVRRP(cfg); err != nil {
+						move.abort()
+					} else {
+						move.commit()
+					}
 				}
 			}
 		}
@@ -293,6 +301,9 @@ func (d *daemon) reload() (rep *ReloadReport) {
 	d.log.Info("configuration reloaded", "op", "reload", "file", d.path, "virtual_servers", len(cfg.VirtualServers),
 		"probes_changed", len(rep.Probes), "vrrp_instances_changed", len(rep.VRRP))
 	setMaxProcs(d.log, cfg.Director.MaxProcs)
+	if err := d.sched.apply(d.log, cfg.Director); err != nil {
+		d.log.Error("reload: scheduling not changed", "op", "reload", "error", err)
+	}
 	d.probes.Update(cfg)
 	if d.connSync != nil {
 		d.connSync.reconfigured()
@@ -650,6 +661,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	sched, err := startSched(log, cfg.Director)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	// Opening IPVS only reads; the most useful error for an operator (no
 	// IPVS, not root) comes from here, so it goes first. A config of VRRP
 	// instances only needs no IPVS, as keepalived's VRRP needs none.
@@ -705,6 +720,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		probes = newSelfProber(log, probes, localAddrs)
 	}
 	d := newDaemon(log, *path, cfg, tbl, probes)
+	d.sched = sched
 	d.notify = newNotifier(log)
 	d.control = guard
 	d.events = events

@@ -82,12 +82,18 @@ type converter struct {
 	errs  []error
 
 	directorName *Node
-	vsGroups     map[string]*Node
-	vss          []*Node
-	scripts      map[string]*vrrpScript
-	scriptOrder  []string
-	instances    []*Node
-	syncGroups   []*Node
+	// rtPriority and nice are the strongest of keepalived's VRRP and
+	// checker processes' (vrrp_rt_priority, checker_rt_priority;
+	// vrrp_priority, checker_priority): lvsha is one process. Their nodes
+	// say where they came from.
+	rtPriority, nice   int
+	rtNodes, niceNodes []*Node
+	vsGroups           map[string]*Node
+	vss                []*Node
+	scripts            map[string]*vrrpScript
+	scriptOrder        []string
+	instances          []*Node
+	syncGroups         []*Node
 
 	// VRRP defaults from global_defs.
 	version     int           // vrrp_version; keepalived's default is 2
@@ -216,14 +222,10 @@ var globalReasons = map[string]string{
 	"vrrp_garp_master_delay":   "lvsha announces once on becoming master, repeated garp_repeat times",
 	"vrrp_mcast_group4":        "lvsha uses the RFC groups 224.0.0.18 and ff02::12",
 	"vrrp_mcast_group6":        "lvsha uses the RFC groups 224.0.0.18 and ff02::12",
-	"vrrp_priority":            "lvsha runs at normal scheduling priority",
-	"checker_priority":         "lvsha runs at normal scheduling priority",
 	"vrrp_no_swap":             "lvsha does not lock its memory",
 	"checker_no_swap":          "lvsha does not lock its memory",
-	"vrrp_rt_priority":         "lvsha runs at normal scheduling priority",
-	"checker_rt_priority":      "lvsha runs at normal scheduling priority",
 	"dynamic_interfaces":       "lvsha waits for a missing interface by putting the instance in fault",
-	"max_auto_priority":        "lvsha runs at normal scheduling priority",
+	"max_auto_priority":        "lvsha takes no priority on its own: set director.rt_priority",
 	"snmp_socket":              "lvsha has no SNMP agent; use `lvsha status -o json`",
 	"enable_snmp_vrrp":         "lvsha has no SNMP agent; use `lvsha status -o json`",
 	"enable_snmp_checker":      "lvsha has no SNMP agent; use `lvsha status -o json`",
@@ -249,6 +251,18 @@ func (c *converter) globalDefs(g *Node) {
 			c.directorName = n
 		case "vrrp_version":
 			c.intInto(&c.version, n, 2, 3)
+		case "vrrp_rt_priority", "checker_rt_priority":
+			if v, ok := c.intArg(n, 1, 99); ok {
+				c.rtPriority, c.rtNodes = max(c.rtPriority, v), append(c.rtNodes, n)
+			}
+		case "vrrp_priority", "checker_priority":
+			v, ok := c.intArg(n, -20, 19)
+			switch {
+			case ok && v > 0:
+				c.warn(n, "%s: not carried: lvsha runs VRRP and checks in one process, and a positive nice would slow its adverts too (got %d)", n.Name, v)
+			case ok && v < 0:
+				c.nice, c.niceNodes = min(c.nice, v), append(c.niceNodes, n)
+			}
 		case "vrrp_garp_master_repeat":
 			if v, ok := c.intArg(n, 1, 100); ok {
 				c.garp, c.garpNode = v, n
@@ -356,10 +370,27 @@ func (c *converter) document() string {
 	w.comment("lvsha configuration converted from keepalived by `lvsha convert`.")
 	w.comment("Comments name the keepalived file:line each part came from and say where")
 	w.comment("a value changed meaning; `lvsha convert` lists what was not carried.")
-	if c.directorName != nil {
+	if c.directorName != nil || len(c.rtNodes) > 0 || len(c.niceNodes) > 0 {
 		w.blank()
 		w.table("director")
+	}
+	if c.directorName != nil {
 		w.kv("name", str(c.directorName.Args[0]), at(c.directorName, "router_id"))
+	}
+	// One process runs what keepalived splits in two: the stronger of
+	// the two settings, for both.
+	from := func(ns []*Node) string {
+		var s []string
+		for _, n := range ns {
+			s = append(s, at(n, n.Name))
+		}
+		return strings.Join(s, ", ")
+	}
+	if c.rtPriority > 0 {
+		w.kv("rt_priority", fmt.Sprint(c.rtPriority), from(c.rtNodes)+"; the whole daemon, checks included")
+	}
+	if c.nice != 0 {
+		w.kv("nice", fmt.Sprint(c.nice), from(c.niceNodes)+"; the whole daemon, checks included")
 	}
 	for _, n := range c.vss {
 		c.virtualServer(w, n)
