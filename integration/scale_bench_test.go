@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +63,12 @@ type scaleRound struct {
 // window (2 fill the host's 2 cores), and netlink watches in both
 // namespaces count every VIP added over it: a takeover by the backup, or
 // a master that lost its VIPs and took them back, whichever kind it is
-// (keepalived's users report false takeovers on busy hosts).
+// (keepalived's users report false takeovers on busy hosts). With
+// LVSHA_SCALE_HOG_RT=P as well, the hogs run at the real-time policy
+// SCHED_FIFO at priority P, pinned with both daemons to the last CPU (the
+// rest of the host keeps the others); LVSHA_SCALE_RT=N runs both daemons
+// under SCHED_RR at N (lvsha's director.rt_priority, keepalived's
+// vrrp_rt_priority).
 // Then the master's daemon is SIGKILLed and the bench times, from a
 // netlink subscription in the backup's namespace, the kill → the first
 // and the last VIP present on the backup, against the bound
@@ -85,12 +92,15 @@ func BenchmarkScale(b *testing.B) {
 			master, backup := scalePair(b, size.links)
 			window := envDuration(b, "LVSHA_SCALE_WINDOW", 10*time.Second)
 			hogs := envCount(b, "LVSHA_SCALE_HOG")
+			hogRT := envCount(b, "LVSHA_SCALE_HOG_RT")
+			master.rtPriority = envCount(b, "LVSHA_SCALE_RT")
+			backup.rtPriority = master.rtPriority
 			bound := vrrp.MasterDownInterval(3, 100, 100*time.Millisecond) + 20*time.Millisecond
 			rounds := map[string][]scaleRound{}
 			kinds := []string{"lvsha", "keepalived"}
 			for round := range b.N {
 				for _, kind := range kinds {
-					r := scaleRun(b, kind, master, backup, insts, window, hogs)
+					r := scaleRun(b, kind, master, backup, insts, window, hogs, hogRT)
 					rounds[kind] = append(rounds[kind], r)
 					move := "not timed (not settled)"
 					if r.movedChecked {
@@ -221,7 +231,7 @@ func reportScale(b *testing.B, kind string, rs []scaleRound, n int, bound time.D
 // scaleRun is one round of kind on the pair: settle, measure, kill the
 // master, time the move; both daemons are stopped and the namespaces
 // cleared of VIPs at the end.
-func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []scaleInst, window time.Duration, hogs int) (r scaleRound) {
+func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []scaleInst, window time.Duration, hogs, hogRT int) (r scaleRound) {
 	r.transitions, r.flaps = -1, -1
 	defer func() {
 		if b.Failed() && kind == "lvsha" {
@@ -266,7 +276,16 @@ func scaleRun(b *testing.B, kind string, master, backup *scaleDirector, insts []
 	var stopHogs func()
 	if hogs > 0 {
 		wm, wb = watchVIPs(b, master.ns), watchVIPs(b, backup.ns)
-		stopHogs = startHogs(b, hogs)
+		if hogRT > 0 {
+			// The hogs and both daemons on the last CPU alone: the
+			// rest of the host keeps the other.
+			cpu := runtime.NumCPU() - 1
+			pinGroup(b, mpg, cpu)
+			pinGroup(b, bpg, cpu)
+			stopHogs = startRTHogs(b, hogs, hogRT, cpu)
+		} else {
+			stopHogs = startHogs(b, hogs)
+		}
 	}
 	m0, b0, busy0 := read(mu), read(bu), read(systemBusy)
 	time.Sleep(window)
@@ -331,9 +350,36 @@ func envCount(t testing.TB, name string) int {
 	return n
 }
 
+// startRTHogs is startHogs at the real-time policy SCHED_FIFO at prio,
+// on CPU cpu alone: above every normal task there, and the kernel's
+// real-time throttling (sched_rt_runtime_us) leaves the normal tasks
+// 50 ms a second.
+func startRTHogs(t testing.TB, n, prio, cpu int) (stop func()) {
+	return spin(t, n, "taskset", "-c", strconv.Itoa(cpu), "chrt", "-f", strconv.Itoa(prio), "sh", "-c", "while :; do :; done")
+}
+
+// pinGroup binds every thread of every process in process group pg to
+// CPU cpu.
+func pinGroup(t testing.TB, pg, cpu int) {
+	out, err := exec.Command("pgrep", "-g", strconv.Itoa(pg)).Output()
+	if err != nil {
+		t.Fatalf("processes of group %d: %v", pg, err)
+	}
+	for _, pid := range strings.Fields(string(out)) {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(cpu), pid).CombinedOutput(); err != nil {
+			t.Fatalf("pin %s to CPU %d: %v\n%s", pid, cpu, err, out)
+		}
+	}
+}
+
 // startHogs starts n processes that spin on the CPU until the returned
 // stop (or the test's cleanup) kills them.
 func startHogs(t testing.TB, n int) (stop func()) {
+	return spin(t, n, "sh", "-c", "while :; do :; done")
+}
+
+// spin runs n copies of argv until stop.
+func spin(t testing.TB, n int, argv ...string) (stop func()) {
 	var cmds []*exec.Cmd
 	stop = func() {
 		for _, c := range cmds {
@@ -344,7 +390,7 @@ func startHogs(t testing.TB, n int) (stop func()) {
 	}
 	t.Cleanup(stop)
 	for range n {
-		c := exec.Command("sh", "-c", "while :; do :; done")
+		c := exec.Command(argv[0], argv[1:]...)
 		if err := c.Start(); err != nil {
 			stop()
 			t.Fatalf("start a CPU hog: %v", err)

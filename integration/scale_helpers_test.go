@@ -56,6 +56,9 @@ type scaleDirector struct {
 	kind   string   // of the daemon started last
 	// kaAdvert is keepalived's advert_int; "" is 0.1.
 	kaAdvert string
+	// rtPriority, if set, runs either daemon under SCHED_RR at it:
+	// lvsha's director.rt_priority, keepalived's vrrp_rt_priority.
+	rtPriority int
 	// bfd runs lvsha's instances with BFD at its defaults; off, they
 	// compare VRRP alone with keepalived's.
 	bfd bool
@@ -123,6 +126,9 @@ func raiseFileLimit(t testing.TB) {
 func (d *scaleDirector) lvshaScaleConfig(prio int, insts []scaleInst) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\nname = %q\ncontrol_socket = %q\n", d.name, d.sock)
+	if d.rtPriority > 0 {
+		fmt.Fprintf(&b, "rt_priority = %d\n", d.rtPriority)
+	}
 	for _, in := range insts {
 		fmt.Fprintf(&b, `
 [[vrrp_instance]]
@@ -146,7 +152,11 @@ func (d *scaleDirector) keepalivedScaleConfig(prio int, insts []scaleInst) strin
 	if advert == "" {
 		advert = "0.1"
 	}
-	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n}\n", d.name)
+	rt := ""
+	if d.rtPriority > 0 {
+		rt = fmt.Sprintf("  vrrp_rt_priority %d\n", d.rtPriority)
+	}
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n%s}\n", d.name, rt)
 	for _, in := range insts {
 		fmt.Fprintf(&b, `vrrp_instance VI_%d_%d {
   state BACKUP
