@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -119,6 +120,90 @@ func TestReplaceAllKernel(t *testing.T) {
 	}
 	if !errors.Is(errs[2], errNotBatched) {
 		t.Errorf("a request with a peer address: %v, want it left to AddrReplace", errs[2])
+	}
+}
+
+// lateSocket is a batch socket whose acknowledgements are not waiting
+// when the batch first looks (GetFd gives an empty socket after the
+// write's): they come from Receive, the blocking read, or its error.
+type lateSocket struct {
+	real     *nl.NetlinkSocket
+	empty    int
+	calls    int
+	receives int
+	fail     error
+}
+
+func (l *lateSocket) GetFd() int {
+	l.calls++
+	if l.calls == 1 {
+		return l.real.GetFd()
+	}
+	return l.empty
+}
+
+func (l *lateSocket) Receive() ([]syscall.NetlinkMessage, *unix.SockaddrNetlink, error) {
+	l.receives++
+	if l.fail != nil {
+		return nil, nil, l.fail
+	}
+	return l.real.Receive()
+}
+
+// TestReplaceAllLateAck: an acknowledgement not yet queued when the
+// batch looks is waited for with the blocking read; a read that fails
+// leaves every request of the batch to be made alone.
+func TestReplaceAllLateAck(t *testing.T) {
+	_, ns := testNetns(t)
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName("veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		fail error
+		want error
+	}{
+		{"acknowledged late", nil, nil},
+		{"the read fails", unix.EAGAIN, errNotBatched},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bs *nl.NetlinkSocket
+			inNetns(t, ns, func() { bs, err = openBatchSocket() })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bs.Close()
+			empty, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(empty)
+			ip, n, _ := net.ParseCIDR("10.9.7.1/32")
+			n.IP = ip
+			s := &lateSocket{real: bs, empty: empty, fail: tc.fail}
+			errs := replaceAll(s, []replaceReq{{link, &netlink.Addr{IPNet: n, ValidLft: 60, PreferedLft: 60}}})
+			if !errors.Is(errs[0], tc.want) || (tc.want == nil && errs[0] != nil) {
+				t.Errorf("result %v, want %v", errs[0], tc.want)
+			}
+			if s.receives != 1 {
+				t.Errorf("%d blocking reads, want 1 (the acknowledgement was not waiting)", s.receives)
+			}
+			if tc.fail == nil {
+				got, err := h.AddrList(link, netlink.FAMILY_V4)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.ContainsFunc(got, func(a netlink.Addr) bool { return a.IP.Equal(ip) }) {
+					t.Errorf("10.9.7.1 not on veth0 after the batch: %v", got)
+				}
+			}
+		})
 	}
 }
 
