@@ -229,6 +229,9 @@ type Instance struct {
 
 	mu     sync.Mutex
 	status Status
+	// heardFrom is the advert source status.Master was last set from
+	// (under mu): the string is made again only when it changes.
+	heardFrom netip.Addr
 	// master is the machine's MasterAddr after the last step and bfd the
 	// configuration's, for BFD fast takeover (Follower).
 	master netip.Addr
@@ -1430,8 +1433,10 @@ func (i *Instance) stepAt(now time.Time, ev vrrp.Event) {
 		i.mu.Lock()
 		i.status.LastAdvert = now
 		i.status.AdvertsReceived++
-		if a.Advert.Priority > 0 && i.fsm.State() != vrrp.Master {
-			i.status.Master = a.Src.String()
+		// Formatted only when it changes: a backup of a hundred
+		// instances hears a thousand adverts a second.
+		if a.Advert.Priority > 0 && i.fsm.State() != vrrp.Master && i.heardFrom != a.Src {
+			i.status.Master, i.heardFrom = a.Src.String(), a.Src
 		}
 		i.mu.Unlock()
 		// A master hearing a lower-priority master (back from a partition,
@@ -1579,11 +1584,11 @@ func (i *Instance) transition(t vrrp.Transition) {
 		i.status.BFDTakeovers++
 	case vrrp.ReasonYield:
 		i.status.SplitBrainYields++
-		i.status.Master = i.fsm.YieldedTo().String()
+		i.status.Master, i.heardFrom = i.fsm.YieldedTo().String(), netip.Addr{}
 	}
 	i.status.LastTransition = t.At
 	if t.To == vrrp.Master {
-		i.status.Master = i.mcfg.Source.String()
+		i.status.Master, i.heardFrom = i.mcfg.Source.String(), netip.Addr{}
 	}
 	onTransition := i.onTransition
 	i.mu.Unlock()
