@@ -137,9 +137,19 @@ type probe struct {
 }
 
 // schedSlack lets the scheduler start probes due within this much of now
-// in one wakeup: at thousands of probes per second, waking the scheduler
-// once per probe costs more than the probing.
-const schedSlack = time.Millisecond
+// in one wakeup (a probe at most a tenth of its interval early): each
+// wakeup of the scheduler costs the runtime's idle and wake path. With a
+// millisecond, 100 tcp checks a second cost lvsha 4.2–4.9 ms of CPU a
+// check in the VM against 3.2–3.9 ms for a bare loop of their system
+// calls; with 20 ms, 3.1 ms (BenchmarkHealthChecks). A probe started
+// early is next due an interval after that start: it stays with the
+// group it joined, a wakeup for each group, its schedule moved earlier
+// once by less than the slack.
+const schedSlack = 20 * time.Millisecond
+
+// early is how long before its time p may start: schedSlack, or a tenth
+// of a short interval.
+func (p *probe) early() time.Duration { return min(schedSlack, p.interval/10) }
 
 // probeQueue is a min-heap of probes by next run time.
 type probeQueue []*probe
@@ -273,7 +283,7 @@ func (e *Engine) schedule(ctx context.Context) {
 	for {
 		e.mu.Lock()
 		due = due[:0]
-		for horizon := time.Now().Add(schedSlack); len(e.queue) > 0 && !e.queue[0].next.After(horizon); {
+		for now := time.Now(); len(e.queue) > 0 && !e.queue[0].next.After(now.Add(e.queue[0].early())); {
 			p := heap.Pop(&e.queue).(*probe)
 			e.wg.Add(1)
 			due = append(due, p)
@@ -285,13 +295,13 @@ func (e *Engine) schedule(ctx context.Context) {
 		}
 		e.mu.Lock()
 		now := time.Now()
-		wait := time.Hour
+		wait, early := time.Hour, time.Duration(0)
 		if len(e.queue) > 0 {
-			wait = e.queue[0].next.Sub(now)
+			wait, early = e.queue[0].next.Sub(now), e.queue[0].early()
 		}
 		e.wakeAt = now.Add(wait)
 		e.mu.Unlock()
-		if wait <= schedSlack {
+		if wait <= early {
 			// More came due while the last ones started.
 			if ctx.Err() != nil {
 				return

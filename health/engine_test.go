@@ -604,3 +604,66 @@ func TestEngineWakeOn(t *testing.T) {
 		}
 	})
 }
+
+// TestEngineGroupsProbes: probes due within schedSlack of the one that
+// wakes the scheduler start with it, and stay with it: each starts at the
+// same moment as the first every round, an interval after its last run.
+// A probe with a short interval is started early by at most a tenth of
+// it.
+func TestEngineGroupsProbes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		offset   time.Duration // the second probe's first run after the first's
+		together bool
+	}{
+		{"1s, 5ms apart: one wakeup", time.Second, 5 * time.Millisecond, true},
+		{"1s, 30ms apart: two", time.Second, 30 * time.Millisecond, false},
+		{"20ms, 5ms apart: a tenth of 20ms is 2ms: two", 20 * time.Millisecond, 5 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e, _, _, start := newTestEngine(t)
+				firsts := 0
+				e.jitter = func(time.Duration) time.Duration {
+					firsts++
+					if firsts == 1 {
+						return 0
+					}
+					return tc.offset
+				}
+				var mu sync.Mutex
+				starts := map[netip.AddrPort][]time.Time{}
+				e.OnResult(func(k Key, r Result) {
+					mu.Lock()
+					starts[k.RealServer] = append(starts[k.RealServer], r.At)
+					mu.Unlock()
+				})
+				e.Update(config(vs("web", tcpCheck(tc.interval, 1, 1), rs1, rs2)))
+				start()
+				settle(5*tc.interval + tc.interval/2)
+				mu.Lock()
+				defer mu.Unlock()
+				a, b := starts[rs1], starts[rs2]
+				if len(a) < 5 || len(b) < 5 {
+					t.Fatalf("%d and %d runs in 5.5 intervals, want at least 5 each", len(a), len(b))
+				}
+				for i := range 5 {
+					// Which of the two is armed first is the map's order.
+					gap := b[i].Sub(a[i])
+					if together := gap == 0; together != tc.together || (!together && gap != tc.offset && gap != -tc.offset) {
+						t.Errorf("round %d: the probes ran %v apart, want %v", i, gap, map[bool]time.Duration{true: 0, false: tc.offset}[tc.together])
+					}
+					if i > 0 {
+						if d := a[i].Sub(a[i-1]); d != tc.interval {
+							t.Errorf("round %d: the first probe ran %v after its last run, want %v", i, d, tc.interval)
+						}
+						if d := b[i].Sub(b[i-1]); d != tc.interval {
+							t.Errorf("round %d: the second probe ran %v after its last run, want %v", i, d, tc.interval)
+						}
+					}
+				}
+			})
+		})
+	}
+}

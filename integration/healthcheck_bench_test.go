@@ -348,10 +348,12 @@ func (s *hcSite) runHCKeepalived(b *testing.B, kind string, n int, window time.D
 
 // runHCFloor measures the floor of n tcp checks a second: the role
 // hcfloor in the director's namespace, one thread making only the system
-// calls a check needs, to the same real servers at the same rate.
-func (s *hcSite) runHCFloor(b *testing.B, n int, window time.Duration) hcRound {
+// calls a check needs, to the same real servers at the same rate; fin
+// closes each connection in order (keepalived's way) instead of with a
+// reset (lvsha's).
+func (s *hcSite) runHCFloor(b *testing.B, n int, window time.Duration, fin bool) hcRound {
 	cmd := exec.Command("ip", "netns", "exec", s.dir, self(b))
-	cmd.Env = append(os.Environ(), envRole+"=hcfloor", "LVSHA_N="+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), envRole+"=hcfloor", "LVSHA_N="+strconv.Itoa(n), fmt.Sprintf("LVSHA_FIN=%t", fin))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -360,7 +362,7 @@ func (s *hcSite) runHCFloor(b *testing.B, n int, window time.Duration) hcRound {
 	defer stopProc(cmd)
 	time.Sleep(hcWarm)
 	r := s.measure(b, cmd.Process.Pid, window, &logWatch{}, "no such line")
-	fmt.Fprintf(os.Stderr, "hc tcp %d floor: %s\n", n, r)
+	fmt.Fprintf(os.Stderr, "hc tcp %d floor (orderly close %t): %s\n", n, fin, r)
 	return r
 }
 
@@ -368,9 +370,9 @@ func (s *hcSite) runHCFloor(b *testing.B, n int, window time.Duration) hcRound {
 // bench's real servers as a daemon's are, each only the system calls a
 // check cannot do without (socket, connect, poll until the handshake is
 // done, getsockopt SO_ERROR, SO_LINGER 0 so that close resets as lvsha's
-// probe does, close), from one thread, paced in 10 ms slices: what a
-// checker would cost with no engine at all. It runs until killed.
-func hcFloor(n int) int {
+// probe does unless fin, close), from one thread, paced in 10 ms slices:
+// what a checker would cost with no engine at all. It runs until killed.
+func hcFloor(n int, fin bool) int {
 	runtime.LockOSThread()
 	if n <= 0 {
 		fmt.Fprintln(os.Stderr, "hcfloor: LVSHA_N must be the checks a second")
@@ -385,7 +387,7 @@ func hcFloor(n int) int {
 	for done := 0; ; {
 		due := int(time.Since(start).Seconds()*float64(n)/hcInterval.Seconds()) + n/100
 		for ; done < due; done++ {
-			if err := floorCheck(&addrs[done%n]); err != nil {
+			if err := floorCheck(&addrs[done%n], fin); err != nil {
 				fmt.Fprintln(os.Stderr, "hcfloor:", err)
 				return 1
 			}
@@ -395,7 +397,7 @@ func hcFloor(n int) int {
 }
 
 // floorCheck is one check of hcFloor.
-func floorCheck(sa *unix.SockaddrInet4) error {
+func floorCheck(sa *unix.SockaddrInet4, fin bool) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
@@ -410,6 +412,9 @@ func floorCheck(sa *unix.SockaddrInet4) error {
 	}
 	if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
 		return fmt.Errorf("connect %v: %v %v", sa.Addr, err, unix.Errno(e))
+	}
+	if fin {
+		return nil
 	}
 	return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 }
@@ -467,14 +472,15 @@ func BenchmarkHealthChecks(b *testing.B) {
 		b.Run(fmt.Sprintf("%s-%d", c.kind, c.n), func(b *testing.B) {
 			raiseFileLimit(b)
 			s := newHCSite(b)
-			var lv, ka, fl []hcRound
+			var lv, ka, fl, ff []hcRound
 			for range b.N {
 				lv = append(lv, s.runHCLvsha(b, c.kind, c.n, window))
 				inNS(b, s.dir, "ipvsadm", "-C")
 				ka = append(ka, s.runHCKeepalived(b, c.kind, c.n, window))
 				inNS(b, s.dir, "ipvsadm", "-C")
 				if c.kind == "tcp" {
-					fl = append(fl, s.runHCFloor(b, c.n, window))
+					fl = append(fl, s.runHCFloor(b, c.n, window, false))
+					ff = append(ff, s.runHCFloor(b, c.n, window, true))
 				}
 			}
 			report := func(prefix string, rs []hcRound) float64 {
@@ -503,6 +509,10 @@ func BenchmarkHealthChecks(b *testing.B) {
 				if flUS := report("floor", fl); flUS > 0 {
 					b.ReportMetric(lvUS/flUS, "lvsha/floor")
 					b.ReportMetric(kaUS/flUS, "ka/floor")
+				}
+				if ffUS := report("floor-fin", ff); ffUS > 0 {
+					b.ReportMetric(lvUS/ffUS, "lvsha/floor-fin")
+					b.ReportMetric(kaUS/ffUS, "ka/floor-fin")
 				}
 			}
 		})

@@ -103,7 +103,7 @@ func runRole(role string) int {
 		return hcServe(os.Getenv("LVSHA_IFACE"), os.Getenv("LVSHA_INTERVAL"))
 	case "hcfloor":
 		n, _ := strconv.Atoi(os.Getenv("LVSHA_N"))
-		return hcFloor(n)
+		return hcFloor(n, os.Getenv("LVSHA_FIN") == "true")
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
