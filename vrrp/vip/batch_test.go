@@ -12,8 +12,26 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// nsVeth is a test namespace (testNetns), a netlink handle in it, and
+// its veth0.
+func nsVeth(t *testing.T) (netns.NsHandle, *netlink.Handle, netlink.Link) {
+	t.Helper()
+	_, ns := testNetns(t)
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	link, err := h.LinkByName("veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, h, link
+}
 
 // A batch renews addresses to what AddrReplace makes of the same
 // requests, in the kernel, and adds again those deleted meanwhile: every
@@ -21,16 +39,8 @@ import (
 // on a device that is gone gets its own error, the others theirs; one the
 // batch cannot express is left to the caller.
 func TestReplaceAllKernel(t *testing.T) {
-	_, ns := testNetns(t)
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	link, err := h.LinkByName("veth0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, h, link := nsVeth(t)
+	var err error
 	var bs *nl.NetlinkSocket
 	inNetns(t, ns, func() { bs, err = openBatchSocket() })
 	if err != nil {
@@ -154,16 +164,8 @@ func (l *lateSocket) Receive() ([]syscall.NetlinkMessage, *unix.SockaddrNetlink,
 // batch looks is waited for with the blocking read; a read that fails
 // leaves every request of the batch to be made alone.
 func TestReplaceAllLateAck(t *testing.T) {
-	_, ns := testNetns(t)
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	link, err := h.LinkByName("veth0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, h, link := nsVeth(t)
+	var err error
 	for _, tc := range []struct {
 		name string
 		fail error
