@@ -632,16 +632,16 @@ func chaosStalled(t testing.TB, conn net.Conn, r *bufio.Reader, c, rs int, ds []
 		now := time.Now()
 		faulty, end := log.lastFault(lastOK, now)
 		wait := end.Add(end.Sub(lastOK)).Add(5 * time.Second)
-		if !faulty || !wait.After(now) || now.Sub(start) > 60*time.Second {
+		if limit := start.Add(60 * time.Second); wait.After(limit) {
+			wait = limit
+		}
+		if !faulty || !wait.After(now) {
 			return got, fmt.Errorf("%w; %s", err, chaosConnKnown(t, ds, conn.LocalAddr()))
 		}
 		select {
 		case <-stop:
 			return got, err
 		default:
-		}
-		if limit := start.Add(60 * time.Second); wait.After(limit) {
-			wait = limit
 		}
 		log.logf("conn %d to rs%d silent %v across faults (%s): waiting %v more", c, rs+1, now.Sub(lastOK).Round(time.Millisecond),
 			chaosConnKnown(t, ds, conn.LocalAddr()), wait.Sub(now).Round(time.Millisecond))
